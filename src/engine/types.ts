@@ -1,0 +1,105 @@
+/**
+ * The engine's public contract. The server, the gateway and the benchmarks depend on this
+ * file only; everything else in src/engine/ is an implementation detail.
+ */
+
+export interface ChatMessage {
+  role: 'system' | 'user' | 'assistant' | 'tool' | string;
+  content: string;
+  [extra: string]: unknown;
+}
+
+export interface SamplingParams {
+  /** 0 (default when absent: the model's generation_config, else 1.0) means greedy. */
+  temperature?: number;
+  topK?: number;
+  topP?: number;
+  minP?: number;
+  /** HF-style: divides positive logits / multiplies negative ones of tokens seen in prompt or output. */
+  repetitionPenalty?: number;
+  /** OpenAI-style, over generated tokens only. */
+  frequencyPenalty?: number;
+  presencePenalty?: number;
+  /** Same seed, same output: randomness is a function of (seed, position). */
+  seed?: number;
+}
+
+export interface GenerateRequest {
+  /** Text (no template applied), chat messages (chat template applied), or token ids. */
+  prompt: string | ChatMessage[] | number[];
+  maxTokens?: number;
+  sampling?: SamplingParams;
+  /** Stop strings: generation ends before the first occurrence; the stop text is not returned. */
+  stop?: string[];
+  stopTokenIds?: number[];
+  /** Keep going after EOS (benchmarks). */
+  ignoreEos?: boolean;
+  /** Return the chosen token's logprob, and this many top alternatives (0..20). */
+  logprobs?: boolean;
+  topLogprobs?: number;
+  /**
+   * Tokens already generated for this request elsewhere (failover resume): they are
+   * appended to the prompt, count towards maxTokens and penalties, and are not emitted
+   * again. Generation continues exactly as an uninterrupted run would.
+   */
+  resumeTokenIds?: number[];
+  /** Options for chat templates (e.g. add_generation_prompt defaults to true, tools). */
+  chatTemplateKwargs?: Record<string, unknown>;
+  /** Aborting cancels the generation and frees its KV blocks at once. */
+  signal?: AbortSignal;
+  /** Opaque id for logs and stats. */
+  requestId?: string;
+}
+
+export type FinishReason = 'stop' | 'length' | 'cancelled';
+
+export interface TopLogprob {
+  tokenId: number;
+  token: string;
+  logprob: number;
+}
+
+export interface Usage {
+  promptTokens: number;
+  completionTokens: number;
+  /** Prompt tokens whose KV came from the prefix cache. */
+  cachedPromptTokens: number;
+}
+
+/** One event per generated token; the last event carries finishReason and usage. */
+export interface TokenEvent {
+  /** Text that became final with this token (may be '' while a UTF-8 character or a possible stop string is pending). */
+  text: string;
+  tokenId: number;
+  logprob?: number;
+  topLogprobs?: TopLogprob[];
+  /** Absolute index of this token among generated tokens (resumed ones included). */
+  index: number;
+  finishReason?: FinishReason;
+  usage?: Usage;
+}
+
+export interface EngineStats {
+  modelName: string;
+  adapterName: string;
+  waiting: number;
+  running: number;
+  kvBlocksTotal: number;
+  kvBlocksUsed: number;
+  kvBlockSize: number;
+  prefixCacheQueries: number;
+  prefixCacheHits: number;
+  responseCacheHits: number;
+  responseCacheMisses: number;
+  preemptions: number;
+  promptTokens: number;
+  generationTokens: number;
+}
+
+export interface CompletionResult {
+  text: string;
+  tokenIds: number[];
+  finishReason: FinishReason;
+  usage: Usage;
+  logprobs?: { tokenId: number; token: string; logprob: number; topLogprobs?: TopLogprob[] }[];
+}

@@ -1,0 +1,176 @@
+/**
+ * Device acquisition through Dawn's Node bindings (npm `webgpu`).
+ *
+ * Two Dawn facts shape this file:
+ * - Without `requiredLimits`, Dawn hands out the WebGPU defaults (256 MiB buffers, 128 MiB
+ *   bindings, 8 storage buffers per stage) whatever the adapter can do, so we always ask
+ *   for the adapter's own limits.
+ * - The object returned by `create()` must stay strongly referenced while any adapter or
+ *   device lives: when it is garbage collected Dawn crashes the process. `GpuContext`
+ *   holds it, and a module-level set holds every live context until `destroy()`.
+ */
+import { create, globals } from 'webgpu';
+import { AutoGlmError } from '../errors.js';
+
+export interface GpuOptions {
+  /** Dawn backend: 'vulkan', 'metal', 'd3d12', 'null'... Env: AUTOGLM_GPU_BACKEND. */
+  backend?: string;
+  /** Substring of the adapter name to pick. Env: AUTOGLM_GPU_ADAPTER. */
+  adapter?: string;
+  /** Request shader-f16 when available (default true). Env AUTOGLM_GPU_F16=0 disables. */
+  allowF16?: boolean;
+  /** Extra Dawn toggles, e.g. 'disable_robustness'. Env: AUTOGLM_DAWN_TOGGLES (comma list). */
+  dawnToggles?: string[];
+}
+
+export interface GpuFeatures {
+  f16: boolean;
+  subgroups: boolean;
+  timestampQuery: boolean;
+}
+
+/** Errors that arrived outside any error scope (Dawn's uncaptured errors). */
+export interface UncapturedError {
+  kind: 'validation' | 'out-of-memory' | 'internal';
+  message: string;
+}
+
+// GPUBufferUsage, GPUMapMode, GPUValidationError... are globals in a browser; Dawn's Node
+// binding exports them instead.
+Object.assign(globalThis, globals);
+
+const liveContexts = new Set<GpuContext>();
+
+export class GpuContext {
+  readonly adapterName: string;
+  readonly adapterInfo: { vendor: string; architecture: string; device: string; description: string };
+  readonly features: GpuFeatures;
+  readonly limits: GPUSupportedLimits;
+  /** Set when the device is lost; every later operation throws gpu_device_lost. */
+  lostReason: string | null = null;
+  readonly uncapturedErrors: UncapturedError[] = [];
+  private destroyed = false;
+
+  constructor(
+    /** Kept only so that Dawn's GPU object outlives the device (see the file comment). */
+    private readonly gpu: GPU,
+    readonly adapter: GPUAdapter,
+    readonly device: GPUDevice,
+  ) {
+    const info = adapter.info;
+    this.adapterInfo = {
+      vendor: info.vendor,
+      architecture: info.architecture,
+      device: info.device,
+      description: info.description,
+    };
+    this.adapterName = info.description || info.device || info.vendor || 'unknown adapter';
+    this.features = {
+      f16: device.features.has('shader-f16'),
+      subgroups: device.features.has('subgroups'),
+      timestampQuery: device.features.has('timestamp-query'),
+    };
+    this.limits = device.limits;
+    device.lost.then((info) => {
+      if (!this.destroyed) this.lostReason = `${info.reason}: ${info.message}`;
+    });
+    device.onuncapturederror = (ev: GPUUncapturedErrorEvent) => {
+      const e = ev.error;
+      const kind = e instanceof GPUOutOfMemoryError ? 'out-of-memory' : e instanceof GPUValidationError ? 'validation' : 'internal';
+      this.uncapturedErrors.push({ kind, message: e.message });
+      if (this.uncapturedErrors.length > 100) this.uncapturedErrors.shift();
+    };
+  }
+
+  get isDestroyed(): boolean {
+    return this.destroyed;
+  }
+
+  /** Throws gpu_device_lost if the device is gone; call before any GPU work. */
+  assertAlive(): void {
+    if (this.destroyed) throw new AutoGlmError('gpu_device_lost', 'the GPU device was destroyed');
+    if (this.lostReason !== null) throw new AutoGlmError('gpu_device_lost', `the GPU device was lost (${this.lostReason})`);
+  }
+
+  destroy(): void {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    this.device.destroy();
+    liveContexts.delete(this);
+    // `this.gpu` is dropped with the context; referenced here so the field is not "unused".
+    void this.gpu;
+  }
+}
+
+function envList(name: string): string[] {
+  const v = process.env[name];
+  return v ? v.split(',').map((s) => s.trim()).filter(Boolean) : [];
+}
+
+const NO_ADAPTER_HELP =
+  'No WebGPU adapter was found. Open-AutoGLM needs a Vulkan (Linux), Metal (macOS) or D3D12 (Windows) driver. ' +
+  'On a Linux machine without a GPU, install Mesa >= 24 lavapipe: `bash scripts/setup-vulkan.sh` (Debian bookworm takes it from bookworm-backports).';
+
+/** Limits we raise to the adapter's maximum rather than keep Dawn's defaults. */
+const RAISED_LIMITS = [
+  'maxBufferSize',
+  'maxStorageBufferBindingSize',
+  'maxStorageBuffersPerShaderStage',
+  'maxComputeWorkgroupStorageSize',
+  'maxComputeInvocationsPerWorkgroup',
+  'maxComputeWorkgroupSizeX',
+  'maxComputeWorkgroupSizeY',
+  'maxComputeWorkgroupSizeZ',
+  'maxComputeWorkgroupsPerDimension',
+  'maxUniformBufferBindingSize',
+  'maxBindGroups',
+] as const;
+
+export async function acquireGpu(options: GpuOptions = {}): Promise<GpuContext> {
+  if (!process.env.XDG_RUNTIME_DIR) process.env.XDG_RUNTIME_DIR = '/tmp'; // quiets a Mesa warning
+  const backend = options.backend ?? process.env.AUTOGLM_GPU_BACKEND;
+  const adapterName = options.adapter ?? process.env.AUTOGLM_GPU_ADAPTER;
+  const allowF16 = options.allowF16 ?? process.env.AUTOGLM_GPU_F16 !== '0';
+  const toggles = [...(options.dawnToggles ?? []), ...envList('AUTOGLM_DAWN_TOGGLES')];
+
+  const flags: string[] = [];
+  if (backend) flags.push(`backend=${backend}`);
+  if (adapterName) flags.push(`adapter=${adapterName}`);
+  if (toggles.length) flags.push(`enable-dawn-features=${toggles.join(',')}`);
+
+  let gpu: GPU;
+  let adapter: GPUAdapter | null;
+  try {
+    gpu = create(flags);
+    adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
+  } catch (e) {
+    throw new AutoGlmError('gpu_unavailable', `${NO_ADAPTER_HELP} (Dawn said: ${(e as Error).message})`, { cause: e });
+  }
+  if (!adapter) throw new AutoGlmError('gpu_unavailable', NO_ADAPTER_HELP);
+
+  const requiredFeatures: GPUFeatureName[] = [];
+  const want: GPUFeatureName[] = ['subgroups', 'timestamp-query'];
+  if (allowF16) want.push('shader-f16');
+  for (const f of want) if (adapter.features.has(f)) requiredFeatures.push(f);
+
+  const requiredLimits: Record<string, number> = {};
+  for (const name of RAISED_LIMITS) {
+    const v = (adapter.limits as unknown as Record<string, number>)[name];
+    if (typeof v === 'number') requiredLimits[name] = v;
+  }
+
+  let device: GPUDevice;
+  try {
+    device = await adapter.requestDevice({ requiredFeatures, requiredLimits });
+  } catch (e) {
+    throw new AutoGlmError('gpu_unavailable', `The adapter refused to create a device: ${(e as Error).message}`, { cause: e });
+  }
+  const ctx = new GpuContext(gpu, adapter, device);
+  liveContexts.add(ctx);
+  return ctx;
+}
+
+/** Destroys every device still alive; for process exit paths. */
+export function destroyAllGpus(): void {
+  for (const ctx of [...liveContexts]) ctx.destroy();
+}

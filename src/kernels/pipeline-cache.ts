@@ -1,0 +1,106 @@
+/**
+ * One compiled pipeline per (shader, defines, entry point): compiled once, reused forever.
+ *
+ * Layouts are explicit rather than 'auto' so that the params uniform can use a dynamic
+ * offset: per-dispatch parameters live in one arena buffer, and a bind group can then be
+ * reused across steps while only the offset changes.
+ */
+import type { Defines } from './shader-source.js';
+import { expandShader, loadShader } from './shader-source.js';
+import type { ErrorSink } from './error-sink.js';
+
+/** How a kernel sees each binding of group 0, in binding order. */
+export type BindingKind = 'read' | 'write' | 'uniform';
+
+export interface KernelSpec {
+  /** File name in shaders/, without `.wgsl`. */
+  shader: string;
+  /** Inline WGSL used instead of the file (tests of the runtime itself). */
+  source?: string;
+  entryPoint?: string;
+  defines?: Defines;
+  /** group(0) bindings 0..n-1. */
+  bindings: readonly BindingKind[];
+  /** When true, group(1) binding(0) is a `var<uniform>` params struct (<= 256 bytes). */
+  params?: boolean;
+}
+
+export interface Kernel {
+  readonly key: string;
+  readonly spec: KernelSpec;
+  readonly pipeline: GPUComputePipeline;
+  readonly bufferLayout: GPUBindGroupLayout;
+  readonly paramsLayout: GPUBindGroupLayout | null;
+}
+
+/** The one place a pipeline key is derived, so no kernel writes its own. */
+export function kernelKey(spec: KernelSpec): string {
+  const defines = Object.entries(spec.defines ?? {})
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+    .map(([k, v]) => `${k}=${v}`)
+    .join(',');
+  return `${spec.shader}:${spec.entryPoint ?? 'main'}:${spec.bindings.join('')}:${spec.params ? 'p' : ''}:${defines}`;
+}
+
+export const PARAMS_SLOT_BYTES = 256;
+
+export class PipelineCache {
+  private readonly kernels = new Map<string, Kernel>();
+
+  constructor(
+    private readonly device: GPUDevice,
+    private readonly errors: ErrorSink,
+  ) {}
+
+  get size(): number {
+    return this.kernels.size;
+  }
+
+  get(spec: KernelSpec): Kernel {
+    const key = kernelKey(spec);
+    let k = this.kernels.get(key);
+    if (!k) {
+      k = this.compile(spec, key);
+      this.kernels.set(key, k);
+    }
+    return k;
+  }
+
+  private compile(spec: KernelSpec, key: string): Kernel {
+    const device = this.device;
+    const code = spec.source !== undefined ? expandShader(spec.source, spec.defines ?? {}) : loadShader(spec.shader, spec.defines ?? {});
+    return this.errors.capture(`compiling ${key}`, () => {
+      const module = device.createShaderModule({ code, label: key });
+      this.errors.watchCompilation(module, key);
+      const bufferLayout = device.createBindGroupLayout({
+        label: `${key}/buffers`,
+        entries: spec.bindings.map((kind, binding) => ({
+          binding,
+          visibility: GPUShaderStage.COMPUTE,
+          buffer: { type: kind === 'read' ? 'read-only-storage' : kind === 'write' ? 'storage' : 'uniform' },
+        })),
+      });
+      const paramsLayout = spec.params
+        ? device.createBindGroupLayout({
+            label: `${key}/params`,
+            entries: [
+              {
+                binding: 0,
+                visibility: GPUShaderStage.COMPUTE,
+                buffer: { type: 'uniform', hasDynamicOffset: true, minBindingSize: 0 },
+              },
+            ],
+          })
+        : null;
+      const layout = device.createPipelineLayout({
+        bindGroupLayouts: paramsLayout ? [bufferLayout, paramsLayout] : [bufferLayout],
+      });
+      const pipeline = device.createComputePipeline({
+        label: key,
+        layout,
+        compute: { module, entryPoint: spec.entryPoint ?? 'main' },
+      });
+      return { key, spec, pipeline, bufferLayout, paramsLayout };
+    });
+  }
+}

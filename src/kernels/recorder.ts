@@ -1,0 +1,145 @@
+/**
+ * Records a whole sequence of kernels into one command buffer with one submit.
+ *
+ * Per-dispatch parameters (shapes, strides, scalars) go into one params arena: each
+ * dispatch gets a 256-byte slot, the arena is written with a single writeBuffer just
+ * before submit, and dispatches bind it at a dynamic offset. So a forward step costs one
+ * writeBuffer and one submit however many kernels it runs, and bind groups stay cached.
+ */
+import type { Kernel } from './pipeline-cache.js';
+import { PARAMS_SLOT_BYTES } from './pipeline-cache.js';
+import type { Params } from './params.js';
+import type { KernelRuntime } from './runtime.js';
+import { DTYPE_BYTES, type GpuTensor } from './tensor.js';
+
+/** A binding: a whole tensor, or an explicit byte range of a buffer. */
+export type Binding = GpuTensor | { buffer: GPUBuffer; offset: number; size: number };
+
+const arenas = new WeakMap<KernelRuntime, { buffer: GPUBuffer; slots: number }>();
+
+function bindingRange(b: Binding): { buffer: GPUBuffer; offset: number; size: number } {
+  if ('dtype' in b) {
+    const size = Math.max(4, Math.ceil((b.length * DTYPE_BYTES[b.dtype]) / 4) * 4);
+    return { buffer: b.buffer, offset: b.byteOffset, size: Math.min(size, b.buffer.size - b.byteOffset) };
+  }
+  return b;
+}
+
+export class Recorder {
+  private readonly encoder: GPUCommandEncoder;
+  private pass: GPUComputePassEncoder | null = null;
+  private paramBytes = new Uint8Array(PARAMS_SLOT_BYTES * 64);
+  private paramSlots = 0;
+  /** Arena buffers bound by this recording (more than one if the arena grew meanwhile). */
+  private readonly arenasUsed = new Set<GPUBuffer>();
+  private submitted = false;
+  dispatchCount = 0;
+
+  constructor(private readonly rt: KernelRuntime) {
+    this.encoder = rt.device.createCommandEncoder();
+  }
+
+  /**
+   * Records one dispatch. `workgroups` is the grid; callers compute it from their shapes.
+   */
+  dispatch(kernel: Kernel, bindings: readonly Binding[], params: Params | null, workgroups: readonly [number, number?, number?]): void {
+    if (this.submitted) throw new Error('recorder already submitted');
+    if (bindings.length !== kernel.spec.bindings.length) {
+      throw new Error(`${kernel.key}: expected ${kernel.spec.bindings.length} bindings, got ${bindings.length}`);
+    }
+    const [x, y = 1, z = 1] = workgroups;
+    const maxGroups = this.rt.ctx.limits.maxComputeWorkgroupsPerDimension;
+    if (x > maxGroups || y > maxGroups || z > maxGroups) {
+      throw new Error(`${kernel.key}: workgroup grid ${x}x${y}x${z} exceeds ${maxGroups} per dimension`);
+    }
+    if (x === 0 || y === 0 || z === 0) return;
+    const pass = this.computePass();
+    pass.setPipeline(kernel.pipeline);
+    const ranges = bindings.map(bindingRange);
+    pass.setBindGroup(0, this.rt.bindGroup(kernel.bufferLayout, kernel.key, ranges));
+    if (kernel.paramsLayout) {
+      if (!params) throw new Error(`${kernel.key}: kernel takes params`);
+      const slot = this.pushParams(params);
+      pass.setBindGroup(1, this.paramsBindGroup(kernel), [slot * PARAMS_SLOT_BYTES]);
+    }
+    pass.dispatchWorkgroups(x, y, z);
+    this.dispatchCount++;
+  }
+
+  copy(src: Binding, dst: Binding, byteLength?: number): void {
+    const s = bindingRange(src);
+    const d = bindingRange(dst);
+    this.endPass();
+    this.encoder.copyBufferToBuffer(s.buffer, s.offset, d.buffer, d.offset, byteLength ?? Math.min(s.size, d.size));
+  }
+
+  /** Ends recording, uploads the params arena, submits, and surfaces any GPU error. */
+  async submit(): Promise<void> {
+    this.submitSync();
+    await this.rt.errors.flush();
+    this.rt.ctx.assertAlive();
+  }
+
+  /** Submits without waiting for error reports (they surface at the next flush). */
+  submitSync(): void {
+    if (this.submitted) throw new Error('recorder already submitted');
+    this.submitted = true;
+    this.endPass();
+    for (const buffer of this.arenasUsed) {
+      // an arena outgrown mid-recording only serves the slots that fit in it
+      const bytes = Math.min(this.paramSlots * PARAMS_SLOT_BYTES, buffer.size);
+      this.rt.device.queue.writeBuffer(buffer, 0, this.paramBytes.buffer, 0, bytes);
+    }
+    this.rt.errors.capture('submitting a command buffer', () => this.rt.device.queue.submit([this.encoder.finish()]));
+  }
+
+  private computePass(): GPUComputePassEncoder {
+    if (!this.pass) this.pass = this.encoder.beginComputePass();
+    return this.pass;
+  }
+
+  private endPass(): void {
+    if (this.pass) {
+      this.pass.end();
+      this.pass = null;
+    }
+  }
+
+  private pushParams(p: Params): number {
+    const slot = this.paramSlots++;
+    if ((slot + 1) * PARAMS_SLOT_BYTES > this.paramBytes.length) {
+      const grown = new Uint8Array(this.paramBytes.length * 2);
+      grown.set(this.paramBytes);
+      this.paramBytes = grown;
+    }
+    this.paramBytes.set(new Uint8Array(p.bytes, 0, p.byteLength), slot * PARAMS_SLOT_BYTES);
+    return slot;
+  }
+
+  /**
+   * The arena is shared by all recorders of a runtime. Work is ordered on the queue, so a
+   * later submit's writeBuffer cannot overwrite params an earlier submit still reads:
+   * writeBuffer is itself a queue operation executed after the earlier submission.
+   */
+  private arena(slots: number): { buffer: GPUBuffer; slots: number } {
+    let a = arenas.get(this.rt);
+    if (!a || a.slots < slots) {
+      const newSlots = Math.max(1024, 1 << Math.ceil(Math.log2(slots)));
+      a = {
+        buffer: this.rt.createBuffer(newSlots * PARAMS_SLOT_BYTES, GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST, 'params-arena'),
+        slots: newSlots,
+      };
+      arenas.set(this.rt, a);
+    }
+    return a;
+  }
+
+  private paramsBindGroup(kernel: Kernel): GPUBindGroup {
+    // grow before binding so that this dispatch's slot fits
+    const a = this.arena(this.paramSlots);
+    this.arenasUsed.add(a.buffer);
+    return this.rt.bindGroup(kernel.paramsLayout!, `${kernel.key}/params`, [
+      { buffer: a.buffer, offset: 0, size: PARAMS_SLOT_BYTES },
+    ]);
+  }
+}

@@ -1,0 +1,77 @@
+import { describe, expect, it } from 'vitest';
+import { isAutoGlmError } from '../../src/errors.js';
+import { expandShader } from '../../src/kernels/shader-source.js';
+import { params } from '../../src/kernels/params.js';
+import { f32ToF16Bits, f16BitsToF32 } from '../../src/kernels/runtime.js';
+import { useRuntime } from '../helpers/gpu.js';
+
+const runtime = useRuntime();
+
+describe('kernel runtime', () => {
+  it('reports the adapter and raises binding limits above Dawn defaults where the adapter allows', () => {
+    const rt = runtime();
+    expect(rt.adapterName.length).toBeGreaterThan(0);
+    expect(rt.ctx.limits.maxStorageBuffersPerShaderStage).toBe(rt.ctx.adapter.limits.maxStorageBuffersPerShaderStage);
+    expect(rt.ctx.limits.maxBufferSize).toBe(rt.ctx.adapter.limits.maxBufferSize);
+  });
+
+  it('turns a WGSL compile error into a typed gpu_validation_error with the compiler message', async () => {
+    const rt = runtime();
+    const kernel = rt.kernel({
+      shader: 'broken',
+      source: '@compute @workgroup_size(1) fn main() { let x: u32 = undefined_thing; }',
+      bindings: [],
+    });
+    expect(kernel).toBeDefined();
+    const err = await rt.sync().then(
+      () => null,
+      (e: unknown) => e,
+    );
+    expect(isAutoGlmError(err, 'gpu_validation_error')).toBe(true);
+    expect((err as Error).message).toMatch(/undefined_thing/);
+    // the device is still usable afterwards
+    await rt.sync();
+  });
+
+  it('turns an oversized allocation into gpu_out_of_memory', () => {
+    const rt = runtime();
+    expect(() => rt.createBuffer(rt.ctx.limits.maxBufferSize + 16)).toThrow(/maxBufferSize/);
+  });
+
+  it('records many dispatches with distinct params in one submit', async () => {
+    const rt = runtime();
+    const kernel = rt.kernel({
+      shader: 'fill-test',
+      source: `struct P { i: u32, v: f32 }
+        @group(0) @binding(0) var<storage, read_write> out: array<f32>;
+        @group(1) @binding(0) var<uniform> p: P;
+        @compute @workgroup_size(1) fn main() { out[p.i] = p.v; }`,
+      bindings: ['write'],
+      params: true,
+    });
+    const n = 3000; // more than the arena's initial 1024 slots, so it grows mid-recording
+    const out = rt.tensor('f32', n);
+    const rec = rt.recorder();
+    for (let i = 0; i < n; i++) rec.dispatch(kernel, [out], params().u32(i).f32(i * 0.5), [1]);
+    await rec.submit();
+    const got = await rt.readFloats(out);
+    for (let i = 0; i < n; i++) expect(got[i]).toBe(i * 0.5);
+  });
+
+  it('converts f16 bits both ways with round-to-nearest-even', () => {
+    const values = new Float32Array([0, 1, -2.5, 65504, 1e-7, 0.1, 3.14159]);
+    const back = f16BitsToF32(f32ToF16Bits(values));
+    expect(back[0]).toBe(0);
+    expect(back[1]).toBe(1);
+    expect(back[2]).toBe(-2.5);
+    expect(back[3]).toBe(65504);
+    expect(Math.abs(back[5]! - 0.1)).toBeLessThan(1e-4);
+    expect(Math.abs(back[6]! - 3.14159)).toBeLessThan(2e-3);
+  });
+
+  it('expands #if blocks and {{defines}}', () => {
+    expect(expandShader('a\n#if X\nb\n#else\nc\n#endif\n{{Y}}', { X: true, Y: 'f16' })).toBe('a\nb\nf16');
+    expect(expandShader('#if !X\nb\n#endif', { X: false })).toBe('b');
+    expect(() => expandShader('{{MISSING}}', {})).toThrow(/MISSING/);
+  });
+});

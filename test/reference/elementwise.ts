@@ -1,0 +1,6 @@
+/** float64 references for elementwise kernels. */
+export function addRef(a: ArrayLike<number>, b: ArrayLike<number>): Float64Array {
+  const out = new Float64Array(a.length);
+  for (let i = 0; i < a.length; i++) out[i] = a[i]! + b[i]!;
+  return out;
+}

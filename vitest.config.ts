@@ -1,0 +1,14 @@
+import { defineConfig } from 'vitest/config';
+
+export default defineConfig({
+  test: {
+    include: ['test/**/*.test.ts'],
+    // Dawn's native device does not survive worker threads well; each test file gets its
+    // own process and destroys its device in afterAll.
+    pool: 'forks',
+    // lavapipe runs on the CPU: two cores, so two test files at a time
+    maxWorkers: 2,
+    testTimeout: 120_000,
+    hookTimeout: 120_000,
+  },
+});
