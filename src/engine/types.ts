@@ -103,3 +103,42 @@ export interface CompletionResult {
   usage: Usage;
   logprobs?: { tokenId: number; token: string; logprob: number; topLogprobs?: TopLogprob[] }[];
 }
+
+export interface EngineOptions {
+  /** Weights and KV cache in f32 even where shader-f16 exists. */
+  forceF32?: boolean;
+  /** GPU selection, passed to the device layer. */
+  backend?: string;
+  adapter?: string;
+  /** KV cache budget in bytes (default: a fraction of what the device allows after weights). */
+  kvCacheBytes?: number;
+  /** Tokens per KV block (default 16). */
+  kvBlockSize?: number;
+  /** Largest number of sequences decoded together in one step. */
+  maxBatchSequences?: number;
+  /** Token budget of one engine step (decode rows + prefill chunk rows). */
+  maxBatchTokens?: number;
+  /** Response cache bounds; 0 entries disables it. */
+  responseCacheEntries?: number;
+  responseCacheBytes?: number;
+  responseCacheTtlMs?: number;
+  /** Override the context length from config.json (never above it). */
+  maxContextTokens?: number;
+  /** The model name reported to clients (default: the folder's name). */
+  servedModelName?: string;
+}
+
+/** What the server and benchmarks use. `Engine` (src/engine/engine.ts) implements it. */
+export interface InferenceEngine {
+  readonly modelName: string;
+  /** Largest prompt + completion length in tokens. */
+  readonly contextLength: number;
+  generate(request: GenerateRequest): AsyncIterable<TokenEvent>;
+  /** Collects a whole generation. */
+  complete(request: GenerateRequest): Promise<CompletionResult>;
+  /** Token ids of a text (no template) or of chat messages (template applied). */
+  tokenize(input: string | ChatMessage[], options?: { addSpecialTokens?: boolean; chatTemplateKwargs?: Record<string, unknown> }): Promise<number[]>;
+  detokenize(tokenIds: number[]): Promise<string>;
+  stats(): EngineStats;
+  close(): Promise<void>;
+}
