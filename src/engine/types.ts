@@ -137,7 +137,10 @@ export interface InferenceEngine {
   /** Collects a whole generation. */
   complete(request: GenerateRequest): Promise<CompletionResult>;
   /** Token ids of a text (no template) or of chat messages (template applied). */
-  tokenize(input: string | ChatMessage[], options?: { addSpecialTokens?: boolean; chatTemplateKwargs?: Record<string, unknown> }): Promise<number[]>;
+  tokenize(
+    input: string | ChatMessage[],
+    options?: { addSpecialTokens?: boolean; chatTemplateKwargs?: Record<string, unknown> },
+  ): Promise<number[]>;
   detokenize(tokenIds: number[]): Promise<string>;
   stats(): EngineStats;
   close(): Promise<void>;

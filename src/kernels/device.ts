@@ -104,7 +104,12 @@ export class GpuContext {
 
 function envList(name: string): string[] {
   const v = process.env[name];
-  return v ? v.split(',').map((s) => s.trim()).filter(Boolean) : [];
+  return v
+    ? v
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean)
+    : [];
 }
 
 const NO_ADAPTER_HELP =

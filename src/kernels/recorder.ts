@@ -138,8 +138,6 @@ export class Recorder {
     // grow before binding so that this dispatch's slot fits
     const a = this.arena(this.paramSlots);
     this.arenasUsed.add(a.buffer);
-    return this.rt.bindGroup(kernel.paramsLayout!, `${kernel.key}/params`, [
-      { buffer: a.buffer, offset: 0, size: PARAMS_SLOT_BYTES },
-    ]);
+    return this.rt.bindGroup(kernel.paramsLayout!, `${kernel.key}/params`, [{ buffer: a.buffer, offset: 0, size: PARAMS_SLOT_BYTES }]);
   }
 }

@@ -29,7 +29,10 @@ export class KernelRuntime {
   private nextBufferId = 1;
   private readonly freeBuffers = new Map<string, GPUBuffer[]>();
 
-  private constructor(readonly ctx: GpuContext, options: RuntimeOptions) {
+  private constructor(
+    readonly ctx: GpuContext,
+    options: RuntimeOptions,
+  ) {
     this.device = ctx.device;
     this.errors = new ErrorSink(this.device);
     this.pipelines = new PipelineCache(this.device, this.errors);
@@ -151,7 +154,9 @@ export class KernelRuntime {
       await staging.mapAsync(GPUMapMode.READ, 0, size);
     } catch (e) {
       this.ctx.assertAlive();
-      throw e instanceof AutoGlmError ? e : new AutoGlmError('gpu_validation_error', `readback failed: ${(e as Error).message}`, { cause: e });
+      throw e instanceof AutoGlmError
+        ? e
+        : new AutoGlmError('gpu_validation_error', `readback failed: ${(e as Error).message}`, { cause: e });
     }
     const copy = staging.getMappedRange(0, size).slice(0, byteLength);
     staging.unmap();

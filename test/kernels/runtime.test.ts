@@ -52,7 +52,15 @@ describe('kernel runtime', () => {
     const n = 3000; // more than the arena's initial 1024 slots, so it grows mid-recording
     const out = rt.tensor('f32', n);
     const rec = rt.recorder();
-    for (let i = 0; i < n; i++) rec.dispatch(kernel, [out], params().u32(i).f32(i * 0.5), [1]);
+    for (let i = 0; i < n; i++)
+      rec.dispatch(
+        kernel,
+        [out],
+        params()
+          .u32(i)
+          .f32(i * 0.5),
+        [1],
+      );
     await rec.submit();
     const got = await rt.readFloats(out);
     for (let i = 0; i < n; i++) expect(got[i]).toBe(i * 0.5);
