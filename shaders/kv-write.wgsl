@@ -1,0 +1,42 @@
+// KV-cache write: copies this step's new keys and values (f32, after RoPE) into their
+// cache slots. One invocation per (row, kv head, dim); the cache is converted to its
+// storage type (f16 or f32) on the way in.
+//
+// Cache layout, per layer and per tensor: [block][kvHead][slotInBlock][dim], so that one
+// kv head's keys of a block are one contiguous run of blockSize * headDim values (the
+// attention kernels read a block of one head at a time).
+#if F16
+enable f16;
+#endif
+
+struct Params {
+  n: u32,            // rows * n_kv_heads * head_dim
+  n_kv_heads: u32,
+  head_dim: u32,
+  block_size: u32,
+}
+
+@group(0) @binding(0) var<storage, read> k_new: array<f32>;
+@group(0) @binding(1) var<storage, read> v_new: array<f32>;
+@group(0) @binding(2) var<storage, read> slots: array<u32>;
+@group(0) @binding(3) var<storage, read_write> k_cache: array<{{KV}}>;
+@group(0) @binding(4) var<storage, read_write> v_cache: array<{{KV}}>;
+@group(1) @binding(0) var<uniform> p: Params;
+
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = gid.x + gid.y * nwg.x * 256u;
+  if (i >= p.n) {
+    return;
+  }
+  let row_width = p.n_kv_heads * p.head_dim;
+  let row = i / row_width;
+  let within = i % row_width;
+  let head = within / p.head_dim;
+  let d = within % p.head_dim;
+  let slot = slots[row];
+  let block = slot / p.block_size;
+  let dst = ((block * p.n_kv_heads + head) * p.block_size + slot % p.block_size) * p.head_dim + d;
+  k_cache[dst] = {{KV}}(k_new[i]);
+  v_cache[dst] = {{KV}}(v_new[i]);
+}
