@@ -54,7 +54,8 @@ export function createKvCache(rt: KernelRuntime, options: KvCacheDims & { dtype?
   const dtype = options.dtype ?? rt.preferredDType;
   const { numBlocks, blockSize, nKvHeads, headDim } = options;
   for (const [name, v] of Object.entries({ numBlocks, blockSize, nKvHeads, headDim })) {
-    if (!Number.isInteger(v) || v < 1) throw new AutoGlmError('internal_error', `createKvCache: ${name} must be a positive integer, got ${v}`);
+    if (!Number.isInteger(v) || v < 1)
+      throw new AutoGlmError('internal_error', `createKvCache: ${name} must be a positive integer, got ${v}`);
   }
   if (dtype === 'f16' && !rt.hasF16) {
     throw new AutoGlmError('gpu_unavailable', `createKvCache: an f16 cache needs shader-f16, which ${rt.adapterName} lacks`);
@@ -111,5 +112,10 @@ export function kvWrite(rt: KernelRuntime, rec: Recorder, o: KvWriteOptions): vo
     bindings: ['read', 'read', 'read', 'write', 'write'],
     params: true,
   });
-  rec.dispatch(kernel, [o.k, o.v, o.slots, o.kCache, o.vCache], params().u32(n).u32(o.nKvHeads).u32(o.headDim).u32(o.blockSize), grid1d(n, 256));
+  rec.dispatch(
+    kernel,
+    [o.k, o.v, o.slots, o.kCache, o.vCache],
+    params().u32(n).u32(o.nKvHeads).u32(o.headDim).u32(o.blockSize),
+    grid1d(n, 256),
+  );
 }

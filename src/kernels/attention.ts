@@ -1,0 +1,105 @@
+/**
+ * Paged attention for a varlen batch: one call per layer, using the plan that
+ * prepareAttentionBatch built for the step. Records up to three dispatches: the prefill
+ * kernel (row tiles of long chunks), the decode kernel (one row per item, split-K over long
+ * contexts) and the reduce kernel that merges split partials.
+ */
+import { assertLength } from './checks.js';
+import { AttentionBatch, type AttentionPath } from './attention-batch.js';
+import { grid1d } from './grid.js';
+import { params } from './params.js';
+import type { Recorder } from './recorder.js';
+import type { KernelRuntime } from './runtime.js';
+import type { GpuTensor } from './tensor.js';
+
+export { AttentionBatch, prepareAttentionBatch, type AttentionBatchOptions, type AttentionSeq } from './attention-batch.js';
+
+export interface AttentionOptions {
+  /** f32 [rows, nHeads * headDim], RoPE applied. */
+  q: GpuTensor;
+  /** This layer's cache tensors (f16 or f32), layout as in kv-write.ts. */
+  kCache: GpuTensor;
+  vCache: GpuTensor;
+  /** f32 [rows, nHeads * headDim]. */
+  out: GpuTensor;
+  nHeads: number;
+  nKvHeads: number;
+  headDim: number;
+  blockSize: number;
+  /** Multiplies q.k; default 1 / sqrt(headDim). */
+  scale?: number;
+  /** 0 = none; otherwise a query at position p sees keys in (p - slidingWindow, p]. */
+  slidingWindow?: number;
+}
+
+const WORKGROUP = 64;
+
+/** Records one layer's attention over the paged cache for the planned batch. */
+export function attention(rt: KernelRuntime, rec: Recorder, batch: AttentionBatch, o: AttentionOptions): void {
+  const op = 'attention';
+  if (batch.isDestroyed) throw new Error(`${op}: the batch was destroyed`);
+  if (batch.nHeads !== o.nHeads || batch.nKvHeads !== o.nKvHeads || batch.headDim !== o.headDim || batch.blockSize !== o.blockSize) {
+    throw new RangeError(
+      `${op}: batch planned for ${batch.nHeads}/${batch.nKvHeads} heads x ${batch.headDim} dims, blocks of ${batch.blockSize}; ` +
+        `called with ${o.nHeads}/${o.nKvHeads} x ${o.headDim}, blocks of ${o.blockSize}`,
+    );
+  }
+  if (o.q.dtype !== 'f32' || o.out.dtype !== 'f32') throw new TypeError(`${op}: q and out must be f32`);
+  const kvType = o.kCache.dtype;
+  if ((kvType !== 'f16' && kvType !== 'f32') || o.vCache.dtype !== kvType) {
+    throw new TypeError(`${op}: caches must both be f16 or both f32, got ${o.kCache.dtype} and ${o.vCache.dtype}`);
+  }
+  const stride = o.nHeads * o.headDim;
+  assertLength(op, 'q', o.q, batch.rows * stride);
+  assertLength(op, 'out', o.out, batch.rows * stride);
+  const window = o.slidingWindow ?? 0;
+  if (!Number.isInteger(window) || window < 0) throw new RangeError(`${op}: slidingWindow must be a non-negative integer, got ${window}`);
+  const scale = o.scale ?? 1 / Math.sqrt(o.headDim);
+  const dpt = Math.ceil(o.headDim / WORKGROUP);
+  const tables = batch.blockTables.tensor!;
+
+  const run = (path: AttentionPath, items: GpuTensor, partials: GpuTensor): void => {
+    const kernel = rt.kernel({
+      shader: 'attention',
+      defines: {
+        KV: kvType,
+        F16: kvType === 'f16',
+        HEAD_DIM: o.headDim,
+        HEADS: path.heads,
+        ROWS: path.rows,
+        M: path.rows * path.heads,
+        DPT: dpt,
+      },
+      bindings: ['read', 'read', 'read', 'read', 'read', 'write', 'write'],
+      params: true,
+    });
+    const p = params()
+      .u32(path.items)
+      .u32(o.nHeads / o.nKvHeads)
+      .u32(o.nKvHeads)
+      .u32(o.blockSize)
+      .u32(stride)
+      .u32(window)
+      .f32(scale);
+    rec.dispatch(kernel, [o.q, o.kCache, o.vCache, tables, items, o.out, partials], p, grid1d(path.items, 1));
+  };
+
+  // items without split never touch partials, but the binding needs a buffer
+  const partials = batch.partials.ensure(rt, 4);
+  if (batch.prefill.items > 0) run(batch.prefill, batch.prefillItems.tensor!, partials);
+  if (batch.decode.items > 0) run(batch.decode, batch.decodeItems.tensor!, partials);
+  if (batch.reduceItems > 0) {
+    const kernel = rt.kernel({
+      shader: 'attention-reduce',
+      defines: { HEAD_DIM: o.headDim, M: batch.decode.heads },
+      bindings: ['read', 'read', 'write'],
+      params: true,
+    });
+    rec.dispatch(
+      kernel,
+      [batch.partials.tensor!, batch.reduceItemBuffer.tensor!, o.out],
+      params().u32(batch.reduceItems).u32(stride),
+      grid1d(batch.reduceItems, 1),
+    );
+  }
+}
