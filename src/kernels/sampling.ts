@@ -1,0 +1,264 @@
+/**
+ * Sampling on the GPU: one workgroup per row turns logits into a token id (and, when
+ * asked, logprobs) so only a few bytes per row come back to the host.
+ *
+ * Per step: `prepareSampling` uploads one 64-byte parameter record per row, `sample`
+ * records the kernel into the step's command buffer, `readSamples` reads back what the
+ * rows asked for. Order inside the kernel: penalties -> (temperature 0 ? argmax, lowest
+ * id on ties) : temperature -> top-k -> top-p -> min-p -> one draw with
+ * u = uniformFor(seed, position), by inverse CDF over the kept tokens in token-id order.
+ *
+ * Filters keep every token tied with the last one kept (top-k keeps all tokens equal to
+ * the k-th largest; top-p keeps the smallest prefix by value whose renormalised mass over
+ * the top-k survivors reaches p, ties included; min-p keeps p >= min_p * p_max).
+ *
+ * Logprobs (the chosen token's and the top-N alternatives) come by default from the raw
+ * model distribution, log_softmax of the unprocessed logits, as vLLM does by default;
+ * `logprobsMode: 'processed'` gives log_softmax of the penalised, temperature-scaled
+ * logits (temperature 0 counts as 1), before top-k/top-p/min-p. Top-N are ordered by
+ * logprob descending, then id ascending.
+ */
+import { AutoGlmError } from '../errors.js';
+import { params } from './params.js';
+import type { Recorder } from './recorder.js';
+import { splitSeed } from './rng.js';
+import type { KernelRuntime } from './runtime.js';
+import type { GpuTensor } from './tensor.js';
+import { sliceTensor } from './tensor.js';
+import type { TokenCounts } from './token-counts.js';
+
+/** Most top alternatives a row may ask for (OpenAI's limit). */
+export const MAX_TOP_LOGPROBS = 20;
+/** u32 words per row record; must match `struct Row` in shaders/sample.wgsl. */
+const ROW_WORDS = 16;
+const FLAG_PROCESSED_LOGPROBS = 1;
+const MAX_ROWS = 65535;
+
+export interface SamplingRow {
+  /** 0 = greedy. */
+  temperature: number;
+  /** 0 = off. */
+  topK: number;
+  /** 1 = off. */
+  topP: number;
+  /** 0 = off. */
+  minP: number;
+  /** 1 = off. HF semantics over prompt and generated tokens. */
+  repetitionPenalty: number;
+  /** OpenAI semantics over generated tokens; 0 = off. */
+  frequencyPenalty: number;
+  presencePenalty: number;
+  /** Non-negative integer up to 2^53 - 1. */
+  seed: number;
+  /** Absolute position of the token being sampled: the counter of the random draw. */
+  position: number;
+  /** Slot in the TokenCounts table, or -1 when the row uses no penalties. */
+  countsSlot: number;
+  /** Report the chosen token's logprob. */
+  logprobs: boolean;
+  /** Number of top alternatives to report, 0..20. */
+  topLogprobs: number;
+  /** Which distribution logprobs describe (default 'raw'). */
+  logprobsMode?: 'raw' | 'processed';
+}
+
+/** The uploaded per-row parameters of one step. */
+export interface SamplingBatch {
+  readonly rows: number;
+  /** u32 [capacity * 16] row records. */
+  readonly params: GpuTensor;
+  /** i32 [rows] counts slot per row (-1 = none): what TokenCounts.recordSampled takes. */
+  readonly slots: GpuTensor;
+  /** Largest countsSlot used (-1 if no row uses penalties). */
+  readonly maxSlot: number;
+  readonly wantsLogprobs: boolean;
+  readonly maxTopLogprobs: number;
+  /** Rows this batch's buffer can hold (reuse it for a later step up to that many). */
+  readonly capacity: number;
+  readonly buffer: GPUBuffer;
+}
+
+/** Where sampled tokens land: one buffer, read back in one copy. */
+export interface SampleOutput {
+  readonly maxRows: number;
+  /** u32 [maxRows]. */
+  readonly tokenIds: GpuTensor;
+  /** f32 [maxRows] as u32 bits: the chosen token's logprob. */
+  readonly logprobs: GpuTensor;
+  /** u32 [maxRows, 20]: top alternatives (0xffffffff past a row's topLogprobs). */
+  readonly topIds: GpuTensor;
+  /** f32 [maxRows, 20] as u32 bits (-inf past a row's topLogprobs). */
+  readonly topLogprobs: GpuTensor;
+  readonly buffer: GPUBuffer;
+}
+
+export interface SampleArgs {
+  /** f32 [batch.rows, vocab], row-major. */
+  logits: GpuTensor;
+  vocab: number;
+  batch: SamplingBatch;
+  /** Required when any row has countsSlot >= 0. */
+  counts?: TokenCounts;
+  out: SampleOutput;
+}
+
+export interface SampleResult {
+  tokenIds: Uint32Array;
+  /** Per row; present when any row asked for logprobs or top logprobs. */
+  logprobs?: Float32Array;
+  /** [rows, 20] row-major; present when any row asked for top logprobs. */
+  top?: { ids: Uint32Array; logprobs: Float32Array };
+}
+
+function invalid(param: string, message: string): AutoGlmError {
+  return new AutoGlmError('invalid_request', message, { param });
+}
+
+function checkRow(r: SamplingRow, i: number): void {
+  const at = `row ${i}: `;
+  if (!(Number.isFinite(r.temperature) && r.temperature >= 0)) throw invalid('temperature', `${at}temperature must be >= 0, got ${r.temperature}`);
+  if (!(Number.isInteger(r.topK) && r.topK >= 0 && r.topK <= 0xffffffff)) throw invalid('top_k', `${at}top_k must be an integer >= 0, got ${r.topK}`);
+  if (!(r.topP > 0 && r.topP <= 1)) throw invalid('top_p', `${at}top_p must be in (0, 1], got ${r.topP}`);
+  if (!(r.minP >= 0 && r.minP <= 1)) throw invalid('min_p', `${at}min_p must be in [0, 1], got ${r.minP}`);
+  if (!(Number.isFinite(r.repetitionPenalty) && r.repetitionPenalty > 0)) {
+    throw invalid('repetition_penalty', `${at}repetition_penalty must be > 0, got ${r.repetitionPenalty}`);
+  }
+  if (!Number.isFinite(r.frequencyPenalty)) throw invalid('frequency_penalty', `${at}frequency_penalty must be finite`);
+  if (!Number.isFinite(r.presencePenalty)) throw invalid('presence_penalty', `${at}presence_penalty must be finite`);
+  if (!(Number.isInteger(r.position) && r.position >= 0 && r.position <= 0xffffffff)) {
+    throw invalid('position', `${at}position must be an integer in [0, 2^32), got ${r.position}`);
+  }
+  if (!(Number.isInteger(r.countsSlot) && r.countsSlot >= -1)) throw invalid('counts_slot', `${at}countsSlot must be -1 or a slot, got ${r.countsSlot}`);
+  if (!(Number.isInteger(r.topLogprobs) && r.topLogprobs >= 0 && r.topLogprobs <= MAX_TOP_LOGPROBS)) {
+    throw invalid('top_logprobs', `${at}top_logprobs must be an integer in [0, ${MAX_TOP_LOGPROBS}], got ${r.topLogprobs}`);
+  }
+}
+
+/**
+ * Validates and uploads the rows' parameters (one writeBuffer). Pass the previous step's
+ * batch as `reuse` to write into its buffer when it is big enough: safe once that step's
+ * recorder has been submitted, since queue writes are ordered after earlier submits.
+ */
+export function prepareSampling(rt: KernelRuntime, rows: readonly SamplingRow[], reuse?: SamplingBatch): SamplingBatch {
+  if (rows.length < 1 || rows.length > MAX_ROWS) throw invalid('rows', `sampling needs 1..${MAX_ROWS} rows, got ${rows.length}`);
+  const n = rows.length;
+  const capacity = reuse && reuse.capacity >= n ? reuse.capacity : Math.max(n, 16);
+  const words = new ArrayBuffer((capacity * ROW_WORDS + capacity) * 4);
+  const u = new Uint32Array(words);
+  const f = new Float32Array(words);
+  const slots = new Int32Array(words, capacity * ROW_WORDS * 4, capacity);
+  let maxSlot = -1;
+  let wantsLogprobs = false;
+  let maxTop = 0;
+  rows.forEach((r, i) => {
+    checkRow(r, i);
+    const [seedLo, seedHi] = splitSeed(r.seed);
+    const o = i * ROW_WORDS;
+    f[o] = r.temperature;
+    u[o + 1] = r.topK;
+    f[o + 2] = r.topP;
+    f[o + 3] = r.minP;
+    f[o + 4] = r.repetitionPenalty;
+    f[o + 5] = r.frequencyPenalty;
+    f[o + 6] = r.presencePenalty;
+    u[o + 7] = seedLo;
+    u[o + 8] = seedHi;
+    u[o + 9] = r.position;
+    new Int32Array(words, (o + 10) * 4, 1)[0] = r.countsSlot;
+    u[o + 11] = r.topLogprobs;
+    u[o + 12] = r.logprobsMode === 'processed' ? FLAG_PROCESSED_LOGPROBS : 0;
+    slots[i] = r.countsSlot;
+    maxSlot = Math.max(maxSlot, r.countsSlot);
+    wantsLogprobs ||= r.logprobs || r.topLogprobs > 0;
+    maxTop = Math.max(maxTop, r.topLogprobs);
+  });
+  for (let i = n; i < capacity; i++) slots[i] = -1;
+  const buffer = reuse && reuse.capacity >= n ? reuse.buffer : rt.createBuffer(words.byteLength, undefined, 'sampling-params');
+  const all = { buffer, byteOffset: 0, length: capacity * ROW_WORDS + capacity, dtype: 'u32' as const };
+  rt.write(all, u.subarray(0, n * ROW_WORDS));
+  rt.write(all, new Uint32Array(words, capacity * ROW_WORDS * 4, capacity), capacity * ROW_WORDS);
+  return {
+    rows: n,
+    params: sliceTensor(all, 0, capacity * ROW_WORDS),
+    slots: { buffer, byteOffset: capacity * ROW_WORDS * 4, length: n, dtype: 'i32' },
+    maxSlot,
+    wantsLogprobs,
+    maxTopLogprobs: maxTop,
+    capacity,
+    buffer,
+  };
+}
+
+/** Allocates the output buffer once; reuse it every step. */
+export function createSampleOutput(rt: KernelRuntime, maxRows: number): SampleOutput {
+  if (!Number.isInteger(maxRows) || maxRows < 1 || maxRows > MAX_ROWS) throw new RangeError(`maxRows must be in 1..${MAX_ROWS}`);
+  const words = maxRows * (2 + 2 * MAX_TOP_LOGPROBS);
+  const all = rt.tensor('u32', words, 'sample-output');
+  return {
+    maxRows,
+    tokenIds: sliceTensor(all, 0, maxRows),
+    logprobs: sliceTensor(all, maxRows, maxRows),
+    topIds: sliceTensor(all, 2 * maxRows, maxRows * MAX_TOP_LOGPROBS),
+    topLogprobs: sliceTensor(all, (2 + MAX_TOP_LOGPROBS) * maxRows, maxRows * MAX_TOP_LOGPROBS),
+    buffer: all.buffer,
+  };
+}
+
+/** A 16-byte stand-in bound where a kernel takes counts but no row uses them. */
+const emptyCounts = new WeakMap<KernelRuntime, GpuTensor>();
+
+function noCounts(rt: KernelRuntime): GpuTensor {
+  let t = emptyCounts.get(rt);
+  if (!t) {
+    t = rt.upload('u32', new Uint32Array(4), 'no-counts');
+    emptyCounts.set(rt, t);
+  }
+  return t;
+}
+
+/** Records the sampling kernel: one workgroup per row. */
+export function sample(rt: KernelRuntime, rec: Recorder, args: SampleArgs): void {
+  const { logits, vocab, batch, counts, out } = args;
+  if (logits.dtype !== 'f32') throw new TypeError(`sample: logits must be f32, got ${logits.dtype}`);
+  if (!Number.isInteger(vocab) || vocab < 1) throw new RangeError(`sample: vocab must be >= 1, got ${vocab}`);
+  if (logits.length < batch.rows * vocab) throw new RangeError(`sample: logits hold ${logits.length} values, need ${batch.rows} x ${vocab}`);
+  if (batch.rows > out.maxRows) throw new RangeError(`sample: ${batch.rows} rows but the output holds ${out.maxRows}`);
+  if (batch.maxSlot >= 0) {
+    if (!counts) throw new RangeError('sample: rows use penalties but no token counts were given');
+    if (counts.vocab !== vocab) throw new RangeError(`sample: token counts are for vocab ${counts.vocab}, logits have ${vocab}`);
+    if (batch.maxSlot >= counts.slots) throw new RangeError(`sample: counts slot ${batch.maxSlot} out of [0, ${counts.slots})`);
+  }
+  const kernel = rt.kernel({ shader: 'sample', bindings: ['read', 'read', 'read', 'write'], params: true });
+  const table = counts?.table ?? noCounts(rt);
+  const whole = { buffer: out.buffer, byteOffset: 0, length: out.maxRows * (2 + 2 * MAX_TOP_LOGPROBS), dtype: 'u32' as const };
+  rec.dispatch(
+    kernel,
+    [logits, batch.params, table, whole],
+    params()
+      .u32(vocab)
+      .u32(batch.rows)
+      .u32(out.maxRows)
+      .u32(counts ? counts.slots : 0),
+    [batch.rows],
+  );
+}
+
+/**
+ * Reads back what the batch's rows asked for, in one copy: token ids always, logprobs if
+ * any row wanted them, the [rows, 20] top alternatives if any row wanted those.
+ */
+export async function readSamples(rt: KernelRuntime, out: SampleOutput, batch: SamplingBatch): Promise<SampleResult> {
+  const rows = batch.rows;
+  const m = out.maxRows;
+  const words = batch.maxTopLogprobs > 0 ? (2 + MAX_TOP_LOGPROBS) * m + rows * MAX_TOP_LOGPROBS : batch.wantsLogprobs ? m + rows : rows;
+  const bytes = await rt.readBytes(out.buffer, 0, words * 4);
+  const result: SampleResult = { tokenIds: new Uint32Array(bytes, 0, rows) };
+  if (batch.wantsLogprobs) result.logprobs = new Float32Array(bytes, m * 4, rows);
+  if (batch.maxTopLogprobs > 0) {
+    result.top = {
+      ids: new Uint32Array(bytes, 2 * m * 4, rows * MAX_TOP_LOGPROBS),
+      logprobs: new Float32Array(bytes, (2 + MAX_TOP_LOGPROBS) * m * 4, rows * MAX_TOP_LOGPROBS),
+    };
+  }
+  return result;
+}
