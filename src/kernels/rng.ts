@@ -14,7 +14,7 @@ export function splitSeed(seed: number): [lo: number, hi: number] {
   if (!Number.isSafeInteger(seed) || seed < 0) {
     throw new AutoGlmError('invalid_request', `seed must be an integer in [0, 2^53), got ${seed}`, { param: 'seed' });
   }
-  return [seed % TWO_32 >>> 0, Math.floor(seed / TWO_32) >>> 0];
+  return [(seed % TWO_32) >>> 0, Math.floor(seed / TWO_32) >>> 0];
 }
 
 function lowbias32(x0: number): number {

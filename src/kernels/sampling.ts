@@ -116,8 +116,10 @@ function invalid(param: string, message: string): AutoGlmError {
 
 function checkRow(r: SamplingRow, i: number): void {
   const at = `row ${i}: `;
-  if (!(Number.isFinite(r.temperature) && r.temperature >= 0)) throw invalid('temperature', `${at}temperature must be >= 0, got ${r.temperature}`);
-  if (!(Number.isInteger(r.topK) && r.topK >= 0 && r.topK <= 0xffffffff)) throw invalid('top_k', `${at}top_k must be an integer >= 0, got ${r.topK}`);
+  if (!(Number.isFinite(r.temperature) && r.temperature >= 0))
+    throw invalid('temperature', `${at}temperature must be >= 0, got ${r.temperature}`);
+  if (!(Number.isInteger(r.topK) && r.topK >= 0 && r.topK <= 0xffffffff))
+    throw invalid('top_k', `${at}top_k must be an integer >= 0, got ${r.topK}`);
   if (!(r.topP > 0 && r.topP <= 1)) throw invalid('top_p', `${at}top_p must be in (0, 1], got ${r.topP}`);
   if (!(r.minP >= 0 && r.minP <= 1)) throw invalid('min_p', `${at}min_p must be in [0, 1], got ${r.minP}`);
   if (!(Number.isFinite(r.repetitionPenalty) && r.repetitionPenalty > 0)) {
@@ -128,7 +130,8 @@ function checkRow(r: SamplingRow, i: number): void {
   if (!(Number.isInteger(r.position) && r.position >= 0 && r.position <= 0xffffffff)) {
     throw invalid('position', `${at}position must be an integer in [0, 2^32), got ${r.position}`);
   }
-  if (!(Number.isInteger(r.countsSlot) && r.countsSlot >= -1)) throw invalid('counts_slot', `${at}countsSlot must be -1 or a slot, got ${r.countsSlot}`);
+  if (!(Number.isInteger(r.countsSlot) && r.countsSlot >= -1))
+    throw invalid('counts_slot', `${at}countsSlot must be -1 or a slot, got ${r.countsSlot}`);
   if (!(Number.isInteger(r.topLogprobs) && r.topLogprobs >= 0 && r.topLogprobs <= MAX_TOP_LOGPROBS)) {
     throw invalid('top_logprobs', `${at}top_logprobs must be an integer in [0, ${MAX_TOP_LOGPROBS}], got ${r.topLogprobs}`);
   }
@@ -221,7 +224,8 @@ export function sample(rt: KernelRuntime, rec: Recorder, args: SampleArgs): void
   const { logits, vocab, batch, counts, out } = args;
   if (logits.dtype !== 'f32') throw new TypeError(`sample: logits must be f32, got ${logits.dtype}`);
   if (!Number.isInteger(vocab) || vocab < 1) throw new RangeError(`sample: vocab must be >= 1, got ${vocab}`);
-  if (logits.length < batch.rows * vocab) throw new RangeError(`sample: logits hold ${logits.length} values, need ${batch.rows} x ${vocab}`);
+  if (logits.length < batch.rows * vocab)
+    throw new RangeError(`sample: logits hold ${logits.length} values, need ${batch.rows} x ${vocab}`);
   if (batch.rows > out.maxRows) throw new RangeError(`sample: ${batch.rows} rows but the output holds ${out.maxRows}`);
   if (batch.maxSlot >= 0) {
     if (!counts) throw new RangeError('sample: rows use penalties but no token counts were given');
