@@ -138,14 +138,16 @@ function checkRow(r: SamplingRow, i: number): void {
 }
 
 /**
- * Validates and uploads the rows' parameters (one writeBuffer). Pass the previous step's
- * batch as `reuse` to write into its buffer when it is big enough: safe once that step's
- * recorder has been submitted, since queue writes are ordered after earlier submits.
+ * Validates and uploads the rows' parameters (two small writeBuffers). Pass the previous
+ * step's batch as `reuse` to write into its buffer: safe once that step's recorder has
+ * been submitted, since queue writes are ordered after earlier submits. A reused batch
+ * too small for `rows` is destroyed and replaced (WebGPU defers the destruction until
+ * work already submitted with it has finished).
  */
 export function prepareSampling(rt: KernelRuntime, rows: readonly SamplingRow[], reuse?: SamplingBatch): SamplingBatch {
   if (rows.length < 1 || rows.length > MAX_ROWS) throw invalid('rows', `sampling needs 1..${MAX_ROWS} rows, got ${rows.length}`);
   const n = rows.length;
-  const capacity = reuse && reuse.capacity >= n ? reuse.capacity : Math.max(n, 16);
+  const capacity = reuse && reuse.capacity >= n ? reuse.capacity : Math.max(n, 16, 2 * (reuse?.capacity ?? 0));
   const words = new ArrayBuffer((capacity * ROW_WORDS + capacity) * 4);
   const u = new Uint32Array(words);
   const f = new Float32Array(words);
@@ -176,6 +178,7 @@ export function prepareSampling(rt: KernelRuntime, rows: readonly SamplingRow[],
     maxTop = Math.max(maxTop, r.topLogprobs);
   });
   for (let i = n; i < capacity; i++) slots[i] = -1;
+  if (reuse && reuse.capacity < n) rt.destroyBuffer(reuse.buffer);
   const buffer = reuse && reuse.capacity >= n ? reuse.buffer : rt.createBuffer(words.byteLength, undefined, 'sampling-params');
   const all = { buffer, byteOffset: 0, length: capacity * ROW_WORDS + capacity, dtype: 'u32' as const };
   rt.write(all, u.subarray(0, n * ROW_WORDS));

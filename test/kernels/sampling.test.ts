@@ -378,6 +378,26 @@ describe('determinism', () => {
   });
 });
 
+describe('batch reuse', () => {
+  it('a reused batch keeps its buffer while it fits and grows when it does not', async () => {
+    const rt = runtime();
+    const vocab = 33;
+    const logits = new Rng(8).floats(vocab * 40, -2, 2);
+    const lt = rt.upload('f32', logits);
+    const out = createSampleOutput(rt, 40);
+    const first = prepareSampling(rt, [GREEDY, GREEDY]);
+    const same = prepareSampling(rt, Array(10).fill(GREEDY), first);
+    expect(same.buffer).toBe(first.buffer);
+    const grown = prepareSampling(rt, Array(40).fill(GREEDY), same);
+    expect(grown.capacity).toBeGreaterThanOrEqual(40);
+    const rec = rt.recorder();
+    sample(rt, rec, { logits: lt, vocab, batch: grown, out });
+    await rec.submit();
+    const got = await readSamples(rt, out, grown);
+    expect(Array.from(got.tokenIds)).toEqual(Array.from({ length: 40 }, (_, r) => argmaxRef(rowOf(logits, vocab, r))));
+  });
+});
+
 describe('penalties', () => {
   const vocab = 33;
   const prompt = [1, 2, 3, 3, 9, 20];
