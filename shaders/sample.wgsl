@@ -85,6 +85,7 @@ var<workgroup> dAboveCount: u32;
 var<workgroup> dAboveMass: vec2<u32>;
 var<workgroup> dBinCount: u32;
 var<workgroup> dBinMass: vec2<u32>;
+var<workgroup> dDone: u32;
 // broadcasts
 var<workgroup> bU32: u32;
 var<workgroup> bU64: vec2<u32>;
@@ -232,6 +233,7 @@ fn prefixScanMass(t: u32) {
 
 // ---- radix descent ----
 // Finds the largest key K such that the weight of elements with key >= K reaches `need`
+// (or, after an early stop, a K with zero low bits selecting the same upper set)
 // (weight = 1 per element when byMass is false, else its fixed-point mass). Leaves K in
 // dPrefix, the count and mass of elements with key > K in dAbove*, and of key == K in dBin*.
 // With fraction >= 0 (byMass only), need is fraction x `need`, or fraction x the total
@@ -244,6 +246,7 @@ fn descend(t: u32, domain: u32, byMass: bool, need: vec2<u32>, fraction: f32) {
     dAboveMass = vec2<u32>(0u, 0u);
     dBinCount = 0u;
     dBinMass = vec2<u32>(0u, 0u);
+    dDone = 0u;
   }
   for (var level = 0u; level < 4u; level++) {
     let shift = 24u - 8u * level;
@@ -316,8 +319,16 @@ fn descend(t: u32, domain: u32, byMass: bool, need: vec2<u32>, fraction: f32) {
       dAboveMass = add64(dAboveMass, mExcl);
       dBinCount = cIncl - cExcl;
       dBinMass = sub64(mIncl, mExcl);
+      // Stop early when the whole bin is taken (counting) or holds one element (mass):
+      // then "key >= prefix with the lower bits zero" selects exactly the same tokens.
+      let rest = sub64(needNow, wExcl);
+      if ((!byMass && dBinCount == rest.y) || dBinCount == 1u) {
+        dDone = 1u;
+      }
     }
-    workgroupBarrier();
+    if (workgroupUniformLoad(&dDone) != 0u) {
+      break;
+    }
   }
 }
 
