@@ -47,7 +47,12 @@ struct WorkItem {
 }
 
 @group(0) @binding(0) var<storage, read> q: array<f32>;
+#if VEC4
+// head dims a multiple of 4: keys are read and dotted 4 values at a time
+@group(0) @binding(1) var<storage, read> k_cache: array<vec4<{{KV}}>>;
+#else
 @group(0) @binding(1) var<storage, read> k_cache: array<{{KV}}>;
+#endif
 @group(0) @binding(2) var<storage, read> v_cache: array<{{KV}}>;
 @group(0) @binding(3) var<storage, read> block_tables: array<u32>;
 @group(0) @binding(4) var<storage, read> items: array<WorkItem>;
@@ -111,12 +116,22 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
       let blk = block_tables[it.bt_off + t / p.block_size];
       let base = ((blk * p.n_kv_heads + kvh) * p.block_size + t % p.block_size) * HD;
       base_sh[lid] = base;
+#if VEC4
+      for (var d = 0u; d < HD; d += 4u) {
+        let kv = vec4<f32>(k_cache[(base + d) / 4u]);
+        for (var m = 0u; m < M; m++) {
+          let o = m * HD + d;
+          s[m] += dot(vec4<f32>(q_sh[o], q_sh[o + 1u], q_sh[o + 2u], q_sh[o + 3u]), kv);
+        }
+      }
+#else
       for (var d = 0u; d < HD; d++) {
         let kv = f32(k_cache[base + d]);
         for (var m = 0u; m < M; m++) {
           s[m] += q_sh[m * HD + d] * kv;
         }
       }
+#endif
     }
     for (var m = 0u; m < M; m++) {
       let r = m / HEADS;

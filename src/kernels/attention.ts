@@ -69,6 +69,7 @@ export function attention(rt: KernelRuntime, rec: Recorder, batch: AttentionBatc
         ROWS: path.rows,
         M: path.rows * path.heads,
         DPT: dpt,
+        VEC4: o.headDim % 4 === 0,
       },
       bindings: ['read', 'read', 'read', 'read', 'read', 'write', 'write'],
       params: true,

@@ -79,6 +79,16 @@ const CASES: Case[] = [
     expectSplit: true,
   },
   {
+    name: 'hd 6 (scalar key loads), GQA 2',
+    nHeads: 2,
+    nKvHeads: 1,
+    headDim: 6,
+    seqs: [
+      [1, 70],
+      [6, 21],
+    ],
+  },
+  {
     name: 'hd 8, GQA 1',
     nHeads: 3,
     nKvHeads: 3,
