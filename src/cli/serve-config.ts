@@ -1,0 +1,191 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { AutoGlmError } from '../errors.js';
+import { parseKeyFile } from '../server/auth.js';
+
+/** Everything `autoglm serve` is configured by: flags first, then AUTOGLM_* env, then defaults. */
+export interface ServeConfig {
+  modelDir: string;
+  /** True when no model was given and the bundled demo model is served. */
+  usingDefaultModel: boolean;
+  servedModelName: string | undefined;
+  host: string;
+  port: number;
+  apiKeys: string[];
+  authDisabled: boolean;
+  clusterSecret: string | undefined;
+  rateLimit: { requestsPerSecond: number; burst: number } | undefined;
+  maxBodyBytes: number;
+  maxPromptTokens: number | undefined;
+  maxCompletionTokens: number | undefined;
+  maxPendingRequests: number;
+  maxChoices: number;
+  drainTimeoutMs: number;
+  tls: { keyFile: string; certFile: string } | undefined;
+  tokenizerThreads: number;
+  tokenizerMinChars: number;
+  register: string | undefined;
+  etcd: string | undefined;
+  advertiseUrl: string | undefined;
+  heartbeatMs: number | undefined;
+  logLevel: string;
+  engine: {
+    kvCacheBytes: number | undefined;
+    maxBatchSequences: number | undefined;
+    maxBatchTokens: number | undefined;
+    maxContextTokens: number | undefined;
+    forceF32: boolean;
+    responseCacheEntries: number | undefined;
+  };
+}
+
+type FlagKind = 'string' | 'int' | 'float' | 'bool' | 'list';
+
+/** The flag table: name -> kind, env variable and help. One place, so --help and env stay in step. */
+const FLAGS = {
+  model: { kind: 'string', help: 'model folder (config.json, *.safetensors, tokenizer.json); default: the bundled demo-stories' },
+  'served-model-name': { kind: 'string', help: 'name clients pass as "model" (default: the folder name)' },
+  host: { kind: 'string', help: 'address to listen on (default 127.0.0.1)' },
+  port: { kind: 'int', help: 'port (default 8000; 0 picks a free one)' },
+  'api-key-file': { kind: 'string', help: 'file with one API key per line' },
+  'api-keys': { kind: 'list', help: 'comma-separated API keys' },
+  'no-auth': { kind: 'bool', help: 'accept requests without an API key' },
+  'cluster-secret': { kind: 'string', help: 'require header x-autoglm-cluster-secret on /v1 requests (behind a gateway)' },
+  'rate-limit-rps': { kind: 'float', help: 'requests per second per API key (default: unlimited)' },
+  'rate-limit-burst': { kind: 'int', help: 'burst per API key (default: 2 x rps, at least 1)' },
+  'max-body-bytes': { kind: 'int', help: 'largest request body (default 4 MiB)' },
+  'max-prompt-tokens': { kind: 'int', help: 'largest prompt (default: context length)' },
+  'max-tokens-limit': { kind: 'int', help: 'largest max_tokens a client may ask for (default: context length)' },
+  'max-pending-requests': { kind: 'int', help: 'requests in flight before 429 queue_full (default 256)' },
+  'max-choices': { kind: 'int', help: 'largest n x prompts per request (default 16)' },
+  'drain-timeout-ms': { kind: 'int', help: 'on SIGTERM, how long running requests may finish (default 30000)' },
+  'tls-key': { kind: 'string', help: 'PEM private key (HTTPS with --tls-cert)' },
+  'tls-cert': { kind: 'string', help: 'PEM certificate chain' },
+  'tokenizer-threads': { kind: 'int', help: 'worker threads for long-prompt tokenisation (default 2; 0 = inline)' },
+  'tokenizer-min-chars': { kind: 'int', help: 'inputs at least this long go to the worker pool (default 8192)' },
+  register: { kind: 'string', help: 'gateway URL to register and heartbeat with' },
+  etcd: { kind: 'string', help: 'etcd URL to register in (lease-backed key)' },
+  'advertise-url': { kind: 'string', help: 'URL the gateway should use to reach this worker (default: http://host:port)' },
+  'heartbeat-ms': { kind: 'int', help: 'registration heartbeat interval' },
+  'log-level': { kind: 'string', help: 'pino level: fatal|error|warn|info|debug|trace|silent (default info)' },
+  'kv-cache-bytes': { kind: 'int', help: 'KV cache budget in bytes' },
+  'max-batch-sequences': { kind: 'int', help: 'largest decode batch' },
+  'max-batch-tokens': { kind: 'int', help: 'token budget per engine step' },
+  'max-context-tokens': { kind: 'int', help: 'cap the context length below config.json' },
+  'force-f32': { kind: 'bool', help: 'f32 weights and KV cache even with shader-f16' },
+  'response-cache-entries': { kind: 'int', help: 'response cache size (0 disables)' },
+  help: { kind: 'bool', help: 'print this help' },
+} as const satisfies Record<string, { kind: FlagKind; help: string }>;
+
+type FlagName = keyof typeof FLAGS;
+
+/** The bundled demo model, found from the package root whether running from src/ or dist/src/. */
+export const DEFAULT_MODEL_DIR = join(packageRoot(), 'models', 'demo-stories');
+
+function packageRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(join(dir, 'package.json')) && dirname(dir) !== dir) dir = dirname(dir);
+  return dir;
+}
+
+export function serveHelp(): string {
+  const lines = Object.entries(FLAGS).map(([name, f]) => {
+    const arg = f.kind === 'bool' ? '' : ' <value>';
+    return `  --${name}${arg}`.padEnd(34) + f.help + (name === 'help' ? '' : `  [${envName(name)}]`);
+  });
+  return ['Usage: autoglm serve [options]', '', ...lines].join('\n');
+}
+
+function envName(flag: string): string {
+  return `AUTOGLM_${flag.replace(/-/g, '_').toUpperCase()}`;
+}
+
+/** Parses argv + env into a ServeConfig; bad values are AutoGlmError('invalid_request') naming the flag. */
+export function parseServeConfig(argv: string[], env: NodeJS.ProcessEnv = process.env): ServeConfig | 'help' {
+  const { values } = parseArgs({
+    args: argv,
+    options: Object.fromEntries(
+      Object.entries(FLAGS).map(([name, f]) => [name, { type: f.kind === 'bool' ? 'boolean' : 'string' }]),
+    ) as Record<FlagName, { type: 'boolean' | 'string' }>,
+    strict: true,
+    allowPositionals: false,
+  });
+  if (values.help) return 'help';
+  const raw = (name: FlagName): string | boolean | undefined => values[name] ?? env[envName(name)];
+  const str = (name: FlagName): string | undefined => {
+    const v = raw(name);
+    return typeof v === 'string' && v !== '' ? v : undefined;
+  };
+  const num = (name: FlagName, integer: boolean): number | undefined => {
+    const v = str(name);
+    if (v === undefined) return undefined;
+    const n = Number(v);
+    if (!Number.isFinite(n) || n < 0 || (integer && !Number.isInteger(n)))
+      throw new AutoGlmError('invalid_request', `--${name} must be a non-negative ${integer ? 'integer' : 'number'}, got '${v}'.`, {
+        param: name,
+      });
+    return n;
+  };
+  const int = (name: FlagName): number | undefined => num(name, true);
+  const bool = (name: FlagName): boolean => {
+    const v = raw(name);
+    return v === true || (typeof v === 'string' && /^(1|true|yes|on)$/i.test(v));
+  };
+
+  const keys = [...(str('api-keys')?.split(',') ?? [])].map((k) => k.trim()).filter((k) => k !== '');
+  const keyFile = str('api-key-file');
+  if (keyFile !== undefined) {
+    try {
+      keys.push(...parseKeyFile(readFileSync(keyFile, 'utf8')));
+    } catch (e) {
+      throw new AutoGlmError('invalid_request', `Cannot read --api-key-file ${keyFile}: ${(e as Error).message}`, {
+        param: 'api-key-file',
+        cause: e,
+      });
+    }
+  }
+  const rps = num('rate-limit-rps', false);
+  const tlsKey = str('tls-key');
+  const tlsCert = str('tls-cert');
+  if ((tlsKey === undefined) !== (tlsCert === undefined))
+    throw new AutoGlmError('invalid_request', '--tls-key and --tls-cert go together.', { param: tlsKey ? 'tls-cert' : 'tls-key' });
+  const model = str('model');
+  return {
+    modelDir: model ?? DEFAULT_MODEL_DIR,
+    usingDefaultModel: model === undefined,
+    servedModelName: str('served-model-name'),
+    host: str('host') ?? '127.0.0.1',
+    port: int('port') ?? 8000,
+    apiKeys: keys,
+    authDisabled: bool('no-auth'),
+    clusterSecret: str('cluster-secret'),
+    rateLimit:
+      rps !== undefined && rps > 0
+        ? { requestsPerSecond: rps, burst: int('rate-limit-burst') ?? Math.max(1, Math.ceil(rps * 2)) }
+        : undefined,
+    maxBodyBytes: int('max-body-bytes') ?? 4 * 1024 * 1024,
+    maxPromptTokens: int('max-prompt-tokens'),
+    maxCompletionTokens: int('max-tokens-limit'),
+    maxPendingRequests: int('max-pending-requests') ?? 256,
+    maxChoices: int('max-choices') ?? 16,
+    drainTimeoutMs: int('drain-timeout-ms') ?? 30_000,
+    tls: tlsKey && tlsCert ? { keyFile: tlsKey, certFile: tlsCert } : undefined,
+    tokenizerThreads: int('tokenizer-threads') ?? 2,
+    tokenizerMinChars: int('tokenizer-min-chars') ?? 8192,
+    register: str('register'),
+    etcd: str('etcd'),
+    advertiseUrl: str('advertise-url'),
+    heartbeatMs: int('heartbeat-ms'),
+    logLevel: str('log-level') ?? 'info',
+    engine: {
+      kvCacheBytes: int('kv-cache-bytes'),
+      maxBatchSequences: int('max-batch-sequences'),
+      maxBatchTokens: int('max-batch-tokens'),
+      maxContextTokens: int('max-context-tokens'),
+      forceF32: bool('force-f32'),
+      responseCacheEntries: int('response-cache-entries'),
+    },
+  };
+}

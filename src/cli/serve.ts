@@ -1,0 +1,145 @@
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { basename } from 'node:path';
+import type { EngineOptions, InferenceEngine } from '../engine/types.js';
+import { buildServer } from '../server/index.js';
+import { parseServeConfig, serveHelp, type ServeConfig } from './serve-config.js';
+
+/** `autoglm serve`: load the model, serve it, register with a gateway if asked, drain on SIGTERM. */
+export async function runServe(argv: string[]): Promise<number> {
+  const parsed = parseServeConfig(argv);
+  if (parsed === 'help') {
+    process.stdout.write(serveHelp() + '\n');
+    return 0;
+  }
+  const config = applyLocalDefaultAuth(parsed);
+  const enginePromise = loadEngine(config);
+  const server = buildServer({
+    engine: enginePromise,
+    servedModelName: config.servedModelName,
+    auth: { apiKeys: config.apiKeys, disabled: config.authDisabled },
+    clusterSecret: config.clusterSecret,
+    rateLimit: config.rateLimit,
+    limits: {
+      maxBodyBytes: config.maxBodyBytes,
+      maxPromptTokens: config.maxPromptTokens,
+      maxCompletionTokens: config.maxCompletionTokens,
+      maxPendingRequests: config.maxPendingRequests,
+      maxChoices: config.maxChoices,
+    },
+    tokenizerPool: { modelDir: config.modelDir, threads: config.tokenizerThreads, minChars: config.tokenizerMinChars },
+    logger: { level: config.logLevel },
+    tls: config.tls ? { key: readFileSync(config.tls.keyFile), cert: readFileSync(config.tls.certFile) } : undefined,
+  });
+  const log = server.app.log;
+
+  // Listen before the model is loaded: /health answers at once, /ready turns 200 when loaded.
+  const url = await server.listen({ host: config.host, port: config.port });
+  let engine: InferenceEngine;
+  try {
+    engine = await enginePromise;
+  } catch (e) {
+    log.fatal({ err: e }, 'model failed to load');
+    await server.close();
+    return 1;
+  }
+  const name = config.servedModelName ?? engine.modelName;
+  log.info({ url, model: name, modelDir: config.modelDir, contextLength: engine.contextLength }, 'serving');
+  printBanner(config, url, name);
+
+  const agent = await startAgent(config, url);
+  return new Promise<number>((resolve) => {
+    let stopping = false;
+    const shutdown = async (signal: string): Promise<void> => {
+      if (stopping) {
+        log.warn({ signal }, 'second signal: exiting without waiting');
+        process.exit(1);
+      }
+      stopping = true;
+      log.info({ signal, pending: server.lifecycle.pending, drainTimeoutMs: config.drainTimeoutMs }, 'draining');
+      // Leave the registry first so the gateway stops routing here before we refuse anything.
+      await agent?.stop().catch((err: unknown) => log.warn({ err }, 'worker agent stop failed'));
+      const aborted = await server.drain(config.drainTimeoutMs);
+      log.info({ aborted }, 'drained');
+      await server.close();
+      await engine.close();
+      resolve(0);
+    };
+    process.once('SIGTERM', () => void shutdown('SIGTERM'));
+    process.once('SIGINT', () => void shutdown('SIGINT'));
+  });
+}
+
+async function loadEngine(config: ServeConfig): Promise<InferenceEngine> {
+  const options: EngineOptions = stripUndefined({
+    servedModelName: config.servedModelName,
+    kvCacheBytes: config.engine.kvCacheBytes,
+    maxBatchSequences: config.engine.maxBatchSequences,
+    maxBatchTokens: config.engine.maxBatchTokens,
+    maxContextTokens: config.engine.maxContextTokens,
+    forceF32: config.engine.forceF32 || undefined,
+    responseCacheEntries: config.engine.responseCacheEntries,
+  });
+  // Typed against the engine's published contract; resolved at run time.
+  const specifier = '../engine/engine.js';
+  const { Engine } = (await import(specifier)) as {
+    Engine: { load(dir: string, options?: EngineOptions): Promise<InferenceEngine> };
+  };
+  return Engine.load(config.modelDir, options);
+}
+
+/**
+ * Auth is off only when asked for. With no keys configured, the server makes one up and
+ * prints it, so `npm start` works out of the box without ever listening unauthenticated.
+ */
+function applyLocalDefaultAuth(config: ServeConfig): ServeConfig & { generatedKey?: string } {
+  if (config.authDisabled || config.apiKeys.length > 0) return config;
+  const key = `sk-autoglm-${randomBytes(18).toString('base64url')}`;
+  return { ...config, apiKeys: [key], generatedKey: key };
+}
+
+function printBanner(config: ServeConfig & { generatedKey?: string }, url: string, name: string): void {
+  const lines = [``, `autoglm serve: ${name} (${config.modelDir}) at ${url}/v1`];
+  if (config.generatedKey) {
+    lines.push(
+      `  No API key configured, so this run generated one (pass --api-keys, --api-key-file or AUTOGLM_API_KEYS to choose; --no-auth to disable):`,
+      `    OPENAI_API_KEY=${config.generatedKey}`,
+      `  Try: curl ${url}/v1/chat/completions -H "Authorization: Bearer ${config.generatedKey}" -H "Content-Type: application/json" \\`,
+      `         -d '{"model": "${name}", "messages": [{"role": "user", "content": "Tell me a story about a cat."}], "max_tokens": 64}'`,
+    );
+  } else if (config.authDisabled) lines.push(`  Auth is DISABLED (--no-auth): anyone who can reach ${url} can use it.`);
+  if (config.usingDefaultModel)
+    lines.push(
+      `  This is the bundled demo model (${basename(config.modelDir)}). To serve a real model folder (config.json, *.safetensors, tokenizer.json):`,
+      `    npm start -- --model /path/to/model --served-model-name my-model`,
+    );
+  process.stderr.write(lines.join('\n') + '\n\n');
+}
+
+async function startAgent(config: ServeConfig, url: string): Promise<{ stop(): Promise<void> } | null> {
+  if (config.register === undefined && config.etcd === undefined) return null;
+  // The cluster engineer's module, signature fixed by contract; loaded only when asked for.
+  const specifier = '../cluster/worker-agent.js';
+  const { startWorkerAgent } = (await import(specifier)) as { startWorkerAgent: StartWorkerAgent };
+  return startWorkerAgent(
+    stripUndefined({
+      selfUrl: config.advertiseUrl ?? url.replace('://0.0.0.0:', '://127.0.0.1:'),
+      registerUrl: config.register,
+      etcdUrl: config.etcd,
+      clusterSecret: config.clusterSecret,
+      heartbeatMs: config.heartbeatMs,
+    }),
+  );
+}
+
+type StartWorkerAgent = (options: {
+  selfUrl: string;
+  registerUrl?: string;
+  etcdUrl?: string;
+  clusterSecret?: string;
+  heartbeatMs?: number;
+}) => Promise<{ stop(): Promise<void> }>;
+
+function stripUndefined<T extends object>(o: T): T {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T;
+}

@@ -1,0 +1,128 @@
+import type { FinishReason, GenerateRequest, InferenceEngine, TopLogprob, Usage } from '../engine/types.js';
+import type { GenerationTimer } from './metrics.js';
+
+/** One choice of a request: its own GenerateRequest (prompt already tokenized). */
+export interface ChoiceSpec {
+  index: number;
+  request: GenerateRequest & { prompt: number[] };
+}
+
+export interface TokenLogprob {
+  tokenId: number;
+  token: string;
+  logprob: number;
+  top: TopLogprob[];
+}
+
+/** Text that became final, with the ids (and logprobs) of the tokens that produced it. */
+export interface ChoiceChunk {
+  index: number;
+  text: string;
+  tokenIds: number[];
+  logprobs: TokenLogprob[];
+  finishReason: Exclude<FinishReason, 'cancelled'> | null;
+}
+
+export interface ChoiceOutcome {
+  index: number;
+  text: string;
+  tokenIds: number[];
+  logprobs: TokenLogprob[];
+  finishReason: Exclude<FinishReason, 'cancelled'>;
+  usage: Usage;
+}
+
+export interface RunChoicesOptions {
+  engine: InferenceEngine;
+  choices: ChoiceSpec[];
+  /** Aborted on client disconnect or drain timeout; cancels every choice. */
+  signal: AbortSignal;
+  startTimer: () => GenerationTimer;
+  /** Called for each chunk as it becomes available (streaming); awaited, so writes keep order. */
+  onChunk?: (chunk: ChoiceChunk) => void | Promise<void>;
+  withLogprobs: boolean;
+}
+
+/**
+ * Runs every choice concurrently on the engine. Tokens whose text is still pending (a
+ * partial UTF-8 character, a possible stop string) are held back and delivered with the
+ * next chunk that has text, so each chunk's token ids are exactly the tokens behind its
+ * text and their concatenation is the whole completion (what the gateway resumes from).
+ * The first failure cancels the other choices and is rethrown.
+ */
+export async function runChoices(options: RunChoicesOptions): Promise<ChoiceOutcome[]> {
+  const local = new AbortController();
+  const signal = AbortSignal.any([options.signal, local.signal]);
+  try {
+    return await Promise.all(options.choices.map((c) => runOne(c, signal, options)));
+  } catch (e) {
+    local.abort(e);
+    throw e;
+  }
+}
+
+async function runOne(choice: ChoiceSpec, signal: AbortSignal, options: RunChoicesOptions): Promise<ChoiceOutcome> {
+  const timer = options.startTimer();
+  const resumed = choice.request.resumeTokenIds?.length ?? 0;
+  const outcome: ChoiceOutcome = {
+    index: choice.index,
+    text: '',
+    tokenIds: [],
+    logprobs: [],
+    finishReason: 'length',
+    usage: { promptTokens: choice.request.prompt.length, completionTokens: resumed, cachedPromptTokens: 0 },
+  };
+  let pending: ChoiceChunk = emptyChunk(choice.index);
+  let finish: FinishReason | undefined;
+  timer.admitted();
+  for await (const event of options.engine.generate({ ...choice.request, signal })) {
+    timer.token();
+    pending.text += event.text;
+    pending.tokenIds.push(event.tokenId);
+    if (options.withLogprobs && event.logprob !== undefined) {
+      pending.logprobs.push({
+        tokenId: event.tokenId,
+        token: await tokenText(options.engine, event.tokenId, event.topLogprobs),
+        logprob: event.logprob,
+        top: event.topLogprobs ?? [],
+      });
+    }
+    if (event.usage) outcome.usage = event.usage;
+    if (event.finishReason) finish = event.finishReason;
+    if (finish === 'cancelled') break;
+    if (finish !== undefined) pending.finishReason = finish;
+    if (pending.text !== '' || finish !== undefined) {
+      outcome.text += pending.text;
+      outcome.tokenIds.push(...pending.tokenIds);
+      outcome.logprobs.push(...pending.logprobs);
+      await options.onChunk?.(pending);
+      pending = emptyChunk(choice.index);
+    }
+    if (finish !== undefined) break;
+  }
+  if (signal.aborted || finish === 'cancelled') throw signal.reason ?? new Error('cancelled');
+  if (finish === undefined) {
+    // The engine ended without a finishing event (e.g. zero tokens left): close the choice.
+    pending.finishReason = 'length';
+    outcome.text += pending.text;
+    outcome.tokenIds.push(...pending.tokenIds);
+    await options.onChunk?.(pending);
+  }
+  outcome.finishReason = finish === 'stop' ? 'stop' : 'length';
+  // The engine counts resumed tokens as generated; make sure usage never undercounts them.
+  outcome.usage = {
+    ...outcome.usage,
+    completionTokens: Math.max(outcome.usage.completionTokens, resumed + outcome.tokenIds.length),
+  };
+  timer.finished(outcome.finishReason, outcome.usage.promptTokens, outcome.tokenIds.length);
+  return outcome;
+}
+
+function emptyChunk(index: number): ChoiceChunk {
+  return { index, text: '', tokenIds: [], logprobs: [], finishReason: null };
+}
+
+async function tokenText(engine: InferenceEngine, tokenId: number, top: TopLogprob[] | undefined): Promise<string> {
+  const known = top?.find((t) => t.tokenId === tokenId);
+  return known ? known.token : engine.detokenize([tokenId]);
+}

@@ -1,0 +1,157 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { EngineStats, FinishReason } from '../engine/types.js';
+
+const LATENCY_BUCKETS_S = [0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10, 20, 40, 80];
+const TPOT_BUCKETS_S = [0.001, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1, 2.5, 5];
+
+/**
+ * vLLM's metric names under an `autoglm:` prefix, so dashboards and autoscalers written
+ * for vLLM carry over. Engine-side figures (queue, KV cache, prefix cache) are read from
+ * engine.stats() at scrape time; request-side figures are observed by the handlers.
+ * One registry per server, so several servers in one process do not collide.
+ */
+export class ServerMetrics {
+  readonly registry = new Registry();
+  private readonly httpRequests: Counter<'route' | 'status'>;
+  private readonly success: Counter<'finished_reason'>;
+  private readonly promptTokens: Counter;
+  private readonly generationTokens: Counter;
+  private readonly ttft: Histogram;
+  private readonly tpot: Histogram;
+  private readonly e2e: Histogram;
+  private readonly queueTime: Histogram;
+
+  constructor(stats: () => EngineStats | null, modelName: () => string) {
+    const r = [this.registry];
+    collectDefaultMetrics({ register: this.registry });
+    this.httpRequests = new Counter({
+      name: 'autoglm:http_requests_total',
+      help: 'HTTP requests by route and status code.',
+      labelNames: ['route', 'status'],
+      registers: r,
+    });
+    this.success = new Counter({
+      name: 'autoglm:request_success_total',
+      help: 'Finished generation requests by finish reason.',
+      labelNames: ['finished_reason'],
+      registers: r,
+    });
+    this.promptTokens = new Counter({ name: 'autoglm:prompt_tokens_total', help: 'Prefill tokens processed.', registers: r });
+    this.generationTokens = new Counter({ name: 'autoglm:generation_tokens_total', help: 'Tokens generated.', registers: r });
+    this.ttft = new Histogram({
+      name: 'autoglm:time_to_first_token_seconds',
+      help: 'Time from request arrival to its first token.',
+      buckets: LATENCY_BUCKETS_S,
+      registers: r,
+    });
+    this.tpot = new Histogram({
+      name: 'autoglm:time_per_output_token_seconds',
+      help: 'Time between consecutive output tokens.',
+      buckets: TPOT_BUCKETS_S,
+      registers: r,
+    });
+    this.e2e = new Histogram({
+      name: 'autoglm:e2e_request_latency_seconds',
+      help: 'Time from request arrival to its last token.',
+      buckets: LATENCY_BUCKETS_S,
+      registers: r,
+    });
+    this.queueTime = new Histogram({
+      name: 'autoglm:request_queue_time_seconds',
+      help: 'Time from request arrival until the engine accepted it (tokenisation and admission).',
+      buckets: LATENCY_BUCKETS_S,
+      registers: r,
+    });
+
+    const gauge = (name: string, help: string, read: (s: EngineStats) => number): void => {
+      new Gauge({
+        name,
+        help,
+        labelNames: ['model_name'],
+        registers: r,
+        collect() {
+          const s = stats();
+          if (s) this.set({ model_name: modelName() }, read(s));
+        },
+      });
+    };
+    gauge('autoglm:num_requests_running', 'Sequences in the running batch.', (s) => s.running);
+    gauge('autoglm:num_requests_waiting', 'Sequences waiting for admission.', (s) => s.waiting);
+    gauge('autoglm:kv_cache_usage_perc', 'Fraction of KV-cache blocks in use (0..1).', (s) =>
+      s.kvBlocksTotal > 0 ? s.kvBlocksUsed / s.kvBlocksTotal : 0,
+    );
+    // vLLM exposes these as counters; the engine keeps the running totals, so each scrape
+    // adds what it gained since the last one.
+    const engineCounter = (name: string, help: string, read: (s: EngineStats) => number): void => {
+      let last = 0;
+      new Counter({
+        name,
+        help,
+        labelNames: ['model_name'],
+        registers: r,
+        collect() {
+          const s = stats();
+          if (!s) return;
+          const now = read(s);
+          if (now > last) this.inc({ model_name: modelName() }, now - last);
+          last = Math.max(last, now);
+        },
+      });
+    };
+    engineCounter('autoglm:prefix_cache_queries_total', 'Prompt tokens looked up in the prefix cache.', (s) => s.prefixCacheQueries);
+    engineCounter('autoglm:prefix_cache_hits_total', 'Prompt tokens found in the prefix cache.', (s) => s.prefixCacheHits);
+    engineCounter('autoglm:num_preemptions_total', 'Sequences preempted for lack of KV blocks.', (s) => s.preemptions);
+    engineCounter('autoglm:response_cache_hits_total', 'Requests answered from the response cache.', (s) => s.responseCacheHits);
+    engineCounter(
+      'autoglm:response_cache_queries_total',
+      'Deterministic requests looked up in the response cache.',
+      (s) => s.responseCacheHits + s.responseCacheMisses,
+    );
+  }
+
+  observeHttp(route: string, status: number): void {
+    this.httpRequests.inc({ route, status: String(status) });
+  }
+
+  /** Tracks one generation (one choice) from arrival to finish. */
+  startGeneration(arrivalMs: number): GenerationTimer {
+    return new GenerationTimer(arrivalMs, this);
+  }
+
+  /** @internal used by GenerationTimer */
+  record(kind: 'queue' | 'ttft' | 'tpot' | 'e2e', seconds: number): void {
+    ({ queue: this.queueTime, ttft: this.ttft, tpot: this.tpot, e2e: this.e2e })[kind].observe(seconds);
+  }
+
+  /** @internal used by GenerationTimer */
+  finish(reason: FinishReason, promptTokens: number, generatedTokens: number): void {
+    this.success.inc({ finished_reason: reason === 'cancelled' ? 'abort' : reason });
+    this.promptTokens.inc(promptTokens);
+    this.generationTokens.inc(generatedTokens);
+  }
+}
+
+export class GenerationTimer {
+  private lastTokenMs: number | null = null;
+
+  constructor(
+    private readonly arrivalMs: number,
+    private readonly metrics: ServerMetrics,
+  ) {}
+
+  admitted(): void {
+    this.metrics.record('queue', (performance.now() - this.arrivalMs) / 1000);
+  }
+
+  token(): void {
+    const now = performance.now();
+    if (this.lastTokenMs === null) this.metrics.record('ttft', (now - this.arrivalMs) / 1000);
+    else this.metrics.record('tpot', (now - this.lastTokenMs) / 1000);
+    this.lastTokenMs = now;
+  }
+
+  finished(reason: FinishReason, promptTokens: number, generatedTokens: number): void {
+    this.metrics.record('e2e', (performance.now() - this.arrivalMs) / 1000);
+    this.metrics.finish(reason, promptTokens, generatedTokens);
+  }
+}

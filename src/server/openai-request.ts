@@ -1,0 +1,144 @@
+import { AutoGlmError } from '../errors.js';
+import type { GenerateRequest, SamplingParams } from '../engine/types.js';
+import type { ServerLimits } from './options.js';
+
+/** The body fields chat and completions share (after schema validation). */
+export interface CommonBody {
+  model: string;
+  stream?: boolean | null;
+  stream_options?: { include_usage?: boolean | null } | null;
+  n?: number | null;
+  max_tokens?: number | null;
+  temperature?: number | null;
+  top_p?: number | null;
+  top_k?: number | null;
+  min_p?: number | null;
+  repetition_penalty?: number | null;
+  presence_penalty?: number | null;
+  frequency_penalty?: number | null;
+  seed?: number | null;
+  stop?: string | string[] | null;
+  stop_token_ids?: number[] | null;
+  ignore_eos?: boolean | null;
+  return_token_ids?: boolean | null;
+  resume_token_ids?: number[] | null;
+}
+
+/** What a handler needs to build one GenerateRequest per choice. */
+export interface CommonParams {
+  stream: boolean;
+  includeUsage: boolean;
+  n: number;
+  requestedMaxTokens: number | undefined;
+  sampling: SamplingParams;
+  stop: string[] | undefined;
+  stopTokenIds: number[] | undefined;
+  ignoreEos: boolean;
+  returnTokenIds: boolean;
+  resumeTokenIds: number[] | undefined;
+}
+
+export function parseCommon(body: CommonBody, maxTokens: number | null | undefined, limits: ServerLimits): CommonParams {
+  const n = body.n ?? 1;
+  if (n > limits.maxChoices) throw new AutoGlmError('invalid_request', `n must be at most ${limits.maxChoices}.`, { param: 'n' });
+  if (body.stream_options && !body.stream)
+    throw new AutoGlmError('invalid_request', 'stream_options is only allowed when stream is true.', { param: 'stream_options' });
+  const resume = body.resume_token_ids ?? undefined;
+  if (resume && resume.length > 0 && n !== 1)
+    throw new AutoGlmError('invalid_request', 'resume_token_ids requires n = 1.', { param: 'resume_token_ids' });
+  const topK = body.top_k ?? undefined;
+  const sampling: SamplingParams = stripUndefined({
+    temperature: body.temperature ?? undefined,
+    topP: body.top_p ?? undefined,
+    // vLLM's convention: -1 and 0 both mean "no top-k".
+    topK: topK !== undefined && topK > 0 ? topK : undefined,
+    minP: body.min_p ?? undefined,
+    repetitionPenalty: body.repetition_penalty ?? undefined,
+    presencePenalty: body.presence_penalty ?? undefined,
+    frequencyPenalty: body.frequency_penalty ?? undefined,
+    seed: body.seed ?? undefined,
+  });
+  const stop = body.stop === null || body.stop === undefined ? undefined : typeof body.stop === 'string' ? [body.stop] : body.stop;
+  return {
+    stream: body.stream === true,
+    includeUsage: body.stream === true && body.stream_options?.include_usage === true,
+    n,
+    requestedMaxTokens: maxTokens ?? undefined,
+    sampling,
+    stop: stop && stop.length > 0 ? stop : undefined,
+    stopTokenIds: body.stop_token_ids ?? undefined,
+    ignoreEos: body.ignore_eos === true,
+    returnTokenIds: body.return_token_ids === true,
+    resumeTokenIds: resume && resume.length > 0 ? resume : undefined,
+  };
+}
+
+/**
+ * Checks the prompt against the context window and limits, and picks max_tokens: what the
+ * client asked for, else whatever the context leaves (capped by the server's limit).
+ */
+export function budgetTokens(options: {
+  promptTokens: number;
+  resumedTokens: number;
+  requestedMaxTokens: number | undefined;
+  contextLength: number;
+  limits: ServerLimits;
+  promptParam: string;
+  maxTokensParam: string;
+}): number {
+  const { promptTokens, requestedMaxTokens, contextLength, limits } = options;
+  if (promptTokens === 0) throw new AutoGlmError('invalid_request', 'The prompt is empty.', { param: options.promptParam });
+  const maxPrompt = Math.min(limits.maxPromptTokens ?? contextLength, contextLength);
+  if (promptTokens > maxPrompt || promptTokens >= contextLength)
+    throw new AutoGlmError(
+      'context_length_exceeded',
+      `The prompt has ${promptTokens} tokens; this server accepts at most ${Math.min(maxPrompt, contextLength - 1)}.`,
+      { param: options.promptParam },
+    );
+  const completionCap = limits.maxCompletionTokens ?? contextLength;
+  if (requestedMaxTokens !== undefined && requestedMaxTokens > completionCap)
+    throw new AutoGlmError('invalid_request', `${options.maxTokensParam} must be at most ${completionCap}.`, {
+      param: options.maxTokensParam,
+    });
+  // Resumed tokens sit in the context and count towards max_tokens (they were generated).
+  const room = contextLength - promptTokens;
+  const maxTokens = requestedMaxTokens ?? Math.min(room, completionCap);
+  if (maxTokens > room)
+    throw new AutoGlmError(
+      'context_length_exceeded',
+      `This model's maximum context length is ${contextLength} tokens; the prompt has ${promptTokens} and ${options.maxTokensParam} asks for ${maxTokens}.`,
+      { param: options.promptParam },
+    );
+  if (options.resumedTokens >= maxTokens)
+    throw new AutoGlmError('invalid_request', `resume_token_ids already holds ${options.maxTokensParam} tokens.`, {
+      param: 'resume_token_ids',
+    });
+  return maxTokens;
+}
+
+/** The GenerateRequest of choice `i`: choices beyond the first get seed + i so they differ. */
+export function choiceRequest(
+  params: CommonParams,
+  prompt: number[],
+  maxTokens: number,
+  choiceIndex: number,
+  extra: { logprobs: boolean; topLogprobs: number; requestId: string; chatTemplateKwargs?: Record<string, unknown> },
+): GenerateRequest & { prompt: number[] } {
+  const seed = params.sampling.seed;
+  return stripUndefined({
+    prompt,
+    maxTokens,
+    sampling: { ...params.sampling, ...(seed !== undefined && choiceIndex > 0 ? { seed: seed + choiceIndex } : {}) },
+    stop: params.stop,
+    stopTokenIds: params.stopTokenIds,
+    ignoreEos: params.ignoreEos || undefined,
+    logprobs: extra.logprobs || undefined,
+    topLogprobs: extra.logprobs ? extra.topLogprobs : undefined,
+    resumeTokenIds: params.resumeTokenIds,
+    requestId: extra.requestId,
+  }) as GenerateRequest & { prompt: number[] };
+}
+
+function stripUndefined<T extends object>(o: T): T {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T;
+}

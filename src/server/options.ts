@@ -1,0 +1,71 @@
+import type { FastifyServerOptions } from 'fastify';
+import type { InferenceEngine } from '../engine/types.js';
+
+/** Limits that protect the server from oversized or abusive requests. */
+export interface ServerLimits {
+  /** Largest request body in bytes (413 above it). */
+  maxBodyBytes: number;
+  /** Largest prompt in tokens (default: the model's context length). */
+  maxPromptTokens?: number;
+  /** Largest max_tokens a client may ask for (default: the model's context length). */
+  maxCompletionTokens?: number;
+  /** Requests admitted (streaming or not) before new ones get 429 queue_full. */
+  maxPendingRequests: number;
+  /** Largest `n` (choices per prompt) and prompts per /v1/completions request. */
+  maxChoices: number;
+}
+
+export interface RateLimitOptions {
+  /** Sustained requests per second per API key (or per client address when auth is off). */
+  requestsPerSecond: number;
+  /** Bucket size: requests a key may send at once after being idle. */
+  burst: number;
+}
+
+export interface AuthOptions {
+  /** Accepted bearer keys. Empty with `disabled: false` means every /v1 request gets 401. */
+  apiKeys: string[];
+  /** Auth is off only when this is explicitly true. */
+  disabled?: boolean;
+}
+
+export interface TokenizerPoolOptions {
+  /** The model folder the worker loads its tokenizer from. */
+  modelDir: string;
+  /** Worker threads (0 disables the pool: everything is tokenized on the event loop). */
+  threads: number;
+  /** Inputs longer than this many characters go to the pool; shorter ones stay inline. */
+  minChars: number;
+}
+
+export interface ServerOptions {
+  /** The engine, or a promise of it: /ready answers 503 until it resolves. */
+  engine: InferenceEngine | Promise<InferenceEngine>;
+  /** Name clients pass as `model` (default: engine.modelName). Any of `modelAliases` is accepted too. */
+  servedModelName?: string;
+  modelAliases?: string[];
+  auth: AuthOptions;
+  /** When set, every /v1 and tokenizer request must carry `x-autoglm-cluster-secret` equal to it. */
+  clusterSecret?: string;
+  rateLimit?: RateLimitOptions;
+  limits?: Partial<ServerLimits>;
+  tokenizerPool?: TokenizerPoolOptions;
+  /** pino logger options for fastify (false: silent). */
+  logger?: FastifyServerOptions['logger'];
+  /** HTTPS when both are given (PEM contents). */
+  tls?: { key: string | Buffer; cert: string | Buffer };
+}
+
+export const DEFAULT_LIMITS: ServerLimits = {
+  maxBodyBytes: 4 * 1024 * 1024,
+  maxPendingRequests: 256,
+  maxChoices: 16,
+};
+
+export function resolveLimits(partial: Partial<ServerLimits> | undefined): ServerLimits {
+  return { ...DEFAULT_LIMITS, ...stripUndefined(partial ?? {}) };
+}
+
+function stripUndefined<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}

@@ -1,0 +1,76 @@
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { Piscina } from 'piscina';
+import type { ChatMessage, InferenceEngine } from '../engine/types.js';
+import type { TokenizerPoolOptions } from './options.js';
+import type { TokenizeTask } from './tokenize-worker.js';
+
+/**
+ * Turns prompts into token ids. Long inputs (chat-template rendering plus BPE over many
+ * kilobytes) go to a piscina worker pool so the event loop keeps serving streams; short
+ * ones are tokenized by the engine inline, where the round trip would cost more than the work.
+ */
+export class PromptTokenizer {
+  private pool: Piscina | null;
+
+  constructor(private readonly options: TokenizerPoolOptions | undefined) {
+    const filename = options && options.threads > 0 ? workerFile() : null;
+    this.pool = filename === null ? null : new Piscina({ filename, maxThreads: options!.threads, minThreads: 0, idleTimeout: 30_000 });
+  }
+
+  get pooled(): boolean {
+    return this.pool !== null;
+  }
+
+  async chat(engine: InferenceEngine, messages: ChatMessage[], chatTemplateKwargs?: Record<string, unknown>): Promise<number[]> {
+    const chars = messages.reduce((sum, m) => sum + m.content.length, 0);
+    if (this.pool && chars >= this.options!.minChars) {
+      const task: TokenizeTask = { modelDir: this.options!.modelDir, kind: 'chat', messages, chatTemplateKwargs };
+      const ids = await this.runPooled(task);
+      if (ids) return ids;
+    }
+    return engine.tokenize(messages, chatTemplateKwargs ? { chatTemplateKwargs } : undefined);
+  }
+
+  async text(engine: InferenceEngine, text: string, addSpecialTokens?: boolean): Promise<number[]> {
+    if (this.pool && text.length >= this.options!.minChars) {
+      const task: TokenizeTask = { modelDir: this.options!.modelDir, kind: 'text', text, addSpecialTokens };
+      const ids = await this.runPooled(task);
+      if (ids) return ids;
+    }
+    return engine.tokenize(text, addSpecialTokens === undefined ? undefined : { addSpecialTokens });
+  }
+
+  /** A pool that cannot tokenize (its tokenizer failed to load) is retired; the engine takes over. */
+  private async runPooled(task: TokenizeTask): Promise<number[] | null> {
+    try {
+      return (await this.pool!.run(task)) as number[];
+    } catch (e) {
+      this.onPoolFailure?.(e);
+      const pool = this.pool;
+      this.pool = null;
+      void pool?.destroy();
+      return null;
+    }
+  }
+
+  /** Set by the server to log a retired pool. */
+  onPoolFailure: ((error: unknown) => void) | null = null;
+
+  async close(): Promise<void> {
+    await this.pool?.destroy();
+  }
+}
+
+/**
+ * Worker threads need JavaScript: from the build that is the sibling file; when the server
+ * runs from TypeScript sources (tests), the built copy under dist/. Null when neither exists,
+ * which leaves tokenization inline rather than failing.
+ */
+function workerFile(): string | null {
+  const here = fileURLToPath(import.meta.url);
+  const candidates = here.endsWith('.ts')
+    ? [fileURLToPath(new URL('../../dist/src/server/tokenize-worker.js', import.meta.url))]
+    : [fileURLToPath(new URL('./tokenize-worker.js', import.meta.url))];
+  return candidates.find((f) => existsSync(f)) ?? null;
+}

@@ -1,0 +1,108 @@
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { AutoGlmError } from '../../errors.js';
+import type { InferenceEngine } from '../../engine/types.js';
+import type { ChoiceSpec } from '../generation.js';
+import { budgetTokens, choiceRequest, parseCommon, type CommonBody } from '../openai-request.js';
+import type { PromptTokenizer } from '../prompt-tokenizer.js';
+import type { RouteContext } from './context.js';
+import { completionLogprobs } from './logprobs-format.js';
+import { serveGeneration, type ResponseShape } from './serve-generation.js';
+
+interface CompletionBody extends CommonBody {
+  prompt: string | string[] | number[] | number[][];
+  logprobs?: number | null;
+}
+
+/** POST /v1/completions: one or several prompts (text or token ids), `n` choices each. */
+export async function completions(ctx: RouteContext, request: FastifyRequest, reply: FastifyReply): Promise<object | undefined> {
+  const arrivalMs = performance.now();
+  const body = request.body as CompletionBody;
+  const engine = ctx.checkModel(body.model, true);
+  const params = parseCommon(body, body.max_tokens, ctx.limits);
+  const withLogprobs = body.logprobs !== null && body.logprobs !== undefined;
+  const topLogprobs = body.logprobs ?? 0;
+  const prompts = await tokenizePrompts(engine, ctx.tokenizer, body.prompt);
+  if (prompts.length * params.n > ctx.limits.maxChoices)
+    throw new AutoGlmError('invalid_request', `At most ${ctx.limits.maxChoices} prompts x n per request.`, { param: 'prompt' });
+  if (params.resumeTokenIds && prompts.length !== 1)
+    throw new AutoGlmError('invalid_request', 'resume_token_ids requires a single prompt.', { param: 'resume_token_ids' });
+
+  const choices: ChoiceSpec[] = [];
+  prompts.forEach((prompt, p) => {
+    const maxTokens = budgetTokens({
+      promptTokens: prompt.length,
+      resumedTokens: params.resumeTokenIds?.length ?? 0,
+      requestedMaxTokens: params.requestedMaxTokens,
+      contextLength: engine.contextLength,
+      limits: ctx.limits,
+      promptParam: 'prompt',
+      maxTokensParam: 'max_tokens',
+    });
+    for (let i = 0; i < params.n; i++) {
+      choices.push({
+        index: p * params.n + i,
+        request: choiceRequest(params, prompt, maxTokens, i, { logprobs: withLogprobs, topLogprobs, requestId: request.id }),
+      });
+    }
+  });
+
+  const head = { id: `cmpl-${request.id}`, object: 'text_completion', created: Math.floor(Date.now() / 1000), model: ctx.modelName() };
+  const tokenIds = (ids: number[]): object => (params.returnTokenIds ? { token_ids: ids } : {});
+  const streamedChars = new Map<number, number>();
+  const shape: ResponseShape = {
+    chunk: async (c) => {
+      const offset = streamedChars.get(c.index) ?? 0;
+      streamedChars.set(c.index, offset + c.text.length);
+      return {
+        ...head,
+        choices: [
+          {
+            index: c.index,
+            text: c.text,
+            logprobs: withLogprobs ? completionLogprobs(c.logprobs, topLogprobs, offset) : null,
+            finish_reason: c.finishReason,
+            ...tokenIds(c.tokenIds),
+          },
+        ],
+        ...(params.includeUsage ? { usage: null } : {}),
+      };
+    },
+    usageChunk: (usage) => ({ ...head, choices: [], usage }),
+    final: async (outcomes, usage) => ({
+      ...head,
+      choices: outcomes.map((o) => ({
+        index: o.index,
+        text: o.text,
+        logprobs: withLogprobs ? completionLogprobs(o.logprobs, topLogprobs, 0) : null,
+        finish_reason: o.finishReason,
+        ...tokenIds(o.tokenIds),
+      })),
+      usage,
+    }),
+  };
+  return serveGeneration(
+    ctx,
+    request,
+    reply,
+    {
+      engine,
+      choices,
+      stream: params.stream,
+      includeUsage: params.includeUsage,
+      withLogprobs,
+      promptTokens: prompts.map((p) => p.length),
+      arrivalMs,
+    },
+    shape,
+  );
+}
+
+/** The four prompt forms OpenAI accepts, as token id lists (ids checked against the vocabulary by the engine). */
+async function tokenizePrompts(engine: InferenceEngine, tokenizer: PromptTokenizer, prompt: CompletionBody['prompt']): Promise<number[][]> {
+  if (typeof prompt === 'string') return [await tokenizer.text(engine, prompt)];
+  if (prompt.length === 0) throw new AutoGlmError('invalid_request', 'prompt must not be empty.', { param: 'prompt' });
+  const first = prompt[0];
+  if (typeof first === 'number') return [prompt as number[]];
+  if (typeof first === 'string') return Promise.all((prompt as string[]).map((p) => tokenizer.text(engine, p)));
+  return prompt as number[][];
+}

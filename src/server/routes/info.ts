@@ -1,0 +1,62 @@
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { ChatMessage } from '../../engine/types.js';
+import type { RouteContext } from './context.js';
+
+const startedAtS = Math.floor(Date.now() / 1000);
+
+/** GET /v1/models */
+export async function listModels(ctx: RouteContext): Promise<object> {
+  const engine = ctx.lifecycle.engine();
+  return {
+    object: 'list',
+    data: [{ id: ctx.modelName(), object: 'model', created: startedAtS, owned_by: 'autoglm', max_model_len: engine.contextLength }],
+  };
+}
+
+/** POST /tokenize (vLLM's shape): a prompt, or chat messages with the template applied. */
+export async function tokenize(ctx: RouteContext, request: FastifyRequest): Promise<object> {
+  const body = request.body as {
+    model?: string;
+    prompt?: string;
+    messages?: ChatMessage[];
+    add_special_tokens?: boolean;
+    add_generation_prompt?: boolean;
+  };
+  const engine = ctx.checkModel(body.model, false);
+  const tokens =
+    body.messages !== undefined
+      ? await ctx.tokenizer.chat(
+          engine,
+          body.messages.map((m) => ({ ...m, content: typeof m.content === 'string' ? m.content : '' })),
+          body.add_generation_prompt === undefined ? undefined : { add_generation_prompt: body.add_generation_prompt },
+        )
+      : await ctx.tokenizer.text(engine, body.prompt ?? '', body.add_special_tokens);
+  return { tokens, count: tokens.length, max_model_len: engine.contextLength };
+}
+
+/** POST /detokenize */
+export async function detokenize(ctx: RouteContext, request: FastifyRequest): Promise<object> {
+  const body = request.body as { model?: string; tokens: number[] };
+  const engine = ctx.checkModel(body.model, false);
+  return { prompt: await engine.detokenize(body.tokens) };
+}
+
+/** GET /health: the process is alive (stays 200 while draining, so orchestrators let it finish). */
+export async function health(_ctx: RouteContext, _request: FastifyRequest, reply: FastifyReply): Promise<object> {
+  void reply.header('cache-control', 'no-store');
+  return { status: 'ok' };
+}
+
+/** GET /ready: 200 only when the model is loaded and the server is not draining. */
+export async function ready(ctx: RouteContext, _request: FastifyRequest, reply: FastifyReply): Promise<object> {
+  void reply.header('cache-control', 'no-store');
+  const status = ctx.lifecycle.draining ? 'draining' : ctx.lifecycle.ready ? 'ready' : ctx.lifecycle.loadFailure ? 'failed' : 'loading';
+  if (status !== 'ready') void reply.code(503);
+  return { status, model: ctx.lifecycle.ready ? ctx.modelName() : null, pending: ctx.lifecycle.pending };
+}
+
+/** GET /metrics (Prometheus text format). */
+export async function metrics(ctx: RouteContext, _request: FastifyRequest, reply: FastifyReply): Promise<string> {
+  void reply.type(ctx.metrics.registry.contentType);
+  return ctx.metrics.registry.metrics();
+}

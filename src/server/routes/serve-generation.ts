@@ -1,0 +1,121 @@
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { AutoGlmError } from '../../errors.js';
+import type { InferenceEngine } from '../../engine/types.js';
+import { runChoices, type ChoiceChunk, type ChoiceOutcome, type ChoiceSpec } from '../generation.js';
+import { SseStream } from '../sse.js';
+import type { RouteContext } from './context.js';
+
+export interface UsageBody {
+  prompt_tokens: number;
+  completion_tokens: number;
+  total_tokens: number;
+  prompt_tokens_details: { cached_tokens: number };
+}
+
+/** How one endpoint shapes chunks and the final body; the flow around it is shared. */
+export interface ResponseShape {
+  /** The streamed object for one chunk (chat also sends a role chunk first: `opening`). */
+  chunk(c: ChoiceChunk): Promise<object>;
+  opening?(index: number): object;
+  /** A streamed object carrying only usage (stream_options.include_usage). */
+  usageChunk(usage: UsageBody): object;
+  final(outcomes: ChoiceOutcome[], usage: UsageBody): Promise<object>;
+}
+
+export interface GenerationPlan {
+  engine: InferenceEngine;
+  choices: ChoiceSpec[];
+  stream: boolean;
+  includeUsage: boolean;
+  withLogprobs: boolean;
+  /** Prompt token count per distinct prompt (usage counts each prompt once, not per choice). */
+  promptTokens: number[];
+  arrivalMs: number;
+}
+
+/**
+ * Runs a plan and answers: SSE chunks then `[DONE]`, or one JSON body. The request is
+ * registered with the lifecycle (so a drain waits for it) and cancelled when the client
+ * goes away, which frees its KV blocks in the engine.
+ */
+export async function serveGeneration(
+  ctx: RouteContext,
+  request: FastifyRequest,
+  reply: FastifyReply,
+  plan: GenerationPlan,
+  shape: ResponseShape,
+): Promise<object | undefined> {
+  const { controller, release } = ctx.lifecycle.admit();
+  const onClose = (): void => {
+    if (!reply.raw.writableFinished) controller.abort(new AutoGlmError('request_cancelled', 'The client disconnected.'));
+  };
+  reply.raw.on('close', onClose);
+  const sse = plan.stream ? new SseStream(reply, request.id) : null;
+  const opened = new Set<number>();
+  try {
+    const outcomes = await runChoices({
+      engine: plan.engine,
+      choices: plan.choices,
+      signal: controller.signal,
+      withLogprobs: plan.withLogprobs,
+      startTimer: () => ctx.metrics.startGeneration(plan.arrivalMs),
+      onChunk: sse
+        ? async (c) => {
+            if (shape.opening && !opened.has(c.index)) {
+              opened.add(c.index);
+              await sse.send(shape.opening(c.index));
+            }
+            await sse.send(await shape.chunk(c));
+          }
+        : undefined,
+    });
+    const usage = usageOf(outcomes, plan.promptTokens);
+    if (!sse) return await shape.final(outcomes, usage);
+    if (plan.includeUsage) await sse.send(shape.usageChunk(usage));
+    sse.done();
+    // Hijacked replies skip fastify's onResponse hook, where other requests are counted.
+    ctx.metrics.observeHttp(request.routeOptions.url ?? request.url, 200);
+    return undefined;
+  } catch (e) {
+    if (controller.signal.aborted && isCancelled(controller.signal.reason)) {
+      const reason = controller.signal.reason as AutoGlmError;
+      request.log.info({ reason: reason.code }, 'generation cancelled');
+      const clientGone = reason.code === 'request_cancelled';
+      if (!sse?.hasStarted && !clientGone) throw reason;
+      if (!sse?.hasStarted) reply.hijack();
+      reply.raw.destroy();
+      ctx.metrics.observeHttp(request.routeOptions.url ?? request.url, 499);
+      return undefined;
+    }
+    if (sse?.hasStarted) {
+      // Headers are gone: report in-band the way vLLM does, then end the stream.
+      const err = e instanceof AutoGlmError ? e : new AutoGlmError('internal_error', 'Generation failed.', { cause: e });
+      request.log.error({ err: e }, 'generation failed mid-stream');
+      await sse.send(err.toJSON());
+      sse.done();
+      ctx.metrics.observeHttp(request.routeOptions.url ?? request.url, err.status);
+      return undefined;
+    }
+    throw e;
+  } finally {
+    reply.raw.off('close', onClose);
+    release();
+  }
+}
+
+function isCancelled(reason: unknown): boolean {
+  return reason instanceof AutoGlmError && (reason.code === 'request_cancelled' || reason.code === 'server_draining');
+}
+
+function usageOf(outcomes: ChoiceOutcome[], promptTokens: number[]): UsageBody {
+  const completion = outcomes.reduce((s, o) => s + o.usage.completionTokens, 0);
+  const prompt = promptTokens.reduce((s, n) => s + n, 0);
+  // Cached tokens: the most any choice of each prompt reused (choices share their prompt).
+  const cached = outcomes.reduce((m, o) => Math.max(m, o.usage.cachedPromptTokens), 0);
+  return {
+    prompt_tokens: prompt,
+    completion_tokens: completion,
+    total_tokens: prompt + completion,
+    prompt_tokens_details: { cached_tokens: cached },
+  };
+}

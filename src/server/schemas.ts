@@ -1,0 +1,120 @@
+/**
+ * JSON schemas for every route. Type and range checks live here so fastify rejects bad
+ * input before a handler runs; checks that need the model (context length, known model
+ * name) happen in the handlers. Unknown top-level fields are accepted and ignored, as
+ * OpenAI's API does, so newer clients keep working.
+ */
+
+const nullable = (t: string | string[]): string[] => [...(Array.isArray(t) ? t : [t]), 'null'];
+const tokenId = { type: 'integer', minimum: 0 } as const;
+
+/** Sampling and output controls shared by chat and completions. */
+const commonProperties = {
+  model: { type: 'string', minLength: 1 },
+  stream: { type: nullable('boolean') },
+  stream_options: {
+    type: nullable('object'),
+    properties: { include_usage: { type: nullable('boolean') } },
+  },
+  n: { type: nullable('integer'), minimum: 1 },
+  max_tokens: { type: nullable('integer'), minimum: 1 },
+  temperature: { type: nullable('number'), minimum: 0, maximum: 2 },
+  top_p: { type: nullable('number'), exclusiveMinimum: 0, maximum: 1 },
+  top_k: { type: nullable('integer'), minimum: -1 },
+  min_p: { type: nullable('number'), minimum: 0, maximum: 1 },
+  repetition_penalty: { type: nullable('number'), exclusiveMinimum: 0, maximum: 10 },
+  presence_penalty: { type: nullable('number'), minimum: -2, maximum: 2 },
+  frequency_penalty: { type: nullable('number'), minimum: -2, maximum: 2 },
+  seed: { type: nullable('integer') },
+  stop: {
+    anyOf: [{ type: 'null' }, { type: 'string' }, { type: 'array', items: { type: 'string', minLength: 1 }, maxItems: 16 }],
+  },
+  stop_token_ids: { type: nullable('array'), items: tokenId },
+  ignore_eos: { type: nullable('boolean') },
+  user: { type: nullable('string') },
+  // Cluster extensions (the gateway relies on these).
+  return_token_ids: { type: nullable('boolean') },
+  resume_token_ids: { type: nullable('array'), items: tokenId },
+} as const;
+
+const messageSchema = {
+  type: 'object',
+  required: ['role'],
+  properties: {
+    role: { type: 'string', minLength: 1 },
+    content: {
+      anyOf: [
+        { type: 'null' },
+        { type: 'string' },
+        {
+          type: 'array',
+          items: {
+            type: 'object',
+            required: ['type'],
+            properties: { type: { type: 'string' }, text: { type: 'string' } },
+          },
+        },
+      ],
+    },
+    name: { type: 'string' },
+  },
+} as const;
+
+export const chatCompletionSchema = {
+  body: {
+    type: 'object',
+    required: ['model', 'messages'],
+    properties: {
+      ...commonProperties,
+      messages: { type: 'array', minItems: 1, items: messageSchema },
+      max_completion_tokens: { type: nullable('integer'), minimum: 1 },
+      logprobs: { type: nullable('boolean') },
+      top_logprobs: { type: nullable('integer'), minimum: 0, maximum: 20 },
+      chat_template_kwargs: { type: nullable('object') },
+    },
+  },
+} as const;
+
+export const completionSchema = {
+  body: {
+    type: 'object',
+    required: ['model', 'prompt'],
+    properties: {
+      ...commonProperties,
+      prompt: {
+        anyOf: [
+          { type: 'string' },
+          { type: 'array', minItems: 1, items: { type: 'string' } },
+          { type: 'array', minItems: 1, items: tokenId },
+          { type: 'array', minItems: 1, items: { type: 'array', minItems: 1, items: tokenId } },
+        ],
+      },
+      logprobs: { type: nullable('integer'), minimum: 0, maximum: 20 },
+      echo: { type: nullable('boolean'), enum: [false, null] },
+      suffix: { type: 'null' },
+      best_of: { type: nullable('integer'), minimum: 1, maximum: 1 },
+    },
+  },
+} as const;
+
+export const tokenizeSchema = {
+  body: {
+    type: 'object',
+    properties: {
+      model: { type: 'string' },
+      prompt: { type: 'string' },
+      messages: { type: 'array', minItems: 1, items: messageSchema },
+      add_special_tokens: { type: 'boolean' },
+      add_generation_prompt: { type: 'boolean' },
+    },
+    oneOf: [{ required: ['prompt'] }, { required: ['messages'] }],
+  },
+} as const;
+
+export const detokenizeSchema = {
+  body: {
+    type: 'object',
+    required: ['tokens'],
+    properties: { model: { type: 'string' }, tokens: { type: 'array', items: tokenId } },
+  },
+} as const;

@@ -1,0 +1,58 @@
+import type { FastifyReply } from 'fastify';
+
+/**
+ * Server-Sent Events over a hijacked reply. Headers go out with the first event, so an
+ * error before any token still gets a proper status code and JSON body (and a gateway
+ * can retry it elsewhere). Writes wait for 'drain' so a slow client holds back its own
+ * stream only.
+ */
+export class SseStream {
+  private started = false;
+
+  constructor(
+    private readonly reply: FastifyReply,
+    private readonly requestId: string,
+  ) {}
+
+  get hasStarted(): boolean {
+    return this.started;
+  }
+
+  async send(data: unknown): Promise<void> {
+    this.start();
+    const raw = this.reply.raw;
+    if (raw.destroyed || raw.writableEnded) return;
+    if (!raw.write(`data: ${JSON.stringify(data)}\n\n`)) {
+      await new Promise<void>((resolve) => {
+        const done = (): void => {
+          raw.off('drain', done);
+          raw.off('close', done);
+          resolve();
+        };
+        raw.on('drain', done);
+        raw.on('close', done);
+      });
+    }
+  }
+
+  /** Ends the stream the OpenAI way. */
+  done(): void {
+    this.start();
+    const raw = this.reply.raw;
+    if (!raw.destroyed && !raw.writableEnded) raw.end('data: [DONE]\n\n');
+  }
+
+  private start(): void {
+    if (this.started) return;
+    this.started = true;
+    this.reply.hijack();
+    this.reply.raw.writeHead(200, {
+      'content-type': 'text/event-stream; charset=utf-8',
+      'cache-control': 'no-cache',
+      connection: 'keep-alive',
+      'x-accel-buffering': 'no',
+      'x-request-id': this.requestId,
+    });
+    this.reply.raw.flushHeaders();
+  }
+}
