@@ -3,6 +3,8 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
+    // Builds dist/ (incremental tsc) for tests that run the CLI as a child process.
+    globalSetup: ['test/global-setup.ts'],
     // Dawn's native device does not survive worker threads well; each test file gets its
     // own process and destroys its device in afterAll.
     pool: 'forks',

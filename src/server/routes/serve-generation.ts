@@ -73,8 +73,6 @@ export async function serveGeneration(
     if (!sse) return await shape.final(outcomes, usage);
     if (plan.includeUsage) await sse.send(shape.usageChunk(usage));
     sse.done();
-    // Hijacked replies skip fastify's onResponse hook, where other requests are counted.
-    ctx.metrics.observeHttp(request.routeOptions.url ?? request.url, 200);
     return undefined;
   } catch (e) {
     if (controller.signal.aborted && isCancelled(controller.signal.reason)) {
@@ -84,7 +82,6 @@ export async function serveGeneration(
       if (!sse?.hasStarted && !clientGone) throw reason;
       if (!sse?.hasStarted) reply.hijack();
       reply.raw.destroy();
-      ctx.metrics.observeHttp(request.routeOptions.url ?? request.url, 499);
       return undefined;
     }
     if (sse?.hasStarted) {
@@ -93,7 +90,6 @@ export async function serveGeneration(
       request.log.error({ err: e }, 'generation failed mid-stream');
       await sse.send(err.toJSON());
       sse.done();
-      ctx.metrics.observeHttp(request.routeOptions.url ?? request.url, err.status);
       return undefined;
     }
     throw e;
