@@ -1,0 +1,271 @@
+/**
+ * Every error path of the server, each with its status and OpenAI error body, on a real
+ * server around the real engine; bad input must not disturb concurrent streams.
+ */
+import { connect } from 'node:net';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import type { InferenceEngine } from '../../src/engine/types.js';
+import { CLUSTER_SECRET_HEADER } from '../../src/server/index.js';
+import { API_KEY, STORY_PROMPT, loadDemoEngine, postJson, readSse, startServer, waitFor, type RunningServer } from './helpers.js';
+
+let engine: InferenceEngine;
+let running: RunningServer;
+const MODEL = 'demo-stories';
+const chat = (extra: Record<string, unknown> = {}): Record<string, unknown> => ({
+  model: MODEL,
+  messages: STORY_PROMPT,
+  max_tokens: 4,
+  temperature: 0,
+  ...extra,
+});
+
+beforeAll(async () => {
+  engine = await loadDemoEngine();
+  running = await startServer({ engine, limits: { maxBodyBytes: 64 * 1024, maxCompletionTokens: 256, maxChoices: 4 } });
+});
+
+afterAll(async () => {
+  await running?.close();
+  await engine?.close();
+});
+
+function expectError(
+  r: { status: number; json: Record<string, unknown> },
+  status: number,
+  code: string,
+  param: string | null = null,
+): void {
+  expect(r.status, JSON.stringify(r.json)).toBe(status);
+  const error = r.json.error as Record<string, unknown>;
+  expect(Object.keys(error).sort()).toEqual(['code', 'message', 'param', 'type']);
+  expect(error.code).toBe(code);
+  expect(error.param).toBe(param);
+  expect(typeof error.message).toBe('string');
+}
+
+describe('400: invalid parameters, each named', () => {
+  test.each([
+    [{ temperature: 2.5 }, 'temperature'],
+    [{ temperature: 'hot' }, 'temperature'],
+    [{ top_p: 0 }, 'top_p'],
+    [{ top_k: -2 }, 'top_k'],
+    [{ min_p: 1.5 }, 'min_p'],
+    [{ repetition_penalty: 0 }, 'repetition_penalty'],
+    [{ presence_penalty: 3 }, 'presence_penalty'],
+    [{ frequency_penalty: -2.5 }, 'frequency_penalty'],
+    [{ max_tokens: 0 }, 'max_tokens'],
+    [{ max_tokens: 1000 }, 'max_tokens'],
+    [{ max_completion_tokens: 1000 }, 'max_completion_tokens'],
+    [{ n: 0 }, 'n'],
+    [{ n: 5 }, 'n'],
+    [{ seed: 1.5 }, 'seed'],
+    [{ stop: 3 }, 'stop'],
+    [{ top_logprobs: 21 }, 'top_logprobs'],
+    [{ logprobs: 'yes' }, 'logprobs'],
+    [{ stream: 'yes' }, 'stream'],
+    [{ stream_options: { include_usage: true } }, 'stream_options'],
+    [{ messages: [] }, 'messages'],
+    [{ messages: [{ content: 'hi' }] }, 'messages.0.role'],
+    [{ messages: 'hi' }, 'messages'],
+    [{ model: undefined }, 'model'],
+    [{ resume_token_ids: [-1] }, 'resume_token_ids.0'],
+    [{ resume_token_ids: [1], n: 2 }, 'resume_token_ids'],
+  ])('chat %j -> param %s', async (extra, param) => {
+    expectError(await postJson(`${running.url}/v1/chat/completions`, chat(extra)), 400, 'invalid_request', param);
+  });
+
+  test.each([
+    [{ prompt: 5 }, 'prompt'],
+    [{ prompt: [] }, 'prompt'],
+    [{ prompt: [[1, 2], 'x'] }, 'prompt'],
+    [{ prompt: '' }, 'prompt'],
+    [{ logprobs: 21 }, 'logprobs'],
+    [{ echo: true }, 'echo'],
+    [{ prompt: ['a', 'b', 'c'], n: 2 }, 'prompt'],
+  ])('completions %j -> param %s', async (extra, param) => {
+    const r = await postJson(`${running.url}/v1/completions`, { model: MODEL, prompt: 'Hi', max_tokens: 2, ...extra });
+    expectError(r, 400, 'invalid_request', param);
+  });
+
+  test('bad JSON and a non-object body', async () => {
+    expectError(await postJson(`${running.url}/v1/chat/completions`, '{"model": '), 400, 'invalid_json');
+    expectError(await postJson(`${running.url}/v1/chat/completions`, '[1, 2]'), 400, 'invalid_request');
+  });
+
+  test('context_length_exceeded for a long prompt or prompt + max_tokens over the window', async () => {
+    const long = 'a'.repeat(engine.contextLength + 10);
+    expectError(
+      await postJson(`${running.url}/v1/completions`, { model: MODEL, prompt: long, max_tokens: 2 }),
+      400,
+      'context_length_exceeded',
+      'prompt',
+    );
+    const prompt = 'a'.repeat(engine.contextLength - 100);
+    expectError(
+      await postJson(`${running.url}/v1/completions`, { model: MODEL, prompt, max_tokens: 200 }),
+      400,
+      'context_length_exceeded',
+      'prompt',
+    );
+  });
+});
+
+describe('401, 404, 413', () => {
+  test('missing, wrong or malformed API key', async () => {
+    for (const headers of [{} as Record<string, string>, { authorization: 'Bearer wrong' }, { authorization: API_KEY }]) {
+      expectError(await postJson(`${running.url}/v1/chat/completions`, chat(), headers), 401, 'invalid_api_key');
+    }
+    const models = await fetch(`${running.url}/v1/models`);
+    expect(models.status).toBe(401);
+  });
+
+  test('unknown model and unknown route', async () => {
+    expectError(await postJson(`${running.url}/v1/chat/completions`, chat({ model: 'gpt-4' })), 404, 'model_not_found', 'model');
+    const r = await fetch(`${running.url}/v1/embeddings`, { method: 'POST', headers: { authorization: `Bearer ${API_KEY}` } });
+    expect(r.status).toBe(404);
+    expect(((await r.json()) as { error: { code: string } }).error.code).toBe('not_found');
+  });
+
+  test('body over the limit', async () => {
+    const r = await postJson(`${running.url}/v1/chat/completions`, chat({ messages: [{ role: 'user', content: 'x'.repeat(70_000) }] }));
+    expectError(r, 413, 'request_too_large');
+  });
+});
+
+describe('429 and 503', () => {
+  test('per-key rate limit with Retry-After', async () => {
+    const limited = await startServer({
+      engine,
+      auth: { apiKeys: [API_KEY, 'sk-other'] },
+      rateLimit: { requestsPerSecond: 0.5, burst: 2 },
+    });
+    try {
+      const url = `${limited.url}/v1/completions`;
+      const body = { model: MODEL, prompt: 'Hi', max_tokens: 1 };
+      expect((await postJson(url, body)).status).toBe(200);
+      expect((await postJson(url, body)).status).toBe(200);
+      const third = await postJson(url, body);
+      expectError(third, 429, 'rate_limit_exceeded');
+      expect(Number(third.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
+      // another key has its own bucket
+      expect((await postJson(url, body, { authorization: 'Bearer sk-other' })).status).toBe(200);
+    } finally {
+      await limited.close();
+    }
+  });
+
+  test('queue full while the only slot is taken', async () => {
+    const small = await startServer({ engine, limits: { maxPendingRequests: 1 } });
+    try {
+      const first = fetch(`${small.url}/v1/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${API_KEY}` },
+        body: JSON.stringify({ model: MODEL, prompt: 'Once', max_tokens: 48, ignore_eos: true, stream: true }),
+      });
+      await waitFor(() => small.server.lifecycle.pending === 1, 10_000, 'first request admitted');
+      expectError(await postJson(`${small.url}/v1/completions`, { model: MODEL, prompt: 'Hi', max_tokens: 1 }), 429, 'queue_full');
+      const events = await readSse(await first);
+      expect(events.at(-1)).toBe('[DONE]');
+    } finally {
+      await small.close();
+    }
+  });
+
+  test('not ready while the model loads: /ready 503, /health 200, requests 503', async () => {
+    const loading = await startServer({ engine: new Promise<InferenceEngine>(() => {}) });
+    try {
+      expect((await fetch(`${loading.url}/health`)).status).toBe(200);
+      const ready = await fetch(`${loading.url}/ready`);
+      expect(ready.status).toBe(503);
+      expect(await ready.json()).toMatchObject({ status: 'loading' });
+      expectError(await postJson(`${loading.url}/v1/chat/completions`, chat()), 503, 'not_ready');
+    } finally {
+      await loading.close();
+    }
+  });
+
+  test('draining: /ready 503, /health 200, new requests 503', async () => {
+    const draining = await startServer({ engine });
+    try {
+      expect((await fetch(`${draining.url}/ready`)).status).toBe(200);
+      expect(await draining.server.drain(1000)).toBe(0);
+      expect((await fetch(`${draining.url}/ready`)).status).toBe(503);
+      expect((await fetch(`${draining.url}/health`)).status).toBe(200);
+      expectError(await postJson(`${draining.url}/v1/chat/completions`, chat()), 503, 'server_draining');
+    } finally {
+      await draining.close();
+    }
+  });
+
+  test('cluster secret: only gateway traffic is accepted', async () => {
+    const worker = await startServer({ engine, clusterSecret: 'cluster-s3cret', auth: { apiKeys: [], disabled: true } });
+    try {
+      const url = `${worker.url}/v1/completions`;
+      const body = { model: MODEL, prompt: 'Hi', max_tokens: 1 };
+      expectError(await postJson(url, body, {}), 401, 'invalid_api_key');
+      expectError(await postJson(url, body, { [CLUSTER_SECRET_HEADER]: 'guess' }), 401, 'invalid_api_key');
+      expect((await postJson(url, body, { [CLUSTER_SECRET_HEADER]: 'cluster-s3cret' })).status).toBe(200);
+    } finally {
+      await worker.close();
+    }
+  });
+});
+
+test('malformed requests during concurrent streams leave the streams intact', async () => {
+  const prompts = ['The cat', 'Once upon a time', 'Lily'];
+  const expected = await Promise.all(prompts.map((prompt) => engine.complete({ prompt, maxTokens: 24, sampling: { temperature: 0 } })));
+  const streams = prompts.map(async (prompt) => {
+    const r = await fetch(`${running.url}/v1/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${API_KEY}` },
+      body: JSON.stringify({ model: MODEL, prompt, max_tokens: 24, temperature: 0, stream: true }),
+    });
+    const events = await readSse(r);
+    expect(events.at(-1)).toBe('[DONE]');
+    return events
+      .slice(0, -1)
+      .map((e) => (JSON.parse(e) as { choices: { text: string }[] }).choices[0]?.text ?? '')
+      .join('');
+  });
+  await waitFor(() => running.server.lifecycle.pending >= 1, 10_000, 'streams started');
+  const bad = await Promise.all([
+    postJson(`${running.url}/v1/chat/completions`, '{"model": "demo-stories", "messages": [}'),
+    postJson(`${running.url}/v1/chat/completions`, chat({ temperature: -1 })),
+    postJson(`${running.url}/v1/completions`, { model: MODEL, prompt: [[1, 2, 'x']] }),
+    rawGarbage(running.url),
+  ]);
+  expect(bad.slice(0, 3).map((r) => r.status)).toEqual([400, 400, 400]);
+  expect(await Promise.all(streams)).toEqual(expected.map((e) => e.text));
+  expect((await fetch(`${running.url}/health`)).status).toBe(200);
+});
+
+test('a client that disconnects mid-stream cancels its generation and frees its KV blocks', async () => {
+  await waitFor(() => engine.stats().running === 0, 10_000, 'idle engine');
+  const baseline = engine.stats().kvBlocksUsed;
+  const controller = new AbortController();
+  const r = await fetch(`${running.url}/v1/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${API_KEY}` },
+    body: JSON.stringify({ model: MODEL, prompt: 'Once upon a time', max_tokens: 400, ignore_eos: true, stream: true }),
+    signal: controller.signal,
+  });
+  let chunks = 0;
+  await readSse(r, () => {
+    if (++chunks === 3) controller.abort();
+  }).catch(() => undefined);
+  await waitFor(() => running.server.lifecycle.pending === 0, 10_000, 'request released');
+  await waitFor(() => engine.stats().running === 0 && engine.stats().kvBlocksUsed <= baseline, 10_000, 'KV blocks freed');
+  expect(engine.stats().generationTokens).toBeGreaterThan(0);
+});
+
+/** Bytes that are not HTTP at all, on a raw socket: the server answers 400 and stays up. */
+function rawGarbage(baseUrl: string): Promise<{ status: number; json: Record<string, unknown> }> {
+  const { hostname, port } = new URL(baseUrl);
+  return new Promise((resolve) => {
+    const socket = connect(Number(port), hostname, () => socket.end('\x16\x03\x01 not http at all\r\n\r\n'));
+    let data = '';
+    socket.on('data', (d) => (data += d.toString()));
+    socket.on('close', () => resolve({ status: Number(/HTTP\/1\.1 (\d+)/.exec(data)?.[1] ?? 0), json: {} }));
+    socket.on('error', () => resolve({ status: 0, json: {} }));
+  });
+}

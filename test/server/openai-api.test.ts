@@ -1,0 +1,255 @@
+/**
+ * The official openai client, unmodified, against a real server on loopback wrapping the
+ * real engine on the demo model; every answer is checked against the in-process engine.
+ */
+import OpenAI from 'openai';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import type { InferenceEngine } from '../../src/engine/types.js';
+import { API_KEY, STORY_PROMPT, loadDemoEngine, parseMetrics, postJson, startServer, type RunningServer } from './helpers.js';
+
+let engine: InferenceEngine;
+let running: RunningServer;
+let client: OpenAI;
+const MODEL = 'demo-stories';
+
+beforeAll(async () => {
+  engine = await loadDemoEngine();
+  running = await startServer({ engine });
+  client = new OpenAI({ baseURL: `${running.url}/v1`, apiKey: API_KEY, maxRetries: 0 });
+});
+
+afterAll(async () => {
+  await running?.close();
+  await engine?.close();
+});
+
+const tokenIdsOf = (x: unknown): number[] => (x as { token_ids: number[] }).token_ids;
+
+describe('chat completions', () => {
+  test('greedy and seeded sampling equal the in-process engine, streamed or not', async () => {
+    for (const sampling of [{ temperature: 0 }, { temperature: 0.9, seed: 1234 }, { temperature: 1.0, seed: 7, topP: 0.9 }]) {
+      const expected = await engine.complete({ prompt: STORY_PROMPT, maxTokens: 24, sampling });
+      const body = {
+        model: MODEL,
+        messages: STORY_PROMPT,
+        max_tokens: 24,
+        temperature: sampling.temperature,
+        ...('seed' in sampling ? { seed: sampling.seed } : {}),
+        ...('topP' in sampling ? { top_p: sampling.topP } : {}),
+      };
+      const whole = await client.chat.completions.create(body);
+      expect(whole.object).toBe('chat.completion');
+      expect(whole.model).toBe(MODEL);
+      expect(whole.choices).toHaveLength(1);
+      expect(whole.choices[0]!.message).toMatchObject({ role: 'assistant', content: expected.text });
+      expect(whole.choices[0]!.finish_reason).toBe(expected.finishReason);
+      expect(whole.usage).toMatchObject({
+        prompt_tokens: expected.usage.promptTokens,
+        completion_tokens: expected.usage.completionTokens,
+        total_tokens: expected.usage.promptTokens + expected.usage.completionTokens,
+      });
+
+      const stream = await client.chat.completions.create({ ...body, stream: true, stream_options: { include_usage: true } });
+      let text = '';
+      let finish: string | null = null;
+      let usage: OpenAI.CompletionUsage | null | undefined;
+      let roleSeen = false;
+      for await (const chunk of stream) {
+        expect(chunk.object).toBe('chat.completion.chunk');
+        if (chunk.usage) usage = chunk.usage;
+        const choice = chunk.choices[0];
+        if (!choice) continue;
+        if (choice.delta.role === 'assistant') roleSeen = true;
+        text += choice.delta.content ?? '';
+        finish = choice.finish_reason ?? finish;
+      }
+      expect(roleSeen).toBe(true);
+      expect(text).toBe(expected.text);
+      expect(finish).toBe(expected.finishReason);
+      expect(usage?.completion_tokens).toBe(expected.usage.completionTokens);
+    }
+  });
+
+  test('greedy output reproduces the demo model README until max_tokens', async () => {
+    const r = await client.chat.completions.create({ model: MODEL, messages: STORY_PROMPT, max_tokens: 30, temperature: 0 });
+    expect('Once upon a time, there was a curious cow named Lucy.'.startsWith(r.choices[0]!.message.content!)).toBe(true);
+    expect(r.choices[0]!.finish_reason).toBe('length');
+  });
+
+  test('n choices: choice i samples with seed + i', async () => {
+    const r = await client.chat.completions.create({
+      model: MODEL,
+      messages: STORY_PROMPT,
+      max_tokens: 12,
+      temperature: 1,
+      seed: 99,
+      n: 2,
+    });
+    expect(r.choices.map((c) => c.index)).toEqual([0, 1]);
+    for (const [i, c] of r.choices.entries()) {
+      const expected = await engine.complete({ prompt: STORY_PROMPT, maxTokens: 12, sampling: { temperature: 1, seed: 99 + i } });
+      expect(c.message.content).toBe(expected.text);
+    }
+    expect(r.usage!.completion_tokens).toBe(24);
+  });
+
+  test('logprobs with top_logprobs', async () => {
+    const r = await client.chat.completions.create({
+      model: MODEL,
+      messages: STORY_PROMPT,
+      max_tokens: 6,
+      temperature: 0,
+      logprobs: true,
+      top_logprobs: 3,
+    });
+    const content = r.choices[0]!.logprobs!.content!;
+    expect(content).toHaveLength(6);
+    expect(content.map((c) => c.token).join('')).toBe(r.choices[0]!.message.content);
+    for (const entry of content) {
+      expect(entry.logprob).toBeLessThanOrEqual(0);
+      expect(entry.top_logprobs).toHaveLength(3);
+      // greedy: the chosen token is the most likely one
+      expect(entry.top_logprobs[0]!.logprob).toBeCloseTo(entry.logprob, 4);
+      expect(entry.bytes).toEqual([...Buffer.from(entry.token)]);
+    }
+  });
+
+  test('a stop string ends the choice before it, finish_reason stop', async () => {
+    const r = await client.chat.completions.create({ model: MODEL, messages: STORY_PROMPT, max_tokens: 40, temperature: 0, stop: ['cow'] });
+    expect(r.choices[0]!.message.content).toBe('Once upon a time, there was a curious ');
+    expect(r.choices[0]!.finish_reason).toBe('stop');
+  });
+});
+
+describe('completions', () => {
+  test('string, token-id and list prompts, streamed or not, equal the engine', async () => {
+    const prompt = 'Once upon a time, there was a little dog named';
+    const expected = await engine.complete({ prompt, maxTokens: 16, sampling: { temperature: 0 } });
+    const whole = await client.completions.create({ model: MODEL, prompt, max_tokens: 16, temperature: 0 });
+    expect(whole.object).toBe('text_completion');
+    expect(whole.choices[0]!.text).toBe(expected.text);
+    expect(whole.usage!.prompt_tokens).toBe(expected.usage.promptTokens);
+
+    const ids = await engine.tokenize(prompt);
+    const byIds = await client.completions.create({ model: MODEL, prompt: ids, max_tokens: 16, temperature: 0 });
+    expect(byIds.choices[0]!.text).toBe(expected.text);
+
+    const stream = await client.completions.create({ model: MODEL, prompt, max_tokens: 16, temperature: 0, stream: true });
+    let text = '';
+    for await (const chunk of stream) text += chunk.choices[0]?.text ?? '';
+    expect(text).toBe(expected.text);
+
+    const other = 'The cat';
+    const list = await client.completions.create({ model: MODEL, prompt: [prompt, other], max_tokens: 8, temperature: 0 });
+    expect(list.choices.map((c) => c.index)).toEqual([0, 1]);
+    expect(list.choices[1]!.text).toBe((await engine.complete({ prompt: other, maxTokens: 8, sampling: { temperature: 0 } })).text);
+    const idLists = await client.completions.create({
+      model: MODEL,
+      prompt: [ids, await engine.tokenize(other)],
+      max_tokens: 8,
+      temperature: 0,
+    });
+    expect(idLists.choices.map((c) => c.text)).toEqual(list.choices.map((c) => c.text));
+  });
+
+  test('logprobs as an integer: parallel arrays with text offsets', async () => {
+    const r = await client.completions.create({ model: MODEL, prompt: 'The dog', max_tokens: 5, temperature: 0, logprobs: 2 });
+    const lp = r.choices[0]!.logprobs!;
+    expect(lp.tokens).toHaveLength(5);
+    expect(lp.tokens!.join('')).toBe(r.choices[0]!.text);
+    expect(lp.top_logprobs!.every((t) => Object.keys(t).length >= 1 && Object.keys(t).length <= 2)).toBe(true);
+    expect(lp.text_offset).toEqual([0, 1, 2, 3, 4].map((i) => lp.tokens!.slice(0, i).join('').length));
+  });
+});
+
+describe('cluster extensions', () => {
+  test('return_token_ids: per chunk when streaming, whole completion otherwise', async () => {
+    const expected = await engine.complete({ prompt: STORY_PROMPT, maxTokens: 20, sampling: { temperature: 0 } });
+    const body = { model: MODEL, messages: STORY_PROMPT, max_tokens: 20, temperature: 0, return_token_ids: true };
+    const whole = await postJson(`${running.url}/v1/chat/completions`, body);
+    const choice = (whole.json.choices as unknown[])[0];
+    expect(tokenIdsOf(choice)).toEqual(expected.tokenIds);
+
+    const stream = await client.chat.completions.create({ ...body, stream: true } as OpenAI.ChatCompletionCreateParamsStreaming);
+    const ids: number[] = [];
+    for await (const chunk of stream) {
+      const c = chunk.choices[0];
+      if (!c) continue;
+      expect(Array.isArray(tokenIdsOf(c))).toBe(true);
+      // each chunk's ids are exactly the tokens behind its text
+      expect(await engine.detokenize(tokenIdsOf(c))).toBe(c.delta.content ?? '');
+      ids.push(...tokenIdsOf(c));
+    }
+    expect(ids).toEqual(expected.tokenIds);
+  });
+
+  test('resume_token_ids continues a generation exactly, usage counts resumed + new', async () => {
+    for (const sampling of [{ temperature: 0 }, { temperature: 0.8, seed: 5 }]) {
+      const full = await engine.complete({ prompt: STORY_PROMPT, maxTokens: 20, sampling });
+      const cut = 7;
+      const resumed = await postJson(`${running.url}/v1/chat/completions`, {
+        model: MODEL,
+        messages: STORY_PROMPT,
+        max_tokens: 20,
+        ...('seed' in sampling ? { seed: sampling.seed } : {}),
+        temperature: sampling.temperature,
+        return_token_ids: true,
+        resume_token_ids: full.tokenIds.slice(0, cut),
+      });
+      expect(resumed.status).toBe(200);
+      const choice = (resumed.json.choices as { message: { content: string } }[])[0]!;
+      expect(tokenIdsOf(choice)).toEqual(full.tokenIds.slice(cut));
+      expect(choice.message.content).toBe(await engine.detokenize(full.tokenIds.slice(cut)));
+      expect((resumed.json.usage as { completion_tokens: number }).completion_tokens).toBe(full.tokenIds.length);
+    }
+  });
+});
+
+describe('models, tokenizer and metrics routes', () => {
+  test('/v1/models lists the served model', async () => {
+    const list = await client.models.list();
+    expect(list.data.map((m) => m.id)).toEqual([MODEL]);
+  });
+
+  test('/tokenize and /detokenize round-trip and match the engine', async () => {
+    const auth = { authorization: `Bearer ${API_KEY}` };
+    const t = await postJson(`${running.url}/tokenize`, { prompt: 'Hello, cat!' }, auth);
+    expect(t.status).toBe(200);
+    expect(t.json.tokens).toEqual(await engine.tokenize('Hello, cat!'));
+    expect(t.json.count).toBe((t.json.tokens as number[]).length);
+    const chat = await postJson(`${running.url}/tokenize`, { messages: STORY_PROMPT }, auth);
+    expect(chat.json.tokens).toEqual(await engine.tokenize(STORY_PROMPT));
+    const d = await postJson(`${running.url}/detokenize`, { tokens: t.json.tokens }, auth);
+    expect(d.json).toEqual({ prompt: 'Hello, cat!' });
+  });
+
+  test('metrics move with traffic', async () => {
+    const scrape = async (): Promise<Map<string, number>> => parseMetrics(await (await fetch(`${running.url}/metrics`)).text());
+    const before = await scrape();
+    await client.chat.completions.create({ model: MODEL, messages: STORY_PROMPT, max_tokens: 5, temperature: 0 });
+    const stream = await client.chat.completions.create({
+      model: MODEL,
+      messages: STORY_PROMPT,
+      max_tokens: 5,
+      temperature: 0,
+      stream: true,
+    });
+    for await (const _ of stream) void _;
+    await postJson(`${running.url}/v1/chat/completions`, { model: 'nope', messages: STORY_PROMPT });
+    const after = await scrape();
+    const grew = (name: string, by: number): void => expect((after.get(name) ?? 0) - (before.get(name) ?? 0), name).toBe(by);
+    grew('autoglm:http_requests_total{route="/v1/chat/completions",status="200"}', 2);
+    grew('autoglm:http_requests_total{route="/v1/chat/completions",status="404"}', 1);
+    grew('autoglm:request_success_total{finished_reason="length"}', 2);
+    grew('autoglm:generation_tokens_total', 10);
+    grew('autoglm:time_to_first_token_seconds_count', 2);
+    grew('autoglm:e2e_request_latency_seconds_count', 2);
+    grew('autoglm:request_queue_time_seconds_count', 2);
+    grew('autoglm:time_per_output_token_seconds_count', 8);
+    expect(after.get('autoglm:prompt_tokens_total')! - (before.get('autoglm:prompt_tokens_total') ?? 0)).toBeGreaterThan(0);
+    for (const gauge of ['num_requests_running', 'num_requests_waiting', 'kv_cache_usage_perc'])
+      expect(after.get(`autoglm:${gauge}{model_name="${MODEL}"}`), gauge).toBeGreaterThanOrEqual(0);
+    expect(after.has('process_cpu_user_seconds_total')).toBe(true);
+    expect(after.has('nodejs_eventloop_lag_seconds')).toBe(true);
+  });
+});
