@@ -1,0 +1,234 @@
+/**
+ * Serving benchmark: a closed-loop load generator (fetch, streaming completions) against
+ * the OpenAI-compatible server at several concurrencies, and the same load run straight
+ * on the in-process engine, so the server's overhead is the ratio of the two.
+ * Reports requests/s, output tokens/s, TTFT and TPOT percentiles. A benchmark, not a test.
+ *
+ * Run: npm run bench:serve [-- --model DIR --concurrency 1,8,32 --requests 16 --max-tokens 8 --url URL]
+ * Writes bench/results/serve.json and the "Serving" section of bench/RESULTS.md.
+ * Without --url, the server is started in this process on a loopback port around the
+ * same engine (as `autoglm serve` runs it); with --url, an external server is driven and
+ * the in-process comparison still uses a locally loaded engine.
+ */
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import type { EngineOptions, InferenceEngine } from '../src/engine/types.js';
+import { buildServer } from '../src/server/index.js';
+
+const root = fileURLToPath(new URL('..', import.meta.url)).replace(/\/dist\/?$/, '');
+
+interface LevelResult {
+  mode: 'http' | 'in-process';
+  concurrency: number;
+  requests: number;
+  wallS: number;
+  requestsPerS: number;
+  outputTokensPerS: number;
+  ttftMs: Percentiles;
+  tpotMs: Percentiles;
+}
+
+interface Percentiles {
+  p50: number;
+  p90: number;
+  p99: number;
+}
+
+/** One measured request: when its first token came and how many tokens it produced. */
+interface Sample {
+  ttftMs: number;
+  tpotMs: number | null;
+  outputTokens: number;
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      model: { type: 'string' },
+      url: { type: 'string' },
+      'api-key': { type: 'string' },
+      concurrency: { type: 'string', default: '1,8,32' },
+      requests: { type: 'string' },
+      'max-tokens': { type: 'string', default: '8' },
+      prompt: { type: 'string', default: 'Once upon a time, there was a little cat named Tom. One day, Tom' },
+    },
+  });
+  const modelDir = values.model ?? (await defaultModelDir());
+  const levels = values.concurrency!.split(',').map(Number);
+  const maxTokens = Number(values['max-tokens']);
+  const engine = await loadEngine(modelDir);
+  const server = values.url ? null : buildServer({ engine, auth: { apiKeys: [], disabled: true }, logger: false });
+  const baseUrl = values.url ?? (await server!.listen({ port: 0, host: '127.0.0.1' }));
+  const prompt = values.prompt!;
+  const headers: Record<string, string> = { 'content-type': 'application/json' };
+  if (values['api-key']) headers.authorization = `Bearer ${values['api-key']}`;
+
+  // Warm-up: compile pipelines and fill caches before anything is timed.
+  await engine.complete({ prompt, maxTokens, ignoreEos: true, sampling: { temperature: 0 } });
+
+  const results: LevelResult[] = [];
+  for (const concurrency of levels) {
+    const requests = values.requests ? Number(values.requests) : Math.max(8, concurrency * 2);
+    // Different seeds per request so the response cache cannot answer (sampling, not greedy).
+    const make = (i: number) => ({ seed: 1000 + i, temperature: 0.8 });
+    const inProc = await runLevel(concurrency, requests, async (i) => {
+      const start = performance.now();
+      let first = 0;
+      let last = 0;
+      let n = 0;
+      for await (const _ of engine.generate({ prompt, maxTokens, ignoreEos: true, sampling: make(i) })) {
+        last = performance.now();
+        if (n++ === 0) first = last;
+      }
+      return { ttftMs: first - start, tpotMs: n > 1 ? (last - first) / (n - 1) : null, outputTokens: n };
+    });
+    results.push({ mode: 'in-process', concurrency, ...inProc });
+    const http = await runLevel(concurrency, requests, async (i) => {
+      const start = performance.now();
+      const r = await fetch(`${baseUrl}/v1/completions`, {
+        method: 'POST',
+        headers,
+        body: JSON.stringify({
+          model: engine.modelName,
+          prompt,
+          max_tokens: maxTokens,
+          ignore_eos: true,
+          stream: true,
+          return_token_ids: true,
+          seed: make(i).seed,
+          temperature: make(i).temperature,
+        }),
+      });
+      if (r.status !== 200) throw new Error(`HTTP ${r.status}: ${await r.text()}`);
+      let first = 0;
+      let last = 0;
+      let n = 0;
+      const decoder = new TextDecoder();
+      let buffered = '';
+      for await (const chunk of r.body as unknown as AsyncIterable<Uint8Array>) {
+        buffered += decoder.decode(chunk, { stream: true });
+        let cut: number;
+        while ((cut = buffered.indexOf('\n\n')) >= 0) {
+          const data = buffered.slice(6, cut);
+          buffered = buffered.slice(cut + 2);
+          if (data === '[DONE]') continue;
+          const ids = (JSON.parse(data) as { choices: { token_ids?: number[] }[] }).choices[0]?.token_ids ?? [];
+          if (ids.length === 0) continue;
+          last = performance.now();
+          if (n === 0) first = last;
+          n += ids.length;
+        }
+      }
+      return { ttftMs: first - start, tpotMs: n > 1 ? (last - first) / (n - 1) : null, outputTokens: n };
+    });
+    results.push({ mode: 'http', concurrency, ...http });
+  }
+  await server?.close();
+  const adapter = engine.stats().adapterName;
+  await engine.close();
+
+  const ratios = levels.map((c) => {
+    const h = results.find((r) => r.mode === 'http' && r.concurrency === c)!;
+    const p = results.find((r) => r.mode === 'in-process' && r.concurrency === c)!;
+    return { concurrency: c, httpVsInProcess: h.outputTokensPerS / p.outputTokensPerS };
+  });
+  const table = renderTable(results, ratios);
+  process.stdout.write(`\nmodel ${modelDir} on ${adapter}, ${maxTokens} output tokens per request\n\n${table}\n`);
+  const outDir = join(root, 'bench', 'results');
+  mkdirSync(outDir, { recursive: true });
+  writeFileSync(join(outDir, 'serve.json'), JSON.stringify({ modelDir, adapter, maxTokens, results, ratios }, null, 2) + '\n');
+  writeSection(
+    [
+      `Model \`${modelDir.replace(root + '/', '')}\` on ${adapter}; ${maxTokens} output tokens per request (ignore_eos, sampled with`,
+      `per-request seeds), streaming /v1/completions through fetch, closed loop. \`npm run bench:serve\`.`,
+      '',
+      table,
+      '',
+      `Target: HTTP >= 90% of in-process output tokens/s at concurrency 8.`,
+    ].join('\n'),
+  );
+}
+
+/** Runs `requests` calls of `one` with at most `concurrency` in flight (a closed loop). */
+async function runLevel(
+  concurrency: number,
+  requests: number,
+  one: (i: number) => Promise<Sample>,
+): Promise<Omit<LevelResult, 'mode' | 'concurrency'>> {
+  const samples: Sample[] = [];
+  let next = 0;
+  const start = performance.now();
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (next < requests) samples.push(await one(next++));
+    }),
+  );
+  const wallS = (performance.now() - start) / 1000;
+  const tokens = samples.reduce((s, x) => s + x.outputTokens, 0);
+  return {
+    requests,
+    wallS,
+    requestsPerS: requests / wallS,
+    outputTokensPerS: tokens / wallS,
+    ttftMs: percentiles(samples.map((s) => s.ttftMs)),
+    tpotMs: percentiles(samples.flatMap((s) => (s.tpotMs === null ? [] : [s.tpotMs]))),
+  };
+}
+
+function percentiles(values: number[]): Percentiles {
+  const sorted = [...values].sort((a, b) => a - b);
+  const at = (q: number): number => (sorted.length === 0 ? NaN : sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!);
+  return { p50: at(0.5), p90: at(0.9), p99: at(0.99) };
+}
+
+function renderTable(results: LevelResult[], ratios: { concurrency: number; httpVsInProcess: number }[]): string {
+  const f = (x: number, d = 1): string => (Number.isFinite(x) ? x.toFixed(d) : '-');
+  const rows = results.map((r) => {
+    const ratio = r.mode === 'http' ? `${f(100 * ratios.find((x) => x.concurrency === r.concurrency)!.httpVsInProcess, 0)}%` : '';
+    return `| ${r.concurrency} | ${r.mode} | ${r.requests} | ${f(r.requestsPerS, 2)} | ${f(r.outputTokensPerS)} | ${f(r.ttftMs.p50)} / ${f(r.ttftMs.p90)} / ${f(r.ttftMs.p99)} | ${f(r.tpotMs.p50)} / ${f(r.tpotMs.p90)} / ${f(r.tpotMs.p99)} | ${ratio} |`;
+  });
+  return [
+    '| concurrency | mode | requests | req/s | output tok/s | TTFT ms p50 / p90 / p99 | TPOT ms p50 / p90 / p99 | HTTP vs in-process |',
+    '|---|---|---|---|---|---|---|---|',
+    ...rows,
+  ].join('\n');
+}
+
+/** Replaces the serve section of bench/RESULTS.md (between its markers), creating it if absent. */
+function writeSection(body: string): void {
+  const file = join(root, 'bench', 'RESULTS.md');
+  const begin = '<!-- section:serve -->';
+  const end = '<!-- /section:serve -->';
+  const section = `${begin}\n## Serving\n\n${body}\n${end}`;
+  const current = existsSync(file) ? readFileSync(file, 'utf8') : '# Benchmark results\n';
+  const a = current.indexOf(begin);
+  const b = current.indexOf(end);
+  const next = a >= 0 && b > a ? current.slice(0, a) + section + current.slice(b + end.length) : `${current.trimEnd()}\n\n${section}\n`;
+  mkdirSync(dirname(file), { recursive: true });
+  writeFileSync(file, next);
+}
+
+/** The ~100M generated model when the generator exists (src/testing/generate-model.ts), else the demo model. */
+async function defaultModelDir(): Promise<string> {
+  const specifier = '../src/testing/generate-model.js';
+  try {
+    const mod = (await import(specifier)) as { ensureGeneratedModel?: (preset: string) => Promise<string> };
+    if (mod.ensureGeneratedModel) return await mod.ensureGeneratedModel('100m');
+  } catch {
+    // generator not built: fall through
+  }
+  return join(root, 'models', 'demo-stories');
+}
+
+async function loadEngine(dir: string): Promise<InferenceEngine> {
+  const specifier = '../src/engine/engine.js';
+  const { Engine } = (await import(specifier)) as { Engine: { load(dir: string, o?: EngineOptions): Promise<InferenceEngine> } };
+  return Engine.load(dir);
+}
+
+main().catch((e: unknown) => {
+  process.stderr.write(`bench:serve failed: ${e instanceof Error ? e.stack : String(e)}\n`);
+  process.exit(1);
+});
