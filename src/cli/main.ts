@@ -30,7 +30,14 @@ async function loadCommand(name: string): Promise<Command | null> {
 
 /** Written by other engineers; resolved at run time so their absence breaks only that subcommand. */
 async function importEntry(specifier: string, exportName: string): Promise<Command> {
-  const mod = (await import(specifier)) as Record<string, unknown>;
+  let mod: Record<string, unknown>;
+  try {
+    mod = (await import(specifier)) as Record<string, unknown>;
+  } catch (e) {
+    const missing = (e as { code?: string }).code === 'ERR_MODULE_NOT_FOUND' && String((e as Error).message).includes(specifier.slice(2));
+    if (missing) throw new Error(`this build has no '${specifier.slice(2, -3)}' command (${specifier.slice(2, -3)}.ts is missing)`);
+    throw e;
+  }
   const fn = mod[exportName] ?? mod.default;
   if (typeof fn !== 'function') throw new Error(`${specifier} does not export ${exportName}()`);
   return fn as Command;

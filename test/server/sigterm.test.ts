@@ -6,7 +6,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { afterAll, expect, test } from 'vitest';
-import { DEMO_MODEL_DIR, postJson, readSse, waitFor } from './helpers.js';
+import { DEMO_MODEL_DIR } from './constants.js';
+import { postJson, readSse, waitFor } from './http.js';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 let child: ChildProcess | null = null;
