@@ -35,21 +35,10 @@ export async function runServe(argv: string[]): Promise<number> {
 
   // Listen before the model is loaded: /health answers at once, /ready turns 200 when loaded.
   const url = await server.listen({ host: config.host, port: config.port });
-  let engine: InferenceEngine;
-  try {
-    engine = await enginePromise;
-  } catch (e) {
-    log.fatal({ err: e }, 'model failed to load');
-    await server.close();
-    return 1;
-  }
-  const name = config.servedModelName ?? engine.modelName;
-  log.info({ url, model: name, modelDir: config.modelDir, contextLength: engine.contextLength }, 'serving');
-  printBanner(config, url, name);
-
-  const agent = await startAgent(config, url);
-  return new Promise<number>((resolve) => {
-    let stopping = false;
+  let agent: { stop(): Promise<void> } | null = null;
+  let engine: InferenceEngine | null = null;
+  let stopping = false;
+  const stopped = new Promise<number>((resolve) => {
     const shutdown = async (signal: string): Promise<void> => {
       if (stopping) {
         log.warn({ signal }, 'second signal: exiting without waiting');
@@ -62,12 +51,26 @@ export async function runServe(argv: string[]): Promise<number> {
       const aborted = await server.drain(config.drainTimeoutMs);
       log.info({ aborted }, 'drained');
       await server.close();
-      await engine.close();
+      await engine?.close();
       resolve(0);
     };
+    // Installed before the model loads, so a SIGTERM during loading is a clean exit too.
     process.once('SIGTERM', () => void shutdown('SIGTERM'));
     process.once('SIGINT', () => void shutdown('SIGINT'));
   });
+  try {
+    engine = await Promise.race([enginePromise, stopped.then(() => null)]);
+  } catch (e) {
+    log.fatal({ err: e }, 'model failed to load');
+    await server.close();
+    return 1;
+  }
+  if (engine === null || stopping) return stopped;
+  const name = config.servedModelName ?? engine.modelName;
+  log.info({ url, model: name, modelDir: config.modelDir, contextLength: engine.contextLength }, 'serving');
+  printBanner(config, url, name);
+  agent = await startAgent(config, url);
+  return stopped;
 }
 
 async function loadEngine(config: ServeConfig): Promise<InferenceEngine> {

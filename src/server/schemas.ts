@@ -25,7 +25,7 @@ const commonProperties = {
   repetition_penalty: { type: nullable('number'), exclusiveMinimum: 0, maximum: 10 },
   presence_penalty: { type: nullable('number'), minimum: -2, maximum: 2 },
   frequency_penalty: { type: nullable('number'), minimum: -2, maximum: 2 },
-  seed: { type: nullable('integer') },
+  seed: { type: nullable('integer'), minimum: 0 },
   stop: {
     anyOf: [{ type: 'null' }, { type: 'string' }, { type: 'array', items: { type: 'string', minLength: 1 }, maxItems: 16 }],
   },
@@ -51,7 +51,8 @@ const messageSchema = {
           items: {
             type: 'object',
             required: ['type'],
-            properties: { type: { type: 'string' }, text: { type: 'string' } },
+            // A text model: only text parts (images or audio would be silently lost otherwise).
+            properties: { type: { const: 'text' }, text: { type: 'string' } },
           },
         },
       ],

@@ -59,6 +59,8 @@ describe('400: invalid parameters, each named', () => {
     [{ n: 0 }, 'n'],
     [{ n: 5 }, 'n'],
     [{ seed: 1.5 }, 'seed'],
+    [{ seed: -1 }, 'seed'],
+    [{ messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: 'x' } }] }] }, 'messages.0.content'],
     [{ stop: 3 }, 'stop'],
     [{ top_logprobs: 21 }, 'top_logprobs'],
     [{ logprobs: 'yes' }, 'logprobs'],
