@@ -1,0 +1,106 @@
+/**
+ * The scheduler's view of one request: its tokens, how many of them have KV in the cache,
+ * and counters for stats. Pure bookkeeping; the KV blocks themselves live in the
+ * KV-cache manager, keyed by requestId.
+ */
+import type { FinishReason } from './types.js';
+import type { BlockHash } from './block-hash.js';
+
+export type RequestStatus = 'waiting' | 'running' | 'finished';
+
+export interface NewRequest {
+  requestId: string;
+  promptTokenIds: readonly number[];
+  /** Largest number of generated tokens, resumed ones included. */
+  maxTokens: number;
+  /**
+   * Tokens already generated for this request elsewhere (failover): computed like prompt
+   * tokens, but they count as generated (towards maxTokens and in outputTokenIds).
+   */
+  resumeTokenIds?: readonly number[];
+}
+
+/** Per-request counters, live or final. */
+export interface RequestStats {
+  requestId: string;
+  status: RequestStatus;
+  finishReason: FinishReason | null;
+  numPromptTokens: number;
+  numResumeTokens: number;
+  /** Generated tokens so far, resumed ones included. */
+  numOutputTokens: number;
+  /** Prompt (+ resume) tokens whose KV came from the prefix cache at first admission. */
+  numCachedPromptTokens: number;
+  /** Prompt (+ resume) token rows run through the model, recomputation after preemption included. */
+  numComputedPromptTokens: number;
+  /** All token rows run through the model for this request. */
+  numComputedTokens: number;
+  numPreemptions: number;
+}
+
+export class RequestState {
+  readonly requestId: string;
+  readonly numPromptTokens: number;
+  readonly numResumeTokens: number;
+  readonly maxTokens: number;
+  /** Prompt, then generated tokens (resumed ones first). Only ever appended to. */
+  readonly tokenIds: number[];
+  /** Chained hashes of the full blocks of tokenIds, extended lazily by the KV-cache manager. */
+  readonly blockHashes: BlockHash[] = [];
+  status: RequestStatus = 'waiting';
+  finishReason: FinishReason | null = null;
+  /** Tokens whose KV is in the cache or being computed by the step in flight. */
+  numComputedTokens = 0;
+  /** Null until first admitted. */
+  numCachedPromptTokens: number | null = null;
+  numComputedPromptTokens = 0;
+  numComputedRows = 0;
+  numPreemptions = 0;
+
+  constructor(request: NewRequest) {
+    this.requestId = request.requestId;
+    const resume = request.resumeTokenIds ?? [];
+    this.numPromptTokens = request.promptTokenIds.length;
+    this.numResumeTokens = resume.length;
+    this.maxTokens = request.maxTokens;
+    this.tokenIds = [...request.promptTokenIds, ...resume];
+  }
+
+  get numTokens(): number {
+    return this.tokenIds.length;
+  }
+
+  get numOutputTokens(): number {
+    return this.tokenIds.length - this.numPromptTokens;
+  }
+
+  /** Tokens that must be computed before the first token is sampled here. */
+  get numPrefillTokens(): number {
+    return this.numPromptTokens + this.numResumeTokens;
+  }
+
+  get outputTokenIds(): number[] {
+    return this.tokenIds.slice(this.numPromptTokens);
+  }
+
+  /** Counts a step's rows [start, start + n) in the per-request stats. */
+  recordComputed(start: number, n: number): void {
+    this.numComputedRows += n;
+    this.numComputedPromptTokens += Math.max(0, Math.min(start + n, this.numPrefillTokens) - start);
+  }
+
+  stats(): RequestStats {
+    return {
+      requestId: this.requestId,
+      status: this.status,
+      finishReason: this.finishReason,
+      numPromptTokens: this.numPromptTokens,
+      numResumeTokens: this.numResumeTokens,
+      numOutputTokens: this.numOutputTokens,
+      numCachedPromptTokens: this.numCachedPromptTokens ?? 0,
+      numComputedPromptTokens: this.numComputedPromptTokens,
+      numComputedTokens: this.numComputedRows,
+      numPreemptions: this.numPreemptions,
+    };
+  }
+}

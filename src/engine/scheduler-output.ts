@@ -1,0 +1,42 @@
+/**
+ * What one scheduler step hands the model runner: plain data, numeric block ids, no
+ * block objects. The runner builds its batch rows in the order of `sequences` (decode
+ * rows first, then prefill chunks) and reports back one sampled token per sequence whose
+ * `sample` is true.
+ */
+import type { FinishReason } from './types.js';
+import type { RequestStats } from './request-state.js';
+
+export interface ScheduledSequence {
+  requestId: string;
+  /** Tokens whose KV this step computes: a prompt chunk, or the single last sampled token. */
+  tokenIds: number[];
+  /** Absolute position of tokenIds[0]; the sequence's kvLen is startPosition + tokenIds.length. */
+  startPosition: number;
+  /** Block ids covering positions [0, startPosition + tokenIds.length). */
+  blockTable: number[];
+  /** True when this step's last row yields a token to sample (all known tokens computed). */
+  sample: boolean;
+}
+
+export interface SchedulerOutput {
+  /** Decode sequences first, then prefill chunks. */
+  sequences: ScheduledSequence[];
+  /** Requests preempted by this step (recompute mode: their KV was dropped). */
+  preempted: string[];
+  /** Token rows in this step (sum of tokenIds lengths), at most maxBatchTokens. */
+  numBatchedTokens: number;
+}
+
+export interface FinishedRequest {
+  requestId: string;
+  reason: FinishReason;
+  /** Generated tokens, resumed ones included. */
+  outputTokenIds: number[];
+  stats: RequestStats;
+}
+
+export interface UpdateResult {
+  /** Requests that reached maxTokens with this step (finished with reason 'length'). */
+  finished: FinishedRequest[];
+}

@@ -1,0 +1,283 @@
+/**
+ * Continuous batching at token granularity (vLLM v1 style, recompute preemption).
+ *
+ * Each step spends a token budget: first one row for every running sequence in decode,
+ * then the rest of partially prefilled running sequences, then new (or preempted)
+ * requests from the front of the waiting queue, prompt chunks cut to what the budget
+ * leaves (chunked prefill). A request is admitted when the KV-cache manager can give it
+ * slots, leading full blocks found in the prefix cache first. When a running sequence
+ * cannot get a slot, the newest running sequence is preempted: its blocks are freed and
+ * it goes back to the front of the waiting queue, to recompute prompt + generated tokens
+ * later (mostly from the prefix cache). Nothing fails for lack of memory once admitted;
+ * a request that could never fit the whole pool is rejected by addRequest.
+ */
+import { AutoGlmError } from '../errors.js';
+import type { BlockHashExtraKeys } from './block-hash.js';
+import { KvCacheManager } from './kv-cache-manager.js';
+import { RequestState, type NewRequest, type RequestStats } from './request-state.js';
+import type { SchedulerInterface, SchedulerStats } from './scheduler-interface.js';
+import type { FinishedRequest, ScheduledSequence, SchedulerOutput, UpdateResult } from './scheduler-output.js';
+import type { FinishReason } from './types.js';
+
+export interface SchedulerOptions {
+  numBlocks: number;
+  /** Tokens per KV block. */
+  blockSize: number;
+  /** Token rows per step (decode rows + prefill chunk rows). */
+  maxBatchTokens: number;
+  /** Running sequences at most (each gets a row every step). */
+  maxBatchSequences: number;
+  enablePrefixCaching: boolean;
+  /** Mixed into block hashes (e.g. the model name). */
+  hashExtraKeys?: BlockHashExtraKeys;
+}
+
+interface StepEntry {
+  request: RequestState;
+  numNewTokens: number;
+}
+
+export class Scheduler implements SchedulerInterface {
+  readonly blockSize: number;
+  readonly maxBatchTokens: number;
+  readonly maxBatchSequences: number;
+  private readonly kv: KvCacheManager;
+  private readonly requests = new Map<string, RequestState>();
+  /** Front is admitted first; preempted requests are put back at the front. */
+  private readonly waiting: RequestState[] = [];
+  /** In admission order: the last one is the newest, the first preempted. */
+  private readonly running: RequestState[] = [];
+  /** Sequences of the step awaiting updateFromOutput. */
+  private inFlight: ScheduledSequence[] | null = null;
+  private preemptions = 0;
+
+  constructor(options: SchedulerOptions) {
+    for (const key of ['maxBatchTokens', 'maxBatchSequences'] as const) {
+      if (!Number.isInteger(options[key]) || options[key] < 1) {
+        throw new AutoGlmError('invalid_request', `scheduler: ${key} must be a positive integer (got ${options[key]})`);
+      }
+    }
+    // Every running sequence needs a row per step, or some decodes would starve.
+    if (options.maxBatchTokens < options.maxBatchSequences) {
+      throw new AutoGlmError(
+        'invalid_request',
+        `scheduler: maxBatchTokens (${options.maxBatchTokens}) must be at least maxBatchSequences (${options.maxBatchSequences})`,
+      );
+    }
+    this.blockSize = options.blockSize;
+    this.maxBatchTokens = options.maxBatchTokens;
+    this.maxBatchSequences = options.maxBatchSequences;
+    this.kv = new KvCacheManager({
+      numBlocks: options.numBlocks,
+      blockSize: options.blockSize,
+      enablePrefixCaching: options.enablePrefixCaching,
+      hashExtraKeys: options.hashExtraKeys,
+    });
+  }
+
+  get numWaiting(): number {
+    return this.waiting.length;
+  }
+
+  get numRunning(): number {
+    return this.running.length;
+  }
+
+  hasUnfinished(): boolean {
+    return this.requests.size > 0;
+  }
+
+  addRequest(request: NewRequest): void {
+    const { requestId, promptTokenIds, maxTokens } = request;
+    const resume = request.resumeTokenIds ?? [];
+    if (typeof requestId !== 'string' || requestId === '') {
+      throw new AutoGlmError('invalid_request', 'requestId must be a non-empty string', { param: 'requestId' });
+    }
+    if (this.requests.has(requestId)) {
+      throw new AutoGlmError('invalid_request', `request ${requestId} is already scheduled`, { param: 'requestId' });
+    }
+    if (promptTokenIds.length === 0) {
+      throw new AutoGlmError('invalid_request', 'the prompt has no tokens', { param: 'prompt' });
+    }
+    for (const [name, ids] of [
+      ['prompt', promptTokenIds],
+      ['resumeTokenIds', resume],
+    ] as const) {
+      if (!ids.every((t) => Number.isInteger(t) && t >= 0)) {
+        throw new AutoGlmError('invalid_request', `${name} token ids must be non-negative integers`, { param: name });
+      }
+    }
+    if (!Number.isInteger(maxTokens) || maxTokens < 1) {
+      throw new AutoGlmError('invalid_request', `maxTokens must be a positive integer (got ${maxTokens})`, {
+        param: 'maxTokens',
+      });
+    }
+    if (resume.length >= maxTokens) {
+      throw new AutoGlmError('invalid_request', `${resume.length} resumed tokens leave nothing to generate within maxTokens ${maxTokens}`, {
+        param: 'resumeTokenIds',
+      });
+    }
+    // The last sampled token is never fed back, so its KV is never needed.
+    const maxKvTokens = promptTokenIds.length + maxTokens - 1;
+    const capacity = this.kv.numBlocks * this.blockSize;
+    if (maxKvTokens > capacity) {
+      throw new AutoGlmError(
+        'context_length_exceeded',
+        `prompt (${promptTokenIds.length} tokens) + maxTokens (${maxTokens}) needs KV for ${maxKvTokens} tokens; ` +
+          `the whole KV cache holds ${capacity} (${this.kv.numBlocks} blocks of ${this.blockSize})`,
+        { param: 'maxTokens' },
+      );
+    }
+    const state = new RequestState(request);
+    this.requests.set(requestId, state);
+    this.waiting.push(state);
+  }
+
+  schedule(): SchedulerOutput {
+    if (this.inFlight !== null && this.inFlight.length > 0) {
+      throw new AutoGlmError('internal_error', 'scheduler: schedule() called before updateFromOutput() of the last step');
+    }
+    let budget = this.maxBatchTokens;
+    const step = new Map<string, StepEntry>();
+    const preempted: string[] = [];
+
+    const scheduleRunning = (request: RequestState): void => {
+      const numNewTokens = Math.min(request.numTokens - request.numComputedTokens, budget);
+      if (numNewTokens <= 0 || request.status !== 'running') return;
+      for (;;) {
+        const table = this.kv.allocateSlots(request, { numComputedTokens: request.numComputedTokens, numNewTokens });
+        if (table !== null) {
+          step.set(request.requestId, { request, numNewTokens });
+          budget -= numNewTokens;
+          return;
+        }
+        const victim = this.running[this.running.length - 1]!;
+        const victimEntry = step.get(victim.requestId);
+        if (victimEntry !== undefined) {
+          // Already given rows this step: take them back.
+          step.delete(victim.requestId);
+          budget += victimEntry.numNewTokens;
+        }
+        this.preempt(victim);
+        preempted.push(victim.requestId);
+        if (victim === request) return;
+      }
+    };
+
+    // Decode rows first: each running sequence with just its last sampled token to compute.
+    for (const r of [...this.running]) if (r.numTokens - r.numComputedTokens === 1) scheduleRunning(r);
+    for (const r of [...this.running]) if (r.numTokens - r.numComputedTokens > 1) scheduleRunning(r);
+
+    // Admit waiting requests in order; none while memory is so short that we just preempted.
+    while (preempted.length === 0 && this.waiting.length > 0 && budget > 0 && this.running.length < this.maxBatchSequences) {
+      const request = this.waiting[0]!;
+      const prefixHit = this.kv.findPrefixHit(request);
+      const numNewTokens = Math.min(request.numTokens - prefixHit.numTokens, budget);
+      const table = this.kv.allocateSlots(request, { numComputedTokens: prefixHit.numTokens, numNewTokens, prefixHit });
+      if (table === null) break; // first come first served: no skipping ahead
+      this.waiting.shift();
+      request.status = 'running';
+      request.numComputedTokens = prefixHit.numTokens;
+      request.numCachedPromptTokens ??= Math.min(prefixHit.numTokens, request.numPrefillTokens);
+      this.running.push(request);
+      step.set(request.requestId, { request, numNewTokens });
+      budget -= numNewTokens;
+    }
+
+    const sequences: ScheduledSequence[] = [];
+    let numBatchedTokens = 0;
+    for (const { request, numNewTokens } of step.values()) {
+      const start = request.numComputedTokens;
+      const end = start + numNewTokens;
+      sequences.push({
+        requestId: request.requestId,
+        tokenIds: request.tokenIds.slice(start, end),
+        startPosition: start,
+        blockTable: this.kv.blockTable(request.requestId),
+        sample: end === request.numTokens,
+      });
+      // Counted as computed now: the step's KV writes land before anyone can read them.
+      request.numComputedTokens = end;
+      request.recordComputed(start, numNewTokens);
+      numBatchedTokens += numNewTokens;
+    }
+    this.inFlight = sequences;
+    return { sequences, preempted, numBatchedTokens };
+  }
+
+  updateFromOutput(sampled: ReadonlyMap<string, number>): UpdateResult {
+    const sequences = this.inFlight ?? [];
+    this.inFlight = null;
+    const finished: FinishedRequest[] = [];
+    for (const seq of sequences) {
+      const request = this.requests.get(seq.requestId);
+      // Finished (cancelled, stop string) while the step ran: its blocks are already free.
+      if (request === undefined || request.status !== 'running') continue;
+      this.kv.cacheFullBlocks(request, request.numComputedTokens);
+      if (!seq.sample) continue;
+      const tokenId = sampled.get(seq.requestId);
+      if (tokenId === undefined || !Number.isInteger(tokenId) || tokenId < 0) {
+        throw new AutoGlmError('internal_error', `scheduler: no valid sampled token for request ${seq.requestId}`);
+      }
+      request.tokenIds.push(tokenId);
+      if (request.numOutputTokens >= request.maxTokens) finished.push(this.finish(request, 'length'));
+    }
+    return { finished };
+  }
+
+  finishRequest(requestId: string, reason: FinishReason): FinishedRequest | null {
+    const request = this.requests.get(requestId);
+    return request === undefined ? null : this.finish(request, reason);
+  }
+
+  requestStats(requestId: string): RequestStats | null {
+    return this.requests.get(requestId)?.stats() ?? null;
+  }
+
+  /** Block ids currently held by the request (tests and debugging). */
+  blockTable(requestId: string): number[] {
+    return this.kv.blockTable(requestId);
+  }
+
+  stats(): SchedulerStats {
+    const kv = this.kv.stats();
+    return {
+      numWaiting: this.waiting.length,
+      numRunning: this.running.length,
+      kvBlockSize: this.blockSize,
+      kvBlocksTotal: kv.blocksTotal,
+      kvBlocksUsed: kv.blocksUsed,
+      kvBlocksFree: kv.blocksFree,
+      kvBlocksCached: kv.blocksCached,
+      prefixCacheQueries: kv.prefixCacheQueries,
+      prefixCacheHits: kv.prefixCacheHits,
+      preemptions: this.preemptions,
+      cacheEvictions: kv.cacheEvictions,
+    };
+  }
+
+  private preempt(request: RequestState): void {
+    this.running.splice(this.running.indexOf(request), 1);
+    this.kv.freeRequest(request.requestId);
+    request.status = 'waiting';
+    request.numComputedTokens = 0;
+    request.numPreemptions++;
+    this.preemptions++;
+    this.waiting.unshift(request);
+  }
+
+  private finish(request: RequestState, reason: FinishReason): FinishedRequest {
+    removeFrom(this.running, request);
+    removeFrom(this.waiting, request);
+    this.kv.freeRequest(request.requestId);
+    this.requests.delete(request.requestId);
+    request.status = 'finished';
+    request.finishReason = reason;
+    return { requestId: request.requestId, reason, outputTokenIds: request.outputTokenIds, stats: request.stats() };
+  }
+}
+
+function removeFrom(list: RequestState[], request: RequestState): void {
+  const i = list.indexOf(request);
+  if (i >= 0) list.splice(i, 1);
+}
