@@ -50,7 +50,10 @@ export function prepareEmbeddingTable(rt: KernelRuntime, o: PrepareEmbeddingTabl
     throw new AutoGlmError('model_load_failed', `embedding table: vocab (${vocab}) and dim (${dim}) must be positive integers`);
   }
   if (data.length !== vocab * dim) {
-    throw new AutoGlmError('model_load_failed', `embedding table: ${data.length} values for a ${vocab} x ${dim} table (${vocab * dim} expected)`);
+    throw new AutoGlmError(
+      'model_load_failed',
+      `embedding table: ${data.length} values for a ${vocab} x ${dim} table (${vocab * dim} expected)`,
+    );
   }
   const maxPartBytes = Math.min(o.maxPartBytes ?? rt.maxBindingBytes, rt.maxBindingBytes);
   const rowBytes = dim * DTYPE_BYTES[dtype];

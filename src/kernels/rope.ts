@@ -44,7 +44,8 @@ export function ropeInvFreq(o: RopeInvFreqOptions): Float32Array {
     throw new AutoGlmError('model_load_failed', `RoPE: rotary dim must be a positive even integer, got ${rotaryDim}`);
   }
   if (!(theta > 0)) throw new AutoGlmError('model_load_failed', `RoPE: rope_theta must be positive, got ${theta}`);
-  if (scaling && !(scaling.factor > 0)) throw new AutoGlmError('model_load_failed', `RoPE: scaling factor must be positive, got ${scaling.factor}`);
+  if (scaling && !(scaling.factor > 0))
+    throw new AutoGlmError('model_load_failed', `RoPE: scaling factor must be positive, got ${scaling.factor}`);
   const half = rotaryDim / 2;
   const out = new Float32Array(half);
   for (let i = 0; i < half; i++) {

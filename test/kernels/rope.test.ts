@@ -84,7 +84,14 @@ describe('rope', () => {
   it('rejects an odd rotary dim or one wider than the head', () => {
     const rt = runtime();
     const rec = rt.recorder();
-    const base = { x: rt.tensor('f32', 64), positions: rt.tensor('u32', 1), invFreq: rt.tensor('f32', 32), rows: 1, nHeads: 1, headDim: 64 };
+    const base = {
+      x: rt.tensor('f32', 64),
+      positions: rt.tensor('u32', 1),
+      invFreq: rt.tensor('f32', 32),
+      rows: 1,
+      nHeads: 1,
+      headDim: 64,
+    };
     expect(() => rope(rt, rec, { ...base, rotaryDim: 7, layout: 'half' })).toThrow(RangeError);
     expect(() => rope(rt, rec, { ...base, rotaryDim: 66, layout: 'half' })).toThrow(RangeError);
   });
@@ -126,7 +133,10 @@ describe('ropeInvFreq', () => {
   });
 
   it('rejects impossible parameters with a typed error', () => {
-    for (const bad of [{ rotaryDim: 7, theta: 10000 }, { rotaryDim: 64, theta: 0 }]) {
+    for (const bad of [
+      { rotaryDim: 7, theta: 10000 },
+      { rotaryDim: 64, theta: 0 },
+    ]) {
       let err: unknown;
       try {
         ropeInvFreq(bad);
