@@ -14,11 +14,12 @@ export async function loadWorkerTokenizer(modelDir: string): Promise<LoadedWorke
   const specifier = '../engine/tokenizer/index.js';
   const mod = (await import(specifier)) as { loadTokenizer: (dir: string) => Promise<unknown> };
   const tok = (await mod.loadTokenizer(modelDir)) as {
-    encode(text: string, options?: { addSpecialTokens?: boolean }): number[] | Promise<number[]>;
-    applyChatTemplate(messages: ChatMessage[], options?: Record<string, unknown>): number[] | Promise<number[]>;
+    encode(text: string, options: { addSpecialTokens: boolean }): number[] | Promise<number[]>;
+    encodeChat(messages: ChatMessage[], options: Record<string, unknown>): number[] | Promise<number[]>;
   };
+  // The same defaults as Engine.tokenize, so pooled and inline tokenization agree.
   return {
-    tokenizeText: async (text, addSpecialTokens) => tok.encode(text, addSpecialTokens === undefined ? undefined : { addSpecialTokens }),
-    tokenizeChat: async (messages, kwargs) => tok.applyChatTemplate(messages, kwargs),
+    tokenizeText: async (text, addSpecialTokens) => tok.encode(text, { addSpecialTokens: addSpecialTokens ?? true }),
+    tokenizeChat: async (messages, kwargs) => tok.encodeChat(messages, { addGenerationPrompt: true, ...kwargs }),
   };
 }
