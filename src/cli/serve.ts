@@ -69,7 +69,7 @@ export async function runServe(argv: string[]): Promise<number> {
   const name = config.servedModelName ?? engine.modelName;
   log.info({ url, model: name, modelDir: config.modelDir, contextLength: engine.contextLength }, 'serving');
   printBanner(config, url, name);
-  agent = await startAgent(config, url);
+  agent = await startAgent(config, url, (err) => log.warn({ err }, 'worker registration failed; retrying'));
   return stopped;
 }
 
@@ -119,7 +119,7 @@ function printBanner(config: ServeConfig & { generatedKey?: string }, url: strin
   process.stderr.write(lines.join('\n') + '\n\n');
 }
 
-async function startAgent(config: ServeConfig, url: string): Promise<{ stop(): Promise<void> } | null> {
+async function startAgent(config: ServeConfig, url: string, onError: (error: Error) => void): Promise<{ stop(): Promise<void> } | null> {
   if (config.register === undefined && config.etcd === undefined) return null;
   // The cluster engineer's module, signature fixed by contract; loaded only when asked for.
   const specifier = '../cluster/worker-agent.js';
@@ -131,6 +131,7 @@ async function startAgent(config: ServeConfig, url: string): Promise<{ stop(): P
       etcdUrl: config.etcd,
       clusterSecret: config.clusterSecret,
       heartbeatMs: config.heartbeatMs,
+      onError,
     }),
   );
 }
@@ -141,6 +142,7 @@ type StartWorkerAgent = (options: {
   etcdUrl?: string;
   clusterSecret?: string;
   heartbeatMs?: number;
+  onError?: (error: Error) => void;
 }) => Promise<{ stop(): Promise<void> }>;
 
 function stripUndefined<T extends object>(o: T): T {

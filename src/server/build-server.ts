@@ -17,6 +17,8 @@ export interface AutoGlmServer {
   readonly app: FastifyInstance;
   readonly lifecycle: ServerLifecycle;
   readonly metrics: ServerMetrics;
+  /** True while long prompts go to the tokenizer worker pool (false: none configured, or it failed and was retired). */
+  readonly tokenizerPooled: boolean;
   /** Starts listening; resolves with the base URL (e.g. http://127.0.0.1:8000). */
   listen(options: { port: number; host: string }): Promise<string>;
   /** Refuses new requests (503), lets running ones finish for up to `timeoutMs`, then cancels the rest. */
@@ -101,6 +103,9 @@ export function buildServer(options: ServerOptions): AutoGlmServer {
     app,
     lifecycle,
     metrics,
+    get tokenizerPooled() {
+      return tokenizer.pooled;
+    },
     async listen({ port, host }) {
       await app.listen({ port, host });
       const address = app.server.address();

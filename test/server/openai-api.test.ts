@@ -5,7 +5,16 @@
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type { InferenceEngine } from '../../src/engine/types.js';
-import { API_KEY, STORY_PROMPT, loadDemoEngine, parseMetrics, postJson, startServer, type RunningServer } from './helpers.js';
+import {
+  API_KEY,
+  DEMO_MODEL_DIR,
+  STORY_PROMPT,
+  loadDemoEngine,
+  parseMetrics,
+  postJson,
+  startServer,
+  type RunningServer,
+} from './helpers.js';
 
 let engine: InferenceEngine;
 let running: RunningServer;
@@ -221,6 +230,23 @@ describe('models, tokenizer and metrics routes', () => {
     expect(chat.json.tokens).toEqual(await engine.tokenize(STORY_PROMPT));
     const d = await postJson(`${running.url}/detokenize`, { tokens: t.json.tokens }, auth);
     expect(d.json).toEqual({ prompt: 'Hello, cat!' });
+  });
+
+  test('long inputs are tokenized in the worker pool, identically to the engine', async () => {
+    const pooled = await startServer({ engine, tokenizerPool: { modelDir: DEMO_MODEL_DIR, threads: 1, minChars: 64 } });
+    try {
+      const auth = { authorization: `Bearer ${API_KEY}` };
+      const text = 'Once upon a time, there was a little cat. '.repeat(8);
+      const messages = [{ role: 'user', content: text }];
+      const t = await postJson(`${pooled.url}/tokenize`, { prompt: text }, auth);
+      expect(t.json.tokens).toEqual(await engine.tokenize(text));
+      const c = await postJson(`${pooled.url}/tokenize`, { messages }, auth);
+      expect(c.json.tokens).toEqual(await engine.tokenize(messages));
+      // a pool that failed would have been retired in favour of inline tokenization
+      expect(pooled.server.tokenizerPooled).toBe(true);
+    } finally {
+      await pooled.close();
+    }
   });
 
   test('metrics move with traffic', async () => {
