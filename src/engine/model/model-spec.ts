@@ -1,0 +1,170 @@
+/**
+ * The model as data: every architectural difference the forward pass must honour is a
+ * field here, so the forward pass never branches on the architecture's name.
+ * Built from config.json by `modelSpecFromConfig` (config.ts).
+ */
+
+export const SUPPORTED_ARCHITECTURES = ['llama', 'mistral', 'qwen2', 'qwen3', 'glm', 'glm4'] as const;
+export type Architecture = (typeof SUPPORTED_ARCHITECTURES)[number];
+
+export type RopeScaling =
+  | { type: 'none' }
+  /** Positions divided by `factor` (inv_freq / factor). */
+  | { type: 'linear'; factor: number }
+  /** Llama 3.x: low frequencies divided by `factor`, high ones kept, a smooth ramp between. */
+  | { type: 'llama3'; factor: number; lowFreqFactor: number; highFreqFactor: number; originalMaxPositionEmbeddings: number };
+
+export interface RopeSpec {
+  /**
+   * 'half' (Llama, Mistral, Qwen): dimension i pairs with i + rotaryDim/2 (rotate_half).
+   * 'interleaved' (GLM, GLM-4-0414): dimension 2i pairs with 2i + 1.
+   * Pair i rotates by position * invFreq[i] in both layouts.
+   */
+  layout: 'half' | 'interleaved';
+  /** Leading dimensions of each head that rotate (headDim * partial_rotary_factor); the rest pass through. */
+  rotaryDim: number;
+  theta: number;
+  scaling: RopeScaling;
+}
+
+export interface NormSpec {
+  /** RMSNorm epsilon (added to the mean square before the rsqrt). */
+  eps: number;
+  /** Gemma-style x * (1 + w); false for every supported architecture (plain x * w). */
+  onePlus: boolean;
+}
+
+/** One tensor the checkpoint must hold: its safetensors name and row-major shape. */
+export interface TensorRef {
+  name: string;
+  shape: number[];
+}
+
+export interface LayerWeights {
+  /** Pre-attention RMSNorm, [hidden]. */
+  inputNorm: TensorRef;
+  /** [numHeads * headDim, hidden]. */
+  qProj: TensorRef;
+  /** [numKvHeads * headDim, hidden]. */
+  kProj: TensorRef;
+  vProj: TensorRef;
+  /** Present when spec.qkvBias. */
+  qBias?: TensorRef;
+  kBias?: TensorRef;
+  vBias?: TensorRef;
+  /** Qwen3: RMSNorm over each head of q and k, [headDim], applied before RoPE. */
+  qNorm?: TensorRef;
+  kNorm?: TensorRef;
+  /** [hidden, numHeads * headDim]. */
+  oProj: TensorRef;
+  /** Present when spec.oBias, [hidden]. */
+  oBias?: TensorRef;
+  /** GLM-4-0414 (sandwichNorms): RMSNorm of the attention output before the residual add. */
+  postSelfAttnNorm?: TensorRef;
+  /** Pre-MLP RMSNorm (HF's name "post_attention_layernorm" despite its place), [hidden]. */
+  postAttentionNorm: TensorRef;
+  /** Separate gate and up, [intermediate, hidden] each (when !fusedGateUp). */
+  gateProj?: TensorRef;
+  upProj?: TensorRef;
+  /** GLM: [2 * intermediate, hidden], gate rows first then up rows (when fusedGateUp). */
+  gateUpProj?: TensorRef;
+  /** [hidden, intermediate]. */
+  downProj: TensorRef;
+  /** GLM-4-0414 (sandwichNorms): RMSNorm of the MLP output before the residual add. */
+  postMlpNorm?: TensorRef;
+}
+
+export interface WeightLayout {
+  /** [vocab, hidden]. */
+  embed: TensorRef;
+  layers: LayerWeights[];
+  /** [hidden]. */
+  finalNorm: TensorRef;
+  /** [vocab, hidden]; absent when tiedEmbeddings (the LM head is embed). */
+  lmHead?: TensorRef;
+}
+
+export interface ModelSpec {
+  architecture: Architecture;
+  /** config.json's model_type, verbatim. */
+  modelType: string;
+  vocabSize: number;
+  hiddenSize: number;
+  intermediateSize: number;
+  numLayers: number;
+  numHeads: number;
+  numKvHeads: number;
+  headDim: number;
+  /** max_position_embeddings. */
+  contextLength: number;
+  norm: NormSpec;
+  rope: RopeSpec;
+  /** Bias on q, k and v projections (Qwen2 always; GLM by default; Llama/Qwen3 when attention_bias). */
+  qkvBias: boolean;
+  /** Bias on the output projection (Llama/Qwen3 when attention_bias; never Qwen2/GLM/Mistral). */
+  oBias: boolean;
+  /** Qwen3: per-head RMSNorm on q and k before RoPE. */
+  qkNorm: boolean;
+  /** GLM-4-0414: post_self_attn_layernorm and post_mlp_layernorm around the residual adds. */
+  sandwichNorms: boolean;
+  /** GLM: one gate_up_proj weight, gate first. */
+  fusedGateUp: boolean;
+  /** The LM head reuses the embedding table. */
+  tiedEmbeddings: boolean;
+  /** The gated MLP's activation: act(gate) * up. */
+  activation: 'silu' | 'gelu_tanh';
+  /** Mistral: a query at position p sees keys at positions > p - slidingWindow; null = unlimited. */
+  slidingWindow: number | null;
+  /** Attention scale, 1 / sqrt(headDim) for every supported architecture. */
+  attentionScale: number;
+  bosTokenId: number | null;
+  /** From config.json; generation_config.json may add more (see loadGenerationConfig). */
+  eosTokenIds: number[];
+  /** config.json's torch_dtype, for information. */
+  torchDtype: string | null;
+  weights: WeightLayout;
+}
+
+/**
+ * RoPE inverse frequencies, rotaryDim / 2 of them, with the spec's scaling applied.
+ * Float64 so the reference and the GPU upload (rounded to f32 there) start from one truth.
+ */
+export function ropeInvFreq(rope: RopeSpec): Float64Array {
+  const half = rope.rotaryDim / 2;
+  const inv = new Float64Array(half);
+  for (let i = 0; i < half; i++) inv[i] = 1 / Math.pow(rope.theta, (2 * i) / rope.rotaryDim);
+  const s = rope.scaling;
+  if (s.type === 'linear') {
+    for (let i = 0; i < half; i++) inv[i] = inv[i]! / s.factor;
+  } else if (s.type === 'llama3') {
+    // transformers' _compute_llama3_parameters
+    const lowFreqWavelen = s.originalMaxPositionEmbeddings / s.lowFreqFactor;
+    const highFreqWavelen = s.originalMaxPositionEmbeddings / s.highFreqFactor;
+    for (let i = 0; i < half; i++) {
+      const f = inv[i]!;
+      const wavelen = (2 * Math.PI) / f;
+      if (wavelen > lowFreqWavelen) inv[i] = f / s.factor;
+      else if (wavelen >= highFreqWavelen) {
+        const smooth = (s.originalMaxPositionEmbeddings / wavelen - s.lowFreqFactor) / (s.highFreqFactor - s.lowFreqFactor);
+        inv[i] = (1 - smooth) * (f / s.factor) + smooth * f;
+      }
+    }
+  }
+  return inv;
+}
+
+/** Every tensor the layout names, in load order (embed, layers, final norm, LM head). */
+export function listWeights(layout: WeightLayout): TensorRef[] {
+  const out: TensorRef[] = [layout.embed];
+  for (const layer of layout.layers) {
+    for (const ref of Object.values(layer) as (TensorRef | undefined)[]) if (ref) out.push(ref);
+  }
+  out.push(layout.finalNorm);
+  if (layout.lmHead) out.push(layout.lmHead);
+  return out;
+}
+
+/** Parameter count from the layout (tied embeddings counted once). */
+export function parameterCount(spec: ModelSpec): number {
+  return listWeights(spec.weights).reduce((n, t) => n + t.shape.reduce((a, b) => a * b, 1), 0);
+}

@@ -1,0 +1,172 @@
+/**
+ * A model folder's weights, single-file (model.safetensors) or sharded
+ * (model.safetensors.index.json + shards), behind one streaming interface: the uploader
+ * asks for one tensor at a time, converted to f32 values or f16 bits.
+ */
+import { access, readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { AutoGlmError } from '../../errors.js';
+import { toFloat16Bits, toFloat32 } from './dtype-convert.js';
+import { listWeights, type ModelSpec } from './model-spec.js';
+import { readJsonFile } from './config.js';
+import { SafetensorsFile, invalidSafetensors, isSupportedDtype, type RowRange, type TensorInfo } from './safetensors.js';
+
+export type { RowRange, TensorInfo } from './safetensors.js';
+
+export const INDEX_FILE = 'model.safetensors.index.json';
+export const SINGLE_FILE = 'model.safetensors';
+
+export interface OpenModelWeightsOptions {
+  /** When given, every tensor the spec needs is checked (presence, shape, dtype) before returning. */
+  spec?: ModelSpec;
+}
+
+export interface ModelWeights {
+  readonly dir: string;
+  readonly tensorNames: readonly string[];
+  /** The safetensors files, in index order. */
+  readonly files: readonly string[];
+  has(name: string): boolean;
+  /** Throws invalid_safetensors naming the tensor when absent. */
+  info(name: string): TensorInfo;
+  /** The tensor (or a range of its rows) as f32 values. */
+  read(name: string, as: 'f32', rows?: RowRange): Promise<Float32Array>;
+  /** The tensor (or a range of its rows) as f16 bit patterns, rounded to nearest even. */
+  read(name: string, as: 'f16', rows?: RowRange): Promise<Uint16Array>;
+  readRaw(name: string, rows?: RowRange): Promise<Uint8Array>;
+  /** Checks the tensors a spec needs; throws invalid_safetensors naming file and tensor. */
+  validate(spec: ModelSpec): void;
+  close(): Promise<void>;
+}
+
+export async function openModelWeights(dir: string, options: OpenModelWeightsOptions = {}): Promise<ModelWeights> {
+  const indexPath = join(dir, INDEX_FILE);
+  const weights = (await exists(indexPath)) ? await openSharded(dir, indexPath) : await openSingle(dir);
+  if (options.spec) {
+    try {
+      weights.validate(options.spec);
+    } catch (e) {
+      await weights.close();
+      throw e;
+    }
+  }
+  return weights;
+}
+
+async function openSingle(dir: string): Promise<ModelWeightsReader> {
+  const path = join(dir, SINGLE_FILE);
+  if (!(await exists(path))) {
+    let listing = '';
+    try {
+      listing = (await readdir(dir)).join(', ');
+    } catch {
+      // the folder itself is missing: the message says so below
+    }
+    throw new AutoGlmError('model_load_failed', `${dir}: neither ${SINGLE_FILE} nor ${INDEX_FILE} found${listing ? ` (folder holds: ${listing})` : ' (folder missing or empty)'}`);
+  }
+  const file = await SafetensorsFile.open(path);
+  return new ModelWeightsReader(dir, [file], new Map([...file.tensors.keys()].map((n) => [n, file])));
+}
+
+async function openSharded(dir: string, indexPath: string): Promise<ModelWeightsReader> {
+  const index = await readJsonFile(indexPath);
+  const map = index['weight_map'];
+  if (map === null || typeof map !== 'object' || Array.isArray(map)) {
+    throw new AutoGlmError('invalid_safetensors', `${indexPath}: weight_map is missing or not an object`);
+  }
+  const entries = Object.entries(map as Record<string, unknown>);
+  const byFileName = new Map<string, string[]>();
+  for (const [tensor, fileName] of entries) {
+    if (typeof fileName !== 'string' || fileName.includes('/') || fileName.includes('\\') || fileName.startsWith('.')) {
+      throw new AutoGlmError('invalid_safetensors', `${indexPath}: tensor "${tensor}" maps to ${JSON.stringify(fileName)}, not a file name in the folder`);
+    }
+    const list = byFileName.get(fileName) ?? [];
+    list.push(tensor);
+    byFileName.set(fileName, list);
+  }
+  const files: SafetensorsFile[] = [];
+  const owner = new Map<string, SafetensorsFile>();
+  try {
+    for (const [fileName, tensors] of byFileName) {
+      const path = join(dir, fileName);
+      if (!(await exists(path))) {
+        throw new AutoGlmError('invalid_safetensors', `${indexPath}: shard ${fileName} (holding "${tensors[0]}" and ${tensors.length - 1} more) is missing`);
+      }
+      const file = await SafetensorsFile.open(path);
+      files.push(file);
+      for (const t of tensors) {
+        if (!file.tensors.has(t)) throw invalidSafetensors(path, `listed in ${INDEX_FILE} but not in this shard`, t);
+        owner.set(t, file);
+      }
+    }
+  } catch (e) {
+    await Promise.all(files.map((f) => f.close()));
+    throw e;
+  }
+  return new ModelWeightsReader(dir, files, owner);
+}
+
+class ModelWeightsReader implements ModelWeights {
+  readonly tensorNames: readonly string[];
+  readonly files: readonly string[];
+
+  constructor(
+    readonly dir: string,
+    private readonly shardFiles: SafetensorsFile[],
+    private readonly owner: Map<string, SafetensorsFile>,
+  ) {
+    this.tensorNames = [...owner.keys()];
+    this.files = shardFiles.map((f) => f.path);
+  }
+
+  has(name: string): boolean {
+    return this.owner.has(name);
+  }
+
+  info(name: string): TensorInfo {
+    const file = this.owner.get(name);
+    if (!file) throw new AutoGlmError('invalid_safetensors', `${this.where()}: tensor "${name}": missing`);
+    return file.info(name);
+  }
+
+  read(name: string, as: 'f32', rows?: RowRange): Promise<Float32Array>;
+  read(name: string, as: 'f16', rows?: RowRange): Promise<Uint16Array>;
+  async read(name: string, as: 'f32' | 'f16', rows?: RowRange): Promise<Float32Array | Uint16Array> {
+    const t = this.info(name);
+    if (!isSupportedDtype(t.dtype)) throw invalidSafetensors(t.file, `dtype ${t.dtype} is not supported (F32, F16, BF16)`, name);
+    const bytes = await this.readRaw(name, rows);
+    return as === 'f32' ? toFloat32(bytes, t.dtype) : toFloat16Bits(bytes, t.dtype);
+  }
+
+  readRaw(name: string, rows?: RowRange): Promise<Uint8Array> {
+    this.info(name);
+    return this.owner.get(name)!.readBytes(name, rows);
+  }
+
+  validate(spec: ModelSpec): void {
+    for (const ref of listWeights(spec.weights)) {
+      const t = this.info(ref.name);
+      if (!isSupportedDtype(t.dtype)) throw invalidSafetensors(t.file, `dtype ${t.dtype} is not supported (F32, F16, BF16)`, ref.name);
+      if (t.shape.length !== ref.shape.length || t.shape.some((d, i) => d !== ref.shape[i])) {
+        throw invalidSafetensors(t.file, `shape [${t.shape.join(', ')}] does not match [${ref.shape.join(', ')}] expected from config.json`, ref.name);
+      }
+    }
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.shardFiles.map((f) => f.close()));
+  }
+
+  private where(): string {
+    return this.shardFiles.length === 1 ? this.shardFiles[0]!.path : join(this.dir, INDEX_FILE);
+  }
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await access(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
