@@ -40,7 +40,14 @@ export const ARCHITECTURES: Record<Architecture, ArchitectureTraits> = {
     sandwichNorms: false,
     fusedGateUp: false,
     slidingWindow: 'never',
-    defaults: { partialRotaryFactor: 1, attentionBias: false, rmsNormEps: 1e-6, ropeTheta: 10000, contextLength: 2048, tieWordEmbeddings: false },
+    defaults: {
+      partialRotaryFactor: 1,
+      attentionBias: false,
+      rmsNormEps: 1e-6,
+      ropeTheta: 10000,
+      contextLength: 2048,
+      tieWordEmbeddings: false,
+    },
   },
   // MistralAttention: no biases; sliding_window null in v0.2+ checkpoints.
   mistral: {
@@ -51,7 +58,14 @@ export const ARCHITECTURES: Record<Architecture, ArchitectureTraits> = {
     sandwichNorms: false,
     fusedGateUp: false,
     slidingWindow: 'when_set',
-    defaults: { partialRotaryFactor: 1, attentionBias: false, rmsNormEps: 1e-6, ropeTheta: 10000, contextLength: 32768, tieWordEmbeddings: false },
+    defaults: {
+      partialRotaryFactor: 1,
+      attentionBias: false,
+      rmsNormEps: 1e-6,
+      ropeTheta: 10000,
+      contextLength: 32768,
+      tieWordEmbeddings: false,
+    },
   },
   // Qwen2Attention: q/k/v bias=True unconditionally, o_proj bias=False.
   qwen2: {
@@ -62,7 +76,14 @@ export const ARCHITECTURES: Record<Architecture, ArchitectureTraits> = {
     sandwichNorms: false,
     fusedGateUp: false,
     slidingWindow: 'when_use_sliding_window',
-    defaults: { partialRotaryFactor: 1, attentionBias: true, rmsNormEps: 1e-6, ropeTheta: 10000, contextLength: 32768, tieWordEmbeddings: false },
+    defaults: {
+      partialRotaryFactor: 1,
+      attentionBias: true,
+      rmsNormEps: 1e-6,
+      ropeTheta: 10000,
+      contextLength: 32768,
+      tieWordEmbeddings: false,
+    },
   },
   // Qwen3Attention: q/k/v/o bias=config.attention_bias (default False); q_norm/k_norm
   // (RMSNorm over head_dim) on each head before RoPE; Qwen3Config.head_dim defaults to 128.
@@ -74,7 +95,15 @@ export const ARCHITECTURES: Record<Architecture, ArchitectureTraits> = {
     sandwichNorms: false,
     fusedGateUp: false,
     slidingWindow: 'when_use_sliding_window',
-    defaults: { headDim: 128, partialRotaryFactor: 1, attentionBias: false, rmsNormEps: 1e-6, ropeTheta: 10000, contextLength: 32768, tieWordEmbeddings: false },
+    defaults: {
+      headDim: 128,
+      partialRotaryFactor: 1,
+      attentionBias: false,
+      rmsNormEps: 1e-6,
+      ropeTheta: 10000,
+      contextLength: 32768,
+      tieWordEmbeddings: false,
+    },
   },
   // GlmAttention: q/k/v bias=config.attention_bias (default True), o_proj bias=False;
   // GlmMLP.gate_up_proj [2I, H], chunk(2) gives gate then up; RoPE interleaved
@@ -88,7 +117,15 @@ export const ARCHITECTURES: Record<Architecture, ArchitectureTraits> = {
     sandwichNorms: false,
     fusedGateUp: true,
     slidingWindow: 'never',
-    defaults: { headDim: 128, partialRotaryFactor: 0.5, attentionBias: true, rmsNormEps: 1.5625e-7, ropeTheta: 10000, contextLength: 131072, tieWordEmbeddings: false },
+    defaults: {
+      headDim: 128,
+      partialRotaryFactor: 0.5,
+      attentionBias: true,
+      rmsNormEps: 1.5625e-7,
+      ropeTheta: 10000,
+      contextLength: 131072,
+      tieWordEmbeddings: false,
+    },
   },
   // Glm4DecoderLayer: as GLM plus post_self_attn_layernorm (after attention, before the
   // residual add) and post_mlp_layernorm (after the MLP, before the residual add).
@@ -100,6 +137,14 @@ export const ARCHITECTURES: Record<Architecture, ArchitectureTraits> = {
     sandwichNorms: true,
     fusedGateUp: true,
     slidingWindow: 'never',
-    defaults: { headDim: 128, partialRotaryFactor: 0.5, attentionBias: true, rmsNormEps: 1.5625e-7, ropeTheta: 10000, contextLength: 131072, tieWordEmbeddings: false },
+    defaults: {
+      headDim: 128,
+      partialRotaryFactor: 0.5,
+      attentionBias: true,
+      rmsNormEps: 1.5625e-7,
+      ropeTheta: 10000,
+      contextLength: 131072,
+      tieWordEmbeddings: false,
+    },
   },
 };

@@ -70,7 +70,10 @@ export function modelSpecFromConfig(config: ModelConfigJson): ModelSpec {
   );
   const rotaryDim = Math.floor(headDim * partial);
   if (rotaryDim <= 0 || rotaryDim % 2 !== 0 || rotaryDim > headDim) {
-    throw c.invalid('partial_rotary_factor', `gives rotary dimension ${rotaryDim} of head_dim ${headDim}; it must be even and in (0, head_dim]`);
+    throw c.invalid(
+      'partial_rotary_factor',
+      `gives rotary dimension ${rotaryDim} of head_dim ${headDim}; it must be even and in (0, head_dim]`,
+    );
   }
 
   const attentionBias = c.bool('attention_bias', d.attentionBias);
@@ -104,7 +107,8 @@ export function modelSpecFromConfig(config: ModelConfigJson): ModelSpec {
     attentionScale: 1 / Math.sqrt(headDim),
     bosTokenId: c.optionalInt('bos_token_id'),
     eosTokenIds: c.intList('eos_token_id'),
-    torchDtype: typeof config['torch_dtype'] === 'string' ? config['torch_dtype'] : typeof config['dtype'] === 'string' ? config['dtype'] : null,
+    torchDtype:
+      typeof config['torch_dtype'] === 'string' ? config['torch_dtype'] : typeof config['dtype'] === 'string' ? config['dtype'] : null,
   };
   return { ...spec, weights: weightLayout(spec) };
 }
@@ -130,7 +134,10 @@ function ropeScaling(json: Record<string, unknown>, c: ConfigReader): RopeScalin
         originalMaxPositionEmbeddings: num('original_max_position_embeddings'),
       };
     default:
-      throw new AutoGlmError('unsupported_architecture', `config.json rope scaling type ${JSON.stringify(type)} is not supported; supported: default, linear, llama3`);
+      throw new AutoGlmError(
+        'unsupported_architecture',
+        `config.json rope scaling type ${JSON.stringify(type)} is not supported; supported: default, linear, llama3`,
+      );
   }
 }
 
@@ -155,7 +162,10 @@ class ConfigReader {
   }
 
   unsupported(key: string, value: string, supported: string): AutoGlmError {
-    return new AutoGlmError('unsupported_architecture', `config.json ${key} ${JSON.stringify(value)} is not supported; supported: ${supported}`);
+    return new AutoGlmError(
+      'unsupported_architecture',
+      `config.json ${key} ${JSON.stringify(value)} is not supported; supported: ${supported}`,
+    );
   }
 
   int(key: string, fallback?: number): number {
@@ -175,7 +185,8 @@ class ConfigReader {
     const v = this.config[key];
     if (v === undefined || v === null) return [];
     const list = Array.isArray(v) ? v : [v];
-    for (const x of list) if (typeof x !== 'number' || !Number.isInteger(x) || x < 0) throw this.invalid(key, 'must be a token id or a list of them');
+    for (const x of list)
+      if (typeof x !== 'number' || !Number.isInteger(x) || x < 0) throw this.invalid(key, 'must be a token id or a list of them');
     return list as number[];
   }
 

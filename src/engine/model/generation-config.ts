@@ -35,7 +35,8 @@ export async function loadGenerationConfig(dir: string, spec: Pick<ModelSpec, 'e
 }
 
 export function generationDefaults(json: Record<string, unknown>, spec: Pick<ModelSpec, 'eosTokenIds' | 'bosTokenId'>): GenerationDefaults {
-  const ids = (v: unknown): number[] => (Array.isArray(v) ? v : v === undefined || v === null ? [] : [v]).filter((x): x is number => Number.isInteger(x) && x >= 0);
+  const ids = (v: unknown): number[] =>
+    (Array.isArray(v) ? v : v === undefined || v === null ? [] : [v]).filter((x): x is number => Number.isInteger(x) && x >= 0);
   const num = (key: string): number | null => {
     const v = json[key];
     return typeof v === 'number' && Number.isFinite(v) ? v : null;

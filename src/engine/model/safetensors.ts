@@ -10,7 +10,21 @@ import { DTYPE_BYTES, type SafetensorsDtype } from './dtype-convert.js';
 
 /** Byte sizes of every dtype the format defines; only F32/F16/BF16 can be converted. */
 const ALL_DTYPE_BYTES: Record<string, number> = {
-  F64: 8, F32: 4, F16: 2, BF16: 2, I64: 8, I32: 4, I16: 2, I8: 1, U64: 8, U32: 4, U16: 2, U8: 1, BOOL: 1, F8_E4M3: 1, F8_E5M2: 1,
+  F64: 8,
+  F32: 4,
+  F16: 2,
+  BF16: 2,
+  I64: 8,
+  I32: 4,
+  I16: 2,
+  I8: 1,
+  U64: 8,
+  U32: 4,
+  U16: 2,
+  U8: 1,
+  BOOL: 1,
+  F8_E4M3: 1,
+  F8_E5M2: 1,
 };
 
 /** The format's own cap on the JSON header (100 MB). */
@@ -83,8 +97,18 @@ export class SafetensorsFile {
     let length = t.byteLength;
     if (rows) {
       const numRows = t.shape[0] ?? 1;
-      if (!Number.isInteger(rows.rowStart) || !Number.isInteger(rows.rowCount) || rows.rowStart < 0 || rows.rowCount < 0 || rows.rowStart + rows.rowCount > numRows) {
-        throw invalidSafetensors(this.path, `rows [${rows.rowStart}, ${rows.rowStart + rows.rowCount}) out of range of ${numRows} rows`, name);
+      if (
+        !Number.isInteger(rows.rowStart) ||
+        !Number.isInteger(rows.rowCount) ||
+        rows.rowStart < 0 ||
+        rows.rowCount < 0 ||
+        rows.rowStart + rows.rowCount > numRows
+      ) {
+        throw invalidSafetensors(
+          this.path,
+          `rows [${rows.rowStart}, ${rows.rowStart + rows.rowCount}) out of range of ${numRows} rows`,
+          name,
+        );
       }
       const rowBytes = numRows === 0 ? 0 : t.byteLength / numRows;
       start += rows.rowStart * rowBytes;
@@ -157,7 +181,11 @@ export function parseHeader(
     if (!Array.isArray(shape) || !shape.every((d) => typeof d === 'number' && Number.isSafeInteger(d) && d >= 0)) {
       throw invalidSafetensors(path, `shape ${JSON.stringify(shape)} is not a list of non-negative integers`, name);
     }
-    if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every((o) => typeof o === 'number' && Number.isSafeInteger(o) && o >= 0)) {
+    if (
+      !Array.isArray(offsets) ||
+      offsets.length !== 2 ||
+      !offsets.every((o) => typeof o === 'number' && Number.isSafeInteger(o) && o >= 0)
+    ) {
       throw invalidSafetensors(path, `data_offsets ${JSON.stringify(offsets)} is not [begin, end]`, name);
     }
     const [begin, end] = offsets as [number, number];
@@ -179,7 +207,11 @@ export function parseHeader(
   for (const cur of spans) {
     if (cur.end === cur.begin) continue;
     if (furthest && cur.begin < furthest.end) {
-      throw invalidSafetensors(path, `data_offsets [${cur.begin}, ${cur.end}] overlap those of "${furthest.name}" [${furthest.begin}, ${furthest.end}]`, cur.name);
+      throw invalidSafetensors(
+        path,
+        `data_offsets [${cur.begin}, ${cur.end}] overlap those of "${furthest.name}" [${furthest.begin}, ${furthest.end}]`,
+        cur.name,
+      );
     }
     if (!furthest || cur.end > furthest.end) furthest = cur;
   }

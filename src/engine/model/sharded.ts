@@ -62,7 +62,10 @@ async function openSingle(dir: string): Promise<ModelWeightsReader> {
     } catch {
       // the folder itself is missing: the message says so below
     }
-    throw new AutoGlmError('model_load_failed', `${dir}: neither ${SINGLE_FILE} nor ${INDEX_FILE} found${listing ? ` (folder holds: ${listing})` : ' (folder missing or empty)'}`);
+    throw new AutoGlmError(
+      'model_load_failed',
+      `${dir}: neither ${SINGLE_FILE} nor ${INDEX_FILE} found${listing ? ` (folder holds: ${listing})` : ' (folder missing or empty)'}`,
+    );
   }
   const file = await SafetensorsFile.open(path);
   return new ModelWeightsReader(dir, [file], new Map([...file.tensors.keys()].map((n) => [n, file])));
@@ -78,7 +81,10 @@ async function openSharded(dir: string, indexPath: string): Promise<ModelWeights
   const byFileName = new Map<string, string[]>();
   for (const [tensor, fileName] of entries) {
     if (typeof fileName !== 'string' || fileName.includes('/') || fileName.includes('\\') || fileName.startsWith('.')) {
-      throw new AutoGlmError('invalid_safetensors', `${indexPath}: tensor "${tensor}" maps to ${JSON.stringify(fileName)}, not a file name in the folder`);
+      throw new AutoGlmError(
+        'invalid_safetensors',
+        `${indexPath}: tensor "${tensor}" maps to ${JSON.stringify(fileName)}, not a file name in the folder`,
+      );
     }
     const list = byFileName.get(fileName) ?? [];
     list.push(tensor);
@@ -90,7 +96,10 @@ async function openSharded(dir: string, indexPath: string): Promise<ModelWeights
     for (const [fileName, tensors] of byFileName) {
       const path = join(dir, fileName);
       if (!(await exists(path))) {
-        throw new AutoGlmError('invalid_safetensors', `${indexPath}: shard ${fileName} (holding "${tensors[0]}" and ${tensors.length - 1} more) is missing`);
+        throw new AutoGlmError(
+          'invalid_safetensors',
+          `${indexPath}: shard ${fileName} (holding "${tensors[0]}" and ${tensors.length - 1} more) is missing`,
+        );
       }
       const file = await SafetensorsFile.open(path);
       files.push(file);
@@ -148,7 +157,11 @@ class ModelWeightsReader implements ModelWeights {
       const t = this.info(ref.name);
       if (!isSupportedDtype(t.dtype)) throw invalidSafetensors(t.file, `dtype ${t.dtype} is not supported (F32, F16, BF16)`, ref.name);
       if (t.shape.length !== ref.shape.length || t.shape.some((d, i) => d !== ref.shape[i])) {
-        throw invalidSafetensors(t.file, `shape [${t.shape.join(', ')}] does not match [${ref.shape.join(', ')}] expected from config.json`, ref.name);
+        throw invalidSafetensors(
+          t.file,
+          `shape [${t.shape.join(', ')}] does not match [${ref.shape.join(', ')}] expected from config.json`,
+          ref.name,
+        );
       }
     }
   }
