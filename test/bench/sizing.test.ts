@@ -1,0 +1,86 @@
+import { describe, expect, it } from 'vitest';
+import { loadModelSpec, modelSpecFromConfig } from '../../src/engine/model/index.js';
+import { formatBytes, parseByteSize } from '../../src/bench/byte-size.js';
+import { kvBytesPerToken, staticSizing } from '../../src/bench/sizing.js';
+
+// Llama-2-7b-hf's config.json (the numbers people know: 6.74B parameters, 0.5 MiB KV per token in f16).
+const LLAMA2_7B = {
+  model_type: 'llama',
+  vocab_size: 32000,
+  hidden_size: 4096,
+  intermediate_size: 11008,
+  num_hidden_layers: 32,
+  num_attention_heads: 32,
+  num_key_value_heads: 32,
+  max_position_embeddings: 4096,
+  rms_norm_eps: 1e-5,
+  tie_word_embeddings: false,
+};
+
+describe('byte sizes', () => {
+  it('parse binary and decimal units', () => {
+    expect(parseByteSize('80GiB')).toBe(80 * 2 ** 30);
+    expect(parseByteSize('24GB')).toBe(24e9);
+    expect(parseByteSize('512 MiB')).toBe(512 * 2 ** 20);
+    expect(parseByteSize('1.5g')).toBe(1.5 * 2 ** 30);
+    expect(parseByteSize('4096')).toBe(4096);
+    for (const bad of ['', 'lots', '80XB', '0', '-1GiB']) expect(() => parseByteSize(bad)).toThrow(/memory/);
+    expect(formatBytes(13_476_831_232)).toBe('12.6 GiB');
+    expect(formatBytes(512)).toBe('512 B');
+  });
+});
+
+describe('static sizing', () => {
+  it('Llama-2-7B in f16 on an 80 GiB card, against hand-computed numbers', () => {
+    const spec = modelSpecFromConfig(LLAMA2_7B);
+    const s = staticSizing(spec, { memoryBytes: 80 * 2 ** 30, dtype: 'f16', contextLengths: [512, 4096] });
+    expect(s.parameters).toBe(6_738_415_616);
+    expect(s.weightBytes).toBe(13_476_831_232);
+    expect(s.kvBytesPerToken).toBe(524_288); // 2 * 32 layers * 32 heads * 128 dims * 2 bytes
+    expect(s.usableBytes).toBe(77_309_411_328); // 0.9 of 80 GiB
+    // 2048 rows x (2*4096 + 3*4096 + 4096 + 2*11008) f32 + 256 x 32000 f32 logits
+    expect(s.activationBytes).toBe(414_449_664);
+    expect(s.kvBudgetBytes).toBe(77_309_411_328 - 13_476_831_232 - 414_449_664);
+    expect(s.kvBlocks).toBe(7560); // floor(63,418,130,432 / (16 * 524,288))
+    expect(s.kvTokenCapacity).toBe(120_960);
+    expect(s.contexts[0]).toMatchObject({ contextTokens: 512, kvBytesPerSequence: 268_435_456, maxSequences: 236 });
+    expect(s.contexts[1]).toMatchObject({ contextTokens: 4096, kvBytesPerSequence: 2_147_483_648, maxSequences: 29 });
+    expect(s.fits).toBe(true);
+  });
+
+  it('f32 doubles weights and KV; GQA divides KV by the group size', () => {
+    const spec = modelSpecFromConfig(LLAMA2_7B);
+    expect(kvBytesPerToken(spec, 'f32')).toBe(1_048_576);
+    const gqa = modelSpecFromConfig({ ...LLAMA2_7B, num_key_value_heads: 8 });
+    expect(kvBytesPerToken(gqa, 'f16')).toBe(131_072);
+    const s = staticSizing(spec, { memoryBytes: 16 * 2 ** 30, dtype: 'f32' });
+    expect(s.weightBytes).toBe(26_953_662_464);
+    expect(s.fits).toBe(false);
+    expect(s.kvBlocks).toBe(0);
+    expect(s.contexts.every((c) => c.maxSequences === 0)).toBe(true);
+  });
+
+  it('partial last blocks count whole; default contexts run up to the model context', () => {
+    const spec = modelSpecFromConfig(LLAMA2_7B);
+    const s = staticSizing(spec, { memoryBytes: 80 * 2 ** 30, dtype: 'f16', contextLengths: [1000] });
+    expect(s.contexts[0]!.kvBytesPerSequence).toBe(1008 * 524_288); // 63 blocks of 16
+    expect(staticSizing(spec, { memoryBytes: 80 * 2 ** 30, dtype: 'f16' }).contexts.map((c) => c.contextTokens)).toEqual([
+      512, 1024, 2048, 4096,
+    ]);
+  });
+
+  it('bandwidth bound: each step reads the weights once and every sequence KV once', () => {
+    const spec = modelSpecFromConfig(LLAMA2_7B);
+    const s = staticSizing(spec, { memoryBytes: 80 * 2 ** 30, dtype: 'f16', contextLengths: [4096], bandwidthBytesPerS: 2e12 });
+    const bytes = 13_476_831_232 + 29 * 4096 * 524_288;
+    expect(s.contexts[0]!.tpotLowerBoundMs).toBeCloseTo((bytes / 2e12) * 1000, 9);
+    expect(s.contexts[0]!.decodeTokensPerSUpperBound).toBeCloseTo(29 / (bytes / 2e12), 6);
+  });
+
+  it('the shipped demo model: 3,083,520 parameters as its README says', async () => {
+    const spec = await loadModelSpec('models/demo-stories');
+    const s = staticSizing(spec, { memoryBytes: 2 ** 30, dtype: 'f32' });
+    expect(s.parameters).toBe(3_083_520);
+    expect(s.kvBytesPerToken).toBe(2 * 4 * 4 * 32 * 4);
+  });
+});
