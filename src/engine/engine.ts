@@ -1,0 +1,444 @@
+/**
+ * The engine: one model on one GPU, serving many requests at once.
+ *
+ * `generate()` tokenizes and validates a request, then hands it to the scheduler; one step
+ * loop runs while any request is unfinished: schedule -> one GPU step for the whole batch ->
+ * sampled token ids -> detokenize, stop checks, events. The scheduler decides batching,
+ * chunked prefill, prefix reuse and preemption; the runner owns every GPU buffer.
+ */
+import { randomInt } from 'node:crypto';
+import { AutoGlmError } from '../errors.js';
+import { KernelRuntime } from '../kernels/runtime.js';
+import { EventChannel } from './event-channel.js';
+import { loadModelFolder, type LoadedModelFolder } from './model-folder.js';
+import { isDeterministic, resolveSampling, usesPenalties, validateRequestShape, type ResolvedSampling } from './request-validation.js';
+import { ResponseCache } from './response-cache.js';
+import { ModelRunner, type RunnerSequence } from './runner/model-runner.js';
+import { planMemory } from './memory-plan.js';
+import { uploadModel } from './runner/upload-model.js';
+import { Scheduler } from './scheduler.js';
+import { SequenceOutput } from './sequence-output.js';
+import type { ChatMessage, CompletionResult, EngineOptions, EngineStats, GenerateRequest, InferenceEngine, TokenEvent } from './types.js';
+import { basename } from 'node:path';
+
+interface ActiveRequest {
+  id: string;
+  promptTokenIds: number[];
+  sampling: ResolvedSampling;
+  wantsPenalties: boolean;
+  countsSlot: number;
+  /** Counts slot must be rebuilt from host-side tokens before the next sampled step. */
+  countsStale: boolean;
+  output: SequenceOutput;
+  channel: EventChannel<TokenEvent>;
+  cacheKey: string | null;
+  events: TokenEvent[];
+  generatedTokenIds: number[];
+  request: GenerateRequest;
+}
+
+let nextRequestNumber = 0;
+
+export class Engine implements InferenceEngine {
+  readonly modelName: string;
+  readonly contextLength: number;
+  private readonly active = new Map<string, ActiveRequest>();
+  private readonly freeCountSlots: number[];
+  private loopRunning = false;
+  private closed = false;
+  private promptTokens = 0;
+  private generationTokens = 0;
+  private readonly responseCache: ResponseCache<TokenEvent[]>;
+
+  private constructor(
+    readonly folder: LoadedModelFolder,
+    readonly rt: KernelRuntime,
+    private readonly runner: ModelRunner,
+    private readonly scheduler: Scheduler,
+    options: EngineOptions,
+  ) {
+    this.modelName = options.servedModelName ?? basename(folder.dir);
+    this.contextLength = Math.min(folder.spec.contextLength, options.maxContextTokens ?? Infinity);
+    this.freeCountSlots = Array.from({ length: runner.counts.slots }, (_, i) => i);
+    this.responseCache = new ResponseCache({
+      maxEntries: options.responseCacheEntries ?? 1024,
+      maxBytes: options.responseCacheBytes ?? 64 * 1024 * 1024,
+      ttlMs: options.responseCacheTtlMs ?? 10 * 60 * 1000,
+    });
+  }
+
+  /** Loads a Hugging Face model folder onto the GPU. */
+  static async load(dir: string, options: EngineOptions = {}): Promise<Engine> {
+    const folder = await loadModelFolder(dir);
+    const rt = await KernelRuntime.create({ forceF32: options.forceF32, backend: options.backend, adapter: options.adapter });
+    try {
+      const model = await uploadModel(rt, folder, { weightDType: rt.preferredDType });
+      const plan = planMemory(rt, folder.spec, model, options);
+      const runner = new ModelRunner(rt, model, plan.runner);
+      const scheduler = new Scheduler({
+        numBlocks: plan.runner.numBlocks,
+        blockSize: plan.runner.blockSize,
+        maxBatchTokens: plan.runner.maxRows,
+        maxBatchSequences: plan.runner.maxSampleRows,
+        enablePrefixCaching: true,
+        hashExtraKeys: [dir],
+      });
+      await rt.sync();
+      return new Engine(folder, rt, runner, scheduler, options);
+    } catch (e) {
+      rt.destroy();
+      throw e;
+    }
+  }
+
+  get adapterName(): string {
+    return this.rt.adapterName;
+  }
+
+  async tokenize(
+    input: string | ChatMessage[],
+    options: { addSpecialTokens?: boolean; chatTemplateKwargs?: Record<string, unknown> } = {},
+  ): Promise<number[]> {
+    const tok = this.folder.tokenizer;
+    if (typeof input === 'string') return tok.encode(input, { addSpecialTokens: options.addSpecialTokens ?? true });
+    return tok.applyChatTemplate(input, { addGenerationPrompt: true, ...options.chatTemplateKwargs });
+  }
+
+  async detokenize(tokenIds: number[]): Promise<string> {
+    validateRequestShape({ prompt: tokenIds }, this.folder.spec.vocabSize);
+    return this.folder.tokenizer.decode(tokenIds, { skipSpecialTokens: false });
+  }
+
+  async complete(request: GenerateRequest): Promise<CompletionResult> {
+    let text = '';
+    const tokenIds: number[] = [];
+    const logprobs: NonNullable<CompletionResult['logprobs']> = [];
+    let last: TokenEvent | undefined;
+    for await (const ev of this.generate(request)) {
+      text += ev.text;
+      tokenIds.push(ev.tokenId);
+      if (ev.logprob !== undefined)
+        logprobs.push({ tokenId: ev.tokenId, token: this.tokenText(ev.tokenId), logprob: ev.logprob, topLogprobs: ev.topLogprobs });
+      last = ev;
+    }
+    if (!last?.finishReason || !last.usage) throw new AutoGlmError('internal_error', 'generation ended without a final event');
+    return { text, tokenIds, finishReason: last.finishReason, usage: last.usage, logprobs: request.logprobs ? logprobs : undefined };
+  }
+
+  generate(request: GenerateRequest): AsyncIterable<TokenEvent> {
+    const channel = new EventChannel<TokenEvent>();
+    // errors before admission (bad input, context too long) surface from the iterator
+    try {
+      this.admit(request, channel);
+    } catch (e) {
+      channel.fail(e);
+    }
+    return channel;
+  }
+
+  private admit(request: GenerateRequest, channel: EventChannel<TokenEvent>): void {
+    if (this.closed) throw new AutoGlmError('server_draining', 'the engine is closed');
+    const spec = this.folder.spec;
+    validateRequestShape(request, spec.vocabSize);
+    const promptTokenIds = this.promptTokens_(request);
+    if (promptTokenIds.length === 0) throw new AutoGlmError('invalid_request', 'the prompt is empty', { param: 'prompt' });
+    const resume = request.resumeTokenIds ?? [];
+    const used = promptTokenIds.length + resume.length;
+    if (used >= this.contextLength) {
+      throw new AutoGlmError(
+        'context_length_exceeded',
+        `This model's maximum context length is ${this.contextLength} tokens. However, your prompt has ${promptTokenIds.length} tokens` +
+          (resume.length ? ` plus ${resume.length} resumed tokens` : '') +
+          ', leaving no room to generate.',
+        { param: 'messages' },
+      );
+    }
+    const room = this.contextLength - promptTokenIds.length;
+    if (request.maxTokens !== undefined && request.maxTokens > room) {
+      throw new AutoGlmError(
+        'context_length_exceeded',
+        `This model's maximum context length is ${this.contextLength} tokens. However, you requested ${promptTokenIds.length + request.maxTokens} tokens ` +
+          `(${promptTokenIds.length} in the prompt, ${request.maxTokens} for the completion). Please reduce the prompt or max_tokens.`,
+        { param: 'max_tokens' },
+      );
+    }
+    const maxTokens = request.maxTokens ?? room;
+    if (resume.length >= maxTokens)
+      throw new AutoGlmError('invalid_request', 'resume_token_ids already reach max_tokens', { param: 'resume_token_ids' });
+    const sampling = resolveSampling(request.sampling, this.folder.samplingDefaults, () => randomInt(0, 2 ** 47));
+    const id = request.requestId ? `${request.requestId}#${nextRequestNumber++}` : `req-${nextRequestNumber++}`;
+
+    // deterministic requests may be answered from the response cache
+    const cacheKey =
+      this.responseCache.enabled && isDeterministic(sampling) ? this.cacheKeyOf(request, promptTokenIds, maxTokens, sampling) : null;
+    if (cacheKey) {
+      const cached = this.responseCache.get(cacheKey);
+      if (cached) {
+        for (const ev of cached) channel.push(ev);
+        channel.close();
+        return;
+      }
+    }
+
+    const output = new SequenceOutput({
+      tokenizer: this.folder.tokenizer,
+      eosTokenIds: request.ignoreEos ? [] : this.folder.eosTokenIds,
+      stopTokenIds: request.stopTokenIds ?? [],
+      stop: request.stop ?? [],
+      maxTokens,
+      resumeTokenIds: resume,
+    });
+    const active: ActiveRequest = {
+      id,
+      promptTokenIds,
+      sampling,
+      wantsPenalties: usesPenalties(sampling),
+      countsSlot: -1,
+      countsStale: true,
+      output,
+      channel,
+      cacheKey,
+      events: [],
+      generatedTokenIds: [...resume],
+      request,
+    };
+    this.scheduler.addRequest({ requestId: id, promptTokenIds, maxTokens, resumeTokenIds: resume });
+    this.active.set(id, active);
+    this.promptTokens += promptTokenIds.length;
+    channel.onConsumerExit(() => this.cancel(id));
+    request.signal?.addEventListener('abort', () => this.cancel(id), { once: true });
+    if (request.signal?.aborted) this.cancel(id);
+    this.kick();
+  }
+
+  private promptTokens_(request: GenerateRequest): number[] {
+    const p = request.prompt;
+    if (typeof p === 'string') return this.folder.tokenizer.encode(p, { addSpecialTokens: true });
+    if (p.length > 0 && typeof p[0] === 'number') return p as number[];
+    if (p.length === 0) return [];
+    return this.folder.tokenizer.applyChatTemplate(p as ChatMessage[], { addGenerationPrompt: true, ...request.chatTemplateKwargs });
+  }
+
+  private cacheKeyOf(request: GenerateRequest, promptTokenIds: number[], maxTokens: number, sampling: ResolvedSampling): string {
+    return this.responseCache.key({
+      model: this.modelName,
+      promptTokenIds,
+      maxTokens,
+      sampling: {
+        temperature: sampling.temperature,
+        topK: sampling.topK,
+        topP: sampling.topP,
+        minP: sampling.minP,
+        repetitionPenalty: sampling.repetitionPenalty,
+        frequencyPenalty: sampling.frequencyPenalty,
+        presencePenalty: sampling.presencePenalty,
+        seed: sampling.seeded ? sampling.seed : undefined,
+      },
+      stop: request.stop,
+      stopTokenIds: request.stopTokenIds,
+      ignoreEos: request.ignoreEos,
+      logprobs: request.logprobs,
+      topLogprobs: request.topLogprobs,
+      resumeTokenIds: request.resumeTokenIds,
+    });
+  }
+
+  private cancel(id: string): void {
+    const a = this.active.get(id);
+    if (!a) return;
+    this.finish(a, 'cancelled');
+  }
+
+  private finish(a: ActiveRequest, reason: 'stop' | 'length' | 'cancelled', last?: TokenEvent): void {
+    this.scheduler.finishRequest(a.id, reason);
+    this.active.delete(a.id);
+    if (a.countsSlot >= 0) this.freeCountSlots.push(a.countsSlot);
+    if (last) {
+      a.channel.push(last);
+      if (a.cacheKey && reason !== 'cancelled') {
+        a.events.push(last);
+        this.responseCache.set(a.cacheKey, a.events);
+      }
+    }
+    a.channel.close();
+  }
+
+  /** Starts the step loop if it is idle. */
+  private kick(): void {
+    if (this.loopRunning) return;
+    this.loopRunning = true;
+    setImmediate(() => {
+      this.loop()
+        .catch((e) => this.failAll(e))
+        .finally(() => {
+          this.loopRunning = false;
+          if (this.active.size > 0 && !this.closed) this.kick();
+        });
+    });
+  }
+
+  private async loop(): Promise<void> {
+    while (this.scheduler.hasUnfinished() && !this.closed) {
+      const out = this.scheduler.schedule();
+      for (const id of out.preempted) {
+        const a = this.active.get(id);
+        if (a && a.countsSlot >= 0) {
+          // counts are rebuilt from host-side tokens when it runs again
+          this.freeCountSlots.push(a.countsSlot);
+          a.countsSlot = -1;
+          a.countsStale = true;
+        }
+      }
+      if (out.sequences.length === 0) {
+        this.scheduler.updateFromOutput(new Map());
+        await new Promise((r) => setImmediate(r));
+        continue;
+      }
+      const seqs: RunnerSequence[] = out.sequences.map((s) => ({
+        tokenIds: s.tokenIds,
+        startPosition: s.startPosition,
+        blockTable: s.blockTable,
+        sampling: s.sample ? this.samplingRowFor(s.requestId) : undefined,
+      }));
+      const result = await this.runner.step(seqs);
+      const sampled = new Map<string, number>();
+      if (result) {
+        result.sequenceIndex.forEach((seqIdx, row) => sampled.set(out.sequences[seqIdx]!.requestId, result.tokenIds[row]!));
+      }
+      const update = this.scheduler.updateFromOutput(sampled);
+      const lengthFinished = new Set(update.finished.map((f) => f.requestId));
+      if (result) {
+        result.sequenceIndex.forEach((seqIdx, row) => {
+          const id = out.sequences[seqIdx]!.requestId;
+          const a = this.active.get(id);
+          if (!a) return; // cancelled while the step ran
+          const tokenId = result.tokenIds[row]!;
+          this.generationTokens++;
+          a.generatedTokenIds.push(tokenId);
+          const top = result.top ? this.topLogprobsOf(result.top.ids, result.top.logprobs, row, a.request.topLogprobs ?? 0) : undefined;
+          const logprob = a.request.logprobs || (a.request.topLogprobs ?? 0) > 0 ? result.logprobs?.[row] : undefined;
+          this.onToken(a, tokenId, logprob, top, lengthFinished.has(id));
+        });
+      }
+    }
+  }
+
+  private onToken(
+    a: ActiveRequest,
+    tokenId: number,
+    logprob: number | undefined,
+    topLogprobs: TokenEvent['topLogprobs'],
+    hitLength: boolean,
+  ): void {
+    const step = a.output.push(tokenId);
+    const reason = step.finishReason ?? (hitLength ? 'length' : undefined);
+    const event: TokenEvent = { text: step.text, tokenId, index: step.index };
+    if (logprob !== undefined) event.logprob = logprob;
+    if (topLogprobs) event.topLogprobs = topLogprobs;
+    if (reason) {
+      event.finishReason = reason;
+      event.usage = {
+        promptTokens: a.promptTokenIds.length,
+        completionTokens: a.output.numGenerated,
+        cachedPromptTokens: this.scheduler.requestStats(a.id)?.numCachedPromptTokens ?? 0,
+      };
+      this.finish(a, reason, event);
+      return;
+    }
+    a.channel.push(event);
+    if (a.cacheKey) a.events.push(event);
+  }
+
+  private topLogprobsOf(ids: Uint32Array, logprobs: Float32Array, row: number, n: number): TokenEvent['topLogprobs'] {
+    if (n <= 0) return undefined;
+    const out = [];
+    for (let i = 0; i < n; i++) {
+      const id = ids[row * 20 + i]!;
+      if (id === 0xffffffff) break;
+      out.push({ tokenId: id, token: this.tokenText(id), logprob: logprobs[row * 20 + i]! });
+    }
+    return out;
+  }
+
+  /** A token's own text, as OpenAI's logprobs report it. */
+  private tokenText(id: number): string {
+    return this.folder.tokenizer.decode([id]);
+  }
+
+  private samplingRowFor(id: string): RunnerSequence['sampling'] {
+    const a = this.active.get(id)!;
+    const s = a.sampling;
+    if (a.wantsPenalties && a.countsSlot < 0) {
+      const slot = this.freeCountSlots.pop();
+      if (slot === undefined) throw new AutoGlmError('internal_error', 'no token-count slot free for a running sequence');
+      a.countsSlot = slot;
+    }
+    if (a.wantsPenalties && a.countsStale) {
+      this.runner.counts.resetSlot(a.countsSlot, a.promptTokenIds, a.generatedTokenIds);
+      a.countsStale = false;
+    }
+    return {
+      temperature: s.temperature,
+      topK: s.topK,
+      topP: s.topP,
+      minP: s.minP,
+      repetitionPenalty: s.repetitionPenalty,
+      frequencyPenalty: s.frequencyPenalty,
+      presencePenalty: s.presencePenalty,
+      seed: s.seed,
+      countsSlot: a.wantsPenalties ? a.countsSlot : -1,
+      logprobs: Boolean(a.request.logprobs) || (a.request.topLogprobs ?? 0) > 0,
+      topLogprobs: a.request.topLogprobs ?? 0,
+    };
+  }
+
+  /** A GPU failure fails every request in flight (they share the step) but not the process. */
+  private failAll(e: unknown): void {
+    const err =
+      e instanceof AutoGlmError
+        ? e
+        : new AutoGlmError('internal_error', `engine step failed: ${(e as Error)?.message ?? String(e)}`, { cause: e });
+    for (const a of [...this.active.values()]) {
+      this.scheduler.finishRequest(a.id, 'cancelled');
+      this.active.delete(a.id);
+      if (a.countsSlot >= 0) this.freeCountSlots.push(a.countsSlot);
+      a.channel.fail(err);
+    }
+  }
+
+  stats(): EngineStats {
+    const s = this.scheduler.stats();
+    const rc = this.responseCache.stats();
+    return {
+      modelName: this.modelName,
+      adapterName: this.rt.adapterName,
+      waiting: s.numWaiting,
+      running: s.numRunning,
+      kvBlocksTotal: s.kvBlocksTotal,
+      kvBlocksUsed: s.kvBlocksUsed,
+      kvBlockSize: s.kvBlockSize,
+      prefixCacheQueries: s.prefixCacheQueries,
+      prefixCacheHits: s.prefixCacheHits,
+      responseCacheHits: rc.hits,
+      responseCacheMisses: rc.misses,
+      preemptions: s.preemptions,
+      promptTokens: this.promptTokens,
+      generationTokens: this.generationTokens,
+    };
+  }
+
+  /** Per-request scheduler counters (tests, benchmarks). */
+  requestStats(requestId: string) {
+    return this.scheduler.requestStats(requestId);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    for (const a of [...this.active.values()]) this.finish(a, 'cancelled');
+    this.closed = true;
+    // let an in-flight step finish before its buffers go
+    while (this.loopRunning) await new Promise((r) => setTimeout(r, 5));
+    this.runner.destroy();
+    this.rt.destroy();
+  }
+}

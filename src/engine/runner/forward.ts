@@ -1,0 +1,128 @@
+/**
+ * One engine step of the transformer, recorded into one command buffer.
+ *
+ * Reads top to bottom like a textbook forward pass: embed, then per layer attention and
+ * MLP with their norms and residuals, then the final norm and the LM head on just the rows
+ * that are sampled. Architecture differences are data in `GpuModel` (optional norms, RoPE
+ * layout, activation), never branches on an architecture name.
+ */
+import { attention } from '../../kernels/attention.js';
+import { embedding } from '../../kernels/embedding.js';
+import { gatherRows } from '../../kernels/gather-rows.js';
+import { kvWrite } from '../../kernels/kv-write.js';
+import { matmul } from '../../kernels/matmul.js';
+import { gatedActivation } from '../../kernels/activation.js';
+import { addRmsNorm, rmsNorm } from '../../kernels/rmsnorm.js';
+import { rope } from '../../kernels/rope.js';
+import type { Recorder } from '../../kernels/recorder.js';
+import type { KernelRuntime } from '../../kernels/runtime.js';
+import { sliceTensor, type GpuTensor } from '../../kernels/tensor.js';
+import type { GpuModel } from './gpu-model.js';
+import type { StepBuffers, StepPlan } from './step-buffers.js';
+
+/** Records the forward pass of one batch: logits for `plan.sampleRows` rows land in `buf.logits`. */
+export function recordForward(
+  rt: KernelRuntime,
+  rec: Recorder,
+  model: GpuModel,
+  kv: { k: GpuTensor; v: GpuTensor }[],
+  buf: StepBuffers,
+  plan: StepPlan,
+): void {
+  const s = model.shape;
+  const rows = plan.rows;
+  const hidden = rowsOf(buf.hidden, rows, s.hiddenSize);
+  const normed = rowsOf(buf.normed, rows, s.hiddenSize);
+  const q = rowsOf(buf.q, rows, s.numHeads * s.headDim);
+  const k = rowsOf(buf.k, rows, s.numKvHeads * s.headDim);
+  const v = rowsOf(buf.v, rows, s.numKvHeads * s.headDim);
+  const attnOut = rowsOf(buf.attn, rows, s.numHeads * s.headDim);
+  const blockOut = rowsOf(buf.blockOut, rows, s.hiddenSize);
+  const gateUp = rowsOf(buf.gateUp, rows, 2 * s.intermediateSize);
+  const act = rowsOf(buf.act, rows, s.intermediateSize);
+  const norm = { rows, dim: s.hiddenSize, eps: s.normEps, onePlus: s.normOnePlus };
+  const headNorm = { rows: rows * s.numHeads, dim: s.headDim, eps: s.normEps, onePlus: s.normOnePlus };
+  const kvHeadNorm = { ...headNorm, rows: rows * s.numKvHeads };
+  const ropeArgs = {
+    positions: plan.positions,
+    invFreq: model.invFreq,
+    rows,
+    headDim: s.headDim,
+    rotaryDim: s.rotaryDim,
+    layout: s.ropeLayout,
+  };
+
+  // token embeddings
+  embedding(rt, rec, { ids: plan.tokenIds, parts: model.embedding.parts, out: hidden, rows, dim: s.hiddenSize });
+
+  for (let l = 0; l < model.layers.length; l++) {
+    const layer = model.layers[l]!;
+    const cache = kv[l]!;
+
+    // attention input norm (fused with the previous layer's MLP residual add)
+    if (l === 0) rmsNorm(rt, rec, { x: hidden, weight: layer.inputNorm, out: normed, ...norm });
+    else addRmsNorm(rt, rec, { residual: hidden, x: blockOut, weight: layer.inputNorm, out: normed, ...norm });
+
+    // q, k, v projections
+    matmul(rt, rec, { x: normed, weight: layer.q, out: q, M: rows });
+    matmul(rt, rec, { x: normed, weight: layer.k, out: k, M: rows });
+    matmul(rt, rec, { x: normed, weight: layer.v, out: v, M: rows });
+
+    // per-head q/k norms (Qwen3)
+    if (layer.qNorm) rmsNorm(rt, rec, { x: q, weight: layer.qNorm, out: q, ...headNorm });
+    if (layer.kNorm) rmsNorm(rt, rec, { x: k, weight: layer.kNorm, out: k, ...kvHeadNorm });
+
+    // rotary position embedding
+    rope(rt, rec, { x: q, nHeads: s.numHeads, ...ropeArgs });
+    rope(rt, rec, { x: k, nHeads: s.numKvHeads, ...ropeArgs });
+
+    // new keys and values into the paged cache, then attention over it
+    kvWrite(rt, rec, {
+      k,
+      v,
+      slots: plan.slots,
+      kCache: cache.k,
+      vCache: cache.v,
+      rows,
+      nKvHeads: s.numKvHeads,
+      headDim: s.headDim,
+      blockSize: plan.blockSize,
+    });
+    attention(rt, rec, plan.attention, {
+      q,
+      kCache: cache.k,
+      vCache: cache.v,
+      out: attnOut,
+      nHeads: s.numHeads,
+      nKvHeads: s.numKvHeads,
+      headDim: s.headDim,
+      blockSize: plan.blockSize,
+      slidingWindow: s.slidingWindow,
+    });
+
+    // output projection (+ GLM-4's post-attention-output norm)
+    matmul(rt, rec, { x: attnOut, weight: layer.o, out: blockOut, M: rows });
+    if (layer.postAttnOutNorm) rmsNorm(rt, rec, { x: blockOut, weight: layer.postAttnOutNorm, out: blockOut, ...norm });
+
+    // residual add + MLP input norm
+    addRmsNorm(rt, rec, { residual: hidden, x: blockOut, weight: layer.preMlpNorm, out: normed, ...norm });
+
+    // MLP: fused gate/up, activation, down (+ GLM-4's post-MLP-output norm)
+    matmul(rt, rec, { x: normed, weight: layer.gateUp, out: gateUp, M: rows });
+    gatedActivation(rt, rec, { x: gateUp, out: act, rows, inner: s.intermediateSize, activation: s.activation });
+    matmul(rt, rec, { x: act, weight: layer.down, out: blockOut, M: rows });
+    if (layer.postMlpOutNorm) rmsNorm(rt, rec, { x: blockOut, weight: layer.postMlpOutNorm, out: blockOut, ...norm });
+  }
+
+  // last residual add + final norm
+  addRmsNorm(rt, rec, { residual: hidden, x: blockOut, weight: model.finalNorm, out: normed, ...norm });
+
+  // LM head on the sampled rows only
+  const last = rowsOf(buf.sampledHidden, plan.sampleCount, s.hiddenSize);
+  gatherRows(rt, rec, { src: normed, indices: plan.sampleRows, out: last, srcRows: rows, count: plan.sampleCount, dim: s.hiddenSize });
+  matmul(rt, rec, { x: last, weight: model.lmHead, out: rowsOf(buf.logits, plan.sampleCount, s.vocabSize), M: plan.sampleCount });
+}
+
+function rowsOf(t: GpuTensor, rows: number, width: number): GpuTensor {
+  return sliceTensor(t, 0, rows * width);
+}

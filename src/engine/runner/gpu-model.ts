@@ -1,0 +1,57 @@
+/**
+ * The model as the GPU sees it: uploaded weights plus the shape facts the forward pass
+ * needs. Built once at load by `uploadModel` (weights.ts); the forward pass reads only this.
+ */
+import type { MatmulWeight } from '../../kernels/matmul.js';
+import type { EmbeddingTable } from '../../kernels/embedding.js';
+import type { GpuTensor } from '../../kernels/tensor.js';
+
+export interface GpuLayer {
+  /** Pre-attention norm weight, f32 [hidden]. */
+  inputNorm: GpuTensor;
+  q: MatmulWeight;
+  k: MatmulWeight;
+  v: MatmulWeight;
+  /** Qwen3: per-head RMSNorm weights on q and k, f32 [headDim]. */
+  qNorm?: GpuTensor;
+  kNorm?: GpuTensor;
+  o: MatmulWeight;
+  /** GLM-4-0414: norm of the attention output before the residual add. */
+  postAttnOutNorm?: GpuTensor;
+  /** Pre-MLP norm weight. */
+  preMlpNorm: GpuTensor;
+  /** gate and up fused: [2 * intermediate, hidden], gate first. */
+  gateUp: MatmulWeight;
+  down: MatmulWeight;
+  /** GLM-4-0414: norm of the MLP output before the residual add. */
+  postMlpOutNorm?: GpuTensor;
+}
+
+export interface GpuModelShape {
+  vocabSize: number;
+  hiddenSize: number;
+  intermediateSize: number;
+  numLayers: number;
+  numHeads: number;
+  numKvHeads: number;
+  headDim: number;
+  normEps: number;
+  /** (1 + w) RMSNorm form. */
+  normOnePlus: boolean;
+  ropeLayout: 'half' | 'interleaved';
+  rotaryDim: number;
+  activation: 'silu' | 'gelu_tanh';
+  slidingWindow: number;
+}
+
+export interface GpuModel {
+  shape: GpuModelShape;
+  embedding: EmbeddingTable;
+  layers: GpuLayer[];
+  finalNorm: GpuTensor;
+  lmHead: MatmulWeight;
+  /** f32 [rotaryDim / 2]: RoPE inverse frequencies, scaling applied. */
+  invFreq: GpuTensor;
+  /** Bytes of weights read per decode step (for the bandwidth bound). */
+  weightBytes: number;
+}

@@ -1,0 +1,166 @@
+/**
+ * Runs engine steps on the GPU: turns a batch of scheduled sequences into the forward
+ * pass's inputs, records forward + sampling into one command buffer, submits once, and
+ * reads back only the sampled token ids (and logprobs when asked).
+ */
+import { prepareAttentionBatch, type AttentionBatch } from '../../kernels/attention.js';
+import { createKvCache, type KvCache } from '../../kernels/kv-write.js';
+import type { KernelRuntime } from '../../kernels/runtime.js';
+import {
+  createSampleOutput,
+  prepareSampling,
+  readSamples,
+  sample,
+  type SampleOutput,
+  type SampleResult,
+  type SamplingBatch,
+  type SamplingRow,
+} from '../../kernels/sampling.js';
+import { TokenCounts } from '../../kernels/token-counts.js';
+import { recordForward } from './forward.js';
+import type { GpuModel } from './gpu-model.js';
+import { createStepBuffers, destroyStepBuffers, type StepBuffers } from './step-buffers.js';
+
+/** One sequence's share of a step. */
+export interface RunnerSequence {
+  /** Tokens whose KV this step computes. */
+  tokenIds: readonly number[];
+  /** Absolute position of tokenIds[0]. */
+  startPosition: number;
+  /** Block ids covering [0, startPosition + tokenIds.length). */
+  blockTable: readonly number[];
+  /** Present when the step's last row of this sequence is sampled (position filled in here). */
+  sampling?: Omit<SamplingRow, 'position'>;
+}
+
+export interface RunnerOptions {
+  numBlocks: number;
+  blockSize: number;
+  maxRows: number;
+  maxSampleRows: number;
+  /** Sequences tracked for penalties at once. */
+  countSlots: number;
+  kvDType: 'f16' | 'f32';
+}
+
+export interface StepResult extends SampleResult {
+  /** Index into the step's sequences of each sampled row. */
+  sequenceIndex: number[];
+}
+
+export class ModelRunner {
+  readonly kv: KvCache[];
+  private readonly buffers: StepBuffers;
+  private readonly sampleOut: SampleOutput;
+  readonly counts: TokenCounts;
+  private attentionBatch: AttentionBatch | undefined;
+  private samplingBatch: SamplingBatch | undefined;
+
+  constructor(
+    readonly rt: KernelRuntime,
+    readonly model: GpuModel,
+    readonly options: RunnerOptions,
+  ) {
+    const s = model.shape;
+    this.kv = model.layers.map((_, l) =>
+      createKvCache(rt, {
+        numBlocks: options.numBlocks,
+        blockSize: options.blockSize,
+        nKvHeads: s.numKvHeads,
+        headDim: s.headDim,
+        dtype: options.kvDType,
+        label: `kv.${l}`,
+      }),
+    );
+    this.buffers = createStepBuffers(rt, s, options.maxRows, options.maxSampleRows);
+    this.sampleOut = createSampleOutput(rt, options.maxSampleRows);
+    this.counts = TokenCounts.create(rt, { slots: options.countSlots, vocab: s.vocabSize });
+  }
+
+  /** Runs one step; resolves with one sampled token per sequence that asked for sampling. */
+  async step(seqs: readonly RunnerSequence[]): Promise<StepResult | null> {
+    const { rt, options, buffers } = this;
+    const s = this.model.shape;
+    let rows = 0;
+    for (const q of seqs) rows += q.tokenIds.length;
+    if (rows === 0) return null;
+    if (rows > options.maxRows) throw new RangeError(`step of ${rows} rows exceeds maxRows ${options.maxRows}`);
+
+    const tokenIds = new Uint32Array(rows);
+    const positions = new Uint32Array(rows);
+    const slots = new Uint32Array(rows);
+    const sampleRows: number[] = [];
+    const sequenceIndex: number[] = [];
+    const samplingRows: SamplingRow[] = [];
+    const attnSeqs = [];
+    let row = 0;
+    for (let i = 0; i < seqs.length; i++) {
+      const q = seqs[i]!;
+      const qStart = row;
+      for (let j = 0; j < q.tokenIds.length; j++, row++) {
+        const pos = q.startPosition + j;
+        const tok = q.tokenIds[j]!;
+        if (!(tok >= 0 && tok < s.vocabSize)) throw new RangeError(`token id ${tok} outside the vocabulary of ${s.vocabSize}`);
+        tokenIds[row] = tok;
+        positions[row] = pos;
+        slots[row] = q.blockTable[Math.floor(pos / options.blockSize)]! * options.blockSize + (pos % options.blockSize);
+      }
+      const kvLen = q.startPosition + q.tokenIds.length;
+      attnSeqs.push({ qStart, qLen: q.tokenIds.length, kvLen, blockTable: q.blockTable });
+      if (q.sampling) {
+        sampleRows.push(row - 1);
+        sequenceIndex.push(i);
+        // the random draw of the token at absolute position kvLen
+        samplingRows.push({ ...q.sampling, position: kvLen });
+      }
+    }
+    if (sampleRows.length > options.maxSampleRows)
+      throw new RangeError(`${sampleRows.length} sampled rows exceed ${options.maxSampleRows}`);
+
+    rt.write(buffers.tokenIds, tokenIds);
+    rt.write(buffers.positions, positions);
+    rt.write(buffers.slots, slots);
+    if (sampleRows.length > 0) rt.write(buffers.sampleRows, Uint32Array.from(sampleRows));
+    this.attentionBatch = prepareAttentionBatch(rt, {
+      seqs: attnSeqs,
+      blockSize: options.blockSize,
+      nHeads: s.numHeads,
+      nKvHeads: s.numKvHeads,
+      headDim: s.headDim,
+      numBlocks: options.numBlocks,
+      reuse: this.attentionBatch,
+    });
+
+    const rec = rt.recorder();
+    recordForward(rt, rec, this.model, this.kv, buffers, {
+      rows,
+      sampleCount: sampleRows.length,
+      blockSize: options.blockSize,
+      tokenIds: buffers.tokenIds,
+      positions: buffers.positions,
+      slots: buffers.slots,
+      sampleRows: buffers.sampleRows,
+      attention: this.attentionBatch,
+    });
+    if (sampleRows.length === 0) {
+      await rec.submit();
+      return null;
+    }
+    const batch = (this.samplingBatch = prepareSampling(rt, samplingRows, this.samplingBatch));
+    sample(rt, rec, { logits: buffers.logits, vocab: s.vocabSize, batch, counts: this.counts, out: this.sampleOut });
+    if (batch.maxSlot >= 0) this.counts.recordSampled(rec, this.sampleOut.tokenIds, batch.slots, batch.rows);
+    rec.submitSync();
+    const result = await readSamples(rt, this.sampleOut, batch);
+    return { ...result, sequenceIndex };
+  }
+
+  destroy(): void {
+    destroyStepBuffers(this.rt, this.buffers);
+    this.attentionBatch?.destroy();
+    this.counts.destroy();
+    for (const c of this.kv) {
+      this.rt.destroyBuffer(c.k.buffer);
+      this.rt.destroyBuffer(c.v.buffer);
+    }
+  }
+}

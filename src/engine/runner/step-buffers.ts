@@ -1,0 +1,76 @@
+/**
+ * Activation scratch and per-step inputs, allocated once for the largest step the
+ * scheduler may produce (maxRows token rows, maxSampleRows sampled rows) and reused every
+ * step: nothing is allocated on the hot path.
+ */
+import type { AttentionBatch } from '../../kernels/attention.js';
+import type { KernelRuntime } from '../../kernels/runtime.js';
+import type { GpuTensor } from '../../kernels/tensor.js';
+import type { GpuModelShape } from './gpu-model.js';
+
+export interface StepBuffers {
+  maxRows: number;
+  maxSampleRows: number;
+  hidden: GpuTensor;
+  normed: GpuTensor;
+  q: GpuTensor;
+  k: GpuTensor;
+  v: GpuTensor;
+  attn: GpuTensor;
+  blockOut: GpuTensor;
+  gateUp: GpuTensor;
+  act: GpuTensor;
+  sampledHidden: GpuTensor;
+  logits: GpuTensor;
+  tokenIds: GpuTensor;
+  positions: GpuTensor;
+  slots: GpuTensor;
+  sampleRows: GpuTensor;
+}
+
+/** What one step feeds the forward pass. */
+export interface StepPlan {
+  rows: number;
+  sampleCount: number;
+  blockSize: number;
+  tokenIds: GpuTensor;
+  positions: GpuTensor;
+  slots: GpuTensor;
+  sampleRows: GpuTensor;
+  attention: AttentionBatch;
+}
+
+export function stepBufferBytes(shape: GpuModelShape, maxRows: number, maxSampleRows: number): number {
+  const s = shape;
+  const perRow = 2 * s.hiddenSize + s.numHeads * s.headDim * 2 + 2 * s.numKvHeads * s.headDim + s.hiddenSize + 3 * s.intermediateSize + 4;
+  return 4 * (perRow * maxRows + maxSampleRows * (s.hiddenSize + s.vocabSize + 1));
+}
+
+export function createStepBuffers(rt: KernelRuntime, shape: GpuModelShape, maxRows: number, maxSampleRows: number): StepBuffers {
+  const s = shape;
+  const f = (width: number, rows = maxRows, label = '') => rt.tensor('f32', Math.max(1, rows * width), `step.${label}`);
+  const u = (n: number, label: string) => rt.tensor('u32', Math.max(4, n), `step.${label}`);
+  return {
+    maxRows,
+    maxSampleRows,
+    hidden: f(s.hiddenSize, maxRows, 'hidden'),
+    normed: f(s.hiddenSize, maxRows, 'normed'),
+    q: f(s.numHeads * s.headDim, maxRows, 'q'),
+    k: f(s.numKvHeads * s.headDim, maxRows, 'k'),
+    v: f(s.numKvHeads * s.headDim, maxRows, 'v'),
+    attn: f(s.numHeads * s.headDim, maxRows, 'attn'),
+    blockOut: f(s.hiddenSize, maxRows, 'block-out'),
+    gateUp: f(2 * s.intermediateSize, maxRows, 'gate-up'),
+    act: f(s.intermediateSize, maxRows, 'act'),
+    sampledHidden: f(s.hiddenSize, maxSampleRows, 'sampled-hidden'),
+    logits: f(s.vocabSize, maxSampleRows, 'logits'),
+    tokenIds: u(maxRows, 'token-ids'),
+    positions: u(maxRows, 'positions'),
+    slots: u(maxRows, 'slots'),
+    sampleRows: u(maxSampleRows, 'sample-rows'),
+  };
+}
+
+export function destroyStepBuffers(rt: KernelRuntime, b: StepBuffers): void {
+  for (const t of Object.values(b)) if (typeof t === 'object' && t && 'buffer' in t) rt.destroyBuffer((t as GpuTensor).buffer);
+}

@@ -1,0 +1,72 @@
+/**
+ * Turns one sequence's sampled token ids into text events and decides when it ends:
+ * EOS or a stop token id ('stop'), a stop string ('stop', the stop text and anything after
+ * it withheld), or max tokens ('length'). Text is released only when final: a partial
+ * UTF-8 character, or text that could still begin a stop string, waits for the next token.
+ */
+import { IncrementalDetokenizer, type Detokenize } from './tokenizer/incremental-detokenizer.js';
+import { StopStringMatcher } from './tokenizer/stop-strings.js';
+import type { FinishReason } from './types.js';
+
+export interface SequenceOutputOptions {
+  tokenizer: Detokenize;
+  eosTokenIds: readonly number[];
+  stopTokenIds: readonly number[];
+  stop: readonly string[];
+  /** Generated tokens at most, resumed ones included. */
+  maxTokens: number;
+  /** Tokens generated elsewhere before this worker took over (their text was already sent). */
+  resumeTokenIds: readonly number[];
+}
+
+export interface OutputStep {
+  text: string;
+  /** Index of this token among generated tokens, resumed ones included. */
+  index: number;
+  finishReason?: Exclude<FinishReason, 'cancelled'>;
+}
+
+export class SequenceOutput {
+  private readonly detokenizer: IncrementalDetokenizer;
+  private readonly stops: StopStringMatcher;
+  private readonly endIds: Set<number>;
+  private generated: number;
+  private done = false;
+
+  constructor(private readonly o: SequenceOutputOptions) {
+    this.detokenizer = new IncrementalDetokenizer(o.tokenizer);
+    // a resumed stream continues exactly where the other worker's text stopped
+    this.detokenizer.prime(o.resumeTokenIds);
+    this.stops = new StopStringMatcher(o.stop);
+    this.endIds = new Set([...o.eosTokenIds, ...o.stopTokenIds]);
+    this.generated = o.resumeTokenIds.length;
+  }
+
+  get numGenerated(): number {
+    return this.generated;
+  }
+
+  push(tokenId: number): OutputStep {
+    if (this.done) throw new Error('sequence already finished');
+    const index = this.generated++;
+    if (this.endIds.has(tokenId)) {
+      // the EOS / stop token's own text is not part of the completion
+      return this.end({ text: this.flush(), index, finishReason: 'stop' });
+    }
+    const match = this.stops.push(this.detokenizer.push(tokenId));
+    if (match.stopped) return this.end({ text: match.text, index, finishReason: 'stop' });
+    if (this.generated >= this.o.maxTokens) return this.end({ text: match.text + this.flush(), index, finishReason: 'length' });
+    return { text: match.text, index };
+  }
+
+  /** Everything still held back, at the end of a sequence. */
+  private flush(): string {
+    const tail = this.stops.push(this.detokenizer.flush());
+    return tail.stopped ? tail.text : tail.text + this.stops.flush();
+  }
+
+  private end(step: OutputStep): OutputStep {
+    this.done = true;
+    return step;
+  }
+}

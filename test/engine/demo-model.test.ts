@@ -1,0 +1,33 @@
+/**
+ * The real trained default model (models/demo-stories) through the whole GPU path: its
+ * README gives the greedy output of a float64 forward pass on these weights; the engine in
+ * f16 or f32 must reproduce it (a wrong RoPE, norm or attention detail derails it at once).
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Engine } from '../../src/engine/engine.js';
+
+const DEMO = 'models/demo-stories';
+const CAT =
+  'Once upon a time, there was a curious cow named Lucy. Lucy loved to play in the farm. One day, Lucy found a blue box. Lucy felt sad and smiled. Lucy asked the frog, "Do you want to play with my box?" Then a big wind took the box away. Lucy learned that it is good to share. That night, Lucy slept with the box and had happy dreams.';
+const LILY =
+  'Once upon a time, there was a big dog named Lily. Lily loved to play in the farm. One day, Lily found a blue box. Lily felt sad and smiled. Lily and the fox played with the box all day. Then a big wind took the box away. Lily learned that it is good to share. That night, Lily slept with the box and had happy dreams.';
+
+describe('demo-stories on the GPU', () => {
+  let engine: Engine;
+  beforeAll(async () => {
+    engine = await Engine.load(DEMO);
+  });
+  afterAll(async () => {
+    await engine?.close();
+  });
+
+  it('reproduces the README greedy stories', async () => {
+    const [cat, lily] = await Promise.all([
+      engine.complete({ prompt: [{ role: 'user', content: 'Tell me a story about a cat.' }], sampling: { temperature: 0 } }),
+      engine.complete({ prompt: [{ role: 'user', content: 'Tell me a story about Lily.' }], sampling: { temperature: 0 } }),
+    ]);
+    expect(cat.text).toBe(CAT);
+    expect(cat.finishReason).toBe('stop');
+    expect(lily.text).toBe(LILY);
+  });
+});
