@@ -1,0 +1,171 @@
+import { randomBytes } from 'node:crypto';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import { AutoGlmError } from '../../errors.js';
+import { ApiKeyChecker, secretsEqual } from '../../server/auth.js';
+import { installErrorHandling } from '../../server/http-errors.js';
+import { RateLimiter } from '../../server/rate-limiter.js';
+import { Balancer } from '../balancer.js';
+import { HealthMonitor } from '../health-monitor.js';
+import { HeartbeatRegistry } from '../registry/heartbeat-registry.js';
+import { CLUSTER_SECRET_HEADER } from '../types.js';
+import { proxyGeneration, type GenerationRouteConfig } from './generation-route.js';
+import { GatewayMetrics } from './metrics.js';
+import type { GatewayOptions } from './options.js';
+import { RetryBudget } from './retry-budget.js';
+import { openWithRetries, type RequestScope, type UpstreamDeps } from './upstream.js';
+
+export interface Gateway {
+  readonly app: FastifyInstance;
+  readonly health: HealthMonitor;
+  readonly balancer: Balancer;
+  readonly metrics: GatewayMetrics;
+  listen(options: { port: number; host: string }): Promise<string>;
+  /** Stops listening, probing and discovery. */
+  close(): Promise<void>;
+}
+
+/**
+ * The cluster gateway: the same OpenAI API as a worker, in front of many. Discovery feeds
+ * the health monitor; the balancer picks among healthy workers; generation routes retry
+ * before the first token and resume streams after it.
+ */
+export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
+  const metrics = new GatewayMetrics();
+  const health = new HealthMonitor(options.health);
+  const balancer = new Balancer(options.balancer);
+  const budget = new RetryBudget({
+    ...(options.retry?.budgetRatio !== undefined ? { ratio: options.retry.budgetRatio } : {}),
+    ...(options.retry?.budgetMinPerSecond !== undefined ? { minPerSecond: options.retry.budgetMinPerSecond } : {}),
+  });
+  const deps: UpstreamDeps = {
+    health,
+    balancer,
+    budget,
+    metrics,
+    config: {
+      ...(options.clusterSecret !== undefined ? { clusterSecret: options.clusterSecret } : {}),
+      ...(options.workerApiKey !== undefined ? { workerApiKey: options.workerApiKey } : {}),
+      maxAttempts: options.retry?.maxAttempts ?? 3,
+      firstByteTimeoutMs: options.firstByteTimeoutMs ?? 60_000,
+      idleTimeoutMs: options.idleTimeoutMs ?? 30_000,
+    },
+  };
+  const routeConfig: GenerationRouteConfig = {
+    requestTimeoutMs: options.requestTimeoutMs ?? 600_000,
+    resume: options.resume ?? true,
+    affinityPrefixChars: options.balancer?.affinity ? (options.balancer.affinityPrefixChars ?? 512) : null,
+  };
+
+  health.onStateChange((id, state) => metrics.setWorkerState(id, state));
+  health.onEjection((id) => metrics.ejections.inc({ worker: id }));
+  const registry = options.registry;
+  let known = new Set<string>();
+  registry.onChange((workers) => {
+    for (const id of known) if (!workers.some((w) => w.id === id)) metrics.setWorkerState(id, null);
+    known = new Set(workers.map((w) => w.id));
+    health.sync(workers);
+    for (const w of workers) metrics.setWorkerState(w.id, health.state(w.id) ?? 'unhealthy');
+  });
+  await registry.start();
+  health.sync(registry.list());
+  health.start();
+
+  const app = Fastify({
+    logger: options.logger ?? false,
+    bodyLimit: options.maxBodyBytes ?? 4 * 1024 * 1024,
+    requestIdHeader: 'x-request-id',
+    genReqId: () => randomBytes(8).toString('hex'),
+    forceCloseConnections: 'idle',
+  }) as unknown as FastifyInstance;
+  installErrorHandling(app);
+
+  const keys = new ApiKeyChecker(options.auth.apiKeys);
+  const limiter = options.rateLimit ? new RateLimiter(options.rateLimit) : null;
+  const clientGuard = async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
+    const identity = options.auth.disabled === true ? `ip:${request.ip}` : keys.authenticate(request.headers.authorization);
+    if (limiter) {
+      const verdict = limiter.take(identity);
+      if (!verdict.allowed) {
+        void reply.header('retry-after', String(verdict.retryAfterSeconds));
+        throw new AutoGlmError('rate_limit_exceeded', `Rate limit reached; retry in ${verdict.retryAfterSeconds} s.`);
+      }
+    }
+  };
+  const clusterGuard = async (request: FastifyRequest): Promise<void> => {
+    if (options.clusterSecret === undefined) return;
+    const got = request.headers[CLUSTER_SECRET_HEADER];
+    if (!secretsEqual(options.clusterSecret, typeof got === 'string' ? got : undefined))
+      throw new AutoGlmError('invalid_api_key', 'Missing or wrong cluster secret.');
+  };
+
+  for (const path of ['/v1/chat/completions', '/v1/completions'] as const) {
+    app.post(path, { onRequest: clientGuard }, (request, reply) => proxyGeneration(deps, routeConfig, path, request, reply));
+  }
+  // Everything else a worker serves: forwarded to any healthy worker, with retries.
+  const forward = (method: 'GET' | 'POST', path: string) => async (request: FastifyRequest, reply: FastifyReply) => {
+    const client = new AbortController();
+    reply.raw.once('close', () => client.abort());
+    const scope: RequestScope = {
+      requestId: request.id,
+      deadlineMs: performance.now() + routeConfig.requestTimeoutMs,
+      failed: new Set(),
+      attempts: 0,
+      clientSignal: client.signal,
+      estimatedTokens: 1,
+    };
+    const attempt = await openWithRetries(deps, scope, {
+      path,
+      method,
+      ...(method === 'POST' ? { body: JSON.stringify(request.body ?? {}) } : {}),
+    });
+    try {
+      const text = await attempt.response.text();
+      return reply
+        .code(attempt.response.status)
+        .type(attempt.response.headers.get('content-type') ?? 'application/json')
+        .send(text);
+    } finally {
+      attempt.finish();
+    }
+  };
+  app.get('/v1/models', { onRequest: clientGuard }, forward('GET', '/v1/models'));
+  app.post('/tokenize', { onRequest: clientGuard }, forward('POST', '/tokenize'));
+  app.post('/detokenize', { onRequest: clientGuard }, forward('POST', '/detokenize'));
+
+  app.get('/health', async () => ({ status: 'ok' }));
+  app.get('/ready', async (_request, reply) => {
+    const n = health.healthy().length;
+    if (n === 0) return reply.code(503).send(new AutoGlmError('no_healthy_worker', 'No healthy worker.').toJSON());
+    return { status: 'ready', healthyWorkers: n };
+  });
+  app.get('/metrics', async (_request, reply) => {
+    for (const w of health.snapshot()) metrics.workerOutstanding.set({ worker: w.id }, balancer.outstanding(w.id).requests);
+    return reply.type(metrics.registry.contentType).send(await metrics.registry.metrics());
+  });
+  app.get('/cluster/workers', { onRequest: clientGuard }, async () => ({
+    registry: registry.kind,
+    workers: health.snapshot().map((w) => ({ ...w, outstanding: balancer.outstanding(w.id) })),
+  }));
+  if (registry instanceof HeartbeatRegistry) {
+    app.post('/cluster/register', { onRequest: clusterGuard }, async (request) => registry.heartbeat(request.body));
+    app.post('/cluster/deregister', { onRequest: clusterGuard }, async (request) => ({ removed: registry.deregister(request.body) }));
+  }
+
+  return {
+    app,
+    health,
+    balancer,
+    metrics,
+    async listen({ port, host }) {
+      await app.listen({ port, host });
+      const address = app.server.address();
+      const actualPort = typeof address === 'object' && address ? address.port : port;
+      return `http://${host.includes(':') ? `[${host}]` : host}:${actualPort}`;
+    },
+    async close() {
+      health.stop();
+      await registry.stop();
+      await app.close();
+    },
+  };
+}

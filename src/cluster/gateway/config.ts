@@ -1,0 +1,207 @@
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { AutoGlmError } from '../../errors.js';
+import { parseKeyFile } from '../../server/auth.js';
+import { DnsRegistry } from '../registry/dns-registry.js';
+import { EtcdRegistry } from '../registry/etcd-registry.js';
+import { HeartbeatRegistry } from '../registry/heartbeat-registry.js';
+import type { WorkerRegistry } from '../registry/registry.js';
+import { StaticRegistry } from '../registry/static-registry.js';
+import type { GatewayOptions } from './options.js';
+
+type FlagKind = 'string' | 'int' | 'float' | 'bool' | 'list';
+
+/** `autoglm gateway` flags; each also reads AUTOGLM_<FLAG> from the environment. */
+const FLAGS = {
+  host: { kind: 'string', help: 'address to listen on (default 127.0.0.1)' },
+  port: { kind: 'int', help: 'port (default 9000; 0 picks a free one)' },
+  registry: { kind: 'string', help: 'heartbeat (default) | static | dns | etcd' },
+  workers: { kind: 'list', help: 'static registry: comma-separated worker URLs' },
+  'dns-name': { kind: 'string', help: 'dns registry: name to resolve (headless Service, SRV name)' },
+  'dns-type': { kind: 'string', help: 'dns registry: A (default) or SRV' },
+  'dns-port': { kind: 'int', help: 'dns registry: worker port for A records (default 8000)' },
+  'dns-servers': { kind: 'list', help: 'dns registry: resolvers as ip or ip:port (default: system)' },
+  'dns-refresh-ms': { kind: 'int', help: 'dns registry: re-resolve period (default 1000)' },
+  etcd: { kind: 'string', help: 'etcd registry: client URL, e.g. http://127.0.0.1:2379' },
+  'etcd-prefix': { kind: 'string', help: 'etcd registry: key prefix (default /autoglm/workers/)' },
+  'heartbeat-ttl-ms': { kind: 'int', help: 'heartbeat registry: TTL when a worker names none (default 3000)' },
+  'cluster-secret': { kind: 'string', help: 'sent to workers, required from registering workers' },
+  'worker-api-key': { kind: 'string', help: 'Bearer key for workers that check API keys' },
+  'api-key-file': { kind: 'string', help: 'client API keys, one per line' },
+  'api-keys': { kind: 'list', help: 'comma-separated client API keys' },
+  'no-auth': { kind: 'bool', help: 'accept client requests without an API key' },
+  'rate-limit-rps': { kind: 'float', help: 'requests per second per API key (default: unlimited)' },
+  'rate-limit-burst': { kind: 'int', help: 'burst per API key (default 2 x rps)' },
+  'probe-interval-ms': { kind: 'int', help: '/ready probe period (default 250)' },
+  'probe-timeout-ms': { kind: 'int', help: '/ready probe timeout (default 500)' },
+  'unhealthy-threshold': { kind: 'int', help: 'failed probes before unhealthy (default 2)' },
+  'passive-failure-threshold': { kind: 'int', help: 'failed requests in a row before ejection (default 3)' },
+  'ejection-ms': { kind: 'int', help: 'first ejection cool-down, doubling on repeats (default 1000)' },
+  'max-ejection-ms': { kind: 'int', help: 'longest cool-down (default 30000)' },
+  'max-attempts': { kind: 'int', help: 'attempts per request incl. the first (default 3)' },
+  'retry-budget-ratio': { kind: 'float', help: 'retries per request, cluster-wide (default 0.2)' },
+  'first-byte-timeout-ms': { kind: 'int', help: "streams: wait for a worker's first byte (default 60000)" },
+  'idle-timeout-ms': { kind: 'int', help: 'streams: silence that counts as a dead worker (default 30000)' },
+  'request-timeout-ms': { kind: 'int', help: 'request deadline (default 600000)' },
+  'no-resume': { kind: 'bool', help: 'do not resume streams cut mid-way' },
+  balance: { kind: 'string', help: 'least outstanding requests (default) | tokens' },
+  'prefix-affinity': { kind: 'bool', help: 'same prompt prefix -> same worker (bounded imbalance)' },
+  'affinity-max-imbalance': { kind: 'float', help: 'prefix affinity yields when load > this x least (default 1.5)' },
+  'log-level': { kind: 'string', help: 'pino level (default info)' },
+  help: { kind: 'bool', help: 'print this help' },
+} as const satisfies Record<string, { kind: FlagKind; help: string }>;
+
+type FlagName = keyof typeof FLAGS;
+
+export interface GatewayConfig {
+  host: string;
+  port: number;
+  /** Keys were generated because none were given (printed once at start). */
+  generatedKey: string | undefined;
+  options: Omit<GatewayOptions, 'registry'>;
+  createRegistry(): WorkerRegistry;
+  registryKind: string;
+}
+
+function envName(flag: string): string {
+  return `AUTOGLM_${flag.replace(/-/g, '_').toUpperCase()}`;
+}
+
+export function gatewayHelp(): string {
+  const lines = Object.entries(FLAGS).map(([name, f]) => {
+    const arg = f.kind === 'bool' ? '' : ' <value>';
+    return `  --${name}${arg}`.padEnd(36) + f.help + (name === 'help' ? '' : `  [${envName(name)}]`);
+  });
+  return ['Usage: autoglm gateway [options]', '', ...lines].join('\n');
+}
+
+/** argv + env -> a typed config; bad values are AutoGlmError('invalid_request') naming the flag. */
+export function parseGatewayConfig(argv: string[], env: NodeJS.ProcessEnv = process.env, makeKey?: () => string): GatewayConfig | 'help' {
+  const { values } = parseArgs({
+    args: argv,
+    options: Object.fromEntries(Object.entries(FLAGS).map(([n, f]) => [n, { type: f.kind === 'bool' ? 'boolean' : 'string' }])) as Record<
+      FlagName,
+      { type: 'boolean' | 'string' }
+    >,
+    strict: true,
+    allowPositionals: false,
+  });
+  if (values.help) return 'help';
+  const raw = (n: FlagName): string | boolean | undefined => values[n] ?? env[envName(n)];
+  const str = (n: FlagName): string | undefined => {
+    const v = raw(n);
+    return typeof v === 'string' && v !== '' ? v : undefined;
+  };
+  const num = (n: FlagName, integer = true): number | undefined => {
+    const v = str(n);
+    if (v === undefined) return undefined;
+    const x = Number(v);
+    if (!Number.isFinite(x) || x < 0 || (integer && !Number.isInteger(x)))
+      throw new AutoGlmError('invalid_request', `--${n} must be a non-negative ${integer ? 'integer' : 'number'}, got '${v}'.`, {
+        param: n,
+      });
+    return x;
+  };
+  const bool = (n: FlagName): boolean => {
+    const v = raw(n);
+    return v === true || (typeof v === 'string' && /^(1|true|yes|on)$/i.test(v));
+  };
+  const list = (n: FlagName): string[] => (str(n)?.split(',') ?? []).map((s) => s.trim()).filter((s) => s !== '');
+  const oneOf = <T extends string>(n: FlagName, allowed: readonly T[], fallback: T): T => {
+    const v = str(n) ?? fallback;
+    if (!(allowed as readonly string[]).includes(v))
+      throw new AutoGlmError('invalid_request', `--${n} must be one of ${allowed.join(', ')}, got '${v}'.`, { param: n });
+    return v as T;
+  };
+  const defined = <T extends object>(o: T): T => Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T;
+
+  const keys = list('api-keys');
+  const keyFile = str('api-key-file');
+  if (keyFile !== undefined) {
+    try {
+      keys.push(...parseKeyFile(readFileSync(keyFile, 'utf8')));
+    } catch (e) {
+      throw new AutoGlmError('invalid_request', `Cannot read --api-key-file ${keyFile}: ${(e as Error).message}`, {
+        param: 'api-key-file',
+        cause: e,
+      });
+    }
+  }
+  const authDisabled = bool('no-auth');
+  let generatedKey: string | undefined;
+  if (!authDisabled && keys.length === 0 && makeKey) {
+    generatedKey = makeKey();
+    keys.push(generatedKey);
+  }
+
+  const kind = oneOf('registry', ['heartbeat', 'static', 'dns', 'etcd'] as const, 'heartbeat');
+  const workers = list('workers');
+  const dnsName = str('dns-name');
+  const etcd = str('etcd');
+  if (kind === 'static' && workers.length === 0)
+    throw new AutoGlmError('invalid_request', '--registry static needs --workers URL[,URL...].', { param: 'workers' });
+  if (kind === 'dns' && dnsName === undefined)
+    throw new AutoGlmError('invalid_request', '--registry dns needs --dns-name.', { param: 'dns-name' });
+  if (kind === 'etcd' && etcd === undefined)
+    throw new AutoGlmError('invalid_request', '--registry etcd needs --etcd URL.', { param: 'etcd' });
+  const dnsType = oneOf('dns-type', ['A', 'SRV'] as const, 'A');
+  const heartbeatTtlMs = num('heartbeat-ttl-ms');
+  const createRegistry = (): WorkerRegistry => {
+    switch (kind) {
+      case 'static':
+        return new StaticRegistry(workers);
+      case 'dns':
+        return new DnsRegistry(
+          defined({
+            name: dnsName!,
+            recordType: dnsType,
+            port: num('dns-port'),
+            servers: list('dns-servers'),
+            refreshMs: num('dns-refresh-ms'),
+          }),
+        );
+      case 'etcd':
+        return new EtcdRegistry(defined({ url: etcd!, prefix: str('etcd-prefix') }));
+      default:
+        return new HeartbeatRegistry(defined({ defaultTtlMs: heartbeatTtlMs }));
+    }
+  };
+
+  const rps = num('rate-limit-rps', false);
+  const affinity = bool('prefix-affinity');
+  const level = str('log-level') ?? 'info';
+  return {
+    host: str('host') ?? '127.0.0.1',
+    port: num('port') ?? 9000,
+    generatedKey,
+    registryKind: kind,
+    createRegistry,
+    options: defined({
+      auth: { apiKeys: keys, disabled: authDisabled },
+      rateLimit:
+        rps !== undefined && rps > 0
+          ? { requestsPerSecond: rps, burst: num('rate-limit-burst') ?? Math.max(1, Math.ceil(rps * 2)) }
+          : undefined,
+      clusterSecret: str('cluster-secret'),
+      workerApiKey: str('worker-api-key'),
+      health: defined({
+        probeIntervalMs: num('probe-interval-ms'),
+        probeTimeoutMs: num('probe-timeout-ms'),
+        unhealthyThreshold: num('unhealthy-threshold'),
+        passiveFailureThreshold: num('passive-failure-threshold'),
+        baseEjectionMs: num('ejection-ms'),
+        maxEjectionMs: num('max-ejection-ms'),
+      }),
+      balancer: defined({
+        mode: oneOf('balance', ['requests', 'tokens'] as const, 'requests'),
+        affinity: affinity ? defined({ maxImbalance: num('affinity-max-imbalance', false) }) : undefined,
+      }),
+      retry: defined({ maxAttempts: num('max-attempts'), budgetRatio: num('retry-budget-ratio', false) }),
+      firstByteTimeoutMs: num('first-byte-timeout-ms'),
+      idleTimeoutMs: num('idle-timeout-ms'),
+      requestTimeoutMs: num('request-timeout-ms'),
+      resume: !bool('no-resume'),
+      logger: level === 'silent' ? false : { level },
+    }),
+  };
+}

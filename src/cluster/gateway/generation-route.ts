@@ -1,0 +1,119 @@
+import { randomInt } from 'node:crypto';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { AutoGlmError } from '../../errors.js';
+import { ClientSse } from './client-sse.js';
+import type { GatewayMetrics } from './metrics.js';
+import { PassThrough, relayStream } from './stream-relay.js';
+import { openWithRetries, type RequestScope, type UpstreamDeps } from './upstream.js';
+
+export interface GenerationRouteConfig {
+  requestTimeoutMs: number;
+  resume: boolean;
+  affinityPrefixChars: number | null;
+}
+
+type Body = Record<string, unknown>;
+
+/**
+ * POST /v1/chat/completions and /v1/completions through the gateway. The body goes to a
+ * worker unchanged except for a seed the gateway fixes when the client gave none, so a
+ * retried or resumed request samples exactly what the first worker would have.
+ */
+export async function proxyGeneration(
+  deps: UpstreamDeps & { metrics: GatewayMetrics },
+  config: GenerationRouteConfig,
+  path: '/v1/chat/completions' | '/v1/completions',
+  request: FastifyRequest,
+  reply: FastifyReply,
+): Promise<unknown> {
+  const body = request.body;
+  if (typeof body !== 'object' || body === null || Array.isArray(body))
+    throw new AutoGlmError('invalid_request', 'The request body must be a JSON object.');
+  const b = body as Body;
+  const fixed: Body = typeof b.seed === 'number' ? { ...b } : { ...b, seed: randomInt(0, 2 ** 31 - 1) };
+  const stream = b.stream === true;
+  const promptKey = path === '/v1/chat/completions' ? JSON.stringify(b.messages ?? '') : JSON.stringify(b.prompt ?? '');
+  const maxTokens = Number(b.max_tokens ?? b.max_completion_tokens ?? 256) || 256;
+
+  const client = new AbortController();
+  const onClose = (): void => {
+    if (!reply.raw.writableFinished) client.abort();
+  };
+  reply.raw.on('close', onClose);
+  const scope: RequestScope = {
+    requestId: request.id,
+    deadlineMs: performance.now() + config.requestTimeoutMs,
+    failed: new Set(),
+    attempts: 0,
+    clientSignal: client.signal,
+    estimatedTokens: Math.ceil(promptKey.length / 4) + maxTokens,
+    ...(config.affinityPrefixChars !== null ? { affinityKey: promptKey.slice(0, config.affinityPrefixChars) } : {}),
+  };
+  const { metrics } = deps;
+  metrics.inFlight.inc();
+  metrics.queueDepth.inc();
+  let queued = true;
+  const dequeue = (): void => {
+    if (queued) metrics.queueDepth.dec();
+    queued = false;
+  };
+  const startedMs = performance.now();
+  deps.budget.onRequest();
+  try {
+    if (!stream) return await forwardWhole(deps, scope, path, fixed, reply, config.requestTimeoutMs);
+    const sse = new ClientSse(reply, request.id);
+    try {
+      await relayStream(deps, scope, sse, {
+        path,
+        body: fixed,
+        resumable: config.resume && (b.n === undefined || b.n === null || b.n === 1),
+        clientWantsTokenIds: b.return_token_ids === true,
+        clientWantsUsage: (b.stream_options as { include_usage?: unknown } | undefined)?.include_usage === true,
+        onFirstToken: () => {
+          dequeue();
+          metrics.ttft.observe((performance.now() - startedMs) / 1000);
+        },
+      });
+    } catch (e) {
+      if (e instanceof PassThrough) return void reply.code(e.status).type('application/json').send(e.body);
+      throw e;
+    }
+    return undefined;
+  } finally {
+    dequeue();
+    metrics.inFlight.dec();
+    metrics.duration.observe({ route: path }, (performance.now() - startedMs) / 1000);
+    reply.raw.off('close', onClose);
+  }
+}
+
+/** Non-streamed: the whole answer arrives at once, so a failure anywhere is retried from the start (same seed, same text). */
+async function forwardWhole(
+  deps: UpstreamDeps,
+  scope: RequestScope,
+  path: string,
+  body: Body,
+  reply: FastifyReply,
+  timeoutMs: number,
+): Promise<unknown> {
+  // Workers send headers only when the whole completion is done: the first-byte timeout is the deadline.
+  const wholeDeps: UpstreamDeps = { ...deps, config: { ...deps.config, firstByteTimeoutMs: timeoutMs } };
+  const payload = JSON.stringify(body);
+  for (;;) {
+    const attempt = await openWithRetries(wholeDeps, scope, { path, method: 'POST', body: payload });
+    try {
+      const text = await attempt.response.text();
+      return reply.code(attempt.response.status).type('application/json').send(text);
+    } catch {
+      // Cut while reading the body: that worker failed; try again elsewhere.
+      if (attempt.abortReason() === 'client') throw new AutoGlmError('request_cancelled', 'The client disconnected.');
+      deps.health.reportFailure(attempt.worker.id, 'reset');
+      scope.failed.add(attempt.worker.id);
+      if (scope.attempts >= deps.config.maxAttempts || !deps.budget.tryRetry())
+        throw new AutoGlmError('upstream_error', `Worker ${attempt.worker.id} failed while answering.`);
+      deps.metrics.retries.inc({ reason: 'body_reset' });
+    } finally {
+      attempt.finish();
+    }
+  }
+}

@@ -1,0 +1,38 @@
+import type { FastifyServerOptions } from 'fastify';
+import type { BalancerOptions } from '../balancer.js';
+import type { HealthMonitorOptions } from '../health-monitor.js';
+import type { WorkerRegistry } from '../registry/registry.js';
+
+export interface GatewayOptions {
+  registry: WorkerRegistry;
+  /** Client API keys (Authorization: Bearer); `disabled` must be explicit. */
+  auth: { apiKeys: readonly string[]; disabled?: boolean };
+  /** Per API key (or per IP with auth disabled). */
+  rateLimit?: { requestsPerSecond: number; burst: number };
+  /** Sent to workers (x-autoglm-cluster-secret) and required from registering workers. */
+  clusterSecret?: string;
+  /** Bearer key for workers that check API keys themselves. */
+  workerApiKey?: string;
+  health?: HealthMonitorOptions;
+  balancer?: BalancerOptions & {
+    /** Characters of the prompt that make up the affinity key (default 512); used when `affinity` is set. */
+    affinityPrefixChars?: number;
+  };
+  retry?: {
+    /** Attempts per request, the first included (default 3). */
+    maxAttempts?: number;
+    /** Retries per request allowed cluster-wide on average (default 0.2), plus a floor per second (default 5). */
+    budgetRatio?: number;
+    budgetMinPerSecond?: number;
+  };
+  /** Streams: time to the first byte of an attempt (default 60 s). */
+  firstByteTimeoutMs?: number;
+  /** Streams: silence that counts as a dead worker (default 30 s). */
+  idleTimeoutMs?: number;
+  /** Whole-request deadline; no attempt starts after it (default 600 s). */
+  requestTimeoutMs?: number;
+  /** Resume streams cut mid-way on another worker (default true). */
+  resume?: boolean;
+  maxBodyBytes?: number;
+  logger?: FastifyServerOptions['logger'];
+}

@@ -1,0 +1,209 @@
+import { AutoGlmError } from '../../errors.js';
+import type { Balancer, LoadTicket } from '../balancer.js';
+import type { FailureKind, HealthMonitor } from '../health-monitor.js';
+import { CLUSTER_SECRET_HEADER, type WorkerEndpoint } from '../types.js';
+import type { GatewayMetrics } from './metrics.js';
+import type { RetryBudget } from './retry-budget.js';
+
+/** Statuses that say "this worker, not this request": try another one. */
+const RETRYABLE_STATUS = new Set([408, 429, 500, 502, 503, 504, 507]);
+
+export interface UpstreamConfig {
+  clusterSecret?: string;
+  /** Sent as `Authorization: Bearer` to workers that also check API keys. */
+  workerApiKey?: string;
+  /** Most attempts per request, first one included (default 3). */
+  maxAttempts: number;
+  /** An attempt with no response headers (streams: no first token) after this long fails (default 60 s). */
+  firstByteTimeoutMs: number;
+  /** A stream silent for this long is treated as cut (default 30 s). */
+  idleTimeoutMs: number;
+}
+
+export interface UpstreamDeps {
+  health: HealthMonitor;
+  balancer: Balancer;
+  budget: RetryBudget;
+  metrics: GatewayMetrics;
+  config: UpstreamConfig;
+}
+
+/** One open upstream response, with the timers and load ticket that belong to it. */
+export interface OpenAttempt {
+  worker: WorkerEndpoint;
+  response: Response;
+  ticket: LoadTicket;
+  /** Restarts the idle timer (call on every chunk). */
+  touch(): void;
+  /** Aborts the upstream request (client gone, or giving up on this worker). */
+  abort(): void;
+  /** Why the attempt's signal fired, if it did. */
+  abortReason(): 'timeout' | 'client' | 'deadline' | null;
+  /** Releases the load ticket and timers; idempotent. */
+  finish(): void;
+  startedMs: number;
+}
+
+export interface RequestScope {
+  requestId: string;
+  /** performance.now() value after which no new attempt starts. */
+  deadlineMs: number;
+  /** Workers that failed this request: avoided while others are healthy. */
+  failed: Set<string>;
+  attempts: number;
+  clientSignal: AbortSignal;
+  affinityKey?: string;
+  estimatedTokens: number;
+}
+
+export function classifyFetchError(e: unknown): FailureKind {
+  const code = (e as { cause?: { code?: string } }).cause?.code ?? (e as { code?: string }).code ?? '';
+  if (code === 'ECONNREFUSED' || code === 'EHOSTUNREACH' || code === 'ENOTFOUND' || code === 'UND_ERR_CONNECT_TIMEOUT') return 'connect';
+  return 'reset';
+}
+
+/**
+ * Picks a worker and sends one attempt; on a failure that is the worker's fault (refused,
+ * reset, timeout, 5xx, 429) tries another, while attempts, the retry budget and the
+ * deadline allow. A 4xx answer is the client's and comes back as it is.
+ */
+export async function openWithRetries(
+  deps: UpstreamDeps,
+  scope: RequestScope,
+  request: { path: string; method: 'GET' | 'POST'; body?: string },
+): Promise<OpenAttempt> {
+  let lastError: AutoGlmError | null = null;
+  for (;;) {
+    if (scope.clientSignal.aborted) throw new AutoGlmError('request_cancelled', 'The client disconnected.');
+    const worker = chooseWorker(deps, scope);
+    if (!worker) {
+      if (lastError) throw lastError;
+      deps.metrics.noHealthyWorker.inc();
+      throw new AutoGlmError('no_healthy_worker', 'No healthy worker is available; retry later.');
+    }
+    scope.attempts++;
+    const attempt = await sendAttempt(deps, scope, worker, request);
+    if ('response' in attempt) {
+      const status = attempt.response.status;
+      if (!RETRYABLE_STATUS.has(status)) {
+        deps.health.reportSuccess(worker.id);
+        deps.metrics.attempt.observe({ outcome: 'ok' }, (performance.now() - attempt.startedMs) / 1000);
+        return attempt;
+      }
+      // The worker answered but cannot serve: read its error (to pass on if we give up).
+      const text = await attempt.response.text().catch(() => '');
+      attempt.finish();
+      lastError = upstreamStatusError(status, text);
+      // Draining or full is the worker being honest, not sick: no health penalty.
+      const code = lastError.code;
+      if (code !== 'server_draining' && code !== 'queue_full' && code !== 'rate_limit_exceeded')
+        deps.health.reportFailure(worker.id, 'status');
+      deps.metrics.attempt.observe({ outcome: `http_${status}` }, (performance.now() - attempt.startedMs) / 1000);
+      scope.failed.add(worker.id);
+      if (!mayRetry(deps, scope, `http_${status}`)) throw lastError;
+      continue;
+    }
+    const { kind, reason } = attempt;
+    deps.metrics.attempt.observe({ outcome: kind }, (performance.now() - attempt.startedMs) / 1000);
+    if (reason === 'client') throw new AutoGlmError('request_cancelled', 'The client disconnected.');
+    deps.health.reportFailure(worker.id, kind);
+    scope.failed.add(worker.id);
+    lastError =
+      reason === 'deadline'
+        ? new AutoGlmError('request_timeout', 'The request deadline passed before a worker answered.')
+        : new AutoGlmError('upstream_error', `Worker ${worker.id} failed (${kind}).`);
+    if (reason === 'deadline' || !mayRetry(deps, scope, kind)) throw lastError;
+  }
+}
+
+export function mayRetry(deps: UpstreamDeps, scope: RequestScope, reason: string): boolean {
+  if (scope.attempts >= deps.config.maxAttempts) return false;
+  if (performance.now() >= scope.deadlineMs) return false;
+  if (!deps.budget.tryRetry()) return false;
+  deps.metrics.retries.inc({ reason });
+  return true;
+}
+
+/** Healthy workers minus those that already failed this request (unless that leaves none). */
+export function chooseWorker(deps: UpstreamDeps, scope: RequestScope): WorkerEndpoint | null {
+  const healthy = deps.health.healthy();
+  const fresh = healthy.filter((w) => !scope.failed.has(w.id));
+  return deps.balancer.pick(fresh.length > 0 ? fresh : healthy, scope.affinityKey !== undefined ? { affinityKey: scope.affinityKey } : {});
+}
+
+function upstreamStatusError(status: number, text: string): AutoGlmError {
+  try {
+    const body = JSON.parse(text) as { error?: { code?: string; message?: string } };
+    const code = body.error?.code;
+    if (code === 'server_draining' || code === 'queue_full' || code === 'rate_limit_exceeded' || code === 'not_ready')
+      return new AutoGlmError(code, body.error?.message ?? code);
+  } catch {
+    // not JSON: fall through
+  }
+  return new AutoGlmError(status === 504 || status === 408 ? 'request_timeout' : 'upstream_error', `Worker answered HTTP ${status}.`);
+}
+
+type AttemptResult = OpenAttempt | { kind: FailureKind; reason: 'timeout' | 'client' | 'deadline' | null; startedMs: number };
+
+export function workerHeaders(config: UpstreamConfig, requestId: string, hasBody: boolean): Record<string, string> {
+  const headers: Record<string, string> = { 'x-request-id': requestId };
+  if (hasBody) headers['content-type'] = 'application/json';
+  if (config.clusterSecret !== undefined) headers[CLUSTER_SECRET_HEADER] = config.clusterSecret;
+  if (config.workerApiKey !== undefined) headers.authorization = `Bearer ${config.workerApiKey}`;
+  return headers;
+}
+
+async function sendAttempt(
+  deps: UpstreamDeps,
+  scope: RequestScope,
+  worker: WorkerEndpoint,
+  request: { path: string; method: 'GET' | 'POST'; body?: string },
+): Promise<AttemptResult> {
+  const startedMs = performance.now();
+  const controller = new AbortController();
+  let reason: 'timeout' | 'client' | 'deadline' | null = null;
+  const fire = (why: 'timeout' | 'client' | 'deadline'): void => {
+    if (reason === null) reason = why;
+    controller.abort();
+  };
+  const onClient = (): void => fire('client');
+  scope.clientSignal.addEventListener('abort', onClient);
+  const deadlineTimer = setTimeout(() => fire('deadline'), Math.max(0, scope.deadlineMs - startedMs));
+  let idleTimer = setTimeout(() => fire('timeout'), deps.config.firstByteTimeoutMs);
+  const ticket = deps.balancer.acquire(worker.id, scope.estimatedTokens);
+  deps.metrics.workerOutstanding.set({ worker: worker.id }, deps.balancer.outstanding(worker.id).requests);
+  let finished = false;
+  const finish = (): void => {
+    if (finished) return;
+    finished = true;
+    clearTimeout(deadlineTimer);
+    clearTimeout(idleTimer);
+    scope.clientSignal.removeEventListener('abort', onClient);
+    ticket.done();
+    deps.metrics.workerOutstanding.set({ worker: worker.id }, deps.balancer.outstanding(worker.id).requests);
+  };
+  try {
+    const response = await fetch(`${worker.url}${request.path}`, {
+      method: request.method,
+      headers: workerHeaders(deps.config, scope.requestId, request.body !== undefined),
+      ...(request.body !== undefined ? { body: request.body } : {}),
+      signal: controller.signal,
+    });
+    return {
+      worker,
+      response,
+      ticket,
+      startedMs,
+      touch: () => {
+        clearTimeout(idleTimer);
+        idleTimer = setTimeout(() => fire('timeout'), deps.config.idleTimeoutMs);
+      },
+      abort: () => controller.abort(),
+      abortReason: () => reason,
+      finish,
+    };
+  } catch (e) {
+    finish();
+    return { kind: reason === 'timeout' || reason === 'deadline' ? 'timeout' : classifyFetchError(e), reason, startedMs };
+  }
+}

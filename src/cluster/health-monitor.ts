@@ -1,0 +1,214 @@
+import type { WorkerEndpoint, WorkerState } from './types.js';
+
+export interface HealthMonitorOptions {
+  /** Active /ready probe period per worker (default 250 ms; sub-second is fine). */
+  probeIntervalMs?: number;
+  /** A probe slower than this counts as failed (default 500 ms). */
+  probeTimeoutMs?: number;
+  /** Consecutive failed probes before a healthy worker is marked unhealthy (default 2). */
+  unhealthyThreshold?: number;
+  /** Consecutive failed requests (5xx, reset, timeout) before passive ejection (default 3). */
+  passiveFailureThreshold?: number;
+  /** First ejection's cool-down; each repeat doubles it (default 1000 ms). */
+  baseEjectionMs?: number;
+  maxEjectionMs?: number;
+  /** After this long healthy, the ejection count (and so the next cool-down) resets (default 60 s). */
+  ejectionDecayMs?: number;
+}
+
+/** How a real request to a worker failed (passive outlier detection). */
+export type FailureKind = 'connect' | 'timeout' | 'reset' | 'status';
+
+export interface WorkerHealth {
+  id: string;
+  url: string;
+  state: WorkerState;
+  /** Passive ejections so far (decays after a healthy stretch). */
+  ejections: number;
+  /** Remaining cool-down, 0 when not ejected. */
+  ejectedForMs: number;
+  lastProbe: string | null;
+}
+
+interface Entry {
+  endpoint: WorkerEndpoint;
+  state: WorkerState;
+  /** Seen ready at least once; a worker that never answered stays out of rotation. */
+  everReady: boolean;
+  probeFailures: number;
+  passiveFailures: number;
+  ejections: number;
+  ejectedUntilMs: number;
+  healthySinceMs: number;
+  probing: boolean;
+  lastProbe: string | null;
+  removed: boolean;
+}
+
+/**
+ * Tracks each worker's state from active /ready probes and from real traffic.
+ * - Probes: 200 -> healthy; 503 server_draining -> draining; failure -> unhealthy after
+ *   `unhealthyThreshold` in a row (at once for a worker never seen ready).
+ * - Passive: a refused connection ejects at once (the process is gone); other failures
+ *   eject after `passiveFailureThreshold` in a row. An ejected worker gets no probes until
+ *   its cool-down ends (doubling on each repeat ejection), then one probe decides: ready
+ *   closes the circuit (half-open -> healthy), anything else keeps it unhealthy and probing
+ *   continues at the normal pace, so a restarted worker is back within one probe period.
+ */
+export class HealthMonitor {
+  private readonly entries = new Map<string, Entry>();
+  private timer: NodeJS.Timeout | null = null;
+  private readonly o: Required<HealthMonitorOptions>;
+  private readonly stateListeners = new Set<(id: string, state: WorkerState, url: string) => void>();
+  private readonly ejectListeners = new Set<(id: string, cooldownMs: number) => void>();
+
+  constructor(
+    options: HealthMonitorOptions = {},
+    private readonly nowMs: () => number = () => performance.now(),
+  ) {
+    this.o = {
+      probeIntervalMs: options.probeIntervalMs ?? 250,
+      probeTimeoutMs: options.probeTimeoutMs ?? 500,
+      unhealthyThreshold: options.unhealthyThreshold ?? 2,
+      passiveFailureThreshold: options.passiveFailureThreshold ?? 3,
+      baseEjectionMs: options.baseEjectionMs ?? 1000,
+      maxEjectionMs: options.maxEjectionMs ?? 30_000,
+      ejectionDecayMs: options.ejectionDecayMs ?? 60_000,
+    };
+  }
+
+  start(): void {
+    if (this.timer) return;
+    this.timer = setInterval(() => this.probeAll(), this.o.probeIntervalMs);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+  }
+
+  onStateChange(listener: (id: string, state: WorkerState, url: string) => void): void {
+    this.stateListeners.add(listener);
+  }
+
+  onEjection(listener: (id: string, cooldownMs: number) => void): void {
+    this.ejectListeners.add(listener);
+  }
+
+  /** Aligns the tracked set with the registry's; new workers are probed at once. */
+  sync(workers: readonly WorkerEndpoint[]): void {
+    const ids = new Set(workers.map((w) => w.id));
+    for (const [id, e] of this.entries) {
+      if (!ids.has(id)) {
+        e.removed = true;
+        this.entries.delete(id);
+      }
+    }
+    for (const w of workers) {
+      const known = this.entries.get(w.id);
+      if (known && known.endpoint.url === w.url) continue;
+      const e: Entry = {
+        endpoint: w,
+        state: 'unhealthy',
+        everReady: false,
+        probeFailures: 0,
+        passiveFailures: 0,
+        ejections: known?.ejections ?? 0,
+        ejectedUntilMs: 0,
+        healthySinceMs: 0,
+        probing: false,
+        lastProbe: null,
+        removed: false,
+      };
+      this.entries.set(w.id, e);
+      void this.probe(e);
+    }
+  }
+
+  state(id: string): WorkerState | undefined {
+    return this.entries.get(id)?.state;
+  }
+
+  /** Workers that may take new requests. */
+  healthy(): WorkerEndpoint[] {
+    return [...this.entries.values()].filter((e) => e.state === 'healthy').map((e) => e.endpoint);
+  }
+
+  snapshot(): WorkerHealth[] {
+    const now = this.nowMs();
+    return [...this.entries.values()].map((e) => ({
+      id: e.endpoint.id,
+      url: e.endpoint.url,
+      state: e.state,
+      ejections: e.ejections,
+      ejectedForMs: Math.max(0, Math.round(e.ejectedUntilMs - now)),
+      lastProbe: e.lastProbe,
+    }));
+  }
+
+  reportSuccess(id: string): void {
+    const e = this.entries.get(id);
+    if (e) e.passiveFailures = 0;
+  }
+
+  reportFailure(id: string, kind: FailureKind): void {
+    const e = this.entries.get(id);
+    if (!e || e.ejectedUntilMs > this.nowMs()) return;
+    e.passiveFailures++;
+    if (kind === 'connect' || e.passiveFailures >= this.o.passiveFailureThreshold) this.eject(e);
+  }
+
+  /** Probes every worker that is due. Public so tests can step without timers. */
+  probeAll(): void {
+    for (const e of this.entries.values()) void this.probe(e);
+  }
+
+  private eject(e: Entry): void {
+    const now = this.nowMs();
+    if (e.state === 'healthy' && now - e.healthySinceMs > this.o.ejectionDecayMs) e.ejections = 0;
+    e.ejections++;
+    const cooldownMs = Math.min(this.o.maxEjectionMs, this.o.baseEjectionMs * 2 ** (e.ejections - 1));
+    e.ejectedUntilMs = now + cooldownMs;
+    e.passiveFailures = 0;
+    this.setState(e, 'unhealthy');
+    for (const l of this.ejectListeners) l(e.endpoint.id, cooldownMs);
+  }
+
+  private async probe(e: Entry): Promise<void> {
+    if (e.probing || e.removed || e.ejectedUntilMs > this.nowMs()) return;
+    e.probing = true;
+    let outcome: 'ready' | 'draining' | 'failed';
+    try {
+      const r = await fetch(`${e.endpoint.url}/ready`, { signal: AbortSignal.timeout(this.o.probeTimeoutMs) });
+      const text = await r.text();
+      outcome = r.ok ? 'ready' : r.status === 503 && text.includes('server_draining') ? 'draining' : 'failed';
+      e.lastProbe = `HTTP ${r.status}`;
+    } catch (err) {
+      outcome = 'failed';
+      e.lastProbe = (err as Error).name === 'TimeoutError' ? 'timeout' : ((err as { cause?: { code?: string } }).cause?.code ?? 'error');
+    } finally {
+      e.probing = false;
+    }
+    if (e.removed) return;
+    if (outcome === 'ready') {
+      e.probeFailures = 0;
+      e.everReady = true;
+      e.ejectedUntilMs = 0;
+      if (e.state !== 'healthy') e.healthySinceMs = this.nowMs();
+      this.setState(e, 'healthy');
+    } else if (outcome === 'draining') {
+      e.probeFailures = 0;
+      this.setState(e, 'draining');
+    } else {
+      e.probeFailures++;
+      if (!e.everReady || e.state !== 'healthy' || e.probeFailures >= this.o.unhealthyThreshold) this.setState(e, 'unhealthy');
+    }
+  }
+
+  private setState(e: Entry, state: WorkerState): void {
+    if (e.state === state) return;
+    e.state = state;
+    for (const l of this.stateListeners) l(e.endpoint.id, state, e.endpoint.url);
+  }
+}

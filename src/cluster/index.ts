@@ -1,0 +1,12 @@
+export { buildGateway, type Gateway } from './gateway/build-gateway.js';
+export type { GatewayOptions } from './gateway/options.js';
+export { HealthMonitor, type HealthMonitorOptions, type WorkerHealth, type FailureKind } from './health-monitor.js';
+export { Balancer, type BalancerOptions } from './balancer.js';
+export type { WorkerRegistry } from './registry/registry.js';
+export { StaticRegistry } from './registry/static-registry.js';
+export { HeartbeatRegistry, type HeartbeatRegistryOptions } from './registry/heartbeat-registry.js';
+export { DnsRegistry, type DnsRegistryOptions } from './registry/dns-registry.js';
+export { EtcdRegistry, type EtcdRegistryOptions } from './registry/etcd-registry.js';
+export { EtcdClient } from './registry/etcd-client.js';
+export { startWorkerAgent, type WorkerAgentOptions, type WorkerAgent } from './worker-agent.js';
+export type { WorkerEndpoint, WorkerState } from './types.js';

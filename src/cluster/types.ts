@@ -1,0 +1,19 @@
+/** A worker as the registry knows it: a stable id and the base URL the gateway reaches it at. */
+export interface WorkerEndpoint {
+  /** Stable identity (the URL unless the registry knows better, e.g. an etcd key suffix). */
+  id: string;
+  /** Base URL without a trailing slash, e.g. http://10.0.0.7:8000. */
+  url: string;
+}
+
+/** What the health monitor says about a worker; only `healthy` ones get new requests. */
+export type WorkerState = 'healthy' | 'draining' | 'unhealthy';
+
+export const WORKER_STATES: readonly WorkerState[] = ['healthy', 'draining', 'unhealthy'];
+
+/** Header that proves a request comes from the gateway (same name the server checks). */
+export const CLUSTER_SECRET_HEADER = 'x-autoglm-cluster-secret';
+
+export function normalizeUrl(url: string): string {
+  return url.replace(/\/+$/, '');
+}
