@@ -1,0 +1,125 @@
+// Decode GEMV: out[r, n] = sum_k x[r, k] * W[n, k] (+ bias[n]) for a handful of rows
+// (M <= 8, all TM rows in every invocation's registers).
+//
+// W is stored K-major, [K][ldw4] vec4s of columns (prepareMatmulWeight re-lays it out at
+// load), so an invocation owns four adjacent output columns and, at each k, the lanes of a
+// workgroup read one contiguous run of W: a vector load per lane, coalesced across lanes.
+// x is read at indices that depend only on uniforms and the loop counter, which CPU
+// backends (lavapipe) turn into one scalar broadcast instead of a per-lane gather.
+//
+// KS > 1 splits K across the workgroup's y dimension (interleaved by k) and reduces the
+// partial sums in workgroup memory: more parallelism for GPUs where N / 4 invocations
+// would leave most of the chip idle.
+#if WF16
+enable f16;
+#endif
+
+struct Params {
+  K: u32,
+  // columns of this weight part, and vec4 columns per stored row of it
+  np: u32,
+  ldw4: u32,
+  // element offsets of x and out inside their (alignment-rounded) bindings
+  xOff: u32,
+  ldx: u32,
+  outOff: u32,
+  ldo: u32,
+  // first column of this part inside out and bias
+  n0: u32,
+  M: u32,
+}
+
+const TM: u32 = {{TM}}u;
+const WGN: u32 = {{WGN}}u;
+const KS: u32 = {{KS}}u;
+
+@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read> w: array<vec4<{{WT}}>>;
+#if BIAS
+@group(0) @binding(2) var<storage, read> bias: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+#else
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+#endif
+@group(1) @binding(0) var<uniform> p: Params;
+
+#if SPLITK
+var<workgroup> partial: array<vec4<f32>, {{PARTIALS}}>;
+#endif
+
+@compute @workgroup_size(WGN, KS)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let c4 = wid.x * WGN + lid.x;
+  // out-of-range columns still load (a clamped column) so that every lane reaches the barrier
+  let cl = min(c4, p.ldw4 - 1u);
+  var acc: array<vec4<f32>, TM>;
+  for (var r = 0u; r < TM; r++) {
+    acc[r] = vec4<f32>(0.0);
+  }
+  // rows past M (when M < TM) re-read the last row; their sums are never written
+  var xRow: array<u32, TM>;
+  for (var r = 0u; r < TM; r++) {
+    xRow[r] = p.xOff + min(r, p.M - 1u) * p.ldx;
+  }
+  var k = lid.y;
+  // unrolled by 4 k-steps: independent loads in flight, fewer loop tests
+  let step = 4u * KS;
+  var wi = k * p.ldw4 + cl;
+  let wStep = KS * p.ldw4;
+  for (; k + 3u * KS < p.K; k += step) {
+    let w0 = vec4<f32>(w[wi]);
+    let w1 = vec4<f32>(w[wi + wStep]);
+    let w2 = vec4<f32>(w[wi + 2u * wStep]);
+    let w3 = vec4<f32>(w[wi + 3u * wStep]);
+    wi += 4u * wStep;
+    for (var r = 0u; r < TM; r++) {
+      let xi = xRow[r] + k;
+      acc[r] += w0 * x[xi] + w1 * x[xi + KS] + w2 * x[xi + 2u * KS] + w3 * x[xi + 3u * KS];
+    }
+  }
+  for (; k < p.K; k += KS) {
+    let w0 = vec4<f32>(w[wi]);
+    wi += wStep;
+    for (var r = 0u; r < TM; r++) {
+      acc[r] += w0 * x[xRow[r] + k];
+    }
+  }
+#if SPLITK
+  for (var r = 0u; r < TM; r++) {
+    partial[(lid.y * TM + r) * WGN + lid.x] = acc[r];
+  }
+  workgroupBarrier();
+  if (lid.y != 0u) {
+    return;
+  }
+  for (var s = 1u; s < KS; s++) {
+    for (var r = 0u; r < TM; r++) {
+      acc[r] += partial[(s * TM + r) * WGN + lid.x];
+    }
+  }
+#endif
+  let n = 4u * c4;
+  if (n >= p.np) {
+    return;
+  }
+  var b = vec4<f32>(0.0);
+#if BIAS
+  for (var j = 0u; j < 4u; j++) {
+    if (n + j < p.np) {
+      b[j] = bias[p.n0 + n + j];
+    }
+  }
+#endif
+  for (var r = 0u; r < TM; r++) {
+    if (r >= p.M) {
+      break;
+    }
+    let o = p.outOff + r * p.ldo + p.n0 + n;
+    let v = acc[r] + b;
+    for (var j = 0u; j < 4u; j++) {
+      if (n + j < p.np) {
+        out[o + j] = v[j];
+      }
+    }
+  }
+}

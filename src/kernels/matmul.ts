@@ -1,0 +1,144 @@
+/**
+ * out[M, N] = x[M, K] @ W^T (+ bias), W prepared by prepareMatmulWeight (K-major parts).
+ *
+ * Two kernels: M <= 8 (decode) runs the GEMV (every row of x in every invocation's
+ * registers, one pass over W: bandwidth-bound), larger M runs the register-blocked GEMM.
+ * Shapes travel as params, so one pipeline serves every shape of a given variant.
+ * Tile sizes differ between CPU adapters (lavapipe: a workgroup runs on one core, lanes
+ * are SIMD lanes) and GPUs; `defaultMatmulTuning` picks them, bench/kernels.ts measures.
+ */
+import { params, type Params } from './params.js';
+import type { Binding, Recorder } from './recorder.js';
+import type { KernelRuntime } from './runtime.js';
+import type { GpuTensor } from './tensor.js';
+import type { MatmulWeight, MatmulWeightPart } from './matmul-weight.js';
+
+export { prepareMatmulWeight, columnsPerPart } from './matmul-weight.js';
+export type { MatmulWeight, MatmulWeightInit, MatmulWeightPart, WeightDType } from './matmul-weight.js';
+
+/** Rows up to which the GEMV path runs. */
+export const GEMV_MAX_ROWS = 8;
+
+export interface MatmulTuning {
+  /** GEMV: invocations along N per workgroup (4 columns each). */
+  gemvWorkgroupN: number;
+  /** GEMV: K split across the workgroup's y dimension, reduced in workgroup memory (1 = no split). */
+  gemvSplitK: number;
+  /** GEMM: rows per invocation (and per workgroup). */
+  gemmRows: number;
+  /** GEMM: vec4 column groups per invocation. */
+  gemmCols4: number;
+  /** GEMM: invocations per workgroup (all along N). */
+  gemmWorkgroupN: number;
+}
+
+const CPU_TUNING: MatmulTuning = { gemvWorkgroupN: 64, gemvSplitK: 1, gemmRows: 4, gemmCols4: 2, gemmWorkgroupN: 16 };
+const GPU_TUNING: MatmulTuning = { gemvWorkgroupN: 64, gemvSplitK: 4, gemmRows: 8, gemmCols4: 1, gemmWorkgroupN: 64 };
+
+/** True for software adapters (lavapipe/llvmpipe, SwiftShader) that run shaders on the CPU. */
+export function isCpuAdapter(rt: KernelRuntime): boolean {
+  const info = rt.ctx.adapterInfo;
+  return /llvmpipe|lavapipe|swiftshader/i.test(`${info.description} ${info.device} ${info.architecture}`);
+}
+
+export function defaultMatmulTuning(rt: KernelRuntime): MatmulTuning {
+  return isCpuAdapter(rt) ? CPU_TUNING : GPU_TUNING;
+}
+
+export interface MatmulArgs {
+  /** f32 [M, K], row-major; may be a slice (any 4-byte aligned offset). */
+  x: GpuTensor;
+  weight: MatmulWeight;
+  /** f32 [M, N], row-major; must not overlap x. */
+  out: GpuTensor;
+  M: number;
+  /** Overrides of the default tile sizes (benchmarks). */
+  tuning?: Partial<MatmulTuning>;
+}
+
+/**
+ * A binding that starts at the device's storage offset alignment (256 bytes in Dawn)
+ * at or below the tensor's start, plus the tensor's element offset inside it, so that
+ * callers may pass slices at any row.
+ */
+function alignedBinding(rt: KernelRuntime, t: GpuTensor, firstElement: number, elements: number): { binding: Binding; offset: number } {
+  const align = rt.ctx.limits.minStorageBufferOffsetAlignment;
+  const start = t.byteOffset + firstElement * 4;
+  const base = start - (start % align);
+  const size = start - base + elements * 4;
+  return { binding: { buffer: t.buffer, offset: base, size }, offset: (start - base) / 4 };
+}
+
+function checkArgs(args: MatmulArgs): void {
+  const { x, weight, out, M } = args;
+  if (!Number.isInteger(M) || M < 0) throw new RangeError(`matmul: M must be a non-negative integer, got ${M}`);
+  if (x.dtype !== 'f32' || out.dtype !== 'f32') throw new TypeError(`matmul: x and out must be f32, got ${x.dtype} and ${out.dtype}`);
+  if (x.length < M * weight.K) throw new RangeError(`matmul: x has ${x.length} elements, [${M}, ${weight.K}] needs ${M * weight.K}`);
+  if (out.length < M * weight.N) throw new RangeError(`matmul: out has ${out.length} elements, [${M}, ${weight.N}] needs ${M * weight.N}`);
+  if (x.byteOffset % 4 !== 0 || out.byteOffset % 4 !== 0) throw new RangeError('matmul: x and out must start at a 4-byte boundary');
+}
+
+export function matmul(rt: KernelRuntime, rec: Recorder, args: MatmulArgs): void {
+  checkArgs(args);
+  const { x, weight, out, M } = args;
+  if (M === 0) return;
+  const tuning = { ...defaultMatmulTuning(rt), ...args.tuning };
+  const { N, K } = weight;
+  // x and out bindings must fit one binding too: a long prefill against a wide LM head is
+  // run in row chunks (each chunk still covers all of N)
+  const rowBytes = Math.max(K, N) * 4 + rt.ctx.limits.minStorageBufferOffsetAlignment;
+  const chunkRows = Math.max(1, Math.min(M, Math.floor(rt.maxBindingBytes / rowBytes)));
+  for (let m0 = 0; m0 < M; m0 += chunkRows) {
+    const rows = Math.min(chunkRows, M - m0);
+    const xb = alignedBinding(rt, x, m0 * K, rows * K);
+    const ob = alignedBinding(rt, out, m0 * N, rows * N);
+    for (const part of weight.parts) {
+      const p = params().u32(K).u32(part.n).u32(part.ldw4).u32(xb.offset).u32(K).u32(ob.offset).u32(N).u32(part.n0).u32(rows);
+      const bindings: Binding[] = [xb.binding, part.tensor];
+      if (weight.bias) bindings.push(weight.bias);
+      bindings.push(ob.binding);
+      if (rows <= GEMV_MAX_ROWS) dispatchGemv(rt, rec, { weight, part, rows, tuning, bindings, p });
+      else dispatchGemm(rt, rec, { weight, part, rows, tuning, bindings, p });
+    }
+  }
+}
+
+interface PartDispatch {
+  weight: MatmulWeight;
+  part: MatmulWeightPart;
+  rows: number;
+  tuning: MatmulTuning;
+  bindings: Binding[];
+  p: Params;
+}
+
+function commonDefines(weight: MatmulWeight): Record<string, string | number | boolean> {
+  return { WT: weight.dtype, WF16: weight.dtype === 'f16', BIAS: weight.bias !== undefined };
+}
+
+function bindingKinds(weight: MatmulWeight): ('read' | 'write')[] {
+  return weight.bias ? ['read', 'read', 'read', 'write'] : ['read', 'read', 'write'];
+}
+
+function dispatchGemv(rt: KernelRuntime, rec: Recorder, d: PartDispatch): void {
+  const wgn = d.tuning.gemvWorkgroupN;
+  const ks = d.tuning.gemvSplitK;
+  const kernel = rt.kernel({
+    shader: 'gemv',
+    defines: { ...commonDefines(d.weight), TM: d.rows, WGN: wgn, KS: ks, SPLITK: ks > 1, PARTIALS: wgn * ks * d.rows },
+    bindings: bindingKinds(d.weight),
+    params: true,
+  });
+  rec.dispatch(kernel, d.bindings, d.p, [Math.ceil(d.part.ldw4 / wgn), 1]);
+}
+
+function dispatchGemm(rt: KernelRuntime, rec: Recorder, d: PartDispatch): void {
+  const { gemmRows: tm, gemmCols4: tn4, gemmWorkgroupN: wgn } = d.tuning;
+  const kernel = rt.kernel({
+    shader: 'matmul',
+    defines: { ...commonDefines(d.weight), TM: tm, TN4: tn4, WGN: wgn },
+    bindings: bindingKinds(d.weight),
+    params: true,
+  });
+  rec.dispatch(kernel, d.bindings, d.p, [Math.ceil(d.part.ldw4 / (wgn * tn4)), Math.ceil(d.rows / tm)]);
+}

@@ -1,0 +1,155 @@
+import { describe, expect, it } from 'vitest';
+import { matmul, prepareMatmulWeight, columnsPerPart, type MatmulTuning, type WeightDType } from '../../src/kernels/matmul.js';
+import { f32ToF16Bits, type KernelRuntime } from '../../src/kernels/runtime.js';
+import { sliceTensor } from '../../src/kernels/tensor.js';
+import { Rng } from '../helpers/random.js';
+import { poisoned, relativeError, roundTo, TOLERANCE, useRuntime } from '../helpers/gpu.js';
+import { matmulRef } from '../reference/matmul.js';
+
+const runtime = useRuntime();
+
+interface Case {
+  M: number;
+  N: number;
+  K: number;
+  dtype: WeightDType;
+  bias?: boolean;
+  /** Bytes per weight part, to force the split path on small shapes. */
+  maxPartBytes?: number;
+  /** Rows of padding before x and out inside their buffers (slices at an unaligned offset). */
+  offsetRows?: number;
+  tuning?: Partial<MatmulTuning>;
+}
+
+async function runCase(rt: KernelRuntime, c: Case): Promise<{ err: number; parts: number }> {
+  const { M, N, K, dtype } = c;
+  const rng = new Rng(M * 7919 + N * 104729 + K * 13 + (dtype === 'f16' ? 1 : 0) + (c.bias ? 2 : 0));
+  const x = rng.floats(M * K);
+  const w = roundTo(dtype, rng.floats(N * K));
+  const bias = c.bias ? rng.floats(N) : undefined;
+  const weight = prepareMatmulWeight(rt, { data: dtype === 'f16' ? f32ToF16Bits(w) : w, N, K, dtype, bias, maxPartBytes: c.maxPartBytes });
+  try {
+    const pad = c.offsetRows ?? 0;
+    const xAll = rt.upload('f32', new Float32Array([...rng.floats(pad * K), ...x]));
+    const outAll = poisoned(rt, 'f32', (pad + M) * N);
+    const rec = rt.recorder();
+    matmul(rt, rec, { x: sliceTensor(xAll, pad * K, M * K), weight, out: sliceTensor(outAll, pad * N, M * N), M, tuning: c.tuning });
+    await rec.submit();
+    const got = await rt.readFloats(outAll, pad * N, M * N);
+    rt.destroyBuffer(xAll.buffer);
+    rt.destroyBuffer(outAll.buffer);
+    return { err: relativeError(got, matmulRef(x, w, M, N, K, bias)), parts: weight.parts.length };
+  } finally {
+    weight.destroy();
+  }
+}
+
+function name(c: Case): string {
+  const extras = [c.bias ? 'bias' : '', c.maxPartBytes ? `split@${c.maxPartBytes}B` : '', c.offsetRows ? `offset ${c.offsetRows} rows` : '']
+    .filter(Boolean)
+    .join(' ');
+  return `${c.dtype} M=${c.M} N=${c.N} K=${c.K}${extras ? ' ' + extras : ''}${c.tuning ? ' ' + JSON.stringify(c.tuning) : ''}`;
+}
+
+// Every M crosses the GEMV/GEMM boundary (8/9) and the GEMM row tile; N and K cover 1, odd
+// sizes, vec4 remainders and a size past 4096. Large N x K pairs are kept to a few so that
+// the float64 reference stays quick on two cores.
+const cases: Case[] = [];
+for (const dtype of ['f32', 'f16'] as const) {
+  for (const M of [1, 2, 3, 7, 8, 9, 33, 129]) {
+    for (const [N, K] of [
+      [1, 1],
+      [7, 33],
+      [33, 7],
+      [129, 129],
+    ]) {
+      cases.push({ M, N: N!, K: K!, dtype, bias: (M + N!) % 2 === 0 });
+    }
+  }
+  for (const M of [1, 3, 8, 9, 33]) {
+    cases.push({ M, N: 4097, K: 33, dtype, bias: true });
+    cases.push({ M, N: 33, K: 4097, dtype });
+  }
+  cases.push({ M: 2, N: 1024, K: 4097, dtype, bias: true });
+}
+
+describe('matmul', () => {
+  for (const c of cases) {
+    it(name(c), async () => {
+      const rt = runtime();
+      if (c.dtype === 'f16' && !rt.hasF16) return;
+      const { err } = await runCase(rt, c);
+      expect(err).toBeLessThanOrEqual(TOLERANCE[c.dtype]);
+    });
+  }
+});
+
+describe('matmul: weights split across bindings', () => {
+  const split: Case[] = [];
+  for (const dtype of ['f32', 'f16'] as const) {
+    for (const M of [1, 5, 9, 40]) {
+      // 33 columns of K=129 per part rounds down to 32: parts of 32, 32, ..., and a remainder
+      split.push({ M, N: 101, K: 129, dtype, bias: true, maxPartBytes: 33 * 129 * (dtype === 'f16' ? 2 : 4) });
+      // 64-column parts (the multiple-of-64 rounding) with a ragged last part
+      split.push({ M, N: 200, K: 17, dtype, maxPartBytes: 70 * 17 * (dtype === 'f16' ? 2 : 4) });
+    }
+  }
+  for (const c of split) {
+    it(name(c), async () => {
+      const rt = runtime();
+      if (c.dtype === 'f16' && !rt.hasF16) return;
+      const { err, parts } = await runCase(rt, c);
+      expect(parts).toBeGreaterThan(1);
+      expect(err).toBeLessThanOrEqual(TOLERANCE[c.dtype]);
+    });
+  }
+
+  it('sizes parts to the binding: whole N when it fits, multiples of 64 (or 4) otherwise', () => {
+    expect(columnsPerPart(1000, 10, 4, 1 << 20)).toBe(1000);
+    expect(columnsPerPart(151936, 4096, 2, 128 * 2 ** 20)).toBe(16384);
+    expect(columnsPerPart(100, 10, 4, 40 * 33)).toBe(32);
+    expect(() => columnsPerPart(100, 1000, 4, 1000)).toThrow(/does not fit/);
+  });
+});
+
+describe('matmul: inputs and outputs at unaligned offsets, other tilings', () => {
+  const more: Case[] = [
+    { M: 3, N: 70, K: 45, dtype: 'f32', bias: true, offsetRows: 3 },
+    { M: 20, N: 70, K: 45, dtype: 'f32', offsetRows: 5 },
+    { M: 20, N: 70, K: 45, dtype: 'f16', bias: true, offsetRows: 1 },
+    { M: 5, N: 300, K: 77, dtype: 'f32', bias: true, tuning: { gemvSplitK: 4, gemvWorkgroupN: 16 } },
+    { M: 1, N: 300, K: 77, dtype: 'f16', tuning: { gemvSplitK: 8, gemvWorkgroupN: 32 } },
+    { M: 50, N: 300, K: 77, dtype: 'f32', bias: true, tuning: { gemmRows: 8, gemmCols4: 1, gemmWorkgroupN: 64 } },
+    { M: 50, N: 300, K: 77, dtype: 'f16', tuning: { gemmRows: 2, gemmCols4: 4, gemmWorkgroupN: 8 } },
+  ];
+  for (const c of more) {
+    it(name(c), async () => {
+      const rt = runtime();
+      if (c.dtype === 'f16' && !rt.hasF16) return;
+      const { err } = await runCase(rt, c);
+      expect(err).toBeLessThanOrEqual(TOLERANCE[c.dtype]);
+    });
+  }
+});
+
+describe('matmul: bad arguments', () => {
+  it('rejects weights whose data does not match [N, K], and mismatched x/out', () => {
+    const rt = runtime();
+    expect(() => prepareMatmulWeight(rt, { data: new Float32Array(5), N: 2, K: 3, dtype: 'f32' })).toThrow(RangeError);
+    expect(() => prepareMatmulWeight(rt, { data: new Float32Array(6), N: 2, K: 3, dtype: 'f16' })).toThrow(TypeError);
+    const weight = prepareMatmulWeight(rt, { data: new Float32Array(6).fill(1), N: 2, K: 3, dtype: 'f32' });
+    const rec = rt.recorder();
+    expect(() => matmul(rt, rec, { x: rt.tensor('f32', 5), weight, out: rt.tensor('f32', 4), M: 2 })).toThrow(/x has 5/);
+    expect(() => matmul(rt, rec, { x: rt.tensor('f32', 6), weight, out: rt.tensor('f32', 3), M: 2 })).toThrow(/out has 3/);
+    weight.destroy();
+  });
+
+  it('stores f16 weights that cannot be used as f16 as f32, with the same results', async () => {
+    const rt = runtime();
+    const w = roundTo('f16', new Rng(5).floats(12));
+    const weight = prepareMatmulWeight(rt, { data: f32ToF16Bits(w), N: 4, K: 3, dtype: 'f16' });
+    expect(weight.dtype).toBe(rt.hasF16 ? 'f16' : 'f32');
+    expect(weight.bytes).toBe(12 * (rt.hasF16 ? 2 : 4));
+    weight.destroy();
+  });
+});
