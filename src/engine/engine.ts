@@ -29,6 +29,8 @@ interface ActiveRequest {
   countsSlot: number;
   /** Counts slot must be rebuilt from host-side tokens before the next sampled step. */
   countsStale: boolean;
+  /** Prompt tokens served from the prefix cache, known once the scheduler admits it. */
+  cachedPromptTokens: number | undefined;
   output: SequenceOutput;
   channel: EventChannel<TokenEvent>;
   cacheKey: string | null;
@@ -195,6 +197,7 @@ export class Engine implements InferenceEngine {
       wantsPenalties: usesPenalties(sampling),
       countsSlot: -1,
       countsStale: true,
+      cachedPromptTokens: undefined,
       output,
       channel,
       cacheKey,
@@ -300,6 +303,10 @@ export class Engine implements InferenceEngine {
         blockTable: s.blockTable,
         sampling: s.sample ? this.samplingRowFor(s.requestId) : undefined,
       }));
+      for (const s of out.sequences) {
+        const a = this.active.get(s.requestId);
+        if (a && a.cachedPromptTokens === undefined) a.cachedPromptTokens = this.scheduler.requestStats(s.requestId)?.numCachedPromptTokens;
+      }
       const result = await this.runner.step(seqs);
       const sampled = new Map<string, number>();
       if (result) {
@@ -340,7 +347,7 @@ export class Engine implements InferenceEngine {
       event.usage = {
         promptTokens: a.promptTokenIds.length,
         completionTokens: a.output.numGenerated,
-        cachedPromptTokens: this.scheduler.requestStats(a.id)?.numCachedPromptTokens ?? 0,
+        cachedPromptTokens: a.cachedPromptTokens ?? 0,
       };
       this.finish(a, reason, event);
       return;

@@ -79,6 +79,35 @@ export class ModelRunner {
 
   /** Runs one step; resolves with one sampled token per sequence that asked for sampling. */
   async step(seqs: readonly RunnerSequence[]): Promise<StepResult | null> {
+    const prepared = this.prepare(seqs, false);
+    if (!prepared) return null;
+    const { rec, samplingRows, sequenceIndex } = prepared;
+    if (samplingRows.length === 0) {
+      await rec.submit();
+      return null;
+    }
+    const { rt, buffers } = this;
+    const batch = (this.samplingBatch = prepareSampling(rt, samplingRows, this.samplingBatch));
+    sample(rt, rec, { logits: buffers.logits, vocab: this.model.shape.vocabSize, batch, counts: this.counts, out: this.sampleOut });
+    if (batch.maxSlot >= 0) this.counts.recordSampled(rec, this.sampleOut.tokenIds, batch.slots, batch.rows);
+    rec.submitSync();
+    const result = await readSamples(rt, this.sampleOut, batch);
+    return { ...result, sequenceIndex };
+  }
+
+  /**
+   * Logits of every row of the step, [rows, vocab] (prompt scoring, and the tests that
+   * compare the GPU forward pass with the float64 reference at every position).
+   */
+  async logits(seqs: readonly RunnerSequence[]): Promise<Float32Array> {
+    const prepared = this.prepare(seqs, true);
+    if (!prepared) return new Float32Array(0);
+    await prepared.rec.submit();
+    return this.rt.readFloats(this.buffers.logits, 0, prepared.rows * this.model.shape.vocabSize);
+  }
+
+  /** Uploads a step's inputs and records its forward pass (not yet submitted). */
+  private prepare(seqs: readonly RunnerSequence[], allRows: boolean) {
     const { rt, options, buffers } = this;
     const s = this.model.shape;
     let rows = 0;
@@ -104,10 +133,11 @@ export class ModelRunner {
         tokenIds[row] = tok;
         positions[row] = pos;
         slots[row] = q.blockTable[Math.floor(pos / options.blockSize)]! * options.blockSize + (pos % options.blockSize);
+        if (allRows) sampleRows.push(row);
       }
       const kvLen = q.startPosition + q.tokenIds.length;
       attnSeqs.push({ qStart, qLen: q.tokenIds.length, kvLen, blockTable: q.blockTable });
-      if (q.sampling) {
+      if (q.sampling && !allRows) {
         sampleRows.push(row - 1);
         sequenceIndex.push(i);
         // the random draw of the token at absolute position kvLen
@@ -142,16 +172,7 @@ export class ModelRunner {
       sampleRows: buffers.sampleRows,
       attention: this.attentionBatch,
     });
-    if (sampleRows.length === 0) {
-      await rec.submit();
-      return null;
-    }
-    const batch = (this.samplingBatch = prepareSampling(rt, samplingRows, this.samplingBatch));
-    sample(rt, rec, { logits: buffers.logits, vocab: s.vocabSize, batch, counts: this.counts, out: this.sampleOut });
-    if (batch.maxSlot >= 0) this.counts.recordSampled(rec, this.sampleOut.tokenIds, batch.slots, batch.rows);
-    rec.submitSync();
-    const result = await readSamples(rt, this.sampleOut, batch);
-    return { ...result, sequenceIndex };
+    return { rec, rows, samplingRows, sequenceIndex };
   }
 
   destroy(): void {
