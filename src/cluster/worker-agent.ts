@@ -41,7 +41,12 @@ async function startHeartbeat(options: WorkerAgentOptions, heartbeatMs: number):
   const headers: Record<string, string> = { 'content-type': 'application/json' };
   if (options.clusterSecret !== undefined) headers[CLUSTER_SECRET_HEADER] = options.clusterSecret;
   const post = async (path: string, payload: string): Promise<void> => {
-    const r = await fetch(`${base}${path}`, { method: 'POST', headers, body: payload, signal: AbortSignal.timeout(heartbeatMs * 2) });
+    const r = await fetch(`${base}${path}`, {
+      method: 'POST',
+      headers,
+      body: payload,
+      signal: AbortSignal.timeout(Math.max(1000, heartbeatMs * 2)),
+    });
     await r.body?.cancel();
     if (!r.ok) throw new Error(`gateway ${path}: HTTP ${r.status}`);
   };
@@ -72,7 +77,7 @@ async function startHeartbeat(options: WorkerAgentOptions, heartbeatMs: number):
 async function startEtcdLease(options: WorkerAgentOptions, heartbeatMs: number): Promise<WorkerAgent> {
   const parsed = new URL(options.etcdUrl!);
   const prefix = parsed.pathname.length > 1 ? parsed.pathname.replace(/\/*$/, '/') : DEFAULT_ETCD_PREFIX;
-  const client = new EtcdClient(parsed.origin, heartbeatMs * 2);
+  const client = new EtcdClient(parsed.origin, Math.max(1000, heartbeatMs * 2));
   const key = `${prefix}${randomBytes(6).toString('hex')}`;
   const value = JSON.stringify({ url: normalizeUrl(options.selfUrl) } satisfies EtcdWorkerValue);
   const ttlSeconds = Math.max(2, Math.ceil((heartbeatMs * 3) / 1000));
