@@ -1,0 +1,115 @@
+/**
+ * Every supported architecture through the real loader and the GPU forward pass, against
+ * the float64 reference written from the transformers definitions (test/reference/forward.ts):
+ * logits at every position of a 64-token prompt, decode through the KV cache equal to
+ * recomputation, and greedy generation of 32 tokens.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Engine } from '../../src/engine/engine.js';
+import { loadModelFolder } from '../../src/engine/model-folder.js';
+import type { Architecture } from '../../src/engine/model/model-spec.js';
+import { ModelRunner } from '../../src/engine/runner/model-runner.js';
+import { uploadModel } from '../../src/engine/runner/upload-model.js';
+import { KernelRuntime } from '../../src/kernels/runtime.js';
+import { generateTestModel } from '../../src/testing/generate-model.js';
+import { relativeError } from '../helpers/gpu.js';
+import { Rng } from '../helpers/random.js';
+import { loadReferenceModel } from '../reference/forward.js';
+
+const ARCHITECTURES: Architecture[] = ['llama', 'mistral', 'qwen2', 'qwen3', 'glm', 'glm4'];
+const PROMPT_TOKENS = 64;
+
+/** Engine precision variants: f32 weights end to end, and the f16 path from a bf16 checkpoint. */
+const VARIANTS = [
+  { name: 'f32 checkpoint, f32 GPU path', dtype: 'f32', forceF32: true, tolerance: 1e-4 },
+  { name: 'bf16 checkpoint, f16 GPU path', dtype: 'bf16', forceF32: false, tolerance: 1e-2 },
+] as const;
+
+let root: string;
+beforeAll(async () => {
+  root = await mkdtemp(join(tmpdir(), 'autoglm-arch-'));
+});
+afterAll(async () => {
+  await rm(root, { recursive: true, force: true });
+});
+
+function flatten(rows: Float64Array[]): Float64Array {
+  const out = new Float64Array(rows.reduce((n, r) => n + r.length, 0));
+  let o = 0;
+  for (const r of rows) {
+    out.set(r, o);
+    o += r.length;
+  }
+  return out;
+}
+
+for (const arch of ARCHITECTURES) {
+  describe(arch, () => {
+    for (const variant of VARIANTS) {
+      it(`${variant.name}: logits at every position, KV-cache decode, greedy 32 tokens match the float64 reference`, async () => {
+        const dir = join(root, `${arch}-${variant.dtype}`);
+        // mistral with a sliding window shorter than the prompt, so the window is exercised
+        const generated = await generateTestModel(dir, {
+          architecture: arch,
+          dtype: variant.dtype,
+          seed: 7,
+          ...(arch === 'mistral' ? { slidingWindow: 24 } : {}),
+        });
+        const reference = await loadReferenceModel(dir);
+        const rng = new Rng(arch.length * 101 + variant.dtype.length);
+        const prompt = Array.from({ length: PROMPT_TOKENS }, () => 1 + rng.int(generated.spec.vocabSize - 1));
+
+        // logits of every prompt position, then one decode step through the cache
+        const rt = await KernelRuntime.create({ forceF32: variant.forceF32 });
+        const folder = await loadModelFolder(dir);
+        try {
+          const model = await uploadModel(rt, folder, { weightDType: rt.preferredDType });
+          const blockSize = 16;
+          const runner = new ModelRunner(rt, model, {
+            numBlocks: 8,
+            blockSize,
+            maxRows: 128,
+            maxSampleRows: 128,
+            countSlots: 1,
+            kvDType: rt.preferredDType,
+          });
+          const blockTable = [5, 2, 7, 0, 3]; // scattered on purpose
+          const refCache = reference.newCache();
+          const refLogits = reference.forward(prompt, refCache);
+          const gpuLogits = await runner.logits([{ tokenIds: prompt, startPosition: 0, blockTable }]);
+          expect(relativeError(gpuLogits, flatten(refLogits))).toBeLessThanOrEqual(variant.tolerance);
+          // per position as well, so that an error at one position cannot hide in the norm
+          const V = generated.spec.vocabSize;
+          for (let p = 0; p < PROMPT_TOKENS; p += 9) {
+            expect(relativeError(gpuLogits.subarray(p * V, (p + 1) * V), refLogits[p]!)).toBeLessThanOrEqual(variant.tolerance * 2);
+          }
+
+          const next = 3 + rng.int(V - 3);
+          const decode = await runner.logits([{ tokenIds: [next], startPosition: PROMPT_TOKENS, blockTable }]);
+          const recomputed = await runner.logits([{ tokenIds: [...prompt, next], startPosition: 0, blockTable }]);
+          const refNext = reference.forward([next], refCache)[0]!;
+          expect(relativeError(decode, refNext)).toBeLessThanOrEqual(variant.tolerance);
+          expect(relativeError(decode, recomputed.subarray(PROMPT_TOKENS * V))).toBeLessThanOrEqual(variant.tolerance);
+          runner.destroy();
+        } finally {
+          await folder.weights.close();
+          rt.destroy();
+        }
+
+        // greedy generation through the whole engine
+        const engine = await Engine.load(dir, { forceF32: variant.forceF32, responseCacheEntries: 0 });
+        try {
+          const want = reference.greedy(prompt.slice(0, 16), { maxTokens: 32 });
+          const got = await engine.complete({ prompt: prompt.slice(0, 16), maxTokens: 32, ignoreEos: true, sampling: { temperature: 0 } });
+          expect(got.tokenIds).toEqual(want.tokens);
+          expect(got.finishReason).toBe('length');
+        } finally {
+          await engine.close();
+        }
+      });
+    }
+  });
+}
