@@ -1,0 +1,287 @@
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { loadModelSpec, modelSpecFromConfig } from '../../src/engine/model/config.js';
+import { generationDefaults, loadGenerationConfig } from '../../src/engine/model/generation-config.js';
+import { listWeights, parameterCount, ropeInvFreq } from '../../src/engine/model/model-spec.js';
+import { isAutoGlmError } from '../../src/errors.js';
+
+const root = join(import.meta.dirname, '..', '..');
+
+// Abridged from the checkpoints' published config.json files.
+const LLAMA_3_1_8B = {
+  model_type: 'llama',
+  vocab_size: 128256,
+  hidden_size: 4096,
+  intermediate_size: 14336,
+  num_hidden_layers: 32,
+  num_attention_heads: 32,
+  num_key_value_heads: 8,
+  max_position_embeddings: 131072,
+  rms_norm_eps: 1e-5,
+  rope_theta: 500000.0,
+  hidden_act: 'silu',
+  attention_bias: false,
+  mlp_bias: false,
+  tie_word_embeddings: false,
+  bos_token_id: 128000,
+  eos_token_id: [128001, 128008, 128009],
+  torch_dtype: 'bfloat16',
+  rope_scaling: { factor: 8.0, low_freq_factor: 1.0, high_freq_factor: 4.0, original_max_position_embeddings: 8192, rope_type: 'llama3' },
+};
+const QWEN2_5_0_5B = {
+  model_type: 'qwen2',
+  vocab_size: 151936,
+  hidden_size: 896,
+  intermediate_size: 4864,
+  num_hidden_layers: 24,
+  num_attention_heads: 14,
+  num_key_value_heads: 2,
+  max_position_embeddings: 32768,
+  rms_norm_eps: 1e-6,
+  rope_theta: 1000000.0,
+  hidden_act: 'silu',
+  tie_word_embeddings: true,
+  use_sliding_window: false,
+  sliding_window: 32768,
+  max_window_layers: 21,
+  bos_token_id: 151643,
+  eos_token_id: 151643,
+};
+const QWEN3_0_6B = {
+  model_type: 'qwen3',
+  vocab_size: 151936,
+  hidden_size: 1024,
+  intermediate_size: 3072,
+  num_hidden_layers: 28,
+  num_attention_heads: 16,
+  num_key_value_heads: 8,
+  head_dim: 128,
+  max_position_embeddings: 40960,
+  rms_norm_eps: 1e-6,
+  rope_theta: 1000000,
+  hidden_act: 'silu',
+  attention_bias: false,
+  tie_word_embeddings: true,
+  use_sliding_window: false,
+  sliding_window: null,
+  bos_token_id: 151643,
+  eos_token_id: 151645,
+};
+const GLM_4_9B_CHAT_HF = {
+  model_type: 'glm',
+  vocab_size: 151552,
+  hidden_size: 4096,
+  intermediate_size: 13696,
+  num_hidden_layers: 40,
+  num_attention_heads: 32,
+  num_key_value_heads: 2,
+  head_dim: 128,
+  max_position_embeddings: 131072,
+  rms_norm_eps: 1.5625e-7,
+  rope_theta: 10000.0,
+  hidden_act: 'silu',
+  partial_rotary_factor: 0.5,
+  attention_bias: true,
+  tie_word_embeddings: false,
+  eos_token_id: [151329, 151336, 151338],
+  pad_token_id: 151329,
+};
+const MISTRAL_7B_V0_1 = {
+  model_type: 'mistral',
+  vocab_size: 32000,
+  hidden_size: 4096,
+  intermediate_size: 14336,
+  num_hidden_layers: 32,
+  num_attention_heads: 32,
+  num_key_value_heads: 8,
+  max_position_embeddings: 32768,
+  rms_norm_eps: 1e-5,
+  rope_theta: 10000.0,
+  hidden_act: 'silu',
+  sliding_window: 4096,
+  tie_word_embeddings: false,
+  bos_token_id: 1,
+  eos_token_id: 2,
+};
+
+function errorOf(f: () => unknown): unknown {
+  try {
+    f();
+  } catch (e) {
+    return e;
+  }
+  throw new Error('expected an error');
+}
+
+describe('modelSpecFromConfig', () => {
+  it('demo-stories: plain Llama', async () => {
+    const s = await loadModelSpec(join(root, 'models/demo-stories'));
+    expect(s).toMatchObject({
+      architecture: 'llama',
+      vocabSize: 258,
+      hiddenSize: 256,
+      intermediateSize: 704,
+      numLayers: 4,
+      numHeads: 8,
+      numKvHeads: 4,
+      headDim: 32,
+      contextLength: 512,
+      norm: { eps: 1e-5, onePlus: false },
+      rope: { layout: 'half', rotaryDim: 32, theta: 10000, scaling: { type: 'none' } },
+      qkvBias: false,
+      oBias: false,
+      qkNorm: false,
+      sandwichNorms: false,
+      fusedGateUp: false,
+      tiedEmbeddings: false,
+      activation: 'silu',
+      slidingWindow: null,
+      bosTokenId: 256,
+      eosTokenIds: [257],
+      torchDtype: 'bfloat16',
+    });
+    expect(s.attentionScale).toBeCloseTo(1 / Math.sqrt(32), 15);
+    expect(parameterCount(s)).toBe(3_083_520); // the README's count
+    expect(s.weights.lmHead).toEqual({ name: 'lm_head.weight', shape: [258, 256] });
+  });
+
+  it('Llama 3.1: llama3 rope scaling and several EOS ids', () => {
+    const s = modelSpecFromConfig(LLAMA_3_1_8B);
+    expect(s.rope.scaling).toEqual({ type: 'llama3', factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositionEmbeddings: 8192 });
+    expect(s.eosTokenIds).toEqual([128001, 128008, 128009]);
+    expect(s.headDim).toBe(128);
+    const inv = ropeInvFreq(s.rope);
+    expect(inv).toHaveLength(64);
+    expect(inv[0]).toBe(1); // wavelength 2*pi: far below 8192/4, kept
+    expect(inv[63]).toBeCloseTo(Math.pow(500000, -126 / 128) / 8, 20); // long wavelength: divided by factor
+    // the smooth band lies between the two, monotone
+    for (let i = 1; i < 64; i++) expect(inv[i]!).toBeLessThan(inv[i - 1]!);
+    expect(parameterCount(s)).toBe(8_030_261_248);
+  });
+
+  it('Qwen2.5: QKV bias without o bias, tied embeddings, sliding window off', () => {
+    const s = modelSpecFromConfig(QWEN2_5_0_5B);
+    expect(s).toMatchObject({ architecture: 'qwen2', qkvBias: true, oBias: false, tiedEmbeddings: true, slidingWindow: null, headDim: 64 });
+    expect(s.weights.lmHead).toBeUndefined();
+    expect(s.weights.layers[0]!.qBias).toEqual({ name: 'model.layers.0.self_attn.q_proj.bias', shape: [896] });
+    expect(s.weights.layers[0]!.kBias!.shape).toEqual([128]);
+    expect(parameterCount(s)).toBe(494_032_768);
+  });
+
+  it('Qwen3: head_dim independent of hidden/heads, q_norm and k_norm', () => {
+    const s = modelSpecFromConfig(QWEN3_0_6B);
+    expect(s).toMatchObject({ architecture: 'qwen3', headDim: 128, qkNorm: true, qkvBias: false, tiedEmbeddings: true });
+    expect(s.weights.layers[3]!.qProj.shape).toEqual([2048, 1024]);
+    expect(s.weights.layers[3]!.qNorm).toEqual({ name: 'model.layers.3.self_attn.q_norm.weight', shape: [128] });
+    expect(s.weights.layers[3]!.oProj.shape).toEqual([1024, 2048]);
+    // Qwen3Config's head_dim default is 128, not hidden / heads
+    const { head_dim: _omit, ...noHeadDim } = QWEN3_0_6B;
+    expect(modelSpecFromConfig(noHeadDim).headDim).toBe(128);
+  });
+
+  it('GLM-4-9B-chat-hf: interleaved partial RoPE, fused gate_up, QKV bias only', () => {
+    const s = modelSpecFromConfig(GLM_4_9B_CHAT_HF);
+    expect(s).toMatchObject({
+      architecture: 'glm',
+      rope: { layout: 'interleaved', rotaryDim: 64, theta: 10000 },
+      qkvBias: true,
+      oBias: false,
+      fusedGateUp: true,
+      sandwichNorms: false,
+      norm: { eps: 1.5625e-7 },
+      eosTokenIds: [151329, 151336, 151338],
+      bosTokenId: null,
+    });
+    const l = s.weights.layers[0]!;
+    expect(l.gateUpProj).toEqual({ name: 'model.layers.0.mlp.gate_up_proj.weight', shape: [27392, 4096] });
+    expect(l.gateProj).toBeUndefined();
+    expect(l.postSelfAttnNorm).toBeUndefined();
+    expect(ropeInvFreq(s.rope)[1]).toBeCloseTo(Math.pow(10000, -2 / 64), 15);
+  });
+
+  it('GLM-4-0414 (glm4): adds the two sandwich norms; defaults from Glm4Config', () => {
+    const s = modelSpecFromConfig({
+      ...GLM_4_9B_CHAT_HF,
+      model_type: 'glm4',
+      partial_rotary_factor: undefined,
+      attention_bias: undefined,
+      head_dim: undefined,
+    });
+    expect(s).toMatchObject({
+      architecture: 'glm4',
+      sandwichNorms: true,
+      qkvBias: true,
+      headDim: 128,
+      rope: { rotaryDim: 64, layout: 'interleaved' },
+    });
+    expect(s.weights.layers[39]!.postSelfAttnNorm).toEqual({ name: 'model.layers.39.post_self_attn_layernorm.weight', shape: [4096] });
+    expect(s.weights.layers[39]!.postMlpNorm!.name).toBe('model.layers.39.post_mlp_layernorm.weight');
+    expect(listWeights(s.weights)).toHaveLength(1 + 40 * 13 + 2);
+  });
+
+  it('Mistral: sliding window when set, none when null', () => {
+    expect(modelSpecFromConfig(MISTRAL_7B_V0_1).slidingWindow).toBe(4096);
+    expect(modelSpecFromConfig({ ...MISTRAL_7B_V0_1, sliding_window: null }).slidingWindow).toBeNull();
+    expect(modelSpecFromConfig(MISTRAL_7B_V0_1)).toMatchObject({ qkvBias: false, oBias: false, headDim: 128 });
+  });
+
+  it('llama with attention_bias has q/k/v and o biases; rope_parameters (transformers v5) is read', () => {
+    const s = modelSpecFromConfig({
+      ...LLAMA_3_1_8B,
+      attention_bias: true,
+      rope_theta: undefined,
+      rope_scaling: undefined,
+      rope_parameters: { rope_type: 'linear', factor: 2, rope_theta: 1234 },
+    });
+    expect(s).toMatchObject({ qkvBias: true, oBias: true, rope: { theta: 1234, scaling: { type: 'linear', factor: 2 } } });
+    expect(s.weights.layers[0]!.oBias).toEqual({ name: 'model.layers.0.self_attn.o_proj.bias', shape: [4096] });
+    expect(ropeInvFreq(s.rope)[0]).toBe(0.5);
+  });
+
+  it('unknown model_type names the supported architectures', () => {
+    const e = errorOf(() => modelSpecFromConfig({ ...LLAMA_3_1_8B, model_type: 'gpt2' }));
+    expect(isAutoGlmError(e, 'unsupported_architecture')).toBe(true);
+    expect((e as Error).message).toContain('"gpt2"');
+    expect((e as Error).message).toContain('llama, mistral, qwen2, qwen3, glm, glm4');
+  });
+
+  it('bad or unsupported values are typed errors naming the key', () => {
+    const cases: [Record<string, unknown>, string, string][] = [
+      [{ ...LLAMA_3_1_8B, hidden_size: 0 }, 'model_load_failed', 'hidden_size'],
+      [{ ...LLAMA_3_1_8B, vocab_size: undefined }, 'model_load_failed', 'vocab_size'],
+      [{ ...LLAMA_3_1_8B, num_key_value_heads: 5 }, 'model_load_failed', 'num_key_value_heads'],
+      [{ ...LLAMA_3_1_8B, hidden_act: 'relu' }, 'unsupported_architecture', 'hidden_act'],
+      [{ ...LLAMA_3_1_8B, rope_scaling: { rope_type: 'yarn', factor: 4 } }, 'unsupported_architecture', 'yarn'],
+      [{ ...LLAMA_3_1_8B, rope_scaling: { rope_type: 'llama3', factor: 8 } }, 'model_load_failed', 'low_freq_factor'],
+      [{ ...LLAMA_3_1_8B, mlp_bias: true }, 'unsupported_architecture', 'mlp_bias'],
+      [{ ...GLM_4_9B_CHAT_HF, partial_rotary_factor: 1.5 }, 'model_load_failed', 'partial_rotary_factor'],
+    ];
+    for (const [config, code, key] of cases) {
+      const e = errorOf(() => modelSpecFromConfig(config));
+      expect(isAutoGlmError(e), key).toBe(true);
+      expect((e as { code: string }).code, key).toBe(code);
+      expect((e as Error).message).toContain(key);
+    }
+  });
+
+  it('a missing config.json is model_load_failed naming the path', async () => {
+    const e = await loadModelSpec(join(root, 'no-such-model')).catch((x: unknown) => x);
+    expect(isAutoGlmError(e, 'model_load_failed')).toBe(true);
+    expect((e as Error).message).toContain(join(root, 'no-such-model', 'config.json'));
+  });
+});
+
+describe('generation config', () => {
+  it('demo-stories: EOS and default sampling', async () => {
+    const g = await loadGenerationConfig(join(root, 'models/demo-stories'), { eosTokenIds: [257], bosTokenId: 256 });
+    expect(g).toMatchObject({ eosTokenIds: [257], bosTokenId: 256, doSample: true, temperature: 0.7, topP: 0.9, topK: null });
+  });
+
+  it('merges config and generation EOS ids without duplicates; missing file is fine', async () => {
+    expect(generationDefaults({ eos_token_id: [2, 7] }, { eosTokenIds: [2], bosTokenId: 1 }).eosTokenIds).toEqual([2, 7]);
+    expect(generationDefaults({ eos_token_id: 9 }, { eosTokenIds: [], bosTokenId: null }).eosTokenIds).toEqual([9]);
+    const g = await loadGenerationConfig(join(root, 'test'), { eosTokenIds: [3], bosTokenId: null });
+    expect(g.eosTokenIds).toEqual([3]);
+    expect(g.temperature).toBeNull();
+  });
+});
