@@ -1,0 +1,121 @@
+/** Bad folders and bad requests get typed errors before any GPU work, and never disturb the engine. */
+import { cp, mkdtemp, rm, truncate, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Engine } from '../../src/engine/engine.js';
+import { isAutoGlmError } from '../../src/errors.js';
+
+const DEMO = 'models/demo-stories';
+
+async function errorOf(p: Promise<unknown>): Promise<unknown> {
+  return p.then(
+    () => null,
+    (e: unknown) => e,
+  );
+}
+
+describe('engine errors', () => {
+  let engine: Engine;
+  let root: string;
+  beforeAll(async () => {
+    root = await mkdtemp(join(tmpdir(), 'autoglm-errors-'));
+    engine = await Engine.load(DEMO);
+  });
+  afterAll(async () => {
+    await engine?.close();
+    await rm(root, { recursive: true, force: true });
+  });
+
+  it('a missing folder is model_load_failed', async () => {
+    const e = await errorOf(Engine.load(join(root, 'nope')));
+    expect(isAutoGlmError(e, 'model_load_failed')).toBe(true);
+  });
+
+  it('a truncated safetensors file names the file', async () => {
+    const dir = join(root, 'truncated');
+    await cp(DEMO, dir, { recursive: true });
+    const file = join(dir, 'model.safetensors');
+    await truncate(file, (await stat(file)).size - 1000);
+    const e = await errorOf(Engine.load(dir));
+    expect(isAutoGlmError(e, 'invalid_safetensors')).toBe(true);
+    expect((e as Error).message).toContain('model.safetensors');
+  });
+
+  it('a prompt longer than the context is context_length_exceeded, and the engine keeps serving', async () => {
+    const long = 'a'.repeat(600); // byte-level: 600 tokens > 512
+    const e = await errorOf(engine.complete({ prompt: long }));
+    expect(isAutoGlmError(e, 'context_length_exceeded')).toBe(true);
+    const tooMany = await errorOf(engine.complete({ prompt: 'Hi', maxTokens: 1000 }));
+    expect(isAutoGlmError(tooMany, 'context_length_exceeded')).toBe(true);
+    const ok = await engine.complete({ prompt: 'Once upon a time', maxTokens: 4, sampling: { temperature: 0 } });
+    expect(ok.tokenIds).toHaveLength(4);
+  });
+
+  it('bad parameters name the parameter', async () => {
+    for (const [req, param] of [
+      [{ prompt: [999999] }, 'prompt'],
+      [{ prompt: 'x', sampling: { temperature: -1 } }, 'temperature'],
+      [{ prompt: 'x', sampling: { topP: 0 } }, 'top_p'],
+      [{ prompt: 'x', maxTokens: 0 }, 'max_tokens'],
+      [{ prompt: 'x', topLogprobs: 21 }, 'top_logprobs'],
+      [{ prompt: [] }, 'prompt'],
+    ] as const) {
+      const e = await errorOf(engine.complete(req as never));
+      expect(isAutoGlmError(e, 'invalid_request'), JSON.stringify(req)).toBe(true);
+      expect((e as { param?: string }).param).toBe(param);
+    }
+  });
+
+  it('stop strings, stop token ids and logprobs', async () => {
+    const full = await engine.complete({
+      prompt: [{ role: 'user', content: 'Tell me a story about a cat.' }],
+      sampling: { temperature: 0 },
+      maxTokens: 40,
+    });
+    expect(full.text.startsWith('Once upon a time, there was')).toBe(true);
+    const stopped = await engine.complete({
+      prompt: [{ role: 'user', content: 'Tell me a story about a cat.' }],
+      sampling: { temperature: 0 },
+      maxTokens: 40,
+      stop: ['there'],
+    });
+    expect(stopped.text).toBe('Once upon a time, ');
+    expect(stopped.finishReason).toBe('stop');
+    const comma = (await engine.tokenize(',', { addSpecialTokens: false }))[0]!;
+    const byId = await engine.complete({
+      prompt: [{ role: 'user', content: 'Tell me a story about a cat.' }],
+      sampling: { temperature: 0 },
+      maxTokens: 40,
+      stopTokenIds: [comma],
+    });
+    expect(byId.text).toBe('Once upon a time');
+    const lp = await engine.complete({ prompt: 'Once upon a', sampling: { temperature: 0 }, maxTokens: 3, logprobs: true, topLogprobs: 3 });
+    expect(lp.logprobs).toHaveLength(3);
+    for (const t of lp.logprobs!) {
+      expect(t.logprob).toBeLessThanOrEqual(0);
+      expect(t.topLogprobs).toHaveLength(3);
+      // greedy: the chosen token is the most likely one
+      expect(t.topLogprobs![0]!.tokenId).toBe(t.tokenId);
+      expect(t.topLogprobs![0]!.logprob).toBeCloseTo(t.logprob, 5);
+    }
+  });
+
+  it('a deterministic request is answered from the response cache with the same events', async () => {
+    const req = { prompt: 'Once upon a time', sampling: { temperature: 0.8, seed: 42 }, maxTokens: 12 };
+    const before = engine.stats().responseCacheHits;
+    const a = await engine.complete(req);
+    const b = await engine.complete(req);
+    expect(b).toEqual(a);
+    expect(engine.stats().responseCacheHits).toBe(before + 1);
+  });
+
+  it('resuming with the tokens of a cut stream continues exactly', async () => {
+    const req = { prompt: 'Once upon a time', sampling: { temperature: 0.9, seed: 7 }, maxTokens: 20 };
+    const whole = await engine.complete({ ...req });
+    const rest = await engine.complete({ ...req, resumeTokenIds: whole.tokenIds.slice(0, 8) });
+    expect([...whole.tokenIds.slice(0, 8), ...rest.tokenIds]).toEqual(whole.tokenIds);
+    expect(whole.text).toBe((await engine.detokenize(whole.tokenIds.slice(0, 8))) + rest.text);
+    expect(rest.usage.completionTokens).toBe(20);
+  });
+});
