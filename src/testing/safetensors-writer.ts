@@ -42,6 +42,8 @@ export async function writeSafetensors(
     await file.write(headerBytes);
     for (const t of tensors) {
       const v = values(t);
+      const want = t.shape.reduce((a, b) => a * b, 1);
+      if (v.length !== want) throw new RangeError(`tensor ${t.name}: ${v.length} values for shape [${t.shape.join(', ')}] (${want})`);
       const data = dtype === 'f32' ? v : dtype === 'f16' ? float32ToF16Bits(v) : float32ToBf16Bits(v);
       await file.write(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
     }
