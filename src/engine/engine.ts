@@ -93,6 +93,11 @@ export class Engine implements InferenceEngine {
     }
   }
 
+  /** Weight bytes one decode step reads (matmul weights, norms): the bandwidth bound's numerator. */
+  get weightBytes(): number {
+    return this.runner.model.weightBytes;
+  }
+
   get adapterName(): string {
     return this.rt.adapterName;
   }
