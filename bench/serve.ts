@@ -14,7 +14,8 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import type { EngineOptions, InferenceEngine } from '../src/engine/types.js';
+import { Engine } from '../src/engine/engine.js';
+import type { InferenceEngine } from '../src/engine/types.js';
 import { buildServer } from '../src/server/index.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url)).replace(/\/dist\/?$/, '');
@@ -223,8 +224,6 @@ async function defaultModelDir(): Promise<string> {
 }
 
 async function loadEngine(dir: string): Promise<InferenceEngine> {
-  const specifier = '../src/engine/engine.js';
-  const { Engine } = (await import(specifier)) as { Engine: { load(dir: string, o?: EngineOptions): Promise<InferenceEngine> } };
   return Engine.load(dir);
 }
 

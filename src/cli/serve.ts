@@ -83,11 +83,8 @@ async function loadEngine(config: ServeConfig): Promise<InferenceEngine> {
     forceF32: config.engine.forceF32 || undefined,
     responseCacheEntries: config.engine.responseCacheEntries,
   });
-  // Typed against the engine's published contract; resolved at run time.
-  const specifier = '../engine/engine.js';
-  const { Engine } = (await import(specifier)) as {
-    Engine: { load(dir: string, options?: EngineOptions): Promise<InferenceEngine> };
-  };
+  // Imported here, not at the top, so `serve --help` and bad flags answer without loading WebGPU.
+  const { Engine } = await import('../engine/engine.js');
   return Engine.load(config.modelDir, options);
 }
 
@@ -121,9 +118,8 @@ function printBanner(config: ServeConfig & { generatedKey?: string }, url: strin
 
 async function startAgent(config: ServeConfig, url: string, onError: (error: Error) => void): Promise<{ stop(): Promise<void> } | null> {
   if (config.register === undefined && config.etcd === undefined) return null;
-  // The cluster engineer's module, signature fixed by contract; loaded only when asked for.
-  const specifier = '../cluster/worker-agent.js';
-  const { startWorkerAgent } = (await import(specifier)) as { startWorkerAgent: StartWorkerAgent };
+  // Loaded only when registration is asked for.
+  const { startWorkerAgent } = await import('../cluster/worker-agent.js');
   return startWorkerAgent(
     stripUndefined({
       selfUrl: config.advertiseUrl ?? url.replace('://0.0.0.0:', '://127.0.0.1:'),
@@ -135,15 +131,6 @@ async function startAgent(config: ServeConfig, url: string, onError: (error: Err
     }),
   );
 }
-
-type StartWorkerAgent = (options: {
-  selfUrl: string;
-  registerUrl?: string;
-  etcdUrl?: string;
-  clusterSecret?: string;
-  heartbeatMs?: number;
-  onError?: (error: Error) => void;
-}) => Promise<{ stop(): Promise<void> }>;
 
 function stripUndefined<T extends object>(o: T): T {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T;

@@ -28,7 +28,7 @@ export async function tokenize(ctx: RouteContext, request: FastifyRequest): Prom
       ? await ctx.tokenizer.chat(
           engine,
           body.messages.map((m) => ({ ...m, content: typeof m.content === 'string' ? m.content : '' })),
-          body.add_generation_prompt === undefined ? undefined : { add_generation_prompt: body.add_generation_prompt },
+          body.add_generation_prompt === undefined ? undefined : { addGenerationPrompt: body.add_generation_prompt },
         )
       : await ctx.tokenizer.text(engine, body.prompt ?? '', body.add_special_tokens);
   return { tokens, count: tokens.length, max_model_len: engine.contextLength };
