@@ -46,19 +46,25 @@ export function byteBpeTokenizer(options: { vocabSize: number; seed: number; con
   // merge candidates grow from letters and space+letter; words stay short so encoding stays cheap
   const heads: string[] = [...letters].map((l) => space + l);
   const tails: string[] = [...letters];
+  /** Tails of up to 3 letters: the right-hand side of every merge, so words grow steadily. */
+  const shortTails: string[] = [...letters];
   const merges: string[] = [];
   const rng = new SeededRandom(seed ^ 0x5eed);
   let guard = 0;
   while (merges.length < numMerges) {
     if (++guard > numMerges * 50 + 10_000) throw new Error('byte BPE: ran out of merge candidates');
     const pool = rng.next() < 0.5 ? heads : tails;
-    const a = pool[rng.int(Math.min(pool.length, 40 + merges.length))]!;
-    const b = tails[rng.int(Math.min(tails.length, 26 + merges.length / 4))]!;
+    const a = pool[rng.int(pool.length)]!;
+    const b = shortTails[rng.int(shortTails.length)]!;
     const merged = a + b;
-    if (merged.length > 8 || merged in vocab) continue;
+    if (merged.length > 12 || merged in vocab) continue;
     vocab[merged] = 256 + merges.length;
     merges.push(`${a} ${b}`);
-    (a.startsWith(space) ? heads : tails).push(merged);
+    if (a.startsWith(space)) heads.push(merged);
+    else {
+      tails.push(merged);
+      if (merged.length <= 3) shortTails.push(merged);
+    }
   }
 
   const firstSpecial = 256 + numMerges;
