@@ -88,8 +88,10 @@ export class HealthMonitor {
     this.timer = null;
   }
 
-  onStateChange(listener: (id: string, state: WorkerState, url: string) => void): void {
+  /** Returns an unsubscribe function. */
+  onStateChange(listener: (id: string, state: WorkerState, url: string) => void): () => void {
     this.stateListeners.add(listener);
+    return () => this.stateListeners.delete(listener);
   }
 
   onEjection(listener: (id: string, cooldownMs: number) => void): void {

@@ -61,9 +61,10 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
   const registry = options.registry;
   let known = new Set<string>();
   registry.onChange((workers) => {
+    health.sync(workers);
+    // A worker that left the registry keeps its in-flight requests (a drain) but leaves the metrics.
     for (const id of known) if (!workers.some((w) => w.id === id)) metrics.setWorkerState(id, null);
     known = new Set(workers.map((w) => w.id));
-    health.sync(workers);
     for (const w of workers) metrics.setWorkerState(w.id, health.state(w.id) ?? 'unhealthy');
   });
   await registry.start();

@@ -168,6 +168,11 @@ async function sendAttempt(
   };
   const onClient = (): void => fire('client');
   scope.clientSignal.addEventListener('abort', onClient);
+  // A worker the monitor finds unhealthy (probes time out, process gone) is not waited on:
+  // this is what bounds a non-streamed request to a blackholed worker. Draining is fine.
+  const unwatch = deps.health.onStateChange((id, state) => {
+    if (id === worker.id && state === 'unhealthy') fire('timeout');
+  });
   const deadlineTimer = setTimeout(() => fire('deadline'), Math.max(0, scope.deadlineMs - startedMs));
   let idleTimer = setTimeout(() => fire('timeout'), deps.config.firstByteTimeoutMs);
   const ticket = deps.balancer.acquire(worker.id, scope.estimatedTokens);
@@ -179,6 +184,7 @@ async function sendAttempt(
     clearTimeout(deadlineTimer);
     clearTimeout(idleTimer);
     scope.clientSignal.removeEventListener('abort', onClient);
+    unwatch();
     ticket.done();
     deps.metrics.workerOutstanding.set({ worker: worker.id }, deps.balancer.outstanding(worker.id).requests);
   };
