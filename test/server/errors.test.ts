@@ -20,7 +20,8 @@ const chat = (extra: Record<string, unknown> = {}): Record<string, unknown> => (
 });
 
 beforeAll(async () => {
-  engine = await loadDemoEngine();
+  // No response cache: every request here must really run on the GPU (in flight, cancellable).
+  engine = await loadDemoEngine({ responseCacheEntries: 0 });
   running = await startServer({ engine, limits: { maxBodyBytes: 64 * 1024, maxCompletionTokens: 256, maxChoices: 4 } });
 });
 
@@ -216,20 +217,24 @@ describe('429 and 503', () => {
 test('malformed requests during concurrent streams leave the streams intact', async () => {
   const prompts = ['The cat', 'Once upon a time', 'Lily'];
   const expected = await Promise.all(prompts.map((prompt) => engine.complete({ prompt, maxTokens: 24, sampling: { temperature: 0 } })));
+  const firstChunks: Promise<void>[] = [];
   const streams = prompts.map(async (prompt) => {
+    let started!: () => void;
+    firstChunks.push(new Promise<void>((resolve) => (started = resolve)));
     const r = await fetch(`${running.url}/v1/completions`, {
       method: 'POST',
       headers: { 'content-type': 'application/json', authorization: `Bearer ${API_KEY}` },
       body: JSON.stringify({ model: MODEL, prompt, max_tokens: 24, temperature: 0, stream: true }),
     });
-    const events = await readSse(r);
+    const events = await readSse(r, () => started());
     expect(events.at(-1)).toBe('[DONE]');
     return events
       .slice(0, -1)
       .map((e) => (JSON.parse(e) as { choices: { text: string }[] }).choices[0]?.text ?? '')
       .join('');
   });
-  await waitFor(() => running.server.lifecycle.pending >= 1, 10_000, 'streams started');
+  // the malformed requests arrive while every stream is under way
+  await Promise.all(firstChunks);
   const bad = await Promise.all([
     postJson(`${running.url}/v1/chat/completions`, '{"model": "demo-stories", "messages": [}'),
     postJson(`${running.url}/v1/chat/completions`, chat({ temperature: -1 })),

@@ -1,5 +1,5 @@
 import { Engine } from '../../src/engine/engine.js';
-import type { InferenceEngine } from '../../src/engine/types.js';
+import type { EngineOptions, InferenceEngine } from '../../src/engine/types.js';
 import { buildServer, type AutoGlmServer, type ServerOptions } from '../../src/server/index.js';
 
 import { API_KEY, DEMO_MODEL_DIR } from './constants.js';
@@ -8,8 +8,8 @@ export { API_KEY, DEMO_MODEL_DIR, STORY_PROMPT } from './constants.js';
 export { parseMetrics, postJson, readSse, waitFor } from './http.js';
 
 /** The real engine on the bundled demo model, small KV cache (lavapipe runs on the CPU). */
-export function loadDemoEngine(): Promise<InferenceEngine> {
-  return Engine.load(DEMO_MODEL_DIR, { kvCacheBytes: 16 * 1024 * 1024, servedModelName: 'demo-stories' });
+export function loadDemoEngine(options: EngineOptions = {}): Promise<InferenceEngine> {
+  return Engine.load(DEMO_MODEL_DIR, { kvCacheBytes: 16 * 1024 * 1024, servedModelName: 'demo-stories', ...options });
 }
 
 export interface RunningServer {
