@@ -48,6 +48,7 @@ describe('Qwen3 tokenizer (real tokenizer.json)', async () => {
     expect(ids[0]).toBe(vocabIds(QWEN3, ['<|im_start|>'])[0]);
     expect(tok.decode(ids)).toBe(text);
     expect(tok.renderChat(messages, { addGenerationPrompt: false }).endsWith('<|im_end|>\n')).toBe(true);
+    expect(tok.renderChat(messages, { add_generation_prompt: false })).toBe(tok.renderChat(messages, { addGenerationPrompt: false }));
     // Qwen3's switch for the thinking block is a template kwarg
     expect(tok.renderChat([{ role: 'user', content: 'Hi' }], { enable_thinking: false })).toBe(
       '<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n',

@@ -30,13 +30,15 @@ export class ChatTemplate {
   }
 
   render(messages: ChatMessage[], options: RenderChatOptions = {}): string {
-    const { addGenerationPrompt = true, ...kwargs } = options;
+    // add_generation_prompt arrives snake_case from OpenAI-style chat_template_kwargs
+    const { addGenerationPrompt, add_generation_prompt: snake, ...kwargs } = options;
+    const generationPrompt = addGenerationPrompt ?? (typeof snake === 'boolean' ? snake : true);
     try {
       return this.template.render({
         ...this.specialTokens,
         ...kwargs,
         messages,
-        add_generation_prompt: addGenerationPrompt,
+        add_generation_prompt: generationPrompt,
       });
     } catch (e) {
       // Templates raise_exception on bad input (e.g. roles out of order): the caller's fault.
