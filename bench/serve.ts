@@ -10,15 +10,11 @@
  * same engine (as `autoglm serve` runs it); with --url, an external server is driven and
  * the in-process comparison still uses a locally loaded engine.
  */
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Engine } from '../src/engine/engine.js';
-import type { InferenceEngine } from '../src/engine/types.js';
 import { buildServer } from '../src/server/index.js';
-
-const root = fileURLToPath(new URL('..', import.meta.url)).replace(/\/dist\/?$/, '');
+import { loadBenchEngine } from './engine-load.js';
+import { repoRoot, updateResultsSection, writeResultsJson } from './report.js';
 
 interface LevelResult {
   mode: 'http' | 'in-process';
@@ -56,10 +52,13 @@ async function main(): Promise<void> {
       prompt: { type: 'string', default: 'Once upon a time, there was a little cat named Tom. One day, Tom' },
     },
   });
-  const modelDir = values.model ?? (await defaultModelDir());
   const levels = values.concurrency!.split(',').map(Number);
   const maxTokens = Number(values['max-tokens']);
-  const engine = await loadEngine(modelDir);
+  // Default: the generated ~100M Llama shared with the engine benchmarks (response cache off,
+  // so every request runs on the GPU); --model serves any folder instead.
+  const { engine, dir: modelDir } = values.model
+    ? { engine: await Engine.load(values.model, { responseCacheEntries: 0 }), dir: values.model }
+    : await loadBenchEngine();
   const server = values.url ? null : buildServer({ engine, auth: { apiKeys: [], disabled: true }, logger: false });
   const baseUrl = values.url ?? (await server!.listen({ port: 0, host: '127.0.0.1' }));
   const prompt = values.prompt!;
@@ -137,12 +136,13 @@ async function main(): Promise<void> {
   });
   const table = renderTable(results, ratios);
   process.stdout.write(`\nmodel ${modelDir} on ${adapter}, ${maxTokens} output tokens per request\n\n${table}\n`);
-  const outDir = join(root, 'bench', 'results');
-  mkdirSync(outDir, { recursive: true });
-  writeFileSync(join(outDir, 'serve.json'), JSON.stringify({ modelDir, adapter, maxTokens, results, ratios }, null, 2) + '\n');
-  writeSection(
+  writeResultsJson('serve', { modelDir, adapter, maxTokens, results, ratios });
+  updateResultsSection(
+    'serve',
     [
-      `Model \`${modelDir.replace(root + '/', '')}\` on ${adapter}; ${maxTokens} output tokens per request (ignore_eos, sampled with`,
+      '## Serving',
+      '',
+      `Model \`${values.model ? modelDir.replace(repoRoot() + '/', '') : 'generated ~100M Llama (100m preset)'}\` on ${adapter}; date ${new Date().toISOString().slice(0, 10)}; ${maxTokens} output tokens per request (ignore_eos, sampled with`,
       `per-request seeds), streaming /v1/completions through fetch, closed loop. \`npm run bench:serve\`.`,
       '',
       table,
@@ -195,36 +195,6 @@ function renderTable(results: LevelResult[], ratios: { concurrency: number; http
     '|---|---|---|---|---|---|---|---|',
     ...rows,
   ].join('\n');
-}
-
-/** Replaces the serve section of bench/RESULTS.md (between its markers), creating it if absent. */
-function writeSection(body: string): void {
-  const file = join(root, 'bench', 'RESULTS.md');
-  const begin = '<!-- section:serve -->';
-  const end = '<!-- /section:serve -->';
-  const section = `${begin}\n## Serving\n\n${body}\n${end}`;
-  const current = existsSync(file) ? readFileSync(file, 'utf8') : '# Benchmark results\n';
-  const a = current.indexOf(begin);
-  const b = current.indexOf(end);
-  const next = a >= 0 && b > a ? current.slice(0, a) + section + current.slice(b + end.length) : `${current.trimEnd()}\n\n${section}\n`;
-  mkdirSync(dirname(file), { recursive: true });
-  writeFileSync(file, next);
-}
-
-/** The ~100M generated model when the generator exists (src/testing/generate-model.ts), else the demo model. */
-async function defaultModelDir(): Promise<string> {
-  const specifier = '../src/testing/generate-model.js';
-  try {
-    const mod = (await import(specifier)) as { ensureGeneratedModel?: (preset: string) => Promise<string> };
-    if (mod.ensureGeneratedModel) return await mod.ensureGeneratedModel('100m');
-  } catch {
-    // generator not built: fall through
-  }
-  return join(root, 'models', 'demo-stories');
-}
-
-async function loadEngine(dir: string): Promise<InferenceEngine> {
-  return Engine.load(dir);
 }
 
 main().catch((e: unknown) => {
