@@ -6,6 +6,8 @@ export type StubMode = 'ready' | 'draining' | 'loading' | 'hang';
 export class ReadyStub {
   mode: StubMode = 'ready';
   probes = 0;
+  /** Requests other than /ready (traffic the gateway routed here). */
+  others = 0;
   private server: Server | null = null;
   private readonly hung = new Set<ServerResponse>();
   port = 0;
@@ -17,6 +19,7 @@ export class ReadyStub {
   async start(port = 0): Promise<this> {
     this.server = createServer((req, res) => {
       if (req.url === '/ready') this.probes++;
+      else this.others++;
       if (this.mode === 'hang') {
         this.hung.add(res);
         return;
