@@ -4,8 +4,7 @@
  * first token (median, p95) and time per output token. Decode is bandwidth-bound, so a
  * batch should multiply tokens per weight read (target: 16 concurrent >= 6x 1 concurrent).
  */
-import { execSync } from 'node:child_process';
-import { loadBenchEngine, percentile, randomPrompt, timedGenerate } from './engine-load.js';
+import { loadBenchEngine, runStamp, percentile, randomPrompt, timedGenerate } from './engine-load.js';
 import { formatTable, markdownTable, median, updateResultsSection, writeResultsJson } from './report.js';
 
 const PROMPT = Number(process.env.BENCH_PROMPT_TOKENS ?? 128);
@@ -57,8 +56,7 @@ async function main(): Promise<void> {
     ]);
     const headers = ['concurrent', 'output tok/s', 'vs 1', 'TTFT median ms', 'TTFT p95 ms', 'TPOT median ms'];
     console.log(formatTable(headers, rows));
-    const commit = safe(() => execSync('git rev-parse --short HEAD').toString().trim());
-    const date = new Date().toISOString().slice(0, 10);
+    const { commit, date } = runStamp();
     writeResultsJson('batching', { adapter: engine.adapterName, date, commit, prompt: PROMPT, output: OUTPUT, results });
     updateResultsSection(
       'batching',
@@ -68,14 +66,6 @@ async function main(): Promise<void> {
     );
   } finally {
     await engine.close();
-  }
-}
-
-function safe(f: () => string): string {
-  try {
-    return f();
-  } catch {
-    return 'unknown';
   }
 }
 

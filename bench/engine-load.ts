@@ -1,6 +1,7 @@
 /**
  * Helpers shared by the engine benchmarks: the generated ~100M model and timed streams.
  */
+import { execSync } from 'node:child_process';
 import { Engine } from '../src/engine/engine.js';
 import type { EngineOptions, GenerateRequest } from '../src/engine/types.js';
 import { ensureGeneratedModel } from '../src/testing/generate-model.js';
@@ -49,4 +50,17 @@ export function percentile(values: readonly number[], p: number): number {
   if (s.length === 0) return NaN;
   const i = Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1));
   return s[i]!;
+}
+
+/** The commit and date a result was measured at, for bench/RESULTS.md. */
+export function runStamp(): { commit: string; date: string } {
+  let commit = 'unknown';
+  try {
+    commit = execSync('git rev-parse --short HEAD', { stdio: ['ignore', 'pipe', 'ignore'] })
+      .toString()
+      .trim();
+  } catch {
+    // not a git checkout
+  }
+  return { commit, date: new Date().toISOString().slice(0, 10) };
 }

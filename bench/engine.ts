@@ -5,9 +5,8 @@
  * same run by the kernel benchmark's ceiling kernel).
  */
 import { measureCeilings } from './ceilings.js';
-import { loadBenchEngine, randomPrompt, timedGenerate } from './engine-load.js';
+import { loadBenchEngine, runStamp, randomPrompt, timedGenerate } from './engine-load.js';
 import { formatTable, markdownTable, median, updateResultsSection, writeResultsJson } from './report.js';
-import { execSync } from 'node:child_process';
 
 const REPEATS = 3;
 
@@ -60,8 +59,7 @@ async function main(): Promise<void> {
       ['decode / bound', `${(fraction * 100).toFixed(0)}%`],
     ];
     console.log(formatTable(['measure', 'value'], rows));
-    const commit = safe(() => execSync('git rev-parse --short HEAD').toString().trim());
-    const date = new Date().toISOString().slice(0, 10);
+    const { commit, date } = runStamp();
     writeResultsJson('engine', {
       adapter: engine.adapterName,
       date,
@@ -83,14 +81,6 @@ async function main(): Promise<void> {
     );
   } finally {
     await engine.close();
-  }
-}
-
-function safe(f: () => string): string {
-  try {
-    return f();
-  } catch {
-    return 'unknown';
   }
 }
 
