@@ -1,0 +1,4 @@
+/** The library entry point: `import { Engine } from 'open-autoglm'`. */
+export { Engine } from './engine/engine.js';
+export type * from './engine/types.js';
+export { AutoGlmError, ERROR_CATALOGUE, isAutoGlmError, type ErrorCode } from './errors.js';
