@@ -1,0 +1,313 @@
+/**
+ * `autoglm bench <kernels|sizing|serve|compare> [options]`: benchmarks for sizing GPUs.
+ * Each subcommand prints a readable summary, and writes JSON (with adapter, model shape,
+ * dtype, commit and date) plus a Markdown report with SVG charts to bench/results/.
+ */
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { formatBytes, parseByteSize } from '../bench/byte-size.js';
+import { runCompare } from '../bench/compare-run.js';
+import type { GgufDtype } from '../bench/gguf-export.js';
+import { parseLengthDistribution } from '../bench/lengths.js';
+import type { LlamaGpuChoice } from '../bench/llama-cpp.js';
+import { runLoad, type LoadResult } from '../bench/load-generator.js';
+import { num } from '../bench/markdown.js';
+import { SHAPE_NAMES } from '../bench/model-source.js';
+import { progressBar } from '../bench/progress.js';
+import { runMetadata, writeRun } from '../bench/run-metadata.js';
+import { levelOf, serveCharts, serveMarkdown } from '../bench/serve-report.js';
+import { runSizing } from '../bench/sizing-run.js';
+import { AutoGlmError } from '../errors.js';
+
+const USAGE = `Usage: autoglm bench <command> [options]
+
+Commands:
+  kernels   kernel table and rooflines on this adapter (runs bench/kernels; --quick, --sweep)
+  sizing    memory sizing and measured decode curves for a model
+            --model DIR | --shape ${SHAPE_NAMES.join('|')}  [--memory 80GiB] [--dtype f16|f32] [--tpot-ms 50]
+            [--bandwidth 3.3TB] [--memory-utilization 0.9] [--static-only] [--batches 1,2,4,8]
+            [--contexts 128,512] [--decode-tokens 24] [--repeats 3] [--max-layers N]
+  serve     load generator for any OpenAI-compatible endpoint
+            --url URL [--model-name NAME] [--endpoint completions|chat] [--num-requests 100]
+            [--request-rate inf|R[,R..]] [--burstiness 1] [--max-concurrency N[,N..]]
+            [--input-len 128|64-256|128~0.25|normal:128:32] [--output-len 128] [--prompt-mode text|token-ids]
+            [--vocab-size N] [--ttft-ms T] [--tpot-ms T] [--e2e-ms T] [--warmup 1] [--seed 0] [--api-key KEY]
+  compare   our engine vs llama.cpp (node-llama-cpp, optional) on the same weights via GGUF
+            --model DIR [--dtypes f32,f16] [--max-tokens 32] [--prefill-tokens 256] [--repeats 3]
+            [--llama-gpu auto|cpu|cuda|vulkan] [--prompt TEXT ...]
+
+Common: --out DIR (default bench/results), --no-report (print only)
+`;
+
+export async function runBench(argv: string[]): Promise<void> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case 'kernels':
+      return benchKernels(rest);
+    case 'sizing':
+      return benchSizing(rest, argv);
+    case 'serve':
+      return benchServe(rest, argv);
+    case 'compare':
+      return benchCompare(rest, argv);
+    case undefined:
+    case '--help':
+    case '-h':
+      process.stdout.write(USAGE);
+      return;
+    default:
+      throw new AutoGlmError('invalid_request', `unknown bench command '${command}'\n\n${USAGE}`);
+  }
+}
+
+/** bench/kernels.ts runs on import and exports no function yet: run its build as a child. */
+async function benchKernels(argv: string[]): Promise<void> {
+  const script = fileURLToPath(new URL('../../bench/kernels.js', import.meta.url));
+  if (!existsSync(script)) throw new AutoGlmError('invalid_request', `kernel benchmark not built (${script} missing): run npm run build`);
+  const code = await new Promise<number>((done) => {
+    const child = spawn(process.execPath, [script, ...argv], { stdio: 'inherit' });
+    child.on('exit', (c) => done(c ?? 1));
+  });
+  if (code !== 0) throw new AutoGlmError('internal_error', `kernel benchmark exited with ${code}`);
+}
+
+const COMMON = {
+  out: { type: 'string', default: 'bench/results' },
+  'no-report': { type: 'boolean', default: false },
+  help: { type: 'boolean', short: 'h', default: false },
+} as const;
+
+function list(text: string, param: string, opts: { min?: number; allowInf?: boolean } = {}): number[] {
+  return text.split(',').map((s) => {
+    const v = opts.allowInf && /^inf(inity)?$/i.test(s.trim()) ? Number.POSITIVE_INFINITY : Number(s);
+    if (!(v >= (opts.min ?? 1)) || Number.isNaN(v)) throw new AutoGlmError('invalid_request', `bad --${param} '${text}'`, { param });
+    return v;
+  });
+}
+
+function positive(text: string | undefined, param: string): number | undefined {
+  if (text === undefined) return undefined;
+  const v = Number(text);
+  if (!(v > 0)) throw new AutoGlmError('invalid_request', `--${param} must be a positive number (got '${text}')`, { param });
+  return v;
+}
+
+function parse(argv: string[], options: NonNullable<ParseArgsConfig['options']>): Record<string, string | boolean | string[] | undefined> {
+  try {
+    return parseArgs({ args: argv, options: { ...COMMON, ...options }, allowPositionals: false, strict: true }).values as Record<
+      string,
+      string | boolean | string[] | undefined
+    >;
+  } catch (e) {
+    throw new AutoGlmError('invalid_request', `${(e as Error).message}\n\n${USAGE}`);
+  }
+}
+
+async function benchSizing(argv: string[], fullArgv: string[]): Promise<void> {
+  const v = parse(argv, {
+    model: { type: 'string' },
+    shape: { type: 'string' },
+    memory: { type: 'string', default: process.env.AUTOGLM_BENCH_MEMORY ?? '80GiB' },
+    dtype: { type: 'string', default: 'f16' },
+    'tpot-ms': { type: 'string' },
+    bandwidth: { type: 'string' },
+    'memory-utilization': { type: 'string' },
+    'static-only': { type: 'boolean', default: false },
+    batches: { type: 'string', default: '1,2,4,8' },
+    contexts: { type: 'string', default: '128,512' },
+    'sizing-contexts': { type: 'string' },
+    'decode-tokens': { type: 'string' },
+    repeats: { type: 'string' },
+    'max-layers': { type: 'string' },
+  });
+  if (v.help) return void process.stdout.write(USAGE);
+  const dtype = v.dtype as string;
+  if (dtype !== 'f16' && dtype !== 'f32')
+    throw new AutoGlmError('invalid_request', `--dtype must be f16 or f32 (got '${dtype}')`, { param: 'dtype' });
+  const { results, written } = await runSizing({
+    modelDir: v.model as string | undefined,
+    shape: v.shape as string | undefined,
+    memoryBytes: parseByteSize(v.memory as string),
+    dtype,
+    memoryUtilization: positive(v['memory-utilization'] as string | undefined, 'memory-utilization'),
+    bandwidthBytesPerS: v.bandwidth ? parseByteSize(v.bandwidth as string, 'bandwidth') : undefined,
+    sizingContexts: v['sizing-contexts'] ? list(v['sizing-contexts'] as string, 'sizing-contexts') : undefined,
+    tpotTargetMs: positive(v['tpot-ms'] as string | undefined, 'tpot-ms'),
+    staticOnly: v['static-only'] as boolean,
+    batchSizes: list(v.batches as string, 'batches'),
+    measureContexts: list(v.contexts as string, 'contexts'),
+    decodeTokens: positive(v['decode-tokens'] as string | undefined, 'decode-tokens'),
+    repeats: positive(v.repeats as string | undefined, 'repeats'),
+    maxLayers: positive(v['max-layers'] as string | undefined, 'max-layers'),
+    resultsDir: resolve(v.out as string),
+    argv: ['bench', ...fullArgv],
+  });
+  const s = results.static;
+  const lines = [
+    `parameters ${s.parameters.toLocaleString('en-US')}, weights ${formatBytes(s.weightBytes)} (${s.dtype}), KV ${formatBytes(s.kvBytesPerToken)}/token, ` +
+      `KV budget ${formatBytes(s.kvBudgetBytes)} of ${formatBytes(s.memoryBytes)} (${s.kvTokenCapacity.toLocaleString('en-US')} tokens)${s.fits ? '' : '  DOES NOT FIT'}`,
+    'context  max-sequences  TPOT-bound-ms',
+    ...s.contexts.map(
+      (c) => `${String(c.contextTokens).padStart(7)}  ${String(c.maxSequences).padStart(13)}  ${num(c.tpotLowerBoundMs).padStart(13)}`,
+    ),
+  ];
+  if (results.measured) {
+    lines.push('measured: context  batch  TPOT-ms  spread  tokens/s  preemptions');
+    for (const p of results.measured) {
+      lines.push(
+        `          ${String(p.contextTokens).padStart(7)}  ${String(p.batch).padStart(5)}  ${num(p.tpotMs).padStart(7)}  ${`${(p.tpotSpread * 100).toFixed(0)}%`.padStart(6)}  ${num(p.decodeTokensPerS).padStart(8)}  ${p.preemptions}`,
+      );
+    }
+  }
+  for (const b of results.largestBatch ?? [])
+    lines.push(`largest batch with TPOT <= ${results.tpotTargetMs} ms at context ${b.contextTokens}: ${b.batch ?? 'none'}`);
+  lines.push(`wrote ${written.jsonPath}${written.markdownPath ? ` and ${written.markdownPath}` : ''}`);
+  process.stdout.write(lines.join('\n') + '\n');
+}
+
+async function benchServe(argv: string[], fullArgv: string[]): Promise<void> {
+  const v = parse(argv, {
+    url: { type: 'string' },
+    'model-name': { type: 'string' },
+    endpoint: { type: 'string', default: 'completions' },
+    'api-key': { type: 'string' },
+    'num-requests': { type: 'string', default: '100' },
+    'request-rate': { type: 'string', default: 'inf' },
+    burstiness: { type: 'string', default: '1' },
+    'max-concurrency': { type: 'string' },
+    'input-len': { type: 'string', default: '128' },
+    'output-len': { type: 'string', default: '128' },
+    'prompt-mode': { type: 'string', default: 'text' },
+    'vocab-size': { type: 'string' },
+    'ttft-ms': { type: 'string' },
+    'tpot-ms': { type: 'string' },
+    'e2e-ms': { type: 'string' },
+    warmup: { type: 'string', default: '1' },
+    seed: { type: 'string', default: '0' },
+    temperature: { type: 'string', default: '0' },
+    'timeout-ms': { type: 'string', default: '600000' },
+    'no-ignore-eos': { type: 'boolean', default: false },
+  });
+  if (v.help) return void process.stdout.write(USAGE);
+  if (!v.url) throw new AutoGlmError('invalid_request', '--url is required (e.g. http://127.0.0.1:8000)', { param: 'url' });
+  const endpoint = v.endpoint === 'chat' ? '/v1/chat/completions' : v.endpoint === 'completions' ? '/v1/completions' : null;
+  if (!endpoint) throw new AutoGlmError('invalid_request', `--endpoint must be completions or chat`, { param: 'endpoint' });
+  const promptMode = v['prompt-mode'];
+  if (promptMode !== 'text' && promptMode !== 'token-ids')
+    throw new AutoGlmError('invalid_request', `--prompt-mode must be text or token-ids`, { param: 'prompt-mode' });
+  const rates = list(v['request-rate'] as string, 'request-rate', { min: Number.MIN_VALUE, allowInf: true });
+  const caps = v['max-concurrency'] ? list(v['max-concurrency'] as string, 'max-concurrency') : [undefined];
+  const levels: { rate: number; cap: number | undefined }[] = [];
+  for (const rate of rates) for (const cap of caps) levels.push({ rate, cap });
+  const results: LoadResult[] = [];
+  for (const [i, level] of levels.entries()) {
+    const numRequests = positive(v['num-requests'] as string, 'num-requests')!;
+    const bar = progressBar(`load ${i + 1}/${levels.length}`, numRequests);
+    const r = await runLoad({
+      baseUrl: v.url as string,
+      model: v['model-name'] as string | undefined,
+      endpoint,
+      apiKey: (v['api-key'] as string | undefined) ?? process.env.AUTOGLM_API_KEY ?? process.env.OPENAI_API_KEY,
+      numRequests,
+      requestRate: level.rate,
+      burstiness: positive(v.burstiness as string, 'burstiness'),
+      maxConcurrency: level.cap,
+      inputLength: parseLengthDistribution(v['input-len'] as string, 'input-len'),
+      outputLength: parseLengthDistribution(v['output-len'] as string, 'output-len'),
+      promptMode,
+      vocabSize: positive(v['vocab-size'] as string | undefined, 'vocab-size'),
+      ignoreEos: !v['no-ignore-eos'],
+      temperature: Number(v.temperature),
+      seed: Number(v.seed),
+      timeoutMs: positive(v['timeout-ms'] as string, 'timeout-ms'),
+      warmupRequests: i === 0 ? Number(v.warmup) : 0,
+      slo: {
+        ttftMs: positive(v['ttft-ms'] as string | undefined, 'ttft-ms'),
+        tpotMs: positive(v['tpot-ms'] as string | undefined, 'tpot-ms'),
+        e2eMs: positive(v['e2e-ms'] as string | undefined, 'e2e-ms'),
+      },
+      onProgress: (done, total) => bar.update(done, `of ${total}`),
+    });
+    bar.finish();
+    results.push(r);
+    printLevel(r);
+  }
+  if (!v['no-report']) {
+    const meta = runMetadata({ kind: 'serve', argv: ['bench', ...fullArgv], notes: [`target ${v.url}`] });
+    const written = writeRun({
+      dir: resolve(v.out as string),
+      meta,
+      results,
+      charts: serveCharts(results),
+      markdown: (files) => serveMarkdown(meta, results, files),
+    });
+    process.stdout.write(`wrote ${written.jsonPath} and ${written.markdownPath}\n`);
+  }
+}
+
+function printLevel(r: LoadResult): void {
+  const m = r.metrics;
+  const row = (name: string, s: { mean: number; median: number; p90: number; p99: number }) =>
+    `  ${name.padEnd(5)} mean ${num(s.mean).padStart(8)}  median ${num(s.median).padStart(8)}  p90 ${num(s.p90).padStart(8)}  p99 ${num(s.p99).padStart(8)} ms`;
+  const errors = Object.entries(m.errorsByType)
+    .map(([k, n]) => `${k} x${n}`)
+    .join(', ');
+  process.stdout.write(
+    [
+      `${levelOf(r).label}: ${m.completed} ok, ${m.failed} failed${errors ? ` (${errors})` : ''} in ${num(m.durationS)} s`,
+      `  ${num(m.requestThroughput)} req/s, goodput ${num(m.goodput)} req/s, ${num(m.outputTokensPerS)} output tok/s, ${num(m.totalTokensPerS)} total tok/s, peak in flight ${r.peakConcurrency}`,
+      row('TTFT', m.ttftMs),
+      row('TPOT', m.tpotMs),
+      row('ITL', m.itlMs),
+      row('E2E', m.e2eMs),
+      '',
+    ].join('\n'),
+  );
+}
+
+async function benchCompare(argv: string[], fullArgv: string[]): Promise<void> {
+  const v = parse(argv, {
+    model: { type: 'string' },
+    dtypes: { type: 'string', default: 'f32,f16' },
+    'max-tokens': { type: 'string', default: '32' },
+    'prefill-tokens': { type: 'string', default: '256' },
+    repeats: { type: 'string', default: '3' },
+    'llama-gpu': { type: 'string', default: 'auto' },
+    prompt: { type: 'string', multiple: true },
+  });
+  if (v.help) return void process.stdout.write(USAGE);
+  if (!v.model) throw new AutoGlmError('invalid_request', '--model DIR is required', { param: 'model' });
+  const dtypes = (v.dtypes as string).split(',') as GgufDtype[];
+  if (dtypes.some((d) => d !== 'f16' && d !== 'f32'))
+    throw new AutoGlmError('invalid_request', '--dtypes takes f32 and/or f16', { param: 'dtypes' });
+  const { results, written } = await runCompare({
+    modelDir: v.model as string,
+    dtypes,
+    prompts: (v.prompt as string[] | undefined) ?? [
+      'Tell me a story about a cat.',
+      'Tell me a story about Lily.',
+      'What is the capital of France?',
+    ],
+    maxTokens: positive(v['max-tokens'] as string, 'max-tokens')!,
+    prefillTokens: positive(v['prefill-tokens'] as string, 'prefill-tokens')!,
+    repeats: positive(v.repeats as string, 'repeats')!,
+    llamaGpu: v['llama-gpu'] as LlamaGpuChoice,
+    resultsDir: v['no-report'] ? undefined : resolve(v.out as string),
+    argv: ['bench', ...fullArgv],
+  });
+  for (const c of results.comparisons) {
+    const peer = c.llamaCpp;
+    process.stdout.write(
+      `${c.dtype}: ours prefill ${num(c.ours.prefillTokensPerS)} tok/s, decode ${num(c.ours.decodeTokensPerS)} tok/s` +
+        (peer
+          ? ` | llama.cpp (${peer.backend}) prefill ${num(peer.prefillTokensPerS)} tok/s, decode ${num(peer.decodeTokensPerS)} tok/s` +
+            ` | greedy agreement ${c.agreement!.map((a) => `${a.matchingPrefix}/${a.total}`).join(', ')}`
+          : ' | llama.cpp skipped') +
+        '\n',
+    );
+  }
+  if (written) process.stdout.write(`wrote ${written.jsonPath} and ${written.markdownPath}\n`);
+}
