@@ -79,6 +79,8 @@ export interface WorkerSpawnOptions {
   tokenDelayMs?: number;
   drainTimeoutMs?: number;
   kind?: 'real' | 'scripted';
+  /** Real workers only: model folder (default the bundled demo model). */
+  modelDir?: string;
 }
 
 export function spawnWorker(o: WorkerSpawnOptions): WorkerProcess {
@@ -100,7 +102,7 @@ export function spawnWorker(o: WorkerSpawnOptions): WorkerProcess {
           CLI,
           'serve',
           '--model',
-          DEMO_MODEL_DIR,
+          o.modelDir ?? DEMO_MODEL_DIR,
           '--served-model-name',
           MODEL,
           '--host',
