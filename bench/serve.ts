@@ -73,12 +73,16 @@ async function main(): Promise<void> {
     const requests = values.requests ? Number(values.requests) : Math.max(8, concurrency * 2);
     // Different seeds per request so the response cache cannot answer (sampling, not greedy).
     const make = (i: number) => ({ seed: 1000 + i, temperature: 0.8 });
+    // A distinct prompt per (mode, level, request), same length: neither mode may reuse the
+    // other's KV through the prefix cache (block hashes chain from the first block).
+    const promptFor = (mode: string, i: number): string =>
+      `${mode}${String(concurrency).padStart(2, '0')}${String(i).padStart(3, '0')} ${prompt}`;
     const inProc = await runLevel(concurrency, requests, async (i) => {
       const start = performance.now();
       let first = 0;
       let last = 0;
       let n = 0;
-      for await (const _ of engine.generate({ prompt, maxTokens, ignoreEos: true, sampling: make(i) })) {
+      for await (const _ of engine.generate({ prompt: promptFor('P', i), maxTokens, ignoreEos: true, sampling: make(i) })) {
         last = performance.now();
         if (n++ === 0) first = last;
       }
@@ -92,7 +96,7 @@ async function main(): Promise<void> {
         headers,
         body: JSON.stringify({
           model: engine.modelName,
-          prompt,
+          prompt: promptFor('H', i),
           max_tokens: maxTokens,
           ignore_eos: true,
           stream: true,
@@ -143,7 +147,9 @@ async function main(): Promise<void> {
       '## Serving',
       '',
       `Model \`${values.model ? modelDir.replace(repoRoot() + '/', '') : 'generated ~100M Llama (100m preset)'}\` on ${adapter}; date ${new Date().toISOString().slice(0, 10)}; ${maxTokens} output tokens per request (ignore_eos, sampled with`,
-      `per-request seeds), streaming /v1/completions through fetch, closed loop. \`npm run bench:serve\`.`,
+      `per-request seeds, a distinct prompt per request so the prefix cache cannot favour either mode), streaming`,
+      `/v1/completions through fetch, closed loop, server in the same process as in \`autoglm serve\`. \`npm run bench:serve\`.`,
+      `The machine is shared (lavapipe on 2 CPU cores, other jobs running), so the numbers are noisy.`,
       '',
       table,
       '',
