@@ -1,12 +1,17 @@
 // Prefill GEMM: out[m, n] = sum_k x[m, k] * W[n, k] (+ bias[n]), any M, N, K.
 //
-// Register-blocked: each invocation accumulates a TM x (4 * TN4) block of out in registers.
-// W is stored K-major ([K][ldw4] vec4s of columns, see prepareMatmulWeight), so at each k
-// an invocation loads TN4 vec4s of W and the lanes of the workgroup read contiguous runs.
+// Register-blocked: each invocation accumulates a TM x TN block of `Acc` values (vec4 or
+// scalar columns, VW wide) in registers. W is stored K-major ([K][ldw4] vec4s of columns,
+// see prepareMatmulWeight), so at each k the lanes of a workgroup read contiguous runs.
 // All invocations of a workgroup share the same TM rows: the x reads depend only on the
 // workgroup id and loop counters, so every lane reads the same address (a broadcast on
 // GPUs, one scalar load on CPU backends such as lavapipe, instead of a per-lane gather).
-// Each W vec4 loaded feeds 4 * TM multiply-adds; each x scalar feeds 4 * TN4.
+// Each W load feeds VW * TM multiply-adds; each x scalar feeds VW * TN.
+//
+// The block is written out by the TypeScript wrapper (gemmBlockCode: the DECL, STEP and
+// STORE defines) as named registers a_<row>_<col>, w_<col>, x_<row>, not arrays indexed in
+// loops: lavapipe does not always unroll those loops, and then keeps the accumulators in
+// memory.
 #if WF16
 enable f16;
 #endif
@@ -24,11 +29,13 @@ struct Params {
 }
 
 const TM: u32 = {{TM}}u;
-const TN4: u32 = {{TN4}}u;
+const TN: u32 = {{TN}}u;
 const WGN: u32 = {{WGN}}u;
+const VW: u32 = {{VW}}u;
+alias Acc = {{ACC}};
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;
-@group(0) @binding(1) var<storage, read> w: array<vec4<{{WT}}>>;
+@group(0) @binding(1) var<storage, read> w: array<{{WELEM}}>;
 #if BIAS
 @group(0) @binding(2) var<storage, read> bias: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
@@ -37,63 +44,47 @@ const WGN: u32 = {{WGN}}u;
 #endif
 @group(1) @binding(0) var<uniform> p: Params;
 
+// Writes one accumulator: row m0 + r, column group c (VW columns), skipping what is past M or N.
+fn store(m: u32, c: u32, v: Acc) {
+  let n = VW * c;
+  if (m >= p.M || n >= p.np) {
+    return;
+  }
+  let o = p.outOff + m * p.ldo + p.n0 + n;
+#if VEC4
+  for (var e = 0u; e < 4u; e++) {
+    if (n + e < p.np) {
+#if BIAS
+      out[o + e] = v[e] + bias[p.n0 + n + e];
+#else
+      out[o + e] = v[e];
+#endif
+    }
+  }
+#else
+#if BIAS
+  out[o] = v + bias[p.n0 + n];
+#else
+  out[o] = v;
+#endif
+#endif
+}
+
 @compute @workgroup_size(WGN)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-  // vec4 column j of this invocation is c0 + j * WGN: lanes stay adjacent for every j
-  let c0 = wid.x * WGN * TN4 + lid.x;
+  // W elements per stored row
+  let ldw = p.ldw4 * (4u / VW);
+  // column group j of this invocation is c0 + j * WGN: lanes stay adjacent for every j;
+  // groups past N load a clamped column and are never written
+  let c0 = wid.x * WGN * TN + lid.x;
   let m0 = wid.y * TM;
-  var acc: array<array<vec4<f32>, TN4>, TM>;
-  var wCol: array<u32, TN4>;
-  for (var j = 0u; j < TN4; j++) {
-    wCol[j] = min(c0 + j * WGN, p.ldw4 - 1u);
-    for (var r = 0u; r < TM; r++) {
-      acc[r][j] = vec4<f32>(0.0);
-    }
-  }
   // rows past M re-read row M - 1 (uniform control flow); their sums are never written
-  var xRow: array<u32, TM>;
-  for (var r = 0u; r < TM; r++) {
-    xRow[r] = p.xOff + min(m0 + r, p.M - 1u) * p.ldx;
-  }
+  let lastRow = p.M - 1u;
+{{DECL}}
   var wRow = 0u;
   for (var k = 0u; k < p.K; k++) {
-    var wv: array<vec4<f32>, TN4>;
-    for (var j = 0u; j < TN4; j++) {
-      wv[j] = vec4<f32>(w[wRow + wCol[j]]);
-    }
-    wRow += p.ldw4;
-    for (var r = 0u; r < TM; r++) {
-      let xv = x[xRow[r] + k];
-      for (var j = 0u; j < TN4; j++) {
-        acc[r][j] += wv[j] * xv;
-      }
-    }
+{{STEP}}
+    wRow += ldw;
   }
-  for (var j = 0u; j < TN4; j++) {
-    let c = c0 + j * WGN;
-    let n = 4u * c;
-    if (n >= p.np) {
-      continue;
-    }
-    var b = vec4<f32>(0.0);
-#if BIAS
-    for (var e = 0u; e < 4u; e++) {
-      if (n + e < p.np) {
-        b[e] = bias[p.n0 + n + e];
-      }
-    }
-#endif
-    for (var r = 0u; r < TM; r++) {
-      if (m0 + r >= p.M) {
-        break;
-      }
-      let o = p.outOff + (m0 + r) * p.ldo + p.n0 + n;
-      let v = acc[r][j] + b;
-      for (var e = 0u; e < 4u; e++) {
-        if (n + e < p.np) {
-          out[o + e] = v[e];
-        }
-      }
-    }
-  }
+{{STORE}}
 }

@@ -26,14 +26,16 @@ export interface MatmulTuning {
   gemvSplitK: number;
   /** GEMM: rows per invocation (and per workgroup). */
   gemmRows: number;
-  /** GEMM: vec4 column groups per invocation. */
+  /** GEMM: column groups per invocation. */
   gemmCols4: number;
+  /** GEMM: columns per group, 4 (vec4 loads) or 1 (one column per lane). */
+  gemmVecWidth: 1 | 4;
   /** GEMM: invocations per workgroup (all along N). */
   gemmWorkgroupN: number;
 }
 
-const CPU_TUNING: MatmulTuning = { gemvWorkgroupN: 64, gemvSplitK: 1, gemmRows: 4, gemmCols4: 2, gemmWorkgroupN: 16 };
-const GPU_TUNING: MatmulTuning = { gemvWorkgroupN: 64, gemvSplitK: 4, gemmRows: 8, gemmCols4: 1, gemmWorkgroupN: 64 };
+const CPU_TUNING: MatmulTuning = { gemvWorkgroupN: 64, gemvSplitK: 1, gemmRows: 16, gemmCols4: 2, gemmWorkgroupN: 16, gemmVecWidth: 4 };
+const GPU_TUNING: MatmulTuning = { gemvWorkgroupN: 64, gemvSplitK: 4, gemmRows: 8, gemmCols4: 1, gemmWorkgroupN: 64, gemmVecWidth: 4 };
 
 /** True for software adapters (lavapipe/llvmpipe, SwiftShader) that run shaders on the CPU. */
 export function isCpuAdapter(rt: KernelRuntime): boolean {
@@ -133,12 +135,44 @@ function dispatchGemv(rt: KernelRuntime, rec: Recorder, d: PartDispatch): void {
 }
 
 function dispatchGemm(rt: KernelRuntime, rec: Recorder, d: PartDispatch): void {
-  const { gemmRows: tm, gemmCols4: tn4, gemmWorkgroupN: wgn } = d.tuning;
+  const { gemmRows: tm, gemmCols4: tn4, gemmWorkgroupN: wgn, gemmVecWidth: vw } = d.tuning;
+  const wt = d.weight.dtype;
   const kernel = rt.kernel({
     shader: 'matmul',
-    defines: { ...commonDefines(d.weight), TM: tm, TN4: tn4, WGN: wgn },
+    defines: {
+      ...commonDefines(d.weight),
+      TM: tm,
+      TN: tn4,
+      WGN: wgn,
+      ...gemmBlockCode(tm, tn4),
+      VW: vw,
+      VEC4: vw === 4,
+      ACC: vw === 4 ? 'vec4<f32>' : 'f32',
+      WELEM: vw === 4 ? `vec4<${wt}>` : wt,
+    },
     bindings: bindingKinds(d.weight),
     params: true,
   });
-  rec.dispatch(kernel, d.bindings, d.p, [Math.ceil(d.part.ldw4 / (wgn * tn4)), Math.ceil(d.rows / tm)]);
+  const groups = Math.ceil((d.part.ldw4 * (4 / vw)) / (wgn * tn4));
+  rec.dispatch(kernel, d.bindings, d.p, [groups, Math.ceil(d.rows / tm)]);
+}
+
+/**
+ * The GEMM's register block as straight-line WGSL: TM x TN named accumulators, the loads
+ * and multiply-adds of one k step, and the stores (see the comment in shaders/matmul.wgsl).
+ */
+export function gemmBlockCode(tm: number, tn: number): { DECL: string; STEP: string; STORE: string } {
+  const decl: string[] = [];
+  const step: string[] = [];
+  const store: string[] = [];
+  for (let j = 0; j < tn; j++) decl.push(`  let col_${j} = min(c0 + ${j}u * WGN, ldw - 1u);`);
+  for (let r = 0; r < tm; r++) decl.push(`  let xRow_${r} = p.xOff + min(m0 + ${r}u, lastRow) * p.ldx;`);
+  for (let r = 0; r < tm; r++) for (let j = 0; j < tn; j++) decl.push(`  var a_${r}_${j} = Acc(0.0);`);
+  for (let j = 0; j < tn; j++) step.push(`    let w_${j} = Acc(w[wRow + col_${j}]);`);
+  for (let r = 0; r < tm; r++) {
+    step.push(`    let x_${r} = x[xRow_${r} + k];`);
+    for (let j = 0; j < tn; j++) step.push(`    a_${r}_${j} += w_${j} * x_${r};`);
+  }
+  for (let r = 0; r < tm; r++) for (let j = 0; j < tn; j++) store.push(`  store(m0 + ${r}u, c0 + ${j}u * WGN, a_${r}_${j});`);
+  return { DECL: decl.join('\n'), STEP: step.join('\n'), STORE: store.join('\n') };
 }

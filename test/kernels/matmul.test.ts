@@ -121,6 +121,8 @@ describe('matmul: inputs and outputs at unaligned offsets, other tilings', () =>
     { M: 1, N: 300, K: 77, dtype: 'f16', tuning: { gemvSplitK: 8, gemvWorkgroupN: 32 } },
     { M: 50, N: 300, K: 77, dtype: 'f32', bias: true, tuning: { gemmRows: 8, gemmCols4: 1, gemmWorkgroupN: 64 } },
     { M: 50, N: 300, K: 77, dtype: 'f16', tuning: { gemmRows: 2, gemmCols4: 4, gemmWorkgroupN: 8 } },
+    { M: 37, N: 301, K: 77, dtype: 'f32', bias: true, tuning: { gemmRows: 5, gemmCols4: 3, gemmWorkgroupN: 16, gemmVecWidth: 1 } },
+    { M: 37, N: 301, K: 77, dtype: 'f16', tuning: { gemmRows: 8, gemmCols4: 1, gemmWorkgroupN: 32, gemmVecWidth: 1 } },
   ];
   for (const c of more) {
     it(name(c), async () => {

@@ -1,5 +1,12 @@
 /** float64 reference for matmul: out[m, n] = sum_k x[m, k] * w[n, k] (+ bias[n]), w row-major [N, K]. */
-export function matmulRef(x: ArrayLike<number>, w: ArrayLike<number>, M: number, N: number, K: number, bias?: ArrayLike<number>): Float64Array {
+export function matmulRef(
+  x: ArrayLike<number>,
+  w: ArrayLike<number>,
+  M: number,
+  N: number,
+  K: number,
+  bias?: ArrayLike<number>,
+): Float64Array {
   const out = new Float64Array(M * N);
   for (let m = 0; m < M; m++) {
     for (let n = 0; n < N; n++) {

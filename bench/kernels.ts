@@ -1,0 +1,302 @@
+/**
+ * Kernel benchmark: matmul/GEMV (and the other kernels that exist) against two ceilings
+ * measured in the same run (bench/ceilings.ts). A benchmark, not a test.
+ *
+ * Run: npm run bench:kernels [-- --sweep] [-- --quick]
+ *   --sweep  also times several tilings of the two target shapes (to choose defaults)
+ *   --quick  fewer repeats
+ *   --only=gemv|matmul  with --sweep: sweep one kernel and skip the standard rows
+ * Prints a table, writes bench/results/kernels.json and the "kernels" section of
+ * bench/RESULTS.md.
+ */
+import { add } from '../src/kernels/add.js';
+import { defaultMatmulTuning, matmul, prepareMatmulWeight, type MatmulTuning, type WeightDType } from '../src/kernels/matmul.js';
+import { KernelRuntime, f32ToF16Bits } from '../src/kernels/runtime.js';
+import { fmaProbe, measureCeilings, readProbe, type Ceilings, type Probe } from './ceilings.js';
+import {
+  formatTable,
+  markdownTable,
+  median,
+  timeGpu,
+  updateResultsSection,
+  writeResultsJson,
+  type Cell,
+  type TimeOptions,
+} from './report.js';
+
+export interface KernelBenchRow {
+  kernel: string;
+  shape: string;
+  dtype: string;
+  tuning?: string;
+  medianMs: number;
+  spread: number;
+  bytes: number;
+  flops: number;
+  gbPerS: number;
+  gflops: number;
+  /** Fraction of the ceiling that bounds this kernel (read bandwidth or FMA rate). */
+  ofCeiling: number;
+  bound: 'bandwidth' | 'compute';
+}
+
+function pseudoRandom(n: number, seed: number): Float32Array {
+  const a = new Float32Array(n);
+  let s = seed >>> 0;
+  for (let i = 0; i < n; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    a[i] = (s / 2 ** 32 - 0.5) * 0.1;
+  }
+  return a;
+}
+
+interface MatmulCase {
+  M: number;
+  N: number;
+  K: number;
+  dtype: WeightDType;
+  tuning?: Partial<MatmulTuning>;
+}
+
+async function benchMatmul(rt: KernelRuntime, c: MatmulCase, ceil: Ceilings, o: TimeOptions): Promise<KernelBenchRow> {
+  const { M, N, K, dtype } = c;
+  const w = pseudoRandom(N * K, N + K);
+  const weight = prepareMatmulWeight(rt, { data: dtype === 'f16' ? f32ToF16Bits(w) : w, N, K, dtype });
+  const x = rt.upload('f32', pseudoRandom(M * K, M));
+  const out = rt.tensor('f32', M * N);
+  const t = await timeGpu(rt, (rec) => matmul(rt, rec, { x, weight, out, M, tuning: c.tuning }), o);
+  const bytes = weight.bytes + (M * K + M * N) * 4;
+  const flops = 2 * M * N * K;
+  weight.destroy();
+  rt.destroyBuffer(x.buffer);
+  rt.destroyBuffer(out.buffer);
+  const gbPerS = bytes / t.medianMs / 1e6;
+  const gflops = flops / t.medianMs / 1e6;
+  const bound = M <= 8 ? 'bandwidth' : 'compute';
+  return {
+    kernel: M <= 8 ? 'gemv' : 'matmul',
+    shape: `${M}x${N}x${K}`,
+    dtype,
+    tuning: c.tuning ? JSON.stringify(c.tuning) : undefined,
+    medianMs: t.medianMs,
+    spread: t.spread,
+    bytes,
+    flops,
+    gbPerS,
+    gflops,
+    ofCeiling: bound === 'bandwidth' ? gbPerS / ceil.readGBps : gflops / ceil.fmaGflops,
+    bound,
+  };
+}
+
+async function benchAdd(rt: KernelRuntime, n: number, ceil: Ceilings, o: TimeOptions): Promise<KernelBenchRow> {
+  const a = rt.upload('f32', pseudoRandom(n, 1));
+  const b = rt.upload('f32', pseudoRandom(n, 2));
+  const out = rt.tensor('f32', n);
+  const t = await timeGpu(rt, (rec) => add(rt, rec, a, b, out), o);
+  for (const x of [a, b, out]) rt.destroyBuffer(x.buffer);
+  const bytes = 3 * n * 4;
+  const gbPerS = bytes / t.medianMs / 1e6;
+  return {
+    kernel: 'add',
+    shape: `${n}`,
+    dtype: 'f32',
+    medianMs: t.medianMs,
+    spread: t.spread,
+    bytes,
+    flops: n,
+    gbPerS,
+    gflops: n / t.medianMs / 1e6,
+    ofCeiling: gbPerS / ceil.readGBps,
+    bound: 'bandwidth',
+  };
+}
+
+export interface TargetCheck {
+  name: string;
+  /** Median over interleaved pairs of (kernel rate / ceiling rate). */
+  ratio: number;
+  target: number;
+  met: boolean;
+  ratios: number[];
+}
+
+/**
+ * Interleaves samples of a kernel and of the ceiling it is judged against, so that both
+ * see the same load from whatever else runs on the machine (two shared CPU cores here),
+ * and returns the median of the per-pair ratios of their rates.
+ */
+async function pairedRatio(rt: KernelRuntime, kernel: Probe, ceiling: Probe, pairs: number, o: TimeOptions): Promise<number[]> {
+  const one: TimeOptions = { warmup: 1, repeats: 1, targetSampleMs: o.targetSampleMs };
+  const ratios: number[] = [];
+  for (let i = 0; i < pairs; i++) {
+    const c = await timeGpu(rt, (rec) => ceiling.record(rec), one);
+    const k = await timeGpu(rt, (rec) => kernel.record(rec), one);
+    ratios.push(kernel.amount / k.medianMs / (ceiling.amount / c.medianMs));
+  }
+  return ratios;
+}
+
+function matmulProbe(rt: KernelRuntime, M: number, N: number, K: number, amount: 'bytes' | 'flops'): Probe {
+  const weight = prepareMatmulWeight(rt, { data: pseudoRandom(N * K, 7), N, K, dtype: 'f32' });
+  const x = rt.upload('f32', pseudoRandom(M * K, 3));
+  const out = rt.tensor('f32', M * N);
+  return {
+    amount: amount === 'bytes' ? weight.bytes + (M * K + M * N) * 4 : 2 * M * N * K,
+    record: (rec) => matmul(rt, rec, { x, weight, out, M }),
+    destroy() {
+      weight.destroy();
+      rt.destroyBuffer(x.buffer);
+      rt.destroyBuffer(out.buffer);
+    },
+  };
+}
+
+/** The issue's two targets on this adapter, each measured interleaved with its ceiling. */
+async function checkTargets(rt: KernelRuntime, pairs: number, o: TimeOptions): Promise<TargetCheck[]> {
+  const checks: TargetCheck[] = [];
+  const specs = [
+    {
+      name: 'GEMV 1x4096x4096 f32 vs read kernel',
+      target: 0.8,
+      kernel: () => matmulProbe(rt, 1, 4096, 4096, 'bytes'),
+      ceiling: () => readProbe(rt),
+    },
+    {
+      name: 'matmul 1024x1024x1024 f32 vs FMA kernel',
+      target: 0.5,
+      kernel: () => matmulProbe(rt, 1024, 1024, 1024, 'flops'),
+      ceiling: () => fmaProbe(rt),
+    },
+  ];
+  for (const spec of specs) {
+    const kernel = spec.kernel();
+    const ceiling = spec.ceiling();
+    try {
+      const ratios = await pairedRatio(rt, kernel, ceiling, pairs, o);
+      const ratio = median(ratios);
+      checks.push({ name: spec.name, ratio, target: spec.target, met: ratio >= spec.target, ratios });
+    } finally {
+      kernel.destroy();
+      ceiling.destroy();
+    }
+  }
+  return checks;
+}
+
+/** Tilings tried by --sweep on the two target shapes. */
+const GEMV_SWEEP: Partial<MatmulTuning>[] = [
+  { gemvWorkgroupN: 64, gemvSplitK: 1 },
+  { gemvWorkgroupN: 32, gemvSplitK: 1 },
+  { gemvWorkgroupN: 16, gemvSplitK: 1 },
+  { gemvWorkgroupN: 128, gemvSplitK: 1 },
+  { gemvWorkgroupN: 64, gemvSplitK: 4 },
+];
+const GEMM_SWEEP: Partial<MatmulTuning>[] = [
+  { gemmRows: 4, gemmCols4: 2, gemmWorkgroupN: 16, gemmVecWidth: 4 },
+  { gemmRows: 8, gemmCols4: 2, gemmWorkgroupN: 16, gemmVecWidth: 4 },
+  { gemmRows: 8, gemmCols4: 2, gemmWorkgroupN: 8, gemmVecWidth: 4 },
+  { gemmRows: 8, gemmCols4: 2, gemmWorkgroupN: 32, gemmVecWidth: 4 },
+  { gemmRows: 8, gemmCols4: 4, gemmWorkgroupN: 16, gemmVecWidth: 4 },
+  { gemmRows: 16, gemmCols4: 2, gemmWorkgroupN: 16, gemmVecWidth: 4 },
+  { gemmRows: 16, gemmCols4: 1, gemmWorkgroupN: 16, gemmVecWidth: 4 },
+  { gemmRows: 12, gemmCols4: 3, gemmWorkgroupN: 16, gemmVecWidth: 4 },
+  { gemmRows: 8, gemmCols4: 1, gemmWorkgroupN: 64, gemmVecWidth: 1 },
+];
+
+const HEADERS = ['kernel', 'shape (MxNxK)', 'dtype', 'tuning', 'median ms', 'spread', 'GB/s', 'GFLOP/s', 'of ceiling'];
+
+function cells(r: KernelBenchRow): Cell[] {
+  const pct = (v: number): string => `${(v * 100).toFixed(0)}%`;
+  return [
+    r.kernel,
+    r.shape,
+    r.dtype,
+    r.tuning ?? 'default',
+    r.medianMs,
+    pct(r.spread),
+    r.gbPerS,
+    r.gflops,
+    `${pct(r.ofCeiling)} ${r.bound === 'bandwidth' ? 'read BW' : 'FMA'}`,
+  ];
+}
+
+async function main(): Promise<void> {
+  const argv = process.argv.slice(2);
+  const quick = argv.includes('--quick');
+  const sweep = argv.includes('--sweep');
+  const only = argv.find((a) => a.startsWith('--only='))?.slice(7);
+  const toggles = (process.env.AUTOGLM_DAWN_TOGGLES ?? '').split(',').filter(Boolean);
+  const o: TimeOptions = quick ? { warmup: 1, repeats: 3, targetSampleMs: 100 } : { warmup: 2, repeats: 7, targetSampleMs: 250 };
+  const rt = await KernelRuntime.create();
+  const started = new Date();
+  console.log(
+    `adapter: ${rt.adapterName}  f16: ${rt.hasF16}  timestamps: ${rt.ctx.features.timestampQuery}  toggles: ${toggles.join(',') || 'none'}`,
+  );
+  console.log(`default tuning: ${JSON.stringify(defaultMatmulTuning(rt))}`);
+
+  const ceil = await measureCeilings(rt, o);
+  console.log(
+    `ceilings: read ${ceil.readGBps.toFixed(1)} GB/s over ${ceil.readBytes / 2 ** 20} MiB, copy ${ceil.copyGBps.toFixed(1)} GB/s, FMA ${ceil.fmaGflops.toFixed(1)} GFLOP/s`,
+  );
+
+  const dtypes: WeightDType[] = rt.hasF16 ? ['f32', 'f16'] : ['f32'];
+  const rows: KernelBenchRow[] = [];
+  const run = async (c: MatmulCase): Promise<void> => {
+    const r = await benchMatmul(rt, c, ceil, o);
+    rows.push(r);
+    console.log(formatTable(HEADERS, [cells(r)]).split('\n')[2]);
+  };
+  if (sweep) {
+    for (const dtype of dtypes) {
+      if (only !== 'matmul') for (const tuning of GEMV_SWEEP) await run({ M: 1, N: 4096, K: 4096, dtype, tuning });
+      if (only !== 'gemv') for (const tuning of GEMM_SWEEP) await run({ M: 1024, N: 1024, K: 1024, dtype, tuning });
+    }
+  }
+  for (const dtype of only ? [] : dtypes) {
+    await run({ M: 1, N: 4096, K: 4096, dtype });
+    await run({ M: 4, N: 4096, K: 4096, dtype });
+    await run({ M: 1, N: 11008, K: 4096, dtype });
+    await run({ M: 1024, N: 1024, K: 1024, dtype });
+    await run({ M: 128, N: 4096, K: 4096, dtype });
+  }
+  if (!only) rows.push(await benchAdd(rt, 4096 * 1024, ceil, o));
+
+  const targets = only ? [] : await checkTargets(rt, quick ? 3 : 7, o);
+  for (const t of targets) {
+    console.log(
+      `target ${t.name}: ${(t.ratio * 100).toFixed(0)}% (target ${t.target * 100}%) ${t.met ? 'met' : 'NOT met'}; pairs: ${t.ratios.map((r) => (r * 100).toFixed(0) + '%').join(' ')}`,
+    );
+  }
+
+  const table = rows.map(cells);
+  console.log('\n' + formatTable(HEADERS, table));
+  const jsonPath = writeResultsJson('kernels', {
+    adapter: rt.adapterName,
+    date: started.toISOString(),
+    toggles,
+    ceilings: ceil,
+    defaultTuning: defaultMatmulTuning(rt),
+    rows,
+    targets,
+  });
+  const md = [
+    '## Kernels',
+    '',
+    `Adapter: ${rt.adapterName}. Date: ${started.toISOString().slice(0, 10)}. Command: \`npm run bench:kernels${sweep ? ' -- --sweep' : ''}\`${toggles.length ? ` with AUTOGLM_DAWN_TOGGLES=${toggles.join(',')}` : ''}.`,
+    `Timing: ${ceil.timings.read.method === 'timestamp' ? 'GPU timestamp queries' : 'wall clock'}, median of ${o.repeats} samples after ${o.warmup} warm-up runs; spread = (max - min) / median.`,
+    '',
+    `Ceilings: read kernel ${ceil.readGBps.toFixed(1)} GB/s (${ceil.readBytes / 2 ** 20} MiB), copyBufferToBuffer ${ceil.copyGBps.toFixed(1)} GB/s, FMA kernel ${ceil.fmaGflops.toFixed(1)} GFLOP/s.`,
+    '',
+    markdownTable(HEADERS, table),
+    '',
+    'Targets, each kernel timed interleaved with its ceiling (median of per-pair ratios, so both see the same machine load):',
+    '',
+    ...targets.map((t) => `- ${t.name}: ${(t.ratio * 100).toFixed(0)}% (target ${t.target * 100}%): ${t.met ? 'met' : '**not met**'}`),
+  ].join('\n');
+  if (!only) updateResultsSection('kernels', md);
+  console.log(`\nwrote ${jsonPath}${only ? '' : ' and bench/RESULTS.md (section kernels)'}`);
+  rt.destroy();
+}
+
+await main();
