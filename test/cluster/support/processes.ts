@@ -7,10 +7,15 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-export const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
+/** The repository root, whether this runs from test/ (vitest) or dist/test/ (bench). */
+export const ROOT = ((): string => {
+  let dir = fileURLToPath(new URL('.', import.meta.url));
+  while (!existsSync(join(dir, 'package.json')) && dirname(dir) !== dir) dir = dirname(dir);
+  return dir;
+})();
 const CLI = join(ROOT, 'dist/src/cli/main.js');
 const SCRIPTED = join(ROOT, 'dist/test/cluster/support/scripted-worker.js');
 export const DEMO_MODEL_DIR = join(ROOT, 'models/demo-stories');
@@ -81,6 +86,8 @@ export interface WorkerSpawnOptions {
   kind?: 'real' | 'scripted';
   /** Real workers only: model folder (default the bundled demo model). */
   modelDir?: string;
+  /** More `autoglm serve` flags (real workers only). */
+  extraArgs?: string[];
 }
 
 export function spawnWorker(o: WorkerSpawnOptions): WorkerProcess {
@@ -117,6 +124,7 @@ export function spawnWorker(o: WorkerSpawnOptions): WorkerProcess {
           '--max-batch-sequences',
           '8',
           ...common,
+          ...(o.extraArgs ?? []),
         ]
       : [SCRIPTED, '--token-delay-ms', String(o.tokenDelayMs ?? 20), ...common];
   const proc = spawn(process.execPath, args, {

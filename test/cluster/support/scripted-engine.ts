@@ -87,6 +87,9 @@ export class ScriptedEngine implements InferenceEngine {
       preemptions: 0,
       promptTokens: 0,
       generationTokens: this.generated,
+      finishedRequests: 0,
+      timeToFirstTokenMsSum: 0,
+      timePerOutputTokenMsSum: 0,
     };
   }
 

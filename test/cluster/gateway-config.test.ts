@@ -1,0 +1,67 @@
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+import { describe, expect, test } from 'vitest';
+import { isAutoGlmError } from '../../src/errors.js';
+import { parseGatewayConfig } from '../../src/cluster/gateway/config.js';
+import { ROOT } from './support/processes.js';
+
+const parse = (argv: string[], env: Record<string, string> = {}) => {
+  const c = parseGatewayConfig(argv, env, () => 'generated-key');
+  if (c === 'help') throw new Error('help');
+  return c;
+};
+
+describe('autoglm gateway configuration', () => {
+  test('defaults: heartbeat registry on 127.0.0.1:9000, resume on, a generated key when none is given', () => {
+    const c = parse([]);
+    expect([c.host, c.port, c.registryKind, c.generatedKey]).toEqual(['127.0.0.1', 9000, 'heartbeat', 'generated-key']);
+    expect(c.options.resume).toBe(true);
+    expect(c.options.auth.apiKeys).toEqual(['generated-key']);
+    expect(c.createRegistry().kind).toBe('heartbeat');
+  });
+
+  test('flags and AUTOGLM_* env fallbacks build every backend and tuning option', () => {
+    const c = parse(
+      ['--registry', 'dns', '--dns-name', 'w.test', '--dns-type', 'SRV', '--probe-interval-ms', '100', '--prefix-affinity', '--no-resume'],
+      {
+        AUTOGLM_API_KEYS: 'a,b',
+        AUTOGLM_CLUSTER_SECRET: 's',
+        AUTOGLM_MAX_ATTEMPTS: '5',
+      },
+    );
+    expect(c.createRegistry().kind).toBe('dns');
+    expect(c.options.auth.apiKeys).toEqual(['a', 'b']);
+    expect(c.generatedKey).toBeUndefined();
+    expect(c.options.clusterSecret).toBe('s');
+    expect(c.options.retry?.maxAttempts).toBe(5);
+    expect(c.options.health?.probeIntervalMs).toBe(100);
+    expect(c.options.balancer?.affinity).toEqual({});
+    expect(c.options.resume).toBe(false);
+    expect(parse(['--registry', 'static', '--workers', 'http://a:1,http://b:2']).createRegistry().kind).toBe('static');
+    expect(parse(['--registry', 'etcd', '--etcd', 'http://127.0.0.1:2379']).createRegistry().kind).toBe('etcd');
+  });
+
+  test.each([
+    [['--registry', 'zookeeper'], 'registry'],
+    [['--registry', 'static'], 'workers'],
+    [['--registry', 'dns'], 'dns-name'],
+    [['--registry', 'etcd'], 'etcd'],
+    [['--port', 'abc'], 'port'],
+    [['--balance', 'random'], 'balance'],
+  ])('bad configuration %j names the flag', (argv, param) => {
+    try {
+      parse(argv);
+      expect.unreachable();
+    } catch (e) {
+      expect(isAutoGlmError(e, 'invalid_request')).toBe(true);
+      expect((e as { param?: string }).param).toBe(param);
+    }
+  });
+
+  test('the CLI prints its flags with --help', () => {
+    const r = spawnSync(process.execPath, [join(ROOT, 'dist/src/cli/main.js'), 'gateway', '--help'], { encoding: 'utf8' });
+    expect(r.status).toBe(0);
+    expect(r.stdout).toContain('--registry');
+    expect(r.stdout).toContain('[AUTOGLM_CLUSTER_SECRET]');
+  });
+});
