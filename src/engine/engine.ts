@@ -29,6 +29,8 @@ interface ActiveRequest {
   countsSlot: number;
   /** Counts slot must be rebuilt from host-side tokens before the next sampled step. */
   countsStale: boolean;
+  admittedAtMs: number;
+  firstTokenAtMs: number | undefined;
   /** Prompt tokens served from the prefix cache, known once the scheduler admits it. */
   cachedPromptTokens: number | undefined;
   output: SequenceOutput;
@@ -50,6 +52,9 @@ export class Engine implements InferenceEngine {
   private closed = false;
   private promptTokens = 0;
   private generationTokens = 0;
+  private finishedRequests = 0;
+  private ttftMsSum = 0;
+  private tpotMsSum = 0;
   private readonly responseCache: ResponseCache<TokenEvent[]>;
 
   private constructor(
@@ -203,6 +208,8 @@ export class Engine implements InferenceEngine {
       countsSlot: -1,
       countsStale: true,
       cachedPromptTokens: undefined,
+      admittedAtMs: performance.now(),
+      firstTokenAtMs: undefined,
       output,
       channel,
       cacheKey,
@@ -259,6 +266,13 @@ export class Engine implements InferenceEngine {
 
   private finish(a: ActiveRequest, reason: 'stop' | 'length' | 'cancelled', last?: TokenEvent): void {
     this.scheduler.finishRequest(a.id, reason);
+    if (a.firstTokenAtMs !== undefined) {
+      const now = performance.now();
+      const generatedHere = a.generatedTokenIds.length - (a.request.resumeTokenIds?.length ?? 0);
+      this.finishedRequests++;
+      this.ttftMsSum += a.firstTokenAtMs - a.admittedAtMs;
+      if (generatedHere > 1) this.tpotMsSum += (now - a.firstTokenAtMs) / (generatedHere - 1);
+    }
     this.active.delete(a.id);
     if (a.countsSlot >= 0) this.freeCountSlots.push(a.countsSlot);
     if (last) {
@@ -326,6 +340,7 @@ export class Engine implements InferenceEngine {
           if (!a) return; // cancelled while the step ran
           const tokenId = result.tokenIds[row]!;
           this.generationTokens++;
+          a.firstTokenAtMs ??= performance.now();
           a.generatedTokenIds.push(tokenId);
           const top = result.top ? this.topLogprobsOf(result.top.ids, result.top.logprobs, row, a.request.topLogprobs ?? 0) : undefined;
           const logprob = a.request.logprobs || (a.request.topLogprobs ?? 0) > 0 ? result.logprobs?.[row] : undefined;
@@ -436,6 +451,9 @@ export class Engine implements InferenceEngine {
       preemptions: s.preemptions,
       promptTokens: this.promptTokens,
       generationTokens: this.generationTokens,
+      finishedRequests: this.finishedRequests,
+      timeToFirstTokenMsSum: this.ttftMsSum,
+      timePerOutputTokenMsSum: this.tpotMsSum,
     };
   }
 

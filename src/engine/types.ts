@@ -94,6 +94,12 @@ export interface EngineStats {
   preemptions: number;
   promptTokens: number;
   generationTokens: number;
+  /** Requests finished (any reason) and the sums behind mean latencies, in the engine's own clock. */
+  finishedRequests: number;
+  /** Sum over finished requests of admission -> first token, ms. */
+  timeToFirstTokenMsSum: number;
+  /** Sum over finished requests of their mean time per output token after the first, ms. */
+  timePerOutputTokenMsSum: number;
 }
 
 export interface CompletionResult {
