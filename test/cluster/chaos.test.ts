@@ -49,9 +49,10 @@ test('SIGKILL mid-stream and restart under load: no failed request, exact output
       const stream = i % 3 !== 2;
       const body = stream ? { ...v.body, stream: true, stream_options: { include_usage: true } } : v.body;
       // The first stream that is a few tokens in after 5 s kills its worker.
-      const onText = (text: string): void => {
+      const onText = (text: string, headers: Headers): void => {
         if (killed >= 0 || text.length < 2 || performance.now() - start < 5000) return;
-        const victim = cluster.workers.findIndex((w) => cluster.gateway.balancer.outstanding(w.url).requests > 0);
+        // The worker serving this very stream (the gateway names it), so the kill cuts it mid-way.
+        const victim = cluster.workers.findIndex((w) => w.url === headers.get('x-autoglm-worker'));
         if (victim < 0) return;
         killed = victim;
         killAtMs = performance.now();

@@ -71,10 +71,10 @@ describe('gateway', () => {
       '/v1/chat/completions',
       { ...body, stream: true, stream_options: { include_usage: true } },
       auth,
-      (text) => {
+      (text, headers) => {
         if (fired || text.length < 3) return;
         fired = true;
-        victim = cluster.workers.findIndex((w) => cluster.gateway.balancer.outstanding(w.url).requests > 0);
+        victim = cluster.workers.findIndex((w) => w.url === headers.get('x-autoglm-worker'));
         cluster.workers[victim]!.kill('SIGKILL');
         killedAt = performance.now();
       },

@@ -3,6 +3,8 @@ import type { FastifyReply } from 'fastify';
 /** The gateway's side of an SSE response to its client: headers on first write, backpressure, one end. */
 export class ClientSse {
   private started = false;
+  /** Sent as `x-autoglm-worker` (the worker that produced the first chunk), for tracing. */
+  workerId: string | null = null;
 
   constructor(
     private readonly reply: FastifyReply,
@@ -49,6 +51,7 @@ export class ClientSse {
       connection: 'keep-alive',
       'x-accel-buffering': 'no',
       'x-request-id': this.requestId,
+      ...(this.workerId !== null ? { 'x-autoglm-worker': this.workerId } : {}),
     });
     this.reply.raw.flushHeaders();
   }

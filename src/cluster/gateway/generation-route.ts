@@ -103,7 +103,7 @@ async function forwardWhole(
     const attempt = await openWithRetries(wholeDeps, scope, { path, method: 'POST', body: payload });
     try {
       const text = await attempt.response.text();
-      return reply.code(attempt.response.status).type('application/json').send(text);
+      return reply.code(attempt.response.status).header('x-autoglm-worker', attempt.worker.id).type('application/json').send(text);
     } catch {
       // Cut while reading the body: that worker failed; try again elsewhere.
       if (attempt.abortReason() === 'client') throw new AutoGlmError('request_cancelled', 'The client disconnected.');

@@ -73,6 +73,7 @@ export async function relayStream(deps: UpstreamDeps, scope: RequestScope, sse: 
       deps.metrics.failovers.inc({ outcome: 'resumed' });
     }
     const { response } = attempt;
+    sse.workerId ??= attempt.worker.id;
     if (response.status !== 200 || !response.body) {
       // A client error (4xx) from the worker: pass it on (in-band if the stream is under way).
       const text = await response.text().catch(() => '');

@@ -16,7 +16,7 @@ export async function call(
   path: string,
   body: Record<string, unknown>,
   headers: Record<string, string> = {},
-  onText?: (textSoFar: string) => void,
+  onText?: (textSoFar: string, headers: Headers) => void,
 ): Promise<Outcome> {
   const out: Outcome = { status: 0, text: '', usage: null, finishReason: null, roleChunks: 0, ids: new Set(), error: null };
   let r: Response;
@@ -72,7 +72,7 @@ export async function call(
           out.text += (c.text as string | undefined) ?? delta?.content ?? '';
           if (c.finish_reason) out.finishReason = c.finish_reason as string;
         }
-        onText?.(out.text);
+        onText?.(out.text, r.headers);
       }
     }
     if (!done && out.error === null) out.error = new Error('stream ended without [DONE]');
