@@ -17,6 +17,7 @@ import { loadNodeLlamaCpp, openLlamaCppPeer, timings, type LlamaGpuChoice, type 
 import { metadataSection, num, table } from './markdown.js';
 import { SeededRandom } from './random.js';
 import { modelShape, runMetadata, writeRun, type AdapterMetadata, type RunMetadata, type WrittenRun } from './run-metadata.js';
+import { kvBytesPerToken } from './sizing.js';
 import { medianAndSpread } from './stats.js';
 import { barChart } from './svg-chart.js';
 
@@ -31,6 +32,11 @@ export interface CompareOptions {
   prefillTokens: number;
   repeats: number;
   llamaGpu: LlamaGpuChoice;
+  /**
+   * llama.cpp CPU threads (default: node-llama-cpp's choice, all cores). Its threads spin
+   * while waiting, so on a busy or small machine fewer threads can be far faster.
+   */
+  llamaThreads?: number;
   resultsDir?: string;
   argv?: string[];
   log?: (line: string) => void;
@@ -119,6 +125,8 @@ export async function runCompare(o: CompareOptions): Promise<{ results: CompareR
         forceF32: dtype === 'f32',
         maxBatchSequences: 1,
         maxContextTokens: contextTokens,
+        // explicit, with slack: the engine's default floors a context that is not a block multiple
+        kvCacheBytes: kvBytesPerToken(spec, dtype) * (contextTokens + 32),
         responseCacheEntries: 0,
       });
       let ours: SideResult;
@@ -139,7 +147,7 @@ export async function runCompare(o: CompareOptions): Promise<{ results: CompareR
         const gguf = join(workDir, `model-${dtype}.gguf`);
         const exported = await exportGguf(o.modelDir, gguf, { dtype });
         log(`[${dtype}] llama.cpp on ${gguf} (${(exported.bytes / 2 ** 20).toFixed(1)} MiB) ...`);
-        const p = await openLlamaCppPeer(gguf, { gpu: o.llamaGpu, contextTokens });
+        const p = await openLlamaCppPeer(gguf, { gpu: o.llamaGpu, contextTokens, threads: o.llamaThreads });
         try {
           const side = await measureSide((prompt, n) => p.generate(prompt, n), promptIds, prefillPrompt, o);
           llamaCpp = { ...side, backend: p.backend, ggufBytes: exported.bytes };
@@ -206,7 +214,7 @@ export function compareMarkdown(meta: RunMetadata, r: CompareResults, o: Compare
     '# Open-AutoGLM vs llama.cpp',
     '',
     metadataSection(meta),
-    `- Prefill prompt: ${o.prefillTokens} random tokens; decode: batch 1, greedy; ${o.repeats} repeats (medians, spread = (max - min) / median)`,
+    `- Prefill prompt: ${o.prefillTokens} random tokens; decode: batch 1, greedy; ${o.repeats} repeats (medians, spread = (max - min) / median); llama.cpp threads: ${o.llamaThreads ?? 'default'}`,
     '',
   ];
   if (!r.peerAvailable) out.push(`llama.cpp side skipped: ${r.peerReason}`, '');

@@ -37,7 +37,7 @@ Commands:
             [--vocab-size N] [--ttft-ms T] [--tpot-ms T] [--e2e-ms T] [--warmup 1] [--seed 0] [--api-key KEY]
   compare   our engine vs llama.cpp (node-llama-cpp, optional) on the same weights via GGUF
             --model DIR [--dtypes f32,f16] [--max-tokens 32] [--prefill-tokens 256] [--repeats 3]
-            [--llama-gpu auto|cpu|cuda|vulkan] [--prompt TEXT ...]
+            [--llama-gpu auto|cpu|cuda|vulkan] [--llama-threads N] [--prompt TEXT ...]
 
 Common: --out DIR (default bench/results), --no-report (print only)
 `;
@@ -276,6 +276,7 @@ async function benchCompare(argv: string[], fullArgv: string[]): Promise<void> {
     'prefill-tokens': { type: 'string', default: '256' },
     repeats: { type: 'string', default: '3' },
     'llama-gpu': { type: 'string', default: 'auto' },
+    'llama-threads': { type: 'string' },
     prompt: { type: 'string', multiple: true },
   });
   if (v.help) return void process.stdout.write(USAGE);
@@ -295,6 +296,7 @@ async function benchCompare(argv: string[], fullArgv: string[]): Promise<void> {
     prefillTokens: positive(v['prefill-tokens'] as string, 'prefill-tokens')!,
     repeats: positive(v.repeats as string, 'repeats')!,
     llamaGpu: v['llama-gpu'] as LlamaGpuChoice,
+    llamaThreads: positive(v['llama-threads'] as string | undefined, 'llama-threads'),
     resultsDir: v['no-report'] ? undefined : resolve(v.out as string),
     argv: ['bench', ...fullArgv],
   });

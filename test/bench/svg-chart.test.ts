@@ -81,7 +81,9 @@ describe('svg charts', () => {
       ],
     });
     assertWellFormed(svg);
-    const bars = [...svg.matchAll(/<rect x="[^"]+" y="[^"]+" width="[^"]+" height="([^"]+)" fill="[^"]+"><title>/g)].map((m) => Number(m[1]));
+    const bars = [...svg.matchAll(/<rect x="[^"]+" y="[^"]+" width="[^"]+" height="([^"]+)" fill="[^"]+"><title>/g)].map((m) =>
+      Number(m[1]),
+    );
     expect(bars).toHaveLength(3);
     expect(bars[1]! / bars[0]!).toBeCloseTo(2, 1);
     expect(bars[0]! / bars[2]!).toBeCloseTo(2, 1);
