@@ -92,8 +92,7 @@ export async function measureDecodeCurves(engine: InferenceEngine, options: Deco
   const points: DecodePoint[] = [];
   const total = options.contextLengths.length * options.batchSizes.length * repeats;
   let done = 0;
-  // Warm-up: compile every pipeline a step needs before anything is timed.
-  await measurePoint(engine, Math.min(2, Math.max(...options.batchSizes)), Math.min(...options.contextLengths), 4, rng, options.vocabSize);
+  // Check every point before spending time on any.
   for (const contextTokens of options.contextLengths) {
     if (contextTokens + decodeTokens > engine.contextLength) {
       throw new AutoGlmError(
@@ -102,6 +101,10 @@ export async function measureDecodeCurves(engine: InferenceEngine, options: Deco
         { param: 'contexts' },
       );
     }
+  }
+  // Warm-up: compile every pipeline a step needs before anything is timed.
+  await measurePoint(engine, Math.min(2, Math.max(...options.batchSizes)), Math.min(...options.contextLengths), 4, rng, options.vocabSize);
+  for (const contextTokens of options.contextLengths) {
     for (const batch of options.batchSizes) {
       const preemptionsBefore = engine.stats().preemptions;
       const tpots: number[] = [];
