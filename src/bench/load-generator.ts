@@ -123,8 +123,11 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
       runStartMs,
     );
 
-  for (let i = 0; i < (options.warmupRequests ?? 0); i++) {
-    const warm = await send({ ...plan[i % plan.length]!, offsetMs: 0 }, -1 - i, performance.now());
+  // Warm-up prompts come from another seed: a response or prefix cache must not answer timed requests from them.
+  const warmups = options.warmupRequests ?? 0;
+  const warmPlan = warmups > 0 ? planRequests({ ...options, numRequests: warmups, seed: ((options.seed ?? 0) ^ 0x2545f491) >>> 0 }) : [];
+  for (let i = 0; i < warmups; i++) {
+    const warm = await send({ ...warmPlan[i]!, offsetMs: 0 }, plan.length + i, performance.now());
     if (!warm.ok) throw new AutoGlmError('upstream_error', `warm-up request failed: ${warm.error?.label}: ${warm.error?.message}`);
   }
 

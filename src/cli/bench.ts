@@ -34,7 +34,7 @@ Commands:
             --url URL [--model-name NAME] [--endpoint completions|chat] [--num-requests 100]
             [--request-rate inf|R[,R..]] [--burstiness 1] [--max-concurrency N[,N..]]
             [--input-len 128|64-256|128~0.25|normal:128:32] [--output-len 128] [--prompt-mode text|token-ids]
-            [--vocab-size N] [--ttft-ms T] [--tpot-ms T] [--e2e-ms T] [--warmup 1] [--seed 0] [--api-key KEY]
+            [--vocab-size N] [--ttft-ms T] [--tpot-ms T] [--e2e-ms T] [--warmup 1] [--seed N] [--api-key KEY]
   compare   our engine vs llama.cpp (node-llama-cpp, optional) on the same weights via GGUF
             --model DIR [--dtypes f32,f16] [--max-tokens 32] [--prefill-tokens 256] [--repeats 3]
             [--llama-gpu auto|cpu|cuda|vulkan] [--llama-threads N] [--prompt TEXT ...]
@@ -186,7 +186,8 @@ async function benchServe(argv: string[], fullArgv: string[]): Promise<void> {
     'tpot-ms': { type: 'string' },
     'e2e-ms': { type: 'string' },
     warmup: { type: 'string', default: '1' },
-    seed: { type: 'string', default: '0' },
+    // default: a fresh seed per run (recorded in the report), so a server's response cache cannot replay an earlier run
+    seed: { type: 'string', default: String(Date.now() % 1_000_000_007) },
     temperature: { type: 'string', default: '0' },
     'timeout-ms': { type: 'string', default: '600000' },
     'no-ignore-eos': { type: 'boolean', default: false },
@@ -221,7 +222,8 @@ async function benchServe(argv: string[], fullArgv: string[]): Promise<void> {
       vocabSize: positive(v['vocab-size'] as string | undefined, 'vocab-size'),
       ignoreEos: !v['no-ignore-eos'],
       temperature: Number(v.temperature),
-      seed: Number(v.seed),
+      // each level its own prompts: a server's response cache must not answer a later level from an earlier one
+      seed: Number(v.seed) + i * 1_000_003,
       timeoutMs: positive(v['timeout-ms'] as string, 'timeout-ms'),
       warmupRequests: i === 0 ? Number(v.warmup) : 0,
       slo: {

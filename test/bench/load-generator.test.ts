@@ -165,6 +165,7 @@ describe('runLoad against a real loopback SSE server', () => {
       inputLength: parseLengthDistribution('8'),
       outputLength: parseLengthDistribution('6'),
       keepRecords: true,
+      warmupRequests: 1,
     });
     const m = result.metrics;
     expect(result.config.model).toBe('fake-model');
@@ -181,7 +182,11 @@ describe('runLoad against a real loopback SSE server', () => {
     expect(m.itlMs.count).toBe(12 * 5);
     // 4 waves of ~(40 + 5 * 10) ms
     expect(m.durationS).toBeGreaterThan(0.3);
-    expect(server.received.slice(-12).every((r) => r.maxTokens === 6 && r.ignoreEos)).toBe(true);
+    const sent = server.received.slice(-13);
+    expect(sent.every((r) => r.maxTokens === 6 && r.ignoreEos)).toBe(true);
+    // the warm-up went first, untimed, with a prompt no timed request repeats (no cache can answer one)
+    expect(new Set(sent.map((r) => r.prompt)).size).toBe(13);
+    expect(result.records!.every((r) => r.sentAtMs >= 0)).toBe(true);
   });
 
   it('Poisson arrivals: requests are sent on the seeded schedule', async () => {
