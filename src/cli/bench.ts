@@ -69,7 +69,13 @@ async function benchKernels(argv: string[]): Promise<void> {
   if (!existsSync(script)) throw new AutoGlmError('invalid_request', `kernel benchmark not built (${script} missing): run npm run build`);
   const code = await new Promise<number>((done) => {
     const child = spawn(process.execPath, [script, ...argv], { stdio: 'inherit' });
-    child.on('exit', (c) => done(c ?? 1));
+    // a stopped parent must not leave the benchmark running on the GPU
+    const forward = (signal: NodeJS.Signals) => child.kill(signal);
+    process.on('SIGINT', forward).on('SIGTERM', forward);
+    child.on('exit', (c) => {
+      process.off('SIGINT', forward).off('SIGTERM', forward);
+      done(c ?? 1);
+    });
   });
   if (code !== 0) throw new AutoGlmError('internal_error', `kernel benchmark exited with ${code}`);
 }
