@@ -79,7 +79,7 @@ export class Engine implements InferenceEngine {
     const folder = await loadModelFolder(dir);
     const rt = await KernelRuntime.create({ forceF32: options.forceF32, backend: options.backend, adapter: options.adapter });
     try {
-      const model = await uploadModel(rt, folder, { weightDType: rt.preferredDType });
+      const model = await uploadModel(rt, folder, { weightDType: rt.preferredDType }).finally(() => folder.weights.close());
       const plan = planMemory(rt, folder.spec, model, options);
       const runner = new ModelRunner(rt, model, plan.runner);
       const scheduler = new Scheduler({

@@ -39,11 +39,12 @@ export function planMemory(rt: KernelRuntime, spec: ModelSpec, _model: GpuModel,
   const maxRows = Math.max(maxSeqs, options.maxBatchTokens ?? 512);
   const contextLength = Math.min(spec.contextLength, options.maxContextTokens ?? Infinity);
 
-  const wanted = options.kvCacheBytes ?? Math.min(DEFAULT_KV_CAP_BYTES, perToken * contextLength * maxSeqs);
-  const limit = maxKvBlocks(rt, { blockSize, nKvHeads: spec.numKvHeads, headDim: spec.headDim, dtype: kvDType });
-  const numBlocks = Math.min(limit, Math.floor(wanted / (perToken * blockSize)));
   // one sequence at full context must fit, or long requests could never run
   const minBlocks = Math.ceil(contextLength / blockSize);
+  const limit = maxKvBlocks(rt, { blockSize, nKvHeads: spec.numKvHeads, headDim: spec.headDim, dtype: kvDType });
+  const defaultBlocks = Math.max(minBlocks, Math.min(Math.floor(DEFAULT_KV_CAP_BYTES / (perToken * blockSize)), minBlocks * maxSeqs));
+  const wantedBlocks = options.kvCacheBytes !== undefined ? Math.floor(options.kvCacheBytes / (perToken * blockSize)) : defaultBlocks;
+  const numBlocks = Math.min(limit, wantedBlocks);
   if (numBlocks < minBlocks) {
     throw new AutoGlmError(
       'gpu_out_of_memory',

@@ -34,8 +34,15 @@ export async function loadModelFolder(dir: string): Promise<LoadedModelFolder> {
   try {
     const spec = await loadModelSpec(dir);
     const weights = await openModelWeights(dir, { spec });
-    const tokenizer = await loadTokenizer(dir);
-    const generation = await loadGenerationConfig(dir, spec);
+    let tokenizer: Tokenizer;
+    let generation: GenerationDefaults;
+    try {
+      tokenizer = await loadTokenizer(dir);
+      generation = await loadGenerationConfig(dir, spec);
+    } catch (e) {
+      await weights.close();
+      throw e;
+    }
     const eosTokenIds = [...new Set([...generation.eosTokenIds, ...tokenizer.eosTokenIds])];
     const greedyByDefault = generation.doSample === false;
     const samplingDefaults: SamplingDefaults = {
