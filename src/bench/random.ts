@@ -3,21 +3,9 @@
  * and gamma draws, so a benchmark's arrival times and prompt lengths replay exactly from
  * its seed.
  */
-export class SeededRandom {
-  private state: number;
+import { SeededRandom as UniformRandom } from '../testing/seeded-random.js';
 
-  constructor(seed: number) {
-    this.state = seed >>> 0 || 0x9e3779b9;
-  }
-
-  /** Uniform in [0, 1). */
-  next(): number {
-    let t = (this.state = (this.state + 0x6d2b79f5) >>> 0);
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  }
-
+export class SeededRandom extends UniformRandom {
   /** Integer uniform in [lo, hi] (both inclusive). */
   intBetween(lo: number, hi: number): number {
     return lo + Math.floor(this.next() * (hi - lo + 1));

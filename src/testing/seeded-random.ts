@@ -1,4 +1,7 @@
-/** Seeded randomness for generated models: fast (one tensor of 25M values in ~0.1 s) and portable. */
+/**
+ * Seeded randomness (mulberry32) shared by the model generator, the benchmarks and the
+ * tests: fast (one tensor of 25M values in ~0.1 s) and portable.
+ */
 
 /** mulberry32 over a 32-bit state. */
 export class SeededRandom {
