@@ -54,7 +54,9 @@ describe('gateway', () => {
     const body = {
       model: MODEL,
       messages: [{ role: 'user', content: 'Tell me about a dog.' }],
-      max_tokens: MAX_TOKENS,
+      // long enough that the worker cannot finish before the kill lands (a stream that
+      // completes from socket buffers would need no resume)
+      max_tokens: 4 * MAX_TOKENS,
       temperature: 0.9,
       seed: 1234,
     };
