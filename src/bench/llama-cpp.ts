@@ -4,6 +4,10 @@
  * not when it is missing. Only prebuilt binaries are used (build: 'never'): nothing is
  * downloaded or compiled at run time.
  */
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 
 export type LlamaGpuChoice = 'auto' | 'cpu' | 'cuda' | 'vulkan' | 'metal';
 
@@ -53,15 +57,33 @@ const PACKAGE = 'node-llama-cpp';
 
 let cached: { mod: NodeLlamaCpp | null; reason: string | null } | null = null;
 
+/** The project's private install (scripts/setup.sh with AUTOGLM_WITH_LLAMA_CPP=1), or a regular one. */
+export const LLAMA_CPP_PREFIX = '.cache/llama-cpp';
+
+async function importLlamaCpp(): Promise<unknown> {
+  try {
+    return await import(PACKAGE);
+  } catch (first) {
+    // a private prefix keeps its ~700 MB of optional GPU builds out of node_modules
+    for (let dir = dirname(fileURLToPath(import.meta.url)), i = 0; i < 6; i++, dir = dirname(dir)) {
+      const prefix = join(dir, LLAMA_CPP_PREFIX);
+      if (existsSync(join(prefix, 'node_modules', PACKAGE))) {
+        return import(pathToFileURL(createRequire(join(prefix, 'package.json')).resolve(PACKAGE)).href);
+      }
+    }
+    throw first;
+  }
+}
+
 /** The module, or null with the reason it cannot be used. */
 export async function loadNodeLlamaCpp(): Promise<{ mod: NodeLlamaCpp | null; reason: string | null }> {
   if (cached) return cached;
   try {
-    cached = { mod: (await import(PACKAGE)) as NodeLlamaCpp, reason: null };
+    cached = { mod: (await importLlamaCpp()) as NodeLlamaCpp, reason: null };
   } catch (e) {
     cached = {
       mod: null,
-      reason: `node-llama-cpp is not installed (optional dependency; \`npm install node-llama-cpp\` adds it): ${(e as Error).message.split('\n')[0]}`,
+      reason: `node-llama-cpp is not installed (optional: \`AUTOGLM_WITH_LLAMA_CPP=1 bash scripts/setup.sh\` or \`npm install node-llama-cpp\` adds it): ${(e as Error).message.split('\n')[0]}`,
     };
   }
   return cached;
