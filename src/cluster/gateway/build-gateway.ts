@@ -12,6 +12,7 @@ import { proxyGeneration, type GenerationRouteConfig } from './generation-route.
 import { GatewayMetrics } from './metrics.js';
 import type { GatewayOptions } from './options.js';
 import { RetryBudget } from './retry-budget.js';
+import { UpstreamPool } from './upstream-http.js';
 import { openWithRetries, type RequestScope, type UpstreamDeps } from './upstream.js';
 
 export interface Gateway {
@@ -37,7 +38,9 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
     ...(options.retry?.budgetRatio !== undefined ? { ratio: options.retry.budgetRatio } : {}),
     ...(options.retry?.budgetMinPerSecond !== undefined ? { minPerSecond: options.retry.budgetMinPerSecond } : {}),
   });
+  const pool = new UpstreamPool();
   const deps: UpstreamDeps = {
+    pool,
     health,
     balancer,
     budget,
@@ -75,7 +78,7 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
     logger: options.logger ?? false,
     bodyLimit: options.maxBodyBytes ?? 4 * 1024 * 1024,
     requestIdHeader: 'x-request-id',
-    genReqId: () => randomBytes(8).toString('hex'),
+    genReqId: requestIds(),
     forceCloseConnections: 'idle',
   }) as unknown as FastifyInstance;
   installErrorHandling(app);
@@ -123,7 +126,7 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
       const text = await attempt.response.text();
       return reply
         .code(attempt.response.status)
-        .type(attempt.response.headers.get('content-type') ?? 'application/json')
+        .type(attempt.response.headers['content-type'] ?? 'application/json')
         .send(text);
     } finally {
       attempt.finish();
@@ -167,6 +170,20 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
       health.stop();
       await registry.stop();
       await app.close();
+      pool.close();
     },
+  };
+}
+
+/**
+ * Request ids: a random per-gateway prefix and a counter, 16 hex digits like the server's.
+ * Not randomBytes per request: that is a getrandom syscall on every request's path.
+ */
+function requestIds(): () => string {
+  const prefix = randomBytes(4).toString('hex');
+  let counter = 0;
+  return () => {
+    counter = (counter + 1) >>> 0;
+    return `${prefix}${counter.toString(16).padStart(8, '0')}`;
   };
 }

@@ -1,8 +1,15 @@
 import type { FastifyReply } from 'fastify';
 
-/** The gateway's side of an SSE response to its client: headers on first write, backpressure, one end. */
+/**
+ * The gateway's side of an SSE response to its client. Events are queued and written
+ * together by flush() (the relay flushes once per upstream read): on loopback every write
+ * is a syscall, and a final token, the usage chunk and [DONE] often arrive in one read.
+ * Headers are not flushed on their own; they leave with the first events.
+ */
 export class ClientSse {
   private started = false;
+  private pending = '';
+  private ended = false;
   /** Sent as `x-autoglm-worker` (the worker that produced the first chunk), for tracing. */
   workerId: string | null = null;
 
@@ -11,6 +18,7 @@ export class ClientSse {
     private readonly requestId: string,
   ) {}
 
+  /** True once the response is committed to SSE (an event was queued): errors go in-band. */
   get hasStarted(): boolean {
     return this.started;
   }
@@ -19,11 +27,20 @@ export class ClientSse {
     return this.reply.raw.destroyed || this.reply.raw.writableEnded;
   }
 
-  async send(data: unknown): Promise<void> {
+  /** Adds one event (a JSON string or a value to serialise) to the next flush. */
+  queue(data: unknown): void {
     this.start();
+    this.pending += `data: ${typeof data === 'string' ? data : JSON.stringify(data)}\n\n`;
+  }
+
+  /** Writes the queued events in one write; resolves when the client can take more. */
+  async flush(): Promise<void> {
+    if (this.pending === '') return;
+    const chunk = this.pending;
+    this.pending = '';
     const raw = this.reply.raw;
     if (this.closed) return;
-    if (!raw.write(`data: ${typeof data === 'string' ? data : JSON.stringify(data)}\n\n`)) {
+    if (!raw.write(chunk)) {
       await new Promise<void>((resolve) => {
         const done = (): void => {
           raw.off('drain', done);
@@ -36,9 +53,19 @@ export class ClientSse {
     }
   }
 
+  async send(data: unknown): Promise<void> {
+    this.queue(data);
+    await this.flush();
+  }
+
+  /** Ends the stream: whatever is queued, then [DONE], in the response's last write. Idempotent. */
   done(): void {
+    if (this.ended) return;
+    this.ended = true;
     this.start();
-    if (!this.closed) this.reply.raw.end('data: [DONE]\n\n');
+    const last = `${this.pending}data: [DONE]\n\n`;
+    this.pending = '';
+    if (!this.closed) this.reply.raw.end(last);
   }
 
   private start(): void {
@@ -53,6 +80,5 @@ export class ClientSse {
       'x-request-id': this.requestId,
       ...(this.workerId !== null ? { 'x-autoglm-worker': this.workerId } : {}),
     });
-    this.reply.raw.flushHeaders();
   }
 }

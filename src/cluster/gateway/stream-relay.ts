@@ -1,7 +1,7 @@
 import { AutoGlmError } from '../../errors.js';
 import type { FailureKind } from '../health-monitor.js';
 import type { ClientSse } from './client-sse.js';
-import { sseData } from './sse-reader.js';
+import { sseDataBatches } from './sse-reader.js';
 import { mayRetry, openWithRetries, type RequestScope, type UpstreamDeps } from './upstream.js';
 
 type Json = Record<string, unknown>;
@@ -74,7 +74,7 @@ export async function relayStream(deps: UpstreamDeps, scope: RequestScope, sse: 
     }
     const { response } = attempt;
     sse.workerId ??= attempt.worker.id;
-    if (response.status !== 200 || !response.body) {
+    if (response.status !== 200) {
       // A client error (4xx) from the worker: pass it on (in-band if the stream is under way).
       const text = await response.text().catch(() => '');
       attempt.finish();
@@ -89,69 +89,81 @@ export async function relayStream(deps: UpstreamDeps, scope: RequestScope, sse: 
     let failure: FailureKind | null = null;
     let done = false;
     try {
-      for await (const data of sseData(response.body as unknown as AsyncIterable<Uint8Array>)) {
+      for await (const batch of sseDataBatches(response.body)) {
         attempt.touch();
-        if (data === '[DONE]') {
-          done = true;
-          break;
-        }
-        const msg = JSON.parse(data) as Json;
-        if (msg.error !== undefined) {
-          // The worker failed mid-generation and said so in-band.
-          if (options.resumable) {
-            failure = 'status';
+        // After [DONE] the client is answered; reading on to the end of the response lets
+        // its keep-alive connection go back to the pool instead of being torn down.
+        if (done) continue;
+        for (const data of batch) {
+          if (data === '[DONE]') {
+            done = true;
             break;
           }
-          await sse.send(msg);
-          continue;
-        }
-        if (!options.resumable) {
-          if (!sawFirstToken) {
+          const msg = JSON.parse(data) as Json;
+          if (msg.error !== undefined) {
+            // The worker failed mid-generation and said so in-band.
+            if (options.resumable) {
+              failure = 'status';
+              break;
+            }
+            sse.queue(msg);
+            continue;
+          }
+          if (!options.resumable) {
+            if (!sawFirstToken) {
+              sawFirstToken = true;
+              options.onFirstToken();
+            }
+            sse.queue(data);
+            continue;
+          }
+          const choices = (msg.choices ?? []) as StreamChoice[];
+          const choice = choices[0];
+          if (!choice) {
+            // The usage chunk (include_usage was forced upstream).
+            if (options.clientWantsUsage) sse.queue(rewrite(msg, head));
+            continue;
+          }
+          const ids = choice.token_ids ?? [];
+          head ??= { id: msg.id, created: msg.created };
+          if (choice.delta?.role !== undefined && ids.length === 0) {
+            // Chat's opening role chunk: the client gets one, whichever worker it came from.
+            if (openedRole) continue;
+            openedRole = true;
+          }
+          if (skip > 0) {
+            skip -= ids.length;
+            if (choice.finish_reason) finished = true;
+            continue;
+          }
+          emitted.push(...ids);
+          lastChunkIds = ids;
+          if (choice.finish_reason) finished = true;
+          attempt.ticket.progress(ids.length);
+          if (!sawFirstToken && ids.length > 0) {
             sawFirstToken = true;
             options.onFirstToken();
           }
-          await sse.send(data);
-          continue;
+          if (!options.clientWantsTokenIds) delete choice.token_ids;
+          if (!options.clientWantsUsage) delete msg.usage;
+          sse.queue(rewrite(msg, head));
         }
-        const choices = (msg.choices ?? []) as StreamChoice[];
-        const choice = choices[0];
-        if (!choice) {
-          // The usage chunk (include_usage was forced upstream).
-          if (options.clientWantsUsage) await sse.send(rewrite(msg, head));
-          continue;
-        }
-        const ids = choice.token_ids ?? [];
-        head ??= { id: msg.id, created: msg.created };
-        if (choice.delta?.role !== undefined && ids.length === 0) {
-          // Chat's opening role chunk: the client gets one, whichever worker it came from.
-          if (openedRole) continue;
-          openedRole = true;
-        }
-        if (skip > 0) {
-          skip -= ids.length;
-          if (choice.finish_reason) finished = true;
-          continue;
-        }
-        emitted.push(...ids);
-        lastChunkIds = ids;
-        if (choice.finish_reason) finished = true;
-        attempt.ticket.progress(ids.length);
-        if (!sawFirstToken && ids.length > 0) {
-          sawFirstToken = true;
-          options.onFirstToken();
-        }
-        if (!options.clientWantsTokenIds) delete choice.token_ids;
-        if (!options.clientWantsUsage) delete msg.usage;
-        await sse.send(rewrite(msg, head));
+        if (failure !== null) break;
+        // One client write per upstream read; the last one also ends the response.
+        if (done) sse.done();
+        else await sse.flush();
       }
       if (!done && failure === null) failure = 'reset';
     } catch {
-      const why = attempt.abortReason();
-      if (why === 'client') {
-        attempt.finish();
-        return { resumes };
+      // A failure after [DONE] (while reading the response's end) costs the client nothing.
+      if (!done) {
+        const why = attempt.abortReason();
+        if (why === 'client') {
+          attempt.finish();
+          return { resumes };
+        }
+        failure = why === 'timeout' || why === 'deadline' ? 'timeout' : 'reset';
       }
-      failure = why === 'timeout' || why === 'deadline' ? 'timeout' : 'reset';
     }
     if (failure === null) {
       attempt.finish();

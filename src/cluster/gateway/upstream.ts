@@ -4,6 +4,7 @@ import type { FailureKind, HealthMonitor } from '../health-monitor.js';
 import { CLUSTER_SECRET_HEADER, type WorkerEndpoint } from '../types.js';
 import type { GatewayMetrics } from './metrics.js';
 import type { RetryBudget } from './retry-budget.js';
+import type { UpstreamPool, UpstreamResponse } from './upstream-http.js';
 
 /** Statuses that say "this worker, not this request": try another one. */
 const RETRYABLE_STATUS = new Set([408, 429, 500, 502, 503, 504, 507]);
@@ -26,12 +27,14 @@ export interface UpstreamDeps {
   budget: RetryBudget;
   metrics: GatewayMetrics;
   config: UpstreamConfig;
+  /** Keep-alive connections to the workers. */
+  pool: UpstreamPool;
 }
 
 /** One open upstream response, with the timers and load ticket that belong to it. */
 export interface OpenAttempt {
   worker: WorkerEndpoint;
-  response: Response;
+  response: UpstreamResponse;
   ticket: LoadTicket;
   /** Restarts the idle timer (call on every chunk). */
   touch(): void;
@@ -160,11 +163,15 @@ async function sendAttempt(
   request: { path: string; method: 'GET' | 'POST'; body?: string },
 ): Promise<AttemptResult> {
   const startedMs = performance.now();
-  const controller = new AbortController();
+  const call = deps.pool.request(`${worker.url}${request.path}`, {
+    method: request.method,
+    headers: workerHeaders(deps.config, scope.requestId, request.body !== undefined),
+    ...(request.body !== undefined ? { body: request.body } : {}),
+  });
   let reason: 'timeout' | 'client' | 'deadline' | null = null;
   const fire = (why: 'timeout' | 'client' | 'deadline'): void => {
     if (reason === null) reason = why;
-    controller.abort();
+    call.cancel();
   };
   const onClient = (): void => fire('client');
   scope.clientSignal.addEventListener('abort', onClient);
@@ -174,7 +181,10 @@ async function sendAttempt(
     if (id === worker.id && state === 'unhealthy') fire('timeout');
   });
   const deadlineTimer = setTimeout(() => fire('deadline'), Math.max(0, scope.deadlineMs - startedMs));
+  // First the first-byte timeout; from the first touch() on, the idle timeout, re-armed per
+  // chunk with refresh() (no timer allocated per token).
   let idleTimer = setTimeout(() => fire('timeout'), deps.config.firstByteTimeoutMs);
+  let idleArmed = false;
   const ticket = deps.balancer.acquire(worker.id, scope.estimatedTokens);
   deps.metrics.workerOutstanding.set({ worker: worker.id }, deps.balancer.outstanding(worker.id).requests);
   let finished = false;
@@ -189,22 +199,22 @@ async function sendAttempt(
     deps.metrics.workerOutstanding.set({ worker: worker.id }, deps.balancer.outstanding(worker.id).requests);
   };
   try {
-    const response = await fetch(`${worker.url}${request.path}`, {
-      method: request.method,
-      headers: workerHeaders(deps.config, scope.requestId, request.body !== undefined),
-      ...(request.body !== undefined ? { body: request.body } : {}),
-      signal: controller.signal,
-    });
+    const response = await call.response;
     return {
       worker,
       response,
       ticket,
       startedMs,
       touch: () => {
+        if (idleArmed) {
+          idleTimer.refresh();
+          return;
+        }
+        idleArmed = true;
         clearTimeout(idleTimer);
         idleTimer = setTimeout(() => fire('timeout'), deps.config.idleTimeoutMs);
       },
-      abort: () => controller.abort(),
+      abort: () => call.cancel(),
       abortReason: () => reason,
       finish,
     };
