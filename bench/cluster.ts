@@ -5,12 +5,19 @@
  * failed requests, time until it is out of rotation, and time from the kill until the last
  * request that was in flight at that moment is answered. A benchmark, not a test.
  *
- * Run: npm run bench:cluster [-- --model DIR --concurrency 8 --requests 32 --max-tokens 8]
+ * Run: npm run bench:cluster [-- --model DIR --concurrency 8 --requests 32 --max-tokens 8 --rounds 4
+ *   --c1-requests 12 --skip-recovery]
  * Workers and the gateway are real processes (`autoglm serve`, `autoglm gateway`) on loopback.
- * Writes bench/results/cluster.json and the "Cluster" section of bench/RESULTS.md.
+ * The overhead phase alternates direct and gateway rounds (order flipped every round, so a
+ * load change on a shared machine hits both) and compares each gateway round with its
+ * neighbouring direct round; it also measures the CPU each process spends per request
+ * (/proc on Linux) and the added TTFT at concurrency 1, where no batching hides or adds
+ * anything. Writes bench/results/cluster.json and the "Cluster" section of bench/RESULTS.md
+ * (not with --skip-recovery, which only prints).
  */
 import { execSync } from 'node:child_process';
-import { cpus } from 'node:os';
+import { readFileSync } from 'node:fs';
+import { cpus, loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { freePort, spawnWorker, waitFor, waitReady, DEMO_MODEL_DIR, ROOT, type WorkerProcess } from '../test/cluster/support/processes.js';
@@ -150,8 +157,14 @@ async function main(): Promise<void> {
       requests: { type: 'string', default: '32' },
       'max-tokens': { type: 'string', default: '8' },
       'recovery-seconds': { type: 'string', default: '12' },
+      rounds: { type: 'string', default: '4' },
+      'c1-requests': { type: 'string', default: '12' },
+      'skip-recovery': { type: 'boolean', default: false },
     },
   });
+  const roundCount = Number(values.rounds);
+  const c1Requests = Number(values['c1-requests']);
+  const skipRecovery = values['skip-recovery'] === true;
   const concurrency = Number(values.concurrency);
   const requests = Number(values.requests);
   const maxTokens = Number(values['max-tokens']);
@@ -171,35 +184,68 @@ async function main(): Promise<void> {
   const direct = { 'x-autoglm-cluster-secret': SECRET };
   process.stderr.write('warm-up\n');
   await closedLoop({ url: w.url, headers: direct, concurrency, requests: concurrency, maxTokens });
-  const rounds: { mode: 'direct' | 'gateway'; r: LoadResult }[] = [];
-  for (let round = 0; round < 2; round++) {
-    for (const mode of ['direct', 'gateway'] as const) {
+  await closedLoop({ url: gUrl, headers: {}, concurrency, requests: concurrency, maxTokens });
+  const pids = { worker: w.proc.pid, gateway: g.pid };
+  const loadBefore = loadavg()[0]!;
+  const runRound = async (mode: Mode, c: number, n: number): Promise<RoundResult> => {
+    const cpu0 = { worker: cpuMs(pids.worker), gateway: cpuMs(pids.gateway) };
+    const r = await closedLoop({
+      url: mode === 'direct' ? w.url : gUrl,
+      headers: mode === 'direct' ? direct : {},
+      concurrency: c,
+      requests: n,
+      maxTokens,
+    });
+    return {
+      mode,
+      r,
+      workerCpuMsPerRequest: (cpuMs(pids.worker) - cpu0.worker) / n,
+      gatewayCpuMsPerRequest: (cpuMs(pids.gateway) - cpu0.gateway) / n,
+    };
+  };
+  const rounds: RoundResult[] = [];
+  const c1Rounds: RoundResult[] = [];
+  for (let round = 0; round < roundCount; round++) {
+    // Flip the order every round so a drift in machine load does not favour one mode.
+    const order: Mode[] = round % 2 === 0 ? ['direct', 'gateway'] : ['gateway', 'direct'];
+    for (const mode of order) {
       process.stderr.write(`round ${round + 1} ${mode}\n`);
-      const r = await closedLoop({
-        url: mode === 'direct' ? w.url : gUrl,
-        headers: mode === 'direct' ? direct : {},
-        concurrency,
-        requests,
-        maxTokens,
-      });
-      rounds.push({ mode, r });
+      rounds.push(await runRound(mode, concurrency, requests));
     }
+    if (c1Requests > 0) for (const mode of order) c1Rounds.push(await runRound(mode, 1, c1Requests));
   }
+  const loadAfter = loadavg()[0]!;
   g.kill('SIGTERM');
   w.kill('SIGKILL');
   await w.exited;
-  const agg = (mode: 'direct' | 'gateway') => {
-    const rs = rounds.filter((x) => x.mode === mode).map((x) => x.r);
-    return {
-      requestsPerS: median(rs.map((r) => r.requestsPerS)),
-      tokensPerS: median(rs.map((r) => r.tokensPerS)),
-      ttftP50Ms: median(rs.map((r) => r.ttftP50Ms)),
-      ttftP90Ms: median(rs.map((r) => r.ttftP90Ms)),
-      failures: rs.reduce((s, r) => s + r.failures, 0),
-    };
-  };
-  const d = agg('direct');
-  const gw = agg('gateway');
+  const d = aggregate(rounds, 'direct');
+  const gw = aggregate(rounds, 'gateway');
+  const ttftAdded = pairedAddedPct(rounds);
+  const c1 = { direct: aggregate(c1Rounds, 'direct'), gateway: aggregate(c1Rounds, 'gateway') };
+  const c1AddedMs = median(pairs(c1Rounds).map(([x, y]) => y.r.ttftP50Ms - x.r.ttftP50Ms));
+  const throughput = (gw.tokensPerS / d.tokensPerS) * 100;
+  const overheadRows = [
+    ['direct to worker', d.requestsPerS, d.tokensPerS, d.ttftP50Ms, d.ttftP90Ms, d.workerCpuMsPerRequest, '-', String(d.failures)],
+    [
+      'through gateway',
+      gw.requestsPerS,
+      gw.tokensPerS,
+      gw.ttftP50Ms,
+      gw.ttftP90Ms,
+      gw.workerCpuMsPerRequest,
+      gw.gatewayCpuMsPerRequest,
+      String(gw.failures),
+    ],
+  ];
+  const headers = ['path', 'req/s', 'output tok/s', 'TTFT p50 ms', 'TTFT p90 ms', 'worker CPU ms/req', 'gateway CPU ms/req', 'failed'];
+  const roundLine = rounds.map((x) => `${x.mode === 'direct' ? 'D' : 'G'} ${x.r.ttftP50Ms.toFixed(0)}`).join(', ');
+  process.stdout.write(
+    `\n${formatTable(headers, overheadRows)}\n\nTTFT p50 per round (D direct, G gateway): ${roundLine}\n` +
+      `TTFT p50 added by the gateway: ${ttftAdded.toFixed(1)}% (median of paired rounds); throughput ${throughput.toFixed(0)}% of direct; ` +
+      `concurrency 1: TTFT p50 ${c1.direct.ttftP50Ms.toFixed(1)} ms direct, ${c1.gateway.ttftP50Ms.toFixed(1)} ms via gateway (+${c1AddedMs.toFixed(1)} ms); ` +
+      `load average ${loadBefore.toFixed(1)} -> ${loadAfter.toFixed(1)}\n`,
+  );
+  if (skipRecovery) process.exit(0);
 
   // 2. Recovery: 3 workers, heartbeat registry, SIGKILL one under load.
   const rPort = await freePort();
@@ -271,16 +317,6 @@ async function main(): Promise<void> {
   };
   cleanup();
 
-  const overheadRows = [
-    ['direct to worker', d.requestsPerS, d.tokensPerS, d.ttftP50Ms, d.ttftP90Ms, String(d.failures)],
-    ['through gateway', gw.requestsPerS, gw.tokensPerS, gw.ttftP50Ms, gw.ttftP90Ms, String(gw.failures)],
-  ];
-  const headers = ['path', 'req/s', 'output tok/s', 'TTFT p50 ms', 'TTFT p90 ms', 'failed'];
-  const ttftAdded = (gw.ttftP50Ms / d.ttftP50Ms - 1) * 100;
-  const throughput = (gw.tokensPerS / d.tokensPerS) * 100;
-  process.stdout.write(
-    `\n${formatTable(headers, overheadRows)}\n\nTTFT p50 added by the gateway: ${ttftAdded.toFixed(1)}%; throughput ${throughput.toFixed(0)}% of direct\n`,
-  );
   process.stdout.write(`recovery: ${JSON.stringify(recovery)}\n`);
   const commit = (() => {
     try {
@@ -297,10 +333,19 @@ async function main(): Promise<void> {
     concurrency,
     requests,
     maxTokens,
+    rounds: roundCount,
     direct: d,
     gateway: gw,
     ttftAddedPct: ttftAdded,
     throughputPct: throughput,
+    perRound: rounds.map((x) => ({
+      mode: x.mode,
+      ...x.r,
+      workerCpuMsPerRequest: x.workerCpuMsPerRequest,
+      gatewayCpuMsPerRequest: x.gatewayCpuMsPerRequest,
+    })),
+    concurrency1: { requestsPerRound: c1Requests, direct: c1.direct, gateway: c1.gateway, ttftAddedMs: c1AddedMs },
+    loadAverage: { before: loadBefore, after: loadAfter },
     recovery,
   });
   updateResultsSection(
@@ -311,11 +356,15 @@ async function main(): Promise<void> {
       `Model \`${values.model!.split('/').pop()}\`, workers and gateway as separate processes on loopback (\`autoglm serve\` on the machine's WebGPU adapter, ${cpus().length} CPU cores shared by all of them); ` +
         `date ${date}, commit ${commit}; streaming /v1/completions, ${maxTokens} output tokens (ignore_eos, seeded sampling), closed loop. \`npm run bench:cluster\`.`,
       '',
-      `### Gateway overhead (one worker, concurrency ${concurrency}, ${requests} requests per round, median of 2 alternating rounds)`,
+      `### Gateway overhead (one worker, concurrency ${concurrency}, ${requests} requests per round, median of ${roundCount} rounds per mode, order flipped every round)`,
       '',
       markdownTable(headers, overheadRows),
       '',
-      `TTFT p50 added by the gateway: **${ttftAdded.toFixed(1)}%** (target <= 5%); throughput through the gateway: **${throughput.toFixed(0)}%** of direct. ` +
+      `TTFT p50 per round (D direct, G gateway, in run order): ${roundLine}. 1-minute load average ${loadBefore.toFixed(1)} before, ${loadAfter.toFixed(1)} after (other work on the machine moves these numbers).`,
+      '',
+      `TTFT p50 added by the gateway: **${ttftAdded.toFixed(1)}%** (median over rounds of each gateway round against its neighbouring direct round; target <= 5%); throughput through the gateway: **${throughput.toFixed(0)}%** of direct. ` +
+        `At concurrency 1 (${c1Requests} requests per round, no batching effects) the gateway adds **${c1AddedMs.toFixed(1)} ms** to TTFT p50 (${c1.direct.ttftP50Ms.toFixed(1)} ms direct). ` +
+        'CPU ms/req: user+system time of each process divided by the requests of the round (the gateway column includes its /ready probes of the worker). ' +
         'Where the adapter is lavapipe, the "GPU" is the same CPU cores the gateway and the load generator run on, so gateway CPU time is taken straight from the worker; on a real GPU host the gateway runs beside an idle CPU.',
       '',
       `### Recovery after SIGKILL (3 workers, heartbeat registry, default health settings, ${Number(values['recovery-seconds'])} s of load at concurrency ${Math.min(concurrency, 6)})`,
@@ -347,6 +396,64 @@ async function main(): Promise<void> {
     ].join('\n'),
   );
   process.exit(0);
+}
+
+type Mode = 'direct' | 'gateway';
+
+interface RoundResult {
+  mode: Mode;
+  r: LoadResult;
+  workerCpuMsPerRequest: number;
+  gatewayCpuMsPerRequest: number;
+}
+
+const CLOCK_TICKS_PER_S = ((): number => {
+  try {
+    return Number(execSync('getconf CLK_TCK', { encoding: 'utf8' }).trim()) || 100;
+  } catch {
+    return 100;
+  }
+})();
+
+/** User + system CPU time of a process so far (Linux /proc; NaN elsewhere). */
+function cpuMs(pid: number | undefined): number {
+  if (pid === undefined) return NaN;
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS_PER_S;
+  } catch {
+    return NaN;
+  }
+}
+
+function aggregate(rounds: readonly RoundResult[], mode: Mode) {
+  const rs = rounds.filter((x) => x.mode === mode);
+  const sum = (f: (x: RoundResult) => number): number => rs.reduce((s, x) => s + f(x), 0);
+  return {
+    requestsPerS: median(rs.map((x) => x.r.requestsPerS)),
+    tokensPerS: median(rs.map((x) => x.r.tokensPerS)),
+    ttftP50Ms: median(rs.map((x) => x.r.ttftP50Ms)),
+    ttftP90Ms: median(rs.map((x) => x.r.ttftP90Ms)),
+    workerCpuMsPerRequest: median(rs.map((x) => x.workerCpuMsPerRequest)),
+    gatewayCpuMsPerRequest: median(rs.map((x) => x.gatewayCpuMsPerRequest)),
+    failures: sum((x) => x.r.failures),
+  };
+}
+
+/** (direct, gateway) rounds run back to back, in run order. */
+function pairs(rounds: readonly RoundResult[]): [RoundResult, RoundResult][] {
+  const out: [RoundResult, RoundResult][] = [];
+  for (let i = 0; i + 1 < rounds.length; i += 2) {
+    const a = rounds[i]!;
+    const b = rounds[i + 1]!;
+    out.push(a.mode === 'direct' ? [a, b] : [b, a]);
+  }
+  return out;
+}
+
+/** TTFT p50 added by the gateway, in %: the median over back-to-back round pairs. */
+function pairedAddedPct(rounds: readonly RoundResult[]): number {
+  return median(pairs(rounds).map(([d, g]) => (g.r.ttftP50Ms / d.r.ttftP50Ms - 1) * 100));
 }
 
 async function httpOk(url: string): Promise<boolean> {
