@@ -6,6 +6,11 @@
  *   --sweep  also times several tilings of the two target shapes (to choose defaults)
  *   --quick  fewer repeats
  *   --only=gemv|matmul  with --sweep: sweep one kernel and skip the standard rows
+ *   --only=targets  only the paired target checks (quick A/B of a kernel or a toggle)
+ *   --pairs=N  pairs per target check (default 7, 3 with --quick)
+ *   --tunings='[{"gemmRows":8,...}, ...]'  with --sweep: these tilings instead of the built-in lists
+ *   --paired  with --sweep --only=matmul: time each GEMM tiling interleaved with the FMA
+ *             kernel (--pairs pairs) and print the median ratio: steadier on a busy machine
  * Prints a table, writes bench/results/kernels.json and the "kernels" section of
  * bench/RESULTS.md.
  */
@@ -137,13 +142,22 @@ async function pairedRatio(rt: KernelRuntime, kernel: Probe, ceiling: Probe, pai
   return ratios;
 }
 
-function matmulProbe(rt: KernelRuntime, M: number, N: number, K: number, amount: 'bytes' | 'flops'): Probe {
-  const weight = prepareMatmulWeight(rt, { data: pseudoRandom(N * K, 7), N, K, dtype: 'f32' });
+function matmulProbe(
+  rt: KernelRuntime,
+  M: number,
+  N: number,
+  K: number,
+  amount: 'bytes' | 'flops',
+  dtype: WeightDType = 'f32',
+  tuning?: Partial<MatmulTuning>,
+): Probe {
+  const w = pseudoRandom(N * K, 7);
+  const weight = prepareMatmulWeight(rt, { data: dtype === 'f16' ? f32ToF16Bits(w) : w, N, K, dtype });
   const x = rt.upload('f32', pseudoRandom(M * K, 3));
   const out = rt.tensor('f32', M * N);
   return {
     amount: amount === 'bytes' ? weight.bytes + (M * K + M * N) * 4 : 2 * M * N * K,
-    record: (rec) => matmul(rt, rec, { x, weight, out, M }),
+    record: (rec) => matmul(rt, rec, { x, weight, out, M, tuning }),
     destroy() {
       weight.destroy();
       rt.destroyBuffer(x.buffer);
@@ -247,10 +261,29 @@ async function main(): Promise<void> {
     rows.push(r);
     console.log(formatTable(HEADERS, [cells(r)]).split('\n')[2]);
   };
-  if (sweep) {
+  const tuningsArg = argv.find((a) => a.startsWith('--tunings='))?.slice(10);
+  const custom = tuningsArg ? (JSON.parse(tuningsArg) as Partial<MatmulTuning>[]) : undefined;
+  const pairsArg = Number(argv.find((a) => a.startsWith('--pairs='))?.slice(8));
+  const pairs = Number.isInteger(pairsArg) && pairsArg > 0 ? pairsArg : quick ? 3 : 7;
+  if (sweep && only === 'matmul' && argv.includes('--paired')) {
     for (const dtype of dtypes) {
-      if (only !== 'matmul') for (const tuning of GEMV_SWEEP) await run({ M: 1, N: 4096, K: 4096, dtype, tuning });
-      if (only !== 'gemv') for (const tuning of GEMM_SWEEP) await run({ M: 1024, N: 1024, K: 1024, dtype, tuning });
+      for (const tuning of custom ?? GEMM_SWEEP) {
+        const kernel = matmulProbe(rt, 1024, 1024, 1024, 'flops', dtype, tuning);
+        const ceiling = fmaProbe(rt);
+        try {
+          const ratios = await pairedRatio(rt, kernel, ceiling, pairs, o);
+          const pct = (r: number): string => `${(r * 100).toFixed(0)}%`;
+          console.log(`paired matmul 1024^3 ${dtype} ${JSON.stringify(tuning)}: ${pct(median(ratios))} of FMA; pairs ${ratios.map(pct).join(' ')}`);
+        } finally {
+          kernel.destroy();
+          ceiling.destroy();
+        }
+      }
+    }
+  } else if (sweep && only !== 'targets') {
+    for (const dtype of dtypes) {
+      if (only !== 'matmul') for (const tuning of custom ?? GEMV_SWEEP) await run({ M: 1, N: 4096, K: 4096, dtype, tuning });
+      if (only !== 'gemv') for (const tuning of custom ?? GEMM_SWEEP) await run({ M: 1024, N: 1024, K: 1024, dtype, tuning });
     }
   }
   for (const dtype of only ? [] : dtypes) {
@@ -262,7 +295,7 @@ async function main(): Promise<void> {
   }
   if (!only) rows.push(await benchAdd(rt, 4096 * 1024, ceil, o));
 
-  const targets = only ? [] : await checkTargets(rt, quick ? 3 : 7, o);
+  const targets = !only || only === 'targets' ? await checkTargets(rt, pairs, o) : [];
   for (const t of targets) {
     console.log(
       `target ${t.name}: ${(t.ratio * 100).toFixed(0)}% (target ${t.target * 100}%) ${t.met ? 'met' : 'NOT met'}; pairs: ${t.ratios.map((r) => (r * 100).toFixed(0) + '%').join(' ')}`,

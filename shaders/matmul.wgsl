@@ -15,6 +15,9 @@
 #if WF16
 enable f16;
 #endif
+#if XSHARE
+enable subgroups;
+#endif
 
 struct Params {
   K: u32,
@@ -32,6 +35,7 @@ const TM: u32 = {{TM}}u;
 const TN: u32 = {{TN}}u;
 const WGN: u32 = {{WGN}}u;
 const VW: u32 = {{VW}}u;
+const XS: u32 = {{XS}}u;
 alias Acc = {{ACC}};
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;
@@ -71,7 +75,11 @@ fn store(m: u32, c: u32, v: Acc) {
 }
 
 @compute @workgroup_size(WGN)
+#if XSHARE
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(subgroup_invocation_id) sid: u32) {
+#else
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+#endif
   // W elements per stored row
   let ldw = p.ldw4 * (4u / VW);
   // column group j of this invocation is c0 + j * WGN: lanes stay adjacent for every j;
@@ -81,8 +89,20 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   // rows past M re-read row M - 1 (uniform control flow); their sums are never written
   let lastRow = p.M - 1u;
 {{DECL}}
+  let K = p.K;
   var wRow = 0u;
-  for (var k = 0u; k < p.K; k++) {
+  var k = 0u;
+#if XSHARE
+  // XS k-steps at a time: lane l of each subgroup loads x[row, k + l % XS] (one vector
+  // load per row for XS steps) and subgroupBroadcast hands each step's value to all lanes.
+  // On lavapipe an x load inside the loop is a per-lane masked load even though its address
+  // is uniform, several times dearer than a broadcast; this made the GEMM ~2x faster there.
+  let xLane = sid % XS;
+  for (; k + XS <= K; k += XS) {
+{{CHUNK}}
+  }
+#endif
+  for (; k < K; k++) {
 {{STEP}}
     wRow += ldw;
   }

@@ -32,10 +32,32 @@ export interface MatmulTuning {
   gemmVecWidth: 1 | 4;
   /** GEMM: invocations per workgroup (all along N). */
   gemmWorkgroupN: number;
+  /**
+   * GEMM: k-steps that share one x load per row through subgroupBroadcast (0 = every lane
+   * loads x itself each step). Used only where the adapter has subgroups of at least this
+   * many lanes; otherwise the kernel falls back to 0.
+   */
+  gemmShareX: number;
 }
 
-const CPU_TUNING: MatmulTuning = { gemvWorkgroupN: 64, gemvSplitK: 1, gemmRows: 16, gemmCols4: 2, gemmWorkgroupN: 16, gemmVecWidth: 4 };
-const GPU_TUNING: MatmulTuning = { gemvWorkgroupN: 64, gemvSplitK: 4, gemmRows: 8, gemmCols4: 1, gemmWorkgroupN: 64, gemmVecWidth: 4 };
+const CPU_TUNING: MatmulTuning = {
+  gemvWorkgroupN: 64,
+  gemvSplitK: 1,
+  gemmRows: 16,
+  gemmCols4: 2,
+  gemmWorkgroupN: 16,
+  gemmVecWidth: 4,
+  gemmShareX: 0,
+};
+const GPU_TUNING: MatmulTuning = {
+  gemvWorkgroupN: 64,
+  gemvSplitK: 4,
+  gemmRows: 8,
+  gemmCols4: 1,
+  gemmWorkgroupN: 64,
+  gemmVecWidth: 4,
+  gemmShareX: 0,
+};
 
 /** True for software adapters (lavapipe/llvmpipe, SwiftShader) that run shaders on the CPU. */
 export function isCpuAdapter(rt: KernelRuntime): boolean {
@@ -134,8 +156,19 @@ function dispatchGemv(rt: KernelRuntime, rec: Recorder, d: PartDispatch): void {
   rec.dispatch(kernel, d.bindings, d.p, [Math.ceil(d.part.ldw4 / wgn), 1]);
 }
 
+/**
+ * The x-sharing width the adapter allows: subgroupBroadcast needs the subgroups feature
+ * and at least `want` lanes in every subgroup (lavapipe: 8).
+ */
+export function supportedShareX(rt: KernelRuntime, want: number): number {
+  if (want <= 1 || !rt.ctx.features.subgroups) return 0;
+  const info = rt.ctx.adapter.info as GPUAdapterInfo & { subgroupMinSize?: number };
+  return (info.subgroupMinSize ?? 0) >= want ? want : 0;
+}
+
 function dispatchGemm(rt: KernelRuntime, rec: Recorder, d: PartDispatch): void {
   const { gemmRows: tm, gemmCols4: tn4, gemmWorkgroupN: wgn, gemmVecWidth: vw } = d.tuning;
+  const xs = supportedShareX(rt, d.tuning.gemmShareX);
   const wt = d.weight.dtype;
   const kernel = rt.kernel({
     shader: 'matmul',
@@ -144,7 +177,9 @@ function dispatchGemm(rt: KernelRuntime, rec: Recorder, d: PartDispatch): void {
       TM: tm,
       TN: tn4,
       WGN: wgn,
-      ...gemmBlockCode(tm, tn4),
+      ...gemmBlockCode(tm, tn4, xs),
+      XSHARE: xs > 0,
+      XS: Math.max(xs, 1),
       VW: vw,
       VEC4: vw === 4,
       ACC: vw === 4 ? 'vec4<f32>' : 'f32',
@@ -159,12 +194,23 @@ function dispatchGemm(rt: KernelRuntime, rec: Recorder, d: PartDispatch): void {
 
 /**
  * The GEMM's register block as straight-line WGSL: TM x TN named accumulators, the loads
- * and multiply-adds of one k step, and the stores (see the comment in shaders/matmul.wgsl).
+ * and multiply-adds of one k step, xs k steps with x shared through subgroupBroadcast
+ * (when xs > 0), and the stores (see the comment in shaders/matmul.wgsl).
  */
-export function gemmBlockCode(tm: number, tn: number): { DECL: string; STEP: string; STORE: string } {
+export function gemmBlockCode(tm: number, tn: number, xs = 0): { DECL: string; STEP: string; CHUNK: string; STORE: string } {
   const decl: string[] = [];
   const step: string[] = [];
+  const chunk: string[] = [];
   const store: string[] = [];
+  for (let r = 0; r < tm; r++) if (xs > 0) chunk.push(`    let xs_${r} = x[xRow_${r} + k + xLane];`);
+  for (let s = 0; s < xs; s++) {
+    for (let j = 0; j < tn; j++) chunk.push(`    let w_${s}_${j} = Acc(w[wRow + col_${j}]);`);
+    for (let r = 0; r < tm; r++) {
+      chunk.push(`    let x_${s}_${r} = subgroupBroadcast(xs_${r}, ${s}u);`);
+      for (let j = 0; j < tn; j++) chunk.push(`    a_${r}_${j} += w_${s}_${j} * x_${s}_${r};`);
+    }
+    chunk.push('    wRow += ldw;');
+  }
   for (let j = 0; j < tn; j++) decl.push(`  let col_${j} = min(c0 + ${j}u * WGN, ldw - 1u);`);
   for (let r = 0; r < tm; r++) decl.push(`  let xRow_${r} = p.xOff + min(m0 + ${r}u, lastRow) * p.ldx;`);
   for (let r = 0; r < tm; r++) for (let j = 0; j < tn; j++) decl.push(`  var a_${r}_${j} = Acc(0.0);`);
@@ -174,5 +220,5 @@ export function gemmBlockCode(tm: number, tn: number): { DECL: string; STEP: str
     for (let j = 0; j < tn; j++) step.push(`    a_${r}_${j} += w_${j} * x_${r};`);
   }
   for (let r = 0; r < tm; r++) for (let j = 0; j < tn; j++) store.push(`  store(m0 + ${r}u, c0 + ${j}u * WGN, a_${r}_${j});`);
-  return { DECL: decl.join('\n'), STEP: step.join('\n'), STORE: store.join('\n') };
+  return { DECL: decl.join('\n'), STEP: step.join('\n'), CHUNK: chunk.join('\n'), STORE: store.join('\n') };
 }
