@@ -5,7 +5,8 @@
 // see prepareMatmulWeight), so at each k the lanes of a workgroup read contiguous runs.
 // All invocations of a workgroup share the same TM rows: the x reads depend only on the
 // workgroup id and loop counters, so every lane reads the same address (a broadcast on
-// GPUs, one scalar load on CPU backends such as lavapipe, instead of a per-lane gather).
+// GPUs; lavapipe (Mesa 25) still gathers it per lane inside the k loop, its loop mask
+// hides the uniformity: XSHARE below is the alternative).
 // Each W load feeds VW * TM multiply-adds; each x scalar feeds VW * TN.
 //
 // The block is written out by the TypeScript wrapper (gemmBlockCode: the DECL, STEP and
@@ -93,10 +94,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   var wRow = 0u;
   var k = 0u;
 #if XSHARE
-  // XS k-steps at a time: lane l of each subgroup loads x[row, k + l % XS] (one vector
-  // load per row for XS steps) and subgroupBroadcast hands each step's value to all lanes.
-  // On lavapipe an x load inside the loop is a per-lane masked load even though its address
-  // is uniform, several times dearer than a broadcast; this made the GEMM ~2x faster there.
+  // XS k-steps at a time: lane l of each subgroup loads x[row, k + l % XS] (one load per
+  // row for XS steps) and subgroupBroadcast hands each step's value to all lanes. On
+  // lavapipe every load inside a loop, x's uniform one included, is a scalarised per-lane
+  // masked gather with a bounds check: sharing x halves the loop's instructions per
+  // multiply-add, but the longer straight-line body spills and did not time faster on the
+  // 2-core machine, so it is off by default on every adapter (gemmShareX 0).
   let xLane = sid % XS;
   for (; k + XS <= K; k += XS) {
 {{CHUNK}}

@@ -40,6 +40,11 @@ export interface MatmulTuning {
   gemmShareX: number;
 }
 
+// CPU (lavapipe): every load in the k loop is a per-lane scalarised gather, so W reuse
+// (gemmRows) matters most; 16 x 2 vec4 spills accumulators but still timed best. Sharing
+// x through subgroups (gemmShareX 4/8) halves instructions per multiply-add yet did not
+// time faster at 1024^3 (paired with the FMA kernel: `bench/kernels --sweep --only=matmul
+// --paired`), so it stays off.
 const CPU_TUNING: MatmulTuning = {
   gemvWorkgroupN: 64,
   gemvSplitK: 1,
