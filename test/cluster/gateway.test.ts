@@ -56,7 +56,8 @@ describe('gateway', () => {
       messages: [{ role: 'user', content: 'Tell me about a dog.' }],
       // long enough that the worker cannot finish before the kill lands (a stream that
       // completes from socket buffers would need no resume)
-      max_tokens: 4 * MAX_TOKENS,
+      max_tokens: 256,
+      ignore_eos: true,
       temperature: 0.9,
       seed: 1234,
     };

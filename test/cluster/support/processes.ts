@@ -123,6 +123,10 @@ export function spawnWorker(o: WorkerSpawnOptions): WorkerProcess {
           String(8 * 1024 * 1024),
           '--max-batch-sequences',
           '8',
+          // a response replayed from the cache arrives all at once and cannot be cut
+          // mid-generation, which the failover tests need to do
+          '--response-cache-entries',
+          '0',
           ...common,
           ...(o.extraArgs ?? []),
         ]
