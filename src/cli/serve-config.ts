@@ -1,9 +1,8 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
 import { AutoGlmError } from '../errors.js';
-import { parseKeyFile } from '../server/auth.js';
+import { flagsHelp, readFlags, type FlagKind } from './flags.js';
 
 /** Everything `autoglm serve` is configured by: flags first, then AUTOGLM_* env, then defaults. */
 export interface ServeConfig {
@@ -40,8 +39,6 @@ export interface ServeConfig {
     responseCacheEntries: number | undefined;
   };
 }
-
-type FlagKind = 'string' | 'int' | 'float' | 'bool' | 'list';
 
 /** The flag table: name -> kind, env variable and help. One place, so --help and env stay in step. */
 const FLAGS = {
@@ -91,61 +88,16 @@ function packageRoot(): string {
 }
 
 export function serveHelp(): string {
-  const lines = Object.entries(FLAGS).map(([name, f]) => {
-    const arg = f.kind === 'bool' ? '' : ' <value>';
-    return `  --${name}${arg}`.padEnd(34) + f.help + (name === 'help' ? '' : `  [${envName(name)}]`);
-  });
-  return ['Usage: autoglm serve [options]', '', ...lines].join('\n');
-}
-
-function envName(flag: string): string {
-  return `AUTOGLM_${flag.replace(/-/g, '_').toUpperCase()}`;
+  return flagsHelp('Usage: autoglm serve [options]', FLAGS, 34);
 }
 
 /** Parses argv + env into a ServeConfig; bad values are AutoGlmError('invalid_request') naming the flag. */
 export function parseServeConfig(argv: string[], env: NodeJS.ProcessEnv = process.env): ServeConfig | 'help' {
-  const { values } = parseArgs({
-    args: argv,
-    options: Object.fromEntries(
-      Object.entries(FLAGS).map(([name, f]) => [name, { type: f.kind === 'bool' ? 'boolean' : 'string' }]),
-    ) as Record<FlagName, { type: 'boolean' | 'string' }>,
-    strict: true,
-    allowPositionals: false,
-  });
-  if (values.help) return 'help';
-  const raw = (name: FlagName): string | boolean | undefined => values[name] ?? env[envName(name)];
-  const str = (name: FlagName): string | undefined => {
-    const v = raw(name);
-    return typeof v === 'string' && v !== '' ? v : undefined;
-  };
-  const num = (name: FlagName, integer: boolean): number | undefined => {
-    const v = str(name);
-    if (v === undefined) return undefined;
-    const n = Number(v);
-    if (!Number.isFinite(n) || n < 0 || (integer && !Number.isInteger(n)))
-      throw new AutoGlmError('invalid_request', `--${name} must be a non-negative ${integer ? 'integer' : 'number'}, got '${v}'.`, {
-        param: name,
-      });
-    return n;
-  };
+  const flags = readFlags(FLAGS, argv, env);
+  if (flags === 'help') return 'help';
+  const { str, num, bool } = flags;
   const int = (name: FlagName): number | undefined => num(name, true);
-  const bool = (name: FlagName): boolean => {
-    const v = raw(name);
-    return v === true || (typeof v === 'string' && /^(1|true|yes|on)$/i.test(v));
-  };
-
-  const keys = [...(str('api-keys')?.split(',') ?? [])].map((k) => k.trim()).filter((k) => k !== '');
-  const keyFile = str('api-key-file');
-  if (keyFile !== undefined) {
-    try {
-      keys.push(...parseKeyFile(readFileSync(keyFile, 'utf8')));
-    } catch (e) {
-      throw new AutoGlmError('invalid_request', `Cannot read --api-key-file ${keyFile}: ${(e as Error).message}`, {
-        param: 'api-key-file',
-        cause: e,
-      });
-    }
-  }
+  const keys = flags.apiKeys('api-keys', 'api-key-file');
   const rps = num('rate-limit-rps', false);
   const tlsKey = str('tls-key');
   const tlsCert = str('tls-cert');

@@ -3,12 +3,11 @@ import { buildGateway } from '../../src/cluster/gateway/build-gateway.js';
 import { StaticRegistry } from '../../src/cluster/registry/static-registry.js';
 import { call } from './support/client.js';
 import { CLUSTER_SECRET, GATEWAY_KEY, startCluster, type TestCluster } from './support/cluster.js';
-import { freePort, MODEL, waitFor, WORKER_KIND } from './support/processes.js';
+import { freePort, MODEL, waitFor } from './support/processes.js';
 
 // Two workers behind a gateway. Scripted workers get 40 ms per token so a kill lands mid-stream.
 let cluster: TestCluster;
 const auth = { authorization: `Bearer ${GATEWAY_KEY}` };
-const MAX_TOKENS = WORKER_KIND === 'real' ? 16 : 20;
 
 beforeAll(async () => {
   cluster = await startCluster({ workers: 2, worker: { tokenDelayMs: 40 }, gateway: { health: { probeIntervalMs: 100 } } });

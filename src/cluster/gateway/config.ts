@@ -1,15 +1,11 @@
-import { readFileSync } from 'node:fs';
-import { parseArgs } from 'node:util';
 import { AutoGlmError } from '../../errors.js';
-import { parseKeyFile } from '../../server/auth.js';
+import { flagsHelp, readFlags, type FlagKind } from '../../cli/flags.js';
 import { DnsRegistry } from '../registry/dns-registry.js';
 import { EtcdRegistry } from '../registry/etcd-registry.js';
 import { HeartbeatRegistry } from '../registry/heartbeat-registry.js';
 import type { WorkerRegistry } from '../registry/registry.js';
 import { StaticRegistry } from '../registry/static-registry.js';
 import type { GatewayOptions } from './options.js';
-
-type FlagKind = 'string' | 'int' | 'float' | 'bool' | 'list';
 
 /** `autoglm gateway` flags; each also reads AUTOGLM_<FLAG> from the environment. */
 const FLAGS = {
@@ -51,8 +47,6 @@ const FLAGS = {
   help: { kind: 'bool', help: 'print this help' },
 } as const satisfies Record<string, { kind: FlagKind; help: string }>;
 
-type FlagName = keyof typeof FLAGS;
-
 export interface GatewayConfig {
   host: string;
   port: number;
@@ -63,70 +57,18 @@ export interface GatewayConfig {
   registryKind: string;
 }
 
-function envName(flag: string): string {
-  return `AUTOGLM_${flag.replace(/-/g, '_').toUpperCase()}`;
-}
-
 export function gatewayHelp(): string {
-  const lines = Object.entries(FLAGS).map(([name, f]) => {
-    const arg = f.kind === 'bool' ? '' : ' <value>';
-    return `  --${name}${arg}`.padEnd(36) + f.help + (name === 'help' ? '' : `  [${envName(name)}]`);
-  });
-  return ['Usage: autoglm gateway [options]', '', ...lines].join('\n');
+  return flagsHelp('Usage: autoglm gateway [options]', FLAGS, 36);
 }
 
 /** argv + env -> a typed config; bad values are AutoGlmError('invalid_request') naming the flag. */
 export function parseGatewayConfig(argv: string[], env: NodeJS.ProcessEnv = process.env, makeKey?: () => string): GatewayConfig | 'help' {
-  const { values } = parseArgs({
-    args: argv,
-    options: Object.fromEntries(Object.entries(FLAGS).map(([n, f]) => [n, { type: f.kind === 'bool' ? 'boolean' : 'string' }])) as Record<
-      FlagName,
-      { type: 'boolean' | 'string' }
-    >,
-    strict: true,
-    allowPositionals: false,
-  });
-  if (values.help) return 'help';
-  const raw = (n: FlagName): string | boolean | undefined => values[n] ?? env[envName(n)];
-  const str = (n: FlagName): string | undefined => {
-    const v = raw(n);
-    return typeof v === 'string' && v !== '' ? v : undefined;
-  };
-  const num = (n: FlagName, integer = true): number | undefined => {
-    const v = str(n);
-    if (v === undefined) return undefined;
-    const x = Number(v);
-    if (!Number.isFinite(x) || x < 0 || (integer && !Number.isInteger(x)))
-      throw new AutoGlmError('invalid_request', `--${n} must be a non-negative ${integer ? 'integer' : 'number'}, got '${v}'.`, {
-        param: n,
-      });
-    return x;
-  };
-  const bool = (n: FlagName): boolean => {
-    const v = raw(n);
-    return v === true || (typeof v === 'string' && /^(1|true|yes|on)$/i.test(v));
-  };
-  const list = (n: FlagName): string[] => (str(n)?.split(',') ?? []).map((s) => s.trim()).filter((s) => s !== '');
-  const oneOf = <T extends string>(n: FlagName, allowed: readonly T[], fallback: T): T => {
-    const v = str(n) ?? fallback;
-    if (!(allowed as readonly string[]).includes(v))
-      throw new AutoGlmError('invalid_request', `--${n} must be one of ${allowed.join(', ')}, got '${v}'.`, { param: n });
-    return v as T;
-  };
+  const flags = readFlags(FLAGS, argv, env);
+  if (flags === 'help') return 'help';
+  const { str, num, bool, list, oneOf } = flags;
   const defined = <T extends object>(o: T): T => Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T;
 
-  const keys = list('api-keys');
-  const keyFile = str('api-key-file');
-  if (keyFile !== undefined) {
-    try {
-      keys.push(...parseKeyFile(readFileSync(keyFile, 'utf8')));
-    } catch (e) {
-      throw new AutoGlmError('invalid_request', `Cannot read --api-key-file ${keyFile}: ${(e as Error).message}`, {
-        param: 'api-key-file',
-        cause: e,
-      });
-    }
-  }
+  const keys = flags.apiKeys('api-keys', 'api-key-file');
   const authDisabled = bool('no-auth');
   let generatedKey: string | undefined;
   if (!authDisabled && keys.length === 0 && makeKey) {
