@@ -6,6 +6,15 @@ import type { FastifyReply } from 'fastify';
  * can retry it elsewhere). Writes wait for 'drain' so a slow client holds back its own
  * stream only.
  */
+/** Response headers of an OpenAI-style event stream (worker and gateway alike). */
+export const SSE_HEADERS = {
+  'content-type': 'text/event-stream; charset=utf-8',
+  'cache-control': 'no-cache',
+  connection: 'keep-alive',
+  // proxies such as nginx must not buffer token events
+  'x-accel-buffering': 'no',
+} as const;
+
 export class SseStream {
   private started = false;
 
@@ -46,13 +55,7 @@ export class SseStream {
     if (this.started) return;
     this.started = true;
     this.reply.hijack();
-    this.reply.raw.writeHead(200, {
-      'content-type': 'text/event-stream; charset=utf-8',
-      'cache-control': 'no-cache',
-      connection: 'keep-alive',
-      'x-accel-buffering': 'no',
-      'x-request-id': this.requestId,
-    });
+    this.reply.raw.writeHead(200, { ...SSE_HEADERS, 'x-request-id': this.requestId });
     this.reply.raw.flushHeaders();
   }
 }

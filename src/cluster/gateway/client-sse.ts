@@ -1,3 +1,4 @@
+import { SSE_HEADERS } from '../../server/sse.js';
 import type { FastifyReply } from 'fastify';
 
 /**
@@ -73,10 +74,7 @@ export class ClientSse {
     this.started = true;
     this.reply.hijack();
     this.reply.raw.writeHead(200, {
-      'content-type': 'text/event-stream; charset=utf-8',
-      'cache-control': 'no-cache',
-      connection: 'keep-alive',
-      'x-accel-buffering': 'no',
+      ...SSE_HEADERS,
       'x-request-id': this.requestId,
       ...(this.workerId !== null ? { 'x-autoglm-worker': this.workerId } : {}),
     });
