@@ -264,8 +264,15 @@ export class Engine implements InferenceEngine {
     this.finish(a, 'cancelled');
   }
 
-  private finish(a: ActiveRequest, reason: 'stop' | 'length' | 'cancelled', last?: TokenEvent): void {
+  /** Frees what a request holds: its KV blocks (at once) and its token-count slot. */
+  private release(a: ActiveRequest, reason: 'stop' | 'length' | 'cancelled'): void {
     this.scheduler.finishRequest(a.id, reason);
+    this.active.delete(a.id);
+    if (a.countsSlot >= 0) this.freeCountSlots.push(a.countsSlot);
+  }
+
+  private finish(a: ActiveRequest, reason: 'stop' | 'length' | 'cancelled', last?: TokenEvent): void {
+    this.release(a, reason);
     if (a.firstTokenAtMs !== undefined) {
       const now = performance.now();
       const generatedHere = a.generatedTokenIds.length - (a.request.resumeTokenIds?.length ?? 0);
@@ -273,8 +280,6 @@ export class Engine implements InferenceEngine {
       this.ttftMsSum += a.firstTokenAtMs - a.admittedAtMs;
       if (generatedHere > 1) this.tpotMsSum += (now - a.firstTokenAtMs) / (generatedHere - 1);
     }
-    this.active.delete(a.id);
-    if (a.countsSlot >= 0) this.freeCountSlots.push(a.countsSlot);
     if (last) {
       a.channel.push(last);
       if (a.cacheKey && reason !== 'cancelled') {
@@ -426,9 +431,7 @@ export class Engine implements InferenceEngine {
         ? e
         : new AutoGlmError('internal_error', `engine step failed: ${(e as Error)?.message ?? String(e)}`, { cause: e });
     for (const a of [...this.active.values()]) {
-      this.scheduler.finishRequest(a.id, 'cancelled');
-      this.active.delete(a.id);
-      if (a.countsSlot >= 0) this.freeCountSlots.push(a.countsSlot);
+      this.release(a, 'cancelled');
       a.channel.fail(err);
     }
   }
