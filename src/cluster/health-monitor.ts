@@ -1,3 +1,4 @@
+import { fetchReadyProbe, type ReadyProbe } from './ready-probe.js';
 import type { WorkerEndpoint, WorkerState } from './types.js';
 
 export interface HealthMonitorOptions {
@@ -65,6 +66,7 @@ export class HealthMonitor {
   constructor(
     options: HealthMonitorOptions = {},
     private readonly nowMs: () => number = () => performance.now(),
+    private readonly probeReady: ReadyProbe = fetchReadyProbe,
   ) {
     this.o = {
       probeIntervalMs: options.probeIntervalMs ?? 250,
@@ -182,13 +184,15 @@ export class HealthMonitor {
     e.probing = true;
     let outcome: 'ready' | 'draining' | 'failed';
     try {
-      const r = await fetch(`${e.endpoint.url}/ready`, { signal: AbortSignal.timeout(this.o.probeTimeoutMs) });
-      const text = await r.text();
-      outcome = r.ok ? 'ready' : r.status === 503 && text.includes('server_draining') ? 'draining' : 'failed';
-      e.lastProbe = `HTTP ${r.status}`;
-    } catch (err) {
-      outcome = 'failed';
-      e.lastProbe = (err as Error).name === 'TimeoutError' ? 'timeout' : ((err as { cause?: { code?: string } }).cause?.code ?? 'error');
+      const r = await this.probeReady(`${e.endpoint.url}/ready`, this.o.probeTimeoutMs);
+      if ('error' in r) {
+        outcome = 'failed';
+        e.lastProbe = r.error;
+      } else {
+        const ok = r.status >= 200 && r.status < 300;
+        outcome = ok ? 'ready' : r.status === 503 && r.body.includes('server_draining') ? 'draining' : 'failed';
+        e.lastProbe = `HTTP ${r.status}`;
+      }
     } finally {
       e.probing = false;
     }

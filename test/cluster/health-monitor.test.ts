@@ -1,19 +1,38 @@
-import { afterEach, describe, expect, test } from 'vitest';
+import { afterEach, beforeEach, describe, expect, test } from 'vitest';
+import { UpstreamPool } from '../../src/cluster/gateway/upstream-http.js';
 import { HealthMonitor } from '../../src/cluster/health-monitor.js';
+import { fetchReadyProbe, poolReadyProbe, type ReadyProbe } from '../../src/cluster/ready-probe.js';
 import { waitFor } from './support/processes.js';
 import { ReadyStub } from './support/ready-stub.js';
 
 const stubs: ReadyStub[] = [];
 const monitors: HealthMonitor[] = [];
+const pools: UpstreamPool[] = [];
 afterEach(async () => {
   for (const m of monitors.splice(0)) m.stop();
+  for (const p of pools.splice(0)) p.close();
   for (const s of stubs.splice(0)) await s.stop();
 });
+
+// The monitor's own default (fetch) and the gateway's (its keep-alive pool) must agree.
+const probes: Array<[string, () => ReadyProbe]> = [
+  ['fetch', () => fetchReadyProbe],
+  [
+    'the gateway pool',
+    () => {
+      const pool = new UpstreamPool();
+      pools.push(pool);
+      return poolReadyProbe(pool);
+    },
+  ],
+];
+
+let makeProbe: () => ReadyProbe = () => fetchReadyProbe;
 
 async function setup(options: ConstructorParameters<typeof HealthMonitor>[0] = {}) {
   const stub = await new ReadyStub().start();
   stubs.push(stub);
-  const monitor = new HealthMonitor({ probeIntervalMs: 50, probeTimeoutMs: 150, ...options });
+  const monitor = new HealthMonitor({ probeIntervalMs: 50, probeTimeoutMs: 150, ...options }, undefined, makeProbe());
   monitors.push(monitor);
   const w = { id: 'w', url: stub.url };
   monitor.sync([w]);
@@ -21,7 +40,11 @@ async function setup(options: ConstructorParameters<typeof HealthMonitor>[0] = {
   return { stub, monitor, w };
 }
 
-describe('HealthMonitor', () => {
+describe.each(probes)('HealthMonitor probing over %s', (_name, probe) => {
+  beforeEach(() => {
+    makeProbe = probe;
+  });
+
   test('a new worker is probed at once and becomes healthy; removal forgets it', async () => {
     const { monitor } = await setup();
     await waitFor(() => monitor.state('w') === 'healthy', 1000, 'healthy');
@@ -48,6 +71,7 @@ describe('HealthMonitor', () => {
     await stub.stop();
     const downMs = await waitFor(() => monitor.state('w') === 'unhealthy', 2000, 'unhealthy');
     expect(downMs).toBeLessThan(500);
+    expect(monitor.snapshot()[0]!.lastProbe).toBe('ECONNREFUSED');
     await stub.start(port);
     const upMs = await waitFor(() => monitor.state('w') === 'healthy', 2000, 'healthy again');
     expect(upMs).toBeLessThan(500);

@@ -6,6 +6,7 @@ import { installErrorHandling } from '../../server/http-errors.js';
 import { RateLimiter } from '../../server/rate-limiter.js';
 import { Balancer } from '../balancer.js';
 import { HealthMonitor } from '../health-monitor.js';
+import { poolReadyProbe } from '../ready-probe.js';
 import { HeartbeatRegistry } from '../registry/heartbeat-registry.js';
 import { CLUSTER_SECRET_HEADER } from '../types.js';
 import { proxyGeneration, type GenerationRouteConfig } from './generation-route.js';
@@ -32,13 +33,13 @@ export interface Gateway {
  */
 export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
   const metrics = new GatewayMetrics();
-  const health = new HealthMonitor(options.health);
+  const pool = new UpstreamPool();
+  const health = new HealthMonitor(options.health, undefined, poolReadyProbe(pool));
   const balancer = new Balancer(options.balancer);
   const budget = new RetryBudget({
     ...(options.retry?.budgetRatio !== undefined ? { ratio: options.retry.budgetRatio } : {}),
     ...(options.retry?.budgetMinPerSecond !== undefined ? { minPerSecond: options.retry.budgetMinPerSecond } : {}),
   });
-  const pool = new UpstreamPool();
   const deps: UpstreamDeps = {
     pool,
     health,
