@@ -34,15 +34,18 @@ export class ClientSse {
     this.pending += `data: ${typeof data === 'string' ? data : JSON.stringify(data)}\n\n`;
   }
 
-  /** Writes the queued events in one write; resolves when the client can take more. */
-  async flush(): Promise<void> {
-    if (this.pending === '') return;
+  /**
+   * Writes the queued events in one write. Returns nothing when the client can take more at
+   * once (the common case: no promise per write), else a promise for when it can.
+   */
+  flush(): Promise<void> | undefined {
+    if (this.pending === '') return undefined;
     const chunk = this.pending;
     this.pending = '';
     const raw = this.reply.raw;
-    if (this.closed) return;
+    if (this.closed) return undefined;
     if (!raw.write(chunk)) {
-      await new Promise<void>((resolve) => {
+      return new Promise<void>((resolve) => {
         const done = (): void => {
           raw.off('drain', done);
           raw.off('close', done);
@@ -52,6 +55,7 @@ export class ClientSse {
         raw.on('close', done);
       });
     }
+    return undefined;
   }
 
   async send(data: unknown): Promise<void> {

@@ -1,23 +1,60 @@
+import type { Readable } from 'node:stream';
+import { finished } from 'node:stream';
+import { StringDecoder } from 'node:string_decoder';
+
+/** What a batch handler wants next: more data (nothing), to stop reading, or to wait (the client is slow). */
+export type BatchVerdict = void | 'stop' | Promise<void>;
+
 /**
- * Yields the `data:` payloads of the Server-Sent Events in a response body, one array per
- * network read (only non-empty ones), so a relay can answer one read with one write.
+ * Reads the Server-Sent Events in a response body and calls `onBatch` once per network
+ * read with the `data:` payloads it completed (possibly none), so a relay can answer one
+ * read with one write. Event-driven rather than an async iterator: an upstream read is one
+ * synchronous call, not a chain of promises through the stream's iterator and a generator.
+ * Resolves at the body's end or when `onBatch` says 'stop'; rejects if the body is cut
+ * (reset, destroyed) or `onBatch` throws. A returned promise pauses the body until it settles.
  */
-export async function* sseDataBatches(body: AsyncIterable<Uint8Array>): AsyncGenerator<string[]> {
-  const decoder = new TextDecoder();
-  let buffered = '';
-  for await (const chunk of body) {
-    buffered += decoder.decode(chunk, { stream: true });
-    const batch: string[] = [];
-    let start = 0;
-    let cut: number;
-    while ((cut = buffered.indexOf('\n\n', start)) >= 0) {
-      const data = frameData(buffered.slice(start, cut));
-      start = cut + 2;
-      if (data !== '') batch.push(data);
-    }
-    if (start > 0) buffered = buffered.slice(start);
-    if (batch.length > 0) yield batch;
-  }
+export function readSseBatches(body: Readable, onBatch: (batch: string[]) => BatchVerdict): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const decoder = new StringDecoder('utf8');
+    let buffered = '';
+    let settled = false;
+    const settle = (err?: unknown): void => {
+      if (settled) return;
+      settled = true;
+      body.off('data', onData);
+      stopWatching();
+      if (err === undefined) resolve();
+      else reject(err);
+    };
+    const onData = (chunk: Buffer): void => {
+      buffered += decoder.write(chunk);
+      const batch: string[] = [];
+      let start = 0;
+      let cut: number;
+      while ((cut = buffered.indexOf('\n\n', start)) >= 0) {
+        const data = frameData(buffered.slice(start, cut));
+        start = cut + 2;
+        if (data !== '') batch.push(data);
+      }
+      if (start > 0) buffered = buffered.slice(start);
+      let verdict: BatchVerdict;
+      try {
+        verdict = onBatch(batch);
+      } catch (e) {
+        settle(e);
+        return;
+      }
+      if (verdict === 'stop') settle();
+      else if (verdict !== undefined) {
+        body.pause();
+        verdict.then(() => {
+          if (!settled) body.resume();
+        }, settle);
+      }
+    };
+    const stopWatching = finished(body, (err) => settle(err ?? undefined));
+    body.on('data', onData);
+  });
 }
 
 function frameData(frame: string): string {

@@ -1,7 +1,7 @@
 import { AutoGlmError } from '../../errors.js';
 import type { FailureKind } from '../health-monitor.js';
 import type { ClientSse } from './client-sse.js';
-import { sseDataBatches } from './sse-reader.js';
+import { readSseBatches } from './sse-reader.js';
 import { mayRetry, openWithRetries, type RequestScope, type UpstreamDeps } from './upstream.js';
 
 type Json = Record<string, unknown>;
@@ -89,11 +89,11 @@ export async function relayStream(deps: UpstreamDeps, scope: RequestScope, sse: 
     let failure: FailureKind | null = null;
     let done = false;
     try {
-      for await (const batch of sseDataBatches(response.body)) {
+      await readSseBatches(response.body, (batch) => {
         attempt.touch();
         // After [DONE] the client is answered; reading on to the end of the response lets
         // its keep-alive connection go back to the pool instead of being torn down.
-        if (done) continue;
+        if (done) return undefined;
         for (const data of batch) {
           if (data === '[DONE]') {
             done = true;
@@ -104,7 +104,7 @@ export async function relayStream(deps: UpstreamDeps, scope: RequestScope, sse: 
             // The worker failed mid-generation and said so in-band.
             if (options.resumable) {
               failure = 'status';
-              break;
+              return 'stop';
             }
             sse.queue(msg);
             continue;
@@ -148,11 +148,11 @@ export async function relayStream(deps: UpstreamDeps, scope: RequestScope, sse: 
           if (!options.clientWantsUsage) delete msg.usage;
           sse.queue(rewrite(msg, head));
         }
-        if (failure !== null) break;
         // One client write per upstream read; the last one also ends the response.
-        if (done) sse.done();
-        else await sse.flush();
-      }
+        if (!done) return sse.flush();
+        sse.done();
+        return undefined;
+      });
       if (!done && failure === null) failure = 'reset';
     } catch {
       // A failure after [DONE] (while reading the response's end) costs the client nothing.

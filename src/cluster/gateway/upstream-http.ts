@@ -1,12 +1,13 @@
 import http from 'node:http';
 import https from 'node:https';
+import type { Readable } from 'node:stream';
 
 /** A worker's answer as the gateway reads it. */
 export interface UpstreamResponse {
   readonly status: number;
   readonly headers: http.IncomingHttpHeaders;
-  /** The body's bytes as they arrive (iterate once); the iteration throws if the exchange is cut. */
-  readonly body: AsyncIterable<Buffer>;
+  /** The body's bytes as they arrive (read once); it errors if the exchange is cut. */
+  readonly body: Readable;
   /** The whole body as UTF-8 text. */
   text(): Promise<string>;
 }
@@ -25,6 +26,13 @@ export interface UpstreamRequest {
   body?: string;
 }
 
+interface Target {
+  secure: boolean;
+  hostname: string;
+  port: string | number;
+  path: string;
+}
+
 /** Errors that mean "the idle keep-alive socket we picked was already closed by the worker". */
 const STALE_SOCKET_CODES = new Set(['ECONNRESET', 'EPIPE']);
 
@@ -40,9 +48,11 @@ export class UpstreamPool {
   private readonly httpAgent = new http.Agent({ keepAlive: true, noDelay: true, scheduling: 'lifo' });
   private readonly httpsAgent = new https.Agent({ keepAlive: true, noDelay: true, scheduling: 'lifo' });
 
+  /** Parsed targets by URL: a worker gets the same few URLs over and over. */
+  private readonly targets = new Map<string, Target>();
+
   request(url: string, request: UpstreamRequest): UpstreamCall {
-    const target = new URL(url);
-    const secure = target.protocol === 'https:';
+    const { secure, hostname, port, path } = this.target(url);
     const headers: Record<string, string> = { ...request.headers };
     if (request.body !== undefined) headers['content-length'] = String(Buffer.byteLength(request.body));
     let cancelled = false;
@@ -52,9 +62,9 @@ export class UpstreamPool {
       new Promise<UpstreamResponse>((resolve, reject) => {
         const options: http.RequestOptions = {
           method: request.method,
-          hostname: target.hostname.replace(/^\[|\]$/g, ''),
-          port: target.port || (secure ? 443 : 80),
-          path: `${target.pathname}${target.search}`,
+          hostname,
+          port,
+          path,
           headers,
           agent: secure ? this.httpsAgent : this.httpAgent,
         };
@@ -103,6 +113,24 @@ export class UpstreamPool {
         req.destroy(err);
       },
     };
+  }
+
+  private target(url: string): Target {
+    let t = this.targets.get(url);
+    if (t === undefined) {
+      const u = new URL(url);
+      const secure = u.protocol === 'https:';
+      t = {
+        secure,
+        hostname: u.hostname.replace(/^\[|\]$/g, ''),
+        port: u.port || (secure ? 443 : 80),
+        path: `${u.pathname}${u.search}`,
+      };
+      // Workers come and go (autoscaling): keep the map bounded.
+      if (this.targets.size >= 1024) this.targets.clear();
+      this.targets.set(url, t);
+    }
+    return t;
   }
 
   /** Closes pooled connections (the gateway is shutting down). */

@@ -185,8 +185,9 @@ async function sendAttempt(
   // chunk with refresh() (no timer allocated per token).
   let idleTimer = setTimeout(() => fire('timeout'), deps.config.firstByteTimeoutMs);
   let idleArmed = false;
+  // The per-worker outstanding gauge is read from the balancer when /metrics is scraped,
+  // not set here: two labelled gauge updates per attempt for a value nobody reads between scrapes.
   const ticket = deps.balancer.acquire(worker.id, scope.estimatedTokens);
-  deps.metrics.workerOutstanding.set({ worker: worker.id }, deps.balancer.outstanding(worker.id).requests);
   let finished = false;
   const finish = (): void => {
     if (finished) return;
@@ -196,7 +197,6 @@ async function sendAttempt(
     scope.clientSignal.removeEventListener('abort', onClient);
     unwatch();
     ticket.done();
-    deps.metrics.workerOutstanding.set({ worker: worker.id }, deps.balancer.outstanding(worker.id).requests);
   };
   try {
     const response = await call.response;
