@@ -55,7 +55,8 @@ export class SseStream {
     if (this.started) return;
     this.started = true;
     this.reply.hijack();
+    // No flushHeaders(): start() runs as the first event is written, and the head leaves in
+    // that same write (one syscall, and one read for a gateway, instead of two).
     this.reply.raw.writeHead(200, { ...SSE_HEADERS, 'x-request-id': this.requestId });
-    this.reply.raw.flushHeaders();
   }
 }
