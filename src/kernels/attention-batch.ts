@@ -8,6 +8,8 @@
  * heads that share one kv head, over a key range. See shaders/attention.wgsl.
  */
 import { AutoGlmError } from '../errors.js';
+import { DECODE_LANES } from './attention-decode.js';
+import { isCpuAdapter } from './matmul.js';
 import type { KernelRuntime } from './runtime.js';
 import type { GpuTensor } from './tensor.js';
 
@@ -41,6 +43,12 @@ export interface AttentionBatchOptions {
   minKeysPerSplit?: number;
   /** At most this many splits per decode row (default 32). */
   maxSplits?: number;
+  /**
+   * Decode kernel: 0 = the tiled kernel (attention.wgsl), n > 0 = keys spread over n lanes
+   * (attention-decode.wgsl, every item writes n partials that the reduce merges). Default:
+   * DECODE_LANES on CPU adapters (lavapipe) when headDim is a multiple of 4 up to 128, else 0.
+   */
+  decodeLanes?: number;
 }
 
 /** u32 words per work item (the WGSL WorkItem struct) and per reduce item. */
@@ -49,6 +57,10 @@ export const REDUCE_ITEM_WORDS = 4;
 const NO_PARTIAL = 0xffffffff;
 /** Query heads per work item are capped so that the item's queries fit in registers. */
 const MAX_HEADS_PER_ITEM = 8;
+/** Largest head dim the lanes decode kernel takes by default (compile time, see below). */
+const LANES_MAX_HEAD_DIM = 128;
+/** Query floats (heads x headDim) per lanes-decode item, see decodeHeads below. */
+const LANES_QUERY_FLOATS = 64;
 /** Query vectors (rows x heads) per prefill work item. */
 const PREFILL_QUERIES = 16;
 /** The kernels' one-tile-per-invocation scoring and DPT accumulators assume this. */
@@ -70,8 +82,8 @@ function checkInt(name: string, v: number, min: number): void {
 }
 
 /** Largest divisor of g that is <= cap. */
-function headsPerItem(g: number): number {
-  for (let h = Math.min(g, MAX_HEADS_PER_ITEM); h > 1; h--) if (g % h === 0) return h;
+function headsPerItem(g: number, cap = MAX_HEADS_PER_ITEM): number {
+  for (let h = Math.min(g, cap); h > 1; h--) if (g % h === 0) return h;
   return 1;
 }
 
@@ -111,6 +123,8 @@ export class AttentionBatch {
   reduceItems = 0;
   /** Decode rows whose keys were split over more than one workgroup. */
   splitRows = 0;
+  /** Lanes of the lanes decode kernel, 0 when the tiled kernel runs (see AttentionBatchOptions). */
+  decodeLanes = 0;
   readonly blockTables = new GrowableTensor('u32', 'attn.block-tables');
   readonly prefillItems = new GrowableTensor('u32', 'attn.prefill-items');
   readonly decodeItems = new GrowableTensor('u32', 'attn.decode-items');
@@ -152,11 +166,21 @@ export function prepareAttentionBatch(rt: KernelRuntime, o: AttentionBatchOption
   const targetWorkgroups = o.targetWorkgroups ?? 256;
   const minKeysPerSplit = Math.max(1, o.minKeysPerSplit ?? 256);
   const maxSplits = Math.max(1, o.maxSplits ?? 32);
+  const decodeLanes = o.decodeLanes ?? (isCpuAdapter(rt) && headDim % 4 === 0 && headDim <= LANES_MAX_HEAD_DIM ? DECODE_LANES : 0);
+  checkInt('decodeLanes', decodeLanes, 0);
+  if (decodeLanes > 0 && headDim % 4 !== 0) fail(`the lanes decode kernel needs headDim a multiple of 4, got ${headDim}`);
 
   const group = nHeads / nKvHeads;
   const heads = headsPerItem(group);
   const headGroups = nHeads / heads;
   const prefillRows = Math.max(1, Math.floor(PREFILL_QUERIES / heads));
+  // The lanes decode kernel keeps each item's queries and accumulators in named registers,
+  // and LLVM's compile time on lavapipe grows steeply with that state (3 heads x 64 dims:
+  // 9-23 s, 6 x 256: over 5 minutes; 1 x 64: 4 s cold). Items take one head per 64 dims:
+  // K/V are then read once per query head instead of once per kv head, which still ran
+  // 2.2-2.7x faster than the tiled kernel (bench/attention.ts).
+  const decodeHeads = decodeLanes > 0 ? headsPerItem(group, Math.max(1, Math.floor(LANES_QUERY_FLOATS / headDim))) : heads;
+  const decodeHeadGroups = nHeads / decodeHeads;
 
   // validate and lay out the flat block-table buffer
   let tableWords = 0;
@@ -186,7 +210,7 @@ export function prepareAttentionBatch(rt: KernelRuntime, o: AttentionBatchOption
   });
 
   // split-K: enough decode workgroups to fill the device, each split >= minKeysPerSplit keys
-  const decodeBaseItems = decodeRows * headGroups;
+  const decodeBaseItems = decodeRows * decodeHeadGroups;
   const wantedSplits = decodeBaseItems > 0 ? Math.max(1, Math.ceil(targetWorkgroups / decodeBaseItems)) : 1;
 
   const tables = new Uint32Array(Math.max(tableWords, 1));
@@ -209,6 +233,17 @@ export function prepareAttentionBatch(rt: KernelRuntime, o: AttentionBatchOption
         const chunk = Math.ceil(Math.ceil(keys / Math.max(splits, 1)) / 64) * 64;
         splits = Math.ceil(keys / chunk);
         if (splits > 1) splitRows++;
+        if (decodeLanes > 0) {
+          // every item writes one partial per lane, all merged by one reduce item
+          for (let g = 0; g < decodeHeadGroups; g++) {
+            reduce.push(s.qStart + j, g * decodeHeads, splits * decodeLanes, partialFloats);
+            for (let k = 0; k < splits; k++) {
+              decode.push(s.qStart + j, 1, pos, tableOffset, g * decodeHeads, k * chunk, Math.min(keys, (k + 1) * chunk), partialFloats);
+              partialFloats += decodeLanes * decodeHeads * (headDim + 2);
+            }
+          }
+          continue;
+        }
         for (let g = 0; g < headGroups; g++) {
           if (splits === 1) {
             decode.push(s.qStart + j, 1, pos, tableOffset, g * heads, 0, keys, NO_PARTIAL);
@@ -238,9 +273,10 @@ export function prepareAttentionBatch(rt: KernelRuntime, o: AttentionBatchOption
   batch.nKvHeads = nKvHeads;
   batch.headDim = headDim;
   batch.prefill = { rows: prefillRows, heads, items: prefill.length / WORK_ITEM_WORDS };
-  batch.decode = { rows: 1, heads, items: decode.length / WORK_ITEM_WORDS };
+  batch.decode = { rows: 1, heads: decodeHeads, items: decode.length / WORK_ITEM_WORDS };
   batch.reduceItems = reduce.length / REDUCE_ITEM_WORDS;
   batch.splitRows = splitRows;
+  batch.decodeLanes = decodeLanes;
   rt.write(batch.blockTables.ensure(rt, tables.length), tables);
   if (prefill.length) rt.write(batch.prefillItems.ensure(rt, prefill.length), Uint32Array.from(prefill));
   if (decode.length) rt.write(batch.decodeItems.ensure(rt, decode.length), Uint32Array.from(decode));

@@ -161,7 +161,7 @@ function shuffled(rng: Rng, n: number): number[] {
   return a;
 }
 
-async function runCase(rt: KernelRuntime, c: Case, dtype: 'f16' | 'f32', seed: number): Promise<number> {
+async function runCase(rt: KernelRuntime, c: Case, dtype: 'f16' | 'f32', seed: number, decodeLanes?: number): Promise<number> {
   const rng = new Rng(seed);
   const blockSize = c.blockSize ?? 16;
   const { nHeads, nKvHeads, headDim } = c;
@@ -204,7 +204,17 @@ async function runCase(rt: KernelRuntime, c: Case, dtype: 'f16' | 'f32', seed: n
   const cache = createKvCache(rt, { ...dims, dtype });
   rt.write(cache.k, dtype === 'f16' ? f32ToF16Bits(kPhys) : kPhys);
   rt.write(cache.v, dtype === 'f16' ? f32ToF16Bits(vPhys) : vPhys);
-  const batch = prepareAttentionBatch(rt, { seqs: planSeqs, blockSize, nHeads, nKvHeads, headDim, numBlocks, ...c.plan });
+  const batch = prepareAttentionBatch(rt, {
+    seqs: planSeqs,
+    blockSize,
+    nHeads,
+    nKvHeads,
+    headDim,
+    numBlocks,
+    ...c.plan,
+    ...(decodeLanes !== undefined ? { decodeLanes } : {}),
+  });
+  if (decodeLanes !== undefined) expect(batch.decodeLanes).toBe(decodeLanes);
   if (c.expectSplit) expect(batch.splitRows).toBeGreaterThan(0);
   const out = poisoned(rt, 'f32', rows * nHeads * headDim);
   const rec = rt.recorder();
@@ -236,15 +246,26 @@ async function runCase(rt: KernelRuntime, c: Case, dtype: 'f16' | 'f32', seed: n
   return relativeError(got, ref);
 }
 
+// Both decode kernels run on every adapter here: the tiled one (the GPU default) and the
+// lanes one (the CPU default); cases without decode rows run once.
+const DECODE_KERNELS = [
+  ['tiled decode', 0],
+  ['lanes decode', 8],
+] as const;
+
 describe('attention', () => {
   CASES.forEach((c, i) => {
+    const hasDecode = c.seqs.some(([qLen]) => qLen <= (c.plan?.decodeMaxRows ?? 4));
+    const kernels = hasDecode && c.headDim % 4 === 0 && c.headDim <= 128 ? DECODE_KERNELS : ([['default', undefined]] as const);
     for (const dtype of ['f32', 'f16'] as const) {
-      it(`${dtype} cache: ${c.name}`, async () => {
-        const rt = runtime();
-        if (dtype === 'f16' && !rt.hasF16) return;
-        const err = await runCase(rt, c, dtype, 1000 + i * 7 + (dtype === 'f16' ? 3 : 0));
-        expect(err).toBeLessThanOrEqual(TOLERANCE[dtype]);
-      });
+      for (const [kernelName, lanes] of kernels) {
+        it(`${dtype} cache, ${kernelName}: ${c.name}`, async () => {
+          const rt = runtime();
+          if (dtype === 'f16' && !rt.hasF16) return;
+          const err = await runCase(rt, c, dtype, 1000 + i * 7 + (dtype === 'f16' ? 3 : 0), lanes);
+          expect(err).toBeLessThanOrEqual(TOLERANCE[dtype]);
+        });
+      }
     }
   });
 

@@ -1,0 +1,102 @@
+// Decode attention for adapters that run shaders on the CPU (lavapipe): one query row x
+// HEADS query heads sharing one kv head, over a key range, with the keys spread over the
+// lanes instead of over a tile in workgroup memory.
+//
+// Why a second decode kernel: on llvmpipe every lane of a workgroup is a SIMD lane, every
+// load whose address is not a compile-time constant is a per-lane scalar load, and every
+// barrier is a coroutine switch. The tiled kernel (attention.wgsl) re-reads the queries
+// and scores from workgroup memory for each key and waits at three barriers per tile of
+// keys: about 0.3 GB/s of KV read there. Here each lane owns keys lid, lid + LANES, ...,
+// holds the queries in registers (loaded once), reads each of its keys' K and V exactly
+// once, and keeps its own online softmax state; there is no workgroup memory and no
+// barrier. Each lane writes its state as one split partial (max, sum, accumulator) and
+// attention-reduce.wgsl merges the LANES x splits partials of a row, exactly as it merges
+// split-K partials.
+//
+// The per-lane code is written out by the TypeScript wrapper (src/kernels/attention-decode.ts)
+// as named registers q<m>_<c>, a<m>_<c> (vec4 chunks of the head dims), not arrays
+// indexed in loops, so that they stay registers (or plain stack slots) on lavapipe.
+// K and V are read as vec4 chunks: f16 caches as pairs of u32 (4 halves), unpacked.
+//
+// Cache layout: [block][kvHead][slotInBlock][dim] (see src/kernels/kv-write.ts).
+
+const HD: u32 = {{HEAD_DIM}}u;
+const M: u32 = {{M}}u;             // query heads per item
+const LANES: u32 = {{LANES}}u;     // invocations per workgroup, one key each per step
+const T: u32 = {{T}}u;             // keys per lane per step (one max and rescale per step)
+const M_INIT: f32 = -1.0e30;
+
+struct Params {
+  n_items: u32,
+  group: u32,        // n_heads / n_kv_heads
+  n_kv_heads: u32,
+  block_size: u32,
+  q_stride: u32,     // floats per batch row of q: n_heads * HD
+  window: u32,       // sliding window in tokens, 0 = none
+  scale: f32,
+}
+
+struct WorkItem {
+  q_row0: u32,
+  n_rows: u32,       // always 1 on this path
+  pos0: u32,
+  bt_off: u32,
+  q_head0: u32,
+  k_start: u32,
+  k_end: u32,
+  partial: u32,      // float offset of lane 0's partial; lane l's is partial + l * M * (HD + 2)
+}
+
+@group(0) @binding(0) var<storage, read> q: array<f32>;
+@group(0) @binding(1) var<storage, read> k_cache: array<{{KV4}}>;
+@group(0) @binding(2) var<storage, read> v_cache: array<{{KV4}}>;
+@group(0) @binding(3) var<storage, read> block_tables: array<u32>;
+@group(0) @binding(4) var<storage, read> items: array<WorkItem>;
+@group(0) @binding(5) var<storage, read_write> partials: array<f32>;
+@group(1) @binding(0) var<uniform> p: Params;
+
+fn load_k(i: u32) -> vec4<f32> {
+#if F16
+  let w = k_cache[i];
+  return vec4<f32>(unpack2x16float(w.x), unpack2x16float(w.y));
+#else
+  return k_cache[i];
+#endif
+}
+
+fn load_v(i: u32) -> vec4<f32> {
+#if F16
+  let w = v_cache[i];
+  return vec4<f32>(unpack2x16float(w.x), unpack2x16float(w.y));
+#else
+  return v_cache[i];
+#endif
+}
+
+// vec4 index of key t's first dim for kv head kvh; t is clamped into the item's range
+fn key_base(it: WorkItem, kvh: u32, t: u32) -> u32 {
+  let blk = block_tables[it.bt_off + t / p.block_size];
+  return ((blk * p.n_kv_heads + kvh) * p.block_size + t % p.block_size) * (HD / 4u);
+}
+
+@compute @workgroup_size(LANES)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let idx = wid.x + wid.y * nwg.x;
+  if (idx >= p.n_items) {
+    return;
+  }
+  let it = items[idx];
+  let kvh = it.q_head0 / p.group;
+  var lo = it.k_start;
+  if (p.window > 0u && it.pos0 + 1u > p.window) {
+    lo = max(lo, it.pos0 + 1u - p.window);
+  }
+  let last = it.k_end - 1u;
+  let qb = it.q_row0 * p.q_stride + it.q_head0 * HD;
+{{DECL}}
+  for (var key0 = lo; key0 < it.k_end; key0 += LANES * T) {
+{{STEP}}
+  }
+  let out0 = it.partial + lid * M * (HD + 2u);
+{{STORE}}
+}
