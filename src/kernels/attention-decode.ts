@@ -8,7 +8,7 @@
  * The shader's per-lane block is written out here as named registers (see the shader's
  * header for why).
  */
-import { params } from './params.js';
+import type { Params } from './params.js';
 import type { Recorder } from './recorder.js';
 import type { KernelRuntime } from './runtime.js';
 import type { GpuTensor } from './tensor.js';
@@ -91,12 +91,9 @@ export interface LanesDecodeArgs {
   partials: GpuTensor;
   heads: number;
   lanes: number;
-  nHeads: number;
-  nKvHeads: number;
   headDim: number;
-  blockSize: number;
-  window: number;
-  scale: number;
+  /** The Params block both decode kernels share (built by attention.ts for nItems items). */
+  params: Params;
 }
 
 /** Records the lanes decode kernel over the plan's decode items (partials only). */
@@ -117,13 +114,5 @@ export function recordLanesDecode(rt: KernelRuntime, rec: Recorder, a: LanesDeco
     bindings: ['read', 'read', 'read', 'read', 'read', 'write'],
     params: true,
   });
-  const p = params()
-    .u32(a.nItems)
-    .u32(a.nHeads / a.nKvHeads)
-    .u32(a.nKvHeads)
-    .u32(a.blockSize)
-    .u32(a.nHeads * a.headDim)
-    .u32(a.window)
-    .f32(a.scale);
-  rec.dispatch(kernel, [a.q, a.kCache, a.vCache, a.blockTables, a.items, a.partials], p, grid1d(a.nItems, 1));
+  rec.dispatch(kernel, [a.q, a.kCache, a.vCache, a.blockTables, a.items, a.partials], a.params, grid1d(a.nItems, 1));
 }

@@ -60,6 +60,17 @@ export function attention(rt: KernelRuntime, rec: Recorder, batch: AttentionBatc
   const dpt = Math.ceil(o.headDim / WORKGROUP);
   const tables = batch.blockTables.tensor!;
 
+  // the Params block of attention.wgsl and attention-decode.wgsl
+  const kernelParams = (items: number) =>
+    params()
+      .u32(items)
+      .u32(o.nHeads / o.nKvHeads)
+      .u32(o.nKvHeads)
+      .u32(o.blockSize)
+      .u32(stride)
+      .u32(window)
+      .f32(scale);
+
   const run = (path: AttentionPath, items: GpuTensor, partials: GpuTensor): void => {
     const kernel = rt.kernel({
       shader: 'attention',
@@ -76,15 +87,7 @@ export function attention(rt: KernelRuntime, rec: Recorder, batch: AttentionBatc
       bindings: ['read', 'read', 'read', 'read', 'read', 'write', 'write'],
       params: true,
     });
-    const p = params()
-      .u32(path.items)
-      .u32(o.nHeads / o.nKvHeads)
-      .u32(o.nKvHeads)
-      .u32(o.blockSize)
-      .u32(stride)
-      .u32(window)
-      .f32(scale);
-    rec.dispatch(kernel, [o.q, o.kCache, o.vCache, tables, items, o.out, partials], p, grid1d(path.items, 1));
+    rec.dispatch(kernel, [o.q, o.kCache, o.vCache, tables, items, o.out, partials], kernelParams(path.items), grid1d(path.items, 1));
   };
 
   // items without split never touch partials, but the binding needs a buffer
@@ -101,12 +104,8 @@ export function attention(rt: KernelRuntime, rec: Recorder, batch: AttentionBatc
       partials,
       heads: batch.decode.heads,
       lanes: batch.decodeLanes,
-      nHeads: o.nHeads,
-      nKvHeads: o.nKvHeads,
       headDim: o.headDim,
-      blockSize: o.blockSize,
-      window,
-      scale,
+      params: kernelParams(batch.decode.items),
     });
   } else if (batch.decode.items > 0) run(batch.decode, batch.decodeItems.tensor!, partials);
   if (batch.reduceItems > 0) {
