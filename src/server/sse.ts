@@ -1,11 +1,6 @@
+import type { Writable } from 'node:stream';
 import type { FastifyReply } from 'fastify';
 
-/**
- * Server-Sent Events over a hijacked reply. Headers go out with the first event, so an
- * error before any token still gets a proper status code and JSON body (and a gateway
- * can retry it elsewhere). Writes wait for 'drain' so a slow client holds back its own
- * stream only.
- */
 /** Response headers of an OpenAI-style event stream (worker and gateway alike). */
 export const SSE_HEADERS = {
   'content-type': 'text/event-stream; charset=utf-8',
@@ -15,6 +10,30 @@ export const SSE_HEADERS = {
   'x-accel-buffering': 'no',
 } as const;
 
+/**
+ * Writes `chunk`; returns nothing when the socket takes more at once (no promise per write),
+ * else a promise that settles at 'drain' or 'close', so a slow client holds back only its
+ * own stream. Worker and gateway streams both write through this.
+ */
+export function writeWithBackpressure(raw: Writable, chunk: string): Promise<void> | undefined {
+  if (raw.write(chunk)) return undefined;
+  return new Promise<void>((resolve) => {
+    const done = (): void => {
+      raw.off('drain', done);
+      raw.off('close', done);
+      resolve();
+    };
+    raw.on('drain', done);
+    raw.on('close', done);
+  });
+}
+
+/**
+ * Server-Sent Events over a hijacked reply. Headers go out with the first event, so an
+ * error before any token still gets a proper status code and JSON body (and a gateway
+ * can retry it elsewhere). Writes wait for 'drain' so a slow client holds back its own
+ * stream only.
+ */
 export class SseStream {
   private started = false;
 
@@ -31,17 +50,7 @@ export class SseStream {
     this.start();
     const raw = this.reply.raw;
     if (raw.destroyed || raw.writableEnded) return;
-    if (!raw.write(`data: ${JSON.stringify(data)}\n\n`)) {
-      await new Promise<void>((resolve) => {
-        const done = (): void => {
-          raw.off('drain', done);
-          raw.off('close', done);
-          resolve();
-        };
-        raw.on('drain', done);
-        raw.on('close', done);
-      });
-    }
+    await writeWithBackpressure(raw, `data: ${JSON.stringify(data)}\n\n`);
   }
 
   /** Ends the stream the OpenAI way. */

@@ -1,4 +1,4 @@
-import { SSE_HEADERS } from '../../server/sse.js';
+import { SSE_HEADERS, writeWithBackpressure } from '../../server/sse.js';
 import type { FastifyReply } from 'fastify';
 
 /**
@@ -44,18 +44,7 @@ export class ClientSse {
     this.pending = '';
     const raw = this.reply.raw;
     if (this.closed) return undefined;
-    if (!raw.write(chunk)) {
-      return new Promise<void>((resolve) => {
-        const done = (): void => {
-          raw.off('drain', done);
-          raw.off('close', done);
-          resolve();
-        };
-        raw.on('drain', done);
-        raw.on('close', done);
-      });
-    }
-    return undefined;
+    return writeWithBackpressure(raw, chunk);
   }
 
   async send(data: unknown): Promise<void> {
