@@ -11,6 +11,7 @@
  */
 import { create, globals } from 'webgpu';
 import { AutoGlmError } from '../errors.js';
+import { paceDawnEventPolling, resolveEventPollingMode, type EventPollingMode } from './event-polling.js';
 
 export interface GpuOptions {
   /** Dawn backend: 'vulkan', 'metal', 'd3d12', 'null'... Env: AUTOGLM_GPU_BACKEND. */
@@ -21,6 +22,13 @@ export interface GpuOptions {
   allowF16?: boolean;
   /** Extra Dawn toggles, e.g. 'disable_robustness'. Env: AUTOGLM_DAWN_TOGGLES (comma list). */
   dawnToggles?: string[];
+  /**
+   * How to wait for the GPU: 'spin' (Dawn's own back-to-back polling, one busy core per
+   * wait), 'paced' (short spin, then a poll per millisecond), or 'auto' (default: paced on
+   * CPU adapters, where a spinning thread slows the shaders; see event-polling.ts).
+   * Env: AUTOGLM_GPU_EVENT_POLLING.
+   */
+  eventPolling?: EventPollingMode;
 }
 
 export interface GpuFeatures {
@@ -50,6 +58,8 @@ export class GpuContext {
   lostReason: string | null = null;
   readonly uncapturedErrors: UncapturedError[] = [];
   private destroyed = false;
+  /** Ends this context's share of event-polling pacing (see event-polling.ts), if it took one. */
+  private releasePacing: (() => void) | null = null;
 
   constructor(
     /** Kept only so that Dawn's GPU object outlives the device (see the file comment). */
@@ -82,6 +92,18 @@ export class GpuContext {
     };
   }
 
+  /** True for software adapters (lavapipe/llvmpipe, SwiftShader) that run shaders on the CPU. */
+  get isCpuAdapter(): boolean {
+    const info = this.adapterInfo;
+    return /llvmpipe|lavapipe|swiftshader/i.test(`${info.description} ${info.device} ${info.architecture}`);
+  }
+
+  /** Applies an event-polling mode for the life of this context. */
+  setEventPolling(mode: EventPollingMode): void {
+    this.releasePacing?.();
+    this.releasePacing = resolveEventPollingMode(mode, this.isCpuAdapter) === 'paced' ? paceDawnEventPolling() : null;
+  }
+
   get isDestroyed(): boolean {
     return this.destroyed;
   }
@@ -96,6 +118,8 @@ export class GpuContext {
     if (this.destroyed) return;
     this.destroyed = true;
     this.device.destroy();
+    this.releasePacing?.();
+    this.releasePacing = null;
     liveContexts.delete(this);
     // `this.gpu` is dropped with the context; referenced here so the field is not "unused".
     void this.gpu;
@@ -171,8 +195,15 @@ export async function acquireGpu(options: GpuOptions = {}): Promise<GpuContext> 
     throw new AutoGlmError('gpu_unavailable', `The adapter refused to create a device: ${(e as Error).message}`, { cause: e });
   }
   const ctx = new GpuContext(gpu, adapter, device);
+  ctx.setEventPolling(eventPollingMode(options.eventPolling ?? process.env.AUTOGLM_GPU_EVENT_POLLING));
   liveContexts.add(ctx);
   return ctx;
+}
+
+function eventPollingMode(value: string | undefined): EventPollingMode {
+  if (value === undefined || value === '') return 'auto';
+  if (value === 'auto' || value === 'spin' || value === 'paced') return value;
+  throw new AutoGlmError('gpu_unavailable', `GPU event polling must be auto, spin or paced (got "${value}").`);
 }
 
 /** Destroys every device still alive; for process exit paths. */

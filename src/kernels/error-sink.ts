@@ -8,6 +8,7 @@
  * message, WGSL compiler messages included.
  */
 import { AutoGlmError } from '../errors.js';
+import { nudgeDawnEventPolling } from './event-polling.js';
 
 export class ErrorSink {
   private pending: Promise<AutoGlmError | null>[] = [];
@@ -49,6 +50,7 @@ export class ErrorSink {
     if (this.pending.length === 0) return;
     const pending = this.pending;
     this.pending = [];
+    nudgeDawnEventPolling();
     const results = await Promise.all(pending);
     const first = results.find((r) => r !== null);
     if (first) throw first;

@@ -66,8 +66,7 @@ const GPU_TUNING: MatmulTuning = {
 
 /** True for software adapters (lavapipe/llvmpipe, SwiftShader) that run shaders on the CPU. */
 export function isCpuAdapter(rt: KernelRuntime): boolean {
-  const info = rt.ctx.adapterInfo;
-  return /llvmpipe|lavapipe|swiftshader/i.test(`${info.description} ${info.device} ${info.architecture}`);
+  return rt.ctx.isCpuAdapter;
 }
 
 export function defaultMatmulTuning(rt: KernelRuntime): MatmulTuning {

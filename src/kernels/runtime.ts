@@ -5,6 +5,7 @@
 import { AutoGlmError } from '../errors.js';
 import { acquireGpu, type GpuContext, type GpuOptions } from './device.js';
 import { ErrorSink } from './error-sink.js';
+import { nudgeDawnEventPolling } from './event-polling.js';
 import { PipelineCache, type Kernel, type KernelSpec } from './pipeline-cache.js';
 import { Recorder } from './recorder.js';
 import { DTYPE_BYTES, type DType, type GpuTensor } from './tensor.js';
@@ -151,7 +152,9 @@ export class KernelRuntime {
     this.device.queue.submit([enc.finish()]);
     try {
       await this.errors.flush();
-      await staging.mapAsync(GPUMapMode.READ, 0, size);
+      const mapped = staging.mapAsync(GPUMapMode.READ, 0, size);
+      nudgeDawnEventPolling();
+      await mapped;
     } catch (e) {
       this.ctx.assertAlive();
       throw e instanceof AutoGlmError
@@ -206,7 +209,9 @@ export class KernelRuntime {
   /** Waits for all submitted work; throws any pending GPU error. */
   async sync(): Promise<void> {
     this.ctx.assertAlive();
-    await this.device.queue.onSubmittedWorkDone();
+    const done = this.device.queue.onSubmittedWorkDone();
+    nudgeDawnEventPolling();
+    await done;
     await this.errors.flush();
     this.ctx.assertAlive();
   }
