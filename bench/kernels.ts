@@ -273,7 +273,9 @@ async function main(): Promise<void> {
         try {
           const ratios = await pairedRatio(rt, kernel, ceiling, pairs, o);
           const pct = (r: number): string => `${(r * 100).toFixed(0)}%`;
-          console.log(`paired matmul 1024^3 ${dtype} ${JSON.stringify(tuning)}: ${pct(median(ratios))} of FMA; pairs ${ratios.map(pct).join(' ')}`);
+          console.log(
+            `paired matmul 1024^3 ${dtype} ${JSON.stringify(tuning)}: ${pct(median(ratios))} of FMA; pairs ${ratios.map(pct).join(' ')}`,
+          );
         } finally {
           kernel.destroy();
           ceiling.destroy();
