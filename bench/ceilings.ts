@@ -50,21 +50,18 @@ export function readProbe(rt: KernelRuntime, totalBytes = 256 * 2 ** 20): Probe 
   for (const b of buffers)
     for (let off = 0; off < b.size; off += fill.byteLength)
       rt.device.queue.writeBuffer(b, off, fill, 0, Math.min(fill.length, (b.size - off) / 4));
-  const threads = (isCpuAdapter(rt) ? 256 : 8192) * WG;
-  const sink = rt.tensor('f32', threads, 'bench-read-sink');
-  const kernel = rt.kernel({ shader: 'bench-read', defines: { WG }, bindings: ['read', 'write'], params: true });
+  const blocked = isCpuAdapter(rt);
+  const groups = blocked ? 64 : 8192;
+  const sink = rt.tensor('f32', groups * WG, 'bench-read-sink');
+  const kernel = rt.kernel({ shader: 'bench-read', defines: { WG, BLOCKED: blocked }, bindings: ['read', 'write'], params: true });
   return {
     amount: buffers.reduce((s, b) => s + b.size, 0),
     record(rec) {
-      for (const b of buffers)
-        rec.dispatch(
-          kernel,
-          [{ buffer: b, offset: 0, size: b.size }, sink],
-          params()
-            .u32(b.size / 16)
-            .u32(threads),
-          [threads / WG],
-        );
+      for (const b of buffers) {
+        const n4 = b.size / 16;
+        const span = blocked ? Math.ceil(n4 / groups / WG) * WG : groups * WG;
+        rec.dispatch(kernel, [{ buffer: b, offset: 0, size: b.size }, sink], params().u32(n4).u32(span), [groups]);
+      }
     },
     destroy() {
       for (const b of buffers) rt.destroyBuffer(b);

@@ -1,11 +1,18 @@
 // Decode GEMV: out[r, n] = sum_k x[r, k] * W[n, k] (+ bias[n]) for a handful of rows
 // (M <= 8, all TM rows in every invocation's registers).
 //
-// W is stored K-major, [K][ldw4] vec4s of columns (prepareMatmulWeight re-lays it out at
-// load), so an invocation owns four adjacent output columns and, at each k, the lanes of a
-// workgroup read one contiguous run of W: a vector load per lane, coalesced across lanes.
+// W is stored K-major in blocks of WB vec4 columns (prepareMatmulWeight re-lays it out at
+// load; each block is [K][its width] vec4s, the blocks one after another), so an
+// invocation owns four adjacent output columns and, at each k, the lanes of a workgroup
+// read one contiguous run of W: a vector load per lane, coalesced across lanes, and a
+// workgroup of WB lanes streams one contiguous block.
 // x is read at indices that depend only on uniforms and the loop counter, which CPU
 // backends (lavapipe) turn into one scalar broadcast instead of a per-lane gather.
+//
+// XV4 (K and x's offset multiples of 4, KS = 1) reads x as vec4s: one load per four k
+// steps instead of four. On lavapipe every load in the k loop is a per-lane gather that
+// costs several instructions per element, so the loop is bound by its load count, not by
+// bandwidth: W's vec4 plus x's scalar made 8 loads per 4 k-steps, this makes 5.
 //
 // KS > 1 splits K across the workgroup's y dimension (interleaved by k) and reduces the
 // partial sums in workgroup memory: more parallelism for GPUs where N / 4 invocations
@@ -32,8 +39,19 @@ struct Params {
 const TM: u32 = {{TM}}u;
 const WGN: u32 = {{WGN}}u;
 const KS: u32 = {{KS}}u;
+const WB: u32 = {{WB}}u;
 
+#if XV4
+@group(0) @binding(0) var<storage, read> x: array<vec4<f32>>;
+fn xAt(i: u32) -> f32 {
+  return x[i / 4u][i % 4u];
+}
+#else
 @group(0) @binding(0) var<storage, read> x: array<f32>;
+fn xAt(i: u32) -> f32 {
+  return x[i];
+}
+#endif
 @group(0) @binding(1) var<storage, read> w: array<vec4<{{WT}}>>;
 #if BIAS
 @group(0) @binding(2) var<storage, read> bias: array<f32>;
@@ -64,8 +82,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   var k = lid.y;
   // unrolled by 4 k-steps: independent loads in flight, fewer loop tests
   let step = 4u * KS;
-  var wi = k * p.ldw4 + cl;
-  let wStep = KS * p.ldw4;
+  // this column's block, and that block's width (the last one may be narrower)
+  let blk = cl / WB;
+  let bw = min(WB, p.ldw4 - blk * WB);
+  var wi = blk * WB * p.K + k * bw + (cl - blk * WB);
+  let wStep = KS * bw;
   for (; k + 3u * KS < p.K; k += step) {
     let w0 = vec4<f32>(w[wi]);
     let w1 = vec4<f32>(w[wi + wStep]);
@@ -74,14 +95,19 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     wi += 4u * wStep;
     for (var r = 0u; r < TM; r++) {
       let xi = xRow[r] + k;
+#if XV4
+      let xv = x[xi / 4u];
+      acc[r] += w0 * xv.x + w1 * xv.y + w2 * xv.z + w3 * xv.w;
+#else
       acc[r] += w0 * x[xi] + w1 * x[xi + KS] + w2 * x[xi + 2u * KS] + w3 * x[xi + 3u * KS];
+#endif
     }
   }
   for (; k < p.K; k += KS) {
     let w0 = vec4<f32>(w[wi]);
     wi += wStep;
     for (var r = 0u; r < TM; r++) {
-      acc[r] += w0 * x[xRow[r] + k];
+      acc[r] += w0 * xAt(xRow[r] + k);
     }
   }
 #if SPLITK

@@ -1,8 +1,9 @@
 // Prefill GEMM: out[m, n] = sum_k x[m, k] * W[n, k] (+ bias[n]), any M, N, K.
 //
 // Register-blocked: each invocation accumulates a TM x TN block of `Acc` values (vec4 or
-// scalar columns, VW wide) in registers. W is stored K-major ([K][ldw4] vec4s of columns,
-// see prepareMatmulWeight), so at each k the lanes of a workgroup read contiguous runs.
+// scalar columns, VW wide) in registers. W is stored K-major in blocks of WB vec4 columns
+// (each block [K][its width], see prepareMatmulWeight), so at each k the lanes of a
+// workgroup read contiguous runs; each column group walks its block with its own stride.
 // All invocations of a workgroup share the same TM rows: the x reads depend only on the
 // workgroup id and loop counters, so every lane reads the same address (a broadcast on
 // GPUs; lavapipe (Mesa 25) still gathers it per lane inside the k loop, its loop mask
@@ -37,6 +38,8 @@ const TN: u32 = {{TN}}u;
 const WGN: u32 = {{WGN}}u;
 const VW: u32 = {{VW}}u;
 const XS: u32 = {{XS}}u;
+// W elements per full block of columns
+const WBE: u32 = {{WB}}u * (4u / VW);
 alias Acc = {{ACC}};
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;
@@ -91,7 +94,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   let lastRow = p.M - 1u;
 {{DECL}}
   let K = p.K;
-  var wRow = 0u;
   var k = 0u;
 #if XSHARE
   // XS k-steps at a time: lane l of each subgroup loads x[row, k + l % XS] (one load per
@@ -107,7 +109,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
 #endif
   for (; k < K; k++) {
 {{STEP}}
-    wRow += ldw;
   }
 {{STORE}}
 }

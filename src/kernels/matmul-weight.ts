@@ -3,10 +3,19 @@
  *
  * Weights arrive as [N, K] (safetensors: out_features x in_features). The matmul and GEMV
  * kernels give each invocation four adjacent output columns and walk k, so they want W
- * transposed to [K][N] with the columns in vec4s: at each k the lanes of a workgroup then
+ * transposed to K-major with the columns in vec4s: at each k the lanes of a workgroup then
  * read one contiguous run (a probe on lavapipe ran a register-blocked kernel about twice
  * as fast on this layout as on [N, K]). Rows are padded to a multiple of 4 columns with
  * zeros so that vec4 loads never straddle a row.
+ *
+ * The columns are stored in blocks of WEIGHT_BLOCK_COLS4 vec4s (256 columns), each block
+ * K-major on its own ([K][block width] vec4s, the blocks one after another), so a GEMV
+ * workgroup, which covers one block, streams one contiguous range instead of a 1 KiB run
+ * every ldw4 * 16 bytes. On lavapipe, where a workgroup runs on one core, the hardware
+ * prefetchers then follow it: 4096 x 4096 f32 GEMV 12.9 -> 14.6 GB/s (f16 7.0 -> 7.6),
+ * measured back to back. Element (k, column c4 * 4 + e) of a part lives at vec4
+ * b * WEIGHT_BLOCK_COLS4 * K + k * bw + (c4 - b * WEIGHT_BLOCK_COLS4), lane e, where
+ * b = floor(c4 / WEIGHT_BLOCK_COLS4) and bw = min(WEIGHT_BLOCK_COLS4, ldw4 - b * WEIGHT_BLOCK_COLS4).
  *
  * One storage binding may cover at most rt.maxBindingBytes (128 MiB on lavapipe), less
  * than an LM head of 151936 x 4096 f16, so the columns are split into parts that each fit
@@ -18,7 +27,10 @@ import { DTYPE_BYTES, type GpuTensor } from './tensor.js';
 
 export type WeightDType = 'f32' | 'f16';
 
-/** One column range [n0, n0 + n) of W, stored K-major as [K][ldw4 * 4]. */
+/** vec4 columns per stored block (see the file comment); the kernels get it as a constant. */
+export const WEIGHT_BLOCK_COLS4 = 64;
+
+/** One column range [n0, n0 + n) of W, stored K-major in column blocks (see the file comment). */
 export interface MatmulWeightPart {
   readonly tensor: GpuTensor;
   readonly n0: number;
@@ -82,18 +94,27 @@ export function columnsPerPart(N: number, K: number, elementBytes: number, maxPa
 }
 
 /**
- * dst[k * ldw + (n - n0)] = src[n * K + k] for n in [n0, n0 + n), in 64 x 64 tiles so that
- * both the reads and the strided writes stay in cache.
+ * Writes columns [n0, n0 + n) of src ([N, K] row-major) into dst in the blocked K-major
+ * layout (the file comment): block by block, each one a transpose done in 64 x 64 tiles so
+ * that both the reads and the strided writes stay in cache.
  */
-function transposeColumns<T extends Float32Array | Uint16Array>(src: T, dst: T, K: number, n0: number, n: number, ldw: number): void {
+function transposeColumns<T extends Float32Array | Uint16Array>(src: T, dst: T, K: number, n0: number, n: number, ldw4: number): void {
   const TILE = 64;
-  for (let nb = 0; nb < n; nb += TILE) {
-    const nEnd = Math.min(nb + TILE, n);
-    for (let kb = 0; kb < K; kb += TILE) {
-      const kEnd = Math.min(kb + TILE, K);
-      for (let j = nb; j < nEnd; j++) {
-        const srcRow = (n0 + j) * K;
-        for (let k = kb; k < kEnd; k++) dst[k * ldw + j] = src[srcRow + k]!;
+  const blockCols = WEIGHT_BLOCK_COLS4 * 4;
+  for (let b0 = 0; b0 < n; b0 += blockCols) {
+    // this block's columns [b0, bEnd), stored as [K][bw] with bw its padded width
+    const bEnd = Math.min(b0 + blockCols, n);
+    const bw = Math.min(WEIGHT_BLOCK_COLS4, ldw4 - b0 / 4) * 4;
+    const base = b0 * K;
+    for (let nb = b0; nb < bEnd; nb += TILE) {
+      const nEnd = Math.min(nb + TILE, bEnd);
+      for (let kb = 0; kb < K; kb += TILE) {
+        const kEnd = Math.min(kb + TILE, K);
+        for (let j = nb; j < nEnd; j++) {
+          const srcRow = (n0 + j) * K;
+          const col = base + (j - b0);
+          for (let k = kb; k < kEnd; k++) dst[col + k * bw] = src[srcRow + k]!;
+        }
       }
     }
   }
@@ -116,7 +137,7 @@ export function prepareMatmulWeight(rt: KernelRuntime, init: MatmulWeightInit): 
       const n = Math.min(perPart, N - n0);
       const ldw4 = Math.ceil(n / 4);
       const host = dtype === 'f16' ? new Uint16Array(K * ldw4 * 4) : new Float32Array(K * ldw4 * 4);
-      transposeColumns(data, host, K, n0, n, ldw4 * 4);
+      transposeColumns(data, host, K, n0, n, ldw4);
       const tensor = rt.upload(dtype, host, `${init.label ?? 'matmul-weight'}[${n0}:${n0 + n}]`);
       parts.push({ tensor, n0, n, ldw4 });
       bytes += K * n * elementBytes;

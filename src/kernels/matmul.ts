@@ -11,7 +11,7 @@ import { params, type Params } from './params.js';
 import type { Binding, Recorder } from './recorder.js';
 import type { KernelRuntime } from './runtime.js';
 import type { GpuTensor } from './tensor.js';
-import type { MatmulWeight, MatmulWeightPart } from './matmul-weight.js';
+import { WEIGHT_BLOCK_COLS4, type MatmulWeight, type MatmulWeightPart } from './matmul-weight.js';
 
 export { prepareMatmulWeight, columnsPerPart } from './matmul-weight.js';
 export type { MatmulWeight, MatmulWeightInit, MatmulWeightPart, WeightDType } from './matmul-weight.js';
@@ -125,8 +125,9 @@ export function matmul(rt: KernelRuntime, rec: Recorder, args: MatmulArgs): void
       const bindings: Binding[] = [xb.binding, part.tensor];
       if (weight.bias) bindings.push(weight.bias);
       bindings.push(ob.binding);
-      if (rows <= GEMV_MAX_ROWS) dispatchGemv(rt, rec, { weight, part, rows, tuning, bindings, p });
-      else dispatchGemm(rt, rec, { weight, part, rows, tuning, bindings, p });
+      const xVec4 = K % 4 === 0 && xb.offset % 4 === 0;
+      if (rows <= GEMV_MAX_ROWS) dispatchGemv(rt, rec, { weight, part, rows, tuning, bindings, p, xVec4 });
+      else dispatchGemm(rt, rec, { weight, part, rows, tuning, bindings, p, xVec4 });
     }
   }
 }
@@ -138,10 +139,12 @@ interface PartDispatch {
   tuning: MatmulTuning;
   bindings: Binding[];
   p: Params;
+  /** x's rows start on 16-byte boundaries (K and the binding offset multiples of 4): vec4 loads of x are possible. */
+  xVec4: boolean;
 }
 
 function commonDefines(weight: MatmulWeight): Record<string, string | number | boolean> {
-  return { WT: weight.dtype, WF16: weight.dtype === 'f16', BIAS: weight.bias !== undefined };
+  return { WT: weight.dtype, WF16: weight.dtype === 'f16', BIAS: weight.bias !== undefined, WB: WEIGHT_BLOCK_COLS4 };
 }
 
 function bindingKinds(weight: MatmulWeight): ('read' | 'write')[] {
@@ -153,7 +156,15 @@ function dispatchGemv(rt: KernelRuntime, rec: Recorder, d: PartDispatch): void {
   const ks = d.tuning.gemvSplitK;
   const kernel = rt.kernel({
     shader: 'gemv',
-    defines: { ...commonDefines(d.weight), TM: d.rows, WGN: wgn, KS: ks, SPLITK: ks > 1, PARTIALS: wgn * ks * d.rows },
+    defines: {
+      ...commonDefines(d.weight),
+      TM: d.rows,
+      WGN: wgn,
+      KS: ks,
+      SPLITK: ks > 1,
+      PARTIALS: wgn * ks * d.rows,
+      XV4: ks === 1 && d.xVec4,
+    },
     bindings: bindingKinds(d.weight),
     params: true,
   });
@@ -208,17 +219,22 @@ export function gemmBlockCode(tm: number, tn: number, xs = 0): { DECL: string; S
   const store: string[] = [];
   for (let r = 0; r < tm; r++) if (xs > 0) chunk.push(`    let xs_${r} = x[xRow_${r} + k + xLane];`);
   for (let s = 0; s < xs; s++) {
-    for (let j = 0; j < tn; j++) chunk.push(`    let w_${s}_${j} = Acc(w[wRow + col_${j}]);`);
+    for (let j = 0; j < tn; j++) chunk.push(`    let w_${s}_${j} = Acc(w[wi_${j}]);`, `    wi_${j} += bw_${j};`);
     for (let r = 0; r < tm; r++) {
       chunk.push(`    let x_${s}_${r} = subgroupBroadcast(xs_${r}, ${s}u);`);
       for (let j = 0; j < tn; j++) chunk.push(`    a_${r}_${j} += w_${s}_${j} * x_${s}_${r};`);
     }
-    chunk.push('    wRow += ldw;');
   }
-  for (let j = 0; j < tn; j++) decl.push(`  let col_${j} = min(c0 + ${j}u * WGN, ldw - 1u);`);
+  for (let j = 0; j < tn; j++) {
+    // column group j's block of W, that block's width, and the group's index at k = 0
+    decl.push(`  let col_${j} = min(c0 + ${j}u * WGN, ldw - 1u);`);
+    decl.push(`  let blk_${j} = col_${j} / WBE;`);
+    decl.push(`  let bw_${j} = min(WBE, ldw - blk_${j} * WBE);`);
+    decl.push(`  var wi_${j} = blk_${j} * WBE * p.K + (col_${j} - blk_${j} * WBE);`);
+  }
   for (let r = 0; r < tm; r++) decl.push(`  let xRow_${r} = p.xOff + min(m0 + ${r}u, lastRow) * p.ldx;`);
   for (let r = 0; r < tm; r++) for (let j = 0; j < tn; j++) decl.push(`  var a_${r}_${j} = Acc(0.0);`);
-  for (let j = 0; j < tn; j++) step.push(`    let w_${j} = Acc(w[wRow + col_${j}]);`);
+  for (let j = 0; j < tn; j++) step.push(`    let w_${j} = Acc(w[wi_${j}]);`, `    wi_${j} += bw_${j};`);
   for (let r = 0; r < tm; r++) {
     step.push(`    let x_${r} = x[xRow_${r} + k];`);
     for (let j = 0; j < tn; j++) step.push(`    a_${r}_${j} += w_${j} * x_${r};`);

@@ -71,6 +71,9 @@ for (const dtype of ['f32', 'f16'] as const) {
     cases.push({ M, N: 33, K: 4097, dtype });
   }
   cases.push({ M: 2, N: 1024, K: 4097, dtype, bias: true });
+  // K a multiple of 4: the GEMV reads x as vec4s; N past one 256-column block of W
+  for (const M of [1, 3, 8, 9]) cases.push({ M, N: 300, K: 64, dtype, bias: M % 2 === 1 });
+  cases.push({ M: 5, N: 4097, K: 36, dtype });
 }
 
 describe('matmul', () => {
@@ -115,6 +118,8 @@ describe('matmul: weights split across bindings', () => {
 describe('matmul: inputs and outputs at unaligned offsets, other tilings', () => {
   const more: Case[] = [
     { M: 3, N: 70, K: 45, dtype: 'f32', bias: true, offsetRows: 3 },
+    { M: 4, N: 300, K: 64, dtype: 'f32', bias: true, offsetRows: 3 },
+    { M: 4, N: 300, K: 64, dtype: 'f16', offsetRows: 1 },
     { M: 20, N: 70, K: 45, dtype: 'f32', offsetRows: 5 },
     { M: 20, N: 70, K: 45, dtype: 'f16', bias: true, offsetRows: 1 },
     { M: 5, N: 300, K: 77, dtype: 'f32', bias: true, tuning: { gemvSplitK: 4, gemvWorkgroupN: 16 } },
