@@ -9,6 +9,9 @@
 // GPUs; lavapipe (Mesa 25) still gathers it per lane inside the k loop, its loop mask
 // hides the uniformity: XSHARE below is the alternative).
 // Each W load feeds VW * TM multiply-adds; each x scalar feeds VW * TN.
+// (x is read as scalars: a vec4 load of x per row for four k steps, as the GEMV does,
+// timed 11-19% of the FMA kernel at 1024^3 on lavapipe against 28% for this loop, at every
+// tiling of bench/kernels --sweep: the longer body spills.)
 //
 // The block is written out by the TypeScript wrapper (gemmBlockCode: the DECL, STEP and
 // STORE defines) as named registers a_<row>_<col>, w_<col>, x_<row>, not arrays indexed in

@@ -120,6 +120,8 @@ describe('matmul: inputs and outputs at unaligned offsets, other tilings', () =>
     { M: 3, N: 70, K: 45, dtype: 'f32', bias: true, offsetRows: 3 },
     { M: 4, N: 300, K: 64, dtype: 'f32', bias: true, offsetRows: 3 },
     { M: 4, N: 300, K: 64, dtype: 'f16', offsetRows: 1 },
+    { M: 37, N: 301, K: 64, dtype: 'f16', offsetRows: 2, tuning: { gemmRows: 5, gemmCols4: 3, gemmWorkgroupN: 16, gemmVecWidth: 1 } },
+    { M: 40, N: 300, K: 68, dtype: 'f32', bias: true, offsetRows: 1 },
     { M: 20, N: 70, K: 45, dtype: 'f32', offsetRows: 5 },
     { M: 20, N: 70, K: 45, dtype: 'f16', bias: true, offsetRows: 1 },
     { M: 5, N: 300, K: 77, dtype: 'f32', bias: true, tuning: { gemvSplitK: 4, gemvWorkgroupN: 16 } },
