@@ -35,7 +35,7 @@ export interface MatmulWeightPart {
   readonly tensor: GpuTensor;
   readonly n0: number;
   readonly n: number;
-  /** vec4 columns per stored row: ceil(n / 4). */
+  /** vec4 columns per stored row: ceil(n / 4), rounded up to even for f16 (gemv-f16x8.wgsl reads vec4 pairs). */
   readonly ldw4: number;
 }
 
@@ -82,12 +82,16 @@ function checkInit(init: MatmulWeightInit): void {
   if (init.bias && init.bias.length !== N) throw new RangeError(`prepareMatmulWeight: bias has ${init.bias.length} elements, needs ${N}`);
 }
 
-/** Columns per part: as many as fit the binding, a multiple of 64 so parts keep whole workgroups of columns. */
+/**
+ * Columns per part: as many as fit the binding, a multiple of 64 so parts keep whole
+ * workgroups of columns (else of 4, or of 8 for f16, whose rows are stored in vec4 pairs).
+ */
 export function columnsPerPart(N: number, K: number, elementBytes: number, maxPartBytes: number): number {
   const fit = Math.floor(maxPartBytes / (K * elementBytes));
   if (fit >= N) return N;
-  const cols = fit >= 64 ? fit - (fit % 64) : fit - (fit % 4);
-  if (cols < 4) {
+  const unit = elementBytes === 2 ? 8 : 4;
+  const cols = fit >= 64 ? fit - (fit % 64) : fit - (fit % unit);
+  if (cols < unit) {
     throw new AutoGlmError('gpu_out_of_memory', `a weight with K=${K} does not fit 4 columns in one ${maxPartBytes}-byte binding`);
   }
   return cols;
@@ -135,7 +139,7 @@ export function prepareMatmulWeight(rt: KernelRuntime, init: MatmulWeightInit): 
   try {
     for (let n0 = 0; n0 < N; n0 += perPart) {
       const n = Math.min(perPart, N - n0);
-      const ldw4 = Math.ceil(n / 4);
+      const ldw4 = dtype === 'f16' ? 2 * Math.ceil(n / 8) : Math.ceil(n / 4);
       const host = dtype === 'f16' ? new Uint16Array(K * ldw4 * 4) : new Float32Array(K * ldw4 * 4);
       transposeColumns(data, host, K, n0, n, ldw4);
       const tensor = rt.upload(dtype, host, `${init.label ?? 'matmul-weight'}[${n0}:${n0 + n}]`);

@@ -1,0 +1,142 @@
+// Decode GEMV for f16 weights, eight output columns per invocation:
+// out[r, n] = sum_k x[r, k] * W[n, k] (+ bias[n]) for a handful of rows (M <= 8).
+//
+// Same weight layout as gemv.wgsl (blocks of WB vec4 columns, each block K-major; f16
+// parts have an even number of vec4 columns, see prepareMatmulWeight), but an invocation
+// owns two adjacent vec4 columns and reads them as one 16-byte vec4<u32>, unpacked with
+// unpack2x16float. Why: on lavapipe every load in the k loop is a per-lane gather whose
+// cost is per load more than per byte, and gemv.wgsl's vec4<f16> loads move 8 bytes each;
+// this kernel moves 16 per W load and shares each x load across eight columns.
+// K is not split (KS = 1): this is the CPU adapters' GEMV; GPUs keep gemv.wgsl.
+
+struct Params {
+  K: u32,
+  np: u32,
+  ldw4: u32,
+  xOff: u32,
+  ldx: u32,
+  outOff: u32,
+  ldo: u32,
+  n0: u32,
+  M: u32,
+}
+
+const TM: u32 = {{TM}}u;
+const WGN: u32 = {{WGN}}u;
+const WB: u32 = {{WB}}u;
+
+#if XV4
+@group(0) @binding(0) var<storage, read> x: array<vec4<f32>>;
+fn xAt(i: u32) -> f32 {
+  return x[i / 4u][i % 4u];
+}
+#else
+@group(0) @binding(0) var<storage, read> x: array<f32>;
+fn xAt(i: u32) -> f32 {
+  return x[i];
+}
+#endif
+// two vec4<f16> columns per element
+@group(0) @binding(1) var<storage, read> w: array<vec4<u32>>;
+#if BIAS
+@group(0) @binding(2) var<storage, read> bias: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+#else
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+#endif
+@group(1) @binding(0) var<uniform> p: Params;
+
+fn lo(q: vec4<u32>) -> vec4<f32> {
+  return vec4<f32>(unpack2x16float(q.x), unpack2x16float(q.y));
+}
+
+fn hi(q: vec4<u32>) -> vec4<f32> {
+  return vec4<f32>(unpack2x16float(q.z), unpack2x16float(q.w));
+}
+
+@compute @workgroup_size(WGN)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  // first of this invocation's two vec4 columns (clamped: past-the-end lanes re-read the last pair)
+  let c4 = 2u * min(wid.x * WGN + lid.x, p.ldw4 / 2u - 1u);
+  var accLo: array<vec4<f32>, TM>;
+  var accHi: array<vec4<f32>, TM>;
+  var xRow: array<u32, TM>;
+  for (var r = 0u; r < TM; r++) {
+    accLo[r] = vec4<f32>(0.0);
+    accHi[r] = vec4<f32>(0.0);
+    // rows past M (when M < TM) re-read the last row; their sums are never written
+    xRow[r] = p.xOff + min(r, p.M - 1u) * p.ldx;
+  }
+  // the pair's block, its (even) width, and the pair's index in vec4<u32> units
+  let blk = c4 / WB;
+  let bw = min(WB, p.ldw4 - blk * WB);
+  var wi = (blk * WB * p.K + (c4 - blk * WB)) / 2u;
+  let wStep = bw / 2u;
+  var k = 0u;
+  for (; k + 3u < p.K; k += 4u) {
+    let q0 = w[wi];
+    let q1 = w[wi + wStep];
+    let q2 = w[wi + 2u * wStep];
+    let q3 = w[wi + 3u * wStep];
+    wi += 4u * wStep;
+    let l0 = lo(q0);
+    let l1 = lo(q1);
+    let l2 = lo(q2);
+    let l3 = lo(q3);
+    let h0 = hi(q0);
+    let h1 = hi(q1);
+    let h2 = hi(q2);
+    let h3 = hi(q3);
+    for (var r = 0u; r < TM; r++) {
+      let xi = xRow[r] + k;
+#if XV4
+      let xv = x[xi / 4u];
+#else
+      let xv = vec4<f32>(x[xi], x[xi + 1u], x[xi + 2u], x[xi + 3u]);
+#endif
+      accLo[r] += l0 * xv.x + l1 * xv.y + l2 * xv.z + l3 * xv.w;
+      accHi[r] += h0 * xv.x + h1 * xv.y + h2 * xv.z + h3 * xv.w;
+    }
+  }
+  for (; k < p.K; k++) {
+    let q = w[wi];
+    wi += wStep;
+    for (var r = 0u; r < TM; r++) {
+      let xk = xAt(xRow[r] + k);
+      accLo[r] += lo(q) * xk;
+      accHi[r] += hi(q) * xk;
+    }
+  }
+  let n = 4u * c4;
+  if (wid.x * WGN + lid.x >= p.ldw4 / 2u) {
+    return;
+  }
+  var bLo = vec4<f32>(0.0);
+  var bHi = vec4<f32>(0.0);
+#if BIAS
+  for (var j = 0u; j < 4u; j++) {
+    if (n + j < p.np) {
+      bLo[j] = bias[p.n0 + n + j];
+    }
+    if (n + 4u + j < p.np) {
+      bHi[j] = bias[p.n0 + n + 4u + j];
+    }
+  }
+#endif
+  for (var r = 0u; r < TM; r++) {
+    if (r >= p.M) {
+      break;
+    }
+    let o = p.outOff + r * p.ldo + p.n0 + n;
+    let vLo = accLo[r] + bLo;
+    let vHi = accHi[r] + bHi;
+    for (var j = 0u; j < 4u; j++) {
+      if (n + j < p.np) {
+        out[o + j] = vLo[j];
+      }
+      if (n + 4u + j < p.np) {
+        out[o + 4u + j] = vHi[j];
+      }
+    }
+  }
+}
