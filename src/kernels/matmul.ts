@@ -31,6 +31,12 @@ export interface MatmulTuning {
    * M = 1-3 and 5-8, and 8% more at M = 4.
    */
   gemvF16PairsMaxRows: number;
+  /**
+   * GEMV: narrow the workgroup (down to 8 invocations) until the dispatch has at least this
+   * many workgroups. On CPU adapters a workgroup runs on one core, so a 256-column k/v
+   * projection in one 64-wide workgroup ran on one core of many. 1 = keep gemvWorkgroupN.
+   */
+  gemvMinWorkgroups: number;
   /** GEMM: rows per invocation (and per workgroup). */
   gemmRows: number;
   /** GEMM: column groups per invocation. */
@@ -56,6 +62,7 @@ const CPU_TUNING: MatmulTuning = {
   gemvWorkgroupN: 64,
   gemvSplitK: 1,
   gemvF16PairsMaxRows: 8,
+  gemvMinWorkgroups: 16,
   gemmRows: 16,
   gemmCols4: 2,
   gemmWorkgroupN: 16,
@@ -66,6 +73,7 @@ const GPU_TUNING: MatmulTuning = {
   gemvWorkgroupN: 64,
   gemvSplitK: 4,
   gemvF16PairsMaxRows: 0,
+  gemvMinWorkgroups: 1,
   gemmRows: 8,
   gemmCols4: 1,
   gemmWorkgroupN: 64,
@@ -160,10 +168,18 @@ function bindingKinds(weight: MatmulWeight): ('read' | 'write')[] {
   return weight.bias ? ['read', 'read', 'read', 'write'] : ['read', 'read', 'write'];
 }
 
+/** The GEMV's workgroup width: gemvWorkgroupN, halved (not below 8) until `lanes` give gemvMinWorkgroups workgroups. */
+function gemvWidth(tuning: MatmulTuning, lanes: number): number {
+  let wgn = tuning.gemvWorkgroupN;
+  while (wgn > 8 && Math.ceil(lanes / wgn) < tuning.gemvMinWorkgroups) wgn /= 2;
+  return wgn;
+}
+
 function dispatchGemv(rt: KernelRuntime, rec: Recorder, d: PartDispatch): void {
-  const wgn = d.tuning.gemvWorkgroupN;
   const ks = d.tuning.gemvSplitK;
-  if (d.weight.dtype === 'f16' && ks === 1 && d.rows <= d.tuning.gemvF16PairsMaxRows && d.part.ldw4 % 2 === 0) {
+  const pairs = d.weight.dtype === 'f16' && ks === 1 && d.rows <= d.tuning.gemvF16PairsMaxRows && d.part.ldw4 % 2 === 0;
+  const wgn = gemvWidth(d.tuning, pairs ? d.part.ldw4 / 2 : d.part.ldw4);
+  if (pairs) {
     // eight columns per invocation from one 16-byte load (see gemv-f16x8.wgsl)
     const kernel = rt.kernel({
       shader: 'gemv-f16x8',
