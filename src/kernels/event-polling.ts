@@ -11,8 +11,11 @@
  * thread spun and 0.53 s when it slept (bench note in bench/RESULTS.md, "GPU waits").
  *
  * How: Dawn looks the global `setImmediate` up on every tick, so a wrapper on the global
- * sees its ticks. A Dawn tick is an anonymous native function (`name === ''`, native code),
- * which no JavaScript caller produces (bound functions are named "bound f"). During the first
+ * sees its ticks. A Dawn tick is an anonymous native function with no parameters
+ * (`name === ''`, `length === 0`, native code). JavaScript code does not make those: bound
+ * functions are named "bound f", and a promise's resolve and reject functions, the other
+ * anonymous built-ins often handed to setImmediate (`new Promise((r) => setImmediate(r))`),
+ * have length 1. During the first
  * `spinMs` of a wait, ticks pass through unchanged (short waits, such as a small readback,
  * are not slowed); after that each tick is re-scheduled with setTimeout(intervalMs), so a
  * long wait costs a wake-up per millisecond instead of a core. Every other setImmediate call
@@ -40,7 +43,11 @@ let timedTick: { timer: ReturnType<typeof setTimeout>; run: () => void; restartC
 /** True for the callback Dawn's AsyncRunner hands to setImmediate. */
 export function looksLikeDawnTick(fn: unknown, extraArgs: number): boolean {
   return (
-    typeof fn === 'function' && extraArgs === 0 && fn.name === '' && Function.prototype.toString.call(fn).endsWith('{ [native code] }')
+    typeof fn === 'function' &&
+    extraArgs === 0 &&
+    fn.name === '' &&
+    fn.length === 0 &&
+    Function.prototype.toString.call(fn).endsWith('{ [native code] }')
   );
 }
 

@@ -48,6 +48,15 @@ describe('Dawn event-polling pacing (pure parts)', () => {
     expect(looksLikeDawnTick(function named() {}.bind(null), 0)).toBe(false); // "bound named", native code
     expect(looksLikeDawnTick(Math.max, 0)).toBe(false); // native but named
     expect(looksLikeDawnTick('not a function', 0)).toBe(false);
+    // a promise's resolve/reject: anonymous and native, but with one parameter
+    let resolve: unknown;
+    let reject: unknown;
+    void new Promise((res, rej) => {
+      resolve = res;
+      reject = rej;
+    });
+    expect(looksLikeDawnTick(resolve, 0)).toBe(false);
+    expect(looksLikeDawnTick(reject, 0)).toBe(false);
   });
 
   it('maps auto to paced on CPU adapters and to spin on GPUs; explicit modes win', () => {
@@ -94,7 +103,7 @@ describe('Dawn event-polling pacing on the real adapter', () => {
     const paced = globalThis.setImmediate;
     const ticks: unknown[] = [];
     globalThis.setImmediate = function (fn: (...a: unknown[]) => void, ...args: unknown[]) {
-      if (typeof fn === 'function' && fn.name === '') ticks.push(fn);
+      if (typeof fn === 'function' && fn.name === '' && fn.length === 0) ticks.push(fn);
       return paced(fn, ...args);
     } as typeof setImmediate;
     try {
