@@ -9,42 +9,14 @@
 // this kernel moves 16 per W load and shares each x load across eight columns.
 // K is not split (KS = 1): this is the CPU adapters' GEMV; GPUs keep gemv.wgsl.
 
-struct Params {
-  K: u32,
-  np: u32,
-  ldw4: u32,
-  xOff: u32,
-  ldx: u32,
-  outOff: u32,
-  ldo: u32,
-  n0: u32,
-  M: u32,
-}
+#include matmul-args
 
 const TM: u32 = {{TM}}u;
 const WGN: u32 = {{WGN}}u;
 const WB: u32 = {{WB}}u;
 
-#if XV4
-@group(0) @binding(0) var<storage, read> x: array<vec4<f32>>;
-fn xAt(i: u32) -> f32 {
-  return x[i / 4u][i % 4u];
-}
-#else
-@group(0) @binding(0) var<storage, read> x: array<f32>;
-fn xAt(i: u32) -> f32 {
-  return x[i];
-}
-#endif
 // two vec4<f16> columns per element
 @group(0) @binding(1) var<storage, read> w: array<vec4<u32>>;
-#if BIAS
-@group(0) @binding(2) var<storage, read> bias: array<f32>;
-@group(0) @binding(3) var<storage, read_write> out: array<f32>;
-#else
-@group(0) @binding(2) var<storage, read_write> out: array<f32>;
-#endif
-@group(1) @binding(0) var<uniform> p: Params;
 
 fn lo(q: vec4<u32>) -> vec4<f32> {
   return vec4<f32>(unpack2x16float(q.x), unpack2x16float(q.y));

@@ -6,9 +6,6 @@
 // invocation owns four adjacent output columns and, at each k, the lanes of a workgroup
 // read one contiguous run of W: a vector load per lane, coalesced across lanes, and a
 // workgroup of WB lanes streams one contiguous block.
-// x is read at indices that depend only on uniforms and the loop counter, which CPU
-// backends (lavapipe) turn into one scalar broadcast instead of a per-lane gather.
-//
 // XV4 (K and x's offset multiples of 4, KS = 1) reads x as vec4s: one load per four k
 // steps instead of four. On lavapipe every load in the k loop is a per-lane gather that
 // costs several instructions per element, so the loop is bound by its load count, not by
@@ -21,45 +18,14 @@
 enable f16;
 #endif
 
-struct Params {
-  K: u32,
-  // columns of this weight part, and vec4 columns per stored row of it
-  np: u32,
-  ldw4: u32,
-  // element offsets of x and out inside their (alignment-rounded) bindings
-  xOff: u32,
-  ldx: u32,
-  outOff: u32,
-  ldo: u32,
-  // first column of this part inside out and bias
-  n0: u32,
-  M: u32,
-}
+#include matmul-args
 
 const TM: u32 = {{TM}}u;
 const WGN: u32 = {{WGN}}u;
 const KS: u32 = {{KS}}u;
 const WB: u32 = {{WB}}u;
 
-#if XV4
-@group(0) @binding(0) var<storage, read> x: array<vec4<f32>>;
-fn xAt(i: u32) -> f32 {
-  return x[i / 4u][i % 4u];
-}
-#else
-@group(0) @binding(0) var<storage, read> x: array<f32>;
-fn xAt(i: u32) -> f32 {
-  return x[i];
-}
-#endif
 @group(0) @binding(1) var<storage, read> w: array<vec4<{{WT}}>>;
-#if BIAS
-@group(0) @binding(2) var<storage, read> bias: array<f32>;
-@group(0) @binding(3) var<storage, read_write> out: array<f32>;
-#else
-@group(0) @binding(2) var<storage, read_write> out: array<f32>;
-#endif
-@group(1) @binding(0) var<uniform> p: Params;
 
 #if SPLITK
 var<workgroup> partial: array<vec4<f32>, {{PARTIALS}}>;

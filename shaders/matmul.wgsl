@@ -24,17 +24,7 @@ enable f16;
 enable subgroups;
 #endif
 
-struct Params {
-  K: u32,
-  np: u32,
-  ldw4: u32,
-  xOff: u32,
-  ldx: u32,
-  outOff: u32,
-  ldo: u32,
-  n0: u32,
-  M: u32,
-}
+#include matmul-args
 
 const TM: u32 = {{TM}}u;
 const TN: u32 = {{TN}}u;
@@ -45,15 +35,7 @@ const XS: u32 = {{XS}}u;
 const WBE: u32 = {{WB}}u * (4u / VW);
 alias Acc = {{ACC}};
 
-@group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read> w: array<{{WELEM}}>;
-#if BIAS
-@group(0) @binding(2) var<storage, read> bias: array<f32>;
-@group(0) @binding(3) var<storage, read_write> out: array<f32>;
-#else
-@group(0) @binding(2) var<storage, read_write> out: array<f32>;
-#endif
-@group(1) @binding(0) var<uniform> p: Params;
 
 // Writes one accumulator: row m0 + r, column group c (VW columns), skipping what is past M or N.
 fn store(m: u32, c: u32, v: Acc) {

@@ -3,8 +3,10 @@
  *
  * The preprocessor is deliberately tiny: `{{NAME}}` is replaced by a define's value, and
  * lines between `#if NAME` / `#else` / `#endif` are kept or dropped by a define's
- * truthiness (one level of nesting is enough for our kernels). Everything else is plain
- * WGSL, so a shader file can be read without knowing the generator.
+ * truthiness (one level of nesting is enough for our kernels), and a line `#include NAME`
+ * is replaced by shaders/NAME.wgsl (declarations several kernels share, such as the matmul
+ * family's params and x binding). Everything else is plain WGSL, so a shader file can be
+ * read without knowing the generator.
  */
 import { readFileSync, existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -25,10 +27,13 @@ function findShaderDir(): string {
 const shaderDir = findShaderDir();
 const rawCache = new Map<string, string>();
 
+/** A shader's source with its `#include` lines replaced (one level: included files do not include). */
 export function readShader(name: string): string {
   let src = rawCache.get(name);
   if (src === undefined) {
-    src = readFileSync(join(shaderDir, `${name}.wgsl`), 'utf8');
+    src = readFileSync(join(shaderDir, `${name}.wgsl`), 'utf8').replace(/^#include\s+([\w-]+)\s*$/gm, (_, inc: string) =>
+      readFileSync(join(shaderDir, `${inc}.wgsl`), 'utf8').trimEnd(),
+    );
     rawCache.set(name, src);
   }
   return src;

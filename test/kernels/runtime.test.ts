@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { isAutoGlmError } from '../../src/errors.js';
-import { expandShader } from '../../src/kernels/shader-source.js';
+import { expandShader, loadShader, readShader } from '../../src/kernels/shader-source.js';
 import { params } from '../../src/kernels/params.js';
 import { f32ToF16Bits, f16BitsToF32 } from '../../src/kernels/runtime.js';
 import { useRuntime } from '../helpers/gpu.js';
@@ -81,5 +81,25 @@ describe('kernel runtime', () => {
     expect(expandShader('a\n#if X\nb\n#else\nc\n#endif\n{{Y}}', { X: true, Y: 'f16' })).toBe('a\nb\nf16');
     expect(expandShader('#if !X\nb\n#endif', { X: false })).toBe('b');
     expect(() => expandShader('{{MISSING}}', {})).toThrow(/MISSING/);
+  });
+
+  it('replaces #include lines with the named shader file, whose #if blocks then expand', () => {
+    const source = readShader('gemv');
+    expect(source).not.toMatch(/^#include/m);
+    expect(source).toContain(readShader('matmul-args').trimEnd());
+    const vec4 = loadShader('gemv', {
+      XV4: true,
+      WF16: false,
+      SPLITK: false,
+      BIAS: false,
+      TM: 1,
+      WGN: 64,
+      KS: 1,
+      WB: 64,
+      WT: 'f32',
+      PARTIALS: 64,
+    });
+    expect(vec4).toContain('var<storage, read> x: array<vec4<f32>>');
+    expect(vec4).not.toContain('var<storage, read> x: array<f32>');
   });
 });

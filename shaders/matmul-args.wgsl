@@ -1,0 +1,40 @@
+// Shared by the matmul kernels (gemv.wgsl, gemv-f16x8.wgsl, matmul.wgsl; pulled in with
+// #include): the params of one weight part and the x, bias and out bindings (binding 1,
+// the weights, is each kernel's own).
+//
+// XV4 (K and x's offset multiples of 4) binds x as vec4s, so that a kernel can read four
+// k steps of a row in one load; xAt reads one element either way.
+struct Params {
+  K: u32,
+  // columns of this weight part, and vec4 columns per stored row of it
+  np: u32,
+  ldw4: u32,
+  // element offsets of x and out inside their (alignment-rounded) bindings
+  xOff: u32,
+  ldx: u32,
+  outOff: u32,
+  ldo: u32,
+  // first column of this part inside out and bias
+  n0: u32,
+  M: u32,
+}
+
+#if XV4
+@group(0) @binding(0) var<storage, read> x: array<vec4<f32>>;
+fn xAt(i: u32) -> f32 {
+  return x[i / 4u][i % 4u];
+}
+#else
+@group(0) @binding(0) var<storage, read> x: array<f32>;
+fn xAt(i: u32) -> f32 {
+  return x[i];
+}
+#endif
+
+#if BIAS
+@group(0) @binding(2) var<storage, read> bias: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+#else
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+#endif
+@group(1) @binding(0) var<uniform> p: Params;
