@@ -59,6 +59,17 @@ describe('Dawn event-polling pacing (pure parts)', () => {
     expect(looksLikeDawnTick(reject, 0)).toBe(false);
   });
 
+  it('paces by default exactly when the adapter runs shaders on the CPU, and stops when the device is destroyed', async () => {
+    expect(isEventPollingPaced()).toBe(false);
+    const rt = await KernelRuntime.create({ eventPolling: 'auto' });
+    try {
+      expect(isEventPollingPaced()).toBe(rt.ctx.isCpuAdapter);
+    } finally {
+      rt.destroy();
+    }
+    expect(isEventPollingPaced()).toBe(false);
+  });
+
   it('maps auto to paced on CPU adapters and to spin on GPUs; explicit modes win', () => {
     expect(resolveEventPollingMode('auto', true)).toBe('paced');
     expect(resolveEventPollingMode('auto', false)).toBe('spin');
