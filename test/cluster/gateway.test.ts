@@ -102,7 +102,7 @@ describe('gateway', () => {
     const g = await buildGateway({
       registry: new StaticRegistry([`http://127.0.0.1:${dead}`]),
       auth: { apiKeys: ['k'] },
-      rateLimit: { requestsPerSecond: 0.5, burst: 1 },
+      rateLimit: { requestsPerSecond: 0.01, burst: 1 }, // no refill between the two calls, however slow the machine
     });
     const url = await g.listen({ port: 0, host: '127.0.0.1' });
     try {

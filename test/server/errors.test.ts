@@ -140,7 +140,9 @@ describe('429 and 503', () => {
     const limited = await startServer({
       engine,
       auth: { apiKeys: [API_KEY, 'sk-other'] },
-      rateLimit: { requestsPerSecond: 0.5, burst: 2 },
+      // a token per 100 s: the bucket cannot refill while the first two requests run, however
+      // slow a loaded machine makes them (at 0.5/s it once did, and the third got through)
+      rateLimit: { requestsPerSecond: 0.01, burst: 2 },
     });
     try {
       const url = `${limited.url}/v1/completions`;
