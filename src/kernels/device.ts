@@ -161,6 +161,8 @@ export async function acquireGpu(options: GpuOptions = {}): Promise<GpuContext> 
   const adapterName = options.adapter ?? process.env.AUTOGLM_GPU_ADAPTER;
   const allowF16 = options.allowF16 ?? process.env.AUTOGLM_GPU_F16 !== '0';
   const toggles = [...(options.dawnToggles ?? []), ...envList('AUTOGLM_DAWN_TOGGLES')];
+  // checked before any Dawn object exists: a bad value must not leave a device behind
+  const polling = eventPollingMode(options.eventPolling ?? process.env.AUTOGLM_GPU_EVENT_POLLING);
 
   const flags: string[] = [];
   if (backend) flags.push(`backend=${backend}`);
@@ -195,7 +197,7 @@ export async function acquireGpu(options: GpuOptions = {}): Promise<GpuContext> 
     throw new AutoGlmError('gpu_unavailable', `The adapter refused to create a device: ${(e as Error).message}`, { cause: e });
   }
   const ctx = new GpuContext(gpu, adapter, device);
-  ctx.setEventPolling(eventPollingMode(options.eventPolling ?? process.env.AUTOGLM_GPU_EVENT_POLLING));
+  ctx.setEventPolling(polling);
   liveContexts.add(ctx);
   return ctx;
 }
@@ -203,7 +205,9 @@ export async function acquireGpu(options: GpuOptions = {}): Promise<GpuContext> 
 function eventPollingMode(value: string | undefined): EventPollingMode {
   if (value === undefined || value === '') return 'auto';
   if (value === 'auto' || value === 'spin' || value === 'paced') return value;
-  throw new AutoGlmError('gpu_unavailable', `GPU event polling must be auto, spin or paced (got "${value}").`);
+  throw new AutoGlmError('invalid_request', `GPU event polling must be auto, spin or paced (got "${value}").`, {
+    param: 'AUTOGLM_GPU_EVENT_POLLING',
+  });
 }
 
 /** Destroys every device still alive; for process exit paths. */

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isEventPollingPaced, looksLikeDawnTick, paceDawnEventPolling, resolveEventPollingMode } from '../../src/kernels/event-polling.js';
+import { isAutoGlmError } from '../../src/errors.js';
 import { KernelRuntime } from '../../src/kernels/runtime.js';
 
 /** CPU time of this process's main thread so far (Linux /proc), in ms; null elsewhere. */
@@ -70,6 +71,23 @@ describe('Dawn event-polling pacing (pure parts)', () => {
       expect(isEventPollingPaced()).toBe(rt.ctx.isCpuAdapter);
     } finally {
       rt.destroy();
+    }
+    expect(isEventPollingPaced()).toBe(false);
+  });
+
+  it('refuses an unknown mode (option or AUTOGLM_GPU_EVENT_POLLING) with a typed error, before any device exists', async () => {
+    const bad = await KernelRuntime.create({ eventPolling: 'fast' as never }).catch((e: unknown) => e);
+    expect(isAutoGlmError(bad, 'invalid_request')).toBe(true);
+    expect((bad as Error).message).toMatch(/auto, spin or paced.*"fast"/);
+    const saved = process.env.AUTOGLM_GPU_EVENT_POLLING;
+    process.env.AUTOGLM_GPU_EVENT_POLLING = 'sometimes';
+    try {
+      const fromEnv = await KernelRuntime.create().catch((e: unknown) => e);
+      expect(isAutoGlmError(fromEnv, 'invalid_request')).toBe(true);
+      expect((fromEnv as { param?: string }).param).toBe('AUTOGLM_GPU_EVENT_POLLING');
+    } finally {
+      if (saved === undefined) delete process.env.AUTOGLM_GPU_EVENT_POLLING;
+      else process.env.AUTOGLM_GPU_EVENT_POLLING = saved;
     }
     expect(isEventPollingPaced()).toBe(false);
   });
