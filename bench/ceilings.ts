@@ -6,7 +6,6 @@
  * benchmark interleave a ceiling with the kernel it judges, so that both see the same
  * machine load.
  */
-import { isCpuAdapter } from '../src/kernels/matmul.js';
 import { params } from '../src/kernels/params.js';
 import type { Recorder } from '../src/kernels/recorder.js';
 import type { KernelRuntime } from '../src/kernels/runtime.js';
@@ -50,7 +49,7 @@ export function readProbe(rt: KernelRuntime, totalBytes = 256 * 2 ** 20): Probe 
   for (const b of buffers)
     for (let off = 0; off < b.size; off += fill.byteLength)
       rt.device.queue.writeBuffer(b, off, fill, 0, Math.min(fill.length, (b.size - off) / 4));
-  const blocked = isCpuAdapter(rt);
+  const blocked = rt.ctx.isCpuAdapter;
   const groups = blocked ? 64 : 8192;
   const sink = rt.tensor('f32', groups * WG, 'bench-read-sink');
   const kernel = rt.kernel({ shader: 'bench-read', defines: { WG, BLOCKED: blocked }, bindings: ['read', 'write'], params: true });
@@ -72,8 +71,8 @@ export function readProbe(rt: KernelRuntime, totalBytes = 256 * 2 ** 20): Probe 
 
 /** `muladd`: a multiply then an add, as the matmul kernels write it, instead of fma(). */
 export function fmaProbe(rt: KernelRuntime, muladd = false): Probe {
-  const groups = isCpuAdapter(rt) ? 64 : 16384;
-  const iterations = isCpuAdapter(rt) ? 4096 : 16384;
+  const groups = rt.ctx.isCpuAdapter ? 64 : 16384;
+  const iterations = rt.ctx.isCpuAdapter ? 4096 : 16384;
   const threads = groups * WG;
   const sink = rt.tensor('f32', threads, 'bench-fma-sink');
   const kernel = rt.kernel({ shader: 'bench-fma', defines: { WG, MULADD: muladd }, bindings: ['write'], params: true });

@@ -39,11 +39,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     // rows past M (when M < TM) re-read the last row; their sums are never written
     xRow[r] = p.xOff + min(r, p.M - 1u) * p.ldx;
   }
-  // the pair's block, its (even) width, and the pair's index in vec4<u32> units
-  let blk = c4 / WB;
-  let bw = min(WB, p.ldw4 - blk * WB);
-  var wi = (blk * WB * p.K + (c4 - blk * WB)) / 2u;
-  let wStep = bw / 2u;
+  // in vec4<f16> columns, then halved to vec4<u32> pairs (block widths and c4 are even)
+  let col = wColumn(c4, p.ldw4, WB);
+  var wi = col.x / 2u;
+  let wStep = col.y / 2u;
   var k = 0u;
   for (; k + 3u < p.K; k += 4u) {
     let q0 = w[wi];

@@ -48,11 +48,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   var k = lid.y;
   // unrolled by 4 k-steps: independent loads in flight, fewer loop tests
   let step = 4u * KS;
-  // this column's block, and that block's width (the last one may be narrower)
-  let blk = cl / WB;
-  let bw = min(WB, p.ldw4 - blk * WB);
-  var wi = blk * WB * p.K + k * bw + (cl - blk * WB);
-  let wStep = KS * bw;
+  let col = wColumn(cl, p.ldw4, WB);
+  var wi = col.x + k * col.y;
+  let wStep = KS * col.y;
   for (; k + 3u * KS < p.K; k += step) {
     let w0 = vec4<f32>(w[wi]);
     let w1 = vec4<f32>(w[wi + wStep]);

@@ -31,6 +31,16 @@ fn xAt(i: u32) -> f32 {
 }
 #endif
 
+// Where column `col` of a weight part starts (at k = 0) and its step per k, in elements of
+// the kernel's W array: the layout of prepareMatmulWeight, column blocks of `wb` elements,
+// each block K-major ([K][its width]), the last block possibly narrower. `ldw` is the
+// elements per stored row (block widths add up to it).
+fn wColumn(col: u32, ldw: u32, wb: u32) -> vec2<u32> {
+  let blk = col / wb;
+  let bw = min(wb, ldw - blk * wb);
+  return vec2<u32>(blk * wb * p.K + (col - blk * wb), bw);
+}
+
 #if BIAS
 @group(0) @binding(2) var<storage, read> bias: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;

@@ -9,7 +9,6 @@
  */
 import { AutoGlmError } from '../errors.js';
 import { DECODE_LANES } from './attention-decode.js';
-import { isCpuAdapter } from './matmul.js';
 import type { KernelRuntime } from './runtime.js';
 import type { GpuTensor } from './tensor.js';
 
@@ -166,7 +165,7 @@ export function prepareAttentionBatch(rt: KernelRuntime, o: AttentionBatchOption
   const targetWorkgroups = o.targetWorkgroups ?? 256;
   const minKeysPerSplit = Math.max(1, o.minKeysPerSplit ?? 256);
   const maxSplits = Math.max(1, o.maxSplits ?? 32);
-  const decodeLanes = o.decodeLanes ?? (isCpuAdapter(rt) && headDim % 4 === 0 && headDim <= LANES_MAX_HEAD_DIM ? DECODE_LANES : 0);
+  const decodeLanes = o.decodeLanes ?? (rt.ctx.isCpuAdapter && headDim % 4 === 0 && headDim <= LANES_MAX_HEAD_DIM ? DECODE_LANES : 0);
   checkInt('decodeLanes', decodeLanes, 0);
   if (decodeLanes > 0 && headDim % 4 !== 0) fail(`the lanes decode kernel needs headDim a multiple of 4, got ${headDim}`);
 

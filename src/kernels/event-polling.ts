@@ -37,8 +37,14 @@ type ImmediateFn = typeof globalThis.setImmediate;
 
 let installed: { original: ImmediateFn; users: number } | null = null;
 
-/** The paced Dawn tick waiting on a timer, if any (see nudgeDawnEventPolling). */
-let timedTick: { timer: ReturnType<typeof setTimeout>; run: () => void; restartChain(): void } | null = null;
+// The current wait, seen as one unbroken chain of Dawn ticks (each tick that still has
+// pending work asks for the next one from inside its own callback):
+/** When the chain began (performance.now()), or -1 between waits. */
+let chainStartMs = -1;
+/** Set when Dawn asks for a tick; cleared as one runs (so a tick that asks for none ends the chain). */
+let tickRequested = false;
+/** The paced tick waiting on a timer, if any (see nudgeDawnEventPolling). */
+let timedTick: { timer: ReturnType<typeof setTimeout>; run: () => void } | null = null;
 
 /** True for the callback Dawn's AsyncRunner hands to setImmediate. */
 export function looksLikeDawnTick(fn: unknown, extraArgs: number): boolean {
@@ -67,6 +73,8 @@ export function paceDawnEventPolling(pace: EventPollingPace = DEFAULT_PACE): () 
       nudgeDawnEventPolling(); // a tick on a timer still runs, at once
       globalThis.setImmediate = installed.original;
       installed = null;
+      chainStartMs = -1;
+      tickRequested = false;
     }
   };
 }
@@ -79,10 +87,10 @@ export function paceDawnEventPolling(pace: EventPollingPace = DEFAULT_PACE): () 
  */
 export function nudgeDawnEventPolling(): void {
   if (timedTick === null || installed === null) return;
-  const { timer, run, restartChain } = timedTick;
+  const { timer, run } = timedTick;
   timedTick = null;
   clearTimeout(timer);
-  restartChain();
+  chainStartMs = performance.now();
   installed.original(run);
 }
 
@@ -98,10 +106,6 @@ export function resolveEventPollingMode(mode: EventPollingMode, cpuAdapter: bool
 }
 
 function pacedSetImmediate(original: ImmediateFn, pace: EventPollingPace): ImmediateFn {
-  // A "wait" is one unbroken chain of Dawn ticks: each tick that still has pending work
-  // asks for the next one from inside its own callback.
-  let chainStartMs = -1;
-  let tickRequested = false;
   const paced = function (this: unknown, fn: (...args: unknown[]) => void, ...args: unknown[]) {
     if (!looksLikeDawnTick(fn, args.length)) return original(fn, ...args);
     const now = performance.now();
@@ -118,7 +122,7 @@ function pacedSetImmediate(original: ImmediateFn, pace: EventPollingPace): Immed
     };
     if (now - chainStartMs < pace.spinMs) return original(run);
     const timer = setTimeout(run, pace.intervalMs);
-    timedTick = { timer, run, restartChain: () => (chainStartMs = performance.now()) };
+    timedTick = { timer, run };
     return timer as unknown as ReturnType<ImmediateFn>;
   };
   return Object.assign(paced, original) as unknown as ImmediateFn;

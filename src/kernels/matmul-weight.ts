@@ -16,6 +16,7 @@
  * measured back to back. Element (k, column c4 * 4 + e) of a part lives at vec4
  * b * WEIGHT_BLOCK_COLS4 * K + k * bw + (c4 - b * WEIGHT_BLOCK_COLS4), lane e, where
  * b = floor(c4 / WEIGHT_BLOCK_COLS4) and bw = min(WEIGHT_BLOCK_COLS4, ldw4 - b * WEIGHT_BLOCK_COLS4).
+ * The kernels compute the same index with wColumn in shaders/matmul-args.wgsl.
  *
  * One storage binding may cover at most rt.maxBindingBytes (128 MiB on lavapipe), less
  * than an LM head of 151936 x 4096 f16, so the columns are split into parts that each fit
@@ -92,7 +93,7 @@ export function columnsPerPart(N: number, K: number, elementBytes: number, maxPa
   const unit = elementBytes === 2 ? 8 : 4;
   const cols = fit >= 64 ? fit - (fit % 64) : fit - (fit % unit);
   if (cols < unit) {
-    throw new AutoGlmError('gpu_out_of_memory', `a weight with K=${K} does not fit 4 columns in one ${maxPartBytes}-byte binding`);
+    throw new AutoGlmError('gpu_out_of_memory', `a weight with K=${K} does not fit ${unit} columns in one ${maxPartBytes}-byte binding`);
   }
   return cols;
 }

@@ -81,13 +81,8 @@ const GPU_TUNING: MatmulTuning = {
   gemmShareX: 0,
 };
 
-/** True for software adapters (lavapipe/llvmpipe, SwiftShader) that run shaders on the CPU. */
-export function isCpuAdapter(rt: KernelRuntime): boolean {
-  return rt.ctx.isCpuAdapter;
-}
-
 export function defaultMatmulTuning(rt: KernelRuntime): MatmulTuning {
-  return isCpuAdapter(rt) ? CPU_TUNING : GPU_TUNING;
+  return rt.ctx.isCpuAdapter ? CPU_TUNING : GPU_TUNING;
 }
 
 export interface MatmulArgs {
@@ -156,7 +151,7 @@ interface PartDispatch {
   tuning: MatmulTuning;
   bindings: Binding[];
   p: Params;
-  /** x's rows start on 16-byte boundaries (K and the binding offset multiples of 4): vec4 loads of x are possible. */
+  /** x's rows start on 16-byte boundaries (K and the binding offset multiples of 4): the GEMVs may read x as vec4s. */
   xVec4: boolean;
 }
 
@@ -262,11 +257,10 @@ export function gemmBlockCode(tm: number, tn: number, xs = 0): { DECL: string; S
     }
   }
   for (let j = 0; j < tn; j++) {
-    // column group j's block of W, that block's width, and the group's index at k = 0
-    decl.push(`  let col_${j} = min(c0 + ${j}u * WGN, ldw - 1u);`);
-    decl.push(`  let blk_${j} = col_${j} / WBE;`);
-    decl.push(`  let bw_${j} = min(WBE, ldw - blk_${j} * WBE);`);
-    decl.push(`  var wi_${j} = blk_${j} * WBE * p.K + (col_${j} - blk_${j} * WBE);`);
+    // column group j's index in W at k = 0 and its step per k (wColumn, shaders/matmul-args.wgsl)
+    decl.push(`  let at_${j} = wColumn(min(c0 + ${j}u * WGN, ldw - 1u), ldw, WBE);`);
+    decl.push(`  var wi_${j} = at_${j}.x;`);
+    decl.push(`  let bw_${j} = at_${j}.y;`);
   }
   for (let r = 0; r < tm; r++) decl.push(`  let xRow_${r} = p.xOff + min(m0 + ${r}u, lastRow) * p.ldx;`);
   for (let r = 0; r < tm; r++) for (let j = 0; j < tn; j++) decl.push(`  var a_${r}_${j} = Acc(0.0);`);
