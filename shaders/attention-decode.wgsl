@@ -26,26 +26,7 @@ const LANES: u32 = {{LANES}}u;     // invocations per workgroup, one key each pe
 const T: u32 = {{T}}u;             // keys per lane per step (one max and rescale per step)
 const M_INIT: f32 = -1.0e30;
 
-struct Params {
-  n_items: u32,
-  group: u32,        // n_heads / n_kv_heads
-  n_kv_heads: u32,
-  block_size: u32,
-  q_stride: u32,     // floats per batch row of q: n_heads * HD
-  window: u32,       // sliding window in tokens, 0 = none
-  scale: f32,
-}
-
-struct WorkItem {
-  q_row0: u32,
-  n_rows: u32,       // always 1 on this path
-  pos0: u32,
-  bt_off: u32,
-  q_head0: u32,
-  k_start: u32,
-  k_end: u32,
-  partial: u32,      // float offset of lane 0's partial; lane l's is partial + l * M * (HD + 2)
-}
+#include attention-args
 
 @group(0) @binding(0) var<storage, read> q: array<f32>;
 @group(0) @binding(1) var<storage, read> k_cache: array<{{KV4}}>;

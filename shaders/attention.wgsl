@@ -25,26 +25,7 @@ const NO_PARTIAL: u32 = 0xffffffffu;
 const M_INIT: f32 = -1.0e30;
 const MASKED: f32 = -3.0e38;
 
-struct Params {
-  n_items: u32,
-  group: u32,        // n_heads / n_kv_heads
-  n_kv_heads: u32,
-  block_size: u32,
-  q_stride: u32,     // floats per batch row of q and out: n_heads * HD
-  window: u32,       // sliding window in tokens, 0 = none
-  scale: f32,
-}
-
-struct WorkItem {
-  q_row0: u32,       // batch row of the item's first query row
-  n_rows: u32,       // valid query rows (<= ROWS)
-  pos0: u32,         // absolute position of the first row
-  bt_off: u32,       // offset of the sequence's block table in block_tables
-  q_head0: u32,      // first query head (a multiple of HEADS)
-  k_start: u32,      // key range [k_start, k_end) before the sliding window
-  k_end: u32,
-  partial: u32,      // float offset of this item's partials, or NO_PARTIAL to write out
-}
+#include attention-args
 
 @group(0) @binding(0) var<storage, read> q: array<f32>;
 #if VEC4
