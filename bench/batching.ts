@@ -4,8 +4,8 @@
  * first token (median, p95) and time per output token. Decode is bandwidth-bound, so a
  * batch should multiply tokens per weight read (target: 16 concurrent >= 6x 1 concurrent).
  */
-import { loadBenchEngine, runStamp, percentile, randomPrompt, timedGenerate } from './engine-load.js';
-import { formatTable, markdownTable, median, updateResultsSection, writeResultsJson } from './report.js';
+import { loadBenchEngine, percentile, randomPrompt, timedGenerate } from './engine-load.js';
+import { formatTable, markdownTable, median, runStamp, updateResultsSection, writeResultsJson } from './report.js';
 
 const PROMPT = Number(process.env.BENCH_PROMPT_TOKENS ?? 128);
 const OUTPUT = Number(process.env.BENCH_OUTPUT_TOKENS ?? 128);

@@ -15,13 +15,12 @@
  * anything. Writes bench/results/cluster.json and the "Cluster" section of bench/RESULTS.md
  * (not with --skip-recovery, which only prints).
  */
-import { execSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { freePort, spawnWorker, waitFor, waitReady, DEMO_MODEL_DIR, ROOT, type WorkerProcess } from '../test/cluster/support/processes.js';
-import { formatTable, markdownTable, median, updateResultsSection, writeResultsJson } from './report.js';
+import { processCpuMs } from '../src/testing/proc-cpu.js';
+import { formatTable, markdownTable, median, runStamp, updateResultsSection, writeResultsJson } from './report.js';
 
 const SECRET = 'bench-cluster-secret';
 /** Every request must run on the GPU: no response cache, and no seed used twice. */
@@ -188,7 +187,7 @@ async function main(): Promise<void> {
   const pids = { worker: w.proc.pid, gateway: g.pid };
   const loadBefore = loadavg()[0]!;
   const runRound = async (mode: Mode, c: number, n: number): Promise<RoundResult> => {
-    const cpu0 = { worker: cpuMs(pids.worker), gateway: cpuMs(pids.gateway) };
+    const cpu0 = { worker: processCpuMs(pids.worker), gateway: processCpuMs(pids.gateway) };
     const r = await closedLoop({
       url: mode === 'direct' ? w.url : gUrl,
       headers: mode === 'direct' ? direct : {},
@@ -199,8 +198,8 @@ async function main(): Promise<void> {
     return {
       mode,
       r,
-      workerCpuMsPerRequest: (cpuMs(pids.worker) - cpu0.worker) / n,
-      gatewayCpuMsPerRequest: (cpuMs(pids.gateway) - cpu0.gateway) / n,
+      workerCpuMsPerRequest: (processCpuMs(pids.worker) - cpu0.worker) / n,
+      gatewayCpuMsPerRequest: (processCpuMs(pids.gateway) - cpu0.gateway) / n,
     };
   };
   const rounds: RoundResult[] = [];
@@ -318,14 +317,7 @@ async function main(): Promise<void> {
   cleanup();
 
   process.stdout.write(`recovery: ${JSON.stringify(recovery)}\n`);
-  const commit = (() => {
-    try {
-      return execSync('git rev-parse --short HEAD', { cwd: ROOT, encoding: 'utf8' }).trim();
-    } catch {
-      return 'unknown';
-    }
-  })();
-  const date = new Date().toISOString().slice(0, 10);
+  const { commit, date } = runStamp();
   writeResultsJson('cluster', {
     date,
     commit,
@@ -405,25 +397,6 @@ interface RoundResult {
   r: LoadResult;
   workerCpuMsPerRequest: number;
   gatewayCpuMsPerRequest: number;
-}
-
-const CLOCK_TICKS_PER_S = ((): number => {
-  try {
-    return Number(execSync('getconf CLK_TCK', { encoding: 'utf8' }).trim()) || 100;
-  } catch {
-    return 100;
-  }
-})();
-
-/** User + system CPU time of a process so far (Linux /proc; NaN elsewhere). */
-function cpuMs(pid: number | undefined): number {
-  if (pid === undefined) return NaN;
-  try {
-    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-    return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS_PER_S;
-  } catch {
-    return NaN;
-  }
 }
 
 function aggregate(rounds: readonly RoundResult[], mode: Mode) {

@@ -1,7 +1,6 @@
 /**
  * Helpers shared by the engine benchmarks: the generated ~100M model and timed streams.
  */
-import { execSync } from 'node:child_process';
 import { Engine } from '../src/engine/engine.js';
 import type { EngineOptions, GenerateRequest } from '../src/engine/types.js';
 import { ensureGeneratedModel } from '../src/testing/generate-model.js';
@@ -53,14 +52,3 @@ export function percentile(values: readonly number[], p: number): number {
 }
 
 /** The commit and date a result was measured at, for bench/RESULTS.md. */
-export function runStamp(): { commit: string; date: string } {
-  let commit = 'unknown';
-  try {
-    commit = execSync('git rev-parse --short HEAD', { stdio: ['ignore', 'pipe', 'ignore'] })
-      .toString()
-      .trim();
-  } catch {
-    // not a git checkout
-  }
-  return { commit, date: new Date().toISOString().slice(0, 10) };
-}

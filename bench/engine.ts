@@ -5,8 +5,8 @@
  * same run by the kernel benchmark's ceiling kernel).
  */
 import { measureCeilings } from './ceilings.js';
-import { loadBenchEngine, runStamp, randomPrompt, timedGenerate } from './engine-load.js';
-import { formatTable, markdownTable, median, updateResultsSection, writeResultsJson } from './report.js';
+import { loadBenchEngine, randomPrompt, timedGenerate } from './engine-load.js';
+import { formatTable, markdownTable, median, runStamp, updateResultsSection, writeResultsJson } from './report.js';
 
 const REPEATS = 3;
 

@@ -7,22 +7,12 @@
  *
  * Run: npx tsc -p . && node dist/bench/gpu-waits.js
  */
-import { readFileSync } from 'node:fs';
 import { KernelRuntime } from '../src/kernels/runtime.js';
+import { mainThreadCpuMs } from '../src/testing/proc-cpu.js';
 import type { EventPollingMode } from '../src/kernels/event-polling.js';
-import { formatTable, markdownTable, updateResultsSection } from './report.js';
-import { runStamp } from './engine-load.js';
+import { formatTable, markdownTable, runStamp, updateResultsSection } from './report.js';
 
 const SIZES = [200_000, 20_000, 200, 1];
-
-function mainThreadCpuMs(): number {
-  try {
-    const fields = readFileSync(`/proc/self/task/${process.pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-    return (Number(fields[11]) + Number(fields[12])) * 10;
-  } catch {
-    return NaN;
-  }
-}
 
 async function measure(
   mode: EventPollingMode,

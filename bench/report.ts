@@ -3,6 +3,7 @@
  * warm-up), a plain-text table, JSON results in bench/results/, and the replacement of
  * one marked section of bench/RESULTS.md so that each benchmark owns its own section.
  */
+import { execSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -199,4 +200,17 @@ export function updateResultsSection(name: string, body: string): string {
     : '# Benchmark results\n\nEach section is written by its benchmark; rerun it to refresh.\n\n';
   writeFileSync(path, replaceSection(doc, name, body));
   return path;
+}
+
+/** The short commit and the date (YYYY-MM-DD) a result is stamped with. */
+export function runStamp(): { commit: string; date: string } {
+  let commit = 'unknown';
+  try {
+    commit = execSync('git rev-parse --short HEAD', { stdio: ['ignore', 'pipe', 'ignore'] })
+      .toString()
+      .trim();
+  } catch {
+    // not a git checkout
+  }
+  return { commit, date: new Date().toISOString().slice(0, 10) };
 }
