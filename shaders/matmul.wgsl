@@ -6,8 +6,9 @@
 // workgroup read contiguous runs; each column group walks its block with its own stride.
 // All invocations of a workgroup share the same TM rows: the x reads depend only on the
 // workgroup id and loop counters, so every lane reads the same address (a broadcast on
-// GPUs; lavapipe (Mesa 25) still gathers it per lane inside the k loop, its loop mask
-// hides the uniformity: XSHARE below is the alternative).
+// GPUs; lavapipe (Mesa 25) still gathers it per lane inside the k loop: it scalarises a
+// load only when the address is built from constants and push constants, not from a loop
+// counter or the workgroup id; XSHARE below is the alternative).
 // Each W load feeds VW * TM multiply-adds; each x scalar feeds VW * TN.
 // (x is read as scalars: a vec4 load of x per row for four k steps, as the GEMV does,
 // timed 11-19% of the FMA kernel at 1024^3 on lavapipe against 28% for this loop, at every
@@ -73,20 +74,25 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   let ldw = p.ldw4 * (4u / VW);
   // column group j of this invocation is c0 + j * WGN: lanes stay adjacent for every j;
   // groups past N load a clamped column and are never written
+#if ROWSFIRST
+  let c0 = wid.y * WGN * TN + lid.x;
+  let m0 = wid.x * TM;
+#else
   let c0 = wid.x * WGN * TN + lid.x;
   let m0 = wid.y * TM;
+#endif
   // rows past M re-read row M - 1 (uniform control flow); their sums are never written
   let lastRow = p.M - 1u;
 {{DECL}}
   let K = p.K;
   var k = 0u;
 #if XSHARE
-  // XS k-steps at a time: lane l of each subgroup loads x[row, k + l % XS] (one load per
-  // row for XS steps) and subgroupBroadcast hands each step's value to all lanes. On
+  // XS k steps at a time: lane l of each subgroup loads x[row, k + l % XS] (one load per
+  // row for XS steps) and subgroupShuffle hands step s's value (lane s's) to every lane. On
   // lavapipe every load inside a loop, x's uniform one included, is a scalarised per-lane
-  // masked gather with a bounds check: sharing x halves the loop's instructions per
-  // multiply-add, but the longer straight-line body spills and did not time faster on the
-  // 2-core machine, so it is off by default on every adapter (gemmShareX 0).
+  // gather with a bounds check, so this cuts the loads per multiply-add by a third or more
+  // (16 x 2 tiling). The steps stay a loop: written out as XS straight-line steps with
+  // subgroupBroadcast they spilled and timed slower than no sharing at all.
   let xLane = sid % XS;
   for (; k + XS <= K; k += XS) {
 {{CHUNK}}

@@ -51,13 +51,20 @@ export interface MatmulTuning {
    * many lanes; otherwise the kernel falls back to 0.
    */
   gemmShareX: number;
+  /**
+   * GEMM: number workgroups row tile first, so that consecutive workgroups (the ones a CPU
+   * core takes in turn) read the same block of W columns while it is still in its cache.
+   */
+  gemmRowsFirst: boolean;
 }
 
-// CPU (lavapipe): every load in the k loop is a per-lane scalarised gather, so W reuse
-// (gemmRows) matters most; 16 x 2 vec4 spills accumulators but still timed best. Sharing
-// x through subgroups (gemmShareX 4/8) halves instructions per multiply-add yet did not
-// time faster at 1024^3 (paired with the FMA kernel: `bench/kernels --sweep --only=matmul
-// --paired`), so it stays off.
+// CPU (lavapipe): every load in a loop is a scalarised per-lane gather with a bounds check
+// (about 0.3 ns per lane element on the 2-core machine against 0.02 ns per lane multiply-add,
+// measured 2026-11-29), so the tiling is chosen to load few elements per multiply-add: x is
+// shared across a subgroup (each lane loads one x per row for 8 k steps, subgroupShuffle
+// hands them round in a loop) and each W vec4 feeds 16 rows. At 1024^3 (paired with the FMA
+// kernel) this took the GEMM from 27-28% to 36-52% f32 and 47-51% f16 of the FMA rate; the
+// same sharing written as 8 straight-line steps (subgroupBroadcast) timed 11-33%.
 const CPU_TUNING: MatmulTuning = {
   gemvWorkgroupN: 64,
   gemvSplitK: 1,
@@ -67,7 +74,8 @@ const CPU_TUNING: MatmulTuning = {
   gemmCols4: 2,
   gemmWorkgroupN: 16,
   gemmVecWidth: 4,
-  gemmShareX: 0,
+  gemmShareX: 8,
+  gemmRowsFirst: true,
 };
 const GPU_TUNING: MatmulTuning = {
   gemvWorkgroupN: 64,
@@ -79,6 +87,7 @@ const GPU_TUNING: MatmulTuning = {
   gemmWorkgroupN: 64,
   gemmVecWidth: 4,
   gemmShareX: 0,
+  gemmRowsFirst: false,
 };
 
 export function defaultMatmulTuning(rt: KernelRuntime): MatmulTuning {
@@ -215,6 +224,7 @@ export function supportedShareX(rt: KernelRuntime, want: number): number {
 function dispatchGemm(rt: KernelRuntime, rec: Recorder, d: PartDispatch): void {
   const { gemmRows: tm, gemmCols4: tn4, gemmWorkgroupN: wgn, gemmVecWidth: vw } = d.tuning;
   const xs = supportedShareX(rt, d.tuning.gemmShareX);
+  const rowsFirst = d.tuning.gemmRowsFirst;
   const wt = d.weight.dtype;
   const kernel = rt.kernel({
     shader: 'matmul',
@@ -226,6 +236,7 @@ function dispatchGemm(rt: KernelRuntime, rec: Recorder, d: PartDispatch): void {
       ...gemmBlockCode(tm, tn4, xs),
       XSHARE: xs > 0,
       XS: Math.max(xs, 1),
+      ROWSFIRST: rowsFirst,
       VW: vw,
       VEC4: vw === 4,
       ACC: vw === 4 ? 'vec4<f32>' : 'f32',
@@ -235,7 +246,8 @@ function dispatchGemm(rt: KernelRuntime, rec: Recorder, d: PartDispatch): void {
     params: true,
   });
   const groups = Math.ceil((d.part.ldw4 * (4 / vw)) / (wgn * tn4));
-  rec.dispatch(kernel, d.bindings, d.p, [groups, Math.ceil(d.rows / tm)]);
+  const rowTiles = Math.ceil(d.rows / tm);
+  rec.dispatch(kernel, d.bindings, d.p, rowsFirst ? [rowTiles, groups] : [groups, rowTiles]);
 }
 
 /**
@@ -248,13 +260,20 @@ export function gemmBlockCode(tm: number, tn: number, xs = 0): { DECL: string; S
   const step: string[] = [];
   const chunk: string[] = [];
   const store: string[] = [];
-  for (let r = 0; r < tm; r++) if (xs > 0) chunk.push(`    let xs_${r} = x[xRow_${r} + k + xLane];`);
-  for (let s = 0; s < xs; s++) {
-    for (let j = 0; j < tn; j++) chunk.push(`    let w_${s}_${j} = Acc(w[wi_${j}]);`, `    wi_${j} += bw_${j};`);
+  // one k step: the W loads of every column group, then each row's x times each of them
+  const kStep = (out: string[], xOf: (r: number) => string): void => {
+    for (let j = 0; j < tn; j++) out.push(`    let w_${j} = Acc(w[wi_${j}]);`, `    wi_${j} += bw_${j};`);
     for (let r = 0; r < tm; r++) {
-      chunk.push(`    let x_${s}_${r} = subgroupBroadcast(xs_${r}, ${s}u);`);
-      for (let j = 0; j < tn; j++) chunk.push(`    a_${r}_${j} += w_${s}_${j} * x_${s}_${r};`);
+      out.push(`    let x_${r} = ${xOf(r)};`);
+      for (let j = 0; j < tn; j++) out.push(`    a_${r}_${j} += w_${j} * x_${r};`);
     }
+  };
+  if (xs > 0) {
+    // lane l holds x[row, k + l]; step s takes lane s's value
+    for (let r = 0; r < tm; r++) chunk.push(`    let xs_${r} = xAt(xRow_${r} + k + xLane);`);
+    chunk.push(`    for (var s = 0u; s < ${xs}u; s++) {`);
+    kStep(chunk, (r) => `subgroupShuffle(xs_${r}, s)`);
+    chunk.push('    }');
   }
   for (let j = 0; j < tn; j++) {
     // column group j's index in W at k = 0 and its step per k (wColumn, shaders/matmul-args.wgsl)
@@ -264,11 +283,7 @@ export function gemmBlockCode(tm: number, tn: number, xs = 0): { DECL: string; S
   }
   for (let r = 0; r < tm; r++) decl.push(`  let xRow_${r} = p.xOff + min(m0 + ${r}u, lastRow) * p.ldx;`);
   for (let r = 0; r < tm; r++) for (let j = 0; j < tn; j++) decl.push(`  var a_${r}_${j} = Acc(0.0);`);
-  for (let j = 0; j < tn; j++) step.push(`    let w_${j} = Acc(w[wi_${j}]);`, `    wi_${j} += bw_${j};`);
-  for (let r = 0; r < tm; r++) {
-    step.push(`    let x_${r} = x[xRow_${r} + k];`);
-    for (let j = 0; j < tn; j++) step.push(`    a_${r}_${j} += w_${j} * x_${r};`);
-  }
+  kStep(step, (r) => `xAt(xRow_${r} + k)`);
   for (let r = 0; r < tm; r++) for (let j = 0; j < tn; j++) store.push(`  store(m0 + ${r}u, c0 + ${j}u * WGN, a_${r}_${j});`);
   return { DECL: decl.join('\n'), STEP: step.join('\n'), CHUNK: chunk.join('\n'), STORE: store.join('\n') };
 }

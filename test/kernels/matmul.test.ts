@@ -130,12 +130,16 @@ describe('matmul: inputs and outputs at unaligned offsets, other tilings', () =>
     { M: 50, N: 300, K: 77, dtype: 'f16', tuning: { gemmRows: 2, gemmCols4: 4, gemmWorkgroupN: 8 } },
     { M: 37, N: 301, K: 77, dtype: 'f32', bias: true, tuning: { gemmRows: 5, gemmCols4: 3, gemmWorkgroupN: 16, gemmVecWidth: 1 } },
     { M: 37, N: 301, K: 77, dtype: 'f16', tuning: { gemmRows: 8, gemmCols4: 1, gemmWorkgroupN: 32, gemmVecWidth: 1 } },
-    // x shared across k-steps by subgroupBroadcast (where the adapter has subgroups; the
+    // x shared across k-steps by subgroupShuffle (where the adapter has subgroups; the
     // plain kernel otherwise): K = 77 leaves a tail after the last whole group of steps
     { M: 37, N: 301, K: 77, dtype: 'f32', bias: true, tuning: { gemmRows: 8, gemmCols4: 1, gemmShareX: 8 } },
     { M: 20, N: 70, K: 45, dtype: 'f16', offsetRows: 3, tuning: { gemmRows: 4, gemmCols4: 2, gemmShareX: 4 } },
     { M: 40, N: 33, K: 7, dtype: 'f32', tuning: { gemmRows: 16, gemmCols4: 1, gemmShareX: 8 } },
     { M: 50, N: 301, K: 96, dtype: 'f32', tuning: { gemmRows: 5, gemmCols4: 3, gemmVecWidth: 1, gemmShareX: 2 } },
+    // workgroups numbered column block first (the GPU order) and row tile first (the CPU one)
+    { M: 37, N: 301, K: 77, dtype: 'f32', bias: true, tuning: { gemmShareX: 0, gemmRowsFirst: false } },
+    { M: 40, N: 300, K: 68, dtype: 'f16', offsetRows: 1, tuning: { gemmShareX: 8, gemmRowsFirst: false } },
+    { M: 37, N: 301, K: 77, dtype: 'f32', tuning: { gemmShareX: 0, gemmRowsFirst: true } },
   ];
   for (const c of more) {
     it(name(c), async () => {
