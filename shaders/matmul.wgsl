@@ -37,6 +37,20 @@ const WBE: u32 = {{WB}}u * (4u / VW);
 alias Acc = {{ACC}};
 
 @group(0) @binding(1) var<storage, read> w: array<{{WELEM}}>;
+// column units per lane and column group: TN vec4 columns, or TN / 2 pairs of them (WPAIRS)
+const CU: u32 = {{CU}}u;
+
+#if WPAIRS
+// WPAIRS (f16 weights): a lane owns two adjacent vec4 columns and reads both as one 16-byte
+// vec4<u32> (as gemv-f16x8.wgsl does), one per-lane load for eight columns instead of two
+fn lo(q: vec4<u32>) -> vec4<f32> {
+  return vec4<f32>(unpack2x16float(q.x), unpack2x16float(q.y));
+}
+
+fn hi(q: vec4<u32>) -> vec4<f32> {
+  return vec4<f32>(unpack2x16float(q.z), unpack2x16float(q.w));
+}
+#endif
 
 // Writes one accumulator: row m0 + r, column group c (VW columns), skipping what is past M or N.
 fn store(m: u32, c: u32, v: Acc) {
@@ -75,10 +89,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   // column group j of this invocation is c0 + j * WGN: lanes stay adjacent for every j;
   // groups past N load a clamped column and are never written
 #if ROWSFIRST
-  let c0 = wid.y * WGN * TN + lid.x;
+  let c0 = wid.y * WGN * CU + lid.x;
   let m0 = wid.x * TM;
 #else
-  let c0 = wid.x * WGN * TN + lid.x;
+  let c0 = wid.x * WGN * CU + lid.x;
   let m0 = wid.y * TM;
 #endif
   // rows past M re-read row M - 1 (uniform control flow); their sums are never written

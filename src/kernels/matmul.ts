@@ -16,10 +16,12 @@ import { WEIGHT_BLOCK_COLS4, type MatmulWeight, type MatmulWeightPart } from './
 export { prepareMatmulWeight, columnsPerPart } from './matmul-weight.js';
 export type { MatmulWeight, MatmulWeightInit, MatmulWeightPart, WeightDType } from './matmul-weight.js';
 
-/** Rows up to which the GEMV path runs. */
+/** Rows up to which the GEMV path can run (its register block is sized for this many). */
 export const GEMV_MAX_ROWS = 8;
 
 export interface MatmulTuning {
+  /** Rows up to which the GEMV runs (at most GEMV_MAX_ROWS); more rows run the GEMM. */
+  gemvMaxRows: number;
   /** GEMV: invocations along N per workgroup (4 columns each). */
   gemvWorkgroupN: number;
   /** GEMV: K split across the workgroup's y dimension, reduced in workgroup memory (1 = no split). */
@@ -56,6 +58,11 @@ export interface MatmulTuning {
    * core takes in turn) read the same block of W columns while it is still in its cache.
    */
   gemmRowsFirst: boolean;
+  /**
+   * GEMM, f16 weights with gemmVecWidth 4 and an even gemmCols4: each lane reads two adjacent
+   * vec4 columns as one 16-byte vec4<u32> (see WPAIRS in shaders/matmul.wgsl).
+   */
+  gemmF16Pairs: boolean;
 }
 
 // CPU (lavapipe): every load in a loop is a scalarised per-lane gather with a bounds check
@@ -66,6 +73,7 @@ export interface MatmulTuning {
 // kernel) this took the GEMM from 27-28% to 36-52% f32 and 47-51% f16 of the FMA rate; the
 // same sharing written as 8 straight-line steps (subgroupBroadcast) timed 11-33%.
 const CPU_TUNING: MatmulTuning = {
+  gemvMaxRows: 8,
   gemvWorkgroupN: 64,
   gemvSplitK: 1,
   gemvF16PairsMaxRows: 8,
@@ -76,8 +84,10 @@ const CPU_TUNING: MatmulTuning = {
   gemmVecWidth: 4,
   gemmShareX: 8,
   gemmRowsFirst: true,
+  gemmF16Pairs: true,
 };
 const GPU_TUNING: MatmulTuning = {
+  gemvMaxRows: 8,
   gemvWorkgroupN: 64,
   gemvSplitK: 4,
   gemvF16PairsMaxRows: 0,
@@ -88,6 +98,7 @@ const GPU_TUNING: MatmulTuning = {
   gemmVecWidth: 4,
   gemmShareX: 0,
   gemmRowsFirst: false,
+  gemmF16Pairs: false,
 };
 
 export function defaultMatmulTuning(rt: KernelRuntime): MatmulTuning {
@@ -147,7 +158,7 @@ export function matmul(rt: KernelRuntime, rec: Recorder, args: MatmulArgs): void
       if (weight.bias) bindings.push(weight.bias);
       bindings.push(ob.binding);
       const xVec4 = K % 4 === 0 && xb.offset % 4 === 0;
-      if (rows <= GEMV_MAX_ROWS) dispatchGemv(rt, rec, { weight, part, rows, tuning, bindings, p, xVec4 });
+      if (rows <= Math.min(tuning.gemvMaxRows, GEMV_MAX_ROWS)) dispatchGemv(rt, rec, { weight, part, rows, tuning, bindings, p, xVec4 });
       else dispatchGemm(rt, rec, { weight, part, rows, tuning, bindings, p, xVec4 });
     }
   }
@@ -226,6 +237,7 @@ function dispatchGemm(rt: KernelRuntime, rec: Recorder, d: PartDispatch): void {
   const xs = supportedShareX(rt, d.tuning.gemmShareX);
   const rowsFirst = d.tuning.gemmRowsFirst;
   const wt = d.weight.dtype;
+  const pairs = wt === 'f16' && vw === 4 && tn4 % 2 === 0 && d.part.ldw4 % 2 === 0 && d.tuning.gemmF16Pairs;
   const kernel = rt.kernel({
     shader: 'matmul',
     defines: {
@@ -233,14 +245,16 @@ function dispatchGemm(rt: KernelRuntime, rec: Recorder, d: PartDispatch): void {
       TM: tm,
       TN: tn4,
       WGN: wgn,
-      ...gemmBlockCode(tm, tn4, xs),
+      ...gemmBlockCode(tm, tn4, xs, pairs),
+      WPAIRS: pairs,
+      CU: pairs ? tn4 / 2 : tn4,
       XSHARE: xs > 0,
       XS: Math.max(xs, 1),
       ROWSFIRST: rowsFirst,
       VW: vw,
       VEC4: vw === 4,
       ACC: vw === 4 ? 'vec4<f32>' : 'f32',
-      WELEM: vw === 4 ? `vec4<${wt}>` : wt,
+      WELEM: pairs ? 'vec4<u32>' : vw === 4 ? `vec4<${wt}>` : wt,
     },
     bindings: bindingKinds(d.weight),
     params: true,
@@ -255,14 +269,20 @@ function dispatchGemm(rt: KernelRuntime, rec: Recorder, d: PartDispatch): void {
  * and multiply-adds of one k step, xs k steps with x shared through subgroupBroadcast
  * (when xs > 0), and the stores (see the comment in shaders/matmul.wgsl).
  */
-export function gemmBlockCode(tm: number, tn: number, xs = 0): { DECL: string; STEP: string; CHUNK: string; STORE: string } {
+export function gemmBlockCode(tm: number, tn: number, xs = 0, pairs = false): { DECL: string; STEP: string; CHUNK: string; STORE: string } {
   const decl: string[] = [];
   const step: string[] = [];
   const chunk: string[] = [];
   const store: string[] = [];
+  // W loads: one per column group, or with pairs one 16-byte load per two adjacent groups
+  const loads = pairs ? tn / 2 : tn;
   // one k step: the W loads of every column group, then each row's x times each of them
   const kStep = (out: string[], xOf: (r: number) => string): void => {
-    for (let j = 0; j < tn; j++) out.push(`    let w_${j} = Acc(w[wi_${j}]);`, `    wi_${j} += bw_${j};`);
+    for (let j = 0; j < loads; j++) {
+      if (pairs) out.push(`    let q_${j} = w[wi_${j}];`, `    let w_${2 * j} = lo(q_${j});`, `    let w_${2 * j + 1} = hi(q_${j});`);
+      else out.push(`    let w_${j} = Acc(w[wi_${j}]);`);
+      out.push(`    wi_${j} += bw_${j};`);
+    }
     for (let r = 0; r < tm; r++) {
       out.push(`    let x_${r} = ${xOf(r)};`);
       for (let j = 0; j < tn; j++) out.push(`    a_${r}_${j} += w_${j} * x_${r};`);
@@ -275,15 +295,24 @@ export function gemmBlockCode(tm: number, tn: number, xs = 0): { DECL: string; S
     kStep(chunk, (r) => `subgroupShuffle(xs_${r}, s)`);
     chunk.push('    }');
   }
-  for (let j = 0; j < tn; j++) {
-    // column group j's index in W at k = 0 and its step per k (wColumn, shaders/matmul-args.wgsl)
-    decl.push(`  let at_${j} = wColumn(min(c0 + ${j}u * WGN, ldw - 1u), ldw, WBE);`);
-    decl.push(`  var wi_${j} = at_${j}.x;`);
-    decl.push(`  let bw_${j} = at_${j}.y;`);
+  for (let j = 0; j < loads; j++) {
+    // load j's index in W at k = 0 and its step per k (wColumn, shaders/matmul-args.wgsl);
+    // pairs: in vec4<u32> units, half the vec4<f16> ones (block widths are even)
+    if (pairs) {
+      decl.push(`  let at_${j} = wColumn(2u * min(c0 + ${j}u * WGN, ldw / 2u - 1u), ldw, WBE);`);
+      decl.push(`  var wi_${j} = at_${j}.x / 2u;`);
+      decl.push(`  let bw_${j} = at_${j}.y / 2u;`);
+    } else {
+      decl.push(`  let at_${j} = wColumn(min(c0 + ${j}u * WGN, ldw - 1u), ldw, WBE);`);
+      decl.push(`  var wi_${j} = at_${j}.x;`);
+      decl.push(`  let bw_${j} = at_${j}.y;`);
+    }
   }
   for (let r = 0; r < tm; r++) decl.push(`  let xRow_${r} = p.xOff + min(m0 + ${r}u, lastRow) * p.ldx;`);
   for (let r = 0; r < tm; r++) for (let j = 0; j < tn; j++) decl.push(`  var a_${r}_${j} = Acc(0.0);`);
   kStep(step, (r) => `xAt(xRow_${r} + k)`);
-  for (let r = 0; r < tm; r++) for (let j = 0; j < tn; j++) store.push(`  store(m0 + ${r}u, c0 + ${j}u * WGN, a_${r}_${j});`);
+  // the vec4 column of accumulator j: group j, or half j % 2 of pair j / 2
+  const column = (j: number): string => (pairs ? `2u * (c0 + ${Math.floor(j / 2)}u * WGN) + ${j % 2}u` : `c0 + ${j}u * WGN`);
+  for (let r = 0; r < tm; r++) for (let j = 0; j < tn; j++) store.push(`  store(m0 + ${r}u, ${column(j)}, a_${r}_${j});`);
   return { DECL: decl.join('\n'), STEP: step.join('\n'), CHUNK: chunk.join('\n'), STORE: store.join('\n') };
 }

@@ -140,6 +140,10 @@ describe('matmul: inputs and outputs at unaligned offsets, other tilings', () =>
     { M: 37, N: 301, K: 77, dtype: 'f32', bias: true, tuning: { gemmShareX: 0, gemmRowsFirst: false } },
     { M: 40, N: 300, K: 68, dtype: 'f16', offsetRows: 1, tuning: { gemmShareX: 8, gemmRowsFirst: false } },
     { M: 37, N: 301, K: 77, dtype: 'f32', tuning: { gemmShareX: 0, gemmRowsFirst: true } },
+    // f16 weights read as 16-byte pairs of vec4 columns (N = 300: 75 vec4 columns, padded to
+    // an even count) and, for comparison, as single vec4<f16> columns
+    { M: 37, N: 300, K: 77, dtype: 'f16', bias: true, tuning: { gemmF16Pairs: true, gemmCols4: 4, gemmRows: 4 } },
+    { M: 37, N: 300, K: 77, dtype: 'f16', tuning: { gemmF16Pairs: false } },
   ];
   for (const c of more) {
     it(name(c), async () => {
