@@ -266,8 +266,9 @@ function dispatchGemm(rt: KernelRuntime, rec: Recorder, d: PartDispatch): void {
 
 /**
  * The GEMM's register block as straight-line WGSL: TM x TN named accumulators, the loads
- * and multiply-adds of one k step, xs k steps with x shared through subgroupBroadcast
- * (when xs > 0), and the stores (see the comment in shaders/matmul.wgsl).
+ * and multiply-adds of one k step, a loop of xs k steps with x shared through
+ * subgroupShuffle (when xs > 0), and the stores; with `pairs` each W load is one vec4<u32>
+ * holding two adjacent f16 vec4 columns (see the comments in shaders/matmul.wgsl).
  */
 export function gemmBlockCode(tm: number, tn: number, xs = 0, pairs = false): { DECL: string; STEP: string; CHUNK: string; STORE: string } {
   const decl: string[] = [];
