@@ -9,6 +9,7 @@
  */
 import { AutoGlmError } from '../errors.js';
 import { DECODE_LANES } from './attention-decode.js';
+import { DIMS_DECODE_LANES, dimsDecodeSupported } from './attention-decode-dims.js';
 import type { KernelRuntime } from './runtime.js';
 import type { GpuTensor } from './tensor.js';
 
@@ -34,7 +35,7 @@ export interface AttentionBatchOptions {
   numBlocks?: number;
   /** A previous step's batch whose GPU buffers are reused (and grown when needed). */
   reuse?: AttentionBatch;
-  /** Sequences with at most this many new tokens take the decode path (default 4). */
+  /** Sequences with at most this many new tokens take the decode path (default 4; every sequence with the dims decode kernel). */
   decodeMaxRows?: number;
   /** Split-K aims for about this many decode workgroups in all (default 256). */
   targetWorkgroups?: number;
@@ -48,6 +49,13 @@ export interface AttentionBatchOptions {
    * DECODE_LANES on CPU adapters (lavapipe) when headDim is a multiple of 4 up to 128, else 0.
    */
   decodeLanes?: number;
+  /**
+   * Decode kernel with the head dims spread over one subgroup's lanes and all heads of a kv
+   * group per item (attention-decode-dims.wgsl, one partial per item). Default: on CPU
+   * adapters where dimsDecodeSupported, unless decodeLanes is given; true where it is not
+   * supported is an error.
+   */
+  decodeDims?: boolean;
 }
 
 /** u32 words per work item (the WGSL WorkItem struct) and per reduce item. */
@@ -122,8 +130,10 @@ export class AttentionBatch {
   reduceItems = 0;
   /** Decode rows whose keys were split over more than one workgroup. */
   splitRows = 0;
-  /** Lanes of the lanes decode kernel, 0 when the tiled kernel runs (see AttentionBatchOptions). */
+  /** Lanes of the lanes decode kernel, 0 when another decode kernel runs (see AttentionBatchOptions). */
   decodeLanes = 0;
+  /** Whether the dims decode kernel runs (see AttentionBatchOptions). */
+  decodeDims = false;
   readonly blockTables = new GrowableTensor('u32', 'attn.block-tables');
   readonly prefillItems = new GrowableTensor('u32', 'attn.prefill-items');
   readonly decodeItems = new GrowableTensor('u32', 'attn.decode-items');
@@ -161,11 +171,22 @@ export function prepareAttentionBatch(rt: KernelRuntime, o: AttentionBatchOption
   checkInt('headDim', headDim, 1);
   if (headDim > MAX_HEAD_DIM) fail(`headDim ${headDim} is over the supported ${MAX_HEAD_DIM}`);
   if (nHeads % nKvHeads !== 0) fail(`nKvHeads ${nKvHeads} must divide nHeads ${nHeads}`);
-  const decodeMaxRows = o.decodeMaxRows ?? 4;
+
   const targetWorkgroups = o.targetWorkgroups ?? 256;
   const minKeysPerSplit = Math.max(1, o.minKeysPerSplit ?? 256);
   const maxSplits = Math.max(1, o.maxSplits ?? 32);
-  const decodeLanes = o.decodeLanes ?? (rt.ctx.isCpuAdapter && headDim % 4 === 0 && headDim <= LANES_MAX_HEAD_DIM ? DECODE_LANES : 0);
+  const dims = o.decodeDims ?? (o.decodeLanes === undefined && rt.ctx.isCpuAdapter && dimsDecodeSupported(rt, headDim));
+  if (dims && !dimsDecodeSupported(rt, headDim))
+    fail(
+      `the dims decode kernel needs subgroups of ${DIMS_DECODE_LANES}+ lanes and headDim a multiple of ${4 * DIMS_DECODE_LANES}, got ${headDim}`,
+    );
+  // The dims kernel also takes prefill rows (each row one item over its causal keys): on
+  // lavapipe it ran a 100M-model prefill step's attention faster than the tiled kernel,
+  // whose workgroup memory and barriers are coroutine switches there.
+  const decodeMaxRows = o.decodeMaxRows ?? (dims ? Number.MAX_SAFE_INTEGER : 4);
+  const decodeLanes = dims
+    ? 0
+    : (o.decodeLanes ?? (rt.ctx.isCpuAdapter && headDim % 4 === 0 && headDim <= LANES_MAX_HEAD_DIM ? DECODE_LANES : 0));
   checkInt('decodeLanes', decodeLanes, 0);
   if (decodeLanes > 0 && headDim % 4 !== 0) fail(`the lanes decode kernel needs headDim a multiple of 4, got ${headDim}`);
 
@@ -179,6 +200,8 @@ export function prepareAttentionBatch(rt: KernelRuntime, o: AttentionBatchOption
   // K/V are then read once per query head instead of once per kv head, which still ran
   // 2.2-2.7x faster than the tiled kernel (bench/attention.ts).
   const decodeHeads = decodeLanes > 0 ? headsPerItem(group, Math.max(1, Math.floor(LANES_QUERY_FLOATS / headDim))) : heads;
+  // partials each split item writes: one per lane (lanes kernel) or one (dims kernel)
+  const partialsPerItem = dims ? 1 : decodeLanes;
   const decodeHeadGroups = nHeads / decodeHeads;
 
   // validate and lay out the flat block-table buffer
@@ -232,13 +255,13 @@ export function prepareAttentionBatch(rt: KernelRuntime, o: AttentionBatchOption
         const chunk = Math.ceil(Math.ceil(keys / Math.max(splits, 1)) / 64) * 64;
         splits = Math.ceil(keys / chunk);
         if (splits > 1) splitRows++;
-        if (decodeLanes > 0) {
-          // every item writes one partial per lane, all merged by one reduce item
+        if (partialsPerItem > 0) {
+          // every item writes its partials (one per lane, or one), all merged by one reduce item
           for (let g = 0; g < decodeHeadGroups; g++) {
-            reduce.push(s.qStart + j, g * decodeHeads, splits * decodeLanes, partialFloats);
+            reduce.push(s.qStart + j, g * decodeHeads, splits * partialsPerItem, partialFloats);
             for (let k = 0; k < splits; k++) {
               decode.push(s.qStart + j, 1, pos, tableOffset, g * decodeHeads, k * chunk, Math.min(keys, (k + 1) * chunk), partialFloats);
-              partialFloats += decodeLanes * decodeHeads * (headDim + 2);
+              partialFloats += partialsPerItem * decodeHeads * (headDim + 2);
             }
           }
           continue;
@@ -276,6 +299,7 @@ export function prepareAttentionBatch(rt: KernelRuntime, o: AttentionBatchOption
   batch.reduceItems = reduce.length / REDUCE_ITEM_WORDS;
   batch.splitRows = splitRows;
   batch.decodeLanes = decodeLanes;
+  batch.decodeDims = dims;
   rt.write(batch.blockTables.ensure(rt, tables.length), tables);
   if (prefill.length) rt.write(batch.prefillItems.ensure(rt, prefill.length), Uint32Array.from(prefill));
   if (decode.length) rt.write(batch.decodeItems.ensure(rt, decode.length), Uint32Array.from(decode));

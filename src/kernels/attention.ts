@@ -2,12 +2,14 @@
  * Paged attention for a varlen batch: one call per layer, using the plan that
  * prepareAttentionBatch built for the step. Records up to three dispatches: the prefill
  * kernel (row tiles of long chunks), the decode kernel (one row per item, split-K over long
- * contexts: the tiled kernel, or on CPU adapters the lanes kernel of attention-decode.ts)
+ * contexts: the tiled kernel, or on CPU adapters the dims kernel of attention-decode-dims.ts
+ * or the lanes kernel of attention-decode.ts)
  * and the reduce kernel that merges split partials.
  */
 import { assertLength } from './checks.js';
 import { AttentionBatch, type AttentionPath } from './attention-batch.js';
 import { recordLanesDecode } from './attention-decode.js';
+import { recordDimsDecode } from './attention-decode-dims.js';
 import { grid1d } from './grid.js';
 import { params } from './params.js';
 import type { Recorder } from './recorder.js';
@@ -93,7 +95,20 @@ export function attention(rt: KernelRuntime, rec: Recorder, batch: AttentionBatc
   // items without split never touch partials, but the binding needs a buffer
   const partials = batch.partials.ensure(rt, 4);
   if (batch.prefill.items > 0) run(batch.prefill, batch.prefillItems.tensor!, partials);
-  if (batch.decode.items > 0 && batch.decodeLanes > 0) {
+  if (batch.decode.items > 0 && batch.decodeDims) {
+    recordDimsDecode(rt, rec, {
+      q: o.q,
+      kCache: o.kCache,
+      vCache: o.vCache,
+      blockTables: tables,
+      items: batch.decodeItems.tensor!,
+      nItems: batch.decode.items,
+      partials,
+      heads: batch.decode.heads,
+      headDim: o.headDim,
+      params: kernelParams(batch.decode.items),
+    });
+  } else if (batch.decode.items > 0 && batch.decodeLanes > 0) {
     recordLanesDecode(rt, rec, {
       q: o.q,
       kCache: o.kCache,

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { attention, prepareAttentionBatch, type AttentionBatchOptions } from '../../src/kernels/attention.js';
 import { createKvCache, kvCacheIndex, kvCacheLength, kvWrite } from '../../src/kernels/kv-write.js';
+import { dimsDecodeSupported } from '../../src/kernels/attention-decode-dims.js';
 import { f32ToF16Bits, type KernelRuntime } from '../../src/kernels/runtime.js';
 import { isAutoGlmError } from '../../src/errors.js';
 import { Rng } from '../helpers/random.js';
@@ -161,7 +162,10 @@ function shuffled(rng: Rng, n: number): number[] {
   return a;
 }
 
-async function runCase(rt: KernelRuntime, c: Case, dtype: 'f16' | 'f32', seed: number, decodeLanes?: number): Promise<number> {
+/** The decode kernel a case asks the plan for (undefined: the adapter's default). */
+type DecodeChoice = { decodeLanes: number; decodeDims: false } | { decodeDims: true } | undefined;
+
+async function runCase(rt: KernelRuntime, c: Case, dtype: 'f16' | 'f32', seed: number, decode?: DecodeChoice): Promise<number> {
   const rng = new Rng(seed);
   const blockSize = c.blockSize ?? 16;
   const { nHeads, nKvHeads, headDim } = c;
@@ -212,9 +216,9 @@ async function runCase(rt: KernelRuntime, c: Case, dtype: 'f16' | 'f32', seed: n
     headDim,
     numBlocks,
     ...c.plan,
-    ...(decodeLanes !== undefined ? { decodeLanes } : {}),
+    ...decode,
   });
-  if (decodeLanes !== undefined) expect(batch.decodeLanes).toBe(decodeLanes);
+  if (decode) expect([batch.decodeLanes, batch.decodeDims]).toEqual(decode.decodeDims ? [0, true] : [decode.decodeLanes, false]);
   if (c.expectSplit) expect(batch.splitRows).toBeGreaterThan(0);
   const out = poisoned(rt, 'f32', rows * nHeads * headDim);
   const rec = rt.recorder();
@@ -246,23 +250,26 @@ async function runCase(rt: KernelRuntime, c: Case, dtype: 'f16' | 'f32', seed: n
   return relativeError(got, ref);
 }
 
-// Both decode kernels run on every adapter here: the tiled one (the GPU default) and the
-// lanes one (the CPU default); cases without decode rows run once.
-const DECODE_KERNELS = [
-  ['tiled decode', 0],
-  ['lanes decode', 8],
-] as const;
+// Every decode kernel runs where it can: the tiled one (the GPU default), the lanes one and
+// the dims one (the CPU defaults; dims needs subgroups and headDim a multiple of 32); cases
+// without decode rows run once.
+const DECODE_KERNELS: readonly (readonly [string, DecodeChoice])[] = [
+  ['tiled decode', { decodeLanes: 0, decodeDims: false }],
+  ['lanes decode', { decodeLanes: 8, decodeDims: false }],
+  ['dims decode', { decodeDims: true }],
+];
 
 describe('attention', () => {
   CASES.forEach((c, i) => {
     const hasDecode = c.seqs.some(([qLen]) => qLen <= (c.plan?.decodeMaxRows ?? 4));
     const kernels = hasDecode && c.headDim % 4 === 0 && c.headDim <= 128 ? DECODE_KERNELS : ([['default', undefined]] as const);
     for (const dtype of ['f32', 'f16'] as const) {
-      for (const [kernelName, lanes] of kernels) {
+      for (const [kernelName, decode] of kernels) {
         it(`${dtype} cache, ${kernelName}: ${c.name}`, async () => {
           const rt = runtime();
           if (dtype === 'f16' && !rt.hasF16) return;
-          const err = await runCase(rt, c, dtype, 1000 + i * 7 + (dtype === 'f16' ? 3 : 0), lanes);
+          if (decode?.decodeDims && !dimsDecodeSupported(rt, c.headDim)) return;
+          const err = await runCase(rt, c, dtype, 1000 + i * 7 + (dtype === 'f16' ? 3 : 0), decode);
           expect(err).toBeLessThanOrEqual(TOLERANCE[dtype]);
         });
       }

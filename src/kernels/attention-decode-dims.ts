@@ -1,0 +1,100 @@
+/**
+ * Decode attention with the head dims spread over the lanes of one subgroup
+ * (shaders/attention-decode-dims.wgsl): the CPU adapters' decode path where the adapter has
+ * subgroups of at least DIMS_DECODE_LANES lanes and the head dim splits into whole vec4
+ * chunks per lane. Every work item covers one query row and all query heads of one kv head
+ * (up to the plan's cap) and writes one partial that attention-reduce.wgsl merges with the
+ * item's other split-K partials.
+ *
+ * The shader's per-head block is written out here as named registers (see the shader's
+ * header for why).
+ */
+import type { Params } from './params.js';
+import type { Recorder } from './recorder.js';
+import type { KernelRuntime } from './runtime.js';
+import type { GpuTensor } from './tensor.js';
+import { grid1d } from './grid.js';
+
+/** Lanes per work item: one SIMD register's worth on lavapipe (8 x 32-bit on AVX2). */
+export const DIMS_DECODE_LANES = 8;
+
+/** Whether the dims kernel can run this head dim on this adapter (whole vec4 chunks per lane, subgroups of >= 8 lanes). */
+export function dimsDecodeSupported(rt: KernelRuntime, headDim: number): boolean {
+  if (headDim % (4 * DIMS_DECODE_LANES) !== 0 || !rt.ctx.features.subgroups) return false;
+  const info = rt.ctx.adapter.info as GPUAdapterInfo & { subgroupMinSize?: number };
+  return (info.subgroupMinSize ?? 0) >= DIMS_DECODE_LANES;
+}
+
+/** The DECL, STEP and STORE blocks of attention-decode-dims.wgsl for `heads` heads of `headDim`. */
+export function attentionDecodeDimsCode(heads: number, headDim: number, lanes: number): { DECL: string; STEP: string; STORE: string } {
+  const cpl = headDim / (4 * lanes);
+  const H = [...Array(heads).keys()];
+  const C = [...Array(cpl).keys()];
+  const decl: string[] = [];
+  for (const m of H) {
+    for (const c of C) {
+      const at = (e: number) => `q[qb + ${m * headDim + 4 * c + e}u]`;
+      decl.push(`  let q${m}_${c} = vec4<f32>(${at(0)}, ${at(1)}, ${at(2)}, ${at(3)}) * p.scale;`);
+      decl.push(`  var a${m}_${c} = vec4<f32>(0.0);`);
+    }
+    decl.push(`  var mx${m} = M_INIT;`, `  var l${m} = 0.0;`);
+  }
+  const step: string[] = [];
+  for (const c of C) step.push(`    let k${c} = load_k(b + ${c}u);`);
+  for (const m of H) {
+    step.push(`    let s${m} = subgroupAdd(${C.map((c) => `dot(q${m}_${c}, k${c})`).join(' + ')});`);
+    step.push(`    let nm${m} = max(mx${m}, s${m});`, `    let al${m} = exp(mx${m} - nm${m});`, `    let p${m} = exp(s${m} - nm${m});`);
+    step.push(`    l${m} = l${m} * al${m} + p${m};`, `    mx${m} = nm${m};`);
+  }
+  for (const c of C) {
+    step.push(`    let v${c} = load_v(b + ${c}u);`);
+    for (const m of H) step.push(`    a${m}_${c} = a${m}_${c} * al${m} + p${m} * v${c};`);
+  }
+  // the record of attention-decode.wgsl's lanes: (max, sum) per head, then each head's HD sums
+  const store: string[] = [];
+  store.push('  if (lid == 0u) {');
+  for (const m of H) store.push(`    partials[out0 + ${2 * m}u] = mx${m};`, `    partials[out0 + ${2 * m + 1}u] = l${m};`);
+  store.push('  }');
+  for (const m of H) {
+    for (const c of C) {
+      const o = `out0 + ${2 * heads + m * headDim + 4 * c}u + lid * ${4 * cpl}u`;
+      for (let e = 0; e < 4; e++) store.push(`  partials[${o} + ${e}u] = a${m}_${c}[${e}];`);
+    }
+  }
+  return { DECL: decl.join('\n'), STEP: step.join('\n'), STORE: store.join('\n') };
+}
+
+export interface DimsDecodeArgs {
+  q: GpuTensor;
+  kCache: GpuTensor;
+  vCache: GpuTensor;
+  blockTables: GpuTensor;
+  items: GpuTensor;
+  nItems: number;
+  partials: GpuTensor;
+  heads: number;
+  headDim: number;
+  /** The Params block the decode kernels share (built by attention.ts for nItems items). */
+  params: Params;
+}
+
+/** Records the dims decode kernel over the plan's decode items (partials only). */
+export function recordDimsDecode(rt: KernelRuntime, rec: Recorder, a: DimsDecodeArgs): void {
+  const f16 = a.kCache.dtype === 'f16';
+  const lanes = DIMS_DECODE_LANES;
+  const kernel = rt.kernel({
+    shader: 'attention-decode-dims',
+    defines: {
+      HEAD_DIM: a.headDim,
+      M: a.heads,
+      LANES: lanes,
+      CPL: a.headDim / (4 * lanes),
+      F16: f16,
+      KV4: f16 ? 'vec2<u32>' : 'vec4<f32>',
+      ...attentionDecodeDimsCode(a.heads, a.headDim, lanes),
+    },
+    bindings: ['read', 'read', 'read', 'read', 'read', 'write'],
+    params: true,
+  });
+  rec.dispatch(kernel, [a.q, a.kCache, a.vCache, a.blockTables, a.items, a.partials], a.params, grid1d(a.nItems, 1));
+}
