@@ -15,7 +15,6 @@
 //
 // The per-head code is written out by the TypeScript wrapper (src/kernels/attention-decode-
 // dims.ts) as named registers q<m>_<c>, a<m>_<c>, not arrays indexed in loops.
-// Cache layout: [block][kvHead][slotInBlock][dim] (see src/kernels/kv-write.ts).
 enable subgroups;
 // the key loop's bounds come from the item record (a storage read), so the analysis cannot
 // see they are the same for the whole subgroup; they are: one workgroup is one item
@@ -28,38 +27,7 @@ const CPL: u32 = {{CPL}}u;         // vec4 chunks of each head per lane: HD / (4
 const M_INIT: f32 = -1.0e30;
 
 #include attention-args
-
-@group(0) @binding(0) var<storage, read> q: array<f32>;
-@group(0) @binding(1) var<storage, read> k_cache: array<{{KV4}}>;
-@group(0) @binding(2) var<storage, read> v_cache: array<{{KV4}}>;
-@group(0) @binding(3) var<storage, read> block_tables: array<u32>;
-@group(0) @binding(4) var<storage, read> items: array<WorkItem>;
-@group(0) @binding(5) var<storage, read_write> partials: array<f32>;
-@group(1) @binding(0) var<uniform> p: Params;
-
-fn load_k(i: u32) -> vec4<f32> {
-#if F16
-  let w = k_cache[i];
-  return vec4<f32>(unpack2x16float(w.x), unpack2x16float(w.y));
-#else
-  return k_cache[i];
-#endif
-}
-
-fn load_v(i: u32) -> vec4<f32> {
-#if F16
-  let w = v_cache[i];
-  return vec4<f32>(unpack2x16float(w.x), unpack2x16float(w.y));
-#else
-  return v_cache[i];
-#endif
-}
-
-// vec4 index of key t's first dim for kv head kvh
-fn key_base(it: WorkItem, kvh: u32, t: u32) -> u32 {
-  let blk = block_tables[it.bt_off + t / p.block_size];
-  return ((blk * p.n_kv_heads + kvh) * p.block_size + t % p.block_size) * (HD / 4u);
-}
+#include attention-decode-io
 
 @compute @workgroup_size(LANES)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -69,10 +37,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   }
   let it = items[idx];
   let kvh = it.q_head0 / p.group;
-  var lo = it.k_start;
-  if (p.window > 0u && it.pos0 + 1u > p.window) {
-    lo = max(lo, it.pos0 + 1u - p.window);
-  }
+  let lo = first_key(it);
   // this lane's first dim in the row's first head of the item
   let qb = it.q_row0 * p.q_stride + it.q_head0 * HD + lid * 4u * CPL;
 {{DECL}}

@@ -17,8 +17,6 @@
 // as named registers q<m>_<c>, a<m>_<c> (vec4 chunks of the head dims), not arrays
 // indexed in loops, so that they stay registers (or plain stack slots) on lavapipe.
 // K and V are read as vec4 chunks: f16 caches as pairs of u32 (4 halves), unpacked.
-//
-// Cache layout: [block][kvHead][slotInBlock][dim] (see src/kernels/kv-write.ts).
 
 const HD: u32 = {{HEAD_DIM}}u;
 const M: u32 = {{M}}u;             // query heads per item
@@ -27,38 +25,7 @@ const T: u32 = {{T}}u;             // keys per lane per step (one max and rescal
 const M_INIT: f32 = -1.0e30;
 
 #include attention-args
-
-@group(0) @binding(0) var<storage, read> q: array<f32>;
-@group(0) @binding(1) var<storage, read> k_cache: array<{{KV4}}>;
-@group(0) @binding(2) var<storage, read> v_cache: array<{{KV4}}>;
-@group(0) @binding(3) var<storage, read> block_tables: array<u32>;
-@group(0) @binding(4) var<storage, read> items: array<WorkItem>;
-@group(0) @binding(5) var<storage, read_write> partials: array<f32>;
-@group(1) @binding(0) var<uniform> p: Params;
-
-fn load_k(i: u32) -> vec4<f32> {
-#if F16
-  let w = k_cache[i];
-  return vec4<f32>(unpack2x16float(w.x), unpack2x16float(w.y));
-#else
-  return k_cache[i];
-#endif
-}
-
-fn load_v(i: u32) -> vec4<f32> {
-#if F16
-  let w = v_cache[i];
-  return vec4<f32>(unpack2x16float(w.x), unpack2x16float(w.y));
-#else
-  return v_cache[i];
-#endif
-}
-
-// vec4 index of key t's first dim for kv head kvh; t is clamped into the item's range
-fn key_base(it: WorkItem, kvh: u32, t: u32) -> u32 {
-  let blk = block_tables[it.bt_off + t / p.block_size];
-  return ((blk * p.n_kv_heads + kvh) * p.block_size + t % p.block_size) * (HD / 4u);
-}
+#include attention-decode-io
 
 @compute @workgroup_size(LANES)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -68,10 +35,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   }
   let it = items[idx];
   let kvh = it.q_head0 / p.group;
-  var lo = it.k_start;
-  if (p.window > 0u && it.pos0 + 1u > p.window) {
-    lo = max(lo, it.pos0 + 1u - p.window);
-  }
+  let lo = first_key(it);
   let last = it.k_end - 1u;
   let qb = it.q_row0 * p.q_stride + it.q_head0 * HD;
 {{DECL}}

@@ -9,11 +9,10 @@
  * The shader's per-head block is written out here as named registers (see the shader's
  * header for why).
  */
-import type { Params } from './params.js';
 import type { Recorder } from './recorder.js';
 import type { KernelRuntime } from './runtime.js';
-import type { GpuTensor } from './tensor.js';
 import { grid1d } from './grid.js';
+import { queryRegisters, type CpuDecodeArgs } from './attention-decode.js';
 
 /** Lanes per work item: one SIMD register's worth on lavapipe (8 x 32-bit on AVX2). */
 export const DIMS_DECODE_LANES = 8;
@@ -30,15 +29,8 @@ export function attentionDecodeDimsCode(heads: number, headDim: number, lanes: n
   const cpl = headDim / (4 * lanes);
   const H = [...Array(heads).keys()];
   const C = [...Array(cpl).keys()];
-  const decl: string[] = [];
-  for (const m of H) {
-    for (const c of C) {
-      const at = (e: number) => `q[qb + ${m * headDim + 4 * c + e}u]`;
-      decl.push(`  let q${m}_${c} = vec4<f32>(${at(0)}, ${at(1)}, ${at(2)}, ${at(3)}) * p.scale;`);
-      decl.push(`  var a${m}_${c} = vec4<f32>(0.0);`);
-    }
-    decl.push(`  var mx${m} = M_INIT;`, `  var l${m} = 0.0;`);
-  }
+  // qb already points at this lane's first dim, so chunk c of head m sits where it would for a whole head
+  const decl = queryRegisters(heads, headDim, cpl);
   const step: string[] = [];
   for (const c of C) step.push(`    let k${c} = load_k(b + ${c}u);`);
   for (const m of H) {
@@ -64,22 +56,8 @@ export function attentionDecodeDimsCode(heads: number, headDim: number, lanes: n
   return { DECL: decl.join('\n'), STEP: step.join('\n'), STORE: store.join('\n') };
 }
 
-export interface DimsDecodeArgs {
-  q: GpuTensor;
-  kCache: GpuTensor;
-  vCache: GpuTensor;
-  blockTables: GpuTensor;
-  items: GpuTensor;
-  nItems: number;
-  partials: GpuTensor;
-  heads: number;
-  headDim: number;
-  /** The Params block the decode kernels share (built by attention.ts for nItems items). */
-  params: Params;
-}
-
 /** Records the dims decode kernel over the plan's decode items (partials only). */
-export function recordDimsDecode(rt: KernelRuntime, rec: Recorder, a: DimsDecodeArgs): void {
+export function recordDimsDecode(rt: KernelRuntime, rec: Recorder, a: CpuDecodeArgs): void {
   const f16 = a.kCache.dtype === 'f16';
   const lanes = DIMS_DECODE_LANES;
   const kernel = rt.kernel({

@@ -27,6 +27,23 @@ export function keysPerLane(heads: number, headDim: number): number {
   return Math.max(1, Math.min(4, Math.floor(32 / (heads * (headDim / 4)))));
 }
 
+/**
+ * The decode kernels' per-head state as named registers: `chunks` vec4 chunks of each of
+ * `heads` query heads from q (at qb, scaled), their accumulators, and the running max and sum.
+ */
+export function queryRegisters(heads: number, headDim: number, chunks: number): string[] {
+  const decl: string[] = [];
+  for (let m = 0; m < heads; m++) {
+    for (let c = 0; c < chunks; c++) {
+      const at = (e: number) => `q[qb + ${m * headDim + 4 * c + e}u]`;
+      decl.push(`  let q${m}_${c} = vec4<f32>(${at(0)}, ${at(1)}, ${at(2)}, ${at(3)}) * p.scale;`);
+      decl.push(`  var a${m}_${c} = vec4<f32>(0.0);`);
+    }
+    decl.push(`  var mx${m} = M_INIT;`, `  var l${m} = 0.0;`);
+  }
+  return decl;
+}
+
 /** The DECL, STEP and STORE blocks of attention-decode.wgsl for one (heads, headDim, T). */
 export function attentionDecodeCode(
   heads: number,
@@ -38,15 +55,7 @@ export function attentionDecodeCode(
   const H = [...Array(heads).keys()];
   const C = [...Array(chunks).keys()];
   const J = [...Array(t).keys()];
-  const decl: string[] = [];
-  for (const m of H) {
-    for (const c of C) {
-      const at = (e: number) => `q[qb + ${m * headDim + 4 * c + e}u]`;
-      decl.push(`  let q${m}_${c} = vec4<f32>(${at(0)}, ${at(1)}, ${at(2)}, ${at(3)}) * p.scale;`);
-      decl.push(`  var a${m}_${c} = vec4<f32>(0.0);`);
-    }
-    decl.push(`  var mx${m} = M_INIT;`, `  var l${m} = 0.0;`);
-  }
+  const decl = queryRegisters(heads, headDim, chunks);
   const step: string[] = [];
   for (const j of J) {
     step.push(`    let t${j} = key0 + ${j * lanes}u + lid;`, `    let ok${j} = t${j} < it.k_end;`);
@@ -81,7 +90,8 @@ export function attentionDecodeCode(
   return { DECL: decl.join('\n'), STEP: step.join('\n'), STORE: store.join('\n') };
 }
 
-export interface LanesDecodeArgs {
+/** What the CPU decode kernels (this one and attention-decode-dims.ts) record over. */
+export interface CpuDecodeArgs {
   q: GpuTensor;
   kCache: GpuTensor;
   vCache: GpuTensor;
@@ -90,10 +100,13 @@ export interface LanesDecodeArgs {
   nItems: number;
   partials: GpuTensor;
   heads: number;
-  lanes: number;
   headDim: number;
-  /** The Params block both decode kernels share (built by attention.ts for nItems items). */
+  /** The Params block the decode kernels share (built by attention.ts for nItems items). */
   params: Params;
+}
+
+export interface LanesDecodeArgs extends CpuDecodeArgs {
+  lanes: number;
 }
 
 /** Records the lanes decode kernel over the plan's decode items (partials only). */

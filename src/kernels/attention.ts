@@ -95,34 +95,22 @@ export function attention(rt: KernelRuntime, rec: Recorder, batch: AttentionBatc
   // items without split never touch partials, but the binding needs a buffer
   const partials = batch.partials.ensure(rt, 4);
   if (batch.prefill.items > 0) run(batch.prefill, batch.prefillItems.tensor!, partials);
-  if (batch.decode.items > 0 && batch.decodeDims) {
-    recordDimsDecode(rt, rec, {
-      q: o.q,
-      kCache: o.kCache,
-      vCache: o.vCache,
-      blockTables: tables,
-      items: batch.decodeItems.tensor!,
-      nItems: batch.decode.items,
-      partials,
-      heads: batch.decode.heads,
-      headDim: o.headDim,
-      params: kernelParams(batch.decode.items),
-    });
-  } else if (batch.decode.items > 0 && batch.decodeLanes > 0) {
-    recordLanesDecode(rt, rec, {
-      q: o.q,
-      kCache: o.kCache,
-      vCache: o.vCache,
-      blockTables: tables,
-      items: batch.decodeItems.tensor!,
-      nItems: batch.decode.items,
-      partials,
-      heads: batch.decode.heads,
-      lanes: batch.decodeLanes,
-      headDim: o.headDim,
-      params: kernelParams(batch.decode.items),
-    });
-  } else if (batch.decode.items > 0) run(batch.decode, batch.decodeItems.tensor!, partials);
+  // the CPU decode kernels' common arguments (they write partials only)
+  const cpuDecode = () => ({
+    q: o.q,
+    kCache: o.kCache,
+    vCache: o.vCache,
+    blockTables: tables,
+    items: batch.decodeItems.tensor!,
+    nItems: batch.decode.items,
+    partials,
+    heads: batch.decode.heads,
+    headDim: o.headDim,
+    params: kernelParams(batch.decode.items),
+  });
+  if (batch.decode.items > 0 && batch.decodeDims) recordDimsDecode(rt, rec, cpuDecode());
+  else if (batch.decode.items > 0 && batch.decodeLanes > 0) recordLanesDecode(rt, rec, { ...cpuDecode(), lanes: batch.decodeLanes });
+  else if (batch.decode.items > 0) run(batch.decode, batch.decodeItems.tensor!, partials);
   if (batch.reduceItems > 0) {
     const kernel = rt.kernel({
       shader: 'attention-reduce',
