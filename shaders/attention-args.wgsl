@@ -18,7 +18,10 @@ struct WorkItem {
   q_head0: u32,      // first query head (a multiple of HEADS)
   k_start: u32,      // key range [k_start, k_end) before the sliding window
   k_end: u32,
-  // float offset of this item's partials: attention.wgsl writes out directly when it is
-  // NO_PARTIAL; attention-decode.wgsl's lane l writes at partial + l * M * (HD + 2)
+  // float offset of this item's partials: attention.wgsl and attention-decode-dims.wgsl
+  // write out directly when it is NO_PARTIAL; attention-decode.wgsl's lane l writes at
+  // partial + l * M * (HD + 2)
   partial: u32,
 }
+
+const NO_PARTIAL: u32 = 0xffffffffu;

@@ -9,9 +9,9 @@
 // 2-core machine), and that is what dominated attention-decode.wgsl, where each lane reads
 // whole keys (all HD dims) for one query head. Here a key's K and V are read once per kv
 // head, HD / LANES dims per lane, and the queries and accumulators of M heads take only
-// 2 * M * CPL vec4 registers per lane. One partial per item (max, sum and accumulator per
-// head, the same record attention-decode.wgsl writes per lane) goes to attention-reduce.wgsl,
-// which merges an item's split-K partials.
+// 2 * M * CPL vec4 registers per lane. An item whose row was not split writes its heads to
+// out; a split item writes one partial (max, sum and accumulator per head, the record
+// attention-decode.wgsl writes per lane) that attention-reduce.wgsl merges with the others.
 //
 // The per-head code is written out by the TypeScript wrapper (src/kernels/attention-decode-
 // dims.ts) as named registers q<m>_<c>, a<m>_<c>, not arrays indexed in loops.
@@ -28,6 +28,8 @@ const M_INIT: f32 = -1.0e30;
 
 #include attention-args
 #include attention-decode-io
+// items whose keys were not split write their heads here, normalised (partial == NO_PARTIAL)
+@group(0) @binding(6) var<storage, read_write> out: array<f32>;
 
 @compute @workgroup_size(LANES)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {

@@ -19,7 +19,6 @@ const M: u32 = {{M}}u;             // ROWS * HEADS query vectors per item
 const WG: u32 = 64u;
 const TK: u32 = 64u;               // keys per tile: one per invocation when scoring
 const DPT: u32 = {{DPT}}u;         // ceil(HD / WG): output dims per invocation
-const NO_PARTIAL: u32 = 0xffffffffu;
 // Running maxima start at M_INIT; masked scores are MASKED, far below it, so they never
 // raise a maximum and are recognised without relying on infinities.
 const M_INIT: f32 = -1.0e30;

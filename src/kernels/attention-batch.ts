@@ -255,6 +255,11 @@ export function prepareAttentionBatch(rt: KernelRuntime, o: AttentionBatchOption
         const chunk = Math.ceil(Math.ceil(keys / Math.max(splits, 1)) / 64) * 64;
         splits = Math.ceil(keys / chunk);
         if (splits > 1) splitRows++;
+        if (dims && splits === 1) {
+          // the dims kernel writes a row it was not asked to split straight to out
+          for (let g = 0; g < decodeHeadGroups; g++) decode.push(s.qStart + j, 1, pos, tableOffset, g * decodeHeads, 0, keys, NO_PARTIAL);
+          continue;
+        }
         if (partialsPerItem > 0) {
           // every item writes its partials (one per lane, or one), all merged by one reduce item
           for (let g = 0; g < decodeHeadGroups; g++) {

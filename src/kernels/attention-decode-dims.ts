@@ -3,8 +3,8 @@
  * (shaders/attention-decode-dims.wgsl): the CPU adapters' decode path where the adapter has
  * subgroups of at least DIMS_DECODE_LANES lanes and the head dim splits into whole vec4
  * chunks per lane. Every work item covers one query row and all query heads of one kv head
- * (up to the plan's cap) and writes one partial that attention-reduce.wgsl merges with the
- * item's other split-K partials.
+ * (up to the plan's cap) and writes its heads to `out`, or, where the row's keys were split,
+ * one partial that attention-reduce.wgsl merges with the row's other split-K partials.
  *
  * The shader's per-head block is written out here as named registers (see the shader's
  * header for why).
@@ -13,6 +13,7 @@ import type { Recorder } from './recorder.js';
 import type { KernelRuntime } from './runtime.js';
 import { grid1d } from './grid.js';
 import { queryRegisters, type CpuDecodeArgs } from './attention-decode.js';
+import type { GpuTensor } from './tensor.js';
 
 /** Lanes per work item: one SIMD register's worth on lavapipe (8 x 32-bit on AVX2). */
 export const DIMS_DECODE_LANES = 8;
@@ -42,9 +43,14 @@ export function attentionDecodeDimsCode(heads: number, headDim: number, lanes: n
     step.push(`    let v${c} = load_v(b + ${c}u);`);
     for (const m of H) step.push(`    a${m}_${c} = a${m}_${c} * al${m} + p${m} * v${c};`);
   }
-  // the record of attention-decode.wgsl's lanes: (max, sum) per head, then each head's HD sums
-  const store: string[] = [];
-  store.push('  if (lid == 0u) {');
+  // a whole item: its heads, normalised, where q's are (q and out share a row stride)
+  const store: string[] = ['  if (it.partial == NO_PARTIAL) {'];
+  for (const m of H) {
+    store.push(`    let inv${m} = 1.0 / l${m};`);
+    for (const c of C) for (let e = 0; e < 4; e++) store.push(`    out[qb + ${m * headDim + 4 * c + e}u] = a${m}_${c}[${e}] * inv${m};`);
+  }
+  // a split: the record of attention-decode.wgsl's lanes, (max, sum) per head, then each head's HD sums
+  store.push('    return;', '  }', '  if (lid == 0u) {');
   for (const m of H) store.push(`    partials[out0 + ${2 * m}u] = mx${m};`, `    partials[out0 + ${2 * m + 1}u] = l${m};`);
   store.push('  }');
   for (const m of H) {
@@ -57,7 +63,7 @@ export function attentionDecodeDimsCode(heads: number, headDim: number, lanes: n
 }
 
 /** Records the dims decode kernel over the plan's decode items (partials only). */
-export function recordDimsDecode(rt: KernelRuntime, rec: Recorder, a: CpuDecodeArgs): void {
+export function recordDimsDecode(rt: KernelRuntime, rec: Recorder, a: CpuDecodeArgs & { out: GpuTensor }): void {
   const f16 = a.kCache.dtype === 'f16';
   const lanes = DIMS_DECODE_LANES;
   const kernel = rt.kernel({
@@ -71,8 +77,8 @@ export function recordDimsDecode(rt: KernelRuntime, rec: Recorder, a: CpuDecodeA
       KV4: f16 ? 'vec2<u32>' : 'vec4<f32>',
       ...attentionDecodeDimsCode(a.heads, a.headDim, lanes),
     },
-    bindings: ['read', 'read', 'read', 'read', 'read', 'write'],
+    bindings: ['read', 'read', 'read', 'read', 'read', 'write', 'write'],
     params: true,
   });
-  rec.dispatch(kernel, [a.q, a.kCache, a.vCache, a.blockTables, a.items, a.partials], a.params, grid1d(a.nItems, 1));
+  rec.dispatch(kernel, [a.q, a.kCache, a.vCache, a.blockTables, a.items, a.partials, a.out], a.params, grid1d(a.nItems, 1));
 }

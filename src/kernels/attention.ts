@@ -108,7 +108,7 @@ export function attention(rt: KernelRuntime, rec: Recorder, batch: AttentionBatc
     headDim: o.headDim,
     params: kernelParams(batch.decode.items),
   });
-  if (batch.decode.items > 0 && batch.decodeDims) recordDimsDecode(rt, rec, cpuDecode());
+  if (batch.decode.items > 0 && batch.decodeDims) recordDimsDecode(rt, rec, { ...cpuDecode(), out: o.out });
   else if (batch.decode.items > 0 && batch.decodeLanes > 0) recordLanesDecode(rt, rec, { ...cpuDecode(), lanes: batch.decodeLanes });
   else if (batch.decode.items > 0) run(batch.decode, batch.decodeItems.tensor!, partials);
   if (batch.reduceItems > 0) {
