@@ -14,6 +14,14 @@
 // writable binding aliasing another) and ADD (residual += x, written back, then the norm
 // of the new residual: one dispatch instead of two per layer).
 
+#if SUBGROUP
+// SUBGROUP (CPU adapters): a workgroup is one subgroup of TPR lanes on one vector, and the
+// sum of squares is a subgroupAdd. On lavapipe a barrier is a coroutine switch for every
+// SIMD batch of the workgroup, so the tree reduction over 256 invocations cost more than
+// the norm itself.
+enable subgroups;
+#endif
+
 struct Params {
   vectors: u32,
   dim: u32,
@@ -23,7 +31,7 @@ struct Params {
   eps: f32,
 }
 
-const WG: u32 = 256u;
+const WG: u32 = {{WG}}u;
 const TPR: u32 = {{TPR}}u;
 const VECTORS_PER_WG: u32 = WG / TPR;
 
@@ -44,7 +52,9 @@ const VECTORS_PER_WG: u32 = WG / TPR;
 #endif
 @group(1) @binding(0) var<uniform> p: Params;
 
+#if !SUBGROUP
 var<workgroup> partial: array<f32, WG>;
+#endif
 
 fn weight(d: u32) -> f32 {
 #if ONE_PLUS
@@ -54,7 +64,7 @@ fn weight(d: u32) -> f32 {
 #endif
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn main(
   @builtin(workgroup_id) wid: vec3<u32>,
   @builtin(num_workgroups) nwg: vec3<u32>,
@@ -79,6 +89,9 @@ fn main(
       sum_sq += r * r;
     }
   }
+#if SUBGROUP
+  let total = subgroupAdd(sum_sq);
+#else
   partial[li] = sum_sq;
   workgroupBarrier();
   for (var stride = TPR / 2u; stride > 0u; stride >>= 1u) {
@@ -87,7 +100,9 @@ fn main(
     }
     workgroupBarrier();
   }
-  let scale = 1.0 / sqrt(partial[local_vector * TPR] / f32(p.dim) + p.eps);
+  let total = partial[local_vector * TPR];
+#endif
+  let scale = 1.0 / sqrt(total / f32(p.dim) + p.eps);
   if (!in_range) {
     return;
   }

@@ -12,6 +12,7 @@
 import type { Recorder } from './recorder.js';
 import type { KernelRuntime } from './runtime.js';
 import { grid1d } from './grid.js';
+import { hasSubgroupsOf } from './subgroups.js';
 import { queryRegisters, type CpuDecodeArgs } from './attention-decode.js';
 import type { GpuTensor } from './tensor.js';
 
@@ -20,9 +21,7 @@ export const DIMS_DECODE_LANES = 8;
 
 /** Whether the dims kernel can run this head dim on this adapter (whole vec4 chunks per lane, subgroups of >= 8 lanes). */
 export function dimsDecodeSupported(rt: KernelRuntime, headDim: number): boolean {
-  if (headDim % (4 * DIMS_DECODE_LANES) !== 0 || !rt.ctx.features.subgroups) return false;
-  const info = rt.ctx.adapter.info as GPUAdapterInfo & { subgroupMinSize?: number };
-  return (info.subgroupMinSize ?? 0) >= DIMS_DECODE_LANES;
+  return headDim % (4 * DIMS_DECODE_LANES) === 0 && hasSubgroupsOf(rt, DIMS_DECODE_LANES);
 }
 
 /** The DECL, STEP and STORE blocks of attention-decode-dims.wgsl for `heads` heads of `headDim`. */

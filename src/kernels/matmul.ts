@@ -8,6 +8,7 @@
  * are SIMD lanes) and GPUs; `defaultMatmulTuning` picks them, bench/kernels.ts measures.
  */
 import { params, type Params } from './params.js';
+import { hasSubgroupsOf } from './subgroups.js';
 import type { Binding, Recorder } from './recorder.js';
 import type { KernelRuntime } from './runtime.js';
 import type { GpuTensor } from './tensor.js';
@@ -242,9 +243,7 @@ function dispatchGemv(rt: KernelRuntime, rec: Recorder, d: PartDispatch): void {
  * and at least `want` lanes in every subgroup (lavapipe: 8).
  */
 export function supportedShareX(rt: KernelRuntime, want: number): number {
-  if (want <= 1 || !rt.ctx.features.subgroups) return 0;
-  const info = rt.ctx.adapter.info as GPUAdapterInfo & { subgroupMinSize?: number };
-  return (info.subgroupMinSize ?? 0) >= want ? want : 0;
+  return want > 1 && hasSubgroupsOf(rt, want) ? want : 0;
 }
 
 function dispatchGemm(rt: KernelRuntime, rec: Recorder, d: PartDispatch): void {

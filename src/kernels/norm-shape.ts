@@ -1,3 +1,6 @@
+import type { KernelRuntime } from './runtime.js';
+import { hasSubgroupsOf } from './subgroups.js';
+
 /** How the norm kernels (rmsnorm, layernorm) split a vector across a workgroup. */
 
 /**
@@ -14,4 +17,26 @@ export function normThreadsPerRow(dim: number, workgroupSize: number): number {
   let tpr = 1;
   while (tpr < want && tpr < workgroupSize) tpr *= 2;
   return tpr;
+}
+
+/** Lanes of the subgroup-reduced norm: one subgroup per vector (see SUBGROUP in rmsnorm.wgsl). */
+const SUBGROUP_NORM_LANES = 8;
+
+/** How a norm dispatch is shaped: invocations per workgroup, per vector, and the reduction. */
+export interface NormShape {
+  workgroup: number;
+  tpr: number;
+  subgroup: boolean;
+}
+
+/**
+ * On CPU adapters with subgroups of 8+ lanes, one 8-lane workgroup per vector reduced by
+ * subgroupAdd (no workgroup memory, no barrier: on lavapipe each barrier is a coroutine
+ * switch per SIMD batch); elsewhere, or when `workgroupReduction` asks for it (tests),
+ * `workgroupSize` invocations, normThreadsPerRow per vector.
+ */
+export function normShape(rt: KernelRuntime, dim: number, workgroupSize: number, workgroupReduction = false): NormShape {
+  if (!workgroupReduction && rt.ctx.isCpuAdapter && hasSubgroupsOf(rt, SUBGROUP_NORM_LANES))
+    return { workgroup: SUBGROUP_NORM_LANES, tpr: SUBGROUP_NORM_LANES, subgroup: true };
+  return { workgroup: workgroupSize, tpr: normThreadsPerRow(dim, workgroupSize), subgroup: false };
 }

@@ -9,7 +9,7 @@ import type { KernelRuntime } from './runtime.js';
 import type { GpuTensor } from './tensor.js';
 import { assertF32, assertNoOverlap, assertNonNegativeInt, assertPositiveInt, sameView } from './arg-checks.js';
 import { assertLength } from './checks.js';
-import { normThreadsPerRow } from './norm-shape.js';
+import { normShape, type NormShape } from './norm-shape.js';
 
 const WORKGROUP = 256;
 
@@ -32,6 +32,8 @@ export interface RmsNormOptions {
   rowStride?: number;
   /** Element offset of row 0 (a q or k slice of a fused QKV row). Default 0. */
   offset?: number;
+  /** Reduce in workgroup memory even where a subgroup reduction is the default (tests run both). */
+  workgroupReduction?: boolean;
 }
 
 /**
@@ -55,10 +57,10 @@ export function rmsNorm(rt: KernelRuntime, rec: Recorder, o: RmsNormOptions): vo
     assertNoOverlap(op, ['x', 'out'], o.x, o.out!);
   }
   assertLength(op, 'weight', o.weight, o.dim);
-  const tpr = normThreadsPerRow(o.dim, WORKGROUP);
+  const shape = normShape(rt, o.dim, WORKGROUP, o.workgroupReduction);
   const kernel = rt.kernel({
     shader: 'rmsnorm',
-    defines: { TPR: tpr, IN_PLACE: inPlace, ONE_PLUS: o.onePlus ?? false },
+    defines: { ...shapeDefines(shape), IN_PLACE: inPlace, ONE_PLUS: o.onePlus ?? false },
     bindings: inPlace ? ['write', 'read'] : ['read', 'read', 'write'],
     params: true,
   });
@@ -67,7 +69,7 @@ export function rmsNorm(rt: KernelRuntime, rec: Recorder, o: RmsNormOptions): vo
     kernel,
     inPlace ? [o.x, o.weight] : [o.x, o.weight, o.out!],
     params().u32(vectors).u32(o.dim).u32(segments).u32(rowStride).u32(offset).f32(o.eps),
-    grid1d(vectors, WORKGROUP / tpr),
+    grid1d(vectors, shape.workgroup / shape.tpr),
   );
 }
 
@@ -84,6 +86,8 @@ export interface AddRmsNormOptions {
   dim: number;
   eps: number;
   onePlus?: boolean;
+  /** As in RmsNormOptions. */
+  workgroupReduction?: boolean;
 }
 
 /** Records residual += x, then out = rmsnorm(residual), in one dispatch. */
@@ -99,10 +103,10 @@ export function addRmsNorm(rt: KernelRuntime, rec: Recorder, o: AddRmsNormOption
   assertNoOverlap(op, ['x', 'residual'], o.x, o.residual);
   assertNoOverlap(op, ['x', 'out'], o.x, o.out);
   assertNoOverlap(op, ['residual', 'out'], o.residual, o.out);
-  const tpr = normThreadsPerRow(o.dim, WORKGROUP);
+  const shape = normShape(rt, o.dim, WORKGROUP, o.workgroupReduction);
   const kernel = rt.kernel({
     shader: 'rmsnorm',
-    defines: { TPR: tpr, ADD: true, ONE_PLUS: o.onePlus ?? false },
+    defines: { ...shapeDefines(shape), ADD: true, ONE_PLUS: o.onePlus ?? false },
     bindings: ['read', 'write', 'read', 'write'],
     params: true,
   });
@@ -110,6 +114,10 @@ export function addRmsNorm(rt: KernelRuntime, rec: Recorder, o: AddRmsNormOption
     kernel,
     [o.x, o.residual, o.weight, o.out],
     params().u32(o.rows).u32(o.dim).u32(1).u32(o.dim).u32(0).f32(o.eps),
-    grid1d(o.rows, WORKGROUP / tpr),
+    grid1d(o.rows, shape.workgroup / shape.tpr),
   );
+}
+
+function shapeDefines(shape: NormShape): Record<string, number | boolean> {
+  return { WG: shape.workgroup, TPR: shape.tpr, SUBGROUP: shape.subgroup };
 }

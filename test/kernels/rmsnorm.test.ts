@@ -6,6 +6,15 @@ import { addRmsNormRef, rmsNormRef } from '../reference/norms.js';
 
 const runtime = useRuntime();
 
+// both forms, each with the adapter's default reduction (a subgroupAdd on CPU adapters) and
+// with the workgroup-memory tree (the GPU default)
+const REDUCTIONS = [
+  [false, false],
+  [true, false],
+  [false, true],
+  [true, true],
+] as const;
+
 describe('rmsNorm', () => {
   const cases = [
     { rows: 1, dim: 1 },
@@ -17,9 +26,9 @@ describe('rmsNorm', () => {
     { rows: 5, dim: 12288 },
     { rows: 4097, dim: 64 },
   ];
-  for (const onePlus of [false, true]) {
+  for (const [onePlus, workgroupReduction] of REDUCTIONS) {
     for (const c of cases) {
-      it(`rows=${c.rows} dim=${c.dim}${onePlus ? ' (1 + w)' : ''}`, async () => {
+      it(`rows=${c.rows} dim=${c.dim}${onePlus ? ' (1 + w)' : ''}${workgroupReduction ? ', workgroup reduction' : ''}`, async () => {
         const rt = runtime();
         const rng = new Rng(c.rows * 7919 + c.dim + (onePlus ? 1 : 0));
         // a scale per test, so that eps is neither negligible nor dominant by accident
@@ -28,7 +37,16 @@ describe('rmsNorm', () => {
         const eps = 1e-6;
         const out = poisoned(rt, 'f32', x.length);
         const rec = rt.recorder();
-        rmsNorm(rt, rec, { x: rt.upload('f32', x), weight: rt.upload('f32', w), out, rows: c.rows, dim: c.dim, eps, onePlus });
+        rmsNorm(rt, rec, {
+          x: rt.upload('f32', x),
+          weight: rt.upload('f32', w),
+          out,
+          rows: c.rows,
+          dim: c.dim,
+          eps,
+          onePlus,
+          workgroupReduction,
+        });
         await rec.submit();
         const got = await rt.readFloats(out);
         expect(relativeError(got, rmsNormRef(x, w, { ...c, eps, onePlus }))).toBeLessThanOrEqual(TOLERANCE.f32);
@@ -106,9 +124,9 @@ describe('addRmsNorm', () => {
     { rows: 2, dim: 4097 },
     { rows: 33, dim: 2048 },
   ];
-  for (const onePlus of [false, true]) {
+  for (const [onePlus, workgroupReduction] of REDUCTIONS) {
     for (const c of cases) {
-      it(`rows=${c.rows} dim=${c.dim}${onePlus ? ' (1 + w)' : ''}`, async () => {
+      it(`rows=${c.rows} dim=${c.dim}${onePlus ? ' (1 + w)' : ''}${workgroupReduction ? ', workgroup reduction' : ''}`, async () => {
         const rt = runtime();
         const rng = new Rng(c.rows * 131 + c.dim * 3 + (onePlus ? 1 : 0));
         const n = c.rows * c.dim;
@@ -119,7 +137,7 @@ describe('addRmsNorm', () => {
         const residual = rt.upload('f32', res);
         const out = poisoned(rt, 'f32', n);
         const rec = rt.recorder();
-        addRmsNorm(rt, rec, { x: rt.upload('f32', x), residual, weight: rt.upload('f32', w), out, ...c, eps, onePlus });
+        addRmsNorm(rt, rec, { x: rt.upload('f32', x), residual, weight: rt.upload('f32', w), out, ...c, eps, onePlus, workgroupReduction });
         await rec.submit();
         const ref = addRmsNormRef(x, res, w, { ...c, eps, onePlus });
         expect(relativeError(await rt.readFloats(residual), ref.residual)).toBeLessThanOrEqual(TOLERANCE.f32);
