@@ -14,6 +14,11 @@ struct Params {
   n_kv_heads: u32,
   head_dim: u32,
   block_size: u32,
+  // row r of k_new starts at k_offset + r * row_stride (v_new likewise), so k and v can be
+  // read inside a fused QKV row
+  row_stride: u32,
+  k_offset: u32,
+  v_offset: u32,
 }
 
 @group(0) @binding(0) var<storage, read> k_new: array<f32>;
@@ -37,6 +42,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   let slot = slots[row];
   let block = slot / p.block_size;
   let dst = ((block * p.n_kv_heads + head) * p.block_size + slot % p.block_size) * p.head_dim + d;
-  k_cache[dst] = {{KV}}(k_new[i]);
-  v_cache[dst] = {{KV}}(v_new[i]);
+  let src = row * p.row_stride + within;
+  k_cache[dst] = {{KV}}(k_new[p.k_offset + src]);
+  v_cache[dst] = {{KV}}(v_new[p.v_offset + src]);
 }

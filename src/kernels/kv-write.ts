@@ -8,6 +8,7 @@
  * `blockTable[floor(pos / blockSize)] * blockSize + pos % blockSize`.
  */
 import { AutoGlmError } from '../errors.js';
+import { assertNonNegativeInt, assertPositiveInt } from './arg-checks.js';
 import { assertLength } from './checks.js';
 import { grid1d } from './grid.js';
 import { params } from './params.js';
@@ -88,6 +89,11 @@ export interface KvWriteOptions {
   nKvHeads: number;
   headDim: number;
   blockSize: number;
+  /** Elements from one row of k (and of v) to the next; default nKvHeads * headDim (a fused QKV row is wider). */
+  rowStride?: number;
+  /** Element offsets of row 0 in k and in v (where k and v start in a fused QKV row); default 0. */
+  kOffset?: number;
+  vOffset?: number;
 }
 
 /** Records the write of `rows` new K/V rows into their cache slots. */
@@ -99,9 +105,16 @@ export function kvWrite(rt: KernelRuntime, rec: Recorder, o: KvWriteOptions): vo
   if ((cacheType !== 'f16' && cacheType !== 'f32') || o.vCache.dtype !== cacheType) {
     throw new TypeError(`${op}: caches must both be f16 or both f32, got ${o.kCache.dtype} and ${o.vCache.dtype}`);
   }
-  const n = o.rows * o.nKvHeads * o.headDim;
-  assertLength(op, 'k', o.k, n);
-  assertLength(op, 'v', o.v, n);
+  const width = o.nKvHeads * o.headDim;
+  const n = o.rows * width;
+  const rowStride = o.rowStride ?? width;
+  const kOffset = o.kOffset ?? 0;
+  const vOffset = o.vOffset ?? 0;
+  assertPositiveInt(op, { rowStride });
+  assertNonNegativeInt(op, { kOffset, vOffset });
+  if (rowStride < width) throw new RangeError(`${op}: rowStride ${rowStride} is less than nKvHeads * headDim = ${width}`);
+  assertLength(op, 'k', o.k, kOffset + (o.rows - 1) * rowStride + width);
+  assertLength(op, 'v', o.v, vOffset + (o.rows - 1) * rowStride + width);
   assertLength(op, 'slots', o.slots, o.rows);
   if (o.kCache.length % (o.blockSize * o.nKvHeads * o.headDim) !== 0 || o.vCache.length !== o.kCache.length) {
     throw new RangeError(`${op}: cache length ${o.kCache.length} is not whole blocks of ${o.blockSize}x${o.nKvHeads}x${o.headDim}`);
@@ -115,7 +128,7 @@ export function kvWrite(rt: KernelRuntime, rec: Recorder, o: KvWriteOptions): vo
   rec.dispatch(
     kernel,
     [o.k, o.v, o.slots, o.kCache, o.vCache],
-    params().u32(n).u32(o.nKvHeads).u32(o.headDim).u32(o.blockSize),
+    params().u32(n).u32(o.nKvHeads).u32(o.headDim).u32(o.blockSize).u32(rowStride).u32(kOffset).u32(vOffset),
     grid1d(n, 256),
   );
 }

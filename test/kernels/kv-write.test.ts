@@ -23,9 +23,16 @@ describe('kvWrite', () => {
     { rows: 129, nKvHeads: 4, headDim: 64, blockSize: 8, numBlocks: 20 },
     { rows: 7, nKvHeads: 3, headDim: 80, blockSize: 1, numBlocks: 9 },
   ];
-  for (const dtype of ['f32', 'f16'] as const) {
+  // fused: k and v are slices of one wider row (a fused QKV projection's output), read
+  // through rowStride and offsets, with garbage around them
+  for (const [dtype, fused] of [
+    ['f32', false],
+    ['f16', false],
+    ['f32', true],
+    ['f16', true],
+  ] as const) {
     for (const c of cases) {
-      it(`${dtype} rows=${c.rows} kvHeads=${c.nKvHeads} headDim=${c.headDim} block=${c.blockSize}`, async () => {
+      it(`${dtype} rows=${c.rows} kvHeads=${c.nKvHeads} headDim=${c.headDim} block=${c.blockSize}${fused ? ' (fused QKV rows)' : ''}`, async () => {
         const rt = runtime();
         if (dtype === 'f16' && !rt.hasF16) return;
         const rng = new Rng(c.rows * 977 + c.headDim + (dtype === 'f16' ? 5 : 0));
@@ -41,9 +48,18 @@ describe('kvWrite', () => {
           rt.write(cache[which], dtype === 'f16' ? f32ToF16Bits(before[which]) : before[which]);
         }
         const rec = rt.recorder();
+        // fused rows: [q (3 * width) | k | v | 5 more], so row r's k starts at r * stride + 3 * width
+        const stride = 5 * width + 5;
+        const qkv = rng.floats(c.rows * stride, -9, 9);
+        for (let r = 0; r < c.rows; r++) {
+          qkv.set(k.subarray(r * width, (r + 1) * width), r * stride + 3 * width);
+          qkv.set(v.subarray(r * width, (r + 1) * width), r * stride + 4 * width);
+        }
+        const fusedTensor = fused ? rt.upload('f32', qkv) : null;
         kvWrite(rt, rec, {
-          k: rt.upload('f32', k),
-          v: rt.upload('f32', v),
+          ...(fusedTensor
+            ? { k: fusedTensor, v: fusedTensor, rowStride: stride, kOffset: 3 * width, vOffset: 4 * width }
+            : { k: rt.upload('f32', k), v: rt.upload('f32', v) }),
           slots: rt.upload('u32', slots),
           kCache: cache.k,
           vCache: cache.v,
