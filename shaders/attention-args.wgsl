@@ -5,9 +5,10 @@ struct Params {
   group: u32,        // n_heads / n_kv_heads
   n_kv_heads: u32,
   block_size: u32,
-  q_stride: u32,     // floats per batch row of q and out: n_heads * HD
+  q_stride: u32,     // floats per batch row of q: n_heads * HD, or a fused QKV row's width
   window: u32,       // sliding window in tokens, 0 = none
   scale: f32,
+  out_stride: u32,   // floats per batch row of out: n_heads * HD
 }
 
 struct WorkItem {

@@ -42,6 +42,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let lo = first_key(it);
   // this lane's first dim in the row's first head of the item
   let qb = it.q_row0 * p.q_stride + it.q_head0 * HD + lid * 4u * CPL;
+  // the same place in out
+  let ob = it.q_row0 * p.out_stride + it.q_head0 * HD + lid * 4u * CPL;
 {{DECL}}
   for (var t = lo; t < it.k_end; t++) {
     let b = key_base(it, kvh, t) + lid * CPL;

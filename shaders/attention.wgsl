@@ -169,7 +169,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
       let r = m / HEADS;
       if (r < it.n_rows) {
         let inv = 1.0 / l_sh[m];
-        let o = (it.q_row0 + r) * p.q_stride + (it.q_head0 + m % HEADS) * HD;
+        let o = (it.q_row0 + r) * p.out_stride + (it.q_head0 + m % HEADS) * HD;
         for (var j = 0u; j < DPT; j++) {
           let d = lid + j * WG;
           if (d < HD) {

@@ -42,11 +42,11 @@ export function attentionDecodeDimsCode(heads: number, headDim: number, lanes: n
     step.push(`    let v${c} = load_v(b + ${c}u);`);
     for (const m of H) step.push(`    a${m}_${c} = a${m}_${c} * al${m} + p${m} * v${c};`);
   }
-  // a whole item: its heads, normalised, where q's are (q and out share a row stride)
+  // a whole item: its heads, normalised, into out
   const store: string[] = ['  if (it.partial == NO_PARTIAL) {'];
   for (const m of H) {
     store.push(`    let inv${m} = 1.0 / l${m};`);
-    for (const c of C) for (let e = 0; e < 4; e++) store.push(`    out[qb + ${m * headDim + 4 * c + e}u] = a${m}_${c}[${e}] * inv${m};`);
+    for (const c of C) for (let e = 0; e < 4; e++) store.push(`    out[ob + ${m * headDim + 4 * c + e}u] = a${m}_${c}[${e}] * inv${m};`);
   }
   // a split: the record of attention-decode.wgsl's lanes, (max, sum) per head, then each head's HD sums
   store.push('    return;', '  }', '  if (lid == 0u) {');

@@ -19,8 +19,10 @@ import type { GpuTensor } from './tensor.js';
 export { AttentionBatch, prepareAttentionBatch, type AttentionBatchOptions, type AttentionSeq } from './attention-batch.js';
 
 export interface AttentionOptions {
-  /** f32 [rows, nHeads * headDim], RoPE applied. */
+  /** f32 rows of nHeads * headDim, RoPE applied, qStride apart. */
   q: GpuTensor;
+  /** Elements from one row of q to the next; default nHeads * headDim (a fused QKV row is wider, q at its start). */
+  qStride?: number;
   /** This layer's cache tensors (f16 or f32), layout as in kv-write.ts. */
   kCache: GpuTensor;
   vCache: GpuTensor;
@@ -54,7 +56,10 @@ export function attention(rt: KernelRuntime, rec: Recorder, batch: AttentionBatc
     throw new TypeError(`${op}: caches must both be f16 or both f32, got ${o.kCache.dtype} and ${o.vCache.dtype}`);
   }
   const stride = o.nHeads * o.headDim;
-  assertLength(op, 'q', o.q, batch.rows * stride);
+  const qStride = o.qStride ?? stride;
+  if (!Number.isInteger(qStride) || qStride < stride)
+    throw new RangeError(`${op}: qStride ${qStride} must be an integer >= nHeads * headDim = ${stride}`);
+  if (batch.rows > 0) assertLength(op, 'q', o.q, (batch.rows - 1) * qStride + stride);
   assertLength(op, 'out', o.out, batch.rows * stride);
   const window = o.slidingWindow ?? 0;
   if (!Number.isInteger(window) || window < 0) throw new RangeError(`${op}: slidingWindow must be a non-negative integer, got ${window}`);
@@ -69,9 +74,10 @@ export function attention(rt: KernelRuntime, rec: Recorder, batch: AttentionBatc
       .u32(o.nHeads / o.nKvHeads)
       .u32(o.nKvHeads)
       .u32(o.blockSize)
-      .u32(stride)
+      .u32(qStride)
       .u32(window)
-      .f32(scale);
+      .f32(scale)
+      .u32(stride);
 
   const run = (path: AttentionPath, items: GpuTensor, partials: GpuTensor): void => {
     const kernel = rt.kernel({

@@ -165,7 +165,7 @@ function shuffled(rng: Rng, n: number): number[] {
 /** The decode kernel a case asks the plan for (undefined: the adapter's default). */
 type DecodeChoice = { decodeLanes: number; decodeDims: false } | { decodeDims: true } | undefined;
 
-async function runCase(rt: KernelRuntime, c: Case, dtype: 'f16' | 'f32', seed: number, decode?: DecodeChoice): Promise<number> {
+async function runCase(rt: KernelRuntime, c: Case, dtype: 'f16' | 'f32', seed: number, decode?: DecodeChoice, qPad = 0): Promise<number> {
   const rng = new Rng(seed);
   const blockSize = c.blockSize ?? 16;
   const { nHeads, nKvHeads, headDim } = c;
@@ -223,7 +223,9 @@ async function runCase(rt: KernelRuntime, c: Case, dtype: 'f16' | 'f32', seed: n
   const out = poisoned(rt, 'f32', rows * nHeads * headDim);
   const rec = rt.recorder();
   attention(rt, rec, batch, {
-    q: rt.upload('f32', q),
+    // qPad > 0: q rows qPad floats apart beyond their width, garbage between (a fused QKV row)
+    q: rt.upload('f32', qPad > 0 ? padRows(rng, q, nHeads * headDim, qPad) : q),
+    ...(qPad > 0 ? { qStride: nHeads * headDim + qPad } : {}),
     kCache: cache.k,
     vCache: cache.v,
     out,
@@ -248,6 +250,14 @@ async function runCase(rt: KernelRuntime, c: Case, dtype: 'f16' | 'f32', seed: n
   batch.destroy();
   for (const t of [cache.k, cache.v, out]) rt.destroyBuffer(t.buffer);
   return relativeError(got, ref);
+}
+
+/** Rows of `width` floats laid out `width + pad` apart, with random values in the gaps. */
+function padRows(rng: Rng, a: Float32Array, width: number, pad: number): Float32Array {
+  const rows = a.length / width;
+  const out = rng.floats(rows * (width + pad), -50, 50);
+  for (let r = 0; r < rows; r++) out.set(a.subarray(r * width, (r + 1) * width), r * (width + pad));
+  return out;
 }
 
 // Every decode kernel runs where it can: the tiled one (the GPU default), the lanes one and
@@ -275,6 +285,21 @@ describe('attention', () => {
       }
     }
   });
+
+  // q read through a row stride (q at the start of a fused QKV row), on every kernel
+  for (const name of ['decode batch of awkward lengths, GQA 2', 'long decode 4100 (split-K), GQA 4', 'prefill from empty cache, hd 80']) {
+    const i = CASES.findIndex((c) => c.name === name);
+    const c = CASES[i]!;
+    for (const [kernelName, decode] of [...DECODE_KERNELS, ['default', undefined] as const]) {
+      it(`f32 cache, ${kernelName}, q rows strided: ${c.name}`, async () => {
+        const rt = runtime();
+        if (decode?.decodeDims && !dimsDecodeSupported(rt, c.headDim)) return;
+        if (decode && c.headDim % 4 !== 0) return;
+        const err = await runCase(rt, c, 'f32', 5000 + i, decode, 2 * c.nKvHeads * c.headDim + 3);
+        expect(err).toBeLessThanOrEqual(TOLERANCE.f32);
+      });
+    }
+  }
 
   it('kvWrite then attention in one command buffer: a decode step sees its own new token', async () => {
     const rt = runtime();
