@@ -33,16 +33,17 @@ export function recordForward(
   const rows = plan.rows;
   const hidden = rowsOf(buf.hidden, rows, s.hiddenSize);
   const normed = rowsOf(buf.normed, rows, s.hiddenSize);
-  const q = rowsOf(buf.q, rows, s.numHeads * s.headDim);
-  const k = rowsOf(buf.k, rows, s.numKvHeads * s.headDim);
-  const v = rowsOf(buf.v, rows, s.numKvHeads * s.headDim);
+  // q, k and v side by side in each row of one projection's output
+  const qWidth = s.numHeads * s.headDim;
+  const kvWidth = s.numKvHeads * s.headDim;
+  const qkvWidth = qWidth + 2 * kvWidth;
+  const qkv = rowsOf(buf.qkv, rows, qkvWidth);
   const attnOut = rowsOf(buf.attn, rows, s.numHeads * s.headDim);
   const blockOut = rowsOf(buf.blockOut, rows, s.hiddenSize);
   const gateUp = rowsOf(buf.gateUp, rows, 2 * s.intermediateSize);
   const act = rowsOf(buf.act, rows, s.intermediateSize);
   const norm = { rows, dim: s.hiddenSize, eps: s.normEps, onePlus: s.normOnePlus };
-  const headNorm = { rows: rows * s.numHeads, dim: s.headDim, eps: s.normEps, onePlus: s.normOnePlus };
-  const kvHeadNorm = { ...headNorm, rows: rows * s.numKvHeads };
+  const headNorm = { rows, dim: s.headDim, eps: s.normEps, onePlus: s.normOnePlus, rowStride: qkvWidth };
   const ropeArgs = {
     positions: plan.positions,
     invFreq: model.invFreq,
@@ -50,6 +51,7 @@ export function recordForward(
     headDim: s.headDim,
     rotaryDim: s.rotaryDim,
     layout: s.ropeLayout,
+    rowStride: qkvWidth,
   };
 
   // token embeddings
@@ -63,23 +65,24 @@ export function recordForward(
     if (l === 0) rmsNorm(rt, rec, { x: hidden, weight: layer.inputNorm, out: normed, ...norm });
     else addRmsNorm(rt, rec, { residual: hidden, x: blockOut, weight: layer.inputNorm, out: normed, ...norm });
 
-    // q, k, v projections
-    matmul(rt, rec, { x: normed, weight: layer.q, out: q, M: rows });
-    matmul(rt, rec, { x: normed, weight: layer.k, out: k, M: rows });
-    matmul(rt, rec, { x: normed, weight: layer.v, out: v, M: rows });
+    // q, k, v projections, one matmul
+    matmul(rt, rec, { x: normed, weight: layer.qkv, out: qkv, M: rows });
 
-    // per-head q/k norms (Qwen3)
-    if (layer.qNorm) rmsNorm(rt, rec, { x: q, weight: layer.qNorm, out: q, ...headNorm });
-    if (layer.kNorm) rmsNorm(rt, rec, { x: k, weight: layer.kNorm, out: k, ...kvHeadNorm });
+    // per-head q/k norms (Qwen3), in place inside the fused rows
+    if (layer.qNorm) rmsNorm(rt, rec, { x: qkv, weight: layer.qNorm, segments: s.numHeads, offset: 0, ...headNorm });
+    if (layer.kNorm) rmsNorm(rt, rec, { x: qkv, weight: layer.kNorm, segments: s.numKvHeads, offset: qWidth, ...headNorm });
 
     // rotary position embedding
-    rope(rt, rec, { x: q, nHeads: s.numHeads, ...ropeArgs });
-    rope(rt, rec, { x: k, nHeads: s.numKvHeads, ...ropeArgs });
+    rope(rt, rec, { x: qkv, nHeads: s.numHeads, offset: 0, ...ropeArgs });
+    rope(rt, rec, { x: qkv, nHeads: s.numKvHeads, offset: qWidth, ...ropeArgs });
 
     // new keys and values into the paged cache, then attention over it
     kvWrite(rt, rec, {
-      k,
-      v,
+      k: qkv,
+      v: qkv,
+      rowStride: qkvWidth,
+      kOffset: qWidth,
+      vOffset: qWidth + kvWidth,
       slots: plan.slots,
       kCache: cache.k,
       vCache: cache.v,
@@ -89,7 +92,8 @@ export function recordForward(
       blockSize: plan.blockSize,
     });
     attention(rt, rec, plan.attention, {
-      q,
+      q: qkv,
+      qStride: qkvWidth,
       kCache: cache.k,
       vCache: cache.v,
       out: attnOut,

@@ -9,9 +9,8 @@ import type { GpuTensor } from '../../kernels/tensor.js';
 export interface GpuLayer {
   /** Pre-attention norm weight, f32 [hidden]. */
   inputNorm: GpuTensor;
-  q: MatmulWeight;
-  k: MatmulWeight;
-  v: MatmulWeight;
+  /** q, k and v fused: [(numHeads + 2 * numKvHeads) * headDim, hidden], q first, then k, then v. */
+  qkv: MatmulWeight;
   /** Qwen3: per-head RMSNorm weights on q and k, f32 [headDim]. */
   qNorm?: GpuTensor;
   kNorm?: GpuTensor;

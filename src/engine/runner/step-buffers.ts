@@ -13,9 +13,8 @@ export interface StepBuffers {
   maxSampleRows: number;
   hidden: GpuTensor;
   normed: GpuTensor;
-  q: GpuTensor;
-  k: GpuTensor;
-  v: GpuTensor;
+  /** Rows of the fused q, k, v projection: q, then k, then v. */
+  qkv: GpuTensor;
   attn: GpuTensor;
   blockOut: GpuTensor;
   gateUp: GpuTensor;
@@ -55,9 +54,7 @@ export function createStepBuffers(rt: KernelRuntime, shape: GpuModelShape, maxRo
     maxSampleRows,
     hidden: f(s.hiddenSize, maxRows, 'hidden'),
     normed: f(s.hiddenSize, maxRows, 'normed'),
-    q: f(s.numHeads * s.headDim, maxRows, 'q'),
-    k: f(s.numKvHeads * s.headDim, maxRows, 'k'),
-    v: f(s.numKvHeads * s.headDim, maxRows, 'v'),
+    qkv: f((s.numHeads + 2 * s.numKvHeads) * s.headDim, maxRows, 'qkv'),
     attn: f(s.numHeads * s.headDim, maxRows, 'attn'),
     blockOut: f(s.hiddenSize, maxRows, 'block-out'),
     gateUp: f(2 * s.intermediateSize, maxRows, 'gate-up'),

@@ -42,14 +42,32 @@ export async function uploadModel(rt: KernelRuntime, folder: LoadedModelFolder, 
     weightBytes += w.bytes;
     return w;
   };
-  /** gate and up as one [2I, H] weight: one matmul instead of two. */
-  const stacked = async (top: TensorRef, bottom: TensorRef): Promise<MatmulWeight> => {
-    const a = await readMatrix(top.name);
-    const b = await readMatrix(bottom.name);
-    const data = dtype === 'f16' ? new Uint16Array(a.length + b.length) : new Float32Array(a.length + b.length);
-    data.set(a as never, 0);
-    data.set(b as never, a.length);
-    const w = prepareMatmulWeight(rt, { data, N: top.shape[0]! + bottom.shape[0]!, K: top.shape[1]!, dtype, label: `${top.name}+up` });
+  /**
+   * Weights stacked along N into one (q, k and v; gate and up): one matmul instead of
+   * several. A part without a bias gets zeros where another part has one.
+   */
+  const stacked = async (parts: TensorRef[], biases: (TensorRef | undefined)[] = []): Promise<MatmulWeight> => {
+    const mats: (Float32Array | Uint16Array)[] = [];
+    for (const p of parts) mats.push(await readMatrix(p.name));
+    const rows = parts.map((p) => p.shape[0]!);
+    const N = rows.reduce((a, b) => a + b, 0);
+    const data = dtype === 'f16' ? new Uint16Array(N * parts[0]!.shape[1]!) : new Float32Array(N * parts[0]!.shape[1]!);
+    let at = 0;
+    for (const m of mats) {
+      data.set(m as never, at);
+      at += m.length;
+    }
+    let bias: Float32Array | undefined;
+    if (biases.some((b) => b !== undefined)) {
+      bias = new Float32Array(N);
+      let row = 0;
+      for (let i = 0; i < parts.length; i++) {
+        const b = biases[i];
+        if (b) bias.set((await weights.read(b.name, 'f32')) as Float32Array, row);
+        row += rows[i]!;
+      }
+    }
+    const w = prepareMatmulWeight(rt, { data, N, K: parts[0]!.shape[1]!, dtype, bias, label: parts.map((p) => p.name).join('+') });
     weightBytes += w.bytes;
     return w;
   };
@@ -58,15 +76,13 @@ export async function uploadModel(rt: KernelRuntime, folder: LoadedModelFolder, 
   for (const l of spec.weights.layers) {
     layers.push({
       inputNorm: await vector(l.inputNorm),
-      q: await linear(l.qProj, l.qBias),
-      k: await linear(l.kProj, l.kBias),
-      v: await linear(l.vProj, l.vBias),
+      qkv: await stacked([l.qProj, l.kProj, l.vProj], [l.qBias, l.kBias, l.vBias]),
       qNorm: l.qNorm ? await vector(l.qNorm) : undefined,
       kNorm: l.kNorm ? await vector(l.kNorm) : undefined,
       o: await linear(l.oProj, l.oBias),
       postAttnOutNorm: l.postSelfAttnNorm ? await vector(l.postSelfAttnNorm) : undefined,
       preMlpNorm: await vector(l.postAttentionNorm),
-      gateUp: l.gateUpProj ? await linear(l.gateUpProj) : await stacked(l.gateProj!, l.upProj!),
+      gateUp: l.gateUpProj ? await linear(l.gateUpProj) : await stacked([l.gateProj!, l.upProj!]),
       down: await linear(l.downProj),
       postMlpOutNorm: l.postMlpNorm ? await vector(l.postMlpNorm) : undefined,
     });
