@@ -72,9 +72,9 @@ export function recordForward(
     if (layer.qNorm) rmsNorm(rt, rec, { x: qkv, weight: layer.qNorm, segments: s.numHeads, offset: 0, ...headNorm });
     if (layer.kNorm) rmsNorm(rt, rec, { x: qkv, weight: layer.kNorm, segments: s.numKvHeads, offset: qWidth, ...headNorm });
 
-    // rotary position embedding
-    rope(rt, rec, { x: qkv, nHeads: s.numHeads, offset: 0, ...ropeArgs });
-    rope(rt, rec, { x: qkv, nHeads: s.numKvHeads, offset: qWidth, ...ropeArgs });
+    // rotary position embedding: the k heads follow the q heads in each fused row, so one
+    // dispatch over numHeads + numKvHeads heads rotates both
+    rope(rt, rec, { x: qkv, nHeads: s.numHeads + s.numKvHeads, offset: 0, ...ropeArgs });
 
     // new keys and values into the paged cache, then attention over it
     kvWrite(rt, rec, {
