@@ -3,8 +3,8 @@
 //
 // Same weight layout as gemv.wgsl (blocks of WB vec4 columns, each block K-major; f16
 // parts have an even number of vec4 columns, see prepareMatmulWeight), but an invocation
-// owns two adjacent vec4 columns and reads them as one 16-byte vec4<u32>, unpacked with
-// unpack2x16float. Why: on lavapipe every load in the k loop is a per-lane gather whose
+// owns two adjacent vec4 columns and reads them as one 16-byte vec4<u32>, unpacked by lo and
+// hi (matmul-args.wgsl). Why: on lavapipe every load in the k loop is a per-lane gather whose
 // cost is per load more than per byte, and gemv.wgsl's vec4<f16> loads move 8 bytes each;
 // this kernel moves 16 per W load and shares each x load across eight columns.
 // K is not split (KS = 1): this is the CPU adapters' GEMV; GPUs keep gemv.wgsl.
@@ -18,13 +18,6 @@ const WB: u32 = {{WB}}u;
 // two vec4<f16> columns per element
 @group(0) @binding(1) var<storage, read> w: array<vec4<u32>>;
 
-fn lo(q: vec4<u32>) -> vec4<f32> {
-  return vec4<f32>(unpack2x16float(q.x), unpack2x16float(q.y));
-}
-
-fn hi(q: vec4<u32>) -> vec4<f32> {
-  return vec4<f32>(unpack2x16float(q.z), unpack2x16float(q.w));
-}
 
 @compute @workgroup_size(WGN)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {

@@ -48,3 +48,13 @@ fn wColumn(col: u32, ldw: u32, wb: u32) -> vec2<u32> {
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
 #endif
 @group(1) @binding(0) var<uniform> p: Params;
+
+// Two vec4<f16> columns packed in one vec4<u32> (the 16-byte W loads of gemv-f16x8.wgsl and
+// of matmul.wgsl's WPAIRS): the first four halves, and the last four.
+fn lo(q: vec4<u32>) -> vec4<f32> {
+  return vec4<f32>(unpack2x16float(q.x), unpack2x16float(q.y));
+}
+
+fn hi(q: vec4<u32>) -> vec4<f32> {
+  return vec4<f32>(unpack2x16float(q.z), unpack2x16float(q.w));
+}

@@ -40,17 +40,9 @@ alias Acc = {{ACC}};
 // column units per lane and column group: TN vec4 columns, or TN / 2 pairs of them (WPAIRS)
 const CU: u32 = {{CU}}u;
 
-#if WPAIRS
 // WPAIRS (f16 weights): a lane owns two adjacent vec4 columns and reads both as one 16-byte
-// vec4<u32> (as gemv-f16x8.wgsl does), one per-lane load for eight columns instead of two
-fn lo(q: vec4<u32>) -> vec4<f32> {
-  return vec4<f32>(unpack2x16float(q.x), unpack2x16float(q.y));
-}
-
-fn hi(q: vec4<u32>) -> vec4<f32> {
-  return vec4<f32>(unpack2x16float(q.z), unpack2x16float(q.w));
-}
-#endif
+// vec4<u32> (as gemv-f16x8.wgsl does, unpacked by lo and hi of matmul-args), one per-lane
+// load for eight columns instead of two
 
 // Writes one accumulator: row m0 + r, column group c (VW columns), skipping what is past M or N.
 fn store(m: u32, c: u32, v: Acc) {

@@ -51,7 +51,8 @@ export interface AttentionBatchOptions {
   decodeLanes?: number;
   /**
    * Decode kernel with the head dims spread over one subgroup's lanes and all heads of a kv
-   * group per item (attention-decode-dims.wgsl, one partial per item). Default: on CPU
+   * group per item (attention-decode-dims.wgsl: rows it does not split go straight to out,
+   * a split row's items write one partial each). Default: on CPU
    * adapters where dimsDecodeSupported, unless decodeLanes is given; true where it is not
    * supported is an error.
    */
@@ -171,7 +172,6 @@ export function prepareAttentionBatch(rt: KernelRuntime, o: AttentionBatchOption
   checkInt('headDim', headDim, 1);
   if (headDim > MAX_HEAD_DIM) fail(`headDim ${headDim} is over the supported ${MAX_HEAD_DIM}`);
   if (nHeads % nKvHeads !== 0) fail(`nKvHeads ${nKvHeads} must divide nHeads ${nHeads}`);
-
   const targetWorkgroups = o.targetWorkgroups ?? 256;
   const minKeysPerSplit = Math.max(1, o.minKeysPerSplit ?? 256);
   const maxSplits = Math.max(1, o.maxSplits ?? 32);

@@ -101,7 +101,7 @@ export function attention(rt: KernelRuntime, rec: Recorder, batch: AttentionBatc
   // items without split never touch partials, but the binding needs a buffer
   const partials = batch.partials.ensure(rt, 4);
   if (batch.prefill.items > 0) run(batch.prefill, batch.prefillItems.tensor!, partials);
-  // the CPU decode kernels' common arguments (they write partials only)
+  // the CPU decode kernels' common arguments (the dims kernel also takes out, for rows it did not split)
   const cpuDecode = () => ({
     q: o.q,
     kCache: o.kCache,

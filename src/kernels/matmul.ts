@@ -17,12 +17,10 @@ import { WEIGHT_BLOCK_COLS4, type MatmulWeight, type MatmulWeightPart } from './
 export { prepareMatmulWeight, columnsPerPart } from './matmul-weight.js';
 export type { MatmulWeight, MatmulWeightInit, MatmulWeightPart, WeightDType } from './matmul-weight.js';
 
-/** Rows up to which the GEMV path can run (its register block is sized for this many). */
+/** Rows up to which the GEMV path runs. */
 export const GEMV_MAX_ROWS = 8;
 
 export interface MatmulTuning {
-  /** Rows up to which the GEMV runs (at most GEMV_MAX_ROWS); more rows run the GEMM. */
-  gemvMaxRows: number;
   /** GEMV: invocations along N per workgroup (4 columns each). */
   gemvWorkgroupN: number;
   /** GEMV: K split across the workgroup's y dimension, reduced in workgroup memory (1 = no split). */
@@ -83,7 +81,6 @@ export interface MatmulTuning {
 // kernel) this took the GEMM from 27-28% to 36-52% f32 and 47-51% f16 of the FMA rate; the
 // same sharing written as 8 straight-line steps (subgroupBroadcast) timed 11-33%.
 const CPU_TUNING: MatmulTuning = {
-  gemvMaxRows: 8,
   gemvWorkgroupN: 64,
   gemvSplitK: 1,
   gemvF16PairsMaxRows: 8,
@@ -99,7 +96,6 @@ const CPU_TUNING: MatmulTuning = {
   gemmF16Pairs: true,
 };
 const GPU_TUNING: MatmulTuning = {
-  gemvMaxRows: 8,
   gemvWorkgroupN: 64,
   gemvSplitK: 4,
   gemvF16PairsMaxRows: 0,
@@ -174,7 +170,7 @@ export function matmul(rt: KernelRuntime, rec: Recorder, args: MatmulArgs): void
       if (weight.bias) bindings.push(weight.bias);
       bindings.push(ob.binding);
       const xVec4 = K % 4 === 0 && xb.offset % 4 === 0;
-      if (rows <= Math.min(tuning.gemvMaxRows, GEMV_MAX_ROWS)) dispatchGemv(rt, rec, { weight, part, rows, tuning, bindings, p, xVec4 });
+      if (rows <= GEMV_MAX_ROWS) dispatchGemv(rt, rec, { weight, part, rows, tuning, bindings, p, xVec4 });
       else dispatchGemm(rt, rec, { weight, part, rows, tuning, bindings, p, xVec4 });
     }
   }

@@ -1,7 +1,6 @@
+/** How the norm kernels (rmsnorm, layernorm) split a vector across a workgroup. */
 import type { KernelRuntime } from './runtime.js';
 import { hasSubgroupsOf } from './subgroups.js';
-
-/** How the norm kernels (rmsnorm, layernorm) split a vector across a workgroup. */
 
 /**
  * Invocations per normalised vector: about one per 16 values, a power of two, at most
