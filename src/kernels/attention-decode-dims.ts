@@ -74,8 +74,8 @@ export function recordDimsDecode(rt: KernelRuntime, rec: Recorder, a: CpuDecodeA
       CPL: a.headDim / (4 * lanes),
       F16: f16,
       KV4: f16 ? 'vec2<u32>' : 'vec4<f32>',
-      ...attentionDecodeDimsCode(a.heads, a.headDim, lanes),
     },
+    generated: () => attentionDecodeDimsCode(a.heads, a.headDim, lanes),
     bindings: ['read', 'read', 'read', 'read', 'read', 'write', 'write'],
     params: true,
   });

@@ -122,8 +122,8 @@ export function recordLanesDecode(rt: KernelRuntime, rec: Recorder, a: LanesDeco
       T: t,
       F16: f16,
       KV4: f16 ? 'vec2<u32>' : 'vec4<f32>',
-      ...attentionDecodeCode(a.heads, a.headDim, a.lanes, t),
     },
+    generated: () => attentionDecodeCode(a.heads, a.headDim, a.lanes, t),
     bindings: ['read', 'read', 'read', 'read', 'read', 'write'],
     params: true,
   });

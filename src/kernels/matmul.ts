@@ -257,7 +257,6 @@ function dispatchGemm(rt: KernelRuntime, rec: Recorder, d: PartDispatch): void {
       TM: tm,
       TN: tn4,
       WGN: wgn,
-      ...gemmBlockCode(tm, tn4, xs, pairs),
       WPAIRS: pairs,
       CU: pairs ? tn4 / 2 : tn4,
       XSHARE: xs > 0,
@@ -268,6 +267,7 @@ function dispatchGemm(rt: KernelRuntime, rec: Recorder, d: PartDispatch): void {
       ACC: vw === 4 ? 'vec4<f32>' : 'f32',
       WELEM: pairs ? 'vec4<u32>' : vw === 4 ? `vec4<${wt}>` : wt,
     },
+    generated: () => gemmBlockCode(tm, tn4, xs, pairs),
     bindings: bindingKinds(d.weight),
     params: true,
   });

@@ -19,6 +19,13 @@ export interface KernelSpec {
   source?: string;
   entryPoint?: string;
   defines?: Defines;
+  /**
+   * More defines, computed only when the pipeline is compiled: WGSL written out by the
+   * wrapper (a register block, an unrolled loop) that `defines` already determines. They stay
+   * out of the key, so a cache hit costs neither building the code nor hashing it (the
+   * GEMM's block is several KB; rebuilding it per dispatch cost ~2 ms of a decode step).
+   */
+  generated?: () => Defines;
   /** group(0) bindings 0..n-1. */
   bindings: readonly BindingKind[];
   /** When true, group(1) binding(0) is a `var<uniform>` params struct (<= 256 bytes). */
@@ -27,6 +34,8 @@ export interface KernelSpec {
 
 export interface Kernel {
   readonly key: string;
+  /** Small unique number of this pipeline (bind-group cache keys use it, not the key). */
+  readonly id: number;
   readonly spec: KernelSpec;
   readonly pipeline: GPUComputePipeline;
   readonly bufferLayout: GPUBindGroupLayout;
@@ -46,6 +55,7 @@ export const PARAMS_SLOT_BYTES = 256;
 
 export class PipelineCache {
   private readonly kernels = new Map<string, Kernel>();
+  private nextId = 0;
 
   constructor(
     private readonly device: GPUDevice,
@@ -68,7 +78,8 @@ export class PipelineCache {
 
   private compile(spec: KernelSpec, key: string): Kernel {
     const device = this.device;
-    const code = spec.source !== undefined ? expandShader(spec.source, spec.defines ?? {}) : loadShader(spec.shader, spec.defines ?? {});
+    const defines = { ...spec.defines, ...spec.generated?.() };
+    const code = spec.source !== undefined ? expandShader(spec.source, defines) : loadShader(spec.shader, defines);
     return this.errors.capture(`compiling ${key}`, () => {
       const module = device.createShaderModule({ code, label: key });
       this.errors.watchCompilation(module, key);
@@ -100,7 +111,7 @@ export class PipelineCache {
         layout,
         compute: { module, entryPoint: spec.entryPoint ?? 'main' },
       });
-      return { key, spec, pipeline, bufferLayout, paramsLayout };
+      return { key, id: this.nextId++, spec, pipeline, bufferLayout, paramsLayout };
     });
   }
 }

@@ -56,7 +56,7 @@ export class Recorder {
     const pass = this.computePass();
     pass.setPipeline(kernel.pipeline);
     const ranges = bindings.map(bindingRange);
-    pass.setBindGroup(0, this.rt.bindGroup(kernel.bufferLayout, kernel.key, ranges));
+    pass.setBindGroup(0, this.rt.bindGroup(kernel.bufferLayout, `k${kernel.id}`, ranges));
     if (kernel.paramsLayout) {
       if (!params) throw new Error(`${kernel.key}: kernel takes params`);
       const slot = this.pushParams(params);
@@ -138,6 +138,6 @@ export class Recorder {
     // grow before binding so that this dispatch's slot fits
     const a = this.arena(this.paramSlots);
     this.arenasUsed.add(a.buffer);
-    return this.rt.bindGroup(kernel.paramsLayout!, `${kernel.key}/params`, [{ buffer: a.buffer, offset: 0, size: PARAMS_SLOT_BYTES }]);
+    return this.rt.bindGroup(kernel.paramsLayout!, `k${kernel.id}/params`, [{ buffer: a.buffer, offset: 0, size: PARAMS_SLOT_BYTES }]);
   }
 }

@@ -66,6 +66,30 @@ describe('kernel runtime', () => {
     for (let i = 0; i < n; i++) expect(got[i]).toBe(i * 0.5);
   });
 
+  it('builds generated defines once per compile, keyed by the plain defines alone', async () => {
+    const rt = runtime();
+    let builds = 0;
+    const specFor = (v: number) => ({
+      shader: 'generated-test',
+      source: `@group(0) @binding(0) var<storage, read_write> out: array<f32>;
+        @compute @workgroup_size(1) fn main() { {{BODY}} }`,
+      defines: { V: v },
+      generated: () => {
+        builds++;
+        return { BODY: `out[0] = ${v}.0;` };
+      },
+      bindings: ['write'] as const,
+    });
+    const out = rt.tensor('f32', 1);
+    // two pipelines over the same buffer: each must keep its own bind group and code
+    for (const v of [3, 7, 3, 7]) {
+      const rec = rt.recorder();
+      rec.dispatch(rt.kernel(specFor(v)), [out], null, [1]);
+      await rec.submit();
+      expect((await rt.readFloats(out))[0]).toBe(v);
+    }
+    expect(builds).toBe(2);
+  });
   it('converts f16 bits both ways with round-to-nearest-even', () => {
     const values = new Float32Array([0, 1, -2.5, 65504, 1e-7, 0.1, 3.14159]);
     const back = f16BitsToF32(f32ToF16Bits(values));
