@@ -9,6 +9,10 @@
 // this kernel moves 16 per W load and shares each x load across eight columns.
 // K is not split (KS = 1): this is the CPU adapters' GEMV; GPUs keep gemv.wgsl.
 
+#if XSHARE
+enable subgroups;
+#endif
+
 #include matmul-args
 
 const TM: u32 = {{TM}}u;
@@ -20,7 +24,11 @@ const WB: u32 = {{WB}}u;
 
 
 @compute @workgroup_size(WGN)
+#if XSHARE
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(subgroup_invocation_id) sid: u32) {
+#else
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+#endif
   // first of this invocation's two vec4 columns (clamped: past-the-end lanes re-read the last pair)
   let c4 = 2u * min(wid.x * WGN + lid.x, p.ldw4 / 2u - 1u);
   var accLo: array<vec4<f32>, TM>;
@@ -37,6 +45,40 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   var wi = col.x / 2u;
   let wStep = col.y / 2u;
   var k = 0u;
+#if XSHARE
+  // eight k steps at a time, x shared across the subgroup (as in gemv.wgsl)
+  let xLane = sid % 8u;
+  for (; k + 8u <= p.K; k += 8u) {
+    var xs: array<f32, TM>;
+    for (var r = 0u; r < TM; r++) {
+      xs[r] = xAt(xRow[r] + k + xLane);
+    }
+    for (var s = 0u; s < 8u; s += 4u) {
+      let q0 = w[wi];
+      let q1 = w[wi + wStep];
+      let q2 = w[wi + 2u * wStep];
+      let q3 = w[wi + 3u * wStep];
+      wi += 4u * wStep;
+      let l0 = lo(q0);
+      let l1 = lo(q1);
+      let l2 = lo(q2);
+      let l3 = lo(q3);
+      let h0 = hi(q0);
+      let h1 = hi(q1);
+      let h2 = hi(q2);
+      let h3 = hi(q3);
+      for (var r = 0u; r < TM; r++) {
+        let xr = xs[r];
+        let x0 = subgroupShuffle(xr, s);
+        let x1 = subgroupShuffle(xr, s + 1u);
+        let x2 = subgroupShuffle(xr, s + 2u);
+        let x3 = subgroupShuffle(xr, s + 3u);
+        accLo[r] += l0 * x0 + l1 * x1 + l2 * x2 + l3 * x3;
+        accHi[r] += h0 * x0 + h1 * x1 + h2 * x2 + h3 * x3;
+      }
+    }
+  }
+#endif
   for (; k + 3u < p.K; k += 4u) {
     let q0 = w[wi];
     let q1 = w[wi + wStep];

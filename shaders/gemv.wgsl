@@ -17,6 +17,9 @@
 #if WF16
 enable f16;
 #endif
+#if XSHARE
+enable subgroups;
+#endif
 
 #include matmul-args
 
@@ -32,7 +35,11 @@ var<workgroup> partial: array<vec4<f32>, {{PARTIALS}}>;
 #endif
 
 @compute @workgroup_size(WGN, KS)
+#if XSHARE
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(subgroup_invocation_id) sid: u32) {
+#else
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+#endif
   let c4 = wid.x * WGN + lid.x;
   // out-of-range columns still load (a clamped column) so that every lane reaches the barrier
   let cl = min(c4, p.ldw4 - 1u);
@@ -45,12 +52,40 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   for (var r = 0u; r < TM; r++) {
     xRow[r] = p.xOff + min(r, p.M - 1u) * p.ldx;
   }
+#if XSHARE
+  // KS = 1: lid.y is 0, written as a constant so that the loop stays subgroup-uniform
+  var k = 0u;
+#else
   var k = lid.y;
+#endif
   // unrolled by 4 k-steps: independent loads in flight, fewer loop tests
   let step = 4u * KS;
   let col = wColumn(cl, p.ldw4, WB);
   var wi = col.x + k * col.y;
   let wStep = KS * col.y;
+#if XSHARE
+  // (KS = 1) eight k steps at a time: lane l of each subgroup loads x[row, k + l % 8] and
+  // subgroupShuffle hands step s lane s's value, one x load per row per eight steps instead
+  // of one vec4 per four (see XSHARE in matmul.wgsl)
+  let xLane = sid % 8u;
+  for (; k + 8u <= p.K; k += 8u) {
+    var xs: array<f32, TM>;
+    for (var r = 0u; r < TM; r++) {
+      xs[r] = xAt(xRow[r] + k + xLane);
+    }
+    for (var s = 0u; s < 8u; s += 4u) {
+      let w0 = vec4<f32>(w[wi]);
+      let w1 = vec4<f32>(w[wi + wStep]);
+      let w2 = vec4<f32>(w[wi + 2u * wStep]);
+      let w3 = vec4<f32>(w[wi + 3u * wStep]);
+      wi += 4u * wStep;
+      for (var r = 0u; r < TM; r++) {
+        let xr = xs[r];
+        acc[r] += w0 * subgroupShuffle(xr, s) + w1 * subgroupShuffle(xr, s + 1u) + w2 * subgroupShuffle(xr, s + 2u) + w3 * subgroupShuffle(xr, s + 3u);
+      }
+    }
+  }
+#endif
   for (; k + 3u * KS < p.K; k += step) {
     let w0 = vec4<f32>(w[wi]);
     let w1 = vec4<f32>(w[wi + wStep]);

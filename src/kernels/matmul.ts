@@ -38,6 +38,14 @@ export interface MatmulTuning {
    * projection in one 64-wide workgroup ran on one core of many. 1 = keep gemvWorkgroupN.
    */
   gemvMinWorkgroups: number;
+  /**
+   * GEMV without a K split, from this many rows (0 = never): x shared across the subgroup,
+   * each lane loading one x per row for eight k steps (as gemmShareX 8), where the adapter
+   * has subgroups of >= 8 lanes. On lavapipe, against one vec4 x load per row per four steps
+   * (interleaved A/B, 2026-11-29): 4096 x 4096 and the 100M model's layer shapes at 4 rows
+   * 0.55-0.83x the time, at 8 rows 0.57-0.70x; at 1 and 2 rows within noise (0.85-1.07x).
+   */
+  gemvShareXMinRows: number;
   /** GEMM: rows per invocation (and per workgroup). */
   gemmRows: number;
   /** GEMM: column groups per invocation. */
@@ -85,6 +93,7 @@ const CPU_TUNING: MatmulTuning = {
   gemvSplitK: 1,
   gemvF16PairsMaxRows: 8,
   gemvMinWorkgroups: 16,
+  gemvShareXMinRows: 2,
   gemmRows: 16,
   gemmCols4: 2,
   gemmWideCols4: 4,
@@ -100,6 +109,7 @@ const GPU_TUNING: MatmulTuning = {
   gemvSplitK: 4,
   gemvF16PairsMaxRows: 0,
   gemvMinWorkgroups: 1,
+  gemvShareXMinRows: 0,
   gemmRows: 8,
   gemmCols4: 1,
   gemmWideCols4: 0,
@@ -202,6 +212,11 @@ function gemvWidth(tuning: MatmulTuning, lanes: number): number {
   return wgn;
 }
 
+function gemvShareX(rt: KernelRuntime, d: PartDispatch): boolean {
+  const from = d.tuning.gemvShareXMinRows;
+  return from > 0 && d.rows >= from && hasSubgroupsOf(rt, 8);
+}
+
 function dispatchGemv(rt: KernelRuntime, rec: Recorder, d: PartDispatch): void {
   const ks = d.tuning.gemvSplitK;
   const pairs = d.weight.dtype === 'f16' && ks === 1 && d.rows <= d.tuning.gemvF16PairsMaxRows && d.part.ldw4 % 2 === 0;
@@ -210,7 +225,7 @@ function dispatchGemv(rt: KernelRuntime, rec: Recorder, d: PartDispatch): void {
     // eight columns per invocation from one 16-byte load (see gemv-f16x8.wgsl)
     const kernel = rt.kernel({
       shader: 'gemv-f16x8',
-      defines: { ...commonDefines(d.weight), TM: d.rows, WGN: wgn, XV4: d.xVec4 },
+      defines: { ...commonDefines(d.weight), TM: d.rows, WGN: wgn, XV4: d.xVec4, XSHARE: gemvShareX(rt, d) },
       bindings: bindingKinds(d.weight),
       params: true,
     });
@@ -227,6 +242,7 @@ function dispatchGemv(rt: KernelRuntime, rec: Recorder, d: PartDispatch): void {
       SPLITK: ks > 1,
       PARTIALS: wgn * ks * d.rows,
       XV4: ks === 1 && d.xVec4,
+      XSHARE: ks === 1 && gemvShareX(rt, d),
     },
     bindings: bindingKinds(d.weight),
     params: true,

@@ -144,6 +144,17 @@ describe('matmul: inputs and outputs at unaligned offsets, other tilings', () =>
     // an even count) and, for comparison, as single vec4<f16> columns
     { M: 37, N: 300, K: 77, dtype: 'f16', bias: true, tuning: { gemmF16Pairs: true, gemmCols4: 4, gemmRows: 4 } },
     { M: 37, N: 300, K: 77, dtype: 'f16', tuning: { gemmF16Pairs: false } },
+    // GEMVs with x shared across the subgroup (the CPU default from 2 rows, where subgroups allow) and
+    // without it: K = 77 leaves a tail after the last eight steps, K = 64 reads x as vec4s
+    // on the unshared path, row offsets move x off 16-byte boundaries
+    { M: 1, N: 300, K: 77, dtype: 'f32', bias: true, tuning: { gemvShareXMinRows: 1 } },
+    { M: 6, N: 300, K: 64, dtype: 'f32', offsetRows: 1, tuning: { gemvShareXMinRows: 1 } },
+    { M: 8, N: 301, K: 77, dtype: 'f16', bias: true, offsetRows: 2, tuning: { gemvShareXMinRows: 1 } },
+    { M: 3, N: 300, K: 64, dtype: 'f16', tuning: { gemvShareXMinRows: 1, gemvF16PairsMaxRows: 0 } },
+    { M: 1, N: 300, K: 77, dtype: 'f32', bias: true, tuning: { gemvShareXMinRows: 0 } },
+    { M: 6, N: 300, K: 64, dtype: 'f32', offsetRows: 1, tuning: { gemvShareXMinRows: 0 } },
+    { M: 8, N: 301, K: 77, dtype: 'f16', bias: true, offsetRows: 2, tuning: { gemvShareXMinRows: 0 } },
+    { M: 3, N: 300, K: 64, dtype: 'f16', tuning: { gemvShareXMinRows: 0, gemvF16PairsMaxRows: 0 } },
   ];
   for (const c of more) {
     it(name(c), async () => {
