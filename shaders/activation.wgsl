@@ -14,17 +14,7 @@ struct Params {
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
 @group(1) @binding(0) var<uniform> p: Params;
 
-fn silu(v: f32) -> f32 {
-  // exp(-v) overflows to +inf for v < -88: v / inf = -0, the right limit
-  return v / (1.0 + exp(-v));
-}
-
-fn gelu_tanh(v: f32) -> f32 {
-  // 0.5 * (1 + tanh(u)) == sigmoid(2u): no tanh of a large argument, which some
-  // implementations evaluate as inf / inf = NaN
-  let u = 0.7978845608028654 * (v + 0.044715 * v * v * v);
-  return v / (1.0 + exp(-2.0 * u));
-}
+#include activation-fns
 
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {

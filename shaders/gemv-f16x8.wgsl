@@ -13,6 +13,7 @@
 enable subgroups;
 #endif
 
+#include activation-fns
 #include matmul-args
 
 const TM: u32 = {{TM}}u;
@@ -95,11 +96,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     let h3 = hi(q3);
     for (var r = 0u; r < TM; r++) {
       let xi = xRow[r] + k;
-#if XV4
-      let xv = x[xi / 4u];
-#else
-      let xv = vec4<f32>(x[xi], x[xi + 1u], x[xi + 2u], x[xi + 3u]);
-#endif
+      let xv = x4At(xi);
       accLo[r] += l0 * xv.x + l1 * xv.y + l2 * xv.z + l3 * xv.w;
       accHi[r] += h0 * xv.x + h1 * xv.y + h2 * xv.z + h3 * xv.w;
     }

@@ -21,6 +21,7 @@ enable f16;
 enable subgroups;
 #endif
 
+#include activation-fns
 #include matmul-args
 
 const TM: u32 = {{TM}}u;
@@ -95,10 +96,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     for (var r = 0u; r < TM; r++) {
       let xi = xRow[r] + k;
 #if XV4
-      let xv = x[xi / 4u];
+      let xv = x4At(xi);
       acc[r] += w0 * xv.x + w1 * xv.y + w2 * xv.z + w3 * xv.w;
 #else
-      acc[r] += w0 * x[xi] + w1 * x[xi + KS] + w2 * x[xi + 2u * KS] + w3 * x[xi + 3u * KS];
+      acc[r] += w0 * xAt(xi) + w1 * xAt(xi + KS) + w2 * xAt(xi + 2u * KS) + w3 * xAt(xi + 3u * KS);
 #endif
     }
   }

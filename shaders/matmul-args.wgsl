@@ -3,7 +3,7 @@
 // the weights, is each kernel's own).
 //
 // XV4 (K and x's offset multiples of 4) binds x as vec4s, so that a kernel can read four
-// k steps of a row in one load; xAt reads one element either way.
+// k steps of a row in one load (x4At); xAt reads one element either way.
 struct Params {
   K: u32,
   // columns of this weight part, and vec4 columns per stored row of it
@@ -21,13 +21,41 @@ struct Params {
 
 #if XV4
 @group(0) @binding(0) var<storage, read> x: array<vec4<f32>>;
-fn xAt(i: u32) -> f32 {
+fn xRaw(i: u32) -> f32 {
   return x[i / 4u][i % 4u];
+}
+// four consecutive elements from i (a multiple of 4 with XV4)
+fn xRaw4(i: u32) -> vec4<f32> {
+  return x[i / 4u];
 }
 #else
 @group(0) @binding(0) var<storage, read> x: array<f32>;
-fn xAt(i: u32) -> f32 {
+fn xRaw(i: u32) -> f32 {
   return x[i];
+}
+fn xRaw4(i: u32) -> vec4<f32> {
+  return vec4<f32>(x[i], x[i + 1u], x[i + 2u], x[i + 3u]);
+}
+#endif
+
+// The matmul's input at element i of x (xAt) and four consecutive ones (x4At).
+// GATED: x holds an MLP's fused [gate (K) | up (K)] rows (ldx = 2K) and the input is
+// act(gate) * up, computed as it is loaded: no activation pass over [M, 2K] and no
+// activation buffer between the gate/up and down projections.
+#if GATED
+fn xAt(i: u32) -> f32 {
+  return {{ACT}}(xRaw(i)) * xRaw(i + p.K);
+}
+fn x4At(i: u32) -> vec4<f32> {
+  let g = xRaw4(i);
+  return vec4<f32>({{ACT}}(g.x), {{ACT}}(g.y), {{ACT}}(g.z), {{ACT}}(g.w)) * xRaw4(i + p.K);
+}
+#else
+fn xAt(i: u32) -> f32 {
+  return xRaw(i);
+}
+fn x4At(i: u32) -> vec4<f32> {
+  return xRaw4(i);
 }
 #endif
 

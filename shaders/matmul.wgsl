@@ -25,6 +25,7 @@ enable f16;
 enable subgroups;
 #endif
 
+#include activation-fns
 #include matmul-args
 
 const TM: u32 = {{TM}}u;

@@ -7,6 +7,7 @@
  * Tile sizes differ between CPU adapters (lavapipe: a workgroup runs on one core, lanes
  * are SIMD lanes) and GPUs; `defaultMatmulTuning` picks them, bench/kernels.ts measures.
  */
+import type { Activation } from './activation.js';
 import { params, type Params } from './params.js';
 import { hasSubgroupsOf } from './subgroups.js';
 import type { Binding, Recorder } from './recorder.js';
@@ -132,6 +133,12 @@ export interface MatmulArgs {
   /** f32 [M, N], row-major; must not overlap x. */
   out: GpuTensor;
   M: number;
+  /**
+   * x holds an MLP's fused gate/up rows, f32 [M, 2K] ([gate | up] per row), and the
+   * matmul's input is act(gate) * up, applied as x is loaded (SwiGLU / GeGLU without an
+   * activation pass of its own).
+   */
+  gated?: Activation;
   /** Overrides of the default tile sizes (benchmarks). */
   tuning?: Partial<MatmulTuning>;
 }
@@ -153,7 +160,8 @@ function checkArgs(args: MatmulArgs): void {
   const { x, weight, out, M } = args;
   if (!Number.isInteger(M) || M < 0) throw new RangeError(`matmul: M must be a non-negative integer, got ${M}`);
   if (x.dtype !== 'f32' || out.dtype !== 'f32') throw new TypeError(`matmul: x and out must be f32, got ${x.dtype} and ${out.dtype}`);
-  if (x.length < M * weight.K) throw new RangeError(`matmul: x has ${x.length} elements, [${M}, ${weight.K}] needs ${M * weight.K}`);
+  const ldx = args.gated ? 2 * weight.K : weight.K;
+  if (x.length < M * ldx) throw new RangeError(`matmul: x has ${x.length} elements, [${M}, ${ldx}] needs ${M * ldx}`);
   if (out.length < M * weight.N) throw new RangeError(`matmul: out has ${out.length} elements, [${M}, ${weight.N}] needs ${M * weight.N}`);
   if (x.byteOffset % 4 !== 0 || out.byteOffset % 4 !== 0) throw new RangeError('matmul: x and out must start at a 4-byte boundary');
 }
@@ -166,28 +174,32 @@ export function matmul(rt: KernelRuntime, rec: Recorder, args: MatmulArgs): void
   // a caller that sets gemmCols4 alone (a sweep, a test) pins the width for every height
   if (args.tuning?.gemmCols4 !== undefined && args.tuning.gemmWideCols4 === undefined) tuning.gemmWideCols4 = 0;
   const { N, K } = weight;
+  // elements per row of x: gated rows hold gate and up side by side
+  const ldx = args.gated ? 2 * K : K;
   // x and out bindings must fit one binding too: a long prefill against a wide LM head is
   // run in row chunks (each chunk still covers all of N)
-  const rowBytes = Math.max(K, N) * 4 + rt.ctx.limits.minStorageBufferOffsetAlignment;
+  const rowBytes = Math.max(ldx, N) * 4 + rt.ctx.limits.minStorageBufferOffsetAlignment;
   const chunkRows = Math.max(1, Math.min(M, Math.floor(rt.maxBindingBytes / rowBytes)));
   for (let m0 = 0; m0 < M; m0 += chunkRows) {
     const rows = Math.min(chunkRows, M - m0);
-    const xb = alignedBinding(rt, x, m0 * K, rows * K);
+    const xb = alignedBinding(rt, x, m0 * ldx, rows * ldx);
     const ob = alignedBinding(rt, out, m0 * N, rows * N);
     for (const part of weight.parts) {
-      const p = params().u32(K).u32(part.n).u32(part.ldw4).u32(xb.offset).u32(K).u32(ob.offset).u32(N).u32(part.n0).u32(rows);
+      const p = params().u32(K).u32(part.n).u32(part.ldw4).u32(xb.offset).u32(ldx).u32(ob.offset).u32(N).u32(part.n0).u32(rows);
       const bindings: Binding[] = [xb.binding, part.tensor];
       if (weight.bias) bindings.push(weight.bias);
       bindings.push(ob.binding);
       const xVec4 = K % 4 === 0 && xb.offset % 4 === 0;
-      if (rows <= GEMV_MAX_ROWS) dispatchGemv(rt, rec, { weight, part, rows, tuning, bindings, p, xVec4 });
-      else dispatchGemm(rt, rec, { weight, part, rows, tuning, bindings, p, xVec4 });
+      const d = { weight, part, rows, tuning, bindings, p, xVec4, gated: args.gated };
+      if (rows <= GEMV_MAX_ROWS) dispatchGemv(rt, rec, d);
+      else dispatchGemm(rt, rec, d);
     }
   }
 }
 
 interface PartDispatch {
   weight: MatmulWeight;
+  gated: Activation | undefined;
   part: MatmulWeightPart;
   rows: number;
   tuning: MatmulTuning;
@@ -197,8 +209,16 @@ interface PartDispatch {
   xVec4: boolean;
 }
 
-function commonDefines(weight: MatmulWeight): Record<string, string | number | boolean> {
-  return { WT: weight.dtype, WF16: weight.dtype === 'f16', BIAS: weight.bias !== undefined, WB: WEIGHT_BLOCK_COLS4 };
+function commonDefines(d: PartDispatch): Record<string, string | number | boolean> {
+  const { weight } = d;
+  return {
+    WT: weight.dtype,
+    WF16: weight.dtype === 'f16',
+    BIAS: weight.bias !== undefined,
+    WB: WEIGHT_BLOCK_COLS4,
+    GATED: d.gated ?? false,
+    ACT: d.gated ?? '',
+  };
 }
 
 function bindingKinds(weight: MatmulWeight): ('read' | 'write')[] {
@@ -213,7 +233,9 @@ function gemvWidth(tuning: MatmulTuning, lanes: number): number {
 }
 
 function gemvShareX(rt: KernelRuntime, d: PartDispatch): boolean {
-  const from = d.tuning.gemvShareXMinRows;
+  // a gated x load is two loads and an exp, so sharing it pays from one row (the down
+  // projection of batch-1 decode: 0.76x the time of activation pass + GEMV on lavapipe)
+  const from = d.gated ? Math.min(1, d.tuning.gemvShareXMinRows) : d.tuning.gemvShareXMinRows;
   return from > 0 && d.rows >= from && hasSubgroupsOf(rt, 8);
 }
 
@@ -225,7 +247,7 @@ function dispatchGemv(rt: KernelRuntime, rec: Recorder, d: PartDispatch): void {
     // eight columns per invocation from one 16-byte load (see gemv-f16x8.wgsl)
     const kernel = rt.kernel({
       shader: 'gemv-f16x8',
-      defines: { ...commonDefines(d.weight), TM: d.rows, WGN: wgn, XV4: d.xVec4, XSHARE: gemvShareX(rt, d) },
+      defines: { ...commonDefines(d), TM: d.rows, WGN: wgn, XV4: d.xVec4, XSHARE: gemvShareX(rt, d) },
       bindings: bindingKinds(d.weight),
       params: true,
     });
@@ -235,7 +257,7 @@ function dispatchGemv(rt: KernelRuntime, rec: Recorder, d: PartDispatch): void {
   const kernel = rt.kernel({
     shader: 'gemv',
     defines: {
-      ...commonDefines(d.weight),
+      ...commonDefines(d),
       TM: d.rows,
       WGN: wgn,
       KS: ks,
@@ -269,7 +291,7 @@ function dispatchGemm(rt: KernelRuntime, rec: Recorder, d: PartDispatch): void {
   const kernel = rt.kernel({
     shader: 'matmul',
     defines: {
-      ...commonDefines(d.weight),
+      ...commonDefines(d),
       TM: tm,
       TN: tn4,
       WGN: wgn,

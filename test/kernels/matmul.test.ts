@@ -5,6 +5,8 @@ import { sliceTensor } from '../../src/kernels/tensor.js';
 import { Rng } from '../helpers/random.js';
 import { poisoned, relativeError, roundTo, TOLERANCE, useRuntime } from '../helpers/gpu.js';
 import { matmulRef } from '../reference/matmul.js';
+import { ACTIVATIONS_REF, gatedActivationRef } from '../reference/activation.js';
+import type { Activation } from '../../src/kernels/activation.js';
 
 const runtime = useRuntime();
 
@@ -19,33 +21,44 @@ interface Case {
   /** Rows of padding before x and out inside their buffers (slices at an unaligned offset). */
   offsetRows?: number;
   tuning?: Partial<MatmulTuning>;
+  /** x is [M, 2K] fused gate/up rows; the matmul's input is act(gate) * up. */
+  gated?: Activation;
 }
 
 async function runCase(rt: KernelRuntime, c: Case): Promise<{ err: number; parts: number }> {
   const { M, N, K, dtype } = c;
   const rng = new Rng(M * 7919 + N * 104729 + K * 13 + (dtype === 'f16' ? 1 : 0) + (c.bias ? 2 : 0));
-  const x = rng.floats(M * K);
+  // the rows matmul reads (ldx elements each), and the input they stand for
+  const ldx = c.gated ? 2 * K : K;
+  const x = rng.floats(M * ldx);
+  const input = c.gated ? gatedActivationRef(x, M, K, ACTIVATIONS_REF[c.gated]) : x;
   const w = roundTo(dtype, rng.floats(N * K));
   const bias = c.bias ? rng.floats(N) : undefined;
   const weight = prepareMatmulWeight(rt, { data: dtype === 'f16' ? f32ToF16Bits(w) : w, N, K, dtype, bias, maxPartBytes: c.maxPartBytes });
   try {
     const pad = c.offsetRows ?? 0;
-    const xAll = rt.upload('f32', new Float32Array([...rng.floats(pad * K), ...x]));
+    const xAll = rt.upload('f32', new Float32Array([...rng.floats(pad * ldx), ...x]));
     const outAll = poisoned(rt, 'f32', (pad + M) * N);
     const rec = rt.recorder();
-    matmul(rt, rec, { x: sliceTensor(xAll, pad * K, M * K), weight, out: sliceTensor(outAll, pad * N, M * N), M, tuning: c.tuning });
+    const xs = sliceTensor(xAll, pad * ldx, M * ldx);
+    matmul(rt, rec, { x: xs, weight, out: sliceTensor(outAll, pad * N, M * N), M, tuning: c.tuning, gated: c.gated });
     await rec.submit();
     const got = await rt.readFloats(outAll, pad * N, M * N);
     rt.destroyBuffer(xAll.buffer);
     rt.destroyBuffer(outAll.buffer);
-    return { err: relativeError(got, matmulRef(x, w, M, N, K, bias)), parts: weight.parts.length };
+    return { err: relativeError(got, matmulRef(input, w, M, N, K, bias)), parts: weight.parts.length };
   } finally {
     weight.destroy();
   }
 }
 
 function name(c: Case): string {
-  const extras = [c.bias ? 'bias' : '', c.maxPartBytes ? `split@${c.maxPartBytes}B` : '', c.offsetRows ? `offset ${c.offsetRows} rows` : '']
+  const extras = [
+    c.gated ? `gated ${c.gated}` : '',
+    c.bias ? 'bias' : '',
+    c.maxPartBytes ? `split@${c.maxPartBytes}B` : '',
+    c.offsetRows ? `offset ${c.offsetRows} rows` : '',
+  ]
     .filter(Boolean)
     .join(' ');
   return `${c.dtype} M=${c.M} N=${c.N} K=${c.K}${extras ? ' ' + extras : ''}${c.tuning ? ' ' + JSON.stringify(c.tuning) : ''}`;
@@ -155,6 +168,16 @@ describe('matmul: inputs and outputs at unaligned offsets, other tilings', () =>
     { M: 6, N: 300, K: 64, dtype: 'f32', offsetRows: 1, tuning: { gemvShareXMinRows: 0 } },
     { M: 8, N: 301, K: 77, dtype: 'f16', bias: true, offsetRows: 2, tuning: { gemvShareXMinRows: 0 } },
     { M: 3, N: 300, K: 64, dtype: 'f16', tuning: { gemvShareXMinRows: 0, gemvF16PairsMaxRows: 0 } },
+    // x as fused gate/up rows, the activation applied as it is loaded: GEMV (vec4 x loads,
+    // scalar loads, shared x, split K) and GEMM (shared x with a tail, plain, f16 pairs)
+    { M: 1, N: 300, K: 64, dtype: 'f32', bias: true, gated: 'silu' },
+    { M: 1, N: 300, K: 77, dtype: 'f16', gated: 'gelu_tanh', offsetRows: 1 },
+    { M: 5, N: 301, K: 64, dtype: 'f16', gated: 'silu', offsetRows: 2 },
+    { M: 5, N: 300, K: 77, dtype: 'f32', gated: 'gelu_tanh', tuning: { gemvShareXMinRows: 0 } },
+    { M: 3, N: 300, K: 77, dtype: 'f32', gated: 'silu', tuning: { gemvSplitK: 4, gemvWorkgroupN: 16 } },
+    { M: 37, N: 301, K: 77, dtype: 'f16', bias: true, gated: 'silu', offsetRows: 3 },
+    { M: 40, N: 300, K: 68, dtype: 'f32', gated: 'gelu_tanh', tuning: { gemmShareX: 0 } },
+    { M: 70, N: 300, K: 64, dtype: 'f16', gated: 'silu', tuning: { gemmF16Pairs: false } },
   ];
   for (const c of more) {
     it(name(c), async () => {

@@ -10,7 +10,7 @@ import { attention } from '../../kernels/attention.js';
 import { embedding } from '../../kernels/embedding.js';
 import { gatherRows } from '../../kernels/gather-rows.js';
 import { kvWrite } from '../../kernels/kv-write.js';
-import { matmul } from '../../kernels/matmul.js';
+import { GEMV_MAX_ROWS, matmul } from '../../kernels/matmul.js';
 import { gatedActivation } from '../../kernels/activation.js';
 import { addRmsNorm, rmsNorm } from '../../kernels/rmsnorm.js';
 import { rope } from '../../kernels/rope.js';
@@ -113,8 +113,16 @@ export function recordForward(
 
     // MLP: fused gate/up, activation, down (+ GLM-4's post-MLP-output norm)
     matmul(rt, rec, { x: normed, weight: layer.gateUp, out: gateUp, M: rows });
-    gatedActivation(rt, rec, { x: gateUp, out: act, rows, inner: s.intermediateSize, activation: s.activation });
-    matmul(rt, rec, { x: act, weight: layer.down, out: blockOut, M: rows });
+    if (rows <= GEMV_MAX_ROWS) {
+      // decode-sized steps: the down projection applies the activation as it loads its
+      // input (one dispatch and one pass over [rows, 2 * inner] fewer)
+      matmul(rt, rec, { x: gateUp, gated: s.activation, weight: layer.down, out: blockOut, M: rows });
+    } else {
+      // taller steps: the GEMM reloads each input once per column tile, so the activation
+      // runs once on its own (fused it timed 1.0-1.2x at 9-512 rows on lavapipe)
+      gatedActivation(rt, rec, { x: gateUp, out: act, rows, inner: s.intermediateSize, activation: s.activation });
+      matmul(rt, rec, { x: act, weight: layer.down, out: blockOut, M: rows });
+    }
     if (layer.postMlpOutNorm) rmsNorm(rt, rec, { x: blockOut, weight: layer.postMlpOutNorm, out: blockOut, ...norm });
   }
 
