@@ -9,11 +9,10 @@
 import { attention } from '../../kernels/attention.js';
 import { embedding } from '../../kernels/embedding.js';
 import { gatherRows } from '../../kernels/gather-rows.js';
-import { kvWrite } from '../../kernels/kv-write.js';
 import { GEMV_MAX_ROWS, matmul } from '../../kernels/matmul.js';
 import { gatedActivation } from '../../kernels/activation.js';
 import { addRmsNorm, rmsNorm } from '../../kernels/rmsnorm.js';
-import { rope } from '../../kernels/rope.js';
+import { ropeKvWrite } from '../../kernels/rope-kv-write.js';
 import type { Recorder } from '../../kernels/recorder.js';
 import type { KernelRuntime } from '../../kernels/runtime.js';
 import { sliceTensor, type GpuTensor } from '../../kernels/tensor.js';
@@ -44,15 +43,6 @@ export function recordForward(
   const act = rowsOf(buf.act, rows, s.intermediateSize);
   const norm = { rows, dim: s.hiddenSize, eps: s.normEps, onePlus: s.normOnePlus };
   const headNorm = { rows, dim: s.headDim, eps: s.normEps, onePlus: s.normOnePlus, rowStride: qkvWidth };
-  const ropeArgs = {
-    positions: plan.positions,
-    invFreq: model.invFreq,
-    rows,
-    headDim: s.headDim,
-    rotaryDim: s.rotaryDim,
-    layout: s.ropeLayout,
-    rowStride: qkvWidth,
-  };
 
   // token embeddings
   embedding(rt, rec, { ids: plan.tokenIds, parts: model.embedding.parts, out: hidden, rows, dim: s.hiddenSize });
@@ -72,23 +62,22 @@ export function recordForward(
     if (layer.qNorm) rmsNorm(rt, rec, { x: qkv, weight: layer.qNorm, segments: s.numHeads, offset: 0, ...headNorm });
     if (layer.kNorm) rmsNorm(rt, rec, { x: qkv, weight: layer.kNorm, segments: s.numKvHeads, offset: qWidth, ...headNorm });
 
-    // rotary position embedding: the k heads follow the q heads in each fused row, so one
-    // dispatch over numHeads + numKvHeads heads rotates both
-    rope(rt, rec, { x: qkv, nHeads: s.numHeads + s.numKvHeads, offset: 0, ...ropeArgs });
-
-    // new keys and values into the paged cache, then attention over it
-    kvWrite(rt, rec, {
-      k: qkv,
-      v: qkv,
-      rowStride: qkvWidth,
-      kOffset: qWidth,
-      vOffset: qWidth + kvWidth,
+    // rotary position embedding of q and k, and the new keys and values into the paged
+    // cache, in one dispatch; then attention over the cache
+    ropeKvWrite(rt, rec, {
+      qkv,
+      positions: plan.positions,
+      invFreq: model.invFreq,
       slots: plan.slots,
       kCache: cache.k,
       vCache: cache.v,
       rows,
+      nHeads: s.numHeads,
       nKvHeads: s.numKvHeads,
       headDim: s.headDim,
+      rotaryDim: s.rotaryDim,
+      layout: s.ropeLayout,
+      rowStride: qkvWidth,
       blockSize: plan.blockSize,
     });
     attention(rt, rec, plan.attention, {
