@@ -24,6 +24,7 @@ const HD: u32 = {{HEAD_DIM}}u;
 const M: u32 = {{M}}u;             // query heads per item (one kv head's group, or part of it)
 const LANES: u32 = {{LANES}}u;     // invocations per workgroup: one subgroup
 const CPL: u32 = {{CPL}}u;         // vec4 chunks of each head per lane: HD / (4 * LANES)
+const KB: u32 = {{KB}}u;           // keys per block of the main loop (BLOCK)
 const M_INIT: f32 = -1.0e30;
 
 #include attention-args
@@ -45,7 +46,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   // the same place in out
   let ob = it.q_row0 * p.out_stride + it.q_head0 * HD + lid * 4u * CPL;
 {{DECL}}
-  for (var t = lo; t < it.k_end; t++) {
+  var t = lo;
+  // KB keys at a time (BLOCK: one running-max update and one rescale per head per block,
+  // the KB scores of a head reduced by one vec4 subgroupAdd), then the rest one by one
+  for (; t + KB <= it.k_end; t += KB) {
+{{BLOCK}}
+  }
+  for (; t < it.k_end; t++) {
     let b = key_base(it, kvh, t) + lid * CPL;
 {{STEP}}
   }

@@ -16,6 +16,18 @@ import { hasSubgroupsOf } from './subgroups.js';
 import { queryRegisters, type CpuDecodeArgs } from './attention-decode.js';
 import type { GpuTensor } from './tensor.js';
 
+/**
+ * Keys per block of the dims kernel's main loop (1-4; see the BLOCK code): 4 where the
+ * item's registers are few (at most 2 vec4 chunks of each head per lane and 8 in all),
+ * else 1. Interleaved A/B on lavapipe (f16 cache, 1-16 rows, 192-1024 keys), 4 keys against
+ * 1: head dim 64 with 1, 3 or 4 heads per item 0.72-0.99x the time; 8 heads per item
+ * 1.12-1.14x, head dim 128 with 4 or 6 heads 1.11-1.34x (2 keys: 0.83-1.09x).
+ */
+export function dimsKeysPerBlock(heads: number, headDim: number): number {
+  const cpl = headDim / (4 * DIMS_DECODE_LANES);
+  return cpl <= 2 && heads * cpl <= 8 ? 4 : 1;
+}
+
 /** Lanes per work item: one SIMD register's worth on lavapipe (8 x 32-bit on AVX2). */
 export const DIMS_DECODE_LANES = 8;
 
@@ -25,7 +37,13 @@ export function dimsDecodeSupported(rt: KernelRuntime, headDim: number): boolean
 }
 
 /** The DECL, STEP and STORE blocks of attention-decode-dims.wgsl for `heads` heads of `headDim`. */
-export function attentionDecodeDimsCode(heads: number, headDim: number, lanes: number): { DECL: string; STEP: string; STORE: string } {
+export function attentionDecodeDimsCode(
+  heads: number,
+  headDim: number,
+  lanes: number,
+  kb: number,
+): { DECL: string; STEP: string; BLOCK: string; STORE: string } {
+  if (!(kb >= 1 && kb <= 4)) throw new RangeError(`attention-decode-dims: keys per block must be 1-4, got ${kb}`);
   const cpl = headDim / (4 * lanes);
   const H = [...Array(heads).keys()];
   const C = [...Array(cpl).keys()];
@@ -41,6 +59,31 @@ export function attentionDecodeDimsCode(heads: number, headDim: number, lanes: n
   for (const c of C) {
     step.push(`    let v${c} = load_v(b + ${c}u);`);
     for (const m of H) step.push(`    a${m}_${c} = a${m}_${c} * al${m} + p${m} * v${c};`);
+  }
+  // KB keys per block: scores of a head as one vec4 (padded with its first) and one
+  // subgroupAdd, one max and one rescale per block; exps per head per key 1 + 1 / KB
+  // instead of 2
+  const block: string[] = [];
+  const J = [...Array(kb).keys()];
+  for (const j of J) block.push(`    let b${j} = key_base(it, kvh, t + ${j}u) + lid * CPL;`);
+  for (const j of J) for (const c of C) block.push(`    let k${j}_${c} = load_k(b${j} + ${c}u);`);
+  const lanesOf = (xs: string[]): string => `vec${kb}<f32>(${xs.join(', ')})`;
+  const sw = ['x', 'y', 'z', 'w'];
+  for (const m of H) {
+    const parts = J.map((j) => C.map((c) => `dot(q${m}_${c}, k${j}_${c})`).join(' + '));
+    if (kb === 1) block.push(`    let s${m}_0 = subgroupAdd(${parts[0]});`);
+    else {
+      block.push(`    let sv${m} = subgroupAdd(${lanesOf(parts)});`);
+      for (const j of J) block.push(`    let s${m}_${j} = sv${m}.${sw[j]};`);
+    }
+    const scores = J.map((j) => `s${m}_${j}`);
+    block.push(`    let nm${m} = ${scores.reduce((acc, x) => `max(${acc}, ${x})`, `mx${m}`)};`, `    let al${m} = exp(mx${m} - nm${m});`);
+    for (const j of J) block.push(`    let p${m}_${j} = exp(s${m}_${j} - nm${m});`);
+    block.push(`    l${m} = l${m} * al${m} + ${J.map((j) => `p${m}_${j}`).join(' + ')};`, `    mx${m} = nm${m};`);
+  }
+  for (const c of C) {
+    for (const j of J) block.push(`    let v${j}_${c} = load_v(b${j} + ${c}u);`);
+    for (const m of H) block.push(`    a${m}_${c} = a${m}_${c} * al${m} + ${J.map((j) => `p${m}_${j} * v${j}_${c}`).join(' + ')};`);
   }
   // a whole item: its heads, normalised, into out
   const store: string[] = ['  if (it.partial == NO_PARTIAL) {'];
@@ -58,13 +101,14 @@ export function attentionDecodeDimsCode(heads: number, headDim: number, lanes: n
       for (let e = 0; e < 4; e++) store.push(`  partials[${o} + ${e}u] = a${m}_${c}[${e}];`);
     }
   }
-  return { DECL: decl.join('\n'), STEP: step.join('\n'), STORE: store.join('\n') };
+  return { DECL: decl.join('\n'), STEP: step.join('\n'), BLOCK: block.join('\n'), STORE: store.join('\n') };
 }
 
 /** Records the dims decode kernel over the plan's decode items (partials only). */
-export function recordDimsDecode(rt: KernelRuntime, rec: Recorder, a: CpuDecodeArgs & { out: GpuTensor }): void {
+export function recordDimsDecode(rt: KernelRuntime, rec: Recorder, a: CpuDecodeArgs & { out: GpuTensor; keysPerBlock?: number }): void {
   const f16 = a.kCache.dtype === 'f16';
   const lanes = DIMS_DECODE_LANES;
+  const kb = a.keysPerBlock ?? dimsKeysPerBlock(a.heads, a.headDim);
   const kernel = rt.kernel({
     shader: 'attention-decode-dims',
     defines: {
@@ -72,10 +116,11 @@ export function recordDimsDecode(rt: KernelRuntime, rec: Recorder, a: CpuDecodeA
       M: a.heads,
       LANES: lanes,
       CPL: a.headDim / (4 * lanes),
+      KB: kb,
       F16: f16,
       KV4: f16 ? 'vec2<u32>' : 'vec4<f32>',
     },
-    generated: () => attentionDecodeDimsCode(a.heads, a.headDim, lanes),
+    generated: () => attentionDecodeDimsCode(a.heads, a.headDim, lanes, kb),
     bindings: ['read', 'read', 'read', 'read', 'read', 'write', 'write'],
     params: true,
   });

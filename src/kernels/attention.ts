@@ -36,6 +36,8 @@ export interface AttentionOptions {
   scale?: number;
   /** 0 = none; otherwise a query at position p sees keys in (p - slidingWindow, p]. */
   slidingWindow?: number;
+  /** The CPU dims decode kernel's keys per block, 1-4 (default dimsKeysPerBlock; tests). */
+  dimsKeysPerBlock?: number;
 }
 
 const WORKGROUP = 64;
@@ -114,7 +116,8 @@ export function attention(rt: KernelRuntime, rec: Recorder, batch: AttentionBatc
     headDim: o.headDim,
     params: kernelParams(batch.decode.items),
   });
-  if (batch.decode.items > 0 && batch.decodeDims) recordDimsDecode(rt, rec, { ...cpuDecode(), out: o.out });
+  if (batch.decode.items > 0 && batch.decodeDims)
+    recordDimsDecode(rt, rec, { ...cpuDecode(), out: o.out, keysPerBlock: o.dimsKeysPerBlock });
   else if (batch.decode.items > 0 && batch.decodeLanes > 0) recordLanesDecode(rt, rec, { ...cpuDecode(), lanes: batch.decodeLanes });
   else if (batch.decode.items > 0) run(batch.decode, batch.decodeItems.tensor!, partials);
   if (batch.reduceItems > 0) {

@@ -22,10 +22,24 @@ interface Case {
   plan?: Partial<AttentionBatchOptions>;
   /** Expect at least one split-K decode row. */
   expectSplit?: boolean;
+  /** Multiplies q: large scores (hundreds) overflow exp unless every key counts in the running max. */
+  qScale?: number;
 }
 
 const CASES: Case[] = [
   { name: 'single decode, kvLen 1', nHeads: 2, nKvHeads: 2, headDim: 64, seqs: [[1, 1]] },
+  {
+    name: 'decode and a prefill chunk with scores in the hundreds, GQA 2',
+    nHeads: 4,
+    nKvHeads: 2,
+    headDim: 64,
+    seqs: [
+      [1, 37],
+      [1, 130],
+      [5, 40],
+    ],
+    qScale: 60,
+  },
   {
     name: 'decode batch of awkward lengths, GQA 2',
     nHeads: 8,
@@ -163,7 +177,7 @@ function shuffled(rng: Rng, n: number): number[] {
 }
 
 /** The decode kernel a case asks the plan for (undefined: the adapter's default). */
-type DecodeChoice = { decodeLanes: number; decodeDims: false } | { decodeDims: true } | undefined;
+type DecodeChoice = { decodeLanes: number; decodeDims: false } | { decodeDims: true; dimsKeysPerBlock?: number } | undefined;
 
 async function runCase(rt: KernelRuntime, c: Case, dtype: 'f16' | 'f32', seed: number, decode?: DecodeChoice, qPad = 0): Promise<number> {
   const rng = new Rng(seed);
@@ -204,7 +218,7 @@ async function runCase(rt: KernelRuntime, c: Case, dtype: 'f16' | 'f32', seed: n
     refSeqs.push({ qStart: starts[i]!, qLen, kvLen, keys, values });
     return { qStart: starts[i]!, qLen, kvLen, blockTable };
   });
-  const q = rng.floats(rows * nHeads * headDim, -2, 2);
+  const q = rng.floats(rows * nHeads * headDim, -2, 2).map((v) => v * (c.qScale ?? 1));
   const cache = createKvCache(rt, { ...dims, dtype });
   rt.write(cache.k, dtype === 'f16' ? f32ToF16Bits(kPhys) : kPhys);
   rt.write(cache.v, dtype === 'f16' ? f32ToF16Bits(vPhys) : vPhys);
@@ -234,6 +248,7 @@ async function runCase(rt: KernelRuntime, c: Case, dtype: 'f16' | 'f32', seed: n
     headDim,
     blockSize,
     slidingWindow: c.slidingWindow,
+    dimsKeysPerBlock: decode?.decodeDims ? decode.dimsKeysPerBlock : undefined,
   });
   await rec.submit();
   const got = await rt.readFloats(out);
@@ -267,6 +282,11 @@ const DECODE_KERNELS: readonly (readonly [string, DecodeChoice])[] = [
   ['tiled decode', { decodeLanes: 0, decodeDims: false }],
   ['lanes decode', { decodeLanes: 8, decodeDims: false }],
   ['dims decode', { decodeDims: true }],
+  // the dims kernel's main loop takes keys in blocks (1 or 4 by default, by the item's
+  // registers); each block size leaves other tails for the one-key loop
+  ['dims decode, 1 key per block', { decodeDims: true, dimsKeysPerBlock: 1 }],
+  ['dims decode, 3 keys per block', { decodeDims: true, dimsKeysPerBlock: 3 }],
+  ['dims decode, 4 keys per block', { decodeDims: true, dimsKeysPerBlock: 4 }],
 ];
 
 describe('attention', () => {
