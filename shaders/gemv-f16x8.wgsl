@@ -24,6 +24,36 @@ const WB: u32 = {{WB}}u;
 @group(0) @binding(1) var<storage, read> w: array<vec4<u32>>;
 
 
+// Four k steps of this lane's two vec4 columns, from W element wi on, wStep apart: the
+// first columns (l) and the second (h), unpacked to f32.
+struct Quad {
+  l0: vec4<f32>,
+  l1: vec4<f32>,
+  l2: vec4<f32>,
+  l3: vec4<f32>,
+  h0: vec4<f32>,
+  h1: vec4<f32>,
+  h2: vec4<f32>,
+  h3: vec4<f32>,
+}
+
+fn loadQuad(wi: u32, wStep: u32) -> Quad {
+  let q0 = w[wi];
+  let q1 = w[wi + wStep];
+  let q2 = w[wi + 2u * wStep];
+  let q3 = w[wi + 3u * wStep];
+  return Quad(lo(q0), lo(q1), lo(q2), lo(q3), hi(q0), hi(q1), hi(q2), hi(q3));
+}
+
+// a quad's products with the four x values of its k steps, per column
+fn loSum(q: Quad, xv: vec4<f32>) -> vec4<f32> {
+  return q.l0 * xv.x + q.l1 * xv.y + q.l2 * xv.z + q.l3 * xv.w;
+}
+
+fn hiSum(q: Quad, xv: vec4<f32>) -> vec4<f32> {
+  return q.h0 * xv.x + q.h1 * xv.y + q.h2 * xv.z + q.h3 * xv.w;
+}
+
 @compute @workgroup_size(WGN)
 #if XSHARE
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(subgroup_invocation_id) sid: u32) {
@@ -55,50 +85,24 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
       xs[r] = xAt(xRow[r] + k + xLane);
     }
     for (var s = 0u; s < 8u; s += 4u) {
-      let q0 = w[wi];
-      let q1 = w[wi + wStep];
-      let q2 = w[wi + 2u * wStep];
-      let q3 = w[wi + 3u * wStep];
+      let q = loadQuad(wi, wStep);
       wi += 4u * wStep;
-      let l0 = lo(q0);
-      let l1 = lo(q1);
-      let l2 = lo(q2);
-      let l3 = lo(q3);
-      let h0 = hi(q0);
-      let h1 = hi(q1);
-      let h2 = hi(q2);
-      let h3 = hi(q3);
       for (var r = 0u; r < TM; r++) {
         let xr = xs[r];
-        let x0 = subgroupShuffle(xr, s);
-        let x1 = subgroupShuffle(xr, s + 1u);
-        let x2 = subgroupShuffle(xr, s + 2u);
-        let x3 = subgroupShuffle(xr, s + 3u);
-        accLo[r] += l0 * x0 + l1 * x1 + l2 * x2 + l3 * x3;
-        accHi[r] += h0 * x0 + h1 * x1 + h2 * x2 + h3 * x3;
+        let xv = vec4<f32>(subgroupShuffle(xr, s), subgroupShuffle(xr, s + 1u), subgroupShuffle(xr, s + 2u), subgroupShuffle(xr, s + 3u));
+        accLo[r] += loSum(q, xv);
+        accHi[r] += hiSum(q, xv);
       }
     }
   }
 #endif
   for (; k + 3u < p.K; k += 4u) {
-    let q0 = w[wi];
-    let q1 = w[wi + wStep];
-    let q2 = w[wi + 2u * wStep];
-    let q3 = w[wi + 3u * wStep];
+    let q = loadQuad(wi, wStep);
     wi += 4u * wStep;
-    let l0 = lo(q0);
-    let l1 = lo(q1);
-    let l2 = lo(q2);
-    let l3 = lo(q3);
-    let h0 = hi(q0);
-    let h1 = hi(q1);
-    let h2 = hi(q2);
-    let h3 = hi(q3);
     for (var r = 0u; r < TM; r++) {
-      let xi = xRow[r] + k;
-      let xv = x4At(xi);
-      accLo[r] += l0 * xv.x + l1 * xv.y + l2 * xv.z + l3 * xv.w;
-      accHi[r] += h0 * xv.x + h1 * xv.y + h2 * xv.z + h3 * xv.w;
+      let xv = x4At(xRow[r] + k);
+      accLo[r] += loSum(q, xv);
+      accHi[r] += hiSum(q, xv);
     }
   }
   for (; k < p.K; k++) {

@@ -35,6 +35,23 @@ const WB: u32 = {{WB}}u;
 var<workgroup> partial: array<vec4<f32>, {{PARTIALS}}>;
 #endif
 
+// Four k steps of this lane's vec4 column, from W element wi on, wStep apart, as f32.
+struct Quad {
+  w0: vec4<f32>,
+  w1: vec4<f32>,
+  w2: vec4<f32>,
+  w3: vec4<f32>,
+}
+
+fn loadQuad(wi: u32, wStep: u32) -> Quad {
+  return Quad(vec4<f32>(w[wi]), vec4<f32>(w[wi + wStep]), vec4<f32>(w[wi + 2u * wStep]), vec4<f32>(w[wi + 3u * wStep]));
+}
+
+// a quad's products with the four x values of its k steps
+fn quadSum(q: Quad, xv: vec4<f32>) -> vec4<f32> {
+  return q.w0 * xv.x + q.w1 * xv.y + q.w2 * xv.z + q.w3 * xv.w;
+}
+
 @compute @workgroup_size(WGN, KS)
 #if XSHARE
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(subgroup_invocation_id) sid: u32) {
@@ -75,31 +92,24 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
       xs[r] = xAt(xRow[r] + k + xLane);
     }
     for (var s = 0u; s < 8u; s += 4u) {
-      let w0 = vec4<f32>(w[wi]);
-      let w1 = vec4<f32>(w[wi + wStep]);
-      let w2 = vec4<f32>(w[wi + 2u * wStep]);
-      let w3 = vec4<f32>(w[wi + 3u * wStep]);
+      let q = loadQuad(wi, wStep);
       wi += 4u * wStep;
       for (var r = 0u; r < TM; r++) {
         let xr = xs[r];
-        acc[r] += w0 * subgroupShuffle(xr, s) + w1 * subgroupShuffle(xr, s + 1u) + w2 * subgroupShuffle(xr, s + 2u) + w3 * subgroupShuffle(xr, s + 3u);
+        acc[r] += quadSum(q, vec4<f32>(subgroupShuffle(xr, s), subgroupShuffle(xr, s + 1u), subgroupShuffle(xr, s + 2u), subgroupShuffle(xr, s + 3u)));
       }
     }
   }
 #endif
   for (; k + 3u * KS < p.K; k += step) {
-    let w0 = vec4<f32>(w[wi]);
-    let w1 = vec4<f32>(w[wi + wStep]);
-    let w2 = vec4<f32>(w[wi + 2u * wStep]);
-    let w3 = vec4<f32>(w[wi + 3u * wStep]);
+    let q = loadQuad(wi, wStep);
     wi += 4u * wStep;
     for (var r = 0u; r < TM; r++) {
       let xi = xRow[r] + k;
 #if XV4
-      let xv = x4At(xi);
-      acc[r] += w0 * xv.x + w1 * xv.y + w2 * xv.z + w3 * xv.w;
+      acc[r] += quadSum(q, x4At(xi));
 #else
-      acc[r] += w0 * xAt(xi) + w1 * xAt(xi + KS) + w2 * xAt(xi + 2u * KS) + w3 * xAt(xi + 3u * KS);
+      acc[r] += quadSum(q, vec4<f32>(xAt(xi), xAt(xi + KS), xAt(xi + 2u * KS), xAt(xi + 3u * KS)));
 #endif
     }
   }
