@@ -28,6 +28,8 @@ struct Params {
 @group(0) @binding(4) var<storage, read_write> v_cache: array<{{KV}}>;
 @group(1) @binding(0) var<uniform> p: Params;
 
+#include kv-layout
+
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = gid.x + gid.y * nwg.x * 256u;
@@ -39,9 +41,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   let within = i % row_width;
   let head = within / p.head_dim;
   let d = within % p.head_dim;
-  let slot = slots[row];
-  let block = slot / p.block_size;
-  let dst = ((block * p.n_kv_heads + head) * p.block_size + slot % p.block_size) * p.head_dim + d;
+  let dst = cache_base(slots[row], head) + d;
   let src = row * p.row_stride + within;
   k_cache[dst] = {{KV}}(k_new[p.k_offset + src]);
   v_cache[dst] = {{KV}}(v_new[p.v_offset + src]);

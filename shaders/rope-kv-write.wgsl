@@ -31,6 +31,7 @@ struct Params {
 @group(1) @binding(0) var<uniform> p: Params;
 
 #include rope-angle
+#include kv-layout
 
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -83,9 +84,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     return;
   }
   let kv = head - p.n_heads;
-  let slot = slots[row];
-  let kv_head = kv % p.n_kv_heads;
-  let dst = ((slot / p.block_size * p.n_kv_heads + kv_head) * p.block_size + slot % p.block_size) * p.head_dim;
+  let dst = cache_base(slots[row], kv % p.n_kv_heads);
   if (kv < p.n_kv_heads) {
     k_cache[dst + da] = {{KV}}(a);
     k_cache[dst + db] = {{KV}}(b);

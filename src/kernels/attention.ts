@@ -7,6 +7,7 @@
  * and the reduce kernel that merges split partials.
  */
 import { assertLength } from './checks.js';
+import { assertKvCaches } from './kv-write.js';
 import { AttentionBatch, type AttentionPath } from './attention-batch.js';
 import { recordLanesDecode } from './attention-decode.js';
 import { recordDimsDecode } from './attention-decode-dims.js';
@@ -53,10 +54,7 @@ export function attention(rt: KernelRuntime, rec: Recorder, batch: AttentionBatc
     );
   }
   if (o.q.dtype !== 'f32' || o.out.dtype !== 'f32') throw new TypeError(`${op}: q and out must be f32`);
-  const kvType = o.kCache.dtype;
-  if ((kvType !== 'f16' && kvType !== 'f32') || o.vCache.dtype !== kvType) {
-    throw new TypeError(`${op}: caches must both be f16 or both f32, got ${o.kCache.dtype} and ${o.vCache.dtype}`);
-  }
+  const kvType = assertKvCaches(op, o.kCache, o.vCache);
   const stride = o.nHeads * o.headDim;
   const qStride = o.qStride ?? stride;
   if (!Number.isInteger(qStride) || qStride < stride)

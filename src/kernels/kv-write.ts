@@ -96,15 +96,29 @@ export interface KvWriteOptions {
   vOffset?: number;
 }
 
+/** A layer's K and V cache tensors must share one of the cache dtypes; returns it. */
+export function assertKvCaches(op: string, kCache: GpuTensor, vCache: GpuTensor): KvDType {
+  const dtype = kCache.dtype;
+  if ((dtype !== 'f16' && dtype !== 'f32') || vCache.dtype !== dtype) {
+    throw new TypeError(`${op}: caches must both be f16 or both f32, got ${kCache.dtype} and ${vCache.dtype}`);
+  }
+  return dtype;
+}
+
+/** A layer's K and V cache tensors must be equally long and hold whole blocks of the given shape. */
+export function assertKvCacheBlocks(op: string, kCache: GpuTensor, vCache: GpuTensor, dims: Omit<KvCacheDims, 'numBlocks'>): void {
+  const { blockSize, nKvHeads, headDim } = dims;
+  if (kCache.length % (blockSize * nKvHeads * headDim) !== 0 || vCache.length !== kCache.length) {
+    throw new RangeError(`${op}: cache length ${kCache.length} is not whole blocks of ${blockSize}x${nKvHeads}x${headDim}`);
+  }
+}
+
 /** Records the write of `rows` new K/V rows into their cache slots. */
 export function kvWrite(rt: KernelRuntime, rec: Recorder, o: KvWriteOptions): void {
   const op = 'kvWrite';
   if (o.k.dtype !== 'f32' || o.v.dtype !== 'f32') throw new TypeError(`${op}: new k and v must be f32`);
   if (o.slots.dtype !== 'u32') throw new TypeError(`${op}: slots must be u32`);
-  const cacheType = o.kCache.dtype;
-  if ((cacheType !== 'f16' && cacheType !== 'f32') || o.vCache.dtype !== cacheType) {
-    throw new TypeError(`${op}: caches must both be f16 or both f32, got ${o.kCache.dtype} and ${o.vCache.dtype}`);
-  }
+  const cacheType = assertKvCaches(op, o.kCache, o.vCache);
   const width = o.nKvHeads * o.headDim;
   const n = o.rows * width;
   const rowStride = o.rowStride ?? width;
@@ -116,9 +130,7 @@ export function kvWrite(rt: KernelRuntime, rec: Recorder, o: KvWriteOptions): vo
   assertLength(op, 'k', o.k, kOffset + (o.rows - 1) * rowStride + width);
   assertLength(op, 'v', o.v, vOffset + (o.rows - 1) * rowStride + width);
   assertLength(op, 'slots', o.slots, o.rows);
-  if (o.kCache.length % (o.blockSize * o.nKvHeads * o.headDim) !== 0 || o.vCache.length !== o.kCache.length) {
-    throw new RangeError(`${op}: cache length ${o.kCache.length} is not whole blocks of ${o.blockSize}x${o.nKvHeads}x${o.headDim}`);
-  }
+  assertKvCacheBlocks(op, o.kCache, o.vCache, o);
   const kernel = rt.kernel({
     shader: 'kv-write',
     defines: { KV: cacheType, F16: cacheType === 'f16' },

@@ -235,7 +235,7 @@ function gemvWidth(tuning: MatmulTuning, lanes: number): number {
 function gemvShareX(rt: KernelRuntime, d: PartDispatch): boolean {
   // a gated x load is two loads and an exp, so sharing it pays from one row (the down
   // projection of batch-1 decode: 0.76x the time of activation pass + GEMV on lavapipe)
-  const from = d.gated ? Math.min(1, d.tuning.gemvShareXMinRows) : d.tuning.gemvShareXMinRows;
+  const from = d.gated && d.tuning.gemvShareXMinRows > 0 ? 1 : d.tuning.gemvShareXMinRows;
   return from > 0 && d.rows >= from && hasSubgroupsOf(rt, 8);
 }
 

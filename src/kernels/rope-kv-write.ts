@@ -8,7 +8,8 @@ import { assertLength } from './checks.js';
 import { grid1d } from './grid.js';
 import { params } from './params.js';
 import type { Recorder } from './recorder.js';
-import type { RopeLayout } from './rope.js';
+import { assertKvCacheBlocks, assertKvCaches } from './kv-write.js';
+import { assertRotaryDim, type RopeLayout } from './rope.js';
 import type { KernelRuntime } from './runtime.js';
 import type { GpuTensor } from './tensor.js';
 
@@ -50,24 +51,17 @@ export function ropeKvWrite(rt: KernelRuntime, rec: Recorder, o: RopeKvWriteOpti
     blockSize: o.blockSize,
   });
   if (o.headDim % 2 !== 0) throw new RangeError(`${op}: headDim ${o.headDim} must be even`);
-  if (rotaryDim % 2 !== 0 || rotaryDim > o.headDim) {
-    throw new RangeError(`${op}: rotaryDim ${rotaryDim} must be even and at most headDim ${o.headDim}`);
-  }
+  assertRotaryDim(op, rotaryDim, o.headDim);
   if (rowStride < heads * o.headDim) throw new RangeError(`${op}: rowStride ${rowStride} is less than (nHeads + 2 * nKvHeads) * headDim`);
   assertF32(op, o.qkv, o.invFreq);
   assertU32(op, 'positions', o.positions);
   assertU32(op, 'slots', o.slots);
-  const cacheType = o.kCache.dtype;
-  if ((cacheType !== 'f16' && cacheType !== 'f32') || o.vCache.dtype !== cacheType) {
-    throw new TypeError(`${op}: caches must both be f16 or both f32, got ${o.kCache.dtype} and ${o.vCache.dtype}`);
-  }
+  const cacheType = assertKvCaches(op, o.kCache, o.vCache);
   assertLength(op, 'qkv', o.qkv, (o.rows - 1) * rowStride + heads * o.headDim);
   assertLength(op, 'positions', o.positions, o.rows);
   assertLength(op, 'slots', o.slots, o.rows);
   assertLength(op, 'invFreq', o.invFreq, rotaryDim / 2);
-  if (o.kCache.length % (o.blockSize * o.nKvHeads * o.headDim) !== 0 || o.vCache.length !== o.kCache.length) {
-    throw new RangeError(`${op}: cache length ${o.kCache.length} is not whole blocks of ${o.blockSize}x${o.nKvHeads}x${o.headDim}`);
-  }
+  assertKvCacheBlocks(op, o.kCache, o.vCache, o);
   for (const [name, t] of [
     ['positions', o.positions],
     ['invFreq', o.invFreq],

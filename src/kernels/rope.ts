@@ -91,6 +91,13 @@ export interface RopeOptions {
   offset?: number;
 }
 
+/** The rotated part of a head: an even number of values, at most the head. */
+export function assertRotaryDim(op: string, rotaryDim: number, headDim: number): void {
+  if (rotaryDim % 2 !== 0 || rotaryDim > headDim) {
+    throw new RangeError(`${op}: rotaryDim ${rotaryDim} must be even and at most headDim ${headDim}`);
+  }
+}
+
 /** Records RoPE over `rows` rows of x, in place. */
 export function rope(rt: KernelRuntime, rec: Recorder, o: RopeOptions): void {
   const op = 'rope';
@@ -99,9 +106,7 @@ export function rope(rt: KernelRuntime, rec: Recorder, o: RopeOptions): void {
   const offset = o.offset ?? 0;
   assertPositiveInt(op, { rows: o.rows, nHeads: o.nHeads, headDim: o.headDim, rotaryDim, rowStride });
   assertNonNegativeInt(op, { offset });
-  if (rotaryDim % 2 !== 0 || rotaryDim > o.headDim) {
-    throw new RangeError(`${op}: rotaryDim ${rotaryDim} must be even and at most headDim ${o.headDim}`);
-  }
+  assertRotaryDim(op, rotaryDim, o.headDim);
   if (rowStride < o.nHeads * o.headDim) throw new RangeError(`${op}: rowStride ${rowStride} is less than nHeads * headDim`);
   assertF32(op, o.x, o.invFreq);
   assertU32(op, 'positions', o.positions);
