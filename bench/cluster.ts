@@ -6,13 +6,15 @@
  * request that was in flight at that moment is answered. A benchmark, not a test.
  *
  * Run: npm run bench:cluster [-- --model DIR --concurrency 8 --requests 32 --max-tokens 8 --rounds 4
- *   --c1-requests 12 --skip-recovery]
+ *   --c1-requests 12 --skip-recovery --bare-proxy]
  * Workers and the gateway are real processes (`autoglm serve`, `autoglm gateway`) on loopback.
  * The overhead phase alternates direct and gateway rounds (order flipped every round, so a
  * load change on a shared machine hits both) and compares each gateway round with its
  * neighbouring direct round; it also measures the CPU each process spends per request
  * (/proc on Linux) and the added TTFT at concurrency 1, where no batching hides or adds
- * anything. Writes bench/results/cluster.json and the "Cluster" section of bench/RESULTS.md
+ * anything. With --bare-proxy, further rounds pair direct with a bare node:http proxy
+ * (bench/bare-proxy.ts) as a reference: what any Node proxy costs on this machine, against
+ * which the gateway's own share shows. Writes bench/results/cluster.json and the "Cluster" section of bench/RESULTS.md
  * (not with --skip-recovery, which only prints).
  */
 import { cpus, loadavg } from 'node:os';
@@ -159,6 +161,7 @@ async function main(): Promise<void> {
       rounds: { type: 'string', default: '4' },
       'c1-requests': { type: 'string', default: '12' },
       'skip-recovery': { type: 'boolean', default: false },
+      'bare-proxy': { type: 'boolean', default: false },
     },
   });
   const roundCount = Number(values.rounds);
@@ -184,12 +187,26 @@ async function main(): Promise<void> {
   process.stderr.write('warm-up\n');
   await closedLoop({ url: w.url, headers: direct, concurrency, requests: concurrency, maxTokens });
   await closedLoop({ url: gUrl, headers: {}, concurrency, requests: concurrency, maxTokens });
-  const pids = { worker: w.proc.pid, gateway: g.pid };
+  let bare: ChildProcess | null = null;
+  const bareUrl = `http://127.0.0.1:${await freePort()}`;
+  if (values['bare-proxy'] === true) {
+    bare = spawn(process.execPath, ['dist/bench/bare-proxy.js', new URL(bareUrl).port, w.url, SECRET], { cwd: ROOT, stdio: 'ignore' });
+    children.push(bare);
+    await waitFor(
+      async () => (await closedLoop({ url: bareUrl, headers: {}, concurrency: 1, requests: 1, maxTokens })).failures === 0,
+      20_000,
+      'bare proxy',
+    );
+  }
+  const pids = { worker: w.proc.pid, gateway: g.pid, bare: bare?.pid };
+  const urls: Record<Mode, string> = { direct: w.url, gateway: gUrl, bare: bareUrl };
   const loadBefore = loadavg()[0]!;
   const runRound = async (mode: Mode, c: number, n: number): Promise<RoundResult> => {
-    const cpu0 = { worker: processCpuMs(pids.worker), gateway: processCpuMs(pids.gateway) };
+    // the proxy column: the gateway's CPU, or the bare proxy's in its rounds
+    const proxyPid = mode === 'bare' ? pids.bare : pids.gateway;
+    const cpu0 = { worker: processCpuMs(pids.worker), gateway: processCpuMs(proxyPid) };
     const r = await closedLoop({
-      url: mode === 'direct' ? w.url : gUrl,
+      url: urls[mode],
       headers: mode === 'direct' ? direct : {},
       concurrency: c,
       requests: n,
@@ -199,7 +216,7 @@ async function main(): Promise<void> {
       mode,
       r,
       workerCpuMsPerRequest: (processCpuMs(pids.worker) - cpu0.worker) / n,
-      gatewayCpuMsPerRequest: (processCpuMs(pids.gateway) - cpu0.gateway) / n,
+      gatewayCpuMsPerRequest: (processCpuMs(proxyPid) - cpu0.gateway) / n,
     };
   };
   const rounds: RoundResult[] = [];
@@ -213,8 +230,17 @@ async function main(): Promise<void> {
     }
     if (c1Requests > 0) for (const mode of order) c1Rounds.push(await runRound(mode, 1, c1Requests));
   }
+  const bareRounds: RoundResult[] = [];
+  for (let round = 0; bare !== null && round < roundCount; round++) {
+    const order: Mode[] = round % 2 === 0 ? ['direct', 'bare'] : ['bare', 'direct'];
+    for (const mode of order) {
+      process.stderr.write(`round ${round + 1} ${mode}\n`);
+      bareRounds.push(await runRound(mode, concurrency, requests));
+    }
+  }
   const loadAfter = loadavg()[0]!;
   g.kill('SIGTERM');
+  bare?.kill('SIGKILL');
   w.kill('SIGKILL');
   await w.exited;
   const d = aggregate(rounds, 'direct');
@@ -223,6 +249,8 @@ async function main(): Promise<void> {
   const c1 = { direct: aggregate(c1Rounds, 'direct'), gateway: aggregate(c1Rounds, 'gateway') };
   const c1AddedMs = median(pairs(c1Rounds).map(([x, y]) => y.r.ttftP50Ms - x.r.ttftP50Ms));
   const throughput = (gw.tokensPerS / d.tokensPerS) * 100;
+  const bareSummary = bare !== null ? { proxy: aggregate(bareRounds, 'bare'), direct: aggregate(bareRounds, 'direct') } : null;
+  const bareAdded = bare !== null ? pairedAddedPct(bareRounds) : NaN;
   const overheadRows = [
     ['direct to worker', d.requestsPerS, d.tokensPerS, d.ttftP50Ms, d.ttftP90Ms, d.workerCpuMsPerRequest, '-', String(d.failures)],
     [
@@ -235,14 +263,31 @@ async function main(): Promise<void> {
       gw.gatewayCpuMsPerRequest,
       String(gw.failures),
     ],
+    ...(bareSummary
+      ? [
+          [
+            'bare node:http proxy (reference)',
+            bareSummary.proxy.requestsPerS,
+            bareSummary.proxy.tokensPerS,
+            bareSummary.proxy.ttftP50Ms,
+            bareSummary.proxy.ttftP90Ms,
+            bareSummary.proxy.workerCpuMsPerRequest,
+            bareSummary.proxy.gatewayCpuMsPerRequest,
+            String(bareSummary.proxy.failures),
+          ],
+        ]
+      : []),
   ];
-  const headers = ['path', 'req/s', 'output tok/s', 'TTFT p50 ms', 'TTFT p90 ms', 'worker CPU ms/req', 'gateway CPU ms/req', 'failed'];
+  const bareLine = bareSummary
+    ? `A bare node:http proxy (bench/bare-proxy.ts: no framework, no parsing, no retries), paired with direct rounds the same way (${roundCount} more pairs, direct TTFT p50 ${bareSummary.direct.ttftP50Ms.toFixed(1)} ms): adds **${bareAdded.toFixed(1)}%** to TTFT p50.`
+    : '';
+  const headers = ['path', 'req/s', 'output tok/s', 'TTFT p50 ms', 'TTFT p90 ms', 'worker CPU ms/req', 'proxy CPU ms/req', 'failed'];
   const roundLine = rounds.map((x) => `${x.mode === 'direct' ? 'D' : 'G'} ${x.r.ttftP50Ms.toFixed(0)}`).join(', ');
   process.stdout.write(
     `\n${formatTable(headers, overheadRows)}\n\nTTFT p50 per round (D direct, G gateway): ${roundLine}\n` +
       `TTFT p50 added by the gateway: ${ttftAdded.toFixed(1)}% (median of paired rounds); throughput ${throughput.toFixed(0)}% of direct; ` +
       `concurrency 1: TTFT p50 ${c1.direct.ttftP50Ms.toFixed(1)} ms direct, ${c1.gateway.ttftP50Ms.toFixed(1)} ms via gateway (+${c1AddedMs.toFixed(1)} ms); ` +
-      `load average ${loadBefore.toFixed(1)} -> ${loadAfter.toFixed(1)}\n`,
+      `load average ${loadBefore.toFixed(1)} -> ${loadAfter.toFixed(1)}\n${bareLine ? `${bareLine.replace(/\*\*/g, '')}\n` : ''}`,
   );
   if (skipRecovery) process.exit(0);
 
@@ -337,6 +382,7 @@ async function main(): Promise<void> {
       gatewayCpuMsPerRequest: x.gatewayCpuMsPerRequest,
     })),
     concurrency1: { requestsPerRound: c1Requests, direct: c1.direct, gateway: c1.gateway, ttftAddedMs: c1AddedMs },
+    ...(bareSummary ? { bareProxy: { ...bareSummary, ttftAddedPct: bareAdded } } : {}),
     loadAverage: { before: loadBefore, after: loadAfter },
     recovery,
   });
@@ -356,7 +402,8 @@ async function main(): Promise<void> {
       '',
       `TTFT p50 added by the gateway: **${ttftAdded.toFixed(1)}%** (median over rounds of each gateway round against its neighbouring direct round; target <= 5%); throughput through the gateway: **${throughput.toFixed(0)}%** of direct. ` +
         `At concurrency 1 (${c1Requests} requests per round, no batching effects) the gateway adds **${c1AddedMs.toFixed(1)} ms** to TTFT p50 (${c1.direct.ttftP50Ms.toFixed(1)} ms direct). ` +
-        'CPU ms/req: user+system time of each process divided by the requests of the round (the gateway column includes its /ready probes of the worker). ' +
+        (bareLine ? `${bareLine} ` : '') +
+        'CPU ms/req: user+system time of each process divided by the requests of the round (the proxy column: the gateway, including its /ready probes of the worker, or the bare proxy). ' +
         'Where the adapter is lavapipe, the "GPU" is the same CPU cores the gateway and the load generator run on, so gateway CPU time is taken straight from the worker; on a real GPU host the gateway runs beside an idle CPU.',
       '',
       `### Recovery after SIGKILL (3 workers, heartbeat registry, default health settings, ${Number(values['recovery-seconds'])} s of load at concurrency ${Math.min(concurrency, 6)})`,
@@ -390,7 +437,7 @@ async function main(): Promise<void> {
   process.exit(0);
 }
 
-type Mode = 'direct' | 'gateway';
+type Mode = 'direct' | 'gateway' | 'bare';
 
 interface RoundResult {
   mode: Mode;
@@ -413,7 +460,7 @@ function aggregate(rounds: readonly RoundResult[], mode: Mode) {
   };
 }
 
-/** (direct, gateway) rounds run back to back, in run order. */
+/** (direct, proxied) rounds run back to back, in run order. */
 function pairs(rounds: readonly RoundResult[]): [RoundResult, RoundResult][] {
   const out: [RoundResult, RoundResult][] = [];
   for (let i = 0; i + 1 < rounds.length; i += 2) {
@@ -424,7 +471,7 @@ function pairs(rounds: readonly RoundResult[]): [RoundResult, RoundResult][] {
   return out;
 }
 
-/** TTFT p50 added by the gateway, in %: the median over back-to-back round pairs. */
+/** TTFT p50 added by the proxy (gateway or bare), in %: the median over back-to-back round pairs. */
 function pairedAddedPct(rounds: readonly RoundResult[]): number {
   return median(pairs(rounds).map(([d, g]) => (g.r.ttftP50Ms / d.r.ttftP50Ms - 1) * 100));
 }

@@ -173,15 +173,6 @@ export const CASES: Case[] = [
   { name: 'long prefill chunk against 4097 cached', nHeads: 2, nKvHeads: 1, headDim: 64, seqs: [[130, 4097]] },
 ];
 
-function shuffled(rng: Rng, n: number): number[] {
-  const a = Array.from({ length: n }, (_, i) => i);
-  for (let i = n - 1; i > 0; i--) {
-    const j = rng.int(i + 1);
-    [a[i], a[j]] = [a[j]!, a[i]!];
-  }
-  return a;
-}
-
 /** The decode kernel a case asks the plan for (undefined: the adapter's default). */
 export type DecodeChoice = { decodeLanes: number; decodeDims: false } | { decodeDims: true; dimsKeysPerBlock?: number } | undefined;
 
@@ -200,13 +191,13 @@ export async function runCase(
   // block ids drawn from a shuffled pool with spare blocks, so tables are non-contiguous
   const blocksNeeded = c.seqs.reduce((n, [, kv]) => n + Math.ceil(kv / blockSize), 0);
   const numBlocks = blocksNeeded + 3;
-  const pool = shuffled(rng, numBlocks);
+  const pool = rng.permutation(numBlocks);
   const dims = { numBlocks, blockSize, nKvHeads, headDim };
   // garbage (not zeros) everywhere, so a read of the wrong slot shows
   const kPhys = rng.floats(kvCacheLength(dims), -3, 3);
   const vPhys = rng.floats(kvCacheLength(dims), -3, 3);
   // rows of the sequences in a shuffled order inside the batch
-  const order = shuffled(rng, c.seqs.length);
+  const order = rng.permutation(c.seqs.length);
   const starts = new Array<number>(c.seqs.length);
   let rows = 0;
   for (const i of order) {

@@ -7,15 +7,6 @@ import { roundTo, useRuntime } from '../helpers/gpu.js';
 
 const runtime = useRuntime();
 
-function shuffled(rng: Rng, n: number): number[] {
-  const a = Array.from({ length: n }, (_, i) => i);
-  for (let i = n - 1; i > 0; i--) {
-    const j = rng.int(i + 1);
-    [a[i], a[j]] = [a[j]!, a[i]!];
-  }
-  return a;
-}
-
 describe('kvWrite', () => {
   const cases = [
     { rows: 1, nKvHeads: 1, headDim: 8, blockSize: 16, numBlocks: 2 },
@@ -39,7 +30,7 @@ describe('kvWrite', () => {
         const width = c.nKvHeads * c.headDim;
         const total = kvCacheLength(c);
         // distinct random slots anywhere in the cache, in shuffled order
-        const slots = Uint32Array.from(shuffled(rng, c.numBlocks * c.blockSize).slice(0, c.rows));
+        const slots = Uint32Array.from(rng.permutation(c.numBlocks * c.blockSize).slice(0, c.rows));
         const k = rng.floats(c.rows * width, -4, 4);
         const v = rng.floats(c.rows * width, -4, 4);
         const before = { k: roundTo(dtype, rng.floats(total)), v: roundTo(dtype, rng.floats(total)) };
