@@ -392,7 +392,7 @@ async function main(): Promise<void> {
       '## Cluster',
       '',
       `Model \`${values.model!.split('/').pop()}\`, workers and gateway as separate processes on loopback (\`autoglm serve\` on the machine's WebGPU adapter, ${cpus().length} CPU cores shared by all of them); ` +
-        `date ${date}, commit ${commit}; streaming /v1/completions, ${maxTokens} output tokens (ignore_eos, seeded sampling), closed loop. \`npm run bench:cluster\`.`,
+        `date ${date}, commit ${commit}; streaming /v1/completions, ${maxTokens} output tokens (ignore_eos, seeded sampling), closed loop. \`npm run bench:cluster${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}\`.`,
       '',
       `### Gateway overhead (one worker, concurrency ${concurrency}, ${requests} requests per round, median of ${roundCount} rounds per mode, order flipped every round)`,
       '',
