@@ -124,6 +124,9 @@ export interface TargetCheck {
   target: number;
   met: boolean;
   ratios: number[];
+  /** Per pair, the kernel's and the ceiling's own rates (GB/s or GFLOP/s): which side moved. */
+  kernelRates: number[];
+  ceilingRates: number[];
 }
 
 /**
@@ -131,15 +134,24 @@ export interface TargetCheck {
  * see the same load from whatever else runs on the machine (two shared CPU cores here),
  * and returns the median of the per-pair ratios of their rates.
  */
-async function pairedRatio(rt: KernelRuntime, kernel: Probe, ceiling: Probe, pairs: number, o: TimeOptions): Promise<number[]> {
+async function pairedRatio(
+  rt: KernelRuntime,
+  kernel: Probe,
+  ceiling: Probe,
+  pairs: number,
+  o: TimeOptions,
+): Promise<{ ratios: number[]; kernelRates: number[]; ceilingRates: number[] }> {
   const one: TimeOptions = { warmup: 1, repeats: 1, targetSampleMs: o.targetSampleMs };
-  const ratios: number[] = [];
+  const out = { ratios: [] as number[], kernelRates: [] as number[], ceilingRates: [] as number[] };
   for (let i = 0; i < pairs; i++) {
     const c = await timeGpu(rt, (rec) => ceiling.record(rec), one);
     const k = await timeGpu(rt, (rec) => kernel.record(rec), one);
-    ratios.push(kernel.amount / k.medianMs / (ceiling.amount / c.medianMs));
+    // amount per ms / 1e6 = G per s
+    out.kernelRates.push(kernel.amount / k.medianMs / 1e6);
+    out.ceilingRates.push(ceiling.amount / c.medianMs / 1e6);
+    out.ratios.push(kernel.amount / k.medianMs / (ceiling.amount / c.medianMs));
   }
-  return ratios;
+  return out;
 }
 
 function matmulProbe(
@@ -187,9 +199,9 @@ async function checkTargets(rt: KernelRuntime, pairs: number, o: TimeOptions): P
     const kernel = spec.kernel();
     const ceiling = spec.ceiling();
     try {
-      const ratios = await pairedRatio(rt, kernel, ceiling, pairs, o);
-      const ratio = median(ratios);
-      checks.push({ name: spec.name, ratio, target: spec.target, met: ratio >= spec.target, ratios });
+      const paired = await pairedRatio(rt, kernel, ceiling, pairs, o);
+      const ratio = median(paired.ratios);
+      checks.push({ name: spec.name, ratio, target: spec.target, met: ratio >= spec.target, ...paired });
     } finally {
       kernel.destroy();
       ceiling.destroy();
@@ -271,7 +283,7 @@ async function main(): Promise<void> {
         const kernel = matmulProbe(rt, 1024, 1024, 1024, 'flops', dtype, tuning);
         const ceiling = fmaProbe(rt);
         try {
-          const ratios = await pairedRatio(rt, kernel, ceiling, pairs, o);
+          const { ratios } = await pairedRatio(rt, kernel, ceiling, pairs, o);
           const pct = (r: number): string => `${(r * 100).toFixed(0)}%`;
           console.log(
             `paired matmul 1024^3 ${dtype} ${JSON.stringify(tuning)}: ${pct(median(ratios))} of FMA; pairs ${ratios.map(pct).join(' ')}`,
@@ -300,7 +312,8 @@ async function main(): Promise<void> {
   const targets = !only || only === 'targets' ? await checkTargets(rt, pairs, o) : [];
   for (const t of targets) {
     console.log(
-      `target ${t.name}: ${(t.ratio * 100).toFixed(0)}% (target ${t.target * 100}%) ${t.met ? 'met' : 'NOT met'}; pairs: ${t.ratios.map((r) => (r * 100).toFixed(0) + '%').join(' ')}`,
+      `target ${t.name}: ${(t.ratio * 100).toFixed(0)}% (target ${t.target * 100}%) ${t.met ? 'met' : 'NOT met'}; pairs: ${t.ratios.map((r) => (r * 100).toFixed(0) + '%').join(' ')}` +
+        ` (kernel ${median(t.kernelRates).toFixed(1)}, ceiling ${median(t.ceilingRates).toFixed(1)} ${t.name.startsWith('GEMV') ? 'GB/s' : 'GFLOP/s'}, medians)`,
     );
   }
 
