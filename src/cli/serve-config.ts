@@ -37,6 +37,8 @@ export interface ServeConfig {
     maxContextTokens: number | undefined;
     forceF32: boolean;
     responseCacheEntries: number | undefined;
+    /** Run Engine.warmUp() before /ready turns 200 (default true). */
+    warmUp: boolean;
   };
 }
 
@@ -73,6 +75,10 @@ const FLAGS = {
   'max-context-tokens': { kind: 'int', help: 'cap the context length below config.json' },
   'force-f32': { kind: 'bool', help: 'f32 weights and KV cache even with shader-f16' },
   'response-cache-entries': { kind: 'int', help: 'response cache size (0 disables)' },
+  'no-warm-up': {
+    kind: 'bool',
+    help: 'skip the start-up warm-up (a few short generations that compile the kernels before /ready turns 200)',
+  },
   help: { kind: 'bool', help: 'print this help' },
 } as const satisfies Record<string, { kind: FlagKind; help: string }>;
 
@@ -138,6 +144,7 @@ export function parseServeConfig(argv: string[], env: NodeJS.ProcessEnv = proces
       maxContextTokens: int('max-context-tokens'),
       forceF32: bool('force-f32'),
       responseCacheEntries: int('response-cache-entries'),
+      warmUp: !bool('no-warm-up'),
     },
   };
 }

@@ -85,7 +85,17 @@ async function loadEngine(config: ServeConfig): Promise<InferenceEngine> {
   });
   // Imported here, not at the top, so `serve --help` and bad flags answer without loading WebGPU.
   const { Engine } = await import('../engine/engine.js');
-  return Engine.load(config.modelDir, options);
+  const engine = await Engine.load(config.modelDir, options);
+  if (!config.engine.warmUp) return engine;
+  // Before /ready: a worker that says ready must not spend its first requests compiling shaders.
+  try {
+    const ms = await engine.warmUp();
+    process.stderr.write(`autoglm serve: warm-up (kernel compiles) took ${(ms / 1000).toFixed(1)} s\n`);
+  } catch (e) {
+    await engine.close();
+    throw e;
+  }
+  return engine;
 }
 
 /**

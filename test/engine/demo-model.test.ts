@@ -30,4 +30,20 @@ describe('demo-stories on the GPU', () => {
     expect(cat.finishReason).toBe('stop');
     expect(lily.text).toBe(LILY);
   });
+
+  it('warms up without leaving a trace: counters from zero, no blocks held, no cached answers, same output', async () => {
+    const cat = { prompt: [{ role: 'user' as const, content: 'Tell me a story about a cat.' }], sampling: { temperature: 0 } };
+    expect(engine.stats().finishedRequests).toBeGreaterThan(0); // the test above ran
+    const ms = await engine.warmUp();
+    expect(ms).toBeGreaterThan(0);
+    const s = engine.stats();
+    expect([s.finishedRequests, s.promptTokens, s.generationTokens, s.timeToFirstTokenMsSum]).toEqual([0, 0, 0, 0]);
+    expect([s.responseCacheHits, s.responseCacheMisses, s.prefixCacheQueries, s.prefixCacheHits]).toEqual([0, 0, 0, 0]);
+    expect([s.running, s.waiting, s.kvBlocksUsed]).toEqual([0, 0, 0]);
+    // the cat story was answered before the warm-up; the warm-up emptied the response cache,
+    // so this one is computed again (a miss) and must still be the README's text
+    expect((await engine.complete(cat)).text).toBe(CAT);
+    const after = engine.stats();
+    expect([after.finishedRequests, after.responseCacheMisses, after.responseCacheHits]).toEqual([1, 1, 0]);
+  });
 });

@@ -32,7 +32,10 @@ export async function startCluster(options: {
   const ports = await Promise.all(Array.from({ length: options.workers }, () => freePort()));
   const spawnAt = (port: number): WorkerProcess =>
     spawnWorker({ port, register: url, clusterSecret: CLUSTER_SECRET, heartbeatMs: 300, ...options.worker });
-  const workers = ports.map(spawnAt);
+  // The first worker alone, then the rest: each real worker compiles its kernels in its
+  // start-up warm-up, and on a cold Mesa shader cache (a fresh CI machine) three compiling
+  // at once on two cores took over 90 s; after the first, the others read its cache.
+  const workers = ports.slice(0, 1).map(spawnAt);
   const cluster: TestCluster = {
     gateway,
     url,
@@ -45,6 +48,8 @@ export async function startCluster(options: {
     },
   };
   try {
+    await waitReady(workers[0]!);
+    workers.push(...ports.slice(1).map(spawnAt));
     await Promise.all(workers.map((w) => waitReady(w)));
     await waitFor(() => cluster.healthyUrls().length === options.workers, 10_000, 'all workers healthy in the gateway');
   } catch (e) {
