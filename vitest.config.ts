@@ -11,6 +11,8 @@ export default defineConfig({
     // lavapipe runs on the CPU: two cores, so two test files at a time
     maxWorkers: 2,
     testTimeout: 120_000,
-    hookTimeout: 120_000,
+    // Cluster suites start real workers in beforeAll; each warms up (compiles its kernels)
+    // before it is ready, which on a cold shader cache (a fresh CI machine) takes a minute.
+    hookTimeout: 240_000,
   },
 });

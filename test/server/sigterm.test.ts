@@ -90,4 +90,4 @@ test('SIGTERM drains: the running stream completes, new requests get 503, exit c
   expect(texts.join('').length).toBeGreaterThan(0);
   expect(await exited).toBe(0);
   expect(started.logs.join('\n')).toContain('drained');
-});
+}, 240_000); // the server warms up (compiles its kernels) before it serves: a minute on a cold shader cache

@@ -153,7 +153,7 @@ export function spawnWorker(o: WorkerSpawnOptions): WorkerProcess {
 }
 
 /** Waits until the worker's /ready is 200 (model loaded). Real workers load the model first: allow time. */
-export async function waitReady(w: WorkerProcess, timeoutMs = 90_000): Promise<void> {
+export async function waitReady(w: WorkerProcess, timeoutMs = 180_000): Promise<void> {
   await waitFor(
     async () => {
       if (w.proc.exitCode !== null) throw new Error(`worker ${w.url} exited early:\n${w.output()}`);
