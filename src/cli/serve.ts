@@ -88,6 +88,9 @@ async function loadEngine(config: ServeConfig): Promise<InferenceEngine> {
   const engine = await Engine.load(config.modelDir, options);
   if (!config.engine.warmUp) return engine;
   // Before /ready: a worker that says ready must not spend its first requests compiling shaders.
+  process.stderr.write(
+    'autoglm serve: model loaded; warming up (compiling kernels; on lavapipe with a cold shader cache about a minute, later starts take seconds)\n',
+  );
   try {
     const ms = await engine.warmUp();
     process.stderr.write(`autoglm serve: warm-up (kernel compiles) took ${(ms / 1000).toFixed(1)} s\n`);
