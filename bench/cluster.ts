@@ -188,9 +188,11 @@ async function main(): Promise<void> {
   await closedLoop({ url: w.url, headers: direct, concurrency, requests: concurrency, maxTokens });
   await closedLoop({ url: gUrl, headers: {}, concurrency, requests: concurrency, maxTokens });
   let bare: ChildProcess | null = null;
-  const bareUrl = `http://127.0.0.1:${await freePort()}`;
+  let bareUrl = '';
   if (values['bare-proxy'] === true) {
-    bare = spawn(process.execPath, ['dist/bench/bare-proxy.js', new URL(bareUrl).port, w.url, SECRET], { cwd: ROOT, stdio: 'ignore' });
+    const barePort = await freePort();
+    bareUrl = `http://127.0.0.1:${barePort}`;
+    bare = spawn(process.execPath, ['dist/bench/bare-proxy.js', String(barePort), w.url, SECRET], { cwd: ROOT, stdio: 'ignore' });
     children.push(bare);
     await waitFor(
       async () => (await closedLoop({ url: bareUrl, headers: {}, concurrency: 1, requests: 1, maxTokens })).failures === 0,
@@ -204,7 +206,7 @@ async function main(): Promise<void> {
   const runRound = async (mode: Mode, c: number, n: number): Promise<RoundResult> => {
     // the proxy column: the gateway's CPU, or the bare proxy's in its rounds
     const proxyPid = mode === 'bare' ? pids.bare : pids.gateway;
-    const cpu0 = { worker: processCpuMs(pids.worker), gateway: processCpuMs(proxyPid) };
+    const cpu0 = { worker: processCpuMs(pids.worker), proxy: processCpuMs(proxyPid) };
     const r = await closedLoop({
       url: urls[mode],
       headers: mode === 'direct' ? direct : {},
@@ -216,7 +218,7 @@ async function main(): Promise<void> {
       mode,
       r,
       workerCpuMsPerRequest: (processCpuMs(pids.worker) - cpu0.worker) / n,
-      gatewayCpuMsPerRequest: (processCpuMs(proxyPid) - cpu0.gateway) / n,
+      gatewayCpuMsPerRequest: (processCpuMs(proxyPid) - cpu0.proxy) / n,
     };
   };
   const rounds: RoundResult[] = [];
@@ -251,32 +253,20 @@ async function main(): Promise<void> {
   const throughput = (gw.tokensPerS / d.tokensPerS) * 100;
   const bareSummary = bare !== null ? { proxy: aggregate(bareRounds, 'bare'), direct: aggregate(bareRounds, 'direct') } : null;
   const bareAdded = bare !== null ? pairedAddedPct(bareRounds) : NaN;
+  const row = (path: string, a: ReturnType<typeof aggregate>, proxyCpu: number | '-') => [
+    path,
+    a.requestsPerS,
+    a.tokensPerS,
+    a.ttftP50Ms,
+    a.ttftP90Ms,
+    a.workerCpuMsPerRequest,
+    proxyCpu,
+    String(a.failures),
+  ];
   const overheadRows = [
-    ['direct to worker', d.requestsPerS, d.tokensPerS, d.ttftP50Ms, d.ttftP90Ms, d.workerCpuMsPerRequest, '-', String(d.failures)],
-    [
-      'through gateway',
-      gw.requestsPerS,
-      gw.tokensPerS,
-      gw.ttftP50Ms,
-      gw.ttftP90Ms,
-      gw.workerCpuMsPerRequest,
-      gw.gatewayCpuMsPerRequest,
-      String(gw.failures),
-    ],
-    ...(bareSummary
-      ? [
-          [
-            'bare node:http proxy (reference)',
-            bareSummary.proxy.requestsPerS,
-            bareSummary.proxy.tokensPerS,
-            bareSummary.proxy.ttftP50Ms,
-            bareSummary.proxy.ttftP90Ms,
-            bareSummary.proxy.workerCpuMsPerRequest,
-            bareSummary.proxy.gatewayCpuMsPerRequest,
-            String(bareSummary.proxy.failures),
-          ],
-        ]
-      : []),
+    row('direct to worker', d, '-'),
+    row('through gateway', gw, gw.gatewayCpuMsPerRequest),
+    ...(bareSummary ? [row('bare node:http proxy (reference)', bareSummary.proxy, bareSummary.proxy.gatewayCpuMsPerRequest)] : []),
   ];
   const bareLine = bareSummary
     ? `A bare node:http proxy (bench/bare-proxy.ts: no framework, no parsing, no retries), paired with direct rounds the same way (${roundCount} more pairs, direct TTFT p50 ${bareSummary.direct.ttftP50Ms.toFixed(1)} ms): adds **${bareAdded.toFixed(1)}%** to TTFT p50.`

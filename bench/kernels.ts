@@ -147,9 +147,11 @@ async function pairedRatio(
     const c = await timeGpu(rt, (rec) => ceiling.record(rec), one);
     const k = await timeGpu(rt, (rec) => kernel.record(rec), one);
     // amount per ms / 1e6 = G per s
-    out.kernelRates.push(kernel.amount / k.medianMs / 1e6);
-    out.ceilingRates.push(ceiling.amount / c.medianMs / 1e6);
-    out.ratios.push(kernel.amount / k.medianMs / (ceiling.amount / c.medianMs));
+    const kernelRate = kernel.amount / k.medianMs / 1e6;
+    const ceilingRate = ceiling.amount / c.medianMs / 1e6;
+    out.kernelRates.push(kernelRate);
+    out.ceilingRates.push(ceilingRate);
+    out.ratios.push(kernelRate / ceilingRate);
   }
   return out;
 }
