@@ -20,9 +20,13 @@ const SAMPLED: SamplingParams = {
  * because the GEMV compiles once per decode batch width and the GEMM above it once (without
  * them, the first burst of 8 requests after start-up on a cold shader cache took 25 s instead
  * of 0.6 s). The two-wide wave also samples with every filter, penalty and logprobs. Token
- * ids, not text: any model's vocabulary has them. Waves are capped at the engine's batch width.
+ * ids, not text: any model's vocabulary has them. Waves are capped at the engine's batch width
+ * and prompts at the context.
  */
 export function warmUpWaves(vocabSize: number, contextLength: number, maxSequences: number): GenerateRequest[][] {
+  // every request's prompt + maxTokens (at most 3) must fit the context; one too short for
+  // that (a --max-context-tokens of a few) serves so little that it goes without a warm-up
+  if (contextLength < 5) return [];
   const ids = (n: number, salt: number): number[] => Array.from({ length: n }, (_, i) => (i * 31 + salt) % vocabSize);
   const fit = (n: number): number => Math.max(1, Math.min(n, contextLength - 4));
   const waves: GenerateRequest[][] = [[{ prompt: ids(fit(72), 7), maxTokens: 2, ignoreEos: true, requestId: 'warm-up-0' }]];
