@@ -1,7 +1,8 @@
 /**
  * `npm run bench:batching`: continuous batching on the ~100M generated model: 1, 4, 16 and
  * 32 concurrent requests of 128 prompt + 128 output tokens; total output tokens/s, time to
- * first token (median, p95) and time per output token. Decode is bandwidth-bound, so a
+ * first token (median, p95), time per output token, and where the engine's time went (its
+ * prefill and decode-only steps, from the step counters in engine.stats()). Decode is bandwidth-bound, so a
  * batch should multiply tokens per weight read (target: 16 concurrent >= 6x 1 concurrent).
  * Env: BENCH_ROUNDS (default 3), BENCH_CONCURRENCY, BENCH_PROMPT_TOKENS, BENCH_OUTPUT_TOKENS.
  */
@@ -21,11 +22,17 @@ interface LevelRun {
   ttftP95Ms: number;
   tpotMedianMs: number;
   seconds: number;
+  /** Wall time of the engine's prefill steps (prompt chunks, decode rows riding along) and of its decode-only steps, s. */
+  prefillStepS: number;
+  decodeStepS: number;
+  /** Mean wall time of one decode-only step, ms. */
+  decodeStepMs: number;
 }
 
 /** One level: `c` requests at once, each PROMPT + OUTPUT tokens, fresh prompts (no prefix reuse). */
 async function runLevel(engine: Engine, c: number, round: number): Promise<LevelRun> {
   const vocab = 16384;
+  const before = engine.stats();
   const start = performance.now();
   const runs = await Promise.all(
     Array.from({ length: c }, (_, i) =>
@@ -38,7 +45,9 @@ async function runLevel(engine: Engine, c: number, round: number): Promise<Level
     ),
   );
   const seconds = (performance.now() - start) / 1000;
+  const after = engine.stats();
   const tokens = runs.reduce((n, r) => n + r.tokens, 0);
+  const decodeSteps = after.decodeSteps - before.decodeSteps;
   return {
     concurrency: c,
     outputTps: tokens / seconds,
@@ -49,6 +58,9 @@ async function runLevel(engine: Engine, c: number, round: number): Promise<Level
     ),
     tpotMedianMs: median(runs.map((r) => r.tpotMs)),
     seconds,
+    prefillStepS: (after.prefillStepMsSum - before.prefillStepMsSum) / 1000,
+    decodeStepS: (after.decodeStepMsSum - before.decodeStepMsSum) / 1000,
+    decodeStepMs: decodeSteps > 0 ? (after.decodeStepMsSum - before.decodeStepMsSum) / decodeSteps : 0,
   };
 }
 
@@ -79,6 +91,10 @@ async function main(): Promise<void> {
         ttftMedianMs: median(at.map((r) => r.ttftMedianMs)),
         ttftP95Ms: median(at.map((r) => r.ttftP95Ms)),
         tpotMedianMs: median(at.map((r) => r.tpotMedianMs)),
+        seconds: median(at.map((r) => r.seconds)),
+        prefillStepS: median(at.map((r) => r.prefillStepS)),
+        decodeStepS: median(at.map((r) => r.decodeStepS)),
+        decodeStepMs: median(at.map((r) => r.decodeStepMs)),
       };
     });
     const base = results[0]!.outputTps;
@@ -90,14 +106,30 @@ async function main(): Promise<void> {
       r.ttftMedianMs.toFixed(0),
       r.ttftP95Ms.toFixed(0),
       r.tpotMedianMs.toFixed(1),
+      r.seconds.toFixed(1),
+      r.prefillStepS.toFixed(1),
+      r.decodeStepS.toFixed(1),
+      r.decodeStepMs.toFixed(1),
     ]);
-    const headers = ['concurrent', 'output tok/s', 'per round', 'vs 1', 'TTFT median ms', 'TTFT p95 ms', 'TPOT median ms'];
+    const headers = [
+      'concurrent',
+      'output tok/s',
+      'per round',
+      'vs 1',
+      'TTFT median ms',
+      'TTFT p95 ms',
+      'TPOT median ms',
+      'wall s',
+      'prefill steps s',
+      'decode steps s',
+      'decode step ms',
+    ];
     console.log(formatTable(headers, rows));
     const { commit, date } = runStamp();
     writeResultsJson('batching', { adapter: engine.adapterName, date, commit, prompt: PROMPT, output: OUTPUT, rounds: ROUNDS, results });
     updateResultsSection(
       'batching',
-      `## Continuous batching\n\nAdapter: ${engine.adapterName}. Model: generated ~100M Llama, f16 weights. ${PROMPT} prompt + ${OUTPUT} output tokens per request; ${ROUNDS} rounds over the levels, order reversed every round, medians over rounds. Date: ${date}, commit ${commit}. Command: \`npm run bench:batching\`.\n\n` +
+      `## Continuous batching\n\nAdapter: ${engine.adapterName}. Model: generated ~100M Llama, f16 weights. ${PROMPT} prompt + ${OUTPUT} output tokens per request; ${ROUNDS} rounds over the levels, order reversed every round, medians over rounds. Date: ${date}, commit ${commit}. Command: \`npm run bench:batching\`. Where the time goes (engine step counters): the wall time of its prefill steps (prompt chunks, with any decode rows riding along) and of its decode-only steps, and the mean decode-only step.\n\n` +
         markdownTable(headers, rows) +
         `\n\n${targetLine(perRound)}`,
     );

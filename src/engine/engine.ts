@@ -34,6 +34,12 @@ const CUMULATIVE_STATS = [
   'finishedRequests',
   'timeToFirstTokenMsSum',
   'timePerOutputTokenMsSum',
+  'prefillSteps',
+  'prefillStepMsSum',
+  'prefillStepRows',
+  'decodeSteps',
+  'decodeStepMsSum',
+  'decodeStepRows',
 ] as const satisfies readonly (keyof EngineStats)[];
 type CumulativeStat = (typeof CUMULATIVE_STATS)[number];
 
@@ -71,6 +77,7 @@ export class Engine implements InferenceEngine {
   private finishedRequests = 0;
   private ttftMsSum = 0;
   private tpotMsSum = 0;
+  private readonly steps = { prefill: { count: 0, ms: 0, rows: 0 }, decode: { count: 0, ms: 0, rows: 0 } };
   private readonly responseCache: ResponseCache<TokenEvent[]>;
   /** Counter values that stats() subtracts: what warmUp() ran, so counters start from zero after it. */
   private statsBaseline: Pick<EngineStats, CumulativeStat> | null = null;
@@ -349,7 +356,13 @@ export class Engine implements InferenceEngine {
         const a = this.active.get(s.requestId);
         if (a && a.cachedPromptTokens === undefined) a.cachedPromptTokens = this.scheduler.requestStats(s.requestId)?.numCachedPromptTokens;
       }
+      const stepStart = performance.now();
       const result = await this.runner.step(seqs);
+      const rows = seqs.reduce((n, s) => n + s.tokenIds.length, 0);
+      const kind = this.steps[rows > seqs.length ? 'prefill' : 'decode'];
+      kind.count++;
+      kind.ms += performance.now() - stepStart;
+      kind.rows += rows;
       const sampled = new Map<string, number>();
       if (result) {
         result.sequenceIndex.forEach((seqIdx, row) => sampled.set(out.sequences[seqIdx]!.requestId, result.tokenIds[row]!));
@@ -495,6 +508,12 @@ export class Engine implements InferenceEngine {
       finishedRequests: this.finishedRequests,
       timeToFirstTokenMsSum: this.ttftMsSum,
       timePerOutputTokenMsSum: this.tpotMsSum,
+      prefillSteps: this.steps.prefill.count,
+      prefillStepMsSum: this.steps.prefill.ms,
+      prefillStepRows: this.steps.prefill.rows,
+      decodeSteps: this.steps.decode.count,
+      decodeStepMsSum: this.steps.decode.ms,
+      decodeStepRows: this.steps.decode.rows,
     };
     if (this.statsBaseline) for (const k of CUMULATIVE_STATS) stats[k] -= this.statsBaseline[k];
     return stats;

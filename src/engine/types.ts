@@ -100,6 +100,19 @@ export interface EngineStats {
   timeToFirstTokenMsSum: number;
   /** Sum over finished requests of their mean time per output token after the first, ms. */
   timePerOutputTokenMsSum: number;
+  /**
+   * Forward steps and their wall time (recording, GPU work and read-back), split by kind:
+   * prefill steps compute more than one token of some sequence (prompt chunks, with any
+   * decode rows that ride along); decode steps compute one token per sequence. Where the
+   * engine's time goes under load, and its busy fraction (step seconds per second).
+   */
+  prefillSteps: number;
+  prefillStepMsSum: number;
+  /** Tokens (rows) computed by prefill steps, decode rows in them included. */
+  prefillStepRows: number;
+  decodeSteps: number;
+  decodeStepMsSum: number;
+  decodeStepRows: number;
 }
 
 export interface CompletionResult {

@@ -107,6 +107,39 @@ export class ServerMetrics {
       'Deterministic requests looked up in the response cache.',
       (s) => s.responseCacheHits + s.responseCacheMisses,
     );
+
+    // Where the engine's time goes, one series per step kind: step seconds per second is its
+    // busy fraction (the accelerator's work plus each step's host work).
+    const stepCounter = (name: string, help: string, read: (s: EngineStats, kind: 'prefill' | 'decode') => number): void => {
+      const last = { prefill: 0, decode: 0 };
+      new Counter({
+        name,
+        help,
+        labelNames: ['model_name', 'kind'],
+        registers: r,
+        collect() {
+          const s = stats();
+          if (!s) return;
+          for (const kind of ['prefill', 'decode'] as const) {
+            const now = read(s, kind);
+            if (now > last[kind]) this.inc({ model_name: modelName(), kind }, now - last[kind]);
+            last[kind] = Math.max(last[kind], now);
+          }
+        },
+      });
+    };
+    const kindHelp = 'prefill: steps with prompt chunks (and any decode rows riding along); decode: one token per sequence';
+    stepCounter('autoglm:engine_steps_total', `Forward steps run, by kind (${kindHelp}).`, (s, k) =>
+      k === 'prefill' ? s.prefillSteps : s.decodeSteps,
+    );
+    stepCounter(
+      'autoglm:engine_step_seconds_total',
+      'Wall time of forward steps (recording, GPU work, read-back), by kind.',
+      (s, k) => (k === 'prefill' ? s.prefillStepMsSum : s.decodeStepMsSum) / 1000,
+    );
+    stepCounter('autoglm:engine_step_tokens_total', 'Tokens (rows) computed by forward steps, by kind.', (s, k) =>
+      k === 'prefill' ? s.prefillStepRows : s.decodeStepRows,
+    );
   }
 
   observeHttp(route: string, status: number): void {

@@ -64,7 +64,8 @@ describe('continuous batching', () => {
   it('reuses a shared 200-token prefix and computes only the new tokens', async () => {
     const system = 'You are a storyteller for small children. '.repeat(5).slice(0, 200);
     const first = await engine.complete({ prompt: system + 'Tell me a story about a cat.', sampling: { temperature: 0 }, maxTokens: 16 });
-    const hitsBefore = engine.stats().prefixCacheHits;
+    const before = engine.stats();
+    const hitsBefore = before.prefixCacheHits;
     const second = await engine.complete({ prompt: system + 'Tell me a story about Lily.', sampling: { temperature: 0 }, maxTokens: 16 });
     // a cold engine gives the same tokens for the second prompt
     const cold = await Engine.load(DEMO, { responseCacheEntries: 0 });
@@ -87,7 +88,14 @@ describe('continuous batching', () => {
     expect(shared).toBeGreaterThanOrEqual(200);
     expect(first.usage.promptTokens).toBe(a.length);
     expect(second.usage.cachedPromptTokens).toBe(Math.floor(shared / 16) * 16);
-    expect(engine.stats().prefixCacheHits - hitsBefore).toBe(Math.floor(shared / 16) * 16);
+    const after = engine.stats();
+    expect(after.prefixCacheHits - hitsBefore).toBe(Math.floor(shared / 16) * 16);
+    // the forward steps computed exactly the uncached prompt rows, then one row per decode step
+    // (16 tokens: the first comes from the prefill step)
+    expect(after.prefillStepRows - before.prefillStepRows).toBe(b.length - Math.floor(shared / 16) * 16);
+    expect(after.decodeSteps - before.decodeSteps).toBe(15);
+    expect(after.decodeStepRows - before.decodeStepRows).toBe(15);
+    expect(after.decodeStepMsSum).toBeGreaterThan(before.decodeStepMsSum);
   });
 
   it('finishes every request correctly when the KV budget forces preemption, and frees every block', async () => {

@@ -278,5 +278,26 @@ describe('models, tokenizer and metrics routes', () => {
       expect(after.get(`autoglm:${gauge}{model_name="${MODEL}"}`), gauge).toBeGreaterThanOrEqual(0);
     expect(after.has('process_cpu_user_seconds_total')).toBe(true);
     expect(after.has('nodejs_eventloop_lag_seconds')).toBe(true);
+
+    // engine steps: a prompt no earlier request used (no response-cache hit) runs one prefill
+    // step and, for 5 tokens, 4 decode steps of one row each
+    const beforeSteps = await scrape();
+    await client.chat.completions.create({
+      model: MODEL,
+      messages: [{ role: 'user', content: 'Tell me a story about a metric.' }],
+      max_tokens: 5,
+      temperature: 0,
+    });
+    const afterSteps = await scrape();
+    const step = (name: string, kind: string): number => {
+      const key = `autoglm:${name}{model_name="${MODEL}",kind="${kind}"}`;
+      return (afterSteps.get(key) ?? 0) - (beforeSteps.get(key) ?? 0);
+    };
+    expect(step('engine_steps_total', 'prefill')).toBe(1);
+    expect(step('engine_steps_total', 'decode')).toBe(4);
+    expect(step('engine_step_tokens_total', 'decode')).toBe(4);
+    expect(step('engine_step_tokens_total', 'prefill')).toBeGreaterThan(5);
+    expect(step('engine_step_seconds_total', 'prefill')).toBeGreaterThan(0);
+    expect(step('engine_step_seconds_total', 'decode')).toBeGreaterThan(0);
   });
 });

@@ -90,6 +90,12 @@ export class ScriptedEngine implements InferenceEngine {
       finishedRequests: 0,
       timeToFirstTokenMsSum: 0,
       timePerOutputTokenMsSum: 0,
+      prefillSteps: 0,
+      prefillStepMsSum: 0,
+      prefillStepRows: 0,
+      decodeSteps: 0,
+      decodeStepMsSum: 0,
+      decodeStepRows: 0,
     };
   }
 
