@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Runs on the lent GPU machine (see pack.sh, which builds the carry it unpacks): installs
+# the Vulkan loader, points it at NVIDIA's driver, and runs the benchmarks one after
+# another, each bounded. Every benchmark's log, its bench/results JSON and the
+# bench/RESULTS.md it rewrote land in $OUT; a short summary is printed last (the device
+# tool's reply carries only the output's tail).
+#   GPU_RUN_STEPS   which steps, in order (default "kernels sweep engine batching")
+#   STEP_TIMEOUT    seconds per step (default 240)
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+OUT=${OUT:-$(mktemp -d)}
+mkdir -p "$OUT"
+export XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-/tmp}
+if ls .gl/*.deb >/dev/null 2>&1 && ! ldconfig -p | grep -q libvulkan.so.1; then
+  for f in .gl/*.deb; do dpkg -x "$f" /; done
+  ldconfig
+fi
+for icd in /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json /usr/share/vulkan/icd.d/nvidia_icd.json /etc/vulkan/icd.d/nvidia_icd.json; do
+  if [ -f "$icd" ]; then
+    export VK_DRIVER_FILES="$icd"
+    break
+  fi
+done
+NODE=$(command -v node || true)
+if [ -f .node/node.xz ]; then
+  xz -dc .node/node.xz > /tmp/autoglm-node && chmod +x /tmp/autoglm-node
+  NODE=/tmp/autoglm-node
+fi
+[ -f .node/app.tar.xz ] && tar -xJf .node/app.tar.xz
+[ -n "$NODE" ] || { echo "run.sh: no node (pack.sh builds .node/)"; exit 1; }
+echo "node $("$NODE" --version), VK_DRIVER_FILES=${VK_DRIVER_FILES:-unset}, nvidia-smi: $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null || echo none)"
+
+summary=()
+step() {
+  local name=$1 t0=$SECONDS rc
+  shift
+  timeout "${STEP_TIMEOUT:-240}" "$NODE" "$@" > "$OUT/$name.log" 2>&1
+  rc=$?
+  summary+=("== $name: rc $rc, $((SECONDS - t0)) s ($*)")
+  echo "== $name: rc $rc, $((SECONDS - t0)) s"
+}
+for s in ${GPU_RUN_STEPS:-kernels sweep engine batching}; do
+  case $s in
+    kernels) step kernels dist/bench/kernels.js --quick ;;
+    sweep) step sweep dist/bench/kernels.js --sweep --only=matmul --quick ;;
+    engine) step engine dist/bench/engine.js ;;
+    batching) BENCH_ROUNDS=${BENCH_ROUNDS:-2} step batching dist/bench/batching.js ;;
+    *) echo "run.sh: unknown step $s" ;;
+  esac
+done
+cp bench/results/*.json bench/RESULTS.md "$OUT/" 2>/dev/null
+echo
+for line in "${summary[@]}"; do
+  echo "$line"
+  name=${line#== }
+  name=${name%%:*}
+  # each benchmark prints its adapter and table last
+  grep -m1 -i 'adapter' "$OUT/$name.log" || true
+  tail -n 8 "$OUT/$name.log"
+done
