@@ -8,8 +8,7 @@ import { MODEL, waitFor, waitReady, WORKER_KIND } from './support/processes.js';
 // Every request must succeed with exactly the single-worker reference output.
 const LOAD_MS = 20_000;
 const CONCURRENCY = WORKER_KIND === 'real' ? 3 : 4;
-// Long enough that a stream is still being generated when its first text reaches the client
-// and the kill lands (12 tokens sometimes finished first once decode got faster).
+// Tokens per request of the background load (the killing stream is longer, see below).
 const MAX_TOKENS = WORKER_KIND === 'real' ? 24 : 16;
 let cluster: TestCluster;
 
@@ -31,13 +30,30 @@ const variants: Variant[] = prompts.flatMap((p, i): Variant[] => [
     body: { model: MODEL, messages: [{ role: 'user', content: p }], max_tokens: MAX_TOKENS, temperature: 0.8, seed: 100 + i },
   },
 ]);
+// The stream whose first text triggers the kill: long enough (seconds of generation) that its
+// worker is still generating when that text reaches the client, however late the test
+// process (which also runs the gateway) gets to it. A 24-token stream on a busy machine had
+// sometimes been generated to the end before its first text arrived, so no stream was cut.
+const LONG_TOKENS = WORKER_KIND === 'real' ? 160 : 60;
+const killVariant: Variant = {
+  path: '/v1/chat/completions',
+  body: {
+    model: MODEL,
+    messages: [{ role: 'user', content: 'Tell me a long story.' }],
+    max_tokens: LONG_TOKENS,
+    temperature: 0.8,
+    seed: 7,
+    ignore_eos: true,
+  },
+};
 
 test('SIGKILL mid-stream and restart under load: no failed request, exact outputs, fast out of and back into rotation', async () => {
   // Single-worker reference outputs, straight from worker 0.
-  const reference = await Promise.all(
-    variants.map((v) => call(cluster.workers[0]!.url, v.path, v.body, { 'x-autoglm-cluster-secret': CLUSTER_SECRET })),
+  const [killReference, ...reference] = await Promise.all(
+    [killVariant, ...variants].map((v) => call(cluster.workers[0]!.url, v.path, v.body, { 'x-autoglm-cluster-secret': CLUSTER_SECRET })),
   );
-  for (const r of reference) expect(r.status).toBe(200);
+  for (const r of [killReference!, ...reference]) expect(r.status).toBe(200);
+  expect(killReference!.usage?.completion_tokens).toBe(LONG_TOKENS);
 
   const auth = { authorization: `Bearer ${GATEWAY_KEY}` };
   const counts = { requests: 0, streamed: 0, failures: 0, mismatches: 0 };
@@ -45,14 +61,18 @@ test('SIGKILL mid-stream and restart under load: no failed request, exact output
   const start = performance.now();
   let killed = -1;
   let killAtMs = 0;
+  let killerSent = false;
   const worker = async (lane: number): Promise<void> => {
     for (let i = lane; performance.now() - start < LOAD_MS; i += CONCURRENCY) {
-      const v = variants[i % variants.length]!;
-      const stream = i % 3 !== 2;
+      // After 5 s, lane 0's next request is the long stream that kills its worker.
+      const killer = lane === 0 && killed < 0 && !killerSent && performance.now() - start >= 5000;
+      if (killer) killerSent = true;
+      const v = killer ? killVariant : variants[i % variants.length]!;
+      const stream = killer || i % 3 !== 2;
       const body = stream ? { ...v.body, stream: true, stream_options: { include_usage: true } } : v.body;
-      // The first stream that has shown text after 5 s kills its worker.
+      // Its first text kills the worker serving it.
       const onText = (text: string, headers: Headers): void => {
-        if (killed >= 0 || text.length < 1 || performance.now() - start < 5000) return;
+        if (!killer || killed >= 0 || text.length < 1) return;
         // The worker serving this very stream (the gateway names it), so the kill cuts it mid-way.
         const victim = cluster.workers.findIndex((w) => w.url === headers.get('x-autoglm-worker'));
         if (victim < 0) return;
@@ -63,7 +83,7 @@ test('SIGKILL mid-stream and restart under load: no failed request, exact output
       const got: Outcome = await call(cluster.url, v.path, body, auth, stream ? onText : undefined);
       counts.requests++;
       if (stream) counts.streamed++;
-      const ref = reference[i % variants.length]!;
+      const ref = killer ? killReference! : reference[i % variants.length]!;
       if (got.status !== 200 || got.error !== null) {
         counts.failures++;
         problems.push(`#${i} ${got.status} ${JSON.stringify(got.error)}`);

@@ -25,7 +25,8 @@ export class ScriptedEngine implements InferenceEngine {
     const prompt =
       Array.isArray(r.prompt) && typeof r.prompt[0] === 'number' ? (r.prompt as number[]) : await this.tokenize(r.prompt as string);
     const max = r.maxTokens ?? 16;
-    const seed = r.sampling?.seed ?? 0;
+    // greedy output does not depend on the seed (the gateway adds one to every request it relays)
+    const seed = r.sampling?.temperature === 0 ? 0 : (r.sampling?.seed ?? 0);
     let h = seed >>> 0;
     for (const t of prompt) h = (Math.imul(h ^ t, 0x01000193) + 0x9e3779b9) >>> 0;
     this.running++;
