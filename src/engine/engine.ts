@@ -102,7 +102,12 @@ export class Engine implements InferenceEngine {
   /** Loads a Hugging Face model folder onto the GPU. */
   static async load(dir: string, options: EngineOptions = {}): Promise<Engine> {
     const folder = await loadModelFolder(dir);
-    const rt = await KernelRuntime.create({ forceF32: options.forceF32, backend: options.backend, adapter: options.adapter });
+    const rt = await KernelRuntime.create({
+      forceF32: options.forceF32,
+      backend: options.backend,
+      adapter: options.adapter,
+      kernelProfile: options.kernelProfile,
+    });
     try {
       const model = await uploadModel(rt, folder, { weightDType: rt.preferredDType }).finally(() => folder.weights.close());
       const plan = planMemory(rt, folder.spec, model, options);

@@ -129,6 +129,8 @@ export interface EngineOptions {
   /** GPU selection, passed to the device layer. */
   backend?: string;
   adapter?: string;
+  /** Kernel variants and tilings: 'cpu', 'gpu' or 'auto' (by the adapter; see GpuOptions.kernelProfile). */
+  kernelProfile?: 'cpu' | 'gpu' | 'auto';
   /** KV cache budget in bytes (default: a fraction of what the device allows after weights). */
   kvCacheBytes?: number;
   /** Tokens per KV block (default 16). */

@@ -175,7 +175,7 @@ export function prepareAttentionBatch(rt: KernelRuntime, o: AttentionBatchOption
   const targetWorkgroups = o.targetWorkgroups ?? 256;
   const minKeysPerSplit = Math.max(1, o.minKeysPerSplit ?? 256);
   const maxSplits = Math.max(1, o.maxSplits ?? 32);
-  const dims = o.decodeDims ?? (o.decodeLanes === undefined && rt.ctx.isCpuAdapter && dimsDecodeSupported(rt, headDim));
+  const dims = o.decodeDims ?? (o.decodeLanes === undefined && rt.ctx.kernelProfile === 'cpu' && dimsDecodeSupported(rt, headDim));
   if (dims && !dimsDecodeSupported(rt, headDim))
     fail(
       `the dims decode kernel needs subgroups of ${DIMS_DECODE_LANES}+ lanes and headDim a multiple of ${4 * DIMS_DECODE_LANES}, got ${headDim}`,
@@ -186,7 +186,7 @@ export function prepareAttentionBatch(rt: KernelRuntime, o: AttentionBatchOption
   const decodeMaxRows = o.decodeMaxRows ?? (dims ? Number.MAX_SAFE_INTEGER : 4);
   const decodeLanes = dims
     ? 0
-    : (o.decodeLanes ?? (rt.ctx.isCpuAdapter && headDim % 4 === 0 && headDim <= LANES_MAX_HEAD_DIM ? DECODE_LANES : 0));
+    : (o.decodeLanes ?? (rt.ctx.kernelProfile === 'cpu' && headDim % 4 === 0 && headDim <= LANES_MAX_HEAD_DIM ? DECODE_LANES : 0));
   checkInt('decodeLanes', decodeLanes, 0);
   if (decodeLanes > 0 && headDim % 4 !== 0) fail(`the lanes decode kernel needs headDim a multiple of 4, got ${headDim}`);
 

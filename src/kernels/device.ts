@@ -29,7 +29,16 @@ export interface GpuOptions {
    * Env: AUTOGLM_GPU_EVENT_POLLING.
    */
   eventPolling?: EventPollingMode;
+  /**
+   * Which kernel variants and tile sizes to use: 'cpu' (those tuned for software adapters,
+   * where a workgroup runs on one core and lanes are SIMD lanes) or 'gpu'; 'auto' (default)
+   * picks by the adapter. 'gpu' on lavapipe runs the GPU code path on a machine without a
+   * GPU (the tests check it against the float64 reference). Env: AUTOGLM_KERNEL_PROFILE.
+   */
+  kernelProfile?: KernelProfile | 'auto';
 }
+
+export type KernelProfile = 'cpu' | 'gpu';
 
 export interface GpuFeatures {
   f16: boolean;
@@ -60,12 +69,15 @@ export class GpuContext {
   private destroyed = false;
   /** Ends this context's share of event-polling pacing (see event-polling.ts), if it took one. */
   private releasePacing: (() => void) | null = null;
+  /** The kernel variants and tilings to use (GpuOptions.kernelProfile). */
+  readonly kernelProfile: KernelProfile;
 
   constructor(
     /** Kept only so that Dawn's GPU object outlives the device (see the file comment). */
     private readonly gpu: GPU,
     readonly adapter: GPUAdapter,
     readonly device: GPUDevice,
+    kernelProfile: KernelProfile | 'auto' = 'auto',
   ) {
     const info = adapter.info;
     this.adapterInfo = {
@@ -81,6 +93,7 @@ export class GpuContext {
       timestampQuery: device.features.has('timestamp-query'),
     };
     this.limits = device.limits;
+    this.kernelProfile = kernelProfile === 'auto' ? (this.isCpuAdapter ? 'cpu' : 'gpu') : kernelProfile;
     device.lost.then((info) => {
       if (!this.destroyed) this.lostReason = `${info.reason}: ${info.message}`;
     });
@@ -163,6 +176,7 @@ export async function acquireGpu(options: GpuOptions = {}): Promise<GpuContext> 
   const toggles = [...(options.dawnToggles ?? []), ...envList('AUTOGLM_DAWN_TOGGLES')];
   // checked before any Dawn object exists: a bad value must not leave a device behind
   const polling = eventPollingMode(options.eventPolling ?? process.env.AUTOGLM_GPU_EVENT_POLLING);
+  const profile = kernelProfileOf(options.kernelProfile ?? process.env.AUTOGLM_KERNEL_PROFILE);
 
   const flags: string[] = [];
   if (backend) flags.push(`backend=${backend}`);
@@ -196,7 +210,7 @@ export async function acquireGpu(options: GpuOptions = {}): Promise<GpuContext> 
   } catch (e) {
     throw new AutoGlmError('gpu_unavailable', `The adapter refused to create a device: ${(e as Error).message}`, { cause: e });
   }
-  const ctx = new GpuContext(gpu, adapter, device);
+  const ctx = new GpuContext(gpu, adapter, device, profile);
   ctx.setEventPolling(polling);
   liveContexts.add(ctx);
   return ctx;
@@ -207,6 +221,14 @@ function eventPollingMode(value: string | undefined): EventPollingMode {
   if (value === 'auto' || value === 'spin' || value === 'paced') return value;
   throw new AutoGlmError('invalid_request', `GPU event polling must be auto, spin or paced (got "${value}").`, {
     param: 'AUTOGLM_GPU_EVENT_POLLING',
+  });
+}
+
+function kernelProfileOf(value: string | undefined): KernelProfile | 'auto' {
+  if (value === undefined || value === '') return 'auto';
+  if (value === 'auto' || value === 'cpu' || value === 'gpu') return value;
+  throw new AutoGlmError('invalid_request', `The kernel profile must be auto, cpu or gpu (got "${value}").`, {
+    param: 'AUTOGLM_KERNEL_PROFILE',
   });
 }
 

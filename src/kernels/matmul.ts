@@ -123,7 +123,7 @@ const GPU_TUNING: MatmulTuning = {
 };
 
 export function defaultMatmulTuning(rt: KernelRuntime): MatmulTuning {
-  return rt.ctx.isCpuAdapter ? CPU_TUNING : GPU_TUNING;
+  return rt.ctx.kernelProfile === 'cpu' ? CPU_TUNING : GPU_TUNING;
 }
 
 export interface MatmulArgs {

@@ -35,7 +35,7 @@ export interface NormShape {
  * `workgroupSize` invocations, normThreadsPerRow per vector.
  */
 export function normShape(rt: KernelRuntime, dim: number, workgroupSize: number, workgroupReduction = false): NormShape {
-  if (!workgroupReduction && rt.ctx.isCpuAdapter && hasSubgroupsOf(rt, SUBGROUP_NORM_LANES))
+  if (!workgroupReduction && rt.ctx.kernelProfile === 'cpu' && hasSubgroupsOf(rt, SUBGROUP_NORM_LANES))
     return { workgroup: SUBGROUP_NORM_LANES, tpr: SUBGROUP_NORM_LANES, subgroup: true };
   return { workgroup: workgroupSize, tpr: normThreadsPerRow(dim, workgroupSize), subgroup: false };
 }

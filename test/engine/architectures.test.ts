@@ -22,10 +22,17 @@ import { loadReferenceModel } from '../reference/forward.js';
 const ARCHITECTURES: Architecture[] = ['llama', 'mistral', 'qwen2', 'qwen3', 'glm', 'glm4'];
 const PROMPT_TOKENS = 64;
 
-/** Engine precision variants: f32 weights end to end, and the f16 path from a bf16 checkpoint. */
+/**
+ * Engine precision variants: f32 weights end to end, and the f16 path from a bf16 checkpoint;
+ * each with the kernels the adapter gets by default (on lavapipe the CPU-tuned ones) and with
+ * the GPU kernel profile (the tilings and attention kernels a real GPU runs), so that the
+ * GPU code path is checked on a machine without a GPU.
+ */
 const VARIANTS = [
-  { name: 'f32 checkpoint, f32 GPU path', dtype: 'f32', forceF32: true, tolerance: 1e-4 },
-  { name: 'bf16 checkpoint, f16 GPU path', dtype: 'bf16', forceF32: false, tolerance: 1e-2 },
+  { name: 'f32 checkpoint, f32 GPU path', dtype: 'f32', forceF32: true, tolerance: 1e-4, kernelProfile: 'auto' },
+  { name: 'bf16 checkpoint, f16 GPU path', dtype: 'bf16', forceF32: false, tolerance: 1e-2, kernelProfile: 'auto' },
+  { name: 'f32 checkpoint, f32, GPU kernel profile', dtype: 'f32', forceF32: true, tolerance: 1e-4, kernelProfile: 'gpu' },
+  { name: 'bf16 checkpoint, f16, GPU kernel profile', dtype: 'bf16', forceF32: false, tolerance: 1e-2, kernelProfile: 'gpu' },
 ] as const;
 
 let root: string;
@@ -50,7 +57,7 @@ for (const arch of ARCHITECTURES) {
   describe(arch, () => {
     for (const variant of VARIANTS) {
       it(`${variant.name}: logits at every position, KV-cache decode, greedy 32 tokens match the float64 reference`, async () => {
-        const dir = join(root, `${arch}-${variant.dtype}`);
+        const dir = join(root, `${arch}-${variant.dtype}-${variant.kernelProfile}`);
         // mistral with a sliding window shorter than the prompt, so the window is exercised
         const generated = await generateTestModel(dir, {
           architecture: arch,
@@ -63,7 +70,8 @@ for (const arch of ARCHITECTURES) {
         const prompt = Array.from({ length: PROMPT_TOKENS }, () => 1 + rng.int(generated.spec.vocabSize - 1));
 
         // logits of every prompt position, then one decode step through the cache
-        const rt = await KernelRuntime.create({ forceF32: variant.forceF32 });
+        const rt = await KernelRuntime.create({ forceF32: variant.forceF32, kernelProfile: variant.kernelProfile });
+        if (variant.kernelProfile === 'gpu') expect(rt.ctx.kernelProfile).toBe('gpu');
         const folder = await loadModelFolder(dir);
         try {
           const model = await uploadModel(rt, folder, { weightDType: rt.preferredDType });
@@ -100,7 +108,11 @@ for (const arch of ARCHITECTURES) {
         }
 
         // greedy generation through the whole engine
-        const engine = await Engine.load(dir, { forceF32: variant.forceF32, responseCacheEntries: 0 });
+        const engine = await Engine.load(dir, {
+          forceF32: variant.forceF32,
+          kernelProfile: variant.kernelProfile,
+          responseCacheEntries: 0,
+        });
         try {
           const want = reference.greedy(prompt.slice(0, 16), { maxTokens: 32 });
           const got = await engine.complete({ prompt: prompt.slice(0, 16), maxTokens: 32, ignoreEos: true, sampling: { temperature: 0 } });

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { isAutoGlmError } from '../../src/errors.js';
 import { expandShader, loadShader, readShader } from '../../src/kernels/shader-source.js';
 import { params } from '../../src/kernels/params.js';
-import { f32ToF16Bits, f16BitsToF32 } from '../../src/kernels/runtime.js';
+import { KernelRuntime, f32ToF16Bits, f16BitsToF32 } from '../../src/kernels/runtime.js';
 import { useRuntime } from '../helpers/gpu.js';
 
 const runtime = useRuntime();
@@ -13,6 +13,28 @@ describe('kernel runtime', () => {
     expect(rt.adapterName.length).toBeGreaterThan(0);
     expect(rt.ctx.limits.maxStorageBuffersPerShaderStage).toBe(rt.ctx.adapter.limits.maxStorageBuffersPerShaderStage);
     expect(rt.ctx.limits.maxBufferSize).toBe(rt.ctx.adapter.limits.maxBufferSize);
+  });
+
+  it('picks the kernel profile by the adapter unless told, and refuses an unknown one before any device exists', async () => {
+    const rt = runtime();
+    expect(rt.ctx.kernelProfile).toBe(rt.ctx.isCpuAdapter ? 'cpu' : 'gpu');
+    const saved = process.env.AUTOGLM_KERNEL_PROFILE;
+    process.env.AUTOGLM_KERNEL_PROFILE = 'fast';
+    try {
+      const err = await KernelRuntime.create().then(
+        (r) => (r.destroy(), null),
+        (e: unknown) => e,
+      );
+      expect(isAutoGlmError(err, 'invalid_request')).toBe(true);
+      expect((err as { param?: string }).param).toBe('AUTOGLM_KERNEL_PROFILE');
+      process.env.AUTOGLM_KERNEL_PROFILE = 'gpu';
+      const gpu = await KernelRuntime.create();
+      expect(gpu.ctx.kernelProfile).toBe('gpu');
+      gpu.destroy();
+    } finally {
+      if (saved === undefined) delete process.env.AUTOGLM_KERNEL_PROFILE;
+      else process.env.AUTOGLM_KERNEL_PROFILE = saved;
+    }
   });
 
   it('turns a WGSL compile error into a typed gpu_validation_error with the compiler message', async () => {
