@@ -61,6 +61,24 @@ describe('continuous batching', () => {
     });
   }
 
+  it('with the GPU kernel profile too, 16 concurrent greedy requests equal one-at-a-time runs', async () => {
+    // the tilings and attention kernels a real GPU runs (split-K GEMV, workgroup-reduction
+    // norms, the flash and split-K decode attention) on many sequences at once; f32, so that
+    // the GEMV's and the GEMM's different summation orders stay far below any near-tie
+    const gpu = await Engine.load(DEMO, { responseCacheEntries: 0, kernelProfile: 'gpu', forceF32: true });
+    try {
+      const sampling = { temperature: 0 };
+      const sequential = [];
+      for (let i = 0; i < 16; i++) sequential.push(await gpu.complete(request(i, sampling)));
+      const concurrent = await Promise.all(Array.from({ length: 16 }, (_, i) => gpu.complete(request(i, sampling))));
+      for (let i = 0; i < 16; i++) expect(concurrent[i]!.tokenIds).toEqual(sequential[i]!.tokenIds);
+      expect(new Set(sequential.map((r) => r.text)).size).toBeGreaterThan(8);
+      expect(gpu.stats().kvBlocksUsed).toBe(0);
+    } finally {
+      await gpu.close();
+    }
+  });
+
   it('reuses a shared 200-token prefix and computes only the new tokens', async () => {
     const system = 'You are a storyteller for small children. '.repeat(5).slice(0, 200);
     const first = await engine.complete({ prompt: system + 'Tell me a story about a cat.', sampling: { temperature: 0 }, maxTokens: 16 });
