@@ -20,7 +20,8 @@ if ! ls .gl/libvulkan1_*.deb >/dev/null 2>&1; then
   (cd .gl && apt-get "${apt[@]}" download libvulkan1)
   rm -rf "$lists"
 fi
-xz -T2 -9 -c "$(readlink -f "$(command -v node)")" > .node/node.xz
+node_bin=$(readlink -f "$(command -v node)")
+[ .node/node.xz -nt "$node_bin" ] || xz -T2 -9 -c "$node_bin" > .node/node.xz
 # The production dependency tree only (no vitest, typescript, prettier or test tokenizers),
 # and of webgpu's prebuilt Dawn binaries only the one for this platform.
 mapfile -t modules < <(npm ls --omit=dev --all --parseable 2>/dev/null | sed "s|^$PWD/||" | grep '^node_modules/' | sort -u)

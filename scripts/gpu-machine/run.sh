@@ -4,7 +4,8 @@
 # another, each bounded. Every benchmark's log, its bench/results JSON and the
 # bench/RESULTS.md it rewrote land in $OUT; a short summary is printed last (the device
 # tool's reply carries only the output's tail).
-#   GPU_RUN_STEPS   which steps, in order (default "kernels sweep engine batching")
+#   GPU_RUN_STEPS   which steps, in order (default "demo kernels sweep engine batching"; demo:
+#                   the demo model's greedy output against its float64 reference, every kernel profile)
 #   STEP_TIMEOUT    seconds per step (default 240)
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -39,8 +40,9 @@ step() {
   summary+=("== $name: rc $rc, $((SECONDS - t0)) s ($*)")
   echo "== $name: rc $rc, $((SECONDS - t0)) s"
 }
-for s in ${GPU_RUN_STEPS:-kernels sweep engine batching}; do
+for s in ${GPU_RUN_STEPS:-demo kernels sweep engine batching}; do
   case $s in
+    demo) step demo scripts/gpu-machine/demo-check.mjs ;;
     kernels) step kernels dist/bench/kernels.js --quick ;;
     sweep) step sweep dist/bench/kernels.js --sweep --only=matmul --quick ;;
     engine) step engine dist/bench/engine.js ;;
@@ -56,5 +58,6 @@ for line in "${summary[@]}"; do
   name=${name%%:*}
   # each benchmark prints its adapter and table last
   grep -m1 -i 'adapter' "$OUT/$name.log" || true
-  tail -n 8 "$OUT/$name.log"
+  # (without Dawn's limit warnings)
+  grep -v '^Warning: ' "$OUT/$name.log" | tail -n 14
 done
