@@ -219,6 +219,11 @@ const GEMV_SWEEP: Partial<MatmulTuning>[] = [
   { gemvWorkgroupN: 16, gemvSplitK: 1 },
   { gemvWorkgroupN: 128, gemvSplitK: 1 },
   { gemvWorkgroupN: 64, gemvSplitK: 4 },
+  // more workgroups or a deeper K split: for GPUs, where 4096 columns in 64-lane groups
+  // leave 16 workgroups for a hundred or more compute units
+  { gemvWorkgroupN: 32, gemvSplitK: 8 },
+  { gemvWorkgroupN: 16, gemvSplitK: 16 },
+  { gemvWorkgroupN: 64, gemvSplitK: 4, gemvMinWorkgroups: 128 },
 ];
 const GEMM_SWEEP: Partial<MatmulTuning>[] = [
   { gemmRows: 4, gemmCols4: 2, gemmWorkgroupN: 16, gemmVecWidth: 4 },

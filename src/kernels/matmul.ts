@@ -225,11 +225,30 @@ function bindingKinds(weight: MatmulWeight): ('read' | 'write')[] {
   return weight.bias ? ['read', 'read', 'read', 'write'] : ['read', 'read', 'write'];
 }
 
-/** The GEMV's workgroup width: gemvWorkgroupN, halved (not below 8) until `lanes` give gemvMinWorkgroups workgroups. */
-function gemvWidth(tuning: MatmulTuning, lanes: number): number {
+/**
+ * The GEMV's workgroup: `wgn` lanes along N, gemvWorkgroupN halved (not below 8) until
+ * `lanes` give gemvMinWorkgroups workgroups, by `ks` along K (gemvSplitK). Both are then cut
+ * to what the device allows: the split-K partial sums (one vec4 per lane, split and row)
+ * must fit its workgroup memory and wgn * ks its invocations per workgroup. On a GPU
+ * (64 x 4) at 8 rows the partials take 32 KiB, twice WebGPU's default 16 KiB.
+ */
+export function gemvShape(
+  tuning: Pick<MatmulTuning, 'gemvWorkgroupN' | 'gemvSplitK' | 'gemvMinWorkgroups'>,
+  lanes: number,
+  rows: number,
+  limits: Pick<GPUSupportedLimits, 'maxComputeWorkgroupStorageSize' | 'maxComputeInvocationsPerWorkgroup'>,
+): { wgn: number; ks: number } {
   let wgn = tuning.gemvWorkgroupN;
+  let ks = tuning.gemvSplitK;
   while (wgn > 8 && Math.ceil(lanes / wgn) < tuning.gemvMinWorkgroups) wgn /= 2;
-  return wgn;
+  const fits = (): boolean =>
+    wgn * ks <= limits.maxComputeInvocationsPerWorkgroup && (ks === 1 || wgn * ks * rows * 16 <= limits.maxComputeWorkgroupStorageSize);
+  while (!fits()) {
+    if (wgn > 8) wgn /= 2;
+    else if (ks > 1) ks = Math.max(1, Math.floor(ks / 2));
+    else break;
+  }
+  return { wgn, ks };
 }
 
 function gemvShareX(rt: KernelRuntime, d: PartDispatch): boolean {
@@ -240,9 +259,8 @@ function gemvShareX(rt: KernelRuntime, d: PartDispatch): boolean {
 }
 
 function dispatchGemv(rt: KernelRuntime, rec: Recorder, d: PartDispatch): void {
-  const ks = d.tuning.gemvSplitK;
-  const pairs = d.weight.dtype === 'f16' && ks === 1 && d.rows <= d.tuning.gemvF16PairsMaxRows && d.part.ldw4 % 2 === 0;
-  const wgn = gemvWidth(d.tuning, pairs ? d.part.ldw4 / 2 : d.part.ldw4);
+  const pairs = d.weight.dtype === 'f16' && d.tuning.gemvSplitK === 1 && d.rows <= d.tuning.gemvF16PairsMaxRows && d.part.ldw4 % 2 === 0;
+  const { wgn, ks } = gemvShape(d.tuning, pairs ? d.part.ldw4 / 2 : d.part.ldw4, d.rows, rt.ctx.limits);
   if (pairs) {
     // eight columns per invocation from one 16-byte load (see gemv-f16x8.wgsl)
     const kernel = rt.kernel({

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { matmul, prepareMatmulWeight, columnsPerPart, type MatmulTuning, type WeightDType } from '../../src/kernels/matmul.js';
+import { gemvShape, matmul, prepareMatmulWeight, columnsPerPart, type MatmulTuning, type WeightDType } from '../../src/kernels/matmul.js';
 import { f32ToF16Bits, type KernelRuntime } from '../../src/kernels/runtime.js';
 import { sliceTensor } from '../../src/kernels/tensor.js';
 import { Rng } from '../helpers/random.js';
@@ -138,6 +138,8 @@ describe('matmul: inputs and outputs at unaligned offsets, other tilings', () =>
     { M: 20, N: 70, K: 45, dtype: 'f32', offsetRows: 5 },
     { M: 20, N: 70, K: 45, dtype: 'f16', bias: true, offsetRows: 1 },
     { M: 5, N: 300, K: 77, dtype: 'f32', bias: true, tuning: { gemvSplitK: 4, gemvWorkgroupN: 16 } },
+    // the GPU profile's GEMV at its tallest: 64 x 4 lanes, 8 rows of partials (32 KiB, cut to fit the device)
+    { M: 8, N: 300, K: 77, dtype: 'f16', tuning: { gemvSplitK: 4, gemvWorkgroupN: 64, gemvMinWorkgroups: 1, gemvF16PairsMaxRows: 0 } },
     { M: 1, N: 300, K: 77, dtype: 'f16', tuning: { gemvSplitK: 8, gemvWorkgroupN: 32 } },
     { M: 50, N: 300, K: 77, dtype: 'f32', bias: true, tuning: { gemmRows: 8, gemmCols4: 1, gemmWorkgroupN: 64 } },
     { M: 50, N: 300, K: 77, dtype: 'f16', tuning: { gemmRows: 2, gemmCols4: 4, gemmWorkgroupN: 8 } },
@@ -187,6 +189,26 @@ describe('matmul: inputs and outputs at unaligned offsets, other tilings', () =>
       expect(err).toBeLessThanOrEqual(TOLERANCE[c.dtype]);
     });
   }
+});
+
+describe('matmul: GEMV workgroup shape', () => {
+  const gpu = { gemvWorkgroupN: 64, gemvSplitK: 4, gemvMinWorkgroups: 1 };
+  const webgpuDefaults = { maxComputeWorkgroupStorageSize: 16384, maxComputeInvocationsPerWorkgroup: 256 };
+  it('keeps the tuning where the split-K partials fit the device', () => {
+    expect(gemvShape(gpu, 1024, 1, webgpuDefaults)).toEqual({ wgn: 64, ks: 4 });
+    expect(gemvShape(gpu, 1024, 8, { ...webgpuDefaults, maxComputeWorkgroupStorageSize: 32768 })).toEqual({ wgn: 64, ks: 4 });
+  });
+  it('narrows the workgroup, then the split, until partials and invocations fit', () => {
+    // 8 rows x 64 x 4 lanes x 16 bytes = 32 KiB > 16 KiB
+    expect(gemvShape(gpu, 1024, 8, webgpuDefaults)).toEqual({ wgn: 32, ks: 4 });
+    expect(gemvShape(gpu, 1024, 1, { ...webgpuDefaults, maxComputeInvocationsPerWorkgroup: 128 })).toEqual({ wgn: 32, ks: 4 });
+    expect(gemvShape(gpu, 1024, 8, { ...webgpuDefaults, maxComputeWorkgroupStorageSize: 2048 })).toEqual({ wgn: 8, ks: 2 });
+    expect(gemvShape(gpu, 1024, 8, { ...webgpuDefaults, maxComputeWorkgroupStorageSize: 512 })).toEqual({ wgn: 8, ks: 1 });
+  });
+  it('narrows for small N until there are gemvMinWorkgroups workgroups (CPU adapters)', () => {
+    expect(gemvShape({ gemvWorkgroupN: 64, gemvSplitK: 1, gemvMinWorkgroups: 16 }, 64, 1, webgpuDefaults)).toEqual({ wgn: 8, ks: 1 });
+    expect(gemvShape({ gemvWorkgroupN: 64, gemvSplitK: 1, gemvMinWorkgroups: 16 }, 4096, 1, webgpuDefaults)).toEqual({ wgn: 64, ks: 1 });
+  });
 });
 
 describe('matmul: bad arguments', () => {
