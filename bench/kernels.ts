@@ -5,7 +5,8 @@
  * Run: npm run bench:kernels [-- --sweep] [-- --quick]
  *   --sweep  also times several tilings of the two target shapes (to choose defaults)
  *   --quick  fewer repeats
- *   --only=gemv|matmul  with --sweep: sweep one kernel and skip the standard rows
+ *   --only=gemv|matmul|decode  with --sweep: sweep one kernel (decode: GEMV against GEMM at
+ *            12-32 rows) and skip the standard rows
  *   --only=targets  only the paired target checks (quick A/B of a kernel or a toggle)
  *   --pairs=N  pairs per target check (default 7, 3 with --quick)
  *   --tunings='[{"gemmRows":8,...}, ...]'  with --sweep: these tilings instead of the built-in lists
@@ -237,6 +238,9 @@ const GEMM_SWEEP: Partial<MatmulTuning>[] = [
   { gemmRows: 8, gemmCols4: 1, gemmWorkgroupN: 64, gemmVecWidth: 1 },
 ];
 
+/** Where the GEMV should hand over to the GEMM: both kernels on decode batches of 12-32 rows. */
+const DECODE_SWEEP: Partial<MatmulTuning>[] = [{}, { gemvMaxRows: 32 }, { gemvMaxRows: 32, gemvSplitK: 1 }];
+
 const HEADERS = ['kernel', 'shape (MxNxK)', 'dtype', 'tuning', 'median ms', 'spread', 'GB/s', 'GFLOP/s', 'of ceiling'];
 
 function cells(r: KernelBenchRow): Cell[] {
@@ -303,8 +307,11 @@ async function main(): Promise<void> {
     }
   } else if (sweep && only !== 'targets') {
     for (const dtype of dtypes) {
-      if (only !== 'matmul') for (const tuning of custom ?? GEMV_SWEEP) await run({ M: 1, N: 4096, K: 4096, dtype, tuning });
-      if (only !== 'gemv') for (const tuning of custom ?? GEMM_SWEEP) await run({ M: 1024, N: 1024, K: 1024, dtype, tuning });
+      if (!only || only === 'gemv') for (const tuning of custom ?? GEMV_SWEEP) await run({ M: 1, N: 4096, K: 4096, dtype, tuning });
+      if (!only || only === 'matmul') for (const tuning of custom ?? GEMM_SWEEP) await run({ M: 1024, N: 1024, K: 1024, dtype, tuning });
+      // decode batches just above the GEMV's row limit: the GEMM (default) against the GEMV
+      if (!only || only === 'decode')
+        for (const M of [12, 16, 32]) for (const tuning of DECODE_SWEEP) await run({ M, N: 4096, K: 4096, dtype, tuning });
     }
   }
   for (const dtype of only ? [] : dtypes) {

@@ -4,7 +4,7 @@
 # another, each bounded. Every benchmark's log, its bench/results JSON and the
 # bench/RESULTS.md it rewrote land in $OUT; a short summary is printed last (the device
 # tool's reply carries only the output's tail).
-#   GPU_RUN_STEPS   which steps, in order (default "demo kernels sweep-gemv sweep-matmul engine batching"; demo:
+#   GPU_RUN_STEPS   which steps, in order (default "demo kernels sweep-gemv sweep-matmul sweep-decode engine batching"; demo:
 #                   the demo model's greedy output against its float64 reference, every kernel profile)
 #   STEP_TIMEOUT    seconds per step (default 240)
 set -uo pipefail
@@ -40,12 +40,13 @@ step() {
   summary+=("== $name: rc $rc, $((SECONDS - t0)) s ($*)")
   echo "== $name: rc $rc, $((SECONDS - t0)) s"
 }
-for s in ${GPU_RUN_STEPS:-demo kernels sweep-gemv sweep-matmul engine batching}; do
+for s in ${GPU_RUN_STEPS:-demo kernels sweep-gemv sweep-matmul sweep-decode engine batching}; do
   case $s in
     demo) step demo scripts/gpu-machine/demo-check.mjs ;;
     kernels) step kernels dist/bench/kernels.js --quick ;;
     sweep-gemv) step sweep-gemv dist/bench/kernels.js --sweep --only=gemv --quick ;;
     sweep-matmul) step sweep-matmul dist/bench/kernels.js --sweep --only=matmul --quick ;;
+    sweep-decode) step sweep-decode dist/bench/kernels.js --sweep --only=decode --quick ;;
     engine) step engine dist/bench/engine.js ;;
     batching) BENCH_ROUNDS=${BENCH_ROUNDS:-2} step batching dist/bench/batching.js ;;
     *) echo "run.sh: unknown step $s" ;;

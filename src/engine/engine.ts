@@ -8,6 +8,7 @@
  */
 import { randomInt } from 'node:crypto';
 import { AutoGlmError } from '../errors.js';
+import { defaultMatmulTuning } from '../kernels/matmul.js';
 import { KernelRuntime } from '../kernels/runtime.js';
 import { EventChannel } from './event-channel.js';
 import { loadModelFolder, type LoadedModelFolder } from './model-folder.js';
@@ -482,7 +483,8 @@ export class Engine implements InferenceEngine {
    */
   async warmUp(): Promise<number> {
     const t0 = performance.now();
-    for (const wave of warmUpWaves(this.folder.spec.vocabSize, this.contextLength, this.runner.options.maxSampleRows)) {
+    const { gemvMaxRows } = defaultMatmulTuning(this.rt);
+    for (const wave of warmUpWaves(this.folder.spec.vocabSize, this.contextLength, this.runner.options.maxSampleRows, gemvMaxRows)) {
       await Promise.all(wave.map((request) => this.complete(request)));
     }
     this.responseCache.clear();

@@ -23,14 +23,19 @@ const SAMPLED: SamplingParams = {
  * ids, not text: any model's vocabulary has them. Waves are capped at the engine's batch width
  * and prompts at the context.
  */
-export function warmUpWaves(vocabSize: number, contextLength: number, maxSequences: number): GenerateRequest[][] {
+export function warmUpWaves(
+  vocabSize: number,
+  contextLength: number,
+  maxSequences: number,
+  gemvMaxRows = GEMV_MAX_ROWS,
+): GenerateRequest[][] {
   // every request's prompt + maxTokens (at most 3) must fit the context; one too short for
   // that (a --max-context-tokens of a few) serves so little that it goes without a warm-up
   if (contextLength < 5) return [];
   const ids = (n: number, salt: number): number[] => Array.from({ length: n }, (_, i) => (i * 31 + salt) % vocabSize);
   const fit = (n: number): number => Math.max(1, Math.min(n, contextLength - 4));
   const waves: GenerateRequest[][] = [[{ prompt: ids(fit(72), 7), maxTokens: 2, ignoreEos: true, requestId: 'warm-up-0' }]];
-  for (let width = 2; width <= Math.min(GEMV_MAX_ROWS + 1, maxSequences); width++) {
+  for (let width = 2; width <= Math.min(gemvMaxRows + 1, maxSequences); width++) {
     waves.push(
       Array.from({ length: width }, (_, j): GenerateRequest => {
         const request: GenerateRequest = {

@@ -18,10 +18,16 @@ import { WEIGHT_BLOCK_COLS4, type MatmulWeight, type MatmulWeightPart } from './
 export { prepareMatmulWeight, columnsPerPart } from './matmul-weight.js';
 export type { MatmulWeight, MatmulWeightInit, MatmulWeightPart, WeightDType } from './matmul-weight.js';
 
-/** Rows up to which the GEMV path runs. */
+/** Rows up to which the GEMV path runs by default (MatmulTuning.gemvMaxRows). */
 export const GEMV_MAX_ROWS = 8;
 
 export interface MatmulTuning {
+  /**
+   * Rows up to which the GEMV runs (above it, the GEMM). GEMV_MAX_ROWS on both profiles: on
+   * lavapipe the GEMV at 16 rows took 1.29-1.48x the GEMM's time and at 8 rows 0.54-0.72x
+   * (the 100M model's shapes); untuned on GPUs (bench:kernels --sweep times both at 12-32 rows).
+   */
+  gemvMaxRows: number;
   /** GEMV: invocations along N per workgroup (4 columns each). */
   gemvWorkgroupN: number;
   /** GEMV: K split across the workgroup's y dimension, reduced in workgroup memory (1 = no split). */
@@ -90,6 +96,7 @@ export interface MatmulTuning {
 // kernel) this took the GEMM from 27-28% to 36-52% f32 and 47-51% f16 of the FMA rate; the
 // same sharing written as 8 straight-line steps (subgroupBroadcast) timed 11-33%.
 const CPU_TUNING: MatmulTuning = {
+  gemvMaxRows: GEMV_MAX_ROWS,
   gemvWorkgroupN: 64,
   gemvSplitK: 1,
   gemvF16PairsMaxRows: 8,
@@ -106,6 +113,7 @@ const CPU_TUNING: MatmulTuning = {
   gemmF16Pairs: true,
 };
 const GPU_TUNING: MatmulTuning = {
+  gemvMaxRows: GEMV_MAX_ROWS,
   gemvWorkgroupN: 64,
   gemvSplitK: 4,
   gemvF16PairsMaxRows: 0,
@@ -191,7 +199,7 @@ export function matmul(rt: KernelRuntime, rec: Recorder, args: MatmulArgs): void
       bindings.push(ob.binding);
       const xVec4 = K % 4 === 0 && xb.offset % 4 === 0;
       const d = { weight, part, rows, tuning, bindings, p, xVec4, gated: args.gated };
-      if (rows <= GEMV_MAX_ROWS) dispatchGemv(rt, rec, d);
+      if (rows <= tuning.gemvMaxRows) dispatchGemv(rt, rec, d);
       else dispatchGemm(rt, rec, d);
     }
   }

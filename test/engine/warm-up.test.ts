@@ -17,6 +17,8 @@ describe('warmUpWaves', () => {
   it('runs one wave per decode batch width up to one past the GEMV limit, capped at the batch width', () => {
     expect(warmUpWaves(1000, 2048, 64).map((w) => w.length)).toEqual(Array.from({ length: GEMV_MAX_ROWS + 1 }, (_, i) => i + 1));
     expect(warmUpWaves(1000, 2048, 3).map((w) => w.length)).toEqual([1, 2, 3]);
+    // a profile whose GEMV takes more rows warms those widths too
+    expect(warmUpWaves(1000, 2048, 64, 12).map((w) => w.length)).toEqual(Array.from({ length: 13 }, (_, i) => i + 1));
     const ids = warmUpWaves(1000, 2048, 64)
       .flat()
       .map((r) => r.requestId);

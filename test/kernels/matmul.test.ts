@@ -138,6 +138,9 @@ describe('matmul: inputs and outputs at unaligned offsets, other tilings', () =>
     { M: 20, N: 70, K: 45, dtype: 'f32', offsetRows: 5 },
     { M: 20, N: 70, K: 45, dtype: 'f16', bias: true, offsetRows: 1 },
     { M: 5, N: 300, K: 77, dtype: 'f32', bias: true, tuning: { gemvSplitK: 4, gemvWorkgroupN: 16 } },
+    // a GEMV above the default row limit (gemvMaxRows): 16 rows in every lane's registers
+    { M: 16, N: 300, K: 77, dtype: 'f32', bias: true, tuning: { gemvMaxRows: 16 } },
+    { M: 13, N: 300, K: 77, dtype: 'f16', tuning: { gemvMaxRows: 16, gemvSplitK: 4, gemvWorkgroupN: 16, gemvF16PairsMaxRows: 0 } },
     // the GPU profile's GEMV at its tallest: 64 x 4 lanes, 8 rows of partials (32 KiB, cut to fit the device)
     { M: 8, N: 300, K: 77, dtype: 'f16', tuning: { gemvSplitK: 4, gemvWorkgroupN: 64, gemvMinWorkgroups: 1, gemvF16PairsMaxRows: 0 } },
     { M: 1, N: 300, K: 77, dtype: 'f16', tuning: { gemvSplitK: 8, gemvWorkgroupN: 32 } },

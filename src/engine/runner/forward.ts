@@ -9,7 +9,7 @@
 import { attention } from '../../kernels/attention.js';
 import { embedding } from '../../kernels/embedding.js';
 import { gatherRows } from '../../kernels/gather-rows.js';
-import { GEMV_MAX_ROWS, matmul } from '../../kernels/matmul.js';
+import { defaultMatmulTuning, matmul } from '../../kernels/matmul.js';
 import { gatedActivation } from '../../kernels/activation.js';
 import { addRmsNorm, rmsNorm } from '../../kernels/rmsnorm.js';
 import { ropeKvWrite } from '../../kernels/rope-kv-write.js';
@@ -43,6 +43,8 @@ export function recordForward(
   const act = rowsOf(buf.act, rows, s.intermediateSize);
   const norm = { rows, dim: s.hiddenSize, eps: s.normEps, onePlus: s.normOnePlus };
   const headNorm = { rows, dim: s.headDim, eps: s.normEps, onePlus: s.normOnePlus, rowStride: qkvWidth };
+  // steps the matmuls run as GEMVs (decode-sized)
+  const gemvMaxRows = defaultMatmulTuning(rt).gemvMaxRows;
 
   // token embeddings
   embedding(rt, rec, { ids: plan.tokenIds, parts: model.embedding.parts, out: hidden, rows, dim: s.hiddenSize });
@@ -102,7 +104,7 @@ export function recordForward(
 
     // MLP: fused gate/up, activation, down (+ GLM-4's post-MLP-output norm)
     matmul(rt, rec, { x: normed, weight: layer.gateUp, out: gateUp, M: rows });
-    if (rows <= GEMV_MAX_ROWS) {
+    if (rows <= gemvMaxRows) {
       // decode-sized steps: the down projection applies the activation as it loads its
       // input (one dispatch and one pass over [rows, 2 * inner] fewer)
       matmul(rt, rec, { x: gateUp, gated: s.activation, weight: layer.down, out: blockOut, M: rows });
