@@ -36,6 +36,8 @@ export interface ServeConfig {
     maxBatchTokens: number | undefined;
     maxContextTokens: number | undefined;
     forceF32: boolean;
+    /** Kernel variants and tile sizes (GpuOptions.kernelProfile); undefined = by the adapter. */
+    kernelProfile: 'cpu' | 'gpu' | 'auto' | undefined;
     responseCacheEntries: number | undefined;
     /** Run Engine.warmUp() before /ready turns 200 (default true). */
     warmUp: boolean;
@@ -74,6 +76,7 @@ const FLAGS = {
   'max-batch-tokens': { kind: 'int', help: 'token budget per engine step' },
   'max-context-tokens': { kind: 'int', help: 'cap the context length below config.json' },
   'force-f32': { kind: 'bool', help: 'f32 weights and KV cache even with shader-f16' },
+  'kernel-profile': { kind: 'string', help: 'kernel variants and tile sizes: auto (by the adapter, default), cpu or gpu' },
   'response-cache-entries': { kind: 'int', help: 'response cache size (0 disables)' },
   'no-warm-up': {
     kind: 'bool',
@@ -110,6 +113,11 @@ export function parseServeConfig(argv: string[], env: NodeJS.ProcessEnv = proces
   if ((tlsKey === undefined) !== (tlsCert === undefined))
     throw new AutoGlmError('invalid_request', '--tls-key and --tls-cert go together.', { param: tlsKey ? 'tls-cert' : 'tls-key' });
   const model = str('model');
+  const kernelProfile = str('kernel-profile');
+  if (kernelProfile !== undefined && kernelProfile !== 'auto' && kernelProfile !== 'cpu' && kernelProfile !== 'gpu')
+    throw new AutoGlmError('invalid_request', `--kernel-profile must be auto, cpu or gpu (got "${kernelProfile}").`, {
+      param: 'kernel-profile',
+    });
   return {
     modelDir: model ?? DEFAULT_MODEL_DIR,
     usingDefaultModel: model === undefined,
@@ -143,6 +151,7 @@ export function parseServeConfig(argv: string[], env: NodeJS.ProcessEnv = proces
       maxBatchTokens: int('max-batch-tokens'),
       maxContextTokens: int('max-context-tokens'),
       forceF32: bool('force-f32'),
+      kernelProfile,
       responseCacheEntries: int('response-cache-entries'),
       warmUp: !bool('no-warm-up'),
     },

@@ -81,6 +81,7 @@ async function loadEngine(config: ServeConfig): Promise<InferenceEngine> {
     maxBatchTokens: config.engine.maxBatchTokens,
     maxContextTokens: config.engine.maxContextTokens,
     forceF32: config.engine.forceF32 || undefined,
+    kernelProfile: config.engine.kernelProfile,
     responseCacheEntries: config.engine.responseCacheEntries,
   });
   // Imported here, not at the top, so `serve --help` and bad flags answer without loading WebGPU.

@@ -40,6 +40,9 @@ test('flags win over AUTOGLM_* env, env fills the rest', () => {
   expect(c.rateLimit).toEqual({ requestsPerSecond: 2.5, burst: 5 });
   expect(c.clusterSecret).toBe('cs');
   expect(c.drainTimeoutMs).toBe(1500);
+  expect(c.engine.kernelProfile).toBeUndefined();
+  expect(parse(['--kernel-profile', 'gpu']).engine.kernelProfile).toBe('gpu');
+  expect(parse([], { AUTOGLM_KERNEL_PROFILE: 'cpu' }).engine.kernelProfile).toBe('cpu');
 });
 
 test.each([
@@ -47,6 +50,7 @@ test.each([
   [['--max-pending-requests=-1'], 'max-pending-requests'],
   [['--tls-key', 'k.pem'], 'tls-cert'],
   [['--api-key-file', '/nonexistent/keys'], 'api-key-file'],
+  [['--kernel-profile', 'fast'], 'kernel-profile'],
 ])('bad value %j names the flag', (argv, param) => {
   let caught: unknown;
   try {
