@@ -81,23 +81,29 @@ export class ServerMetrics {
       s.kvBlocksTotal > 0 ? s.kvBlocksUsed / s.kvBlocksTotal : 0,
     );
     // vLLM exposes these as counters; the engine keeps the running totals, so each scrape
-    // adds what it gained since the last one.
-    const engineCounter = (name: string, help: string, read: (s: EngineStats) => number): void => {
-      let last = 0;
+    // adds what each series gained since the last one. A series is its extra labels and the
+    // total it reads.
+    type Series = { labels: Record<string, string>; read: (s: EngineStats) => number };
+    const totalsCounter = (name: string, help: string, extraLabels: string[], series: Series[]): void => {
+      const last = series.map(() => 0);
       new Counter({
         name,
         help,
-        labelNames: ['model_name'],
+        labelNames: ['model_name', ...extraLabels],
         registers: r,
         collect() {
           const s = stats();
           if (!s) return;
-          const now = read(s);
-          if (now > last) this.inc({ model_name: modelName() }, now - last);
-          last = Math.max(last, now);
+          series.forEach((x, i) => {
+            const now = x.read(s);
+            if (now > last[i]!) this.inc({ model_name: modelName(), ...x.labels }, now - last[i]!);
+            last[i] = Math.max(last[i]!, now);
+          });
         },
       });
     };
+    const engineCounter = (name: string, help: string, read: (s: EngineStats) => number): void =>
+      totalsCounter(name, help, [], [{ labels: {}, read }]);
     engineCounter('autoglm:prefix_cache_queries_total', 'Prompt tokens looked up in the prefix cache.', (s) => s.prefixCacheQueries);
     engineCounter('autoglm:prefix_cache_hits_total', 'Prompt tokens found in the prefix cache.', (s) => s.prefixCacheHits);
     engineCounter('autoglm:num_preemptions_total', 'Sequences preempted for lack of KV blocks.', (s) => s.preemptions);
@@ -110,24 +116,13 @@ export class ServerMetrics {
 
     // Where the engine's time goes, one series per step kind: step seconds per second is its
     // busy fraction (the accelerator's work plus each step's host work).
-    const stepCounter = (name: string, help: string, read: (s: EngineStats, kind: 'prefill' | 'decode') => number): void => {
-      const last = { prefill: 0, decode: 0 };
-      new Counter({
+    const stepCounter = (name: string, help: string, read: (s: EngineStats, kind: 'prefill' | 'decode') => number): void =>
+      totalsCounter(
         name,
         help,
-        labelNames: ['model_name', 'kind'],
-        registers: r,
-        collect() {
-          const s = stats();
-          if (!s) return;
-          for (const kind of ['prefill', 'decode'] as const) {
-            const now = read(s, kind);
-            if (now > last[kind]) this.inc({ model_name: modelName(), kind }, now - last[kind]);
-            last[kind] = Math.max(last[kind], now);
-          }
-        },
-      });
-    };
+        ['kind'],
+        (['prefill', 'decode'] as const).map((kind) => ({ labels: { kind }, read: (s: EngineStats) => read(s, kind) })),
+      );
     const kindHelp = 'prefill: steps with prompt chunks (and any decode rows riding along); decode: one token per sequence';
     stepCounter('autoglm:engine_steps_total', `Forward steps run, by kind (${kindHelp}).`, (s, k) =>
       k === 'prefill' ? s.prefillSteps : s.decodeSteps,
