@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { AutoGlmError } from '../errors.js';
+import { parseKernelProfile, type KernelProfileOption } from '../kernels/kernel-profile.js';
 import { flagsHelp, readFlags, type FlagKind } from './flags.js';
 
 /** Everything `autoglm serve` is configured by: flags first, then AUTOGLM_* env, then defaults. */
@@ -37,7 +38,7 @@ export interface ServeConfig {
     maxContextTokens: number | undefined;
     forceF32: boolean;
     /** Kernel variants and tile sizes (GpuOptions.kernelProfile); undefined = by the adapter. */
-    kernelProfile: 'cpu' | 'gpu' | 'auto' | undefined;
+    kernelProfile: KernelProfileOption | undefined;
     responseCacheEntries: number | undefined;
     /** Run Engine.warmUp() before /ready turns 200 (default true). */
     warmUp: boolean;
@@ -113,11 +114,7 @@ export function parseServeConfig(argv: string[], env: NodeJS.ProcessEnv = proces
   if ((tlsKey === undefined) !== (tlsCert === undefined))
     throw new AutoGlmError('invalid_request', '--tls-key and --tls-cert go together.', { param: tlsKey ? 'tls-cert' : 'tls-key' });
   const model = str('model');
-  const kernelProfile = str('kernel-profile');
-  if (kernelProfile !== undefined && kernelProfile !== 'auto' && kernelProfile !== 'cpu' && kernelProfile !== 'gpu')
-    throw new AutoGlmError('invalid_request', `--kernel-profile must be auto, cpu or gpu (got "${kernelProfile}").`, {
-      param: 'kernel-profile',
-    });
+  const kernelProfile = parseKernelProfile(str('kernel-profile'), 'kernel-profile', '--kernel-profile');
   return {
     modelDir: model ?? DEFAULT_MODEL_DIR,
     usingDefaultModel: model === undefined,

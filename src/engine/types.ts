@@ -2,6 +2,7 @@
  * The engine's public contract. The server, the gateway and the benchmarks depend on this
  * file only; everything else in src/engine/ is an implementation detail.
  */
+import type { KernelProfileOption } from '../kernels/kernel-profile.js';
 
 export interface ChatMessage {
   role: 'system' | 'user' | 'assistant' | 'tool' | string;
@@ -130,7 +131,7 @@ export interface EngineOptions {
   backend?: string;
   adapter?: string;
   /** Kernel variants and tilings: 'cpu', 'gpu' or 'auto' (by the adapter; see GpuOptions.kernelProfile). */
-  kernelProfile?: 'cpu' | 'gpu' | 'auto';
+  kernelProfile?: KernelProfileOption;
   /** KV cache budget in bytes (default: a fraction of what the device allows after weights). */
   kvCacheBytes?: number;
   /** Tokens per KV block (default 16). */

@@ -12,6 +12,7 @@
 import { create, globals } from 'webgpu';
 import { AutoGlmError } from '../errors.js';
 import { paceDawnEventPolling, resolveEventPollingMode, type EventPollingMode } from './event-polling.js';
+import { parseKernelProfile, type KernelProfile, type KernelProfileOption } from './kernel-profile.js';
 
 export interface GpuOptions {
   /** Dawn backend: 'vulkan', 'metal', 'd3d12', 'null'... Env: AUTOGLM_GPU_BACKEND. */
@@ -30,15 +31,12 @@ export interface GpuOptions {
    */
   eventPolling?: EventPollingMode;
   /**
-   * Which kernel variants and tile sizes to use: 'cpu' (those tuned for software adapters,
-   * where a workgroup runs on one core and lanes are SIMD lanes) or 'gpu'; 'auto' (default)
-   * picks by the adapter. 'gpu' on lavapipe runs the GPU code path on a machine without a
-   * GPU (the tests check it against the float64 reference). Env: AUTOGLM_KERNEL_PROFILE.
+   * Which kernel variants and tile sizes to use (kernel-profile.ts); 'auto' (default) picks
+   * by the adapter. 'gpu' on lavapipe runs the GPU code path on a machine without a GPU (the
+   * tests check it against the float64 reference). Env: AUTOGLM_KERNEL_PROFILE.
    */
-  kernelProfile?: KernelProfile | 'auto';
+  kernelProfile?: KernelProfileOption;
 }
-
-export type KernelProfile = 'cpu' | 'gpu';
 
 export interface GpuFeatures {
   f16: boolean;
@@ -77,7 +75,7 @@ export class GpuContext {
     private readonly gpu: GPU,
     readonly adapter: GPUAdapter,
     readonly device: GPUDevice,
-    kernelProfile: KernelProfile | 'auto' = 'auto',
+    kernelProfile: KernelProfileOption = 'auto',
   ) {
     const info = adapter.info;
     this.adapterInfo = {
@@ -176,7 +174,9 @@ export async function acquireGpu(options: GpuOptions = {}): Promise<GpuContext> 
   const toggles = [...(options.dawnToggles ?? []), ...envList('AUTOGLM_DAWN_TOGGLES')];
   // checked before any Dawn object exists: a bad value must not leave a device behind
   const polling = eventPollingMode(options.eventPolling ?? process.env.AUTOGLM_GPU_EVENT_POLLING);
-  const profile = kernelProfileOf(options.kernelProfile ?? process.env.AUTOGLM_KERNEL_PROFILE);
+  const profile =
+    parseKernelProfile(options.kernelProfile ?? process.env.AUTOGLM_KERNEL_PROFILE, 'AUTOGLM_KERNEL_PROFILE', 'The kernel profile') ??
+    'auto';
 
   const flags: string[] = [];
   if (backend) flags.push(`backend=${backend}`);
@@ -221,14 +221,6 @@ function eventPollingMode(value: string | undefined): EventPollingMode {
   if (value === 'auto' || value === 'spin' || value === 'paced') return value;
   throw new AutoGlmError('invalid_request', `GPU event polling must be auto, spin or paced (got "${value}").`, {
     param: 'AUTOGLM_GPU_EVENT_POLLING',
-  });
-}
-
-function kernelProfileOf(value: string | undefined): KernelProfile | 'auto' {
-  if (value === undefined || value === '') return 'auto';
-  if (value === 'auto' || value === 'cpu' || value === 'gpu') return value;
-  throw new AutoGlmError('invalid_request', `The kernel profile must be auto, cpu or gpu (got "${value}").`, {
-    param: 'AUTOGLM_KERNEL_PROFILE',
   });
 }
 
