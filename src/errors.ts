@@ -37,6 +37,7 @@ export const ERROR_CATALOGUE = {
   gpu_validation_error: { status: 500, type: 'server_error' },
   gpu_out_of_memory: { status: 507, type: 'server_error' },
   gpu_device_lost: { status: 503, type: 'server_error' },
+  gpu_internal_error: { status: 500, type: 'server_error' },
   internal_error: { status: 500, type: 'server_error' },
 } as const satisfies Record<string, ErrorSpec>;
 

@@ -95,7 +95,10 @@ function headsPerItem(g: number, cap = MAX_HEADS_PER_ITEM): number {
   return 1;
 }
 
-/** A GPU buffer that is reused across steps and grows (by doubling) when a step needs more. */
+/**
+ * A GPU buffer that is reused across steps and grows (by doubling) when a step needs more;
+ * the buffers it outgrows go back to the runtime's pool.
+ */
 class GrowableTensor {
   tensor: GpuTensor | null = null;
 
@@ -107,14 +110,14 @@ class GrowableTensor {
   ensure(rt: KernelRuntime, length: number): GpuTensor {
     const need = Math.max(length, 4);
     if (this.tensor && this.tensor.length >= need) return this.tensor;
-    if (this.tensor) rt.destroyBuffer(this.tensor.buffer);
+    if (this.tensor) rt.releaseTensor(this.tensor);
     const capacity = Math.max(need, 2 * (this.tensor?.length ?? 0));
-    this.tensor = rt.tensor(this.dtype, capacity, this.label);
+    this.tensor = rt.pooledTensor(this.dtype, capacity, this.label);
     return this.tensor;
   }
 
   destroy(rt: KernelRuntime): void {
-    if (this.tensor) rt.destroyBuffer(this.tensor.buffer);
+    if (this.tensor && !rt.ctx.isDestroyed) rt.releaseTensor(this.tensor);
     this.tensor = null;
   }
 }

@@ -63,7 +63,10 @@ export class GpuContext {
   readonly limits: GPUSupportedLimits;
   /** Set when the device is lost; every later operation throws gpu_device_lost. */
   lostReason: string | null = null;
+  /** The last 100 uncaptured errors, for diagnostics. */
   readonly uncapturedErrors: UncapturedError[] = [];
+  /** Uncaptured errors not yet reported by takeUncapturedErrors (bounded like the log). */
+  private unreported: UncapturedError[] = [];
   private destroyed = false;
   /** Ends this context's share of event-polling pacing (see event-polling.ts), if it took one. */
   private releasePacing: (() => void) | null = null;
@@ -98,9 +101,22 @@ export class GpuContext {
     device.onuncapturederror = (ev: GPUUncapturedErrorEvent) => {
       const e = ev.error;
       const kind = e instanceof GPUOutOfMemoryError ? 'out-of-memory' : e instanceof GPUValidationError ? 'validation' : 'internal';
-      this.uncapturedErrors.push({ kind, message: e.message });
+      const error = { kind, message: e.message } as const;
+      this.uncapturedErrors.push(error);
       if (this.uncapturedErrors.length > 100) this.uncapturedErrors.shift();
+      if (this.unreported.length < 100) this.unreported.push(error);
     };
+  }
+
+  /**
+   * The uncaptured errors that arrived since the last call. Work outside an error scope
+   * (queue writes, submits) reports its failures only this way; the runtime's error sink
+   * takes them at every flush so that they fail the operation that waited, as typed errors.
+   */
+  takeUncapturedErrors(): UncapturedError[] {
+    const taken = this.unreported;
+    this.unreported = [];
+    return taken;
   }
 
   /** True for software adapters (lavapipe/llvmpipe, SwiftShader) that run shaders on the CPU. */
@@ -183,15 +199,23 @@ export async function acquireGpu(options: GpuOptions = {}): Promise<GpuContext> 
   if (adapterName) flags.push(`adapter=${adapterName}`);
   if (toggles.length) flags.push(`enable-dawn-features=${toggles.join(',')}`);
 
+  // a filter the user set is the likelier cause of "no adapter" than a missing driver
+  const asked = [
+    backend ? `backend "${backend}" (AUTOGLM_GPU_BACKEND)` : '',
+    adapterName ? `adapter "${adapterName}" (AUTOGLM_GPU_ADAPTER)` : '',
+  ]
+    .filter(Boolean)
+    .join(' and ');
+  const help = asked ? `No WebGPU adapter matched the ${asked}. ${NO_ADAPTER_HELP}` : NO_ADAPTER_HELP;
   let gpu: GPU;
   let adapter: GPUAdapter | null;
   try {
     gpu = create(flags);
     adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
   } catch (e) {
-    throw new AutoGlmError('gpu_unavailable', `${NO_ADAPTER_HELP} (Dawn said: ${(e as Error).message})`, { cause: e });
+    throw new AutoGlmError('gpu_unavailable', `${help} (Dawn said: ${(e as Error).message})`, { cause: e });
   }
-  if (!adapter) throw new AutoGlmError('gpu_unavailable', NO_ADAPTER_HELP);
+  if (!adapter) throw new AutoGlmError('gpu_unavailable', help);
 
   const requiredFeatures: GPUFeatureName[] = [];
   const want: GPUFeatureName[] = ['subgroups', 'timestamp-query'];

@@ -5,15 +5,22 @@
  * arrive later. Synchronous calls (pipeline and buffer creation, command recording) push a
  * scope, and the pending result is kept here; `flush()` (called by every submit and
  * readback) awaits them and throws the first error as an AutoGlmError carrying Dawn's
- * message, WGSL compiler messages included.
+ * message, WGSL compiler messages included. Errors from work outside any scope (a queue
+ * write to a destroyed buffer, a bad submit) reach Dawn's uncaptured-error event instead;
+ * flush() reports those too, so that no GPU error is only logged.
  */
 import { AutoGlmError } from '../errors.js';
+import type { UncapturedError } from './device.js';
 import { nudgeDawnEventPolling } from './event-polling.js';
 
 export class ErrorSink {
   private pending: Promise<AutoGlmError | null>[] = [];
 
-  constructor(private readonly device: GPUDevice) {}
+  constructor(
+    private readonly device: GPUDevice,
+    /** Drains the uncaptured errors that arrived since the last call (GpuContext.takeUncapturedErrors). */
+    private readonly takeUncaptured: () => UncapturedError[] = () => [],
+  ) {}
 
   /** Runs `fn` inside validation and out-of-memory scopes; errors surface at the next flush. */
   capture<T>(what: string, fn: () => T): T {
@@ -47,12 +54,18 @@ export class ErrorSink {
   }
 
   async flush(): Promise<void> {
-    if (this.pending.length === 0) return;
     const pending = this.pending;
     this.pending = [];
-    nudgeDawnEventPolling();
+    if (pending.length > 0) nudgeDawnEventPolling();
     const results = await Promise.all(pending);
-    const first = results.find((r) => r !== null);
+    const first = results.find((r) => r !== null) ?? uncapturedAsError(this.takeUncaptured()[0]);
     if (first) throw first;
   }
+}
+
+function uncapturedAsError(e: UncapturedError | undefined): AutoGlmError | null {
+  if (e === undefined) return null;
+  if (e.kind === 'out-of-memory') return new AutoGlmError('gpu_out_of_memory', `GPU out of memory: ${e.message}`);
+  if (e.kind === 'validation') return new AutoGlmError('gpu_validation_error', `GPU validation error: ${e.message}`);
+  return new AutoGlmError('gpu_internal_error', `GPU internal error: ${e.message}`);
 }

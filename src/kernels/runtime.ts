@@ -3,6 +3,7 @@
  * groups, the error sink). Small by design; the kernels live beside it, one file each.
  */
 import { AutoGlmError } from '../errors.js';
+import { BufferPool } from './buffer-pool.js';
 import { acquireGpu, type GpuContext, type GpuOptions } from './device.js';
 import { ErrorSink } from './error-sink.js';
 import { nudgeDawnEventPolling } from './event-polling.js';
@@ -28,16 +29,21 @@ export class KernelRuntime {
   private readonly bindGroups = new Map<string, GPUBindGroup>();
   private readonly bufferIds = new WeakMap<GPUBuffer, number>();
   private nextBufferId = 1;
-  private readonly freeBuffers = new Map<string, GPUBuffer[]>();
+  /** Buffers that come and go (staging, per-step tables that grow): see buffer-pool.ts. */
+  readonly pool: BufferPool;
 
   private constructor(
     readonly ctx: GpuContext,
     options: RuntimeOptions,
   ) {
     this.device = ctx.device;
-    this.errors = new ErrorSink(this.device);
+    this.errors = new ErrorSink(this.device, () => ctx.takeUncapturedErrors());
     this.pipelines = new PipelineCache(this.device, this.errors);
     this.preferredDType = ctx.features.f16 && !options.forceF32 ? 'f16' : 'f32';
+    this.pool = new BufferPool({
+      create: (size, usage, label) => this.createBuffer(size, usage, label),
+      destroy: (buffer) => this.destroyBuffer(buffer),
+    });
   }
 
   static async create(options: RuntimeOptions = {}): Promise<KernelRuntime> {
@@ -120,6 +126,20 @@ export class KernelRuntime {
     return { buffer, byteOffset: 0, length, dtype };
   }
 
+  /**
+   * A storage tensor from the buffer pool (contents undefined until written), for buffers
+   * replaced often; hand it back with releaseTensor once no later work will use it.
+   */
+  pooledTensor(dtype: DType, length: number, label?: string): GpuTensor {
+    const buffer = this.pool.acquire(length * DTYPE_BYTES[dtype], STORAGE_USAGE, label);
+    return { buffer, byteOffset: 0, length, dtype };
+  }
+
+  /** Gives a pooledTensor back; work already submitted may still read it (see buffer-pool.ts). */
+  releaseTensor(t: GpuTensor): void {
+    this.pool.release(t.buffer);
+  }
+
   /** A storage tensor holding `data` (f16 data is passed as its raw Uint16Array bits). */
   upload(dtype: DType, data: TypedArray, label?: string): GpuTensor {
     const elementBytes = DTYPE_BYTES[dtype];
@@ -146,25 +166,29 @@ export class KernelRuntime {
   async readBytes(buffer: GPUBuffer, byteOffset: number, byteLength: number): Promise<ArrayBuffer> {
     this.ctx.assertAlive();
     const size = Math.ceil(byteLength / 4) * 4;
-    const staging = this.acquireStaging(size);
-    const enc = this.device.createCommandEncoder();
-    enc.copyBufferToBuffer(buffer, byteOffset, staging, 0, size);
-    this.device.queue.submit([enc.finish()]);
+    const staging = this.pool.acquire(size, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST, 'staging');
     try {
-      await this.errors.flush();
-      const mapped = staging.mapAsync(GPUMapMode.READ, 0, size);
-      nudgeDawnEventPolling();
-      await mapped;
-    } catch (e) {
-      this.ctx.assertAlive();
-      throw e instanceof AutoGlmError
-        ? e
-        : new AutoGlmError('gpu_validation_error', `readback failed: ${(e as Error).message}`, { cause: e });
+      const enc = this.device.createCommandEncoder();
+      enc.copyBufferToBuffer(buffer, byteOffset, staging, 0, size);
+      this.device.queue.submit([enc.finish()]);
+      try {
+        await this.errors.flush();
+        const mapped = staging.mapAsync(GPUMapMode.READ, 0, size);
+        nudgeDawnEventPolling();
+        await mapped;
+      } catch (e) {
+        this.ctx.assertAlive();
+        throw e instanceof AutoGlmError
+          ? e
+          : new AutoGlmError('gpu_validation_error', `readback failed: ${(e as Error).message}`, { cause: e });
+      }
+      const copy = staging.getMappedRange(0, size).slice(0, byteLength);
+      staging.unmap();
+      return copy;
+    } finally {
+      // a buffer left mapped or pending (a failed read) is destroyed by the pool, not reused
+      if (!this.ctx.isDestroyed) this.pool.release(staging);
     }
-    const copy = staging.getMappedRange(0, size).slice(0, byteLength);
-    staging.unmap();
-    this.releaseStaging(staging);
-    return copy;
   }
 
   async read(t: GpuTensor, start = 0, length = t.length - start): Promise<Float32Array | Uint32Array | Int32Array | Uint16Array> {
@@ -189,23 +213,6 @@ export class KernelRuntime {
     throw new TypeError(`readFloats of a ${t.dtype} tensor`);
   }
 
-  private acquireStaging(size: number): GPUBuffer {
-    const bucket = 1 << Math.ceil(Math.log2(Math.max(size, 256)));
-    const list = this.freeBuffers.get(`staging:${bucket}`);
-    const b = list?.pop();
-    if (b) return b;
-    return this.createBuffer(bucket, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST, 'staging');
-  }
-
-  private releaseStaging(b: GPUBuffer): void {
-    const key = `staging:${b.size}`;
-    const list = this.freeBuffers.get(key) ?? [];
-    if (list.length < 4) {
-      list.push(b);
-      this.freeBuffers.set(key, list);
-    } else b.destroy();
-  }
-
   /** Waits for all submitted work; throws any pending GPU error. */
   async sync(): Promise<void> {
     this.ctx.assertAlive();
@@ -222,9 +229,8 @@ export class KernelRuntime {
   }
 
   destroy(): void {
+    this.pool.clear();
     this.bindGroups.clear();
-    for (const list of this.freeBuffers.values()) for (const b of list) b.destroy();
-    this.freeBuffers.clear();
     this.ctx.destroy();
   }
 }

@@ -22,7 +22,7 @@ import { AutoGlmError } from '../errors.js';
 import { params } from './params.js';
 import type { Recorder } from './recorder.js';
 import { splitSeed } from './rng.js';
-import type { KernelRuntime } from './runtime.js';
+import { STORAGE_USAGE, type KernelRuntime } from './runtime.js';
 import type { GpuTensor } from './tensor.js';
 import { sliceTensor } from './tensor.js';
 import type { TokenCounts } from './token-counts.js';
@@ -178,8 +178,9 @@ export function prepareSampling(rt: KernelRuntime, rows: readonly SamplingRow[],
     maxTop = Math.max(maxTop, r.topLogprobs);
   });
   for (let i = n; i < capacity; i++) slots[i] = -1;
-  if (reuse && reuse.capacity < n) rt.destroyBuffer(reuse.buffer);
-  const buffer = reuse && reuse.capacity >= n ? reuse.buffer : rt.createBuffer(words.byteLength, undefined, 'sampling-params');
+  // an outgrown buffer goes back to the pool: the batch that grows past it takes a bigger one
+  if (reuse && reuse.capacity < n) rt.pool.release(reuse.buffer);
+  const buffer = reuse && reuse.capacity >= n ? reuse.buffer : rt.pool.acquire(words.byteLength, STORAGE_USAGE, 'sampling-params');
   const all = { buffer, byteOffset: 0, length: capacity * ROW_WORDS + capacity, dtype: 'u32' as const };
   rt.write(all, u.subarray(0, n * ROW_WORDS));
   rt.write(all, new Uint32Array(words, capacity * ROW_WORDS * 4, capacity), capacity * ROW_WORDS);

@@ -1,3 +1,5 @@
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { isAutoGlmError } from '../../src/errors.js';
 import { expandShader, loadShader, readShader } from '../../src/kernels/shader-source.js';
@@ -55,9 +57,80 @@ describe('kernel runtime', () => {
     await rt.sync();
   });
 
+  it('reports a GPU error from work outside any error scope (a queue write to a destroyed buffer) at the next sync, typed, once', async () => {
+    const rt = runtime();
+    const t = rt.tensor('f32', 16, 'doomed');
+    t.buffer.destroy();
+    rt.device.queue.writeBuffer(t.buffer, 0, new Float32Array(16));
+    const err = await rt.sync().then(
+      () => null,
+      (e: unknown) => e,
+    );
+    expect(isAutoGlmError(err, 'gpu_validation_error')).toBe(true);
+    expect((err as Error).message).toMatch(/destroyed/);
+    // reported once; the device carries on
+    await rt.sync();
+    const ok = rt.upload('f32', new Float32Array([1, 2, 3, 4]));
+    expect(Array.from(await rt.readFloats(ok))).toEqual([1, 2, 3, 4]);
+  });
+
+  it('turns a lost device into gpu_device_lost for every later operation, without crashing', async () => {
+    const rt = await KernelRuntime.create();
+    try {
+      const t = rt.upload('f32', new Float32Array([1, 2, 3, 4]));
+      // what a driver reset or an unplugged GPU looks like to WebGPU
+      rt.device.destroy();
+      const deadline = Date.now() + 5000;
+      while (rt.ctx.lostReason === null && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+      expect(rt.ctx.lostReason).toMatch(/destroyed/);
+      const lost = (fn: () => unknown) => expect(fn).toThrow(expect.objectContaining({ code: 'gpu_device_lost' }));
+      lost(() => rt.tensor('f32', 4));
+      lost(() => rt.recorder());
+      await expect(rt.read(t)).rejects.toMatchObject({ code: 'gpu_device_lost' });
+      await expect(rt.sync()).rejects.toMatchObject({ code: 'gpu_device_lost' });
+    } finally {
+      rt.destroy();
+    }
+  });
+
+  it('picks the adapter and backend from the environment, and says which filter matched nothing', async () => {
+    const rt = runtime();
+    const runtimeModule = new URL('../../dist/src/kernels/runtime.js', import.meta.url).href;
+    const probe =
+      `import { KernelRuntime } from ${JSON.stringify(runtimeModule)};` +
+      `try { const rt = await KernelRuntime.create(); console.log(JSON.stringify({ adapter: rt.adapterName })); rt.destroy(); }` +
+      `catch (e) { console.log(JSON.stringify({ code: e.code, message: e.message })); }`;
+    // each in its own process: a Dawn instance with another backend must not share this one's
+    const run = async (env: Record<string, string>) => {
+      const { stdout } = await promisify(execFile)(process.execPath, ['--input-type=module', '-e', probe], {
+        env: { ...process.env, ...env },
+        timeout: 60_000,
+      });
+      return JSON.parse(stdout.trim().split('\n').pop()!) as { adapter?: string; code?: string; message?: string };
+    };
+    const firstWord = rt.adapterName.split(/[\s:(]/)[0]!;
+    const [byName, noSuchAdapter, noSuchBackend] = await Promise.all([
+      run({ AUTOGLM_GPU_ADAPTER: firstWord }),
+      run({ AUTOGLM_GPU_ADAPTER: 'no-such-adapter-xyz' }),
+      // a backend this platform does not have (Metal exists only on macOS)
+      run({ AUTOGLM_GPU_BACKEND: process.platform === 'darwin' ? 'd3d12' : 'metal' }),
+    ]);
+    expect(byName.adapter).toBe(rt.adapterName);
+    for (const [r, filter] of [
+      [noSuchAdapter, 'AUTOGLM_GPU_ADAPTER'],
+      [noSuchBackend, 'AUTOGLM_GPU_BACKEND'],
+    ] as const) {
+      expect(r.code).toBe('gpu_unavailable');
+      expect(r.message).toContain(filter);
+      expect(r.message).toMatch(/setup-vulkan\.sh/);
+    }
+  });
+
   it('turns an oversized allocation into gpu_out_of_memory', () => {
     const rt = runtime();
-    expect(() => rt.createBuffer(rt.ctx.limits.maxBufferSize + 16)).toThrow(/maxBufferSize/);
+    expect(() => rt.createBuffer(rt.ctx.limits.maxBufferSize + 16)).toThrow(
+      expect.objectContaining({ code: 'gpu_out_of_memory', message: expect.stringMatching(/maxBufferSize/) }),
+    );
   });
 
   it('records many dispatches with distinct params in one submit', async () => {
