@@ -11,8 +11,16 @@ import type { RunnerOptions } from './runner/model-runner.js';
 import type { GpuModel } from './runner/gpu-model.js';
 import type { EngineOptions } from './types.js';
 
-/** KV budget when none is given: enough for every batch slot at full context, capped. */
-export const DEFAULT_KV_CAP_BYTES = 1024 * 1024 * 1024;
+/**
+ * Share of the device memory left after the weights that the KV cache takes when no
+ * kvCacheBytes is given. WebGPU has no free-memory query; the one device-wide size it
+ * reports is maxBufferSize, the largest allocation the device accepts (4 GiB on lavapipe,
+ * Vulkan's maxBufferSize or maxMemoryAllocationSize elsewhere, which can exceed the real
+ * memory). Half of what is left after the weights keeps room for the step buffers,
+ * other processes on the GPU and that figure being optimistic; the bounds in
+ * planMemory (one binding per layer, every batch slot at full context) usually bind first.
+ */
+export const DEFAULT_KV_MEMORY_FRACTION = 0.5;
 
 export interface MemoryPlan {
   runner: RunnerOptions;
@@ -24,7 +32,12 @@ export function kvBytesPerToken(spec: Pick<ModelSpec, 'numLayers' | 'numKvHeads'
   return 2 * spec.numLayers * spec.numKvHeads * spec.headDim * dtypeBytes;
 }
 
-export function planMemory(rt: KernelRuntime, spec: ModelSpec, _model: GpuModel, options: EngineOptions): MemoryPlan {
+/** The default KV budget: DEFAULT_KV_MEMORY_FRACTION of the device's memory (as WebGPU reports it) after the weights. */
+export function defaultKvBudgetBytes(device: { maxBufferBytes: number }, residentWeightBytes: number): number {
+  return Math.max(0, Math.floor(DEFAULT_KV_MEMORY_FRACTION * (device.maxBufferBytes - residentWeightBytes)));
+}
+
+export function planMemory(rt: KernelRuntime, spec: ModelSpec, model: Pick<GpuModel, 'residentBytes'>, options: EngineOptions): MemoryPlan {
   const blockSize = options.kvBlockSize ?? 16;
   if (!Number.isInteger(blockSize) || blockSize < 1 || blockSize > 1024) {
     throw new AutoGlmError('invalid_request', `kvBlockSize must be an integer in [1, 1024], got ${blockSize}`, { param: 'kvBlockSize' });
@@ -32,6 +45,7 @@ export function planMemory(rt: KernelRuntime, spec: ModelSpec, _model: GpuModel,
   const kvDType = rt.preferredDType;
   const dtypeBytes = kvDType === 'f16' ? 2 : 4;
   const perToken = kvBytesPerToken(spec, dtypeBytes);
+  const blockBytes = perToken * blockSize;
 
   // logits [rows, vocab] f32 and token counts [slots, vocab] u32 are single bindings
   const byVocab = Math.floor(rt.maxBindingBytes / (4 * spec.vocabSize));
@@ -41,9 +55,18 @@ export function planMemory(rt: KernelRuntime, spec: ModelSpec, _model: GpuModel,
 
   // one sequence at full context must fit, or long requests could never run
   const minBlocks = Math.ceil(contextLength / blockSize);
+  // each layer's K (and V) is one binding
   const limit = maxKvBlocks(rt, { blockSize, nKvHeads: spec.numKvHeads, headDim: spec.headDim, dtype: kvDType });
-  const defaultBlocks = Math.max(minBlocks, Math.min(Math.floor(DEFAULT_KV_CAP_BYTES / (perToken * blockSize)), minBlocks * maxSeqs));
-  const wantedBlocks = options.kvCacheBytes !== undefined ? Math.floor(options.kvCacheBytes / (perToken * blockSize)) : defaultBlocks;
+  let wantedBlocks: number;
+  if (options.kvCacheBytes === undefined) {
+    const budgetBlocks = Math.floor(
+      defaultKvBudgetBytes({ maxBufferBytes: rt.ctx.limits.maxBufferSize }, model.residentBytes) / blockBytes,
+    );
+    // more than every batch slot at full context could ever hold is wasted memory
+    wantedBlocks = Math.max(minBlocks, Math.min(budgetBlocks, minBlocks * maxSeqs));
+  } else {
+    wantedBlocks = Math.floor(options.kvCacheBytes / blockBytes);
+  }
   const numBlocks = Math.min(limit, wantedBlocks);
   if (numBlocks < minBlocks) {
     throw new AutoGlmError(
@@ -54,7 +77,7 @@ export function planMemory(rt: KernelRuntime, spec: ModelSpec, _model: GpuModel,
   }
   return {
     runner: { numBlocks, blockSize, maxRows, maxSampleRows: maxSeqs, countSlots: maxSeqs, kvDType },
-    kvBytes: numBlocks * blockSize * perToken,
+    kvBytes: numBlocks * blockBytes,
     kvBytesPerToken: perToken,
   };
 }

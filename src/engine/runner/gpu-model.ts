@@ -53,4 +53,10 @@ export interface GpuModel {
   invFreq: GpuTensor;
   /** Bytes of weights read per decode step (for the bandwidth bound). */
   weightBytes: number;
+  /**
+   * Bytes the model occupies on the device: weightBytes plus what a decode step does not
+   * read whole (the embedding table, of which it gathers a few rows; RoPE frequencies).
+   * What the KV budget's default subtracts from the device's memory.
+   */
+  residentBytes: number;
 }

@@ -8,7 +8,7 @@
 import { prepareEmbeddingTable } from '../../kernels/embedding.js';
 import { prepareMatmulWeight, type MatmulWeight } from '../../kernels/matmul.js';
 import type { KernelRuntime } from '../../kernels/runtime.js';
-import type { GpuTensor } from '../../kernels/tensor.js';
+import { tensorBytes, type GpuTensor } from '../../kernels/tensor.js';
 import { ropeInvFreq, type TensorRef } from '../model/model-spec.js';
 import type { LoadedModelFolder } from '../model-folder.js';
 import type { GpuLayer, GpuModel, GpuModelShape } from './gpu-model.js';
@@ -111,6 +111,8 @@ export async function uploadModel(rt: KernelRuntime, folder: LoadedModelFolder, 
     activation: spec.activation,
     slidingWindow: spec.slidingWindow ?? 0,
   };
+  const embeddingBytes = embedding.parts.reduce((n, p) => n + tensorBytes(p.tensor), 0);
+  const residentBytes = weightBytes + embeddingBytes + tensorBytes(invFreq);
   await rt.sync();
-  return { shape, embedding, layers, finalNorm, lmHead, invFreq, weightBytes };
+  return { shape, embedding, layers, finalNorm, lmHead, invFreq, weightBytes, residentBytes };
 }
