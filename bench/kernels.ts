@@ -1,6 +1,8 @@
 /**
- * Kernel benchmark: matmul/GEMV (and the other kernels that exist) against two ceilings
- * measured in the same run (bench/ceilings.ts). A benchmark, not a test.
+ * Kernel benchmark: matmul/GEMV, add, and the rest of the kernel library (norms,
+ * activations, embedding, RoPE, RoPE + KV write, prefill and decode attention, sampling:
+ * bench/kernel-library.ts) against two ceilings measured in the same run
+ * (bench/ceilings.ts). A benchmark, not a test.
  *
  * Run: npm run bench:kernels [-- --sweep] [-- --quick]
  *   --sweep  also times several tilings of the two target shapes (to choose defaults)
@@ -8,6 +10,7 @@
  *   --only=gemv|matmul|decode  with --sweep: sweep one kernel (decode: GEMV against GEMM at
  *            12-32 rows) and skip the standard rows
  *   --only=targets  only the paired target checks (quick A/B of a kernel or a toggle)
+ *   --only=library  only the library rows (not matmul, not the targets)
  *   --pairs=N  pairs per target check (default 7, 3 with --quick)
  *   --tunings='[{"gemmRows":8,...}, ...]'  with --sweep: these tilings instead of the built-in lists
  *   --paired  with --sweep --only=matmul: time each GEMM tiling interleaved with the FMA
@@ -19,6 +22,7 @@ import { add } from '../src/kernels/add.js';
 import { defaultMatmulTuning, matmul, prepareMatmulWeight, type MatmulTuning, type WeightDType } from '../src/kernels/matmul.js';
 import { KernelRuntime, f32ToF16Bits } from '../src/kernels/runtime.js';
 import { fmaProbe, measureCeilings, readProbe, type Ceilings, type Probe } from './ceilings.js';
+import { benchKernelLibrary } from './kernel-library.js';
 import {
   formatTable,
   markdownTable,
@@ -244,7 +248,7 @@ const GEMM_SWEEP: Partial<MatmulTuning>[] = [
 /** Where the GEMV should hand over to the GEMM: both kernels on decode batches of 12-32 rows. */
 const DECODE_SWEEP: Partial<MatmulTuning>[] = [{}, { gemvMaxRows: 32 }, { gemvMaxRows: 32, gemvSplitK: 1 }];
 
-const HEADERS = ['kernel', 'shape (MxNxK)', 'dtype', 'tuning', 'median ms', 'spread', 'GB/s', 'GFLOP/s', 'of ceiling'];
+const HEADERS = ['kernel', 'shape (matmul: MxNxK)', 'dtype', 'tuning', 'median ms', 'spread', 'GB/s', 'GFLOP/s', 'of ceiling'];
 
 function cells(r: KernelBenchRow): Cell[] {
   const pct = (v: number): string => `${(v * 100).toFixed(0)}%`;
@@ -325,6 +329,13 @@ async function main(): Promise<void> {
     await run({ M: 128, N: 4096, K: 4096, dtype });
   }
   if (!only) rows.push(await benchAdd(rt, 4096 * 1024, ceil, o));
+  // the rest of the library (norms, activations, embedding, RoPE, attention, sampling)
+  if (!only || only === 'library') {
+    await benchKernelLibrary(rt, ceil, o, (r) => {
+      rows.push(r);
+      console.log(formatTable(HEADERS, [cells(r)]).split('\n')[2]);
+    });
+  }
 
   const targets = !only || only === 'targets' ? await checkTargets(rt, pairs, o) : [];
   for (const t of targets) {

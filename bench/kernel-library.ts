@@ -1,0 +1,348 @@
+/**
+ * bench:kernels' rows for the rest of the kernel library: norms, activations, embedding
+ * gather, RoPE, the fused RoPE + KV-cache write, prefill and decode attention over the
+ * paged cache, and GPU sampling, each on the shape it has in a Llama-2-7B-sized layer
+ * (hidden 4096, 32 heads of 128, 8 kv heads, intermediate 11008), with a batch of 128
+ * rows where the kernel runs per token. Bytes count what the kernel must move at least
+ * (inputs read once, outputs written once); rates are judged against the read ceiling,
+ * except prefill attention, whose 2 x 2 x heads x headDim flops per (query, key) pair
+ * make it compute-bound, judged against the FMA ceiling.
+ */
+import { activation, gatedActivation } from '../src/kernels/activation.js';
+import { attention, prepareAttentionBatch } from '../src/kernels/attention.js';
+import { embedding, prepareEmbeddingTable, destroyEmbeddingTable } from '../src/kernels/embedding.js';
+import { createKvCache } from '../src/kernels/kv-write.js';
+import { layerNorm } from '../src/kernels/layernorm.js';
+import type { Recorder } from '../src/kernels/recorder.js';
+import { rmsNorm } from '../src/kernels/rmsnorm.js';
+import { rope, ropeInvFreq } from '../src/kernels/rope.js';
+import { ropeKvWrite } from '../src/kernels/rope-kv-write.js';
+import { f32ToF16Bits, type KernelRuntime } from '../src/kernels/runtime.js';
+import { createSampleOutput, prepareSampling, sample, type SamplingRow } from '../src/kernels/sampling.js';
+import { DTYPE_BYTES, type GpuTensor } from '../src/kernels/tensor.js';
+import type { Ceilings } from './ceilings.js';
+import type { KernelBenchRow } from './kernels.js';
+import { timeGpu, type TimeOptions } from './report.js';
+
+const ROWS = 128;
+const HIDDEN = 4096;
+const HEADS = 32;
+const KV_HEADS = 8;
+const HEAD_DIM = 128;
+const INTERMEDIATE = 11008;
+const BLOCK = 16;
+
+/** What one library kernel's bench needs from its set-up. */
+interface LibraryCase {
+  kernel: string;
+  shape: string;
+  dtype: string;
+  bytes: number;
+  flops: number;
+  bound: 'bandwidth' | 'compute';
+  record: (rec: Recorder) => void;
+  /** Frees what the case allocated. */
+  free: () => void;
+}
+
+function values(n: number, seed: number, scale = 0.1): Float32Array {
+  const a = new Float32Array(n);
+  let s = seed >>> 0;
+  for (let i = 0; i < n; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    a[i] = (s / 2 ** 32 - 0.5) * scale;
+  }
+  return a;
+}
+
+function freeAll(rt: KernelRuntime, ...tensors: GpuTensor[]): () => void {
+  return () => {
+    for (const t of tensors) rt.destroyBuffer(t.buffer);
+  };
+}
+
+/** positions 0..rows-1 and cache slots that scatter the rows over the cache's blocks. */
+function positionsAndSlots(rt: KernelRuntime, rows: number, numBlocks: number): { positions: GpuTensor; slots: GpuTensor } {
+  const positions = rt.upload(
+    'u32',
+    Uint32Array.from({ length: rows }, (_, i) => i),
+  );
+  const slots = rt.upload(
+    'u32',
+    Uint32Array.from({ length: rows }, (_, i) => ((Math.floor(i / BLOCK) * 7) % numBlocks) * BLOCK + (i % BLOCK)),
+  );
+  return { positions, slots };
+}
+
+function normCases(rt: KernelRuntime): LibraryCase[] {
+  const n = ROWS * HIDDEN;
+  const make = (kernel: string, record: (x: GpuTensor, w: GpuTensor, b: GpuTensor, out: GpuTensor, rec: Recorder) => void): LibraryCase => {
+    const x = rt.upload('f32', values(n, 1, 2));
+    const w = rt.upload('f32', values(HIDDEN, 2, 1));
+    const b = rt.upload('f32', values(HIDDEN, 3, 1));
+    const out = rt.tensor('f32', n);
+    return {
+      kernel,
+      shape: `${ROWS}x${HIDDEN}`,
+      dtype: 'f32',
+      bytes: 2 * n * 4 + HIDDEN * 4,
+      flops: 4 * n,
+      bound: 'bandwidth',
+      record: (rec) => record(x, w, b, out, rec),
+      free: freeAll(rt, x, w, b, out),
+    };
+  };
+  return [
+    make('rmsnorm', (x, weight, _b, out, rec) => rmsNorm(rt, rec, { x, weight, out, rows: ROWS, dim: HIDDEN, eps: 1e-6 })),
+    make('layernorm', (x, weight, bias, out, rec) => layerNorm(rt, rec, { x, weight, bias, out, rows: ROWS, dim: HIDDEN, eps: 1e-5 })),
+  ];
+}
+
+function activationCases(rt: KernelRuntime): LibraryCase[] {
+  const gated = (kernel: string, act: 'silu' | 'gelu_tanh'): LibraryCase => {
+    const x = rt.upload('f32', values(ROWS * 2 * INTERMEDIATE, 4, 4));
+    const out = rt.tensor('f32', ROWS * INTERMEDIATE);
+    return {
+      kernel,
+      shape: `${ROWS}x${INTERMEDIATE}`,
+      dtype: 'f32',
+      bytes: 3 * ROWS * INTERMEDIATE * 4,
+      flops: 6 * ROWS * INTERMEDIATE,
+      bound: 'bandwidth',
+      record: (rec) => gatedActivation(rt, rec, { x, out, rows: ROWS, inner: INTERMEDIATE, activation: act }),
+      free: freeAll(rt, x, out),
+    };
+  };
+  const x = rt.upload('f32', values(ROWS * INTERMEDIATE, 5, 4));
+  const out = rt.tensor('f32', ROWS * INTERMEDIATE);
+  return [
+    gated('silu-and-mul', 'silu'),
+    gated('gelu-tanh-and-mul', 'gelu_tanh'),
+    {
+      kernel: 'gelu-tanh',
+      shape: `${ROWS}x${INTERMEDIATE}`,
+      dtype: 'f32',
+      bytes: 2 * ROWS * INTERMEDIATE * 4,
+      flops: 8 * ROWS * INTERMEDIATE,
+      bound: 'bandwidth',
+      record: (rec) => activation(rt, rec, { x, out, n: ROWS * INTERMEDIATE, activation: 'gelu_tanh' }),
+      free: freeAll(rt, x, out),
+    },
+  ];
+}
+
+function embeddingCase(rt: KernelRuntime): LibraryCase {
+  const vocab = 4096;
+  const dtype = rt.hasF16 ? 'f16' : 'f32';
+  const data = values(vocab * HIDDEN, 6, 1);
+  const table = prepareEmbeddingTable(rt, { data: dtype === 'f16' ? f32ToF16Bits(data) : data, vocab, dim: HIDDEN, dtype });
+  const ids = rt.upload(
+    'u32',
+    Uint32Array.from({ length: ROWS }, (_, i) => (i * 2654435761) % vocab),
+  );
+  const out = rt.tensor('f32', ROWS * HIDDEN);
+  return {
+    kernel: 'embedding',
+    shape: `${ROWS} of ${vocab}x${HIDDEN}`,
+    dtype,
+    bytes: ROWS * HIDDEN * (DTYPE_BYTES[dtype] + 4) + ROWS * 4,
+    flops: 0,
+    bound: 'bandwidth',
+    record: (rec) => embedding(rt, rec, { ids, out, rows: ROWS, dim: HIDDEN, parts: table.parts }),
+    free: () => {
+      destroyEmbeddingTable(rt, table);
+      freeAll(rt, ids, out)();
+    },
+  };
+}
+
+function ropeCases(rt: KernelRuntime): LibraryCase[] {
+  const invFreq = rt.upload('f32', ropeInvFreq({ rotaryDim: HEAD_DIM, theta: 10000 }));
+  const numBlocks = ROWS / BLOCK;
+  const { positions, slots } = positionsAndSlots(rt, ROWS, numBlocks);
+  const q = rt.upload('f32', values(ROWS * HEADS * HEAD_DIM, 7, 1));
+  const qkvWidth = (HEADS + 2 * KV_HEADS) * HEAD_DIM;
+  const qkv = rt.upload('f32', values(ROWS * qkvWidth, 8, 1));
+  const cache = createKvCache(rt, { numBlocks, blockSize: BLOCK, nKvHeads: KV_HEADS, headDim: HEAD_DIM, dtype: rt.preferredDType });
+  const kvBytes = DTYPE_BYTES[rt.preferredDType];
+  const qkBytes = ROWS * (HEADS + KV_HEADS) * HEAD_DIM * 4;
+  return [
+    {
+      kernel: 'rope',
+      shape: `${ROWS}x${HEADS}x${HEAD_DIM}`,
+      dtype: 'f32',
+      bytes: 2 * ROWS * HEADS * HEAD_DIM * 4,
+      flops: 3 * ROWS * HEADS * HEAD_DIM,
+      bound: 'bandwidth',
+      record: (rec) => rope(rt, rec, { x: q, positions, invFreq, rows: ROWS, nHeads: HEADS, headDim: HEAD_DIM, layout: 'half' }),
+      free: freeAll(rt, q),
+    },
+    {
+      kernel: 'rope+kv-write',
+      shape: `${ROWS}x(${HEADS}+2x${KV_HEADS})x${HEAD_DIM}`,
+      dtype: `f32, cache ${rt.preferredDType}`,
+      // q and k rotated in place (read + write), v read, k and v written to the cache
+      bytes: 2 * qkBytes + ROWS * KV_HEADS * HEAD_DIM * 4 + 2 * ROWS * KV_HEADS * HEAD_DIM * kvBytes,
+      flops: 3 * ROWS * (HEADS + KV_HEADS) * HEAD_DIM,
+      bound: 'bandwidth',
+      record: (rec) =>
+        ropeKvWrite(rt, rec, {
+          qkv,
+          positions,
+          invFreq,
+          slots,
+          kCache: cache.k,
+          vCache: cache.v,
+          rows: ROWS,
+          nHeads: HEADS,
+          nKvHeads: KV_HEADS,
+          headDim: HEAD_DIM,
+          layout: 'half',
+          blockSize: BLOCK,
+        }),
+      free: freeAll(rt, qkv, cache.k, cache.v, invFreq, positions, slots),
+    },
+  ];
+}
+
+/** One prefill sequence of `tokens` (causal), or `seqs` decode rows over `context` cached keys each. */
+function attentionCase(rt: KernelRuntime, mode: 'prefill' | 'decode', seqs: number, tokens: number): LibraryCase {
+  const blocksPerSeq = Math.ceil(tokens / BLOCK);
+  const numBlocks = blocksPerSeq * seqs;
+  const dtype = rt.preferredDType;
+  const cache = createKvCache(rt, { numBlocks, blockSize: BLOCK, nKvHeads: KV_HEADS, headDim: HEAD_DIM, dtype });
+  const fill = values(cache.k.length, 9, 1);
+  for (const t of [cache.k, cache.v]) rt.write(t, dtype === 'f16' ? f32ToF16Bits(fill) : fill);
+  const qRows = mode === 'prefill' ? tokens : seqs;
+  const batch = prepareAttentionBatch(rt, {
+    seqs: Array.from({ length: seqs }, (_, s) => ({
+      qStart: mode === 'prefill' ? 0 : s,
+      qLen: mode === 'prefill' ? tokens : 1,
+      kvLen: tokens,
+      // interleaved block ids: each sequence's blocks are scattered, as in a busy cache
+      blockTable: Array.from({ length: blocksPerSeq }, (_, b) => b * seqs + s),
+    })),
+    blockSize: BLOCK,
+    nHeads: HEADS,
+    nKvHeads: KV_HEADS,
+    headDim: HEAD_DIM,
+  });
+  const q = rt.upload('f32', values(qRows * HEADS * HEAD_DIM, 10, 1));
+  const out = rt.tensor('f32', qRows * HEADS * HEAD_DIM);
+  // (query, key) pairs each query head scores: causal for prefill
+  const pairs = mode === 'prefill' ? (tokens * (tokens + 1)) / 2 : seqs * tokens;
+  const kvBytes = 2 * seqs * tokens * KV_HEADS * HEAD_DIM * DTYPE_BYTES[dtype];
+  return {
+    kernel: `attention ${mode}`,
+    shape: mode === 'prefill' ? `1 seq x ${tokens} tokens` : `${seqs} seqs x ${tokens} keys`,
+    dtype: `cache ${dtype}`,
+    bytes: kvBytes + 2 * qRows * HEADS * HEAD_DIM * 4,
+    flops: 4 * HEADS * HEAD_DIM * pairs,
+    bound: mode === 'prefill' ? 'compute' : 'bandwidth',
+    record: (rec) =>
+      attention(rt, rec, batch, {
+        q,
+        kCache: cache.k,
+        vCache: cache.v,
+        out,
+        nHeads: HEADS,
+        nKvHeads: KV_HEADS,
+        headDim: HEAD_DIM,
+        blockSize: BLOCK,
+      }),
+    free: () => {
+      batch.destroy();
+      freeAll(rt, q, out, cache.k, cache.v)();
+    },
+  };
+}
+
+function samplingCase(rt: KernelRuntime, name: string, row: Partial<SamplingRow>): LibraryCase {
+  const rows = 16;
+  const vocab = 32000;
+  const logits = rt.upload('f32', values(rows * vocab, 11, 16));
+  const base: SamplingRow = {
+    temperature: 0,
+    topK: 0,
+    topP: 1,
+    minP: 0,
+    repetitionPenalty: 1,
+    frequencyPenalty: 0,
+    presencePenalty: 0,
+    seed: 1,
+    position: 0,
+    countsSlot: -1,
+    logprobs: false,
+    topLogprobs: 0,
+  };
+  const batch = prepareSampling(
+    rt,
+    Array.from({ length: rows }, (_, i) => ({ ...base, ...row, seed: i + 1, position: 100 + i })),
+  );
+  const out = createSampleOutput(rt, rows);
+  return {
+    kernel: `sample ${name}`,
+    shape: `${rows}x${vocab}`,
+    dtype: 'f32',
+    bytes: rows * vocab * 4,
+    flops: 0,
+    bound: 'bandwidth',
+    record: (rec) => sample(rt, rec, { logits, vocab, batch, out }),
+    free: () => {
+      rt.pool.release(batch.buffer);
+      freeAll(rt, logits)();
+      rt.destroyBuffer(out.buffer);
+    },
+  };
+}
+
+/** The library's cases, built one at a time (each allocates its own buffers and frees them). */
+const CASES: ((rt: KernelRuntime) => LibraryCase[])[] = [
+  normCases,
+  activationCases,
+  (rt) => [embeddingCase(rt)],
+  ropeCases,
+  (rt) => [attentionCase(rt, 'prefill', 1, 256)],
+  (rt) => [attentionCase(rt, 'decode', 1, 1024)],
+  (rt) => [attentionCase(rt, 'decode', 16, 1024)],
+  (rt) => [samplingCase(rt, 'greedy', {})],
+  (rt) => [samplingCase(rt, 'top-p 0.9, T 0.8', { temperature: 0.8, topP: 0.9 })],
+  (rt) => [samplingCase(rt, 'top-k 50, T 0.8, logprobs 5', { temperature: 0.8, topK: 50, logprobs: true, topLogprobs: 5 })],
+];
+
+/** Times every library kernel; `onRow` sees each row as it is measured. */
+export async function benchKernelLibrary(
+  rt: KernelRuntime,
+  ceil: Ceilings,
+  o: TimeOptions,
+  onRow: (row: KernelBenchRow) => void = () => undefined,
+): Promise<KernelBenchRow[]> {
+  const rows: KernelBenchRow[] = [];
+  for (const build of CASES) {
+    for (const c of build(rt)) {
+      try {
+        const t = await timeGpu(rt, c.record, o);
+        const gbPerS = c.bytes / t.medianMs / 1e6;
+        const gflops = c.flops / t.medianMs / 1e6;
+        const row: KernelBenchRow = {
+          kernel: c.kernel,
+          shape: c.shape,
+          dtype: c.dtype,
+          medianMs: t.medianMs,
+          spread: t.spread,
+          bytes: c.bytes,
+          flops: c.flops,
+          gbPerS,
+          gflops,
+          ofCeiling: c.bound === 'bandwidth' ? gbPerS / ceil.readGBps : gflops / ceil.fmaGflops,
+          bound: c.bound,
+        };
+        rows.push(row);
+        onRow(row);
+      } finally {
+        c.free();
+      }
+    }
+  }
+  return rows;
+}
