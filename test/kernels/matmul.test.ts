@@ -91,9 +91,9 @@ for (const dtype of ['f32', 'f16'] as const) {
 
 describe('matmul', () => {
   for (const c of cases) {
-    it(name(c), async () => {
+    it(name(c), async ({ skip }) => {
       const rt = runtime();
-      if (c.dtype === 'f16' && !rt.hasF16) return;
+      if (c.dtype === 'f16' && !rt.hasF16) return skip('the adapter has no shader-f16');
       const { err } = await runCase(rt, c);
       expect(err).toBeLessThanOrEqual(TOLERANCE[c.dtype]);
     });
@@ -111,9 +111,9 @@ describe('matmul: weights split across bindings', () => {
     }
   }
   for (const c of split) {
-    it(name(c), async () => {
+    it(name(c), async ({ skip }) => {
       const rt = runtime();
-      if (c.dtype === 'f16' && !rt.hasF16) return;
+      if (c.dtype === 'f16' && !rt.hasF16) return skip('the adapter has no shader-f16');
       const { err, parts } = await runCase(rt, c);
       expect(parts).toBeGreaterThan(1);
       expect(err).toBeLessThanOrEqual(TOLERANCE[c.dtype]);
@@ -185,9 +185,9 @@ describe('matmul: inputs and outputs at unaligned offsets, other tilings', () =>
     { M: 70, N: 300, K: 64, dtype: 'f16', gated: 'silu', tuning: { gemmF16Pairs: false } },
   ];
   for (const c of more) {
-    it(name(c), async () => {
+    it(name(c), async ({ skip }) => {
       const rt = runtime();
-      if (c.dtype === 'f16' && !rt.hasF16) return;
+      if (c.dtype === 'f16' && !rt.hasF16) return skip('the adapter has no shader-f16');
       const { err } = await runCase(rt, c);
       expect(err).toBeLessThanOrEqual(TOLERANCE[c.dtype]);
     });
