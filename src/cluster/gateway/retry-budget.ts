@@ -28,8 +28,9 @@ export class RetryBudget {
   /** Spends one retry if the budget allows it. */
   tryRetry(): boolean {
     this.refill();
-    if (this.balance < 1) return false;
-    this.balance -= 1;
+    // With a tolerance: 0.2 added ten times is 1.9999999999999998, and ten requests must earn two retries.
+    if (this.balance < 1 - 1e-9) return false;
+    this.balance = Math.max(0, this.balance - 1);
     return true;
   }
 
