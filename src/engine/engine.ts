@@ -20,7 +20,16 @@ import { uploadModel } from './runner/upload-model.js';
 import { Scheduler } from './scheduler.js';
 import { SequenceOutput } from './sequence-output.js';
 import { warmUpWaves } from './warm-up.js';
-import type { ChatMessage, CompletionResult, EngineOptions, EngineStats, GenerateRequest, InferenceEngine, TokenEvent } from './types.js';
+import type {
+  ChatMessage,
+  CompletionResult,
+  EngineOptions,
+  EngineStats,
+  GenerateRequest,
+  InferenceEngine,
+  RequestMetrics,
+  TokenEvent,
+} from './types.js';
 import { basename } from 'node:path';
 
 /** The counters in EngineStats that only grow (the rest are gauges). */
@@ -54,6 +63,8 @@ interface ActiveRequest {
   countsStale: boolean;
   admittedAtMs: number;
   firstTokenAtMs: number | undefined;
+  lastTokenAtMs: number | undefined;
+  preemptions: number;
   /** Prompt tokens served from the prefix cache, known once the scheduler admits it. */
   cachedPromptTokens: number | undefined;
   output: SequenceOutput;
@@ -165,7 +176,14 @@ export class Engine implements InferenceEngine {
       last = ev;
     }
     if (!last?.finishReason || !last.usage) throw new AutoGlmError('internal_error', 'generation ended without a final event');
-    return { text, tokenIds, finishReason: last.finishReason, usage: last.usage, logprobs: request.logprobs ? logprobs : undefined };
+    return {
+      text,
+      tokenIds,
+      finishReason: last.finishReason,
+      usage: last.usage,
+      logprobs: request.logprobs ? logprobs : undefined,
+      metrics: last.metrics,
+    };
   }
 
   generate(request: GenerateRequest): AsyncIterable<TokenEvent> {
@@ -180,6 +198,7 @@ export class Engine implements InferenceEngine {
   }
 
   private admit(request: GenerateRequest, channel: EventChannel<TokenEvent>): void {
+    const admittedAtMs = performance.now();
     if (this.closed) throw new AutoGlmError('server_draining', 'the engine is closed');
     const spec = this.folder.spec;
     validateRequestShape(request, spec.vocabSize);
@@ -217,8 +236,7 @@ export class Engine implements InferenceEngine {
     if (cacheKey) {
       const cached = this.responseCache.get(cacheKey);
       if (cached) {
-        for (const ev of cached) channel.push(ev);
-        channel.close();
+        replayCached(cached, channel, admittedAtMs);
         return;
       }
     }
@@ -239,8 +257,10 @@ export class Engine implements InferenceEngine {
       countsSlot: -1,
       countsStale: true,
       cachedPromptTokens: undefined,
-      admittedAtMs: performance.now(),
+      admittedAtMs,
       firstTokenAtMs: undefined,
+      lastTokenAtMs: undefined,
+      preemptions: 0,
       output,
       channel,
       cacheKey,
@@ -304,14 +324,14 @@ export class Engine implements InferenceEngine {
 
   private finish(a: ActiveRequest, reason: 'stop' | 'length' | 'cancelled', last?: TokenEvent): void {
     this.release(a, reason);
-    if (a.firstTokenAtMs !== undefined) {
-      const now = performance.now();
-      const generatedHere = a.generatedTokenIds.length - (a.request.resumeTokenIds?.length ?? 0);
+    const metrics = this.metricsOf(a);
+    if (metrics) {
       this.finishedRequests++;
-      this.ttftMsSum += a.firstTokenAtMs - a.admittedAtMs;
-      if (generatedHere > 1) this.tpotMsSum += (now - a.firstTokenAtMs) / (generatedHere - 1);
+      this.ttftMsSum += metrics.timeToFirstTokenMs;
+      this.tpotMsSum += metrics.timePerOutputTokenMs;
     }
     if (last) {
+      if (metrics) last.metrics = metrics;
       a.channel.push(last);
       if (a.cacheKey && reason !== 'cancelled') {
         a.events.push(last);
@@ -319,6 +339,20 @@ export class Engine implements InferenceEngine {
       }
     }
     a.channel.close();
+  }
+
+  /** A request's timings once it has a token (cancelled before its first: none). */
+  private metricsOf(a: ActiveRequest): RequestMetrics | undefined {
+    if (a.firstTokenAtMs === undefined || a.lastTokenAtMs === undefined) return undefined;
+    const generatedTokens = a.generatedTokenIds.length - (a.request.resumeTokenIds?.length ?? 0);
+    return {
+      timeToFirstTokenMs: a.firstTokenAtMs - a.admittedAtMs,
+      timePerOutputTokenMs: generatedTokens > 1 ? (a.lastTokenAtMs - a.firstTokenAtMs) / (generatedTokens - 1) : 0,
+      e2eMs: a.lastTokenAtMs - a.admittedAtMs,
+      generatedTokens,
+      preemptions: a.preemptions,
+      responseCacheHit: false,
+    };
   }
 
   /** Starts the step loop if it is idle. */
@@ -340,6 +374,7 @@ export class Engine implements InferenceEngine {
       const out = this.scheduler.schedule();
       for (const id of out.preempted) {
         const a = this.active.get(id);
+        if (a) a.preemptions++;
         if (a && a.countsSlot >= 0) {
           // counts are rebuilt from host-side tokens when it runs again
           this.freeCountSlots.push(a.countsSlot);
@@ -382,7 +417,8 @@ export class Engine implements InferenceEngine {
           if (!a) return; // cancelled while the step ran
           const tokenId = result.tokenIds[row]!;
           this.generationTokens++;
-          a.firstTokenAtMs ??= performance.now();
+          a.lastTokenAtMs = performance.now();
+          a.firstTokenAtMs ??= a.lastTokenAtMs;
           a.generatedTokenIds.push(tokenId);
           const top = result.top ? this.topLogprobsOf(result.top.ids, result.top.logprobs, row, a.request.topLogprobs ?? 0) : undefined;
           const logprob = a.request.logprobs || (a.request.topLogprobs ?? 0) > 0 ? result.logprobs?.[row] : undefined;
@@ -504,6 +540,7 @@ export class Engine implements InferenceEngine {
       running: s.numRunning,
       kvBlocksTotal: s.kvBlocksTotal,
       kvBlocksUsed: s.kvBlocksUsed,
+      kvBlocksFree: s.kvBlocksFree,
       kvBlockSize: s.kvBlockSize,
       prefixCacheQueries: s.prefixCacheQueries,
       prefixCacheHits: s.prefixCacheHits,
@@ -526,11 +563,6 @@ export class Engine implements InferenceEngine {
     return stats;
   }
 
-  /** Per-request scheduler counters (tests, benchmarks). */
-  requestStats(requestId: string) {
-    return this.scheduler.requestStats(requestId);
-  }
-
   async close(): Promise<void> {
     if (this.closed) return;
     for (const a of [...this.active.values()]) this.finish(a, 'cancelled');
@@ -540,4 +572,26 @@ export class Engine implements InferenceEngine {
     this.runner.destroy();
     this.rt.destroy();
   }
+}
+
+/**
+ * Delivers a response-cache hit: the stored events, the last one with this delivery's own
+ * timings (a replay takes microseconds, not the original's generation time).
+ */
+function replayCached(events: readonly TokenEvent[], channel: EventChannel<TokenEvent>, admittedAtMs: number): void {
+  const firstAtMs = performance.now();
+  events.forEach((ev, i) => {
+    if (i < events.length - 1) return channel.push(ev);
+    const lastAtMs = performance.now();
+    const metrics: RequestMetrics = {
+      timeToFirstTokenMs: firstAtMs - admittedAtMs,
+      timePerOutputTokenMs: events.length > 1 ? (lastAtMs - firstAtMs) / (events.length - 1) : 0,
+      e2eMs: lastAtMs - admittedAtMs,
+      generatedTokens: events.length,
+      preemptions: 0,
+      responseCacheHit: true,
+    };
+    channel.push({ ...ev, metrics });
+  });
+  channel.close();
 }

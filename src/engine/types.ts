@@ -67,7 +67,26 @@ export interface Usage {
   cachedPromptTokens: number;
 }
 
-/** One event per generated token; the last event carries finishReason and usage. */
+/**
+ * Timings of one finished request, in ms of the engine's own clock (performance.now()),
+ * counted from the engine's admission of the request (its generate() call).
+ */
+export interface RequestMetrics {
+  /** Admission to the first generated token: queueing and prefill. */
+  timeToFirstTokenMs: number;
+  /** Mean time per output token after the first: (last - first token) / (tokens - 1); 0 for one token. */
+  timePerOutputTokenMs: number;
+  /** Admission to the last token. */
+  e2eMs: number;
+  /** Tokens this engine generated for the request (resumed ones not included). */
+  generatedTokens: number;
+  /** Times the request was preempted for lack of KV blocks (and recomputed). */
+  preemptions: number;
+  /** Answered from the response cache: the timings are those of the replay. */
+  responseCacheHit: boolean;
+}
+
+/** One event per generated token; the last event carries finishReason, usage and metrics. */
 export interface TokenEvent {
   /** Text that became final with this token (may be '' while a UTF-8 character or a possible stop string is pending). */
   text: string;
@@ -78,6 +97,8 @@ export interface TokenEvent {
   index: number;
   finishReason?: FinishReason;
   usage?: Usage;
+  /** On the last event of a finished request (absent where an engine does not measure, e.g. test doubles). */
+  metrics?: RequestMetrics;
 }
 
 export interface EngineStats {
@@ -87,6 +108,8 @@ export interface EngineStats {
   running: number;
   kvBlocksTotal: number;
   kvBlocksUsed: number;
+  /** kvBlocksTotal - kvBlocksUsed: blocks no request holds (some still keep a reusable cached prefix). */
+  kvBlocksFree: number;
   kvBlockSize: number;
   prefixCacheQueries: number;
   prefixCacheHits: number;
@@ -122,6 +145,8 @@ export interface CompletionResult {
   finishReason: FinishReason;
   usage: Usage;
   logprobs?: { tokenId: number; token: string; logprob: number; topLogprobs?: TopLogprob[] }[];
+  /** The last event's metrics. */
+  metrics?: RequestMetrics;
 }
 
 export interface EngineOptions {
@@ -132,7 +157,12 @@ export interface EngineOptions {
   adapter?: string;
   /** Kernel variants and tilings: 'cpu', 'gpu' or 'auto' (by the adapter; see GpuOptions.kernelProfile). */
   kernelProfile?: KernelProfileOption;
-  /** KV cache budget in bytes (default: a fraction of what the device allows after weights). */
+  /**
+   * KV cache budget in bytes. Default: DEFAULT_KV_MEMORY_FRACTION (0.5, memory-plan.ts) of
+   * what the device allows after the weights (WebGPU's maxBufferSize less the bytes the
+   * uploaded model occupies), at least one sequence at full context, at most every batch
+   * slot at full context, and never more blocks than one binding per layer can hold.
+   */
   kvCacheBytes?: number;
   /** Tokens per KV block (default 16). */
   kvBlockSize?: number;

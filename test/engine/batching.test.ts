@@ -130,25 +130,50 @@ describe('continuous batching', () => {
       expect(stats.kvBlocksTotal).toBe(40);
       expect(stats.preemptions).toBeGreaterThan(0);
       expect(stats.kvBlocksUsed).toBe(0);
+      // each request reports its own preemptions, and they add up to the engine's
+      expect(got.reduce((n, r) => n + r.metrics!.preemptions, 0)).toBe(stats.preemptions);
     } finally {
       await small.close();
     }
   });
 
-  it('cancelling a stream frees its blocks at once and leaves the others undisturbed', async () => {
-    const reference = await engine.complete(request(1, { temperature: 0 }));
+  it('cancelling a stream frees its blocks at once, while another request runs on undisturbed', async () => {
+    const otherRequest = { ...request(1, { temperature: 0 }), maxTokens: 48, ignoreEos: true };
+    const reference = await engine.complete(otherRequest);
+    // a plain-text prompt shares no full block with the chat-templated other one, so every
+    // block the victim holds is its own
+    const victimPrompt = 'Once upon a time, in a small town by the sea, there lived a girl';
+    const victimPromptTokens = (await engine.tokenize(victimPrompt)).length;
+    let otherDone = false;
+    const other = engine.complete(otherRequest).then((r) => {
+      otherDone = true;
+      return r;
+    });
     const controller = new AbortController();
-    const victim = (async () => {
-      let n = 0;
-      for await (const ev of engine.generate({ ...request(0, { temperature: 0 }), maxTokens: 200, signal: controller.signal })) {
-        if (++n === 5) controller.abort();
-        if (ev.finishReason) return ev.finishReason;
+    let atCancel: { before: ReturnType<Engine['stats']>; after: ReturnType<Engine['stats']>; otherDone: boolean } | undefined;
+    let victimEvents = 0;
+    for await (const ev of engine.generate({ prompt: victimPrompt, maxTokens: 200, ignoreEos: true, signal: controller.signal })) {
+      expect(ev.finishReason).toBeUndefined();
+      if (++victimEvents === 5) {
+        const before = engine.stats();
+        controller.abort(); // cancels synchronously: no step can run between the two reads
+        atCancel = { before, after: engine.stats(), otherDone };
       }
-      return 'ended';
-    })();
-    const other = engine.complete(request(1, { temperature: 0 }));
-    expect(await victim).toBe('ended');
-    expect((await other).tokenIds).toEqual(reference.tokenIds);
+    }
+    // the stream ended after the abort (events already buffered still arrive), without a final event
+    expect(victimEvents).toBeGreaterThanOrEqual(5);
+    const { before, after } = atCancel!;
+    expect(atCancel!.otherDone).toBe(false);
+    expect([before.running, after.running]).toEqual([2, 1]);
+    // the victim held at least its prompt and 4 generated tokens' KV; all of it is free now
+    const freed = before.kvBlocksUsed - after.kvBlocksUsed;
+    expect(freed).toBeGreaterThanOrEqual(Math.ceil((victimPromptTokens + 4) / 16));
+    expect(after.kvBlocksFree - before.kvBlocksFree).toBe(freed);
+    // the other request still holds its own blocks, and finishes exactly as it would alone
+    expect(after.kvBlocksUsed).toBeGreaterThan(0);
+    const result = await other;
+    expect(result.tokenIds).toEqual(reference.tokenIds);
+    expect(result.tokenIds).toHaveLength(48);
     expect(engine.stats().running).toBe(0);
     expect(engine.stats().kvBlocksUsed).toBe(0);
   });
