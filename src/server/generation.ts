@@ -1,5 +1,5 @@
 import type { FinishReason, GenerateRequest, InferenceEngine, TopLogprob, Usage } from '../engine/types.js';
-import type { GenerationTimer } from './metrics.js';
+import type { GenerationTimer, GenerationTiming } from './metrics.js';
 
 /** One choice of a request: its own GenerateRequest (prompt already tokenized). */
 export interface ChoiceSpec {
@@ -30,6 +30,7 @@ export interface ChoiceOutcome {
   logprobs: TokenLogprob[];
   finishReason: Exclude<FinishReason, 'cancelled'>;
   usage: Usage;
+  timing: GenerationTiming;
 }
 
 export interface RunChoicesOptions {
@@ -64,7 +65,7 @@ export async function runChoices(options: RunChoicesOptions): Promise<ChoiceOutc
 async function runOne(choice: ChoiceSpec, signal: AbortSignal, options: RunChoicesOptions): Promise<ChoiceOutcome> {
   const timer = options.startTimer();
   const resumed = choice.request.resumeTokenIds?.length ?? 0;
-  const outcome: ChoiceOutcome = {
+  const outcome: Omit<ChoiceOutcome, 'timing'> = {
     index: choice.index,
     text: '',
     tokenIds: [],
@@ -114,8 +115,8 @@ async function runOne(choice: ChoiceSpec, signal: AbortSignal, options: RunChoic
     ...outcome.usage,
     completionTokens: Math.max(outcome.usage.completionTokens, resumed + outcome.tokenIds.length),
   };
-  timer.finished(outcome.finishReason, outcome.usage.promptTokens, outcome.tokenIds.length);
-  return outcome;
+  const timing = timer.finished(outcome.finishReason, outcome.usage.promptTokens, outcome.tokenIds.length);
+  return { ...outcome, timing };
 }
 
 function emptyChunk(index: number): ChoiceChunk {

@@ -18,6 +18,7 @@ export class ServerMetrics {
   private readonly generationTokens: Counter;
   private readonly ttft: Histogram;
   private readonly tpot: Histogram;
+  private readonly requestTpot: Histogram;
   private readonly e2e: Histogram;
   private readonly queueTime: Histogram;
 
@@ -50,6 +51,12 @@ export class ServerMetrics {
       buckets: TPOT_BUCKETS_S,
       registers: r,
     });
+    this.requestTpot = new Histogram({
+      name: 'autoglm:request_time_per_output_token_seconds',
+      help: "A request's mean time per output token after its first (requests of two or more tokens).",
+      buckets: TPOT_BUCKETS_S,
+      registers: r,
+    });
     this.e2e = new Histogram({
       name: 'autoglm:e2e_request_latency_seconds',
       help: 'Time from request arrival to its last token.',
@@ -79,6 +86,12 @@ export class ServerMetrics {
     gauge('autoglm:num_requests_waiting', 'Sequences waiting for admission.', (s) => s.waiting);
     gauge('autoglm:kv_cache_usage_perc', 'Fraction of KV-cache blocks in use (0..1).', (s) =>
       s.kvBlocksTotal > 0 ? s.kvBlocksUsed / s.kvBlocksTotal : 0,
+    );
+    gauge('autoglm:kv_cache_blocks_total', 'KV-cache blocks in the pool.', (s) => s.kvBlocksTotal);
+    gauge(
+      'autoglm:kv_cache_blocks_free',
+      'KV-cache blocks no request holds (some still keep a reusable cached prefix).',
+      (s) => s.kvBlocksFree,
     );
     // vLLM exposes these as counters; the engine keeps the running totals, so each scrape
     // adds what each series gained since the last one. A series is its extra labels and the
@@ -147,8 +160,8 @@ export class ServerMetrics {
   }
 
   /** @internal used by GenerationTimer */
-  record(kind: 'queue' | 'ttft' | 'tpot' | 'e2e', seconds: number): void {
-    ({ queue: this.queueTime, ttft: this.ttft, tpot: this.tpot, e2e: this.e2e })[kind].observe(seconds);
+  record(kind: 'queue' | 'ttft' | 'tpot' | 'requestTpot' | 'e2e', seconds: number): void {
+    ({ queue: this.queueTime, ttft: this.ttft, tpot: this.tpot, requestTpot: this.requestTpot, e2e: this.e2e })[kind].observe(seconds);
   }
 
   /** @internal used by GenerationTimer */
@@ -159,8 +172,22 @@ export class ServerMetrics {
   }
 }
 
+/** One generation's timings from the request's arrival at the server, in ms (what the client experiences). */
+export interface GenerationTiming {
+  /** Arrival to the first token; null when no token came. */
+  timeToFirstTokenMs: number | null;
+  /** First token to last token. */
+  decodeMs: number;
+  /** Tokens after the first. */
+  decodeTokens: number;
+  /** Arrival to the end of the generation. */
+  e2eMs: number;
+}
+
 export class GenerationTimer {
+  private firstTokenMs: number | null = null;
   private lastTokenMs: number | null = null;
+  private tokens = 0;
 
   constructor(
     private readonly arrivalMs: number,
@@ -175,11 +202,22 @@ export class GenerationTimer {
     const now = performance.now();
     if (this.lastTokenMs === null) this.metrics.record('ttft', (now - this.arrivalMs) / 1000);
     else this.metrics.record('tpot', (now - this.lastTokenMs) / 1000);
+    this.firstTokenMs ??= now;
     this.lastTokenMs = now;
+    this.tokens++;
   }
 
-  finished(reason: FinishReason, promptTokens: number, generatedTokens: number): void {
-    this.metrics.record('e2e', (performance.now() - this.arrivalMs) / 1000);
+  finished(reason: FinishReason, promptTokens: number, generatedTokens: number): GenerationTiming {
+    const now = performance.now();
+    const timing: GenerationTiming = {
+      timeToFirstTokenMs: this.firstTokenMs === null ? null : this.firstTokenMs - this.arrivalMs,
+      decodeMs: this.firstTokenMs === null ? 0 : this.lastTokenMs! - this.firstTokenMs,
+      decodeTokens: Math.max(0, this.tokens - 1),
+      e2eMs: now - this.arrivalMs,
+    };
+    this.metrics.record('e2e', timing.e2eMs / 1000);
+    if (timing.decodeTokens > 0) this.metrics.record('requestTpot', timing.decodeMs / timing.decodeTokens / 1000);
     this.metrics.finish(reason, promptTokens, generatedTokens);
+    return timing;
   }
 }

@@ -12,6 +12,7 @@ import {
   loadDemoEngine,
   parseMetrics,
   postJson,
+  readSse,
   startServer,
   type RunningServer,
 } from './helpers.js';
@@ -215,6 +216,67 @@ describe('cluster extensions', () => {
   });
 });
 
+describe('request timings', () => {
+  interface Timings {
+    time_to_first_token_ms: number;
+    time_per_output_token_ms: number;
+    e2e_ms: number;
+  }
+  const timingsOf = (usage: unknown): Timings => (usage as { timings: Timings }).timings;
+
+  test('usage.timings: TTFT > 0, TPOT consistent with the wall time and the token count', async () => {
+    const t0 = performance.now();
+    const whole = await client.chat.completions.create({
+      model: MODEL,
+      messages: [{ role: 'user', content: 'Tell me a story about a timing.' }],
+      max_tokens: 12,
+      temperature: 0,
+      ignore_eos: true,
+    } as OpenAI.ChatCompletionCreateParamsNonStreaming);
+    const wallMs = performance.now() - t0;
+    expect(whole.usage!.completion_tokens).toBe(12);
+    const t = timingsOf(whole.usage);
+    expect(t.time_to_first_token_ms).toBeGreaterThan(0);
+    expect(t.time_per_output_token_ms).toBeGreaterThan(0);
+    // measured from the request's arrival, so inside the client's wall time: first token, then 11 gaps
+    expect(t.time_to_first_token_ms + 11 * t.time_per_output_token_ms).toBeLessThanOrEqual(t.e2e_ms + 1e-6);
+    expect(t.e2e_ms).toBeLessThan(wallMs);
+  });
+
+  test('a stream with include_usage carries them in its usage chunk, within what the client saw', async () => {
+    const t0 = performance.now();
+    const response = await fetch(`${running.url}/v1/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${API_KEY}` },
+      body: JSON.stringify({
+        model: MODEL,
+        prompt: 'A story about a stream:',
+        max_tokens: 10,
+        temperature: 0,
+        ignore_eos: true,
+        stream: true,
+        stream_options: { include_usage: true },
+      }),
+    });
+    let firstTextMs: number | undefined;
+    const events = await readSse(response, (data) => {
+      if (data === '[DONE]') return;
+      const chunk = JSON.parse(data) as { choices: { text: string }[] };
+      if (firstTextMs === undefined && (chunk.choices[0]?.text ?? '') !== '') firstTextMs = performance.now() - t0;
+    });
+    const wallMs = performance.now() - t0;
+    const usageChunk = JSON.parse(events.at(-2)!) as { choices: unknown[]; usage: { completion_tokens: number } };
+    expect(usageChunk.choices).toEqual([]);
+    expect(usageChunk.usage.completion_tokens).toBe(10);
+    const t = timingsOf(usageChunk.usage);
+    expect(t.time_to_first_token_ms).toBeGreaterThan(0);
+    // the server's first token precedes the client's first text; its end precedes the stream's
+    expect(t.time_to_first_token_ms).toBeLessThan(firstTextMs!);
+    expect(t.time_to_first_token_ms + 9 * t.time_per_output_token_ms).toBeLessThanOrEqual(t.e2e_ms + 1e-6);
+    expect(t.e2e_ms).toBeLessThan(wallMs);
+  });
+});
+
 describe('models, tokenizer and metrics routes', () => {
   test('/v1/models lists the served model', async () => {
     const list = await client.models.list();
@@ -273,9 +335,15 @@ describe('models, tokenizer and metrics routes', () => {
     grew('autoglm:e2e_request_latency_seconds_count', 2);
     grew('autoglm:request_queue_time_seconds_count', 2);
     grew('autoglm:time_per_output_token_seconds_count', 8);
+    grew('autoglm:request_time_per_output_token_seconds_count', 2);
     expect(after.get('autoglm:prompt_tokens_total')! - (before.get('autoglm:prompt_tokens_total') ?? 0)).toBeGreaterThan(0);
     for (const gauge of ['num_requests_running', 'num_requests_waiting', 'kv_cache_usage_perc'])
       expect(after.get(`autoglm:${gauge}{model_name="${MODEL}"}`), gauge).toBeGreaterThanOrEqual(0);
+    // idle: every block is free (the engine's own figures)
+    const stats = engine.stats();
+    expect(stats.kvBlocksTotal).toBeGreaterThan(0);
+    expect(after.get(`autoglm:kv_cache_blocks_total{model_name="${MODEL}"}`)).toBe(stats.kvBlocksTotal);
+    expect(after.get(`autoglm:kv_cache_blocks_free{model_name="${MODEL}"}`)).toBe(stats.kvBlocksTotal);
     expect(after.has('process_cpu_user_seconds_total')).toBe(true);
     expect(after.has('nodejs_eventloop_lag_seconds')).toBe(true);
 

@@ -10,6 +10,21 @@ export interface UsageBody {
   completion_tokens: number;
   total_tokens: number;
   prompt_tokens_details: { cached_tokens: number };
+  /**
+   * An extension (OpenAI clients keep unknown fields): the request's latency as the server
+   * saw it, with vLLM's metric definitions, in ms from the request's arrival. Across
+   * several choices: the first token of any, decode time and tokens summed, the last end.
+   */
+  timings: TimingsBody;
+}
+
+export interface TimingsBody {
+  /** Arrival to the first generated token (null if none was generated). */
+  time_to_first_token_ms: number | null;
+  /** Mean time per output token after the first: decode time / (tokens - 1); 0 for one token. */
+  time_per_output_token_ms: number;
+  /** Arrival to the last token. */
+  e2e_ms: number;
 }
 
 /** How one endpoint shapes chunks and the final body; the flow around it is shared. */
@@ -113,5 +128,17 @@ function usageOf(outcomes: ChoiceOutcome[], promptTokens: number[]): UsageBody {
     completion_tokens: completion,
     total_tokens: prompt + completion,
     prompt_tokens_details: { cached_tokens: cached },
+    timings: timingsOf(outcomes),
+  };
+}
+
+function timingsOf(outcomes: ChoiceOutcome[]): TimingsBody {
+  const firsts = outcomes.map((o) => o.timing.timeToFirstTokenMs).filter((t): t is number => t !== null);
+  const decodeMs = outcomes.reduce((s, o) => s + o.timing.decodeMs, 0);
+  const decodeTokens = outcomes.reduce((s, o) => s + o.timing.decodeTokens, 0);
+  return {
+    time_to_first_token_ms: firsts.length > 0 ? Math.min(...firsts) : null,
+    time_per_output_token_ms: decodeTokens > 0 ? decodeMs / decodeTokens : 0,
+    e2e_ms: Math.max(0, ...outcomes.map((o) => o.timing.e2eMs)),
   };
 }
