@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { AutoGlmError } from '../errors.js';
+import type { EngineOptions } from '../engine/types.js';
 import { parseKernelProfile, type KernelProfileOption } from '../kernels/kernel-profile.js';
 import { flagsHelp, readFlags, type FlagKind } from './flags.js';
 
@@ -40,6 +41,9 @@ export interface ServeConfig {
     /** Kernel variants and tile sizes (GpuOptions.kernelProfile); undefined = by the adapter. */
     kernelProfile: KernelProfileOption | undefined;
     responseCacheEntries: number | undefined;
+    responseCacheBytes: number | undefined;
+    /** Age after which a cached response is dropped, ms (from --response-cache-ttl, given in seconds); 0 = no expiry. */
+    responseCacheTtlMs: number | undefined;
     /** Run Engine.warmUp() before /ready turns 200 (default true). */
     warmUp: boolean;
   };
@@ -78,7 +82,12 @@ const FLAGS = {
   'max-context-tokens': { kind: 'int', help: 'cap the context length below config.json' },
   'force-f32': { kind: 'bool', help: 'f32 weights and KV cache even with shader-f16' },
   'kernel-profile': { kind: 'string', help: 'kernel variants and tile sizes: auto (by the adapter, default), cpu or gpu' },
-  'response-cache-entries': { kind: 'int', help: 'response cache size (0 disables)' },
+  'response-cache-entries': { kind: 'int', help: 'response cache size in entries (default 1024; 0 disables)' },
+  'response-cache-bytes': { kind: 'int', help: 'response cache size in bytes (default 64 MiB; 0 disables)' },
+  'response-cache-ttl': {
+    kind: 'float',
+    help: 'seconds a cached response stays valid (default 600; fractions allowed; 0 = until evicted)',
+  },
   'no-warm-up': {
     kind: 'bool',
     help: 'skip the start-up warm-up (a few short generations that compile the kernels before /ready turns 200)',
@@ -150,7 +159,30 @@ export function parseServeConfig(argv: string[], env: NodeJS.ProcessEnv = proces
       forceF32: bool('force-f32'),
       kernelProfile,
       responseCacheEntries: int('response-cache-entries'),
+      responseCacheBytes: int('response-cache-bytes'),
+      responseCacheTtlMs: secondsAsMs(num('response-cache-ttl', false)),
       warmUp: !bool('no-warm-up'),
     },
   };
+}
+
+/** The engine's options from a serve config (undefined fields left out, so the engine's defaults apply). */
+export function engineOptionsOf(config: ServeConfig): EngineOptions {
+  const options: EngineOptions = {
+    servedModelName: config.servedModelName,
+    kvCacheBytes: config.engine.kvCacheBytes,
+    maxBatchSequences: config.engine.maxBatchSequences,
+    maxBatchTokens: config.engine.maxBatchTokens,
+    maxContextTokens: config.engine.maxContextTokens,
+    forceF32: config.engine.forceF32 || undefined,
+    kernelProfile: config.engine.kernelProfile,
+    responseCacheEntries: config.engine.responseCacheEntries,
+    responseCacheBytes: config.engine.responseCacheBytes,
+    responseCacheTtlMs: config.engine.responseCacheTtlMs,
+  };
+  return Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) as EngineOptions;
+}
+
+function secondsAsMs(seconds: number | undefined): number | undefined {
+  return seconds === undefined ? undefined : Math.round(seconds * 1000);
 }

@@ -1,9 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { basename } from 'node:path';
-import type { EngineOptions, InferenceEngine } from '../engine/types.js';
+import type { InferenceEngine } from '../engine/types.js';
 import { buildServer } from '../server/index.js';
-import { parseServeConfig, serveHelp, type ServeConfig } from './serve-config.js';
+import { engineOptionsOf, parseServeConfig, serveHelp, type ServeConfig } from './serve-config.js';
 
 /** `autoglm serve`: load the model, serve it, register with a gateway if asked, drain on SIGTERM. */
 export async function runServe(argv: string[]): Promise<number> {
@@ -74,16 +74,7 @@ export async function runServe(argv: string[]): Promise<number> {
 }
 
 async function loadEngine(config: ServeConfig): Promise<InferenceEngine> {
-  const options: EngineOptions = stripUndefined({
-    servedModelName: config.servedModelName,
-    kvCacheBytes: config.engine.kvCacheBytes,
-    maxBatchSequences: config.engine.maxBatchSequences,
-    maxBatchTokens: config.engine.maxBatchTokens,
-    maxContextTokens: config.engine.maxContextTokens,
-    forceF32: config.engine.forceF32 || undefined,
-    kernelProfile: config.engine.kernelProfile,
-    responseCacheEntries: config.engine.responseCacheEntries,
-  });
+  const options = engineOptionsOf(config);
   // Imported here, not at the top, so `serve --help` and bad flags answer without loading WebGPU.
   const { Engine } = await import('../engine/engine.js');
   const engine = await Engine.load(config.modelDir, options);

@@ -3,7 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect, test } from 'vitest';
 import { isAutoGlmError } from '../../src/errors.js';
-import { DEFAULT_MODEL_DIR, parseServeConfig, serveHelp, type ServeConfig } from '../../src/cli/serve-config.js';
+import { DEFAULT_MODEL_DIR, engineOptionsOf, parseServeConfig, serveHelp, type ServeConfig } from '../../src/cli/serve-config.js';
+import { loadDemoEngine, parseMetrics, postJson, startServer } from './helpers.js';
 
 const parse = (argv: string[], env: NodeJS.ProcessEnv = {}): ServeConfig => {
   const c = parseServeConfig(argv, env);
@@ -67,4 +68,65 @@ test('unknown flags are refused; --help lists every flag with its env name', () 
   expect(parseServeConfig(['--help'], {})).toBe('help');
   expect(serveHelp()).toContain('--api-key-file <value>');
   expect(serveHelp()).toContain('[AUTOGLM_CLUSTER_SECRET]');
+});
+
+test('response cache bounds: --response-cache-bytes in bytes, --response-cache-ttl in seconds (fractions allowed)', () => {
+  const c = parse(['--response-cache-bytes', '1048576', '--response-cache-ttl', '2.5', '--response-cache-entries', '8']);
+  expect([c.engine.responseCacheEntries, c.engine.responseCacheBytes, c.engine.responseCacheTtlMs]).toEqual([8, 1048576, 2500]);
+  expect(engineOptionsOf(c)).toMatchObject({ responseCacheEntries: 8, responseCacheBytes: 1048576, responseCacheTtlMs: 2500 });
+  const env = parse([], { AUTOGLM_RESPONSE_CACHE_TTL: '0', AUTOGLM_RESPONSE_CACHE_BYTES: '0' });
+  expect([env.engine.responseCacheTtlMs, env.engine.responseCacheBytes]).toEqual([0, 0]);
+  // unset flags leave the engine's defaults in place
+  const none = engineOptionsOf(parse([]));
+  expect(Object.keys(none).filter((k) => k.startsWith('responseCache'))).toEqual([]);
+});
+
+test.each([
+  [['--response-cache-ttl', 'soon'], 'response-cache-ttl'],
+  [['--response-cache-ttl=-1'], 'response-cache-ttl'],
+  [['--response-cache-bytes', '1.5'], 'response-cache-bytes'],
+  [['--response-cache-bytes', '64MiB'], 'response-cache-bytes'],
+])('bad response cache value %j: invalid_request naming the flag', (argv, flag) => {
+  let caught: unknown;
+  try {
+    parse(argv);
+  } catch (e) {
+    caught = e;
+  }
+  expect(isAutoGlmError(caught, 'invalid_request')).toBe(true);
+  expect((caught as { param: string }).param).toBe(flag);
+  expect((caught as Error).message).toContain(`--${flag}`);
+});
+
+test('--response-cache-ttl expires entries on a real server: a repeat within the TTL hits, after it misses', async () => {
+  const ttlSeconds = 1;
+  const engine = await loadDemoEngine(engineOptionsOf(parse(['--response-cache-ttl', String(ttlSeconds)])));
+  const running = await startServer({ engine });
+  try {
+    const scrape = async (): Promise<{ hits: number; queries: number }> => {
+      const m = parseMetrics(await (await fetch(`${running.url}/metrics`)).text());
+      const read = (name: string): number => m.get(`autoglm:${name}{model_name="demo-stories"}`) ?? 0;
+      return { hits: read('response_cache_hits_total'), queries: read('response_cache_queries_total') };
+    };
+    const body = { model: 'demo-stories', prompt: 'A story about time:', max_tokens: 8, temperature: 0 };
+    const ask = async (): Promise<string> => {
+      const r = await postJson(`${running.url}/v1/completions`, body);
+      expect(r.status).toBe(200);
+      return (r.json.choices as { text: string }[])[0]!.text;
+    };
+    const start = await scrape();
+    const first = await ask();
+    const storedAt = performance.now();
+    expect(await ask()).toBe(first);
+    const afterRepeat = await scrape();
+    expect([afterRepeat.queries - start.queries, afterRepeat.hits - start.hits]).toEqual([2, 1]);
+    // past the TTL the entry is gone: the same request is looked up, misses, and is generated again
+    await new Promise((r) => setTimeout(r, Math.max(0, storedAt + 1200 * ttlSeconds - performance.now())));
+    expect(await ask()).toBe(first);
+    const afterExpiry = await scrape();
+    expect([afterExpiry.queries - afterRepeat.queries, afterExpiry.hits - afterRepeat.hits]).toEqual([1, 0]);
+  } finally {
+    await running.close();
+    await engine.close();
+  }
 });
