@@ -15,7 +15,7 @@ import { loadModelFolder, type LoadedModelFolder } from './model-folder.js';
 import { isDeterministic, resolveSampling, usesPenalties, validateRequestShape, type ResolvedSampling } from './request-validation.js';
 import { ResponseCache } from './response-cache.js';
 import { ModelRunner, type RunnerSequence } from './runner/model-runner.js';
-import { planMemory } from './memory-plan.js';
+import { allocateKvShrinking, planMemory } from './memory-plan.js';
 import { uploadModel } from './runner/upload-model.js';
 import { Scheduler } from './scheduler.js';
 import { SequenceOutput } from './sequence-output.js';
@@ -123,9 +123,17 @@ export class Engine implements InferenceEngine {
     try {
       const model = await uploadModel(rt, folder, { weightDType: rt.preferredDType }).finally(() => folder.weights.close());
       const plan = planMemory(rt, folder.spec, model, options);
-      const runner = new ModelRunner(rt, model, plan.runner);
+      const { value: runner, numBlocks } = await allocateKvShrinking(plan, async (blocks) => {
+        const made = new ModelRunner(rt, model, { ...plan.runner, numBlocks: blocks });
+        // allocation failures (out of memory) surface at the next sync
+        await rt.sync().catch((e: unknown) => {
+          made.destroy();
+          throw e;
+        });
+        return made;
+      });
       const scheduler = new Scheduler({
-        numBlocks: plan.runner.numBlocks,
+        numBlocks,
         blockSize: plan.runner.blockSize,
         maxBatchTokens: plan.runner.maxRows,
         maxBatchSequences: plan.runner.maxSampleRows,

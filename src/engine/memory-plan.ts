@@ -2,7 +2,7 @@
  * Sizes the engine's GPU memory after the weights are up: KV blocks from a byte budget,
  * batch limits from the binding limits (logits and token counts must each fit one binding).
  */
-import { AutoGlmError } from '../errors.js';
+import { AutoGlmError, isAutoGlmError } from '../errors.js';
 import { maxKvBlocks } from '../kernels/kv-write.js';
 import type { KernelRuntime } from '../kernels/runtime.js';
 import { TokenCounts } from '../kernels/token-counts.js';
@@ -26,6 +26,13 @@ export interface MemoryPlan {
   runner: RunnerOptions;
   kvBytes: number;
   kvBytesPerToken: number;
+  /** Fewest KV blocks the engine can run with: one sequence at full context. */
+  minBlocks: number;
+  /**
+   * True when the budget is the default, an estimate from limits rather than a measurement:
+   * if the device refuses it, fewer blocks may be tried (allocateKvShrinking).
+   */
+  kvBudgetEstimated: boolean;
 }
 
 export function kvBytesPerToken(spec: Pick<ModelSpec, 'numLayers' | 'numKvHeads' | 'headDim'>, dtypeBytes: number): number {
@@ -57,16 +64,12 @@ export function planMemory(rt: KernelRuntime, spec: ModelSpec, model: Pick<GpuMo
   const minBlocks = Math.ceil(contextLength / blockSize);
   // each layer's K (and V) is one binding
   const limit = maxKvBlocks(rt, { blockSize, nKvHeads: spec.numKvHeads, headDim: spec.headDim, dtype: kvDType });
-  let wantedBlocks: number;
-  if (options.kvCacheBytes === undefined) {
-    const budgetBlocks = Math.floor(
-      defaultKvBudgetBytes({ maxBufferBytes: rt.ctx.limits.maxBufferSize }, model.residentBytes) / blockBytes,
-    );
-    // more than every batch slot at full context could ever hold is wasted memory
-    wantedBlocks = Math.max(minBlocks, Math.min(budgetBlocks, minBlocks * maxSeqs));
-  } else {
-    wantedBlocks = Math.floor(options.kvCacheBytes / blockBytes);
-  }
+  const estimated = options.kvCacheBytes === undefined;
+  const budgetBytes = options.kvCacheBytes ?? defaultKvBudgetBytes({ maxBufferBytes: rt.ctx.limits.maxBufferSize }, model.residentBytes);
+  const budgetBlocks = Math.floor(budgetBytes / blockBytes);
+  // the default never goes below one full-context sequence (the error below is for explicit
+  // budgets) nor above every batch slot at full context, which could never be used
+  const wantedBlocks = estimated ? Math.max(minBlocks, Math.min(budgetBlocks, minBlocks * maxSeqs)) : budgetBlocks;
   const numBlocks = Math.min(limit, wantedBlocks);
   if (numBlocks < minBlocks) {
     throw new AutoGlmError(
@@ -79,5 +82,30 @@ export function planMemory(rt: KernelRuntime, spec: ModelSpec, model: Pick<GpuMo
     runner: { numBlocks, blockSize, maxRows, maxSampleRows: maxSeqs, countSlots: maxSeqs, kvDType },
     kvBytes: numBlocks * blockBytes,
     kvBytesPerToken: perToken,
+    minBlocks,
+    kvBudgetEstimated: estimated,
   };
+}
+
+/**
+ * Allocates with the plan's KV blocks. When the budget is the default (WebGPU's
+ * maxBufferSize can exceed the real memory: Vulkan reports maintenance4's maxBufferSize,
+ * which says nothing of the VRAM) and the device runs out of memory, halves the blocks and
+ * tries again, down to one sequence at full context. `allocate` must free what it made
+ * before it throws. An explicit budget, or any other error, fails as it is.
+ */
+export async function allocateKvShrinking<T>(
+  plan: Pick<MemoryPlan, 'minBlocks' | 'kvBudgetEstimated'> & { runner: Pick<RunnerOptions, 'numBlocks'> },
+  allocate: (numBlocks: number) => Promise<T>,
+): Promise<{ value: T; numBlocks: number }> {
+  let numBlocks = plan.runner.numBlocks;
+  for (;;) {
+    try {
+      return { value: await allocate(numBlocks), numBlocks };
+    } catch (e) {
+      const canShrink = plan.kvBudgetEstimated && numBlocks > plan.minBlocks && isAutoGlmError(e, 'gpu_out_of_memory');
+      if (!canShrink) throw e;
+      numBlocks = Math.max(plan.minBlocks, Math.floor(numBlocks / 2));
+    }
+  }
 }

@@ -5,7 +5,14 @@
  * derived from the adapter's limits and the model's shape, so the test holds on any adapter.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DEFAULT_KV_MEMORY_FRACTION, defaultKvBudgetBytes, kvBytesPerToken, planMemory } from '../../src/engine/memory-plan.js';
+import {
+  DEFAULT_KV_MEMORY_FRACTION,
+  allocateKvShrinking,
+  defaultKvBudgetBytes,
+  kvBytesPerToken,
+  planMemory,
+} from '../../src/engine/memory-plan.js';
+import { AutoGlmError, isAutoGlmError } from '../../src/errors.js';
 import { loadModelFolder, type LoadedModelFolder } from '../../src/engine/model-folder.js';
 import type { ModelSpec } from '../../src/engine/model/model-spec.js';
 import { uploadModel } from '../../src/engine/runner/upload-model.js';
@@ -113,5 +120,57 @@ describe('the default KV budget', () => {
     const plan = planMemory(rt, spec, model, { kvCacheBytes: 100 * blockBytes + 1 });
     expect(plan.runner.numBlocks).toBe(100);
     expect(plan.kvBytes).toBe(100 * blockBytes);
+  });
+});
+
+describe('when the device refuses the default budget', () => {
+  // Blocks sized so that the plan asks for 4x the largest buffer the device accepts: the
+  // runtime refuses it with its real gpu_out_of_memory, as a GPU whose maxBufferSize
+  // overstates its memory refuses a KV cache at allocation.
+  const allocateOne = (blockBytes: number, tried: number[]) => async (numBlocks: number) => {
+    tried.push(numBlocks);
+    const buffer = rt.createBuffer(numBlocks * blockBytes, undefined, 'kv-probe');
+    await rt.sync();
+    rt.destroyBuffer(buffer);
+    return numBlocks;
+  };
+
+  it('halves the blocks until the device accepts them', async () => {
+    const blockBytes = Math.ceil(deviceBytes / 100);
+    const tried: number[] = [];
+    const got = await allocateKvShrinking(
+      { runner: { numBlocks: 400 }, minBlocks: 10, kvBudgetEstimated: true },
+      allocateOne(blockBytes, tried),
+    );
+    expect(tried).toEqual([400, 200, 100, 50]);
+    expect(got).toEqual({ value: 50, numBlocks: 50 });
+  });
+
+  it('an explicit budget is not second-guessed, and never fewer blocks than one full-context sequence', async () => {
+    const blockBytes = Math.ceil(deviceBytes / 100);
+    const explicit: number[] = [];
+    const e1 = await allocateKvShrinking(
+      { runner: { numBlocks: 400 }, minBlocks: 10, kvBudgetEstimated: false },
+      allocateOne(blockBytes, explicit),
+    ).catch((e: unknown) => e);
+    expect(isAutoGlmError(e1, 'gpu_out_of_memory')).toBe(true);
+    expect(explicit).toEqual([400]);
+    const floor: number[] = [];
+    const e2 = await allocateKvShrinking(
+      { runner: { numBlocks: 800 }, minBlocks: 300, kvBudgetEstimated: true },
+      allocateOne(blockBytes, floor),
+    ).catch((e: unknown) => e);
+    expect(isAutoGlmError(e2, 'gpu_out_of_memory')).toBe(true);
+    expect(floor).toEqual([800, 400, 300]);
+  });
+
+  it('other errors are not out-of-memory: no retry', async () => {
+    let calls = 0;
+    const e = await allocateKvShrinking({ runner: { numBlocks: 400 }, minBlocks: 10, kvBudgetEstimated: true }, async () => {
+      calls++;
+      throw new AutoGlmError('gpu_validation_error', 'not a memory problem');
+    }).catch((err: unknown) => err);
+    expect(isAutoGlmError(e, 'gpu_validation_error')).toBe(true);
+    expect(calls).toBe(1);
   });
 });
