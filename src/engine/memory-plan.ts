@@ -18,7 +18,8 @@ import type { EngineOptions } from './types.js';
  * Vulkan's maxBufferSize or maxMemoryAllocationSize elsewhere, which can exceed the real
  * memory). Half of what is left after the weights keeps room for the step buffers,
  * other processes on the GPU and that figure being optimistic; the bounds in
- * planMemory (one binding per layer, every batch slot at full context) usually bind first.
+ * planMemory (one binding per layer, every batch slot at full context) usually bind first,
+ * and where the device still refuses it, allocateKvShrinking halves it.
  */
 export const DEFAULT_KV_MEMORY_FRACTION = 0.5;
 

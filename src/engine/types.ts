@@ -161,7 +161,8 @@ export interface EngineOptions {
    * KV cache budget in bytes. Default: DEFAULT_KV_MEMORY_FRACTION (0.5, memory-plan.ts) of
    * what the device allows after the weights (WebGPU's maxBufferSize less the bytes the
    * uploaded model occupies), at least one sequence at full context, at most every batch
-   * slot at full context, and never more blocks than one binding per layer can hold.
+   * slot at full context, and never more blocks than one binding per layer can hold;
+   * halved (down to one full-context sequence) while the device refuses it as out of memory.
    */
   kvCacheBytes?: number;
   /** Tokens per KV block (default 16). */
