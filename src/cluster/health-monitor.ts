@@ -40,6 +40,8 @@ interface Entry {
   passiveFailures: number;
   ejections: number;
   ejectedUntilMs: number;
+  /** Bumped on every ejection: a probe that was already in flight then must not undo it. */
+  ejectionEpoch: number;
   healthySinceMs: number;
   probing: boolean;
   lastProbe: string | null;
@@ -120,6 +122,7 @@ export class HealthMonitor {
         passiveFailures: 0,
         ejections: known?.ejections ?? 0,
         ejectedUntilMs: 0,
+        ejectionEpoch: 0,
         healthySinceMs: 0,
         probing: false,
         lastProbe: null,
@@ -174,6 +177,7 @@ export class HealthMonitor {
     e.ejections++;
     const cooldownMs = Math.min(this.o.maxEjectionMs, this.o.baseEjectionMs * 2 ** (e.ejections - 1));
     e.ejectedUntilMs = now + cooldownMs;
+    e.ejectionEpoch++;
     e.passiveFailures = 0;
     this.setState(e, 'unhealthy');
     for (const l of this.ejectListeners) l(e.endpoint.id, cooldownMs);
@@ -182,6 +186,7 @@ export class HealthMonitor {
   private async probe(e: Entry): Promise<void> {
     if (e.probing || e.removed || e.ejectedUntilMs > this.nowMs()) return;
     e.probing = true;
+    const epoch = e.ejectionEpoch;
     let outcome: 'ready' | 'draining' | 'failed';
     try {
       const r = await this.probeReady(`${e.endpoint.url}/ready`, this.o.probeTimeoutMs);
@@ -196,7 +201,8 @@ export class HealthMonitor {
     } finally {
       e.probing = false;
     }
-    if (e.removed) return;
+    // Ejected while this probe was on its way: its "ready" predates the failures that ejected it.
+    if (e.removed || e.ejectionEpoch !== epoch) return;
     if (outcome === 'ready') {
       e.probeFailures = 0;
       e.everReady = true;

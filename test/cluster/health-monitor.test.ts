@@ -113,3 +113,24 @@ describe.each(probes)('HealthMonitor probing over %s', (_name, probe) => {
     expect(monitor.snapshot()[0]!.ejections).toBe(2);
   });
 });
+
+test('a probe already on its way when the worker is ejected does not undo the ejection', async () => {
+  // A probe that answers "ready" only when the test says so.
+  const pending: Array<() => void> = [];
+  const slowReady: ReadyProbe = () => new Promise((resolve) => pending.push(() => resolve({ status: 200, body: '{}' })));
+  const monitor = new HealthMonitor({ passiveFailureThreshold: 1, baseEjectionMs: 60_000, maxEjectionMs: 60_000 }, undefined, slowReady);
+  monitors.push(monitor);
+  monitor.sync([{ id: 'w', url: 'http://127.0.0.1:1' }]);
+  pending.shift()!();
+  await waitFor(() => monitor.state('w') === 'healthy', 1000, 'healthy');
+  monitor.probeAll(); // a probe sets out...
+  expect(pending).toHaveLength(1);
+  monitor.reportFailure('w', 'reset'); // ...real traffic ejects the worker...
+  expect(monitor.state('w')).toBe('unhealthy');
+  pending.shift()!(); // ...and the probe's "ready" arrives afterwards.
+  await new Promise((r) => setTimeout(r, 20));
+  expect(monitor.state('w')).toBe('unhealthy');
+  expect(monitor.snapshot()[0]!.ejectedForMs).toBeGreaterThan(50_000);
+  monitor.probeAll(); // and no new probe starts during the cool-down
+  expect(pending).toHaveLength(0);
+});
