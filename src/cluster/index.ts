@@ -1,5 +1,5 @@
 export { buildGateway, type Gateway } from './gateway/build-gateway.js';
-export type { GatewayOptions } from './gateway/options.js';
+export type { GatewayOptions, RateLimit } from './gateway/options.js';
 export { HealthMonitor, type HealthMonitorOptions, type WorkerHealth, type FailureKind } from './health-monitor.js';
 export { Balancer, type BalancerOptions } from './balancer.js';
 export type { WorkerRegistry } from './registry/registry.js';

@@ -1,4 +1,6 @@
 import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { isAutoGlmError } from '../../src/errors.js';
@@ -39,6 +41,67 @@ describe('autoglm gateway configuration', () => {
     expect(c.options.resume).toBe(false);
     expect(parse(['--registry', 'static', '--workers', 'http://a:1,http://b:2']).createRegistry().kind).toBe('static');
     expect(parse(['--registry', 'etcd', '--etcd', 'http://127.0.0.1:2379']).createRegistry().kind).toBe('etcd');
+  });
+
+  test('API keys may carry their own rate limit: KEY:RPS:BURST in --api-keys and --api-key-file; RPS 0 exempts a key', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'autoglm-keys-'));
+    try {
+      const file = join(dir, 'keys');
+      writeFileSync(file, '# team keys\nsk-team:0.5:3\n\nsk-plain\n');
+      const c = parse(['--api-keys', 'a, b:2.5:5 ,c:0:0', '--api-key-file', file, '--rate-limit-rps', '1']);
+      expect(c.options.auth.apiKeys).toEqual(['a', 'b', 'c', 'sk-team', 'sk-plain']);
+      expect(c.options.keyRateLimits).toEqual(
+        new Map([
+          ['b', { requestsPerSecond: 2.5, burst: 5 }],
+          ['c', null],
+          ['sk-team', { requestsPerSecond: 0.5, burst: 3 }],
+        ]),
+      );
+      // The other keys share the default.
+      expect(c.options.rateLimit).toEqual({ requestsPerSecond: 1, burst: 2 });
+      expect(parse(['--api-keys', 'a,b']).options.keyRateLimits).toBeUndefined();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test.each([
+    ['sk-secret:5', 'is not in the expected shape'],
+    ['sk-secret:x:1', "has RPS 'x'"],
+    ['sk-secret:-1:1', "has RPS '-1'"],
+    ['sk-secret:1:0', "has BURST '0'"],
+    ['sk-secret:1:1.5', "has BURST '1.5'"],
+    ['sk-secret:1:', "has BURST ''"],
+    [':1:1', 'has an empty key'],
+    ['a:b:1:2', 'is not in the expected shape'],
+  ])('a bad key limit %j names the flag and does not print the key', (entry, why) => {
+    const dir = mkdtempSync(join(tmpdir(), 'autoglm-keys-'));
+    try {
+      const file = join(dir, 'keys');
+      writeFileSync(file, `ok\n${entry}\n`);
+      for (const [argv, param] of [
+        [['--api-keys', `ok,${entry}`], 'api-keys'],
+        [['--api-key-file', file], 'api-key-file'],
+      ] as const) {
+        try {
+          parse([...argv]);
+          expect.unreachable();
+        } catch (e) {
+          expect(isAutoGlmError(e, 'invalid_request')).toBe(true);
+          expect((e as { param?: string }).param).toBe(param);
+          expect((e as Error).message).toContain(`--${param}`);
+          expect((e as Error).message).toContain(why);
+          expect((e as Error).message).toContain('KEY:RPS:BURST');
+          expect((e as Error).message).not.toContain('sk-secret');
+        }
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('an unreadable --api-key-file names the flag', () => {
+    expect(() => parse(['--api-key-file', '/nonexistent/keys'])).toThrow(/--api-key-file/);
   });
 
   test.each([

@@ -42,6 +42,27 @@ describe('gateway', () => {
   test('models, tokenize and metrics are served through the gateway', async () => {
     const models = (await (await fetch(`${cluster.url}/v1/models`, { headers: auth })).json()) as { data: { id: string }[] };
     expect(models.data.map((m) => m.id)).toContain(MODEL);
+    const post = async (base: string, path: string, body: object, headers: Record<string, string>): Promise<Response> =>
+      fetch(`${base}${path}`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) });
+    const prompt = 'Once upon a time, a dog';
+    const viaGateway = await post(cluster.url, '/tokenize', { model: MODEL, prompt }, auth);
+    expect(viaGateway.status).toBe(200);
+    const tokenized = (await viaGateway.json()) as { tokens: number[]; count: number; max_model_len: number };
+    // The same answer as a worker's own, and the ids spell the prompt again.
+    const direct = await post(
+      cluster.workers[0]!.url,
+      '/tokenize',
+      { model: MODEL, prompt },
+      { 'x-autoglm-cluster-secret': CLUSTER_SECRET },
+    );
+    expect(tokenized).toEqual(await direct.json());
+    expect(tokenized.count).toBe(tokenized.tokens.length);
+    expect(tokenized.count).toBeGreaterThan(1);
+    const detokenized = (await (await post(cluster.url, '/detokenize', { model: MODEL, tokens: tokenized.tokens }, auth)).json()) as {
+      prompt: string;
+    };
+    expect(detokenized.prompt).toContain(prompt);
+    expect((await post(cluster.url, '/tokenize', { model: MODEL, prompt }, {})).status).toBe(401);
     const workersView = (await (await fetch(`${cluster.url}/cluster/workers`, { headers: auth })).json()) as {
       workers: { state: string }[];
     };
@@ -95,6 +116,63 @@ describe('gateway', () => {
     await cluster.workers[victim]!.exited;
     cluster.restart(victim);
     await waitFor(() => cluster.healthyUrls().length === 2, 90_000, 'restarted worker back');
+  });
+
+  test('per-key rate limits: a key over its own limit gets 429 in the OpenAI shape while another key, with a larger limit, keeps working', async () => {
+    // A second gateway in front of the same real workers, with three keys: two with limits
+    // of their own (bursts 2 and 4) and one on the default (burst 1). The refill (0.01/s) is
+    // too slow to matter during the test, however slow the machine.
+    const g = await buildGateway({
+      registry: new StaticRegistry(cluster.workers.map((w) => w.url)),
+      auth: { apiKeys: ['k-small', 'k-large', 'k-default'] },
+      clusterSecret: CLUSTER_SECRET,
+      rateLimit: { requestsPerSecond: 0.01, burst: 1 },
+      keyRateLimits: new Map([
+        ['k-small', { requestsPerSecond: 0.01, burst: 2 }],
+        ['k-large', { requestsPerSecond: 0.01, burst: 4 }],
+      ]),
+    });
+    const url = await g.listen({ port: 0, host: '127.0.0.1' });
+    try {
+      await waitFor(() => g.health.healthy().length === 2, 5000, 'workers healthy in the second gateway');
+      const body = { model: MODEL, prompt: 'The cat', max_tokens: 2, temperature: 0 };
+      const as = (key: string) => call(url, '/v1/completions', body, { authorization: `Bearer ${key}` });
+      expect([(await as('k-small')).status, (await as('k-small')).status]).toEqual([200, 200]);
+      const limited = await fetch(`${url}/v1/completions`, {
+        method: 'POST',
+        headers: { authorization: 'Bearer k-small', 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      });
+      expect(limited.status).toBe(429);
+      expect(Number(limited.headers.get('retry-after'))).toBeGreaterThan(0);
+      expect(await limited.json()).toEqual({
+        error: { message: expect.stringMatching(/Rate limit/), type: 'rate_limit_error', param: null, code: 'rate_limit_exceeded' },
+      });
+      // The other key is untouched by that: its four requests are answered by a worker.
+      for (let i = 0; i < 4; i++) {
+        const r = await as('k-large');
+        expect([r.status, r.error, r.usage?.completion_tokens]).toEqual([200, null, 2]);
+      }
+      expect((await as('k-large')).status).toBe(429);
+      expect((await as('k-small')).status).toBe(429);
+      // A key without a limit of its own gets the default.
+      expect([(await as('k-default')).status, (await as('k-default')).status]).toEqual([200, 429]);
+      const metrics = await (await fetch(`${url}/metrics`)).text();
+      expect(metrics).toContain('autoglm:gateway_requests_total{route="/v1/completions",status="429"} 4');
+      expect(metrics).toContain('autoglm:gateway_requests_total{route="/v1/completions",status="200"} 7');
+    } finally {
+      await g.close();
+    }
+  });
+
+  test('a per-key limit for a key that is not an API key is refused at start', async () => {
+    await expect(
+      buildGateway({
+        registry: new StaticRegistry([]),
+        auth: { apiKeys: ['a'] },
+        keyRateLimits: new Map([['b', { requestsPerSecond: 1, burst: 1 }]]),
+      }),
+    ).rejects.toMatchObject({ code: 'invalid_request', message: expect.stringMatching(/not in auth.apiKeys/) });
   });
 
   test('no healthy worker -> 503 no_healthy_worker at once; per-key rate limits -> 429', async () => {

@@ -3,18 +3,21 @@ import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest }
 import { AutoGlmError } from '../../errors.js';
 import { ApiKeyChecker, secretsEqual } from '../../server/auth.js';
 import { installErrorHandling } from '../../server/http-errors.js';
-import { RateLimiter } from '../../server/rate-limiter.js';
 import { Balancer } from '../balancer.js';
 import { HealthMonitor } from '../health-monitor.js';
 import { poolReadyProbe } from '../ready-probe.js';
 import { HeartbeatRegistry } from '../registry/heartbeat-registry.js';
 import { CLUSTER_SECRET_HEADER } from '../types.js';
+import { ClientRateLimits } from './client-rate-limits.js';
 import { proxyGeneration, type GenerationRouteConfig } from './generation-route.js';
 import { GatewayMetrics } from './metrics.js';
 import type { GatewayOptions } from './options.js';
 import { RetryBudget } from './retry-budget.js';
 import { UpstreamPool } from './upstream-http.js';
 import { openWithRetries, type RequestScope, type UpstreamDeps } from './upstream.js';
+
+/** Routes clients call (counted in autoglm:gateway_requests_total); probes and scrapes are not. */
+const CLIENT_ROUTES = new Set(['/v1/chat/completions', '/v1/completions', '/v1/models', '/tokenize', '/detokenize', '/cluster/workers']);
 
 export interface Gateway {
   readonly app: FastifyInstance;
@@ -32,6 +35,16 @@ export interface Gateway {
  * before the first token and resume streams after it.
  */
 export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
+  // Client auth first: a bad key limit fails here, before discovery and probes start.
+  const keys = new ApiKeyChecker(options.auth.apiKeys);
+  const limits = new ClientRateLimits(options.rateLimit, options.keyRateLimits ?? new Map(), (key) => {
+    try {
+      return keys.authenticate(`Bearer ${key}`);
+    } catch {
+      return null;
+    }
+  });
+  const limiter = limits.unlimited ? null : limits;
   const metrics = new GatewayMetrics();
   const pool = new UpstreamPool();
   const health = new HealthMonitor(options.health, undefined, poolReadyProbe(pool));
@@ -39,6 +52,7 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
   const budget = new RetryBudget({
     ...(options.retry?.budgetRatio !== undefined ? { ratio: options.retry.budgetRatio } : {}),
     ...(options.retry?.budgetMinPerSecond !== undefined ? { minPerSecond: options.retry.budgetMinPerSecond } : {}),
+    ...(options.retry?.budgetCap !== undefined ? { cap: options.retry.budgetCap } : {}),
   });
   const deps: UpstreamDeps = {
     pool,
@@ -84,8 +98,6 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
   }) as unknown as FastifyInstance;
   installErrorHandling(app);
 
-  const keys = new ApiKeyChecker(options.auth.apiKeys);
-  const limiter = options.rateLimit ? new RateLimiter(options.rateLimit) : null;
   const clientGuard = async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
     const identity = options.auth.disabled === true ? `ip:${request.ip}` : keys.authenticate(request.headers.authorization);
     if (limiter) {
@@ -102,6 +114,12 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
     if (!secretsEqual(options.clusterSecret, typeof got === 'string' ? got : undefined))
       throw new AutoGlmError('invalid_api_key', 'Missing or wrong cluster secret.');
   };
+
+  // Every answer on a client route, errors included (a 401 or 429 never reaches a handler).
+  app.addHook('onResponse', async (request, reply) => {
+    const route = request.routeOptions.url;
+    if (route !== undefined && CLIENT_ROUTES.has(route)) metrics.requests.inc({ route, status: String(reply.statusCode) });
+  });
 
   for (const path of ['/v1/chat/completions', '/v1/completions'] as const) {
     app.post(path, { onRequest: clientGuard }, (request, reply) => proxyGeneration(deps, routeConfig, path, request, reply));

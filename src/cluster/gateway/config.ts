@@ -5,6 +5,7 @@ import { EtcdRegistry } from '../registry/etcd-registry.js';
 import { HeartbeatRegistry } from '../registry/heartbeat-registry.js';
 import type { WorkerRegistry } from '../registry/registry.js';
 import { StaticRegistry } from '../registry/static-registry.js';
+import { readApiKeySpecs } from './api-key-specs.js';
 import type { GatewayOptions } from './options.js';
 
 /** `autoglm gateway` flags; each also reads AUTOGLM_<FLAG> from the environment. */
@@ -23,11 +24,11 @@ const FLAGS = {
   'heartbeat-ttl-ms': { kind: 'int', help: 'heartbeat registry: TTL when a worker names none (default 3000)' },
   'cluster-secret': { kind: 'string', help: 'sent to workers, required from registering workers' },
   'worker-api-key': { kind: 'string', help: 'Bearer key for workers that check API keys' },
-  'api-key-file': { kind: 'string', help: 'client API keys, one per line' },
-  'api-keys': { kind: 'list', help: 'comma-separated client API keys' },
+  'api-key-file': { kind: 'string', help: 'client API keys, one per line, each KEY or KEY:RPS:BURST (its own rate limit; RPS 0: none)' },
+  'api-keys': { kind: 'list', help: 'comma-separated client API keys, each KEY or KEY:RPS:BURST' },
   'no-auth': { kind: 'bool', help: 'accept client requests without an API key' },
-  'rate-limit-rps': { kind: 'float', help: 'requests per second per API key (default: unlimited)' },
-  'rate-limit-burst': { kind: 'int', help: 'burst per API key (default 2 x rps)' },
+  'rate-limit-rps': { kind: 'float', help: 'requests per second per API key without a limit of its own (default: unlimited)' },
+  'rate-limit-burst': { kind: 'int', help: 'burst per such API key (default 2 x rps)' },
   'probe-interval-ms': { kind: 'int', help: '/ready probe period (default 250)' },
   'probe-timeout-ms': { kind: 'int', help: '/ready probe timeout (default 500)' },
   'unhealthy-threshold': { kind: 'int', help: 'failed probes before unhealthy (default 2)' },
@@ -68,7 +69,8 @@ export function parseGatewayConfig(argv: string[], env: NodeJS.ProcessEnv = proc
   const { str, num, bool, list, oneOf } = flags;
   const defined = <T extends object>(o: T): T => Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T;
 
-  const keys = flags.apiKeys('api-keys', 'api-key-file');
+  const specs = readApiKeySpecs({ list: list('api-keys'), listFlag: 'api-keys', file: str('api-key-file'), fileFlag: 'api-key-file' });
+  const keys = specs.keys;
   const authDisabled = bool('no-auth');
   let generatedKey: string | undefined;
   if (!authDisabled && keys.length === 0 && makeKey) {
@@ -124,6 +126,7 @@ export function parseGatewayConfig(argv: string[], env: NodeJS.ProcessEnv = proc
         rps !== undefined && rps > 0
           ? { requestsPerSecond: rps, burst: num('rate-limit-burst') ?? Math.max(1, Math.ceil(rps * 2)) }
           : undefined,
+      keyRateLimits: specs.limits.size > 0 ? specs.limits : undefined,
       clusterSecret: str('cluster-secret'),
       workerApiKey: str('worker-api-key'),
       health: defined({

@@ -3,12 +3,23 @@ import type { BalancerOptions } from '../balancer.js';
 import type { HealthMonitorOptions } from '../health-monitor.js';
 import type { WorkerRegistry } from '../registry/registry.js';
 
+/** A token bucket: `requestsPerSecond` refill, at most `burst` requests at once. */
+export interface RateLimit {
+  requestsPerSecond: number;
+  burst: number;
+}
+
 export interface GatewayOptions {
   registry: WorkerRegistry;
   /** Client API keys (Authorization: Bearer); `disabled` must be explicit. */
   auth: { apiKeys: readonly string[]; disabled?: boolean };
-  /** Per API key (or per IP with auth disabled). */
-  rateLimit?: { requestsPerSecond: number; burst: number };
+  /** Per API key (or per IP with auth disabled); keys in `keyRateLimits` use their own instead. */
+  rateLimit?: RateLimit;
+  /**
+   * Limits for particular API keys (each must be one of `auth.apiKeys`), in place of
+   * `rateLimit`; `null` exempts a key (an internal service, say).
+   */
+  keyRateLimits?: ReadonlyMap<string, RateLimit | null>;
   /** Sent to workers (x-autoglm-cluster-secret) and required from registering workers. */
   clusterSecret?: string;
   /** Bearer key for workers that check API keys themselves. */
@@ -24,6 +35,8 @@ export interface GatewayOptions {
     /** Retries per request allowed cluster-wide on average (default 0.2), plus a floor per second (default 5). */
     budgetRatio?: number;
     budgetMinPerSecond?: number;
+    /** Most retries the budget banks in a quiet spell (default 50). */
+    budgetCap?: number;
   };
   /** Streams: time to the first byte of an attempt (default 60 s). */
   firstByteTimeoutMs?: number;

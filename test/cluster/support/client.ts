@@ -9,6 +9,8 @@ export interface Outcome {
   roleChunks: number;
   ids: Set<string>;
   error: unknown;
+  /** The gateway's `x-autoglm-worker` header: the worker that answered (null straight from a worker). */
+  worker: string | null;
 }
 
 export async function call(
@@ -18,7 +20,7 @@ export async function call(
   headers: Record<string, string> = {},
   onText?: (textSoFar: string, headers: Headers) => void,
 ): Promise<Outcome> {
-  const out: Outcome = { status: 0, text: '', usage: null, finishReason: null, roleChunks: 0, ids: new Set(), error: null };
+  const out: Outcome = { status: 0, text: '', usage: null, finishReason: null, roleChunks: 0, ids: new Set(), error: null, worker: null };
   let r: Response;
   try {
     r = await fetch(`${baseUrl}${path}`, {
@@ -32,8 +34,10 @@ export async function call(
     return out;
   }
   out.status = r.status;
+  out.worker = r.headers.get('x-autoglm-worker');
   try {
-    if (body.stream !== true) {
+    // An error before the stream starts is a JSON body, streamed request or not.
+    if (body.stream !== true || r.status !== 200) {
       const j = (await r.json()) as Record<string, unknown>;
       if (r.status !== 200) {
         out.error = j.error;
