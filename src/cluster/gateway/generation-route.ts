@@ -4,7 +4,7 @@ import { AutoGlmError } from '../../errors.js';
 import { ClientSse } from './client-sse.js';
 import type { GatewayMetrics } from './metrics.js';
 import { PassThrough, relayStream } from './stream-relay.js';
-import { openWithRetries, type RequestScope, type UpstreamDeps } from './upstream.js';
+import { givingUp, openWithRetries, retryRefusal, type RequestScope, type UpstreamDeps } from './upstream.js';
 
 export interface GenerationRouteConfig {
   requestTimeoutMs: number;
@@ -107,11 +107,12 @@ async function forwardWhole(
     } catch {
       // Cut while reading the body: that worker failed; try again elsewhere.
       if (attempt.abortReason() === 'client') throw new AutoGlmError('request_cancelled', 'The client disconnected.');
-      deps.health.reportFailure(attempt.worker.id, 'reset');
+      const cutByDeadline = attempt.abortReason() === 'deadline';
+      if (!cutByDeadline) deps.health.reportFailure(attempt.worker.id, 'reset');
       scope.failed.add(attempt.worker.id);
-      if (scope.attempts >= deps.config.maxAttempts || !deps.budget.tryRetry())
-        throw new AutoGlmError('upstream_error', `Worker ${attempt.worker.id} failed while answering.`);
-      deps.metrics.retries.inc({ reason: 'body_reset' });
+      const refused = retryRefusal(deps, scope, 'body_reset', cutByDeadline);
+      const failed = new AutoGlmError('upstream_error', `Worker ${attempt.worker.id} failed while answering.`);
+      if (refused) throw givingUp(failed, refused, scope, cutByDeadline);
     } finally {
       attempt.finish();
     }

@@ -12,6 +12,7 @@ export class GatewayMetrics {
   readonly registry = new Registry();
   readonly requests: Counter<'route' | 'status'>;
   readonly retries: Counter<'reason'>;
+  readonly retriesRefused: Counter<'why'>;
   readonly failovers: Counter<'outcome'>;
   readonly ejections: Counter<'worker'>;
   readonly noHealthyWorker: Counter;
@@ -22,6 +23,9 @@ export class GatewayMetrics {
   readonly attempt: Histogram<'outcome'>;
   private readonly workerState: Gauge<'worker' | 'state'>;
   readonly workerOutstanding: Gauge<'worker'>;
+  private readonly workerRequests: Counter<'worker' | 'outcome'>;
+  /** Outcome labels seen per worker, so that a departing worker's series can all be removed. */
+  private readonly workerOutcomes = new Map<string, Set<string>>();
 
   constructor() {
     const registers = [this.registry];
@@ -35,6 +39,12 @@ export class GatewayMetrics {
       name: 'autoglm:gateway_retries_total',
       help: 'Attempts retried on another worker before the first token.',
       labelNames: ['reason'],
+      registers,
+    });
+    this.retriesRefused = new Counter({
+      name: 'autoglm:gateway_retries_refused_total',
+      help: 'Failed attempts not retried: attempts used up, deadline passed, or the retry budget spent.',
+      labelNames: ['why'],
       registers,
     });
     this.failovers = new Counter({
@@ -92,6 +102,12 @@ export class GatewayMetrics {
       labelNames: ['worker'],
       registers,
     });
+    this.workerRequests = new Counter({
+      name: 'autoglm:gateway_worker_requests_total',
+      help: 'Requests sent to each worker (retries included), by how the attempt opened: ok, http_<status>, connect, reset, timeout.',
+      labelNames: ['worker', 'outcome'],
+      registers,
+    });
   }
 
   setWorkerState(worker: string, state: WorkerState | null): void {
@@ -99,6 +115,19 @@ export class GatewayMetrics {
       if (state === null) this.workerState.remove({ worker, state: s });
       else this.workerState.set({ worker, state: s }, s === state ? 1 : 0);
     }
-    if (state === null) this.workerOutstanding.remove({ worker });
+    if (state === null) {
+      // A worker that left takes its series with it: worker ids churn (pods), and Prometheus copes with a counter that disappears.
+      this.workerOutstanding.remove({ worker });
+      for (const outcome of this.workerOutcomes.get(worker) ?? []) this.workerRequests.remove({ worker, outcome });
+      this.workerOutcomes.delete(worker);
+    }
+  }
+
+  /** One attempt sent to `worker`; `outcome` is `ok`, `http_<status>`, or a failure kind. */
+  countWorkerRequest(worker: string, outcome: string): void {
+    let seen = this.workerOutcomes.get(worker);
+    if (!seen) this.workerOutcomes.set(worker, (seen = new Set()));
+    seen.add(outcome);
+    this.workerRequests.inc({ worker, outcome });
   }
 }

@@ -2,7 +2,7 @@ import { AutoGlmError } from '../../errors.js';
 import type { FailureKind } from '../health-monitor.js';
 import type { ClientSse } from './client-sse.js';
 import { readSseBatches } from './sse-reader.js';
-import { mayRetry, openWithRetries, type RequestScope, type UpstreamDeps } from './upstream.js';
+import { givingUp, openWithRetries, retryRefusal, type RequestScope, type UpstreamDeps } from './upstream.js';
 
 type Json = Record<string, unknown>;
 interface StreamChoice {
@@ -173,13 +173,24 @@ export async function relayStream(deps: UpstreamDeps, scope: RequestScope, sse: 
     }
     attempt.abort();
     attempt.finish();
-    deps.health.reportFailure(attempt.worker.id, failure);
+    // Cut by the request's deadline: a long generation, not a sick worker.
+    if (attempt.abortReason() !== 'deadline') deps.health.reportFailure(attempt.worker.id, failure);
     scope.failed.add(attempt.worker.id);
     if (sse.closed) return { resumes };
-    const canContinue = (options.resumable || !sse.hasStarted) && mayRetry(deps, scope, `stream_${failure}`);
-    if (!canContinue) {
-      if (!sse.hasStarted) throw new AutoGlmError('upstream_error', `Worker ${attempt.worker.id} failed (${failure}).`);
-      await endWithError(sse, new AutoGlmError('upstream_error', `Worker ${attempt.worker.id} failed mid-stream (${failure}).`));
+    const failed = new AutoGlmError(
+      'upstream_error',
+      `Worker ${attempt.worker.id} failed${sse.hasStarted ? ' mid-stream' : ''} (${failure}).`,
+    );
+    if (!options.resumable && sse.hasStarted) {
+      await endWithError(sse, failed);
+      return { resumes };
+    }
+    const cutByDeadline = attempt.abortReason() === 'deadline';
+    const refused = retryRefusal(deps, scope, `stream_${failure}`, cutByDeadline);
+    if (refused) {
+      const error = givingUp(failed, refused, scope, cutByDeadline);
+      if (!sse.hasStarted) throw error;
+      await endWithError(sse, error);
       return { resumes };
     }
   }

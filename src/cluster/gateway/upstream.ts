@@ -91,6 +91,7 @@ export async function openWithRetries(
       if (!RETRYABLE_STATUS.has(status)) {
         deps.health.reportSuccess(worker.id);
         deps.metrics.attempt.observe({ outcome: 'ok' }, (performance.now() - attempt.startedMs) / 1000);
+        deps.metrics.countWorkerRequest(worker.id, 'ok');
         return attempt;
       }
       // The worker answered but cannot serve: read its error (to pass on if we give up).
@@ -102,29 +103,70 @@ export async function openWithRetries(
       if (code !== 'server_draining' && code !== 'queue_full' && code !== 'rate_limit_exceeded')
         deps.health.reportFailure(worker.id, 'status');
       deps.metrics.attempt.observe({ outcome: `http_${status}` }, (performance.now() - attempt.startedMs) / 1000);
+      deps.metrics.countWorkerRequest(worker.id, `http_${status}`);
       scope.failed.add(worker.id);
-      if (!mayRetry(deps, scope, `http_${status}`)) throw lastError;
+      const refused = retryRefusal(deps, scope, `http_${status}`);
+      if (refused) throw givingUp(lastError, refused, scope);
       continue;
     }
     const { kind, reason } = attempt;
     deps.metrics.attempt.observe({ outcome: kind }, (performance.now() - attempt.startedMs) / 1000);
+    deps.metrics.countWorkerRequest(worker.id, reason === 'client' ? 'cancelled' : kind);
     if (reason === 'client') throw new AutoGlmError('request_cancelled', 'The client disconnected.');
-    deps.health.reportFailure(worker.id, kind);
+    // The request's own deadline is the client's budget, not the worker's fault (its first-byte timeout is).
+    if (reason !== 'deadline') deps.health.reportFailure(worker.id, kind);
     scope.failed.add(worker.id);
-    lastError =
-      reason === 'deadline'
-        ? new AutoGlmError('request_timeout', 'The request deadline passed before a worker answered.')
-        : new AutoGlmError('upstream_error', `Worker ${worker.id} failed (${kind}).`);
-    if (reason === 'deadline' || !mayRetry(deps, scope, kind)) throw lastError;
+    lastError = new AutoGlmError('upstream_error', `Worker ${worker.id} failed (${kind}).`);
+    const refused = retryRefusal(deps, scope, kind, reason === 'deadline');
+    if (refused) throw givingUp(lastError, refused, scope, reason === 'deadline');
   }
 }
 
-export function mayRetry(deps: UpstreamDeps, scope: RequestScope, reason: string): boolean {
-  if (scope.attempts >= deps.config.maxAttempts) return false;
-  if (performance.now() >= scope.deadlineMs) return false;
-  if (!deps.budget.tryRetry()) return false;
-  deps.metrics.retries.inc({ reason });
-  return true;
+/** Why a failed attempt is not retried. */
+export type RetryRefusal = 'attempts' | 'deadline' | 'budget';
+
+/**
+ * Spends a retry if the request's attempts, its deadline and the cluster's retry budget all
+ * allow one (and counts it); otherwise says which of them refused (and counts that).
+ */
+export function retryRefusal(
+  deps: UpstreamDeps,
+  scope: RequestScope,
+  reason: string,
+  /** The attempt was cut by the deadline timer (its clock may read a hair before deadlineMs). */
+  deadlineFired = false,
+): RetryRefusal | null {
+  const refused: RetryRefusal | null =
+    deadlineFired || performance.now() >= scope.deadlineMs
+      ? 'deadline'
+      : scope.attempts >= deps.config.maxAttempts
+        ? 'attempts'
+        : !deps.budget.tryRetry()
+          ? 'budget'
+          : null;
+  if (refused) deps.metrics.retriesRefused.inc({ why: refused });
+  else deps.metrics.retries.inc({ reason });
+  return refused;
+}
+
+/**
+ * The error a client gets when the gateway stops trying: the last worker's failure, and
+ * why it was not retried, so that "the cluster is failing" is not mistaken for "my request
+ * is wrong". A passed deadline is always `request_timeout`.
+ */
+export function givingUp(last: AutoGlmError, refused: RetryRefusal, scope: RequestScope, cutByDeadline = false): AutoGlmError {
+  if (refused === 'deadline')
+    return new AutoGlmError(
+      'request_timeout',
+      cutByDeadline
+        ? 'The request deadline passed before the answer was complete.'
+        : `The request deadline passed before the answer was complete (last failure: ${last.message.replace(/\.$/, '')}).`,
+    );
+  const why =
+    refused === 'attempts'
+      ? `gave up after ${scope.attempts} attempt${scope.attempts === 1 ? '' : 's'}`
+      : "not retried: the gateway's retry budget is spent (too many failed attempts cluster-wide); retry later";
+  return new AutoGlmError(last.code, `${last.message.replace(/\.$/, '')}; ${why}.`);
 }
 
 /** Healthy workers minus those that already failed this request (unless that leaves none). */

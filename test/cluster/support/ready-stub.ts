@@ -1,11 +1,21 @@
-/** A loopback HTTP server whose /ready answers as told: ready, draining, not ready, or never (hangs). */
+/**
+ * A loopback HTTP server that plays a worker as told. `mode` is what /ready answers:
+ * ready, draining, not ready, or never (hang, which also swallows every other request).
+ * `traffic` makes the other requests (what the gateway routes here) misbehave on their
+ * own while /ready keeps answering: hang, answer HTTP 500, or reset the connection.
+ */
 import { createServer, type Server, type ServerResponse } from 'node:http';
 
 export type StubMode = 'ready' | 'draining' | 'loading' | 'hang';
+export type TrafficMode = 'hang' | 'status-500' | 'reset';
 
 export class ReadyStub {
   mode: StubMode = 'ready';
+  /** How non-/ready requests are answered; null: like /ready. */
+  traffic: TrafficMode | null = null;
   probes = 0;
+  /** performance.now() at each /ready probe's arrival. */
+  readonly probeTimes: number[] = [];
   /** Requests other than /ready (traffic the gateway routed here). */
   others = 0;
   private server: Server | null = null;
@@ -18,18 +28,29 @@ export class ReadyStub {
 
   async start(port = 0): Promise<this> {
     this.server = createServer((req, res) => {
-      if (req.url === '/ready') this.probes++;
-      else this.others++;
-      if (this.mode === 'hang') {
+      const probe = req.url === '/ready';
+      if (probe) {
+        this.probes++;
+        this.probeTimes.push(performance.now());
+      } else this.others++;
+      const behaviour = probe ? this.mode : (this.traffic ?? this.mode);
+      if (behaviour === 'hang') {
         this.hung.add(res);
+        res.once('close', () => this.hung.delete(res));
+        return;
+      }
+      if (behaviour === 'reset') {
+        req.socket.destroy();
         return;
       }
       const [status, body] =
-        this.mode === 'ready'
-          ? [200, { status: 'ready' }]
-          : this.mode === 'draining'
-            ? [503, { error: { code: 'server_draining' } }]
-            : [503, { error: { code: 'not_ready' } }];
+        behaviour === 'status-500'
+          ? [500, { error: { message: 'stub failure', type: 'server_error', code: 'internal_error' } }]
+          : behaviour === 'ready'
+            ? [200, { status: 'ready' }]
+            : behaviour === 'draining'
+              ? [503, { error: { code: 'server_draining' } }]
+              : [503, { error: { code: 'not_ready' } }];
       res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
     });
     await new Promise<void>((r) => this.server!.listen(port, '127.0.0.1', () => r()));
