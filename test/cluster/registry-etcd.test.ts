@@ -2,10 +2,20 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { buildGateway, type Gateway } from '../../src/cluster/gateway/build-gateway.js';
 import { EtcdClient } from '../../src/cluster/registry/etcd-client.js';
 import { EtcdRegistry } from '../../src/cluster/registry/etcd-registry.js';
-import { freePort, spawnWorker, startEtcd, stopAll, waitFor, type ServiceProcess, type WorkerProcess } from './support/processes.js';
+import {
+  freePort,
+  MODEL,
+  spawnWorker,
+  startEtcd,
+  stopAll,
+  waitFor,
+  waitReady,
+  type ServiceProcess,
+  type WorkerProcess,
+} from './support/processes.js';
 
-// A real etcd on loopback ports; scripted workers (real server + real worker agent) hold
-// lease-backed keys; two gateways watch the prefix.
+// A real etcd on loopback ports; real workers (`autoglm serve --etcd` with the demo model)
+// hold lease-backed keys; two gateways watch the prefix.
 const SECRET = 'etcd-cluster-secret';
 let etcd: ServiceProcess;
 const gateways: Gateway[] = [];
@@ -68,8 +78,11 @@ describe('etcd registry', () => {
 
   test('two gateways on one etcd see the same workers; SIGTERM and SIGKILL both remove a worker everywhere', async () => {
     const [g1, g2] = [await gateway(), await gateway()];
+    // One at a time: a real worker compiles its kernels while it warms up, and on a cold
+    // shader cache two at once on two cores take far longer than one after the other.
     for (let i = 0; i < 2; i++) {
-      workers.push(spawnWorker({ kind: 'scripted', port: await freePort(), etcd: etcd.url, clusterSecret: SECRET, heartbeatMs: 300 }));
+      workers.push(spawnWorker({ port: await freePort(), etcd: etcd.url, clusterSecret: SECRET, heartbeatMs: 300 }));
+      await waitReady(workers[i]!);
     }
     const all = workers.map((w) => w.url).sort();
     await waitFor(() => healthyUrls(g1).length === 2 && healthyUrls(g2).length === 2, 15_000, 'both workers in both gateways');
@@ -82,7 +95,7 @@ describe('etcd registry', () => {
       const r = await fetch(`http://127.0.0.1:${address.port}/v1/completions`, {
         method: 'POST',
         headers: { authorization: 'Bearer k', 'content-type': 'application/json' },
-        body: JSON.stringify({ model: 'demo-stories', prompt: 'Once upon', max_tokens: 4, temperature: 0 }),
+        body: JSON.stringify({ model: MODEL, prompt: 'Once upon', max_tokens: 4, temperature: 0, ignore_eos: true }),
       });
       expect(r.status).toBe(200);
       expect(((await r.json()) as { usage: { completion_tokens: number } }).usage.completion_tokens).toBe(4);

@@ -80,6 +80,7 @@ export class ScriptedEngine implements InferenceEngine {
       running: this.running,
       kvBlocksTotal: 1,
       kvBlocksUsed: 0,
+      kvBlocksFree: 1,
       kvBlockSize: 16,
       prefixCacheQueries: 0,
       prefixCacheHits: 0,
