@@ -208,6 +208,8 @@ export class Engine implements InferenceEngine {
   private admit(request: GenerateRequest, channel: EventChannel<TokenEvent>): void {
     const admittedAtMs = performance.now();
     if (this.closed) throw new AutoGlmError('server_draining', 'the engine is closed');
+    const fault = this.fault();
+    if (fault !== null) throw new AutoGlmError('gpu_device_lost', fault);
     const spec = this.folder.spec;
     validateRequestShape(request, spec.vocabSize);
     const promptTokenIds = this.promptTokens_(request);
@@ -536,6 +538,12 @@ export class Engine implements InferenceEngine {
     const s = this.stats();
     this.statsBaseline = Object.fromEntries(CUMULATIVE_STATS.map((k) => [k, s[k]])) as Pick<EngineStats, CumulativeStat>;
     return performance.now() - t0;
+  }
+
+  /** Non-null once the GPU device is lost: nothing can run on this engine again. */
+  fault(): string | null {
+    const lost = this.rt.ctx.lostReason;
+    return lost === null ? null : `the GPU device was lost (${lost}); this engine cannot serve until the process restarts`;
   }
 
   stats(): EngineStats {

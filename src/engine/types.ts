@@ -196,5 +196,12 @@ export interface InferenceEngine {
   ): Promise<number[]>;
   detokenize(tokenIds: number[]): Promise<string>;
   stats(): EngineStats;
+  /**
+   * Why this engine can no longer serve anything (its GPU device was lost: a driver reset,
+   * a GPU that fell off the bus), or null while it can. The server then answers /ready and
+   * /health with 503 so that a gateway stops routing to it and an orchestrator replaces it.
+   * Optional: an engine without a device has no such fault.
+   */
+  fault?(): string | null;
   close(): Promise<void>;
 }

@@ -41,18 +41,39 @@ export async function detokenize(ctx: RouteContext, request: FastifyRequest): Pr
   return { prompt: await engine.detokenize(body.tokens) };
 }
 
-/** GET /health: the process is alive (stays 200 while draining, so orchestrators let it finish). */
-export async function health(_ctx: RouteContext, _request: FastifyRequest, reply: FastifyReply): Promise<object> {
+/** GET /health: the process is alive and its GPU works (stays 200 while draining, so orchestrators let it finish). */
+export async function health(ctx: RouteContext, _request: FastifyRequest, reply: FastifyReply): Promise<object> {
   void reply.header('cache-control', 'no-store');
+  // a lost GPU does not come back in this process: fail liveness so that it is restarted
+  const fault = ctx.lifecycle.maybeEngine()?.fault?.() ?? null;
+  if (fault !== null) {
+    void reply.code(503);
+    return { status: 'failed', reason: fault };
+  }
   return { status: 'ok' };
 }
 
-/** GET /ready: 200 only when the model is loaded and the server is not draining. */
+/** GET /ready: 200 only when the model is loaded, the server is not draining and its GPU works. */
 export async function ready(ctx: RouteContext, _request: FastifyRequest, reply: FastifyReply): Promise<object> {
   void reply.header('cache-control', 'no-store');
-  const status = ctx.lifecycle.draining ? 'draining' : ctx.lifecycle.ready ? 'ready' : ctx.lifecycle.loadFailure ? 'failed' : 'loading';
+  const fault = ctx.lifecycle.maybeEngine()?.fault?.() ?? null;
+  const status =
+    fault !== null
+      ? 'failed'
+      : ctx.lifecycle.draining
+        ? 'draining'
+        : ctx.lifecycle.ready
+          ? 'ready'
+          : ctx.lifecycle.loadFailure
+            ? 'failed'
+            : 'loading';
   if (status !== 'ready') void reply.code(503);
-  return { status, model: ctx.lifecycle.ready ? ctx.modelName() : null, pending: ctx.lifecycle.pending };
+  return {
+    status,
+    model: ctx.lifecycle.ready ? ctx.modelName() : null,
+    pending: ctx.lifecycle.pending,
+    ...(fault !== null ? { reason: fault } : {}),
+  };
 }
 
 /** GET /metrics (Prometheus text format). */
