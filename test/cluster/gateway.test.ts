@@ -89,12 +89,15 @@ describe('gateway', () => {
     let victim = -1;
     let fired = false;
     let killedAt = 0;
+    let lastTextAt = 0;
+    const startedAt = performance.now();
     const got = await call(
       cluster.url,
       '/v1/chat/completions',
       { ...body, stream: true, stream_options: { include_usage: true } },
       auth,
       (text, headers) => {
+        lastTextAt = performance.now();
         if (fired || text.length < 3) return;
         fired = true;
         victim = cluster.workers.findIndex((w) => w.url === headers.get('x-autoglm-worker'));
@@ -110,6 +113,19 @@ describe('gateway', () => {
       prompt_tokens: reference.usage!.prompt_tokens,
       completion_tokens: reference.usage!.completion_tokens,
     });
+    // usage.timings describe the client's whole stream (from the gateway's arrival), not
+    // only the part the last worker generated after the resume
+    // the client's view of the same span: its request to the last text it read
+    const wallMs = lastTextAt - startedAt;
+    const timings = (got.usage as { timings?: { time_to_first_token_ms: number; time_per_output_token_ms: number; e2e_ms: number } })
+      .timings!;
+    // the resumed worker saw only what came after the kill; the client's stream began before it
+    expect(timings.e2e_ms).toBeGreaterThan(wallMs - (killedAt - startedAt));
+    expect(timings.e2e_ms).toBeLessThanOrEqual(performance.now() - startedAt);
+    expect(timings.time_to_first_token_ms).toBeGreaterThan(0);
+    expect(timings.time_to_first_token_ms).toBeLessThan(killedAt - startedAt);
+    const n = got.usage!.completion_tokens;
+    expect(timings.time_to_first_token_ms + (n - 1) * timings.time_per_output_token_ms).toBeCloseTo(timings.e2e_ms, 3);
     expect(got.roleChunks).toBe(1);
     expect(got.ids.size).toBe(1);
     expect(await metric('autoglm:gateway_failovers_total{outcome="resumed"}')).toBe(resumedBefore + 1);

@@ -69,6 +69,7 @@ export async function proxyGeneration(
         resumable: config.resume && (b.n === undefined || b.n === null || b.n === 1),
         clientWantsTokenIds: b.return_token_ids === true,
         clientWantsUsage: (b.stream_options as { include_usage?: unknown } | undefined)?.include_usage === true,
+        startedMs,
         onFirstToken: () => {
           dequeue();
           metrics.ttft.observe((performance.now() - startedMs) / 1000);

@@ -20,6 +20,8 @@ export interface RelayOptions {
   resumable: boolean;
   clientWantsTokenIds: boolean;
   clientWantsUsage: boolean;
+  /** performance.now() when the gateway received the request: usage.timings count from it. */
+  startedMs: number;
   onFirstToken(): void;
 }
 
@@ -47,6 +49,7 @@ export async function relayStream(deps: UpstreamDeps, scope: RequestScope, sse: 
   let skip = 0;
   let head: { id?: unknown; created?: unknown } | null = null;
   let sawFirstToken = false;
+  let firstTokenMs: number | null = null;
   let openedRole = false;
 
   for (;;) {
@@ -121,7 +124,7 @@ export async function relayStream(deps: UpstreamDeps, scope: RequestScope, sse: 
           const choice = choices[0];
           if (!choice) {
             // The usage chunk (include_usage was forced upstream).
-            if (options.clientWantsUsage) sse.queue(rewrite(msg, head));
+            if (options.clientWantsUsage) sse.queue(withGatewayTimings(rewrite(msg, head), options.startedMs, firstTokenMs));
             continue;
           }
           const ids = choice.token_ids ?? [];
@@ -142,6 +145,7 @@ export async function relayStream(deps: UpstreamDeps, scope: RequestScope, sse: 
           attempt.ticket.progress(ids.length);
           if (!sawFirstToken && ids.length > 0) {
             sawFirstToken = true;
+            firstTokenMs = performance.now();
             options.onFirstToken();
           }
           if (!options.clientWantsTokenIds) delete choice.token_ids;
@@ -204,6 +208,26 @@ export class PassThrough extends Error {
   ) {
     super(`upstream HTTP ${status}`);
   }
+}
+
+/**
+ * The usage chunk's timings (a worker's extension: time to first token, time per output
+ * token, end to end) as the client saw them through the gateway: from the gateway's arrival
+ * time, across every worker the stream ran on. A resumed stream's last worker only saw its
+ * own part.
+ */
+function withGatewayTimings(msg: Json, startedMs: number, firstTokenMs: number | null): Json {
+  const usage = msg.usage as { completion_tokens?: number; timings?: unknown } | undefined;
+  if (usage?.timings === undefined) return msg;
+  const e2e = performance.now() - startedMs;
+  const ttft = firstTokenMs === null ? null : firstTokenMs - startedMs;
+  const tokens = usage.completion_tokens ?? 0;
+  usage.timings = {
+    time_to_first_token_ms: ttft,
+    time_per_output_token_ms: ttft !== null && tokens > 1 ? (e2e - ttft) / (tokens - 1) : 0,
+    e2e_ms: e2e,
+  };
+  return msg;
 }
 
 function rewrite(msg: Json, head: { id?: unknown; created?: unknown } | null): Json {
