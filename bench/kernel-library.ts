@@ -18,7 +18,7 @@ import { rmsNorm } from '../src/kernels/rmsnorm.js';
 import { rope, ropeInvFreq } from '../src/kernels/rope.js';
 import { ropeKvWrite } from '../src/kernels/rope-kv-write.js';
 import { f32ToF16Bits, type KernelRuntime } from '../src/kernels/runtime.js';
-import { createSampleOutput, prepareSampling, sample, type SamplingRow } from '../src/kernels/sampling.js';
+import { GREEDY_SAMPLING_ROW, createSampleOutput, prepareSampling, sample, type SamplingRow } from '../src/kernels/sampling.js';
 import { DTYPE_BYTES, type GpuTensor } from '../src/kernels/tensor.js';
 import type { Ceilings } from './ceilings.js';
 import type { KernelBenchRow } from './kernels.js';
@@ -261,23 +261,9 @@ function samplingCase(rt: KernelRuntime, name: string, row: Partial<SamplingRow>
   const rows = 16;
   const vocab = 32000;
   const logits = rt.upload('f32', values(rows * vocab, 11, 16));
-  const base: SamplingRow = {
-    temperature: 0,
-    topK: 0,
-    topP: 1,
-    minP: 0,
-    repetitionPenalty: 1,
-    frequencyPenalty: 0,
-    presencePenalty: 0,
-    seed: 1,
-    position: 0,
-    countsSlot: -1,
-    logprobs: false,
-    topLogprobs: 0,
-  };
   const batch = prepareSampling(
     rt,
-    Array.from({ length: rows }, (_, i) => ({ ...base, ...row, seed: i + 1, position: 100 + i })),
+    Array.from({ length: rows }, (_, i) => ({ ...GREEDY_SAMPLING_ROW, ...row, seed: i + 1, position: 100 + i })),
   );
   const out = createSampleOutput(rt, rows);
   return {

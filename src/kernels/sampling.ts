@@ -62,6 +62,22 @@ export interface SamplingRow {
   logprobsMode?: 'raw' | 'processed';
 }
 
+/** A row with every filter and penalty off and no logprobs: greedy argmax. Spread and override. */
+export const GREEDY_SAMPLING_ROW: Readonly<SamplingRow> = {
+  temperature: 0,
+  topK: 0,
+  topP: 1,
+  minP: 0,
+  repetitionPenalty: 1,
+  frequencyPenalty: 0,
+  presencePenalty: 0,
+  seed: 0,
+  position: 0,
+  countsSlot: -1,
+  logprobs: false,
+  topLogprobs: 0,
+};
+
 /** The uploaded per-row parameters of one step. */
 export interface SamplingBatch {
   readonly rows: number;

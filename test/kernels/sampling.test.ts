@@ -3,6 +3,7 @@ import { isAutoGlmError } from '../../src/errors.js';
 import { uniformFor, splitSeed } from '../../src/kernels/rng.js';
 import type { KernelRuntime } from '../../src/kernels/runtime.js';
 import {
+  GREEDY_SAMPLING_ROW,
   MAX_TOP_LOGPROBS,
   createSampleOutput,
   prepareSampling,
@@ -27,20 +28,7 @@ import {
 
 const runtime = useRuntime();
 
-const GREEDY: SamplingRow = {
-  temperature: 0,
-  topK: 0,
-  topP: 1,
-  minP: 0,
-  repetitionPenalty: 1,
-  frequencyPenalty: 0,
-  presencePenalty: 0,
-  seed: 0,
-  position: 0,
-  countsSlot: -1,
-  logprobs: false,
-  topLogprobs: 0,
-};
+const GREEDY = GREEDY_SAMPLING_ROW;
 
 /** Runs one batch: logits is [rows, vocab] row-major. Outputs are poisoned first. */
 async function run(
