@@ -6,7 +6,7 @@
  * request that was in flight at that moment is answered. A benchmark, not a test.
  *
  * Run: npm run bench:cluster [-- --model DIR --concurrency 8 --requests 32 --max-tokens 8 --rounds 4
- *   --c1-requests 12 --skip-recovery --bare-proxy]
+ *   --c1-requests 12 --skip-recovery --bare-proxy --proxy-nice N]
  * Workers and the gateway are real processes (`autoglm serve`, `autoglm gateway`) on loopback.
  * The overhead phase alternates direct and gateway rounds (order flipped every round, so a
  * load change on a shared machine hits both) and compares each gateway round with its
@@ -17,7 +17,7 @@
  * which the gateway's own share shows. Writes bench/results/cluster.json and the "Cluster" section of bench/RESULTS.md
  * (not with --skip-recovery, which only prints).
  */
-import { cpus, loadavg } from 'node:os';
+import { cpus, loadavg, setPriority } from 'node:os';
 import { parseArgs } from 'node:util';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { freePort, spawnWorker, waitFor, waitReady, DEMO_MODEL_DIR, ROOT, type WorkerProcess } from '../test/cluster/support/processes.js';
@@ -162,6 +162,7 @@ async function main(): Promise<void> {
       'c1-requests': { type: 'string', default: '12' },
       'skip-recovery': { type: 'boolean', default: false },
       'bare-proxy': { type: 'boolean', default: false },
+      'proxy-nice': { type: 'string', default: '0' },
     },
   });
   const roundCount = Number(values.rounds);
@@ -181,6 +182,10 @@ async function main(): Promise<void> {
   const gPort = await freePort();
   const g = startGateway(gPort, ['--registry', 'static', '--workers', w.url]);
   children.push(g);
+  // --proxy-nice: the proxies (gateway, bare proxy) at a lower CPU priority than the worker,
+  // an experiment on what the overhead is: on lavapipe the worker's "GPU" is these same cores
+  const proxyNice = Number(values['proxy-nice']);
+  if (proxyNice !== 0) setPriority(g.pid!, proxyNice);
   const gUrl = `http://127.0.0.1:${gPort}`;
   await waitFor(async () => (await healthyWorkers(gUrl)).some((x) => x.state === 'healthy'), 20_000, 'gateway sees the worker');
   const direct = { 'x-autoglm-cluster-secret': SECRET };
@@ -194,6 +199,7 @@ async function main(): Promise<void> {
     bareUrl = `http://127.0.0.1:${barePort}`;
     bare = spawn(process.execPath, ['dist/bench/bare-proxy.js', String(barePort), w.url, SECRET], { cwd: ROOT, stdio: 'ignore' });
     children.push(bare);
+    if (proxyNice !== 0) setPriority(bare.pid!, proxyNice);
     await waitFor(
       async () => (await closedLoop({ url: bareUrl, headers: {}, concurrency: 1, requests: 1, maxTokens })).failures === 0,
       20_000,
