@@ -129,7 +129,7 @@ async function main(): Promise<void> {
     writeResultsJson('batching', { adapter: engine.adapterName, date, commit, prompt: PROMPT, output: OUTPUT, rounds: ROUNDS, results });
     updateResultsSection(
       'batching',
-      `## Continuous batching\n\nAdapter: ${engine.adapterName}. Model: generated ~100M Llama, f16 weights. ${PROMPT} prompt + ${OUTPUT} output tokens per request; ${ROUNDS} rounds over the levels, order reversed every round, medians over rounds. Date: ${date}, commit ${commit}. Command: \`npm run bench:batching\`. Where the time goes (engine step counters): the wall time of its prefill steps (prompt chunks, with any decode rows riding along) and of its decode-only steps, and the mean decode-only step.\n\n` +
+      `## Continuous batching\n\nAdapter: ${engine.adapterName}. Model: generated ~100M Llama, ${engine.rt.preferredDType} weights. ${PROMPT} prompt + ${OUTPUT} output tokens per request; ${ROUNDS} rounds over the levels, order reversed every round, medians over rounds. Date: ${date}, commit ${commit}. Command: \`npm run bench:batching\`. Where the time goes (engine step counters): the wall time of its prefill steps (prompt chunks, with any decode rows riding along) and of its decode-only steps, and the mean decode-only step.\n\n` +
         markdownTable(headers, rows) +
         `\n\n${targetLine(perRound)}`,
     );

@@ -150,6 +150,8 @@ function fmt(v: Cell): string {
   if (v === undefined) return '';
   if (typeof v === 'string') return v;
   if (!Number.isFinite(v)) return '-';
+  // counts (requests, failures, concurrency) print as counts, not as measurements
+  if (Number.isInteger(v)) return String(v);
   const a = Math.abs(v);
   return a >= 100 ? v.toFixed(0) : a >= 10 ? v.toFixed(1) : a >= 1 ? v.toFixed(2) : v.toFixed(3);
 }
