@@ -13,7 +13,7 @@
  */
 import { AutoGlmError } from '../errors.js';
 import type { BlockHashExtraKeys } from './block-hash.js';
-import { KvCacheManager } from './kv-cache-manager.js';
+import { KvCacheManager } from './kv-cache.js';
 import { RequestState, type NewRequest, type RequestStats } from './request-state.js';
 import type { SchedulerInterface, SchedulerStats } from './scheduler-interface.js';
 import type { FinishedRequest, ScheduledSequence, SchedulerOutput, UpdateResult } from './scheduler-output.js';

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { KvCacheManager, type KvRequest } from '../../src/engine/kv-cache-manager.js';
+import { KvCacheManager, type KvRequest } from '../../src/engine/kv-cache.js';
 import type { BlockHash } from '../../src/engine/block-hash.js';
 
 const request = (requestId: string, tokenIds: number[]): KvRequest & { tokenIds: number[] } => ({
