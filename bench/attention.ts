@@ -3,7 +3,7 @@
  * `context` tokens, for 1 and 16 sequences, reporting the effective bandwidth of the KV
  * read (K and V bytes of every visible token / median time). A benchmark, not a test.
  *
- * Run: npx tsc -p . && node dist/bench/attention.js  (prints a table, writes
+ * Run: npm run bench:attention  (prints a table, writes
  * bench/results/attention.json).
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
