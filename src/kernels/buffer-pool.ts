@@ -81,7 +81,9 @@ export class BufferPool {
 
   /**
    * Returns a buffer from acquire() for reuse (or destroys it when the pool is full, or it
-   * is still mapped). The caller must not touch it afterwards.
+   * is still mapped). The caller must not touch it afterwards, and every command buffer
+   * that uses it must already be submitted: a recorder still open could otherwise run
+   * after the next owner's queue writes.
    */
   release(buffer: GPUBuffer): void {
     const key = this.classOf.get(buffer);

@@ -135,7 +135,10 @@ export class KernelRuntime {
     return { buffer, byteOffset: 0, length, dtype };
   }
 
-  /** Gives a pooledTensor back; work already submitted may still read it (see buffer-pool.ts). */
+  /**
+   * Gives a pooledTensor back. Work already submitted may still read it (see buffer-pool.ts);
+   * work recorded but not yet submitted must not.
+   */
   releaseTensor(t: GpuTensor): void {
     this.pool.release(t.buffer);
   }
