@@ -3,8 +3,12 @@
 //
 // Two reductions per row: the mean first, then the sum of squared deviations, which is
 // better conditioned than E[x^2] - E[x]^2 when the mean is large against the spread.
-// Same work split as rmsnorm.wgsl: TPR invocations per row, 256 / TPR rows per workgroup.
+// Same work split as rmsnorm.wgsl: TPR invocations per row, WG / TPR rows per workgroup,
+// or (SUBGROUP, CPU adapters) one subgroup per row reduced by subgroupAdd, no barriers.
 // IN_PLACE: out is x itself (one read_write binding).
+#if SUBGROUP
+enable subgroups;
+#endif
 
 struct Params {
   rows: u32,
@@ -12,7 +16,7 @@ struct Params {
   eps: f32,
 }
 
-const WG: u32 = 256u;
+const WG: u32 = {{WG}}u;
 const TPR: u32 = {{TPR}}u;
 const ROWS_PER_WG: u32 = WG / TPR;
 
@@ -28,10 +32,15 @@ const ROWS_PER_WG: u32 = WG / TPR;
 #endif
 @group(1) @binding(0) var<uniform> p: Params;
 
+#if !SUBGROUP
 var<workgroup> partial: array<f32, WG>;
+#endif
 
 // Sum of `value` over the TPR invocations of one row; every invocation must call it.
 fn row_sum(li: u32, lane: u32, local_row: u32, value: f32) -> f32 {
+#if SUBGROUP
+  return subgroupAdd(value);
+#else
   partial[li] = value;
   workgroupBarrier();
   for (var stride = TPR / 2u; stride > 0u; stride >>= 1u) {
@@ -44,9 +53,10 @@ fn row_sum(li: u32, lane: u32, local_row: u32, value: f32) -> f32 {
   // nobody may overwrite partial[] for the next reduction before everyone has read it
   workgroupBarrier();
   return total;
+#endif
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn main(
   @builtin(workgroup_id) wid: vec3<u32>,
   @builtin(num_workgroups) nwg: vec3<u32>,

@@ -2,7 +2,7 @@
 import { assertLength } from './checks.js';
 import { grid1d } from './grid.js';
 import { assertF32, assertNoOverlap, assertPositiveInt, sameView } from './arg-checks.js';
-import { normThreadsPerRow } from './norm-shape.js';
+import { normShape, normShapeDefines } from './norm-shape.js';
 import { params } from './params.js';
 import type { Recorder } from './recorder.js';
 import type { KernelRuntime } from './runtime.js';
@@ -22,6 +22,8 @@ export interface LayerNormOptions {
   rows: number;
   dim: number;
   eps: number;
+  /** Reduce in workgroup memory even where a subgroup reduction is the default (tests run both). */
+  workgroupReduction?: boolean;
 }
 
 export function layerNorm(rt: KernelRuntime, rec: Recorder, o: LayerNormOptions): void {
@@ -36,10 +38,10 @@ export function layerNorm(rt: KernelRuntime, rec: Recorder, o: LayerNormOptions)
   }
   assertLength(op, 'weight', o.weight, o.dim);
   assertLength(op, 'bias', o.bias, o.dim);
-  const tpr = normThreadsPerRow(o.dim, WORKGROUP);
+  const shape = normShape(rt, o.dim, WORKGROUP, o.workgroupReduction);
   const kernel = rt.kernel({
     shader: 'layernorm',
-    defines: { TPR: tpr, IN_PLACE: inPlace },
+    defines: { ...normShapeDefines(shape), IN_PLACE: inPlace },
     bindings: inPlace ? ['write', 'read', 'read'] : ['read', 'read', 'read', 'write'],
     params: true,
   });
@@ -47,6 +49,6 @@ export function layerNorm(rt: KernelRuntime, rec: Recorder, o: LayerNormOptions)
     kernel,
     inPlace ? [o.x, o.weight, o.bias] : [o.x, o.weight, o.bias, o.out!],
     params().u32(o.rows).u32(o.dim).f32(o.eps),
-    grid1d(o.rows, WORKGROUP / tpr),
+    grid1d(o.rows, shape.workgroup / shape.tpr),
   );
 }

@@ -39,3 +39,8 @@ export function normShape(rt: KernelRuntime, dim: number, workgroupSize: number,
     return { workgroup: SUBGROUP_NORM_LANES, tpr: SUBGROUP_NORM_LANES, subgroup: true };
   return { workgroup: workgroupSize, tpr: normThreadsPerRow(dim, workgroupSize), subgroup: false };
 }
+
+/** The WG, TPR and SUBGROUP defines of a norm shader for a shape. */
+export function normShapeDefines(shape: NormShape): Record<string, number | boolean> {
+  return { WG: shape.workgroup, TPR: shape.tpr, SUBGROUP: shape.subgroup };
+}

@@ -9,7 +9,7 @@ import type { KernelRuntime } from './runtime.js';
 import type { GpuTensor } from './tensor.js';
 import { assertF32, assertNoOverlap, assertNonNegativeInt, assertPositiveInt, sameView } from './arg-checks.js';
 import { assertLength } from './checks.js';
-import { normShape, type NormShape } from './norm-shape.js';
+import { normShape, normShapeDefines } from './norm-shape.js';
 
 const WORKGROUP = 256;
 
@@ -60,7 +60,7 @@ export function rmsNorm(rt: KernelRuntime, rec: Recorder, o: RmsNormOptions): vo
   const shape = normShape(rt, o.dim, WORKGROUP, o.workgroupReduction);
   const kernel = rt.kernel({
     shader: 'rmsnorm',
-    defines: { ...shapeDefines(shape), IN_PLACE: inPlace, ONE_PLUS: o.onePlus ?? false },
+    defines: { ...normShapeDefines(shape), IN_PLACE: inPlace, ONE_PLUS: o.onePlus ?? false },
     bindings: inPlace ? ['write', 'read'] : ['read', 'read', 'write'],
     params: true,
   });
@@ -106,7 +106,7 @@ export function addRmsNorm(rt: KernelRuntime, rec: Recorder, o: AddRmsNormOption
   const shape = normShape(rt, o.dim, WORKGROUP, o.workgroupReduction);
   const kernel = rt.kernel({
     shader: 'rmsnorm',
-    defines: { ...shapeDefines(shape), ADD: true, ONE_PLUS: o.onePlus ?? false },
+    defines: { ...normShapeDefines(shape), ADD: true, ONE_PLUS: o.onePlus ?? false },
     bindings: ['read', 'write', 'read', 'write'],
     params: true,
   });
@@ -116,8 +116,4 @@ export function addRmsNorm(rt: KernelRuntime, rec: Recorder, o: AddRmsNormOption
     params().u32(o.rows).u32(o.dim).u32(1).u32(o.dim).u32(0).f32(o.eps),
     grid1d(o.rows, shape.workgroup / shape.tpr),
   );
-}
-
-function shapeDefines(shape: NormShape): Record<string, number | boolean> {
-  return { WG: shape.workgroup, TPR: shape.tpr, SUBGROUP: shape.subgroup };
 }

@@ -16,9 +16,16 @@ describe('layerNorm', () => {
     { rows: 2, dim: 8192 },
     { rows: 4097, dim: 64 },
   ];
-  for (const inPlace of [false, true]) {
+  // each case with the adapter's default reduction (subgroups on CPU adapters) and with
+  // the workgroup-memory one
+  for (const [inPlace, workgroupReduction] of [
+    [false, false],
+    [true, false],
+    [false, true],
+    [true, true],
+  ] as const) {
     for (const c of cases) {
-      it(`rows=${c.rows} dim=${c.dim}${inPlace ? ' in place' : ''}`, async () => {
+      it(`rows=${c.rows} dim=${c.dim}${inPlace ? ' in place' : ''}${workgroupReduction ? ', workgroup reduction' : ''}`, async () => {
         const rt = runtime();
         const rng = new Rng(c.rows * 613 + c.dim + (inPlace ? 1 : 0));
         // an offset mean: a one-pass E[x^2] - E[x]^2 would lose digits here
@@ -29,7 +36,7 @@ describe('layerNorm', () => {
         const xt = rt.upload('f32', x);
         const out = inPlace ? xt : poisoned(rt, 'f32', x.length);
         const rec = rt.recorder();
-        layerNorm(rt, rec, { x: xt, weight: rt.upload('f32', w), bias: rt.upload('f32', b), out, ...c, eps });
+        layerNorm(rt, rec, { x: xt, weight: rt.upload('f32', w), bias: rt.upload('f32', b), out, ...c, eps, workgroupReduction });
         await rec.submit();
         const got = await rt.readFloats(out);
         expect(relativeError(got, layerNormRef(x, w, b, { ...c, eps }))).toBeLessThanOrEqual(TOLERANCE.f32);
