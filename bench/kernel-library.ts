@@ -234,7 +234,7 @@ function attentionCase(rt: KernelRuntime, mode: 'prefill' | 'decode', seqs: numb
   const kvBytes = 2 * seqs * tokens * KV_HEADS * HEAD_DIM * DTYPE_BYTES[dtype];
   return {
     kernel: `attention ${mode}`,
-    shape: mode === 'prefill' ? `1 seq x ${tokens} tokens` : `${seqs} seqs x ${tokens} keys`,
+    shape: mode === 'prefill' ? `1 seq x ${tokens} tokens` : `${seqs} seq${seqs === 1 ? '' : 's'} x ${tokens} keys`,
     dtype: `cache ${dtype}`,
     bytes: kvBytes + 2 * qRows * HEADS * HEAD_DIM * 4,
     flops: 4 * HEADS * HEAD_DIM * pairs,
