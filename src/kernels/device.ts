@@ -63,9 +63,7 @@ export class GpuContext {
   readonly limits: GPUSupportedLimits;
   /** Set when the device is lost; every later operation throws gpu_device_lost. */
   lostReason: string | null = null;
-  /** The last 100 uncaptured errors, for diagnostics. */
-  readonly uncapturedErrors: UncapturedError[] = [];
-  /** Uncaptured errors not yet reported by takeUncapturedErrors (bounded like the log). */
+  /** Uncaptured errors not yet taken by takeUncapturedErrors (the first 100). */
   private unreported: UncapturedError[] = [];
   private destroyed = false;
   /** Ends this context's share of event-polling pacing (see event-polling.ts), if it took one. */
@@ -101,10 +99,7 @@ export class GpuContext {
     device.onuncapturederror = (ev: GPUUncapturedErrorEvent) => {
       const e = ev.error;
       const kind = e instanceof GPUOutOfMemoryError ? 'out-of-memory' : e instanceof GPUValidationError ? 'validation' : 'internal';
-      const error = { kind, message: e.message } as const;
-      this.uncapturedErrors.push(error);
-      if (this.uncapturedErrors.length > 100) this.uncapturedErrors.shift();
-      if (this.unreported.length < 100) this.unreported.push(error);
+      if (this.unreported.length < 100) this.unreported.push({ kind, message: e.message });
     };
   }
 

@@ -58,7 +58,9 @@ export class ErrorSink {
     this.pending = [];
     if (pending.length > 0) nudgeDawnEventPolling();
     const results = await Promise.all(pending);
-    const first = results.find((r) => r !== null) ?? uncapturedAsError(this.takeUncaptured()[0]);
+    // drained on every flush, so that an error reported now cannot fail a later operation
+    const uncaptured = this.takeUncaptured();
+    const first = results.find((r) => r !== null) ?? uncapturedAsError(uncaptured[0]);
     if (first) throw first;
   }
 }

@@ -74,6 +74,21 @@ describe('kernel runtime', () => {
     expect(Array.from(await rt.readFloats(ok))).toEqual([1, 2, 3, 4]);
   });
 
+  it('reports scoped and uncaptured errors of one flush together: the next sync is clean', async () => {
+    const rt = runtime();
+    rt.kernel({ shader: 'broken-too', source: '@compute @workgroup_size(1) fn main() { let x: u32 = missing_thing; }', bindings: [] });
+    const t = rt.tensor('f32', 16, 'doomed-too');
+    t.buffer.destroy();
+    rt.device.queue.writeBuffer(t.buffer, 0, new Float32Array(16));
+    const err = await rt.sync().then(
+      () => null,
+      (e: unknown) => e,
+    );
+    expect((err as Error).message).toMatch(/missing_thing/);
+    // the uncaptured error arrived in the same flush; it must not fail the next operation
+    await rt.sync();
+  });
+
   it('turns a lost device into gpu_device_lost for every later operation, without crashing', async () => {
     const rt = await KernelRuntime.create();
     try {
