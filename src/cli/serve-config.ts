@@ -5,6 +5,7 @@ import { AutoGlmError } from '../errors.js';
 import type { EngineOptions } from '../engine/types.js';
 import { parseKernelProfile, type KernelProfileOption } from '../kernels/kernel-profile.js';
 import { flagsHelp, readFlags, type FlagKind } from './flags.js';
+import { withoutUndefined } from '../without-undefined.js';
 
 /** Everything `autoglm serve` is configured by: flags first, then AUTOGLM_* env, then defaults. */
 export interface ServeConfig {
@@ -168,7 +169,7 @@ export function parseServeConfig(argv: string[], env: NodeJS.ProcessEnv = proces
 
 /** The engine's options from a serve config (undefined fields left out, so the engine's defaults apply). */
 export function engineOptionsOf(config: ServeConfig): EngineOptions {
-  const options: EngineOptions = {
+  return withoutUndefined<EngineOptions>({
     servedModelName: config.servedModelName,
     kvCacheBytes: config.engine.kvCacheBytes,
     maxBatchSequences: config.engine.maxBatchSequences,
@@ -179,8 +180,7 @@ export function engineOptionsOf(config: ServeConfig): EngineOptions {
     responseCacheEntries: config.engine.responseCacheEntries,
     responseCacheBytes: config.engine.responseCacheBytes,
     responseCacheTtlMs: config.engine.responseCacheTtlMs,
-  };
-  return Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) as EngineOptions;
+  });
 }
 
 function secondsAsMs(seconds: number | undefined): number | undefined {

@@ -4,6 +4,7 @@ import { basename } from 'node:path';
 import type { InferenceEngine } from '../engine/types.js';
 import { buildServer } from '../server/index.js';
 import { engineOptionsOf, parseServeConfig, serveHelp, type ServeConfig } from './serve-config.js';
+import { withoutUndefined } from '../without-undefined.js';
 
 /** `autoglm serve`: load the model, serve it, register with a gateway if asked, drain on SIGTERM. */
 export async function runServe(argv: string[]): Promise<number> {
@@ -126,7 +127,7 @@ async function startAgent(config: ServeConfig, url: string, onError: (error: Err
   // Loaded only when registration is asked for.
   const { startWorkerAgent } = await import('../cluster/worker-agent.js');
   return startWorkerAgent(
-    stripUndefined({
+    withoutUndefined({
       selfUrl: config.advertiseUrl ?? url.replace('://0.0.0.0:', '://127.0.0.1:'),
       registerUrl: config.register,
       etcdUrl: config.etcd,
@@ -135,8 +136,4 @@ async function startAgent(config: ServeConfig, url: string, onError: (error: Err
       onError,
     }),
   );
-}
-
-function stripUndefined<T extends object>(o: T): T {
-  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T;
 }

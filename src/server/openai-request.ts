@@ -1,6 +1,7 @@
 import { AutoGlmError } from '../errors.js';
 import type { GenerateRequest, SamplingParams } from '../engine/types.js';
 import type { ServerLimits } from './options.js';
+import { withoutUndefined } from '../without-undefined.js';
 
 /** The body fields chat and completions share (after schema validation). */
 export interface CommonBody {
@@ -47,7 +48,7 @@ export function parseCommon(body: CommonBody, maxTokens: number | null | undefin
   if (resume && resume.length > 0 && n !== 1)
     throw new AutoGlmError('invalid_request', 'resume_token_ids requires n = 1.', { param: 'resume_token_ids' });
   const topK = body.top_k ?? undefined;
-  const sampling: SamplingParams = stripUndefined({
+  const sampling: SamplingParams = withoutUndefined({
     temperature: body.temperature ?? undefined,
     topP: body.top_p ?? undefined,
     // vLLM's convention: -1 and 0 both mean "no top-k".
@@ -125,7 +126,7 @@ export function choiceRequest(
   extra: { logprobs: boolean; topLogprobs: number; requestId: string; chatTemplateKwargs?: Record<string, unknown> },
 ): GenerateRequest & { prompt: number[] } {
   const seed = params.sampling.seed;
-  return stripUndefined({
+  return withoutUndefined({
     prompt,
     maxTokens,
     sampling: { ...params.sampling, ...(seed !== undefined && choiceIndex > 0 ? { seed: seed + choiceIndex } : {}) },
@@ -137,8 +138,4 @@ export function choiceRequest(
     resumeTokenIds: params.resumeTokenIds,
     requestId: extra.requestId,
   }) as GenerateRequest & { prompt: number[] };
-}
-
-function stripUndefined<T extends object>(o: T): T {
-  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T;
 }

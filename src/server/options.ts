@@ -1,5 +1,6 @@
 import type { FastifyServerOptions } from 'fastify';
 import type { InferenceEngine } from '../engine/types.js';
+import { withoutUndefined } from '../without-undefined.js';
 
 /** Limits that protect the server from oversized or abusive requests. */
 export interface ServerLimits {
@@ -63,9 +64,5 @@ export const DEFAULT_LIMITS: ServerLimits = {
 };
 
 export function resolveLimits(partial: Partial<ServerLimits> | undefined): ServerLimits {
-  return { ...DEFAULT_LIMITS, ...stripUndefined(partial ?? {}) };
-}
-
-function stripUndefined<T extends object>(o: T): Partial<T> {
-  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+  return { ...DEFAULT_LIMITS, ...withoutUndefined(partial ?? {}) };
 }

@@ -7,6 +7,7 @@ import type { WorkerRegistry } from '../registry/registry.js';
 import { StaticRegistry } from '../registry/static-registry.js';
 import { readApiKeySpecs } from './api-key-specs.js';
 import type { GatewayOptions } from './options.js';
+import { withoutUndefined } from '../../without-undefined.js';
 
 /** `autoglm gateway` flags; each also reads AUTOGLM_<FLAG> from the environment. */
 const FLAGS = {
@@ -67,7 +68,6 @@ export function parseGatewayConfig(argv: string[], env: NodeJS.ProcessEnv = proc
   const flags = readFlags(FLAGS, argv, env);
   if (flags === 'help') return 'help';
   const { str, num, bool, list, oneOf } = flags;
-  const defined = <T extends object>(o: T): T => Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T;
 
   const specs = readApiKeySpecs({ list: list('api-keys'), listFlag: 'api-keys', file: str('api-key-file'), fileFlag: 'api-key-file' });
   const keys = specs.keys;
@@ -96,7 +96,7 @@ export function parseGatewayConfig(argv: string[], env: NodeJS.ProcessEnv = proc
         return new StaticRegistry(workers);
       case 'dns':
         return new DnsRegistry(
-          defined({
+          withoutUndefined({
             name: dnsName!,
             recordType: dnsType,
             port: num('dns-port'),
@@ -105,9 +105,9 @@ export function parseGatewayConfig(argv: string[], env: NodeJS.ProcessEnv = proc
           }),
         );
       case 'etcd':
-        return new EtcdRegistry(defined({ url: etcd!, prefix: str('etcd-prefix') }));
+        return new EtcdRegistry(withoutUndefined({ url: etcd!, prefix: str('etcd-prefix') }));
       default:
-        return new HeartbeatRegistry(defined({ defaultTtlMs: heartbeatTtlMs }));
+        return new HeartbeatRegistry(withoutUndefined({ defaultTtlMs: heartbeatTtlMs }));
     }
   };
 
@@ -120,7 +120,7 @@ export function parseGatewayConfig(argv: string[], env: NodeJS.ProcessEnv = proc
     generatedKey,
     registryKind: kind,
     createRegistry,
-    options: defined({
+    options: withoutUndefined({
       auth: { apiKeys: keys, disabled: authDisabled },
       rateLimit:
         rps !== undefined && rps > 0
@@ -129,7 +129,7 @@ export function parseGatewayConfig(argv: string[], env: NodeJS.ProcessEnv = proc
       keyRateLimits: specs.limits.size > 0 ? specs.limits : undefined,
       clusterSecret: str('cluster-secret'),
       workerApiKey: str('worker-api-key'),
-      health: defined({
+      health: withoutUndefined({
         probeIntervalMs: num('probe-interval-ms'),
         probeTimeoutMs: num('probe-timeout-ms'),
         unhealthyThreshold: num('unhealthy-threshold'),
@@ -137,11 +137,11 @@ export function parseGatewayConfig(argv: string[], env: NodeJS.ProcessEnv = proc
         baseEjectionMs: num('ejection-ms'),
         maxEjectionMs: num('max-ejection-ms'),
       }),
-      balancer: defined({
+      balancer: withoutUndefined({
         mode: oneOf('balance', ['requests', 'tokens'] as const, 'requests'),
-        affinity: affinity ? defined({ maxImbalance: num('affinity-max-imbalance', false) }) : undefined,
+        affinity: affinity ? withoutUndefined({ maxImbalance: num('affinity-max-imbalance', false) }) : undefined,
       }),
-      retry: defined({ maxAttempts: num('max-attempts'), budgetRatio: num('retry-budget-ratio', false) }),
+      retry: withoutUndefined({ maxAttempts: num('max-attempts'), budgetRatio: num('retry-budget-ratio', false) }),
       firstByteTimeoutMs: num('first-byte-timeout-ms'),
       idleTimeoutMs: num('idle-timeout-ms'),
       requestTimeoutMs: num('request-timeout-ms'),
