@@ -34,6 +34,19 @@ export class ServerLifecycle {
     return this.loadError;
   }
 
+  /** Why the engine can no longer serve (its GPU device was lost), or null. */
+  get fault(): string | null {
+    return this.engineValue?.fault?.() ?? null;
+  }
+
+  /** What /ready reports: failed also when the model did not load or its GPU is gone. */
+  get status(): 'loading' | 'ready' | 'draining' | 'failed' {
+    if (this.fault !== null) return 'failed';
+    if (this.drainingFlag) return 'draining';
+    if (this.engineValue !== null) return 'ready';
+    return this.loadError ? 'failed' : 'loading';
+  }
+
   get pending(): number {
     return this.inFlight.size;
   }

@@ -45,7 +45,7 @@ export async function detokenize(ctx: RouteContext, request: FastifyRequest): Pr
 export async function health(ctx: RouteContext, _request: FastifyRequest, reply: FastifyReply): Promise<object> {
   void reply.header('cache-control', 'no-store');
   // a lost GPU does not come back in this process: fail liveness so that it is restarted
-  const fault = ctx.lifecycle.maybeEngine()?.fault?.() ?? null;
+  const fault = ctx.lifecycle.fault;
   if (fault !== null) {
     void reply.code(503);
     return { status: 'failed', reason: fault };
@@ -56,17 +56,7 @@ export async function health(ctx: RouteContext, _request: FastifyRequest, reply:
 /** GET /ready: 200 only when the model is loaded, the server is not draining and its GPU works. */
 export async function ready(ctx: RouteContext, _request: FastifyRequest, reply: FastifyReply): Promise<object> {
   void reply.header('cache-control', 'no-store');
-  const fault = ctx.lifecycle.maybeEngine()?.fault?.() ?? null;
-  const status =
-    fault !== null
-      ? 'failed'
-      : ctx.lifecycle.draining
-        ? 'draining'
-        : ctx.lifecycle.ready
-          ? 'ready'
-          : ctx.lifecycle.loadFailure
-            ? 'failed'
-            : 'loading';
+  const { status, fault } = ctx.lifecycle;
   if (status !== 'ready') void reply.code(503);
   return {
     status,
