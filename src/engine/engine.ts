@@ -356,10 +356,7 @@ export class Engine implements InferenceEngine {
     if (a.firstTokenAtMs === undefined || a.lastTokenAtMs === undefined) return undefined;
     const generatedTokens = a.generatedTokenIds.length - (a.request.resumeTokenIds?.length ?? 0);
     return {
-      timeToFirstTokenMs: a.firstTokenAtMs - a.admittedAtMs,
-      timePerOutputTokenMs: generatedTokens > 1 ? (a.lastTokenAtMs - a.firstTokenAtMs) / (generatedTokens - 1) : 0,
-      e2eMs: a.lastTokenAtMs - a.admittedAtMs,
-      generatedTokens,
+      ...timingsBetween(a.admittedAtMs, a.firstTokenAtMs, a.lastTokenAtMs, generatedTokens),
       preemptions: a.preemptions,
       responseCacheHit: false,
     };
@@ -598,16 +595,27 @@ function replayCached(events: readonly TokenEvent[], channel: EventChannel<Token
   const firstAtMs = performance.now();
   events.forEach((ev, i) => {
     if (i < events.length - 1) return channel.push(ev);
-    const lastAtMs = performance.now();
     const metrics: RequestMetrics = {
-      timeToFirstTokenMs: firstAtMs - admittedAtMs,
-      timePerOutputTokenMs: events.length > 1 ? (lastAtMs - firstAtMs) / (events.length - 1) : 0,
-      e2eMs: lastAtMs - admittedAtMs,
-      generatedTokens: events.length,
+      ...timingsBetween(admittedAtMs, firstAtMs, performance.now(), events.length),
       preemptions: 0,
       responseCacheHit: true,
     };
     channel.push({ ...ev, metrics });
   });
   channel.close();
+}
+
+/** RequestMetrics' timings from admission, first and last token times (ms) and the tokens generated. */
+function timingsBetween(
+  admittedAtMs: number,
+  firstAtMs: number,
+  lastAtMs: number,
+  generatedTokens: number,
+): Pick<RequestMetrics, 'timeToFirstTokenMs' | 'timePerOutputTokenMs' | 'e2eMs' | 'generatedTokens'> {
+  return {
+    timeToFirstTokenMs: firstAtMs - admittedAtMs,
+    timePerOutputTokenMs: generatedTokens > 1 ? (lastAtMs - firstAtMs) / (generatedTokens - 1) : 0,
+    e2eMs: lastAtMs - admittedAtMs,
+    generatedTokens,
+  };
 }
