@@ -43,7 +43,7 @@ export function bufferSizeClass(byteLength: number): number {
     throw new RangeError(`buffer size must be a finite number >= 0, got ${byteLength}`);
   if (byteLength <= MIN_CLASS_BYTES) return MIN_CLASS_BYTES;
   const octave = 2 ** Math.floor(Math.log2(byteLength));
-  for (const step of [1, 1.25, 1.5, 1.75, 2]) {
+  for (const step of [1, 1.25, 1.5, 1.75]) {
     const size = octave * step;
     if (size >= byteLength) return size;
   }
