@@ -45,7 +45,8 @@ interface LibraryCase {
   free: () => void;
 }
 
-function values(n: number, seed: number, scale = 0.1): Float32Array {
+/** Deterministic pseudo-random floats in [-scale / 2, scale / 2) (a 32-bit LCG): inputs that are not all alike, the same every run. */
+export function pseudoRandom(n: number, seed: number, scale = 0.1): Float32Array {
   const a = new Float32Array(n);
   let s = seed >>> 0;
   for (let i = 0; i < n; i++) {
@@ -77,9 +78,9 @@ function positionsAndSlots(rt: KernelRuntime, rows: number, numBlocks: number): 
 function normCases(rt: KernelRuntime): LibraryCase[] {
   const n = ROWS * HIDDEN;
   const make = (kernel: string, record: (x: GpuTensor, w: GpuTensor, b: GpuTensor, out: GpuTensor, rec: Recorder) => void): LibraryCase => {
-    const x = rt.upload('f32', values(n, 1, 2));
-    const w = rt.upload('f32', values(HIDDEN, 2, 1));
-    const b = rt.upload('f32', values(HIDDEN, 3, 1));
+    const x = rt.upload('f32', pseudoRandom(n, 1, 2));
+    const w = rt.upload('f32', pseudoRandom(HIDDEN, 2, 1));
+    const b = rt.upload('f32', pseudoRandom(HIDDEN, 3, 1));
     const out = rt.tensor('f32', n);
     return {
       kernel,
@@ -100,7 +101,7 @@ function normCases(rt: KernelRuntime): LibraryCase[] {
 
 function activationCases(rt: KernelRuntime): LibraryCase[] {
   const gated = (kernel: string, act: 'silu' | 'gelu_tanh'): LibraryCase => {
-    const x = rt.upload('f32', values(ROWS * 2 * INTERMEDIATE, 4, 4));
+    const x = rt.upload('f32', pseudoRandom(ROWS * 2 * INTERMEDIATE, 4, 4));
     const out = rt.tensor('f32', ROWS * INTERMEDIATE);
     return {
       kernel,
@@ -113,7 +114,7 @@ function activationCases(rt: KernelRuntime): LibraryCase[] {
       free: freeAll(rt, x, out),
     };
   };
-  const x = rt.upload('f32', values(ROWS * INTERMEDIATE, 5, 4));
+  const x = rt.upload('f32', pseudoRandom(ROWS * INTERMEDIATE, 5, 4));
   const out = rt.tensor('f32', ROWS * INTERMEDIATE);
   return [
     gated('silu-and-mul', 'silu'),
@@ -134,7 +135,7 @@ function activationCases(rt: KernelRuntime): LibraryCase[] {
 function embeddingCase(rt: KernelRuntime): LibraryCase {
   const vocab = 4096;
   const dtype = rt.hasF16 ? 'f16' : 'f32';
-  const data = values(vocab * HIDDEN, 6, 1);
+  const data = pseudoRandom(vocab * HIDDEN, 6, 1);
   const table = prepareEmbeddingTable(rt, { data: dtype === 'f16' ? f32ToF16Bits(data) : data, vocab, dim: HIDDEN, dtype });
   const ids = rt.upload(
     'u32',
@@ -160,9 +161,9 @@ function ropeCases(rt: KernelRuntime): LibraryCase[] {
   const invFreq = rt.upload('f32', ropeInvFreq({ rotaryDim: HEAD_DIM, theta: 10000 }));
   const numBlocks = ROWS / BLOCK;
   const { positions, slots } = positionsAndSlots(rt, ROWS, numBlocks);
-  const q = rt.upload('f32', values(ROWS * HEADS * HEAD_DIM, 7, 1));
+  const q = rt.upload('f32', pseudoRandom(ROWS * HEADS * HEAD_DIM, 7, 1));
   const qkvWidth = (HEADS + 2 * KV_HEADS) * HEAD_DIM;
-  const qkv = rt.upload('f32', values(ROWS * qkvWidth, 8, 1));
+  const qkv = rt.upload('f32', pseudoRandom(ROWS * qkvWidth, 8, 1));
   const cache = createKvCache(rt, { numBlocks, blockSize: BLOCK, nKvHeads: KV_HEADS, headDim: HEAD_DIM, dtype: rt.preferredDType });
   const kvBytes = DTYPE_BYTES[rt.preferredDType];
   const qkBytes = ROWS * (HEADS + KV_HEADS) * HEAD_DIM * 4;
@@ -211,7 +212,7 @@ function attentionCase(rt: KernelRuntime, mode: 'prefill' | 'decode', seqs: numb
   const numBlocks = blocksPerSeq * seqs;
   const dtype = rt.preferredDType;
   const cache = createKvCache(rt, { numBlocks, blockSize: BLOCK, nKvHeads: KV_HEADS, headDim: HEAD_DIM, dtype });
-  const fill = values(cache.k.length, 9, 1);
+  const fill = pseudoRandom(cache.k.length, 9, 1);
   for (const t of [cache.k, cache.v]) rt.write(t, dtype === 'f16' ? f32ToF16Bits(fill) : fill);
   const qRows = mode === 'prefill' ? tokens : seqs;
   const batch = prepareAttentionBatch(rt, {
@@ -227,7 +228,7 @@ function attentionCase(rt: KernelRuntime, mode: 'prefill' | 'decode', seqs: numb
     nKvHeads: KV_HEADS,
     headDim: HEAD_DIM,
   });
-  const q = rt.upload('f32', values(qRows * HEADS * HEAD_DIM, 10, 1));
+  const q = rt.upload('f32', pseudoRandom(qRows * HEADS * HEAD_DIM, 10, 1));
   const out = rt.tensor('f32', qRows * HEADS * HEAD_DIM);
   // (query, key) pairs each query head scores: causal for prefill
   const pairs = mode === 'prefill' ? (tokens * (tokens + 1)) / 2 : seqs * tokens;
@@ -260,7 +261,7 @@ function attentionCase(rt: KernelRuntime, mode: 'prefill' | 'decode', seqs: numb
 function samplingCase(rt: KernelRuntime, name: string, row: Partial<SamplingRow>): LibraryCase {
   const rows = 16;
   const vocab = 32000;
-  const logits = rt.upload('f32', values(rows * vocab, 11, 16));
+  const logits = rt.upload('f32', pseudoRandom(rows * vocab, 11, 16));
   const batch = prepareSampling(
     rt,
     Array.from({ length: rows }, (_, i) => ({ ...GREEDY_SAMPLING_ROW, ...row, seed: i + 1, position: 100 + i })),

@@ -22,7 +22,7 @@ import { add } from '../src/kernels/add.js';
 import { defaultMatmulTuning, matmul, prepareMatmulWeight, type MatmulTuning, type WeightDType } from '../src/kernels/matmul.js';
 import { KernelRuntime, f32ToF16Bits } from '../src/kernels/runtime.js';
 import { fmaProbe, measureCeilings, readProbe, type Ceilings, type Probe } from './ceilings.js';
-import { benchKernelLibrary } from './kernel-library.js';
+import { benchKernelLibrary, pseudoRandom } from './kernel-library.js';
 import {
   formatTable,
   markdownTable,
@@ -48,16 +48,6 @@ export interface KernelBenchRow {
   /** Fraction of the ceiling that bounds this kernel (read bandwidth or FMA rate). */
   ofCeiling: number;
   bound: 'bandwidth' | 'compute';
-}
-
-function pseudoRandom(n: number, seed: number): Float32Array {
-  const a = new Float32Array(n);
-  let s = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    a[i] = (s / 2 ** 32 - 0.5) * 0.1;
-  }
-  return a;
 }
 
 interface MatmulCase {
@@ -286,11 +276,12 @@ async function main(): Promise<void> {
 
   const dtypes: WeightDType[] = rt.hasF16 ? ['f32', 'f16'] : ['f32'];
   const rows: KernelBenchRow[] = [];
-  const run = async (c: MatmulCase): Promise<void> => {
-    const r = await benchMatmul(rt, c, ceil, o);
+  // each row is kept for the table and printed as it is measured
+  const show = (r: KernelBenchRow): void => {
     rows.push(r);
     console.log(formatTable(HEADERS, [cells(r)]).split('\n')[2]);
   };
+  const run = async (c: MatmulCase): Promise<void> => show(await benchMatmul(rt, c, ceil, o));
   const tuningsArg = argv.find((a) => a.startsWith('--tunings='))?.slice(10);
   const custom = tuningsArg ? (JSON.parse(tuningsArg) as Partial<MatmulTuning>[]) : undefined;
   const pairsArg = Number(argv.find((a) => a.startsWith('--pairs='))?.slice(8));
@@ -331,10 +322,7 @@ async function main(): Promise<void> {
   if (!only) rows.push(await benchAdd(rt, 4096 * 1024, ceil, o));
   // the rest of the library (norms, activations, embedding, RoPE, attention, sampling)
   if (!only || only === 'library') {
-    await benchKernelLibrary(rt, ceil, o, (r) => {
-      rows.push(r);
-      console.log(formatTable(HEADERS, [cells(r)]).split('\n')[2]);
-    });
+    await benchKernelLibrary(rt, ceil, o, show);
   }
 
   const targets = !only || only === 'targets' ? await checkTargets(rt, pairs, o) : [];
