@@ -171,6 +171,10 @@ async function main(): Promise<void> {
   const concurrency = Number(values.concurrency);
   const requests = Number(values.requests);
   const maxTokens = Number(values['max-tokens']);
+  const proxyNice = Number(values['proxy-nice']);
+  // checked before any process starts
+  if (!Number.isInteger(proxyNice) || proxyNice < -20 || proxyNice > 19)
+    throw new RangeError(`--proxy-nice must be a whole number from -20 to 19 (a nice value), got "${values['proxy-nice']}"`);
   const children: { kill(s: NodeJS.Signals): void }[] = [];
   const cleanup = (): void => children.forEach((c) => c.kill('SIGKILL'));
   process.once('exit', cleanup);
@@ -184,7 +188,6 @@ async function main(): Promise<void> {
   children.push(g);
   // --proxy-nice: the proxies (gateway, bare proxy) at a lower CPU priority than the worker,
   // an experiment on what the overhead is: on lavapipe the worker's "GPU" is these same cores
-  const proxyNice = Number(values['proxy-nice']);
   if (proxyNice !== 0) setPriority(g.pid!, proxyNice);
   const gUrl = `http://127.0.0.1:${gPort}`;
   await waitFor(async () => (await healthyWorkers(gUrl)).some((x) => x.state === 'healthy'), 20_000, 'gateway sees the worker');
