@@ -47,13 +47,19 @@ export function validateSampling(p: SamplingParams = {}): void {
   check('seed', p.seed, (v) => Number.isInteger(v) && v >= 0 && v <= Number.MAX_SAFE_INTEGER, 'a non-negative integer below 2^53');
 }
 
+/**
+ * The sampling kernel holds top_k in a u32 and rejects more, mid-step, failing every request
+ * in the batch. A top_k past any vocabulary keeps every token, which is what 0 means.
+ */
+const KERNEL_MAX_TOP_K = 0xffffffff;
+
 export function resolveSampling(p: SamplingParams = {}, defaults: SamplingDefaults = {}, drawSeed: () => number): ResolvedSampling {
   validateSampling(p);
   const temperature = p.temperature ?? defaults.temperature ?? 1;
   const topK = p.topK ?? defaults.topK ?? 0;
   return {
     temperature,
-    topK: topK < 0 ? 0 : topK,
+    topK: topK < 0 || topK > KERNEL_MAX_TOP_K ? 0 : topK,
     topP: p.topP ?? defaults.topP ?? 1,
     minP: p.minP ?? defaults.minP ?? 0,
     repetitionPenalty: p.repetitionPenalty ?? defaults.repetitionPenalty ?? 1,

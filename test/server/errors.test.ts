@@ -248,6 +248,32 @@ test('malformed requests during concurrent streams leave the streams intact', as
   expect((await fetch(`${running.url}/health`)).status).toBe(200);
 });
 
+test("a top_k past the sampling kernel's u32 is no top-k, and does not fail the requests batched with it", async () => {
+  // top_k 1e12 passed validation and then failed inside the shared GPU step: every request
+  // in that step got its error, and the engine refused all later ones (500) until restarted
+  const body = { model: MODEL, prompt: 'Once upon a time', max_tokens: 48, temperature: 0, ignore_eos: true };
+  const expected = await engine.complete({ prompt: body.prompt, maxTokens: 48, sampling: { temperature: 0 }, ignoreEos: true });
+  let started!: () => void;
+  const firstChunk = new Promise<void>((resolve) => (started = resolve));
+  const stream = fetch(`${running.url}/v1/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${API_KEY}` },
+    body: JSON.stringify({ ...body, stream: true }),
+  }).then((r) => readSse(r, () => started()));
+  await firstChunk;
+  const huge = await postJson(`${running.url}/v1/completions`, { ...body, top_k: 1e12 });
+  expect(huge.status, JSON.stringify(huge.json)).toBe(200);
+  expect((huge.json.choices as { text: string }[])[0]!.text).toBe(expected.text);
+  const events = await stream;
+  expect(events.at(-1)).toBe('[DONE]');
+  const text = events
+    .slice(0, -1)
+    .map((e) => (JSON.parse(e) as { choices: { text: string }[] }).choices[0]?.text ?? '')
+    .join('');
+  expect(text).toBe(expected.text);
+  expect((await postJson(`${running.url}/v1/completions`, { ...body, max_tokens: 2 })).status).toBe(200);
+});
+
 test('a client that disconnects mid-stream cancels its generation and frees its KV blocks', async () => {
   await waitFor(() => engine.stats().running === 0, 10_000, 'idle engine');
   const baseline = engine.stats().kvBlocksUsed;
