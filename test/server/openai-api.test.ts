@@ -293,6 +293,9 @@ describe('models, tokenizer and metrics routes', () => {
     expect(chat.json.tokens).toEqual(await engine.tokenize(STORY_PROMPT));
     const d = await postJson(`${running.url}/detokenize`, { tokens: t.json.tokens }, auth);
     expect(d.json).toEqual({ prompt: 'Hello, cat!' });
+    // no tokens are the empty text (the tokenizer library threw on an empty list: a 500)
+    const none = await postJson(`${running.url}/detokenize`, { tokens: [] }, auth);
+    expect([none.status, none.json]).toEqual([200, { prompt: '' }]);
   });
 
   test('long inputs are tokenized in the worker pool, identically to the engine', async () => {

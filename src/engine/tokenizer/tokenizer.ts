@@ -59,6 +59,8 @@ export class Tokenizer {
   }
 
   decode(ids: readonly number[], options: DecodeOptions = {}): string {
+    // @huggingface/tokenizers throws on an empty list; no tokens are the empty text.
+    if (ids.length === 0) return '';
     return this.hf.decode(ids as number[], {
       skip_special_tokens: options.skipSpecialTokens ?? false,
       clean_up_tokenization_spaces: false,
