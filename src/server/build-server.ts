@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { AutoGlmError } from '../errors.js';
 import { ApiKeyChecker, secretsEqual } from './auth.js';
-import { installErrorHandling } from './http-errors.js';
+import { installErrorHandling, OPENAI_FRAMEWORK_ERRORS } from './http-errors.js';
 import { ServerLifecycle } from './lifecycle.js';
 import { ServerMetrics } from './metrics.js';
 import { resolveLimits, type ServerOptions } from './options.js';
@@ -44,6 +44,7 @@ export function buildServer(options: ServerOptions): AutoGlmServer {
     genReqId: () => randomBytes(8).toString('hex'),
     // Keep-alive sockets must not hold a drain open forever.
     forceCloseConnections: 'idle',
+    ...OPENAI_FRAMEWORK_ERRORS,
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: false, allErrors: false } },
     ...(options.tls ? { https: { key: options.tls.key, cert: options.tls.cert } } : {}),
   }) as unknown as FastifyInstance;

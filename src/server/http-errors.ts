@@ -1,4 +1,6 @@
-import type { FastifyError, FastifyInstance } from 'fastify';
+import { STATUS_CODES } from 'node:http';
+import type { Socket } from 'node:net';
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest, FastifyServerOptions } from 'fastify';
 import { AutoGlmError, type ErrorCode } from '../errors.js';
 
 export type OpenAiErrorBody = ReturnType<AutoGlmError['toJSON']>;
@@ -59,4 +61,41 @@ export function installErrorHandling(app: FastifyInstance): void {
     const e = new AutoGlmError('not_found', `No route for ${request.method} ${request.url.split('?')[0]}.`);
     void reply.code(e.status).send(e.toJSON());
   });
+}
+
+/**
+ * Fastify options for the two errors that never reach the error handler: a URL that does
+ * not percent-decode (the router answers it) and a request Node's HTTP parser refuses
+ * (headers or URL too large, malformed framing). Without them those answers carry
+ * fastify's own body (`{"error":"Bad Request","statusCode":400}`), not OpenAI's.
+ */
+export const OPENAI_FRAMEWORK_ERRORS: Pick<FastifyServerOptions, 'frameworkErrors' | 'clientErrorHandler'> = {
+  // fastify types this option generically over every route's reply; ours is the plain one
+  frameworkErrors: answerFrameworkError as FastifyServerOptions['frameworkErrors'],
+  clientErrorHandler: answerClientError,
+};
+
+function answerFrameworkError(error: FastifyError, _request: FastifyRequest, reply: FastifyReply): void {
+  const e = toAutoGlmError(error);
+  void reply.code(e.status).type('application/json').send(e.toJSON());
+}
+
+/** Node's 'clientError': no request object exists, so the answer is written on the socket (as fastify's default does). */
+function answerClientError(error: Error & { code?: string }, socket: Socket): void {
+  // A reset connection has no one left to answer.
+  if (error.code === 'ECONNRESET' || socket.destroyed) return;
+  const [status, e] =
+    error.code === 'HPE_HEADER_OVERFLOW'
+      ? [431, new AutoGlmError('request_too_large', 'The request line or headers are larger than this server accepts.')]
+      : error.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+        ? [408, new AutoGlmError('invalid_request', 'The request was not received in time.')]
+        : [400, new AutoGlmError('invalid_request', 'The request is not valid HTTP.')];
+  const body = JSON.stringify(e.toJSON());
+  if (socket.writable) {
+    socket.write(
+      `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
+        `Content-Type: application/json; charset=utf-8\r\nConnection: close\r\n\r\n${body}`,
+    );
+  }
+  socket.destroy(error);
 }

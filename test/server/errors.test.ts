@@ -129,6 +129,17 @@ describe('401, 404, 413', () => {
     expect(((await r.json()) as { error: { code: string } }).error.code).toBe('not_found');
   });
 
+  test('a URL that does not decode, oversized headers and broken HTTP still get the OpenAI error body', async () => {
+    const badUrl = await fetch(`${running.url}/v1/%zz`, { headers: { authorization: `Bearer ${API_KEY}` } });
+    expectError({ status: badUrl.status, json: (await badUrl.json()) as Record<string, unknown> }, 400, 'invalid_request');
+    // Node's HTTP parser refuses these before fastify sees a request
+    const bigHeader = await fetch(`${running.url}/v1/models`, {
+      headers: { authorization: `Bearer ${API_KEY}`, 'x-big': 'a'.repeat(20_000) },
+    });
+    expectError({ status: bigHeader.status, json: (await bigHeader.json()) as Record<string, unknown> }, 431, 'request_too_large');
+    expectError(await rawGarbage(running.url), 400, 'invalid_request');
+  });
+
   test('body over the limit', async () => {
     const r = await postJson(`${running.url}/v1/chat/completions`, chat({ messages: [{ role: 'user', content: 'x'.repeat(70_000) }] }));
     expectError(r, 413, 'request_too_large');
@@ -293,14 +304,23 @@ test('a client that disconnects mid-stream cancels its generation and frees its 
   expect(engine.stats().generationTokens).toBeGreaterThan(0);
 });
 
-/** Bytes that are not HTTP at all, on a raw socket: the server answers 400 and stays up. */
+/** Bytes that are not HTTP at all, on a raw socket: the server answers 400 (with its JSON body) and stays up. */
 function rawGarbage(baseUrl: string): Promise<{ status: number; json: Record<string, unknown> }> {
   const { hostname, port } = new URL(baseUrl);
   return new Promise((resolve) => {
     const socket = connect(Number(port), hostname, () => socket.end('\x16\x03\x01 not http at all\r\n\r\n'));
     let data = '';
     socket.on('data', (d) => (data += d.toString()));
-    socket.on('close', () => resolve({ status: Number(/HTTP\/1\.1 (\d+)/.exec(data)?.[1] ?? 0), json: {} }));
+    socket.on('close', () => {
+      const body = data.slice(data.indexOf('\r\n\r\n') + 4);
+      let json: Record<string, unknown> = {};
+      try {
+        json = JSON.parse(body) as Record<string, unknown>;
+      } catch {
+        // not JSON: the caller's checks on json fail
+      }
+      resolve({ status: Number(/HTTP\/1\.1 (\d+)/.exec(data)?.[1] ?? 0), json });
+    });
     socket.on('error', () => resolve({ status: 0, json: {} }));
   });
 }

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { AutoGlmError } from '../../errors.js';
 import { ApiKeyChecker, secretsEqual } from '../../server/auth.js';
-import { installErrorHandling } from '../../server/http-errors.js';
+import { installErrorHandling, OPENAI_FRAMEWORK_ERRORS } from '../../server/http-errors.js';
 import { Balancer } from '../balancer.js';
 import { HealthMonitor } from '../health-monitor.js';
 import { poolReadyProbe } from '../ready-probe.js';
@@ -95,6 +95,7 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
     requestIdHeader: 'x-request-id',
     genReqId: requestIds(),
     forceCloseConnections: 'idle',
+    ...OPENAI_FRAMEWORK_ERRORS,
   }) as unknown as FastifyInstance;
   installErrorHandling(app);
 
