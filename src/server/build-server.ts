@@ -45,7 +45,8 @@ export function buildServer(options: ServerOptions): AutoGlmServer {
     // Keep-alive sockets must not hold a drain open forever.
     forceCloseConnections: 'idle',
     ...OPENAI_FRAMEWORK_ERRORS,
-    ajv: { customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: false, allErrors: false } },
+    // verbose: a failed anyOf carries its schema, whose description names the accepted forms (http-errors.ts)
+    ajv: { customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: false, allErrors: false, verbose: true } },
     ...(options.tls ? { https: { key: options.tls.key, cert: options.tls.cert } } : {}),
   }) as unknown as FastifyInstance;
   installErrorHandling(app);

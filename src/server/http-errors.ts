@@ -35,18 +35,33 @@ interface ValidationItem {
   keyword: string;
   message?: string;
   params: Record<string, unknown>;
+  /** The schema holding the failed keyword (ajv's `verbose`): its `description` names the accepted forms. */
+  parentSchema?: { description?: unknown };
 }
 
 /** Names the offending parameter the way OpenAI does: `messages.0.role`, `temperature`. */
 function fromValidation(items: ValidationItem[], context: string | undefined): AutoGlmError {
-  const first = items[0]!;
+  const choice = choiceFailure(items);
+  const first = choice ?? items[0]!;
   const segments = first.instancePath.split('/').filter((s) => s !== '');
   if (first.keyword === 'required' && typeof first.params.missingProperty === 'string') segments.push(first.params.missingProperty);
   if (first.keyword === 'additionalProperties' && typeof first.params.additionalProperty === 'string')
     segments.push(first.params.additionalProperty);
   const param = segments.join('.') || undefined;
   const where = param ?? context ?? 'body';
-  return new AutoGlmError('invalid_request', `Invalid parameter '${where}': ${first.message ?? first.keyword}.`, { param });
+  const message = choice ? `must be ${String(choice.parentSchema?.description)}` : (first.message ?? first.keyword);
+  return new AutoGlmError('invalid_request', `Invalid parameter '${where}': ${message}.`, { param });
+}
+
+/**
+ * A parameter with several accepted forms (anyOf / oneOf: prompt, stop, message content)
+ * fails with each alternative's complaint first and its own last. The first alone misleads
+ * ("must be string" for a token id list holding a -1, "must be null" for `stop: 5`), so
+ * the choice is reported instead, with the forms its schema describes.
+ */
+function choiceFailure(items: ValidationItem[]): ValidationItem | undefined {
+  const last = items.at(-1)!;
+  return (last.keyword === 'anyOf' || last.keyword === 'oneOf') && typeof last.parentSchema?.description === 'string' ? last : undefined;
 }
 
 export function installErrorHandling(app: FastifyInstance): void {

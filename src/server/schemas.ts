@@ -27,6 +27,7 @@ const commonProperties = {
   frequency_penalty: { type: nullable('number'), minimum: -2, maximum: 2 },
   seed: { type: nullable('integer'), minimum: 0 },
   stop: {
+    description: 'null, a string, or an array of at most 16 non-empty strings',
     anyOf: [{ type: 'null' }, { type: 'string' }, { type: 'array', items: { type: 'string', minLength: 1 }, maxItems: 16 }],
   },
   stop_token_ids: { type: nullable('array'), items: tokenId },
@@ -43,6 +44,7 @@ const messageSchema = {
   properties: {
     role: { type: 'string', minLength: 1 },
     content: {
+      description: "null, a string, or an array of text parts ({type: 'text', text: string})",
       anyOf: [
         { type: 'null' },
         { type: 'string' },
@@ -83,6 +85,8 @@ export const completionSchema = {
     properties: {
       ...commonProperties,
       prompt: {
+        description:
+          'a string, a non-empty array of strings, a non-empty array of token ids (integers >= 0), or a non-empty array of non-empty token id arrays',
         anyOf: [
           { type: 'string' },
           { type: 'array', minItems: 1, items: { type: 'string' } },
@@ -108,6 +112,7 @@ export const tokenizeSchema = {
       add_special_tokens: { type: 'boolean' },
       add_generation_prompt: { type: 'boolean' },
     },
+    description: "an object with exactly one of 'prompt' and 'messages'",
     oneOf: [{ required: ['prompt'] }, { required: ['messages'] }],
   },
 } as const;

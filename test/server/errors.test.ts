@@ -90,6 +90,22 @@ describe('400: invalid parameters, each named', () => {
     expectError(r, 400, 'invalid_request', param);
   });
 
+  test('a parameter with several accepted forms says which forms, not only why the first did not fit', async () => {
+    const completion = (extra: Record<string, unknown>) =>
+      postJson(`${running.url}/v1/completions`, { model: MODEL, prompt: 'Hi', max_tokens: 2, ...extra });
+    // was "must be string" (the first alternative's complaint) for a token id list holding a -1
+    const ids = await completion({ prompt: [1, -1] });
+    expectError(ids, 400, 'invalid_request', 'prompt');
+    expect((ids.json.error as { message: string }).message).toMatch(/array of token ids \(integers >= 0\)/);
+    // was "must be null"
+    const stop = await completion({ stop: 5 });
+    expectError(stop, 400, 'invalid_request', 'stop');
+    expect((stop.json.error as { message: string }).message).toMatch(/a string, or an array of at most 16 non-empty strings/);
+    const content = await postJson(`${running.url}/v1/chat/completions`, chat({ messages: [{ role: 'user', content: 5 }] }));
+    expectError(content, 400, 'invalid_request', 'messages.0.content');
+    expect((content.json.error as { message: string }).message).toMatch(/an array of text parts/);
+  });
+
   test('bad JSON and a non-object body', async () => {
     expectError(await postJson(`${running.url}/v1/chat/completions`, '{"model": '), 400, 'invalid_json');
     expectError(await postJson(`${running.url}/v1/chat/completions`, '[1, 2]'), 400, 'invalid_request');
