@@ -64,6 +64,8 @@ describe('400: invalid parameters, each named', () => {
     [{ messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: 'x' } }] }] }, 'messages.0.content'],
     [{ stop: 3 }, 'stop'],
     [{ top_logprobs: 21 }, 'top_logprobs'],
+    // alternatives asked for without logprobs would be dropped in silence
+    [{ top_logprobs: 2 }, 'top_logprobs'],
     [{ logprobs: 'yes' }, 'logprobs'],
     [{ stream: 'yes' }, 'stream'],
     [{ stream_options: { include_usage: true } }, 'stream_options'],

@@ -1,4 +1,5 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import { AutoGlmError } from '../../errors.js';
 import type { ChatMessage } from '../../engine/types.js';
 import { budgetTokens, choiceRequest, parseCommon, type CommonBody } from '../openai-request.js';
 import type { RouteContext } from './context.js';
@@ -24,6 +25,9 @@ export async function chatCompletions(ctx: RouteContext, request: FastifyRequest
   const params = parseCommon(body, body.max_completion_tokens ?? body.max_tokens, ctx.limits);
   const withLogprobs = body.logprobs === true;
   const topLogprobs = body.top_logprobs ?? 0;
+  // As OpenAI does: alternatives without logprobs would be silently dropped otherwise.
+  if (topLogprobs > 0 && !withLogprobs)
+    throw new AutoGlmError('invalid_request', 'top_logprobs requires logprobs: true.', { param: 'top_logprobs' });
   const messages: ChatMessage[] = body.messages.map((m) => ({ ...m, content: flattenContent(m.content) }));
   const kwargs = body.chat_template_kwargs ?? undefined;
   const prompt = await ctx.tokenizer.chat(engine, messages, kwargs);
