@@ -298,6 +298,23 @@ describe('models, tokenizer and metrics routes', () => {
     expect([none.status, none.json]).toEqual([200, { prompt: '' }]);
   });
 
+  test('/tokenize templates content parts as chat completions does', async () => {
+    const auth = { authorization: `Bearer ${API_KEY}` };
+    const parts = [
+      { type: 'text', text: 'Tell me a story ' },
+      { type: 'text', text: 'about a cat.' },
+    ];
+    const t = await postJson(`${running.url}/tokenize`, { messages: [{ role: 'user', content: parts }] }, auth);
+    // the parts used to be dropped: the message templated as if it were empty
+    expect(t.json.tokens).toEqual(await engine.tokenize(STORY_PROMPT));
+    const c = await postJson(
+      `${running.url}/v1/chat/completions`,
+      { model: MODEL, messages: [{ role: 'user', content: parts }], max_tokens: 1 },
+      auth,
+    );
+    expect((c.json.usage as { prompt_tokens: number }).prompt_tokens).toBe(t.json.count);
+  });
+
   test('long inputs are tokenized in the worker pool, identically to the engine', async () => {
     const pooled = await startServer({ engine, tokenizerPool: { modelDir: DEMO_MODEL_DIR, threads: 1, minChars: 64 } });
     try {

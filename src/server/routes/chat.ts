@@ -8,8 +8,11 @@ import { serveGeneration, type ResponseShape } from './serve-generation.js';
 
 type ContentPart = { type: string; text?: string };
 
+/** A chat message as the schema admits it (chat completions and /tokenize alike). */
+export type BodyMessage = { role: string; content?: string | ContentPart[] | null; name?: string; [k: string]: unknown };
+
 interface ChatBody extends CommonBody {
-  messages: { role: string; content?: string | ContentPart[] | null; name?: string; [k: string]: unknown }[];
+  messages: BodyMessage[];
   max_completion_tokens?: number | null;
   logprobs?: boolean | null;
   top_logprobs?: number | null;
@@ -28,7 +31,7 @@ export async function chatCompletions(ctx: RouteContext, request: FastifyRequest
   // As OpenAI does: alternatives without logprobs would be silently dropped otherwise.
   if (topLogprobs > 0 && !withLogprobs)
     throw new AutoGlmError('invalid_request', 'top_logprobs requires logprobs: true.', { param: 'top_logprobs' });
-  const messages: ChatMessage[] = body.messages.map((m) => ({ ...m, content: flattenContent(m.content) }));
+  const messages = chatMessages(body.messages);
   const kwargs = body.chat_template_kwargs ?? undefined;
   const prompt = await ctx.tokenizer.chat(engine, messages, kwargs);
   const maxTokens = budgetTokens({
@@ -92,6 +95,11 @@ export async function chatCompletions(ctx: RouteContext, request: FastifyRequest
     { engine, choices, stream: params.stream, includeUsage: params.includeUsage, withLogprobs, promptTokens: [prompt.length], arrivalMs },
     shape,
   );
+}
+
+/** The messages the chat template gets: content parts joined into one string. */
+export function chatMessages(messages: BodyMessage[]): ChatMessage[] {
+  return messages.map((m) => ({ ...m, content: flattenContent(m.content) }));
 }
 
 /** OpenAI content parts: only text parts carry meaning for a text model. */

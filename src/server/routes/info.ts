@@ -1,5 +1,5 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import type { ChatMessage } from '../../engine/types.js';
+import { chatMessages, type BodyMessage } from './chat.js';
 import type { RouteContext } from './context.js';
 
 const startedAtS = Math.floor(Date.now() / 1000);
@@ -18,7 +18,7 @@ export async function tokenize(ctx: RouteContext, request: FastifyRequest): Prom
   const body = request.body as {
     model?: string;
     prompt?: string;
-    messages?: ChatMessage[];
+    messages?: BodyMessage[];
     add_special_tokens?: boolean;
     add_generation_prompt?: boolean;
   };
@@ -27,7 +27,8 @@ export async function tokenize(ctx: RouteContext, request: FastifyRequest): Prom
     body.messages !== undefined
       ? await ctx.tokenizer.chat(
           engine,
-          body.messages.map((m) => ({ ...m, content: typeof m.content === 'string' ? m.content : '' })),
+          // the same messages chat completions would template (content parts included)
+          chatMessages(body.messages),
           body.add_generation_prompt === undefined ? undefined : { addGenerationPrompt: body.add_generation_prompt },
         )
       : await ctx.tokenizer.text(engine, body.prompt ?? '', body.add_special_tokens);
