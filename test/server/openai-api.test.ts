@@ -124,6 +124,18 @@ describe('chat completions', () => {
     }
   });
 
+  test("chat_template_kwargs.add_generation_prompt is the client's, not overridden by the server's default", async () => {
+    const r = await postJson(
+      `${running.url}/v1/chat/completions`,
+      { model: MODEL, messages: STORY_PROMPT, max_tokens: 1, chat_template_kwargs: { add_generation_prompt: false } },
+      { authorization: `Bearer ${API_KEY}` },
+    );
+    expect(r.status).toBe(200);
+    const without = await engine.tokenize(STORY_PROMPT, { chatTemplateKwargs: { addGenerationPrompt: false } });
+    expect(without.length).toBeLessThan((await engine.tokenize(STORY_PROMPT)).length);
+    expect((r.json.usage as { prompt_tokens: number }).prompt_tokens).toBe(without.length);
+  });
+
   test('a stop string ends the choice before it, finish_reason stop', async () => {
     const r = await client.chat.completions.create({ model: MODEL, messages: STORY_PROMPT, max_tokens: 60, temperature: 0, stop: ['cow'] });
     expect(r.choices[0]!.message.content).toBe('Once upon a time, there was a curious ');

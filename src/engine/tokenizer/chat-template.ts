@@ -30,9 +30,10 @@ export class ChatTemplate {
   }
 
   render(messages: ChatMessage[], options: RenderChatOptions = {}): string {
-    // add_generation_prompt arrives snake_case from OpenAI-style chat_template_kwargs
+    // add_generation_prompt arrives snake_case from a client's chat_template_kwargs, which
+    // callers spread over their own addGenerationPrompt default: the client's choice wins.
     const { addGenerationPrompt, add_generation_prompt: snake, ...kwargs } = options;
-    const generationPrompt = addGenerationPrompt ?? (typeof snake === 'boolean' ? snake : true);
+    const generationPrompt = typeof snake === 'boolean' ? snake : (addGenerationPrompt ?? true);
     try {
       return this.template.render({
         ...this.specialTokens,
