@@ -23,35 +23,44 @@ export class PromptTokenizer {
   }
 
   async chat(engine: InferenceEngine, messages: ChatMessage[], chatTemplateKwargs?: Record<string, unknown>): Promise<number[]> {
+    const inline = (): Promise<number[]> => engine.tokenize(messages, chatTemplateKwargs ? { chatTemplateKwargs } : undefined);
     const chars = messages.reduce((sum, m) => sum + m.content.length, 0);
     if (this.pool && chars >= this.options!.minChars) {
-      const task: TokenizeTask = { modelDir: this.options!.modelDir, kind: 'chat', messages, chatTemplateKwargs };
-      const ids = await this.runPooled(task);
-      if (ids) return ids;
+      return this.runPooled({ modelDir: this.options!.modelDir, kind: 'chat', messages, chatTemplateKwargs }, inline);
     }
-    return engine.tokenize(messages, chatTemplateKwargs ? { chatTemplateKwargs } : undefined);
+    return inline();
   }
 
   async text(engine: InferenceEngine, text: string, addSpecialTokens?: boolean): Promise<number[]> {
+    const inline = (): Promise<number[]> => engine.tokenize(text, addSpecialTokens === undefined ? undefined : { addSpecialTokens });
     if (this.pool && text.length >= this.options!.minChars) {
-      const task: TokenizeTask = { modelDir: this.options!.modelDir, kind: 'text', text, addSpecialTokens };
-      const ids = await this.runPooled(task);
-      if (ids) return ids;
+      return this.runPooled({ modelDir: this.options!.modelDir, kind: 'text', text, addSpecialTokens }, inline);
     }
-    return engine.tokenize(text, addSpecialTokens === undefined ? undefined : { addSpecialTokens });
+    return inline();
   }
 
-  /** A pool that cannot tokenize (its tokenizer failed to load) is retired; the engine takes over. */
-  private async runPooled(task: TokenizeTask): Promise<number[] | null> {
+  /**
+   * A pool that cannot tokenize (its tokenizer failed to load) is retired; the engine takes
+   * over. The input may be what failed instead (a chat template that raises, a message too
+   * deeply nested to send to a thread): then the engine fails on it too, the request gets
+   * that error, and the pool stays, so that one client cannot retire it for everyone.
+   */
+  private async runPooled(task: TokenizeTask, inline: () => Promise<number[]>): Promise<number[]> {
     try {
       return (await this.pool!.run(task)) as number[];
-    } catch (e) {
-      this.onPoolFailure?.(e);
-      const pool = this.pool;
-      this.pool = null;
-      void pool?.destroy();
-      return null;
+    } catch (poolError) {
+      const ids = await inline();
+      this.retire(poolError);
+      return ids;
     }
+  }
+
+  private retire(error: unknown): void {
+    const pool = this.pool;
+    if (pool === null) return;
+    this.pool = null;
+    this.onPoolFailure?.(error);
+    void pool.destroy();
   }
 
   /** Set by the server to log a retired pool. */

@@ -339,6 +339,13 @@ describe('models, tokenizer and metrics routes', () => {
       expect(c.json.tokens).toEqual(await engine.tokenize(messages));
       // a pool that failed would have been retired in favour of inline tokenization
       expect(pooled.server.tokenizerPooled).toBe(true);
+      // A message too deeply nested to post to a thread is the client's fault: a 400 for it,
+      // and the pool stays (one such request used to retire it for every client).
+      const deep = `{"role":"user","content":${JSON.stringify(text)},"extra":${'['.repeat(100_000)}${']'.repeat(100_000)}}`;
+      const bad = await postJson(`${pooled.url}/tokenize`, `{"messages":[${deep}]}`, auth);
+      expect(bad.status).toBe(400);
+      expect(bad.json.error).toMatchObject({ code: 'invalid_request', param: 'messages' });
+      expect(pooled.server.tokenizerPooled).toBe(true);
     } finally {
       await pooled.close();
     }
