@@ -39,6 +39,50 @@ describe('gateway', () => {
     expect(await metric('autoglm:gateway_retries_total')).toBe(before);
   });
 
+  test('input the gateway cannot forward as it came gets the 400 a worker gives, not a silently changed request', async () => {
+    const before = await metric('autoglm:gateway_retries_total');
+    const raw = async (path: string, body: string): Promise<{ status: number; error: Record<string, unknown> }> => {
+      const r = await fetch(`${cluster.url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json', ...auth }, body });
+      return { status: r.status, error: ((await r.json()) as { error: Record<string, unknown> }).error };
+    };
+    const base = `"model":"${MODEL}","prompt":"Hi","max_tokens":2`;
+    // 1e309 parses to Infinity and was re-serialised as null: the default temperature, no seed
+    for (const [field, param] of [
+      ['"temperature":1e309', 'temperature'],
+      ['"seed":-1e309', 'seed'],
+      ['"prompt":[1,2,1e999]', 'prompt.2'],
+    ] as const) {
+      const r = await raw('/v1/completions', `{${base},${field}}`);
+      expect([r.status, r.error.code, r.error.param]).toEqual([400, 'invalid_request', param]);
+    }
+    // a seed that is not a number was replaced by the gateway's own
+    const seed = await call(cluster.url, '/v1/completions', { model: MODEL, prompt: 'Hi', max_tokens: 2, seed: '42' }, auth);
+    expect([seed.status, seed.error]).toEqual([400, expect.objectContaining({ code: 'invalid_request', param: 'seed' })]);
+    // a resumable stream's upstream rewrite hid these
+    for (const [extra, param] of [
+      [{ stream_options: 'x' }, 'stream_options'],
+      [{ stream_options: { include_usage: 'yes' } }, 'stream_options.include_usage'],
+      [{ return_token_ids: 'yes' }, 'return_token_ids'],
+    ] as const) {
+      const r = await call(cluster.url, '/v1/completions', { model: MODEL, prompt: 'Hi', max_tokens: 2, stream: true, ...extra }, auth);
+      expect([r.status, r.error]).toEqual([400, expect.objectContaining({ code: 'invalid_request', param })]);
+    }
+    // nesting JSON.stringify cannot write again was a 500
+    const deep = await raw('/v1/completions', `{${base},"extra":${'['.repeat(100_000)}${']'.repeat(100_000)}}`);
+    expect([deep.status, deep.error.code, deep.error.param]).toEqual([400, 'invalid_request', 'extra']);
+    const deepTokenize = await raw('/tokenize', `{"prompt":"Hi","extra":${'['.repeat(100_000)}${']'.repeat(100_000)}}`);
+    expect([deepTokenize.status, deepTokenize.error.code]).toEqual([400, 'invalid_request']);
+    // a URL that does not decode: the OpenAI shape, not fastify's
+    const badUrl = await fetch(`${cluster.url}/v1/%zz`, { headers: auth });
+    expect([badUrl.status, await badUrl.json()]).toEqual([
+      400,
+      { error: { message: expect.any(String), type: 'invalid_request_error', param: null, code: 'invalid_request' } },
+    ]);
+    // all of it the client's: nothing retried, every worker still healthy
+    expect(await metric('autoglm:gateway_retries_total')).toBe(before);
+    expect(cluster.healthyUrls()).toHaveLength(2);
+  });
+
   test('models, tokenize and metrics are served through the gateway', async () => {
     const models = (await (await fetch(`${cluster.url}/v1/models`, { headers: auth })).json()) as { data: { id: string }[] };
     expect(models.data.map((m) => m.id)).toContain(MODEL);

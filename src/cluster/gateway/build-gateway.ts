@@ -9,6 +9,7 @@ import { poolReadyProbe } from '../ready-probe.js';
 import { HeartbeatRegistry } from '../registry/heartbeat-registry.js';
 import { CLUSTER_SECRET_HEADER } from '../types.js';
 import { ClientRateLimits } from './client-rate-limits.js';
+import { checkForwardable } from './forwardable-body.js';
 import { proxyGeneration, type GenerationRouteConfig } from './generation-route.js';
 import { GatewayMetrics } from './metrics.js';
 import type { GatewayOptions } from './options.js';
@@ -127,6 +128,7 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
   }
   // Everything else a worker serves: forwarded to any healthy worker, with retries.
   const forward = (method: 'GET' | 'POST', path: string) => async (request: FastifyRequest, reply: FastifyReply) => {
+    if (method === 'POST') checkForwardable(request.body);
     const client = new AbortController();
     reply.raw.once('close', () => client.abort());
     const scope: RequestScope = {

@@ -2,6 +2,7 @@ import { randomInt } from 'node:crypto';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { AutoGlmError } from '../../errors.js';
 import { ClientSse } from './client-sse.js';
+import { checkForwardable } from './forwardable-body.js';
 import type { GatewayMetrics } from './metrics.js';
 import { PassThrough, relayStream } from './stream-relay.js';
 import { givingUp, openWithRetries, retryRefusal, type RequestScope, type UpstreamDeps } from './upstream.js';
@@ -30,7 +31,9 @@ export async function proxyGeneration(
   if (typeof body !== 'object' || body === null || Array.isArray(body))
     throw new AutoGlmError('invalid_request', 'The request body must be a JSON object.');
   const b = body as Body;
-  const fixed: Body = typeof b.seed === 'number' ? { ...b } : { ...b, seed: randomInt(0, 2 ** 31 - 1) };
+  checkForwardable(b);
+  // Only an absent seed is fixed: any other value is the client's, for the worker to accept or refuse.
+  const fixed: Body = b.seed === undefined || b.seed === null ? { ...b, seed: randomInt(0, 2 ** 31 - 1) } : { ...b };
   const stream = b.stream === true;
   const promptKey = path === '/v1/chat/completions' ? JSON.stringify(b.messages ?? '') : JSON.stringify(b.prompt ?? '');
   const maxTokens = Number(b.max_tokens ?? b.max_completion_tokens ?? 256) || 256;
@@ -66,7 +69,7 @@ export async function proxyGeneration(
       await relayStream(deps, scope, sse, {
         path,
         body: fixed,
-        resumable: config.resume && (b.n === undefined || b.n === null || b.n === 1),
+        resumable: config.resume && (b.n === undefined || b.n === null || b.n === 1) && overridesAreFaithful(b),
         clientWantsTokenIds: b.return_token_ids === true,
         clientWantsUsage: (b.stream_options as { include_usage?: unknown } | undefined)?.include_usage === true,
         startedMs,
@@ -86,6 +89,22 @@ export async function proxyGeneration(
     metrics.duration.observe({ route: path }, (performance.now() - startedMs) / 1000);
     reply.raw.off('close', onClose);
   }
+}
+
+/**
+ * A resumable stream goes upstream with stream_options.include_usage and return_token_ids
+ * forced on. Client values a worker would refuse (`"stream_options": "x"`,
+ * `"return_token_ids": "yes"`) would vanish under that rewrite; such a stream is forwarded
+ * as it came instead, so the client gets the worker's 400.
+ */
+function overridesAreFaithful(b: Body): boolean {
+  const isFlag = (v: unknown): boolean => v === undefined || v === null || typeof v === 'boolean';
+  const options = b.stream_options;
+  const optionsOk =
+    options === undefined ||
+    options === null ||
+    (typeof options === 'object' && !Array.isArray(options) && isFlag((options as Body).include_usage));
+  return optionsOk && isFlag(b.return_token_ids);
 }
 
 /** Non-streamed: the whole answer arrives at once, so a failure anywhere is retried from the start (same seed, same text). */

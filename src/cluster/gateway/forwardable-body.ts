@@ -1,0 +1,61 @@
+import { AutoGlmError } from '../../errors.js';
+
+/**
+ * Deeper than any OpenAI request (tool schemas included), and far shallower than the
+ * nesting at which JSON.stringify overflows the stack (about 10^4 levels).
+ */
+export const MAX_BODY_DEPTH = 256;
+
+interface Node {
+  value: object;
+  depth: number;
+  parent: Node | null;
+  key: string;
+}
+
+/**
+ * The gateway parses a client's body and serialises it again for the worker. Two things
+ * JSON.parse accepts do not survive that, so they are refused here with a 400 naming the
+ * parameter: a number past the double range (1e309 parses to Infinity and is written
+ * again as null, so `"temperature": 1e309`, which a worker refuses, would reach it as no
+ * temperature at all), and nesting so deep that JSON.stringify overflows the stack (a 500).
+ * Iterative, so that the check itself cannot overflow.
+ */
+export function checkForwardable(body: unknown): void {
+  if (typeof body === 'number') {
+    if (!Number.isFinite(body)) throw outOfRange(undefined);
+    return;
+  }
+  if (typeof body !== 'object' || body === null) return;
+  const stack: Node[] = [{ value: body, depth: 0, parent: null, key: '' }];
+  while (stack.length > 0) {
+    const node = stack.pop()!;
+    if (node.depth >= MAX_BODY_DEPTH)
+      throw new AutoGlmError('invalid_request', `The request body is nested more than ${MAX_BODY_DEPTH} levels deep.`, {
+        param: pathOf(node.parent!, node.key).split('.')[0]!,
+      });
+    const entries: Iterable<[unknown, unknown]> = Array.isArray(node.value) ? node.value.entries() : Object.entries(node.value);
+    for (const [key, child] of entries) {
+      if (typeof child === 'number') {
+        if (!Number.isFinite(child)) throw outOfRange(pathOf(node, String(key)));
+      } else if (typeof child === 'object' && child !== null) {
+        stack.push({ value: child, depth: node.depth + 1, parent: node, key: String(key) });
+      }
+    }
+  }
+}
+
+function outOfRange(param: string | undefined): AutoGlmError {
+  return new AutoGlmError(
+    'invalid_request',
+    `Invalid parameter '${param ?? 'body'}': the number is out of range (JSON numbers must be finite doubles).`,
+    param === undefined ? {} : { param },
+  );
+}
+
+/** `messages.0.content`, the way the server names parameters: `key` under `parent`. */
+function pathOf(parent: Node, key: string): string {
+  const keys = [key];
+  for (let n: Node | null = parent; n !== null && n.parent !== null; n = n.parent) keys.push(n.key);
+  return keys.reverse().join('.');
+}
