@@ -7,7 +7,7 @@
  * chunked prefill, prefix reuse and preemption; the runner owns every GPU buffer.
  */
 import { randomInt } from 'node:crypto';
-import { AutoGlmError } from '../errors.js';
+import { AutoGlmError, isAutoGlmError } from '../errors.js';
 import { defaultMatmulTuning } from '../kernels/matmul.js';
 import { KernelRuntime } from '../kernels/runtime.js';
 import { EventChannel } from './event-channel.js';
@@ -405,7 +405,13 @@ export class Engine implements InferenceEngine {
         if (a && a.cachedPromptTokens === undefined) a.cachedPromptTokens = this.scheduler.requestStats(s.requestId)?.numCachedPromptTokens;
       }
       const stepStart = performance.now();
-      const result = await this.runner.step(seqs);
+      let result: Awaited<ReturnType<ModelRunner['step']>>;
+      try {
+        result = await this.runner.step(seqs);
+      } catch (e) {
+        this.failStep(e);
+        continue;
+      }
       const rows = seqs.reduce((n, s) => n + s.tokenIds.length, 0);
       const kind = this.steps[rows > seqs.length ? 'prefill' : 'decode'];
       kind.count++;
@@ -505,11 +511,25 @@ export class Engine implements InferenceEngine {
   }
 
   /** A GPU failure fails every request in flight (they share the step) but not the process. */
+  /**
+   * Running a step threw: the requests in that step get the error and the rest carry on.
+   * Input checks are meant to stop bad requests before any step, so what reaches here is a
+   * GPU error or an engine bug, reported as such (not as the 4xx the message may describe,
+   * which an innocent request batched with the culprit would otherwise be given).
+   */
+  private failStep(e: unknown): void {
+    const err = isAutoGlmError(e) && e.code.startsWith('gpu_') ? e : stepFailure(e);
+    for (const id of this.scheduler.abandonStep()) {
+      const a = this.active.get(id);
+      if (!a) continue;
+      this.release(a, 'cancelled');
+      a.channel.fail(err);
+    }
+  }
+
   private failAll(e: unknown): void {
-    const err =
-      e instanceof AutoGlmError
-        ? e
-        : new AutoGlmError('internal_error', `engine step failed: ${(e as Error)?.message ?? String(e)}`, { cause: e });
+    const err = e instanceof AutoGlmError ? e : stepFailure(e);
+    this.scheduler.abandonStep();
     for (const a of [...this.active.values()]) {
       this.release(a, 'cancelled');
       a.channel.fail(err);
@@ -618,4 +638,8 @@ function timingsBetween(
     e2eMs: lastAtMs - admittedAtMs,
     generatedTokens,
   };
+}
+
+function stepFailure(e: unknown): AutoGlmError {
+  return new AutoGlmError('internal_error', `engine step failed: ${(e as Error)?.message ?? String(e)}`, { cause: e });
 }

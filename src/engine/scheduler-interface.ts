@@ -5,7 +5,8 @@
  *   updateFromOutput(sampled) }  — and finishRequest at any time (stop, cancel).
  *
  * Every schedule() must be followed by updateFromOutput() for that step, even when the
- * step sampled nothing (it marks the step's KV as computed and caches full blocks).
+ * step sampled nothing (it marks the step's KV as computed and caches full blocks), or, when
+ * running the step failed, by abandonStep().
  */
 import type { FinishReason } from './types.js';
 import type { NewRequest, RequestStats } from './request-state.js';
@@ -31,6 +32,11 @@ export interface SchedulerInterface {
   schedule(): SchedulerOutput;
   /** Sampled token per requestId, for every scheduled sequence with sample = true. */
   updateFromOutput(sampled: ReadonlyMap<string, number>): UpdateResult;
+  /**
+   * The step of the last schedule() failed: its requests are finished (blocks freed, none of
+   * the step's blocks cached), so the next schedule() starts clean. Returns their ids.
+   */
+  abandonStep(): string[];
   /** Frees the request's blocks at once. Null when the request is unknown or already finished. */
   finishRequest(requestId: string, reason: FinishReason): FinishedRequest | null;
   hasUnfinished(): boolean;

@@ -225,6 +225,13 @@ export class Scheduler implements SchedulerInterface {
     return { finished };
   }
 
+  abandonStep(): string[] {
+    const sequences = this.inFlight ?? [];
+    this.inFlight = null;
+    // Not retried: the failing input may be any of them, and a retry would fail the batch again.
+    return sequences.filter((seq) => this.finishRequest(seq.requestId, 'cancelled') !== null).map((seq) => seq.requestId);
+  }
+
   finishRequest(requestId: string, reason: FinishReason): FinishedRequest | null {
     const request = this.requests.get(requestId);
     return request === undefined ? null : this.finish(request, reason);

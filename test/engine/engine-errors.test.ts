@@ -122,4 +122,42 @@ describe('engine errors', () => {
     expect(whole.text).toBe((await engine.detokenize(whole.tokenIds.slice(0, 8))) + rest.text);
     expect(rest.usage.completionTokens).toBe(20);
   });
+
+  it('a step that throws fails only the requests in it; the engine keeps serving and frees their blocks', async () => {
+    // One running sequence at a time, so the request queued behind is not in the failing step.
+    const solo = await Engine.load(DEMO, { maxBatchSequences: 1, responseCacheEntries: 0 });
+    try {
+      const queued = { prompt: 'The little dog', maxTokens: 12, sampling: { temperature: 0 } };
+      const reference = await solo.complete(queued);
+      // A fault injected into the real runner's next step (as a GPU or engine error would be).
+      const runner = (solo as unknown as { runner: { step: (seqs: unknown) => Promise<unknown> } }).runner;
+      const realStep = runner.step.bind(runner);
+      let failNext = false;
+      runner.step = async (seqs) => {
+        if (!failNext) return realStep(seqs);
+        failNext = false;
+        throw new Error('injected step failure');
+      };
+      let second: Promise<Awaited<ReturnType<Engine['complete']>>> | undefined;
+      const streamed = (async () => {
+        for await (const ev of solo.generate({ prompt: 'Once upon a time', maxTokens: 200, sampling: { temperature: 0 } })) {
+          if (second !== undefined) continue;
+          second = solo.complete(queued);
+          failNext = true;
+          void ev;
+        }
+      })();
+      const e = await errorOf(streamed);
+      expect(isAutoGlmError(e, 'internal_error'), String(e)).toBe(true);
+      expect((e as Error).message).toContain('injected step failure');
+      expect(second).toBeDefined();
+      const after = await second!;
+      expect(after.tokenIds).toEqual(reference.tokenIds);
+      // and the engine is not wedged: a new request after it runs too
+      expect((await solo.complete(queued)).tokenIds).toEqual(reference.tokenIds);
+      expect(solo.stats().kvBlocksUsed).toBe(0);
+    } finally {
+      await solo.close();
+    }
+  });
 });
