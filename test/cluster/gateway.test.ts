@@ -258,4 +258,24 @@ describe('gateway', () => {
       await g.close();
     }
   });
+
+  test("a worker refusing the gateway's own credentials is the gateway's 502, not the client's 401", async () => {
+    const g = await buildGateway({
+      registry: new StaticRegistry(cluster.workers.map((w) => w.url)),
+      auth: { apiKeys: ['k'] },
+      clusterSecret: 'not-the-workers-secret',
+    });
+    const url = await g.listen({ port: 0, host: '127.0.0.1' });
+    try {
+      await waitFor(() => g.health.healthy().length === 2, 5000, 'workers healthy in the misconfigured gateway');
+      for (const stream of [false, true]) {
+        const r = await call(url, '/v1/completions', { model: MODEL, prompt: 'x', max_tokens: 2, stream }, { authorization: 'Bearer k' });
+        expect(r.status, r.text).toBe(502);
+        expect(r.error).toMatchObject({ code: 'upstream_error', type: 'server_error' });
+        expect((r.error as { message: string }).message).toMatch(/refused the gateway's credentials \(HTTP 401: .*cluster secret/);
+      }
+    } finally {
+      await g.close();
+    }
+  });
 });

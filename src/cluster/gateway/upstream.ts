@@ -8,6 +8,13 @@ import type { UpstreamPool, UpstreamResponse } from './upstream-http.js';
 
 /** Statuses that say "this worker, not this request": try another one. */
 const RETRYABLE_STATUS = new Set([408, 429, 500, 502, 503, 504, 507]);
+/**
+ * The worker refused the gateway's own credentials (cluster secret, --worker-api-key): the
+ * client's key was already accepted by the gateway, so passing the worker's "Incorrect API
+ * key" on would blame the client. A worker set up with other credentials cannot serve this
+ * gateway: another worker is tried and the answer, if all fail, is the gateway's 502.
+ */
+const CREDENTIALS_REFUSED_STATUS = new Set([401, 403]);
 
 export interface UpstreamConfig {
   clusterSecret?: string;
@@ -67,8 +74,9 @@ export function classifyFetchError(e: unknown): FailureKind {
 
 /**
  * Picks a worker and sends one attempt; on a failure that is the worker's fault (refused,
- * reset, timeout, 5xx, 429) tries another, while attempts, the retry budget and the
- * deadline allow. A 4xx answer is the client's and comes back as it is.
+ * reset, timeout, 5xx, 429, or a 401/403 for the gateway's credentials) tries another, while
+ * attempts, the retry budget and the deadline allow. Any other 4xx answer is the client's
+ * and comes back as it is.
  */
 export async function openWithRetries(
   deps: UpstreamDeps,
@@ -88,7 +96,7 @@ export async function openWithRetries(
     const attempt = await sendAttempt(deps, scope, worker, request);
     if ('response' in attempt) {
       const status = attempt.response.status;
-      if (!RETRYABLE_STATUS.has(status)) {
+      if (!RETRYABLE_STATUS.has(status) && !CREDENTIALS_REFUSED_STATUS.has(status)) {
         deps.health.reportSuccess(worker.id);
         deps.metrics.attempt.observe({ outcome: 'ok' }, (performance.now() - attempt.startedMs) / 1000);
         deps.metrics.countWorkerRequest(worker.id, 'ok');
@@ -97,7 +105,7 @@ export async function openWithRetries(
       // The worker answered but cannot serve: read its error (to pass on if we give up).
       const text = await attempt.response.text().catch(() => '');
       attempt.finish();
-      lastError = upstreamStatusError(status, text);
+      lastError = CREDENTIALS_REFUSED_STATUS.has(status) ? credentialsRefused(worker.id, status, text) : upstreamStatusError(status, text);
       // Draining or full is the worker being honest, not sick: no health penalty.
       const code = lastError.code;
       if (code !== 'server_draining' && code !== 'queue_full' && code !== 'rate_limit_exceeded')
@@ -174,6 +182,20 @@ export function chooseWorker(deps: UpstreamDeps, scope: RequestScope): WorkerEnd
   const healthy = deps.health.healthy();
   const fresh = healthy.filter((w) => !scope.failed.has(w.id));
   return deps.balancer.pick(fresh.length > 0 ? fresh : healthy, scope.affinityKey !== undefined ? { affinityKey: scope.affinityKey } : {});
+}
+
+function credentialsRefused(workerId: string, status: number, text: string): AutoGlmError {
+  let said = '';
+  try {
+    said = (JSON.parse(text) as { error?: { message?: string } }).error?.message ?? '';
+  } catch {
+    // not JSON: the status says enough
+  }
+  return new AutoGlmError(
+    'upstream_error',
+    `Worker ${workerId} refused the gateway's credentials (HTTP ${status}${said ? `: ${said}` : ''}); ` +
+      "the gateway's cluster secret and --worker-api-key must match the worker's.",
+  );
 }
 
 function upstreamStatusError(status: number, text: string): AutoGlmError {
