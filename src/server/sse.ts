@@ -5,7 +5,7 @@ import type { FastifyReply } from 'fastify';
 export const SSE_HEADERS = {
   'content-type': 'text/event-stream; charset=utf-8',
   'cache-control': 'no-cache',
-  connection: 'keep-alive',
+  // no connection header: Node sends keep-alive itself, and close when the client asked to
   // proxies such as nginx must not buffer token events
   'x-accel-buffering': 'no',
 } as const;

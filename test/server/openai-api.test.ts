@@ -2,6 +2,7 @@
  * The official openai client, unmodified, against a real server on loopback wrapping the
  * real engine on the demo model; every answer is checked against the in-process engine.
  */
+import http from 'node:http';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type { InferenceEngine } from '../../src/engine/types.js';
@@ -144,6 +145,38 @@ describe('chat completions', () => {
 });
 
 describe('completions', () => {
+  test('a stream keeps the connection open for the next request, or closes it when the client sent Connection: close', async () => {
+    const agent = new http.Agent({ keepAlive: true });
+    const stream = (connection: string): Promise<{ header: string | undefined; body: string; closedByServer: boolean }> =>
+      new Promise((resolve, reject) => {
+        const body = JSON.stringify({ model: MODEL, prompt: 'Once', max_tokens: 2, stream: true });
+        const req = http.request(`${running.url}/v1/completions`, {
+          method: 'POST',
+          agent,
+          headers: { 'content-type': 'application/json', authorization: `Bearer ${API_KEY}`, connection },
+        });
+        let closed = false;
+        req.on('socket', (socket) => socket.once('close', () => (closed = true)));
+        req.on('response', (res) => {
+          let text = '';
+          res.setEncoding('utf8');
+          res.on('data', (d: string) => (text += d));
+          // give the server a moment to close its end, if it is going to
+          res.on('end', () => setTimeout(() => resolve({ header: res.headers.connection, body: text, closedByServer: closed }), 300));
+        });
+        req.on('error', reject);
+        req.end(body);
+      });
+    try {
+      const kept = await stream('keep-alive');
+      expect([kept.header, kept.body.trimEnd().endsWith('data: [DONE]'), kept.closedByServer]).toEqual(['keep-alive', true, false]);
+      const closed = await stream('close');
+      expect([closed.header, closed.body.trimEnd().endsWith('data: [DONE]'), closed.closedByServer]).toEqual(['close', true, true]);
+    } finally {
+      agent.destroy();
+    }
+  });
+
   test('string, token-id and list prompts, streamed or not, equal the engine', async () => {
     const prompt = 'Once upon a time, there was a little dog named';
     const expected = await engine.complete({ prompt, maxTokens: 16, sampling: { temperature: 0 } });
