@@ -278,4 +278,17 @@ describe('gateway', () => {
       await g.close();
     }
   });
+
+  test('every gateway answer carries x-request-id: its own, or the one the client sent', async () => {
+    const body = JSON.stringify({ model: MODEL, prompt: 'Hi', max_tokens: 2 });
+    const post = (headers: Record<string, string>): Promise<Response> =>
+      fetch(`${cluster.url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body });
+    const ok = await post(auth);
+    const refused = await post({});
+    const models = await fetch(`${cluster.url}/v1/models`, { headers: auth });
+    for (const r of [ok, refused, models]) expect(r.headers.get('x-request-id')).toMatch(/\S/);
+    expect([ok.status, refused.status, models.status]).toEqual([200, 401, 200]);
+    expect(ok.headers.get('x-request-id')).not.toBe(refused.headers.get('x-request-id'));
+    expect((await post({ ...auth, 'x-request-id': 'client-trace-7' })).headers.get('x-request-id')).toBe('client-trace-7');
+  });
 });

@@ -117,6 +117,13 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
       throw new AutoGlmError('invalid_api_key', 'Missing or wrong cluster secret.');
   };
 
+  // As a worker does: every answer names its request, so a client's report can be traced
+  // through the gateway's and the workers' logs (streams set it when they open).
+  app.addHook('onSend', async (request, reply, payload) => {
+    if (!reply.hasHeader('x-request-id')) void reply.header('x-request-id', request.id);
+    return payload;
+  });
+
   // Every answer on a client route, errors included (a 401 or 429 never reaches a handler).
   app.addHook('onResponse', async (request, reply) => {
     const route = request.routeOptions.url;
