@@ -10,7 +10,7 @@ import { ReadyStub } from './support/ready-stub.js';
 // Failures before the first token, the retry budget, the request deadline and passive
 // outlier detection, each through a real gateway on loopback. The failing "workers" are
 // loopback servers (ReadyStub) whose /ready says 200 while their traffic hangs, answers
-// 500 or resets; the healthy one is a real worker process.
+// 500 or 503 or resets; the healthy one is a real worker process.
 const SECRET = 'failover-secret';
 let worker: WorkerProcess;
 const stubs: ReadyStub[] = [];
@@ -80,12 +80,31 @@ describe('failover before the first token', () => {
     expect(await scrapeSum(url, 'autoglm:gateway_retries_total{reason="http_500"}')).toBe(2);
     expect(await scrapeSum(url, `autoglm:gateway_worker_requests_total{worker="${bad.url}",outcome="http_500"}`)).toBe(2);
     expect(await scrapeSum(url, `autoglm:gateway_worker_requests_total{worker="${worker.url}",outcome="ok"}`)).toBe(2);
-    // Two failures in a row are under the passive threshold (3): still in rotation.
+    // Two failures in a row are under the passive threshold (3): still in rotation. Its 500s
+    // count against it because another worker then served those requests: a third ejects it.
     expect(g.health.state(bad.url)).toBe('healthy');
+    expect((await call(url, '/v1/completions', body)).status).toBe(200);
+    expect(g.health.state(bad.url)).toBe('unhealthy');
+  });
+
+  test('a request two workers answer 500 is failing itself: not tried on a third, and no worker is counted as failing', async () => {
+    const [a, b] = [await stub('status-500'), await stub('status-500')];
+    const { g, url } = await gatewayOver([a.url, b.url, worker.url]);
+    // Three in a row: were each 500 a strike, the passive threshold (3) would eject a.
+    for (let i = 0; i < 3; i++) {
+      const r = await call(url, '/v1/completions', i === 1 ? { ...body, stream: true } : body);
+      expect(r.status).toBe(502);
+      expect(r.error).toMatchObject({ code: 'upstream_error', type: 'server_error' });
+      expect((r.error as { message: string }).message).toMatch(/both answered HTTP 500 \(stub failure\): the request itself fails/);
+    }
+    expect([a.others, b.others]).toEqual([3, 3]);
+    expect(await scrapeSum(url, `autoglm:gateway_worker_requests_total{worker="${worker.url}"}`)).toBe(0);
+    expect(await scrapeSum(url, 'autoglm:gateway_retries_refused_total{why="request"}')).toBe(3);
+    for (const w of [a, b, worker]) expect(g.health.state(w.url)).toBe('healthy');
   });
 
   test('a spent retry budget: the client gets a clear 502 at once instead of endless retries', async () => {
-    const [a, b] = [await stub('status-500'), await stub('status-500')];
+    const [a, b] = [await stub('status-503'), await stub('status-503')];
     // Never ejected (threshold 1000), attempts plentiful (100): only the budget can stop the retries.
     const { url } = await gatewayOver([a.url, b.url], {
       health: { passiveFailureThreshold: 1000 },

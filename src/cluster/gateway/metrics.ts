@@ -43,7 +43,7 @@ export class GatewayMetrics {
     });
     this.retriesRefused = new Counter({
       name: 'autoglm:gateway_retries_refused_total',
-      help: 'Failed attempts not retried: attempts used up, deadline passed, or the retry budget spent.',
+      help: 'Failed attempts not retried: attempts used up, deadline passed, the retry budget spent, or a second worker answering the request 500 (request).',
       labelNames: ['why'],
       registers,
     });

@@ -75,8 +75,8 @@ export function classifyFetchError(e: unknown): FailureKind {
 /**
  * Picks a worker and sends one attempt; on a failure that is the worker's fault (refused,
  * reset, timeout, 5xx, 429, or a 401/403 for the gateway's credentials) tries another, while
- * attempts, the retry budget and the deadline allow. Any other 4xx answer is the client's
- * and comes back as it is.
+ * attempts, the retry budget and the deadline allow; a request that two workers answer 500
+ * is not tried further. Any other 4xx answer is the client's and comes back as it is.
  */
 export async function openWithRetries(
   deps: UpstreamDeps,
@@ -84,6 +84,11 @@ export async function openWithRetries(
   request: { path: string; method: 'GET' | 'POST'; body?: string },
 ): Promise<OpenAttempt> {
   let lastError: AutoGlmError | null = null;
+  // Workers that answered this request 500. A 500 is a live worker's own verdict, and the
+  // request may be what it failed on (an engine bug it triggers fails it everywhere, and on
+  // each worker fails the requests batched with it too): so a 500 counts against a worker
+  // only once another worker has served the request, and a second worker's 500 ends it.
+  const answered500: string[] = [];
   for (;;) {
     if (scope.clientSignal.aborted) throw new AutoGlmError('request_cancelled', 'The client disconnected.');
     const worker = chooseWorker(deps, scope);
@@ -97,6 +102,7 @@ export async function openWithRetries(
     if ('response' in attempt) {
       const status = attempt.response.status;
       if (!RETRYABLE_STATUS.has(status) && !CREDENTIALS_REFUSED_STATUS.has(status)) {
+        for (const id of answered500) deps.health.reportFailure(id, 'status');
         deps.health.reportSuccess(worker.id);
         deps.metrics.attempt.observe({ outcome: 'ok' }, (performance.now() - attempt.startedMs) / 1000);
         deps.metrics.countWorkerRequest(worker.id, 'ok');
@@ -106,13 +112,21 @@ export async function openWithRetries(
       const text = await attempt.response.text().catch(() => '');
       attempt.finish();
       lastError = CREDENTIALS_REFUSED_STATUS.has(status) ? credentialsRefused(worker.id, status, text) : upstreamStatusError(status, text);
-      // Draining or full is the worker being honest, not sick: no health penalty.
-      const code = lastError.code;
-      if (code !== 'server_draining' && code !== 'queue_full' && code !== 'rate_limit_exceeded')
-        deps.health.reportFailure(worker.id, 'status');
       deps.metrics.attempt.observe({ outcome: `http_${status}` }, (performance.now() - attempt.startedMs) / 1000);
       deps.metrics.countWorkerRequest(worker.id, `http_${status}`);
       scope.failed.add(worker.id);
+      if (status === 500) {
+        if (answered500.length > 0) {
+          deps.metrics.retriesRefused.inc({ why: 'request' });
+          throw failsEverywhere([...answered500, worker.id], text);
+        }
+        answered500.push(worker.id);
+      } else {
+        // Draining or full is the worker being honest, not sick: no health penalty.
+        const code = lastError.code;
+        if (code !== 'server_draining' && code !== 'queue_full' && code !== 'rate_limit_exceeded')
+          deps.health.reportFailure(worker.id, 'status');
+      }
       const refused = retryRefusal(deps, scope, `http_${status}`);
       if (refused) throw givingUp(lastError, refused, scope);
       continue;
@@ -184,13 +198,27 @@ export function chooseWorker(deps: UpstreamDeps, scope: RequestScope): WorkerEnd
   return deps.balancer.pick(fresh.length > 0 ? fresh : healthy, scope.affinityKey !== undefined ? { affinityKey: scope.affinityKey } : {});
 }
 
-function credentialsRefused(workerId: string, status: number, text: string): AutoGlmError {
-  let said = '';
+/** The message of a worker's OpenAI error body ('' when the body is not one). */
+function workerMessage(text: string): string {
   try {
-    said = (JSON.parse(text) as { error?: { message?: string } }).error?.message ?? '';
+    const message = (JSON.parse(text) as { error?: { message?: unknown } }).error?.message;
+    return typeof message === 'string' ? message : '';
   } catch {
-    // not JSON: the status says enough
+    return '';
   }
+}
+
+function failsEverywhere(workerIds: string[], text: string): AutoGlmError {
+  const said = workerMessage(text);
+  return new AutoGlmError(
+    'upstream_error',
+    `Workers ${workerIds.join(' and ')} both answered HTTP 500${said ? ` (${said.replace(/\.$/, '')})` : ''}: the request itself fails, ` +
+      'so it was not retried further and no worker was counted as failing.',
+  );
+}
+
+function credentialsRefused(workerId: string, status: number, text: string): AutoGlmError {
+  const said = workerMessage(text);
   return new AutoGlmError(
     'upstream_error',
     `Worker ${workerId} refused the gateway's credentials (HTTP ${status}${said ? `: ${said}` : ''}); ` +

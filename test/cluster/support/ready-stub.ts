@@ -2,12 +2,12 @@
  * A loopback HTTP server that plays a worker as told. `mode` is what /ready answers:
  * ready, draining, not ready, or never (hang, which also swallows every other request).
  * `traffic` makes the other requests (what the gateway routes here) misbehave on their
- * own while /ready keeps answering: hang, answer HTTP 500, or reset the connection.
+ * own while /ready keeps answering: hang, answer HTTP 500 or 503, or reset the connection.
  */
 import { createServer, type Server, type ServerResponse } from 'node:http';
 
 export type StubMode = 'ready' | 'draining' | 'loading' | 'hang';
-export type TrafficMode = 'hang' | 'status-500' | 'reset';
+export type TrafficMode = 'hang' | 'status-500' | 'status-503' | 'reset';
 
 export class ReadyStub {
   mode: StubMode = 'ready';
@@ -46,11 +46,13 @@ export class ReadyStub {
       const [status, body] =
         behaviour === 'status-500'
           ? [500, { error: { message: 'stub failure', type: 'server_error', code: 'internal_error' } }]
-          : behaviour === 'ready'
-            ? [200, { status: 'ready' }]
-            : behaviour === 'draining'
-              ? [503, { error: { code: 'server_draining' } }]
-              : [503, { error: { code: 'not_ready' } }];
+          : behaviour === 'status-503'
+            ? [503, { error: { message: 'stub unavailable', type: 'server_error', code: 'gpu_unavailable' } }]
+            : behaviour === 'ready'
+              ? [200, { status: 'ready' }]
+              : behaviour === 'draining'
+                ? [503, { error: { code: 'server_draining' } }]
+                : [503, { error: { code: 'not_ready' } }];
       res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
     });
     await new Promise<void>((r) => this.server!.listen(port, '127.0.0.1', () => r()));
