@@ -17,3 +17,21 @@ export const CLUSTER_SECRET_HEADER = 'x-autoglm-cluster-secret';
 export function normalizeUrl(url: string): string {
   return url.replace(/\/+$/, '');
 }
+
+/**
+ * A worker's base URL from outside (a flag, a registration, an etcd value, a DNS answer),
+ * normalized, or null when it is not an http(s) URL with a host and nothing after its path:
+ * the gateway builds `${url}/ready` and `${url}/v1/...` from it, and a URL that does not
+ * parse would throw there, in a timer or a registry listener, and take the gateway down.
+ */
+export function parseWorkerUrl(raw: unknown): string | null {
+  if (typeof raw !== 'string') return null;
+  let u: URL;
+  try {
+    u = new URL(raw);
+  } catch {
+    return null;
+  }
+  if ((u.protocol !== 'http:' && u.protocol !== 'https:') || u.host === '' || u.username || u.password || u.search || u.hash) return null;
+  return normalizeUrl(`${u.protocol}//${u.host}${u.pathname}`);
+}

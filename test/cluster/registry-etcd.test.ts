@@ -115,4 +115,23 @@ describe('etcd registry', () => {
     expect(lapsedMs).toBeLessThan(5000);
     expect(healthyUrls(g1)).toEqual([]);
   });
+
+  test('a value under the prefix that is not a worker entry is left out, and the gateway keeps running', async () => {
+    const c = new EtcdClient(etcd.url);
+    const prefix = '/autoglm-stray/workers/';
+    // One before the gateway lists the prefix, the rest while it watches.
+    await c.put(`${prefix}early`, JSON.stringify({ url: 'http://%zz:1' }));
+    const registry = new EtcdRegistry({ url: etcd.url, prefix });
+    const g = await buildGateway({ registry, auth: { apiKeys: ['k'] }, clusterSecret: SECRET, health: { probeIntervalMs: 100 } });
+    const address = (await g.listen({ port: 0, host: '127.0.0.1' })).replace(/\/$/, '');
+    gateways.push(g);
+    expect(registry.list()).toEqual([]);
+    expect(registry.lastSkipped).toMatch(/^\/autoglm-stray\/workers\/early: not a worker entry/);
+    await c.put(`${prefix}late`, 'not json');
+    await c.put(`${prefix}port`, JSON.stringify({ url: 'http://127.0.0.1:99999' }));
+    await c.put(`${prefix}good`, JSON.stringify({ url: 'http://127.0.0.1:1/' }));
+    await waitFor(() => registry.list().length === 1, 3000, 'the good entry listed');
+    expect(registry.list()).toEqual([{ id: 'good', url: 'http://127.0.0.1:1' }]);
+    expect((await fetch(`${address}/health`)).status).toBe(200);
+  });
 });

@@ -64,10 +64,24 @@ describe('heartbeat registry (the default)', () => {
     expect(noSecret.status).toBe(401);
     expect(((await noSecret.json()) as { error: { code: string } }).error.code).toBe('invalid_api_key');
     expect((await post({ url: 'http://127.0.0.1:1' }, 'wrong')).status).toBe(401);
-    const bad = await post({ url: 'not a url' }, SECRET);
-    expect(bad.status).toBe(400);
-    expect(((await bad.json()) as { error: { param: string } }).error.param).toBe('url');
+    // The last four passed the earlier pattern check and then failed to parse where the
+    // gateway built `${url}/ready`: thrown in a registry listener, they took the gateway down.
+    for (const bad of [
+      'not a url',
+      'ftp://127.0.0.1:1',
+      'http://u:p@127.0.0.1:1',
+      'http://127.0.0.1:1/?q=1',
+      'http://%zz:1',
+      'http://a:99999',
+      'http://[::1',
+      'http://a b',
+    ]) {
+      const r = await post({ url: bad }, SECRET);
+      expect(r.status, bad).toBe(400);
+      expect(((await r.json()) as { error: { param: string } }).error.param).toBe('url');
+    }
     expect(registry.list()).toEqual([]);
+    expect((await fetch(`${url}/health`)).status).toBe(200);
     const ok = await post({ url: 'http://127.0.0.1:1/', ttlMs: 10_000_000 }, SECRET);
     expect(ok.status).toBe(200);
     expect(await ok.json()).toEqual({ id: 'http://127.0.0.1:1', ttlMs: 60_000 });
@@ -75,6 +89,14 @@ describe('heartbeat registry (the default)', () => {
 });
 
 describe('static registry', () => {
+  test('a worker URL that is not an http(s) URL is refused up front, naming it', () => {
+    for (const bad of ['notaurl', 'http://%zz:1', 'ftp://a:1']) {
+      expect(() => new StaticRegistry(['http://127.0.0.1:1', bad])).toThrow(
+        expect.objectContaining({ code: 'invalid_request', param: 'workers', message: expect.stringContaining(`'${bad}'`) }),
+      );
+    }
+  });
+
   test('lists exactly the given URLs; the gateway probes them', async () => {
     const a = await stub();
     const b = await stub();

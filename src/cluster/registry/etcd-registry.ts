@@ -1,4 +1,4 @@
-import { normalizeUrl, type WorkerEndpoint } from '../types.js';
+import { parseWorkerUrl, type WorkerEndpoint } from '../types.js';
 import { EtcdClient } from './etcd-client.js';
 import { RegistryBase } from './registry.js';
 
@@ -31,6 +31,8 @@ export class EtcdRegistry extends RegistryBase {
   private loop: Promise<void> | null = null;
   private readonly byKey = new Map<string, WorkerEndpoint>();
   lastError: string | null = null;
+  /** The last key under the prefix whose value was not a worker entry (left out of the view). */
+  lastSkipped: string | null = null;
 
   constructor(private readonly options: EtcdRegistryOptions) {
     super();
@@ -98,11 +100,13 @@ export class EtcdRegistry extends RegistryBase {
 
   private parse(key: string, value: string): WorkerEndpoint | null {
     try {
-      const v = JSON.parse(value) as Partial<EtcdWorkerValue>;
-      if (typeof v.url !== 'string') return null;
-      return { id: key.slice(this.prefix.length), url: normalizeUrl(v.url) };
+      const url = parseWorkerUrl((JSON.parse(value) as Partial<EtcdWorkerValue>).url);
+      if (url !== null) return { id: key.slice(this.prefix.length), url };
     } catch {
-      return null;
+      // not JSON: reported below
     }
+    // Another gateway's or a stray writer's value: skipped (and said), never served.
+    this.lastSkipped = `${key}: not a worker entry ({"url": "http(s)://..."}): ${value.slice(0, 200)}`;
+    return null;
   }
 }

@@ -1,5 +1,5 @@
 import { AutoGlmError } from '../../errors.js';
-import { normalizeUrl } from '../types.js';
+import { normalizeUrl, parseWorkerUrl } from '../types.js';
 import { RegistryBase } from './registry.js';
 
 export interface HeartbeatRegistryOptions {
@@ -47,9 +47,9 @@ export class HeartbeatRegistry extends RegistryBase {
   /** A registration or heartbeat (the same call). Returns the TTL granted. */
   heartbeat(body: unknown): { id: string; ttlMs: number } {
     const b = (body ?? {}) as { url?: unknown; id?: unknown; ttlMs?: unknown };
-    if (typeof b.url !== 'string' || !/^https?:\/\/[^/\s]+/.test(b.url))
-      throw new AutoGlmError('invalid_request', 'url must be an http(s) URL.', { param: 'url' });
-    const url = normalizeUrl(b.url);
+    const url = parseWorkerUrl(b.url);
+    if (url === null)
+      throw new AutoGlmError('invalid_request', 'url must be an http(s) URL such as http://10.0.0.7:8000.', { param: 'url' });
     const id = typeof b.id === 'string' && b.id !== '' ? b.id : url;
     const ttlMs =
       typeof b.ttlMs === 'number' && Number.isFinite(b.ttlMs) && b.ttlMs > 0 ? Math.min(b.ttlMs, this.maxTtlMs) : this.defaultTtlMs;
@@ -60,7 +60,12 @@ export class HeartbeatRegistry extends RegistryBase {
 
   deregister(body: unknown): boolean {
     const b = (body ?? {}) as { url?: unknown; id?: unknown };
-    const id = typeof b.id === 'string' && b.id !== '' ? b.id : typeof b.url === 'string' ? normalizeUrl(b.url) : undefined;
+    const id =
+      typeof b.id === 'string' && b.id !== ''
+        ? b.id
+        : typeof b.url === 'string'
+          ? (parseWorkerUrl(b.url) ?? normalizeUrl(b.url))
+          : undefined;
     if (id === undefined) throw new AutoGlmError('invalid_request', 'id or url is required.', { param: 'id' });
     const known = this.expiresAtMs.delete(id);
     this.remove(id);

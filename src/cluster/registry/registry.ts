@@ -1,4 +1,4 @@
-import type { WorkerEndpoint } from '../types.js';
+import { parseWorkerUrl, type WorkerEndpoint } from '../types.js';
 
 /**
  * Where the gateway learns which workers exist. Backends differ only in how they find
@@ -33,9 +33,9 @@ export abstract class RegistryBase implements WorkerRegistry {
     return () => this.listeners.delete(listener);
   }
 
-  /** Replaces the whole set (DNS answers, etcd ranges). */
+  /** Replaces the whole set (DNS answers, etcd ranges). Entries without a usable URL are left out. */
   protected replaceAll(workers: WorkerEndpoint[]): void {
-    const next = new Map(workers.map((w) => [w.id, w]));
+    const next = new Map(workers.filter(reachable).map((w) => [w.id, w]));
     const same = next.size === this.workers.size && [...next].every(([id, w]) => this.workers.get(id)?.url === w.url);
     if (same) return;
     this.workers = next;
@@ -43,7 +43,7 @@ export abstract class RegistryBase implements WorkerRegistry {
   }
 
   protected upsert(worker: WorkerEndpoint): void {
-    if (this.workers.get(worker.id)?.url === worker.url) return;
+    if (!reachable(worker) || this.workers.get(worker.id)?.url === worker.url) return;
     this.workers.set(worker.id, worker);
     this.emit();
   }
@@ -56,4 +56,9 @@ export abstract class RegistryBase implements WorkerRegistry {
     const snapshot = this.list();
     for (const l of this.listeners) l(snapshot);
   }
+}
+
+/** The last line of defence: backends check URLs where they come in and say what was wrong. */
+function reachable(worker: WorkerEndpoint): boolean {
+  return parseWorkerUrl(worker.url) === worker.url;
 }
