@@ -264,6 +264,14 @@ describe('modelSpecFromConfig', () => {
     }
   });
 
+  it('an absurd num_hidden_layers is refused before a layout entry is built for each layer', () => {
+    // 1e9 layers used to fill the heap building the weight layout and abort the process.
+    const e = errorOf(() => modelSpecFromConfig({ ...LLAMA_3_1_8B, num_hidden_layers: 1e9 }));
+    expect(isAutoGlmError(e, 'model_load_failed')).toBe(true);
+    expect((e as Error).message).toBe('config.json num_hidden_layers must be at most 4096 (got 1000000000)');
+    expect(modelSpecFromConfig({ ...LLAMA_3_1_8B, num_hidden_layers: 126 }).weights.layers).toHaveLength(126);
+  });
+
   it('a missing config.json is model_load_failed naming the path', async () => {
     const e = await loadModelSpec(join(root, 'no-such-model')).catch((x: unknown) => x);
     expect(isAutoGlmError(e, 'model_load_failed')).toBe(true);

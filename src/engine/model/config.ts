@@ -12,6 +12,13 @@ import { weightLayout } from './weight-names.js';
 
 export type ModelConfigJson = Record<string, unknown>;
 
+/**
+ * The weight layout holds an entry per layer and is built before the checkpoint can
+ * disprove the count, so an absurd num_hidden_layers (a typo, a corrupted file) would
+ * exhaust memory. Published decoders have at most a few hundred layers.
+ */
+const MAX_LAYERS = 4096;
+
 /** Reads and parses `<dir>/config.json`. */
 export async function loadModelSpec(dir: string): Promise<ModelSpec> {
   return modelSpecFromConfig(await readJsonFile(join(dir, 'config.json')));
@@ -53,6 +60,7 @@ export function modelSpecFromConfig(config: ModelConfigJson): ModelSpec {
   const hiddenSize = c.int('hidden_size');
   const intermediateSize = c.int('intermediate_size');
   const numLayers = c.int('num_hidden_layers');
+  if (numLayers > MAX_LAYERS) throw c.invalid('num_hidden_layers', `must be at most ${MAX_LAYERS}`);
   const numHeads = c.int('num_attention_heads');
   const numKvHeads = c.int('num_key_value_heads', numHeads);
   if (numHeads % numKvHeads !== 0) {
