@@ -5,6 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import { parseWorkerUrl } from '../cluster/types.js';
 import { AutoGlmError } from '../errors.js';
 import { parseKeyFile } from '../server/auth.js';
 
@@ -27,6 +28,8 @@ export interface FlagReader<N extends string> {
   str(name: N): string | undefined;
   /** A non-negative number (an integer unless `integer` is false). */
   num(name: N, integer?: boolean): number | undefined;
+  /** An http(s) base URL (a gateway, etcd, this worker as others reach it), normalized. */
+  url(name: N): string | undefined;
   bool(name: N): boolean;
   /** Comma-separated values, trimmed, empties dropped. */
   list(name: N): string[];
@@ -64,6 +67,16 @@ export function readFlags<T extends FlagTable>(flags: T, argv: string[], env: No
         });
       }
       return x;
+    },
+    url(n) {
+      const v = reader.str(n);
+      if (v === undefined) return undefined;
+      // Checked here, not on first use: a bad URL used to surface as a TypeError from a
+      // timer after start-up (or a heartbeat that failed every second, forever).
+      const url = parseWorkerUrl(v);
+      if (url === null)
+        throw new AutoGlmError('invalid_request', `--${n} must be an http(s) URL such as http://10.0.0.7:8000, got '${v}'.`, { param: n });
+      return url;
     },
     bool(n) {
       const v = raw(n);

@@ -115,7 +115,7 @@ export function serveHelp(): string {
 export function parseServeConfig(argv: string[], env: NodeJS.ProcessEnv = process.env): ServeConfig | 'help' {
   const flags = readFlags(FLAGS, argv, env);
   if (flags === 'help') return 'help';
-  const { str, num, bool } = flags;
+  const { str, num, bool, url } = flags;
   const int = (name: FlagName): number | undefined => num(name, true);
   const keys = flags.apiKeys('api-keys', 'api-key-file');
   const rps = num('rate-limit-rps', false);
@@ -147,9 +147,9 @@ export function parseServeConfig(argv: string[], env: NodeJS.ProcessEnv = proces
     tls: tlsKey && tlsCert ? { keyFile: tlsKey, certFile: tlsCert } : undefined,
     tokenizerThreads: int('tokenizer-threads') ?? 2,
     tokenizerMinChars: int('tokenizer-min-chars') ?? 8192,
-    register: str('register'),
-    etcd: str('etcd'),
-    advertiseUrl: str('advertise-url'),
+    register: url('register'),
+    etcd: url('etcd'),
+    advertiseUrl: url('advertise-url'),
     heartbeatMs: int('heartbeat-ms'),
     logLevel: str('log-level') ?? 'info',
     engine: {

@@ -109,6 +109,8 @@ describe('autoglm gateway configuration', () => {
     [['--registry', 'static'], 'workers'],
     [['--registry', 'dns'], 'dns-name'],
     [['--registry', 'etcd'], 'etcd'],
+    [['--registry', 'etcd', '--etcd', 'notaurl'], 'etcd'],
+    [['--registry', 'static', '--workers', 'http://127.0.0.1:1,notaurl'], 'workers'],
     [['--port', 'abc'], 'port'],
     [['--balance', 'random'], 'balance'],
   ])('bad configuration %j names the flag', (argv, param) => {

@@ -56,6 +56,10 @@ test.each([
   [['--response-cache-ttl=-1'], 'response-cache-ttl'],
   [['--response-cache-bytes', '1.5'], 'response-cache-bytes'],
   [['--response-cache-bytes', '64MiB'], 'response-cache-bytes'],
+  // a bad URL failed only after start-up: a heartbeat erroring every second, or a TypeError
+  [['--register', 'notaurl'], 'register'],
+  [['--etcd', 'ftp://127.0.0.1:2379'], 'etcd'],
+  [['--advertise-url', 'http://a:99999'], 'advertise-url'],
 ])('bad value %j: invalid_request naming the flag', (argv, param) => {
   let caught: unknown;
   try {

@@ -2,6 +2,7 @@ import { AutoGlmError } from '../../errors.js';
 import { flagsHelp, readFlags, type FlagKind } from '../../cli/flags.js';
 import { DnsRegistry } from '../registry/dns-registry.js';
 import { EtcdRegistry } from '../registry/etcd-registry.js';
+import { parseWorkerUrl } from '../types.js';
 import { HeartbeatRegistry } from '../registry/heartbeat-registry.js';
 import type { WorkerRegistry } from '../registry/registry.js';
 import { StaticRegistry } from '../registry/static-registry.js';
@@ -67,7 +68,7 @@ export function gatewayHelp(): string {
 export function parseGatewayConfig(argv: string[], env: NodeJS.ProcessEnv = process.env, makeKey?: () => string): GatewayConfig | 'help' {
   const flags = readFlags(FLAGS, argv, env);
   if (flags === 'help') return 'help';
-  const { str, num, bool, list, oneOf } = flags;
+  const { str, num, bool, list, oneOf, url } = flags;
 
   const specs = readApiKeySpecs({ list: list('api-keys'), listFlag: 'api-keys', file: str('api-key-file'), fileFlag: 'api-key-file' });
   const keys = specs.keys;
@@ -80,8 +81,13 @@ export function parseGatewayConfig(argv: string[], env: NodeJS.ProcessEnv = proc
 
   const kind = oneOf('registry', ['heartbeat', 'static', 'dns', 'etcd'] as const, 'heartbeat');
   const workers = list('workers');
+  const badWorker = workers.find((w) => parseWorkerUrl(w) === null);
+  if (badWorker !== undefined)
+    throw new AutoGlmError('invalid_request', `--workers: '${badWorker}' is not an http(s) URL such as http://10.0.0.7:8000.`, {
+      param: 'workers',
+    });
   const dnsName = str('dns-name');
-  const etcd = str('etcd');
+  const etcd = url('etcd');
   if (kind === 'static' && workers.length === 0)
     throw new AutoGlmError('invalid_request', '--registry static needs --workers URL[,URL...].', { param: 'workers' });
   if (kind === 'dns' && dnsName === undefined)
