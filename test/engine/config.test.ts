@@ -264,6 +264,29 @@ describe('modelSpecFromConfig', () => {
     }
   });
 
+  it('a non-number in rope_parameters or rope_scaling is an error naming the nested key and the value', () => {
+    const { rope_theta: _theta, rope_scaling: _scaling, ...bare } = LLAMA_3_1_8B;
+    const cases: [Record<string, unknown>, string][] = [
+      // these used to load with the default theta 10000 (or factor 0.5) in place of the file's
+      [{ ...bare, rope_parameters: { rope_type: 'default', rope_theta: '500000' } }, 'config.json rope_parameters.rope_theta'],
+      [
+        { ...GLM_4_9B_CHAT_HF, partial_rotary_factor: undefined, rope_parameters: { partial_rotary_factor: '0.5' } },
+        'rope_parameters.partial_rotary_factor',
+      ],
+      [{ ...bare, rope_parameters: { rope_type: 'linear', rope_theta: 1e4, factor: '2' } }, 'config.json rope_parameters.factor'],
+      // this one used to say (got null) of a factor that was there
+      [{ ...LLAMA_3_1_8B, rope_scaling: { rope_type: 'linear', factor: '2' } }, 'config.json rope_scaling.factor'],
+    ];
+    for (const [config, key] of cases) {
+      const e = errorOf(() => modelSpecFromConfig(config));
+      expect(isAutoGlmError(e, 'model_load_failed'), key).toBe(true);
+      expect((e as Error).message, key).toContain(`${key} must be a positive number (got "`);
+    }
+    const v5 = modelSpecFromConfig({ ...bare, rope_parameters: { rope_type: 'linear', rope_theta: 5e5, factor: 2 } });
+    expect(v5.rope.theta).toBe(5e5);
+    expect(v5.rope.scaling).toEqual({ type: 'linear', factor: 2 });
+  });
+
   it('an absurd num_hidden_layers is refused before a layout entry is built for each layer', () => {
     // 1e9 layers used to fill the heap building the weight layout and abort the process.
     const e = errorOf(() => modelSpecFromConfig({ ...LLAMA_3_1_8B, num_hidden_layers: 1e9 }));

@@ -69,13 +69,11 @@ export function modelSpecFromConfig(config: ModelConfigJson): ModelSpec {
   const headDim = c.int('head_dim', d.headDim ?? Math.floor(hiddenSize / numHeads));
 
   // transformers v5 moved rope_theta / rope_scaling / partial_rotary_factor into rope_parameters.
-  const ropeParams = c.object('rope_parameters') ?? {};
-  const ropeScalingJson = c.object('rope_scaling') ?? ropeParams;
-  const theta = c.number('rope_theta', typeof ropeParams['rope_theta'] === 'number' ? ropeParams['rope_theta'] : d.ropeTheta);
-  const partial = c.number(
-    'partial_rotary_factor',
-    typeof ropeParams['partial_rotary_factor'] === 'number' ? ropeParams['partial_rotary_factor'] : d.partialRotaryFactor,
-  );
+  // A value there that is not a number is an error, not a reason to fall back to the default
+  // (a silently wrong theta loads and generates garbage).
+  const ropeScalingKey = c.object('rope_scaling') !== null ? 'rope_scaling' : 'rope_parameters';
+  const theta = c.number('rope_theta', c.nestedNumber('rope_parameters', 'rope_theta') ?? d.ropeTheta);
+  const partial = c.number('partial_rotary_factor', c.nestedNumber('rope_parameters', 'partial_rotary_factor') ?? d.partialRotaryFactor);
   const rotaryDim = Math.floor(headDim * partial);
   if (rotaryDim <= 0 || rotaryDim % 2 !== 0 || rotaryDim > headDim) {
     throw c.invalid(
@@ -103,7 +101,7 @@ export function modelSpecFromConfig(config: ModelConfigJson): ModelSpec {
     headDim,
     contextLength: c.int('max_position_embeddings', d.contextLength),
     norm: { eps: c.number('rms_norm_eps', d.rmsNormEps), onePlus: false },
-    rope: { layout: traits.ropeLayout, rotaryDim, theta, scaling: ropeScaling(ropeScalingJson, c) },
+    rope: { layout: traits.ropeLayout, rotaryDim, theta, scaling: ropeScaling(ropeScalingKey, c) },
     qkvBias: bias(traits.qkvBias),
     oBias: bias(traits.oBias),
     qkNorm: traits.qkNorm,
@@ -121,11 +119,13 @@ export function modelSpecFromConfig(config: ModelConfigJson): ModelSpec {
   return { ...spec, weights: weightLayout(spec) };
 }
 
-function ropeScaling(json: Record<string, unknown>, c: ConfigReader): RopeScaling {
+/** `key` is rope_scaling, or rope_parameters (transformers v5) when rope_scaling is absent. */
+function ropeScaling(key: 'rope_scaling' | 'rope_parameters', c: ConfigReader): RopeScaling {
+  const json = c.object(key) ?? {};
   const type = json['rope_type'] ?? json['type'] ?? 'default';
-  const num = (key: string): number => {
-    const v = json[key];
-    if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) throw c.invalid(`rope_scaling.${key}`, 'must be a positive number');
+  const num = (field: string): number => {
+    const v = c.nestedNumber(key, field);
+    if (v === undefined) throw new AutoGlmError('model_load_failed', `config.json ${key}.${field} must be a positive number (got null)`);
     return v;
   };
   switch (type) {
@@ -213,6 +213,16 @@ class ConfigReader {
   string(key: string, fallback: string): string {
     const v = this.config[key] ?? fallback;
     if (typeof v !== 'string') throw this.invalid(key, 'must be a string');
+    return v;
+  }
+
+  /** A number inside an object-valued key (rope_parameters.rope_theta); undefined when absent or null. */
+  nestedNumber(parent: string, key: string): number | undefined {
+    const v = this.object(parent)?.[key];
+    if (v === undefined || v === null) return undefined;
+    if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) {
+      throw new AutoGlmError('model_load_failed', `config.json ${parent}.${key} must be a positive number (got ${JSON.stringify(v)})`);
+    }
     return v;
   }
 
