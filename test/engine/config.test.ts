@@ -287,6 +287,22 @@ describe('modelSpecFromConfig', () => {
     expect(v5.rope.scaling).toEqual({ type: 'linear', factor: 2 });
   });
 
+  it('an odd head_dim, or more heads than hidden_size, names the keys at fault with the values in force', () => {
+    // used to blame partial_rotary_factor "(got null)" for an odd head_dim
+    const odd = errorOf(() => modelSpecFromConfig({ ...QWEN3_0_6B, head_dim: 31 }));
+    expect(isAutoGlmError(odd, 'model_load_failed')).toBe(true);
+    expect((odd as Error).message).toContain('config.json head_dim 31 x partial_rotary_factor 1 gives rotary dimension 31');
+    const derived = errorOf(() => modelSpecFromConfig({ ...LLAMA_3_1_8B, hidden_size: 4064 }));
+    expect((derived as Error).message).toContain('head_dim 127 (hidden_size / num_attention_heads) x partial_rotary_factor 1');
+    const glm = errorOf(() => modelSpecFromConfig({ ...GLM_4_9B_CHAT_HF, head_dim: undefined, partial_rotary_factor: 0.001 }));
+    expect((glm as Error).message).toContain('head_dim 128 (the default) x partial_rotary_factor 0.001 gives rotary dimension 0');
+    // used to say "head_dim must be a positive integer (got null)" of a key the file does not have
+    const tooMany = errorOf(() => modelSpecFromConfig({ ...LLAMA_3_1_8B, num_attention_heads: 8192, num_key_value_heads: 8 }));
+    expect((tooMany as Error).message).toBe(
+      'config.json num_attention_heads exceeds hidden_size (4096), leaving no dimensions for each head (no head_dim given) (got 8192)',
+    );
+  });
+
   it('an absurd num_hidden_layers is refused before a layout entry is built for each layer', () => {
     // 1e9 layers used to fill the heap building the weight layout and abort the process.
     const e = errorOf(() => modelSpecFromConfig({ ...LLAMA_3_1_8B, num_hidden_layers: 1e9 }));

@@ -66,6 +66,12 @@ export function modelSpecFromConfig(config: ModelConfigJson): ModelSpec {
   if (numHeads % numKvHeads !== 0) {
     throw c.invalid('num_key_value_heads', `must divide num_attention_heads (${numHeads})`);
   }
+  // Without head_dim, transformers divides hidden_size by the heads; blame those keys, not
+  // the head_dim the file does not have, when that leaves nothing.
+  const derivedHeadDim = config['head_dim'] == null && d.headDim === undefined;
+  if (derivedHeadDim && numHeads > hiddenSize) {
+    throw c.invalid('num_attention_heads', `exceeds hidden_size (${hiddenSize}), leaving no dimensions for each head (no head_dim given)`);
+  }
   const headDim = c.int('head_dim', d.headDim ?? Math.floor(hiddenSize / numHeads));
 
   // transformers v5 moved rope_theta / rope_scaling / partial_rotary_factor into rope_parameters.
@@ -76,9 +82,13 @@ export function modelSpecFromConfig(config: ModelConfigJson): ModelSpec {
   const partial = c.number('partial_rotary_factor', c.nestedNumber('rope_parameters', 'partial_rotary_factor') ?? d.partialRotaryFactor);
   const rotaryDim = Math.floor(headDim * partial);
   if (rotaryDim <= 0 || rotaryDim % 2 !== 0 || rotaryDim > headDim) {
-    throw c.invalid(
-      'partial_rotary_factor',
-      `gives rotary dimension ${rotaryDim} of head_dim ${headDim}; it must be even and in (0, head_dim]`,
+    // Either key may be at fault (an odd head_dim, a factor out of range), and either may be
+    // a default: name both with the values in force.
+    const headDimFrom = derivedHeadDim ? ' (hidden_size / num_attention_heads)' : config['head_dim'] == null ? ' (the default)' : '';
+    throw new AutoGlmError(
+      'model_load_failed',
+      `config.json head_dim ${headDim}${headDimFrom} x partial_rotary_factor ${partial} gives rotary dimension ${rotaryDim}; ` +
+        'RoPE rotates pairs of dimensions, so it must be even and in (0, head_dim]',
     );
   }
 
