@@ -1,11 +1,23 @@
+import { cpSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { loadModelSpec, modelSpecFromConfig } from '../../src/engine/model/config.js';
 import { generationDefaults, loadGenerationConfig } from '../../src/engine/model/generation-config.js';
 import { listWeights, parameterCount, ropeInvFreq } from '../../src/engine/model/model-spec.js';
 import { isAutoGlmError } from '../../src/errors.js';
 
 const root = join(import.meta.dirname, '..', '..');
+
+const dirs: string[] = [];
+afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+/** A copy of demo-stories to break. */
+function demoCopy(): string {
+  const d = mkdtempSync(join(tmpdir(), 'config-test-'));
+  dirs.push(d);
+  cpSync(join(root, 'models/demo-stories'), d, { recursive: true });
+  return d;
+}
 
 // Abridged from the checkpoints' published config.json files.
 const LLAMA_3_1_8B = {
@@ -330,5 +342,34 @@ describe('generation config', () => {
     const g = await loadGenerationConfig(join(root, 'test'), { eosTokenIds: [3], bosTokenId: null });
     expect(g.eosTokenIds).toEqual([3]);
     expect(g.temperature).toBeNull();
+  });
+
+  it('sampling defaults and EOS ids out of range or of the wrong type fail the load naming the key', async () => {
+    // Each of these used to load, then fail every request's step with internal_error (or, for
+    // a string temperature or a bad EOS id, be dropped without a word).
+    const cases: [Record<string, unknown>, string][] = [
+      [{ top_p: 0 }, 'generation_config.json top_p must be in (0, 1], got 0'],
+      [{ top_p: 5 }, 'generation_config.json top_p must be in (0, 1], got 5'],
+      [{ temperature: -1 }, 'generation_config.json temperature must be between 0 and 100, got -1'],
+      [{ temperature: '0.7' }, 'generation_config.json temperature must be a number (got "0.7")'],
+      [{ top_k: 0.5 }, 'generation_config.json top_k must be an integer >= -1'],
+      [{ min_p: 3 }, 'generation_config.json min_p must be in [0, 1], got 3'],
+      [{ repetition_penalty: 0 }, 'generation_config.json repetition_penalty must be in (0, 10], got 0'],
+      [{ eos_token_id: ['x', -3] }, 'generation_config.json eos_token_id must be a token id or a list of them (got ["x",-3])'],
+      [{ do_sample: 'yes' }, 'generation_config.json do_sample must be true or false (got "yes")'],
+    ];
+    for (const [json, message] of cases) {
+      const dir = demoCopy();
+      writeFileSync(join(dir, 'generation_config.json'), JSON.stringify({ bos_token_id: 256, eos_token_id: 257, ...json }));
+      const e = await loadGenerationConfig(dir, { eosTokenIds: [257], bosTokenId: 256 }).catch((x: unknown) => x);
+      expect(isAutoGlmError(e, 'model_load_failed'), message).toBe(true);
+      expect((e as Error).message).toContain(message);
+    }
+    // nulls are absent values, and top_k -1 / 0 disable top-k as in a request
+    const ok = generationDefaults(
+      { temperature: null, top_k: -1, eos_token_id: null, do_sample: null },
+      { eosTokenIds: [2], bosTokenId: 1 },
+    );
+    expect(ok).toMatchObject({ temperature: null, topK: -1, eosTokenIds: [2], doSample: null });
   });
 });

@@ -4,6 +4,8 @@
  */
 import { access } from 'node:fs/promises';
 import { join } from 'node:path';
+import { AutoGlmError, isAutoGlmError } from '../../errors.js';
+import { validateSampling } from '../request-validation.js';
 import { readJsonFile } from './config.js';
 import type { ModelSpec } from './model-spec.js';
 
@@ -34,25 +36,59 @@ export async function loadGenerationConfig(dir: string, spec: Pick<ModelSpec, 'e
   return generationDefaults(json, spec);
 }
 
+/**
+ * The EOS ids and sampling defaults change what every request does, so a value of the wrong
+ * type or out of range fails the load naming the key: applied to each request, it would
+ * otherwise fail every step that holds one (internal_error) or sample from garbage.
+ * bos/pad/max_new_tokens are informational and read leniently.
+ */
 export function generationDefaults(json: Record<string, unknown>, spec: Pick<ModelSpec, 'eosTokenIds' | 'bosTokenId'>): GenerationDefaults {
-  const ids = (v: unknown): number[] =>
-    (Array.isArray(v) ? v : v === undefined || v === null ? [] : [v]).filter((x): x is number => Number.isInteger(x) && x >= 0);
-  const num = (key: string): number | null => {
+  const bad = (key: string, rule: string): AutoGlmError =>
+    new AutoGlmError('model_load_failed', `generation_config.json ${key} must be ${rule} (got ${JSON.stringify(json[key])})`);
+  const lenient = (key: string): number | null => {
     const v = json[key];
     return typeof v === 'number' && Number.isFinite(v) ? v : null;
   };
-  const bos = num('bos_token_id');
-  const pad = num('pad_token_id');
-  return {
-    eosTokenIds: [...new Set([...spec.eosTokenIds, ...ids(json['eos_token_id'])])],
-    bosTokenId: spec.bosTokenId ?? (bos !== null && Number.isInteger(bos) ? bos : null),
-    padTokenId: pad !== null && Number.isInteger(pad) ? pad : null,
-    doSample: typeof json['do_sample'] === 'boolean' ? json['do_sample'] : null,
+  const num = (key: string): number | null => {
+    const v = json[key];
+    if (v === undefined || v === null) return null;
+    if (typeof v !== 'number' || !Number.isFinite(v)) throw bad(key, 'a number');
+    return v;
+  };
+  const eos = json['eos_token_id'];
+  const eosList = Array.isArray(eos) ? eos : eos === undefined || eos === null ? [] : [eos];
+  if (!eosList.every((x) => Number.isInteger(x) && (x as number) >= 0)) throw bad('eos_token_id', 'a token id or a list of them');
+  const doSample = json['do_sample'];
+  if (doSample !== undefined && doSample !== null && typeof doSample !== 'boolean') throw bad('do_sample', 'true or false');
+
+  const sampling = {
     temperature: num('temperature'),
     topP: num('top_p'),
     topK: num('top_k'),
     minP: num('min_p'),
     repetitionPenalty: num('repetition_penalty'),
-    maxNewTokens: num('max_new_tokens'),
+  };
+  // The same ranges a request's own values must be in: the defaults stand in for them.
+  try {
+    validateSampling({
+      temperature: sampling.temperature ?? undefined,
+      topP: sampling.topP ?? undefined,
+      topK: sampling.topK ?? undefined,
+      minP: sampling.minP ?? undefined,
+      repetitionPenalty: sampling.repetitionPenalty ?? undefined,
+    });
+  } catch (e) {
+    if (!isAutoGlmError(e)) throw e;
+    throw new AutoGlmError('model_load_failed', `generation_config.json ${e.message}`, { cause: e });
+  }
+  const bos = lenient('bos_token_id');
+  const pad = lenient('pad_token_id');
+  return {
+    eosTokenIds: [...new Set([...spec.eosTokenIds, ...(eosList as number[])])],
+    bosTokenId: spec.bosTokenId ?? (bos !== null && Number.isInteger(bos) ? bos : null),
+    padTokenId: pad !== null && Number.isInteger(pad) ? pad : null,
+    doSample: typeof doSample === 'boolean' ? doSample : null,
+    ...sampling,
+    maxNewTokens: lenient('max_new_tokens'),
   };
 }
