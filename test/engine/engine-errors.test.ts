@@ -1,5 +1,6 @@
 /** Bad folders and bad requests get typed errors before any GPU work, and never disturb the engine. */
-import { cp, mkdtemp, rm, truncate, stat } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import { cp, mkdir, mkdtemp, rm, truncate, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -40,6 +41,27 @@ describe('engine errors', () => {
     const e = await errorOf(Engine.load(dir));
     expect(isAutoGlmError(e, 'invalid_safetensors')).toBe(true);
     expect((e as Error).message).toContain('model.safetensors');
+  });
+
+  it('a FIFO or a folder in place of a JSON file fails at once naming the file', async () => {
+    // A FIFO without a writer used to block the load forever; a folder failed with a bare EISDIR.
+    const cases: [string, 'fifo' | 'folder', string][] = [
+      ['config.json', 'fifo', 'model_load_failed'],
+      ['tokenizer.json', 'fifo', 'tokenizer_error'],
+      ['tokenizer_config.json', 'folder', 'tokenizer_error'],
+      ['generation_config.json', 'folder', 'model_load_failed'],
+    ];
+    for (const [file, kind, code] of cases) {
+      const dir = join(root, `${kind}-${file}`);
+      await cp(DEMO, dir, { recursive: true });
+      await rm(join(dir, file));
+      if (kind === 'fifo') execFileSync('mkfifo', [join(dir, file)]);
+      else await mkdir(join(dir, file));
+      const e = await errorOf(Engine.load(dir));
+      expect(isAutoGlmError(e), file).toBe(true);
+      expect((e as { code: string }).code, file).toBe(code);
+      expect((e as Error).message).toBe(`cannot read ${join(dir, file)}: it is ${kind === 'fifo' ? 'a FIFO' : 'a folder'}, not a file`);
+    }
   });
 
   it('a prompt longer than the context is context_length_exceeded, and the engine keeps serving', async () => {

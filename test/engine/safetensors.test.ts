@@ -1,4 +1,5 @@
-import { mkdtempSync, readFileSync, rmSync, truncateSync, unlinkSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, truncateSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -233,6 +234,22 @@ describe('corrupted model folders give clear errors naming file and tensor', asy
     expect(e.message).toContain(`tensor "${Q}": dtype I32 is not supported (F32, F16, BF16)`);
   });
 
+  it('a folder or a FIFO where model.safetensors should be is refused by name', async () => {
+    // a folder used to fail as "cannot load the model in DIR: EISDIR", naming no file
+    const a = fresh();
+    unlinkSync(a.file);
+    mkdirSync(a.file);
+    const e1 = await loadError(a.dir);
+    expect(e1.code).toBe('invalid_safetensors');
+    expect(e1.message).toBe(`${a.file}: is a folder, not a file`);
+    // a FIFO used to block the load forever in open()
+    const b = fresh();
+    unlinkSync(b.file);
+    execFileSync('mkfifo', [b.file]);
+    const e2 = await loadError(b.dir);
+    expect(e2.message).toBe(`${b.file}: is a FIFO, not a file`);
+  });
+
   it('no weights at all', async () => {
     const { dir, file } = fresh();
     unlinkSync(file);
@@ -282,5 +299,25 @@ describe('sharded folders', async () => {
     const e2 = await loadError(broken);
     expect(e2.message).toContain(join(broken, 'model-00001-of-00003.safetensors'));
     expect(e2.message).toContain('tensor "model.norm.weight": listed in model.safetensors.index.json but not in this shard');
+  });
+
+  it('an index naming the folder itself ("") or a folder as a shard is refused by name', async () => {
+    const broken = tempDir();
+    for (const f of readdirSync(dir)) writeFileSync(join(broken, f), readFileSync(join(dir, f)));
+    const index = JSON.parse(readFileSync(join(dir, 'model.safetensors.index.json'), 'utf8')) as { weight_map: Record<string, string> };
+    // "" joined to the folder is the folder: it used to fail as a bare EISDIR
+    writeFileSync(
+      join(broken, 'model.safetensors.index.json'),
+      JSON.stringify({ weight_map: { ...index.weight_map, 'model.norm.weight': '' } }),
+    );
+    const e = await loadError(broken);
+    expect(e.code).toBe('invalid_safetensors');
+    expect(e.message).toContain('tensor "model.norm.weight" maps to "", not a file name in the folder');
+    mkdirSync(join(broken, 'shard-folder'));
+    writeFileSync(
+      join(broken, 'model.safetensors.index.json'),
+      JSON.stringify({ weight_map: { ...index.weight_map, 'model.norm.weight': 'shard-folder' } }),
+    );
+    expect((await loadError(broken)).message).toBe(`${join(broken, 'shard-folder')}: is a folder, not a file`);
   });
 });

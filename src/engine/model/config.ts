@@ -7,6 +7,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { AutoGlmError } from '../../errors.js';
 import { ARCHITECTURES } from './architectures.js';
+import { fileProblem } from './model-file.js';
 import { SUPPORTED_ARCHITECTURES, type Architecture, type ModelSpec, type RopeScaling } from './model-spec.js';
 import { weightLayout } from './weight-names.js';
 
@@ -25,6 +26,8 @@ export async function loadModelSpec(dir: string): Promise<ModelSpec> {
 }
 
 export async function readJsonFile(file: string): Promise<ModelConfigJson> {
+  const problem = await fileProblem(file);
+  if (problem) throw new AutoGlmError('model_load_failed', `cannot read ${file}: it ${problem.problem}`);
   let text: string;
   try {
     text = await readFile(file, 'utf8');

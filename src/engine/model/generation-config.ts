@@ -2,11 +2,11 @@
  * generation_config.json: the EOS ids generation stops on (often several: Llama 3 lists
  * <|end_of_text|>, <|eom_id|>, <|eot_id|>) and the model's default sampling settings.
  */
-import { access } from 'node:fs/promises';
 import { join } from 'node:path';
 import { AutoGlmError, isAutoGlmError } from '../../errors.js';
 import { validateSampling } from '../request-validation.js';
 import { readJsonFile } from './config.js';
+import { fileProblem } from './model-file.js';
 import type { ModelSpec } from './model-spec.js';
 
 export interface GenerationDefaults {
@@ -26,14 +26,9 @@ export interface GenerationDefaults {
 
 export async function loadGenerationConfig(dir: string, spec: Pick<ModelSpec, 'eosTokenIds' | 'bosTokenId'>): Promise<GenerationDefaults> {
   const file = join(dir, 'generation_config.json');
-  let json: Record<string, unknown> = {};
-  try {
-    await access(file);
-    json = await readJsonFile(file);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
-  }
-  return generationDefaults(json, spec);
+  // optional; anything else in its place (a folder, a FIFO) is an error readJsonFile names
+  if ((await fileProblem(file))?.missing) return generationDefaults({}, spec);
+  return generationDefaults(await readJsonFile(file), spec);
 }
 
 /**

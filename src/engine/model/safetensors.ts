@@ -7,6 +7,7 @@
 import { open, type FileHandle } from 'node:fs/promises';
 import { AutoGlmError } from '../../errors.js';
 import { DTYPE_BYTES, type SafetensorsDtype } from './dtype-convert.js';
+import { fileProblem } from './model-file.js';
 
 /** Byte sizes of every dtype the format defines; only F32/F16/BF16 can be converted. */
 const ALL_DTYPE_BYTES: Record<string, number> = {
@@ -68,6 +69,8 @@ export class SafetensorsFile {
   ) {}
 
   static async open(path: string): Promise<SafetensorsFile> {
+    const problem = await fileProblem(path);
+    if (problem) throw invalidSafetensors(path, problem.problem);
     let handle: FileHandle;
     try {
       handle = await open(path, 'r');

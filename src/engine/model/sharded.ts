@@ -80,7 +80,7 @@ async function openSharded(dir: string, indexPath: string): Promise<ModelWeights
   const entries = Object.entries(map as Record<string, unknown>);
   const byFileName = new Map<string, string[]>();
   for (const [tensor, fileName] of entries) {
-    if (typeof fileName !== 'string' || fileName.includes('/') || fileName.includes('\\') || fileName.startsWith('.')) {
+    if (typeof fileName !== 'string' || fileName === '' || fileName.includes('/') || fileName.includes('\\') || fileName.startsWith('.')) {
       throw new AutoGlmError(
         'invalid_safetensors',
         `${indexPath}: tensor "${tensor}" maps to ${JSON.stringify(fileName)}, not a file name in the folder`,

@@ -6,6 +6,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
 import { AutoGlmError } from '../../errors.js';
+import { fileProblem } from '../model/model-file.js';
 import type { ChatMessage } from '../types.js';
 import { ChatTemplate, selectTemplateSource, type RenderChatOptions } from './chat-template.js';
 
@@ -121,6 +122,9 @@ function tokenContent(v: unknown): string | null {
 }
 
 async function readText(file: string): Promise<string | null> {
+  const problem = await fileProblem(file);
+  if (problem?.missing) return null;
+  if (problem) throw new AutoGlmError('tokenizer_error', `cannot read ${file}: it ${problem.problem}`);
   try {
     return await readFile(file, 'utf8');
   } catch (e) {
