@@ -1,6 +1,6 @@
 /** Bad folders and bad requests get typed errors before any GPU work, and never disturb the engine. */
 import { execFileSync } from 'node:child_process';
-import { cp, mkdir, mkdtemp, rm, truncate, stat } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, rm, symlink, truncate, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -61,6 +61,35 @@ describe('engine errors', () => {
       expect(isAutoGlmError(e), file).toBe(true);
       expect((e as { code: string }).code, file).toBe(code);
       expect((e as Error).message).toBe(`cannot read ${join(dir, file)}: it is ${kind === 'fifo' ? 'a FIFO' : 'a folder'}, not a file`);
+    }
+  });
+
+  it('a Hugging Face cache folder of links loads; a dangling link is an error even for an optional file', async () => {
+    // snapshots/<rev>/* are links into blobs/, as huggingface_hub lays them out
+    const blobs = join(root, 'hf-cache', 'blobs');
+    const snapshot = join(root, 'hf-cache', 'snapshots', 'rev');
+    await cp(DEMO, blobs, { recursive: true });
+    await mkdir(snapshot, { recursive: true });
+    for (const f of ['config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json', 'generation_config.json']) {
+      await symlink(join('..', '..', 'blobs', f), join(snapshot, f));
+    }
+    const loaded = await Engine.load(snapshot);
+    await loaded.close();
+    // An interrupted download: generation_config.json (or chat_template.jinja) used to be
+    // skipped as absent, losing its EOS ids and sampling defaults without a word.
+    for (const [file, code] of [
+      ['generation_config.json', 'model_load_failed'],
+      ['chat_template.jinja', 'tokenizer_error'],
+    ] as const) {
+      const dir = join(root, `dangling-${file}`);
+      await cp(DEMO, dir, { recursive: true });
+      await rm(join(dir, file), { force: true });
+      await symlink('../../blobs/0123abcd', join(dir, file));
+      const e = await errorOf(Engine.load(dir));
+      expect(isAutoGlmError(e, code), `${file}: ${String(e)}`).toBe(true);
+      expect((e as Error).message).toBe(
+        `cannot read ${join(dir, file)}: it is a symbolic link to ../../blobs/0123abcd, whose target does not exist (an interrupted download?)`,
+      );
     }
   });
 

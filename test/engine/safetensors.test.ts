@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, truncateSync, unlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, truncateSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -250,6 +250,22 @@ describe('corrupted model folders give clear errors naming file and tensor', asy
     expect(e2.message).toBe(`${b.file}: is a FIFO, not a file`);
   });
 
+  it('a dangling or looping symbolic link for model.safetensors names the link and its target', async () => {
+    // used to say "neither model.safetensors nor ... found (folder holds: ..., model.safetensors, ...)"
+    const a = fresh();
+    unlinkSync(a.file);
+    symlinkSync('../../blobs/4d7a2146', a.file);
+    const e1 = await loadError(a.dir);
+    expect(e1.code).toBe('invalid_safetensors');
+    expect(e1.message).toBe(
+      `${a.file}: is a symbolic link to ../../blobs/4d7a2146, whose target does not exist (an interrupted download?)`,
+    );
+    const b = fresh();
+    unlinkSync(b.file);
+    symlinkSync('model.safetensors', b.file);
+    expect((await loadError(b.dir)).message).toBe(`${b.file}: is a symbolic link to model.safetensors, which loops back on itself`);
+  });
+
   it('no weights at all', async () => {
     const { dir, file } = fresh();
     unlinkSync(file);
@@ -299,6 +315,18 @@ describe('sharded folders', async () => {
     const e2 = await loadError(broken);
     expect(e2.message).toContain(join(broken, 'model-00001-of-00003.safetensors'));
     expect(e2.message).toContain('tensor "model.norm.weight": listed in model.safetensors.index.json but not in this shard');
+  });
+
+  it('a shard that is a dangling symbolic link is reported as one, not as missing', async () => {
+    const broken = tempDir();
+    for (const f of readdirSync(dir)) writeFileSync(join(broken, f), readFileSync(join(dir, f)));
+    unlinkSync(join(broken, 'model-00002-of-00003.safetensors'));
+    symlinkSync('/nonexistent/blob', join(broken, 'model-00002-of-00003.safetensors'));
+    const e = await loadError(broken);
+    expect(e.code).toBe('invalid_safetensors');
+    expect(e.message).toBe(
+      `${join(broken, 'model-00002-of-00003.safetensors')}: is a symbolic link to /nonexistent/blob, whose target does not exist (an interrupted download?)`,
+    );
   });
 
   it('an index naming the folder itself ("") or a folder as a shard is refused by name', async () => {

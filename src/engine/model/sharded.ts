@@ -3,12 +3,13 @@
  * (model.safetensors.index.json + shards), behind one streaming interface: the uploader
  * asks for one tensor at a time, converted to f32 values or f16 bits.
  */
-import { access, readdir } from 'node:fs/promises';
+import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { AutoGlmError } from '../../errors.js';
 import { toFloat16Bits, toFloat32 } from './dtype-convert.js';
 import { listWeights, type ModelSpec } from './model-spec.js';
 import { readJsonFile } from './config.js';
+import { fileProblem } from './model-file.js';
 import { SafetensorsFile, invalidSafetensors, isSupportedDtype, type RowRange, type TensorInfo } from './safetensors.js';
 
 export type { RowRange, TensorInfo } from './safetensors.js';
@@ -41,7 +42,8 @@ export interface ModelWeights {
 
 export async function openModelWeights(dir: string, options: OpenModelWeightsOptions = {}): Promise<ModelWeights> {
   const indexPath = join(dir, INDEX_FILE);
-  const weights = (await exists(indexPath)) ? await openSharded(dir, indexPath) : await openSingle(dir);
+  // anything at the index's path (a broken link included) makes the folder sharded, and its fault is reported
+  const weights = (await fileProblem(indexPath))?.missing ? await openSingle(dir) : await openSharded(dir, indexPath);
   if (options.spec) {
     try {
       weights.validate(options.spec);
@@ -55,7 +57,7 @@ export async function openModelWeights(dir: string, options: OpenModelWeightsOpt
 
 async function openSingle(dir: string): Promise<ModelWeightsReader> {
   const path = join(dir, SINGLE_FILE);
-  if (!(await exists(path))) {
+  if ((await fileProblem(path))?.missing) {
     let listing = '';
     try {
       listing = (await readdir(dir)).join(', ');
@@ -95,7 +97,7 @@ async function openSharded(dir: string, indexPath: string): Promise<ModelWeights
   try {
     for (const [fileName, tensors] of byFileName) {
       const path = join(dir, fileName);
-      if (!(await exists(path))) {
+      if ((await fileProblem(path))?.missing) {
         throw new AutoGlmError(
           'invalid_safetensors',
           `${indexPath}: shard ${fileName} (holding "${tensors[0]}" and ${tensors.length - 1} more) is missing`,
@@ -172,14 +174,5 @@ class ModelWeightsReader implements ModelWeights {
 
   private where(): string {
     return this.shardFiles.length === 1 ? this.shardFiles[0]!.path : join(this.dir, INDEX_FILE);
-  }
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await access(path);
-    return true;
-  } catch {
-    return false;
   }
 }
