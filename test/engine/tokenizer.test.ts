@@ -1,6 +1,7 @@
-import { readFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { loadTokenizer } from '../../src/engine/tokenizer/index.js';
 import { isAutoGlmError } from '../../src/errors.js';
 
@@ -105,6 +106,50 @@ describe('demo-stories tokenizer (byte level)', async () => {
 });
 
 describe('tokenizer errors', () => {
+  const dirs: string[] = [];
+  afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+  /** demo-stories' tokenizer files with tokenizer_config.json's chat_template replaced. */
+  function withTemplate(chatTemplate: unknown, jinja?: string): string {
+    const d = mkdtempSync(join(tmpdir(), 'tok-test-'));
+    dirs.push(d);
+    cpSync(join(DEMO, 'tokenizer.json'), join(d, 'tokenizer.json'));
+    const config = JSON.parse(readFileSync(join(DEMO, 'tokenizer_config.json'), 'utf8')) as Record<string, unknown>;
+    writeFileSync(join(d, 'tokenizer_config.json'), JSON.stringify({ ...config, chat_template: chatTemplate }));
+    if (jinja !== undefined) writeFileSync(join(d, 'chat_template.jinja'), jinja);
+    return d;
+  }
+
+  it('a chat template that does not parse names the file it came from', async () => {
+    // both used to say only "chat template does not parse"
+    const a = withTemplate('{% for m in messages %}{{ m.content }');
+    const e1 = await loadTokenizer(a).catch((e: unknown) => e);
+    expect(isAutoGlmError(e1, 'tokenizer_error')).toBe(true);
+    expect((e1 as Error).message).toMatch(new RegExp(`^${join(a, 'tokenizer_config.json')} chat_template does not parse: `));
+    const b = withTemplate('{{ bos_token }}', '{% if %}');
+    const e2 = await loadTokenizer(b).catch((e: unknown) => e);
+    expect(isAutoGlmError(e2, 'tokenizer_error')).toBe(true);
+    expect((e2 as Error).message).toMatch(new RegExp(`^${join(b, 'chat_template.jinja')} does not parse: `));
+  });
+
+  it('a chat_template of the wrong shape is a tokenizer_error, not a model without a template', async () => {
+    // these used to load with no template, and chat requests were told the model has none
+    for (const bad of [5, [{ name: 1 }], [], [{ name: 'default', template: 'x' }, { name: 'tool_use' }], { default: 3 }]) {
+      const e = await loadTokenizer(withTemplate(bad)).catch((x: unknown) => x);
+      expect(isAutoGlmError(e, 'tokenizer_error'), JSON.stringify(bad)).toBe(true);
+      expect((e as Error).message).toContain(
+        'tokenizer_config.json chat_template must be a string or a list of {"name", "template"} objects',
+      );
+    }
+    const named = await loadTokenizer(
+      withTemplate([
+        { name: 'tool_use', template: 'T' },
+        { name: 'default', template: 'D' },
+      ]),
+    );
+    expect(named.renderChat([{ role: 'user', content: 'x' }])).toBe('D');
+    expect((await loadTokenizer(withTemplate(null))).chatTemplate).toBeNull();
+  });
+
   it('a folder without tokenizer.json is a tokenizer_error naming the file', async () => {
     const err = await loadTokenizer(join(root, 'test')).catch((e: unknown) => e);
     expect(isAutoGlmError(err, 'tokenizer_error')).toBe(true);

@@ -21,11 +21,13 @@ export class ChatTemplate {
     readonly source: string,
     /** bos_token, eos_token and the other special token strings the template may use. */
     private readonly specialTokens: Record<string, string>,
+    /** Where the source came from, for the parse error: a model has two places for it. */
+    origin = 'chat template',
   ) {
     try {
       this.template = new Template(source);
     } catch (e) {
-      throw new AutoGlmError('tokenizer_error', `chat template does not parse: ${(e as Error).message}`, { cause: e });
+      throw new AutoGlmError('tokenizer_error', `${origin} does not parse: ${(e as Error).message}`, { cause: e });
     }
   }
 
@@ -48,21 +50,34 @@ export class ChatTemplate {
   }
 }
 
-/** Picks the template source: chat_template.jinja wins over tokenizer_config.json, as in transformers. */
+/**
+ * Picks the template source: chat_template.jinja wins over tokenizer_config.json, as in
+ * transformers. A chat_template of another shape is an error, not "no template": the model
+ * meant to have one, and chat requests would otherwise be told it has none.
+ */
 export function selectTemplateSource(fileTemplate: string | null, configTemplate: unknown): string | null {
   if (fileTemplate !== null) return fileTemplate;
-  if (typeof configTemplate === 'string') return configTemplate;
-  if (Array.isArray(configTemplate)) {
-    const named = configTemplate.filter(
-      (t): t is { name: string; template: string } =>
-        t !== null && typeof t === 'object' && typeof t.name === 'string' && typeof t.template === 'string',
+  if (configTemplate === undefined || configTemplate === null || typeof configTemplate === 'string') return configTemplate ?? null;
+  const malformed = (): AutoGlmError =>
+    new AutoGlmError(
+      'tokenizer_error',
+      'tokenizer_config.json chat_template must be a string or a list of {"name", "template"} objects ' +
+        `(got ${JSON.stringify(configTemplate).slice(0, 200)})`,
     );
-    return (named.find((t) => t.name === 'default') ?? named[0])?.template ?? null;
+  if (Array.isArray(configTemplate)) {
+    const isNamed = (t: unknown): t is { name: string; template: string } =>
+      t !== null &&
+      typeof t === 'object' &&
+      typeof (t as { name?: unknown }).name === 'string' &&
+      typeof (t as { template?: unknown }).template === 'string';
+    if (configTemplate.length === 0 || !configTemplate.every(isNamed)) throw malformed();
+    return (configTemplate.find((t) => t.name === 'default') ?? configTemplate[0]!).template;
   }
-  if (configTemplate !== null && typeof configTemplate === 'object') {
+  if (typeof configTemplate === 'object') {
     const map = configTemplate as Record<string, unknown>;
     const def = map['default'] ?? Object.values(map)[0];
-    return typeof def === 'string' ? def : null;
+    if (typeof def !== 'string') throw malformed();
+    return def;
   }
-  return null;
+  throw malformed();
 }

@@ -36,6 +36,8 @@ export class Tokenizer {
     private readonly hf: HfTokenizer,
     config: Record<string, unknown>,
     templateSource: string | null,
+    /** The template's file (and key), for its parse error. */
+    templateOrigin?: string,
   ) {
     const added = hf.get_added_tokens_decoder();
     this.specialIds = new Set([...added].filter(([, t]) => t.special).map(([id]) => id));
@@ -52,7 +54,7 @@ export class Tokenizer {
       const content = tokenContent(config[key]);
       if (content !== null) special[key] = content;
     }
-    this.chatTemplate = templateSource === null ? null : new ChatTemplate(templateSource, special);
+    this.chatTemplate = templateSource === null ? null : new ChatTemplate(templateSource, special, templateOrigin);
   }
 
   encode(text: string, options: EncodeOptions = {}): number[] {
@@ -101,7 +103,8 @@ export class Tokenizer {
 export async function loadTokenizer(dir: string): Promise<Tokenizer> {
   const tokenizerJson = await readJson(join(dir, 'tokenizer.json'), true);
   const config = (await readJson(join(dir, 'tokenizer_config.json'), false)) ?? {};
-  const fileTemplate = await readText(join(dir, 'chat_template.jinja'));
+  const templateFile = join(dir, 'chat_template.jinja');
+  const fileTemplate = await readText(templateFile);
   let hf: HfTokenizer;
   try {
     hf = new HfTokenizer(tokenizerJson!, config);
@@ -110,7 +113,8 @@ export async function loadTokenizer(dir: string): Promise<Tokenizer> {
       cause: e,
     });
   }
-  return new Tokenizer(hf, config, selectTemplateSource(fileTemplate, config['chat_template']));
+  const templateOrigin = fileTemplate !== null ? templateFile : `${join(dir, 'tokenizer_config.json')} chat_template`;
+  return new Tokenizer(hf, config, selectTemplateSource(fileTemplate, config['chat_template']), templateOrigin);
 }
 
 /** tokenizer_config.json writes special tokens as a string or as {content: "..."}. */
