@@ -289,10 +289,29 @@ export class Engine implements InferenceEngine {
 
   private promptTokens_(request: GenerateRequest): number[] {
     const p = request.prompt;
-    if (typeof p === 'string') return this.folder.tokenizer.encode(p, { addSpecialTokens: true });
+    if (typeof p === 'string') return this.embeddable(this.folder.tokenizer.encode(p, { addSpecialTokens: true }), 'prompt');
     if (p.length > 0 && typeof p[0] === 'number') return p as number[];
     if (p.length === 0) return [];
-    return this.folder.tokenizer.applyChatTemplate(p as ChatMessage[], { addGenerationPrompt: true, ...request.chatTemplateKwargs });
+    const ids = this.folder.tokenizer.applyChatTemplate(p as ChatMessage[], { addGenerationPrompt: true, ...request.chatTemplateKwargs });
+    return this.embeddable(ids, 'messages');
+  }
+
+  /**
+   * A tokenizer may define added tokens past the model's vocab_size (a pad token a fine-tune
+   * added without resizing the embeddings; loading refuses only a base vocabulary that does
+   * not fit). A prompt using one is refused here: inside a step it would fail every request
+   * batched with it.
+   */
+  private embeddable(ids: number[], param: string): number[] {
+    const vocab = this.folder.spec.vocabSize;
+    const bad = ids.find((id) => id >= vocab);
+    if (bad === undefined) return ids;
+    throw new AutoGlmError(
+      'invalid_request',
+      `the ${param} encodes to token ${JSON.stringify(this.folder.tokenizer.tokenString(bad) ?? '')} (id ${bad}), ` +
+        `which the tokenizer defines but the model's vocabulary of ${vocab} lacks`,
+      { param },
+    );
   }
 
   private cacheKeyOf(request: GenerateRequest, promptTokenIds: number[], maxTokens: number, sampling: ResolvedSampling): string {

@@ -38,6 +38,7 @@ export async function loadModelFolder(dir: string): Promise<LoadedModelFolder> {
     let generation: GenerationDefaults;
     try {
       tokenizer = await loadTokenizer(dir);
+      checkTokenizerFitsModel(tokenizer, spec);
       generation = await loadGenerationConfig(dir, spec);
     } catch (e) {
       await weights.close();
@@ -57,4 +58,20 @@ export async function loadModelFolder(dir: string): Promise<LoadedModelFolder> {
     if (isAutoGlmError(e)) throw e;
     throw new AutoGlmError('model_load_failed', `cannot load the model in ${dir}: ${(e as Error).message}`, { cause: e });
   }
+}
+
+/**
+ * Plain text encodes to ids of the tokenizer's base vocabulary; when those run past the
+ * embedding table the tokenizer belongs to another model, and every text request would
+ * fail inside a step (taking the requests batched with it along). Added tokens past
+ * vocab_size (a pad token a fine-tune added without resizing) are tolerated here: only a
+ * prompt that uses one is refused, at admission.
+ */
+function checkTokenizerFitsModel(tokenizer: Tokenizer, spec: ModelSpec): void {
+  if (tokenizer.baseVocabSize <= spec.vocabSize) return;
+  throw new AutoGlmError(
+    'model_load_failed',
+    `tokenizer.json's vocabulary runs to id ${tokenizer.baseVocabSize - 1}, past config.json vocab_size ${spec.vocabSize}: ` +
+      'the tokenizer files belong to a different model',
+  );
 }

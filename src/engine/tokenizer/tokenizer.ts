@@ -30,6 +30,8 @@ export class Tokenizer {
   readonly eosToken: string | null;
   /** Largest id + 1 over the vocabulary and added tokens. */
   readonly vocabSize: number;
+  /** Largest id + 1 over the vocabulary without added tokens: the ids plain text encodes to. */
+  readonly baseVocabSize: number;
   readonly chatTemplate: ChatTemplate | null;
 
   constructor(
@@ -46,9 +48,8 @@ export class Tokenizer {
     this.bosTokenId = this.bosToken === null ? null : (hf.token_to_id(this.bosToken) ?? null);
     const eosId = this.eosToken === null ? undefined : hf.token_to_id(this.eosToken);
     this.eosTokenIds = eosId === undefined ? [] : [eosId];
-    let maxId = -1;
-    for (const id of hf.get_vocab(true).values()) if (id > maxId) maxId = id;
-    this.vocabSize = maxId + 1;
+    this.vocabSize = maxIdOf(hf.get_vocab(true).values()) + 1;
+    this.baseVocabSize = maxIdOf(hf.get_vocab(false).values()) + 1;
     const special: Record<string, string> = {};
     for (const key of ['bos_token', 'eos_token', 'unk_token', 'pad_token', 'sep_token', 'cls_token', 'mask_token']) {
       const content = tokenContent(config[key]);
@@ -115,6 +116,12 @@ export async function loadTokenizer(dir: string): Promise<Tokenizer> {
   }
   const templateOrigin = fileTemplate !== null ? templateFile : `${join(dir, 'tokenizer_config.json')} chat_template`;
   return new Tokenizer(hf, config, selectTemplateSource(fileTemplate, config['chat_template']), templateOrigin);
+}
+
+function maxIdOf(ids: Iterable<number>): number {
+  let max = -1;
+  for (const id of ids) if (id > max) max = id;
+  return max;
 }
 
 /** tokenizer_config.json writes special tokens as a string or as {content: "..."}. */
