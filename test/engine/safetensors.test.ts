@@ -215,6 +215,18 @@ describe('corrupted model folders give clear errors naming file and tensor', asy
     expect(e.message).toContain(`tensor "${K}": missing`);
   });
 
+  it('a missing LM head names tie_word_embeddings, the key that asks for it', async () => {
+    const { dir, file } = fresh();
+    rewriteHeader(file, (h) => delete h['lm_head.weight']);
+    const e = await loadError(dir);
+    expect(e.code).toBe('invalid_safetensors');
+    // used to end at 'tensor "lm_head.weight": missing'
+    expect(e.message).toBe(
+      `${file}: tensor "lm_head.weight": missing, and config.json leaves the embeddings untied ` +
+        '(tie_word_embeddings false or absent), so the checkpoint must hold its own LM head',
+    );
+  });
+
   it('wrong shape (same bytes)', async () => {
     const { dir, file } = fresh();
     rewriteHeader(file, (h) => (h[K]!.shape = [64, 32]));

@@ -156,6 +156,15 @@ class ModelWeightsReader implements ModelWeights {
 
   validate(spec: ModelSpec): void {
     for (const ref of listWeights(spec.weights)) {
+      // A missing LM head most often means a tied checkpoint whose config.json does not say
+      // so (tie_word_embeddings absent, defaulting to false): name the key that decides it.
+      if (ref === spec.weights.lmHead && !this.has(ref.name)) {
+        throw new AutoGlmError(
+          'invalid_safetensors',
+          `${this.where()}: tensor "${ref.name}": missing, and config.json leaves the embeddings untied ` +
+            '(tie_word_embeddings false or absent), so the checkpoint must hold its own LM head',
+        );
+      }
       const t = this.info(ref.name);
       if (!isSupportedDtype(t.dtype)) throw invalidSafetensors(t.file, `dtype ${t.dtype} is not supported (F32, F16, BF16)`, ref.name);
       if (t.shape.length !== ref.shape.length || t.shape.some((d, i) => d !== ref.shape[i])) {
