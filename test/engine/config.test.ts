@@ -364,6 +364,8 @@ describe('generation config', () => {
       const e = await loadGenerationConfig(dir, { eosTokenIds: [257], bosTokenId: 256 }).catch((x: unknown) => x);
       expect(isAutoGlmError(e, 'model_load_failed'), message).toBe(true);
       expect((e as Error).message).toContain(message);
+      // a cause would repeat the message in the server's log line ("...got 0: top_p must be...")
+      expect((e as Error).cause).toBeUndefined();
     }
     // nulls are absent values, and top_k -1 / 0 disable top-k as in a request
     const ok = generationDefaults(

@@ -74,7 +74,8 @@ export function generationDefaults(json: Record<string, unknown>, spec: Pick<Mod
     });
   } catch (e) {
     if (!isAutoGlmError(e)) throw e;
-    throw new AutoGlmError('model_load_failed', `generation_config.json ${e.message}`, { cause: e });
+    // no cause: it would repeat this message (the server logs causes after the error)
+    throw new AutoGlmError('model_load_failed', `generation_config.json ${e.message}`);
   }
   const bos = lenient('bos_token_id');
   const pad = lenient('pad_token_id');
