@@ -6,7 +6,7 @@
  * before submit, and dispatches bind it at a dynamic offset. So a forward step costs one
  * writeBuffer and one submit however many kernels it runs, and bind groups stay cached.
  */
-import type { Kernel } from './pipeline-cache.js';
+import type { BindingKind, Kernel } from './pipeline-cache.js';
 import { PARAMS_SLOT_BYTES } from './pipeline-cache.js';
 import type { Params } from './params.js';
 import type { KernelRuntime } from './runtime.js';
@@ -23,6 +23,28 @@ function bindingRange(b: Binding): { buffer: GPUBuffer; offset: number; size: nu
     return { buffer: b.buffer, offset: b.byteOffset, size: Math.min(size, b.buffer.size - b.byteOffset) };
   }
   return b;
+}
+
+/**
+ * Storage bindings run to the end of their buffer (within the binding limit) rather than
+ * the tensor's exact length: kernels take their shapes from params, never arrayLength, so
+ * the result is the same, but the bind group no longer depends on how many rows this step
+ * has. With exact ranges a server created new bind groups for every new step shape (each a
+ * native Dawn / Vulkan object) until the cache reached its cap: on lavapipe 2,000-3,700
+ * over the first 2,500 demo-model requests, and the process's memory rose with them. A
+ * buffer bound twice in one dispatch keeps exact ranges (widened, two writable ranges would
+ * overlap, which WebGPU refuses); uniform bindings keep theirs (a smaller limit).
+ */
+function widenStorageRanges(
+  ranges: { buffer: GPUBuffer; offset: number; size: number }[],
+  kinds: readonly BindingKind[],
+  maxBindingBytes: number,
+): { buffer: GPUBuffer; offset: number; size: number }[] {
+  return ranges.map((r, i) => {
+    if (kinds[i] === 'uniform' || ranges.some((other, j) => j !== i && other.buffer === r.buffer)) return r;
+    const size = Math.floor(Math.min(r.buffer.size - r.offset, maxBindingBytes) / 4) * 4;
+    return size > r.size ? { buffer: r.buffer, offset: r.offset, size } : r;
+  });
 }
 
 export class Recorder {
@@ -55,7 +77,7 @@ export class Recorder {
     if (x === 0 || y === 0 || z === 0) return;
     const pass = this.computePass();
     pass.setPipeline(kernel.pipeline);
-    const ranges = bindings.map(bindingRange);
+    const ranges = widenStorageRanges(bindings.map(bindingRange), kernel.spec.bindings, this.rt.maxBindingBytes);
     pass.setBindGroup(0, this.rt.bindGroup(kernel.bufferLayout, `k${kernel.id}`, ranges));
     if (kernel.paramsLayout) {
       if (!params) throw new Error(`${kernel.key}: kernel takes params`);

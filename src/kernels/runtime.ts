@@ -83,6 +83,11 @@ export class KernelRuntime {
   }
 
   /** Bind groups are cached by (layout, buffer ranges): recreating one per dispatch costs more than the dispatch. */
+  /** Bind groups held for reuse (each a native object; the recorder keeps them shape-independent). */
+  get cachedBindGroups(): number {
+    return this.bindGroups.size;
+  }
+
   bindGroup(layout: GPUBindGroupLayout, layoutKey: string, entries: { buffer: GPUBuffer; offset: number; size: number }[]): GPUBindGroup {
     let key = layoutKey;
     for (const e of entries) key += `|${this.bufferId(e.buffer)}@${e.offset}+${e.size}`;

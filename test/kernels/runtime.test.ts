@@ -3,8 +3,10 @@ import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { isAutoGlmError } from '../../src/errors.js';
 import { expandShader, loadShader, readShader } from '../../src/kernels/shader-source.js';
+import { add } from '../../src/kernels/add.js';
 import { params } from '../../src/kernels/params.js';
 import { KernelRuntime, f32ToF16Bits, f16BitsToF32 } from '../../src/kernels/runtime.js';
+import { sliceTensor } from '../../src/kernels/tensor.js';
 import { useRuntime } from '../helpers/gpu.js';
 
 const runtime = useRuntime();
@@ -174,6 +176,32 @@ describe('kernel runtime', () => {
     await rec.submit();
     const got = await rt.readFloats(out);
     for (let i = 0; i < n; i++) expect(got[i]).toBe(i * 0.5);
+  });
+
+  it('binds storage to the end of its buffer, so that a kernel over fewer rows reuses its bind group', async () => {
+    const rt = runtime();
+    const a = rt.upload(
+      'f32',
+      Float32Array.from({ length: 64 }, (_, i) => i + 1),
+    );
+    const b = rt.upload(
+      'f32',
+      Float32Array.from({ length: 64 }, (_, i) => 100 * (i + 1)),
+    );
+    const out = rt.tensor('f32', 64);
+    let afterFirst = 0;
+    // what a step of 1, 5, 33 and 64 rows binds: the same buffers, shorter tensors
+    for (const n of [1, 5, 33, 64]) {
+      const rec = rt.recorder();
+      rt.write(out, new Float32Array(64).fill(-1));
+      add(rt, rec, sliceTensor(a, 0, n), sliceTensor(b, 0, n), sliceTensor(out, 0, n), n);
+      await rec.submit();
+      const got = await rt.readFloats(out);
+      for (let i = 0; i < 64; i++) expect(got[i]).toBe(i < n ? 101 * (i + 1) : -1);
+      if (n === 1) afterFirst = rt.cachedBindGroups;
+    }
+    // the first shape made the kernel's bind groups; the other three reused them
+    expect(rt.cachedBindGroups).toBe(afterFirst);
   });
 
   it('builds generated defines once per compile, keyed by the plain defines alone', async () => {
