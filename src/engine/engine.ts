@@ -529,7 +529,6 @@ export class Engine implements InferenceEngine {
     };
   }
 
-  /** A GPU failure fails every request in flight (they share the step) but not the process. */
   /**
    * Running a step threw: the requests in that step get the error and the rest carry on.
    * Input checks are meant to stop bad requests before any step, so what reaches here is a
@@ -537,19 +536,19 @@ export class Engine implements InferenceEngine {
    * which an innocent request batched with the culprit would otherwise be given).
    */
   private failStep(e: unknown): void {
-    const err = isAutoGlmError(e) && e.code.startsWith('gpu_') ? e : stepFailure(e);
-    for (const id of this.scheduler.abandonStep()) {
-      const a = this.active.get(id);
-      if (!a) continue;
-      this.release(a, 'cancelled');
-      a.channel.fail(err);
-    }
+    this.failRequests(this.scheduler.abandonStep(), isAutoGlmError(e) && e.code.startsWith('gpu_') ? e : stepFailure(e));
   }
 
+  /** The step loop itself failed (outside a step): every request in flight fails, not the process. */
   private failAll(e: unknown): void {
-    const err = e instanceof AutoGlmError ? e : stepFailure(e);
     this.scheduler.abandonStep();
-    for (const a of [...this.active.values()]) {
+    this.failRequests([...this.active.keys()], e instanceof AutoGlmError ? e : stepFailure(e));
+  }
+
+  private failRequests(ids: readonly string[], err: AutoGlmError): void {
+    for (const id of ids) {
+      const a = this.active.get(id);
+      if (!a) continue;
       this.release(a, 'cancelled');
       a.channel.fail(err);
     }
