@@ -5,7 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { parseWorkerUrl } from '../cluster/types.js';
+import { requireWorkerUrl } from '../cluster/types.js';
 import { AutoGlmError } from '../errors.js';
 import { parseKeyFile } from '../server/auth.js';
 
@@ -70,13 +70,9 @@ export function readFlags<T extends FlagTable>(flags: T, argv: string[], env: No
     },
     url(n) {
       const v = reader.str(n);
-      if (v === undefined) return undefined;
       // Checked here, not on first use: a bad URL used to surface as a TypeError from a
       // timer after start-up (or a heartbeat that failed every second, forever).
-      const url = parseWorkerUrl(v);
-      if (url === null)
-        throw new AutoGlmError('invalid_request', `--${n} must be an http(s) URL such as http://10.0.0.7:8000, got '${v}'.`, { param: n });
-      return url;
+      return v === undefined ? undefined : requireWorkerUrl(v, `--${n}`, n);
     },
     bool(n) {
       const v = raw(n);

@@ -1,3 +1,5 @@
+import { AutoGlmError } from '../errors.js';
+
 /** A worker as the registry knows it: a stable id and the base URL the gateway reaches it at. */
 export interface WorkerEndpoint {
   /** Stable identity (the URL unless the registry knows better, e.g. an etcd key suffix). */
@@ -34,4 +36,14 @@ export function parseWorkerUrl(raw: unknown): string | null {
   }
   if ((u.protocol !== 'http:' && u.protocol !== 'https:') || u.host === '' || u.username || u.password || u.search || u.hash) return null;
   return normalizeUrl(`${u.protocol}//${u.host}${u.pathname}`);
+}
+
+/** parseWorkerUrl, or invalid_request saying `${what} must be an http(s) URL` and naming `param`. */
+export function requireWorkerUrl(raw: unknown, what: string, param: string): string {
+  const url = parseWorkerUrl(raw);
+  if (url === null)
+    throw new AutoGlmError('invalid_request', `${what} must be an http(s) URL such as http://10.0.0.7:8000, got '${String(raw)}'.`, {
+      param,
+    });
+  return url;
 }

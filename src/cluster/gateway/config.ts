@@ -2,7 +2,7 @@ import { AutoGlmError } from '../../errors.js';
 import { flagsHelp, readFlags, type FlagKind } from '../../cli/flags.js';
 import { DnsRegistry } from '../registry/dns-registry.js';
 import { EtcdRegistry } from '../registry/etcd-registry.js';
-import { parseWorkerUrl } from '../types.js';
+import { requireWorkerUrl } from '../types.js';
 import { HeartbeatRegistry } from '../registry/heartbeat-registry.js';
 import type { WorkerRegistry } from '../registry/registry.js';
 import { StaticRegistry } from '../registry/static-registry.js';
@@ -80,12 +80,7 @@ export function parseGatewayConfig(argv: string[], env: NodeJS.ProcessEnv = proc
   }
 
   const kind = oneOf('registry', ['heartbeat', 'static', 'dns', 'etcd'] as const, 'heartbeat');
-  const workers = list('workers');
-  const badWorker = workers.find((w) => parseWorkerUrl(w) === null);
-  if (badWorker !== undefined)
-    throw new AutoGlmError('invalid_request', `--workers: '${badWorker}' is not an http(s) URL such as http://10.0.0.7:8000.`, {
-      param: 'workers',
-    });
+  const workers = list('workers').map((w) => requireWorkerUrl(w, 'each of --workers', 'workers'));
   const dnsName = str('dns-name');
   const etcd = url('etcd');
   if (kind === 'static' && workers.length === 0)

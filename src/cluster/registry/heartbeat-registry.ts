@@ -1,5 +1,5 @@
 import { AutoGlmError } from '../../errors.js';
-import { normalizeUrl, parseWorkerUrl } from '../types.js';
+import { normalizeUrl, parseWorkerUrl, requireWorkerUrl } from '../types.js';
 import { RegistryBase } from './registry.js';
 
 export interface HeartbeatRegistryOptions {
@@ -47,9 +47,7 @@ export class HeartbeatRegistry extends RegistryBase {
   /** A registration or heartbeat (the same call). Returns the TTL granted. */
   heartbeat(body: unknown): { id: string; ttlMs: number } {
     const b = (body ?? {}) as { url?: unknown; id?: unknown; ttlMs?: unknown };
-    const url = parseWorkerUrl(b.url);
-    if (url === null)
-      throw new AutoGlmError('invalid_request', 'url must be an http(s) URL such as http://10.0.0.7:8000.', { param: 'url' });
+    const url = requireWorkerUrl(b.url, 'url', 'url');
     const id = typeof b.id === 'string' && b.id !== '' ? b.id : url;
     const ttlMs =
       typeof b.ttlMs === 'number' && Number.isFinite(b.ttlMs) && b.ttlMs > 0 ? Math.min(b.ttlMs, this.maxTtlMs) : this.defaultTtlMs;

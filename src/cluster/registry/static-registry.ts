@@ -1,5 +1,4 @@
-import { AutoGlmError } from '../../errors.js';
-import { parseWorkerUrl, type WorkerEndpoint } from '../types.js';
+import { requireWorkerUrl, type WorkerEndpoint } from '../types.js';
 import { RegistryBase } from './registry.js';
 
 /** A fixed list of worker URLs (`--workers http://a:8000,http://b:8000`). */
@@ -10,14 +9,7 @@ export class StaticRegistry extends RegistryBase {
 
   constructor(urls: readonly string[]) {
     super();
-    this.urls = urls.map((raw) => {
-      const url = parseWorkerUrl(raw);
-      if (url === null)
-        throw new AutoGlmError('invalid_request', `worker URL '${raw}' is not an http(s) URL such as http://10.0.0.7:8000.`, {
-          param: 'workers',
-        });
-      return url;
-    });
+    this.urls = urls.map((raw) => requireWorkerUrl(raw, 'a worker URL', 'workers'));
   }
 
   async start(): Promise<void> {
