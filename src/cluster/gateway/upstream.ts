@@ -198,18 +198,19 @@ export function chooseWorker(deps: UpstreamDeps, scope: RequestScope): WorkerEnd
   return deps.balancer.pick(fresh.length > 0 ? fresh : healthy, scope.affinityKey !== undefined ? { affinityKey: scope.affinityKey } : {});
 }
 
-/** The message of a worker's OpenAI error body ('' when the body is not one). */
-function workerMessage(text: string): string {
+/** The code and message of a worker's OpenAI error body (empty strings where it is not one). */
+function workerError(text: string): { code: string; message: string } {
   try {
-    const message = (JSON.parse(text) as { error?: { message?: unknown } }).error?.message;
-    return typeof message === 'string' ? message : '';
+    const error = (JSON.parse(text) as { error?: { code?: unknown; message?: unknown } }).error;
+    const str = (v: unknown): string => (typeof v === 'string' ? v : '');
+    return { code: str(error?.code), message: str(error?.message) };
   } catch {
-    return '';
+    return { code: '', message: '' };
   }
 }
 
 function failsEverywhere(workerIds: string[], text: string): AutoGlmError {
-  const said = workerMessage(text);
+  const said = workerError(text).message;
   return new AutoGlmError(
     'upstream_error',
     `Workers ${workerIds.join(' and ')} both answered HTTP 500${said ? ` (${said.replace(/\.$/, '')})` : ''}: the request itself fails, ` +
@@ -218,7 +219,7 @@ function failsEverywhere(workerIds: string[], text: string): AutoGlmError {
 }
 
 function credentialsRefused(workerId: string, status: number, text: string): AutoGlmError {
-  const said = workerMessage(text);
+  const said = workerError(text).message;
   return new AutoGlmError(
     'upstream_error',
     `Worker ${workerId} refused the gateway's credentials (HTTP ${status}${said ? `: ${said}` : ''}); ` +
@@ -227,14 +228,9 @@ function credentialsRefused(workerId: string, status: number, text: string): Aut
 }
 
 function upstreamStatusError(status: number, text: string): AutoGlmError {
-  try {
-    const body = JSON.parse(text) as { error?: { code?: string; message?: string } };
-    const code = body.error?.code;
-    if (code === 'server_draining' || code === 'queue_full' || code === 'rate_limit_exceeded' || code === 'not_ready')
-      return new AutoGlmError(code, body.error?.message ?? code);
-  } catch {
-    // not JSON: fall through
-  }
+  const { code, message } = workerError(text);
+  if (code === 'server_draining' || code === 'queue_full' || code === 'rate_limit_exceeded' || code === 'not_ready')
+    return new AutoGlmError(code, message || code);
   return new AutoGlmError(status === 504 || status === 408 ? 'request_timeout' : 'upstream_error', `Worker answered HTTP ${status}.`);
 }
 
