@@ -20,7 +20,16 @@
 import { cpus, loadavg, setPriority } from 'node:os';
 import { parseArgs } from 'node:util';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { freePort, spawnWorker, waitFor, waitReady, DEMO_MODEL_DIR, ROOT, type WorkerProcess } from '../test/cluster/support/processes.js';
+import {
+  freePort,
+  spawnGateway,
+  spawnWorker,
+  waitFor,
+  waitReady,
+  DEMO_MODEL_DIR,
+  ROOT,
+  type WorkerProcess,
+} from '../test/cluster/support/processes.js';
 import { processCpuMs } from '../src/testing/proc-cpu.js';
 import { formatTable, markdownTable, median, runStamp, updateResultsSection, writeResultsJson } from './report.js';
 
@@ -133,12 +142,8 @@ async function closedLoop(options: {
   };
 }
 
-function startGateway(port: number, extra: string[]): ChildProcess {
-  return spawn(
-    process.execPath,
-    ['dist/src/cli/main.js', 'gateway', '--port', String(port), '--no-auth', '--cluster-secret', SECRET, '--log-level', 'silent', ...extra],
-    { cwd: ROOT, stdio: 'ignore' },
-  );
+function startGateway(port: number, extraArgs: string[]): ChildProcess {
+  return spawnGateway({ port, clusterSecret: SECRET, extraArgs });
 }
 
 async function healthyWorkers(gatewayUrl: string): Promise<{ url: string; state: string }[]> {

@@ -88,7 +88,26 @@ export interface WorkerSpawnOptions {
   modelDir?: string;
   /** More `autoglm serve` flags (real workers only). */
   extraArgs?: string[];
+  /**
+   * Real workers only: run with `autoglm serve`'s own defaults (KV budget, batch width,
+   * response cache, tokenizer pool) instead of the small settings the tests use.
+   */
+  serveDefaults?: boolean;
 }
+
+/** The small worker the tests run: a few MiB of KV cache, 8 sequences, no tokenizer threads. */
+const TEST_SERVE_FLAGS = [
+  '--tokenizer-threads',
+  '0',
+  '--kv-cache-bytes',
+  String(8 * 1024 * 1024),
+  '--max-batch-sequences',
+  '8',
+  // a response replayed from the cache arrives all at once and cannot be cut
+  // mid-generation, which the failover tests need to do
+  '--response-cache-entries',
+  '0',
+];
 
 export function spawnWorker(o: WorkerSpawnOptions): WorkerProcess {
   const kind = o.kind ?? WORKER_KIND;
@@ -117,16 +136,7 @@ export function spawnWorker(o: WorkerSpawnOptions): WorkerProcess {
           '--no-auth',
           '--log-level',
           'warn',
-          '--tokenizer-threads',
-          '0',
-          '--kv-cache-bytes',
-          String(8 * 1024 * 1024),
-          '--max-batch-sequences',
-          '8',
-          // a response replayed from the cache arrives all at once and cannot be cut
-          // mid-generation, which the failover tests need to do
-          '--response-cache-entries',
-          '0',
+          ...(o.serveDefaults ? [] : TEST_SERVE_FLAGS),
           ...common,
           ...(o.extraArgs ?? []),
         ]
@@ -150,6 +160,15 @@ export function spawnWorker(o: WorkerSpawnOptions): WorkerProcess {
       if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal);
     },
   };
+}
+
+/** `autoglm gateway` as a process on loopback, without API keys, talking to workers with `clusterSecret`. */
+export function spawnGateway(o: { port: number; clusterSecret: string; extraArgs: string[] }): ChildProcess {
+  return spawn(
+    process.execPath,
+    [CLI, 'gateway', '--port', String(o.port), '--no-auth', '--cluster-secret', o.clusterSecret, '--log-level', 'silent', ...o.extraArgs],
+    { cwd: ROOT, stdio: 'ignore' },
+  );
 }
 
 /** Waits until the worker's /ready is 200 (model loaded). Real workers load the model first: allow time. */
