@@ -234,6 +234,10 @@ describe('modelSpecFromConfig', () => {
   it('Mistral: sliding window when set, none when null', () => {
     expect(modelSpecFromConfig(MISTRAL_7B_V0_1).slidingWindow).toBe(4096);
     expect(modelSpecFromConfig({ ...MISTRAL_7B_V0_1, sliding_window: null }).slidingWindow).toBeNull();
+    // a window as long as the context (or one past u32, which the kernels would wrap) limits nothing
+    expect(modelSpecFromConfig({ ...MISTRAL_7B_V0_1, sliding_window: 32768 }).slidingWindow).toBeNull();
+    expect(modelSpecFromConfig({ ...MISTRAL_7B_V0_1, sliding_window: 2 ** 32 + 16 }).slidingWindow).toBeNull();
+    expect(modelSpecFromConfig({ ...MISTRAL_7B_V0_1, sliding_window: 32767 }).slidingWindow).toBe(32767);
     expect(modelSpecFromConfig(MISTRAL_7B_V0_1)).toMatchObject({ qkvBias: false, oBias: false, headDim: 128 });
   });
 

@@ -5,6 +5,8 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { loadModelSpec } from '../../src/engine/model/config.js';
 import {
+  countNonFiniteF16,
+  countNonFiniteF32,
   f16BitsToNumber,
   float32ToBf16Bits,
   float32ToF16Bits,
@@ -50,6 +52,25 @@ describe('dtype conversion', () => {
     for (const [v, bits] of cases)
       if (Math.abs(v) <= 65504 && bits !== 0x7c00)
         expect(Math.abs(f16BitsToNumber(bits) - v)).toBeLessThanOrEqual(Math.abs(v) * 2 ** -11 + 2 ** -25);
+  });
+
+  it('non-finite counts: every position, odd lengths and unaligned views, largest finite values not counted', () => {
+    for (const len of [1, 2, 7, 8, 33]) {
+      for (const at of [0, len - 1, len >> 1]) {
+        for (const bad of [NaN, Infinity, -Infinity]) {
+          const f = new Float32Array(len).fill(3.4e38);
+          f[at] = bad;
+          expect(countNonFiniteF32(f)).toBe(1);
+          const h = new Uint16Array(len + 1).fill(0xfbff); // -65504, f16's largest finite
+          const view = h.subarray(1); // starts 2 bytes in: not 4-byte aligned
+          view[at] = numberToF16Bits(bad);
+          expect([countNonFiniteF16(view), countNonFiniteF16(h.subarray(0, len))]).toEqual([1, at === len - 1 ? 0 : 1]);
+        }
+      }
+      expect(countNonFiniteF32(new Float32Array(len).fill(-3.4e38))).toBe(0);
+      expect(countNonFiniteF16(new Uint16Array(len).fill(0x7bff))).toBe(0);
+    }
+    expect(countNonFiniteF16(float32ToF16Bits(Float32Array.of(1, 7e4, -1e5, NaN, 2)))).toBe(3);
   });
 
   it('bf16 and f16 bytes -> f32 exactly; f32 -> bf16 rounds to nearest even', () => {
@@ -284,6 +305,82 @@ describe('corrupted model folders give clear errors naming file and tensor', asy
     const e = await loadError(dir);
     expect(e.code).toBe('model_load_failed');
     expect(e.message).toContain('neither model.safetensors nor model.safetensors.index.json');
+  });
+});
+
+describe('weights whose values cannot be served are refused by tensor when read', async () => {
+  const DTYPES = ['f32', 'f16', 'bf16'] as const;
+  const templates = new Map<string, string>();
+  for (const dtype of DTYPES) {
+    const dir = tempDir();
+    await generateTestModel(dir, { architecture: 'llama', layers: 1, seed: 4, dtype });
+    templates.set(dtype, dir);
+  }
+  const Q = 'model.layers.0.self_attn.q_proj.weight';
+
+  /** A copy of a template with `count` values of q_proj from element 7 on set to `value`. */
+  async function withValues(
+    template: (typeof DTYPES)[number],
+    value: number,
+    count: number,
+  ): Promise<{ dir: string; file: string; dtype: string }> {
+    const dir = tempDir();
+    for (const f of ['config.json', 'model.safetensors']) writeFileSync(join(dir, f), readFileSync(join(templates.get(template)!, f)));
+    const file = join(dir, 'model.safetensors');
+    const f = await SafetensorsFile.open(file);
+    const { fileOffset, dtype } = f.info(Q);
+    await f.close();
+    const buf = readFileSync(file);
+    for (let i = 7; i < 7 + count; i++) {
+      if (dtype === 'F32') buf.writeFloatLE(value, fileOffset + 4 * i);
+      else if (dtype === 'F16') buf.writeUInt16LE(numberToF16Bits(value), fileOffset + 2 * i);
+      else buf.writeUInt16LE(float32ToBf16Bits(Float32Array.of(value))[0]!, fileOffset + 2 * i);
+    }
+    writeFileSync(file, buf);
+    return { dir, file, dtype };
+  }
+
+  async function readError(dir: string, as: 'f32' | 'f16'): Promise<Error & { code: string }> {
+    const w = await openModelWeights(dir, { spec: await loadModelSpec(dir) });
+    try {
+      const e = await w.read(Q, as as 'f32').then(
+        () => new Error('expected the read to fail'),
+        (x: unknown) => x,
+      );
+      expect(isAutoGlmError(e)).toBe(true);
+      return e as Error & { code: string };
+    } finally {
+      await w.close();
+    }
+  }
+
+  it('NaN or infinite values in the file: invalid_safetensors with the count, for either upload dtype', async () => {
+    for (const [template, value] of DTYPES.flatMap((d) => [NaN, -Infinity].map((v) => [d, v] as const))) {
+      const { dir, file } = await withValues(template, value, 3);
+      for (const as of ['f32', 'f16'] as const) {
+        const e = await readError(dir, as);
+        expect(e.code).toBe('invalid_safetensors');
+        expect(e.message).toContain(file);
+        expect(e.message).toContain(`tensor "${Q}"`);
+        expect(e.message).toMatch(/3 of its \w+ values are NaN or infinite/);
+      }
+    }
+  });
+
+  it('finite values beyond f16 range: refused for f16 upload with the --force-f32 way out, read exactly as f32', async () => {
+    for (const template of ['f32', 'bf16'] as const) {
+      const { dir, dtype } = await withValues(template, 1e5, 2);
+      const e = await readError(dir, 'f16');
+      expect(e.code).toBe('model_load_failed');
+      expect(e.message).toContain(`tensor "${Q}": 2 ${dtype} values lie beyond f16's range`);
+      expect(e.message).toContain('--force-f32');
+      const w = await openModelWeights(dir, { spec: await loadModelSpec(dir) });
+      const q = await w.read(Q, 'f32');
+      await w.close();
+      expect(q[7]).toBeCloseTo(1e5, -3); // bf16 keeps 8 bits of mantissa
+      expect(q[8]).toBe(q[7]);
+      expect(q.every(Number.isFinite)).toBe(true);
+    }
   });
 });
 

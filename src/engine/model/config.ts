@@ -122,7 +122,7 @@ export function modelSpecFromConfig(config: ModelConfigJson): ModelSpec {
     fusedGateUp: traits.fusedGateUp,
     tiedEmbeddings,
     activation: activation(c.string('hidden_act', 'silu'), c),
-    slidingWindow: slidingWindow(traits.slidingWindow, c),
+    slidingWindow: slidingWindow(traits.slidingWindow, c, c.int('max_position_embeddings', d.contextLength)),
     attentionScale: 1 / Math.sqrt(headDim),
     bosTokenId: c.optionalInt('bos_token_id'),
     eosTokenIds: c.intList('eos_token_id'),
@@ -168,10 +168,16 @@ function activation(name: string, c: ConfigReader): ModelSpec['activation'] {
   throw c.unsupported('hidden_act', name, 'silu, gelu_pytorch_tanh');
 }
 
-function slidingWindow(rule: 'never' | 'when_set' | 'when_use_sliding_window', c: ConfigReader): number | null {
+/**
+ * The attention window in tokens, or null for full attention. A window at least as long as
+ * the context limits nothing, so it is none: that also keeps windows beyond 2^32 - 1 (which
+ * the kernels' u32 params would wrap to a short one) out of the kernels.
+ */
+function slidingWindow(rule: 'never' | 'when_set' | 'when_use_sliding_window', c: ConfigReader, contextLength: number): number | null {
   if (rule === 'never') return null;
   if (rule === 'when_use_sliding_window' && !c.bool('use_sliding_window', false)) return null;
-  return c.optionalInt('sliding_window');
+  const window = c.optionalInt('sliding_window');
+  return window !== null && window < contextLength ? window : null;
 }
 
 /** Typed access to config keys with errors that name the key. */

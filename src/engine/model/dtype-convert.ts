@@ -94,6 +94,47 @@ export function toFloat16Bits(bytes: Uint8Array, dtype: SafetensorsDtype): Uint1
   return out;
 }
 
+/**
+ * How many f16 bit patterns are Infinity or NaN (exponent all ones). Every weight passes
+ * through here at load, so the common all-finite case is one branch-free pass over 32-bit
+ * words: adding 1 to a half's 5-bit exponent field (masked) carries into its sign bit only
+ * when the field was all ones. Counting element by element happens only when that finds one.
+ */
+export function countNonFiniteF16(bits: Uint16Array): number {
+  // an unaligned view is tested element by element below
+  const pairs = bits.byteOffset % 4 === 0 ? bits.length >> 1 : 0;
+  const words = pairs > 0 ? new Uint32Array(bits.buffer, bits.byteOffset, pairs) : new Uint32Array(0);
+  let any = 0;
+  for (let i = 0; i < words.length; i++) any |= ((words[i]! & 0x7c007c00) + 0x04000400) & 0x80008000;
+  for (let i = 2 * pairs; i < bits.length; i++) any |= (bits[i]! & 0x7c00) ^ 0x7c00 ? 0 : 1;
+  if (any === 0) return 0;
+  let n = 0;
+  for (let i = 0; i < bits.length; i++) if ((bits[i]! & 0x7c00) === 0x7c00) n++;
+  return n;
+}
+
+/** How many values are Infinity or NaN (the same one-pass test on the 8-bit exponent first). */
+export function countNonFiniteF32(values: Float32Array): number {
+  const words = new Uint32Array(values.buffer, values.byteOffset, values.length);
+  let any = 0;
+  for (let i = 0; i < words.length; i++) any |= ((words[i]! & 0x7f800000) + 0x00800000) & 0x80000000;
+  if (any === 0) return 0;
+  let n = 0;
+  for (let i = 0; i < values.length; i++) if (!Number.isFinite(values[i]!)) n++;
+  return n;
+}
+
+/** How many of a tensor's raw values (in its own dtype) are Infinity or NaN. */
+export function countNonFiniteRaw(bytes: Uint8Array, dtype: SafetensorsDtype): number {
+  const n = bytes.byteLength / DTYPE_BYTES[dtype];
+  if (dtype === 'F32') return countNonFiniteF32(view32f(bytes, n));
+  const src = view16(bytes, n);
+  if (dtype === 'F16') return countNonFiniteF16(src);
+  let count = 0;
+  for (let i = 0; i < n; i++) if ((src[i]! & 0x7f80) === 0x7f80) count++;
+  return count;
+}
+
 /** f32 values -> f16 bits. */
 export function float32ToF16Bits(values: Float32Array): Uint16Array {
   return toFloat16Bits(new Uint8Array(values.buffer, values.byteOffset, values.byteLength), 'F32');

@@ -6,7 +6,14 @@
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { AutoGlmError } from '../../errors.js';
-import { toFloat16Bits, toFloat32 } from './dtype-convert.js';
+import {
+  countNonFiniteF16,
+  countNonFiniteF32,
+  countNonFiniteRaw,
+  toFloat16Bits,
+  toFloat32,
+  type SafetensorsDtype,
+} from './dtype-convert.js';
 import { listWeights, type ModelSpec } from './model-spec.js';
 import { readJsonFile } from './config.js';
 import { fileProblem } from './model-file.js';
@@ -146,7 +153,10 @@ class ModelWeightsReader implements ModelWeights {
     const t = this.info(name);
     if (!isSupportedDtype(t.dtype)) throw invalidSafetensors(t.file, `dtype ${t.dtype} is not supported (F32, F16, BF16)`, name);
     const bytes = await this.readRaw(name, rows);
-    return as === 'f32' ? toFloat32(bytes, t.dtype) : toFloat16Bits(bytes, t.dtype);
+    const values = as === 'f32' ? toFloat32(bytes, t.dtype) : toFloat16Bits(bytes, t.dtype);
+    const nonFinite = values instanceof Float32Array ? countNonFiniteF32(values) : countNonFiniteF16(values);
+    if (nonFinite > 0) throw nonFiniteWeights(t, name, bytes, nonFinite);
+    return values;
   }
 
   readRaw(name: string, rows?: RowRange): Promise<Uint8Array> {
@@ -184,4 +194,25 @@ class ModelWeightsReader implements ModelWeights {
   private where(): string {
     return this.shardFiles.length === 1 ? this.shardFiles[0]!.path : join(this.dir, INDEX_FILE);
   }
+}
+
+/**
+ * Why a weight read back non-finite values: the checkpoint itself holds NaN or Infinity (a
+ * corrupted or badly exported file: every output would be NaN), or finite values beyond
+ * f16's range (65504) overflowed where bf16 or f32 weights are converted to f16, which
+ * f32 weights avoid. Checked on every read: the load fails instead of serving garbage.
+ */
+function nonFiniteWeights(t: TensorInfo, name: string, raw: Uint8Array, count: number): AutoGlmError {
+  const inFile = countNonFiniteRaw(raw, t.dtype as SafetensorsDtype);
+  if (inFile > 0)
+    return invalidSafetensors(
+      t.file,
+      `${inFile} of its ${t.dtype} values are NaN or infinite (a corrupted or badly exported checkpoint)`,
+      name,
+    );
+  return new AutoGlmError(
+    'model_load_failed',
+    `${t.file}: tensor "${name}": ${count} ${t.dtype} values lie beyond f16's range (|v| > 65504) and would become infinite; ` +
+      'serve this model with f32 weights and activations instead (autoglm serve --force-f32, or the forceF32 engine option)',
+  );
 }
