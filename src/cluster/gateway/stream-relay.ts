@@ -153,9 +153,17 @@ export async function relayStream(deps: UpstreamDeps, scope: RequestScope, sse: 
           sse.queue(rewrite(msg, head));
         }
         // One client write per upstream read; the last one also ends the response.
-        if (!done) return sse.flush();
-        sse.done();
-        return undefined;
+        if (done) {
+          sse.done();
+          return undefined;
+        }
+        const drained = sse.flush();
+        if (drained === undefined) return undefined;
+        // A slow client's full socket pauses the worker's body: that silence is the
+        // client's, so it must not run out the worker's idle timeout (which would blame the
+        // worker and cut and resume a healthy stream).
+        attempt.pauseIdle();
+        return drained.then(() => attempt.touch());
       });
       if (!done && failure === null) failure = 'reset';
     } catch {

@@ -45,6 +45,11 @@ export interface OpenAttempt {
   ticket: LoadTicket;
   /** Restarts the idle timer (call on every chunk). */
   touch(): void;
+  /**
+   * Stops the idle timer while the client, not the worker, holds the stream up (its socket
+   * is full and the body is paused); the next touch() re-arms it.
+   */
+  pauseIdle(): void;
   /** Aborts the upstream request (client gone, or giving up on this worker). */
   abort(): void;
   /** Why the attempt's signal fired, if it did. */
@@ -294,6 +299,8 @@ async function sendAttempt(
       ticket,
       startedMs,
       touch: () => {
+        // A drain the relay waited on can settle after the attempt ended: no timer then.
+        if (finished) return;
         if (idleArmed) {
           idleTimer.refresh();
           return;
@@ -301,6 +308,10 @@ async function sendAttempt(
         idleArmed = true;
         clearTimeout(idleTimer);
         idleTimer = setTimeout(() => fire('timeout'), deps.config.idleTimeoutMs);
+      },
+      pauseIdle: () => {
+        clearTimeout(idleTimer);
+        idleArmed = false;
       },
       abort: () => call.cancel(),
       abortReason: () => reason,

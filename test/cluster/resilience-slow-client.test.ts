@@ -1,0 +1,67 @@
+import { request } from 'node:http';
+import { afterAll, beforeAll, expect, test } from 'vitest';
+import { buildGateway, type Gateway } from '../../src/cluster/gateway/build-gateway.js';
+import { StaticRegistry } from '../../src/cluster/registry/static-registry.js';
+import { scrapeSum } from './support/metrics.js';
+import { waitFor } from './support/processes.js';
+import { SseStub, tokenEvent, usageEvent } from './support/sse-stub.js';
+
+// A client that reads its stream slowly fills its socket; the gateway then pauses the
+// worker's body (backpressure). That silence is the client's: it must not count as the
+// worker going idle, which cut the stream, blamed a healthy worker and resumed it
+// elsewhere (twice, with three attempts) for nothing.
+const TOKENS = 200;
+const CHUNK = 'x'.repeat(32 * 1024); // 200 x 32 KiB: far more than loopback socket buffers hold
+let stub: SseStub;
+let gateway: Gateway;
+let url: string;
+
+beforeAll(async () => {
+  stub = await new SseStub((body, res) => {
+    const from = Array.isArray(body.resume_token_ids) ? body.resume_token_ids.length : 0;
+    res.writeHead(200, { 'content-type': 'text/event-stream' });
+    for (let i = from; i < TOKENS; i++) res.write(tokenEvent(i, CHUNK, i === TOKENS - 1 ? 'length' : null));
+    res.write(usageEvent(1, TOKENS));
+    res.end('data: [DONE]\n\n');
+  }).start();
+  gateway = await buildGateway({
+    registry: new StaticRegistry([stub.url]),
+    auth: { apiKeys: [], disabled: true },
+    health: { probeIntervalMs: 100 },
+    idleTimeoutMs: 300,
+  });
+  url = await gateway.listen({ port: 0, host: '127.0.0.1' });
+  await waitFor(() => gateway.health.healthy().length === 1, 5000, 'stub healthy');
+});
+
+afterAll(async () => {
+  await gateway?.close();
+  await stub?.stop();
+});
+
+test('a client that stops reading for longer than the idle timeout gets its whole stream from one attempt; the worker is not blamed', async () => {
+  const text = await new Promise<string>((resolve, reject) => {
+    const req = request(`${url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' } }, (res) => {
+      // Read nothing for five idle timeouts, then everything.
+      res.pause();
+      setTimeout(() => {
+        let all = '';
+        res.setEncoding('utf8');
+        res.on('data', (d: string) => (all += d));
+        res.on('end', () => resolve(all));
+        res.on('error', reject);
+        res.resume();
+      }, 1500);
+    });
+    req.on('error', reject);
+    req.end(JSON.stringify({ model: 'm', prompt: 'hi', max_tokens: TOKENS, stream: true }));
+  });
+  const events = text.split('\n\n').filter((e) => e.startsWith('data: '));
+  expect(events.at(-1)).toBe('data: [DONE]');
+  expect(events.filter((e) => e.includes('"error"'))).toEqual([]);
+  expect(events.filter((e) => e.includes(CHUNK)).length).toBe(TOKENS);
+  expect(stub.bodies.length).toBe(1);
+  expect(await scrapeSum(url, 'autoglm:gateway_retries_total')).toBe(0);
+  expect(await scrapeSum(url, 'autoglm:gateway_failovers_total')).toBe(0);
+  expect(await scrapeSum(url, `autoglm:gateway_worker_requests_total{worker="${stub.url}",outcome="timeout"}`)).toBe(0);
+});
