@@ -1,10 +1,18 @@
 /**
  * A single-consumer async channel: the engine's step loop pushes token events, the
  * request's `generate()` iterator pulls them. Errors end the iteration by throwing.
+ * A consumer may call next() again before the last call settled (a hand-written loop, or
+ * Promise.all over next()): each pending call gets the next value in order, and all of them
+ * settle when the channel closes, fails or the consumer returns.
  */
+interface Waiter<T> {
+  resolve: (r: IteratorResult<T>) => void;
+  reject: (e: unknown) => void;
+}
+
 export class EventChannel<T> implements AsyncIterable<T> {
   private readonly buffered: T[] = [];
-  private waiter: { resolve: (r: IteratorResult<T>) => void; reject: (e: unknown) => void } | null = null;
+  private readonly waiters: Waiter<T>[] = [];
   private closed = false;
   private failure: unknown = null;
   private onReturn: (() => void) | null = null;
@@ -16,32 +24,23 @@ export class EventChannel<T> implements AsyncIterable<T> {
 
   push(value: T): void {
     if (this.closed) return;
-    if (this.waiter) {
-      const w = this.waiter;
-      this.waiter = null;
-      w.resolve({ value, done: false });
-    } else this.buffered.push(value);
+    const w = this.waiters.shift();
+    if (w) w.resolve({ value, done: false });
+    else this.buffered.push(value);
   }
 
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    if (this.waiter && this.buffered.length === 0) {
-      const w = this.waiter;
-      this.waiter = null;
-      w.resolve({ value: undefined, done: true });
-    }
+    // waiters only wait while nothing is buffered
+    for (const w of this.waiters.splice(0)) w.resolve({ value: undefined, done: true });
   }
 
   fail(error: unknown): void {
     if (this.closed) return;
     this.failure = error;
     this.closed = true;
-    if (this.waiter) {
-      const w = this.waiter;
-      this.waiter = null;
-      w.reject(error);
-    }
+    for (const w of this.waiters.splice(0)) w.reject(error);
   }
 
   get isClosed(): boolean {
@@ -54,12 +53,13 @@ export class EventChannel<T> implements AsyncIterable<T> {
         if (this.buffered.length > 0) return Promise.resolve({ value: this.buffered.shift()!, done: false });
         if (this.failure !== null) return Promise.reject(this.failure);
         if (this.closed) return Promise.resolve({ value: undefined, done: true });
-        return new Promise((resolve, reject) => (this.waiter = { resolve, reject }));
+        return new Promise((resolve, reject) => this.waiters.push({ resolve, reject }));
       },
       return: () => {
         const wasOpen = !this.closed;
         this.closed = true;
         this.buffered.length = 0;
+        for (const w of this.waiters.splice(0)) w.resolve({ value: undefined, done: true });
         if (wasOpen) this.onReturn?.();
         return Promise.resolve({ value: undefined, done: true });
       },
