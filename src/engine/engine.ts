@@ -12,7 +12,16 @@ import { defaultMatmulTuning } from '../kernels/matmul.js';
 import { KernelRuntime } from '../kernels/runtime.js';
 import { EventChannel } from './event-channel.js';
 import { loadModelFolder, type LoadedModelFolder } from './model-folder.js';
-import { isDeterministic, resolveSampling, usesPenalties, validateRequestShape, type ResolvedSampling } from './request-validation.js';
+import {
+  isDeterministic,
+  resolveSampling,
+  snapshotRequest,
+  usesPenalties,
+  validateRequestShape,
+  validateTokenIds,
+  type ResolvedSampling,
+} from './request-validation.js';
+import { validateEngineOptions } from './engine-options.js';
 import { ResponseCache } from './response-cache.js';
 import { ModelRunner, type RunnerSequence } from './runner/model-runner.js';
 import { allocateKvShrinking, planMemory } from './memory-plan.js';
@@ -73,6 +82,8 @@ interface ActiveRequest {
   events: TokenEvent[];
   generatedTokenIds: number[];
   request: GenerateRequest;
+  /** Removes the abort listener from the request's signal (which may outlive the request). */
+  detachSignal: () => void;
 }
 
 let nextRequestNumber = 0;
@@ -84,6 +95,7 @@ export class Engine implements InferenceEngine {
   private readonly freeCountSlots: number[];
   private loopRunning = false;
   private closed = false;
+  private closing: Promise<void> | null = null;
   private promptTokens = 0;
   private generationTokens = 0;
   private finishedRequests = 0;
@@ -113,12 +125,18 @@ export class Engine implements InferenceEngine {
 
   /** Loads a Hugging Face model folder onto the GPU. */
   static async load(dir: string, options: EngineOptions = {}): Promise<Engine> {
+    // bad options fail before the weights are read, not after the model is on the GPU
+    validateEngineOptions(options);
     const folder = await loadModelFolder(dir);
+    // the weights' file handles were left to the garbage collector when no GPU was found
     const rt = await KernelRuntime.create({
       forceF32: options.forceF32,
       backend: options.backend,
       adapter: options.adapter,
       kernelProfile: options.kernelProfile,
+    }).catch(async (e: unknown) => {
+      await folder.weights.close();
+      throw e;
     });
     try {
       const model = await uploadModel(rt, folder, { weightDType: rt.preferredDType }).finally(() => folder.weights.close());
@@ -167,7 +185,7 @@ export class Engine implements InferenceEngine {
   }
 
   async detokenize(tokenIds: number[]): Promise<string> {
-    validateRequestShape({ prompt: tokenIds }, this.folder.spec.vocabSize);
+    validateTokenIds('token_ids', tokenIds, this.folder.spec.vocabSize);
     return this.folder.tokenizer.decode(tokenIds, { skipSpecialTokens: false });
   }
 
@@ -183,7 +201,11 @@ export class Engine implements InferenceEngine {
         logprobs.push({ tokenId: ev.tokenId, token: this.tokenText(ev.tokenId), logprob: ev.logprob, topLogprobs: ev.topLogprobs });
       last = ev;
     }
-    if (!last?.finishReason || !last.usage) throw new AutoGlmError('internal_error', 'generation ended without a final event');
+    if (!last?.finishReason || !last.usage) {
+      // the stream of an aborted request just ends; its completion has nothing to return
+      if (request.signal?.aborted) throw new AutoGlmError('request_cancelled', 'the request was aborted', { cause: request.signal.reason });
+      throw new AutoGlmError('internal_error', 'generation ended without a final event');
+    }
     return {
       text,
       tokenIds,
@@ -205,12 +227,13 @@ export class Engine implements InferenceEngine {
     return channel;
   }
 
-  private admit(request: GenerateRequest, channel: EventChannel<TokenEvent>): void {
+  private admit(given: GenerateRequest, channel: EventChannel<TokenEvent>): void {
     const admittedAtMs = performance.now();
     if (this.closed) throw new AutoGlmError('server_draining', 'the engine is closed');
     const fault = this.fault();
     if (fault !== null) throw new AutoGlmError('gpu_device_lost', fault);
     const spec = this.folder.spec;
+    const request = snapshotRequest(given);
     validateRequestShape(request, spec.vocabSize);
     const promptTokenIds = this.promptTokens_(request);
     if (promptTokenIds.length === 0) throw new AutoGlmError('invalid_request', 'the prompt is empty', { param: 'prompt' });
@@ -239,6 +262,14 @@ export class Engine implements InferenceEngine {
       throw new AutoGlmError('invalid_request', 'resume_token_ids already reach max_tokens', { param: 'resume_token_ids' });
     const sampling = resolveSampling(request.sampling, this.folder.samplingDefaults, () => randomInt(0, 2 ** 47));
     const id = request.requestId ? `${request.requestId}#${nextRequestNumber++}` : `req-${nextRequestNumber++}`;
+    // Aborted before it was given: its stream ends at once, as an abort mid-stream ends it.
+    // It used to be queued first (counted in promptTokens), and a response-cache hit was
+    // replayed in full in spite of the abort.
+    const signal = request.signal;
+    if (signal?.aborted) {
+      channel.close();
+      return;
+    }
 
     // deterministic requests may be answered from the response cache
     const cacheKey =
@@ -277,13 +308,19 @@ export class Engine implements InferenceEngine {
       events: [],
       generatedTokenIds: [...resume],
       request,
+      detachSignal: () => {},
     };
     this.scheduler.addRequest({ requestId: id, promptTokenIds, maxTokens, resumeTokenIds: resume });
     this.active.set(id, active);
     this.promptTokens += promptTokenIds.length;
     channel.onConsumerExit(() => this.cancel(id));
-    request.signal?.addEventListener('abort', () => this.cancel(id), { once: true });
-    if (request.signal?.aborted) this.cancel(id);
+    if (signal) {
+      // removed when the request ends: one long-lived signal shared by many requests (an
+      // app's shutdown signal) gathered a listener per request, a leak Node warns of at 11
+      const onAbort = (): void => this.cancel(id);
+      signal.addEventListener('abort', onAbort, { once: true });
+      active.detachSignal = () => signal.removeEventListener('abort', onAbort);
+    }
     this.kick();
   }
 
@@ -348,6 +385,7 @@ export class Engine implements InferenceEngine {
   private release(a: ActiveRequest, reason: 'stop' | 'length' | 'cancelled'): void {
     this.scheduler.finishRequest(a.id, reason);
     this.active.delete(a.id);
+    a.detachSignal();
     if (a.countsSlot >= 0) this.freeCountSlots.push(a.countsSlot);
   }
 
@@ -363,7 +401,7 @@ export class Engine implements InferenceEngine {
       if (metrics) last.metrics = metrics;
       a.channel.push(last);
       if (a.cacheKey && reason !== 'cancelled') {
-        a.events.push(last);
+        a.events.push(structuredClone(last));
         this.responseCache.set(a.cacheKey, a.events);
       }
     }
@@ -483,7 +521,8 @@ export class Engine implements InferenceEngine {
       return;
     }
     a.channel.push(event);
-    if (a.cacheKey) a.events.push(event);
+    // a copy: the consumer owns the event it was given, and may change it
+    if (a.cacheKey) a.events.push(structuredClone(event));
   }
 
   private topLogprobsOf(ids: Uint32Array, logprobs: Float32Array, row: number, n: number): TokenEvent['topLogprobs'] {
@@ -614,10 +653,22 @@ export class Engine implements InferenceEngine {
     return stats;
   }
 
-  async close(): Promise<void> {
-    if (this.closed) return;
-    for (const a of [...this.active.values()]) this.finish(a, 'cancelled');
+  /**
+   * Ends every request still running or queued with a server_draining error, waits for an
+   * in-flight step, and frees the GPU. Calling it again returns the same promise, which
+   * resolves once everything is freed (a second call used to resolve at once, before the
+   * first had destroyed anything).
+   */
+  close(): Promise<void> {
+    this.closing ??= this.shutDown();
+    return this.closing;
+  }
+
+  private async shutDown(): Promise<void> {
     this.closed = true;
+    // An error, not a quiet end: a stream that just stopped read as complete (the server
+    // answered it with finish_reason 'length') and complete() threw an internal_error.
+    this.failRequests([...this.active.keys()], new AutoGlmError('server_draining', 'the engine was closed before the request finished'));
     // let an in-flight step finish before its buffers go
     while (this.loopRunning) await new Promise((r) => setTimeout(r, 5));
     this.runner.destroy();
@@ -631,14 +682,15 @@ export class Engine implements InferenceEngine {
  */
 function replayCached(events: readonly TokenEvent[], channel: EventChannel<TokenEvent>, admittedAtMs: number): void {
   const firstAtMs = performance.now();
+  // copies: the stored events serve every later hit, whatever this consumer does with its own
   events.forEach((ev, i) => {
-    if (i < events.length - 1) return channel.push(ev);
+    if (i < events.length - 1) return channel.push(structuredClone(ev));
     const metrics: RequestMetrics = {
       ...timingsBetween(admittedAtMs, firstAtMs, performance.now(), events.length),
       preemptions: 0,
       responseCacheHit: true,
     };
-    channel.push({ ...ev, metrics });
+    channel.push({ ...structuredClone(ev), metrics });
   });
   channel.close();
 }

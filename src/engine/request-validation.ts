@@ -79,7 +79,51 @@ export function isDeterministic(s: ResolvedSampling): boolean {
   return s.temperature === 0 || s.seeded;
 }
 
+/** A plain object (not null, not an array): what request fields of object type must be. */
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/**
+ * The types a TypeScript caller is held to, checked for JavaScript callers (and `as never`
+ * casts): without this a missing prompt or a null sampling was a bare TypeError from deep
+ * inside admission, and a signal that is not an AbortSignal threw after the request was
+ * already queued, leaving it to run with nobody listening.
+ */
+function validateFieldTypes(r: GenerateRequest): void {
+  const p: unknown = r.prompt;
+  if (typeof p !== 'string' && !Array.isArray(p)) {
+    throw invalid('prompt', `prompt must be a string, a list of token ids or a list of chat messages, got ${describe(p)}`);
+  }
+  if (Array.isArray(p) && !p.some((x) => typeof x === 'number') && !p.every(isRecord)) {
+    throw invalid('messages', 'each chat message must be an object with a role and content');
+  }
+  if (r.sampling !== undefined && !isRecord(r.sampling))
+    throw invalid('sampling', `sampling must be an object, got ${describe(r.sampling)}`);
+  for (const [param, v] of [
+    ['stop_token_ids', r.stopTokenIds],
+    ['resume_token_ids', r.resumeTokenIds],
+  ] as const) {
+    if (v !== undefined && !Array.isArray(v)) throw invalid(param, `${param} must be a list of token ids, got ${describe(v)}`);
+  }
+  if (r.chatTemplateKwargs !== undefined && !isRecord(r.chatTemplateKwargs)) {
+    throw invalid('chat_template_kwargs', `chat_template_kwargs must be an object, got ${describe(r.chatTemplateKwargs)}`);
+  }
+  const signal: unknown = r.signal;
+  if (signal !== undefined && !(isRecord(signal) && typeof signal.addEventListener === 'function' && typeof signal.aborted === 'boolean')) {
+    throw invalid('signal', `signal must be an AbortSignal, got ${describe(signal)}`);
+  }
+}
+
+function describe(v: unknown): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'a list';
+  return typeof v === 'string' ? JSON.stringify(v.slice(0, 40)) : typeof v === 'object' ? 'an object' : `${typeof v} ${String(v)}`;
+}
+
 export function validateRequestShape(r: GenerateRequest, vocabSize: number): void {
+  if (!isRecord(r)) throw invalid('request', `the request must be an object, got ${describe(r)}`);
+  validateFieldTypes(r);
   if (r.maxTokens !== undefined && !(Number.isInteger(r.maxTokens) && r.maxTokens >= 1)) {
     throw invalid('max_tokens', `max_tokens must be a positive integer, got ${r.maxTokens}`);
   }
@@ -89,14 +133,39 @@ export function validateRequestShape(r: GenerateRequest, vocabSize: number): voi
   if (r.stop !== undefined && (!Array.isArray(r.stop) || r.stop.some((s) => typeof s !== 'string' || s.length === 0))) {
     throw invalid('stop', 'stop must be a list of non-empty strings');
   }
-  const checkIds = (param: string, ids: readonly unknown[]) => {
-    for (const id of ids) {
-      if (!(typeof id === 'number' && Number.isInteger(id) && id >= 0 && id < vocabSize)) {
-        throw invalid(param, `${param} contains ${String(id)}, not a token id of this model (vocabulary of ${vocabSize})`);
-      }
+  // a list with any number in it is token ids: all of it must be ([1, 'x'] used to pass as ids)
+  if (Array.isArray(r.prompt) && r.prompt.some((p) => typeof p === 'number')) validateTokenIds('prompt', r.prompt, vocabSize);
+  if (r.stopTokenIds) validateTokenIds('stop_token_ids', r.stopTokenIds, vocabSize);
+  if (r.resumeTokenIds) validateTokenIds('resume_token_ids', r.resumeTokenIds, vocabSize);
+}
+
+export function validateTokenIds(param: string, ids: unknown, vocabSize: number): void {
+  if (!Array.isArray(ids)) throw invalid(param, `${param} must be a list of token ids, got ${describe(ids)}`);
+  // an index loop, so that holes in a sparse array are seen (every() and some() skip them)
+  for (let i = 0; i < ids.length; i++) {
+    const id: unknown = ids[i];
+    if (!(typeof id === 'number' && Number.isInteger(id) && id >= 0 && id < vocabSize)) {
+      throw invalid(param, `${param} contains ${String(id)}, not a token id of this model (vocabulary of ${vocabSize})`);
     }
-  };
-  if (Array.isArray(r.prompt) && r.prompt.every((p) => typeof p === 'number')) checkIds('prompt', r.prompt);
-  if (r.stopTokenIds) checkIds('stop_token_ids', r.stopTokenIds);
-  if (r.resumeTokenIds) checkIds('resume_token_ids', r.resumeTokenIds);
+  }
+}
+
+/**
+ * A copy of the request as admitted, taken before validation so that what is checked is
+ * what runs. The engine reads some fields at every step (topLogprobs, logprobs) and at the
+ * end (resumeTokenIds); a caller that reused its request object and changed a field while
+ * the request ran used to change what the engine read: a top_logprobs past 20 then failed
+ * the next step, and with it every request batched alongside. Arrays and the sampling
+ * object are copied one level deep; the signal is kept as it is.
+ */
+export function snapshotRequest(r: GenerateRequest): GenerateRequest {
+  if (!isRecord(r)) throw invalid('request', `the request must be an object, got ${describe(r)}`);
+  const copy: GenerateRequest = { ...r };
+  if (Array.isArray(r.prompt)) copy.prompt = [...r.prompt] as GenerateRequest['prompt'];
+  if (isRecord(r.sampling)) copy.sampling = { ...r.sampling };
+  if (Array.isArray(r.stop)) copy.stop = [...r.stop];
+  if (Array.isArray(r.stopTokenIds)) copy.stopTokenIds = [...r.stopTokenIds];
+  if (Array.isArray(r.resumeTokenIds)) copy.resumeTokenIds = [...r.resumeTokenIds];
+  if (isRecord(r.chatTemplateKwargs)) copy.chatTemplateKwargs = { ...r.chatTemplateKwargs };
+  return copy;
 }

@@ -46,7 +46,11 @@ export interface GenerateRequest {
   resumeTokenIds?: number[];
   /** Options for chat templates (e.g. add_generation_prompt defaults to true, tools). */
   chatTemplateKwargs?: Record<string, unknown>;
-  /** Aborting cancels the generation and frees its KV blocks at once. */
+  /**
+   * Aborting cancels the generation and frees its KV blocks at once: generate()'s stream
+   * ends without a final event (at once when the signal is already aborted), and complete()
+   * rejects with a request_cancelled error. The engine's listener goes when the request ends.
+   */
   signal?: AbortSignal;
   /** Opaque id for logs and stats. */
   requestId?: string;
@@ -203,5 +207,9 @@ export interface InferenceEngine {
    * Optional: an engine without a device has no such fault.
    */
   fault?(): string | null;
+  /**
+   * Requests still running or queued fail with a server_draining error; later calls get the
+   * same promise, resolved once the GPU is freed.
+   */
   close(): Promise<void>;
 }

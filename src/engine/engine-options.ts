@@ -1,0 +1,38 @@
+/**
+ * Checks EngineOptions before Engine.load reads a byte of weights. A JavaScript caller
+ * (or one reading numbers from the environment) can pass NaN, 0 or a string: NaN or 0 for
+ * maxContextTokens used to surface only after the upload as an internal_error from the KV
+ * cache allocator, a NaN kvCacheBytes likewise, and 0 batch sequences quietly became 1.
+ */
+import { AutoGlmError } from '../errors.js';
+import type { EngineOptions } from './types.js';
+
+const POSITIVE_INTEGERS = ['kvBlockSize', 'maxBatchSequences', 'maxBatchTokens', 'maxContextTokens'] as const;
+/** Bounds, not counts: Infinity means unbounded. */
+const NON_NEGATIVE = ['responseCacheEntries', 'responseCacheBytes', 'responseCacheTtlMs'] as const;
+
+function invalid(param: string, message: string): AutoGlmError {
+  return new AutoGlmError('invalid_request', message, { param });
+}
+
+export function validateEngineOptions(options: EngineOptions): void {
+  if (typeof options !== 'object' || options === null) throw invalid('options', 'engine options must be an object');
+  for (const key of POSITIVE_INTEGERS) {
+    const v: unknown = options[key];
+    if (v !== undefined && !(typeof v === 'number' && Number.isInteger(v) && v >= 1)) {
+      throw invalid(key, `${key} must be a positive integer, got ${String(v)}`);
+    }
+  }
+  const kv: unknown = options.kvCacheBytes;
+  if (kv !== undefined && !(typeof kv === 'number' && Number.isFinite(kv) && kv >= 0)) {
+    throw invalid('kvCacheBytes', `kvCacheBytes must be a non-negative number of bytes, got ${String(kv)}`);
+  }
+  for (const key of NON_NEGATIVE) {
+    const v: unknown = options[key];
+    if (v !== undefined && !(typeof v === 'number' && v >= 0)) throw invalid(key, `${key} must be a number >= 0, got ${String(v)}`);
+  }
+  const name: unknown = options.servedModelName;
+  if (name !== undefined && !(typeof name === 'string' && name !== '')) {
+    throw invalid('servedModelName', `servedModelName must be a non-empty string, got ${String(name)}`);
+  }
+}
