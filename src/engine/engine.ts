@@ -19,6 +19,7 @@ import {
   usesPenalties,
   validateRequestShape,
   validateTokenIds,
+  validateTokenizeInput,
   type ResolvedSampling,
 } from './request-validation.js';
 import { validateEngineOptions } from './engine-options.js';
@@ -179,6 +180,7 @@ export class Engine implements InferenceEngine {
     input: string | ChatMessage[],
     options: { addSpecialTokens?: boolean; chatTemplateKwargs?: Record<string, unknown> } = {},
   ): Promise<number[]> {
+    validateTokenizeInput(input, options);
     const tok = this.folder.tokenizer;
     if (typeof input === 'string') return tok.encode(input, { addSpecialTokens: options.addSpecialTokens ?? true });
     return tok.applyChatTemplate(input, { addGenerationPrompt: true, ...options.chatTemplateKwargs });

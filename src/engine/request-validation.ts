@@ -109,6 +109,10 @@ function validateFieldTypes(r: GenerateRequest): void {
   if (r.chatTemplateKwargs !== undefined && !isRecord(r.chatTemplateKwargs)) {
     throw invalid('chat_template_kwargs', `chat_template_kwargs must be an object, got ${describe(r.chatTemplateKwargs)}`);
   }
+  const id: unknown = r.requestId;
+  if (id !== undefined && typeof id !== 'string' && typeof id !== 'number') {
+    throw invalid('requestId', `requestId must be a string, got ${describe(id)}`);
+  }
   const signal: unknown = r.signal;
   if (signal !== undefined && !(isRecord(signal) && typeof signal.addEventListener === 'function' && typeof signal.aborted === 'boolean')) {
     throw invalid('signal', `signal must be an AbortSignal, got ${describe(signal)}`);
@@ -116,7 +120,7 @@ function validateFieldTypes(r: GenerateRequest): void {
 }
 
 function describe(v: unknown): string {
-  if (v === null) return 'null';
+  if (v === null || v === undefined) return String(v);
   if (Array.isArray(v)) return 'a list';
   return typeof v === 'string' ? JSON.stringify(v.slice(0, 40)) : typeof v === 'object' ? 'an object' : `${typeof v} ${String(v)}`;
 }
@@ -155,17 +159,57 @@ export function validateTokenIds(param: string, ids: unknown, vocabSize: number)
  * what runs. The engine reads some fields at every step (topLogprobs, logprobs) and at the
  * end (resumeTokenIds); a caller that reused its request object and changed a field while
  * the request ran used to change what the engine read: a top_logprobs past 20 then failed
- * the next step, and with it every request batched alongside. Arrays and the sampling
- * object are copied one level deep; the signal is kept as it is.
+ * the next step, and with it every request batched alongside. The fields are read by name
+ * (once each), so a request built by a class with getters keeps them; arrays and sampling
+ * are copied one level deep; the signal is kept as it is; unknown fields are left behind.
  */
 export function snapshotRequest(r: GenerateRequest): GenerateRequest {
   if (!isRecord(r)) throw invalid('request', `the request must be an object, got ${describe(r)}`);
-  const copy: GenerateRequest = { ...r };
-  if (Array.isArray(r.prompt)) copy.prompt = [...r.prompt] as GenerateRequest['prompt'];
-  if (isRecord(r.sampling)) copy.sampling = { ...r.sampling };
-  if (Array.isArray(r.stop)) copy.stop = [...r.stop];
-  if (Array.isArray(r.stopTokenIds)) copy.stopTokenIds = [...r.stopTokenIds];
-  if (Array.isArray(r.resumeTokenIds)) copy.resumeTokenIds = [...r.resumeTokenIds];
-  if (isRecord(r.chatTemplateKwargs)) copy.chatTemplateKwargs = { ...r.chatTemplateKwargs };
+  const copy: GenerateRequest = { prompt: r.prompt };
+  for (const key of REQUEST_SCALARS) {
+    const v = r[key];
+    if (v !== undefined) (copy as unknown as Record<string, unknown>)[key] = v;
+  }
+  if (Array.isArray(copy.prompt)) copy.prompt = [...copy.prompt] as GenerateRequest['prompt'];
+  const sampling = r.sampling;
+  if (isRecord(sampling)) {
+    const s: Record<string, unknown> = {};
+    for (const key of SAMPLING_FIELDS) if (sampling[key] !== undefined) s[key] = sampling[key];
+    copy.sampling = s as SamplingParams;
+  } else if (sampling !== undefined) copy.sampling = sampling;
+  for (const key of ['stop', 'stopTokenIds', 'resumeTokenIds'] as const) {
+    const v: unknown = r[key];
+    if (v !== undefined) (copy as unknown as Record<string, unknown>)[key] = Array.isArray(v) ? [...(v as unknown[])] : v;
+  }
+  const kwargs = r.chatTemplateKwargs;
+  if (kwargs !== undefined) copy.chatTemplateKwargs = isRecord(kwargs) ? { ...kwargs } : kwargs;
   return copy;
+}
+
+const REQUEST_SCALARS = [
+  'maxTokens',
+  'ignoreEos',
+  'logprobs',
+  'topLogprobs',
+  'signal',
+  'requestId',
+] as const satisfies readonly (keyof GenerateRequest)[];
+const SAMPLING_FIELDS = [
+  'temperature',
+  'topK',
+  'topP',
+  'minP',
+  'repetitionPenalty',
+  'frequencyPenalty',
+  'presencePenalty',
+  'seed',
+] as const satisfies readonly (keyof SamplingParams)[];
+
+/** tokenize()'s input: a list of numbers or strings was templated as if it were chat messages. */
+export function validateTokenizeInput(input: unknown, options: unknown): void {
+  if (typeof input !== 'string' && !(Array.isArray(input) && Array.from(input).every(isRecord))) {
+    throw invalid('input', `tokenize() takes a string or a list of chat messages, got ${describe(input)}`);
+  }
+  if (options !== undefined && !isRecord(options))
+    throw invalid('options', `tokenize() options must be an object, got ${describe(options)}`);
 }

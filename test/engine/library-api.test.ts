@@ -53,6 +53,7 @@ describe('library API misuse', () => {
       [{ prompt: 'x', chatTemplateKwargs: 'x' }, 'chat_template_kwargs'],
       // used to throw a TypeError after the request was queued, leaving it to run unheard
       [{ prompt: 'x', signal: {} }, 'signal'],
+      [{ prompt: 'x', requestId: Symbol('id') }, 'requestId'],
       [null, 'request'],
     ] as const) {
       const e = await errorOf(engine.complete(req as never));
@@ -63,6 +64,39 @@ describe('library API misuse', () => {
     expect(after.promptTokens).toBe(before.promptTokens);
     expect([after.waiting, after.running, after.kvBlocksUsed]).toEqual([0, 0, 0]);
     expect(isAutoGlmError(await errorOf(engine.detokenize('ab' as never)), 'invalid_request')).toBe(true);
+    // a list of ids or strings used to be templated as if it were chat messages
+    for (const input of [[1, 2], ['hi'], null]) {
+      expect(isAutoGlmError(await errorOf(engine.tokenize(input as never)), 'invalid_request'), JSON.stringify(input)).toBe(true);
+    }
+    expect(isAutoGlmError(await errorOf(engine.tokenize('hi', null as never)), 'invalid_request')).toBe(true);
+  });
+
+  it('a request built by a class with getters, or frozen, runs as written', async () => {
+    class Request {
+      readonly prompt = 'Once upon a time';
+      get maxTokens(): number {
+        return 3;
+      }
+      get sampling(): GenerateRequest['sampling'] {
+        return new (class {
+          get temperature(): number {
+            return 0;
+          }
+        })();
+      }
+      get ignoreEos(): boolean {
+        return true;
+      }
+    }
+    const byClass = await engine.complete(new Request());
+    expect(byClass.tokenIds).toHaveLength(3);
+    const frozen = Object.freeze({
+      prompt: 'Once upon a time',
+      maxTokens: 3,
+      ignoreEos: true,
+      sampling: Object.freeze({ temperature: 0 }),
+    });
+    expect((await engine.complete(frozen)).tokenIds).toEqual(byClass.tokenIds);
   });
 
   it('a request object changed while it runs does not change it, nor fail the requests batched with it', async () => {
