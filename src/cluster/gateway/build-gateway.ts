@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import type { Socket } from 'node:net';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { AutoGlmError } from '../../errors.js';
 import { ApiKeyChecker, secretsEqual } from '../../server/auth.js';
@@ -90,15 +91,47 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
   health.sync(registry.list());
   health.start();
 
+  const clientRequestTimeoutMs = options.clientRequestTimeoutMs ?? 30_000;
   const app = Fastify({
     logger: options.logger ?? false,
     bodyLimit: options.maxBodyBytes ?? 4 * 1024 * 1024,
+    // Fastify turns Node's request timeout off (0); without one a client sending a byte now
+    // and then (slowloris) held its socket for ever. Node enforces it only with a headers
+    // timeout no longer than it, and checks at the interval: the bound is the timeout plus
+    // at most half of it.
+    requestTimeout: clientRequestTimeoutMs,
+    http: {
+      headersTimeout: Math.min(60_000, clientRequestTimeoutMs),
+      connectionsCheckingInterval: Math.max(100, Math.min(30_000, Math.round(clientRequestTimeoutMs / 2))),
+    },
     requestIdHeader: 'x-request-id',
     genReqId: requestIds(),
     forceCloseConnections: 'idle',
     ...OPENAI_FRAMEWORK_ERRORS,
   }) as unknown as FastifyInstance;
   installErrorHandling(app);
+
+  // Client connections, and those with a request past its headers (which close() lets
+  // finish): a connection with none is idle or a client still sending headers.
+  const connections = new Set<Socket>();
+  let closing = false;
+  const serving = new Map<Socket, number>();
+  app.server.on('connection', (socket: Socket) => {
+    connections.add(socket);
+    socket.once('close', () => connections.delete(socket));
+  });
+  app.addHook('onRequest', async (request, reply) => {
+    const socket = request.raw.socket;
+    serving.set(socket, (serving.get(socket) ?? 0) + 1);
+    reply.raw.once('close', () => {
+      const n = (serving.get(socket) ?? 1) - 1;
+      if (n > 0) return void serving.set(socket, n);
+      serving.delete(socket);
+      // Its last answer is out: while closing, a keep-alive connection would otherwise hold
+      // close() until the client's or the keep-alive timeout (72 s).
+      if (closing) socket.destroy();
+    });
+  });
 
   const clientGuard = async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
     const identity = options.auth.disabled === true ? `ip:${request.ip}` : keys.authenticate(request.headers.authorization);
@@ -196,10 +229,22 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
       return `http://${host.includes(':') ? `[${host}]` : host}:${actualPort}`;
     },
     async close() {
-      health.stop();
+      // Discovery stops first: the view in-flight streams retry and resume on is frozen.
       await registry.stop();
-      await app.close();
-      pool.close();
+      closing = true;
+      const closed = app.close();
+      // Fastify closes idle keep-alive connections; a client that never finished sending its
+      // headers is not idle to Node and kept close() (and SIGTERM) waiting for ever.
+      for (const socket of connections) if (!serving.has(socket)) socket.destroy();
+      // Streams in flight get closeTimeoutMs to finish, then are cut.
+      const cut = setTimeout(() => app.server.closeAllConnections(), options.closeTimeoutMs ?? 20_000);
+      try {
+        await closed;
+      } finally {
+        clearTimeout(cut);
+        health.stop();
+        pool.close();
+      }
     },
   };
 }

@@ -47,5 +47,12 @@ export interface GatewayOptions {
   /** Resume streams cut mid-way on another worker (default true). */
   resume?: boolean;
   maxBodyBytes?: number;
+  /**
+   * A client must have sent its whole request (headers and body) within this long (default
+   * 30 s), else its connection is closed: a client trickling bytes holds no socket for ever.
+   */
+  clientRequestTimeoutMs?: number;
+  /** close(): how long requests in flight (streams) may take to finish before they are cut (default 20 s). */
+  closeTimeoutMs?: number;
   logger?: FastifyServerOptions['logger'];
 }
