@@ -6,8 +6,9 @@
  *   bindings, 8 storage buffers per stage) whatever the adapter can do, so we always ask
  *   for the adapter's own limits.
  * - The object returned by `create()` must stay strongly referenced while any adapter or
- *   device lives: when it is garbage collected Dawn crashes the process. `GpuContext`
- *   holds it, and a module-level set holds every live context until `destroy()`.
+ *   device lives: when it is garbage collected Dawn crashes the process. The instances
+ *   live in a module-level map for the life of the process (dawnInstance), one per set of
+ *   flags, reused by every device.
  */
 import { create, globals } from 'webgpu';
 import { AutoGlmError } from '../errors.js';
@@ -177,6 +178,26 @@ const RAISED_LIMITS = [
   'maxBindGroups',
 ] as const;
 
+/**
+ * One Dawn instance per set of flags for the life of the process. Every `create()` builds a
+ * new Vulkan instance, and with lavapipe each one that is dropped after its device was
+ * destroyed still leaves a memfd and a few MB behind (measured: one memfd and 3-5 MB of RSS
+ * per KernelRuntime create/destroy cycle, garbage collection or not), so an app that loads
+ * and closes engines would leak; and an instance that is never dropped cannot be collected
+ * while an adapter from it lives (the crash in this file's header).
+ */
+const dawnInstances = new Map<string, GPU>();
+
+function dawnInstance(flags: readonly string[]): GPU {
+  const key = flags.join('\n');
+  let gpu = dawnInstances.get(key);
+  if (!gpu) {
+    gpu = create([...flags]);
+    dawnInstances.set(key, gpu);
+  }
+  return gpu;
+}
+
 export async function acquireGpu(options: GpuOptions = {}): Promise<GpuContext> {
   if (!process.env.XDG_RUNTIME_DIR) process.env.XDG_RUNTIME_DIR = '/tmp'; // quiets a Mesa warning
   const backend = options.backend ?? process.env.AUTOGLM_GPU_BACKEND;
@@ -205,7 +226,7 @@ export async function acquireGpu(options: GpuOptions = {}): Promise<GpuContext> 
   let gpu: GPU;
   let adapter: GPUAdapter | null;
   try {
-    gpu = create(flags);
+    gpu = dawnInstance(flags);
     adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
   } catch (e) {
     throw new AutoGlmError('gpu_unavailable', `${help} (Dawn said: ${(e as Error).message})`, { cause: e });

@@ -1,4 +1,5 @@
 import { execFile } from 'node:child_process';
+import { readdirSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { isAutoGlmError } from '../../src/errors.js';
@@ -39,6 +40,22 @@ describe('kernel runtime', () => {
       if (saved === undefined) delete process.env.AUTOGLM_KERNEL_PROFILE;
       else process.env.AUTOGLM_KERNEL_PROFILE = saved;
     }
+  });
+
+  it('creating and destroying runtimes over and over leaves no file descriptors behind (one Dawn instance per process)', async () => {
+    // An app that loads and closes engines: each cycle used to leave a Vulkan instance's
+    // memfd (and a few MB) behind on lavapipe.
+    const openFds = (): number => readdirSync('/proc/self/fd').length;
+    const cycle = async (): Promise<void> => {
+      const rt = await KernelRuntime.create();
+      rt.upload('f32', new Float32Array(1 << 16).fill(1));
+      await rt.sync();
+      rt.destroy();
+    };
+    await cycle(); // the first one may open what the process keeps (the instance, the driver)
+    const before = openFds();
+    for (let i = 0; i < 4; i++) await cycle();
+    expect(openFds()).toBe(before);
   });
 
   it('turns a WGSL compile error into a typed gpu_validation_error with the compiler message', async () => {
