@@ -33,6 +33,8 @@ export class DnsRegistry extends RegistryBase {
   private stopped = false;
   /** The last resolution error, for /cluster/workers and logs. */
   lastError: string | null = null;
+  /** SRV: each target's addresses at the last resolution. */
+  private lastTargets = new Map<string, string[]>();
 
   constructor(private readonly options: DnsRegistryOptions) {
     super();
@@ -56,9 +58,9 @@ export class DnsRegistry extends RegistryBase {
   /** Resolves once now. Public so callers (and tests) can force a refresh. */
   async refresh(): Promise<void> {
     try {
-      const workers = await this.resolve();
+      // Cleared first: an SRV target that failed (and kept its last addresses) says so here.
       this.lastError = null;
-      this.replaceAll(workers);
+      this.replaceAll(await this.resolve());
     } catch (e) {
       const code = (e as { code?: string }).code ?? '';
       this.lastError = `${code} ${(e as Error).message}`.trim();
@@ -74,6 +76,22 @@ export class DnsRegistry extends RegistryBase {
     this.timer.unref();
   }
 
+  /**
+   * An SRV target's addresses: none when the name authoritatively has none, its last known
+   * ones when the lookup fails otherwise (the target's own DNS server may be down: the same
+   * transient failure that keeps the whole view when it hits the SRV name).
+   */
+  private async resolveTarget(name: string): Promise<string[]> {
+    try {
+      return await this.resolver.resolve4(name);
+    } catch (e) {
+      const code = (e as { code?: string }).code ?? '';
+      if (EMPTY_ANSWER.has(code)) return [];
+      this.lastError = `${name}: ${code} ${(e as Error).message}`.trim();
+      return this.lastTargets.get(name) ?? [];
+    }
+  }
+
   private async resolve(): Promise<WorkerEndpoint[]> {
     const scheme = this.options.scheme ?? 'http';
     const endpoint = (host: string, port: number): WorkerEndpoint => {
@@ -86,11 +104,14 @@ export class DnsRegistry extends RegistryBase {
     }
     const records = await this.resolver.resolveSrv(this.options.name);
     const out: WorkerEndpoint[] = [];
+    const targets = new Map<string, string[]>();
     for (const r of records) {
       // Targets are host names; resolve them through the same servers (an IP literal needs no lookup).
-      const addresses = /^[\d.]+$/.test(r.name) ? [r.name] : await this.resolver.resolve4(r.name).catch(() => [] as string[]);
+      const addresses = /^[\d.]+$/.test(r.name) ? [r.name] : (targets.get(r.name) ?? (await this.resolveTarget(r.name)));
+      targets.set(r.name, addresses);
       for (const a of addresses) out.push(endpoint(a, r.port));
     }
+    this.lastTargets = targets;
     return out;
   }
 }
