@@ -205,6 +205,15 @@ const SAMPLING_FIELDS = [
   'seed',
 ] as const satisfies readonly (keyof SamplingParams)[];
 
+// Every field is copied: one added to GenerateRequest or SamplingParams without a place in
+// snapshotRequest fails to compile here instead of being dropped from every request.
+type CopiedRequestField =
+  (typeof REQUEST_SCALARS)[number] | 'prompt' | 'sampling' | 'stop' | 'stopTokenIds' | 'resumeTokenIds' | 'chatTemplateKwargs';
+const everyRequestFieldCopied: [Exclude<keyof GenerateRequest, CopiedRequestField>] extends [never] ? true : never = true;
+const everySamplingFieldCopied: [Exclude<keyof SamplingParams, (typeof SAMPLING_FIELDS)[number]>] extends [never] ? true : never = true;
+void everyRequestFieldCopied;
+void everySamplingFieldCopied;
+
 /** tokenize()'s input: a list of numbers or strings was templated as if it were chat messages. */
 export function validateTokenizeInput(input: unknown, options: unknown): void {
   if (typeof input !== 'string' && !(Array.isArray(input) && Array.from(input).every(isRecord))) {
