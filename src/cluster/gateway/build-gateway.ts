@@ -11,12 +11,12 @@ import { HeartbeatRegistry } from '../registry/heartbeat-registry.js';
 import { CLUSTER_SECRET_HEADER } from '../types.js';
 import { ClientRateLimits } from './client-rate-limits.js';
 import { checkForwardable } from './forwardable-body.js';
-import { proxyGeneration, type GenerationRouteConfig } from './generation-route.js';
+import { forwardWhole, proxyGeneration, type GenerationRouteConfig } from './generation-route.js';
 import { GatewayMetrics } from './metrics.js';
 import type { GatewayOptions } from './options.js';
 import { RetryBudget } from './retry-budget.js';
 import { UpstreamPool } from './upstream-http.js';
-import { openWithRetries, type RequestScope, type UpstreamDeps } from './upstream.js';
+import type { RequestScope, UpstreamDeps } from './upstream.js';
 
 /** Routes clients call (counted in autoglm:gateway_requests_total); probes and scrapes are not. */
 const CLIENT_ROUTES = new Set(['/v1/chat/completions', '/v1/completions', '/v1/models', '/tokenize', '/detokenize', '/cluster/workers']);
@@ -179,20 +179,7 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
       clientSignal: client.signal,
       estimatedTokens: 1,
     };
-    const attempt = await openWithRetries(deps, scope, {
-      path,
-      method,
-      ...(method === 'POST' ? { body: JSON.stringify(request.body ?? {}) } : {}),
-    });
-    try {
-      const text = await attempt.response.text();
-      return reply
-        .code(attempt.response.status)
-        .type(attempt.response.headers['content-type'] ?? 'application/json')
-        .send(text);
-    } finally {
-      attempt.finish();
-    }
+    return forwardWhole(deps, scope, { path, method, ...(method === 'POST' ? { body: JSON.stringify(request.body ?? {}) } : {}) }, reply);
   };
   app.get('/v1/models', { onRequest: clientGuard }, forward('GET', '/v1/models'));
   app.post('/tokenize', { onRequest: clientGuard }, forward('POST', '/tokenize'));

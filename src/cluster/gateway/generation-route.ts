@@ -63,7 +63,14 @@ export async function proxyGeneration(
   const startedMs = performance.now();
   deps.budget.onRequest();
   try {
-    if (!stream) return await forwardWhole(deps, scope, path, fixed, reply, config.requestTimeoutMs);
+    // Workers send headers only when the whole completion is done: the first-byte timeout is the deadline.
+    if (!stream)
+      return await forwardWhole(
+        { ...deps, config: { ...deps.config, firstByteTimeoutMs: config.requestTimeoutMs } },
+        scope,
+        { path, method: 'POST', body: JSON.stringify(fixed) },
+        reply,
+      );
     const sse = new ClientSse(reply, request.id);
     try {
       await relayStream(deps, scope, sse, {
@@ -107,23 +114,26 @@ function overridesAreFaithful(b: Body): boolean {
   return optionsOk && isFlag(b.return_token_ids);
 }
 
-/** Non-streamed: the whole answer arrives at once, so a failure anywhere is retried from the start (same seed, same text). */
-async function forwardWhole(
+/**
+ * An answer that arrives in one piece (non-streamed generations, /tokenize, /v1/models):
+ * a failure anywhere, a body cut after the headers included, is the worker's and is retried
+ * from the start elsewhere (same seed, same text). The worker's content type is passed on.
+ */
+export async function forwardWhole(
   deps: UpstreamDeps,
   scope: RequestScope,
-  path: string,
-  body: Body,
+  request: { path: string; method: 'GET' | 'POST'; body?: string },
   reply: FastifyReply,
-  timeoutMs: number,
 ): Promise<unknown> {
-  // Workers send headers only when the whole completion is done: the first-byte timeout is the deadline.
-  const wholeDeps: UpstreamDeps = { ...deps, config: { ...deps.config, firstByteTimeoutMs: timeoutMs } };
-  const payload = JSON.stringify(body);
   for (;;) {
-    const attempt = await openWithRetries(wholeDeps, scope, { path, method: 'POST', body: payload });
+    const attempt = await openWithRetries(deps, scope, request);
     try {
       const text = await attempt.response.text();
-      return reply.code(attempt.response.status).header('x-autoglm-worker', attempt.worker.id).type('application/json').send(text);
+      return reply
+        .code(attempt.response.status)
+        .header('x-autoglm-worker', attempt.worker.id)
+        .type(attempt.response.headers['content-type'] ?? 'application/json')
+        .send(text);
     } catch {
       // Cut while reading the body: that worker failed; try again elsewhere.
       if (attempt.abortReason() === 'client') throw new AutoGlmError('request_cancelled', 'The client disconnected.');
