@@ -114,6 +114,8 @@ export class HealthMonitor {
     for (const w of workers) {
       const known = this.entries.get(w.id);
       if (known && known.endpoint.url === w.url) continue;
+      // Moved to a new URL: a probe of the old one still in flight must not speak for it.
+      if (known) known.removed = true;
       const e: Entry = {
         endpoint: w,
         state: 'unhealthy',
