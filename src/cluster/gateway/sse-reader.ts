@@ -2,6 +2,13 @@ import type { Readable } from 'node:stream';
 import { finished } from 'node:stream';
 import { StringDecoder } from 'node:string_decoder';
 
+/**
+ * The longest event the reader holds while waiting for its end. Worker events are a few
+ * hundred bytes; a body that never completes one (not SSE: a wrong URL, a proxy's page, a
+ * broken worker) would otherwise grow the gateway's memory for as long as it kept sending.
+ */
+export const MAX_EVENT_CHARS = 4 * 1024 * 1024;
+
 /** What a batch handler wants next: more data (nothing), to stop reading, or to wait (the client is slow). */
 export type BatchVerdict = void | 'stop' | Promise<void>;
 
@@ -11,7 +18,8 @@ export type BatchVerdict = void | 'stop' | Promise<void>;
  * read with one write. Event-driven rather than an async iterator: an upstream read is one
  * synchronous call, not a chain of promises through the stream's iterator and a generator.
  * Resolves at the body's end or when `onBatch` says 'stop'; rejects if the body is cut
- * (reset, destroyed) or `onBatch` throws. A returned promise pauses the body until it settles.
+ * (reset, destroyed), an event outgrows MAX_EVENT_CHARS or `onBatch` throws. A returned
+ * promise pauses the body until it settles.
  */
 export function readSseBatches(body: Readable, onBatch: (batch: string[]) => BatchVerdict): Promise<void> {
   return new Promise<void>((resolve, reject) => {
@@ -37,6 +45,10 @@ export function readSseBatches(body: Readable, onBatch: (batch: string[]) => Bat
         if (data !== '') batch.push(data);
       }
       if (start > 0) buffered = buffered.slice(start);
+      if (buffered.length > MAX_EVENT_CHARS) {
+        settle(new Error(`upstream event stream: no event end within ${MAX_EVENT_CHARS} characters (not SSE?)`));
+        return;
+      }
       let verdict: BatchVerdict;
       try {
         verdict = onBatch(batch);
