@@ -60,6 +60,13 @@ interface Entry {
  */
 export class HealthMonitor {
   private readonly entries = new Map<string, Entry>();
+  /**
+   * Ejection counts of workers that left the registry, by URL, kept for ejectionDecayMs: a
+   * crash-looping worker leaves (its heartbeat TTL or lease lapses while it restarts) and
+   * comes back, maybe under a new id (a new etcd key), and must not come back with a clean
+   * record, or its cool-down never grows.
+   */
+  private readonly departed = new Map<string, { ejections: number; leftMs: number }>();
   private timer: NodeJS.Timeout | null = null;
   private readonly o: Required<HealthMonitorOptions>;
   private readonly stateListeners = new Set<(id: string, state: WorkerState, url: string) => void>();
@@ -104,11 +111,14 @@ export class HealthMonitor {
 
   /** Aligns the tracked set with the registry's; new workers are probed at once. */
   sync(workers: readonly WorkerEndpoint[]): void {
+    const now = this.nowMs();
+    for (const [url, d] of this.departed) if (now - d.leftMs > this.o.ejectionDecayMs) this.departed.delete(url);
     const ids = new Set(workers.map((w) => w.id));
     for (const [id, e] of this.entries) {
       if (!ids.has(id)) {
         e.removed = true;
         this.entries.delete(id);
+        if (e.ejections > 0) this.departed.set(e.endpoint.url, { ejections: e.ejections, leftMs: now });
       }
     }
     for (const w of workers) {
@@ -116,13 +126,15 @@ export class HealthMonitor {
       if (known && known.endpoint.url === w.url) continue;
       // Moved to a new URL: a probe of the old one still in flight must not speak for it.
       if (known) known.removed = true;
+      const past = this.departed.get(w.url);
+      this.departed.delete(w.url);
       const e: Entry = {
         endpoint: w,
         state: 'unhealthy',
         everReady: false,
         probeFailures: 0,
         passiveFailures: 0,
-        ejections: known?.ejections ?? 0,
+        ejections: known?.ejections ?? past?.ejections ?? 0,
         ejectedUntilMs: 0,
         ejectionEpoch: 0,
         healthySinceMs: 0,

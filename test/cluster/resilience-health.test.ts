@@ -31,3 +31,34 @@ test('a probe of a replaced URL that lands late changes nothing for the worker i
   expect(monitor.state('w')).toBe('healthy');
   expect(monitor.snapshot().map((w) => [w.url, w.state])).toEqual([['http://127.0.0.1:2', 'healthy']]);
 });
+
+// A crash-looping worker leaves the registry when its heartbeat TTL or etcd lease lapses
+// (seconds; a real worker's restart takes longer) and comes back on the same URL. It used
+// to come back with a clean record every time, so the ejection cool-down, documented to
+// double on each repeat, never grew for the very case it exists for. The record is now
+// kept by URL for ejectionDecayMs after the worker leaves.
+test('a worker that is ejected, leaves the registry and comes back keeps its ejection count (for ejectionDecayMs)', async () => {
+  let nowMs = 0;
+  const monitor = new HealthMonitor(
+    { probeIntervalMs: 60_000, baseEjectionMs: 1000, maxEjectionMs: 30_000, ejectionDecayMs: 60_000 },
+    () => nowMs,
+    async () => ({ status: 200, body: '{}' }),
+  );
+  const settle = (): Promise<void> => new Promise((r) => setImmediate(r));
+  const cycle = async (id: string): Promise<number> => {
+    monitor.sync([{ id, url: 'http://127.0.0.1:7' }]);
+    await settle();
+    expect(monitor.state(id)).toBe('healthy');
+    nowMs += 100;
+    monitor.reportFailure(id, 'connect');
+    const cooldown = monitor.snapshot()[0]!.ejectedForMs;
+    monitor.sync([]); // its TTL or lease lapsed while it restarts
+    nowMs += 5_000;
+    return cooldown;
+  };
+  // The same URL under a new id each time too (etcd: a restarted worker takes a new key).
+  expect([await cycle('a'), await cycle('a'), await cycle('b'), await cycle('a')]).toEqual([1000, 2000, 4000, 8000]);
+  // Gone longer than ejectionDecayMs: a clean record.
+  nowMs += 60_000;
+  expect(await cycle('a')).toBe(1000);
+});
