@@ -79,13 +79,18 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
   health.onStateChange((id, state) => metrics.setWorkerState(id, state));
   health.onEjection((id) => metrics.ejections.inc({ worker: id }));
   const registry = options.registry;
-  let known = new Set<string>();
+  // Worker id -> URL as the metrics last saw them. Each change touches only the workers that
+  // joined, left or moved (the monitor reports state changes itself): the whole set on every
+  // change, with a scan of the list per known id, made each registration cost O(n^2), and a
+  // burst of n registrations (a fleet starting, a flood) O(n^3) on the event loop.
+  let known = new Map<string, string>();
   registry.onChange((workers) => {
     health.sync(workers);
+    const next = new Map(workers.map((w) => [w.id, w.url]));
     // A worker that left the registry keeps its in-flight requests (a drain) but leaves the metrics.
-    for (const id of known) if (!workers.some((w) => w.id === id)) metrics.setWorkerState(id, null);
-    known = new Set(workers.map((w) => w.id));
-    for (const w of workers) metrics.setWorkerState(w.id, health.state(w.id) ?? 'unhealthy');
+    for (const id of known.keys()) if (!next.has(id)) metrics.setWorkerState(id, null);
+    for (const [id, url] of next) if (known.get(id) !== url) metrics.setWorkerState(id, health.state(id) ?? 'unhealthy');
+    known = next;
   });
   await registry.start();
   health.sync(registry.list());
