@@ -96,3 +96,37 @@ test('etcd killed and restarted: the last view serves meanwhile, then the watch 
   await waitFor(() => !gateway.health.snapshot().some((w) => w.url === a.url), 10_000, 'the killed worker leaving the view');
   expect(healthyUrls()).toEqual(all.filter((u) => u !== a.url));
 });
+
+test("a worker frozen past its lease's TTL leaves the view, and rejoins by itself when it thaws", async () => {
+  const b = workers[1]!;
+  b.kill('SIGSTOP');
+  try {
+    await waitFor(() => !gateway.health.snapshot().some((w) => w.url === b.url), 10_000, 'the frozen worker leaving the view');
+  } finally {
+    b.kill('SIGCONT');
+  }
+  // Its next keep-alive finds the lease gone: it grants a new one and puts its key again.
+  await waitFor(() => healthyUrls().includes(b.url), 10_000, 'the thawed worker back in rotation');
+  const r = await call(url, '/v1/completions', { model: 'demo-stories', prompt: 'hi', max_tokens: 3, temperature: 0 });
+  expect([r.status, r.error]).toEqual([200, null]);
+});
+
+test('a gateway started while etcd is down starts, answers 503 not ready, and converges when etcd comes up', async () => {
+  await stopEtcdHere();
+  const late = await buildGateway({
+    registry: new EtcdRegistry({ url: `http://127.0.0.1:${clientPort}`, retryMs: 100 }),
+    auth: { apiKeys: [], disabled: true },
+    clusterSecret: SECRET,
+    health: { probeIntervalMs: 100 },
+  });
+  try {
+    const lateUrl = await late.listen({ port: 0, host: '127.0.0.1' });
+    expect(await httpStatus(`${lateUrl}/ready`)).toBe(503);
+    await startEtcdHere();
+    const b = workers[1]!;
+    await waitFor(() => late.health.healthy().some((w) => w.url === b.url), 10_000, 'the late gateway seeing the worker');
+    expect(await httpStatus(`${lateUrl}/ready`)).toBe(200);
+  } finally {
+    await late.close();
+  }
+});
