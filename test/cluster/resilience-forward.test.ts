@@ -68,3 +68,36 @@ test('when every worker cuts the body, the client gets a 502 upstream_error, not
     await only.close();
   }
 });
+
+test('a non-streamed completion whose body stalls after the headers: cut after the idle timeout and retried, not held to the deadline', async () => {
+  const stall = await new SseStub((_body, res) => {
+    res.writeHead(200, { 'content-type': 'application/json', 'content-length': '1000' });
+    res.write('{"id":"cmpl-stall","choices":[');
+  }).start();
+  const g = await buildGateway({
+    registry: new StaticRegistry([stall.url, good.url]),
+    auth: { apiKeys: [], disabled: true },
+    health: { probeIntervalMs: 100 },
+    balancer: { random: () => 0 },
+    idleTimeoutMs: 300,
+    requestTimeoutMs: 20_000,
+  });
+  try {
+    const u = await g.listen({ port: 0, host: '127.0.0.1' });
+    await waitFor(() => g.health.healthy().length === 2, 5000, 'stubs healthy');
+    const t0 = performance.now();
+    const r = await fetch(`${u}/v1/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'm', prompt: 'hi', max_tokens: 3 }),
+      signal: AbortSignal.timeout(10_000),
+    });
+    expect(r.status).toBe(200);
+    expect(((await r.json()) as { echo: string }).echo).toBe('hi');
+    expect(performance.now() - t0).toBeLessThan(3000);
+    expect(stall.bodies.length).toBe(1);
+  } finally {
+    await g.close();
+    await stall.stop();
+  }
+});

@@ -128,6 +128,10 @@ export async function forwardWhole(
   for (;;) {
     const attempt = await openWithRetries(deps, scope, request);
     try {
+      // The head is in (for a generation, the whole completion is ready): from here a body
+      // that stalls is a worker going silent, not one still generating, so the idle
+      // timeout bounds it instead of the first-byte timeout (the request's whole deadline).
+      attempt.touch();
       const text = await attempt.response.text();
       return reply
         .code(attempt.response.status)
