@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { buildGateway, type Gateway } from '../../src/cluster/gateway/build-gateway.js';
+import { EtcdClient } from '../../src/cluster/registry/etcd-client.js';
 import { EtcdRegistry } from '../../src/cluster/registry/etcd-registry.js';
 import { call } from './support/client.js';
 import { ETCD_BIN, freePort, httpStatus, spawnWorker, stopAll, waitFor, waitReady, type WorkerProcess } from './support/processes.js';
@@ -128,5 +129,21 @@ test('a gateway started while etcd is down starts, answers 503 not ready, and co
     expect(await httpStatus(`${lateUrl}/ready`)).toBe(200);
   } finally {
     await late.close();
+  }
+});
+
+test('a worker key rewritten to a value that is not a worker entry leaves the view, as a fresh listing would leave it out', async () => {
+  const prefix = '/autoglm-rewrite/workers/';
+  const c = new EtcdClient(`http://127.0.0.1:${clientPort}`);
+  await c.put(`${prefix}w`, JSON.stringify({ url: 'http://127.0.0.1:1' }));
+  const registry = new EtcdRegistry({ url: `http://127.0.0.1:${clientPort}`, prefix, retryMs: 100 });
+  await registry.start();
+  try {
+    expect(registry.list()).toEqual([{ id: 'w', url: 'http://127.0.0.1:1' }]);
+    await c.put(`${prefix}w`, 'draining, do not use');
+    await waitFor(() => registry.list().length === 0, 3000, 'the rewritten key leaving the view');
+    expect(registry.lastSkipped).toMatch(/^\/autoglm-rewrite\/workers\/w: not a worker entry/);
+  } finally {
+    await registry.stop();
   }
 });

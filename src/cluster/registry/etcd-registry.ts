@@ -78,11 +78,11 @@ export class EtcdRegistry extends RegistryBase {
           revision,
           (events) => {
             for (const e of events) {
-              if (e.type === 'DELETE') this.byKey.delete(e.key);
-              else {
-                const w = this.parse(e.key, e.value);
-                if (w) this.byKey.set(e.key, w);
-              }
+              // A key rewritten to something that is not a worker entry stops naming a worker,
+              // as a fresh listing would leave it out.
+              const w = e.type === 'DELETE' ? null : this.parse(e.key, e.value);
+              if (w) this.byKey.set(e.key, w);
+              else this.byKey.delete(e.key);
             }
             this.replaceAll([...this.byKey.values()]);
           },
