@@ -1,3 +1,4 @@
+import { createSocket, type Socket } from 'node:dgram';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,9 +12,13 @@ import { startDnsmasq, type ServiceProcess } from './support/processes.js';
 // if the target had no address (every lookup error of a target read as "none").
 let front: ServiceProcess;
 let remote: ServiceProcess;
+/** A DNS server that never answers (the zone slow.test is forwarded to it). */
+let blackhole: Socket;
 const registries: DnsRegistry[] = [];
 
 beforeAll(async () => {
+  blackhole = createSocket('udp4');
+  await new Promise<void>((r) => blackhole.bind(0, '127.0.0.1', () => r()));
   const remoteDir = mkdtempSync(join(tmpdir(), 'autoglm-dns-remote-'));
   const remoteHosts = join(remoteDir, 'hosts');
   writeFileSync(remoteHosts, '127.0.0.9 w2.remote.test\n', { mode: 0o644 });
@@ -27,11 +32,14 @@ beforeAll(async () => {
     domain: 'workers.test',
     extraArgs: [
       `--server=/remote.test/${remote.url.replace(':', '#')}`,
+      `--server=/slow.test/127.0.0.1#${blackhole.address().port}`,
       '--cache-size=0',
       '--srv-host=_autoglm._tcp.workers.test,w1.workers.test,8101',
       '--srv-host=_autoglm._tcp.workers.test,w2.remote.test,8102',
       '--srv-host=_gone._tcp.workers.test,w1.workers.test,8101',
       '--srv-host=_gone._tcp.workers.test,nothing.workers.test,8103',
+      '--srv-host=_slow._tcp.workers.test,w1.workers.test,8101',
+      '--srv-host=_slow._tcp.workers.test,w3.slow.test,8104',
     ],
   });
 });
@@ -40,6 +48,7 @@ afterAll(async () => {
   for (const r of registries) await r.stop();
   await front?.stop();
   await remote?.stop();
+  blackhole?.close();
 });
 
 const urls = (r: DnsRegistry): string[] =>
@@ -76,4 +85,24 @@ test('an SRV target whose DNS server fails after answering keeps its workers; a 
   registries.push(gone);
   await gone.start();
   expect(urls(gone)).toEqual(['http://127.0.0.1:8101']);
+});
+
+test('stop() during an SRV refresh whose target lookup hangs: the view does not change after stop()', async () => {
+  const r = new DnsRegistry({
+    name: '_slow._tcp.workers.test',
+    recordType: 'SRV',
+    servers: [front.url],
+    refreshMs: 60_000,
+    timeoutMs: 2000,
+  });
+  registries.push(r);
+  const changes: number[] = [];
+  r.onChange((ws) => changes.push(ws.length));
+  // Not start(): one refresh, left in flight on the target that never resolves.
+  const refreshing = r.refresh();
+  await new Promise((res) => setTimeout(res, 300));
+  await r.stop();
+  await refreshing;
+  expect(changes).toEqual([]);
+  expect(r.list()).toEqual([]);
 });

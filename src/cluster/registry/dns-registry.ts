@@ -60,11 +60,15 @@ export class DnsRegistry extends RegistryBase {
     try {
       // Cleared first: an SRV target that failed (and kept its last addresses) says so here.
       this.lastError = null;
-      this.replaceAll(await this.resolve());
+      const workers = await this.resolve();
+      // stop() cancels the queries in flight, but an SRV refresh whose target lookups were
+      // cancelled still completes: after stop() the view must not change (nor wake the gateway).
+      if (this.stopped) return;
+      this.replaceAll(workers);
     } catch (e) {
       const code = (e as { code?: string }).code ?? '';
       this.lastError = `${code} ${(e as Error).message}`.trim();
-      if (EMPTY_ANSWER.has(code)) this.replaceAll([]);
+      if (EMPTY_ANSWER.has(code) && !this.stopped) this.replaceAll([]);
     }
   }
 
