@@ -1,6 +1,7 @@
 import { connect, type Socket } from 'node:net';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { buildGateway, type Gateway } from '../../src/cluster/gateway/build-gateway.js';
+import { parseGatewayConfig } from '../../src/cluster/gateway/config.js';
 import type { GatewayOptions } from '../../src/cluster/gateway/options.js';
 import { StaticRegistry } from '../../src/cluster/registry/static-registry.js';
 import { call } from './support/client.js';
@@ -112,4 +113,10 @@ test('close() lets a stream in flight finish, and cuts one that outlives closeTi
   await bounded(b.g.close(), 3000, 'close() with a stalled stream');
   expect(performance.now() - t0).toBeLessThan(1500);
   expect((await cut).error).not.toBeNull();
+});
+
+test('the CLI flags (and AUTOGLM_* env) set the client request and shutdown timeouts', () => {
+  const c = parseGatewayConfig(['--client-request-timeout-ms', '5000'], { AUTOGLM_SHUTDOWN_TIMEOUT_MS: '7000' });
+  if (c === 'help') throw new Error('help');
+  expect([c.options.clientRequestTimeoutMs, c.options.closeTimeoutMs]).toEqual([5000, 7000]);
 });
