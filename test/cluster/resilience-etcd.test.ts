@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, test } from 'vitest';
@@ -145,5 +146,37 @@ test('a worker key rewritten to a value that is not a worker entry leaves the vi
     expect(registry.lastSkipped).toMatch(/^\/autoglm-rewrite\/workers\/w: not a worker entry/);
   } finally {
     await registry.stop();
+  }
+});
+
+test('stop() while the registry re-lists: the view does not change after stop()', async () => {
+  // A stand-in for etcd's JSON gateway: the first listing names a worker, every watch ends
+  // at once (so the registry re-lists), and later listings are slow and empty.
+  let ranges = 0;
+  const fake = createServer((req, res) => {
+    req.resume();
+    req.on('end', () => {
+      if (req.url === '/v3/watch') return void res.writeHead(200).end('');
+      const kvs =
+        ranges++ === 0
+          ? [{ key: Buffer.from('/p/w').toString('base64'), value: Buffer.from('{"url":"http://127.0.0.1:1"}').toString('base64') }]
+          : [];
+      setTimeout(() => res.writeHead(200).end(JSON.stringify({ header: { revision: '5' }, kvs })), ranges === 1 ? 0 : 400);
+    });
+  });
+  await new Promise<void>((r) => fake.listen(0, '127.0.0.1', () => r()));
+  const registry = new EtcdRegistry({ url: `http://127.0.0.1:${(fake.address() as { port: number }).port}`, prefix: '/p/', retryMs: 20 });
+  try {
+    await registry.start();
+    expect(registry.list()).toHaveLength(1);
+    const changes: number[] = [];
+    registry.onChange((ws) => changes.push(ws.length));
+    await waitFor(() => ranges >= 2, 3000, 'the registry re-listing');
+    await registry.stop();
+    expect(changes).toEqual([]);
+    expect(registry.list()).toHaveLength(1);
+  } finally {
+    fake.closeAllConnections();
+    fake.close();
   }
 });

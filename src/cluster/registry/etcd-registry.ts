@@ -58,6 +58,8 @@ export class EtcdRegistry extends RegistryBase {
   /** Lists the prefix into the view; returns the revision to watch from. */
   private async list0(): Promise<number> {
     const { kvs, revision } = await this.client.rangePrefix(this.prefix);
+    // stop() aborts the watch, not a listing in flight: after stop() the view stays as it was.
+    if (this.abort?.signal.aborted) return revision + 1;
     this.byKey.clear();
     for (const kv of kvs) {
       const w = this.parse(kv.key, kv.value);
