@@ -66,6 +66,14 @@ export interface MatmulTuning {
    */
   gemmWideCols4: number;
   gemmWideMinRows: number;
+  /**
+   * GEMM below gemmWideMinRows: take the wide tiles all the same where they still leave at
+   * least this many workgroups (0 = never). On lavapipe a workgroup runs on one core, so a
+   * 768-column projection in three wide workgroups leaves one core idle for a third of it,
+   * while wide N = 4096 and 16384 (the 100M model's gate/up and LM head) at 16 rows took
+   * 0.88-0.98x and 0.88-0.91x the CPU time of 16 x 2 tiles.
+   */
+  gemmWideMinWorkgroups: number;
   /** GEMM: columns per group, 4 (vec4 loads) or 1 (one column per lane). */
   gemmVecWidth: 1 | 4;
   /** GEMM: invocations per workgroup (all along N). */
@@ -106,6 +114,7 @@ const CPU_TUNING: MatmulTuning = {
   gemmCols4: 2,
   gemmWideCols4: 4,
   gemmWideMinRows: 64,
+  gemmWideMinWorkgroups: 16,
   gemmWorkgroupN: 16,
   gemmVecWidth: 4,
   gemmShareX: 8,
@@ -123,6 +132,7 @@ const GPU_TUNING: MatmulTuning = {
   gemmCols4: 1,
   gemmWideCols4: 0,
   gemmWideMinRows: 0,
+  gemmWideMinWorkgroups: 0,
   gemmWorkgroupN: 64,
   gemmVecWidth: 4,
   gemmShareX: 0,
@@ -308,7 +318,10 @@ export function supportedShareX(rt: KernelRuntime, want: number): number {
 
 function dispatchGemm(rt: KernelRuntime, rec: Recorder, d: PartDispatch): void {
   const { gemmRows: tm, gemmWorkgroupN: wgn, gemmVecWidth: vw } = d.tuning;
-  const wide = d.tuning.gemmWideCols4 > 0 && d.rows >= d.tuning.gemmWideMinRows;
+  const wideGroups = Math.ceil((d.part.ldw4 * (4 / vw)) / (wgn * d.tuning.gemmWideCols4)) * Math.ceil(d.rows / tm);
+  const wide =
+    d.tuning.gemmWideCols4 > 0 &&
+    (d.rows >= d.tuning.gemmWideMinRows || (d.tuning.gemmWideMinWorkgroups > 0 && wideGroups >= d.tuning.gemmWideMinWorkgroups));
   const tn4 = wide ? d.tuning.gemmWideCols4 : d.tuning.gemmCols4;
   const xs = supportedShareX(rt, d.tuning.gemmShareX);
   const rowsFirst = d.tuning.gemmRowsFirst;
