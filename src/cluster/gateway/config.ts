@@ -23,6 +23,10 @@ const FLAGS = {
   'dns-refresh-ms': { kind: 'int', help: 'dns registry: re-resolve period (default 1000)' },
   etcd: { kind: 'string', help: 'etcd registry: client URL, e.g. http://127.0.0.1:2379' },
   'etcd-prefix': { kind: 'string', help: 'etcd registry: key prefix (default /autoglm/workers/)' },
+  'etcd-resync-ms': {
+    kind: 'int',
+    help: 'etcd registry: re-list the prefix this often and restart a watch that missed changes (default 10000; 0 = never)',
+  },
   'heartbeat-ttl-ms': { kind: 'int', help: 'heartbeat registry: TTL when a worker names none (default 3000)' },
   'cluster-secret': { kind: 'string', help: 'sent to workers, required from registering workers' },
   'worker-api-key': { kind: 'string', help: 'Bearer key for workers that check API keys' },
@@ -108,7 +112,7 @@ export function parseGatewayConfig(argv: string[], env: NodeJS.ProcessEnv = proc
           }),
         );
       case 'etcd':
-        return new EtcdRegistry(withoutUndefined({ url: etcd!, prefix: str('etcd-prefix') }));
+        return new EtcdRegistry(withoutUndefined({ url: etcd!, prefix: str('etcd-prefix'), resyncMs: num('etcd-resync-ms') }));
       default:
         return new HeartbeatRegistry(withoutUndefined({ defaultTtlMs: heartbeatTtlMs }));
     }

@@ -11,6 +11,13 @@ export interface EtcdRegistryOptions {
   prefix?: string;
   /** Wait before re-listing after the watch stream breaks (default 500 ms). */
   retryMs?: number;
+  /**
+   * Re-list the prefix this often (default 10000 ms; 0 = never) and, where the listing
+   * shows changes the watch has not delivered, restart the watch. A watch whose connection
+   * went silent (half-open after a network partition) never errors: without this the view
+   * would stop changing while workers come and go.
+   */
+  resyncMs?: number;
 }
 
 /** The value a worker stores under its key. */
@@ -29,8 +36,14 @@ export class EtcdRegistry extends RegistryBase {
   private readonly prefix: string;
   private abort: AbortController | null = null;
   private loop: Promise<void> | null = null;
+  /** Aborts the watch stream in progress (not the loop), so that the loop re-lists and watches again. */
+  private watchAttempt: AbortController | null = null;
+  private resyncTimer: NodeJS.Timeout | null = null;
+  private resyncing = false;
   private readonly byKey = new Map<string, WorkerEndpoint>();
   lastError: string | null = null;
+  /** Watches restarted because a listing showed changes they had not delivered (resyncMs). */
+  watchRestarts = 0;
   /** The last key under the prefix whose value was not a worker entry (left out of the view). */
   lastSkipped: string | null = null;
 
@@ -47,9 +60,13 @@ export class EtcdRegistry extends RegistryBase {
       return 0;
     });
     this.loop = this.watchLoop(first, this.abort.signal);
+    const resyncMs = this.options.resyncMs ?? 10_000;
+    if (resyncMs > 0) this.resyncTimer = setInterval(() => void this.resync(), resyncMs).unref();
   }
 
   async stop(): Promise<void> {
+    if (this.resyncTimer) clearInterval(this.resyncTimer);
+    this.resyncTimer = null;
     this.abort?.abort();
     await this.loop?.catch(() => undefined);
     this.loop = null;
@@ -70,9 +87,42 @@ export class EtcdRegistry extends RegistryBase {
     return revision + 1;
   }
 
+  /**
+   * Lists the prefix and compares it with the view the watch has built; a difference means
+   * the watch missed changes (or they are still on their way: a restart costs one listing),
+   * so the watch is restarted, which re-lists first.
+   */
+  private async resync(): Promise<void> {
+    if (this.resyncing || !this.abort || this.abort.signal.aborted) return;
+    this.resyncing = true;
+    try {
+      const { kvs } = await this.client.rangePrefix(this.prefix);
+      if (this.abort.signal.aborted) return;
+      const listed = new Map<string, string>();
+      for (const kv of kvs) {
+        const w = this.parse(kv.key, kv.value);
+        if (w) listed.set(kv.key, w.url);
+      }
+      const same = listed.size === this.byKey.size && [...listed].every(([key, url]) => this.byKey.get(key)?.url === url);
+      if (!same && this.watchAttempt && !this.watchAttempt.signal.aborted) {
+        this.lastError = 'the etcd watch had not delivered changes a listing shows (a silent connection?): watching again';
+        this.watchRestarts++;
+        this.watchAttempt.abort();
+      }
+    } catch {
+      // etcd unreachable: the watch loop reports and retries on its own
+    } finally {
+      this.resyncing = false;
+    }
+  }
+
   private async watchLoop(fromRevision: number, signal: AbortSignal): Promise<void> {
     let revision = fromRevision;
     while (!signal.aborted) {
+      const attempt = new AbortController();
+      const stopAttempt = (): void => attempt.abort();
+      signal.addEventListener('abort', stopAttempt, { once: true });
+      this.watchAttempt = attempt;
       try {
         if (revision === 0) revision = await this.list0();
         await this.client.watchPrefix(
@@ -88,11 +138,14 @@ export class EtcdRegistry extends RegistryBase {
             }
             this.replaceAll([...this.byKey.values()]);
           },
-          signal,
+          attempt.signal,
         );
       } catch (e) {
         if (signal.aborted) return;
-        this.lastError = (e as Error).message;
+        // a restart asked by resync() keeps resync's message
+        if (!attempt.signal.aborted) this.lastError = (e as Error).message;
+      } finally {
+        signal.removeEventListener('abort', stopAttempt);
       }
       // The stream ended or failed: re-list (events may have been missed) after a pause.
       revision = 0;
