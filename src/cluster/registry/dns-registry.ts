@@ -107,14 +107,13 @@ export class DnsRegistry extends RegistryBase {
       return addresses.map((a) => endpoint(a, this.options.port ?? 8000));
     }
     const records = await this.resolver.resolveSrv(this.options.name);
+    // Targets are host names, resolved through the same servers (an IP literal needs no
+    // lookup), all at once: one after another, each dead target's timeout added up.
+    const names = [...new Set(records.map((r) => r.name))];
+    const resolved = await Promise.all(names.map((n) => (/^[\d.]+$/.test(n) ? [n] : this.resolveTarget(n))));
+    const targets = new Map(names.map((n, i) => [n, resolved[i]!]));
     const out: WorkerEndpoint[] = [];
-    const targets = new Map<string, string[]>();
-    for (const r of records) {
-      // Targets are host names; resolve them through the same servers (an IP literal needs no lookup).
-      const addresses = /^[\d.]+$/.test(r.name) ? [r.name] : (targets.get(r.name) ?? (await this.resolveTarget(r.name)));
-      targets.set(r.name, addresses);
-      for (const a of addresses) out.push(endpoint(a, r.port));
-    }
+    for (const r of records) for (const a of targets.get(r.name)!) out.push(endpoint(a, r.port));
     this.lastTargets = targets;
     return out;
   }
