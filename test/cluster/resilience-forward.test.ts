@@ -1,9 +1,7 @@
 import { afterAll, beforeAll, expect, test } from 'vitest';
-import { buildGateway, type Gateway } from '../../src/cluster/gateway/build-gateway.js';
-import { StaticRegistry } from '../../src/cluster/registry/static-registry.js';
+import type { Gateway } from '../../src/cluster/gateway/build-gateway.js';
 import { scrapeSum } from './support/metrics.js';
-import { waitFor } from './support/processes.js';
-import { SseStub } from './support/sse-stub.js';
+import { SseStub, gatewayOverStubs } from './support/sse-stub.js';
 
 // The routes the gateway forwards whole (/tokenize, /detokenize, /v1/models): a worker that
 // sends its headers and then dies mid-body is a worker failure like a reset before the
@@ -23,15 +21,8 @@ beforeAll(async () => {
   good = await new SseStub((body, res) => {
     res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ tokens: [1, 2, 3], echo: body.prompt }));
   }).start();
-  gateway = await buildGateway({
-    registry: new StaticRegistry([cut.url, good.url]),
-    auth: { apiKeys: [], disabled: true },
-    health: { probeIntervalMs: 100 },
-    // Equal loads: the first listed (the one that cuts) gets the first attempt every time.
-    balancer: { random: () => 0 },
-  });
-  url = await gateway.listen({ port: 0, host: '127.0.0.1' });
-  await waitFor(() => gateway.health.healthy().length === 2, 5000, 'stubs healthy');
+  // the first listed (the one that cuts) gets the first attempt every time
+  ({ gateway, url } = await gatewayOverStubs([cut, good], { firstListedFirst: true }));
 });
 
 afterAll(async () => {
@@ -53,14 +44,8 @@ test('a worker cut mid-body on /tokenize: retried on another worker, and counted
 });
 
 test('when every worker cuts the body, the client gets a 502 upstream_error, not an internal error', async () => {
-  const only = await buildGateway({
-    registry: new StaticRegistry([cut.url]),
-    auth: { apiKeys: [], disabled: true },
-    health: { probeIntervalMs: 100, passiveFailureThreshold: 100 },
-  });
+  const { gateway: only, url: u } = await gatewayOverStubs([cut], { health: { probeIntervalMs: 100, passiveFailureThreshold: 100 } });
   try {
-    const u = await only.listen({ port: 0, host: '127.0.0.1' });
-    await waitFor(() => only.health.healthy().length === 1, 5000, 'stub healthy');
     const r = await fetch(`${u}/tokenize`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"prompt":"hi"}' });
     expect(r.status).toBe(502);
     expect(((await r.json()) as { error: { code: string } }).error.code).toBe('upstream_error');
@@ -74,17 +59,12 @@ test('a non-streamed completion whose body stalls after the headers: cut after t
     res.writeHead(200, { 'content-type': 'application/json', 'content-length': '1000' });
     res.write('{"id":"cmpl-stall","choices":[');
   }).start();
-  const g = await buildGateway({
-    registry: new StaticRegistry([stall.url, good.url]),
-    auth: { apiKeys: [], disabled: true },
-    health: { probeIntervalMs: 100 },
-    balancer: { random: () => 0 },
+  const { gateway: g, url: u } = await gatewayOverStubs([stall, good], {
+    firstListedFirst: true,
     idleTimeoutMs: 300,
     requestTimeoutMs: 20_000,
   });
   try {
-    const u = await g.listen({ port: 0, host: '127.0.0.1' });
-    await waitFor(() => g.health.healthy().length === 2, 5000, 'stubs healthy');
     const t0 = performance.now();
     const r = await fetch(`${u}/v1/completions`, {
       method: 'POST',

@@ -1,9 +1,7 @@
 import { afterAll, beforeAll, expect, test } from 'vitest';
-import { buildGateway, type Gateway } from '../../src/cluster/gateway/build-gateway.js';
-import { StaticRegistry } from '../../src/cluster/registry/static-registry.js';
+import type { Gateway } from '../../src/cluster/gateway/build-gateway.js';
 import { call } from './support/client.js';
-import { waitFor } from './support/processes.js';
-import { SseStub, tokenEvent, usageEvent } from './support/sse-stub.js';
+import { SseStub, tokenEvent, usageEvent, gatewayOverStubs } from './support/sse-stub.js';
 
 // A "worker" that answers a stream with 200 and then bytes that never make an SSE event
 // (a wrong URL, a proxy, a broken worker): the gateway buffered them without bound, for
@@ -34,14 +32,7 @@ beforeAll(async () => {
     res.write(usageEvent(1, 3));
     res.end('data: [DONE]\n\n');
   }).start();
-  gateway = await buildGateway({
-    registry: new StaticRegistry([garbage.url, good.url]),
-    auth: { apiKeys: [], disabled: true },
-    health: { probeIntervalMs: 100 },
-    balancer: { random: () => 0 },
-  });
-  url = await gateway.listen({ port: 0, host: '127.0.0.1' });
-  await waitFor(() => gateway.health.healthy().length === 2, 5000, 'stubs healthy');
+  ({ gateway, url } = await gatewayOverStubs([garbage, good], { firstListedFirst: true }));
 });
 
 afterAll(async () => {

@@ -1,10 +1,8 @@
 import { request } from 'node:http';
 import { afterAll, beforeAll, expect, test } from 'vitest';
-import { buildGateway, type Gateway } from '../../src/cluster/gateway/build-gateway.js';
-import { StaticRegistry } from '../../src/cluster/registry/static-registry.js';
+import type { Gateway } from '../../src/cluster/gateway/build-gateway.js';
 import { scrapeSum } from './support/metrics.js';
-import { waitFor } from './support/processes.js';
-import { SseStub, tokenEvent, usageEvent } from './support/sse-stub.js';
+import { SseStub, tokenEvent, usageEvent, gatewayOverStubs } from './support/sse-stub.js';
 
 // A client that reads its stream slowly fills its socket; the gateway then pauses the
 // worker's body (backpressure). That silence is the client's: it must not count as the
@@ -24,14 +22,7 @@ beforeAll(async () => {
     res.write(usageEvent(1, TOKENS));
     res.end('data: [DONE]\n\n');
   }).start();
-  gateway = await buildGateway({
-    registry: new StaticRegistry([stub.url]),
-    auth: { apiKeys: [], disabled: true },
-    health: { probeIntervalMs: 100 },
-    idleTimeoutMs: 300,
-  });
-  url = await gateway.listen({ port: 0, host: '127.0.0.1' });
-  await waitFor(() => gateway.health.healthy().length === 1, 5000, 'stub healthy');
+  ({ gateway, url } = await gatewayOverStubs([stub], { idleTimeoutMs: 300 }));
 });
 
 afterAll(async () => {

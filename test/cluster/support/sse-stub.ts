@@ -4,6 +4,10 @@
  * be made to misbehave on cue (huge chunks, garbage, a stall after the headers).
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { buildGateway, type Gateway } from '../../../src/cluster/gateway/build-gateway.js';
+import type { GatewayOptions } from '../../../src/cluster/gateway/options.js';
+import { StaticRegistry } from '../../../src/cluster/registry/static-registry.js';
+import { waitFor } from './processes.js';
 
 export type Answer = (body: Record<string, unknown>, res: ServerResponse, req: IncomingMessage) => void;
 
@@ -51,4 +55,26 @@ export function tokenEvent(tokenId: number, text: string, finishReason: string |
 
 export function usageEvent(promptTokens: number, completionTokens: number): string {
   return `data: ${JSON.stringify({ id: 'cmpl-stub', object: 'text_completion', created: 1, choices: [], usage: { prompt_tokens: promptTokens, completion_tokens: completionTokens, total_tokens: promptTokens + completionTokens } })}\n\n`;
+}
+
+/**
+ * A gateway without client auth in front of `stubs` (a static registry, in their order),
+ * listening on loopback once every stub is healthy. With `firstListedFirst`, equal loads
+ * always give the first attempt to the first stub listed.
+ */
+export async function gatewayOverStubs(
+  stubs: readonly SseStub[],
+  options: Partial<GatewayOptions> & { firstListedFirst?: boolean } = {},
+): Promise<{ gateway: Gateway; url: string }> {
+  const { firstListedFirst, ...rest } = options;
+  const gateway = await buildGateway({
+    registry: new StaticRegistry(stubs.map((s) => s.url)),
+    auth: { apiKeys: [], disabled: true },
+    health: { probeIntervalMs: 100 },
+    ...(firstListedFirst ? { balancer: { random: () => 0 } } : {}),
+    ...rest,
+  });
+  const url = await gateway.listen({ port: 0, host: '127.0.0.1' });
+  await waitFor(() => gateway.health.healthy().length === stubs.length, 5000, 'stubs healthy');
+  return { gateway, url };
 }
