@@ -30,12 +30,13 @@ export interface SizingRunOptions {
   decodeTokens?: number;
   repeats?: number;
   maxLayers?: number;
-  resultsDir: string;
+  /** Where the JSON and Markdown go; undefined (--no-report): print only. */
+  resultsDir?: string;
   argv?: string[];
   log?: (line: string) => void;
 }
 
-export async function runSizing(o: SizingRunOptions): Promise<{ results: SizingResults; written: WrittenRun }> {
+export async function runSizing(o: SizingRunOptions): Promise<{ results: SizingResults; written: WrittenRun | undefined }> {
   const log = o.log ?? ((line: string) => process.stdout.write(line + '\n'));
   const source = await resolveModelSource({
     modelDir: o.modelDir,
@@ -98,12 +99,15 @@ export async function runSizing(o: SizingRunOptions): Promise<{ results: SizingR
     argv: o.argv,
     notes: source.notes,
   });
-  const written = writeRun({
-    dir: o.resultsDir,
-    meta,
-    results,
-    charts: measured ? sizingCharts(measured) : {},
-    markdown: (files) => sizingMarkdown(meta, results, files),
-  });
+  const written =
+    o.resultsDir === undefined
+      ? undefined
+      : writeRun({
+          dir: o.resultsDir,
+          meta,
+          results,
+          charts: measured ? sizingCharts(measured) : {},
+          markdown: (files) => sizingMarkdown(meta, results, files),
+        });
   return { results, written };
 }

@@ -4,7 +4,7 @@
  * dtype, commit and date) plus a Markdown report with SVG charts to bench/results/.
  */
 import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
@@ -13,31 +13,36 @@ import { runCompare } from '../bench/compare-run.js';
 import type { GgufDtype } from '../bench/gguf-export.js';
 import { parseLengthDistribution } from '../bench/lengths.js';
 import type { LlamaGpuChoice } from '../bench/llama-cpp.js';
+
 import { runLoad, type LoadResult } from '../bench/load-generator.js';
 import { num } from '../bench/markdown.js';
 import { SHAPE_NAMES } from '../bench/model-source.js';
 import { progressBar } from '../bench/progress.js';
 import { runMetadata, writeRun } from '../bench/run-metadata.js';
 import { levelOf, serveCharts, serveMarkdown } from '../bench/serve-report.js';
-import { runSizing } from '../bench/sizing-run.js';
+import { runSizing, type SizingRunOptions } from '../bench/sizing-run.js';
 import { AutoGlmError } from '../errors.js';
+import { MAX_TIMER_MS } from './flags.js';
+
+const LLAMA_GPUS: readonly LlamaGpuChoice[] = ['auto', 'cpu', 'cuda', 'vulkan', 'metal'];
 
 const USAGE = `Usage: autoglm bench <command> [options]
 
 Commands:
   kernels   kernel table and rooflines on this adapter (runs bench/kernels; --quick, --sweep)
   sizing    memory sizing and measured decode curves for a model
-            --model DIR | --shape ${SHAPE_NAMES.join('|')}  [--memory 80GiB] [--dtype f16|f32] [--tpot-ms 50]
-            [--bandwidth 3.3TB] [--memory-utilization 0.9] [--static-only] [--batches 1,2,4,8]
-            [--contexts 128,512] [--decode-tokens 24] [--repeats 3] [--max-layers N]
+            --model DIR | --shape ${SHAPE_NAMES.join('|')}  [--memory 80GiB (env AUTOGLM_BENCH_MEMORY)] [--dtype f16|f32]
+            [--tpot-ms 50] [--bandwidth 3.3TB] [--memory-utilization 0.9] [--static-only] [--batches 1,2,4,8]
+            [--contexts 128,512] [--sizing-contexts N[,N..]] [--decode-tokens 24] [--repeats 3] [--max-layers N]
   serve     load generator for any OpenAI-compatible endpoint
             --url URL [--model-name NAME] [--endpoint completions|chat] [--num-requests 100]
             [--request-rate inf|R[,R..]] [--burstiness 1] [--max-concurrency N[,N..]]
             [--input-len 128|64-256|128~0.25|normal:128:32] [--output-len 128] [--prompt-mode text|token-ids]
             [--vocab-size N] [--ttft-ms T] [--tpot-ms T] [--e2e-ms T] [--warmup 1] [--seed N] [--api-key KEY]
+            [--temperature 0] [--timeout-ms 600000] [--no-ignore-eos]
   compare   our engine vs llama.cpp (node-llama-cpp, optional) on the same weights via GGUF
             --model DIR [--dtypes f32,f16] [--max-tokens 32] [--prefill-tokens 256] [--repeats 3]
-            [--llama-gpu auto|cpu|cuda|vulkan] [--llama-threads N] [--prompt TEXT ...]
+            [--llama-gpu ${LLAMA_GPUS.join('|')}] [--llama-threads N] [--prompt TEXT ...]
 
 Common: --out DIR (default bench/results), --no-report (print only)
 `;
@@ -86,19 +91,57 @@ const COMMON = {
   help: { type: 'boolean', short: 'h', default: false },
 } as const;
 
-function list(text: string, param: string, opts: { min?: number; allowInf?: boolean } = {}): number[] {
-  return text.split(',').map((s) => {
-    const v = opts.allowInf && /^inf(inity)?$/i.test(s.trim()) ? Number.POSITIVE_INFINITY : Number(s);
-    if (!(v >= (opts.min ?? 1)) || Number.isNaN(v)) throw new AutoGlmError('invalid_request', `bad --${param} '${text}'`, { param });
+function bad(param: string, accepts: string, text: string): AutoGlmError {
+  return new AutoGlmError('invalid_request', `--${param} must be ${accepts}, got '${text}'`, { param });
+}
+
+const DECIMAL = /^(\d+(\.\d*)?|\.\d+)$/;
+
+/** Comma-separated counts (integers >= min), or rates (`real`: positive numbers, `inf` where allowed). */
+function list(text: string, param: string, opts: { min?: number; real?: boolean; allowInf?: boolean } = {}): number[] {
+  const min = opts.min ?? 1;
+  const accepts = opts.real ? `comma-separated numbers above 0${opts.allowInf ? ' or inf' : ''}` : `comma-separated integers >= ${min}`;
+  return text.split(',').map((raw) => {
+    const s = raw.trim();
+    if (opts.allowInf && /^inf(inity)?$/i.test(s)) return Number.POSITIVE_INFINITY;
+    // Number() took ' ' as 0, '1.5' as a batch size and 'Infinity' as a count.
+    const v = (opts.real ? DECIMAL : /^\d+$/).test(s) ? Number(s) : NaN;
+    if (!(opts.real ? v > 0 : v >= min && Number.isSafeInteger(v))) throw bad(param, accepts, text);
     return v;
   });
 }
 
+/** A positive finite decimal number (a rate, a target in ms, a ratio). */
 function positive(text: string | undefined, param: string): number | undefined {
   if (text === undefined) return undefined;
-  const v = Number(text);
-  if (!(v > 0)) throw new AutoGlmError('invalid_request', `--${param} must be a positive number (got '${text}')`, { param });
+  const v = DECIMAL.test(text.trim()) ? Number(text) : NaN;
+  if (!(v > 0)) throw bad(param, 'a number above 0', text);
   return v;
+}
+
+/** An integer within [min, max]: a count of requests, tokens, repeats, layers, or a timeout in ms. */
+function integer(text: string | undefined, param: string, min = 1, max = Number.MAX_SAFE_INTEGER): number | undefined {
+  if (text === undefined) return undefined;
+  const v = /^\d+$/.test(text.trim()) ? Number(text) : NaN;
+  if (!(v >= min && v <= max))
+    throw bad(param, max === Number.MAX_SAFE_INTEGER ? `an integer >= ${min}` : `an integer from ${min} to ${max}`, text);
+  return v;
+}
+
+/** --out: refused before a run that may take minutes, not when the report is written at its end. */
+function outDir(v: Record<string, unknown>): string | undefined {
+  if (v['no-report']) return undefined;
+  const dir = resolve(v.out as string);
+  if (existsSync(dir) && !statSync(dir).isDirectory()) throw bad('out', 'a folder (or a path to create one at)', v.out as string);
+  return dir;
+}
+
+/** --model: a folder, checked before any model loading starts. */
+function modelDir(text: string | undefined): string | undefined {
+  if (text === undefined) return undefined;
+  if (!existsSync(text) || !statSync(text).isDirectory())
+    throw bad('model', 'a model folder (config.json, *.safetensors, tokenizer.json)', text);
+  return text;
 }
 
 function parse(argv: string[], options: NonNullable<ParseArgsConfig['options']>): Record<string, string | boolean | string[] | undefined> {
@@ -108,7 +151,7 @@ function parse(argv: string[], options: NonNullable<ParseArgsConfig['options']>)
       string | boolean | string[] | undefined
     >;
   } catch (e) {
-    throw new AutoGlmError('invalid_request', `${(e as Error).message}\n\n${USAGE}`);
+    throw new AutoGlmError('invalid_request', `${(e as Error).message} (autoglm bench --help lists the flags)`);
   }
 }
 
@@ -133,24 +176,28 @@ async function benchSizing(argv: string[], fullArgv: string[]): Promise<void> {
   const dtype = v.dtype as string;
   if (dtype !== 'f16' && dtype !== 'f32')
     throw new AutoGlmError('invalid_request', `--dtype must be f16 or f32 (got '${dtype}')`, { param: 'dtype' });
-  const { results, written } = await runSizing({
-    modelDir: v.model as string | undefined,
+  const memoryUtilization = positive(v['memory-utilization'] as string | undefined, 'memory-utilization');
+  if (memoryUtilization !== undefined && memoryUtilization > 1)
+    throw bad('memory-utilization', 'a fraction of --memory, above 0 and at most 1', v['memory-utilization'] as string);
+  const sizing: SizingRunOptions = {
+    modelDir: modelDir(v.model as string | undefined),
     shape: v.shape as string | undefined,
     memoryBytes: parseByteSize(v.memory as string),
     dtype,
-    memoryUtilization: positive(v['memory-utilization'] as string | undefined, 'memory-utilization'),
+    memoryUtilization,
     bandwidthBytesPerS: v.bandwidth ? parseByteSize(v.bandwidth as string, 'bandwidth') : undefined,
     sizingContexts: v['sizing-contexts'] ? list(v['sizing-contexts'] as string, 'sizing-contexts') : undefined,
     tpotTargetMs: positive(v['tpot-ms'] as string | undefined, 'tpot-ms'),
     staticOnly: v['static-only'] as boolean,
     batchSizes: list(v.batches as string, 'batches'),
     measureContexts: list(v.contexts as string, 'contexts'),
-    decodeTokens: positive(v['decode-tokens'] as string | undefined, 'decode-tokens'),
-    repeats: positive(v.repeats as string | undefined, 'repeats'),
-    maxLayers: positive(v['max-layers'] as string | undefined, 'max-layers'),
-    resultsDir: resolve(v.out as string),
+    decodeTokens: integer(v['decode-tokens'] as string | undefined, 'decode-tokens'),
+    repeats: integer(v.repeats as string | undefined, 'repeats'),
+    maxLayers: integer(v['max-layers'] as string | undefined, 'max-layers'),
+    resultsDir: outDir(v),
     argv: ['bench', ...fullArgv],
-  });
+  };
+  const { results, written } = await runSizing(sizing);
   const s = results.static;
   const lines = [
     `parameters ${s.parameters.toLocaleString('en-US')}, weights ${formatBytes(s.weightBytes)} (${s.dtype}), KV ${formatBytes(s.kvBytesPerToken)}/token, ` +
@@ -170,7 +217,7 @@ async function benchSizing(argv: string[], fullArgv: string[]): Promise<void> {
   }
   for (const b of results.largestBatch ?? [])
     lines.push(`largest batch with TPOT <= ${results.tpotTargetMs} ms at context ${b.contextTokens}: ${b.batch ?? 'none'}`);
-  lines.push(`wrote ${written.jsonPath}${written.markdownPath ? ` and ${written.markdownPath}` : ''}`);
+  if (written) lines.push(`wrote ${written.jsonPath}${written.markdownPath ? ` and ${written.markdownPath}` : ''}`);
   process.stdout.write(lines.join('\n') + '\n');
 }
 
@@ -205,13 +252,31 @@ async function benchServe(argv: string[], fullArgv: string[]): Promise<void> {
   const promptMode = v['prompt-mode'];
   if (promptMode !== 'text' && promptMode !== 'token-ids')
     throw new AutoGlmError('invalid_request', `--prompt-mode must be text or token-ids`, { param: 'prompt-mode' });
-  const rates = list(v['request-rate'] as string, 'request-rate', { min: Number.MIN_VALUE, allowInf: true });
+  const rates = list(v['request-rate'] as string, 'request-rate', { real: true, allowInf: true });
+  const numRequests = integer(v['num-requests'] as string, 'num-requests')!;
+  const temperature = Number(DECIMAL.test((v.temperature as string).trim()) ? v.temperature : NaN);
+  if (!(temperature >= 0 && temperature <= 2)) throw bad('temperature', 'a number from 0 to 2', v.temperature as string);
+  const seed = integer(v.seed as string, 'seed', 0)!;
+  const warmup = integer(v.warmup as string, 'warmup', 0)!;
+  // Above 2^31-1 ms, Node's timers fire at once: every request would time out.
+  const timeoutMs = integer(v['timeout-ms'] as string, 'timeout-ms', 1, MAX_TIMER_MS);
+  const load = {
+    burstiness: positive(v.burstiness as string, 'burstiness'),
+    inputLength: parseLengthDistribution(v['input-len'] as string, 'input-len'),
+    outputLength: parseLengthDistribution(v['output-len'] as string, 'output-len'),
+    vocabSize: integer(v['vocab-size'] as string | undefined, 'vocab-size'),
+    slo: {
+      ttftMs: positive(v['ttft-ms'] as string | undefined, 'ttft-ms'),
+      tpotMs: positive(v['tpot-ms'] as string | undefined, 'tpot-ms'),
+      e2eMs: positive(v['e2e-ms'] as string | undefined, 'e2e-ms'),
+    },
+  };
+  const out = outDir(v);
   const caps = v['max-concurrency'] ? list(v['max-concurrency'] as string, 'max-concurrency') : [undefined];
   const levels: { rate: number; cap: number | undefined }[] = [];
   for (const rate of rates) for (const cap of caps) levels.push({ rate, cap });
   const results: LoadResult[] = [];
   for (const [i, level] of levels.entries()) {
-    const numRequests = positive(v['num-requests'] as string, 'num-requests')!;
     const bar = progressBar(`load ${i + 1}/${levels.length}`, numRequests);
     const r = await runLoad({
       baseUrl: v.url as string,
@@ -220,33 +285,29 @@ async function benchServe(argv: string[], fullArgv: string[]): Promise<void> {
       apiKey: (v['api-key'] as string | undefined) ?? process.env.AUTOGLM_API_KEY ?? process.env.OPENAI_API_KEY,
       numRequests,
       requestRate: level.rate,
-      burstiness: positive(v.burstiness as string, 'burstiness'),
+      burstiness: load.burstiness,
       maxConcurrency: level.cap,
-      inputLength: parseLengthDistribution(v['input-len'] as string, 'input-len'),
-      outputLength: parseLengthDistribution(v['output-len'] as string, 'output-len'),
+      inputLength: load.inputLength,
+      outputLength: load.outputLength,
       promptMode,
-      vocabSize: positive(v['vocab-size'] as string | undefined, 'vocab-size'),
+      vocabSize: load.vocabSize,
       ignoreEos: !v['no-ignore-eos'],
-      temperature: Number(v.temperature),
+      temperature,
       // each level its own prompts: a server's response cache must not answer a later level from an earlier one
-      seed: Number(v.seed) + i * 1_000_003,
-      timeoutMs: positive(v['timeout-ms'] as string, 'timeout-ms'),
-      warmupRequests: i === 0 ? Number(v.warmup) : 0,
-      slo: {
-        ttftMs: positive(v['ttft-ms'] as string | undefined, 'ttft-ms'),
-        tpotMs: positive(v['tpot-ms'] as string | undefined, 'tpot-ms'),
-        e2eMs: positive(v['e2e-ms'] as string | undefined, 'e2e-ms'),
-      },
+      seed: seed + i * 1_000_003,
+      timeoutMs,
+      warmupRequests: i === 0 ? warmup : 0,
+      slo: load.slo,
       onProgress: (done, total) => bar.update(done, `of ${total}`),
     });
     bar.finish();
     results.push(r);
     printLevel(r);
   }
-  if (!v['no-report']) {
+  if (out !== undefined) {
     const meta = runMetadata({ kind: 'serve', argv: ['bench', ...fullArgv], notes: [`target ${v.url}`] });
     const written = writeRun({
-      dir: resolve(v.out as string),
+      dir: out,
       meta,
       results,
       charts: serveCharts(results),
@@ -289,23 +350,27 @@ async function benchCompare(argv: string[], fullArgv: string[]): Promise<void> {
   });
   if (v.help) return void process.stdout.write(USAGE);
   if (!v.model) throw new AutoGlmError('invalid_request', '--model DIR is required', { param: 'model' });
+  const llamaGpu = v['llama-gpu'] as LlamaGpuChoice;
+  // An unknown name fell through to node-llama-cpp, which quietly ran on the CPU.
+  if (!LLAMA_GPUS.includes(llamaGpu)) throw bad('llama-gpu', `one of ${LLAMA_GPUS.join(', ')}`, llamaGpu);
+  const resultsDir = outDir(v);
   const dtypes = (v.dtypes as string).split(',') as GgufDtype[];
   if (dtypes.some((d) => d !== 'f16' && d !== 'f32'))
     throw new AutoGlmError('invalid_request', '--dtypes takes f32 and/or f16', { param: 'dtypes' });
   const { results, written } = await runCompare({
-    modelDir: v.model as string,
+    modelDir: modelDir(v.model as string)!,
     dtypes,
     prompts: (v.prompt as string[] | undefined) ?? [
       'Tell me a story about a cat.',
       'Tell me a story about Lily.',
       'What is the capital of France?',
     ],
-    maxTokens: positive(v['max-tokens'] as string, 'max-tokens')!,
-    prefillTokens: positive(v['prefill-tokens'] as string, 'prefill-tokens')!,
-    repeats: positive(v.repeats as string, 'repeats')!,
-    llamaGpu: v['llama-gpu'] as LlamaGpuChoice,
-    llamaThreads: positive(v['llama-threads'] as string | undefined, 'llama-threads'),
-    resultsDir: v['no-report'] ? undefined : resolve(v.out as string),
+    maxTokens: integer(v['max-tokens'] as string, 'max-tokens')!,
+    prefillTokens: integer(v['prefill-tokens'] as string, 'prefill-tokens')!,
+    repeats: integer(v.repeats as string, 'repeats')!,
+    llamaGpu,
+    llamaThreads: integer(v['llama-threads'] as string | undefined, 'llama-threads'),
+    resultsDir,
     argv: ['bench', ...fullArgv],
   });
   for (const c of results.comparisons) {

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { buildGateway } from '../cluster/gateway/build-gateway.js';
 import { gatewayHelp, parseGatewayConfig } from '../cluster/gateway/config.js';
+import { listenOn } from './listen.js';
 
 /** `autoglm gateway`: the cluster front door. Runs until SIGTERM/SIGINT, then stops listening. */
 export async function runGateway(argv: string[]): Promise<void> {
@@ -10,7 +11,13 @@ export async function runGateway(argv: string[]): Promise<void> {
     return;
   }
   const gateway = await buildGateway({ ...config.options, registry: config.createRegistry() });
-  const url = await gateway.listen({ host: config.host, port: config.port });
+  let url: string;
+  try {
+    url = await listenOn(() => gateway.listen({ host: config.host, port: config.port }), config);
+  } catch (e) {
+    await gateway.close().catch(() => {});
+    throw e;
+  }
   gateway.app.log.info({ url, registry: config.registryKind }, 'gateway listening');
   const lines = [``, `autoglm gateway (${config.registryKind} registry) at ${url}/v1`];
   if (config.registryKind === 'heartbeat')

@@ -2,9 +2,15 @@
 /**
  * `autoglm <serve|gateway|bench> [options]`. Subcommands are imported lazily so one
  * that is missing or broken fails only itself.
+ *
+ * Exit codes: 0 done, 1 failed while running (a model that would not load, a port in use),
+ * 2 bad usage (an unknown command or flag, a value a flag does not accept): one line on
+ * stderr naming the flag, never a stack trace.
  */
 import { isAutoGlmError } from '../errors.js';
 
+/** Flag and value errors: AutoGlmError('invalid_request') from the flag readers. */
+const EXIT_USAGE = 2;
 const USAGE = `Usage: autoglm <command> [options]
 
 Commands:
@@ -45,15 +51,19 @@ async function importEntry(specifier: string, exportName: string): Promise<Comma
 
 async function main(): Promise<void> {
   const [name, ...rest] = process.argv.slice(2);
-  if (name === undefined || name === '--help' || name === '-h') {
+  if (name === '--help' || name === '-h') {
     process.stdout.write(USAGE);
-    process.exitCode = name === undefined ? 1 : 0;
+    return;
+  }
+  if (name === undefined) {
+    process.stderr.write(USAGE);
+    process.exitCode = EXIT_USAGE;
     return;
   }
   const command = await loadCommand(name);
   if (!command) {
     process.stderr.write(`autoglm: unknown command '${name}'\n\n${USAGE}`);
-    process.exitCode = 1;
+    process.exitCode = EXIT_USAGE;
     return;
   }
   const code = await command(rest);
@@ -62,7 +72,11 @@ async function main(): Promise<void> {
 }
 
 main().catch((e: unknown) => {
-  const message = isAutoGlmError(e) ? `${e.message} (${e.code})` : e instanceof Error ? e.message : String(e);
+  const code = isAutoGlmError(e) ? e.code : undefined;
+  const usage = code === 'invalid_request';
+  // The code helps with a runtime failure (model_load_failed, gpu_unavailable); a usage error's message says it all.
+  const text = e instanceof Error ? e.message : String(e);
+  const message = code !== undefined && !usage ? `${text} (${code})` : text;
   process.stderr.write(`autoglm: ${message}\n`);
-  process.exit(1);
+  process.exit(usage ? EXIT_USAGE : 1);
 });

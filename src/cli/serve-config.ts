@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { AutoGlmError } from '../errors.js';
 import type { EngineOptions } from '../engine/types.js';
 import { parseKernelProfile, type KernelProfileOption } from '../kernels/kernel-profile.js';
-import { flagsHelp, readFlags, type FlagKind } from './flags.js';
+import { flagsHelp, MS, PORT, readFlags, type FlagSpec } from './flags.js';
 import { withoutUndefined } from '../without-undefined.js';
 
 /** Everything `autoglm serve` is configured by: flags first, then AUTOGLM_* env, then defaults. */
@@ -55,32 +55,35 @@ const FLAGS = {
   model: { kind: 'string', help: 'model folder (config.json, *.safetensors, tokenizer.json); default: the bundled demo-stories' },
   'served-model-name': { kind: 'string', help: 'name clients pass as "model" (default: the folder name)' },
   host: { kind: 'string', help: 'address to listen on (default 127.0.0.1)' },
-  port: { kind: 'int', help: 'port (default 8000; 0 picks a free one)' },
+  port: { ...PORT, help: 'port (default 8000; 0 picks a free one)' },
   'api-key-file': { kind: 'string', help: 'file with one API key per line' },
   'api-keys': { kind: 'list', help: 'comma-separated API keys' },
   'no-auth': { kind: 'bool', help: 'accept requests without an API key' },
   'cluster-secret': { kind: 'string', help: 'require header x-autoglm-cluster-secret on /v1 requests (behind a gateway)' },
   'rate-limit-rps': { kind: 'float', help: 'requests per second per API key (default: unlimited)' },
-  'rate-limit-burst': { kind: 'int', help: 'burst per API key (default: 2 x rps, at least 1)' },
-  'max-body-bytes': { kind: 'int', help: 'largest request body (default 4 MiB)' },
-  'max-prompt-tokens': { kind: 'int', help: 'largest prompt (default: context length)' },
-  'max-tokens-limit': { kind: 'int', help: 'largest max_tokens a client may ask for (default: context length)' },
-  'max-pending-requests': { kind: 'int', help: 'requests in flight before 429 queue_full (default 256)' },
-  'max-choices': { kind: 'int', help: 'largest n x prompts per request (default 16)' },
-  'drain-timeout-ms': { kind: 'int', help: 'on SIGTERM, how long running requests may finish (default 30000)' },
+  'rate-limit-burst': { kind: 'int', min: 1, help: 'burst per API key (default: 2 x rps, at least 1; needs --rate-limit-rps)' },
+  'max-body-bytes': { kind: 'int', min: 1, help: 'largest request body (default 4 MiB)' },
+  'max-prompt-tokens': { kind: 'int', min: 1, help: 'largest prompt (default: context length)' },
+  'max-tokens-limit': { kind: 'int', min: 1, help: 'largest max_tokens a client may ask for (default: context length)' },
+  'max-pending-requests': { kind: 'int', min: 1, help: 'requests in flight before 429 queue_full (default 256)' },
+  'max-choices': { kind: 'int', min: 1, help: 'largest n x prompts per request (default 16)' },
+  'drain-timeout-ms': { ...MS, help: 'on SIGTERM, how long running requests may finish (default 30000)' },
   'tls-key': { kind: 'string', help: 'PEM private key (HTTPS with --tls-cert)' },
   'tls-cert': { kind: 'string', help: 'PEM certificate chain' },
-  'tokenizer-threads': { kind: 'int', help: 'worker threads for long-prompt tokenisation (default 2; 0 = inline)' },
+  'tokenizer-threads': { kind: 'int', max: 256, help: 'worker threads for long-prompt tokenisation (default 2; 0 = inline; at most 256)' },
   'tokenizer-min-chars': { kind: 'int', help: 'inputs at least this long go to the worker pool (default 8192)' },
   register: { kind: 'string', help: 'gateway URL to register and heartbeat with' },
   etcd: { kind: 'string', help: 'etcd URL to register in (lease-backed key)' },
-  'advertise-url': { kind: 'string', help: 'URL the gateway should use to reach this worker (default: http://host:port)' },
-  'heartbeat-ms': { kind: 'int', help: 'registration heartbeat interval' },
+  'advertise-url': {
+    kind: 'string',
+    help: 'URL the gateway should use to reach this worker (default: http://host:port; read with --register or --etcd)',
+  },
+  'heartbeat-ms': { ...MS, min: 50, help: 'registration heartbeat interval (default 1000, at least 50; read with --register or --etcd)' },
   'log-level': { kind: 'string', help: 'pino level: fatal|error|warn|info|debug|trace|silent (default info)' },
   'kv-cache-bytes': { kind: 'int', help: 'KV cache budget in bytes' },
-  'max-batch-sequences': { kind: 'int', help: 'largest decode batch' },
-  'max-batch-tokens': { kind: 'int', help: 'token budget per engine step' },
-  'max-context-tokens': { kind: 'int', help: 'cap the context length below config.json' },
+  'max-batch-sequences': { kind: 'int', min: 1, help: 'largest decode batch' },
+  'max-batch-tokens': { kind: 'int', min: 1, help: 'token budget per engine step' },
+  'max-context-tokens': { kind: 'int', min: 1, help: 'cap the context length below config.json' },
   'force-f32': { kind: 'bool', help: 'f32 weights and KV cache even with shader-f16' },
   'kernel-profile': { kind: 'string', help: 'kernel variants and tile sizes: auto (by the adapter, default), cpu or gpu' },
   'response-cache-entries': { kind: 'int', help: 'response cache size in entries (default 1024; 0 disables)' },
@@ -94,9 +97,12 @@ const FLAGS = {
     help: 'skip the start-up warm-up (a few short generations that compile the kernels before /ready turns 200)',
   },
   help: { kind: 'bool', help: 'print this help' },
-} as const satisfies Record<string, { kind: FlagKind; help: string }>;
+} as const satisfies Record<string, FlagSpec>;
 
 type FlagName = keyof typeof FLAGS;
+
+/** pino's levels; another name failed inside pino with a message that did not name the flag. */
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
 /** The bundled demo model, found from the package root whether running from src/ or dist/src/. */
 export const DEFAULT_MODEL_DIR = join(packageRoot(), 'models', 'demo-stories');
@@ -113,12 +119,26 @@ export function serveHelp(): string {
 
 /** Parses argv + env into a ServeConfig; bad values are AutoGlmError('invalid_request') naming the flag. */
 export function parseServeConfig(argv: string[], env: NodeJS.ProcessEnv = process.env): ServeConfig | 'help' {
-  const flags = readFlags(FLAGS, argv, env);
+  const flags = readFlags(FLAGS, argv, env, 'autoglm serve');
   if (flags === 'help') return 'help';
   const { str, num, bool, url } = flags;
   const int = (name: FlagName): number | undefined => num(name, true);
   const keys = flags.apiKeys('api-keys', 'api-key-file');
+  const authDisabled = bool('no-auth');
+  // Keys with auth off were dropped without a word; say which one the operator meant.
+  if (authDisabled && keys.length > 0) {
+    const given = flags.has('api-keys') ? flags.label('api-keys') : flags.label('api-key-file');
+    throw new AutoGlmError('invalid_request', `${flags.label('no-auth')} and ${given} contradict each other: drop one.`, {
+      param: 'no-auth',
+    });
+  }
   const rps = num('rate-limit-rps', false);
+  if (flags.has('rate-limit-burst') && !(rps !== undefined && rps > 0))
+    throw new AutoGlmError('invalid_request', `${flags.label('rate-limit-burst')} needs --rate-limit-rps above 0.`, {
+      param: 'rate-limit-burst',
+    });
+  const register = url('register');
+  const etcd = url('etcd');
   const tlsKey = str('tls-key');
   const tlsCert = str('tls-cert');
   if ((tlsKey === undefined) !== (tlsCert === undefined))
@@ -132,7 +152,7 @@ export function parseServeConfig(argv: string[], env: NodeJS.ProcessEnv = proces
     host: str('host') ?? '127.0.0.1',
     port: int('port') ?? 8000,
     apiKeys: keys,
-    authDisabled: bool('no-auth'),
+    authDisabled,
     clusterSecret: str('cluster-secret'),
     rateLimit:
       rps !== undefined && rps > 0
@@ -147,11 +167,11 @@ export function parseServeConfig(argv: string[], env: NodeJS.ProcessEnv = proces
     tls: tlsKey && tlsCert ? { keyFile: tlsKey, certFile: tlsCert } : undefined,
     tokenizerThreads: int('tokenizer-threads') ?? 2,
     tokenizerMinChars: int('tokenizer-min-chars') ?? 8192,
-    register: url('register'),
-    etcd: url('etcd'),
+    register,
+    etcd,
     advertiseUrl: url('advertise-url'),
     heartbeatMs: int('heartbeat-ms'),
-    logLevel: str('log-level') ?? 'info',
+    logLevel: flags.oneOf('log-level', LOG_LEVELS, 'info'),
     engine: {
       kvCacheBytes: int('kv-cache-bytes'),
       maxBatchSequences: int('max-batch-sequences'),

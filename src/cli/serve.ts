@@ -1,10 +1,12 @@
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { basename } from 'node:path';
 import type { InferenceEngine } from '../engine/types.js';
 import { buildServer } from '../server/index.js';
 import { engineOptionsOf, parseServeConfig, serveHelp, type ServeConfig } from './serve-config.js';
+import { AutoGlmError, isAutoGlmError } from '../errors.js';
 import { withoutUndefined } from '../without-undefined.js';
+import { listenOn } from './listen.js';
 
 /** `autoglm serve`: load the model, serve it, register with a gateway if asked, drain on SIGTERM. */
 export async function runServe(argv: string[]): Promise<number> {
@@ -14,6 +16,9 @@ export async function runServe(argv: string[]): Promise<number> {
     return 0;
   }
   const config = applyLocalDefaultAuth(parsed);
+  // Before anything starts: a typo in --model used to bind the port, then die with a logged stack.
+  requireModelFolder(config);
+  const tls = config.tls && { key: readFlagFile(config.tls.keyFile, 'tls-key'), cert: readFlagFile(config.tls.certFile, 'tls-cert') };
   const enginePromise = loadEngine(config);
   const server = buildServer({
     engine: enginePromise,
@@ -30,12 +35,19 @@ export async function runServe(argv: string[]): Promise<number> {
     },
     tokenizerPool: { modelDir: config.modelDir, threads: config.tokenizerThreads, minChars: config.tokenizerMinChars },
     logger: { level: config.logLevel },
-    tls: config.tls ? { key: readFileSync(config.tls.keyFile), cert: readFileSync(config.tls.certFile) } : undefined,
+    tls,
   });
   const log = server.app.log;
 
   // Listen before the model is loaded: /health answers at once, /ready turns 200 when loaded.
-  const url = await server.listen({ host: config.host, port: config.port });
+  let url: string;
+  try {
+    url = await listenOn(() => server.listen({ host: config.host, port: config.port }), config);
+  } catch (e) {
+    enginePromise.then((engine) => engine.close()).catch(() => {});
+    await server.close().catch(() => {});
+    throw e;
+  }
   let agent: { stop(): Promise<void> } | null = null;
   let engine: InferenceEngine | null = null;
   let stopping = false;
@@ -62,9 +74,10 @@ export async function runServe(argv: string[]): Promise<number> {
   try {
     engine = await Promise.race([enginePromise, stopped.then(() => null)]);
   } catch (e) {
-    log.fatal({ err: e }, 'model failed to load');
+    // An expected failure (no config.json, unsupported architecture) is one line, not a logged stack.
+    log.fatal(isAutoGlmError(e) ? { code: e.code, reason: e.message } : { err: e }, 'model failed to load');
     await server.close();
-    return 1;
+    throw e;
   }
   if (engine === null || stopping) return stopped;
   const name = config.servedModelName ?? engine.modelName;
@@ -136,4 +149,28 @@ async function startAgent(config: ServeConfig, url: string, onError: (error: Err
       onError,
     }),
   );
+}
+
+function requireModelFolder(config: ServeConfig): void {
+  if (config.usingDefaultModel) return;
+  let isFolder = false;
+  try {
+    isFolder = statSync(config.modelDir).isDirectory();
+  } catch {
+    // missing: reported below
+  }
+  if (!isFolder)
+    throw new AutoGlmError(
+      'invalid_request',
+      `--model ${config.modelDir} is not a folder (it should hold config.json, *.safetensors and tokenizer.json).`,
+      { param: 'model' },
+    );
+}
+
+function readFlagFile(path: string, flag: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (e) {
+    throw new AutoGlmError('invalid_request', `Cannot read --${flag} ${path}: ${(e as Error).message}`, { param: flag, cause: e });
+  }
 }

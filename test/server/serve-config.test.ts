@@ -24,7 +24,8 @@ test('defaults: the bundled model on 127.0.0.1:8000, auth not disabled', () => {
 test('flags win over AUTOGLM_* env, env fills the rest', () => {
   const dir = mkdtempSync(join(tmpdir(), 'autoglm-keys-'));
   writeFileSync(join(dir, 'keys'), 'sk-file\n# comment\n');
-  const c = parse(['--port', '9001', '--model', '/m', '--api-keys', 'sk-a, sk-b', '--no-auth'], {
+  // (not with --no-auth: keys with auth off are refused as a contradiction, test/cli/cli-usage.test.ts)
+  const c = parse(['--port', '9001', '--model', '/m', '--api-keys', 'sk-a, sk-b'], {
     AUTOGLM_PORT: '7000',
     AUTOGLM_HOST: '0.0.0.0',
     AUTOGLM_API_KEY_FILE: join(dir, 'keys'),
@@ -37,7 +38,8 @@ test('flags win over AUTOGLM_* env, env fills the rest', () => {
   expect(c.modelDir).toBe('/m');
   expect(c.usingDefaultModel).toBe(false);
   expect(c.apiKeys).toEqual(['sk-a', 'sk-b', 'sk-file']);
-  expect(c.authDisabled).toBe(true);
+  expect(c.authDisabled).toBe(false);
+  expect(parse(['--no-auth']).authDisabled).toBe(true);
   expect(c.rateLimit).toEqual({ requestsPerSecond: 2.5, burst: 5 });
   expect(c.clusterSecret).toBe('cs');
   expect(c.drainTimeoutMs).toBe(1500);

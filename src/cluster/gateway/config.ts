@@ -1,5 +1,6 @@
 import { AutoGlmError } from '../../errors.js';
-import { flagsHelp, readFlags, type FlagKind } from '../../cli/flags.js';
+import { Resolver } from 'node:dns/promises';
+import { flagsHelp, MS, PORT, readFlags, type FlagReader, type FlagSpec } from '../../cli/flags.js';
 import { DnsRegistry } from '../registry/dns-registry.js';
 import { EtcdRegistry } from '../registry/etcd-registry.js';
 import { requireWorkerUrl } from '../types.js';
@@ -13,48 +14,82 @@ import { withoutUndefined } from '../../without-undefined.js';
 /** `autoglm gateway` flags; each also reads AUTOGLM_<FLAG> from the environment. */
 const FLAGS = {
   host: { kind: 'string', help: 'address to listen on (default 127.0.0.1)' },
-  port: { kind: 'int', help: 'port (default 9000; 0 picks a free one)' },
+  port: { ...PORT, help: 'port (default 9000; 0 picks a free one)' },
   registry: { kind: 'string', help: 'heartbeat (default) | static | dns | etcd' },
   workers: { kind: 'list', help: 'static registry: comma-separated worker URLs' },
   'dns-name': { kind: 'string', help: 'dns registry: name to resolve (headless Service, SRV name)' },
   'dns-type': { kind: 'string', help: 'dns registry: A (default) or SRV' },
-  'dns-port': { kind: 'int', help: 'dns registry: worker port for A records (default 8000)' },
+  'dns-port': { ...PORT, min: 1, help: 'dns registry: worker port for A records (default 8000)' },
   'dns-servers': { kind: 'list', help: 'dns registry: resolvers as ip or ip:port (default: system)' },
-  'dns-refresh-ms': { kind: 'int', help: 'dns registry: re-resolve period (default 1000)' },
+  'dns-refresh-ms': { ...MS, min: 1, help: 'dns registry: re-resolve period (default 1000)' },
   etcd: { kind: 'string', help: 'etcd registry: client URL, e.g. http://127.0.0.1:2379' },
   'etcd-prefix': { kind: 'string', help: 'etcd registry: key prefix (default /autoglm/workers/)' },
   'etcd-resync-ms': {
-    kind: 'int',
+    ...MS,
     help: 'etcd registry: re-list the prefix this often and restart a watch that missed changes (default 10000; 0 = never)',
   },
-  'heartbeat-ttl-ms': { kind: 'int', help: 'heartbeat registry: TTL when a worker names none (default 3000)' },
+  'heartbeat-ttl-ms': { ...MS, min: 1, help: 'heartbeat registry: TTL when a worker names none (default 3000)' },
   'cluster-secret': { kind: 'string', help: 'sent to workers, required from registering workers' },
   'worker-api-key': { kind: 'string', help: 'Bearer key for workers that check API keys' },
   'api-key-file': { kind: 'string', help: 'client API keys, one per line, each KEY or KEY:RPS:BURST (its own rate limit; RPS 0: none)' },
   'api-keys': { kind: 'list', help: 'comma-separated client API keys, each KEY or KEY:RPS:BURST' },
   'no-auth': { kind: 'bool', help: 'accept client requests without an API key' },
   'rate-limit-rps': { kind: 'float', help: 'requests per second per API key without a limit of its own (default: unlimited)' },
-  'rate-limit-burst': { kind: 'int', help: 'burst per such API key (default 2 x rps)' },
-  'probe-interval-ms': { kind: 'int', help: '/ready probe period (default 250)' },
-  'probe-timeout-ms': { kind: 'int', help: '/ready probe timeout (default 500)' },
-  'unhealthy-threshold': { kind: 'int', help: 'failed probes before unhealthy (default 2)' },
-  'passive-failure-threshold': { kind: 'int', help: 'failed requests in a row before ejection (default 3)' },
-  'ejection-ms': { kind: 'int', help: 'first ejection cool-down, doubling on repeats (default 1000)' },
-  'max-ejection-ms': { kind: 'int', help: 'longest cool-down (default 30000)' },
-  'max-attempts': { kind: 'int', help: 'attempts per request incl. the first (default 3)' },
+  'rate-limit-burst': { kind: 'int', min: 1, help: 'burst per such API key (default 2 x rps; needs --rate-limit-rps)' },
+  'probe-interval-ms': { ...MS, min: 1, help: '/ready probe period (default 250)' },
+  'probe-timeout-ms': { ...MS, min: 1, help: '/ready probe timeout (default 500)' },
+  'unhealthy-threshold': { kind: 'int', min: 1, help: 'failed probes before unhealthy (default 2)' },
+  'passive-failure-threshold': { kind: 'int', min: 1, help: 'failed requests in a row before ejection (default 3)' },
+  'ejection-ms': { ...MS, help: 'first ejection cool-down, doubling on repeats (default 1000)' },
+  'max-ejection-ms': { ...MS, help: 'longest cool-down (default 30000)' },
+  'max-attempts': { kind: 'int', min: 1, help: 'attempts per request incl. the first (default 3)' },
   'retry-budget-ratio': { kind: 'float', help: 'retries per request, cluster-wide (default 0.2)' },
-  'first-byte-timeout-ms': { kind: 'int', help: "streams: wait for a worker's first byte (default 60000)" },
-  'idle-timeout-ms': { kind: 'int', help: 'streams: silence that counts as a dead worker (default 30000)' },
-  'request-timeout-ms': { kind: 'int', help: 'request deadline (default 600000)' },
-  'client-request-timeout-ms': { kind: 'int', help: 'a client must send its whole request within this (default 30000)' },
-  'shutdown-timeout-ms': { kind: 'int', help: 'on SIGTERM, streams in flight may finish for this long (default 20000)' },
+  'first-byte-timeout-ms': { ...MS, min: 1, help: "streams: wait for a worker's first byte (default 60000)" },
+  'idle-timeout-ms': { ...MS, min: 1, help: 'streams: silence that counts as a dead worker (default 30000)' },
+  'request-timeout-ms': { ...MS, min: 1, help: 'request deadline (default 600000)' },
+  'client-request-timeout-ms': { ...MS, help: 'a client must send its whole request within this (default 30000; 0 = no limit)' },
+  'shutdown-timeout-ms': { ...MS, help: 'on SIGTERM, streams in flight may finish for this long (default 20000)' },
   'no-resume': { kind: 'bool', help: 'do not resume streams cut mid-way' },
   balance: { kind: 'string', help: 'least outstanding requests (default) | tokens' },
   'prefix-affinity': { kind: 'bool', help: 'same prompt prefix -> same worker (bounded imbalance)' },
-  'affinity-max-imbalance': { kind: 'float', help: 'prefix affinity yields when load > this x least (default 1.5)' },
-  'log-level': { kind: 'string', help: 'pino level (default info)' },
+  'affinity-max-imbalance': {
+    kind: 'float',
+    min: 1,
+    help: 'prefix affinity yields when load > this x least (default 1.5, at least 1; needs --prefix-affinity)',
+  },
+  'log-level': { kind: 'string', help: 'pino level: fatal|error|warn|info|debug|trace|silent (default info)' },
   help: { kind: 'bool', help: 'print this help' },
-} as const satisfies Record<string, { kind: FlagKind; help: string }>;
+} as const satisfies Record<string, FlagSpec>;
+
+type FlagName = keyof typeof FLAGS;
+
+/** Flags that only one registry reads; given with another they were ignored without a word. */
+const REGISTRY_FLAGS: Record<string, readonly FlagName[]> = {
+  heartbeat: ['heartbeat-ttl-ms'],
+  static: ['workers'],
+  dns: ['dns-name', 'dns-type', 'dns-port', 'dns-servers', 'dns-refresh-ms'],
+  etcd: ['etcd', 'etcd-prefix', 'etcd-resync-ms'],
+};
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+function invalid(message: string, param: string): AutoGlmError {
+  return new AutoGlmError('invalid_request', message, { param });
+}
+
+/** Checked at parse time: a bad resolver address used to throw from createRegistry() as a bare "Invalid IP address". */
+function dnsServers(flags: FlagReader<FlagName>): string[] {
+  const servers = flags.list('dns-servers');
+  try {
+    if (servers.length > 0) new Resolver().setServers(servers);
+  } catch (e) {
+    throw invalid(
+      `${flags.label('dns-servers')} takes ip or ip:port ([ipv6]:port) entries, got '${servers.join(',')}': ${(e as Error).message}`,
+      'dns-servers',
+    );
+  }
+  return servers;
+}
 
 export interface GatewayConfig {
   host: string;
@@ -72,13 +107,17 @@ export function gatewayHelp(): string {
 
 /** argv + env -> a typed config; bad values are AutoGlmError('invalid_request') naming the flag. */
 export function parseGatewayConfig(argv: string[], env: NodeJS.ProcessEnv = process.env, makeKey?: () => string): GatewayConfig | 'help' {
-  const flags = readFlags(FLAGS, argv, env);
+  const flags = readFlags(FLAGS, argv, env, 'autoglm gateway');
   if (flags === 'help') return 'help';
   const { str, num, bool, list, oneOf, url } = flags;
 
   const specs = readApiKeySpecs({ list: list('api-keys'), listFlag: 'api-keys', file: str('api-key-file'), fileFlag: 'api-key-file' });
   const keys = specs.keys;
   const authDisabled = bool('no-auth');
+  if (authDisabled && keys.length > 0) {
+    const given = flags.has('api-keys') ? flags.label('api-keys') : flags.label('api-key-file');
+    throw invalid(`${flags.label('no-auth')} and ${given} contradict each other: drop one.`, 'no-auth');
+  }
   let generatedKey: string | undefined;
   if (!authDisabled && keys.length === 0 && makeKey) {
     generatedKey = makeKey();
@@ -86,6 +125,11 @@ export function parseGatewayConfig(argv: string[], env: NodeJS.ProcessEnv = proc
   }
 
   const kind = oneOf('registry', ['heartbeat', 'static', 'dns', 'etcd'] as const, 'heartbeat');
+  for (const [registry, names] of Object.entries(REGISTRY_FLAGS)) {
+    const stray = registry === kind ? undefined : names.find((n) => flags.has(n));
+    if (stray !== undefined)
+      throw invalid(`${flags.label(stray)} is read only with --registry ${registry} (the registry is ${kind}).`, stray);
+  }
   const workers = list('workers').map((w) => requireWorkerUrl(w, 'each of --workers', 'workers'));
   const dnsName = str('dns-name');
   const etcd = url('etcd');
@@ -97,6 +141,11 @@ export function parseGatewayConfig(argv: string[], env: NodeJS.ProcessEnv = proc
     throw new AutoGlmError('invalid_request', '--registry etcd needs --etcd URL.', { param: 'etcd' });
   const dnsType = oneOf('dns-type', ['A', 'SRV'] as const, 'A');
   const heartbeatTtlMs = num('heartbeat-ttl-ms');
+  const servers = dnsServers(flags);
+  const dnsPort = num('dns-port');
+  const dnsRefreshMs = num('dns-refresh-ms');
+  const etcdPrefix = str('etcd-prefix');
+  const etcdResyncMs = num('etcd-resync-ms');
   const createRegistry = (): WorkerRegistry => {
     switch (kind) {
       case 'static':
@@ -106,21 +155,25 @@ export function parseGatewayConfig(argv: string[], env: NodeJS.ProcessEnv = proc
           withoutUndefined({
             name: dnsName!,
             recordType: dnsType,
-            port: num('dns-port'),
-            servers: list('dns-servers'),
-            refreshMs: num('dns-refresh-ms'),
+            port: dnsPort,
+            servers,
+            refreshMs: dnsRefreshMs,
           }),
         );
       case 'etcd':
-        return new EtcdRegistry(withoutUndefined({ url: etcd!, prefix: str('etcd-prefix'), resyncMs: num('etcd-resync-ms') }));
+        return new EtcdRegistry(withoutUndefined({ url: etcd!, prefix: etcdPrefix, resyncMs: etcdResyncMs }));
       default:
         return new HeartbeatRegistry(withoutUndefined({ defaultTtlMs: heartbeatTtlMs }));
     }
   };
 
   const rps = num('rate-limit-rps', false);
+  if (flags.has('rate-limit-burst') && !(rps !== undefined && rps > 0))
+    throw invalid(`${flags.label('rate-limit-burst')} needs --rate-limit-rps above 0.`, 'rate-limit-burst');
   const affinity = bool('prefix-affinity');
-  const level = str('log-level') ?? 'info';
+  if (!affinity && flags.has('affinity-max-imbalance'))
+    throw invalid(`${flags.label('affinity-max-imbalance')} is read only with --prefix-affinity.`, 'affinity-max-imbalance');
+  const level = oneOf('log-level', LOG_LEVELS, 'info');
   return {
     host: str('host') ?? '127.0.0.1',
     port: num('port') ?? 9000,
