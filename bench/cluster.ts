@@ -34,8 +34,8 @@ import { processCpuMs } from '../src/testing/proc-cpu.js';
 import { formatTable, markdownTable, median, runStamp, updateResultsSection, writeResultsJson } from './report.js';
 
 const SECRET = 'bench-cluster-secret';
-/** Every request must run on the GPU: no response cache, and no seed used twice. */
-const NO_CACHE = ['--response-cache-entries', '0'];
+// Every request must run on the GPU: spawnWorker's test settings turn the response cache
+// off (--response-cache-entries 0; a flag may be given only once), and no seed is used twice.
 let nextSeed = 1;
 
 interface LoadResult {
@@ -185,7 +185,7 @@ async function main(): Promise<void> {
   process.once('exit', cleanup);
 
   // 1. Overhead: one worker, direct vs through a gateway, alternating rounds.
-  const w = spawnWorker({ kind: 'real', modelDir: values.model!, port: await freePort(), clusterSecret: SECRET, extraArgs: NO_CACHE });
+  const w = spawnWorker({ kind: 'real', modelDir: values.model!, port: await freePort(), clusterSecret: SECRET });
   children.push(w);
   await waitReady(w, 180_000);
   const gPort = await freePort();
@@ -309,7 +309,6 @@ async function main(): Promise<void> {
       port: await freePort(),
       clusterSecret: SECRET,
       register: rUrl,
-      extraArgs: NO_CACHE,
     });
     workers.push(x);
     children.push(x);
