@@ -139,6 +139,13 @@ export function parseServeConfig(argv: string[], env: NodeJS.ProcessEnv = proces
     });
   const register = url('register');
   const etcd = url('etcd');
+  // read only by a worker that registers: given without one, they would be ignored silently
+  for (const name of ['advertise-url', 'heartbeat-ms'] as const) {
+    if (flags.has(name) && register === undefined && etcd === undefined)
+      throw new AutoGlmError('invalid_request', `${flags.label(name)} is read only with --register or --etcd (a worker that registers).`, {
+        param: name,
+      });
+  }
   const tlsKey = str('tls-key');
   const tlsCert = str('tls-cert');
   if ((tlsKey === undefined) !== (tlsCert === undefined))

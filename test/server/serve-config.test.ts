@@ -61,7 +61,10 @@ test.each([
   // a bad URL failed only after start-up: a heartbeat erroring every second, or a TypeError
   [['--register', 'notaurl'], 'register'],
   [['--etcd', 'ftp://127.0.0.1:2379'], 'etcd'],
-  [['--advertise-url', 'http://a:99999'], 'advertise-url'],
+  [['--register', 'http://127.0.0.1:9000', '--advertise-url', 'http://a:99999'], 'advertise-url'],
+  // read only by a worker that registers: ignored silently before
+  [['--advertise-url', 'http://10.0.0.5:8000'], 'advertise-url'],
+  [['--heartbeat-ms', '500'], 'heartbeat-ms'],
 ])('bad value %j: invalid_request naming the flag', (argv, param) => {
   let caught: unknown;
   try {

@@ -117,8 +117,7 @@ export function spawnWorker(o: WorkerSpawnOptions): WorkerProcess {
     ...(o.register ? ['--register', o.register] : []),
     ...(o.etcd ? ['--etcd', o.etcd] : []),
     ...(o.clusterSecret ? ['--cluster-secret', o.clusterSecret] : []),
-    '--heartbeat-ms',
-    String(o.heartbeatMs ?? 300),
+    ...(o.register || o.etcd ? ['--heartbeat-ms', String(o.heartbeatMs ?? 300)] : []),
     '--drain-timeout-ms',
     String(o.drainTimeoutMs ?? 15_000),
   ];
