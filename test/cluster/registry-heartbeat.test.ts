@@ -86,6 +86,38 @@ describe('heartbeat registry (the default)', () => {
     expect(ok.status).toBe(200);
     expect(await ok.json()).toEqual({ id: 'http://127.0.0.1:1', ttlMs: 60_000 });
   });
+
+  test('registrations past maxWorkers are refused with 429 until one leaves; known workers still renew', async () => {
+    let now = 0;
+    const registry = new HeartbeatRegistry({ maxWorkers: 3 }, () => now);
+    const g = await buildGateway({ registry, auth: { apiKeys: ['k'] }, clusterSecret: SECRET, health: { probeIntervalMs: 100 } });
+    const url = await g.listen({ port: 0, host: '127.0.0.1' });
+    closers.push(() => g.close());
+    const post = (path: string, body: unknown) =>
+      fetch(`${url}${path}`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-autoglm-cluster-secret': SECRET },
+        body: JSON.stringify(body),
+      });
+    for (const port of [1, 2, 3])
+      expect((await post('/cluster/register', { url: `http://127.0.0.1:${port}`, ttlMs: 1000 })).status).toBe(200);
+    const refused = await post('/cluster/register', { url: 'http://127.0.0.1:4' });
+    expect(refused.status).toBe(429);
+    expect(((await refused.json()) as { error: { message: string } }).error.message).toMatch(/maximum of 3 workers \(--max-workers\)/);
+    // a known worker's heartbeat is not a new registration
+    expect((await post('/cluster/register', { url: 'http://127.0.0.1:2', ttlMs: 5000 })).status).toBe(200);
+    // one leaving (deregistered, or expired) makes room
+    expect((await post('/cluster/deregister', { url: 'http://127.0.0.1:1' })).status).toBe(200);
+    expect((await post('/cluster/register', { url: 'http://127.0.0.1:4' })).status).toBe(200);
+    now = 2000; // 3 (TTL 1 s) has expired, not yet swept
+    expect((await post('/cluster/register', { url: 'http://127.0.0.1:5' })).status).toBe(200);
+    expect(
+      registry
+        .list()
+        .map((w) => w.url)
+        .sort(),
+    ).toEqual(['http://127.0.0.1:2', 'http://127.0.0.1:4', 'http://127.0.0.1:5']);
+  });
 });
 
 describe('static registry', () => {

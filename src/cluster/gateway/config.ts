@@ -29,6 +29,11 @@ const FLAGS = {
     help: 'etcd registry: re-list the prefix this often and restart a watch that missed changes (default 10000; 0 = never)',
   },
   'heartbeat-ttl-ms': { ...MS, min: 1, help: 'heartbeat registry: TTL when a worker names none (default 3000)' },
+  'max-workers': {
+    kind: 'int',
+    min: 1,
+    help: 'heartbeat registry: most workers registered at once; more are refused with 429 (default 4096)',
+  },
   'cluster-secret': { kind: 'string', help: 'sent to workers, required from registering workers' },
   'worker-api-key': { kind: 'string', help: 'Bearer key for workers that check API keys' },
   'api-key-file': { kind: 'string', help: 'client API keys, one per line, each KEY or KEY:RPS:BURST (its own rate limit; RPS 0: none)' },
@@ -65,7 +70,7 @@ type FlagName = keyof typeof FLAGS;
 
 /** Flags that only one registry reads; given with another they were ignored without a word. */
 const REGISTRY_FLAGS: Record<string, readonly FlagName[]> = {
-  heartbeat: ['heartbeat-ttl-ms'],
+  heartbeat: ['heartbeat-ttl-ms', 'max-workers'],
   static: ['workers'],
   dns: ['dns-name', 'dns-type', 'dns-port', 'dns-servers', 'dns-refresh-ms'],
   etcd: ['etcd', 'etcd-prefix', 'etcd-resync-ms'],
@@ -163,7 +168,7 @@ export function parseGatewayConfig(argv: string[], env: NodeJS.ProcessEnv = proc
       case 'etcd':
         return new EtcdRegistry(withoutUndefined({ url: etcd!, prefix: etcdPrefix, resyncMs: etcdResyncMs }));
       default:
-        return new HeartbeatRegistry(withoutUndefined({ defaultTtlMs: heartbeatTtlMs }));
+        return new HeartbeatRegistry(withoutUndefined({ defaultTtlMs: heartbeatTtlMs, maxWorkers: num('max-workers') }));
     }
   };
 

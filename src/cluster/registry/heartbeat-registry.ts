@@ -9,6 +9,13 @@ export interface HeartbeatRegistryOptions {
   maxTtlMs?: number;
   /** How often expired entries are swept (default 200 ms). */
   sweepIntervalMs?: number;
+  /**
+   * Most workers registered at once (default 4096): a further new id is refused (429)
+   * until one leaves. Registration needs the cluster secret, but a misconfigured fleet
+   * (ids that change on every heartbeat) or a leaked secret must not grow the gateway's
+   * view, probes and metrics without bound. Known workers always renew.
+   */
+  maxWorkers?: number;
 }
 
 /**
@@ -23,6 +30,7 @@ export class HeartbeatRegistry extends RegistryBase {
   private readonly defaultTtlMs: number;
   private readonly maxTtlMs: number;
   private readonly sweepIntervalMs: number;
+  private readonly maxWorkers: number;
 
   constructor(
     options: HeartbeatRegistryOptions = {},
@@ -32,6 +40,7 @@ export class HeartbeatRegistry extends RegistryBase {
     this.defaultTtlMs = options.defaultTtlMs ?? 3000;
     this.maxTtlMs = options.maxTtlMs ?? 60_000;
     this.sweepIntervalMs = options.sweepIntervalMs ?? 200;
+    this.maxWorkers = options.maxWorkers ?? 4096;
   }
 
   async start(): Promise<void> {
@@ -51,6 +60,15 @@ export class HeartbeatRegistry extends RegistryBase {
     const id = typeof b.id === 'string' && b.id !== '' ? b.id : url;
     const ttlMs =
       typeof b.ttlMs === 'number' && Number.isFinite(b.ttlMs) && b.ttlMs > 0 ? Math.min(b.ttlMs, this.maxTtlMs) : this.defaultTtlMs;
+    if (!this.expiresAtMs.has(id) && this.expiresAtMs.size >= this.maxWorkers) {
+      this.sweep(); // expired entries make room first
+      if (this.expiresAtMs.size >= this.maxWorkers) {
+        throw new AutoGlmError(
+          'queue_full',
+          `The gateway's registry holds its maximum of ${this.maxWorkers} workers (--max-workers); try again when one has left.`,
+        );
+      }
+    }
     this.expiresAtMs.set(id, this.nowMs() + ttlMs);
     this.upsert({ id, url });
     return { id, ttlMs };
