@@ -238,7 +238,10 @@ fn prefixScanMass(t: u32) {
 // dPrefix, the count and mass of elements with key > K in dAbove*, and of key == K in dBin*.
 // With fraction >= 0 (byMass only), need is fraction x `need`, or fraction x the total
 // mass when `need` is 0 (the total is known only after the first histogram).
-fn descend(t: u32, domain: u32, byMass: bool, need: vec2<u32>, fraction: f32) {
+// Masses are summed only with `withMass` (byMass needs them; a count descent needs them only
+// when its caller reads dAboveMass / dBinMass): each costs an exp and two or three atomics per
+// token at the top level.
+fn descend(t: u32, domain: u32, byMass: bool, need: vec2<u32>, fraction: f32, withMass: bool) {
   if (t == 0u) {
     dPrefix = 0u;
     dNeed = need;
@@ -262,7 +265,7 @@ fn descend(t: u32, domain: u32, byMass: bool, need: vec2<u32>, fraction: f32) {
       }
       let bin = (k >> shift) & 255u;
       atomicAdd(&hCount[bin], 1u);
-      if (domain == DOMAIN_PROCESSED) {
+      if (withMass && domain == DOMAIN_PROCESSED) {
         let m = massOf(v);
         if (m.y != 0u) {
           let old = atomicAdd(&hMassLo[bin], m.y);
@@ -444,7 +447,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     var keptMass = vec2<u32>(0u, 0u);
     let useTopK = r.topK > 0u && r.topK < V;
     if (useTopK) {
-      descend(t, DOMAIN_PROCESSED, false, vec2<u32>(0u, r.topK), -1.0);
+      // its masses feed only a top-p after it
+      descend(t, DOMAIN_PROCESSED, false, vec2<u32>(0u, r.topK), -1.0, r.topP < 1.0);
       if (t == 0u) {
         bU64 = add64(dAboveMass, dBinMass);
       }
@@ -454,7 +458,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     // top-p over the top-k survivors (renormalised, as HF chains its warpers): the largest
     // key whose upper set holds at least p of their mass, i.e. the smallest nucleus
     if (r.topP < 1.0) {
-      descend(t, DOMAIN_PROCESSED, true, keptMass, r.topP);
+      descend(t, DOMAIN_PROCESSED, true, keptMass, r.topP, true);
       threshold = max(threshold, workgroupUniformLoad(&dPrefix));
     }
     let minRel = r.minP;
@@ -514,7 +518,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   // elements above it plus the lowest-id ties at it, sorted by (value desc, id asc).
   let n = min(r.topN, min(V, MAX_TOP));
   if (n > 0u) {
-    descend(t, domain, false, vec2<u32>(0u, n), -1.0);
+    descend(t, domain, false, vec2<u32>(0u, n), -1.0, false);
     if (t == 0u) {
       atomicStore(&topCount, 0u);
     }
