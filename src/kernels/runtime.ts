@@ -82,12 +82,12 @@ export class KernelRuntime {
     return id;
   }
 
-  /** Bind groups are cached by (layout, buffer ranges): recreating one per dispatch costs more than the dispatch. */
   /** Bind groups held for reuse (each a native object; the recorder keeps them shape-independent). */
   get cachedBindGroups(): number {
     return this.bindGroups.size;
   }
 
+  /** Bind groups are cached by (layout, buffer ranges): recreating one per dispatch costs more than the dispatch. */
   bindGroup(layout: GPUBindGroupLayout, layoutKey: string, entries: { buffer: GPUBuffer; offset: number; size: number }[]): GPUBindGroup {
     let key = layoutKey;
     for (const e of entries) key += `|${this.bufferId(e.buffer)}@${e.offset}+${e.size}`;

@@ -1,6 +1,6 @@
 import { parseWorkerUrl, type WorkerEndpoint } from '../types.js';
-import { EtcdClient } from './etcd-client.js';
-import { RegistryBase } from './registry.js';
+import { EtcdClient, type EtcdKv } from './etcd-client.js';
+import { RegistryBase, sameWorkers } from './registry.js';
 
 export const DEFAULT_ETCD_PREFIX = '/autoglm/workers/';
 
@@ -40,7 +40,7 @@ export class EtcdRegistry extends RegistryBase {
   private watchAttempt: AbortController | null = null;
   private resyncTimer: NodeJS.Timeout | null = null;
   private resyncing = false;
-  private readonly byKey = new Map<string, WorkerEndpoint>();
+  private byKey = new Map<string, WorkerEndpoint>();
   lastError: string | null = null;
   /** Watches restarted because a listing showed changes they had not delivered (resyncMs). */
   watchRestarts = 0;
@@ -77,11 +77,7 @@ export class EtcdRegistry extends RegistryBase {
     const { kvs, revision } = await this.client.rangePrefix(this.prefix);
     // stop() aborts the watch, not a listing in flight: after stop() the view stays as it was.
     if (this.abort?.signal.aborted) return revision + 1;
-    this.byKey.clear();
-    for (const kv of kvs) {
-      const w = this.parse(kv.key, kv.value);
-      if (w) this.byKey.set(kv.key, w);
-    }
+    this.byKey = this.parseAll(kvs);
     this.replaceAll([...this.byKey.values()]);
     this.lastError = null;
     return revision + 1;
@@ -98,13 +94,7 @@ export class EtcdRegistry extends RegistryBase {
     try {
       const { kvs } = await this.client.rangePrefix(this.prefix);
       if (this.abort.signal.aborted) return;
-      const listed = new Map<string, string>();
-      for (const kv of kvs) {
-        const w = this.parse(kv.key, kv.value);
-        if (w) listed.set(kv.key, w.url);
-      }
-      const same = listed.size === this.byKey.size && [...listed].every(([key, url]) => this.byKey.get(key)?.url === url);
-      if (!same && this.watchAttempt && !this.watchAttempt.signal.aborted) {
+      if (!sameWorkers(this.parseAll(kvs), this.byKey) && this.watchAttempt && !this.watchAttempt.signal.aborted) {
         this.lastError = 'the etcd watch had not delivered changes a listing shows (a silent connection?): watching again';
         this.watchRestarts++;
         this.watchAttempt.abort();
@@ -151,6 +141,16 @@ export class EtcdRegistry extends RegistryBase {
       revision = 0;
       await new Promise((r) => setTimeout(r, this.options.retryMs ?? 500).unref());
     }
+  }
+
+  /** A listing as the view it describes: worker entries by key, other values left out. */
+  private parseAll(kvs: readonly EtcdKv[]): Map<string, WorkerEndpoint> {
+    const view = new Map<string, WorkerEndpoint>();
+    for (const kv of kvs) {
+      const w = this.parse(kv.key, kv.value);
+      if (w) view.set(kv.key, w);
+    }
+    return view;
   }
 
   private parse(key: string, value: string): WorkerEndpoint | null {

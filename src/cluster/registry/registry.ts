@@ -36,8 +36,7 @@ export abstract class RegistryBase implements WorkerRegistry {
   /** Replaces the whole set (DNS answers, etcd ranges). Entries without a usable URL are left out. */
   protected replaceAll(workers: WorkerEndpoint[]): void {
     const next = new Map(workers.filter(reachable).map((w) => [w.id, w]));
-    const same = next.size === this.workers.size && [...next].every(([id, w]) => this.workers.get(id)?.url === w.url);
-    if (same) return;
+    if (sameWorkers(next, this.workers)) return;
     this.workers = next;
     this.emit();
   }
@@ -56,6 +55,11 @@ export abstract class RegistryBase implements WorkerRegistry {
     const snapshot = this.list();
     for (const l of this.listeners) l(snapshot);
   }
+}
+
+/** Whether two views hold the same keys at the same URLs. */
+export function sameWorkers(a: ReadonlyMap<string, WorkerEndpoint>, b: ReadonlyMap<string, WorkerEndpoint>): boolean {
+  return a.size === b.size && [...a].every(([key, w]) => b.get(key)?.url === w.url);
 }
 
 /** The last line of defence: backends check URLs where they come in and say what was wrong. */
