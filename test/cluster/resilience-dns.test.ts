@@ -57,15 +57,15 @@ const urls = (r: DnsRegistry): string[] =>
     .map((w) => w.url)
     .sort();
 
-test('an SRV target whose DNS server fails after answering keeps its workers; a target with no address has none', async () => {
-  const r = new DnsRegistry({
-    name: '_autoglm._tcp.workers.test',
-    recordType: 'SRV',
-    servers: [front.url],
-    refreshMs: 60_000,
-    timeoutMs: 500,
-  });
+/** An SRV registry on the front server, refreshed only when a test asks; stopped after all. */
+function srvRegistry(name: string, timeoutMs: number): DnsRegistry {
+  const r = new DnsRegistry({ name, recordType: 'SRV', servers: [front.url], refreshMs: 60_000, timeoutMs });
   registries.push(r);
+  return r;
+}
+
+test('an SRV target whose DNS server fails after answering keeps its workers; a target with no address has none', async () => {
+  const r = srvRegistry('_autoglm._tcp.workers.test', 500);
   await r.start();
   expect(urls(r)).toEqual(['http://127.0.0.1:8101', 'http://127.0.0.9:8102']);
 
@@ -75,27 +75,13 @@ test('an SRV target whose DNS server fails after answering keeps its workers; a 
   expect(r.lastError).toMatch(/^w2\.remote\.test: /);
 
   // A target that authoritatively does not exist contributes nothing, as before.
-  const gone = new DnsRegistry({
-    name: '_gone._tcp.workers.test',
-    recordType: 'SRV',
-    servers: [front.url],
-    refreshMs: 60_000,
-    timeoutMs: 500,
-  });
-  registries.push(gone);
+  const gone = srvRegistry('_gone._tcp.workers.test', 500);
   await gone.start();
   expect(urls(gone)).toEqual(['http://127.0.0.1:8101']);
 });
 
 test('stop() during an SRV refresh whose target lookup hangs: the view does not change after stop()', async () => {
-  const r = new DnsRegistry({
-    name: '_slow._tcp.workers.test',
-    recordType: 'SRV',
-    servers: [front.url],
-    refreshMs: 60_000,
-    timeoutMs: 2000,
-  });
-  registries.push(r);
+  const r = srvRegistry('_slow._tcp.workers.test', 2000);
   const changes: number[] = [];
   r.onChange((ws) => changes.push(ws.length));
   // Not start(): one refresh, left in flight on the target that never resolves.
