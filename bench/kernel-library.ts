@@ -293,6 +293,8 @@ const CASES: ((rt: KernelRuntime) => LibraryCase[])[] = [
   (rt) => [attentionCase(rt, 'decode', 1, 1024)],
   (rt) => [attentionCase(rt, 'decode', 16, 1024)],
   (rt) => [samplingCase(rt, 'greedy', {})],
+  (rt) => [samplingCase(rt, 'T 0.8', { temperature: 0.8 })],
+  (rt) => [samplingCase(rt, 'top-k 50, T 0.8', { temperature: 0.8, topK: 50 })],
   (rt) => [samplingCase(rt, 'top-p 0.9, T 0.8', { temperature: 0.8, topP: 0.9 })],
   (rt) => [samplingCase(rt, 'top-k 50, T 0.8, logprobs 5', { temperature: 0.8, topK: 50, logprobs: true, topLogprobs: 5 })],
 ];
