@@ -367,6 +367,7 @@ export class Engine implements InferenceEngine {
         frequencyPenalty: sampling.frequencyPenalty,
         presencePenalty: sampling.presencePenalty,
         seed: sampling.seeded ? sampling.seed : undefined,
+        logitBias: sampling.logitBias && Object.fromEntries(sampling.logitBias),
       },
       stop: request.stop,
       stopTokenIds: request.stopTokenIds,
@@ -458,6 +459,7 @@ export class Engine implements InferenceEngine {
         startPosition: s.startPosition,
         blockTable: s.blockTable,
         sampling: s.sample ? this.samplingRowFor(s.requestId) : undefined,
+        logitBias: s.sample ? this.active.get(s.requestId)!.sampling.logitBias : undefined,
       }));
       for (const s of out.sequences) {
         const a = this.active.get(s.requestId);

@@ -3,6 +3,7 @@
  * typed 400 naming the parameter, never a failure inside a step that other requests share.
  */
 import { AutoGlmError } from '../errors.js';
+import type { RowLogitBias } from '../kernels/logit-bias.js';
 import type { GenerateRequest, SamplingParams } from './types.js';
 
 /** Sampling defaults a model folder may set (generation_config.json). */
@@ -25,7 +26,14 @@ export interface ResolvedSampling {
   /** Explicit or drawn at admission; either way the draw is a function of (seed, position). */
   seed: number;
   seeded: boolean;
+  /** [token, bias] pairs by token id, or undefined for none (see validateLogitBias). */
+  logitBias: RowLogitBias | undefined;
 }
+
+/** Most tokens one request may bias: each is a GPU write per step. */
+export const MAX_LOGIT_BIAS_TOKENS = 1024;
+/** OpenAI's range for a bias. */
+const MAX_ABS_LOGIT_BIAS = 100;
 
 function invalid(param: string, message: string): AutoGlmError {
   return new AutoGlmError('invalid_request', message, { param });
@@ -67,7 +75,44 @@ export function resolveSampling(p: SamplingParams = {}, defaults: SamplingDefaul
     presencePenalty: p.presencePenalty ?? 0,
     seed: p.seed ?? drawSeed(),
     seeded: p.seed !== undefined,
+    logitBias: logitBiasEntries(p.logitBias),
   };
+}
+
+/**
+ * logit_bias arrives as an object keyed by token id (JSON keys are strings): every key
+ * must be a token id of this model written plainly ("7", not "07" or "7.0", which would
+ * alias one token twice) and every value a number in [-100, 100].
+ */
+export function validateLogitBias(bias: unknown, vocabSize: number): void {
+  if (bias === undefined) return;
+  if (!isRecord(bias)) throw invalid('logit_bias', `logit_bias must be an object of token id -> bias, got ${describe(bias)}`);
+  const keys = Object.keys(bias);
+  if (keys.length > MAX_LOGIT_BIAS_TOKENS)
+    throw invalid('logit_bias', `logit_bias may bias at most ${MAX_LOGIT_BIAS_TOKENS} tokens, got ${keys.length}`);
+  for (const key of keys) {
+    const id = Number(key);
+    if (!/^(0|[1-9][0-9]*)$/.test(key) || !(id < vocabSize)) {
+      throw invalid(
+        'logit_bias',
+        `logit_bias key ${JSON.stringify(key.slice(0, 40))} is not a token id of this model (vocabulary of ${vocabSize})`,
+      );
+    }
+    const v: unknown = bias[key];
+    if (!(typeof v === 'number' && Number.isFinite(v) && Math.abs(v) <= MAX_ABS_LOGIT_BIAS)) {
+      throw invalid('logit_bias', `logit_bias for token ${key} must be a number between -100 and 100, got ${describe(v)}`);
+    }
+  }
+}
+
+/** The validated object as [token, bias] pairs by token id; zero biases change nothing and are dropped. */
+function logitBiasEntries(bias: Readonly<Record<number, number>> | undefined): RowLogitBias | undefined {
+  if (bias === undefined) return undefined;
+  const entries = Object.entries(bias)
+    .map(([k, v]) => [Number(k), v] as const)
+    .filter(([, v]) => v !== 0)
+    .sort((a, b) => a[0] - b[0]);
+  return entries.length > 0 ? entries : undefined;
 }
 
 export function usesPenalties(s: ResolvedSampling): boolean {
@@ -141,6 +186,7 @@ export function validateRequestShape(r: GenerateRequest, vocabSize: number): voi
   if (Array.isArray(r.prompt) && r.prompt.some((p) => typeof p === 'number')) validateTokenIds('prompt', r.prompt, vocabSize);
   if (r.stopTokenIds) validateTokenIds('stop_token_ids', r.stopTokenIds, vocabSize);
   if (r.resumeTokenIds) validateTokenIds('resume_token_ids', r.resumeTokenIds, vocabSize);
+  if (isRecord(r.sampling)) validateLogitBias(r.sampling.logitBias, vocabSize);
 }
 
 export function validateTokenIds(param: string, ids: unknown, vocabSize: number): void {
@@ -175,6 +221,8 @@ export function snapshotRequest(r: GenerateRequest): GenerateRequest {
   if (isRecord(sampling)) {
     const s: Record<string, unknown> = {};
     for (const key of SAMPLING_FIELDS) if (sampling[key] !== undefined) s[key] = sampling[key];
+    const bias = sampling.logitBias;
+    if (bias !== undefined) s.logitBias = isRecord(bias) ? { ...bias } : bias;
     copy.sampling = s as SamplingParams;
   } else if (sampling !== undefined) copy.sampling = sampling;
   for (const key of ['stop', 'stopTokenIds', 'resumeTokenIds'] as const) {
@@ -210,7 +258,9 @@ const SAMPLING_FIELDS = [
 type CopiedRequestField =
   (typeof REQUEST_SCALARS)[number] | 'prompt' | 'sampling' | 'stop' | 'stopTokenIds' | 'resumeTokenIds' | 'chatTemplateKwargs';
 const everyRequestFieldCopied: [Exclude<keyof GenerateRequest, CopiedRequestField>] extends [never] ? true : never = true;
-const everySamplingFieldCopied: [Exclude<keyof SamplingParams, (typeof SAMPLING_FIELDS)[number]>] extends [never] ? true : never = true;
+const everySamplingFieldCopied: [Exclude<keyof SamplingParams, (typeof SAMPLING_FIELDS)[number] | 'logitBias'>] extends [never]
+  ? true
+  : never = true;
 void everyRequestFieldCopied;
 void everySamplingFieldCopied;
 

@@ -23,6 +23,12 @@ export interface SamplingParams {
   presencePenalty?: number;
   /** Same seed, same output: randomness is a function of (seed, position). */
   seed?: number;
+  /**
+   * OpenAI's logit_bias: token id -> bias in [-100, 100], added to the model's logits before
+   * penalties, temperature and filters (so logprobs see it too). -100 bans a token in
+   * practice, +100 forces it. At most 1024 tokens.
+   */
+  logitBias?: Readonly<Record<number, number>>;
 }
 
 export interface GenerateRequest {

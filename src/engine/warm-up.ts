@@ -11,6 +11,8 @@ const SAMPLED: SamplingParams = {
   frequencyPenalty: 0.1,
   presencePenalty: 0.1,
   seed: 1,
+  // compiles the logit_bias scatter too (token 0 exists in every vocabulary)
+  logitBias: { 0: -1 },
 };
 
 /**

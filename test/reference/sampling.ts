@@ -125,3 +125,16 @@ export function drawRef(probs: ArrayLike<number>, u: number): number {
   }
   return last;
 }
+
+/** logit_bias: [rows, vocab] logits with each row's [token, bias] pairs added (float64). */
+export function logitBiasRef(
+  logits: ArrayLike<number>,
+  vocab: number,
+  perRow: readonly (readonly (readonly [number, number])[] | undefined)[],
+): Float64Array {
+  const out = Float64Array.from(logits);
+  perRow.forEach((row, r) => {
+    for (const [token, bias] of row ?? []) out[r * vocab + token]! += bias;
+  });
+  return out;
+}

@@ -4,6 +4,7 @@
  * reads back only the sampled token ids (and logprobs when asked).
  */
 import { prepareAttentionBatch, type AttentionBatch } from '../../kernels/attention.js';
+import { addLogitBias, prepareLogitBias, type LogitBiasBatch, type RowLogitBias } from '../../kernels/logit-bias.js';
 import { createKvCache, type KvCache } from '../../kernels/kv-write.js';
 import type { KernelRuntime } from '../../kernels/runtime.js';
 import {
@@ -31,6 +32,8 @@ export interface RunnerSequence {
   blockTable: readonly number[];
   /** Present when the step's last row of this sequence is sampled (position filled in here). */
   sampling?: Omit<SamplingRow, 'position'>;
+  /** logit_bias of the sampled row, if the request has one. */
+  logitBias?: RowLogitBias | undefined;
 }
 
 export interface RunnerOptions {
@@ -55,6 +58,7 @@ export class ModelRunner {
   readonly counts: TokenCounts;
   private attentionBatch: AttentionBatch | undefined;
   private samplingBatch: SamplingBatch | undefined;
+  private logitBiasBatch: LogitBiasBatch | null = null;
 
   constructor(
     readonly rt: KernelRuntime,
@@ -81,13 +85,16 @@ export class ModelRunner {
   async step(seqs: readonly RunnerSequence[]): Promise<StepResult | null> {
     const prepared = this.prepare(seqs, false);
     if (!prepared) return null;
-    const { rec, samplingRows, sequenceIndex } = prepared;
+    const { rec, samplingRows, sequenceIndex, logitBiases } = prepared;
     if (samplingRows.length === 0) {
       await rec.submit();
       return null;
     }
     const { rt, buffers } = this;
     const batch = (this.samplingBatch = prepareSampling(rt, samplingRows, this.samplingBatch));
+    const vocab = this.model.shape.vocabSize;
+    const bias = (this.logitBiasBatch = prepareLogitBias(rt, logitBiases, vocab, this.logitBiasBatch));
+    if (bias) addLogitBias(rt, rec, buffers.logits, vocab, bias);
     sample(rt, rec, { logits: buffers.logits, vocab: this.model.shape.vocabSize, batch, counts: this.counts, out: this.sampleOut });
     if (batch.maxSlot >= 0) this.counts.recordSampled(rec, this.sampleOut.tokenIds, batch.slots, batch.rows);
     rec.submitSync();
@@ -121,6 +128,7 @@ export class ModelRunner {
     const sampleRows: number[] = [];
     const sequenceIndex: number[] = [];
     const samplingRows: SamplingRow[] = [];
+    const logitBiases: (RowLogitBias | undefined)[] = [];
     const attnSeqs = [];
     let row = 0;
     for (let i = 0; i < seqs.length; i++) {
@@ -142,6 +150,7 @@ export class ModelRunner {
         sequenceIndex.push(i);
         // the random draw of the token at absolute position kvLen
         samplingRows.push({ ...q.sampling, position: kvLen });
+        logitBiases.push(q.logitBias);
       }
     }
     if (sampleRows.length > options.maxSampleRows)
@@ -172,7 +181,7 @@ export class ModelRunner {
       sampleRows: buffers.sampleRows,
       attention: this.attentionBatch,
     });
-    return { rec, rows, samplingRows, sequenceIndex };
+    return { rec, rows, samplingRows, sequenceIndex, logitBiases };
   }
 
   destroy(): void {
