@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { buildGateway } from '../cluster/gateway/build-gateway.js';
 import { gatewayHelp, parseGatewayConfig } from '../cluster/gateway/config.js';
+import { KubernetesRegistry } from '../cluster/registry/kubernetes-registry.js';
 import { listenOn } from './listen.js';
 
 /** `autoglm gateway`: the cluster front door. Runs until SIGTERM/SIGINT, then stops listening. */
@@ -10,7 +11,8 @@ export async function runGateway(argv: string[]): Promise<void> {
     process.stdout.write(gatewayHelp() + '\n');
     return;
   }
-  const gateway = await buildGateway({ ...config.options, registry: config.createRegistry() });
+  const registry = config.createRegistry();
+  const gateway = await buildGateway({ ...config.options, registry });
   let url: string;
   try {
     url = await listenOn(() => gateway.listen({ host: config.host, port: config.port }), config);
@@ -22,6 +24,7 @@ export async function runGateway(argv: string[]): Promise<void> {
   const lines = [``, `autoglm gateway (${config.registryKind} registry) at ${url}/v1`];
   if (config.registryKind === 'heartbeat')
     lines.push(`  Workers join with: autoglm serve --register ${url}${config.options.clusterSecret ? ' --cluster-secret ...' : ''}`);
+  if (registry instanceof KubernetesRegistry) lines.push(`  Workers: the ready endpoints of Service ${registry.source}`);
   if (config.generatedKey) lines.push(`  No API key configured; this run generated one: OPENAI_API_KEY=${config.generatedKey}`);
   if (config.options.clusterSecret === undefined)
     lines.push(`  No --cluster-secret: any process that can reach ${url} can register a worker.`);

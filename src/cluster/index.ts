@@ -8,5 +8,8 @@ export { HeartbeatRegistry, type HeartbeatRegistryOptions } from './registry/hea
 export { DnsRegistry, type DnsRegistryOptions } from './registry/dns-registry.js';
 export { EtcdRegistry, type EtcdRegistryOptions } from './registry/etcd-registry.js';
 export { EtcdClient } from './registry/etcd-client.js';
+export { KubernetesRegistry, type KubernetesRegistryOptions } from './registry/kubernetes-registry.js';
+export { KubernetesApiError } from './registry/kubernetes-client.js';
+export type { EndpointSlice } from './registry/endpoint-slices.js';
 export { startWorkerAgent, type WorkerAgentOptions, type WorkerAgent } from './worker-agent.js';
 export type { WorkerEndpoint, WorkerState } from './types.js';

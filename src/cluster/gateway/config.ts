@@ -3,6 +3,8 @@ import { Resolver } from 'node:dns/promises';
 import { flagsHelp, MS, PORT, readFlags, type FlagReader, type FlagSpec } from '../../cli/flags.js';
 import { DnsRegistry } from '../registry/dns-registry.js';
 import { EtcdRegistry } from '../registry/etcd-registry.js';
+import { checkKubernetesName } from '../registry/kubernetes-access.js';
+import { KubernetesRegistry } from '../registry/kubernetes-registry.js';
 import { requireWorkerUrl } from '../types.js';
 import { HeartbeatRegistry } from '../registry/heartbeat-registry.js';
 import type { WorkerRegistry } from '../registry/registry.js';
@@ -15,7 +17,7 @@ import { withoutUndefined } from '../../without-undefined.js';
 const FLAGS = {
   host: { kind: 'string', help: 'address to listen on (default 127.0.0.1)' },
   port: { ...PORT, help: 'port (default 9000; 0 picks a free one)' },
-  registry: { kind: 'string', help: 'heartbeat (default) | static | dns | etcd' },
+  registry: { kind: 'string', help: 'heartbeat (default) | static | dns | etcd | kubernetes' },
   workers: { kind: 'list', help: 'static registry: comma-separated worker URLs' },
   'dns-name': { kind: 'string', help: 'dns registry: name to resolve (headless Service, SRV name)' },
   'dns-type': { kind: 'string', help: 'dns registry: A (default) or SRV' },
@@ -27,6 +29,28 @@ const FLAGS = {
   'etcd-resync-ms': {
     ...MS,
     help: 'etcd registry: re-list the prefix this often and restart a watch that missed changes (default 10000; 0 = never)',
+  },
+  'k8s-service': { kind: 'string', help: "kubernetes registry: the workers' Service; its EndpointSlices are listed and watched" },
+  'k8s-namespace': { kind: 'string', help: "kubernetes registry: the Service's namespace (default: the gateway pod's own)" },
+  'k8s-port-name': {
+    kind: 'string',
+    help: "kubernetes registry: the workers' port name in the Service (default http, else its only port)",
+  },
+  'k8s-api-url': {
+    kind: 'string',
+    help: 'kubernetes registry: API server URL (default in a pod: https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT)',
+  },
+  'k8s-token-file': {
+    kind: 'string',
+    help: "kubernetes registry: bearer token file, re-read every minute and after a 401 (default: the pod's service-account token)",
+  },
+  'k8s-ca-file': {
+    kind: 'string',
+    help: "kubernetes registry: CA bundle for the API server (default: the service account's, else the system's)",
+  },
+  'k8s-resync-ms': {
+    ...MS,
+    help: 'kubernetes registry: re-list the EndpointSlices this often and restart a watch that missed changes (default 10000; 0 = never)',
   },
   'heartbeat-ttl-ms': { ...MS, min: 1, help: 'heartbeat registry: TTL when a worker names none (default 3000)' },
   'max-workers': {
@@ -74,6 +98,7 @@ const REGISTRY_FLAGS: Record<string, readonly FlagName[]> = {
   static: ['workers'],
   dns: ['dns-name', 'dns-type', 'dns-port', 'dns-servers', 'dns-refresh-ms'],
   etcd: ['etcd', 'etcd-prefix', 'etcd-resync-ms'],
+  kubernetes: ['k8s-service', 'k8s-namespace', 'k8s-port-name', 'k8s-api-url', 'k8s-token-file', 'k8s-ca-file', 'k8s-resync-ms'],
 };
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -94,6 +119,23 @@ function dnsServers(flags: FlagReader<FlagName>): string[] {
     );
   }
   return servers;
+}
+
+/** The --k8s-* flags, names checked now: a typo would otherwise list nothing, for ever, without a word. */
+function kubernetesFlags(flags: FlagReader<FlagName>) {
+  const name = (n: 'k8s-service' | 'k8s-namespace' | 'k8s-port-name', what: 'service' | 'namespace' | 'port name'): string | undefined => {
+    const v = flags.str(n);
+    return v === undefined ? undefined : checkKubernetesName(v, what, n, flags.label(n));
+  };
+  return {
+    service: name('k8s-service', 'service'),
+    namespace: name('k8s-namespace', 'namespace'),
+    portName: name('k8s-port-name', 'port name'),
+    apiUrl: flags.url('k8s-api-url'),
+    tokenFile: flags.str('k8s-token-file'),
+    caFile: flags.str('k8s-ca-file'),
+    resyncMs: flags.num('k8s-resync-ms'),
+  };
 }
 
 export interface GatewayConfig {
@@ -129,7 +171,7 @@ export function parseGatewayConfig(argv: string[], env: NodeJS.ProcessEnv = proc
     keys.push(generatedKey);
   }
 
-  const kind = oneOf('registry', ['heartbeat', 'static', 'dns', 'etcd'] as const, 'heartbeat');
+  const kind = oneOf('registry', ['heartbeat', 'static', 'dns', 'etcd', 'kubernetes'] as const, 'heartbeat');
   for (const [registry, names] of Object.entries(REGISTRY_FLAGS)) {
     const stray = registry === kind ? undefined : names.find((n) => flags.has(n));
     if (stray !== undefined)
@@ -144,6 +186,9 @@ export function parseGatewayConfig(argv: string[], env: NodeJS.ProcessEnv = proc
     throw new AutoGlmError('invalid_request', '--registry dns needs --dns-name.', { param: 'dns-name' });
   if (kind === 'etcd' && etcd === undefined)
     throw new AutoGlmError('invalid_request', '--registry etcd needs --etcd URL.', { param: 'etcd' });
+  const k8s = kubernetesFlags(flags);
+  if (kind === 'kubernetes' && k8s.service === undefined)
+    throw new AutoGlmError('invalid_request', '--registry kubernetes needs --k8s-service NAME.', { param: 'k8s-service' });
   const dnsType = oneOf('dns-type', ['A', 'SRV'] as const, 'A');
   const heartbeatTtlMs = num('heartbeat-ttl-ms');
   const servers = dnsServers(flags);
@@ -167,6 +212,10 @@ export function parseGatewayConfig(argv: string[], env: NodeJS.ProcessEnv = proc
         );
       case 'etcd':
         return new EtcdRegistry(withoutUndefined({ url: etcd!, prefix: etcdPrefix, resyncMs: etcdResyncMs }));
+      case 'kubernetes':
+        // Resolves the credentials (in-cluster files or the flags): a missing piece throws
+        // here, before the gateway listens.
+        return new KubernetesRegistry(withoutUndefined({ ...k8s, service: k8s.service! }));
       default:
         return new HeartbeatRegistry(withoutUndefined({ defaultTtlMs: heartbeatTtlMs, maxWorkers: num('max-workers') }));
     }
