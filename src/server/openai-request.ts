@@ -18,6 +18,8 @@ export interface CommonBody {
   presence_penalty?: number | null;
   frequency_penalty?: number | null;
   seed?: number | null;
+  logit_bias?: Record<string, number> | null;
+  response_format?: { type: string } | null;
   stop?: string | string[] | null;
   stop_token_ids?: number[] | null;
   ignore_eos?: boolean | null;
@@ -47,6 +49,16 @@ export function parseCommon(body: CommonBody, maxTokens: number | null | undefin
   const resume = body.resume_token_ids ?? undefined;
   if (resume && resume.length > 0 && n !== 1)
     throw new AutoGlmError('invalid_request', 'resume_token_ids requires n = 1.', { param: 'resume_token_ids' });
+  const format = body.response_format?.type;
+  // Silently answering free text to a client that asked for JSON would break it later and
+  // more confusingly; say so now.
+  if (format !== undefined && format !== 'text') {
+    throw new AutoGlmError(
+      'invalid_request',
+      `response_format type '${format.slice(0, 40)}' is not supported: this server has no constrained decoding (only 'text').`,
+      { param: 'response_format' },
+    );
+  }
   const topK = body.top_k ?? undefined;
   const sampling: SamplingParams = withoutUndefined({
     temperature: body.temperature ?? undefined,
@@ -58,6 +70,7 @@ export function parseCommon(body: CommonBody, maxTokens: number | null | undefin
     presencePenalty: body.presence_penalty ?? undefined,
     frequencyPenalty: body.frequency_penalty ?? undefined,
     seed: body.seed ?? undefined,
+    logitBias: body.logit_bias ?? undefined,
   });
   const stop = body.stop === null || body.stop === undefined ? undefined : typeof body.stop === 'string' ? [body.stop] : body.stop;
   return {

@@ -26,6 +26,18 @@ const commonProperties = {
   presence_penalty: { type: nullable('number'), minimum: -2, maximum: 2 },
   frequency_penalty: { type: nullable('number'), minimum: -2, maximum: 2 },
   seed: { type: nullable('integer'), minimum: 0 },
+  // token id (as a JSON key) -> bias; keys and the vocabulary are checked by the engine
+  logit_bias: {
+    type: nullable('object'),
+    maxProperties: 1024,
+    additionalProperties: { type: 'number', minimum: -100, maximum: 100 },
+  },
+  // only 'text': json_object / json_schema need constrained decoding (refused by name in parseCommon)
+  response_format: {
+    type: nullable('object'),
+    required: ['type'],
+    properties: { type: { type: 'string' } },
+  },
   stop: {
     description: 'null, a string, or an array of at most 16 non-empty strings',
     anyOf: [{ type: 'null' }, { type: 'string' }, { type: 'array', items: { type: 'string', minLength: 1 }, maxItems: 16 }],

@@ -1,0 +1,82 @@
+/**
+ * logit_bias and response_format at the HTTP surface (a real server on loopback around the
+ * demo engine): the bias reaches the GPU sampler from both routes, bad values are 400s naming
+ * the parameter, and a JSON response_format is refused rather than answered with free text.
+ */
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import type { InferenceEngine } from '../../src/engine/types.js';
+import { STORY_PROMPT, loadDemoEngine, postJson, startServer, type RunningServer } from './helpers.js';
+
+let engine: InferenceEngine;
+let running: RunningServer;
+const MODEL = 'demo-stories';
+
+beforeAll(async () => {
+  engine = await loadDemoEngine({ responseCacheEntries: 0 });
+  running = await startServer({ engine });
+});
+
+afterAll(async () => {
+  await running?.close();
+  await engine?.close();
+});
+
+const chat = (extra: Record<string, unknown>) =>
+  postJson(`${running.url}/v1/chat/completions`, {
+    model: MODEL,
+    messages: STORY_PROMPT,
+    max_tokens: 5,
+    temperature: 0,
+    ignore_eos: true,
+    return_token_ids: true,
+    ...extra,
+  });
+
+const tokenIds = (r: { json: Record<string, unknown> }): number[] => (r.json.choices as { token_ids: number[] }[])[0]!.token_ids;
+
+describe('logit_bias', () => {
+  test('forces a token in chat and bans one in completions', async () => {
+    const forced = await chat({ logit_bias: { '70': 100 } });
+    expect(forced.status, JSON.stringify(forced.json)).toBe(200);
+    expect(tokenIds(forced)).toEqual([70, 70, 70, 70, 70]);
+
+    const completion = (extra: Record<string, unknown>) =>
+      postJson(`${running.url}/v1/completions`, {
+        model: MODEL,
+        prompt: 'Once upon a time',
+        max_tokens: 5,
+        temperature: 0,
+        ignore_eos: true,
+        return_token_ids: true,
+        ...extra,
+      });
+    const plain = tokenIds(await completion({}));
+    const banned = tokenIds(await completion({ logit_bias: { [String(plain[0])]: -100 } }));
+    expect(banned).toHaveLength(5);
+    expect(banned).not.toContain(plain[0]);
+  });
+
+  test.each([
+    [{ '07': 1 }, 'logit_bias'],
+    [{ '99999999': 1 }, 'logit_bias'],
+    [{ '5': 101 }, 'logit_bias.5'],
+    [{ '5': 'x' }, 'logit_bias.5'],
+    [[1], 'logit_bias'],
+  ])('%j is a 400 naming %s', async (bias, param) => {
+    const r = await chat({ logit_bias: bias });
+    expect(r.status, JSON.stringify(r.json)).toBe(400);
+    expect(r.json.error).toMatchObject({ code: 'invalid_request', param });
+  });
+});
+
+describe('response_format', () => {
+  test('text is accepted; json_object and json_schema are refused by name', async () => {
+    expect((await chat({ response_format: { type: 'text' } })).status).toBe(200);
+    for (const type of ['json_object', 'json_schema']) {
+      const r = await chat({ response_format: { type, json_schema: { name: 'x', schema: {} } } });
+      expect(r.status).toBe(400);
+      expect(r.json.error).toMatchObject({ code: 'invalid_request', param: 'response_format' });
+      expect((r.json.error as { message: string }).message).toMatch(/no constrained decoding/);
+    }
+  });
+});
