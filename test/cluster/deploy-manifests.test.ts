@@ -1,7 +1,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
-import { parseAllDocuments } from 'yaml';
+import { parse as parseYaml, parseAllDocuments } from 'yaml';
 import { parseGatewayConfig } from '../../src/cluster/gateway/config.js';
 import { GatewayMetrics } from '../../src/cluster/gateway/metrics.js';
 import { parseServeConfig } from '../../src/cli/serve-config.js';
@@ -87,7 +87,7 @@ describe('deploy/kubernetes', () => {
     expect(worker.spec.template.spec.terminationGracePeriodSeconds).toBeGreaterThan(drainS);
   });
 
-  test('the CLI args are valid flags of autoglm serve and autoglm gateway, and discovery points at the headless Service', () => {
+  test('the CLI args are valid flags of autoglm serve and autoglm gateway, and discovery watches the workers Service at the worker port', () => {
     const wargs = expandedArgs(container(worker));
     expect(wargs[0]).toBe('serve');
     const serve = parseServeConfig(wargs.slice(1), {});
@@ -97,10 +97,52 @@ describe('deploy/kubernetes', () => {
     const g = parseGatewayConfig(gargs.slice(1), {});
     expect(g).not.toBe('help');
     if (g === 'help' || serve === 'help') return;
+    expect(g.registryKind).toBe('kubernetes');
+    const service = one('Service', flag(gargs, 'k8s-service')!);
+    expect(matches(service.spec.selector, worker.spec.template.metadata.labels)).toBe(true);
+    // EndpointSlice ports carry the Service port's name and its target's number: the named
+    // Service port must lead to the container port the worker listens on.
+    const servicePort = (service.spec.ports as Obj[]).find((p) => p.name === flag(gargs, 'k8s-port-name'));
+    expect(servicePort, 'the --k8s-port-name port of the Service').toBeDefined();
+    const target = (container(worker).ports as Obj[]).find(
+      (p) => p.name === servicePort!.targetPort || p.containerPort === servicePort!.targetPort,
+    );
+    expect(target?.containerPort).toBe(serve.port);
+    expect(servicePort!.port).toBe(serve.port);
+  });
+
+  test('the DNS alternative in the gateway Deployment comments is valid and points at the headless Service', () => {
+    // The commented-out args ("#   - --registry", "#   - dns", ...), in place of the kubernetes registry's.
+    const text = readFileSync(join(DIR, 'gateway-deployment.yaml'), 'utf8');
+    const alternative = [...text.matchAll(/^\s*#\s+- (.+)$/gm)].map((m) => String(parseYaml(m[1]!)));
+    expect(alternative.slice(0, 2)).toEqual(['--registry', 'dns']);
+    const gargs = expandedArgs(container(gateway));
+    const registryAt = gargs.indexOf('--registry');
+    const withDns = [...gargs.slice(1, registryAt), ...alternative.map((a) => a.replace(/\$\(POD_NAMESPACE\)/g, 'default'))];
+    const g = parseGatewayConfig(withDns, {});
+    if (g === 'help') throw new Error('help');
     expect(g.registryKind).toBe('dns');
-    expect(flag(gargs, 'dns-name')).toBe('autoglm-workers.default.svc.cluster.local');
-    expect(Number(flag(gargs, 'dns-port'))).toBe(serve.port);
-    expect(one('Service', 'autoglm-workers').spec.ports[0].port).toBe(serve.port);
+    expect(flag(withDns, 'dns-name')).toBe('autoglm-workers.default.svc.cluster.local');
+    expect(one('Service', 'autoglm-workers').spec.clusterIP).toBe('None');
+    expect(Number(flag(withDns, 'dns-port'))).toBe(container(worker).ports[0].containerPort);
+    // the variable the name uses is set
+    expect((container(gateway).env as Obj[]).some((e) => e.name === 'POD_NAMESPACE')).toBe(true);
+  });
+
+  test('RBAC: the gateway pods run as a ServiceAccount bound to a Role that may get, list and watch EndpointSlices, nothing more', () => {
+    const account = gateway.spec.template.spec.serviceAccountName as string;
+    expect(gateway.spec.template.spec.automountServiceAccountToken).not.toBe(false);
+    one('ServiceAccount', account);
+    const bindings = resources.filter(
+      (d) => d.kind === 'RoleBinding' && (d.subjects as Obj[]).some((s) => s.kind === 'ServiceAccount' && s.name === account),
+    );
+    expect(bindings).toHaveLength(1);
+    const binding = bindings[0]!;
+    // in the binding's namespace (where kubectl apply puts everything), not elsewhere
+    for (const s of binding.subjects as Obj[]) expect(s.namespace).toBeUndefined();
+    expect(binding.roleRef).toEqual({ apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: expect.any(String) });
+    const role = one('Role', binding.roleRef.name);
+    expect(role.rules).toEqual([{ apiGroups: ['discovery.k8s.io'], resources: ['endpointslices'], verbs: ['get', 'list', 'watch'] }]);
   });
 
   test('env: every secretKeyRef exists in the Secret; both sides share the cluster secret; env names are real AUTOGLM_ flags', () => {
