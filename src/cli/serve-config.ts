@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { AutoGlmError } from '../errors.js';
 import type { EngineOptions } from '../engine/types.js';
 import { parseKernelProfile, type KernelProfileOption } from '../kernels/kernel-profile.js';
+import { TOOL_CALL_PARSER_OPTIONS, type ToolCallParserOption } from '../server/tool-calls/types.js';
 import { flagsHelp, MS, PORT, readFlags, type FlagSpec } from './flags.js';
 import { withoutUndefined } from '../without-undefined.js';
 
@@ -33,6 +34,8 @@ export interface ServeConfig {
   advertiseUrl: string | undefined;
   heartbeatMs: number | undefined;
   logLevel: string;
+  /** How tool calls are read from output when a request sends tools. */
+  toolCallParser: ToolCallParserOption;
   engine: {
     kvCacheBytes: number | undefined;
     maxBatchSequences: number | undefined;
@@ -80,6 +83,10 @@ const FLAGS = {
   },
   'heartbeat-ms': { ...MS, min: 50, help: 'registration heartbeat interval (default 1000, at least 50; read with --register or --etcd)' },
   'log-level': { kind: 'string', help: 'pino level: fatal|error|warn|info|debug|trace|silent (default info)' },
+  'tool-call-parser': {
+    kind: 'string',
+    help: 'how tool calls are read from output: auto (the format the chat template teaches, default), hermes, llama3_json or none',
+  },
   'kv-cache-bytes': { kind: 'int', help: 'KV cache budget in bytes' },
   'max-batch-sequences': { kind: 'int', min: 1, help: 'largest decode batch' },
   'max-batch-tokens': { kind: 'int', min: 1, help: 'token budget per engine step' },
@@ -179,6 +186,7 @@ export function parseServeConfig(argv: string[], env: NodeJS.ProcessEnv = proces
     advertiseUrl: url('advertise-url'),
     heartbeatMs: int('heartbeat-ms'),
     logLevel: flags.oneOf('log-level', LOG_LEVELS, 'info'),
+    toolCallParser: flags.oneOf('tool-call-parser', TOOL_CALL_PARSER_OPTIONS, 'auto'),
     engine: {
       kvCacheBytes: int('kv-cache-bytes'),
       maxBatchSequences: int('max-batch-sequences'),

@@ -34,6 +34,7 @@ export async function runServe(argv: string[]): Promise<number> {
       maxChoices: config.maxChoices,
     },
     tokenizerPool: { modelDir: config.modelDir, threads: config.tokenizerThreads, minChars: config.tokenizerMinChars },
+    toolCallParser: config.toolCallParser,
     logger: { level: config.logLevel },
     tls,
   });

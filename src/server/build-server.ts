@@ -57,6 +57,7 @@ export function buildServer(options: ServerOptions): AutoGlmServer {
     metrics,
     limits,
     tokenizer,
+    toolCallParser: options.toolCallParser ?? 'auto',
     log: app.log,
     modelName,
     checkModel: makeModelChecker(lifecycle, modelName, options.modelAliases ?? []),

@@ -1,5 +1,6 @@
 import type { FastifyServerOptions } from 'fastify';
 import type { InferenceEngine } from '../engine/types.js';
+import type { ToolCallParserOption } from './tool-calls/types.js';
 import { withoutUndefined } from '../without-undefined.js';
 
 /** Limits that protect the server from oversized or abusive requests. */
@@ -51,6 +52,11 @@ export interface ServerOptions {
   rateLimit?: RateLimitOptions;
   limits?: Partial<ServerLimits>;
   tokenizerPool?: TokenizerPoolOptions;
+  /**
+   * How tool calls are read from the output of requests that send tools (default 'auto':
+   * the format the model's chat template teaches, when it is one the server knows).
+   */
+  toolCallParser?: ToolCallParserOption;
   /** pino logger options for fastify (false: silent). */
   logger?: FastifyServerOptions['logger'];
   /** HTTPS when both are given (PEM contents). */

@@ -24,8 +24,7 @@ export class PromptTokenizer {
 
   async chat(engine: InferenceEngine, messages: ChatMessage[], chatTemplateKwargs?: Record<string, unknown>): Promise<number[]> {
     const inline = (): Promise<number[]> => engine.tokenize(messages, chatTemplateKwargs ? { chatTemplateKwargs } : undefined);
-    const chars = messages.reduce((sum, m) => sum + m.content.length, 0);
-    if (this.pool && chars >= this.options!.minChars) {
+    if (this.pool && templateInputChars(messages, chatTemplateKwargs) >= this.options!.minChars) {
       return this.runPooled({ modelDir: this.options!.modelDir, kind: 'chat', messages, chatTemplateKwargs }, inline);
     }
     return inline();
@@ -69,6 +68,12 @@ export class PromptTokenizer {
   async close(): Promise<void> {
     await this.pool?.destroy();
   }
+}
+
+/** About how much text the template renders: message contents, and tool schemas and past calls, which can be long too. */
+function templateInputChars(messages: ChatMessage[], kwargs: Record<string, unknown> | undefined): number {
+  const json = (v: unknown): number => (v === undefined ? 0 : JSON.stringify(v).length);
+  return messages.reduce((sum, m) => sum + m.content.length + json(m.tool_calls), json(kwargs));
 }
 
 /**

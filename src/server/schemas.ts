@@ -50,6 +50,21 @@ const commonProperties = {
   resume_token_ids: { type: nullable('array'), items: tokenId },
 } as const;
 
+/** A past call in an assistant message; arguments are JSON text, parsed before templating (chat-messages.ts). */
+const messageToolCallSchema = {
+  type: 'object',
+  required: ['id', 'type', 'function'],
+  properties: {
+    id: { type: 'string' },
+    type: { const: 'function' },
+    function: {
+      type: 'object',
+      required: ['name', 'arguments'],
+      properties: { name: { type: 'string', minLength: 1 }, arguments: { type: 'string' } },
+    },
+  },
+} as const;
+
 const messageSchema = {
   type: 'object',
   required: ['role'],
@@ -72,7 +87,50 @@ const messageSchema = {
       ],
     },
     name: { type: 'string' },
+    tool_calls: { type: nullable('array'), items: messageToolCallSchema },
+    tool_call_id: { type: 'string' },
   },
+  // A tool result answers one call; without its id a client's bookkeeping is broken (OpenAI requires it too).
+  if: { required: ['role'], properties: { role: { const: 'tool' } } },
+  then: { required: ['tool_call_id'] },
+} as const;
+
+/** OpenAI's function tools; `parameters` is a JSON Schema the template renders as it is. */
+const toolsSchema = {
+  type: nullable('array'),
+  items: {
+    type: 'object',
+    required: ['type', 'function'],
+    properties: {
+      type: { const: 'function' },
+      function: {
+        type: 'object',
+        required: ['name'],
+        properties: {
+          name: { type: 'string', minLength: 1 },
+          description: { type: 'string' },
+          parameters: { type: 'object' },
+          strict: { type: nullable('boolean') },
+        },
+      },
+    },
+  },
+} as const;
+
+const toolChoiceSchema = {
+  description: "null, 'none', 'auto', 'required' or {type: 'function', function: {name: string}}",
+  anyOf: [
+    { type: 'null' },
+    { enum: ['none', 'auto', 'required'] },
+    {
+      type: 'object',
+      required: ['type', 'function'],
+      properties: {
+        type: { const: 'function' },
+        function: { type: 'object', required: ['name'], properties: { name: { type: 'string' } } },
+      },
+    },
+  ],
 } as const;
 
 export const chatCompletionSchema = {
@@ -86,6 +144,9 @@ export const chatCompletionSchema = {
       logprobs: { type: nullable('boolean') },
       top_logprobs: { type: nullable('integer'), minimum: 0, maximum: 20 },
       chat_template_kwargs: { type: nullable('object') },
+      tools: toolsSchema,
+      tool_choice: toolChoiceSchema,
+      parallel_tool_calls: { type: nullable('boolean') },
     },
   },
 } as const;

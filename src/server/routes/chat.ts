@@ -1,17 +1,17 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { AutoGlmError } from '../../errors.js';
-import type { ChatMessage } from '../../engine/types.js';
+import type { InferenceEngine } from '../../engine/types.js';
 import { budgetTokens, choiceRequest, parseCommon, type CommonBody } from '../openai-request.js';
+import { ChoiceToolCalls } from '../tool-calls/choice-tool-calls.js';
+import { chatTemplateSourceOf, generatedText } from '../tool-calls/model-tokenizer.js';
+import { createToolCallParser } from '../tool-calls/parsers.js';
+import { planToolCalling, type ToolCallingPlan, type ToolRequestFields } from '../tool-calls/request-tools.js';
+import { chatMessages, type BodyMessage } from './chat-messages.js';
+import { chatResponseShape } from './chat-shape.js';
 import type { RouteContext } from './context.js';
-import { chatLogprobs } from './logprobs-format.js';
-import { serveGeneration, type ResponseShape } from './serve-generation.js';
+import { serveGeneration } from './serve-generation.js';
 
-type ContentPart = { type: string; text?: string };
-
-/** A chat message as the schema admits it (chat completions and /tokenize alike). */
-export type BodyMessage = { role: string; content?: string | ContentPart[] | null; name?: string; [k: string]: unknown };
-
-interface ChatBody extends CommonBody {
+interface ChatBody extends CommonBody, ToolRequestFields {
   messages: BodyMessage[];
   max_completion_tokens?: number | null;
   logprobs?: boolean | null;
@@ -31,9 +31,9 @@ export async function chatCompletions(ctx: RouteContext, request: FastifyRequest
   // As OpenAI does: alternatives without logprobs would be silently dropped otherwise.
   if (topLogprobs > 0 && !withLogprobs)
     throw new AutoGlmError('invalid_request', 'top_logprobs requires logprobs: true.', { param: 'top_logprobs' });
+  const tools = planToolCalling(body, { templateSource: chatTemplateSourceOf(engine), parser: ctx.toolCallParser });
   const messages = chatMessages(body.messages);
-  const kwargs = body.chat_template_kwargs ?? undefined;
-  const prompt = await ctx.tokenizer.chat(engine, messages, kwargs);
+  const prompt = await ctx.tokenizer.chat(engine, messages, templateKwargs(body.chat_template_kwargs, tools));
   const maxTokens = budgetTokens({
     promptTokens: prompt.length,
     resumedTokens: params.resumeTokenIds?.length ?? 0,
@@ -48,46 +48,14 @@ export async function chatCompletions(ctx: RouteContext, request: FastifyRequest
     request: choiceRequest(params, prompt, maxTokens, i, { logprobs: withLogprobs, topLogprobs, requestId: request.id }),
   }));
 
-  const id = `chatcmpl-${request.id}`;
-  const created = Math.floor(Date.now() / 1000);
-  const model = ctx.modelName();
-  const head = { id, created, model, system_fingerprint: null };
-  const tokenIds = (ids: number[]): object => (params.returnTokenIds ? { token_ids: ids } : {});
-  const shape: ResponseShape = {
-    opening: (index) => ({
-      ...head,
-      object: 'chat.completion.chunk',
-      choices: [{ index, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null, ...tokenIds([]) }],
-      ...(params.includeUsage ? { usage: null } : {}),
-    }),
-    chunk: async (c) => ({
-      ...head,
-      object: 'chat.completion.chunk',
-      choices: [
-        {
-          index: c.index,
-          delta: c.text === '' ? {} : { content: c.text },
-          logprobs: withLogprobs ? chatLogprobs(c.logprobs, topLogprobs) : null,
-          finish_reason: c.finishReason,
-          ...tokenIds(c.tokenIds),
-        },
-      ],
-      ...(params.includeUsage ? { usage: null } : {}),
-    }),
-    usageChunk: (usage) => ({ ...head, object: 'chat.completion.chunk', choices: [], usage }),
-    final: async (outcomes, usage) => ({
-      ...head,
-      object: 'chat.completion',
-      choices: outcomes.map((o) => ({
-        index: o.index,
-        message: { role: 'assistant', content: o.text, refusal: null },
-        logprobs: withLogprobs ? chatLogprobs(o.logprobs, topLogprobs) : null,
-        finish_reason: o.finishReason,
-        ...tokenIds(o.tokenIds),
-      })),
-      usage,
-    }),
-  };
+  const shape = chatResponseShape({
+    head: { id: `chatcmpl-${request.id}`, created: Math.floor(Date.now() / 1000), model: ctx.modelName(), system_fingerprint: null },
+    includeUsage: params.includeUsage,
+    returnTokenIds: params.returnTokenIds,
+    withLogprobs,
+    topLogprobs,
+    toolCalls: await toolCallReaders(engine, tools, params.n, params.resumeTokenIds),
+  });
   return serveGeneration(
     ctx,
     request,
@@ -97,14 +65,37 @@ export async function chatCompletions(ctx: RouteContext, request: FastifyRequest
   );
 }
 
-/** The messages the chat template gets: content parts joined into one string. */
-export function chatMessages(messages: BodyMessage[]): ChatMessage[] {
-  return messages.map((m) => ({ ...m, content: flattenContent(m.content) }));
+/** The client's template variables plus `tools`, which wins over a `tools` among them (it was checked). */
+function templateKwargs(
+  clientKwargs: Record<string, unknown> | null | undefined,
+  tools: ToolCallingPlan,
+): Record<string, unknown> | undefined {
+  if (tools.templateTools === undefined) return clientKwargs ?? undefined;
+  return { ...clientKwargs, tools: tools.templateTools };
 }
 
-/** OpenAI content parts: only text parts carry meaning for a text model. */
-function flattenContent(content: string | ContentPart[] | null | undefined): string {
-  if (content === null || content === undefined) return '';
-  if (typeof content === 'string') return content;
-  return content.map((p) => (p.type === 'text' ? (p.text ?? '') : '')).join('');
+/**
+ * One reader per choice when calls are to be read. A resumed stream's reader first replays
+ * the text of the tokens already sent, so a call begun on the worker that failed is
+ * completed here, numbered after the calls that worker sent.
+ */
+async function toolCallReaders(
+  engine: InferenceEngine,
+  tools: ToolCallingPlan,
+  n: number,
+  resumeTokenIds: number[] | undefined,
+): Promise<Map<number, ChoiceToolCalls> | null> {
+  const format = tools.format;
+  if (format === null) return null;
+  const readers = new Map(
+    Array.from({ length: n }, (_, i) => [
+      i,
+      new ChoiceToolCalls(createToolCallParser(format), { parallelToolCalls: tools.parallelToolCalls }),
+    ]),
+  );
+  if (resumeTokenIds) {
+    const sent = await generatedText(engine, resumeTokenIds);
+    for (const reader of readers.values()) reader.replay(sent);
+  }
+  return readers;
 }

@@ -5,6 +5,7 @@ import type { ServerLifecycle } from '../lifecycle.js';
 import type { ServerMetrics } from '../metrics.js';
 import type { ServerLimits } from '../options.js';
 import type { PromptTokenizer } from '../prompt-tokenizer.js';
+import type { ToolCallParserOption } from '../tool-calls/types.js';
 
 /** What every route handler may use; built once per server. */
 export interface RouteContext {
@@ -12,6 +13,8 @@ export interface RouteContext {
   metrics: ServerMetrics;
   limits: ServerLimits;
   tokenizer: PromptTokenizer;
+  /** How tool calls are read from output (--tool-call-parser). */
+  toolCallParser: ToolCallParserOption;
   log: FastifyBaseLogger;
   /** The name reported to clients. */
   modelName(): string;

@@ -1,5 +1,5 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { chatMessages, type BodyMessage } from './chat.js';
+import { chatMessages, type BodyMessage } from './chat-messages.js';
 import type { RouteContext } from './context.js';
 
 const startedAtS = Math.floor(Date.now() / 1000);

