@@ -278,6 +278,18 @@ describe('KubernetesRegistry: list, then watch', () => {
     expect(r.lastError).toBeNull();
   });
 
+  test('a listing that starts and never finishes times out: start() returns, and a later listing fills the view', async () => {
+    api.apply(slice('s1', [{ ip: '10.0.0.1', pod: 'w1' }]));
+    api.stallLists = true;
+    const r = registry({ requestTimeoutMs: 200 });
+    const hung = new Promise((_, reject) => setTimeout(() => reject(new Error('start() still waiting after 3 s')), 3000).unref());
+    await Promise.race([r.start(), hung]);
+    expect(r.list()).toEqual([]);
+    expect(r.lastError).toMatch(/timeout|aborted/i);
+    api.stallLists = false;
+    await waitFor(() => r.list().length === 1, 3000, 'the view from a listing that finishes');
+  });
+
   test('stop() ends the watch and no request follows', async () => {
     api.apply(slice('s1', [{ ip: '10.0.0.1', pod: 'w1' }]));
     const r = registry({ resyncMs: 50 });

@@ -47,7 +47,10 @@ export class KubernetesClient {
 
   /** Every EndpointSlice of the Service, and the resourceVersion to watch from. */
   async listEndpointSlices(service: string, signal?: AbortSignal): Promise<{ slices: EndpointSlice[]; resourceVersion: string }> {
-    const res = await this.open(this.slicesPath(service, {}), signal);
+    // The whole listing within the timeout: one held by a half-open connection would hold
+    // the registry's resync (and its relisting) for ever.
+    const deadline = AbortSignal.timeout(this.options.requestTimeoutMs ?? 10_000);
+    const res = await this.open(this.slicesPath(service, {}), signal ? AbortSignal.any([signal, deadline]) : deadline);
     const text = await readBody(res);
     let list: { metadata?: { resourceVersion?: unknown }; items?: unknown };
     try {
@@ -127,7 +130,9 @@ export class KubernetesClient {
         clearTimeout(timer);
         resolve(res);
       });
-      req.once('error', (e) => {
+      // on, not once: a request can fail more than once (aborted after a reset), and an
+      // error event without a listener would take the gateway down.
+      req.on('error', (e) => {
         clearTimeout(timer);
         reject(e instanceof KubernetesApiError ? e : new KubernetesApiError(`Kubernetes API ${url.host}: ${e.message}`));
       });
@@ -142,7 +147,7 @@ function readBody(res: IncomingMessage): Promise<string> {
     res.setEncoding('utf8');
     res.on('data', (d: string) => (text += d));
     res.once('end', () => resolve(text));
-    res.once('error', reject);
+    res.on('error', reject);
   });
 }
 

@@ -173,6 +173,8 @@ export class KubernetesRegistry extends RegistryBase {
         else failed = true;
       } finally {
         signal.removeEventListener('abort', stopAttempt);
+        // Nothing for resync() to restart while the loop pauses: the next attempt starts afresh.
+        this.watchAttempt = null;
       }
       fruitless = delivered ? 0 : fruitless + 1;
       // Renewed at once: a watch the server ended after delivering something, and a 410 after

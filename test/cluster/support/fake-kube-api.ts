@@ -68,6 +68,9 @@ export class FakeKubeApi {
   tokens: Set<string> | null;
   /** How an expired version is answered: HTTP 410, or 200 and an ERROR event (both happen in practice). */
   expiredAs: 'status' | 'event' = 'event';
+  /** Listings start their answer and never finish it (a connection that went half-open mid-answer). */
+  stallLists = false;
+  private readonly stalled = new Set<ServerResponse>();
   /** Requests seen, for assertions. */
   readonly counts = { lists: 0, watches: 0, unauthorized: 0, expired: 0 };
   /** The bearer token of each request, in order. */
@@ -162,6 +165,7 @@ export class FakeKubeApi {
   }
 
   async close(): Promise<void> {
+    for (const res of this.stalled) res.socket?.destroy();
     for (const w of this.watchers) w.res.socket?.destroy();
     this.watchers.clear();
     this.server.closeAllConnections();
@@ -203,6 +207,12 @@ export class FakeKubeApi {
     const watch = url.searchParams.get('watch');
     if (watch !== '1' && watch !== 'true') {
       this.counts.lists++;
+      if (this.stallLists) {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.write('{"kind":"EndpointSliceList",');
+        this.stalled.add(res);
+        return void res.once('close', () => this.stalled.delete(res));
+      }
       res.writeHead(200, { 'content-type': 'application/json' });
       return void res.end(
         JSON.stringify({
