@@ -75,6 +75,29 @@ describe('400: invalid parameters, each named', () => {
     [{ model: undefined }, 'model'],
     [{ resume_token_ids: [-1] }, 'resume_token_ids.0'],
     [{ resume_token_ids: [1], n: 2 }, 'resume_token_ids'],
+    // function calling: shapes, then what the server cannot do (never dropped in silence)
+    [{ tools: [{ type: 'function', function: {} }] }, 'tools.0.function.name'],
+    [{ tools: [{ type: 'retrieval', function: { name: 'f' } }] }, 'tools.0.type'],
+    [{ tools: { type: 'function' } }, 'tools'],
+    [{ tool_choice: 'sometimes' }, 'tool_choice'],
+    [{ parallel_tool_calls: 'yes' }, 'parallel_tool_calls'],
+    [{ tool_choice: 'required' }, 'tool_choice'],
+    [{ tool_choice: { type: 'function', function: { name: 'f' } } }, 'tool_choice'],
+    [{ tools: [{ type: 'function', function: { name: 'f' } }] }, 'tools'],
+    [{ messages: [...STORY_PROMPT, { role: 'tool', content: '22 C' }] }, 'messages.1.tool_call_id'],
+    [
+      { messages: [...STORY_PROMPT, { role: 'assistant', tool_calls: [{ type: 'function', function: { name: 'f', arguments: '{}' } }] }] },
+      'messages.1.tool_calls.0.id',
+    ],
+    [
+      {
+        messages: [
+          ...STORY_PROMPT,
+          { role: 'assistant', tool_calls: [{ id: 'c', type: 'function', function: { name: 'f', arguments: '{x' } }] },
+        ],
+      },
+      'messages.1.tool_calls.0.function.arguments',
+    ],
   ])('chat %j -> param %s', async (extra, param) => {
     expectError(await postJson(`${running.url}/v1/chat/completions`, chat(extra)), 400, 'invalid_request', param);
   });
@@ -106,6 +129,18 @@ describe('400: invalid parameters, each named', () => {
     const content = await postJson(`${running.url}/v1/chat/completions`, chat({ messages: [{ role: 'user', content: 5 }] }));
     expectError(content, 400, 'invalid_request', 'messages.0.content');
     expect((content.json.error as { message: string }).message).toMatch(/an array of text parts/);
+  });
+
+  test('tools for a model whose chat template never reads them: 400 saying so, not tools left out of the prompt', async () => {
+    const r = await postJson(
+      `${running.url}/v1/chat/completions`,
+      chat({ tools: [{ type: 'function', function: { name: 'get_weather' } }] }),
+    );
+    expectError(r, 400, 'invalid_request', 'tools');
+    expect((r.json.error as { message: string }).message).toMatch(/chat template does not support tools/);
+    // an empty list is no tools, and tool_choice 'none' or 'auto' without tools asks for nothing
+    for (const extra of [{ tools: [] }, { tool_choice: 'none' }, { tool_choice: 'auto', parallel_tool_calls: false }])
+      expect((await postJson(`${running.url}/v1/chat/completions`, chat(extra))).status).toBe(200);
   });
 
   test('bad JSON and a non-object body', async () => {

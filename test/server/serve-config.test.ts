@@ -65,6 +65,8 @@ test.each([
   // read only by a worker that registers: ignored silently before
   [['--advertise-url', 'http://10.0.0.5:8000'], 'advertise-url'],
   [['--heartbeat-ms', '500'], 'heartbeat-ms'],
+  [['--tool-call-parser', 'qwen'], 'tool-call-parser'],
+  [['--tool-call-parser', 'hermes', '--tool-call-parser', 'none'], 'tool-call-parser'],
 ])('bad value %j: invalid_request naming the flag', (argv, param) => {
   let caught: unknown;
   try {
@@ -75,6 +77,14 @@ test.each([
   expect(isAutoGlmError(caught, 'invalid_request')).toBe(true);
   expect((caught as { param: string }).param).toBe(param);
   expect((caught as Error).message).toContain(`--${param}`);
+});
+
+test('--tool-call-parser: auto by default, a format, none, or AUTOGLM_TOOL_CALL_PARSER', () => {
+  expect(parse([]).toolCallParser).toBe('auto');
+  expect(parse(['--tool-call-parser', 'hermes']).toolCallParser).toBe('hermes');
+  expect(parse(['--tool-call-parser', 'none'], { AUTOGLM_TOOL_CALL_PARSER: 'hermes' }).toolCallParser).toBe('none');
+  expect(parse([], { AUTOGLM_TOOL_CALL_PARSER: 'llama3_json' }).toolCallParser).toBe('llama3_json');
+  expect(serveHelp()).toContain('[AUTOGLM_TOOL_CALL_PARSER]');
 });
 
 test('unknown flags are refused; --help lists every flag with its env name', () => {
