@@ -89,10 +89,10 @@ describe('TokenFile', () => {
   test('re-reads the file once the refresh period is over; reload() says whether it changed; a vanished file keeps the last token', async () => {
     const file = join(dir, 'token');
     writeFileSync(file, 'one');
-    const t = new TokenFile(file, 30);
+    const t = new TokenFile(file, 300);
     writeFileSync(file, 'two');
     expect(t.current()).toBe('one');
-    await new Promise((r) => setTimeout(r, 40));
+    await new Promise((r) => setTimeout(r, 350));
     expect(t.current()).toBe('two');
     expect(t.reload()).toBe(false);
     writeFileSync(file, 'three');

@@ -176,8 +176,9 @@ describe('KubernetesRegistry: list, then watch', () => {
     await waitFor(() => api.openWatches === 1, 2000, 'the watch');
     // Other Services' slices move the version on; this watch sees none of their events.
     for (let i = 2; i < 6; i++) api.apply(endpointSlice('other-x', 'other', [{ ip: `10.0.9.${i}`, pod: 'o1' }]));
+    expect(r.resourceVersion).not.toBe(api.resourceVersion);
     api.bookmark();
-    await new Promise((r) => setTimeout(r, 100));
+    await waitFor(() => r.resourceVersion === api.resourceVersion, 2000, 'the bookmark');
     api.compact();
     api.cutWatches();
     await waitFor(() => api.openWatches === 1, 2000, 'the renewed watch');

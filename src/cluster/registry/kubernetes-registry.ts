@@ -47,6 +47,8 @@ export class KubernetesRegistry extends RegistryBase {
   private resyncTimer: NodeJS.Timeout | null = null;
   private resyncing = false;
   lastError: string | null = null;
+  /** The resourceVersion the view is at (the last listing, event or bookmark). */
+  resourceVersion: string | null = null;
   /** The last slice or endpoint that named no worker, and why. */
   lastSkipped: string | null = null;
   /** Listings after the first: a watch's resourceVersion expired (410), the watch missed changes, or it failed before it had one. */
@@ -110,6 +112,7 @@ export class KubernetesRegistry extends RegistryBase {
     this.slices = new Map(slices.map((s) => [s.metadata.name, s]));
     this.publish();
     this.lastError = null;
+    this.resourceVersion = resourceVersion;
     return resourceVersion;
   }
 
@@ -126,7 +129,8 @@ export class KubernetesRegistry extends RegistryBase {
     else if (event.type === 'DELETED') this.slices.delete(slice.metadata.name);
     // A BOOKMARK only moves the resourceVersion on, so that a renewed watch starts recent.
     if (event.type !== 'BOOKMARK') this.publish();
-    return slice.metadata.resourceVersion!;
+    this.resourceVersion = slice.metadata.resourceVersion!;
+    return this.resourceVersion;
   }
 
   /**
