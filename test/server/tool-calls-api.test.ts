@@ -382,6 +382,21 @@ describe('resume (resume_token_ids, as the gateway sends them)', () => {
       ]);
       expect(new Set(calls.map((c) => c.id)).size).toBe(2);
       expect(finish).toBe('tool_calls');
+      // the other tool fields reach workers as sent (3 tokens: the failing worker completes them)
+      const asText = await viaGateway.chat.completions.create({
+        model: MODEL,
+        messages: ASK,
+        tools: TOOLS,
+        tool_choice: 'none',
+        max_tokens: 3,
+      });
+      expect(asText.choices[0]!.message.content).toBe(CALLS.slice(0, 3).join(''));
+      const required = await postJson(
+        `${url}/v1/chat/completions`,
+        { model: MODEL, messages: ASK, tools: TOOLS, tool_choice: 'required' },
+        {},
+      );
+      expect([required.status, (required.json.error as { param: string }).param]).toEqual([400, 'tool_choice']);
     } finally {
       await gateway?.close();
       await a.close();
