@@ -55,6 +55,7 @@ beforeAll(async () => {
       env: {},
       serviceAccountDir: join(dir, 'none'),
       retryMs: 20,
+      maxRetryMs: 500,
     }),
     auth: { apiKeys: [GATEWAY_KEY] },
     clusterSecret: CLUSTER_SECRET,
@@ -120,4 +121,20 @@ test('a pod that becomes ready joins; a terminating pod gets nothing new and its
   }
   const metrics = await (await fetch(`${url}/metrics`)).text();
   expect(metrics).not.toMatch(/autoglm:gateway_failovers_total\{outcome="resumed"\} [1-9]/);
+});
+
+test('/cluster/workers says when the registry is failing, and stops saying so once it recovers', async () => {
+  const view = async (): Promise<{ registry: string; registry_error: string | null; workers: unknown[] }> =>
+    (await fetch(`${url}/cluster/workers`, { headers: auth })).json() as never;
+  expect((await view()).registry_error).toBeNull();
+  // the service account loses its access (a rotated token the API no longer takes, a role removed)
+  api.tokens = new Set(['another-token']);
+  api.cutWatches();
+  await waitFor(async () => /401|Unauthorized/.test((await view()).registry_error ?? ''), 10_000, 'the error shown');
+  const failing = await view();
+  expect(failing.registry).toBe('kubernetes');
+  // the last view that worked stays in place meanwhile
+  expect(failing.workers.length).toBeGreaterThan(0);
+  api.tokens = new Set(['sa-token']);
+  await waitFor(async () => (await view()).registry_error === null, 15_000, 'the error cleared');
 });

@@ -202,6 +202,9 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
   });
   app.get('/cluster/workers', { onRequest: clientGuard }, async () => ({
     registry: registry.kind,
+    // a failing registry keeps its last view: without this, an RBAC role removed or an etcd
+    // gone would show only as workers that never change
+    registry_error: registry.lastError ?? null,
     workers: health.snapshot().map((w) => ({ ...w, outstanding: balancer.outstanding(w.id) })),
   }));
   if (registry instanceof HeartbeatRegistry) {

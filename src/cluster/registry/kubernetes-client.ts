@@ -75,11 +75,13 @@ export class KubernetesClient {
     onEvent: (event: WatchEvent) => void,
     signal: AbortSignal,
     timeoutSeconds: number,
+    onOpen?: () => void,
   ): Promise<void> {
     const res = await this.open(
       this.slicesPath(service, { watch: '1', resourceVersion, allowWatchBookmarks: 'true', timeoutSeconds: String(timeoutSeconds) }),
       signal,
     );
+    onOpen?.();
     res.setEncoding('utf8');
     let buffered = '';
     for await (const chunk of res as AsyncIterable<string>) {

@@ -164,6 +164,11 @@ export class KubernetesRegistry extends RegistryBase {
           },
           attempt.signal,
           this.options.watchTimeoutSeconds ?? 300,
+          // A watch renewed from where it got to (no listing, which also clears it) shows
+          // discovery works again: the failure that made it renew is over.
+          () => {
+            this.lastError = null;
+          },
         );
       } catch (e) {
         if (signal.aborted) return;

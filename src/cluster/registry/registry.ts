@@ -13,6 +13,11 @@ export interface WorkerRegistry {
   list(): WorkerEndpoint[];
   /** Called with the full new set whenever it changes. Returns an unsubscribe function. */
   onChange(listener: (workers: WorkerEndpoint[]) => void): () => void;
+  /**
+   * Backends that can fail after start (DNS, etcd, Kubernetes): the latest discovery failure,
+   * null once discovery works again. Meanwhile the view is the last one that worked.
+   */
+  readonly lastError?: string | null;
 }
 
 /** Shared bookkeeping: hold the set, notify listeners only when it really changed. */
