@@ -79,6 +79,9 @@ describe('400: invalid parameters, each named', () => {
     [{ tools: [{ type: 'function', function: {} }] }, 'tools.0.function.name'],
     [{ tools: [{ type: 'retrieval', function: { name: 'f' } }] }, 'tools.0.type'],
     [{ tools: { type: 'function' } }, 'tools'],
+    // the deprecated forms of tools / tool_choice
+    [{ functions: [{ name: 'f', parameters: {} }] }, 'functions'],
+    [{ function_call: 'auto' }, 'function_call'],
     [{ tool_choice: 'sometimes' }, 'tool_choice'],
     [{ parallel_tool_calls: 'yes' }, 'parallel_tool_calls'],
     [{ tool_choice: 'required' }, 'tool_choice'],

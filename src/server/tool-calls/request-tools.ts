@@ -15,6 +15,9 @@ export interface ToolRequestFields {
   tools?: ToolDefinition[] | null;
   tool_choice?: ToolChoice | null;
   parallel_tool_calls?: boolean | null;
+  /** OpenAI's deprecated forms of tools and tool_choice: refused by name, not ignored. */
+  functions?: unknown;
+  function_call?: unknown;
 }
 
 export interface ToolCallingPlan {
@@ -40,6 +43,15 @@ export interface ModelToolSupport {
  * template that never reads them, `auto` without a way to read calls.
  */
 export function planToolCalling(body: ToolRequestFields, model: ModelToolSupport): ToolCallingPlan {
+  for (const [legacy, current] of [
+    ['functions', 'tools'],
+    ['function_call', 'tool_choice'],
+  ] as const) {
+    if (body[legacy] !== undefined && body[legacy] !== null)
+      throw new AutoGlmError('invalid_request', `${legacy} is OpenAI's deprecated form of ${current}: send ${current} instead.`, {
+        param: legacy,
+      });
+  }
   const choice = body.tool_choice ?? 'auto';
   if (choice === 'required' || typeof choice === 'object') {
     const what = choice === 'required' ? "tool_choice 'required'" : `tool_choice naming a function ('${choice.function.name}')`;
