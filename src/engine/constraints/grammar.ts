@@ -1,0 +1,263 @@
+/**
+ * A byte-level grammar as a recursive transition network: nodes joined by byte-range edges,
+ * epsilon edges, and calls of rules (a rule is its start node; it ends at a final node and
+ * returns to the node the call named). That is exactly a pushdown automaton over bytes, and
+ * it is what JSON and JSON Schema compile to (json-rules.ts, json-schema.ts).
+ *
+ * `GrammarBuilder` collects nodes; `build()` checks the graph once (no rule may call itself
+ * before consuming a byte: left recursion would loop forever; every node kept can reach the
+ * end of its rule: dead ends are pruned, so a constrained request can always finish) and
+ * returns an immutable `Grammar`. The grammar's per-node move tables (byte -> the moves it
+ * allows, epsilons and calls already followed) are computed on first use and shared by every
+ * request using the grammar: a node's table costs one closure walk, once.
+ */
+import { AutoGlmError } from '../../errors.js';
+
+export type NodeId = number;
+
+/**
+ * One way to consume a byte from a node: the top of the stack becomes `top`, after pushing
+ * `returns` (outermost first) where the node was: the return points of the rules entered.
+ */
+export interface Move {
+  readonly top: NodeId;
+  readonly returns: readonly NodeId[];
+}
+
+interface ByteEdge {
+  lo: number;
+  hi: number;
+  to: NodeId;
+}
+
+interface CallEdge {
+  rule: NodeId;
+  ret: NodeId;
+}
+
+interface BuildNode {
+  bytes: ByteEdge[];
+  calls: CallEdge[];
+  eps: NodeId[];
+  final: boolean;
+}
+
+/** Largest grammar a builder makes by default: a JSON Schema compiles to far fewer nodes. */
+export const DEFAULT_MAX_GRAMMAR_NODES = 250_000;
+
+/** A grammar that cannot be used: the message says why, for the client whose schema it came from. */
+export class GrammarError extends AutoGlmError {
+  constructor(message: string) {
+    super('invalid_request', message, { param: 'response_format' });
+  }
+}
+
+export class GrammarBuilder {
+  private readonly nodes: BuildNode[] = [];
+
+  constructor(private readonly maxNodes = DEFAULT_MAX_GRAMMAR_NODES) {}
+
+  get size(): number {
+    return this.nodes.length;
+  }
+
+  node(): NodeId {
+    if (this.nodes.length >= this.maxNodes)
+      throw new GrammarError(`response_format: the schema is too large for constrained decoding (over ${this.maxNodes} grammar nodes)`);
+    this.nodes.push({ bytes: [], calls: [], eps: [], final: false });
+    return this.nodes.length - 1;
+  }
+
+  /** Bytes lo..hi (inclusive) lead from `from` to `to`. */
+  range(from: NodeId, lo: number, hi: number, to: NodeId): void {
+    this.nodes[from]!.bytes.push({ lo, hi, to });
+  }
+
+  byte(from: NodeId, b: number, to: NodeId): void {
+    this.range(from, b, b, to);
+  }
+
+  /** A chain of literal bytes from `from` to `to` (empty: an epsilon edge). */
+  literal(from: NodeId, bytes: ArrayLike<number>, to: NodeId): void {
+    if (bytes.length === 0) return this.epsilon(from, to);
+    let at = from;
+    for (let i = 0; i < bytes.length - 1; i++) {
+      const next = this.node();
+      this.byte(at, bytes[i]!, next);
+      at = next;
+    }
+    this.byte(at, bytes[bytes.length - 1]!, to);
+  }
+
+  /** From `from`, the rule starting at `rule` runs; when it ends, parsing goes on at `ret`. */
+  call(from: NodeId, rule: NodeId, ret: NodeId): void {
+    this.nodes[from]!.calls.push({ rule, ret });
+  }
+
+  epsilon(from: NodeId, to: NodeId): void {
+    this.nodes[from]!.eps.push(to);
+  }
+
+  /** The rule this node belongs to may end here. */
+  accept(node: NodeId): void {
+    this.nodes[node]!.final = true;
+  }
+
+  build(start: NodeId): Grammar {
+    return new Grammar(this.nodes, start);
+  }
+}
+
+const NO_MOVES = new Int32Array(256).fill(-1);
+
+export class Grammar {
+  readonly start: NodeId;
+  readonly nodeCount: number;
+  /** 1 where a rule may end at the node (epsilons and empty calls followed). */
+  readonly final: Uint8Array;
+  /** Lists of moves that table entries index. */
+  readonly moveLists: Move[][] = [];
+  private readonly tables: (Int32Array | undefined)[];
+  private readonly productive: Uint8Array;
+  private readonly listIndex = new Map<string, number>();
+  private readonly internedMoves = new Map<string, Move>();
+
+  constructor(
+    private readonly nodes: readonly BuildNode[],
+    start: NodeId,
+  ) {
+    this.start = start;
+    this.nodeCount = nodes.length;
+    this.tables = new Array<Int32Array | undefined>(nodes.length);
+    this.final = finalClosure(nodes);
+    checkNoLeftRecursion(nodes, this.final);
+    this.productive = productiveNodes(nodes, this.final);
+    if (!this.productive[start])
+      throw new GrammarError('response_format: no finite JSON value satisfies the schema (every value would nest forever)');
+  }
+
+  /** Byte -> index into moveLists, or -1 when the node cannot consume the byte. */
+  table(node: NodeId): Int32Array {
+    return this.tables[node] ?? this.buildTable(node);
+  }
+
+  private buildTable(node: NodeId): Int32Array {
+    const edges: { lo: number; hi: number; move: Move }[] = [];
+    this.collect(node, [], edges);
+    if (edges.length === 0) return (this.tables[node] = NO_MOVES);
+    const buckets: Move[][] = [];
+    for (const e of edges) for (let b = e.lo; b <= e.hi; b++) (buckets[b] ??= []).push(e.move);
+    const table = new Int32Array(256).fill(-1);
+    for (let b = 0; b < 256; b++) {
+      const moves = buckets[b];
+      if (!moves) continue;
+      const unique = [...new Set(moves)];
+      const key = unique.map((m) => moveKey(m.top, m.returns)).join(';');
+      let index = this.listIndex.get(key);
+      if (index === undefined) {
+        index = this.moveLists.length;
+        this.moveLists.push(unique);
+        this.listIndex.set(key, index);
+      }
+      table[b] = index;
+    }
+    return (this.tables[node] = table);
+  }
+
+  /** Byte edges reachable from `node` without consuming, each with the returns pushed on the way. */
+  private collect(node: NodeId, returns: readonly NodeId[], out: { lo: number; hi: number; move: Move }[]): void {
+    const n = this.nodes[node]!;
+    for (const e of n.bytes) if (this.productive[e.to]) out.push({ lo: e.lo, hi: e.hi, move: this.move(e.to, returns) });
+    for (const to of n.eps) if (this.productive[to]) this.collect(to, returns, out);
+    for (const c of n.calls) {
+      if (!this.productive[c.rule] || !this.productive[c.ret]) continue;
+      this.collect(c.rule, [...returns, c.ret], out);
+      // a rule that may match nothing: parsing may also go straight on at the return node
+      if (this.final[c.rule]) this.collect(c.ret, returns, out);
+    }
+  }
+
+  private move(top: NodeId, returns: readonly NodeId[]): Move {
+    const key = moveKey(top, returns);
+    let m = this.internedMoves.get(key);
+    if (!m) this.internedMoves.set(key, (m = { top, returns }));
+    return m;
+  }
+}
+
+function moveKey(top: NodeId, returns: readonly NodeId[]): string {
+  return returns.length === 0 ? String(top) : `${top}<${returns.join(',')}`;
+}
+
+/** final(n) = marked final, or an epsilon or an empty call leads to a final node. */
+function finalClosure(nodes: readonly BuildNode[]): Uint8Array {
+  const final = Uint8Array.from(nodes, (n) => (n.final ? 1 : 0));
+  for (let changed = true; changed;) {
+    changed = false;
+    nodes.forEach((n, i) => {
+      if (final[i]) return;
+      if (n.eps.some((t) => final[t]) || n.calls.some((c) => final[c.rule] && final[c.ret])) {
+        final[i] = 1;
+        changed = true;
+      }
+    });
+  }
+  return final;
+}
+
+/** Nodes from which the rule can be finished (after any calls in between finish). */
+function productiveNodes(nodes: readonly BuildNode[], final: Uint8Array): Uint8Array {
+  const productive = Uint8Array.from(final);
+  for (let changed = true; changed;) {
+    changed = false;
+    nodes.forEach((n, i) => {
+      if (productive[i]) return;
+      if (
+        n.bytes.some((e) => productive[e.to]) ||
+        n.eps.some((t) => productive[t]) ||
+        n.calls.some((c) => productive[c.rule] && productive[c.ret])
+      ) {
+        productive[i] = 1;
+        changed = true;
+      }
+    });
+  }
+  return productive;
+}
+
+/**
+ * A cycle of edges that consume nothing (epsilons, calls, and returns from rules that may
+ * match nothing) would make a move table infinite: refused when the grammar is built, not
+ * found in the middle of a request.
+ */
+function checkNoLeftRecursion(nodes: readonly BuildNode[], final: Uint8Array): void {
+  const successors = (n: BuildNode): NodeId[] => [
+    ...n.eps,
+    ...n.calls.map((c) => c.rule),
+    ...n.calls.filter((c) => final[c.rule]).map((c) => c.ret),
+  ];
+  // 0 unseen, 1 on the current path, 2 done
+  const color = new Uint8Array(nodes.length);
+  for (let root = 0; root < nodes.length; root++) {
+    if (color[root]) continue;
+    const stack: { node: NodeId; next: NodeId[]; i: number }[] = [{ node: root, next: successors(nodes[root]!), i: 0 }];
+    color[root] = 1;
+    while (stack.length > 0) {
+      const top = stack[stack.length - 1]!;
+      if (top.i === top.next.length) {
+        color[top.node] = 2;
+        stack.pop();
+        continue;
+      }
+      const to = top.next[top.i++]!;
+      if (color[to] === 1)
+        throw new GrammarError(
+          'response_format: the schema refers to itself before any value is written (a $ref cycle), which no value can end',
+        );
+      if (color[to] === 0) {
+        color[to] = 1;
+        stack.push({ node: to, next: successors(nodes[to]!), i: 0 });
+      }
+    }
+  }
+}

@@ -1,0 +1,279 @@
+/**
+ * A practical subset of JSON Schema compiled to a byte grammar, so that every text the
+ * automaton accepts is a JSON value valid under the schema.
+ *
+ * Supported: type (object, array, string, number, integer, boolean, null, or a list of
+ * them), properties + required (generated in the schema's order; optional ones may be
+ * left out), additionalProperties (false, or absent, which also means no other properties;
+ * an object schema with no `properties` takes any keys, with values of its
+ * additionalProperties schema if one is given), items, minItems/maxItems,
+ * minLength/maxLength, enum, const, anyOf and oneOf (as anyOf: exclusivity is not
+ * enforced), allOf of one schema, $ref to a local pointer (#, #/$defs/..., #/definitions/...),
+ * and annotations (title, description, default, examples, ...), which are ignored.
+ *
+ * Anything else (pattern, format, minimum, ...) is refused with an error naming the keyword
+ * and where it is, rather than generating values that silently ignore it.
+ */
+import { GrammarError, type Grammar, type NodeId } from './grammar.js';
+import { JsonRules, type PropertyRule } from './json-rules.js';
+
+/** Keywords that only describe: accepted and ignored. */
+const ANNOTATIONS = new Set([
+  'title',
+  'description',
+  'default',
+  'examples',
+  '$schema',
+  '$id',
+  '$comment',
+  'deprecated',
+  'readOnly',
+  'writeOnly',
+  '$defs',
+  'definitions',
+]);
+
+const STRUCTURAL = new Set([
+  'type',
+  'properties',
+  'required',
+  'additionalProperties',
+  'items',
+  'minItems',
+  'maxItems',
+  'minLength',
+  'maxLength',
+  'enum',
+  'const',
+  'anyOf',
+  'oneOf',
+  'allOf',
+  '$ref',
+]);
+
+/** Item and character counts are unrolled into grammar nodes: bounds past this are refused. */
+export const MAX_COUNTED_BOUND = 1024;
+
+const TYPES = ['object', 'array', 'string', 'number', 'integer', 'boolean', 'null'] as const;
+type JsonType = (typeof TYPES)[number];
+
+export const SUPPORTED_SCHEMA_KEYWORDS = [...STRUCTURAL].join(', ');
+
+type Schema = Record<string, unknown>;
+
+function refuse(path: string, message: string): GrammarError {
+  return new GrammarError(`response_format: ${message} (at ${path})`);
+}
+
+function isRecord(v: unknown): v is Schema {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** The grammar of one JSON value valid under `schema` (an object or a boolean). */
+export function compileJsonSchema(schema: unknown): Grammar {
+  const rules = new JsonRules();
+  const compiler = new SchemaCompiler(schema, rules);
+  return rules.document(compiler.compile(schema, '#'));
+}
+
+class SchemaCompiler {
+  private readonly compiled = new Map<Schema, NodeId>();
+
+  constructor(
+    private readonly root: unknown,
+    private readonly rules: JsonRules,
+  ) {}
+
+  compile(schema: unknown, path: string): NodeId {
+    if (schema === true) return this.rules.anyValue();
+    if (schema === false) throw refuse(path, 'the schema `false` admits no value');
+    if (!isRecord(schema)) throw refuse(path, 'a schema must be an object or a boolean');
+    const known = this.compiled.get(schema);
+    if (known !== undefined) return known;
+    // registered before its parts, so a $ref back to it (recursion) finds it
+    const start = this.rules.g.node();
+    this.compiled.set(schema, start);
+    this.checkKeywords(schema, path);
+    for (const alt of this.alternatives(schema, path)) this.rules.g.epsilon(start, alt);
+    return start;
+  }
+
+  private checkKeywords(schema: Schema, path: string): void {
+    for (const key of Object.keys(schema)) {
+      if (STRUCTURAL.has(key) || ANNOTATIONS.has(key)) continue;
+      throw refuse(
+        path,
+        `the JSON Schema keyword '${key.slice(0, 60)}' is not supported by constrained decoding here; supported: ${SUPPORTED_SCHEMA_KEYWORDS}`,
+      );
+    }
+  }
+
+  /** The rules a value may follow: one each for a union's members, a type list's types. */
+  private alternatives(schema: Schema, path: string): NodeId[] {
+    const combinators = ['$ref', 'anyOf', 'oneOf', 'allOf'].filter((k) => k in schema);
+    if (combinators.length > 0) {
+      const structural = Object.keys(schema).filter((k) => STRUCTURAL.has(k) && k !== combinators[0]);
+      if (structural.length > 0)
+        throw refuse(path, `'${combinators[0]}' combined with '${structural[0]}' is not supported (only annotations may sit beside it)`);
+      return this.combinator(combinators[0]!, schema[combinators[0]!], path);
+    }
+    if ('enum' in schema || 'const' in schema) return [this.literals(schema, path)];
+    return this.typesOf(schema, path).map((t) => this.typed(t, schema, path));
+  }
+
+  private combinator(keyword: string, value: unknown, path: string): NodeId[] {
+    const at = `${path}/${keyword}`;
+    if (keyword === '$ref') return [this.compile(this.resolve(value, at), at)];
+    if (!Array.isArray(value) || value.length === 0) throw refuse(at, `${keyword} must be a non-empty list of schemas`);
+    if (keyword === 'allOf') {
+      // pydantic v1 writes a described $ref as allOf of one: the same schema
+      if (value.length !== 1) throw refuse(at, 'allOf of more than one schema is not supported');
+      return [this.compile(value[0], `${at}/0`)];
+    }
+    return value.map((s, i) => this.compile(s, `${at}/${i}`));
+  }
+
+  /** A local reference: '#' or a JSON pointer into the root schema. */
+  private resolve(ref: unknown, path: string): unknown {
+    if (typeof ref !== 'string' || !ref.startsWith('#'))
+      throw refuse(path, `only local $ref values ('#', '#/$defs/Name', ...) are supported, got ${JSON.stringify(ref)?.slice(0, 80)}`);
+    let target: unknown = this.root;
+    const pointer = decodeURIComponent(ref.slice(1));
+    if (pointer === '') return target;
+    if (!pointer.startsWith('/')) throw refuse(path, `$ref ${JSON.stringify(ref.slice(0, 80))} is not a JSON pointer`);
+    for (const raw of pointer.slice(1).split('/')) {
+      const token = raw.replace(/~1/g, '/').replace(/~0/g, '~');
+      const next: unknown = isRecord(target) || Array.isArray(target) ? (target as Record<string, unknown>)[token] : undefined;
+      if (next === undefined) throw refuse(path, `$ref ${JSON.stringify(ref.slice(0, 80))} points at nothing`);
+      target = next;
+    }
+    return target;
+  }
+
+  private typesOf(schema: Schema, path: string): JsonType[] {
+    const t = schema.type;
+    if (t === undefined) {
+      // what the other keywords imply, as generators do; none: any value
+      if (['properties', 'required', 'additionalProperties'].some((k) => k in schema)) return ['object'];
+      if (['items', 'minItems', 'maxItems'].some((k) => k in schema)) return ['array'];
+      if (['minLength', 'maxLength'].some((k) => k in schema)) return ['string'];
+      return [...TYPES];
+    }
+    const list = Array.isArray(t) ? t : [t];
+    if (list.length === 0) throw refuse(`${path}/type`, 'type must name at least one type');
+    for (const name of list) {
+      if (!TYPES.includes(name as JsonType))
+        throw refuse(`${path}/type`, `unknown type ${JSON.stringify(name)?.slice(0, 40)} (one of ${TYPES.join(', ')})`);
+    }
+    return [...new Set(list as JsonType[])];
+  }
+
+  private typed(type: JsonType, schema: Schema, path: string): NodeId {
+    const r = this.rules;
+    switch (type) {
+      case 'string':
+        return r.string({ minLength: this.count(schema, 'minLength', path), maxLength: this.count(schema, 'maxLength', path) });
+      case 'number':
+        return r.number();
+      case 'integer':
+        return r.integer();
+      case 'boolean':
+        return r.literals(['true', 'false']);
+      case 'null':
+        return r.literals(['null']);
+      case 'array':
+        return this.array(schema, path);
+      case 'object':
+        return this.object(schema, path);
+    }
+  }
+
+  private array(schema: Schema, path: string): NodeId {
+    if (Array.isArray(schema.items)) throw refuse(`${path}/items`, 'items as a list (tuple validation) is not supported');
+    const item = schema.items === undefined ? this.rules.anyValue() : this.compile(schema.items, `${path}/items`);
+    const min = this.count(schema, 'minItems', path) ?? 0;
+    const max = this.count(schema, 'maxItems', path) ?? Infinity;
+    return this.rules.array(item, min, max);
+  }
+
+  private object(schema: Schema, path: string): NodeId {
+    const props = schema.properties;
+    if (props !== undefined && !isRecord(props)) throw refuse(`${path}/properties`, 'properties must be an object of schemas');
+    const required = schema.required ?? [];
+    if (!Array.isArray(required) || required.some((r) => typeof r !== 'string'))
+      throw refuse(`${path}/required`, 'required must be a list of property names');
+    const extra = schema.additionalProperties;
+    if (props === undefined) {
+      // no declared properties: any keys (json_object's objects), values as additionalProperties says
+      if (required.length > 0)
+        throw refuse(`${path}/required`, `required names '${String(required[0]).slice(0, 60)}', which properties does not declare`);
+      if (extra === false) return this.rules.literals(['{}']);
+      const value = extra === undefined || extra === true ? this.rules.anyValue() : this.compile(extra, `${path}/additionalProperties`);
+      return this.rules.object(value);
+    }
+    if (extra !== undefined && extra !== false)
+      throw refuse(
+        `${path}/additionalProperties`,
+        'additionalProperties beside properties may only be false (or absent, which means the same here)',
+      );
+    const names = Object.keys(props);
+    for (const r of required) {
+      if (!names.includes(r as string))
+        throw refuse(`${path}/required`, `required names '${(r as string).slice(0, 60)}', which properties does not declare`);
+    }
+    const properties: PropertyRule[] = names.map((name) => ({
+      name,
+      value: this.compile(props[name], `${path}/properties/${escapePointer(name)}`),
+      required: required.includes(name),
+    }));
+    return this.rules.objectOf(properties);
+  }
+
+  /** enum / const: exactly these values, written as compact JSON (filtered by type when one is given). */
+  private literals(schema: Schema, path: string): NodeId {
+    if ('enum' in schema && 'const' in schema) throw refuse(path, "'enum' combined with 'const' is not supported");
+    const values: unknown[] = 'const' in schema ? [schema.const] : (schema.enum as unknown[]);
+    if (!Array.isArray(values) || values.length === 0) throw refuse(`${path}/enum`, 'enum must be a non-empty list');
+    const types = schema.type === undefined ? null : this.typesOf(schema, path);
+    const kept = values.filter((v) => types === null || types.some((t) => hasType(v, t)));
+    if (kept.length === 0) throw refuse(path, 'none of the enum/const values has the schema’s type');
+    return this.rules.literals([...new Set(kept.map((v) => JSON.stringify(v)))]);
+  }
+
+  /** A count keyword: a non-negative integer up to MAX_COUNTED_BOUND, checked against its partner. */
+  private count(schema: Schema, key: 'minLength' | 'maxLength' | 'minItems' | 'maxItems', path: string): number | undefined {
+    const v = schema[key];
+    if (v === undefined) return undefined;
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) throw refuse(`${path}/${key}`, `${key} must be a non-negative integer`);
+    if (v > MAX_COUNTED_BOUND) throw refuse(`${path}/${key}`, `${key} above ${MAX_COUNTED_BOUND} is not supported`);
+    const minKey = key.replace(/^max/, 'min');
+    const maxKey = key.replace(/^min/, 'max');
+    const [min, max] = [schema[minKey], schema[maxKey]];
+    if (typeof min === 'number' && typeof max === 'number' && min > max)
+      throw refuse(path, `${minKey} (${min}) is above ${maxKey} (${max})`);
+    return v;
+  }
+}
+
+function hasType(v: unknown, t: JsonType): boolean {
+  switch (t) {
+    case 'null':
+      return v === null;
+    case 'boolean':
+      return typeof v === 'boolean';
+    case 'string':
+      return typeof v === 'string';
+    case 'number':
+      return typeof v === 'number';
+    case 'integer':
+      return typeof v === 'number' && Number.isInteger(v);
+    case 'array':
+      return Array.isArray(v);
+    case 'object':
+      return isRecord(v);
+  }
+}
+
+function escapePointer(name: string): string {
+  return name.replace(/~/g, '~0').replace(/\//g, '~1');
+}

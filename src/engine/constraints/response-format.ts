@@ -1,0 +1,112 @@
+/**
+ * The engine's entry to constrained decoding: compiles a request's response_format (once
+ * per distinct format: compiled grammars are kept, least recently used out) and gives each
+ * request its own TokenConstraint over the shared grammar, vocabulary and mask cache.
+ *
+ * The vocabulary is read as bytes and put in a trie on first use (prepare() does it ahead:
+ * about a second for a 150k vocabulary, which a server's warm-up pays rather than its first
+ * JSON request).
+ */
+import { AutoGlmError } from '../../errors.js';
+import type { ResponseFormat } from '../types.js';
+import { GrammarAutomaton } from './automaton.js';
+import { GrammarError, type Grammar } from './grammar.js';
+import { JsonRules } from './json-rules.js';
+import { compileJsonSchema } from './json-schema.js';
+import { MaskCache } from './mask-cache.js';
+import { tokenBytesOf, type VocabularySource } from './token-bytes.js';
+import { TokenConstraint, type CompiledFormat, type ConstraintVocabulary } from './token-constraint.js';
+import { buildTokenTrie } from './token-trie.js';
+
+export interface ResponseFormatOptions {
+  vocabulary: VocabularySource;
+  /** The model's vocabulary size (masks cover every id the sampler may draw). */
+  vocabSize: number;
+  eosTokenIds: readonly number[];
+  /** Bound on cached masks (default 64 MiB). */
+  maskCacheBytes?: number;
+  /** Compiled formats kept (default 64). */
+  formatCacheEntries?: number;
+}
+
+export class ResponseFormatConstraints {
+  private vocabulary: ConstraintVocabulary | undefined;
+  private readonly formats = new Map<string, CompiledFormat>();
+  private nextSerial = 0;
+
+  constructor(private readonly options: ResponseFormatOptions) {}
+
+  /**
+   * The compiled format (null for plain text). A format that cannot be enforced is an
+   * invalid_request naming response_format, thrown here, before the request is queued.
+   */
+  compile(format: ResponseFormat | undefined): CompiledFormat | null {
+    if (format === undefined || format.type === 'text') return null;
+    const key = formatKey(format);
+    const known = this.formats.get(key);
+    if (known) {
+      this.formats.delete(key);
+      this.formats.set(key, known);
+      return known;
+    }
+    const grammar = format.type === 'json_object' ? jsonObjectGrammar() : compileJsonSchema(format.schema);
+    const compiled: CompiledFormat = { serial: this.nextSerial++, key, automaton: new GrammarAutomaton(grammar) };
+    this.formats.set(key, compiled);
+    for (const k of this.formats.keys()) {
+      if (this.formats.size <= (this.options.formatCacheEntries ?? 64)) break;
+      this.formats.delete(k);
+    }
+    return compiled;
+  }
+
+  /** A request's own constraint, at the start of the text. */
+  constraint(format: CompiledFormat): TokenConstraint {
+    return new TokenConstraint(format, this.prepare());
+  }
+
+  /** Reads the vocabulary as bytes and builds its trie, once. */
+  prepare(): ConstraintVocabulary {
+    if (this.vocabulary) return this.vocabulary;
+    const { vocabulary, vocabSize, eosTokenIds } = this.options;
+    if (eosTokenIds.length === 0)
+      throw new AutoGlmError('invalid_request', 'response_format: this model has no EOS token to end a constrained text with', {
+        param: 'response_format',
+      });
+    const tokens = tokenBytesOf(vocabulary, vocabSize);
+    this.vocabulary = {
+      tokens,
+      trie: buildTokenTrie(tokens),
+      eosTokenIds,
+      masks: new MaskCache(this.options.maskCacheBytes ?? 64 * 1024 * 1024),
+    };
+    return this.vocabulary;
+  }
+
+  /** Mask cache counters (tests and measurements). */
+  maskCacheStats(): { hits: number; misses: number; entries: number } {
+    const m = this.vocabulary?.masks;
+    return { hits: m?.hits ?? 0, misses: m?.misses ?? 0, entries: m?.size ?? 0 };
+  }
+}
+
+/** json_object: one JSON object, any keys and values (OpenAI's JSON mode answers an object). */
+export function jsonObjectGrammar(): Grammar {
+  const rules = new JsonRules();
+  return rules.document(rules.object());
+}
+
+/**
+ * What identifies a format. Property order decides the output (properties are generated in
+ * the schema's order), so the schema is written as given, not with sorted keys.
+ */
+export function formatKey(format: ResponseFormat): string {
+  if (format.type !== 'json_schema') return format.type;
+  let text: string | undefined;
+  try {
+    text = JSON.stringify(format.schema);
+  } catch (e) {
+    throw new GrammarError(`response_format: the schema is not JSON (${(e as Error).message})`);
+  }
+  if (text === undefined) throw new GrammarError('response_format: json_schema needs a schema');
+  return `json_schema:${text}`;
+}
