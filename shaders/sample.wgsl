@@ -8,6 +8,11 @@
 // whatever the thread interleaving: the drawn token is a pure function of (logits,
 // parameters, seed, position), never of the batch it sits in.
 //
+// A descent's first level reads the whole vocabulary; the tokens it leaves in play (its
+// chosen top-byte bin and above) are then gathered into a workgroup list when at most CAP,
+// and the later levels, a top-p over top-k survivors, the draw and the top-N gather read
+// that list: on a CPU adapter each full pass costs about as much as a greedy row.
+//
 // The row values are recomputed in each pass (penalties read from the counts buffer)
 // rather than written to a scratch buffer: [256 rows x 152k vocab] of f32 would exceed a
 // 128 MiB storage binding.
@@ -91,6 +96,20 @@ var<workgroup> bU32: u32;
 var<workgroup> bU64: vec2<u32>;
 var<workgroup> topList: array<u32, 20>;
 var<workgroup> topCount: atomic<u32>;
+// Candidate list: after a descent's first level, the ids of every token whose key's top
+// byte is at or above the chosen bin's (all that the descent's later levels, a top-p over
+// top-k survivors, the draw and the top-N gather can select), when at most CAP of them. The
+// passes after it read those few ids instead of the whole vocabulary: each full pass costs
+// about as much as the whole greedy kernel. Sums stay exact integers, so the list's order
+// (atomic appends) changes no result.
+const CAP: u32 = 1024u;
+var<workgroup> cand: array<u32, 1024>;
+var<workgroup> candAppend: atomic<u32>;
+// entries in cand; 0xffffffff: no valid list
+var<workgroup> candN: u32;
+// the list's domain and the lowest key top byte it holds
+var<workgroup> candDomain: u32;
+var<workgroup> candTop: u32;
 
 // ---- counter-based RNG: must match uniformFor() in src/kernels/rng.ts bit for bit ----
 
@@ -241,7 +260,80 @@ fn prefixScanMass(t: u32) {
 // Masses are summed only with `withMass` (byMass needs them; a count descent needs them only
 // when its caller reads dAboveMass / dBinMass): each costs an exp and two or three atomics per
 // token at the top level.
-fn descend(t: u32, domain: u32, byMass: bool, need: vec2<u32>, fraction: f32, withMass: bool) {
+fn addToHistogram(i: u32, domain: u32, level: u32, shift: u32, prefix: u32, withMass: bool) {
+  let v = valueAt(domain, i);
+  let k = keyOf(v);
+  if (level > 0u && (k >> (shift + 8u)) != (prefix >> (shift + 8u))) {
+    return;
+  }
+  let bin = (k >> shift) & 255u;
+  atomicAdd(&hCount[bin], 1u);
+  if (withMass && domain == DOMAIN_PROCESSED) {
+    let m = massOf(v);
+    if (m.y != 0u) {
+      let old = atomicAdd(&hMassLo[bin], m.y);
+      if (old + m.y < old) {
+        atomicAdd(&hMassHi[bin], 1u);
+      }
+    }
+    if (m.x != 0u) {
+      atomicAdd(&hMassHi[bin], m.x);
+    }
+  }
+}
+
+// Whether the candidate list holds every token of `domain` whose key's top byte is at least
+// `top`'s (the same value on every invocation).
+fn listCovers(domain: u32, top: u32) -> bool {
+  let n = workgroupUniformLoad(&candN);
+  let d = workgroupUniformLoad(&candDomain);
+  let lowest = workgroupUniformLoad(&candTop);
+  return n != 0xffffffffu && d == domain && (top >> 24u) >= lowest;
+}
+
+// Gathers into cand the tokens whose key's top byte is at least `top`'s, given their count
+// (`count`, uniform); leaves no list when they do not fit.
+fn gather(t: u32, domain: u32, top: u32, count: u32) {
+  if (count > CAP) {
+    if (t == 0u) {
+      candN = 0xffffffffu;
+    }
+    workgroupBarrier();
+    return;
+  }
+  if (t == 0u) {
+    atomicStore(&candAppend, 0u);
+  }
+  workgroupBarrier();
+  let topByte = top >> 24u;
+  for (var i = t; i < p.vocab; i += WG) {
+    if ((keyOf(valueAt(domain, i)) >> 24u) >= topByte) {
+      cand[min(atomicAdd(&candAppend, 1u), CAP - 1u)] = i;
+    }
+  }
+  workgroupBarrier();
+  if (t == 0u) {
+    candN = min(atomicLoad(&candAppend), CAP);
+    candDomain = domain;
+    candTop = topByte;
+  }
+  workgroupBarrier();
+}
+
+// ---- radix descent ----
+// Finds the largest key K such that the weight of elements with key >= K reaches `need`
+// (or, after an early stop, a K with zero low bits selecting the same upper set)
+// (weight = 1 per element when byMass is false, else its fixed-point mass). Leaves K in
+// dPrefix, the count and mass of elements with key > K in dAbove*, and of key == K in dBin*.
+// With fraction >= 0 (byMass only), need is fraction x `need`, or fraction x the total
+// mass when `need` is 0 (the total is known only after the first histogram).
+// Masses are summed only with `withMass` (byMass needs them; a count descent needs them only
+// when its caller reads dAboveMass / dBinMass): each costs an exp and two or three atomics per
+// token at the top level.
+// fromList: read the candidate list from the start (the caller knows it holds every token
+// that can reach the answer: a top-p over top-k survivors); else the first level reads the
+// vocabulary and gathers the list for the levels after it.
+fn descend(t: u32, domain: u32, byMass: bool, need: vec2<u32>, fraction: f32, withMass: bool, fromList: bool) {
   if (t == 0u) {
     dPrefix = 0u;
     dNeed = need;
@@ -251,31 +343,21 @@ fn descend(t: u32, domain: u32, byMass: bool, need: vec2<u32>, fraction: f32, wi
     dBinMass = vec2<u32>(0u, 0u);
     dDone = 0u;
   }
+  var listed = fromList;
   for (var level = 0u; level < 4u; level++) {
     let shift = 24u - 8u * level;
     atomicStore(&hCount[t], 0u);
     atomicStore(&hMassHi[t], 0u);
     atomicStore(&hMassLo[t], 0u);
     let prefix = workgroupUniformLoad(&dPrefix);
-    for (var i = t; i < p.vocab; i += WG) {
-      let v = valueAt(domain, i);
-      let k = keyOf(v);
-      if (level > 0u && (k >> (shift + 8u)) != (prefix >> (shift + 8u))) {
-        continue;
+    if (listed) {
+      let n = workgroupUniformLoad(&candN);
+      for (var j = t; j < n; j += WG) {
+        addToHistogram(cand[j], domain, level, shift, prefix, withMass);
       }
-      let bin = (k >> shift) & 255u;
-      atomicAdd(&hCount[bin], 1u);
-      if (withMass && domain == DOMAIN_PROCESSED) {
-        let m = massOf(v);
-        if (m.y != 0u) {
-          let old = atomicAdd(&hMassLo[bin], m.y);
-          if (old + m.y < old) {
-            atomicAdd(&hMassHi[bin], 1u);
-          }
-        }
-        if (m.x != 0u) {
-          atomicAdd(&hMassHi[bin], m.x);
-        }
+    } else {
+      for (var i = t; i < p.vocab; i += WG) {
+        addToHistogram(i, domain, level, shift, prefix, withMass);
       }
     }
     workgroupBarrier();
@@ -329,7 +411,12 @@ fn descend(t: u32, domain: u32, byMass: bool, need: vec2<u32>, fraction: f32, wi
         dDone = 1u;
       }
     }
-    if (workgroupUniformLoad(&dDone) != 0u) {
+    let done = workgroupUniformLoad(&dDone) != 0u;
+    if (level == 0u && !listed) {
+      gather(t, domain, workgroupUniformLoad(&dPrefix), workgroupUniformLoad(&dAboveCount) + workgroupUniformLoad(&dBinCount));
+      listed = workgroupUniformLoad(&candN) != 0xffffffffu;
+    }
+    if (done) {
       break;
     }
   }
@@ -365,6 +452,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   }
   let r = rowsIn[row];
   let V = p.vocab;
+  // no candidate list yet (workgroup memory starts at zero, which would read as an empty one);
+  // pass 1's barriers publish this before any use
+  if (t == 0u) {
+    candN = 0xffffffffu;
+  }
   rowBase = row * V;
   usePenalties = r.countsSlot >= 0 && u32(r.countsSlot) < p.slots;
   countsBase = select(0u, u32(r.countsSlot) * V, usePenalties);
@@ -448,7 +540,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let useTopK = r.topK > 0u && r.topK < V;
     if (useTopK) {
       // its masses feed only a top-p after it
-      descend(t, DOMAIN_PROCESSED, false, vec2<u32>(0u, r.topK), -1.0, r.topP < 1.0);
+      descend(t, DOMAIN_PROCESSED, false, vec2<u32>(0u, r.topK), -1.0, r.topP < 1.0, false);
       if (t == 0u) {
         bU64 = add64(dAboveMass, dBinMass);
       }
@@ -458,7 +550,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     // top-p over the top-k survivors (renormalised, as HF chains its warpers): the largest
     // key whose upper set holds at least p of their mass, i.e. the smallest nucleus
     if (r.topP < 1.0) {
-      descend(t, DOMAIN_PROCESSED, true, keptMass, r.topP, true);
+      // after a top-k its list holds every survivor (keys >= its threshold), all a top-p over
+      // them can count
+      descend(t, DOMAIN_PROCESSED, true, keptMass, r.topP, true, useTopK && listCovers(DOMAIN_PROCESSED, threshold));
       threshold = max(threshold, workgroupUniformLoad(&dPrefix));
     }
     let minRel = r.minP;
@@ -467,10 +561,34 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     // the kept masses give the inverse CDF in token-id order.
     let range = chunkRange(t);
     var chunkMass = vec2<u32>(0u, 0u);
-    for (var i = range.x; i < range.y; i++) {
-      let v = valueAt(DOMAIN_PROCESSED, i);
-      if (v > -BIG && keyOf(v) >= threshold && exp(v - maxProcessed) >= minRel) {
-        chunkMass = add64(chunkMass, massOf(v));
+    if ((useTopK || r.topP < 1.0) && listCovers(DOMAIN_PROCESSED, threshold)) {
+      // every kept token is on the list: sum each one's mass into its chunk's bin
+      atomicStore(&hMassHi[t], 0u);
+      atomicStore(&hMassLo[t], 0u);
+      workgroupBarrier();
+      let chunk = (p.vocab + WG - 1u) / WG;
+      let n = workgroupUniformLoad(&candN);
+      for (var j = t; j < n; j += WG) {
+        let i = cand[j];
+        let v = valueAt(DOMAIN_PROCESSED, i);
+        if (v > -BIG && keyOf(v) >= threshold && exp(v - maxProcessed) >= minRel) {
+          let m = massOf(v);
+          let c = i / chunk;
+          let old = atomicAdd(&hMassLo[c], m.y);
+          if (old + m.y < old) {
+            atomicAdd(&hMassHi[c], 1u);
+          }
+          atomicAdd(&hMassHi[c], m.x);
+        }
+      }
+      workgroupBarrier();
+      chunkMass = vec2<u32>(atomicLoad(&hMassHi[t]), atomicLoad(&hMassLo[t]));
+    } else {
+      for (var i = range.x; i < range.y; i++) {
+        let v = valueAt(DOMAIN_PROCESSED, i);
+        if (v > -BIG && keyOf(v) >= threshold && exp(v - maxProcessed) >= minRel) {
+          chunkMass = add64(chunkMass, massOf(v));
+        }
       }
     }
     sMass[t] = chunkMass;
@@ -518,7 +636,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   // elements above it plus the lowest-id ties at it, sorted by (value desc, id asc).
   let n = min(r.topN, min(V, MAX_TOP));
   if (n > 0u) {
-    descend(t, domain, false, vec2<u32>(0u, n), -1.0, false);
+    descend(t, domain, false, vec2<u32>(0u, n), -1.0, false, false);
     if (t == 0u) {
       atomicStore(&topCount, 0u);
     }
@@ -526,10 +644,21 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let above = workgroupUniformLoad(&dAboveCount);
     let tiesNeeded = n - above;
     let tiesAll = workgroupUniformLoad(&dBinCount) == tiesNeeded;
-    for (var i = t; i < V; i += WG) {
-      let k = keyOf(valueAt(domain, i));
-      if (k > kN || (tiesAll && k == kN)) {
-        topList[atomicAdd(&topCount, 1u)] = i;
+    if (listCovers(domain, kN)) {
+      let nc = workgroupUniformLoad(&candN);
+      for (var j = t; j < nc; j += WG) {
+        let i = cand[j];
+        let k = keyOf(valueAt(domain, i));
+        if (k > kN || (tiesAll && k == kN)) {
+          topList[atomicAdd(&topCount, 1u)] = i;
+        }
+      }
+    } else {
+      for (var i = t; i < V; i += WG) {
+        let k = keyOf(valueAt(domain, i));
+        if (k > kN || (tiesAll && k == kN)) {
+          topList[atomicAdd(&topCount, 1u)] = i;
+        }
       }
     }
     if (!tiesAll) {
