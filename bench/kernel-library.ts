@@ -258,10 +258,28 @@ function attentionCase(rt: KernelRuntime, mode: 'prefill' | 'decode', seqs: numb
   };
 }
 
+/**
+ * Logits shaped like a language model's: a normal tail (sd 2.5) and 20 tokens per row raised
+ * 6-12 above it, so that top-k / top-p keep a few to a few hundred tokens as they do on real
+ * text. (Uniform noise, which the sampling rows used before, leaves a quarter of the
+ * vocabulary in the top radix bin, which no model output does.)
+ */
+function lmLikeLogits(rows: number, vocab: number, seed: number): Float32Array {
+  const u = pseudoRandom(2 * rows * vocab + 2 * rows * 20, seed, 2);
+  const next = (() => {
+    let i = 0;
+    return () => u[i++]! / 2 + 0.5;
+  })();
+  const a = new Float32Array(rows * vocab);
+  for (let i = 0; i < a.length; i++) a[i] = Math.sqrt(-2 * Math.log(Math.max(next(), 1e-9))) * Math.cos(2 * Math.PI * next()) * 2.5;
+  for (let r = 0; r < rows; r++) for (let j = 0; j < 20; j++) a[r * vocab + Math.floor(next() * vocab)]! += 6 + 6 * next();
+  return a;
+}
+
 function samplingCase(rt: KernelRuntime, name: string, row: Partial<SamplingRow>): LibraryCase {
   const rows = 16;
   const vocab = 32000;
-  const logits = rt.upload('f32', pseudoRandom(rows * vocab, 11, 16));
+  const logits = rt.upload('f32', lmLikeLogits(rows, vocab, 11));
   const batch = prepareSampling(
     rt,
     Array.from({ length: rows }, (_, i) => ({ ...GREEDY_SAMPLING_ROW, ...row, seed: i + 1, position: 100 + i })),
@@ -297,6 +315,8 @@ const CASES: ((rt: KernelRuntime) => LibraryCase[])[] = [
   (rt) => [samplingCase(rt, 'top-k 50, T 0.8', { temperature: 0.8, topK: 50 })],
   (rt) => [samplingCase(rt, 'top-p 0.9, T 0.8', { temperature: 0.8, topP: 0.9 })],
   (rt) => [samplingCase(rt, 'top-k 50, T 0.8, logprobs 5', { temperature: 0.8, topK: 50, logprobs: true, topLogprobs: 5 })],
+  // Qwen3's generation_config defaults
+  (rt) => [samplingCase(rt, 'top-k 20, top-p 0.95, T 0.6', { temperature: 0.6, topK: 20, topP: 0.95 })],
 ];
 
 /** Times every library kernel; `onRow` sees each row as it is measured. */
