@@ -9,7 +9,9 @@ interface StreamChoice {
   index?: number;
   token_ids?: number[];
   finish_reason?: string | null;
-  delta?: { role?: string; content?: string };
+  delta?: Record<string, unknown>;
+  text?: string;
+  logprobs?: unknown;
 }
 
 export interface RelayOptions {
@@ -150,6 +152,10 @@ export async function relayStream(deps: UpstreamDeps, scope: RequestScope, sse: 
           }
           if (!options.clientWantsTokenIds) delete choice.token_ids;
           if (!options.clientWantsUsage) delete msg.usage;
+          // A chunk that carried only the ids the gateway asked for (text held back while a
+          // tool call or a possible stop string completes) would reach the client empty, which
+          // a worker asked directly never sends.
+          if (!options.clientWantsTokenIds && carriesNothing(choice) && msg.usage == null) continue;
           sse.queue(rewrite(msg, head));
         }
         // One client write per upstream read; the last one also ends the response.
@@ -206,6 +212,12 @@ export async function relayStream(deps: UpstreamDeps, scope: RequestScope, sse: 
       return { resumes };
     }
   }
+}
+
+/** No text, no delta field (a tool call, a role), no finish and no logprobs: nothing for the client. */
+function carriesNothing(choice: StreamChoice): boolean {
+  if (choice.finish_reason != null || choice.logprobs != null) return false;
+  return choice.delta !== undefined ? Object.keys(choice.delta).length === 0 : (choice.text ?? '') === '';
 }
 
 /** A worker's 4xx answer, passed to the client verbatim. */
