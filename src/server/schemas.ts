@@ -182,6 +182,9 @@ export const tokenizeSchema = {
       model: { type: 'string' },
       prompt: { type: 'string' },
       messages: { type: 'array', minItems: 1, items: messageSchema },
+      // with messages: what a chat completion would put in the template too (vLLM's /tokenize)
+      tools: toolsSchema,
+      chat_template_kwargs: { type: nullable('object') },
       add_special_tokens: { type: 'boolean' },
       add_generation_prompt: { type: 'boolean' },
     },

@@ -453,3 +453,20 @@ function breaksAfter(inner: InferenceEngine, tokens: number): InferenceEngine & 
     get: (target, key) => (key === 'generate' ? generate : key === 'broken' ? state.broken : Reflect.get(target, key)),
   }) as InferenceEngine & { broken: number };
 }
+
+describe('/tokenize with tools', () => {
+  test('counts what a chat completion with the same tools would template', async () => {
+    const withTools = await postJson(`${running.url}/tokenize`, { model: MODEL, messages: ASK, tools: TOOLS });
+    const without = await postJson(`${running.url}/tokenize`, { model: MODEL, messages: ASK });
+    expect([withTools.status, without.status]).toEqual([200, 200]);
+    const completion = await client.chat.completions.create({ model: MODEL, messages: ASK, tools: TOOLS });
+    expect(withTools.json.count).toBe(completion.usage!.prompt_tokens);
+    // the tools really went in
+    expect(withTools.json.count as number).toBeGreaterThan(without.json.count as number);
+  });
+
+  test('tools with a prompt instead of messages are refused by name', async () => {
+    const onPrompt = await postJson(`${running.url}/tokenize`, { model: MODEL, prompt: 'x', tools: TOOLS });
+    expect([onPrompt.status, (onPrompt.json.error as { param: string }).param]).toEqual([400, 'tools']);
+  });
+});

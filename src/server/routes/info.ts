@@ -1,4 +1,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import { AutoGlmError } from '../../errors.js';
+import { chatTemplateSourceOf } from '../tool-calls/model-tokenizer.js';
+import { planToolCalling, type ToolDefinition } from '../tool-calls/request-tools.js';
 import { chatMessages, type BodyMessage } from './chat-messages.js';
 import type { RouteContext } from './context.js';
 
@@ -19,17 +22,34 @@ export async function tokenize(ctx: RouteContext, request: FastifyRequest): Prom
     model?: string;
     prompt?: string;
     messages?: BodyMessage[];
+    tools?: ToolDefinition[] | null;
+    chat_template_kwargs?: Record<string, unknown> | null;
     add_special_tokens?: boolean;
     add_generation_prompt?: boolean;
   };
   const engine = ctx.checkModel(body.model, false);
+  if (body.messages === undefined) {
+    for (const param of ['tools', 'chat_template_kwargs'] as const)
+      if (body[param] != null) throw new AutoGlmError('invalid_request', `${param} applies to messages, not to a prompt.`, { param });
+  }
+  // the same template variables a chat completion with these fields would use ('none': the
+  // tools are rendered, no call format is needed to count tokens)
+  const tools = planToolCalling(
+    { tools: body.tools ?? null, tool_choice: 'none' },
+    { templateSource: chatTemplateSourceOf(engine), parser: 'none' },
+  );
+  const kwargs = {
+    ...body.chat_template_kwargs,
+    ...(tools.templateTools !== undefined ? { tools: tools.templateTools } : {}),
+    ...(body.add_generation_prompt !== undefined ? { addGenerationPrompt: body.add_generation_prompt } : {}),
+  };
   const tokens =
     body.messages !== undefined
       ? await ctx.tokenizer.chat(
           engine,
           // the same messages chat completions would template (content parts included)
           chatMessages(body.messages),
-          body.add_generation_prompt === undefined ? undefined : { addGenerationPrompt: body.add_generation_prompt },
+          Object.keys(kwargs).length > 0 ? kwargs : undefined,
         )
       : await ctx.tokenizer.text(engine, body.prompt ?? '', body.add_special_tokens);
   return { tokens, count: tokens.length, max_model_len: engine.contextLength };
