@@ -1,50 +1,23 @@
 /** HTTPS when given a key and certificate (self-signed, made with openssl for the test). */
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
 import { get } from 'node:https';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { expect, test } from 'vitest';
 import type { InferenceEngine } from '../../src/engine/types.js';
 import { buildServer } from '../../src/server/index.js';
+import { selfSignedCert } from '../helpers/self-signed-cert.js';
 
 test('serves HTTPS with the given key and certificate', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'autoglm-tls-'));
-  const [key, cert] = [join(dir, 'key.pem'), join(dir, 'cert.pem')];
-  execFileSync(
-    'openssl',
-    [
-      'req',
-      '-x509',
-      '-newkey',
-      'rsa:2048',
-      '-nodes',
-      '-keyout',
-      key,
-      '-out',
-      cert,
-      '-days',
-      '1',
-      '-subj',
-      '/CN=localhost',
-      '-addext',
-      'subjectAltName=IP:127.0.0.1',
-    ],
-    {
-      stdio: 'ignore',
-    },
-  );
+  const { key, cert } = selfSignedCert();
   // The model is irrelevant here: /health answers while the engine is still loading.
   const server = buildServer({
     engine: new Promise<InferenceEngine>(() => {}),
     auth: { apiKeys: ['k'] },
-    tls: { key: readFileSync(key), cert: readFileSync(cert) },
+    tls: { key, cert },
   });
   const url = await server.listen({ port: 0, host: '127.0.0.1' });
   try {
     expect(url.startsWith('https://127.0.0.1:')).toBe(true);
     const body = await new Promise<{ status: number; text: string }>((resolve, reject) => {
-      get(`${url}/health`, { ca: readFileSync(cert) }, (res) => {
+      get(`${url}/health`, { ca: cert }, (res) => {
         let text = '';
         res.on('data', (d: Buffer) => (text += d.toString()));
         res.on('end', () => resolve({ status: res.statusCode ?? 0, text }));

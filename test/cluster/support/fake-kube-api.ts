@@ -7,12 +7,9 @@
  * history (as an HTTP status or an ERROR event), timeoutSeconds, bearer tokens (401).
  * Test hooks cut, end or freeze the open watches and change which tokens are accepted.
  */
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { selfSignedCert as makeCert } from '../../helpers/self-signed-cert.js';
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import type { EndpointSlice, EndpointSlicePort } from '../../../src/cluster/registry/endpoint-slices.js';
 
 export interface FakeEndpoint {
@@ -257,30 +254,7 @@ export class FakeKubeApi {
   }
 }
 
-/** A self-signed certificate for 127.0.0.1 (openssl, as test/server/tls.test.ts makes one). */
+/** A self-signed certificate for 127.0.0.1, as the API server's. */
 export function selfSignedCert(): { key: Buffer; cert: Buffer; certFile: string } {
-  const dir = mkdtempSync(join(tmpdir(), 'autoglm-kube-tls-'));
-  const [key, cert] = [join(dir, 'key.pem'), join(dir, 'cert.pem')];
-  execFileSync(
-    'openssl',
-    [
-      'req',
-      '-x509',
-      '-newkey',
-      'rsa:2048',
-      '-nodes',
-      '-keyout',
-      key,
-      '-out',
-      cert,
-      '-days',
-      '1',
-      '-subj',
-      '/CN=kubernetes',
-      '-addext',
-      'subjectAltName=IP:127.0.0.1',
-    ],
-    { stdio: 'ignore' },
-  );
-  return { key: readFileSync(key), cert: readFileSync(cert), certFile: cert };
+  return makeCert('kubernetes');
 }
