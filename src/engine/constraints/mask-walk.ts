@@ -5,14 +5,14 @@
  * accepted: the text then stays a prefix of some valid JSON text.
  *
  * The result is a bitmask over token ids: bit (id % 32) of word floor(id / 32) set means
- * allowed, the layout the token-mask kernel reads.
+ * allowed, the layout the token-mask kernel (src/kernels/token-mask.ts) reads.
  */
+import { tokenMaskWords } from '../../kernels/token-mask.js';
 import { REJECTED, type AutomatonState, type GrammarAutomaton } from './automaton.js';
 import type { TokenTrie } from './token-trie.js';
 
-export function maskWords(vocabSize: number): number {
-  return Math.ceil(vocabSize / 32);
-}
+/** Words of one mask, the kernel's layout. */
+export const maskWords = tokenMaskWords;
 
 /** Sets the bit of every token the automaton accepts from `state` in `mask` (which it does not clear). */
 export function markAllowedTokens(trie: TokenTrie, automaton: GrammarAutomaton, state: AutomatonState, mask: Uint32Array): void {
