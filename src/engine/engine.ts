@@ -10,6 +10,7 @@ import { randomInt } from 'node:crypto';
 import { AutoGlmError, isAutoGlmError } from '../errors.js';
 import { defaultMatmulTuning } from '../kernels/matmul.js';
 import { KernelRuntime } from '../kernels/runtime.js';
+import { ResponseFormatConstraints, type TokenConstraint } from './constraints/index.js';
 import { EventChannel } from './event-channel.js';
 import { loadModelFolder, type LoadedModelFolder } from './model-folder.js';
 import {
@@ -82,6 +83,8 @@ interface ActiveRequest {
   cacheKey: string | null;
   events: TokenEvent[];
   generatedTokenIds: number[];
+  /** Where the output stands in its response_format's grammar; null for free text. */
+  constraint: TokenConstraint | null;
   request: GenerateRequest;
   /** Removes the abort listener from the request's signal (which may outlive the request). */
   detachSignal: () => void;
@@ -104,6 +107,7 @@ export class Engine implements InferenceEngine {
   private tpotMsSum = 0;
   private readonly steps = { prefill: { count: 0, ms: 0, rows: 0 }, decode: { count: 0, ms: 0, rows: 0 } };
   private readonly responseCache: ResponseCache<TokenEvent[]>;
+  private readonly constraints: ResponseFormatConstraints;
   /** Counter values that stats() subtracts: what warmUp() ran, so counters start from zero after it. */
   private statsBaseline: Pick<EngineStats, CumulativeStat> | null = null;
 
@@ -117,6 +121,11 @@ export class Engine implements InferenceEngine {
     this.modelName = options.servedModelName ?? basename(folder.dir);
     this.contextLength = Math.min(folder.spec.contextLength, options.maxContextTokens ?? Infinity);
     this.freeCountSlots = Array.from({ length: runner.counts.slots }, (_, i) => i);
+    this.constraints = new ResponseFormatConstraints({
+      vocabulary: folder.tokenizer,
+      vocabSize: folder.spec.vocabSize,
+      eosTokenIds: folder.eosTokenIds,
+    });
     this.responseCache = new ResponseCache({
       maxEntries: options.responseCacheEntries ?? 1024,
       maxBytes: options.responseCacheBytes ?? 64 * 1024 * 1024,
@@ -263,6 +272,14 @@ export class Engine implements InferenceEngine {
     if (resume.length >= maxTokens)
       throw new AutoGlmError('invalid_request', 'resume_token_ids already reach max_tokens', { param: 'resume_token_ids' });
     const sampling = resolveSampling(request.sampling, this.folder.samplingDefaults, () => randomInt(0, 2 ** 47));
+    // a format that cannot be enforced is refused here, before anything is queued
+    const format = this.constraints.compile(request.responseFormat);
+    const constraint = format && this.constraints.constraint(format);
+    if (constraint) {
+      replayResumed(constraint, resume);
+      // the first mask now: a format no token can start (or continue, once resumed) is refused here, not in a step
+      constraint.mask();
+    }
     const id = request.requestId ? `${request.requestId}#${nextRequestNumber++}` : `req-${nextRequestNumber++}`;
     // Aborted before it was given: its stream ends at once, as an abort mid-stream ends it.
     // It used to be queued first (counted in promptTokens), and a response-cache hit was
@@ -275,7 +292,9 @@ export class Engine implements InferenceEngine {
 
     // deterministic requests may be answered from the response cache
     const cacheKey =
-      this.responseCache.enabled && isDeterministic(sampling) ? this.cacheKeyOf(request, promptTokenIds, maxTokens, sampling) : null;
+      this.responseCache.enabled && isDeterministic(sampling)
+        ? this.cacheKeyOf(request, promptTokenIds, maxTokens, sampling, format?.key)
+        : null;
     if (cacheKey) {
       const cached = this.responseCache.get(cacheKey);
       if (cached) {
@@ -309,6 +328,7 @@ export class Engine implements InferenceEngine {
       cacheKey,
       events: [],
       generatedTokenIds: [...resume],
+      constraint,
       request,
       detachSignal: () => {},
     };
@@ -353,7 +373,13 @@ export class Engine implements InferenceEngine {
     );
   }
 
-  private cacheKeyOf(request: GenerateRequest, promptTokenIds: number[], maxTokens: number, sampling: ResolvedSampling): string {
+  private cacheKeyOf(
+    request: GenerateRequest,
+    promptTokenIds: number[],
+    maxTokens: number,
+    sampling: ResolvedSampling,
+    responseFormat: string | undefined,
+  ): string {
     return this.responseCache.key({
       model: this.modelName,
       promptTokenIds,
@@ -375,6 +401,8 @@ export class Engine implements InferenceEngine {
       logprobs: request.logprobs,
       topLogprobs: request.topLogprobs,
       resumeTokenIds: request.resumeTokenIds,
+      // the format's own key: canonicalJson would sort a schema's properties, whose order decides the output
+      responseFormat,
     });
   }
 
@@ -454,14 +482,22 @@ export class Engine implements InferenceEngine {
         await new Promise((r) => setImmediate(r));
         continue;
       }
-      const seqs: RunnerSequence[] = out.sequences.map((s) => ({
+      const masks = this.tokenMasksFor(out.sequences);
+      // a request whose constraint failed was failed alone, and leaves the step
+      const scheduled = out.sequences.filter((s) => this.active.has(s.requestId));
+      if (scheduled.length === 0) {
+        this.scheduler.updateFromOutput(new Map());
+        continue;
+      }
+      const seqs: RunnerSequence[] = scheduled.map((s) => ({
         tokenIds: s.tokenIds,
         startPosition: s.startPosition,
         blockTable: s.blockTable,
         sampling: s.sample ? this.samplingRowFor(s.requestId) : undefined,
         logitBias: s.sample ? this.active.get(s.requestId)!.sampling.logitBias : undefined,
+        tokenMask: s.sample ? masks.get(s.requestId) : undefined,
       }));
-      for (const s of out.sequences) {
+      for (const s of scheduled) {
         const a = this.active.get(s.requestId);
         if (a && a.cachedPromptTokens === undefined) a.cachedPromptTokens = this.scheduler.requestStats(s.requestId)?.numCachedPromptTokens;
       }
@@ -480,21 +516,24 @@ export class Engine implements InferenceEngine {
       kind.rows += rows;
       const sampled = new Map<string, number>();
       if (result) {
-        result.sequenceIndex.forEach((seqIdx, row) => sampled.set(out.sequences[seqIdx]!.requestId, result.tokenIds[row]!));
+        result.sequenceIndex.forEach((seqIdx, row) => sampled.set(scheduled[seqIdx]!.requestId, result.tokenIds[row]!));
       }
       const update = this.scheduler.updateFromOutput(sampled);
       const lengthFinished = new Set(update.finished.map((f) => f.requestId));
       if (result) {
         result.sequenceIndex.forEach((seqIdx, row) => {
-          const id = out.sequences[seqIdx]!.requestId;
+          const id = scheduled[seqIdx]!.requestId;
           const a = this.active.get(id);
           if (!a) return; // cancelled while the step ran
           const tokenId = result.tokenIds[row]!;
+          if (a.constraint && !this.advanceConstraint(a, tokenId)) return;
           this.generationTokens++;
           a.lastTokenAtMs = performance.now();
           a.firstTokenAtMs ??= a.lastTokenAtMs;
           a.generatedTokenIds.push(tokenId);
-          const top = result.top ? this.topLogprobsOf(result.top.ids, result.top.logprobs, row, a.request.topLogprobs ?? 0) : undefined;
+          const top = result.top
+            ? this.topLogprobsOf(result.top.ids, result.top.logprobs, row, a.request.topLogprobs ?? 0, a.constraint !== null)
+            : undefined;
           const logprob = a.request.logprobs || (a.request.topLogprobs ?? 0) > 0 ? result.logprobs?.[row] : undefined;
           this.onToken(a, tokenId, logprob, top, lengthFinished.has(id));
         });
@@ -529,12 +568,44 @@ export class Engine implements InferenceEngine {
     if (a.cacheKey) a.events.push(structuredClone(event));
   }
 
-  private topLogprobsOf(ids: Uint32Array, logprobs: Float32Array, row: number, n: number): TokenEvent['topLogprobs'] {
+  /**
+   * Each constrained sampled row's mask, computed on the host before the step is recorded
+   * (masks are cached by grammar state, so most steps only look one up). A constraint that
+   * throws fails its own request, which leaves the step; the others go on.
+   */
+  private tokenMasksFor(sequences: readonly { requestId: string; sample: boolean }[]): Map<string, Uint32Array> {
+    const masks = new Map<string, Uint32Array>();
+    for (const s of sequences) {
+      const a = this.active.get(s.requestId);
+      if (!s.sample || !a?.constraint) continue;
+      try {
+        masks.set(s.requestId, a.constraint.mask());
+      } catch (e) {
+        this.failRequests([s.requestId], constraintFailure(e));
+      }
+    }
+    return masks;
+  }
+
+  /** Moves a request's constraint past its sampled token; false (and the request failed) if the token does not fit. */
+  private advanceConstraint(a: ActiveRequest, tokenId: number): boolean {
+    try {
+      a.constraint!.accept(tokenId);
+      return true;
+    } catch (e) {
+      this.failRequests([a.id], constraintFailure(e));
+      return false;
+    }
+  }
+
+  private topLogprobsOf(ids: Uint32Array, logprobs: Float32Array, row: number, n: number, constrained: boolean): TokenEvent['topLogprobs'] {
     if (n <= 0) return undefined;
     const out = [];
     for (let i = 0; i < n; i++) {
       const id = ids[row * 20 + i]!;
       if (id === 0xffffffff) break;
+      // tokens the response_format forbids are no alternatives (the sampler lists them last, at about -3e38)
+      if (constrained && logprobs[row * 20 + i]! <= MASKED_LOGPROB) break;
       out.push({ tokenId: id, token: this.tokenText(id), logprob: logprobs[row * 20 + i]! });
     }
     return out;
@@ -611,11 +682,29 @@ export class Engine implements InferenceEngine {
     for (const wave of warmUpWaves(this.folder.spec.vocabSize, this.contextLength, this.runner.options.maxSampleRows, gemvMaxRows)) {
       await Promise.all(wave.map((request) => this.complete(request)));
     }
+    if (this.constraintsUsable() && this.contextLength >= 5) {
+      // compiles the token-mask kernel too
+      await this.complete({ prompt: [0], maxTokens: 2, responseFormat: { type: 'json_object' }, requestId: 'warm-up-json' });
+    }
     this.responseCache.clear();
     this.statsBaseline = null;
     const s = this.stats();
     this.statsBaseline = Object.fromEntries(CUMULATIVE_STATS.map((k) => [k, s[k]])) as Pick<EngineStats, CumulativeStat>;
     return performance.now() - t0;
+  }
+
+  /**
+   * Reads the vocabulary as bytes for response_format now (about a second for 150k tokens)
+   * rather than in the first request that asks for JSON. False when the tokenizer cannot be
+   * read so: each request with a format is then refused, with the reason.
+   */
+  private constraintsUsable(): boolean {
+    try {
+      this.constraints.prepare();
+      return true;
+    } catch {
+      return false;
+    }
   }
 
   /** Non-null once the GPU device is lost: nothing can run on this engine again. */
@@ -712,6 +801,34 @@ function timingsBetween(
     e2eMs: lastAtMs - admittedAtMs,
     generatedTokens,
   };
+}
+
+/** Far below any real logprob: what a masked alternative's logprob (about -3e38) is compared with. */
+const MASKED_LOGPROB = -1e30;
+
+/**
+ * A resumed request's tokens were generated elsewhere under the same format: they are fed
+ * to its constraint first, so the next mask continues the text where they leave it.
+ */
+function replayResumed(constraint: TokenConstraint, resumeTokenIds: readonly number[]): void {
+  resumeTokenIds.forEach((id, i) => {
+    try {
+      constraint.accept(id);
+    } catch {
+      throw new AutoGlmError(
+        'invalid_request',
+        `resume_token_ids do not follow response_format: token ${id} (at ${i}) does not continue the JSON text`,
+        { param: 'resume_token_ids' },
+      );
+    }
+  });
+}
+
+/** A constraint failed in the middle of a request: an engine fault, reported to that request alone. */
+function constraintFailure(e: unknown): AutoGlmError {
+  return isAutoGlmError(e)
+    ? e
+    : new AutoGlmError('internal_error', `constrained decoding failed: ${(e as Error)?.message ?? String(e)}`, { cause: e });
 }
 
 function stepFailure(e: unknown): AutoGlmError {

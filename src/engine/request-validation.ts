@@ -154,6 +154,7 @@ function validateFieldTypes(r: GenerateRequest): void {
   if (r.chatTemplateKwargs !== undefined && !isRecord(r.chatTemplateKwargs)) {
     throw invalid('chat_template_kwargs', `chat_template_kwargs must be an object, got ${describe(r.chatTemplateKwargs)}`);
   }
+  validateResponseFormatShape(r.responseFormat);
   const id: unknown = r.requestId;
   if (id !== undefined && typeof id !== 'string' && typeof id !== 'number') {
     throw invalid('requestId', `requestId must be a string, got ${describe(id)}`);
@@ -161,6 +162,19 @@ function validateFieldTypes(r: GenerateRequest): void {
   const signal: unknown = r.signal;
   if (signal !== undefined && !(isRecord(signal) && typeof signal.addEventListener === 'function' && typeof signal.aborted === 'boolean')) {
     throw invalid('signal', `signal must be an AbortSignal, got ${describe(signal)}`);
+  }
+}
+
+/** response_format's shape; whether its schema can be enforced is the constraint compiler's to say. */
+function validateResponseFormatShape(format: unknown): void {
+  if (format === undefined) return;
+  if (!isRecord(format)) throw invalid('response_format', `response_format must be an object, got ${describe(format)}`);
+  const type = format.type;
+  if (type !== 'text' && type !== 'json_object' && type !== 'json_schema') {
+    throw invalid('response_format', `response_format type must be 'text', 'json_object' or 'json_schema', got ${describe(type)}`);
+  }
+  if (type === 'json_schema' && !(isRecord(format.schema) || typeof format.schema === 'boolean')) {
+    throw invalid('response_format', `response_format json_schema needs a schema (an object or a boolean), got ${describe(format.schema)}`);
   }
 }
 
@@ -231,6 +245,9 @@ export function snapshotRequest(r: GenerateRequest): GenerateRequest {
   }
   const kwargs = r.chatTemplateKwargs;
   if (kwargs !== undefined) copy.chatTemplateKwargs = isRecord(kwargs) ? { ...kwargs } : kwargs;
+  // one level, like the rest: the schema is compiled at admission, before the caller can change it
+  const format: unknown = r.responseFormat;
+  if (format !== undefined) copy.responseFormat = (isRecord(format) ? { ...format } : format) as GenerateRequest['responseFormat'];
   return copy;
 }
 
@@ -256,7 +273,14 @@ const SAMPLING_FIELDS = [
 // Every field is copied: one added to GenerateRequest or SamplingParams without a place in
 // snapshotRequest fails to compile here instead of being dropped from every request.
 type CopiedRequestField =
-  (typeof REQUEST_SCALARS)[number] | 'prompt' | 'sampling' | 'stop' | 'stopTokenIds' | 'resumeTokenIds' | 'chatTemplateKwargs';
+  | (typeof REQUEST_SCALARS)[number]
+  | 'prompt'
+  | 'sampling'
+  | 'stop'
+  | 'stopTokenIds'
+  | 'resumeTokenIds'
+  | 'chatTemplateKwargs'
+  | 'responseFormat';
 const everyRequestFieldCopied: [Exclude<keyof GenerateRequest, CopiedRequestField>] extends [never] ? true : never = true;
 const everySamplingFieldCopied: [Exclude<keyof SamplingParams, (typeof SAMPLING_FIELDS)[number] | 'logitBias'>] extends [never]
   ? true

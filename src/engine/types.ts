@@ -31,6 +31,15 @@ export interface SamplingParams {
   logitBias?: Readonly<Record<number, number>>;
 }
 
+/**
+ * OpenAI's response_format. json_object: one JSON object; json_schema: one JSON value valid
+ * under the schema (a subset of JSON Schema: src/engine/constraints/json-schema.ts). Both
+ * are enforced token by token (constrained decoding), so the text parses whenever
+ * generation ends by itself; a max_tokens cut or a stop string can still leave it unfinished.
+ */
+export type ResponseFormat =
+  { type: 'text' } | { type: 'json_object' } | { type: 'json_schema'; schema: Record<string, unknown> | boolean };
+
 export interface GenerateRequest {
   /** Text (no template applied), chat messages (chat template applied), or token ids. */
   prompt: string | ChatMessage[] | number[];
@@ -50,6 +59,8 @@ export interface GenerateRequest {
    * again. Generation continues exactly as an uninterrupted run would.
    */
   resumeTokenIds?: number[];
+  /** Constrains the output to JSON (default: free text). A format that cannot be enforced is an invalid_request. */
+  responseFormat?: ResponseFormat;
   /** Options for chat templates (e.g. add_generation_prompt defaults to true, tools). */
   chatTemplateKwargs?: Record<string, unknown>;
   /**

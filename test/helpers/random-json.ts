@@ -61,12 +61,11 @@ export function randomObject(rng: Rng, depth = 3): Record<string, Json> {
   return o;
 }
 
-const WS = [' ', '\t', '\n', '\r'];
-
-/** Up to maxRun whitespace characters. */
-function randomWs(rng: Rng, maxRun: number): string {
-  let s = '';
-  for (let i = rng.int(maxRun + 1); i > 0; i--) s += WS[rng.int(WS.length)]!;
+/** Whitespace the constraint allows between tokens: none, one space, or a newline and up to maxIndent spaces or tabs. */
+function randomWs(rng: Rng, maxIndent: number): string {
+  if (rng.next() < 0.5) return ' ';
+  let s = '\n';
+  for (let i = rng.int(maxIndent + 1); i > 0; i--) s += rng.next() < 0.8 ? ' ' : '\t';
   return s;
 }
 
@@ -91,16 +90,16 @@ function escapeUtf16(c: string): string {
   return out;
 }
 
-/** A text of `value` with random whitespace (runs up to maxWsRun) and escapes. */
-export function writeJson(rng: Rng, value: Json, maxWsRun: number): string {
-  const ws = (): string => (rng.next() < 0.3 ? randomWs(rng, maxWsRun) : '');
+/** A text of `value` with random whitespace (indents of up to maxIndent) and escapes. */
+export function writeJson(rng: Rng, value: Json, maxIndent: number): string {
+  const ws = (): string => (rng.next() < 0.3 ? randomWs(rng, maxIndent) : '');
   if (value === null || typeof value === 'boolean') return String(value);
   if (typeof value === 'number') {
     const plain = JSON.stringify(value);
     return rng.next() < 0.2 && !/[.e]/.test(plain) ? `${plain}E+0` : plain;
   }
   if (typeof value === 'string') return writeString(rng, value);
-  if (Array.isArray(value)) return `[${ws()}${value.map((v) => writeJson(rng, v, maxWsRun) + ws()).join(`,${ws()}`)}]`;
-  const parts = Object.entries(value).map(([k, v]) => `${writeString(rng, k)}${ws()}:${ws()}${writeJson(rng, v, maxWsRun)}${ws()}`);
+  if (Array.isArray(value)) return `[${ws()}${value.map((v) => writeJson(rng, v, maxIndent) + ws()).join(`,${ws()}`)}]`;
+  const parts = Object.entries(value).map(([k, v]) => `${writeString(rng, k)}${ws()}:${ws()}${writeJson(rng, v, maxIndent)}${ws()}`);
   return `{${ws()}${parts.join(`,${ws()}`)}}`;
 }

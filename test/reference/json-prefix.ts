@@ -2,8 +2,9 @@
  * Reference for the JSON automaton (src/engine/constraints/): a plain recursive-descent
  * recognizer over bytes that says whether a byte string is a whole JSON text, a prefix of
  * one, or where the first byte is that no JSON text can have there. Same rules as the
- * automaton: RFC 8259, well-formed UTF-8 in strings (RFC 3629), whitespace runs of at most
- * maxWsRun bytes, nothing after the value.
+ * automaton: RFC 8259, well-formed UTF-8 in strings (RFC 3629), whitespace between tokens
+ * only as nothing, one space, or a newline and up to maxIndent spaces or tabs, nothing
+ * after the value.
  */
 
 export type PrefixVerdict = { status: 'complete' } | { status: 'incomplete' } | { status: 'rejected'; at: number };
@@ -15,7 +16,7 @@ class Rejected extends Error {
   }
 }
 
-export function checkJsonPrefix(bytes: Uint8Array, options: { maxWsRun: number; topLevelObject?: boolean }): PrefixVerdict {
+export function checkJsonPrefix(bytes: Uint8Array, options: { maxIndent: number; topLevelObject?: boolean }): PrefixVerdict {
   let i = 0;
   const peek = (): number => {
     if (i >= bytes.length) throw new Incomplete();
@@ -26,10 +27,13 @@ export function checkJsonPrefix(bytes: Uint8Array, options: { maxWsRun: number; 
     i++;
   };
   const ws = (): void => {
-    let run = 0;
-    while (i < bytes.length && [0x20, 0x09, 0x0a, 0x0d].includes(bytes[i]!)) {
-      if (++run > options.maxWsRun) throw new Rejected(i);
+    if (i < bytes.length && bytes[i] === 0x20) i++;
+    else if (i < bytes.length && bytes[i] === 0x0a) {
       i++;
+      for (let k = 0; i < bytes.length && (bytes[i] === 0x20 || bytes[i] === 0x09); k++) {
+        if (k === options.maxIndent) throw new Rejected(i);
+        i++;
+      }
     }
   };
   const digits = (atLeastOne: boolean): void => {

@@ -7,7 +7,7 @@
  * every byte of a vocabulary walk without copying, and a byte that leaves the state as it
  * was (most bytes inside a string) allocates nothing.
  */
-import type { Grammar, Move, NodeId } from './grammar.js';
+import { GrammarError, type Grammar, type Move, type NodeId } from './grammar.js';
 
 export class Stack {
   private keyCache: string | undefined;
@@ -28,7 +28,11 @@ export type AutomatonState = readonly Stack[];
 
 export const REJECTED: AutomatonState = Object.freeze([]);
 
-/** More parallel stacks than any practical schema needs: a schema that causes more is refused at run time. */
+/**
+ * More parallel stacks than any practical schema needs (and each costs the mask walk a
+ * step per trie node): a text that needs more is refused where it happens, as a fault of
+ * the schema (anyOf of hundreds of alternatives that begin alike).
+ */
 const MAX_PARALLEL_STACKS = 512;
 
 export class GrammarAutomaton {
@@ -109,6 +113,8 @@ function dedupe(stacks: Stack[]): AutomatonState {
   const byKey = new Map<string, Stack>();
   for (const s of stacks) if (!byKey.has(s.key)) byKey.set(s.key, s);
   if (byKey.size > MAX_PARALLEL_STACKS)
-    throw new Error(`constrained decoding: ${byKey.size} parallel parses (the schema's alternatives are too alike for too long)`);
+    throw new GrammarError(
+      `response_format: the schema's alternatives are too alike for too long (${byKey.size} parses at once, at most ${MAX_PARALLEL_STACKS})`,
+    );
   return byKey.size === stacks.length ? stacks : [...byKey.values()];
 }

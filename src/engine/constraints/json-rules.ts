@@ -10,11 +10,14 @@
 import { GrammarBuilder, type Grammar, type NodeId } from './grammar.js';
 
 /**
- * Longest run of whitespace between two tokens of the JSON text (bytes). Enough for
- * pretty-printed JSON nested several levels deep; a bound, because a model steered into
- * JSON it does not know can otherwise emit whitespace until max_tokens.
+ * Whitespace between two tokens of the JSON text: nothing, one space, or one newline and
+ * then up to this many spaces or tabs of indentation (llama.cpp's JSON grammar makes the
+ * same choice; outlines allows one space at most). Compact and pretty-printed JSON both
+ * fit. A bound, because a model steered into JSON it does not know spends its tokens on
+ * whitespace otherwise: the demo model, allowed any run of 24 bytes, wrote runs of 20
+ * spaces and newlines between every two tokens until max_tokens.
  */
-export const MAX_WHITESPACE_RUN = 24;
+export const MAX_INDENT = 20;
 
 const QUOTE = 0x22;
 const BACKSLASH = 0x5c;
@@ -56,7 +59,7 @@ export class JsonRules {
     return g.build(start);
   }
 
-  /** `from` allows a run of whitespace, then goes on as `next` does (`next` itself takes none). */
+  /** `from` allows whitespace (see MAX_INDENT), then goes on as `next` does (`next` itself takes none). */
   wsThen(from: NodeId, next: NodeId): void {
     this.g.epsilon(from, next);
     this.g.call(from, this.whitespace(), next);
@@ -343,11 +346,22 @@ export class JsonRules {
   private whitespace(): NodeId {
     if (this.whitespaceRule !== undefined) return this.whitespaceRule;
     const { g } = this;
-    const run: NodeId[] = [];
-    for (let k = 0; k <= MAX_WHITESPACE_RUN; k++) run.push(g.node());
-    for (let k = 0; k < MAX_WHITESPACE_RUN; k++) for (const b of [0x20, 0x09, 0x0a, 0x0d]) g.byte(run[k]!, b, run[k + 1]!);
-    for (let k = 1; k <= MAX_WHITESPACE_RUN; k++) g.accept(run[k]!);
-    return (this.whitespaceRule = run[0]!);
+    const start = g.node();
+    const space = g.node();
+    g.accept(space);
+    g.byte(start, 0x20, space);
+    // indent[k]: a newline and k spaces or tabs
+    const indent: NodeId[] = [];
+    for (let k = 0; k <= MAX_INDENT; k++) {
+      indent.push(g.node());
+      g.accept(indent[k]!);
+    }
+    g.byte(start, 0x0a, indent[0]!);
+    for (let k = 0; k < MAX_INDENT; k++) {
+      g.byte(indent[k]!, 0x20, indent[k + 1]!);
+      g.byte(indent[k]!, 0x09, indent[k + 1]!);
+    }
+    return (this.whitespaceRule = start);
   }
 }
 

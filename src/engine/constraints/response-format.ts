@@ -7,7 +7,7 @@
  * about a second for a 150k vocabulary, which a server's warm-up pays rather than its first
  * JSON request).
  */
-import { AutoGlmError } from '../../errors.js';
+import { AutoGlmError, isAutoGlmError } from '../../errors.js';
 import type { ResponseFormat } from '../types.js';
 import { GrammarAutomaton } from './automaton.js';
 import { GrammarError, type Grammar } from './grammar.js';
@@ -31,6 +31,7 @@ export interface ResponseFormatOptions {
 
 export class ResponseFormatConstraints {
   private vocabulary: ConstraintVocabulary | undefined;
+  private unusable: AutoGlmError | undefined;
   private readonly formats = new Map<string, CompiledFormat>();
   private nextSerial = 0;
 
@@ -64,22 +65,38 @@ export class ResponseFormatConstraints {
     return new TokenConstraint(format, this.prepare());
   }
 
-  /** Reads the vocabulary as bytes and builds its trie, once. */
+  /**
+   * Reads the vocabulary as bytes and builds its trie, once. A vocabulary that cannot be
+   * read so throws an invalid_request naming response_format, remembered and thrown again
+   * for every later request rather than tried again each time.
+   */
   prepare(): ConstraintVocabulary {
     if (this.vocabulary) return this.vocabulary;
+    if (this.unusable) throw this.unusable;
+    try {
+      this.vocabulary = this.readVocabulary();
+      return this.vocabulary;
+    } catch (e) {
+      this.unusable = isAutoGlmError(e)
+        ? e
+        : new AutoGlmError('internal_error', `response_format: cannot read the vocabulary: ${(e as Error)?.message}`, { cause: e });
+      throw this.unusable;
+    }
+  }
+
+  private readVocabulary(): ConstraintVocabulary {
     const { vocabulary, vocabSize, eosTokenIds } = this.options;
     if (eosTokenIds.length === 0)
       throw new AutoGlmError('invalid_request', 'response_format: this model has no EOS token to end a constrained text with', {
         param: 'response_format',
       });
     const tokens = tokenBytesOf(vocabulary, vocabSize);
-    this.vocabulary = {
+    return {
       tokens,
       trie: buildTokenTrie(tokens),
       eosTokenIds,
       masks: new MaskCache(this.options.maskCacheBytes ?? 64 * 1024 * 1024),
     };
-    return this.vocabulary;
   }
 
   /** Mask cache counters (tests and measurements). */

@@ -18,6 +18,7 @@ import {
   type SamplingRow,
 } from '../../kernels/sampling.js';
 import { TokenCounts } from '../../kernels/token-counts.js';
+import { applyTokenMasks, prepareTokenMasks, type TokenMaskBatch } from '../../kernels/token-mask.js';
 import { recordForward } from './forward.js';
 import type { GpuModel } from './gpu-model.js';
 import { createStepBuffers, destroyStepBuffers, type StepBuffers } from './step-buffers.js';
@@ -34,6 +35,8 @@ export interface RunnerSequence {
   sampling?: Omit<SamplingRow, 'position'>;
   /** logit_bias of the sampled row, if the request has one. */
   logitBias?: RowLogitBias | undefined;
+  /** Tokens the sampled row may draw (response_format), a bitmask of ceil(vocab / 32) words; absent: any. */
+  tokenMask?: Uint32Array | undefined;
 }
 
 export interface RunnerOptions {
@@ -59,6 +62,7 @@ export class ModelRunner {
   private attentionBatch: AttentionBatch | undefined;
   private samplingBatch: SamplingBatch | undefined;
   private logitBiasBatch: LogitBiasBatch | null = null;
+  private tokenMaskBatch: TokenMaskBatch | null = null;
 
   constructor(
     readonly rt: KernelRuntime,
@@ -85,7 +89,7 @@ export class ModelRunner {
   async step(seqs: readonly RunnerSequence[]): Promise<StepResult | null> {
     const prepared = this.prepare(seqs, false);
     if (!prepared) return null;
-    const { rec, samplingRows, sequenceIndex, logitBiases } = prepared;
+    const { rec, samplingRows, sequenceIndex, logitBiases, tokenMasks } = prepared;
     if (samplingRows.length === 0) {
       await rec.submit();
       return null;
@@ -95,6 +99,9 @@ export class ModelRunner {
     const vocab = this.model.shape.vocabSize;
     const bias = (this.logitBiasBatch = prepareLogitBias(rt, logitBiases, vocab, this.logitBiasBatch));
     if (bias) addLogitBias(rt, rec, buffers.logits, vocab, bias);
+    // after the bias: a mask is the last word on which tokens may be drawn
+    const masks = (this.tokenMaskBatch = prepareTokenMasks(rt, tokenMasks, vocab, this.tokenMaskBatch));
+    if (masks) applyTokenMasks(rt, rec, buffers.logits, vocab, masks);
     sample(rt, rec, { logits: buffers.logits, vocab: this.model.shape.vocabSize, batch, counts: this.counts, out: this.sampleOut });
     if (batch.maxSlot >= 0) this.counts.recordSampled(rec, this.sampleOut.tokenIds, batch.slots, batch.rows);
     rec.submitSync();
@@ -129,6 +136,7 @@ export class ModelRunner {
     const sequenceIndex: number[] = [];
     const samplingRows: SamplingRow[] = [];
     const logitBiases: (RowLogitBias | undefined)[] = [];
+    const tokenMasks: (Uint32Array | undefined)[] = [];
     const attnSeqs = [];
     let row = 0;
     for (let i = 0; i < seqs.length; i++) {
@@ -151,6 +159,7 @@ export class ModelRunner {
         // the random draw of the token at absolute position kvLen
         samplingRows.push({ ...q.sampling, position: kvLen });
         logitBiases.push(q.logitBias);
+        tokenMasks.push(q.tokenMask);
       }
     }
     if (sampleRows.length > options.maxSampleRows)
@@ -181,7 +190,7 @@ export class ModelRunner {
       sampleRows: buffers.sampleRows,
       attention: this.attentionBatch,
     });
-    return { rec, rows, samplingRows, sequenceIndex, logitBiases };
+    return { rec, rows, samplingRows, sequenceIndex, logitBiases, tokenMasks };
   }
 
   destroy(): void {

@@ -6,7 +6,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { GrammarAutomaton, REJECTED, type AutomatonState } from '../../../src/engine/constraints/automaton.js';
-import { MAX_WHITESPACE_RUN } from '../../../src/engine/constraints/json-rules.js';
+import { MAX_INDENT } from '../../../src/engine/constraints/json-rules.js';
 import { compileJsonSchema } from '../../../src/engine/constraints/json-schema.js';
 import { jsonObjectGrammar } from '../../../src/engine/constraints/response-format.js';
 import { Rng } from '../../helpers/random.js';
@@ -28,14 +28,14 @@ function run(automaton: GrammarAutomaton, bytes: Uint8Array): PrefixVerdict {
 }
 
 const reference = (bytes: Uint8Array, topLevelObject = false): PrefixVerdict =>
-  checkJsonPrefix(bytes, { maxWsRun: MAX_WHITESPACE_RUN, topLevelObject });
+  checkJsonPrefix(bytes, { maxIndent: MAX_INDENT, topLevelObject });
 
 describe('JSON automaton', () => {
   it('accepts every text of a random corpus, and every prefix of one as incomplete', () => {
     const rng = new Rng(2024);
     for (let n = 0; n < 400; n++) {
       const value = randomJson(rng, 4);
-      const texts = [JSON.stringify(value), JSON.stringify(value, null, 2), writeJson(rng, value, MAX_WHITESPACE_RUN)];
+      const texts = [JSON.stringify(value), JSON.stringify(value, null, 2), writeJson(rng, value, MAX_INDENT)];
       for (const text of texts) {
         expect(JSON.parse(text)).toEqual(value);
         const bytes = enc.encode(text);
@@ -49,13 +49,20 @@ describe('JSON automaton', () => {
   it('json_object mode: objects are accepted, any other top-level value is refused at its first byte', () => {
     const rng = new Rng(7);
     for (let n = 0; n < 200; n++) {
-      const text = writeJson(rng, randomObject(rng), MAX_WHITESPACE_RUN);
+      const text = writeJson(rng, randomObject(rng), MAX_INDENT);
       expect(run(objectOnly, enc.encode(text)), text).toEqual({ status: 'complete' });
     }
-    for (const text of ['[]', '"x"', '1', 'true', 'null', '  [']) {
+    for (const [text, at] of [
+      ['[]', 0],
+      ['"x"', 0],
+      ['1', 0],
+      ['true', 0],
+      ['null', 0],
+      [' [', 1],
+    ] as const) {
       const bytes = enc.encode(text);
-      expect(run(objectOnly, bytes)).toEqual({ status: 'rejected', at: text.trimStart() === text ? 0 : 2 });
-      expect(run(objectOnly, bytes)).toEqual(reference(bytes, true));
+      expect(run(objectOnly, bytes)).toEqual({ status: 'rejected', at });
+      expect(reference(bytes, true)).toEqual({ status: 'rejected', at });
     }
   });
 
@@ -125,10 +132,20 @@ describe('JSON automaton', () => {
     ).toEqual({ status });
   });
 
-  it(`allows runs of up to ${MAX_WHITESPACE_RUN} whitespace bytes between tokens, not one more`, () => {
-    const run24 = ' \n\t\r'.repeat(MAX_WHITESPACE_RUN).slice(0, MAX_WHITESPACE_RUN);
-    expect(run(anyValue, enc.encode(`${run24}[${run24}1${run24},${run24}2${run24}]`))).toEqual({ status: 'complete' });
-    const text = `[1,${run24} 2]`;
-    expect(run(anyValue, enc.encode(text))).toEqual({ status: 'rejected', at: 3 + MAX_WHITESPACE_RUN });
+  it(`allows one space, or a newline and up to ${MAX_INDENT} spaces or tabs, between tokens; nothing more`, () => {
+    const indent = '\n' + ' \t'.repeat(MAX_INDENT).slice(0, MAX_INDENT);
+    expect(run(anyValue, enc.encode(`${indent}[ 1${indent},\n2 ]`))).toEqual({ status: 'complete' });
+    for (const [text, at] of [
+      [`[1,${indent} 2]`, 3 + 1 + MAX_INDENT],
+      ['[1,  2]', 4],
+      ['[1,\n\n2]', 4],
+      ['[1,\t2]', 3],
+      ['[1,\r\n2]', 3],
+      [' \n[]', 1],
+    ] as const) {
+      const bytes = enc.encode(text);
+      expect(run(anyValue, bytes), JSON.stringify(text)).toEqual({ status: 'rejected', at });
+      expect(reference(bytes)).toEqual({ status: 'rejected', at });
+    }
   });
 });

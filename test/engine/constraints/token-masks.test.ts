@@ -127,7 +127,8 @@ describe('token masks', () => {
     for (const state of states) {
       const got = walked(automaton, trie, tokens.count, state);
       expect(got).toEqual(bruteForce(automaton, tokens, state));
-      expect(got.size).toBeGreaterThan(0);
+      // nothing but EOS (not a byte string) only once the object is whole
+      expect(got.size > 0 || automaton.isComplete(state)).toBe(true);
     }
   });
 
@@ -136,7 +137,7 @@ describe('token masks', () => {
     const constraints = new ResponseFormatConstraints({ vocabulary: byteVocabulary, vocabSize: 257, eosTokenIds: [eos] });
     const c = constraints.constraint(constraints.compile({ type: 'json_object' })!);
     const allowed = (): number[] => [...Array(257).keys()].filter((id) => (c.mask()[id >>> 5]! >>> (id & 31)) & 1);
-    expect(allowed()).toEqual([0x09, 0x0a, 0x0d, 0x20, 0x7b]);
+    expect(allowed()).toEqual([0x0a, 0x20, 0x7b]);
     for (const b of enc.encode('{"a": [1, 2')) c.accept(b);
     expect(allowed()).not.toContain(eos);
     for (const b of enc.encode(']}')) c.accept(b);
