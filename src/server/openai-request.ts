@@ -1,5 +1,5 @@
 import { AutoGlmError } from '../errors.js';
-import type { GenerateRequest, SamplingParams } from '../engine/types.js';
+import type { GenerateRequest, ResponseFormat, SamplingParams } from '../engine/types.js';
 import type { ServerLimits } from './options.js';
 import { withoutUndefined } from '../without-undefined.js';
 
@@ -19,13 +19,23 @@ export interface CommonBody {
   frequency_penalty?: number | null;
   seed?: number | null;
   logit_bias?: Record<string, number> | null;
-  response_format?: { type: string } | null;
+  /** Shape checked by the route schema (schemas.ts); the JSON Schema itself by the engine. */
+  response_format?: ResponseFormatBody | null;
   stop?: string | string[] | null;
   stop_token_ids?: number[] | null;
   ignore_eos?: boolean | null;
   return_token_ids?: boolean | null;
   resume_token_ids?: number[] | null;
 }
+
+/** OpenAI's response_format, as the route schema lets it through. */
+export type ResponseFormatBody =
+  | { type: 'text' }
+  | { type: 'json_object' }
+  | {
+      type: 'json_schema';
+      json_schema: { name: string; schema: Record<string, unknown> | boolean; strict?: boolean | null; description?: string };
+    };
 
 /** What a handler needs to build one GenerateRequest per choice. */
 export interface CommonParams {
@@ -39,6 +49,8 @@ export interface CommonParams {
   ignoreEos: boolean;
   returnTokenIds: boolean;
   resumeTokenIds: number[] | undefined;
+  /** JSON output enforced token by token (undefined: free text). */
+  responseFormat: ResponseFormat | undefined;
 }
 
 export function parseCommon(body: CommonBody, maxTokens: number | null | undefined, limits: ServerLimits): CommonParams {
@@ -49,16 +61,6 @@ export function parseCommon(body: CommonBody, maxTokens: number | null | undefin
   const resume = body.resume_token_ids ?? undefined;
   if (resume && resume.length > 0 && n !== 1)
     throw new AutoGlmError('invalid_request', 'resume_token_ids requires n = 1.', { param: 'resume_token_ids' });
-  const format = body.response_format?.type;
-  // Silently answering free text to a client that asked for JSON would break it later and
-  // more confusingly; say so now.
-  if (format !== undefined && format !== 'text') {
-    throw new AutoGlmError(
-      'invalid_request',
-      `response_format type '${format.slice(0, 40)}' is not supported: this server has no constrained decoding (only 'text').`,
-      { param: 'response_format' },
-    );
-  }
   const topK = body.top_k ?? undefined;
   const sampling: SamplingParams = withoutUndefined({
     temperature: body.temperature ?? undefined,
@@ -84,7 +86,19 @@ export function parseCommon(body: CommonBody, maxTokens: number | null | undefin
     ignoreEos: body.ignore_eos === true,
     returnTokenIds: body.return_token_ids === true,
     resumeTokenIds: resume && resume.length > 0 ? resume : undefined,
+    responseFormat: responseFormatOf(body.response_format),
   };
+}
+
+/**
+ * The engine's form of response_format. json_schema's `strict` is accepted and changes
+ * nothing: the schema is always enforced, and one this server cannot enforce is refused
+ * (by the engine, naming the keyword) rather than loosened.
+ */
+function responseFormatOf(format: ResponseFormatBody | null | undefined): ResponseFormat | undefined {
+  if (!format || format.type === 'text') return undefined;
+  if (format.type === 'json_object') return { type: 'json_object' };
+  return { type: 'json_schema', schema: format.json_schema.schema };
 }
 
 /**
@@ -149,6 +163,7 @@ export function choiceRequest(
     logprobs: extra.logprobs || undefined,
     topLogprobs: extra.logprobs ? extra.topLogprobs : undefined,
     resumeTokenIds: params.resumeTokenIds,
+    responseFormat: params.responseFormat,
     requestId: extra.requestId,
   }) as GenerateRequest & { prompt: number[] };
 }

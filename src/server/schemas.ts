@@ -32,11 +32,31 @@ const commonProperties = {
     maxProperties: 1024,
     additionalProperties: { type: 'number', minimum: -100, maximum: 100 },
   },
-  // only 'text': json_object / json_schema need constrained decoding (refused by name in parseCommon)
+  // json_object / json_schema are enforced by constrained decoding; the engine checks the schema's keywords
   response_format: {
-    type: nullable('object'),
-    required: ['type'],
-    properties: { type: { type: 'string' } },
+    description:
+      "null, {type: 'text'}, {type: 'json_object'} or {type: 'json_schema', json_schema: {name: string, schema: object, strict?: boolean}}",
+    anyOf: [
+      { type: 'null' },
+      { type: 'object', required: ['type'], properties: { type: { enum: ['text', 'json_object'] } } },
+      {
+        type: 'object',
+        required: ['type', 'json_schema'],
+        properties: {
+          type: { const: 'json_schema' },
+          json_schema: {
+            type: 'object',
+            required: ['name', 'schema'],
+            properties: {
+              name: { type: 'string', minLength: 1, maxLength: 64 },
+              description: { type: 'string' },
+              schema: { type: ['object', 'boolean'] },
+              strict: { type: nullable('boolean') },
+            },
+          },
+        },
+      },
+    ],
   },
   stop: {
     description: 'null, a string, or an array of at most 16 non-empty strings',
