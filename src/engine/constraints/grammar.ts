@@ -40,7 +40,14 @@ interface BuildNode {
   calls: CallEdge[];
   eps: NodeId[];
   final: boolean;
+  /** Characters a string may still take here, when the node is inside a JSON string (see stringContent). */
+  stringRoom?: number;
 }
+
+/** Grammar.stringRoom of a node that is not inside a string. */
+export const NOT_IN_STRING = -1;
+/** Grammar.stringRoom of an unbounded string. */
+export const UNBOUNDED_STRING_ROOM = 0x7fffffff;
 
 /** Largest grammar a builder makes by default: a JSON Schema compiles to far fewer nodes. */
 export const DEFAULT_MAX_GRAMMAR_NODES = 250_000;
@@ -103,6 +110,17 @@ export class GrammarBuilder {
     this.nodes[node]!.final = true;
   }
 
+  /**
+   * Declares the node a place between characters of a JSON string's content where up to
+   * `room` more characters may come (Infinity: any number), every one of them allowed save
+   * '"', '\\' and control characters, and none changing anything but the count. Mask walks
+   * use it to allow the vocabulary's plain-text tokens at once instead of byte by byte
+   * (mask-walk.ts); the token-mask tests hold it to the byte-level truth.
+   */
+  stringContent(node: NodeId, room: number): void {
+    this.nodes[node]!.stringRoom = room;
+  }
+
   build(start: NodeId): Grammar {
     return new Grammar(this.nodes, start);
   }
@@ -115,6 +133,8 @@ export class Grammar {
   readonly nodeCount: number;
   /** 1 where a rule may end at the node (epsilons and empty calls followed). */
   readonly final: Uint8Array;
+  /** Per node: characters a string may still take there (see GrammarBuilder.stringContent), or NOT_IN_STRING. */
+  readonly stringRoom: Int32Array;
   /** Lists of moves that table entries index. */
   readonly moveLists: Move[][] = [];
   private readonly tables: (Int32Array | undefined)[];
@@ -130,6 +150,9 @@ export class Grammar {
     this.nodeCount = nodes.length;
     this.tables = new Array<Int32Array | undefined>(nodes.length);
     this.final = finalClosure(nodes);
+    this.stringRoom = Int32Array.from(nodes, (n) =>
+      n.stringRoom === undefined ? NOT_IN_STRING : Math.min(n.stringRoom, UNBOUNDED_STRING_ROOM),
+    );
     checkNoLeftRecursion(nodes, this.final);
     this.productive = productiveNodes(nodes, this.final);
     if (!this.productive[start])

@@ -204,6 +204,7 @@ export class JsonRules {
     for (let k = 0; k <= top; k++) {
       if (k >= min) g.byte(content[k]!, QUOTE, end);
       if (k < max) this.character(content[k]!, content[Math.min(k + 1, top)]!);
+      g.stringContent(content[k]!, max - k);
     }
     this.strings.set(key, start);
     return start;

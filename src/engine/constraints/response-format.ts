@@ -16,6 +16,7 @@ import { compileJsonSchema } from './json-schema.js';
 import { MaskCache } from './mask-cache.js';
 import { tokenBytesOf, type VocabularySource } from './token-bytes.js';
 import { TokenConstraint, type CompiledFormat, type ConstraintVocabulary } from './token-constraint.js';
+import { stringTokensOf } from './string-tokens.js';
 import { buildTokenTrie } from './token-trie.js';
 
 export interface ResponseFormatOptions {
@@ -94,6 +95,7 @@ export class ResponseFormatConstraints {
     return {
       tokens,
       trie: buildTokenTrie(tokens),
+      strings: stringTokensOf(tokens),
       eosTokenIds,
       masks: new MaskCache(this.options.maskCacheBytes ?? 64 * 1024 * 1024),
     };

