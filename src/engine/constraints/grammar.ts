@@ -49,8 +49,13 @@ export const NOT_IN_STRING = -1;
 /** Grammar.stringRoom of an unbounded string. */
 export const UNBOUNDED_STRING_ROOM = 0x7fffffff;
 
-/** Largest grammar a builder makes by default: a JSON Schema compiles to far fewer nodes. */
-export const DEFAULT_MAX_GRAMMAR_NODES = 250_000;
+/**
+ * Largest grammar a builder makes by default. Practical schemas compile to a few thousand
+ * nodes; compiling runs on the engine's thread at admission, and 100k nodes (an object of
+ * 300 optional properties, or eight strings of different maxLength near 1024) take about
+ * 0.4 s on one CPU core.
+ */
+export const DEFAULT_MAX_GRAMMAR_NODES = 100_000;
 
 /** A grammar that cannot be used: the message says why, for the client whose schema it came from. */
 export class GrammarError extends AutoGlmError {
@@ -214,38 +219,56 @@ function moveKey(top: NodeId, returns: readonly NodeId[]): string {
 
 /** final(n) = marked final, or an epsilon or an empty call leads to a final node. */
 function finalClosure(nodes: readonly BuildNode[]): Uint8Array {
-  const final = Uint8Array.from(nodes, (n) => (n.final ? 1 : 0));
-  for (let changed = true; changed;) {
-    changed = false;
-    nodes.forEach((n, i) => {
-      if (final[i]) return;
-      if (n.eps.some((t) => final[t]) || n.calls.some((c) => final[c.rule] && final[c.ret])) {
-        final[i] = 1;
-        changed = true;
-      }
-    });
-  }
-  return final;
+  return leastFixpoint(
+    nodes,
+    (n) => n.final,
+    (n, set) => n.eps.some((t) => set[t]) || n.calls.some((c) => set[c.rule] && set[c.ret]),
+    (n) => [...n.eps, ...n.calls.flatMap((c) => [c.rule, c.ret])],
+  );
 }
 
 /** Nodes from which the rule can be finished (after any calls in between finish). */
 function productiveNodes(nodes: readonly BuildNode[], final: Uint8Array): Uint8Array {
-  const productive = Uint8Array.from(final);
-  for (let changed = true; changed;) {
-    changed = false;
-    nodes.forEach((n, i) => {
-      if (productive[i]) return;
-      if (
-        n.bytes.some((e) => productive[e.to]) ||
-        n.eps.some((t) => productive[t]) ||
-        n.calls.some((c) => productive[c.rule] && productive[c.ret])
-      ) {
-        productive[i] = 1;
-        changed = true;
-      }
-    });
+  return leastFixpoint(
+    nodes,
+    (_, i) => final[i] === 1,
+    (n, set) => n.bytes.some((e) => set[e.to]) || n.eps.some((t) => set[t]) || n.calls.some((c) => set[c.rule] && set[c.ret]),
+    (n) => [...n.bytes.map((e) => e.to), ...n.eps, ...n.calls.flatMap((c) => [c.rule, c.ret])],
+  );
+}
+
+/**
+ * The smallest set of nodes holding the seeds and closed under `holds`, by a worklist: a
+ * node is looked at again only when a node it depends on joins the set, so the cost is
+ * linear in the edges (sweeping all nodes until nothing changes took one sweep per step of
+ * the longest chain, quadratic for a string with a large maxLength).
+ */
+function leastFixpoint(
+  nodes: readonly BuildNode[],
+  seed: (n: BuildNode, i: number) => boolean,
+  holds: (n: BuildNode, set: Uint8Array) => boolean,
+  dependsOn: (n: BuildNode) => NodeId[],
+): Uint8Array {
+  const set = new Uint8Array(nodes.length);
+  const dependents: NodeId[][] = nodes.map(() => []);
+  nodes.forEach((n, i) => {
+    for (const d of dependsOn(n)) dependents[d]!.push(i);
+  });
+  const work: NodeId[] = [];
+  nodes.forEach((n, i) => {
+    if (seed(n, i)) {
+      set[i] = 1;
+      work.push(i);
+    }
+  });
+  while (work.length > 0) {
+    for (const i of dependents[work.pop()!]!) {
+      if (set[i] || !holds(nodes[i]!, set)) continue;
+      set[i] = 1;
+      work.push(i);
+    }
   }
-  return productive;
+  return set;
 }
 
 /**

@@ -114,7 +114,8 @@ export class JsonRules {
     const start = g.node();
     const end = g.node();
     g.accept(end);
-    const requiredAfter = (i: number): boolean => properties.some((p, j) => j > i && p.required);
+    const lastRequired = properties.map((p) => p.required).lastIndexOf(true);
+    const requiredAfter = (i: number): boolean => lastRequired > i;
     /** Properties that may come next after property i: up to and including the first required one. */
     const candidates = (i: number): number[] => {
       const out: number[] = [];
@@ -133,12 +134,13 @@ export class JsonRules {
       g.call(value, p.value, this.ws(afterValue[j]!));
       return this.ws(colon);
     });
-    const keyChoice = (i: number): NodeId => {
+    const keyBytes = properties.map((p) => [...jsonStringBytes(p.name).subarray(1)]);
+    const keyChoice = (next: readonly number[]): NodeId => {
       const root = g.node();
       this.trie(
         root,
-        candidates(i).map((j) => [...jsonStringBytes(properties[j]!.name).subarray(1)]),
-        (index) => valueNode[candidates(i)[index]!]!,
+        next.map((j) => keyBytes[j]!),
+        (index) => valueNode[next[index]!]!,
       );
       return root;
     };
@@ -147,12 +149,13 @@ export class JsonRules {
     for (let i = -1; i < n; i++) {
       const at = i < 0 ? opening : afterValue[i]!;
       if (!requiredAfter(i)) g.byte(at, 0x7d, end);
-      if (candidates(i).length === 0) continue;
-      if (i < 0) g.byte(at, QUOTE, keyChoice(i));
+      const next = candidates(i);
+      if (next.length === 0) continue;
+      if (i < 0) g.byte(at, QUOTE, keyChoice(next));
       else {
-        const next = g.node();
-        g.byte(at, 0x2c, this.ws(next));
-        g.byte(next, QUOTE, keyChoice(i));
+        const comma = g.node();
+        g.byte(at, 0x2c, this.ws(comma));
+        g.byte(comma, QUOTE, keyChoice(next));
       }
     }
     return start;

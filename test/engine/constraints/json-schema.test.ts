@@ -201,6 +201,7 @@ describe('JSON Schema constraints', () => {
     [{ anyOf: [{ type: 'string' }], type: 'string' }, /'anyOf' combined with 'type'/],
     [{ type: 'object', properties: { self: { $ref: '#' } }, required: ['self'] }, /no finite JSON value/],
     [{ $defs: { a: { $ref: '#/$defs/a' } }, $ref: '#/$defs/a' }, /refers to itself/],
+    [{ type: 'object', properties: Object.fromEntries(Array.from({ length: 400 }, (_, i) => [`p${i}`, { type: 'string' }])) }, /too large/],
   ])('%j is refused with a 400 naming the problem', (schema, message) => {
     let err: unknown;
     try {
