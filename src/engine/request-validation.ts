@@ -170,12 +170,29 @@ function validateResponseFormatShape(format: unknown): void {
   if (format === undefined) return;
   if (!isRecord(format)) throw invalid('response_format', `response_format must be an object, got ${describe(format)}`);
   const type = format.type;
+  if (type === 'tool_calls') return validateToolCallsShape(format);
   if (type !== 'text' && type !== 'json_object' && type !== 'json_schema') {
     throw invalid('response_format', `response_format type must be 'text', 'json_object' or 'json_schema', got ${describe(type)}`);
   }
   if (type === 'json_schema' && !(isRecord(format.schema) || typeof format.schema === 'boolean')) {
     throw invalid('response_format', `response_format json_schema needs a schema (an object or a boolean), got ${describe(format.schema)}`);
   }
+}
+
+/** The server's tool-call constraint (types.ts's ToolCallsFormat); its schemas are the compiler's to judge. */
+function validateToolCallsShape(format: Record<string, unknown>): void {
+  if (format.syntax !== 'hermes' && format.syntax !== 'llama3_json')
+    throw invalid('response_format', `tool_calls syntax must be 'hermes' or 'llama3_json', got ${describe(format.syntax)}`);
+  if (typeof format.parallel !== 'boolean') throw invalid('response_format', 'tool_calls needs parallel (a boolean)');
+  if (format.forcedName !== undefined && typeof format.forcedName !== 'string')
+    throw invalid('tool_choice', `the forced function name must be a string, got ${describe(format.forcedName)}`);
+  const tools = format.tools;
+  if (!Array.isArray(tools) || tools.length === 0) throw invalid('tools', 'tool_calls needs a non-empty list of tools');
+  tools.forEach((t: unknown, i) => {
+    if (!isRecord(t) || typeof t.name !== 'string') throw invalid('tools', `tools.${i} needs a name (a string)`);
+    if (t.parameters !== undefined && !(isRecord(t.parameters) || typeof t.parameters === 'boolean'))
+      throw invalid(`tools.${i}.function.parameters`, `tools.${i}.function.parameters must be an object, got ${describe(t.parameters)}`);
+  });
 }
 
 function describe(v: unknown): string {

@@ -38,7 +38,30 @@ export interface SamplingParams {
  * generation ends by itself; a max_tokens cut or a stop string can still leave it unfinished.
  */
 export type ResponseFormat =
-  { type: 'text' } | { type: 'json_object' } | { type: 'json_schema'; schema: Record<string, unknown> | boolean };
+  { type: 'text' } | { type: 'json_object' } | { type: 'json_schema'; schema: Record<string, unknown> | boolean } | ToolCallsFormat;
+
+/** The call syntaxes a tool-call constraint can write (the server's tool-call parsers read them back). */
+export type ToolCallSyntax = 'hermes' | 'llama3_json';
+
+/**
+ * Not an OpenAI response_format: the server sets it for tool_choice 'required' or a named
+ * function, so that the output is nothing but tool calls in the model's own syntax, then
+ * EOS (src/engine/constraints/tool-call-grammar.ts). hermes: `<tool_call>\n{"name": ...,
+ * "arguments": ...}\n</tool_call>` blocks separated by '\n'; llama3_json: `{"name": ...,
+ * "parameters": ...}` objects separated by '; '. Each call's arguments follow its tool's
+ * parameters schema (any JSON object when it has none); a schema that cannot be enforced is
+ * an invalid_request naming `tools.N.function.parameters`, N its place in `tools`.
+ */
+export interface ToolCallsFormat {
+  type: 'tool_calls';
+  syntax: ToolCallSyntax;
+  /** The request's tools, in its order (error messages name them by index). */
+  tools: { name: string; parameters?: Record<string, unknown> | boolean }[];
+  /** Only this tool may be called (a named tool_choice); absent: any of them. */
+  forcedName?: string;
+  /** More than one call allowed (OpenAI's parallel_tool_calls). */
+  parallel: boolean;
+}
 
 export interface GenerateRequest {
   /** Text (no template applied), chat messages (chat template applied), or token ids. */

@@ -84,6 +84,7 @@ describe('400: invalid parameters, each named', () => {
     [{ function_call: 'auto' }, 'function_call'],
     [{ tool_choice: 'sometimes' }, 'tool_choice'],
     [{ parallel_tool_calls: 'yes' }, 'parallel_tool_calls'],
+    // a call required (or a function named) with no tools to call
     [{ tool_choice: 'required' }, 'tool_choice'],
     [{ tool_choice: { type: 'function', function: { name: 'f' } } }, 'tool_choice'],
     [{ tools: [{ type: 'function', function: { name: 'f' } }] }, 'tools'],

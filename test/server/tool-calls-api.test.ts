@@ -396,12 +396,19 @@ describe('resume (resume_token_ids, as the gateway sends them)', () => {
         max_tokens: 3,
       });
       expect(asText.choices[0]!.message.content).toBe(CALLS.slice(0, 3).join(''));
-      const required = await postJson(
-        `${url}/v1/chat/completions`,
-        { model: MODEL, messages: ASK, tools: TOOLS, tool_choice: 'required' },
-        {},
-      );
-      expect([required.status, (required.json.error as { param: string }).param]).toEqual([400, 'tool_choice']);
+      const named = await viaGateway.chat.completions.create({
+        model: MODEL,
+        messages: ASK,
+        tools: BOUNDED_TOOLS,
+        tool_choice: { type: 'function', function: { name: 'get_time' } },
+        parallel_tool_calls: false,
+        temperature: 0,
+        // @ts-expect-error server extension
+        chat_template_kwargs: PLAIN_ASK.chat_template_kwargs,
+      });
+      expect(
+        withoutIds(named.choices[0]!.message.tool_calls as { function: { name: string; arguments: string } }[]).map((c) => c.name),
+      ).toEqual(['get_time']);
     } finally {
       await gateway?.close();
       await a.close();
@@ -410,15 +417,134 @@ describe('resume (resume_token_ids, as the gateway sends them)', () => {
   });
 });
 
+/**
+ * The scripted model's tokens outside its scripts all have logit 0, so under the constraint
+ * greedy decoding takes the lowest allowed id (bytes before added tokens): a string runs to
+ * its maxLength, and after a closing tag '\n' (another call) wins over EOS unless parallel
+ * calls are off. These tools are bounded so that every call ends.
+ */
+const BOUNDED_TOOLS = [
+  {
+    type: 'function' as const,
+    function: {
+      name: 'get_weather',
+      parameters: { type: 'object', properties: { city: { type: 'string', maxLength: 12 } }, required: ['city'] },
+    },
+  },
+  {
+    type: 'function' as const,
+    function: { name: 'get_time', parameters: { type: 'object', properties: { tz: { enum: ['CET', 'UTC'] } }, required: ['tz'] } },
+  },
+];
+/** The plain-text script: without a forced call the answer is content. */
+const PLAIN_ASK = { messages: ASK, tools: BOUNDED_TOOLS, chat_template_kwargs: { script: '<|script:plain|>' }, temperature: 0 };
+
+/** Checks a call's arguments against BOUNDED_TOOLS' schemas by hand (the schemas are small). */
+function expectValidArguments(call: { name: string; arguments: string }): void {
+  const args = JSON.parse(call.arguments) as Record<string, unknown>;
+  if (call.name === 'get_weather') {
+    expect(Object.keys(args)).toEqual(['city']);
+    expect(typeof args.city === 'string' && [...args.city].length <= 12).toBe(true);
+  } else {
+    expect(call.name).toBe('get_time');
+    expect(args).toEqual({ tz: expect.stringMatching(/^(CET|UTC)$/) });
+  }
+}
+
+describe("tool_choice 'required' and a named function: the output is constrained to calls", () => {
+  type Completion = {
+    message: { content: string | null; tool_calls?: { function: { name: string; arguments: string } }[] };
+    finish_reason: string;
+  };
+  const complete = async (extra: Record<string, unknown>): Promise<Completion> => {
+    const r = await postJson(`${running.url}/v1/chat/completions`, { model: MODEL, ...PLAIN_ASK, ...extra });
+    expect(r.status, JSON.stringify(r.json)).toBe(200);
+    return (r.json.choices as Completion[])[0]!;
+  };
+
+  test("'auto' answers in text; 'required' gives one call whose arguments fit the tool's schema", async () => {
+    const auto = await complete({ tool_choice: 'auto' });
+    expect([auto.message.content, auto.message.tool_calls ?? [], auto.finish_reason]).toEqual([PLAIN.slice(0, -1).join(''), [], 'stop']);
+    const required = await complete({ tool_choice: 'required', parallel_tool_calls: false });
+    expect(required.finish_reason).toBe('tool_calls');
+    expect(required.message.content).toBeNull();
+    const calls = withoutIds(required.message.tool_calls);
+    expect(calls).toHaveLength(1);
+    expectValidArguments(calls[0]!);
+  });
+
+  test('a named function is the one called (with the openai client)', async () => {
+    const r = await client.chat.completions.create({
+      model: MODEL,
+      messages: ASK,
+      tools: BOUNDED_TOOLS,
+      tool_choice: { type: 'function', function: { name: 'get_weather' } },
+      parallel_tool_calls: false,
+      temperature: 0,
+      // @ts-expect-error server extension
+      chat_template_kwargs: PLAIN_ASK.chat_template_kwargs,
+    });
+    const calls = withoutIds(r.choices[0]!.message.tool_calls as { function: { name: string; arguments: string } }[]);
+    expect(calls.map((c) => c.name)).toEqual(['get_weather']);
+    expectValidArguments(calls[0]!);
+    expect(r.choices[0]!.finish_reason).toBe('tool_calls');
+  });
+
+  test('parallel calls allowed: more than one call may come (here until max_tokens); every one is valid', async () => {
+    const r = await complete({ tool_choice: 'required', max_tokens: 400 });
+    const calls = withoutIds(r.message.tool_calls);
+    expect(calls.length).toBeGreaterThan(1);
+    for (const call of calls) expectValidArguments(call);
+    expect(r.finish_reason).toBe('length');
+  });
+
+  test('streamed, and resumed from inside the call: the same single call', async () => {
+    const body = { ...PLAIN_ASK, tool_choice: { type: 'function', function: { name: 'get_time' } }, parallel_tool_calls: false };
+    const full = await stream(running.url, { ...body, return_token_ids: true });
+    expect(full.finish).toBe('tool_calls');
+    expect(full.content).toBe('');
+    expect(full.calls.map((c) => c.function.name)).toEqual(['get_time']);
+    expectValidArguments(full.calls[0]!.function);
+    const ids = full.tokenIds;
+    for (const cut of [1, Math.floor(ids.length / 2), ids.length - 2]) {
+      const after = await stream(running.url, { ...body, return_token_ids: true, resume_token_ids: ids.slice(0, cut) });
+      expect(
+        after.calls.map((c) => [c.index, c.function]),
+        `cut ${cut}`,
+      ).toEqual([[0, full.calls[0]!.function]]);
+      expect(after.finish).toBe('tool_calls');
+      expect([...ids.slice(0, cut), ...after.tokenIds]).toEqual(ids);
+    }
+  });
+});
+
 describe('refused, naming the parameter', () => {
   test.each([
-    ['required', "tool_choice 'required'"],
-    [{ type: 'function', function: { name: 'get_weather' } }, "naming a function ('get_weather')"],
-  ])('tool_choice %j needs constrained decoding: 400', async (toolChoice, phrase) => {
-    const r = await postJson(`${running.url}/v1/chat/completions`, { model: MODEL, messages: ASK, tools: TOOLS, tool_choice: toolChoice });
+    ['required', undefined, 'tool_choice', "tool_choice 'required' needs tools"],
+    [{ type: 'function', function: { name: 'get_weather' } }, undefined, 'tool_choice', "naming a function ('get_weather') needs tools"],
+    [{ type: 'function', function: { name: 'get_date' } }, TOOLS, 'tool_choice', 'no tool of that name'],
+    [
+      'required',
+      [{ type: 'function', function: { name: 'f', parameters: { type: 'string', format: 'date' } } }],
+      'tools.0.function.parameters',
+      "'format'",
+    ],
+  ])('tool_choice %j with tools %j: 400 naming %s', async (toolChoice, tools, param, phrase) => {
+    const r = await postJson(`${running.url}/v1/chat/completions`, { model: MODEL, messages: ASK, tools, tool_choice: toolChoice });
     expect(r.status).toBe(400);
-    expect(r.json.error).toMatchObject({ code: 'invalid_request', param: 'tool_choice' });
+    expect(r.json.error).toMatchObject({ code: 'invalid_request', param });
     expect((r.json.error as { message: string }).message).toContain(phrase);
+  });
+
+  test('a call required and response_format json_* at once: 400 naming response_format', async () => {
+    const r = await postJson(`${running.url}/v1/chat/completions`, {
+      model: MODEL,
+      ...PLAIN_ASK,
+      tool_choice: 'required',
+      response_format: { type: 'json_object' },
+    });
+    expect(r.status).toBe(400);
+    expect(r.json.error).toMatchObject({ param: 'response_format', message: expect.stringContaining('tool_choice') });
   });
 
   test("--tool-call-parser none with tool_choice 'auto': 400 (calls could not be read), 'none' still works", async () => {

@@ -57,10 +57,13 @@ export const UNBOUNDED_STRING_ROOM = 0x7fffffff;
  */
 export const DEFAULT_MAX_GRAMMAR_NODES = 100_000;
 
-/** A grammar that cannot be used: the message says why, for the client whose schema it came from. */
+/**
+ * A grammar that cannot be used: the message says why, for the client whose schema it came
+ * from; `param` names where the schema was sent (a tool's parameters, or response_format).
+ */
 export class GrammarError extends AutoGlmError {
-  constructor(message: string) {
-    super('invalid_request', message, { param: 'response_format' });
+  constructor(message: string, param = 'response_format') {
+    super('invalid_request', message, { param });
   }
 }
 

@@ -61,9 +61,8 @@ export const SUPPORTED_SCHEMA_KEYWORDS = [...STRUCTURAL].join(', ');
 
 type Schema = Record<string, unknown>;
 
-function refuse(path: string, message: string): GrammarError {
-  return new GrammarError(`response_format: ${message} (at ${path})`);
-}
+/** Where a schema came from, for errors: `response_format`, or a tool's `tools.N.function.parameters`. */
+const RESPONSE_FORMAT = 'response_format';
 
 function isRecord(v: unknown): v is Schema {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -72,8 +71,15 @@ function isRecord(v: unknown): v is Schema {
 /** The grammar of one JSON value valid under `schema` (an object or a boolean). */
 export function compileJsonSchema(schema: unknown): Grammar {
   const rules = new JsonRules();
-  const compiler = new SchemaCompiler(schema, rules);
-  return rules.document(compiler.compile(schema, '#'));
+  return rules.document(schemaRule(rules, schema, RESPONSE_FORMAT));
+}
+
+/**
+ * The rule of one value valid under `schema`, among other rules of the same builder (a tool
+ * call's arguments inside the call's envelope). Refusals name `param`, where the schema was sent.
+ */
+export function schemaRule(rules: JsonRules, schema: unknown, param: string): NodeId {
+  return new SchemaCompiler(schema, rules, param).compile(schema, '#');
 }
 
 class SchemaCompiler {
@@ -82,12 +88,17 @@ class SchemaCompiler {
   constructor(
     private readonly root: unknown,
     private readonly rules: JsonRules,
+    private readonly param: string,
   ) {}
+
+  private refuse(path: string, message: string): GrammarError {
+    return new GrammarError(`${this.param}: ${message} (at ${path})`, this.param);
+  }
 
   compile(schema: unknown, path: string): NodeId {
     if (schema === true) return this.rules.anyValue();
-    if (schema === false) throw refuse(path, 'the schema `false` admits no value');
-    if (!isRecord(schema)) throw refuse(path, 'a schema must be an object or a boolean');
+    if (schema === false) throw this.refuse(path, 'the schema `false` admits no value');
+    if (!isRecord(schema)) throw this.refuse(path, 'a schema must be an object or a boolean');
     const known = this.compiled.get(schema);
     if (known !== undefined) return known;
     // registered before its parts, so a $ref back to it (recursion) finds it
@@ -101,7 +112,7 @@ class SchemaCompiler {
   private checkKeywords(schema: Schema, path: string): void {
     for (const key of Object.keys(schema)) {
       if (STRUCTURAL.has(key) || ANNOTATIONS.has(key)) continue;
-      throw refuse(
+      throw this.refuse(
         path,
         `the JSON Schema keyword '${key.slice(0, 60)}' is not supported by constrained decoding here; supported: ${SUPPORTED_SCHEMA_KEYWORDS}`,
       );
@@ -114,7 +125,10 @@ class SchemaCompiler {
     if (combinators.length > 0) {
       const structural = Object.keys(schema).filter((k) => STRUCTURAL.has(k) && k !== combinators[0]);
       if (structural.length > 0)
-        throw refuse(path, `'${combinators[0]}' combined with '${structural[0]}' is not supported (only annotations may sit beside it)`);
+        throw this.refuse(
+          path,
+          `'${combinators[0]}' combined with '${structural[0]}' is not supported (only annotations may sit beside it)`,
+        );
       return this.combinator(combinators[0]!, schema[combinators[0]!], path);
     }
     if ('enum' in schema || 'const' in schema) return [this.literals(schema, path)];
@@ -124,10 +138,10 @@ class SchemaCompiler {
   private combinator(keyword: string, value: unknown, path: string): NodeId[] {
     const at = `${path}/${keyword}`;
     if (keyword === '$ref') return [this.compile(this.resolve(value, at), at)];
-    if (!Array.isArray(value) || value.length === 0) throw refuse(at, `${keyword} must be a non-empty list of schemas`);
+    if (!Array.isArray(value) || value.length === 0) throw this.refuse(at, `${keyword} must be a non-empty list of schemas`);
     if (keyword === 'allOf') {
       // pydantic v1 writes a described $ref as allOf of one: the same schema
-      if (value.length !== 1) throw refuse(at, 'allOf of more than one schema is not supported');
+      if (value.length !== 1) throw this.refuse(at, 'allOf of more than one schema is not supported');
       return [this.compile(value[0], `${at}/0`)];
     }
     return value.map((s, i) => this.compile(s, `${at}/${i}`));
@@ -136,15 +150,15 @@ class SchemaCompiler {
   /** A local reference: '#' or a JSON pointer into the root schema. */
   private resolve(ref: unknown, path: string): unknown {
     if (typeof ref !== 'string' || !ref.startsWith('#'))
-      throw refuse(path, `only local $ref values ('#', '#/$defs/Name', ...) are supported, got ${JSON.stringify(ref)?.slice(0, 80)}`);
+      throw this.refuse(path, `only local $ref values ('#', '#/$defs/Name', ...) are supported, got ${JSON.stringify(ref)?.slice(0, 80)}`);
     let target: unknown = this.root;
     const pointer = decodeURIComponent(ref.slice(1));
     if (pointer === '') return target;
-    if (!pointer.startsWith('/')) throw refuse(path, `$ref ${JSON.stringify(ref.slice(0, 80))} is not a JSON pointer`);
+    if (!pointer.startsWith('/')) throw this.refuse(path, `$ref ${JSON.stringify(ref.slice(0, 80))} is not a JSON pointer`);
     for (const raw of pointer.slice(1).split('/')) {
       const token = raw.replace(/~1/g, '/').replace(/~0/g, '~');
       const next: unknown = isRecord(target) || Array.isArray(target) ? (target as Record<string, unknown>)[token] : undefined;
-      if (next === undefined) throw refuse(path, `$ref ${JSON.stringify(ref.slice(0, 80))} points at nothing`);
+      if (next === undefined) throw this.refuse(path, `$ref ${JSON.stringify(ref.slice(0, 80))} points at nothing`);
       target = next;
     }
     return target;
@@ -160,10 +174,10 @@ class SchemaCompiler {
       return [...TYPES];
     }
     const list = Array.isArray(t) ? t : [t];
-    if (list.length === 0) throw refuse(`${path}/type`, 'type must name at least one type');
+    if (list.length === 0) throw this.refuse(`${path}/type`, 'type must name at least one type');
     for (const name of list) {
       if (!TYPES.includes(name as JsonType))
-        throw refuse(`${path}/type`, `unknown type ${JSON.stringify(name)?.slice(0, 40)} (one of ${TYPES.join(', ')})`);
+        throw this.refuse(`${path}/type`, `unknown type ${JSON.stringify(name)?.slice(0, 40)} (one of ${TYPES.join(', ')})`);
     }
     return [...new Set(list as JsonType[])];
   }
@@ -189,7 +203,7 @@ class SchemaCompiler {
   }
 
   private array(schema: Schema, path: string): NodeId {
-    if (Array.isArray(schema.items)) throw refuse(`${path}/items`, 'items as a list (tuple validation) is not supported');
+    if (Array.isArray(schema.items)) throw this.refuse(`${path}/items`, 'items as a list (tuple validation) is not supported');
     const item = schema.items === undefined ? this.rules.anyValue() : this.compile(schema.items, `${path}/items`);
     const min = this.count(schema, 'minItems', path) ?? 0;
     const max = this.count(schema, 'maxItems', path) ?? Infinity;
@@ -198,28 +212,28 @@ class SchemaCompiler {
 
   private object(schema: Schema, path: string): NodeId {
     const props = schema.properties;
-    if (props !== undefined && !isRecord(props)) throw refuse(`${path}/properties`, 'properties must be an object of schemas');
+    if (props !== undefined && !isRecord(props)) throw this.refuse(`${path}/properties`, 'properties must be an object of schemas');
     const required = schema.required ?? [];
     if (!Array.isArray(required) || required.some((r) => typeof r !== 'string'))
-      throw refuse(`${path}/required`, 'required must be a list of property names');
+      throw this.refuse(`${path}/required`, 'required must be a list of property names');
     const extra = schema.additionalProperties;
     if (props === undefined) {
       // no declared properties: any keys (json_object's objects), values as additionalProperties says
       if (required.length > 0)
-        throw refuse(`${path}/required`, `required names '${String(required[0]).slice(0, 60)}', which properties does not declare`);
+        throw this.refuse(`${path}/required`, `required names '${String(required[0]).slice(0, 60)}', which properties does not declare`);
       if (extra === false) return this.rules.literals(['{}']);
       const value = extra === undefined || extra === true ? this.rules.anyValue() : this.compile(extra, `${path}/additionalProperties`);
       return this.rules.object(value);
     }
     if (extra !== undefined && extra !== false)
-      throw refuse(
+      throw this.refuse(
         `${path}/additionalProperties`,
         'additionalProperties beside properties may only be false (or absent, which means the same here)',
       );
     const names = Object.keys(props);
     for (const r of required) {
       if (!names.includes(r as string))
-        throw refuse(`${path}/required`, `required names '${(r as string).slice(0, 60)}', which properties does not declare`);
+        throw this.refuse(`${path}/required`, `required names '${(r as string).slice(0, 60)}', which properties does not declare`);
     }
     const properties: PropertyRule[] = names.map((name) => ({
       name,
@@ -231,12 +245,12 @@ class SchemaCompiler {
 
   /** enum / const: exactly these values, written as compact JSON (filtered by type when one is given). */
   private literals(schema: Schema, path: string): NodeId {
-    if ('enum' in schema && 'const' in schema) throw refuse(path, "'enum' combined with 'const' is not supported");
+    if ('enum' in schema && 'const' in schema) throw this.refuse(path, "'enum' combined with 'const' is not supported");
     const values: unknown[] = 'const' in schema ? [schema.const] : (schema.enum as unknown[]);
-    if (!Array.isArray(values) || values.length === 0) throw refuse(`${path}/enum`, 'enum must be a non-empty list');
+    if (!Array.isArray(values) || values.length === 0) throw this.refuse(`${path}/enum`, 'enum must be a non-empty list');
     const types = schema.type === undefined ? null : this.typesOf(schema, path);
     const kept = values.filter((v) => types === null || types.some((t) => hasType(v, t)));
-    if (kept.length === 0) throw refuse(path, 'none of the enum/const values has the schema’s type');
+    if (kept.length === 0) throw this.refuse(path, 'none of the enum/const values has the schema’s type');
     return this.rules.literals([...new Set(kept.map((v) => JSON.stringify(v)))]);
   }
 
@@ -244,13 +258,14 @@ class SchemaCompiler {
   private count(schema: Schema, key: 'minLength' | 'maxLength' | 'minItems' | 'maxItems', path: string): number | undefined {
     const v = schema[key];
     if (v === undefined) return undefined;
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) throw refuse(`${path}/${key}`, `${key} must be a non-negative integer`);
-    if (v > MAX_COUNTED_BOUND) throw refuse(`${path}/${key}`, `${key} above ${MAX_COUNTED_BOUND} is not supported`);
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 0)
+      throw this.refuse(`${path}/${key}`, `${key} must be a non-negative integer`);
+    if (v > MAX_COUNTED_BOUND) throw this.refuse(`${path}/${key}`, `${key} above ${MAX_COUNTED_BOUND} is not supported`);
     const minKey = key.replace(/^max/, 'min');
     const maxKey = key.replace(/^min/, 'max');
     const [min, max] = [schema[minKey], schema[maxKey]];
     if (typeof min === 'number' && typeof max === 'number' && min > max)
-      throw refuse(path, `${minKey} (${min}) is above ${maxKey} (${max})`);
+      throw this.refuse(path, `${minKey} (${min}) is above ${maxKey} (${max})`);
     return v;
   }
 }

@@ -17,6 +17,7 @@ import { MaskCache } from './mask-cache.js';
 import { tokenBytesOf, type VocabularySource } from './token-bytes.js';
 import { TokenConstraint, type CompiledFormat, type ConstraintVocabulary } from './token-constraint.js';
 import { stringTokensOf } from './string-tokens.js';
+import { TOOL_CALL_MARKERS, toolCallGrammar } from './tool-call-grammar.js';
 import { buildTokenTrie } from './token-trie.js';
 
 export interface ResponseFormatOptions {
@@ -51,7 +52,12 @@ export class ResponseFormatConstraints {
       this.formats.set(key, known);
       return known;
     }
-    const grammar = format.type === 'json_object' ? jsonObjectGrammar() : compileJsonSchema(format.schema);
+    const grammar =
+      format.type === 'json_object'
+        ? jsonObjectGrammar()
+        : format.type === 'tool_calls'
+          ? toolCallGrammar(format)
+          : compileJsonSchema(format.schema);
     const compiled: CompiledFormat = { serial: this.nextSerial++, key, automaton: new GrammarAutomaton(grammar) };
     this.formats.set(key, compiled);
     for (const k of this.formats.keys()) {
@@ -91,7 +97,7 @@ export class ResponseFormatConstraints {
       throw new AutoGlmError('invalid_request', 'response_format: this model has no EOS token to end a constrained text with', {
         param: 'response_format',
       });
-    const tokens = tokenBytesOf(vocabulary, vocabSize);
+    const tokens = tokenBytesOf(vocabulary, vocabSize, { admittedAddedTokens: TOOL_CALL_MARKERS });
     return {
       tokens,
       trie: buildTokenTrie(tokens),
@@ -119,13 +125,21 @@ export function jsonObjectGrammar(): Grammar {
  * the schema's order), so the schema is written as given, not with sorted keys.
  */
 export function formatKey(format: ResponseFormat): string {
+  if (format.type === 'tool_calls') {
+    const { syntax, parallel, forcedName, tools } = format;
+    return `tool_calls:${schemaText([syntax, parallel, forcedName ?? null, tools.map((t) => [t.name, t.parameters ?? null])])}`;
+  }
   if (format.type !== 'json_schema') return format.type;
+  return `json_schema:${schemaText(format.schema)}`;
+}
+
+function schemaText(value: unknown): string {
   let text: string | undefined;
   try {
-    text = JSON.stringify(format.schema);
+    text = JSON.stringify(value);
   } catch (e) {
     throw new GrammarError(`response_format: the schema is not JSON (${(e as Error).message})`);
   }
   if (text === undefined) throw new GrammarError('response_format: json_schema needs a schema');
-  return `json_schema:${text}`;
+  return text;
 }

@@ -12,7 +12,12 @@
  * decode on a sample of tokens: a vocabulary read wrongly is refused, not used.
  *
  * Special tokens and added tokens (ids at or past the base vocabulary) get no bytes: they
- * never appear inside constrained text (EOS is handled by the constraint itself).
+ * never appear inside constrained text (EOS is handled by the constraint itself). The one
+ * exception is an added token a grammar writes as literal text (Qwen's `<tool_call>`), when
+ * the caller names it and the tokenizer does not count it special (the detokenizer keeps
+ * its text): it is admitted as exactly the bytes of that text, one atomic token, so the
+ * model can write the tag the way it was trained to and the bytes the grammar sees are
+ * those the client gets.
  */
 import { AutoGlmError } from '../../errors.js';
 
@@ -38,12 +43,23 @@ const enc = new TextEncoder();
 // ignoreBOM: a token may be U+FEFF itself, which a default decoder drops
 const strictUtf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
+export interface TokenBytesOptions {
+  /** Texts of added tokens to admit (see above); other added and special tokens stay out. */
+  admittedAddedTokens?: readonly string[];
+}
+
 /** Bytes of every id below `vocabSize` (the model's vocabulary, which may be larger than the tokenizer's). */
-export function tokenBytesOf(source: VocabularySource, vocabSize: number): TokenBytes {
+export function tokenBytesOf(source: VocabularySource, vocabSize: number, options: TokenBytesOptions = {}): TokenBytes {
   const strings: (string | undefined)[] = [];
   for (let id = 0; id < vocabSize; id++) strings.push(usable(source, id) ? source.tokenString(id) : undefined);
   const scheme = detectScheme(strings);
   const perToken = strings.map((s, id) => (s === undefined ? null : bytesOf(scheme, s, source, id)));
+  const admitted = new Set(options.admittedAddedTokens ?? []);
+  if (admitted.size > 0)
+    for (let id = source.baseVocabSize; id < vocabSize; id++) {
+      const text = source.tokenString(id);
+      if (text !== undefined && admitted.has(text) && !source.isSpecial(id)) perToken[id] = enc.encode(text);
+    }
   const offsets = new Uint32Array(vocabSize + 1);
   let total = 0;
   perToken.forEach((b, id) => {

@@ -1,7 +1,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { AutoGlmError } from '../../errors.js';
 import type { InferenceEngine } from '../../engine/types.js';
-import { budgetTokens, choiceRequest, parseCommon, type CommonBody } from '../openai-request.js';
+import { budgetTokens, choiceRequest, parseCommon, type CommonBody, type CommonParams } from '../openai-request.js';
 import { ChoiceToolCalls } from '../tool-calls/choice-tool-calls.js';
 import { chatTemplateSourceOf, generatedText } from '../tool-calls/model-tokenizer.js';
 import { createToolCallParser } from '../tool-calls/parsers.js';
@@ -25,13 +25,14 @@ export async function chatCompletions(ctx: RouteContext, request: FastifyRequest
   const body = request.body as ChatBody;
   const engine = ctx.checkModel(body.model, true);
   const maxTokensParam = body.max_completion_tokens != null ? 'max_completion_tokens' : 'max_tokens';
-  const params = parseCommon(body, body.max_completion_tokens ?? body.max_tokens, ctx.limits);
+  const common = parseCommon(body, body.max_completion_tokens ?? body.max_tokens, ctx.limits);
   const withLogprobs = body.logprobs === true;
   const topLogprobs = body.top_logprobs ?? 0;
   // As OpenAI does: alternatives without logprobs would be silently dropped otherwise.
   if (topLogprobs > 0 && !withLogprobs)
     throw new AutoGlmError('invalid_request', 'top_logprobs requires logprobs: true.', { param: 'top_logprobs' });
   const tools = planToolCalling(body, { templateSource: chatTemplateSourceOf(engine), parser: ctx.toolCallParser });
+  const params = withForcedCalls(common, tools);
   const messages = chatMessages(body.messages);
   const prompt = await ctx.tokenizer.chat(engine, messages, templateKwargs(body.chat_template_kwargs, tools));
   const maxTokens = budgetTokens({
@@ -63,6 +64,24 @@ export async function chatCompletions(ctx: RouteContext, request: FastifyRequest
     { engine, choices, stream: params.stream, includeUsage: params.includeUsage, withLogprobs, promptTokens: [prompt.length], arrivalMs },
     shape,
   );
+}
+
+/**
+ * A choice that must call (tool_choice 'required' or a named function) is decoded under the
+ * tool-call constraint in place of a response_format: both at once would ask for two
+ * different texts, so that is refused.
+ */
+function withForcedCalls(params: CommonParams, tools: ToolCallingPlan): CommonParams {
+  if (tools.forcedCalls === undefined) return params;
+  const format = params.responseFormat;
+  if (format !== undefined && format.type !== 'text')
+    throw new AutoGlmError(
+      'invalid_request',
+      `response_format ${format.type} cannot be combined with a tool_choice that requires a call: the output is the tool calls. ` +
+        "Send one of them, or tool_choice 'auto'.",
+      { param: 'response_format' },
+    );
+  return { ...params, responseFormat: tools.forcedCalls };
 }
 
 /** The client's template variables plus `tools`, which wins over a `tools` among them (it was checked). */

@@ -1,4 +1,5 @@
 import { AutoGlmError } from '../../errors.js';
+import type { ToolCallsFormat } from '../../engine/types.js';
 import { detectToolCallFormat, templateReadsTools } from './template-tool-support.js';
 import type { ToolCallFormat, ToolCallParserOption } from './types.js';
 
@@ -25,8 +26,13 @@ export interface ToolCallingPlan {
   templateTools: ToolDefinition[] | undefined;
   /** How calls are read from the output; null: the output is all content. */
   format: ToolCallFormat | null;
-  /** false: a choice keeps its first call only (vLLM's reading of the flag; decoding is not constrained). */
+  /** false: a choice keeps its first call only (with 'auto' decoding is not constrained: vLLM's reading of the flag). */
   parallelToolCalls: boolean;
+  /**
+   * tool_choice 'required' or a named function: the engine constraint that makes the output
+   * nothing but calls in `format` (of that function only, when named); undefined otherwise.
+   */
+  forcedCalls: ToolCallsFormat | undefined;
 }
 
 export interface ModelToolSupport {
@@ -39,8 +45,8 @@ export interface ModelToolSupport {
 /**
  * Checks a request's tool fields against what the server and model can do, and decides how
  * the output is read. What would otherwise be ignored without a word is refused instead,
- * naming the parameter: a tool_choice that needs constrained decoding, tools for a
- * template that never reads them, `auto` without a way to read calls.
+ * naming the parameter: tools for a template that never reads them, a choice that calls
+ * without a way to read calls, 'required' or a named function without such a tool.
  */
 export function planToolCalling(body: ToolRequestFields, model: ModelToolSupport): ToolCallingPlan {
   for (const [legacy, current] of [
@@ -53,18 +59,15 @@ export function planToolCalling(body: ToolRequestFields, model: ModelToolSupport
       });
   }
   const choice = body.tool_choice ?? 'auto';
-  if (choice === 'required' || typeof choice === 'object') {
-    const what = choice === 'required' ? "tool_choice 'required'" : `tool_choice naming a function ('${choice.function.name}')`;
-    throw new AutoGlmError(
-      'invalid_request',
-      `${what} is not supported: forcing a call needs constrained decoding, which this server does not have. ` +
-        "Send tool_choice 'auto' (the model decides whether to call) or 'none'.",
-      { param: 'tool_choice' },
-    );
-  }
+  const what =
+    typeof choice === 'object' ? `tool_choice naming a function ('${choice.function.name.slice(0, 64)}')` : `tool_choice '${choice}'`;
   const parallelToolCalls = body.parallel_tool_calls ?? true;
   const tools = body.tools && body.tools.length > 0 ? body.tools : undefined;
-  if (tools === undefined) return { templateTools: undefined, format: null, parallelToolCalls };
+  if (tools === undefined) {
+    if (choice === 'required' || typeof choice === 'object')
+      throw new AutoGlmError('invalid_request', `${what} needs tools to call: send them in tools.`, { param: 'tool_choice' });
+    return { templateTools: undefined, format: null, parallelToolCalls, forcedCalls: undefined };
+  }
   const source = model.templateSource;
   if (source === null || !templateReadsTools(source))
     throw new AutoGlmError(
@@ -74,17 +77,36 @@ export function planToolCalling(body: ToolRequestFields, model: ModelToolSupport
         : "This model's chat template does not support tools (it never reads `tools`), so they would be left out of the prompt.",
       { param: 'tools' },
     );
-  if (choice === 'none') return { templateTools: tools, format: null, parallelToolCalls };
+  if (choice === 'none') return { templateTools: tools, format: null, parallelToolCalls, forcedCalls: undefined };
   const format = model.parser === 'auto' ? detectToolCallFormat(source) : model.parser === 'none' ? null : model.parser;
   if (format === null)
     throw new AutoGlmError(
       'invalid_request',
-      "tool_choice 'auto' needs a way to read calls from the output, and " +
+      `${what} needs a way to read calls from the output, and ` +
         (model.parser === 'none'
           ? 'this server runs with --tool-call-parser none. '
           : "this model's chat template matches no call format the server knows (hermes, llama3_json): start it with --tool-call-parser. ") +
         "Send tool_choice 'none' to get the output as text.",
       { param: 'tool_choice' },
     );
-  return { templateTools: tools, format, parallelToolCalls };
+  if (typeof choice === 'object' && !tools.some((t) => t.function.name === choice.function.name))
+    throw new AutoGlmError('invalid_request', `${what}: no tool of that name is in tools.`, { param: 'tool_choice' });
+  const forcedCalls = choice === 'auto' ? undefined : forcedCallsFormat(tools, format, parallelToolCalls, choice);
+  return { templateTools: tools, format, parallelToolCalls, forcedCalls };
+}
+
+/** The engine constraint for a choice that must call: the request's tools in its order (errors name them by index). */
+function forcedCallsFormat(
+  tools: ToolDefinition[],
+  syntax: ToolCallFormat,
+  parallel: boolean,
+  choice: 'required' | { function: { name: string } },
+): ToolCallsFormat {
+  return {
+    type: 'tool_calls',
+    syntax,
+    tools: tools.map((t) => ({ name: t.function.name, parameters: t.function.parameters })),
+    ...(typeof choice === 'object' ? { forcedName: choice.function.name } : {}),
+    parallel,
+  };
 }
