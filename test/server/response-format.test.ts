@@ -9,10 +9,10 @@ import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { buildGateway, type Gateway } from '../../src/cluster/gateway/build-gateway.js';
 import { StaticRegistry } from '../../src/cluster/registry/static-registry.js';
-import type { GenerateRequest, InferenceEngine, ResponseFormat, TokenEvent } from '../../src/engine/types.js';
-import { AutoGlmError } from '../../src/errors.js';
+import type { InferenceEngine, ResponseFormat } from '../../src/engine/types.js';
 import { validateJson } from '../reference/json-schema-validate.js';
 import { API_KEY, STORY_PROMPT, loadDemoEngine, postJson, startServer, waitFor, type RunningServer } from './helpers.js';
+import { breaksAfter } from './failing-engine.js';
 
 let engine: InferenceEngine;
 let running: RunningServer;
@@ -188,24 +188,6 @@ describe('refused, naming response_format', () => {
     expect((err as InstanceType<typeof OpenAI.BadRequestError>).param).toBe('response_format');
   });
 });
-
-/** The engine, with streams that break after `tokens` events (a worker failing mid-stream). */
-function breaksAfter(inner: InferenceEngine, tokens: number): InferenceEngine & { broken: number } {
-  const state = { broken: 0 };
-  async function* generate(request: GenerateRequest): AsyncIterable<TokenEvent> {
-    let n = 0;
-    for await (const event of inner.generate(request)) {
-      if (n++ === tokens) {
-        state.broken++;
-        throw new AutoGlmError('internal_error', 'injected failure mid-stream');
-      }
-      yield event;
-    }
-  }
-  return new Proxy(inner, {
-    get: (target, key) => (key === 'generate' ? generate : key === 'broken' ? state.broken : Reflect.get(target, key)),
-  }) as InferenceEngine & { broken: number };
-}
 
 describe('through the gateway', () => {
   test('response_format reaches the worker as sent, and a stream cut mid-JSON is resumed on another worker, whole', async () => {

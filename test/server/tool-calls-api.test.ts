@@ -15,10 +15,9 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { buildGateway, type Gateway } from '../../src/cluster/gateway/build-gateway.js';
 import { StaticRegistry } from '../../src/cluster/registry/static-registry.js';
 import { Engine } from '../../src/engine/engine.js';
-import { AutoGlmError } from '../../src/errors.js';
-import type { GenerateRequest, InferenceEngine, TokenEvent } from '../../src/engine/types.js';
 import { AFTER_TOOL_TRIGGER, SCRIPT_END, writeScriptedModel, type ScriptedModel } from '../../src/testing/scripted-model.js';
 import { API_KEY, postJson, readSse, startServer, waitFor, type RunningServer } from './helpers.js';
+import { breaksAfter } from './failing-engine.js';
 
 const MODEL = 'scripted';
 const WEATHER_CALL = '{"name": "get_weather", "arguments": {"city": "Paris"}}';
@@ -560,25 +559,6 @@ describe('refused, naming the parameter', () => {
     }
   });
 });
-
-/** The engine, except that each stream fails after `tokens` tokens (as a worker whose GPU is lost mid-stream). */
-function breaksAfter(inner: InferenceEngine, tokens: number): InferenceEngine & { broken: number } {
-  const state = { broken: 0 };
-  async function* generate(request: GenerateRequest): AsyncIterable<TokenEvent> {
-    let n = 0;
-    for await (const event of inner.generate(request)) {
-      if (n++ === tokens) {
-        state.broken++;
-        throw new AutoGlmError('internal_error', 'injected failure mid-stream');
-      }
-      yield event;
-    }
-  }
-  // a Proxy keeps every other member, the loaded folder (and its chat template) included
-  return new Proxy(inner, {
-    get: (target, key) => (key === 'generate' ? generate : key === 'broken' ? state.broken : Reflect.get(target, key)),
-  }) as InferenceEngine & { broken: number };
-}
 
 describe('/tokenize with tools', () => {
   test('counts what a chat completion with the same tools would template', async () => {
