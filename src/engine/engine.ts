@@ -531,9 +531,7 @@ export class Engine implements InferenceEngine {
           a.lastTokenAtMs = performance.now();
           a.firstTokenAtMs ??= a.lastTokenAtMs;
           a.generatedTokenIds.push(tokenId);
-          const top = result.top
-            ? this.topLogprobsOf(result.top.ids, result.top.logprobs, row, a.request.topLogprobs ?? 0, a.constraint !== null)
-            : undefined;
+          const top = result.top ? this.topLogprobsOf(result.top.ids, result.top.logprobs, row, a.request.topLogprobs ?? 0) : undefined;
           const logprob = a.request.logprobs || (a.request.topLogprobs ?? 0) > 0 ? result.logprobs?.[row] : undefined;
           this.onToken(a, tokenId, logprob, top, lengthFinished.has(id));
         });
@@ -598,14 +596,15 @@ export class Engine implements InferenceEngine {
     }
   }
 
-  private topLogprobsOf(ids: Uint32Array, logprobs: Float32Array, row: number, n: number, constrained: boolean): TokenEvent['topLogprobs'] {
+  private topLogprobsOf(ids: Uint32Array, logprobs: Float32Array, row: number, n: number): TokenEvent['topLogprobs'] {
     if (n <= 0) return undefined;
     const out = [];
     for (let i = 0; i < n; i++) {
       const id = ids[row * 20 + i]!;
       if (id === 0xffffffff) break;
-      // tokens the response_format forbids are no alternatives (the sampler lists them last, at about -3e38)
-      if (constrained && logprobs[row * 20 + i]! <= MASKED_LOGPROB) break;
+      // masked tokens (forbidden by a response_format, or a NaN / -inf logit) are no
+      // alternatives: the sampler lists them last, at about -3e38, when too few others exist
+      if (logprobs[row * 20 + i]! <= MASKED_LOGPROB) break;
       out.push({ tokenId: id, token: this.tokenText(id), logprob: logprobs[row * 20 + i]! });
     }
     return out;
