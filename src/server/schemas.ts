@@ -50,7 +50,8 @@ const commonProperties = {
             properties: {
               name: { type: 'string', minLength: 1, maxLength: 64 },
               description: { type: 'string' },
-              schema: { type: ['object', 'boolean'] },
+              // (anyOf, not a type list: ajv's strict mode warns at start-up about unions other than with null)
+              schema: { anyOf: [{ type: 'object' }, { type: 'boolean' }] },
               strict: { type: nullable('boolean') },
             },
           },
