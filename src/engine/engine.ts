@@ -61,6 +61,9 @@ const CUMULATIVE_STATS = [
   'decodeSteps',
   'decodeStepMsSum',
   'decodeStepRows',
+  'constrainedRequests',
+  'tokenMaskQueries',
+  'tokenMaskCacheHits',
 ] as const satisfies readonly (keyof EngineStats)[];
 type CumulativeStat = (typeof CUMULATIVE_STATS)[number];
 
@@ -103,6 +106,7 @@ export class Engine implements InferenceEngine {
   private promptTokens = 0;
   private generationTokens = 0;
   private finishedRequests = 0;
+  private constrainedRequests = 0;
   private ttftMsSum = 0;
   private tpotMsSum = 0;
   private readonly steps = { prefill: { count: 0, ms: 0, rows: 0 }, decode: { count: 0, ms: 0, rows: 0 } };
@@ -334,6 +338,7 @@ export class Engine implements InferenceEngine {
     };
     this.scheduler.addRequest({ requestId: id, promptTokenIds, maxTokens, resumeTokenIds: resume });
     this.active.set(id, active);
+    if (constraint) this.constrainedRequests++;
     this.promptTokens += promptTokenIds.length;
     channel.onConsumerExit(() => this.cancel(id));
     if (signal) {
@@ -715,6 +720,7 @@ export class Engine implements InferenceEngine {
   stats(): EngineStats {
     const s = this.scheduler.stats();
     const rc = this.responseCache.stats();
+    const masks = this.constraints.maskCacheStats();
     const stats: EngineStats = {
       modelName: this.modelName,
       adapterName: this.rt.adapterName,
@@ -740,6 +746,9 @@ export class Engine implements InferenceEngine {
       decodeSteps: this.steps.decode.count,
       decodeStepMsSum: this.steps.decode.ms,
       decodeStepRows: this.steps.decode.rows,
+      constrainedRequests: this.constrainedRequests,
+      tokenMaskQueries: masks.hits + masks.misses,
+      tokenMaskCacheHits: masks.hits,
     };
     if (this.statsBaseline) for (const k of CUMULATIVE_STATS) stats[k] -= this.statsBaseline[k];
     return stats;

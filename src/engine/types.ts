@@ -181,6 +181,11 @@ export interface EngineStats {
   decodeSteps: number;
   decodeStepMsSum: number;
   decodeStepRows: number;
+  /** Requests admitted with a grammar (response_format json_*, a required tool call). */
+  constrainedRequests: number;
+  /** Token masks looked up by grammar state, and how many were cached (the rest were computed on the step's path). */
+  tokenMaskQueries: number;
+  tokenMaskCacheHits: number;
 }
 
 export interface CompletionResult {

@@ -122,6 +122,21 @@ export class ServerMetrics {
     engineCounter('autoglm:num_preemptions_total', 'Sequences preempted for lack of KV blocks.', (s) => s.preemptions);
     engineCounter('autoglm:response_cache_hits_total', 'Requests answered from the response cache.', (s) => s.responseCacheHits);
     engineCounter(
+      'autoglm:constrained_requests_total',
+      'Requests decoded under a grammar (response_format json_object / json_schema, a required tool call).',
+      (s) => s.constrainedRequests,
+    );
+    engineCounter(
+      'autoglm:token_mask_queries_total',
+      'Token masks of constrained rows looked up by grammar state.',
+      (s) => s.tokenMaskQueries,
+    );
+    engineCounter(
+      'autoglm:token_mask_cache_hits_total',
+      'Token masks found cached (the rest were computed on the host on the step path).',
+      (s) => s.tokenMaskCacheHits,
+    );
+    engineCounter(
       'autoglm:response_cache_queries_total',
       'Deterministic requests looked up in the response cache.',
       (s) => s.responseCacheHits + s.responseCacheMisses,

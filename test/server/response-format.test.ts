@@ -11,7 +11,7 @@ import { buildGateway, type Gateway } from '../../src/cluster/gateway/build-gate
 import { StaticRegistry } from '../../src/cluster/registry/static-registry.js';
 import type { InferenceEngine, ResponseFormat } from '../../src/engine/types.js';
 import { validateJson } from '../reference/json-schema-validate.js';
-import { API_KEY, STORY_PROMPT, loadDemoEngine, postJson, startServer, waitFor, type RunningServer } from './helpers.js';
+import { API_KEY, STORY_PROMPT, loadDemoEngine, parseMetrics, postJson, startServer, waitFor, type RunningServer } from './helpers.js';
 import { breaksAfter } from './failing-engine.js';
 
 let engine: InferenceEngine;
@@ -104,6 +104,23 @@ describe('chat completions', () => {
     const plain = await client.chat.completions.create(body);
     const text = await client.chat.completions.create({ ...body, response_format: { type: 'text' } });
     expect(text.choices[0]!.message.content).toBe(plain.choices[0]!.message.content);
+  });
+});
+
+describe('metrics', () => {
+  test('constrained requests and their token-mask lookups are counted on /metrics', async () => {
+    const scrape = async (): Promise<Map<string, number>> => parseMetrics(await (await fetch(`${running.url}/metrics`)).text());
+    const series = (m: Map<string, number>, name: string): number => m.get(`${name}{model_name="${MODEL}"}`) ?? 0; // a counter has no series before its first count
+    const before = await scrape();
+    await client.chat.completions.create({ model: MODEL, messages: STORY_PROMPT, max_tokens: 8, response_format: { type: 'json_object' } });
+    await client.chat.completions.create({ model: MODEL, messages: STORY_PROMPT, max_tokens: 8 });
+    const after = await scrape();
+    const grew = (name: string): number => series(after, name) - series(before, name);
+    expect(grew('autoglm:constrained_requests_total')).toBe(1);
+    // one mask per sampled token of the constrained request (the first at admission)
+    expect(grew('autoglm:token_mask_queries_total')).toBeGreaterThanOrEqual(8);
+    expect(grew('autoglm:token_mask_cache_hits_total')).toBeGreaterThanOrEqual(0);
+    expect(series(after, 'autoglm:token_mask_cache_hits_total')).toBeLessThanOrEqual(series(after, 'autoglm:token_mask_queries_total'));
   });
 });
 

@@ -107,7 +107,7 @@ export class ResponseFormatConstraints {
     };
   }
 
-  /** Mask cache counters (tests and measurements). */
+  /** Mask cache counters (EngineStats, so /metrics; tests and measurements). */
   maskCacheStats(): { hits: number; misses: number; entries: number } {
     const m = this.vocabulary?.masks;
     return { hits: m?.hits ?? 0, misses: m?.misses ?? 0, entries: m?.size ?? 0 };

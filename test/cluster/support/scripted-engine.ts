@@ -98,6 +98,9 @@ export class ScriptedEngine implements InferenceEngine {
       decodeSteps: 0,
       decodeStepMsSum: 0,
       decodeStepRows: 0,
+      constrainedRequests: 0,
+      tokenMaskQueries: 0,
+      tokenMaskCacheHits: 0,
     };
   }
 
