@@ -80,6 +80,26 @@ export class BufferPool {
   }
 
   /**
+   * A per-step buffer kept from one step to the next (sampling parameters, logit biases,
+   * token masks): `held`, the previous step's, while it has room for `needed` units; else
+   * it goes back and one with room for at least twice as many (and `minUnits`) is taken.
+   * Writing the held buffer again needs no wait, for the reason in the header.
+   */
+  regrow(
+    held: { readonly capacity: number; readonly buffer: GPUBuffer } | null | undefined,
+    needed: number,
+    unitBytes: number,
+    minUnits: number,
+    usage: number,
+    label: string,
+  ): { capacity: number; buffer: GPUBuffer } {
+    if (held && held.capacity >= needed) return { capacity: held.capacity, buffer: held.buffer };
+    if (held) this.release(held.buffer);
+    const capacity = Math.max(needed, minUnits, 2 * (held?.capacity ?? 0));
+    return { capacity, buffer: this.acquire(capacity * unitBytes, usage, label) };
+  }
+
+  /**
    * Returns a buffer from acquire() for reuse (or destroys it when the pool is full, or it
    * is still mapped). The caller must not touch it afterwards, and every command buffer
    * that uses it must already be submitted: a recorder still open could otherwise run

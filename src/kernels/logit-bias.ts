@@ -73,10 +73,7 @@ export function prepareLogitBias(
       e++;
     }
   });
-  const fits = reuse && reuse.capacity >= count;
-  if (reuse && !fits) rt.pool.release(reuse.buffer);
-  const capacity = fits ? reuse.capacity : Math.max(count, 64, 2 * (reuse?.capacity ?? 0));
-  const buffer = fits ? reuse.buffer : rt.pool.acquire(capacity * ENTRY_WORDS * 4, STORAGE_USAGE, 'logit-bias');
+  const { capacity, buffer } = rt.pool.regrow(reuse, count, ENTRY_WORDS * 4, 64, STORAGE_USAGE, 'logit-bias');
   const entries: GpuTensor = { buffer, byteOffset: 0, length: count * ENTRY_WORDS, dtype: 'u32' };
   rt.write(entries, words);
   return { count, rows: perRow.length, capacity, entries, buffer };

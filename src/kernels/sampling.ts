@@ -163,7 +163,10 @@ function checkRow(r: SamplingRow, i: number): void {
 export function prepareSampling(rt: KernelRuntime, rows: readonly SamplingRow[], reuse?: SamplingBatch): SamplingBatch {
   if (rows.length < 1 || rows.length > MAX_ROWS) throw invalid('rows', `sampling needs 1..${MAX_ROWS} rows, got ${rows.length}`);
   const n = rows.length;
-  const capacity = reuse && reuse.capacity >= n ? reuse.capacity : Math.max(n, 16, 2 * (reuse?.capacity ?? 0));
+  // every row is checked before the held buffer can be given back (a refused batch leaves it held)
+  rows.forEach(checkRow);
+  // an outgrown buffer goes back to the pool: the batch that grows past it takes a bigger one
+  const { capacity, buffer } = rt.pool.regrow(reuse, n, (ROW_WORDS + 1) * 4, 16, STORAGE_USAGE, 'sampling-params');
   const words = new ArrayBuffer((capacity * ROW_WORDS + capacity) * 4);
   const u = new Uint32Array(words);
   const f = new Float32Array(words);
@@ -172,7 +175,6 @@ export function prepareSampling(rt: KernelRuntime, rows: readonly SamplingRow[],
   let wantsLogprobs = false;
   let maxTop = 0;
   rows.forEach((r, i) => {
-    checkRow(r, i);
     const [seedLo, seedHi] = splitSeed(r.seed);
     const o = i * ROW_WORDS;
     f[o] = r.temperature;
@@ -194,9 +196,6 @@ export function prepareSampling(rt: KernelRuntime, rows: readonly SamplingRow[],
     maxTop = Math.max(maxTop, r.topLogprobs);
   });
   for (let i = n; i < capacity; i++) slots[i] = -1;
-  // an outgrown buffer goes back to the pool: the batch that grows past it takes a bigger one
-  if (reuse && reuse.capacity < n) rt.pool.release(reuse.buffer);
-  const buffer = reuse && reuse.capacity >= n ? reuse.buffer : rt.pool.acquire(words.byteLength, STORAGE_USAGE, 'sampling-params');
   const all = { buffer, byteOffset: 0, length: capacity * ROW_WORDS + capacity, dtype: 'u32' as const };
   rt.write(all, u.subarray(0, n * ROW_WORDS));
   rt.write(all, new Uint32Array(words, capacity * ROW_WORDS * 4, capacity), capacity * ROW_WORDS);

@@ -65,10 +65,7 @@ export function prepareTokenMasks(
     data[m] = r;
     data.set(perRow[r]!, count + m * words);
   });
-  const fits = reuse && reuse.capacity >= total;
-  if (reuse && !fits) rt.pool.release(reuse.buffer);
-  const capacity = fits ? reuse.capacity : Math.max(total, 64, 2 * (reuse?.capacity ?? 0));
-  const buffer = fits ? reuse.buffer : rt.pool.acquire(capacity * 4, STORAGE_USAGE, 'token-mask');
+  const { capacity, buffer } = rt.pool.regrow(reuse, total, 4, 64, STORAGE_USAGE, 'token-mask');
   const masks: GpuTensor = { buffer, byteOffset: 0, length: total, dtype: 'u32' };
   rt.write(masks, data);
   return { count, rows: perRow.length, words, capacity, masks, buffer };

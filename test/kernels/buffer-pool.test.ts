@@ -43,6 +43,22 @@ describe('buffer pool on the device', () => {
     return { rt, p, destroyed };
   }
 
+  it('regrow keeps a per-step buffer while it has room, else gives it back for one at least twice as big', () => {
+    const { p } = pool();
+    const first = p.regrow(null, 10, 16, 64, STORAGE_USAGE, 'step');
+    expect(first.capacity).toBe(64);
+    expect(first.buffer.size).toBeGreaterThanOrEqual(64 * 16);
+    const same = p.regrow(first, 64, 16, 64, STORAGE_USAGE, 'step');
+    expect(same.buffer).toBe(first.buffer);
+    expect(same.capacity).toBe(64);
+    const grown = p.regrow(same, 65, 16, 64, STORAGE_USAGE, 'step');
+    expect(grown.capacity).toBe(128);
+    expect(grown.buffer.size).toBeGreaterThanOrEqual(128 * 16);
+    // the outgrown one went back to the pool, to be handed out again
+    expect(p.stats.retained).toBe(1);
+    expect(p.regrow(null, 300, 1, 16, STORAGE_USAGE, 'step').capacity).toBe(300);
+  });
+
   it('hands a released buffer out again for the same usage and size class, and a new one otherwise', () => {
     const { p } = pool();
     const a = p.acquire(1000, STORAGE_USAGE);
