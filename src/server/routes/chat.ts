@@ -5,7 +5,7 @@ import { budgetTokens, choiceRequest, parseCommon, type CommonBody, type CommonP
 import { ChoiceToolCalls } from '../tool-calls/choice-tool-calls.js';
 import { chatTemplateSourceOf, generatedText } from '../tool-calls/model-tokenizer.js';
 import { createToolCallParser } from '../tool-calls/parsers.js';
-import { planToolCalling, type ToolCallingPlan, type ToolRequestFields } from '../tool-calls/request-tools.js';
+import { planToolCalling, templateKwargs, type ToolCallingPlan, type ToolRequestFields } from '../tool-calls/request-tools.js';
 import { chatMessages, type BodyMessage } from './chat-messages.js';
 import { chatResponseShape } from './chat-shape.js';
 import type { RouteContext } from './context.js';
@@ -82,15 +82,6 @@ function withForcedCalls(params: CommonParams, tools: ToolCallingPlan): CommonPa
       { param: 'response_format' },
     );
   return { ...params, responseFormat: tools.forcedCalls };
-}
-
-/** The client's template variables plus `tools`, which wins over a `tools` among them (it was checked). */
-function templateKwargs(
-  clientKwargs: Record<string, unknown> | null | undefined,
-  tools: ToolCallingPlan,
-): Record<string, unknown> | undefined {
-  if (tools.templateTools === undefined) return clientKwargs ?? undefined;
-  return { ...clientKwargs, tools: tools.templateTools };
 }
 
 /**

@@ -1,7 +1,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { AutoGlmError } from '../../errors.js';
 import { chatTemplateSourceOf } from '../tool-calls/model-tokenizer.js';
-import { planToolCalling, type ToolDefinition } from '../tool-calls/request-tools.js';
+import { planToolCalling, templateKwargs, type ToolDefinition } from '../tool-calls/request-tools.js';
 import { chatMessages, type BodyMessage } from './chat-messages.js';
 import type { RouteContext } from './context.js';
 
@@ -39,8 +39,7 @@ export async function tokenize(ctx: RouteContext, request: FastifyRequest): Prom
     { templateSource: chatTemplateSourceOf(engine), parser: 'none' },
   );
   const kwargs = {
-    ...body.chat_template_kwargs,
-    ...(tools.templateTools !== undefined ? { tools: tools.templateTools } : {}),
+    ...templateKwargs(body.chat_template_kwargs, tools),
     ...(body.add_generation_prompt !== undefined ? { addGenerationPrompt: body.add_generation_prompt } : {}),
   };
   const tokens =

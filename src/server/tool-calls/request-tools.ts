@@ -110,3 +110,16 @@ function forcedCallsFormat(
     parallel,
   };
 }
+
+/**
+ * The chat template's variables for a request: the client's chat_template_kwargs plus the
+ * planned `tools`, which win over a `tools` among them (they were checked). Chat completions
+ * and /tokenize both template with these, so a prompt counts what it will run as.
+ */
+export function templateKwargs(
+  clientKwargs: Record<string, unknown> | null | undefined,
+  tools: ToolCallingPlan,
+): Record<string, unknown> | undefined {
+  if (tools.templateTools === undefined) return clientKwargs ?? undefined;
+  return { ...clientKwargs, tools: tools.templateTools };
+}
