@@ -7,12 +7,10 @@
  */
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { buildGateway, type Gateway } from '../../src/cluster/gateway/build-gateway.js';
-import { StaticRegistry } from '../../src/cluster/registry/static-registry.js';
 import type { InferenceEngine, ResponseFormat } from '../../src/engine/types.js';
 import { validateJson } from '../reference/json-schema-validate.js';
-import { API_KEY, STORY_PROMPT, loadDemoEngine, parseMetrics, postJson, startServer, waitFor, type RunningServer } from './helpers.js';
-import { breaksAfter } from './failing-engine.js';
+import { API_KEY, STORY_PROMPT, loadDemoEngine, parseMetrics, postJson, startServer, type RunningServer } from './helpers.js';
+import { behindGatewayWithFailingWorker } from './failing-engine.js';
 
 let engine: InferenceEngine;
 let running: RunningServer;
@@ -208,21 +206,7 @@ describe('refused, naming response_format', () => {
 
 describe('through the gateway', () => {
   test('response_format reaches the worker as sent, and a stream cut mid-JSON is resumed on another worker, whole', async () => {
-    const failing = breaksAfter(engine, 20);
-    const a = await startServer({ engine: failing });
-    const b = await startServer({ engine });
-    let gateway: Gateway | undefined;
-    try {
-      gateway = await buildGateway({
-        registry: new StaticRegistry([a.url, b.url]),
-        auth: { apiKeys: [], disabled: true },
-        workerApiKey: API_KEY,
-        // between equally loaded workers the first listed is taken: the failing one
-        balancer: { random: () => 0 },
-        health: { probeIntervalMs: 100 },
-      });
-      const url = await gateway.listen({ port: 0, host: '127.0.0.1' });
-      await waitFor(() => gateway!.health.healthy().length === 2, 5000, 'both workers healthy');
+    await behindGatewayWithFailingWorker(engine, 20, async (url, failing) => {
       const viaGateway = new OpenAI({ baseURL: `${url}/v1`, apiKey: 'unused', maxRetries: 0 });
       const body = { model: MODEL, messages: STORY_PROMPT, max_tokens: 300, temperature: 1, seed: 3, response_format: PET_FORMAT };
       const direct = await client.chat.completions.create(body);
@@ -240,10 +224,6 @@ describe('through the gateway', () => {
       });
       expect(refused.status).toBe(400);
       expect(refused.json.error).toMatchObject({ param: 'response_format' });
-    } finally {
-      await gateway?.close();
-      await a.close();
-      await b.close();
-    }
+    });
   });
 });

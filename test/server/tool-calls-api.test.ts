@@ -12,12 +12,10 @@ import { join } from 'node:path';
 import OpenAI from 'openai';
 import type { RunnableToolFunctionWithParse } from 'openai/lib/RunnableFunction';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { buildGateway, type Gateway } from '../../src/cluster/gateway/build-gateway.js';
-import { StaticRegistry } from '../../src/cluster/registry/static-registry.js';
 import { Engine } from '../../src/engine/engine.js';
 import { AFTER_TOOL_TRIGGER, SCRIPT_END, writeScriptedModel, type ScriptedModel } from '../../src/testing/scripted-model.js';
-import { API_KEY, postJson, readSse, startServer, waitFor, type RunningServer } from './helpers.js';
-import { breaksAfter } from './failing-engine.js';
+import { API_KEY, postJson, readSse, startServer, type RunningServer } from './helpers.js';
+import { behindGatewayWithFailingWorker } from './failing-engine.js';
 
 const MODEL = 'scripted';
 const WEATHER_CALL = '{"name": "get_weather", "arguments": {"city": "Paris"}}';
@@ -346,21 +344,7 @@ describe('resume (resume_token_ids, as the gateway sends them)', () => {
 
   test('through the gateway: a worker that fails inside a call, resumed on another, gives the client each call once', async () => {
     // the real engine, whose streams break after 3 tokens (text and the first call's opening)
-    const failing = breaksAfter(engine, 3);
-    const a = await startServer({ engine: failing });
-    const b = await startServer({ engine });
-    let gateway: Gateway | undefined;
-    try {
-      gateway = await buildGateway({
-        registry: new StaticRegistry([a.url, b.url]),
-        auth: { apiKeys: [], disabled: true },
-        workerApiKey: API_KEY,
-        // between equally loaded workers the first listed is taken: the failing one
-        balancer: { random: () => 0 },
-        health: { probeIntervalMs: 100 },
-      });
-      const url = await gateway.listen({ port: 0, host: '127.0.0.1' });
-      await waitFor(() => gateway!.health.healthy().length === 2, 5000, 'both workers healthy');
+    await behindGatewayWithFailingWorker(engine, 3, async (url, failing) => {
       const viaGateway = new OpenAI({ baseURL: `${url}/v1`, apiKey: 'unused', maxRetries: 0 });
       const chunks = await viaGateway.chat.completions.create({ model: MODEL, messages: ASK, tools: TOOLS, stream: true });
       let content = '';
@@ -408,11 +392,7 @@ describe('resume (resume_token_ids, as the gateway sends them)', () => {
       expect(
         withoutIds(named.choices[0]!.message.tool_calls as { function: { name: string; arguments: string } }[]).map((c) => c.name),
       ).toEqual(['get_time']);
-    } finally {
-      await gateway?.close();
-      await a.close();
-      await b.close();
-    }
+    });
   });
 });
 
