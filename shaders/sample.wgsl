@@ -203,6 +203,12 @@ fn valueAt(domain: u32, i: u32) -> f32 {
   return processed(x, i);
 }
 
+// Whether a processed value survives the filters: not masked, at or above the top-k / top-p
+// threshold key, and at least min-p of the largest probability.
+fn kept(v: f32, threshold: u32, minRel: f32) -> bool {
+  return v > -BIG && keyOf(v) >= threshold && exp(v - maxProcessed) >= minRel;
+}
+
 // Larger value -> larger key; -0 and +0 share a key.
 fn keyOf(v: f32) -> u32 {
   var b = bitcast<u32>(v);
@@ -269,16 +275,20 @@ fn addToHistogram(i: u32, domain: u32, level: u32, shift: u32, prefix: u32, with
   let bin = (k >> shift) & 255u;
   atomicAdd(&hCount[bin], 1u);
   if (withMass && domain == DOMAIN_PROCESSED) {
-    let m = massOf(v);
-    if (m.y != 0u) {
-      let old = atomicAdd(&hMassLo[bin], m.y);
-      if (old + m.y < old) {
-        atomicAdd(&hMassHi[bin], 1u);
-      }
+    addMass(bin, massOf(v));
+  }
+}
+
+// Adds a 64-bit fixed-point mass to bin `bin` of hMassHi / hMassLo (carry included).
+fn addMass(bin: u32, m: vec2<u32>) {
+  if (m.y != 0u) {
+    let old = atomicAdd(&hMassLo[bin], m.y);
+    if (old + m.y < old) {
+      atomicAdd(&hMassHi[bin], 1u);
     }
-    if (m.x != 0u) {
-      atomicAdd(&hMassHi[bin], m.x);
-    }
+  }
+  if (m.x != 0u) {
+    atomicAdd(&hMassHi[bin], m.x);
   }
 }
 
@@ -571,14 +581,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
       for (var j = t; j < n; j += WG) {
         let i = cand[j];
         let v = valueAt(DOMAIN_PROCESSED, i);
-        if (v > -BIG && keyOf(v) >= threshold && exp(v - maxProcessed) >= minRel) {
-          let m = massOf(v);
-          let c = i / chunk;
-          let old = atomicAdd(&hMassLo[c], m.y);
-          if (old + m.y < old) {
-            atomicAdd(&hMassHi[c], 1u);
-          }
-          atomicAdd(&hMassHi[c], m.x);
+        if (kept(v, threshold, minRel)) {
+          addMass(i / chunk, massOf(v));
         }
       }
       workgroupBarrier();
@@ -586,7 +590,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     } else {
       for (var i = range.x; i < range.y; i++) {
         let v = valueAt(DOMAIN_PROCESSED, i);
-        if (v > -BIG && keyOf(v) >= threshold && exp(v - maxProcessed) >= minRel) {
+        if (kept(v, threshold, minRel)) {
           chunkMass = add64(chunkMass, massOf(v));
         }
       }
@@ -610,7 +614,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
       var cum = excl;
       for (var i = range.x; i < range.y; i++) {
         let v = valueAt(DOMAIN_PROCESSED, i);
-        if (v > -BIG && keyOf(v) >= threshold && exp(v - maxProcessed) >= minRel) {
+        if (kept(v, threshold, minRel)) {
           cum = add64(cum, massOf(v));
           if (lt64(goal, cum)) {
             bU32 = i;
