@@ -204,6 +204,14 @@ export class Engine implements InferenceEngine {
     return this.folder.tokenizer.decode(tokenIds, { skipSpecialTokens: false });
   }
 
+  chatTemplateSource(): string | null {
+    return this.folder.tokenizer.chatTemplate?.source ?? null;
+  }
+
+  generatedText(tokenIds: readonly number[]): string {
+    return this.folder.tokenizer.decode(tokenIds, { skipSpecialTokens: true });
+  }
+
   async complete(request: GenerateRequest): Promise<CompletionResult> {
     let text = '';
     const tokenIds: number[] = [];

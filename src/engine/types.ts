@@ -244,6 +244,18 @@ export interface InferenceEngine {
     options?: { addSpecialTokens?: boolean; chatTemplateKwargs?: Record<string, unknown> },
   ): Promise<number[]>;
   detokenize(tokenIds: number[]): Promise<string>;
+  /**
+   * The chat template's source, null when the model has none: tool calling reads which
+   * variables it uses and which call format it teaches. Optional: an engine without one
+   * (a test double) has tools refused.
+   */
+  chatTemplateSource?(): string | null;
+  /**
+   * The text generate() streamed for these generated tokens (special tokens left out, as its
+   * detokenizer writes them): what a resumed stream had already sent. Optional; without it
+   * the server falls back to detokenize().
+   */
+  generatedText?(tokenIds: readonly number[]): string;
   stats(): EngineStats;
   /**
    * Why this engine can no longer serve anything (its GPU device was lost: a driver reset,
