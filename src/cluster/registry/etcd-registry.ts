@@ -1,6 +1,6 @@
 import { parseWorkerUrl, type WorkerEndpoint } from '../types.js';
 import { EtcdClient, type EtcdKv } from './etcd-client.js';
-import { RegistryBase, sameWorkers } from './registry.js';
+import { WatchedRegistry } from './watched-registry.js';
 
 export const DEFAULT_ETCD_PREFIX = '/autoglm/workers/';
 
@@ -30,20 +30,12 @@ export interface EtcdWorkerValue {
  * watches it, so all gateways on one etcd share one view and a worker whose lease lapses
  * (process gone) disappears everywhere at once.
  */
-export class EtcdRegistry extends RegistryBase {
+export class EtcdRegistry extends WatchedRegistry {
   readonly kind = 'etcd';
+  protected readonly watchName = 'the etcd watch';
   private readonly client: EtcdClient;
   private readonly prefix: string;
-  private abort: AbortController | null = null;
-  private loop: Promise<void> | null = null;
-  /** Aborts the watch stream in progress (not the loop), so that the loop re-lists and watches again. */
-  private watchAttempt: AbortController | null = null;
-  private resyncTimer: NodeJS.Timeout | null = null;
-  private resyncing = false;
   private byKey = new Map<string, WorkerEndpoint>();
-  lastError: string | null = null;
-  /** Watches restarted because a listing showed changes they had not delivered (resyncMs). */
-  watchRestarts = 0;
   /** The last key under the prefix whose value was not a worker entry (left out of the view). */
   lastSkipped: string | null = null;
 
@@ -59,17 +51,7 @@ export class EtcdRegistry extends RegistryBase {
       this.lastError = (e as Error).message;
       return 0;
     });
-    this.loop = this.watchLoop(first, this.abort.signal);
-    const resyncMs = this.options.resyncMs ?? 10_000;
-    if (resyncMs > 0) this.resyncTimer = setInterval(() => void this.resync(), resyncMs).unref();
-  }
-
-  async stop(): Promise<void> {
-    if (this.resyncTimer) clearInterval(this.resyncTimer);
-    this.resyncTimer = null;
-    this.abort?.abort();
-    await this.loop?.catch(() => undefined);
-    this.loop = null;
+    this.runWatchLoop(this.watchLoop(first, this.abort.signal), this.options.resyncMs ?? 10_000);
   }
 
   /** Lists the prefix into the view; returns the revision to watch from. */
@@ -83,27 +65,12 @@ export class EtcdRegistry extends RegistryBase {
     return revision + 1;
   }
 
-  /**
-   * Lists the prefix and compares it with the view the watch has built; a difference means
-   * the watch missed changes (or they are still on their way: a restart costs one listing),
-   * so the watch is restarted, which re-lists first.
-   */
-  private async resync(): Promise<void> {
-    if (this.resyncing || !this.abort || this.abort.signal.aborted) return;
-    this.resyncing = true;
-    try {
-      const { kvs } = await this.client.rangePrefix(this.prefix);
-      if (this.abort.signal.aborted) return;
-      if (!sameWorkers(this.parseAll(kvs), this.byKey) && this.watchAttempt && !this.watchAttempt.signal.aborted) {
-        this.lastError = 'the etcd watch had not delivered changes a listing shows (a silent connection?): watching again';
-        this.watchRestarts++;
-        this.watchAttempt.abort();
-      }
-    } catch {
-      // etcd unreachable: the watch loop reports and retries on its own
-    } finally {
-      this.resyncing = false;
-    }
+  protected async listView(): Promise<Map<string, WorkerEndpoint>> {
+    return this.parseAll((await this.client.rangePrefix(this.prefix)).kvs);
+  }
+
+  protected watchedView(): Map<string, WorkerEndpoint> {
+    return this.byKey;
   }
 
   private async watchLoop(fromRevision: number, signal: AbortSignal): Promise<void> {

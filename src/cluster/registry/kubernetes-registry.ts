@@ -2,7 +2,7 @@ import type { WorkerEndpoint } from '../types.js';
 import { workersFromSlices, type EndpointSlice } from './endpoint-slices.js';
 import { checkKubernetesName, resolveKubernetesAccess, type KubernetesAccessOptions } from './kubernetes-access.js';
 import { KubernetesApiError, KubernetesClient, type WatchEvent } from './kubernetes-client.js';
-import { RegistryBase, sameWorkers } from './registry.js';
+import { WatchedRegistry } from './watched-registry.js';
 
 export interface KubernetesRegistryOptions extends KubernetesAccessOptions {
   /** The workers' Service; its EndpointSlices name the workers. */
@@ -34,27 +34,19 @@ export interface KubernetesRegistryOptions extends KubernetesAccessOptions {
  * start() rejects when the first listing is refused (401/403: RBAC or credentials missing,
  * which waiting does not fix); an unreachable API server is retried like a broken watch.
  */
-export class KubernetesRegistry extends RegistryBase {
+export class KubernetesRegistry extends WatchedRegistry {
   readonly kind = 'kubernetes';
+  protected readonly watchName = 'the EndpointSlice watch';
   private readonly client: KubernetesClient;
   private readonly service: string;
   private readonly namespace: string;
   private slices = new Map<string, EndpointSlice>();
-  private abort: AbortController | null = null;
-  private loop: Promise<void> | null = null;
-  /** Aborts the watch (or listing) in progress, not the loop, so that the loop lists and watches again. */
-  private watchAttempt: AbortController | null = null;
-  private resyncTimer: NodeJS.Timeout | null = null;
-  private resyncing = false;
-  lastError: string | null = null;
   /** The resourceVersion the view is at (the last listing, event or bookmark). */
   resourceVersion: string | null = null;
   /** The last slice or endpoint that named no worker, and why. */
   lastSkipped: string | null = null;
   /** Listings after the first: a watch's resourceVersion expired (410), the watch missed changes, or it failed before it had one. */
   relists = 0;
-  /** Watches restarted because a listing showed changes they had not delivered (resyncMs). */
-  watchRestarts = 0;
 
   constructor(private readonly options: KubernetesRegistryOptions) {
     super();
@@ -91,17 +83,7 @@ export class KubernetesRegistry extends RegistryBase {
       }
       this.lastError = (e as Error).message;
     }
-    this.loop = this.watchLoop(version, abort.signal);
-    const resyncMs = this.options.resyncMs ?? 10_000;
-    if (resyncMs > 0) this.resyncTimer = setInterval(() => void this.resync(), resyncMs).unref();
-  }
-
-  async stop(): Promise<void> {
-    if (this.resyncTimer) clearInterval(this.resyncTimer);
-    this.resyncTimer = null;
-    this.abort?.abort();
-    await this.loop?.catch(() => undefined);
-    this.loop = null;
+    this.runWatchLoop(this.watchLoop(version, abort.signal), this.options.resyncMs ?? 10_000);
   }
 
   /** Lists the slices into the view; returns the resourceVersion to watch from. */
@@ -208,29 +190,13 @@ export class KubernetesRegistry extends RegistryBase {
     });
   }
 
-  /**
-   * Lists the slices and compares the workers they name with the view the watch has built;
-   * a difference means the watch missed changes (or they are on their way: a restart costs
-   * one listing), so the watch is restarted, which lists first.
-   */
-  private async resync(): Promise<void> {
-    const abort = this.abort;
-    if (this.resyncing || !abort || abort.signal.aborted) return;
-    this.resyncing = true;
-    try {
-      const { slices } = await this.client.listEndpointSlices(this.service, abort.signal);
-      if (abort.signal.aborted) return;
-      const listed = byId(workersFromSlices(slices, this.options.portName).workers);
-      if (!sameWorkers(listed, byId(this.list())) && this.watchAttempt && !this.watchAttempt.signal.aborted) {
-        this.lastError = 'the EndpointSlice watch had not delivered changes a listing shows (a silent connection?): watching again';
-        this.watchRestarts++;
-        this.watchAttempt.abort();
-      }
-    } catch {
-      // API server unreachable: the watch loop reports and retries on its own
-    } finally {
-      this.resyncing = false;
-    }
+  protected async listView(signal: AbortSignal): Promise<Map<string, WorkerEndpoint>> {
+    const { slices } = await this.client.listEndpointSlices(this.service, signal);
+    return byId(workersFromSlices(slices, this.options.portName).workers);
+  }
+
+  protected watchedView(): Map<string, WorkerEndpoint> {
+    return byId(this.list());
   }
 }
 
