@@ -53,6 +53,28 @@ const view = (r: KubernetesRegistry): string[] =>
     .sort();
 const slice = (name: string, endpoints: FakeEndpoint[]) => endpointSlice(name, SVC, endpoints);
 
+/**
+ * Starts `r` on one worker w1, rotates the token (the file, then `pauseMs` later the API
+ * server's accepted set), cuts the watch and adds w2: the registry must see w2, so it went on
+ * with the new token.
+ */
+async function rotateTokenThenAddWorker(r: KubernetesRegistry, pauseMs: number): Promise<void> {
+  api.apply(slice('s1', [{ ip: '10.0.0.1', pod: 'w1' }]));
+  await r.start();
+  await waitFor(() => api.openWatches === 1, 2000, 'the watch');
+  writeFileSync(tokenFile, 'token-2\n');
+  if (pauseMs > 0) await new Promise((resolve) => setTimeout(resolve, pauseMs));
+  api.tokens = new Set(['token-2']);
+  api.cutWatches();
+  api.apply(
+    slice('s1', [
+      { ip: '10.0.0.1', pod: 'w1' },
+      { ip: '10.0.0.2', pod: 'w2' },
+    ]),
+  );
+  await waitFor(() => r.list().length === 2, 2000, 'w2 with the new token');
+}
+
 describe('KubernetesRegistry: list, then watch', () => {
   test('the first view: ready endpoints of every slice of the Service, at the http port, named by pod', async () => {
     api.apply(
@@ -210,41 +232,15 @@ describe('KubernetesRegistry: list, then watch', () => {
   });
 
   test('token rotation: a 401 re-reads the token file and the watch goes on with the new token', async () => {
-    api.apply(slice('s1', [{ ip: '10.0.0.1', pod: 'w1' }]));
     // the periodic re-read is out of the way: only the 401 can make it read the file again
-    const r = registry({ tokenRefreshMs: 3_600_000 });
-    await r.start();
-    await waitFor(() => api.openWatches === 1, 2000, 'the watch');
-    writeFileSync(tokenFile, 'token-2\n');
-    api.tokens = new Set(['token-2']);
-    api.cutWatches();
-    api.apply(
-      slice('s1', [
-        { ip: '10.0.0.1', pod: 'w1' },
-        { ip: '10.0.0.2', pod: 'w2' },
-      ]),
-    );
-    await waitFor(() => r.list().length === 2, 2000, 'w2 with the new token');
+    await rotateTokenThenAddWorker(registry({ tokenRefreshMs: 3_600_000 }), 0);
     expect(api.counts.unauthorized).toBe(1);
     expect(api.tokensSeen.slice(-2)).toEqual(['token-1', 'token-2']);
   });
 
   test('token rotation: the file is re-read periodically, so the next request already carries the new token', async () => {
-    api.apply(slice('s1', [{ ip: '10.0.0.1', pod: 'w1' }]));
-    const r = registry({ tokenRefreshMs: 50 });
-    await r.start();
-    await waitFor(() => api.openWatches === 1, 2000, 'the watch');
-    writeFileSync(tokenFile, 'token-2\n');
-    await new Promise((resolve) => setTimeout(resolve, 100));
-    api.tokens = new Set(['token-2']);
-    api.cutWatches();
-    api.apply(
-      slice('s1', [
-        { ip: '10.0.0.1', pod: 'w1' },
-        { ip: '10.0.0.2', pod: 'w2' },
-      ]),
-    );
-    await waitFor(() => r.list().length === 2, 2000, 'w2 with the new token');
+    // 100 ms: two periodic re-reads before the API server stops accepting the old token
+    await rotateTokenThenAddWorker(registry({ tokenRefreshMs: 50 }), 100);
     expect(api.counts.unauthorized).toBe(0);
     expect(api.tokensSeen.at(-1)).toBe('token-2');
   });
