@@ -30,6 +30,26 @@ export interface ArchitectureTraits {
   };
 }
 
+/** GLM-4-9B-chat-hf's traits (model_type glm); glm4 is the same with sandwich norms. */
+const GLM: ArchitectureTraits = {
+  ropeLayout: 'interleaved',
+  qkvBias: 'attention_bias',
+  oBias: false,
+  qkNorm: false,
+  sandwichNorms: false,
+  fusedGateUp: true,
+  slidingWindow: 'never',
+  defaults: {
+    headDim: 128,
+    partialRotaryFactor: 0.5,
+    attentionBias: true,
+    rmsNormEps: 1.5625e-7,
+    ropeTheta: 10000,
+    contextLength: 131072,
+    tieWordEmbeddings: false,
+  },
+};
+
 export const ARCHITECTURES: Record<Architecture, ArchitectureTraits> = {
   // LlamaAttention: q/k/v/o all take bias=config.attention_bias (default False).
   llama: {
@@ -109,42 +129,8 @@ export const ARCHITECTURES: Record<Architecture, ArchitectureTraits> = {
   // GlmMLP.gate_up_proj [2I, H], chunk(2) gives gate then up; RoPE interleaved
   // (rotate_half on x[0::2], x[1::2], cos/sin repeat_interleave(2)) on the first
   // head_dim * partial_rotary_factor (default 0.5) dimensions.
-  glm: {
-    ropeLayout: 'interleaved',
-    qkvBias: 'attention_bias',
-    oBias: false,
-    qkNorm: false,
-    sandwichNorms: false,
-    fusedGateUp: true,
-    slidingWindow: 'never',
-    defaults: {
-      headDim: 128,
-      partialRotaryFactor: 0.5,
-      attentionBias: true,
-      rmsNormEps: 1.5625e-7,
-      ropeTheta: 10000,
-      contextLength: 131072,
-      tieWordEmbeddings: false,
-    },
-  },
+  glm: GLM,
   // Glm4DecoderLayer: as GLM plus post_self_attn_layernorm (after attention, before the
   // residual add) and post_mlp_layernorm (after the MLP, before the residual add).
-  glm4: {
-    ropeLayout: 'interleaved',
-    qkvBias: 'attention_bias',
-    oBias: false,
-    qkNorm: false,
-    sandwichNorms: true,
-    fusedGateUp: true,
-    slidingWindow: 'never',
-    defaults: {
-      headDim: 128,
-      partialRotaryFactor: 0.5,
-      attentionBias: true,
-      rmsNormEps: 1.5625e-7,
-      ropeTheta: 10000,
-      contextLength: 131072,
-      tieWordEmbeddings: false,
-    },
-  },
+  glm4: { ...GLM, sandwichNorms: true },
 };
