@@ -251,6 +251,9 @@ class SchemaCompiler {
     const types = schema.type === undefined ? null : this.typesOf(schema, path);
     const kept = values.filter((v) => types === null || types.some((t) => hasType(v, t)));
     if (kept.length === 0) throw this.refuse(path, 'none of the enum/const values has the schema’s type');
+    // 1e400 parses to Infinity, which JSON cannot write (JSON.stringify gives null)
+    if (kept.some(holdsNonFinite))
+      throw this.refuse(path, 'an enum/const value holds a number JSON cannot represent (it overflows to infinity)');
     return this.rules.literals([...new Set(kept.map((v) => JSON.stringify(v)))]);
   }
 
@@ -291,4 +294,12 @@ function hasType(v: unknown, t: JsonType): boolean {
 
 function escapePointer(name: string): string {
   return name.replace(/~/g, '~0').replace(/\//g, '~1');
+}
+
+/** Whether a JSON value holds a number that is not finite (a literal such as 1e400 overflowed). */
+function holdsNonFinite(value: unknown): boolean {
+  if (typeof value === 'number') return !Number.isFinite(value);
+  if (Array.isArray(value)) return value.some(holdsNonFinite);
+  if (value !== null && typeof value === 'object') return Object.values(value).some(holdsNonFinite);
+  return false;
 }

@@ -193,6 +193,9 @@ describe('JSON Schema constraints', () => {
     [{ type: 'text' }, /unknown type "text"/],
     [{ enum: [] }, /non-empty list/],
     [{ type: 'string', enum: [1, 2] }, /none of the enum/],
+    // what JSON.parse makes of 1e400 in a request body: JSON.stringify would write null
+    [{ type: 'number', enum: [Infinity] }, /cannot represent/],
+    [{ const: { a: [1, -Infinity] } }, /cannot represent/],
     [{ type: 'object', properties: { a: {} }, required: ['b'] }, /required names 'b'/],
     [{ type: 'string', minLength: 5, maxLength: 2 }, /minLength \(5\) is above maxLength \(2\)/],
     [{ type: 'string', maxLength: MAX_COUNTED_BOUND + 1 }, /maxLength above/],
