@@ -10,7 +10,7 @@ import { randomInt } from 'node:crypto';
 import { AutoGlmError, isAutoGlmError } from '../errors.js';
 import { defaultMatmulTuning } from '../kernels/matmul.js';
 import { KernelRuntime } from '../kernels/runtime.js';
-import { ResponseFormatConstraints, type TokenConstraint } from './constraints/index.js';
+import { ResponseFormatConstraints, type OutputConstraint } from './constraints/index.js';
 import { EventChannel } from './event-channel.js';
 import { loadModelFolder, type LoadedModelFolder } from './model-folder.js';
 import {
@@ -38,6 +38,7 @@ import type {
   EngineStats,
   GenerateRequest,
   InferenceEngine,
+  ReasoningTags,
   RequestMetrics,
   TokenEvent,
 } from './types.js';
@@ -86,8 +87,8 @@ interface ActiveRequest {
   cacheKey: string | null;
   events: TokenEvent[];
   generatedTokenIds: number[];
-  /** Where the output stands in its response_format's grammar; null for free text. */
-  constraint: TokenConstraint | null;
+  /** Where the output stands in its response_format's grammar (or its reasoning before it); null for free text. */
+  constraint: OutputConstraint | null;
   request: GenerateRequest;
   /** Removes the abort listener from the request's signal (which may outlive the request). */
   detachSignal: () => void;
@@ -286,7 +287,7 @@ export class Engine implements InferenceEngine {
     const sampling = resolveSampling(request.sampling, this.folder.samplingDefaults, () => randomInt(0, 2 ** 47));
     // a format that cannot be enforced is refused here, before anything is queued
     const format = this.constraints.compile(request.responseFormat);
-    const constraint = format && this.constraints.constraint(format);
+    const constraint = format && this.constraints.constraintAfter(format, request.formatAfterReasoning);
     if (constraint) {
       replayResumed(constraint, resume);
       // the first mask now: a format no token can start (or continue, once resumed) is refused here, not in a step
@@ -303,9 +304,10 @@ export class Engine implements InferenceEngine {
     }
 
     // deterministic requests may be answered from the response cache
+    const formatKey = format ? formatCacheKey(format.key, request.formatAfterReasoning) : undefined;
     const cacheKey =
       this.responseCache.enabled && isDeterministic(sampling)
-        ? this.cacheKeyOf(request, promptTokenIds, maxTokens, sampling, format?.key)
+        ? this.cacheKeyOf(request, promptTokenIds, maxTokens, sampling, formatKey)
         : null;
     if (cacheKey) {
       const cached = this.responseCache.get(cacheKey);
@@ -590,7 +592,9 @@ export class Engine implements InferenceEngine {
       const a = this.active.get(s.requestId);
       if (!s.sample || !a?.constraint) continue;
       try {
-        masks.set(s.requestId, a.constraint.mask());
+        // no mask: the constraint does not apply at this token (a reasoning model still reasoning)
+        const mask = a.constraint.mask();
+        if (mask) masks.set(s.requestId, mask);
       } catch (e) {
         this.failRequests([s.requestId], constraintFailure(e));
       }
@@ -826,7 +830,7 @@ const MASKED_LOGPROB = -1e30;
  * A resumed request's tokens were generated elsewhere under the same format: they are fed
  * to its constraint first, so the next mask continues the text where they leave it.
  */
-function replayResumed(constraint: TokenConstraint, resumeTokenIds: readonly number[]): void {
+function replayResumed(constraint: OutputConstraint, resumeTokenIds: readonly number[]): void {
   resumeTokenIds.forEach((id, i) => {
     try {
       constraint.accept(id);
@@ -838,6 +842,11 @@ function replayResumed(constraint: TokenConstraint, resumeTokenIds: readonly num
       );
     }
   });
+}
+
+/** The format's part of a response-cache key: reasoning tags change where it applies, so they are part of it. */
+function formatCacheKey(formatKey: string, reasoning: ReasoningTags | undefined): string {
+  return reasoning ? `${formatKey} after ${JSON.stringify([reasoning.start, reasoning.end, reasoning.startsInside])}` : formatKey;
 }
 
 /** A constraint failed in the middle of a request: an engine fault, reported to that request alone. */

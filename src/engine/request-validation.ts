@@ -155,6 +155,7 @@ function validateFieldTypes(r: GenerateRequest): void {
     throw invalid('chat_template_kwargs', `chat_template_kwargs must be an object, got ${describe(r.chatTemplateKwargs)}`);
   }
   validateResponseFormatShape(r.responseFormat);
+  validateReasoningTags(r.formatAfterReasoning);
   const id: unknown = r.requestId;
   if (id !== undefined && typeof id !== 'string' && typeof id !== 'number') {
     throw invalid('requestId', `requestId must be a string, got ${describe(id)}`);
@@ -177,6 +178,19 @@ function validateResponseFormatShape(format: unknown): void {
   if (type === 'json_schema' && !(isRecord(format.schema) || typeof format.schema === 'boolean')) {
     throw invalid('response_format', `response_format json_schema needs a schema (an object or a boolean), got ${describe(format.schema)}`);
   }
+}
+
+/** Tags the gate can look for: two texts, and where the output begins. */
+function validateReasoningTags(tags: unknown): void {
+  if (tags === undefined) return;
+  if (!isRecord(tags)) throw invalid('formatAfterReasoning', `formatAfterReasoning must be an object, got ${describe(tags)}`);
+  for (const key of ['start', 'end'] as const) {
+    const v = tags[key];
+    if (typeof v !== 'string' || v === '')
+      throw invalid('formatAfterReasoning', `formatAfterReasoning.${key} must be a non-empty string, got ${describe(v)}`);
+  }
+  if (typeof tags.startsInside !== 'boolean')
+    throw invalid('formatAfterReasoning', `formatAfterReasoning.startsInside must be a boolean, got ${describe(tags.startsInside)}`);
 }
 
 /** The server's tool-call constraint (types.ts's ToolCallsFormat); its schemas are the compiler's to judge. */
@@ -265,6 +279,8 @@ export function snapshotRequest(r: GenerateRequest): GenerateRequest {
   // one level, like the rest: the schema is compiled at admission, before the caller can change it
   const format: unknown = r.responseFormat;
   if (format !== undefined) copy.responseFormat = (isRecord(format) ? { ...format } : format) as GenerateRequest['responseFormat'];
+  const tags: unknown = r.formatAfterReasoning;
+  if (tags !== undefined) copy.formatAfterReasoning = (isRecord(tags) ? { ...tags } : tags) as GenerateRequest['formatAfterReasoning'];
   return copy;
 }
 
@@ -297,7 +313,8 @@ type CopiedRequestField =
   | 'stopTokenIds'
   | 'resumeTokenIds'
   | 'chatTemplateKwargs'
-  | 'responseFormat';
+  | 'responseFormat'
+  | 'formatAfterReasoning';
 const everyRequestFieldCopied: [Exclude<keyof GenerateRequest, CopiedRequestField>] extends [never] ? true : never = true;
 const everySamplingFieldCopied: [Exclude<keyof SamplingParams, (typeof SAMPLING_FIELDS)[number] | 'logitBias'>] extends [never]
   ? true

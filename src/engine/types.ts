@@ -63,6 +63,21 @@ export interface ToolCallsFormat {
   parallel: boolean;
 }
 
+/**
+ * A thinking model's reasoning tags (`<think>`, `</think>`), for a request whose output has
+ * reasoning before the answer: responseFormat then applies to the answer only, the text
+ * after the end tag (src/engine/constraints/reasoning-gate.ts); the reasoning is free text.
+ */
+export interface ReasoningTags {
+  start: string;
+  end: string;
+  /**
+   * true: the output begins inside reasoning (the prompt opened it). false: the output may
+   * open it with `start` as its very first text; output that does not is the answer.
+   */
+  startsInside: boolean;
+}
+
 export interface GenerateRequest {
   /** Text (no template applied), chat messages (chat template applied), or token ids. */
   prompt: string | ChatMessage[] | number[];
@@ -84,6 +99,8 @@ export interface GenerateRequest {
   resumeTokenIds?: number[];
   /** Constrains the output to JSON (default: free text). A format that cannot be enforced is an invalid_request. */
   responseFormat?: ResponseFormat;
+  /** With responseFormat: the reasoning that comes before the answer it constrains (ignored without one). */
+  formatAfterReasoning?: ReasoningTags;
   /** Options for chat templates (e.g. add_generation_prompt defaults to true, tools). */
   chatTemplateKwargs?: Record<string, unknown>;
   /**

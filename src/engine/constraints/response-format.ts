@@ -8,14 +8,15 @@
  * JSON request).
  */
 import { AutoGlmError, isAutoGlmError } from '../../errors.js';
-import type { ResponseFormat } from '../types.js';
+import type { ReasoningTags, ResponseFormat } from '../types.js';
 import { GrammarAutomaton } from './automaton.js';
 import { GrammarError, type Grammar } from './grammar.js';
 import { JsonRules } from './json-rules.js';
 import { compileJsonSchema } from './json-schema.js';
 import { MaskCache } from './mask-cache.js';
-import { tokenBytesOf, type VocabularySource } from './token-bytes.js';
-import { TokenConstraint, type CompiledFormat, type ConstraintVocabulary } from './token-constraint.js';
+import { bytesOfToken, tokenBytesOf, type TokenBytes, type VocabularySource } from './token-bytes.js';
+import { ReasoningGate } from './reasoning-gate.js';
+import { TokenConstraint, type CompiledFormat, type ConstraintVocabulary, type OutputConstraint } from './token-constraint.js';
 import { stringTokensOf } from './string-tokens.js';
 import { TOOL_CALL_MARKERS, toolCallGrammar } from './tool-call-grammar.js';
 import { buildTokenTrie } from './token-trie.js';
@@ -72,6 +73,12 @@ export class ResponseFormatConstraints {
     return new TokenConstraint(format, this.prepare());
   }
 
+  /** The constraint of a request whose output may reason first: the format applies to the answer after the reasoning. */
+  constraintAfter(format: CompiledFormat, reasoning: ReasoningTags | undefined): OutputConstraint {
+    const answer = this.constraint(format);
+    return reasoning ? new ReasoningGate(answer, reasoning, this.prepare()) : answer;
+  }
+
   /**
    * Reads the vocabulary as bytes and builds its trie, once. A vocabulary that cannot be
    * read so throws an invalid_request naming response_format, remembered and thrown again
@@ -100,6 +107,7 @@ export class ResponseFormatConstraints {
     const tokens = tokenBytesOf(vocabulary, vocabSize, { admittedAddedTokens: TOOL_CALL_MARKERS });
     return {
       tokens,
+      addedTokenBytes: addedTokenBytesOf(vocabulary, vocabSize, tokens),
       trie: buildTokenTrie(tokens),
       strings: stringTokensOf(tokens),
       eosTokenIds,
@@ -112,6 +120,18 @@ export class ResponseFormatConstraints {
     const m = this.vocabulary?.masks;
     return { hits: m?.hits ?? 0, misses: m?.misses ?? 0, entries: m?.size ?? 0 };
   }
+}
+
+/** Added tokens outside `tokens` that the detokenizer writes as text (not special), as UTF-8. */
+function addedTokenBytesOf(source: VocabularySource, vocabSize: number, tokens: TokenBytes): Map<number, Uint8Array> {
+  const out = new Map<number, Uint8Array>();
+  const enc = new TextEncoder();
+  for (let id = source.baseVocabSize; id < vocabSize; id++) {
+    if (bytesOfToken(tokens, id).length > 0 || source.isSpecial(id)) continue;
+    const text = source.tokenString(id);
+    if (text) out.set(id, enc.encode(text));
+  }
+  return out;
 }
 
 /** json_object: one JSON object, any keys and values (OpenAI's JSON mode answers an object). */

@@ -15,9 +15,26 @@ export interface ConstraintVocabulary {
   readonly tokens: TokenBytes;
   readonly trie: TokenTrie;
   readonly strings: StringTokens;
+  /**
+   * The text of the added tokens the detokenizer writes (not special) and `tokens` leaves
+   * out (such as `<think>`): a reasoning gate looks for its tags in them.
+   */
+  readonly addedTokenBytes: ReadonlyMap<number, Uint8Array>;
   /** Allowed, and only allowed, once the value is complete. */
   readonly eosTokenIds: readonly number[];
   readonly masks: MaskCache;
+}
+
+/**
+ * What the engine asks of a request's constraint before and after each sampled token.
+ * TokenConstraint is one; a reasoning model's answer is constrained by one that lets the
+ * reasoning before it run free (reasoning-gate.ts).
+ */
+export interface OutputConstraint {
+  /** The tokens allowed next (a bitmask over ids; read it, never write it), or null: any token. */
+  mask(): Uint32Array | null;
+  /** Moves past a sampled token; throws if it was not allowed. */
+  accept(tokenId: number): void;
 }
 
 /** A compiled response format, shared by every request that uses it. */
@@ -29,7 +46,7 @@ export interface CompiledFormat {
   readonly automaton: GrammarAutomaton;
 }
 
-export class TokenConstraint {
+export class TokenConstraint implements OutputConstraint {
   private state: AutomatonState;
   private readonly eos: ReadonlySet<number>;
 
@@ -79,5 +96,21 @@ export class TokenConstraint {
     if (next.length === 0)
       throw new AutoGlmError('internal_error', `constrained decoding: token ${tokenId} does not continue the JSON text`);
     this.state = next;
+  }
+
+  /** Back to the start of the text (a reasoning gate's answer, fed the start tag's bytes while either could come). */
+  restart(): void {
+    this.state = this.format.automaton.initial();
+  }
+
+  /**
+   * Moves past text that is not a whole token (what follows a reasoning model's end tag
+   * inside the token that wrote it); false, and nothing changed, if the text does not fit.
+   */
+  acceptBytes(bytes: Uint8Array): boolean {
+    const next = this.format.automaton.advanceBytes(this.state, bytes);
+    if (next.length === 0) return false;
+    this.state = next;
+    return true;
   }
 }
