@@ -10,7 +10,7 @@ import { poolReadyProbe } from '../ready-probe.js';
 import { HeartbeatRegistry } from '../registry/heartbeat-registry.js';
 import { CLUSTER_SECRET_HEADER } from '../types.js';
 import { ClientRateLimits } from './client-rate-limits.js';
-import { checkForwardable } from './forwardable-body.js';
+import { checkJsonShape } from '../../server/json-shape.js';
 import { forwardWhole, proxyGeneration, type GenerationRouteConfig } from './generation-route.js';
 import { GatewayMetrics } from './metrics.js';
 import type { GatewayOptions } from './options.js';
@@ -70,10 +70,13 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
       idleTimeoutMs: options.idleTimeoutMs ?? 30_000,
     },
   };
+  // workers are assumed to take what the gateway takes (the same default, 4 MiB)
+  const maxBodyBytes = options.maxBodyBytes ?? 4 * 1024 * 1024;
   const routeConfig: GenerationRouteConfig = {
     requestTimeoutMs: options.requestTimeoutMs ?? 600_000,
     resume: options.resume ?? true,
     affinityPrefixChars: options.balancer?.affinity ? (options.balancer.affinityPrefixChars ?? 512) : null,
+    maxBodyBytes,
   };
 
   health.onStateChange((id, state) => metrics.setWorkerState(id, state));
@@ -99,7 +102,7 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
   const clientRequestTimeoutMs = options.clientRequestTimeoutMs ?? 30_000;
   const app = Fastify({
     logger: options.logger ?? false,
-    bodyLimit: options.maxBodyBytes ?? 4 * 1024 * 1024,
+    bodyLimit: maxBodyBytes,
     // Fastify turns Node's request timeout off (0); without one a client sending a byte now
     // and then (slowloris) held its socket for ever. Node enforces it only with a headers
     // timeout no longer than it, and checks at the interval: the bound is the timeout plus
@@ -173,7 +176,7 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
   }
   // Everything else a worker serves: forwarded to any healthy worker, with retries.
   const forward = (method: 'GET' | 'POST', path: string) => async (request: FastifyRequest, reply: FastifyReply) => {
-    if (method === 'POST') checkForwardable(request.body);
+    if (method === 'POST') checkJsonShape(request.body);
     const client = new AbortController();
     reply.raw.once('close', () => client.abort());
     const scope: RequestScope = {

@@ -1,4 +1,4 @@
-import { AutoGlmError } from '../../errors.js';
+import { AutoGlmError } from '../errors.js';
 
 /**
  * Deeper than any OpenAI request (tool schemas included), and far shallower than the
@@ -14,30 +14,32 @@ interface Node {
 }
 
 /**
- * The gateway parses a client's body and serialises it again for the worker. Two things
- * JSON.parse accepts do not survive that, so they are refused here with a 400 naming the
- * parameter: a number past the double range (1e309 parses to Infinity and is written
- * again as null, so `"temperature": 1e309`, which a worker refuses, would reach it as no
- * temperature at all), and nesting so deep that JSON.stringify overflows the stack (a 500).
- * Iterative, so that the check itself cannot overflow.
+ * Two things JSON.parse accepts break a server that works with the value, so they are
+ * refused with a 400 naming the parameter: nesting so deep that JSON.stringify (the gateway
+ * serialising a body again for a worker, a worker sizing or rendering a chat template's
+ * input) overflows the stack, a 500 otherwise; and a number past the double range (1e309
+ * parses to Infinity and is written again as null, so `"temperature": 1e309`, which a
+ * worker refuses, would reach it through the gateway as no temperature at all).
+ * `param` names a value parsed from inside the body (a tool call's arguments); a body is
+ * named by its top-level key. Iterative, so that the check itself cannot overflow.
  */
-export function checkForwardable(body: unknown): void {
-  if (typeof body === 'number') {
-    if (!Number.isFinite(body)) throw outOfRange(undefined);
+export function checkJsonShape(value: unknown, param?: string): void {
+  if (typeof value === 'number') {
+    if (!Number.isFinite(value)) throw outOfRange(param);
     return;
   }
-  if (typeof body !== 'object' || body === null) return;
-  const stack: Node[] = [{ value: body, depth: 0, parent: null, key: '' }];
+  if (typeof value !== 'object' || value === null) return;
+  const stack: Node[] = [{ value, depth: 0, parent: null, key: '' }];
   while (stack.length > 0) {
     const node = stack.pop()!;
     if (node.depth >= MAX_BODY_DEPTH)
-      throw new AutoGlmError('invalid_request', `The request body is nested more than ${MAX_BODY_DEPTH} levels deep.`, {
-        param: pathOf(node.parent!, node.key).split('.')[0]!,
+      throw new AutoGlmError('invalid_request', `${param ?? 'The request body'} is nested more than ${MAX_BODY_DEPTH} levels deep.`, {
+        param: param ?? pathOf(node.parent!, node.key).split('.')[0]!,
       });
     const entries: Iterable<[unknown, unknown]> = Array.isArray(node.value) ? node.value.entries() : Object.entries(node.value);
     for (const [key, child] of entries) {
       if (typeof child === 'number') {
-        if (!Number.isFinite(child)) throw outOfRange(pathOf(node, String(key)));
+        if (!Number.isFinite(child)) throw outOfRange(param ?? pathOf(node, String(key)));
       } else if (typeof child === 'object' && child !== null) {
         stack.push({ value: child, depth: node.depth + 1, parent: node, key: String(key) });
       }
