@@ -70,10 +70,14 @@ export class PromptTokenizer {
   }
 }
 
-/** About how much text the template renders: message contents, and tool schemas and past calls, which can be long too. */
+/**
+ * About how much text the template renders: the messages whole (contents, roles, names,
+ * past calls: every field can be long, and 10^5 empty messages are as much work as a long
+ * one) and the template variables (tool schemas). The body's depth was checked before
+ * (json-shape.ts), so stringifying it cannot overflow.
+ */
 function templateInputChars(messages: ChatMessage[], kwargs: Record<string, unknown> | undefined): number {
-  const json = (v: unknown): number => (v === undefined ? 0 : JSON.stringify(v).length);
-  return messages.reduce((sum, m) => sum + m.content.length + json(m.tool_calls), json(kwargs));
+  return JSON.stringify(messages).length + (kwargs === undefined ? 0 : JSON.stringify(kwargs).length);
 }
 
 /**

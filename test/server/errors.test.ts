@@ -147,6 +147,16 @@ describe('400: invalid parameters, each named', () => {
       expect((await postJson(`${running.url}/v1/chat/completions`, chat(extra))).status).toBe(200);
   });
 
+  test("nesting too deep to serialise again is a 400 naming where it is, also inside a past call's arguments text", async () => {
+    const deep = '['.repeat(10_000) + ']'.repeat(10_000);
+    const call = { id: 'call_1', type: 'function', function: { name: 'f', arguments: deep } };
+    const messages = [...STORY_PROMPT, { role: 'assistant', content: '', tool_calls: [call] }, { role: 'user', content: 'and?' }];
+    // was a 500: sizing the template's input stringified the parsed arguments and overflowed the stack
+    const r = await postJson(`${running.url}/v1/chat/completions`, chat({ messages }));
+    expectError(r, 400, 'invalid_request', `messages.${STORY_PROMPT.length}.tool_calls.0.function.arguments`);
+    expect((r.json.error as { message: string }).message).toMatch(/nested more than 256 levels/);
+  });
+
   test('bad JSON and a non-object body', async () => {
     expectError(await postJson(`${running.url}/v1/chat/completions`, '{"model": '), 400, 'invalid_json');
     expectError(await postJson(`${running.url}/v1/chat/completions`, '[1, 2]'), 400, 'invalid_request');

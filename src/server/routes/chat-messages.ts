@@ -1,5 +1,6 @@
 import { AutoGlmError } from '../../errors.js';
 import type { ChatMessage } from '../../engine/types.js';
+import { checkJsonShape } from '../json-shape.js';
 
 type ContentPart = { type: string; text?: string };
 
@@ -45,6 +46,8 @@ function templateToolCall(call: BodyToolCall, param: string): Record<string, unk
       param: `${param}.function.arguments`,
     });
   }
+  // the body's own check cannot see inside this string: the template would overflow on it
+  checkJsonShape(args, `${param}.function.arguments`);
   return { ...call, function: { ...call.function, arguments: args } };
 }
 

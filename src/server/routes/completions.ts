@@ -21,9 +21,10 @@ export async function completions(ctx: RouteContext, request: FastifyRequest, re
   const params = parseCommon(body, body.max_tokens, ctx.limits);
   const withLogprobs = body.logprobs !== null && body.logprobs !== undefined;
   const topLogprobs = body.logprobs ?? 0;
-  const prompts = await tokenizePrompts(engine, ctx.tokenizer, body.prompt);
-  if (prompts.length * params.n > ctx.limits.maxChoices)
+  // counted before tokenizing: 10^5 short prompts would hold the event loop for seconds
+  if (promptCount(body.prompt) * params.n > ctx.limits.maxChoices)
     throw new AutoGlmError('invalid_request', `At most ${ctx.limits.maxChoices} prompts x n per request.`, { param: 'prompt' });
+  const prompts = await tokenizePrompts(engine, ctx.tokenizer, body.prompt);
   if (params.resumeTokenIds && prompts.length !== 1)
     throw new AutoGlmError('invalid_request', 'resume_token_ids requires a single prompt.', { param: 'resume_token_ids' });
 
@@ -95,6 +96,11 @@ export async function completions(ctx: RouteContext, request: FastifyRequest, re
     },
     shape,
   );
+}
+
+/** How many prompts a body names: a string or one token id list is one, a list of either is its length. */
+function promptCount(prompt: CompletionBody['prompt']): number {
+  return typeof prompt === 'string' || typeof prompt[0] === 'number' ? 1 : prompt.length;
 }
 
 /** The four prompt forms OpenAI accepts, as token id lists (ids checked against the vocabulary by the engine). */
