@@ -26,7 +26,8 @@ export async function runGateway(argv: string[]): Promise<void> {
     lines.push(`  Workers join with: autoglm serve --register ${url}${config.options.clusterSecret ? ' --cluster-secret ...' : ''}`);
   if (registry instanceof KubernetesRegistry) lines.push(`  Workers: the ready endpoints of Service ${registry.source}`);
   if (config.generatedKey) lines.push(`  No API key configured; this run generated one: OPENAI_API_KEY=${config.generatedKey}`);
-  if (config.options.clusterSecret === undefined)
+  // only the heartbeat registry takes registrations (/cluster/register is not served otherwise)
+  if (config.options.clusterSecret === undefined && config.registryKind === 'heartbeat')
     lines.push(`  No --cluster-secret: any process that can reach ${url} can register a worker.`);
   process.stderr.write(lines.join('\n') + '\n\n');
   await new Promise<void>((resolve) => {
