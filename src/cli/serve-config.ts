@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { AutoGlmError } from '../errors.js';
 import type { EngineOptions } from '../engine/types.js';
 import { parseKernelProfile, type KernelProfileOption } from '../kernels/kernel-profile.js';
+import { REASONING_PARSER_OPTIONS, type ReasoningParserOption } from '../server/reasoning/types.js';
 import { TOOL_CALL_PARSER_OPTIONS, type ToolCallParserOption } from '../server/tool-calls/types.js';
 import { flagsHelp, MS, PORT, readFlags, type FlagSpec } from './flags.js';
 import { withoutUndefined } from '../without-undefined.js';
@@ -36,6 +37,8 @@ export interface ServeConfig {
   logLevel: string;
   /** How tool calls are read from output when a request sends tools. */
   toolCallParser: ToolCallParserOption;
+  /** How reasoning is split from chat output into reasoning_content. */
+  reasoningParser: ReasoningParserOption;
   engine: {
     kvCacheBytes: number | undefined;
     maxBatchSequences: number | undefined;
@@ -86,6 +89,10 @@ const FLAGS = {
   'tool-call-parser': {
     kind: 'string',
     help: 'how tool calls are read from output: auto (the format the chat template teaches, default), hermes, llama3_json or none',
+  },
+  'reasoning-parser': {
+    kind: 'string',
+    help: 'how <think> reasoning is split from chat output into reasoning_content: auto (when the chat template writes <think>, default), qwen3, deepseek_r1 or none',
   },
   'kv-cache-bytes': { kind: 'int', help: 'KV cache budget in bytes' },
   'max-batch-sequences': { kind: 'int', min: 1, help: 'largest decode batch' },
@@ -187,6 +194,7 @@ export function parseServeConfig(argv: string[], env: NodeJS.ProcessEnv = proces
     heartbeatMs: int('heartbeat-ms'),
     logLevel: flags.oneOf('log-level', LOG_LEVELS, 'info'),
     toolCallParser: flags.oneOf('tool-call-parser', TOOL_CALL_PARSER_OPTIONS, 'auto'),
+    reasoningParser: flags.oneOf('reasoning-parser', REASONING_PARSER_OPTIONS, 'auto'),
     engine: {
       kvCacheBytes: int('kv-cache-bytes'),
       maxBatchSequences: int('max-batch-sequences'),

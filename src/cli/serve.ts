@@ -35,6 +35,7 @@ export async function runServe(argv: string[]): Promise<number> {
     },
     tokenizerPool: { modelDir: config.modelDir, threads: config.tokenizerThreads, minChars: config.tokenizerMinChars },
     toolCallParser: config.toolCallParser,
+    reasoningParser: config.reasoningParser,
     logger: { level: config.logLevel },
     tls,
   });

@@ -58,6 +58,7 @@ export function buildServer(options: ServerOptions): AutoGlmServer {
     limits,
     tokenizer,
     toolCallParser: options.toolCallParser ?? 'auto',
+    reasoningParser: options.reasoningParser ?? 'auto',
     log: app.log,
     modelName,
     checkModel: makeModelChecker(lifecycle, modelName, options.modelAliases ?? []),

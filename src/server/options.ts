@@ -1,5 +1,6 @@
 import type { FastifyServerOptions } from 'fastify';
 import type { InferenceEngine } from '../engine/types.js';
+import type { ReasoningParserOption } from './reasoning/types.js';
 import type { ToolCallParserOption } from './tool-calls/types.js';
 import { withoutUndefined } from '../without-undefined.js';
 
@@ -57,6 +58,11 @@ export interface ServerOptions {
    * the format the model's chat template teaches, when it is one the server knows).
    */
   toolCallParser?: ToolCallParserOption;
+  /**
+   * How reasoning (`<think> … </think>`) is split from chat output into reasoning_content
+   * (default 'auto': when the model's chat template writes `<think>`).
+   */
+  reasoningParser?: ReasoningParserOption;
   /** pino logger options for fastify (false: silent). */
   logger?: FastifyServerOptions['logger'];
   /** HTTPS when both are given (PEM contents). */

@@ -67,6 +67,8 @@ test.each([
   [['--heartbeat-ms', '500'], 'heartbeat-ms'],
   [['--tool-call-parser', 'qwen'], 'tool-call-parser'],
   [['--tool-call-parser', 'hermes', '--tool-call-parser', 'none'], 'tool-call-parser'],
+  [['--reasoning-parser', 'deepseek-r1'], 'reasoning-parser'],
+  [['--reasoning-parser', 'qwen3', '--reasoning-parser', 'none'], 'reasoning-parser'],
 ])('bad value %j: invalid_request naming the flag', (argv, param) => {
   let caught: unknown;
   try {
@@ -85,6 +87,14 @@ test('--tool-call-parser: auto by default, a format, none, or AUTOGLM_TOOL_CALL_
   expect(parse(['--tool-call-parser', 'none'], { AUTOGLM_TOOL_CALL_PARSER: 'hermes' }).toolCallParser).toBe('none');
   expect(parse([], { AUTOGLM_TOOL_CALL_PARSER: 'llama3_json' }).toolCallParser).toBe('llama3_json');
   expect(serveHelp()).toContain('[AUTOGLM_TOOL_CALL_PARSER]');
+});
+
+test('--reasoning-parser: auto by default, a parser, none, or AUTOGLM_REASONING_PARSER', () => {
+  expect(parse([]).reasoningParser).toBe('auto');
+  expect(parse(['--reasoning-parser', 'qwen3']).reasoningParser).toBe('qwen3');
+  expect(parse(['--reasoning-parser', 'none'], { AUTOGLM_REASONING_PARSER: 'qwen3' }).reasoningParser).toBe('none');
+  expect(parse([], { AUTOGLM_REASONING_PARSER: 'deepseek_r1' }).reasoningParser).toBe('deepseek_r1');
+  expect(serveHelp()).toContain('[AUTOGLM_REASONING_PARSER]');
 });
 
 test('unknown flags are refused; --help lists every flag with its env name', () => {

@@ -6,6 +6,9 @@ import { ChoiceToolCalls } from '../tool-calls/choice-tool-calls.js';
 import { chatTemplateSourceOf, generatedText } from '../tool-calls/model-tokenizer.js';
 import { createToolCallParser } from '../tool-calls/parsers.js';
 import { planToolCalling, templateKwargs, type ToolCallingPlan, type ToolRequestFields } from '../tool-calls/request-tools.js';
+import { planReasoning, formatAfterReasoning, type ReasoningPlan } from '../reasoning/request-reasoning.js';
+import { ReasoningSplitter } from '../reasoning/reasoning-splitter.js';
+import { ChatChoiceReader } from './chat-choice-reader.js';
 import { chatMessages, type BodyMessage } from './chat-messages.js';
 import { chatResponseShape } from './chat-shape.js';
 import type { RouteContext } from './context.js';
@@ -44,9 +47,15 @@ export async function chatCompletions(ctx: RouteContext, request: FastifyRequest
     promptParam: 'messages',
     maxTokensParam,
   });
+  const reasoning = await planReasoning(engine, ctx.reasoningParser, prompt);
+  // a constrained answer (response_format, a required call) comes after the reasoning
+  const afterReasoning = params.responseFormat ? formatAfterReasoning(reasoning) : undefined;
   const choices = Array.from({ length: params.n }, (_, i) => ({
     index: i,
-    request: choiceRequest(params, prompt, maxTokens, i, { logprobs: withLogprobs, topLogprobs, requestId: request.id }),
+    request: {
+      ...choiceRequest(params, prompt, maxTokens, i, { logprobs: withLogprobs, topLogprobs, requestId: request.id }),
+      ...(afterReasoning ? { formatAfterReasoning: afterReasoning } : {}),
+    },
   }));
 
   const shape = chatResponseShape({
@@ -55,7 +64,8 @@ export async function chatCompletions(ctx: RouteContext, request: FastifyRequest
     returnTokenIds: params.returnTokenIds,
     withLogprobs,
     topLogprobs,
-    toolCalls: await toolCallReaders(engine, tools, params.n, params.resumeTokenIds),
+    readers: await choiceReaders(engine, { tools, reasoning, n: params.n, resumeTokenIds: params.resumeTokenIds }),
+    textOf: (ids) => generatedText(engine, ids),
   });
   return serveGeneration(
     ctx,
@@ -85,27 +95,29 @@ function withForcedCalls(params: CommonParams, tools: ToolCallingPlan): CommonPa
 }
 
 /**
- * One reader per choice when calls are to be read. A resumed stream's reader first replays
- * the text of the tokens already sent, so a call begun on the worker that failed is
- * completed here, numbered after the calls that worker sent.
+ * One reader per choice: reasoning when a reasoning parser applies, tool calls when calls
+ * are to be read. A resumed stream's reader first replays the text of the tokens already
+ * sent, so it continues in the field the failed worker was writing (the rest of the
+ * reasoning still arrives as reasoning) and a call begun there is completed here, numbered
+ * after the calls that worker sent.
  */
-async function toolCallReaders(
+async function choiceReaders(
   engine: InferenceEngine,
-  tools: ToolCallingPlan,
-  n: number,
-  resumeTokenIds: number[] | undefined,
-): Promise<Map<number, ChoiceToolCalls> | null> {
-  const format = tools.format;
-  if (format === null) return null;
+  o: { tools: ToolCallingPlan; reasoning: ReasoningPlan | null; n: number; resumeTokenIds: number[] | undefined },
+): Promise<Map<number, ChatChoiceReader>> {
+  const format = o.tools.format;
   const readers = new Map(
-    Array.from({ length: n }, (_, i) => [
+    Array.from({ length: o.n }, (_, i) => [
       i,
-      new ChoiceToolCalls(createToolCallParser(format), { parallelToolCalls: tools.parallelToolCalls }),
+      new ChatChoiceReader(
+        o.reasoning ? new ReasoningSplitter(o.reasoning.opening) : null,
+        format ? new ChoiceToolCalls(createToolCallParser(format), { parallelToolCalls: o.tools.parallelToolCalls }) : null,
+      ),
     ]),
   );
-  if (resumeTokenIds) {
-    const sent = await generatedText(engine, resumeTokenIds);
-    for (const reader of readers.values()) reader.replay(sent);
+  if (o.resumeTokenIds) {
+    const sent = await generatedText(engine, o.resumeTokenIds);
+    for (const reader of readers.values()) reader.replay(sent, o.resumeTokenIds);
   }
   return readers;
 }

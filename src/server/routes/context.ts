@@ -5,6 +5,7 @@ import type { ServerLifecycle } from '../lifecycle.js';
 import type { ServerMetrics } from '../metrics.js';
 import type { ServerLimits } from '../options.js';
 import type { PromptTokenizer } from '../prompt-tokenizer.js';
+import type { ReasoningParserOption } from '../reasoning/types.js';
 import type { ToolCallParserOption } from '../tool-calls/types.js';
 
 /** What every route handler may use; built once per server. */
@@ -15,6 +16,8 @@ export interface RouteContext {
   tokenizer: PromptTokenizer;
   /** How tool calls are read from output (--tool-call-parser). */
   toolCallParser: ToolCallParserOption;
+  /** How reasoning is read from chat output (--reasoning-parser). */
+  reasoningParser: ReasoningParserOption;
   log: FastifyBaseLogger;
   /** The name reported to clients. */
   modelName(): string;

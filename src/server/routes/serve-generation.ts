@@ -10,6 +10,8 @@ export interface UsageBody {
   completion_tokens: number;
   total_tokens: number;
   prompt_tokens_details: { cached_tokens: number };
+  /** OpenAI's: chat completions read by a reasoning parser count the tokens of the reasoning. */
+  completion_tokens_details?: { reasoning_tokens: number };
   /**
    * An extension (OpenAI clients keep unknown fields): the request's latency as the server
    * saw it, with vLLM's metric definitions, in ms from the request's arrival. Across
@@ -34,9 +36,14 @@ export interface ResponseShape {
    * null when it would carry nothing the client asked for (text held back as a possible tool call).
    */
   chunk(c: ChoiceChunk): Promise<object | null>;
+  /**
+   * Without streaming, each chunk as it becomes final, before final() gets the outcomes:
+   * chat reads reasoning and tool calls piece by piece, as it does for a stream.
+   */
+  observe?(c: ChoiceChunk): void;
   opening?(index: number): object;
   /** A streamed object carrying only usage (stream_options.include_usage). */
-  usageChunk(usage: UsageBody): object;
+  usageChunk(usage: UsageBody): object | Promise<object>;
   final(outcomes: ChoiceOutcome[], usage: UsageBody): Promise<object>;
 }
 
@@ -86,11 +93,11 @@ export async function serveGeneration(
             const chunk = await shape.chunk(c);
             if (chunk !== null) await sse.send(chunk);
           }
-        : undefined,
+        : shape.observe?.bind(shape),
     });
     const usage = usageOf(outcomes, plan.promptTokens);
     if (!sse) return await shape.final(outcomes, usage);
-    if (plan.includeUsage) await sse.send(shape.usageChunk(usage));
+    if (plan.includeUsage) await sse.send(await shape.usageChunk(usage));
     sse.done();
     return undefined;
   } catch (e) {
