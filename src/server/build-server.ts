@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { AutoGlmError } from '../errors.js';
+import { checkJsonShape } from './json-shape.js';
 import { ApiKeyChecker, secretsEqual } from './auth.js';
 import { installErrorHandling, OPENAI_FRAMEWORK_ERRORS } from './http-errors.js';
 import { ServerLifecycle } from './lifecycle.js';
@@ -92,6 +93,9 @@ export function buildServer(options: ServerOptions): AutoGlmServer {
       url: route.url,
       ...(route.schema ? { schema: route.schema } : {}),
       onRequest: guard(route.guard),
+      // before the schema and the handler: nesting that would overflow the stack where the
+      // body is sized or rendered (a 500 otherwise) is the client's 400, named
+      ...(route.method === 'POST' ? { preValidation: async (request: FastifyRequest) => checkJsonShape(request.body) } : {}),
       handler: (request, reply) => route.handler(ctx, request, reply),
     });
   }

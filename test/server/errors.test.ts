@@ -155,6 +155,15 @@ describe('400: invalid parameters, each named', () => {
     const r = await postJson(`${running.url}/v1/chat/completions`, chat({ messages }));
     expectError(r, 400, 'invalid_request', `messages.${STORY_PROMPT.length}.tool_calls.0.function.arguments`);
     expect((r.json.error as { message: string }).message).toMatch(/nested more than 256 levels/);
+    // in the body itself (template variables, an unknown field): was a 500 on chat and /tokenize
+    const deepValue = `${'['.repeat(10_000)}${']'.repeat(10_000)}`;
+    const body = (extra: string): string => `{"model":"${MODEL}","messages":${JSON.stringify(STORY_PROMPT)},${extra}}`;
+    for (const [path, extra, param] of [
+      ['/v1/chat/completions', `"chat_template_kwargs":{"x":${deepValue}}`, 'chat_template_kwargs'],
+      ['/tokenize', `"chat_template_kwargs":{"x":${deepValue}}`, 'chat_template_kwargs'],
+      ['/v1/chat/completions', `"extra":${deepValue}`, 'extra'],
+    ] as const)
+      expectError(await postJson(`${running.url}${path}`, body(extra)), 400, 'invalid_request', param);
   });
 
   test('bad JSON and a non-object body', async () => {
