@@ -3,6 +3,7 @@
  * real engine on the demo model; every answer is checked against the in-process engine.
  */
 import http from 'node:http';
+import { connect } from 'node:net';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type { InferenceEngine } from '../../src/engine/types.js';
@@ -15,6 +16,7 @@ import {
   postJson,
   readSse,
   startServer,
+  waitFor,
   type RunningServer,
 } from './helpers.js';
 
@@ -384,6 +386,37 @@ describe('models, tokenizer and metrics routes', () => {
     }
   });
 
+  test('a client gone while its prompt was in the tokenizer pool is never admitted', async () => {
+    const pooled = await startServer({ engine, tokenizerPool: { modelDir: DEMO_MODEL_DIR, threads: 1, minChars: 64 } });
+    try {
+      await waitFor(() => engine.stats().running === 0, 10_000, 'idle engine');
+      const before = engine.stats().generationTokens;
+      // a template variable the template never reads makes the input long, so the pool takes a while
+      const body = JSON.stringify({
+        model: MODEL,
+        messages: STORY_PROMPT,
+        chat_template_kwargs: { unused: 'x'.repeat(2_000_000) },
+        max_tokens: 300,
+        ignore_eos: true,
+        temperature: 1,
+      });
+      await sendThenHangUp(pooled.url, '/v1/chat/completions', body);
+      // the pool has one thread, which takes tasks in order: once this long /tokenize is
+      // answered, the request above has left the pool and been admitted or not
+      const after = await postJson(
+        `${pooled.url}/tokenize`,
+        { prompt: 'A cat sat on a mat. '.repeat(8) },
+        { authorization: `Bearer ${API_KEY}` },
+      );
+      expect(after.status).toBe(200);
+      await waitFor(() => pooled.server.lifecycle.pending === 0, 15_000, 'request released');
+      // was 300: the 'close' came while the pool tokenized, before the route listened for it
+      expect(engine.stats().generationTokens - before).toBeLessThan(50);
+    } finally {
+      await pooled.close();
+    }
+  });
+
   test('metrics move with traffic', async () => {
     const scrape = async (): Promise<Map<string, number>> => parseMetrics(await (await fetch(`${running.url}/metrics`)).text());
     const before = await scrape();
@@ -441,3 +474,24 @@ describe('models, tokenizer and metrics routes', () => {
     expect(step('engine_step_seconds_total', 'decode')).toBeGreaterThan(0);
   });
 });
+
+/** Sends a whole POST on a raw socket and closes it at once, without waiting for an answer. */
+function sendThenHangUp(baseUrl: string, path: string, body: string): Promise<void> {
+  const { hostname, port } = new URL(baseUrl);
+  return new Promise((resolve, reject) => {
+    const socket = connect(Number(port), hostname, () => {
+      const head = [
+        `POST ${path} HTTP/1.1`,
+        `host: ${hostname}:${port}`,
+        'content-type: application/json',
+        `authorization: Bearer ${API_KEY}`,
+        `content-length: ${Buffer.byteLength(body)}`,
+      ];
+      socket.end(`${head.join('\r\n')}\r\n\r\n${body}`, () => {
+        socket.destroy();
+        resolve();
+      });
+    });
+    socket.on('error', reject);
+  });
+}

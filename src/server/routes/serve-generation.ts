@@ -75,6 +75,9 @@ export async function serveGeneration(
     if (!reply.raw.writableFinished) controller.abort(new AutoGlmError('request_cancelled', 'The client disconnected.'));
   };
   reply.raw.on('close', onClose);
+  // The client may have gone while its prompt was tokenized (in the pool, that takes a
+  // while): 'close' fired before anyone listened, so look, rather than generate for no one.
+  if (request.raw.socket?.destroyed) onClose();
   const sse = plan.stream ? new SseStream(reply, request.id) : null;
   const opened = new Set<number>();
   try {
