@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { AutoGlmError } from '../errors.js';
-import type { EngineOptions } from '../engine/types.js';
+import { WEIGHT_DTYPE_OPTIONS, type EngineOptions, type WeightDTypeOption } from '../engine/types.js';
 import { parseKernelProfile, type KernelProfileOption } from '../kernels/kernel-profile.js';
 import { REASONING_PARSER_OPTIONS, type ReasoningParserOption } from '../server/reasoning/types.js';
 import { TOOL_CALL_PARSER_OPTIONS, type ToolCallParserOption } from '../server/tool-calls/types.js';
@@ -26,6 +26,7 @@ export interface ServeConfig {
   maxCompletionTokens: number | undefined;
   maxPendingRequests: number;
   maxChoices: number;
+  streamStallTimeoutMs: number;
   drainTimeoutMs: number;
   tls: { keyFile: string; certFile: string } | undefined;
   tokenizerThreads: number;
@@ -45,6 +46,8 @@ export interface ServeConfig {
     maxBatchTokens: number | undefined;
     maxContextTokens: number | undefined;
     forceF32: boolean;
+    /** Matmul weights' dtype (EngineOptions.weightDType); undefined = f16 where shader-f16 exists, else f32. */
+    weightDType: WeightDTypeOption | undefined;
     /** Kernel variants and tile sizes (GpuOptions.kernelProfile); undefined = by the adapter. */
     kernelProfile: KernelProfileOption | undefined;
     responseCacheEntries: number | undefined;
@@ -74,6 +77,10 @@ const FLAGS = {
   'max-pending-requests': { kind: 'int', min: 1, help: 'requests in flight before 429 queue_full (default 256)' },
   'max-choices': { kind: 'int', min: 1, help: 'largest n x prompts per request (default 16)' },
   'drain-timeout-ms': { ...MS, help: 'on SIGTERM, how long running requests may finish (default 30000)' },
+  'stream-stall-timeout-ms': {
+    ...MS,
+    help: 'a streaming client that takes nothing for this long is disconnected and its request cancelled (default 60000)',
+  },
   'tls-key': { kind: 'string', help: 'PEM private key (HTTPS with --tls-cert)' },
   'tls-cert': { kind: 'string', help: 'PEM certificate chain' },
   'tokenizer-threads': { kind: 'int', max: 256, help: 'worker threads for long-prompt tokenisation (default 2; 0 = inline; at most 256)' },
@@ -99,6 +106,10 @@ const FLAGS = {
   'max-batch-tokens': { kind: 'int', min: 1, help: 'token budget per engine step' },
   'max-context-tokens': { kind: 'int', min: 1, help: 'cap the context length below config.json' },
   'force-f32': { kind: 'bool', help: 'f32 weights and KV cache even with shader-f16' },
+  'weight-dtype': {
+    kind: 'string',
+    help: 'matmul weights: f16 (default with shader-f16), f32, or int8 (quantized at load: half the memory and bytes per token of f16)',
+  },
   'kernel-profile': { kind: 'string', help: 'kernel variants and tile sizes: auto (by the adapter, default), cpu or gpu' },
   'response-cache-entries': { kind: 'int', help: 'response cache size in entries (default 1024; 0 disables)' },
   'response-cache-bytes': { kind: 'int', help: 'response cache size in bytes (default 64 MiB; 0 disables)' },
@@ -166,6 +177,15 @@ export function parseServeConfig(argv: string[], env: NodeJS.ProcessEnv = proces
     throw new AutoGlmError('invalid_request', '--tls-key and --tls-cert go together.', { param: tlsKey ? 'tls-cert' : 'tls-key' });
   const model = str('model');
   const kernelProfile = parseKernelProfile(str('kernel-profile'), 'kernel-profile', '--kernel-profile');
+  const weightDType = str('weight-dtype') === undefined ? undefined : flags.oneOf('weight-dtype', WEIGHT_DTYPE_OPTIONS, 'f16');
+  if (weightDType === 'f16' && bool('force-f32'))
+    throw new AutoGlmError(
+      'invalid_request',
+      `${flags.label('weight-dtype')} f16 and ${flags.label('force-f32')} contradict each other: drop one.`,
+      {
+        param: 'weight-dtype',
+      },
+    );
   return {
     modelDir: model ?? DEFAULT_MODEL_DIR,
     usingDefaultModel: model === undefined,
@@ -184,6 +204,7 @@ export function parseServeConfig(argv: string[], env: NodeJS.ProcessEnv = proces
     maxCompletionTokens: int('max-tokens-limit'),
     maxPendingRequests: int('max-pending-requests') ?? 256,
     maxChoices: int('max-choices') ?? 16,
+    streamStallTimeoutMs: int('stream-stall-timeout-ms') ?? 60_000,
     drainTimeoutMs: int('drain-timeout-ms') ?? 30_000,
     tls: tlsKey && tlsCert ? { keyFile: tlsKey, certFile: tlsCert } : undefined,
     tokenizerThreads: int('tokenizer-threads') ?? 2,
@@ -201,6 +222,7 @@ export function parseServeConfig(argv: string[], env: NodeJS.ProcessEnv = proces
       maxBatchTokens: int('max-batch-tokens'),
       maxContextTokens: int('max-context-tokens'),
       forceF32: bool('force-f32'),
+      weightDType,
       kernelProfile,
       responseCacheEntries: int('response-cache-entries'),
       responseCacheBytes: int('response-cache-bytes'),
@@ -219,6 +241,7 @@ export function engineOptionsOf(config: ServeConfig): EngineOptions {
     maxBatchTokens: config.engine.maxBatchTokens,
     maxContextTokens: config.engine.maxContextTokens,
     forceF32: config.engine.forceF32 || undefined,
+    weightDType: config.engine.weightDType,
     kernelProfile: config.engine.kernelProfile,
     responseCacheEntries: config.engine.responseCacheEntries,
     responseCacheBytes: config.engine.responseCacheBytes,

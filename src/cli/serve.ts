@@ -32,6 +32,7 @@ export async function runServe(argv: string[]): Promise<number> {
       maxCompletionTokens: config.maxCompletionTokens,
       maxPendingRequests: config.maxPendingRequests,
       maxChoices: config.maxChoices,
+      streamStallTimeoutMs: config.streamStallTimeoutMs,
     },
     tokenizerPool: { modelDir: config.modelDir, threads: config.tokenizerThreads, minChars: config.tokenizerMinChars },
     toolCallParser: config.toolCallParser,

@@ -16,6 +16,11 @@ export interface ServerLimits {
   maxPendingRequests: number;
   /** Largest `n` (choices per prompt) and prompts per /v1/completions request. */
   maxChoices: number;
+  /**
+   * A streaming client that takes nothing for this long (its socket buffers full) is cut off,
+   * which cancels its request: one that never reads would hold its slot, and a drain, for ever.
+   */
+  streamStallTimeoutMs: number;
 }
 
 export interface RateLimitOptions {
@@ -73,6 +78,8 @@ export const DEFAULT_LIMITS: ServerLimits = {
   maxBodyBytes: 4 * 1024 * 1024,
   maxPendingRequests: 256,
   maxChoices: 16,
+  // nginx's send_timeout, for the same job
+  streamStallTimeoutMs: 60_000,
 };
 
 export function resolveLimits(partial: Partial<ServerLimits> | undefined): ServerLimits {

@@ -10,21 +10,41 @@ export const SSE_HEADERS = {
   'x-accel-buffering': 'no',
 } as const;
 
+/** When a write the client is not taking is given up on: the socket is destroyed, which cancels the request. */
+export interface WriteLimits {
+  /** The client took nothing for this long (its socket buffers stayed full), ms. */
+  stallMs?: number;
+  /** The request was aborted (a drain ran out of time): waiting for the client is over too. */
+  signal?: AbortSignal;
+}
+
 /**
  * Writes `chunk`; returns nothing when the socket takes more at once (no promise per write),
  * else a promise that settles at 'drain' or 'close', so a slow client holds back only its
- * own stream. Worker and gateway streams both write through this.
+ * own stream. A client that stops reading altogether would hold its request (and a drain,
+ * and the process's exit) for ever: after `limits.stallMs`, or once `limits.signal` aborts,
+ * the socket is destroyed instead. Worker and gateway streams both write through this.
  */
-export function writeWithBackpressure(raw: Writable, chunk: string): Promise<void> | undefined {
+export function writeWithBackpressure(raw: Writable, chunk: string, limits: WriteLimits = {}): Promise<void> | undefined {
   if (raw.write(chunk)) return undefined;
   return new Promise<void>((resolve) => {
+    const { stallMs, signal } = limits;
+    const giveUp = (): void => {
+      raw.destroy();
+      done();
+    };
+    const timer = stallMs === undefined ? undefined : setTimeout(giveUp, stallMs);
     const done = (): void => {
+      clearTimeout(timer);
       raw.off('drain', done);
       raw.off('close', done);
+      signal?.removeEventListener('abort', giveUp);
       resolve();
     };
     raw.on('drain', done);
     raw.on('close', done);
+    if (signal?.aborted) giveUp();
+    else signal?.addEventListener('abort', giveUp, { once: true });
   });
 }
 
@@ -40,6 +60,7 @@ export class SseStream {
   constructor(
     private readonly reply: FastifyReply,
     private readonly requestId: string,
+    private readonly limits: WriteLimits = {},
   ) {}
 
   get hasStarted(): boolean {
@@ -50,7 +71,7 @@ export class SseStream {
     this.start();
     const raw = this.reply.raw;
     if (raw.destroyed || raw.writableEnded) return;
-    await writeWithBackpressure(raw, `data: ${JSON.stringify(data)}\n\n`);
+    await writeWithBackpressure(raw, `data: ${JSON.stringify(data)}\n\n`, this.limits);
   }
 
   /** Ends the stream the OpenAI way. */

@@ -78,7 +78,9 @@ export async function serveGeneration(
   // The client may have gone while its prompt was tokenized (in the pool, that takes a
   // while): 'close' fired before anyone listened, so look, rather than generate for no one.
   if (request.raw.socket?.destroyed) onClose();
-  const sse = plan.stream ? new SseStream(reply, request.id) : null;
+  const sse = plan.stream
+    ? new SseStream(reply, request.id, { stallMs: ctx.limits.streamStallTimeoutMs, signal: controller.signal })
+    : null;
   const opened = new Set<number>();
   try {
     const outcomes = await runChoices({
