@@ -21,12 +21,24 @@
  * One storage binding may cover at most rt.maxBindingBytes (128 MiB on lavapipe), less
  * than an LM head of 151936 x 4096 f16, so the columns are split into parts that each fit
  * one binding; the matmul dispatches once per part.
+ *
+ * int8 weights (int8-quant.ts: symmetric, one f32 scale per column and group of k) keep the
+ * same column blocks, with 16 bytes per vec4 column and four k steps: a part is an array of
+ * vec4<u32> where word j of the vec4 at (k4, c4) holds k = 4 * k4 + j of the four columns
+ * c4 * 4 .. c4 * 4 + 3, one byte each (column c4 * 4 + e in bits 8e..8e+7). So one 16-byte
+ * load gives a lane four k steps of its four columns (gemv-i8.wgsl, matmul-i8.wgsl). The
+ * rows are ceil(K / 4) such k quads (K padded with zero weights), blocked as above with
+ * ceil(K / 4) for K; after them, in the same buffer, the scales: ceil(K / groupSize) rows
+ * of vec4<f32> columns in the same blocks (scale of (group g, column c4 * 4 + e) at vec4
+ * ceil(K / 4) * ldw4 + [the blocked index of (g, c4)], lane e). One binding per part, as
+ * for f16 and f32.
  */
 import { AutoGlmError } from '../errors.js';
+import { allocateQuantized, checkGroupSize, int8Groups, INT8_GROUP_SIZE, quantizeInt8Into, type QuantizedInt8 } from './int8-quant.js';
 import { f16BitsToF32, type KernelRuntime } from './runtime.js';
 import { DTYPE_BYTES, type GpuTensor } from './tensor.js';
 
-export type WeightDType = 'f32' | 'f16';
+export type WeightDType = 'f32' | 'f16' | 'int8';
 
 /** vec4 columns per stored block (see the file comment); the kernels get it as a constant. */
 export const WEIGHT_BLOCK_COLS4 = 64;
@@ -47,6 +59,8 @@ export interface MatmulWeight {
   readonly K: number;
   /** Stored dtype: f16 requested on an adapter without shader-f16 is stored as f32. */
   readonly dtype: WeightDType;
+  /** int8: k per scale (int8-quant.ts). */
+  readonly groupSize?: number;
   readonly parts: readonly MatmulWeightPart[];
   /** f32 [N], when the layer has one. */
   readonly bias?: GpuTensor;
@@ -56,11 +70,16 @@ export interface MatmulWeight {
 }
 
 export interface MatmulWeightInit {
-  /** Row-major [N, K]: f32 values, or raw f16 bits (IEEE half) when dtype is 'f16'. */
-  data: Float32Array | Uint16Array;
+  /**
+   * Row-major [N, K]: f32 values, or raw f16 bits (IEEE half) when dtype is 'f16'. For
+   * 'int8': f32 values (quantized here with `groupSize`) or already quantized ones.
+   */
+  data: Float32Array | Uint16Array | QuantizedInt8;
   N: number;
   K: number;
   dtype: WeightDType;
+  /** int8 from f32 data: k per scale (default INT8_GROUP_SIZE). */
+  groupSize?: number;
   /** f32 [N]. */
   bias?: Float32Array;
   /** Override of the largest bytes per part (default rt.maxBindingBytes): tests split small weights with it. */
@@ -76,11 +95,25 @@ function checkInit(init: MatmulWeightInit): void {
   ] as const) {
     if (!Number.isInteger(v) || v < 1) throw new RangeError(`prepareMatmulWeight: ${name} must be a positive integer, got ${v}`);
   }
-  if (dtype === 'f16' ? !(data instanceof Uint16Array) : !(data instanceof Float32Array)) {
+  if (dtype === 'int8') {
+    if (!(data instanceof Float32Array) && !isQuantized(data)) {
+      throw new TypeError('prepareMatmulWeight: int8 data must be a Float32Array or quantized int8 weights');
+    }
+    if (isQuantized(data) && data.scales.length !== N * int8Groups(K, data.groupSize)) {
+      throw new RangeError(
+        `prepareMatmulWeight: int8 scales have ${data.scales.length} elements, [${N}, ${K}] needs ${N * int8Groups(K, data.groupSize)}`,
+      );
+    }
+  } else if (dtype === 'f16' ? !(data instanceof Uint16Array) : !(data instanceof Float32Array)) {
     throw new TypeError(`prepareMatmulWeight: ${dtype} data must be a ${dtype === 'f16' ? 'Uint16Array of f16 bits' : 'Float32Array'}`);
   }
-  if (data.length !== N * K) throw new RangeError(`prepareMatmulWeight: data has ${data.length} elements, [${N}, ${K}] needs ${N * K}`);
+  const length = isQuantized(data) ? data.q.length : data.length;
+  if (length !== N * K) throw new RangeError(`prepareMatmulWeight: data has ${length} elements, [${N}, ${K}] needs ${N * K}`);
   if (init.bias && init.bias.length !== N) throw new RangeError(`prepareMatmulWeight: bias has ${init.bias.length} elements, needs ${N}`);
+}
+
+function isQuantized(data: MatmulWeightInit['data']): data is QuantizedInt8 {
+  return !ArrayBuffer.isView(data);
 }
 
 /**
@@ -88,9 +121,12 @@ function checkInit(init: MatmulWeightInit): void {
  * workgroups of columns (else of 4, or of 8 for f16, whose rows are stored in vec4 pairs).
  */
 export function columnsPerPart(N: number, K: number, elementBytes: number, maxPartBytes: number): number {
-  const fit = Math.floor(maxPartBytes / (K * elementBytes));
+  return columnsFitting(N, K, K * elementBytes, elementBytes === 2 ? 8 : 4, maxPartBytes);
+}
+
+function columnsFitting(N: number, K: number, columnBytes: number, unit: number, maxPartBytes: number): number {
+  const fit = Math.floor(maxPartBytes / columnBytes);
   if (fit >= N) return N;
-  const unit = elementBytes === 2 ? 8 : 4;
   const cols = fit >= 64 ? fit - (fit % 64) : fit - (fit % unit);
   if (cols < unit) {
     throw new AutoGlmError('gpu_out_of_memory', `a weight with K=${K} does not fit ${unit} columns in one ${maxPartBytes}-byte binding`);
@@ -125,27 +161,107 @@ function transposeColumns<T extends Float32Array | Uint16Array>(src: T, dst: T, 
   }
 }
 
+/**
+ * Writes columns [n0, n0 + n) of quantized W into one int8 part (the file comment): the k
+ * quads, then the scales, in 64 x 64 tiles as transposeColumns does.
+ */
+function int8Part(w: QuantizedInt8, K: number, n0: number, n: number, ldw4: number): Uint32Array {
+  const K4 = Math.ceil(K / 4);
+  const G = int8Groups(K, w.groupSize);
+  const words = new Uint32Array((K4 + G) * ldw4 * 4);
+  const bytes = new Uint8Array(words.buffer);
+  const scales = new Float32Array(words.buffer);
+  const TILE = 64;
+  for (let nb = 0; nb < n; nb += TILE) {
+    const nEnd = Math.min(nb + TILE, n);
+    for (let kb = 0; kb < K; kb += TILE) {
+      const kEnd = Math.min(kb + TILE, K);
+      for (let j = nb; j < nEnd; j++) {
+        const c4 = j >> 2;
+        const blk = Math.floor(c4 / WEIGHT_BLOCK_COLS4);
+        const bw = Math.min(WEIGHT_BLOCK_COLS4, ldw4 - blk * WEIGHT_BLOCK_COLS4);
+        // byte of (k = 0, column j): vec4 (0, c4) of its block, word 0, byte j % 4
+        const at = 16 * (blk * WEIGHT_BLOCK_COLS4 * K4 + (c4 - blk * WEIGHT_BLOCK_COLS4)) + (j & 3);
+        const srcRow = (n0 + j) * K;
+        for (let k = kb; k < kEnd; k++) bytes[at + (k >> 2) * 16 * bw + 4 * (k & 3)] = w.q[srcRow + k]! & 0xff;
+      }
+    }
+  }
+  const sOff = 4 * K4 * ldw4;
+  for (let j = 0; j < n; j++) {
+    const c4 = j >> 2;
+    const blk = Math.floor(c4 / WEIGHT_BLOCK_COLS4);
+    const bw = Math.min(WEIGHT_BLOCK_COLS4, ldw4 - blk * WEIGHT_BLOCK_COLS4);
+    const at = sOff + 4 * (blk * WEIGHT_BLOCK_COLS4 * G + (c4 - blk * WEIGHT_BLOCK_COLS4)) + (j & 3);
+    for (let g = 0; g < G; g++) scales[at + 4 * g * bw] = w.scales[(n0 + j) * G + g]!;
+  }
+  return words;
+}
+
+/** How one dtype's parts are cut and laid out. */
+interface PartLayout {
+  perPart: number;
+  ldw4(n: number): number;
+  /** The part's host data and the bytes a pass over it reads (padding left out). */
+  host(n0: number, n: number, ldw4: number): { data: Float32Array | Uint16Array | Uint32Array; bytes: number };
+}
+
+function floatLayout(init: MatmulWeightInit, dtype: 'f16' | 'f32', maxPartBytes: number): PartLayout {
+  const { K } = init;
+  const data = (init.dtype === 'f16' && dtype === 'f32' ? f16BitsToF32(init.data as Uint16Array) : init.data) as Float32Array | Uint16Array;
+  const elementBytes = DTYPE_BYTES[dtype];
+  return {
+    perPart: columnsPerPart(init.N, K, elementBytes, maxPartBytes),
+    ldw4: (n) => (dtype === 'f16' ? 2 * Math.ceil(n / 8) : Math.ceil(n / 4)),
+    host(n0, n, ldw4) {
+      const host = dtype === 'f16' ? new Uint16Array(K * ldw4 * 4) : new Float32Array(K * ldw4 * 4);
+      transposeColumns(data, host, K, n0, n, ldw4);
+      return { data: host, bytes: K * n * elementBytes };
+    },
+  };
+}
+
+function int8Layout(init: MatmulWeightInit, maxPartBytes: number): { layout: PartLayout; groupSize: number } {
+  const { N, K } = init;
+  let w: QuantizedInt8;
+  if (init.data instanceof Float32Array) {
+    w = allocateQuantized(N, K, init.groupSize ?? INT8_GROUP_SIZE);
+    quantizeInt8Into(init.data, N, K, w, 0, init.label);
+  } else {
+    w = init.data as QuantizedInt8;
+    checkGroupSize(w.groupSize);
+  }
+  const G = int8Groups(K, w.groupSize);
+  const layout: PartLayout = {
+    // a column: ceil(K / 4) words of k quads and G scales
+    perPart: columnsFitting(N, K, 4 * (Math.ceil(K / 4) + G), 4, maxPartBytes),
+    ldw4: (n) => Math.ceil(n / 4),
+    host: (n0, n, ldw4) => ({ data: int8Part(w, K, n0, n, ldw4), bytes: n * (K + 4 * G) }),
+  };
+  return { layout, groupSize: w.groupSize };
+}
+
 /** Uploads W (and its bias) once, re-laid out K-major and split into binding-sized parts. */
 export function prepareMatmulWeight(rt: KernelRuntime, init: MatmulWeightInit): MatmulWeight {
   checkInit(init);
   const { N, K } = init;
+  const maxPartBytes = init.maxPartBytes ?? rt.maxBindingBytes;
   // an adapter without shader-f16 gets f32 weights: twice the bytes, same results
   const dtype: WeightDType = init.dtype === 'f16' && !rt.hasF16 ? 'f32' : init.dtype;
-  const data = init.dtype === 'f16' && dtype === 'f32' ? f16BitsToF32(init.data as Uint16Array) : init.data;
-  const elementBytes = DTYPE_BYTES[dtype];
-  const perPart = columnsPerPart(N, K, elementBytes, init.maxPartBytes ?? rt.maxBindingBytes);
+  const int8 = dtype === 'int8' ? int8Layout(init, maxPartBytes) : undefined;
+  const layout = int8?.layout ?? floatLayout(init, dtype as 'f16' | 'f32', maxPartBytes);
 
   const parts: MatmulWeightPart[] = [];
   let bytes = 0;
   try {
-    for (let n0 = 0; n0 < N; n0 += perPart) {
-      const n = Math.min(perPart, N - n0);
-      const ldw4 = dtype === 'f16' ? 2 * Math.ceil(n / 8) : Math.ceil(n / 4);
-      const host = dtype === 'f16' ? new Uint16Array(K * ldw4 * 4) : new Float32Array(K * ldw4 * 4);
-      transposeColumns(data, host, K, n0, n, ldw4);
-      const tensor = rt.upload(dtype, host, `${init.label ?? 'matmul-weight'}[${n0}:${n0 + n}]`);
+    for (let n0 = 0; n0 < N; n0 += layout.perPart) {
+      const n = Math.min(layout.perPart, N - n0);
+      const ldw4 = layout.ldw4(n);
+      const host = layout.host(n0, n, ldw4);
+      const label = `${init.label ?? 'matmul-weight'}[${n0}:${n0 + n}]`;
+      const tensor = rt.upload(dtype === 'int8' ? 'u32' : dtype, host.data, label);
       parts.push({ tensor, n0, n, ldw4 });
-      bytes += K * n * elementBytes;
+      bytes += host.bytes;
     }
   } catch (e) {
     for (const p of parts) rt.destroyBuffer(p.tensor.buffer);
@@ -158,6 +274,7 @@ export function prepareMatmulWeight(rt: KernelRuntime, init: MatmulWeightInit): 
     N,
     K,
     dtype,
+    groupSize: int8?.groupSize,
     parts,
     bias,
     bytes,

@@ -6,6 +6,8 @@
  * Shapes travel as params, so one pipeline serves every shape of a given variant.
  * Tile sizes differ between CPU adapters (lavapipe: a workgroup runs on one core, lanes
  * are SIMD lanes) and GPUs; `defaultMatmulTuning` picks them, bench/kernels.ts measures.
+ * int8 weights (quantized at load, int8-quant.ts) have a GEMV and a GEMM of their own
+ * (gemv-i8.wgsl, matmul-i8.wgsl) with the same tunings, dispatch and arguments.
  */
 import type { Activation } from './activation.js';
 import { params, type Params } from './params.js';
@@ -277,6 +279,7 @@ function gemvShareX(rt: KernelRuntime, d: PartDispatch): boolean {
 }
 
 function dispatchGemv(rt: KernelRuntime, rec: Recorder, d: PartDispatch): void {
+  if (d.weight.dtype === 'int8') return dispatchGemvI8(rt, rec, d);
   const pairs = d.weight.dtype === 'f16' && d.tuning.gemvSplitK === 1 && d.rows <= d.tuning.gemvF16PairsMaxRows && d.part.ldw4 % 2 === 0;
   const { wgn, ks } = gemvShape(d.tuning, pairs ? d.part.ldw4 / 2 : d.part.ldw4, d.rows, rt.ctx.limits);
   if (pairs) {
@@ -316,13 +319,20 @@ export function supportedShareX(rt: KernelRuntime, want: number): number {
   return want > 1 && hasSubgroupsOf(rt, want) ? want : 0;
 }
 
-function dispatchGemm(rt: KernelRuntime, rec: Recorder, d: PartDispatch): void {
-  const { gemmRows: tm, gemmWorkgroupN: wgn, gemmVecWidth: vw } = d.tuning;
+/** The GEMM's column groups per invocation: gemmCols4, or gemmWideCols4 where the tuning takes the wide tiles. */
+function gemmTileCols(d: PartDispatch, vw: number): number {
+  const { gemmRows: tm, gemmWorkgroupN: wgn } = d.tuning;
   const wideGroups = Math.ceil((d.part.ldw4 * (4 / vw)) / (wgn * d.tuning.gemmWideCols4)) * Math.ceil(d.rows / tm);
   const wide =
     d.tuning.gemmWideCols4 > 0 &&
     (d.rows >= d.tuning.gemmWideMinRows || (d.tuning.gemmWideMinWorkgroups > 0 && wideGroups >= d.tuning.gemmWideMinWorkgroups));
-  const tn4 = wide ? d.tuning.gemmWideCols4 : d.tuning.gemmCols4;
+  return wide ? d.tuning.gemmWideCols4 : d.tuning.gemmCols4;
+}
+
+function dispatchGemm(rt: KernelRuntime, rec: Recorder, d: PartDispatch): void {
+  if (d.weight.dtype === 'int8') return dispatchGemmI8(rt, rec, d);
+  const { gemmRows: tm, gemmWorkgroupN: wgn, gemmVecWidth: vw } = d.tuning;
+  const tn4 = gemmTileCols(d, vw);
   const xs = supportedShareX(rt, d.tuning.gemmShareX);
   const rowsFirst = d.tuning.gemmRowsFirst;
   const wt = d.weight.dtype;
@@ -405,4 +415,116 @@ export function gemmBlockCode(tm: number, tn: number, xs = 0, pairs = false): { 
   const column = (j: number): string => (pairs ? `2u * (c0 + ${Math.floor(j / 2)}u * WGN) + ${j % 2}u` : `c0 + ${j}u * WGN`);
   for (let r = 0; r < tm; r++) for (let j = 0; j < tn; j++) store.push(`  store(m0 + ${r}u, ${column(j)}, a_${r}_${j});`);
   return { DECL: decl.join('\n'), STEP: step.join('\n'), CHUNK: chunk.join('\n'), STORE: store.join('\n') };
+}
+
+/**
+ * The int8 GEMV (gemv-i8.wgsl): the workgroup shape of gemv.wgsl; K is split by scale
+ * groups, so x is read as vec4s (XV4) with or without a split. x is shared across the
+ * subgroup from one row wherever gemvShareXMinRows enables sharing at all: each x load
+ * feeds one 16-byte W load here, not four, so it is a larger share of the loads (on
+ * lavapipe, 1 x 4096 x 4096: 0.64x the CPU time of the f16 GEMV shared, 0.74x unshared).
+ */
+function dispatchGemvI8(rt: KernelRuntime, rec: Recorder, d: PartDispatch): void {
+  const { wgn, ks } = gemvShape(d.tuning, d.part.ldw4, d.rows, rt.ctx.limits);
+  const kernel = rt.kernel({
+    shader: 'gemv-i8',
+    defines: {
+      ...commonDefines(d),
+      GS: d.weight.groupSize!,
+      TM: d.rows,
+      WGN: wgn,
+      KS: ks,
+      SPLITK: ks > 1,
+      PARTIALS: wgn * ks * d.rows,
+      XV4: d.xVec4,
+      XSHARE: ks === 1 && d.tuning.gemvShareXMinRows > 0 && hasSubgroupsOf(rt, 8),
+    },
+    bindings: bindingKinds(d.weight),
+    params: true,
+  });
+  rec.dispatch(kernel, d.bindings, d.p, [Math.ceil(d.part.ldw4 / wgn), 1]);
+}
+
+/**
+ * The int8 GEMM (matmul-i8.wgsl): the f32 GEMM's tiles, always vec4 columns (four int8 to
+ * a word); x is shared over XS k steps where XS is a multiple of 4 that divides the group.
+ */
+function dispatchGemmI8(rt: KernelRuntime, rec: Recorder, d: PartDispatch): void {
+  const { gemmRows: tm, gemmWorkgroupN: wgn, gemmRowsFirst: rowsFirst } = d.tuning;
+  const tn4 = gemmTileCols(d, 4);
+  const groupSize = d.weight.groupSize!;
+  const want = supportedShareX(rt, d.tuning.gemmShareX);
+  const xs = want % 4 === 0 && groupSize % want === 0 ? want : 0;
+  const kernel = rt.kernel({
+    shader: 'matmul-i8',
+    defines: {
+      ...commonDefines(d),
+      GS: groupSize,
+      TM: tm,
+      TN: tn4,
+      WGN: wgn,
+      XSHARE: xs > 0,
+      XS: Math.max(xs, 1),
+      ROWSFIRST: rowsFirst,
+    },
+    generated: () => gemmBlockCodeI8(tm, tn4, xs),
+    bindings: bindingKinds(d.weight),
+    params: true,
+  });
+  const groups = Math.ceil(d.part.ldw4 / (wgn * tn4));
+  const rowTiles = Math.ceil(d.rows / tm);
+  rec.dispatch(kernel, d.bindings, d.p, rowsFirst ? [rowTiles, groups] : [groups, rowTiles]);
+}
+
+/**
+ * matmul-i8.wgsl's register block as straight-line WGSL (named registers, as gemmBlockCode):
+ * DECL (W and scale indices per column group, x rows, accumulators), SCALES (a group's
+ * scales), CHUNK (xs k steps, x shared through subgroupShuffle), QUAD (the first `n` k steps
+ * of a quad) and STORE. Each k step loads one word (its k step of four columns) per column
+ * group, a scalar at the word's index inside the quad: on lavapipe that ran 128 x 4096 x 4096
+ * in 0.7-0.8x the CPU time of one 16-byte load per quad unpacked in an inner loop over its
+ * four steps (nested or written out), as per-lane indexing of the loaded vec4 cost more than
+ * the loads it saved.
+ */
+export function gemmBlockCodeI8(
+  tm: number,
+  tn: number,
+  xs = 0,
+): { DECL: string; SCALES: string; CHUNK: string; QUAD: string; STORE: string } {
+  const decl: string[] = [];
+  const scales: string[] = [];
+  const store: string[] = [];
+  for (let j = 0; j < tn; j++) {
+    decl.push(`  let cl_${j} = min(c0 + ${j}u * WGN, ldw - 1u);`);
+    decl.push(`  let at_${j} = blockColumn(cl_${j}, ldw, K4);`);
+    decl.push(`  var wi_${j} = at_${j}.x;`);
+    decl.push(`  let bw_${j} = at_${j}.y;`);
+    decl.push(`  let sc_${j} = blockColumn(cl_${j}, ldw, G);`);
+    decl.push(`  var si_${j} = sOff + sc_${j}.x;`);
+    decl.push(`  let sb_${j} = sc_${j}.y;`);
+    scales.push(`    let s_${j} = scaleAt(si_${j});`, `    si_${j} += sb_${j};`);
+  }
+  for (let r = 0; r < tm; r++) decl.push(`  let xRow_${r} = p.xOff + min(m0 + ${r}u, lastRow) * p.ldx;`);
+  for (let r = 0; r < tm; r++) for (let j = 0; j < tn; j++) decl.push(`  var a_${r}_${j} = vec4<f32>(0.0);`);
+  // k steps t < bound from the quad at wi_j on, x from xOf(r); then wi_j past `quads` quads
+  const steps = (bound: string, quads: number, xOf: (r: number) => string): string[] => {
+    const out = [`      for (var t = 0u; t < ${bound}; t++) {`];
+    for (let j = 0; j < tn; j++) out.push(`        let w_${j} = i8x4(w[wi_${j} + (t >> 2u) * bw_${j}][t & 3u]) * s_${j};`);
+    for (let r = 0; r < tm; r++) {
+      out.push(`        let x_${r} = ${xOf(r)};`);
+      for (let j = 0; j < tn; j++) out.push(`        a_${r}_${j} += w_${j} * x_${r};`);
+    }
+    out.push('      }');
+    for (let j = 0; j < tn; j++) out.push(`      wi_${j} += ${quads === 1 ? '' : `${quads}u * `}bw_${j};`);
+    return out;
+  };
+  const chunk: string[] = [];
+  if (xs > 0) {
+    // lane l holds x[row, k + l]; step t takes lane t's value
+    for (let r = 0; r < tm; r++) chunk.push(`      let xs_${r} = xAt(xRow_${r} + k + xLane);`);
+    chunk.push(...steps(`${xs}u`, xs / 4, (r) => `subgroupShuffle(xs_${r}, t)`));
+  }
+  const quad = steps('n', 1, (r) => `xAt(xRow_${r} + k + t)`);
+  for (let r = 0; r < tm; r++) for (let j = 0; j < tn; j++) store.push(`  store(m0 + ${r}u, c0 + ${j}u * WGN, a_${r}_${j});`);
+  return { DECL: decl.join('\n'), SCALES: scales.join('\n'), CHUNK: chunk.join('\n'), QUAD: quad.join('\n'), STORE: store.join('\n') };
 }

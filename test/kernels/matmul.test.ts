@@ -14,7 +14,8 @@ interface Case {
   M: number;
   N: number;
   K: number;
-  dtype: WeightDType;
+  /** int8 weights have their own test file (matmul-int8.test.ts). */
+  dtype: Exclude<WeightDType, 'int8'>;
   bias?: boolean;
   /** Bytes per weight part, to force the split path on small shapes. */
   maxPartBytes?: number;
