@@ -5,7 +5,7 @@
  * cache allocator, a NaN kvCacheBytes likewise, and 0 batch sequences quietly became 1.
  */
 import { AutoGlmError } from '../errors.js';
-import type { EngineOptions } from './types.js';
+import { WEIGHT_DTYPE_OPTIONS, type EngineOptions } from './types.js';
 
 const POSITIVE_INTEGERS = ['kvBlockSize', 'maxBatchSequences', 'maxBatchTokens', 'maxContextTokens'] as const;
 /** Bounds, not counts: Infinity means unbounded. */
@@ -30,6 +30,13 @@ export function validateEngineOptions(options: EngineOptions): void {
   for (const key of NON_NEGATIVE) {
     const v: unknown = options[key];
     if (v !== undefined && !(typeof v === 'number' && v >= 0)) throw invalid(key, `${key} must be a number >= 0, got ${String(v)}`);
+  }
+  const weightDType: unknown = options.weightDType;
+  if (weightDType !== undefined && !(WEIGHT_DTYPE_OPTIONS as readonly unknown[]).includes(weightDType)) {
+    throw invalid('weightDType', `weightDType must be one of ${WEIGHT_DTYPE_OPTIONS.join(', ')}, got ${String(weightDType)}`);
+  }
+  if (weightDType === 'f16' && options.forceF32) {
+    throw invalid('weightDType', 'weightDType f16 and forceF32 contradict each other: drop one');
   }
   const name: unknown = options.servedModelName;
   if (name !== undefined && !(typeof name === 'string' && name !== '')) {

@@ -154,7 +154,9 @@ export class Engine implements InferenceEngine {
       throw e;
     });
     try {
-      const model = await uploadModel(rt, folder, { weightDType: rt.preferredDType }).finally(() => folder.weights.close());
+      const model = await uploadModel(rt, folder, { weightDType: options.weightDType ?? rt.preferredDType }).finally(() =>
+        folder.weights.close(),
+      );
       const plan = planMemory(rt, folder.spec, model, options);
       const { value: runner, numBlocks } = await allocateKvShrinking(plan, async (blocks) => {
         const made = new ModelRunner(rt, model, { ...plan.runner, numBlocks: blocks });

@@ -218,6 +218,15 @@ export interface CompletionResult {
 export interface EngineOptions {
   /** Weights and KV cache in f32 even where shader-f16 exists. */
   forceF32?: boolean;
+  /**
+   * How matmul weights (attention and MLP projections, the LM head) are stored on the
+   * device. Default: f16 where the adapter has shader-f16 (and forceF32 is off), else f32.
+   * 'int8': quantized at load (symmetric, one scale per output row and group of 64 input
+   * features), half the bytes of f16 to hold and to read per decode step; the embedding
+   * table, norms, KV cache and activations keep their dtypes. 'f16' with forceF32
+   * contradicts it and is refused.
+   */
+  weightDType?: WeightDTypeOption;
   /** GPU selection, passed to the device layer. */
   backend?: string;
   adapter?: string;
@@ -246,6 +255,10 @@ export interface EngineOptions {
   /** The model name reported to clients (default: the folder's name). */
   servedModelName?: string;
 }
+
+/** EngineOptions.weightDType's values (`autoglm serve --weight-dtype`). */
+export const WEIGHT_DTYPE_OPTIONS = ['f16', 'f32', 'int8'] as const;
+export type WeightDTypeOption = (typeof WEIGHT_DTYPE_OPTIONS)[number];
 
 /** What the server and benchmarks use. `Engine` (src/engine/engine.ts) implements it. */
 export interface InferenceEngine {

@@ -4,22 +4,49 @@
  *
  * Matmul weights go up as f16 when the adapter has shader-f16 (bf16 and f32 sources are
  * converted by the reader), else f32; norms, biases and RoPE frequencies stay f32.
+ * With weightDType 'int8' every matmul weight (q/k/v, o, gate/up, down, the LM head) is
+ * quantized on the host as it is read (int8-quant.ts: symmetric, a scale per row and group
+ * of k), a few rows at a time from f32, so host memory holds the int8 tensor and one chunk;
+ * the embedding table stays f16 (f32 without shader-f16 or with forceF32).
  */
 import { prepareEmbeddingTable } from '../../kernels/embedding.js';
+import { allocateQuantized, INT8_GROUP_SIZE, quantizeInt8Into, type QuantizedInt8 } from '../../kernels/int8-quant.js';
 import { prepareMatmulWeight, type MatmulWeight } from '../../kernels/matmul.js';
 import type { KernelRuntime } from '../../kernels/runtime.js';
 import { tensorBytes, type GpuTensor } from '../../kernels/tensor.js';
 import { ropeInvFreq, type TensorRef } from '../model/model-spec.js';
 import type { LoadedModelFolder } from '../model-folder.js';
+import type { ModelWeights } from '../model/sharded.js';
+import type { WeightDTypeOption } from '../types.js';
 import type { GpuLayer, GpuModel, GpuModelShape } from './gpu-model.js';
 
 export interface UploadOptions {
-  weightDType: 'f16' | 'f32';
+  /** Matmul weights; 'f16' on an adapter without shader-f16 is stored as f32. */
+  weightDType: WeightDTypeOption;
+  /** int8: k per scale (default INT8_GROUP_SIZE). */
+  int8GroupSize?: number;
+}
+
+/** f32 values read per chunk while quantizing (bounds the host memory of a large tensor's read). */
+const QUANTIZE_CHUNK_VALUES = 1 << 24;
+
+/** Rows [row0, row0 + rows of ref) of a quantized tensor, read from f32 a few rows at a time. */
+async function quantizeRows(weights: ModelWeights, ref: TensorRef, out: QuantizedInt8, row0: number): Promise<void> {
+  const [N, K] = [ref.shape[0]!, ref.shape[1]!];
+  const step = Math.max(1, Math.floor(QUANTIZE_CHUNK_VALUES / K));
+  for (let r = 0; r < N; r += step) {
+    const rowCount = Math.min(step, N - r);
+    const values = await weights.read(ref.name, 'f32', rowCount === N ? undefined : { rowStart: r, rowCount });
+    quantizeInt8Into(values, rowCount, K, out, row0 + r, ref.name);
+  }
 }
 
 export async function uploadModel(rt: KernelRuntime, folder: LoadedModelFolder, options: UploadOptions): Promise<GpuModel> {
   const { spec, weights } = folder;
-  const dtype = options.weightDType === 'f16' && rt.hasF16 ? 'f16' : 'f32';
+  const floatDType = rt.preferredDType === 'f16' && options.weightDType !== 'f32' ? 'f16' : 'f32';
+  // matmul weights: int8, or the float dtype (f16 asked for on an adapter without it is f32)
+  const dtype = options.weightDType === 'int8' ? 'int8' : options.weightDType === 'f16' && rt.hasF16 ? 'f16' : 'f32';
+  const groupSize = options.int8GroupSize ?? INT8_GROUP_SIZE;
   let weightBytes = 0;
 
   const vector = async (ref: TensorRef): Promise<GpuTensor> => {
@@ -27,10 +54,34 @@ export async function uploadModel(rt: KernelRuntime, folder: LoadedModelFolder, 
     weightBytes += data.byteLength;
     return rt.upload('f32', data, ref.name);
   };
-  const readMatrix = (name: string): Promise<Float32Array | Uint16Array> =>
-    dtype === 'f16' ? weights.read(name, 'f16') : weights.read(name, 'f32');
+  const readFloats = (name: string, as: 'f16' | 'f32'): Promise<Float32Array | Uint16Array> =>
+    as === 'f16' ? weights.read(name, 'f16') : weights.read(name, 'f32');
+  const readMatrix = (name: string): Promise<Float32Array | Uint16Array> => readFloats(name, dtype === 'f16' ? 'f16' : 'f32');
+  /** A matmul weight's data: read in its float dtype, or quantized (parts stacked along N). */
+  const matmulData = async (parts: TensorRef[]): Promise<Float32Array | Uint16Array | QuantizedInt8> => {
+    const K = parts[0]!.shape[1]!;
+    const N = parts.reduce((n, p) => n + p.shape[0]!, 0);
+    if (dtype === 'int8') {
+      const q = allocateQuantized(N, K, groupSize);
+      let row = 0;
+      for (const p of parts) {
+        await quantizeRows(weights, p, q, row);
+        row += p.shape[0]!;
+      }
+      return q;
+    }
+    if (parts.length === 1) return readMatrix(parts[0]!.name);
+    const data = dtype === 'f16' ? new Uint16Array(N * K) : new Float32Array(N * K);
+    let at = 0;
+    for (const p of parts) {
+      const m = await readMatrix(p.name);
+      data.set(m as never, at);
+      at += m.length;
+    }
+    return data;
+  };
   const linear = async (ref: TensorRef, bias?: TensorRef): Promise<MatmulWeight> => {
-    const data = await readMatrix(ref.name);
+    const data = await matmulData([ref]);
     const w = prepareMatmulWeight(rt, {
       data,
       N: ref.shape[0]!,
@@ -47,16 +98,9 @@ export async function uploadModel(rt: KernelRuntime, folder: LoadedModelFolder, 
    * several. A part without a bias gets zeros where another part has one.
    */
   const stacked = async (parts: TensorRef[], biases: (TensorRef | undefined)[] = []): Promise<MatmulWeight> => {
-    const mats: (Float32Array | Uint16Array)[] = [];
-    for (const p of parts) mats.push(await readMatrix(p.name));
+    const data = await matmulData(parts);
     const rows = parts.map((p) => p.shape[0]!);
     const N = rows.reduce((a, b) => a + b, 0);
-    const data = dtype === 'f16' ? new Uint16Array(N * parts[0]!.shape[1]!) : new Float32Array(N * parts[0]!.shape[1]!);
-    let at = 0;
-    for (const m of mats) {
-      data.set(m as never, at);
-      at += m.length;
-    }
     let bias: Float32Array | undefined;
     if (biases.some((b) => b !== undefined)) {
       bias = new Float32Array(N);
@@ -88,8 +132,14 @@ export async function uploadModel(rt: KernelRuntime, folder: LoadedModelFolder, 
     });
   }
 
-  const embedData = await readMatrix(spec.weights.embed.name);
-  const embedding = prepareEmbeddingTable(rt, { data: embedData, vocab: spec.vocabSize, dim: spec.hiddenSize, dtype, label: 'embed' });
+  const embedData = await readFloats(spec.weights.embed.name, floatDType);
+  const embedding = prepareEmbeddingTable(rt, {
+    data: embedData,
+    vocab: spec.vocabSize,
+    dim: spec.hiddenSize,
+    dtype: floatDType,
+    label: 'embed',
+  });
   // a tied LM head is uploaded a second time in the matmul layout (the embedding gather
   // wants rows, the GEMV wants K-major columns)
   const lmHead = spec.weights.lmHead ? await linear(spec.weights.lmHead) : await linear(spec.weights.embed);
