@@ -2,6 +2,7 @@ import { request } from 'node:http';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import type { Gateway } from '../../src/cluster/gateway/build-gateway.js';
 import { scrapeSum } from './support/metrics.js';
+import { waitFor } from './support/processes.js';
 import { SseStub, tokenEvent, usageEvent, gatewayOverStubs } from './support/sse-stub.js';
 
 // A client that reads its stream slowly fills its socket; the gateway then pauses the
@@ -55,4 +56,26 @@ test('a client that stops reading for longer than the idle timeout gets its whol
   expect(await scrapeSum(url, 'autoglm:gateway_retries_total')).toBe(0);
   expect(await scrapeSum(url, 'autoglm:gateway_failovers_total')).toBe(0);
   expect(await scrapeSum(url, `autoglm:gateway_worker_requests_total{worker="${stub.url}",outcome="timeout"}`)).toBe(0);
+});
+
+test('a client that takes nothing for streamStallTimeoutMs is cut off, and the request ends', async () => {
+  const stalled = await gatewayOverStubs([stub], { idleTimeoutMs: 60_000, streamStallTimeoutMs: 300 });
+  try {
+    const req = request(`${stalled.url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' } }, (res) =>
+      // never read: the gateway's writes wait on this client once the socket buffers are full
+      res.pause(),
+    );
+    req.on('error', () => undefined);
+    req.end(JSON.stringify({ model: 'm', prompt: 'hi', max_tokens: TOKENS, stream: true }));
+    await waitFor(async () => (await scrapeSum(stalled.url, 'autoglm:gateway_requests_in_flight')) === 1, 5000, 'the stream under way');
+    // was held until the request's deadline (600 s by default)
+    await waitFor(
+      async () => (await scrapeSum(stalled.url, 'autoglm:gateway_requests_in_flight')) === 0,
+      10_000,
+      'the stalled stream ended',
+    );
+    req.destroy();
+  } finally {
+    await stalled.gateway.close();
+  }
 });

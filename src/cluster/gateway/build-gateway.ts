@@ -77,6 +77,7 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
     resume: options.resume ?? true,
     affinityPrefixChars: options.balancer?.affinity ? (options.balancer.affinityPrefixChars ?? 512) : null,
     maxBodyBytes,
+    streamStallTimeoutMs: options.streamStallTimeoutMs ?? 60_000,
   };
 
   health.onStateChange((id, state) => metrics.setWorkerState(id, state));

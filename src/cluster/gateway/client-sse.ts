@@ -1,4 +1,4 @@
-import { SSE_HEADERS, writeWithBackpressure } from '../../server/sse.js';
+import { SSE_HEADERS, writeWithBackpressure, type WriteLimits } from '../../server/sse.js';
 import type { FastifyReply } from 'fastify';
 
 /**
@@ -17,6 +17,7 @@ export class ClientSse {
   constructor(
     private readonly reply: FastifyReply,
     private readonly requestId: string,
+    private readonly limits: WriteLimits = {},
   ) {}
 
   /** True once the response is committed to SSE (an event was queued): errors go in-band. */
@@ -44,7 +45,7 @@ export class ClientSse {
     this.pending = '';
     const raw = this.reply.raw;
     if (this.closed) return undefined;
-    return writeWithBackpressure(raw, chunk);
+    return writeWithBackpressure(raw, chunk, this.limits);
   }
 
   async send(data: unknown): Promise<void> {

@@ -13,6 +13,8 @@ export interface GenerationRouteConfig {
   affinityPrefixChars: number | null;
   /** The largest body a worker takes: the gateway's own limit, since both default to 4 MiB. */
   maxBodyBytes: number;
+  /** A streaming client that takes nothing for this long is cut off. */
+  streamStallTimeoutMs: number;
 }
 
 type Body = Record<string, unknown>;
@@ -82,7 +84,7 @@ export async function proxyGeneration(
         { path, method: 'POST', body: outgoing },
         reply,
       );
-    const sse = new ClientSse(reply, request.id);
+    const sse = new ClientSse(reply, request.id, { stallMs: config.streamStallTimeoutMs });
     try {
       await relayStream(deps, scope, sse, {
         path,

@@ -52,6 +52,12 @@ export interface GatewayOptions {
    * 30 s), else its connection is closed: a client trickling bytes holds no socket for ever.
    */
   clientRequestTimeoutMs?: number;
+  /**
+   * A streaming client that takes nothing for this long (its socket buffers full) is cut
+   * off, which cancels its request upstream (default 60 s): one that never reads would hold
+   * a worker's slot until the request deadline.
+   */
+  streamStallTimeoutMs?: number;
   /** close(): how long requests in flight (streams) may take to finish before they are cut (default 20 s). */
   closeTimeoutMs?: number;
   logger?: FastifyServerOptions['logger'];
