@@ -343,6 +343,9 @@ describe('models, tokenizer and metrics routes', () => {
     // no tokens are the empty text (the tokenizer library threw on an empty list: a 500)
     const none = await postJson(`${running.url}/detokenize`, { tokens: [] }, auth);
     expect([none.status, none.json]).toEqual([200, { prompt: '' }]);
+    // an id past the vocabulary is a 400 naming this route's field (it named the engine's token_ids)
+    const past = await postJson(`${running.url}/detokenize`, { tokens: [1, 1_000_000] }, auth);
+    expect([past.status, (past.json.error as { param: string }).param]).toEqual([400, 'tokens']);
   });
 
   test('/tokenize templates content parts as chat completions does', async () => {

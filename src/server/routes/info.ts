@@ -1,5 +1,5 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { AutoGlmError } from '../../errors.js';
+import { AutoGlmError, isAutoGlmError } from '../../errors.js';
 import { chatTemplateSourceOf } from '../tool-calls/model-tokenizer.js';
 import { planToolCalling, templateKwargs, type ToolDefinition } from '../tool-calls/request-tools.js';
 import { chatMessages, type BodyMessage } from './chat-messages.js';
@@ -58,7 +58,14 @@ export async function tokenize(ctx: RouteContext, request: FastifyRequest): Prom
 export async function detokenize(ctx: RouteContext, request: FastifyRequest): Promise<object> {
   const body = request.body as { model?: string; tokens: number[] };
   const engine = ctx.checkModel(body.model, false);
-  return { prompt: await engine.detokenize(body.tokens) };
+  try {
+    return { prompt: await engine.detokenize(body.tokens) };
+  } catch (e) {
+    // the engine names its argument token_ids; this route's field is `tokens`
+    if (isAutoGlmError(e, 'invalid_request') && e.param === 'token_ids')
+      throw new AutoGlmError('invalid_request', e.message.replaceAll('token_ids', 'tokens'), { param: 'tokens' });
+    throw e;
+  }
 }
 
 /** GET /health: the process is alive and its GPU works (stays 200 while draining, so orchestrators let it finish). */
