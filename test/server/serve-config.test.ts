@@ -97,6 +97,30 @@ test('--reasoning-parser: auto by default, a parser, none, or AUTOGLM_REASONING_
   expect(serveHelp()).toContain('[AUTOGLM_REASONING_PARSER]');
 });
 
+test('--weight-dtype: unset by default (the engine picks f16 or f32), f16, f32, int8, or AUTOGLM_WEIGHT_DTYPE', () => {
+  expect(parse([]).engine.weightDType).toBeUndefined();
+  expect(Object.keys(engineOptionsOf(parse([])))).not.toContain('weightDType');
+  expect(parse(['--weight-dtype', 'int8']).engine.weightDType).toBe('int8');
+  expect(engineOptionsOf(parse(['--weight-dtype=int8', '--force-f32']))).toMatchObject({ weightDType: 'int8', forceF32: true });
+  expect(parse(['--weight-dtype', 'f32'], { AUTOGLM_WEIGHT_DTYPE: 'int8' }).engine.weightDType).toBe('f32');
+  expect(parse([], { AUTOGLM_WEIGHT_DTYPE: 'int8' }).engine.weightDType).toBe('int8');
+  expect(serveHelp()).toContain('[AUTOGLM_WEIGHT_DTYPE]');
+  const refused = (argv: string[], env: NodeJS.ProcessEnv = {}): Error & { param?: string } => {
+    try {
+      parse(argv, env);
+    } catch (e) {
+      expect(isAutoGlmError(e, 'invalid_request')).toBe(true);
+      return e as Error & { param?: string };
+    }
+    throw new Error('expected an invalid_request error');
+  };
+  expect(refused(['--weight-dtype', 'int4']).message).toContain('--weight-dtype must be one of f16, f32, int8');
+  expect(refused([], { AUTOGLM_WEIGHT_DTYPE: 'bf16' }).message).toContain('AUTOGLM_WEIGHT_DTYPE (--weight-dtype)');
+  // f16 weights with --force-f32 (f32 weights and KV cache) contradict each other
+  const both = refused(['--weight-dtype', 'f16', '--force-f32']);
+  expect([both.param, both.message]).toEqual(['weight-dtype', '--weight-dtype f16 and --force-f32 contradict each other: drop one.']);
+});
+
 test('unknown flags are refused; --help lists every flag with its env name', () => {
   expect(() => parse(['--prot', '1'])).toThrow(/Unknown option/);
   expect(parseServeConfig(['--help'], {})).toBe('help');

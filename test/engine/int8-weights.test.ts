@@ -1,0 +1,128 @@
+/**
+ * models/demo-stories with int8 weights (EngineOptions.weightDType 'int8') through the real
+ * loader, runner and engine, against its f16 weights: quantization moves the logits a
+ * little (measured: max 0.11 over the README stories, one top-1 token of 983 different),
+ * so the bounds here are loose enough for kernel changes that reorder sums and tight
+ * enough that a wrong scale, group or layout (which derails the stories at once) fails.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Engine } from '../../src/engine/engine.js';
+import { loadModelFolder, type LoadedModelFolder } from '../../src/engine/model-folder.js';
+import { ModelRunner } from '../../src/engine/runner/model-runner.js';
+import { uploadModel } from '../../src/engine/runner/upload-model.js';
+import type { WeightDTypeOption } from '../../src/engine/types.js';
+import { isAutoGlmError } from '../../src/errors.js';
+import { KernelRuntime } from '../../src/kernels/runtime.js';
+import { CAT, CAT_PROMPT, DEMO, LILY, LILY_PROMPT } from '../helpers/demo-stories.js';
+
+function commonPrefix(a: string, b: string): number {
+  let n = 0;
+  while (n < a.length && n < b.length && a[n] === b[n]) n++;
+  return n;
+}
+
+describe('int8 weights: logits against f16 (loader and runner)', () => {
+  let rt: KernelRuntime;
+  let folder: LoadedModelFolder;
+  beforeAll(async () => {
+    rt = await KernelRuntime.create();
+    folder = await loadModelFolder(DEMO);
+  });
+  afterAll(async () => {
+    await folder?.weights.close();
+    rt?.destroy();
+  });
+
+  it('teacher-forced on the README stories: top-1 agrees at >= 98% of positions, logits within 0.5', async () => {
+    const V = folder.spec.vocabSize;
+    const logitsOf = async (weightDType: WeightDTypeOption, seqs: number[][]): Promise<{ logits: Float32Array[]; weightBytes: number }> => {
+      const model = await uploadModel(rt, folder, { weightDType });
+      const runner = new ModelRunner(rt, model, {
+        numBlocks: 32,
+        blockSize: 16,
+        maxRows: 512,
+        maxSampleRows: 512,
+        countSlots: 1,
+        kvDType: rt.preferredDType,
+      });
+      try {
+        const blockTable = Array.from({ length: 32 }, (_, i) => i);
+        const logits = [];
+        for (const tokenIds of seqs) logits.push(await runner.logits([{ tokenIds, startPosition: 0, blockTable }]));
+        return { logits, weightBytes: model.weightBytes };
+      } finally {
+        runner.destroy();
+      }
+    };
+    const tok = folder.tokenizer;
+    const stories = [
+      [CAT_PROMPT, CAT],
+      [LILY_PROMPT, LILY],
+    ] as const;
+    const prompts = stories.map(([p]) => tok.applyChatTemplate([{ role: 'user', content: p }], { addGenerationPrompt: true }));
+    const seqs = stories.map(([, story], i) => [...prompts[i]!, ...tok.encode(story, { addSpecialTokens: false })]);
+    const f16 = await logitsOf(rt.hasF16 ? 'f16' : 'f32', seqs);
+    const int8 = await logitsOf('int8', seqs);
+
+    const argmax = (a: Float32Array, at: number): number => {
+      let best = 0;
+      for (let i = 1; i < V; i++) if (a[at + i]! > a[at + best]!) best = i;
+      return best;
+    };
+    let positions = 0;
+    let agree = 0;
+    let maxDiff = 0;
+    for (let s = 0; s < seqs.length; s++) {
+      // the positions that predict the story's tokens
+      for (let pos = prompts[s]!.length - 1; pos < seqs[s]!.length - 1; pos++) {
+        positions++;
+        if (argmax(f16.logits[s]!, pos * V) === argmax(int8.logits[s]!, pos * V)) agree++;
+        for (let i = pos * V; i < (pos + 1) * V; i++) {
+          const d = Math.abs(f16.logits[s]![i]! - int8.logits[s]![i]!);
+          // NaN fails: it is never <= the largest difference so far
+          if (!(d <= maxDiff)) maxDiff = Number.isNaN(d) ? Infinity : d;
+        }
+      }
+    }
+    expect(positions).toBeGreaterThan(600);
+    expect(agree / positions).toBeGreaterThanOrEqual(0.98);
+    expect(maxDiff).toBeLessThanOrEqual(0.5);
+    // matmul weights a byte each (plus a 4-byte scale per 64) against f16's two
+    expect(int8.weightBytes).toBeLessThan(0.6 * f16.weightBytes);
+  });
+});
+
+describe('int8 weights: greedy generation (engine)', () => {
+  const story = (prompt: string) => ({ prompt: [{ role: 'user' as const, content: prompt }], sampling: { temperature: 0 } });
+
+  it('tells the README stories: the first 200 characters (byte tokens) of each as f16 does, then ends them', async () => {
+    const engine = await Engine.load(DEMO, { weightDType: 'int8', responseCacheEntries: 0 });
+    try {
+      const [cat, lily] = await Promise.all([engine.complete(story(CAT_PROMPT)), engine.complete(story(LILY_PROMPT))]);
+      // measured: the cat story entirely, Lily's for 262 characters (then a near tie goes the other way)
+      expect(commonPrefix(cat.text, CAT)).toBeGreaterThanOrEqual(200);
+      expect(commonPrefix(lily.text, LILY)).toBeGreaterThanOrEqual(200);
+      expect([cat.finishReason, lily.finishReason]).toEqual(['stop', 'stop']);
+    } finally {
+      await engine.close();
+    }
+  });
+
+  it('with forceF32 (f32 KV cache and embedding, int8 matmuls) as well', async () => {
+    const engine = await Engine.load(DEMO, { weightDType: 'int8', forceF32: true, responseCacheEntries: 0 });
+    try {
+      const cat = await engine.complete({ ...story(CAT_PROMPT), maxTokens: 220 });
+      expect(commonPrefix(cat.text, CAT)).toBeGreaterThanOrEqual(200);
+    } finally {
+      await engine.close();
+    }
+  });
+
+  it('refuses a weight dtype it does not know, and f16 weights with forceF32, before loading', async () => {
+    for (const options of [{ weightDType: 'int4' as WeightDTypeOption }, { weightDType: 'f16' as const, forceF32: true }]) {
+      const e = await Engine.load('/nonexistent-model', options).catch((err: unknown) => err);
+      expect(isAutoGlmError(e, 'invalid_request')).toBe(true);
+      expect((e as { param?: string }).param).toBe('weightDType');
+    }
+  });
+});
