@@ -42,7 +42,8 @@ export async function runSizing(o: SizingRunOptions): Promise<{ results: SizingR
     modelDir: o.modelDir,
     shape: o.shape,
     measure: !o.staticOnly,
-    dtype: o.dtype,
+    // the generated checkpoint's dtype (int8 is quantized from it at load)
+    dtype: o.dtype === 'int8' ? 'f16' : o.dtype,
     maxLayers: o.maxLayers,
   });
   const stat = staticSizing(source.fullSpec, {
@@ -62,6 +63,7 @@ export async function runSizing(o: SizingRunOptions): Promise<{ results: SizingR
     log(`loading ${source.label} (${o.dtype}) ...`);
     const engine = await Engine.load(source.dir, {
       forceF32: o.dtype === 'f32',
+      weightDType: o.dtype === 'int8' ? 'int8' : undefined,
       maxBatchSequences: maxBatch,
       maxContextTokens: maxContext,
       // every sequence of the largest batch at the longest context, plus a block each of slack

@@ -3,14 +3,48 @@
  * KV cache each token costs, and how many sequences of a given context fit in a memory
  * budget; plus a bandwidth bound on decode latency when the card's bandwidth is given.
  * Pure arithmetic over a ModelSpec, following the engine's conventions: weights and KV
- * cache both f16 (shader-f16) or both f32, the cache paged in blocks of `blockSize` tokens
- * per layer as one K and one V tensor of [kvHeads x headDim] per token, activations f32.
+ * cache both f16 (shader-f16) or both f32, or int8 matmul weights (--weight-dtype int8)
+ * with the rest and the KV cache f16; the cache paged in blocks of `blockSize` tokens per
+ * layer as one K and one V tensor of [kvHeads x headDim] per token, activations f32.
  */
-import { parameterCount, type ModelSpec } from '../engine/model/index.js';
+import { INT8_GROUP_SIZE } from '../kernels/int8-quant.js';
+import { parameterCount, type ModelSpec, type TensorRef } from '../engine/model/index.js';
 
-export type WeightDtype = 'f16' | 'f32';
+export type WeightDtype = 'f16' | 'f32' | 'int8';
 
-export const DTYPE_BYTES: Record<WeightDtype, number> = { f16: 2, f32: 4 };
+/** Bytes per element of the KV cache, and of the weights that are not int8 matmul weights. */
+export const DTYPE_BYTES: Record<WeightDtype, number> = { f16: 2, f32: 4, int8: 2 };
+
+/** The matmul weights the engine quantizes for int8: every layer's projections and the LM head (the embedding when tied). */
+function matmulWeights(spec: ModelSpec): TensorRef[] {
+  const out: TensorRef[] = [];
+  for (const l of spec.weights.layers) {
+    for (const ref of [l.qProj, l.kProj, l.vProj, l.oProj, l.gateProj, l.upProj, l.gateUpProj, l.downProj]) if (ref) out.push(ref);
+  }
+  out.push(spec.weights.lmHead ?? spec.weights.embed);
+  return out;
+}
+
+const elements = (ref: TensorRef): number => ref.shape.reduce((a, b) => a * b, 1);
+
+/**
+ * Device bytes of the weights: every parameter at the dtype's size; for int8 the matmul
+ * weights at a byte each plus a 4-byte scale per row and group of INT8_GROUP_SIZE, the
+ * embedding, norms and biases f16, and a tied LM head counted twice (the engine keeps the
+ * embedding's rows for the gather and an int8 copy for the head).
+ */
+export function weightBytes(spec: ModelSpec, dtype: WeightDtype): number {
+  const parameters = parameterCount(spec);
+  if (dtype !== 'int8') return parameters * DTYPE_BYTES[dtype];
+  let int8Bytes = 0;
+  let int8Params = 0;
+  for (const ref of matmulWeights(spec)) {
+    const [N, K] = [ref.shape[0]!, ref.shape[1]!];
+    int8Bytes += N * (K + 4 * Math.ceil(K / INT8_GROUP_SIZE));
+    if (ref !== spec.weights.embed) int8Params += elements(ref);
+  }
+  return int8Bytes + (parameters - int8Params) * DTYPE_BYTES.f16;
+}
 
 export interface SizingOptions {
   /** Device memory in bytes. */
@@ -77,18 +111,18 @@ export function staticSizing(spec: ModelSpec, options: SizingOptions): StaticSiz
   const blockSize = options.blockSize ?? 16;
   const utilization = options.memoryUtilization ?? 0.9;
   const parameters = parameterCount(spec);
-  const weightBytes = parameters * DTYPE_BYTES[options.dtype];
+  const weightBytesTotal = weightBytes(spec, options.dtype);
   const perToken = kvBytesPerToken(spec, options.dtype);
   const usableBytes = Math.floor(options.memoryBytes * utilization);
   const act = activationBytes(spec, options.maxBatchTokens ?? 2048, options.maxBatchSequences ?? 256);
-  const kvBudgetBytes = Math.max(0, usableBytes - weightBytes - act);
+  const kvBudgetBytes = Math.max(0, usableBytes - weightBytesTotal - act);
   const kvBlocks = Math.floor(kvBudgetBytes / (perToken * blockSize));
   const contexts = (options.contextLengths ?? defaultContexts(spec.contextLength)).map((contextTokens): ContextFit => {
     const kvBytesPerSequence = Math.ceil(contextTokens / blockSize) * blockSize * perToken;
     const maxSequences = Math.floor((kvBlocks * blockSize * perToken) / kvBytesPerSequence);
     const bw = options.bandwidthBytesPerS;
     // Each decode step reads every weight once and each sequence's KV once.
-    const tpotS = bw && maxSequences > 0 ? (weightBytes + maxSequences * contextTokens * perToken) / bw : null;
+    const tpotS = bw && maxSequences > 0 ? (weightBytesTotal + maxSequences * contextTokens * perToken) / bw : null;
     return {
       contextTokens,
       kvBytesPerSequence,
@@ -100,7 +134,7 @@ export function staticSizing(spec: ModelSpec, options: SizingOptions): StaticSiz
   return {
     dtype: options.dtype,
     parameters,
-    weightBytes,
+    weightBytes: weightBytesTotal,
     kvBytesPerToken: perToken,
     memoryBytes: options.memoryBytes,
     usableBytes,
@@ -109,7 +143,7 @@ export function staticSizing(spec: ModelSpec, options: SizingOptions): StaticSiz
     blockSize,
     kvBlocks,
     kvTokenCapacity: kvBlocks * blockSize,
-    fits: usableBytes > weightBytes + act,
+    fits: usableBytes > weightBytesTotal + act,
     contexts,
   };
 }

@@ -31,7 +31,7 @@ const USAGE = `Usage: autoglm bench <command> [options]
 Commands:
   kernels   kernel table and rooflines on this adapter (runs bench/kernels; --quick, --sweep)
   sizing    memory sizing and measured decode curves for a model
-            --model DIR | --shape ${SHAPE_NAMES.join('|')}  [--memory 80GiB (env AUTOGLM_BENCH_MEMORY)] [--dtype f16|f32]
+            --model DIR | --shape ${SHAPE_NAMES.join('|')}  [--memory 80GiB (env AUTOGLM_BENCH_MEMORY)] [--dtype f16|f32|int8]
             [--tpot-ms 50] [--bandwidth 3.3TB] [--memory-utilization 0.9] [--static-only] [--batches 1,2,4,8]
             [--contexts 128,512] [--sizing-contexts N[,N..]] [--decode-tokens 24] [--repeats 3] [--max-layers N]
   serve     load generator for any OpenAI-compatible endpoint
@@ -174,8 +174,8 @@ async function benchSizing(argv: string[], fullArgv: string[]): Promise<void> {
   });
   if (v.help) return void process.stdout.write(USAGE);
   const dtype = v.dtype as string;
-  if (dtype !== 'f16' && dtype !== 'f32')
-    throw new AutoGlmError('invalid_request', `--dtype must be f16 or f32 (got '${dtype}')`, { param: 'dtype' });
+  if (dtype !== 'f16' && dtype !== 'f32' && dtype !== 'int8')
+    throw new AutoGlmError('invalid_request', `--dtype must be f16, f32 or int8 (got '${dtype}')`, { param: 'dtype' });
   const memoryUtilization = positive(v['memory-utilization'] as string | undefined, 'memory-utilization');
   if (memoryUtilization !== undefined && memoryUtilization > 1)
     throw bad('memory-utilization', 'a fraction of --memory, above 0 and at most 1', v['memory-utilization'] as string);

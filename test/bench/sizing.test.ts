@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { loadModelSpec, modelSpecFromConfig } from '../../src/engine/model/index.js';
 import { formatBytes, parseByteSize } from '../../src/bench/byte-size.js';
-import { kvBytesPerToken, staticSizing } from '../../src/bench/sizing.js';
+import { kvBytesPerToken, staticSizing, weightBytes } from '../../src/bench/sizing.js';
 
 // Llama-2-7b-hf's config.json (the numbers people know: 6.74B parameters, 0.5 MiB KV per token in f16).
 const LLAMA2_7B = {
@@ -58,6 +58,23 @@ describe('static sizing', () => {
     expect(s.fits).toBe(false);
     expect(s.kvBlocks).toBe(0);
     expect(s.contexts.every((c) => c.maxSequences === 0)).toBe(true);
+  });
+
+  it('int8: matmul weights a byte each plus a 4-byte scale per 64, the rest and the KV cache f16', () => {
+    const spec = modelSpecFromConfig(LLAMA2_7B);
+    // per layer q, k, v, o: 4 x 4096 rows of 4096 + 4 * 64 bytes; gate, up: 2 x 11008 rows of the
+    // same; down: 4096 rows of 11008 + 4 * 172; the LM head 32000 rows of 4352; the embedding
+    // (131,072,000) and norms (266,240) at 2 bytes
+    const int8 = 32 * (4 * 4096 * 4352 + 2 * 11008 * 4352 + 4096 * 11696) + 32000 * 4352;
+    expect(weightBytes(spec, 'int8')).toBe(int8 + 2 * (131_072_000 + 266_240));
+    expect(weightBytes(spec, 'int8')).toBe(7_282_696_192); // 0.54x f16's 13,476,831,232
+    const s = staticSizing(spec, { memoryBytes: 14 * 2 ** 30, dtype: 'int8', contextLengths: [4096] });
+    expect([s.weightBytes, s.kvBytesPerToken, s.fits]).toEqual([7_282_696_192, 524_288, true]);
+    expect(staticSizing(spec, { memoryBytes: 14 * 2 ** 30, dtype: 'f16' }).fits).toBe(false);
+    // a tied LM head is the embedding's rows for the gather plus an int8 copy for the head
+    const tied = modelSpecFromConfig({ ...LLAMA2_7B, tie_word_embeddings: true });
+    expect(weightBytes(tied, 'int8')).toBe(weightBytes(spec, 'int8'));
+    expect(weightBytes(tied, 'f16')).toBe(weightBytes(spec, 'f16') - 2 * 131_072_000);
   });
 
   it('partial last blocks count whole; default contexts run up to the model context', () => {
