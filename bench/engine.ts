@@ -3,14 +3,95 @@
  * prefill tokens/s at 128 and 512 prompt tokens, decode tokens/s, and decode as a fraction
  * of its bandwidth bound (weight bytes per token over the read bandwidth measured in the
  * same run by the kernel benchmark's ceiling kernel).
+ *
+ * `npm run bench:engine -- --weight-dtypes=f16,int8 [--model=DIR] [--rounds=5]`: instead,
+ * one engine per weight dtype (EngineOptions.weightDType) on the same model (default the
+ * generated 100M one), their decode and prefill timed in alternation so that both see the
+ * same machine load; prints each dtype's medians and its ratio to the first dtype's,
+ * per round and overall, and writes bench/results/engine-weight-dtypes.json (not RESULTS.md).
  */
+import { Engine } from '../src/engine/engine.js';
+import { WEIGHT_DTYPE_OPTIONS, type WeightDTypeOption } from '../src/engine/types.js';
 import { measureCeilings } from './ceilings.js';
 import { loadBenchEngine, randomPrompt, timedGenerate } from './engine-load.js';
 import { formatTable, markdownTable, median, runStamp, updateResultsSection, writeResultsJson } from './report.js';
 
 const REPEATS = 3;
 
+function flag(name: string): string | undefined {
+  return process.argv
+    .slice(2)
+    .find((a) => a.startsWith(`--${name}=`))
+    ?.slice(name.length + 3);
+}
+
+/** Decode (64 tokens after a 16-token prompt) and prefill (128 tokens) per weight dtype, interleaved. */
+async function compareWeightDTypes(dtypes: WeightDTypeOption[], modelDir: string | undefined, rounds: number): Promise<void> {
+  const engines: { dtype: WeightDTypeOption; engine: Engine }[] = [];
+  try {
+    for (const dtype of dtypes) {
+      const engine = modelDir
+        ? await Engine.load(modelDir, { weightDType: dtype, responseCacheEntries: 0 })
+        : (await loadBenchEngine({ weightDType: dtype })).engine;
+      engines.push({ dtype, engine });
+    }
+    const vocab = engines[0]!.engine.folder.spec.vocabSize;
+    const model = modelDir ?? 'generated 100M llama';
+    console.error(`adapter: ${engines[0]!.engine.adapterName}; model: ${model}`);
+    for (const { engine } of engines) {
+      await timedGenerate(engine, { prompt: randomPrompt(32, vocab, 999), maxTokens: 4, ignoreEos: true, sampling: { temperature: 0 } });
+      await timedGenerate(engine, { prompt: randomPrompt(128, vocab, 998), maxTokens: 1, sampling: { temperature: 0 } });
+    }
+    const tpot = engines.map(() => [] as number[]);
+    const ttft = engines.map(() => [] as number[]);
+    for (let r = 0; r < rounds; r++) {
+      for (let i = 0; i < engines.length; i++) {
+        const engine = engines[i]!.engine;
+        const d = await timedGenerate(engine, {
+          prompt: randomPrompt(16, vocab, 77 + r),
+          maxTokens: 64,
+          ignoreEos: true,
+          sampling: { temperature: 0 },
+        });
+        tpot[i]!.push(d.tpotMs);
+        const p = await timedGenerate(engine, { prompt: randomPrompt(128, vocab, 1280 + r), maxTokens: 1, sampling: { temperature: 0 } });
+        ttft[i]!.push(p.ttftMs);
+      }
+    }
+    const ratio = (xs: number[][], i: number): number => median(xs[i]!.map((v, r) => v / xs[0]![r]!));
+    const rows = engines.map(({ dtype, engine }, i) => [
+      dtype,
+      `${(engine.weightBytes / 1e6).toFixed(1)} MB`,
+      `${median(tpot[i]!).toFixed(2)} ms`,
+      `${ratio(tpot, i).toFixed(2)}x`,
+      tpot[i]!.map((v) => v.toFixed(1)).join(' '),
+      `${(128 / (median(ttft[i]!) / 1000)).toFixed(0)} tok/s`,
+      `${ratio(ttft, i).toFixed(2)}x`,
+    ]);
+    const headers = ['weights', 'weight bytes / token', 'decode ms/token', 'vs first', 'per round', 'prefill 128', 'prefill time vs first'];
+    console.log(formatTable(headers, rows));
+    const { commit, date } = runStamp();
+    const path = writeResultsJson('engine-weight-dtypes', {
+      adapter: engines[0]!.engine.adapterName,
+      date,
+      commit,
+      model,
+      rounds,
+      dtypes: engines.map(({ dtype, engine }, i) => ({ dtype, weightBytes: engine.weightBytes, tpotMs: tpot[i], prefill128Ms: ttft[i] })),
+    });
+    console.log(`wrote ${path}`);
+  } finally {
+    for (const { engine } of engines) await engine.close();
+  }
+}
+
 async function main(): Promise<void> {
+  const dtypes = flag('weight-dtypes');
+  if (dtypes !== undefined) {
+    const list = dtypes.split(',') as WeightDTypeOption[];
+    if (list.some((d) => !WEIGHT_DTYPE_OPTIONS.includes(d))) throw new Error(`--weight-dtypes takes ${WEIGHT_DTYPE_OPTIONS.join(', ')}`);
+    return compareWeightDTypes(list, flag('model'), Number(flag('rounds') ?? 5));
+  }
   const { engine, loadMs, generateMs } = await loadBenchEngine();
   const vocab = 16384;
   try {

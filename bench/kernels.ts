@@ -11,6 +11,9 @@
  *            12-32 rows) and skip the standard rows
  *   --only=targets  only the paired target checks (quick A/B of a kernel or a toggle)
  *   --only=library  only the library rows (not matmul, not the targets)
+ *   --only=int8  int8 weights against f16 (and f32) on the decode and prefill shapes: the
+ *            table rows, then each int8 shape timed interleaved with its f16 twin (--pairs
+ *            pairs; median of per-pair time ratios)
  *   --pairs=N  pairs per target check (default 7, 3 with --quick)
  *   --tunings='[{"gemmRows":8,...}, ...]'  with --sweep: these tilings instead of the built-in lists
  *   --paired  with --sweep --only=matmul: time each GEMM tiling interleaved with the FMA
@@ -210,6 +213,41 @@ async function checkTargets(rt: KernelRuntime, pairs: number, o: TimeOptions): P
   return checks;
 }
 
+/** The int8 rows' shapes (M x N x K): 4096 x 4096 and 11008 x 4096 GEMVs (Llama-2-7B), a 128-row GEMM. */
+const INT8_SHAPES = [
+  [1, 4096, 4096],
+  [1, 11008, 4096],
+  [128, 4096, 4096],
+] as const;
+
+/**
+ * Each INT8_SHAPES matmul with int8 weights timed interleaved with the same shape in
+ * `against` (f16, or f32 without shader-f16), so both see the same machine load: the median
+ * of per-pair time ratios (int8 / other).
+ */
+async function int8AgainstF16(
+  rt: KernelRuntime,
+  against: WeightDType,
+  pairs: number,
+  o: TimeOptions,
+): Promise<{ shape: string; against: WeightDType; ratio: number; ratios: number[] }[]> {
+  const out = [];
+  for (const [M, N, K] of INT8_SHAPES) {
+    const int8 = matmulProbe(rt, M, N, K, 'flops', 'int8');
+    const other = matmulProbe(rt, M, N, K, 'flops', against);
+    try {
+      // rate ratio int8 / other = time ratio other / int8
+      const { ratios } = await pairedRatio(rt, int8, other, pairs, o);
+      const timeRatios = ratios.map((r) => 1 / r);
+      out.push({ shape: `${M}x${N}x${K}`, against, ratio: median(timeRatios), ratios: timeRatios });
+    } finally {
+      int8.destroy();
+      other.destroy();
+    }
+  }
+  return out;
+}
+
 /** Tilings tried by --sweep on the two target shapes. */
 const GEMV_SWEEP: Partial<MatmulTuning>[] = [
   { gemvWorkgroupN: 64, gemvSplitK: 1 },
@@ -319,6 +357,13 @@ async function main(): Promise<void> {
     await run({ M: 1024, N: 1024, K: 1024, dtype });
     await run({ M: 128, N: 4096, K: 4096, dtype });
   }
+  // int8 weights (quantized at load): the decode GEMVs and a prefill GEMM
+  if (!only || only === 'int8') {
+    for (const dtype of only ? [...dtypes, 'int8' as const] : ['int8' as const]) {
+      for (const [M, N, K] of INT8_SHAPES) await run({ M, N, K, dtype });
+    }
+  }
+  const int8Pairs = only === 'int8' ? await int8AgainstF16(rt, rt.hasF16 ? 'f16' : 'f32', pairs, o) : [];
   if (!only) rows.push(await benchAdd(rt, 4096 * 1024, ceil, o));
   // the rest of the library (norms, activations, embedding, RoPE, attention, sampling)
   if (!only || only === 'library') {
@@ -333,6 +378,12 @@ async function main(): Promise<void> {
     );
   }
 
+  for (const c of int8Pairs) {
+    console.log(
+      `int8 vs ${c.against} ${c.shape}: int8 takes ${c.ratio.toFixed(2)}x the time; pairs ${c.ratios.map((r) => r.toFixed(2)).join(' ')}`,
+    );
+  }
+
   const table = rows.map(cells);
   console.log('\n' + formatTable(HEADERS, table));
   const jsonPath = writeResultsJson('kernels', {
@@ -343,6 +394,7 @@ async function main(): Promise<void> {
     defaultTuning: defaultMatmulTuning(rt),
     rows,
     targets,
+    int8Pairs,
   });
   const md = [
     '## Kernels',
