@@ -25,15 +25,17 @@ export interface UploadOptions {
   weightDType: WeightDTypeOption;
   /** int8: k per scale (default INT8_GROUP_SIZE). */
   int8GroupSize?: number;
+  /** int8: f32 values read per chunk while quantizing (default 16M; tests make it small to cut tensors into several reads). */
+  quantizeChunkValues?: number;
 }
 
 /** f32 values read per chunk while quantizing (bounds the host memory of a large tensor's read). */
 const QUANTIZE_CHUNK_VALUES = 1 << 24;
 
-/** Rows [row0, row0 + rows of ref) of a quantized tensor, read from f32 a few rows at a time. */
-async function quantizeRows(weights: ModelWeights, ref: TensorRef, out: QuantizedInt8, row0: number): Promise<void> {
+/** ref's rows quantized into `out` from row `row0` on, read from f32 `chunkValues` values (whole rows) at a time. */
+async function quantizeRows(weights: ModelWeights, ref: TensorRef, out: QuantizedInt8, row0: number, chunkValues: number): Promise<void> {
   const [N, K] = [ref.shape[0]!, ref.shape[1]!];
-  const step = Math.max(1, Math.floor(QUANTIZE_CHUNK_VALUES / K));
+  const step = Math.max(1, Math.floor(chunkValues / K));
   for (let r = 0; r < N; r += step) {
     const rowCount = Math.min(step, N - r);
     const values = await weights.read(ref.name, 'f32', rowCount === N ? undefined : { rowStart: r, rowCount });
@@ -65,7 +67,7 @@ export async function uploadModel(rt: KernelRuntime, folder: LoadedModelFolder, 
       const q = allocateQuantized(N, K, groupSize);
       let row = 0;
       for (const p of parts) {
-        await quantizeRows(weights, p, q, row);
+        await quantizeRows(weights, p, q, row, options.quantizeChunkValues ?? QUANTIZE_CHUNK_VALUES);
         row += p.shape[0]!;
       }
       return q;
