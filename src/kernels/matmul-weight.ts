@@ -163,27 +163,35 @@ function transposeColumns<T extends Float32Array | Uint16Array>(src: T, dst: T, 
 
 /**
  * Writes columns [n0, n0 + n) of quantized W into one int8 part (the file comment): the k
- * quads, then the scales, in 64 x 64 tiles as transposeColumns does.
+ * quads, then the scales. Each word is built from its four columns' bytes at one k (four
+ * source rows read side by side) and written whole.
  */
 function int8Part(w: QuantizedInt8, K: number, n0: number, n: number, ldw4: number): Uint32Array {
   const K4 = Math.ceil(K / 4);
   const G = int8Groups(K, w.groupSize);
   const words = new Uint32Array((K4 + G) * ldw4 * 4);
-  const bytes = new Uint8Array(words.buffer);
   const scales = new Float32Array(words.buffer);
-  const TILE = 64;
-  for (let nb = 0; nb < n; nb += TILE) {
-    const nEnd = Math.min(nb + TILE, n);
-    for (let kb = 0; kb < K; kb += TILE) {
-      const kEnd = Math.min(kb + TILE, K);
-      for (let j = nb; j < nEnd; j++) {
-        const c4 = j >> 2;
-        const blk = Math.floor(c4 / WEIGHT_BLOCK_COLS4);
-        const bw = Math.min(WEIGHT_BLOCK_COLS4, ldw4 - blk * WEIGHT_BLOCK_COLS4);
-        // byte of (k = 0, column j): vec4 (0, c4) of its block, word 0, byte j % 4
-        const at = 16 * (blk * WEIGHT_BLOCK_COLS4 * K4 + (c4 - blk * WEIGHT_BLOCK_COLS4)) + (j & 3);
-        const srcRow = (n0 + j) * K;
-        for (let k = kb; k < kEnd; k++) bytes[at + (k >> 2) * 16 * bw + 4 * (k & 3)] = w.q[srcRow + k]! & 0xff;
+  const q = w.q;
+  // the four source rows of a vec4 column; columns past n (the last one's padding) read
+  // row -1, which stands for zeros
+  const rows = [0, 0, 0, 0];
+  for (let c4 = 0; c4 < Math.ceil(n / 4); c4++) {
+    const blk = Math.floor(c4 / WEIGHT_BLOCK_COLS4);
+    const bw = Math.min(WEIGHT_BLOCK_COLS4, ldw4 - blk * WEIGHT_BLOCK_COLS4);
+    // word 0 of vec4 (k quad 0, c4) in its block; quad k4 is bw vec4s further on
+    const at = 4 * (blk * WEIGHT_BLOCK_COLS4 * K4 + (c4 - blk * WEIGHT_BLOCK_COLS4));
+    for (let e = 0; e < 4; e++) rows[e] = 4 * c4 + e < n ? (n0 + 4 * c4 + e) * K : -1;
+    const [r0, r1, r2, r3] = rows as [number, number, number, number];
+    if (r3 >= 0) {
+      for (let k = 0; k < K; k++) {
+        words[at + (k >> 2) * 4 * bw + (k & 3)] =
+          (q[r0 + k]! & 0xff) | ((q[r1 + k]! & 0xff) << 8) | ((q[r2 + k]! & 0xff) << 16) | (q[r3 + k]! << 24);
+      }
+    } else {
+      for (let k = 0; k < K; k++) {
+        let word = 0;
+        for (let e = 0; e < 4; e++) if (rows[e]! >= 0) word |= (q[rows[e]! + k]! & 0xff) << (8 * e);
+        words[at + (k >> 2) * 4 * bw + (k & 3)] = word;
       }
     }
   }
