@@ -481,10 +481,12 @@ function dispatchGemmI8(rt: KernelRuntime, rec: Recorder, d: PartDispatch): void
  * DECL (W and scale indices per column group, x rows, accumulators), SCALES (a group's
  * scales), CHUNK (xs k steps, x shared through subgroupShuffle), QUAD (the first `n` k steps
  * of a quad) and STORE. Each k step loads one word (its k step of four columns) per column
- * group, a scalar at the word's index inside the quad: on lavapipe that ran 128 x 4096 x 4096
- * in 0.7-0.8x the CPU time of one 16-byte load per quad unpacked in an inner loop over its
- * four steps (nested or written out), as per-lane indexing of the loaded vec4 cost more than
- * the loads it saved.
+ * group, a scalar at the word's index inside the quad. On lavapipe (128 x 4096 x 4096, CPU
+ * time against the f16 GEMM in the same process) that took 1.1-1.25x f16's, against
+ * 1.4-1.6x for one 16-byte load per quad unpacked in an inner loop over its four steps and
+ * 1.7x with those steps written out: the per-lane indexing of the loaded vec4 (or the
+ * longer body) cost more than the loads it saved. Reading the words through an array<u32>
+ * binding made no difference.
  */
 export function gemmBlockCodeI8(
   tm: number,
