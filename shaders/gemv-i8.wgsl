@@ -25,6 +25,7 @@ const WB: u32 = {{WB}}u;
 #if SPLITK
 var<workgroup> partial: array<vec4<f32>, {{PARTIALS}}>;
 #endif
+#include gemv-store
 
 // Four k steps of this lane's vec4 column, unpacked.
 struct Quad {
@@ -130,42 +131,5 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
       acc[r] += part[r] * s;
     }
   }
-#if SPLITK
-  for (var r = 0u; r < TM; r++) {
-    partial[(lid.y * TM + r) * WGN + lid.x] = acc[r];
-  }
-  workgroupBarrier();
-  if (lid.y != 0u) {
-    return;
-  }
-  for (var s = 1u; s < KS; s++) {
-    for (var r = 0u; r < TM; r++) {
-      acc[r] += partial[(s * TM + r) * WGN + lid.x];
-    }
-  }
-#endif
-  let n = 4u * c4;
-  if (n >= p.np) {
-    return;
-  }
-  var b = vec4<f32>(0.0);
-#if BIAS
-  for (var j = 0u; j < 4u; j++) {
-    if (n + j < p.np) {
-      b[j] = bias[p.n0 + n + j];
-    }
-  }
-#endif
-  for (var r = 0u; r < TM; r++) {
-    if (r >= p.M) {
-      break;
-    }
-    let o = p.outOff + r * p.ldo + p.n0 + n;
-    let v = acc[r] + b;
-    for (var j = 0u; j < 4u; j++) {
-      if (n + j < p.np) {
-        out[o + j] = v[j];
-      }
-    }
-  }
+  storeColumns(acc, c4, lid);
 }

@@ -34,6 +34,7 @@ const WB: u32 = {{WB}}u;
 #if SPLITK
 var<workgroup> partial: array<vec4<f32>, {{PARTIALS}}>;
 #endif
+#include gemv-store
 
 // Four k steps of this lane's vec4 column, from W element wi on, wStep apart, as f32.
 struct Quad {
@@ -120,42 +121,5 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
       acc[r] += w0 * xAt(xRow[r] + k);
     }
   }
-#if SPLITK
-  for (var r = 0u; r < TM; r++) {
-    partial[(lid.y * TM + r) * WGN + lid.x] = acc[r];
-  }
-  workgroupBarrier();
-  if (lid.y != 0u) {
-    return;
-  }
-  for (var s = 1u; s < KS; s++) {
-    for (var r = 0u; r < TM; r++) {
-      acc[r] += partial[(s * TM + r) * WGN + lid.x];
-    }
-  }
-#endif
-  let n = 4u * c4;
-  if (n >= p.np) {
-    return;
-  }
-  var b = vec4<f32>(0.0);
-#if BIAS
-  for (var j = 0u; j < 4u; j++) {
-    if (n + j < p.np) {
-      b[j] = bias[p.n0 + n + j];
-    }
-  }
-#endif
-  for (var r = 0u; r < TM; r++) {
-    if (r >= p.M) {
-      break;
-    }
-    let o = p.outOff + r * p.ldo + p.n0 + n;
-    let v = acc[r] + b;
-    for (var j = 0u; j < 4u; j++) {
-      if (n + j < p.np) {
-        out[o + j] = v[j];
-      }
-    }
-  }
+  storeColumns(acc, c4, lid);
 }
