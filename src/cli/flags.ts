@@ -31,7 +31,8 @@ export function envName(flag: string): string {
 export function flagsHelp(usage: string, flags: FlagTable, column: number): string {
   const lines = Object.entries(flags).map(([name, f]) => {
     const arg = f.kind === 'bool' ? '' : ' <value>';
-    return `  --${name}${arg}`.padEnd(column) + f.help + (name === 'help' ? '' : `  [${envName(name)}]`);
+    // a name longer than the column still gets a space before its help
+    return `  --${name}${arg} `.padEnd(column) + f.help + (name === 'help' ? '' : `  [${envName(name)}]`);
   });
   return [
     usage,
