@@ -168,6 +168,8 @@ export const chatCompletionSchema = {
       tools: toolsSchema,
       tool_choice: toolChoiceSchema,
       parallel_tool_calls: { type: nullable('boolean') },
+      // vLLM's: false leaves the reasoning out of the answer (it is still generated)
+      include_reasoning: { type: nullable('boolean') },
     },
   },
 } as const;

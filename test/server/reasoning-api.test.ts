@@ -180,6 +180,20 @@ describe('reasoning, then the answer', () => {
     expect(s.usage?.completion_tokens_details).toEqual({ reasoning_tokens: 2 });
   });
 
+  test('include_reasoning false (vLLM): no reasoning fields, whole or streamed; content is still only the answer', async () => {
+    const r = await whole({ include_reasoning: false });
+    expect(r.message.content).toBe('{}');
+    expect(Object.keys(r.message)).not.toContain('reasoning_content');
+    expect(Object.keys(r.message)).not.toContain('reasoning');
+    // still read and counted: the tokens were generated
+    expect(r.usage.completion_tokens_details).toEqual({ reasoning_tokens: 2 });
+    const s = await stream({ include_reasoning: false });
+    expect([s.reasoning, s.content, s.finish]).toEqual(['', '{}', 'stop']);
+    expect(s.deltas.every((d) => !('reasoning_content' in d) && !('reasoning' in d))).toBe(true);
+    const bad = await postJson(`${running.url}/v1/chat/completions`, { model: MODEL, messages: ASK, include_reasoning: 'no' });
+    expect([bad.status, (bad.json.error as { param: string }).param]).toEqual([400, 'include_reasoning']);
+  });
+
   test('with the openai client, whole and streamed', async () => {
     const r = await client.chat.completions.create({ model: MODEL, messages: ASK });
     const message = r.choices[0]!.message as OpenAI.ChatCompletionMessage & { reasoning_content?: string };

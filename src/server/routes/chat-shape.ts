@@ -9,6 +9,12 @@ export interface ChatShapeOptions {
   returnTokenIds: boolean;
   withLogprobs: boolean;
   topLogprobs: number;
+  /**
+   * vLLM's include_reasoning (default true): false leaves the reasoning fields out of chunks
+   * and messages; the reasoning is still read (and counted in usage), so content holds only
+   * the answer either way.
+   */
+  includeReasoning: boolean;
   /** Each choice's reader (reasoning, tool calls) by index. */
   readers: ReadonlyMap<number, ChatChoiceReader>;
   /** The text of generated tokens, for counting reasoning tokens. */
@@ -38,6 +44,7 @@ export function chatResponseShape(o: ChatShapeOptions): ResponseShape {
     chunk: async (c) => {
       const reader = readerOf(c.index);
       const delta = reader.push(c.text, c.tokenIds, c.finishReason !== null);
+      if (!o.includeReasoning) delta.reasoning = '';
       const empty = delta.reasoning === '' && delta.content === '' && delta.toolCalls.length === 0;
       if (empty && c.finishReason === null && !o.returnTokenIds && !o.withLogprobs) return null;
       return {
@@ -80,7 +87,7 @@ export function chatResponseShape(o: ChatShapeOptions): ResponseShape {
         const reader = readerOf(outcome.index);
         return {
           index: outcome.index,
-          message: messageOf(reader, gathered.get(outcome.index) ?? reader.push('', [], true)),
+          message: messageOf(reader, gathered.get(outcome.index) ?? reader.push('', [], true), o.includeReasoning),
           logprobs: o.withLogprobs ? chatLogprobs(outcome.logprobs, o.topLogprobs) : null,
           finish_reason: finishReason(outcome.finishReason, reader),
           ...tokenIds(outcome.tokenIds),
@@ -107,14 +114,18 @@ function reasoningFields(text: string): { reasoning_content: string; reasoning: 
  * none) and content null when nothing followed the reasoning, as vLLM answers. Otherwise
  * the output is the content as it was generated.
  */
-function messageOf(reader: ChatChoiceReader, d: ChoiceDelta): object {
+function messageOf(reader: ChatChoiceReader, d: ChoiceDelta, includeReasoning: boolean): object {
   const calls = d.toolCalls.length > 0;
   const content = d.content === '' && (calls || reader.readsReasoning) ? null : d.content;
   return {
     role: 'assistant',
     content,
     refusal: null,
-    ...(reader.readsReasoning ? (d.reasoning === '' ? { reasoning_content: null, reasoning: null } : reasoningFields(d.reasoning)) : {}),
+    ...(reader.readsReasoning && includeReasoning
+      ? d.reasoning === ''
+        ? { reasoning_content: null, reasoning: null }
+        : reasoningFields(d.reasoning)
+      : {}),
     ...(calls ? { tool_calls: d.toolCalls.map(({ index: _index, ...call }) => call) } : {}),
   };
 }

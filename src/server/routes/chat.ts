@@ -20,6 +20,7 @@ interface ChatBody extends CommonBody, ToolRequestFields {
   logprobs?: boolean | null;
   top_logprobs?: number | null;
   chat_template_kwargs?: Record<string, unknown> | null;
+  include_reasoning?: boolean | null;
 }
 
 /** POST /v1/chat/completions */
@@ -64,6 +65,7 @@ export async function chatCompletions(ctx: RouteContext, request: FastifyRequest
     returnTokenIds: params.returnTokenIds,
     withLogprobs,
     topLogprobs,
+    includeReasoning: body.include_reasoning !== false,
     readers: await choiceReaders(engine, { tools, reasoning, n: params.n, resumeTokenIds: params.resumeTokenIds }),
     textOf: (ids) => generatedText(engine, ids),
   });
