@@ -87,6 +87,19 @@ describe('Qwen3 (real template)', () => {
     expect(detectToolCallFormat(qwen3.chatTemplate!.source)).toBe('hermes');
   });
 
+  test("a past turn's reasoning reaches the template under either name, reasoning_content or vLLM's newer reasoning", () => {
+    // Qwen3 renders the reasoning of assistant turns after the last user message (a tool loop)
+    const turn = (fields: Record<string, unknown>): BodyMessage[] => [
+      CONVERSATION[0]!,
+      { ...CONVERSATION[1]!, ...fields },
+      CONVERSATION[2]!,
+    ];
+    const thought = '<|im_start|>assistant\n<think>\nI should look it up.\n</think>\n\n<tool_call>';
+    for (const fields of [{ reasoning_content: 'I should look it up.' }, { reasoning: 'I should look it up.' }])
+      expect(qwen3.renderChat(chatMessages(turn(fields)), { tools: TOOLS })).toContain(thought);
+    expect(qwen3.renderChat(chatMessages(CONVERSATION), { tools: TOOLS })).not.toContain('I should look it up.');
+  });
+
   test('the tokenizer worker renders tools exactly as the engine does', async () => {
     const messages = chatMessages(CONVERSATION);
     const inline = qwen3.applyChatTemplate(messages, { addGenerationPrompt: true, tools: TOOLS });

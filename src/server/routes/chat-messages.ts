@@ -32,6 +32,9 @@ export function chatMessages(messages: BodyMessage[]): ChatMessage[] {
   return messages.map((m, i) => {
     const { tool_calls: calls, ...rest } = m;
     const message: ChatMessage = { ...rest, content: flattenContent(m.content) };
+    // a past turn's reasoning under vLLM's newer name: templates (Qwen3's) read reasoning_content
+    if (typeof m.reasoning === 'string' && (m.reasoning_content === undefined || m.reasoning_content === null))
+      message.reasoning_content = m.reasoning;
     if (calls && calls.length > 0) message.tool_calls = calls.map((c, j) => templateToolCall(c, `messages.${i}.tool_calls.${j}`));
     return message;
   });
