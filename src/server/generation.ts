@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import type { FinishReason, GenerateRequest, InferenceEngine, TopLogprob, Usage } from '../engine/types.js';
 import type { GenerationTimer, GenerationTiming } from './metrics.js';
 
@@ -57,6 +58,8 @@ export async function runChoices(options: RunChoicesOptions): Promise<ChoiceOutc
   // served (a soak of 40,884 requests; heap snapshots: one EventTarget, Listener and Set
   // per request). A local controller that follows the request's signal is released here.
   const local = new AbortController();
+  // every choice's generation listens on it (n up to maxChoices): Node warns past 10
+  setMaxListeners(options.choices.length + 10, local.signal);
   const follow = (): void => local.abort(options.signal.reason);
   if (options.signal.aborted) follow();
   else options.signal.addEventListener('abort', follow, { once: true });

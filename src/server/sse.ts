@@ -56,6 +56,8 @@ export function writeWithBackpressure(raw: Writable, chunk: string, limits: Writ
  */
 export class SseStream {
   private started = false;
+  /** The write the client has not taken yet, while there is one. */
+  private waiting: Promise<void> | undefined;
 
   constructor(
     private readonly reply: FastifyReply,
@@ -70,8 +72,16 @@ export class SseStream {
   async send(data: unknown): Promise<void> {
     this.start();
     const raw = this.reply.raw;
+    // The choices of one request send concurrently: while the client is not taking more they
+    // share one wait (one set of listeners and one stall timer), not one each.
+    while (this.waiting) await this.waiting;
     if (raw.destroyed || raw.writableEnded) return;
-    await writeWithBackpressure(raw, `data: ${JSON.stringify(data)}\n\n`, this.limits);
+    const wait = writeWithBackpressure(raw, `data: ${JSON.stringify(data)}\n\n`, this.limits);
+    if (!wait) return;
+    this.waiting = wait.finally(() => {
+      this.waiting = undefined;
+    });
+    await this.waiting;
   }
 
   /** Ends the stream the OpenAI way. */
