@@ -83,8 +83,9 @@ export function readFlags<T extends FlagTable>(
       tokens: true,
     });
   } catch (e) {
-    // parseArgs' own wording ("Unknown option '--prot'"), plus where the list is.
-    throw usageError(`${(e as Error).message} (${command} --help lists the flags)`);
+    // parseArgs' own wording ("Unknown option '--prot'"), on one line (a value starting with a
+    // dash, `--port -1`, gets three), plus where the list is.
+    throw usageError(`${(e as Error).message.replace(/\s*\n\s*/g, ' ')} (${command} --help lists the flags)`);
   }
   const values = parsed.values as Record<string, string | boolean | undefined>;
   if (values.help) return 'help';

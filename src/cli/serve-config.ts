@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { AutoGlmError } from '../errors.js';
+import { MAX_STEP_ROWS } from '../engine/engine-options.js';
 import { WEIGHT_DTYPE_OPTIONS, type EngineOptions, type WeightDTypeOption } from '../engine/types.js';
 import { parseKernelProfile, type KernelProfileOption } from '../kernels/kernel-profile.js';
 import { REASONING_PARSER_OPTIONS, type ReasoningParserOption } from '../server/reasoning/types.js';
@@ -102,8 +103,8 @@ const FLAGS = {
     help: 'how <think> reasoning is split from chat output into reasoning_content: auto (when the chat template writes <think>, default), qwen3, deepseek_r1 or none',
   },
   'kv-cache-bytes': { kind: 'int', help: 'KV cache budget in bytes' },
-  'max-batch-sequences': { kind: 'int', min: 1, help: 'largest decode batch' },
-  'max-batch-tokens': { kind: 'int', min: 1, help: 'token budget per engine step' },
+  'max-batch-sequences': { kind: 'int', min: 1, max: MAX_STEP_ROWS, help: 'largest decode batch' },
+  'max-batch-tokens': { kind: 'int', min: 1, max: MAX_STEP_ROWS, help: 'token budget per engine step' },
   'max-context-tokens': { kind: 'int', min: 1, help: 'cap the context length below config.json' },
   'force-f32': { kind: 'bool', help: 'f32 weights and KV cache even with shader-f16' },
   'weight-dtype': {
@@ -176,7 +177,7 @@ export function parseServeConfig(argv: string[], env: NodeJS.ProcessEnv = proces
   if ((tlsKey === undefined) !== (tlsCert === undefined))
     throw new AutoGlmError('invalid_request', '--tls-key and --tls-cert go together.', { param: tlsKey ? 'tls-cert' : 'tls-key' });
   const model = str('model');
-  const kernelProfile = parseKernelProfile(str('kernel-profile'), 'kernel-profile', '--kernel-profile');
+  const kernelProfile = parseKernelProfile(str('kernel-profile'), 'kernel-profile', flags.label('kernel-profile'));
   const weightDType = str('weight-dtype') === undefined ? undefined : flags.oneOf('weight-dtype', WEIGHT_DTYPE_OPTIONS, 'f16');
   if (weightDType === 'f16' && bool('force-f32'))
     throw new AutoGlmError(

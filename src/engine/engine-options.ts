@@ -5,9 +5,17 @@
  * cache allocator, a NaN kvCacheBytes likewise, and 0 batch sequences quietly became 1.
  */
 import { AutoGlmError } from '../errors.js';
+import { parseKernelProfile } from '../kernels/kernel-profile.js';
 import { WEIGHT_DTYPE_OPTIONS, type EngineOptions } from './types.js';
 
 const POSITIVE_INTEGERS = ['kvBlockSize', 'maxBatchSequences', 'maxBatchTokens', 'maxContextTokens'] as const;
+/**
+ * Rows of one engine step (sampled sequences, tokens): kernels run a row per workgroup along
+ * a dispatch dimension, which WebGPU caps at 65535, and the sampler's output is sized by it.
+ * Larger values failed after the upload with an untyped RangeError or a GPU allocation error.
+ */
+export const MAX_STEP_ROWS = 65535;
+const STEP_ROWS = ['maxBatchSequences', 'maxBatchTokens'] as const;
 /** Bounds, not counts: Infinity means unbounded. */
 const NON_NEGATIVE = ['responseCacheEntries', 'responseCacheBytes', 'responseCacheTtlMs'] as const;
 
@@ -23,6 +31,12 @@ export function validateEngineOptions(options: EngineOptions): void {
       throw invalid(key, `${key} must be a positive integer, got ${String(v)}`);
     }
   }
+  for (const key of STEP_ROWS) {
+    const v = options[key];
+    if (v !== undefined && v > MAX_STEP_ROWS)
+      throw invalid(key, `${key} must be at most ${MAX_STEP_ROWS} (rows of one engine step), got ${v}`);
+  }
+  if (options.kernelProfile !== undefined) parseKernelProfile(String(options.kernelProfile), 'kernelProfile');
   const kv: unknown = options.kvCacheBytes;
   if (kv !== undefined && !(typeof kv === 'number' && Number.isFinite(kv) && kv >= 0)) {
     throw invalid('kvCacheBytes', `kvCacheBytes must be a non-negative number of bytes, got ${String(kv)}`);

@@ -53,6 +53,8 @@ describe('exit codes and one-line errors (the built CLI)', () => {
       [['serve', '--tls-key', join(dir, 'k.pem'), '--tls-cert', join(dir, 'c.pem')], {}, /Cannot read --tls-key/],
       [['serve'], { AUTOGLM_PORT: '70000' }, /AUTOGLM_PORT \(--port\) must be an integer from 0 to 65535/],
       [['gateway', '--prot', '1'], {}, /Unknown option '--prot' \(autoglm gateway --help lists the flags\)/],
+      // parseArgs' three lines for a value that starts with a dash, on one
+      [['serve', '--port', '-1'], {}, /Option '--port' argument is ambiguous\. .*'--port=-XYZ'/],
       [
         ['bench', 'serve', '--url', 'http://127.0.0.1:1', '--timeout-ms', '99999999999'],
         {},
@@ -110,6 +112,9 @@ describe('numbers: plain decimals within the flag bounds, from a flag or its var
     [['--max-choices', '0'], 'max-choices'],
     [['--max-pending-requests', '0'], 'max-pending-requests'],
     [['--max-batch-sequences', '0'], 'max-batch-sequences'],
+    // was accepted, then failed after the upload with an untyped RangeError
+    [['--max-batch-sequences', '100000'], 'max-batch-sequences'],
+    [['--max-batch-tokens', '1000000000'], 'max-batch-tokens'],
     [['--rate-limit-rps', '1', '--rate-limit-burst', '0'], 'rate-limit-burst'],
     [['--tokenizer-threads', '100000'], 'tokenizer-threads'],
   ])('serve %j is refused naming the flag', (argv, param) => {

@@ -223,6 +223,11 @@ describe('Engine.load', () => {
       [{ kvCacheBytes: Number.NaN }, 'kvCacheBytes'],
       [{ responseCacheEntries: -1 }, 'responseCacheEntries'],
       [{ servedModelName: '' }, 'servedModelName'],
+      // past a step's row limit: an untyped RangeError or a GPU allocation error after the upload
+      [{ maxBatchSequences: 1e9 }, 'maxBatchSequences'],
+      [{ maxBatchTokens: 65536 }, 'maxBatchTokens'],
+      // was blamed on AUTOGLM_KERNEL_PROFILE
+      [{ kernelProfile: 'bogus' as never }, 'kernelProfile'],
     ] as const) {
       // a folder that does not exist: the options must be refused before it is looked at
       const e = await errorOf(Engine.load(join(root, 'absent'), options));

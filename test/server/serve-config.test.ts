@@ -81,6 +81,17 @@ test.each([
   expect((caught as Error).message).toContain(`--${param}`);
 });
 
+test('a bad value from an AUTOGLM_* variable is named as the variable', () => {
+  let caught: unknown;
+  try {
+    parse([], { AUTOGLM_KERNEL_PROFILE: 'fast' });
+  } catch (e) {
+    caught = e;
+  }
+  // said only --kernel-profile, which the user had not given
+  expect((caught as Error).message).toContain('AUTOGLM_KERNEL_PROFILE (--kernel-profile)');
+});
+
 test('--tool-call-parser: auto by default, a format, none, or AUTOGLM_TOOL_CALL_PARSER', () => {
   expect(parse([]).toolCallParser).toBe('auto');
   expect(parse(['--tool-call-parser', 'hermes']).toolCallParser).toBe('hermes');
