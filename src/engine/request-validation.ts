@@ -140,9 +140,7 @@ function validateFieldTypes(r: GenerateRequest): void {
   if (typeof p !== 'string' && !Array.isArray(p)) {
     throw invalid('prompt', `prompt must be a string, a list of token ids or a list of chat messages, got ${describe(p)}`);
   }
-  if (Array.isArray(p) && !p.some((x) => typeof x === 'number') && !p.every(isRecord)) {
-    throw invalid('messages', 'each chat message must be an object with a role and content');
-  }
+  if (Array.isArray(p) && !p.some((x) => typeof x === 'number')) checkChatMessages(p, 'messages');
   if (r.sampling !== undefined && !isRecord(r.sampling))
     throw invalid('sampling', `sampling must be an object, got ${describe(r.sampling)}`);
   for (const [param, v] of [
@@ -327,6 +325,25 @@ export function validateTokenizeInput(input: unknown, options: unknown): void {
   if (typeof input !== 'string' && !(Array.isArray(input) && Array.from(input).every(isRecord))) {
     throw invalid('input', `tokenize() takes a string or a list of chat messages, got ${describe(input)}`);
   }
+  if (Array.isArray(input)) checkChatMessages(input, 'input');
   if (options !== undefined && !isRecord(options))
     throw invalid('options', `tokenize() options must be an object, got ${describe(options)}`);
+}
+
+/**
+ * Chat messages as ChatMessage types them: a string role and string content (the server
+ * flattens content parts to one string). A message without them was templated as if it
+ * had them, a missing content rendered as nothing or as "None" depending on the template.
+ */
+function checkChatMessages(messages: readonly unknown[], param: string): void {
+  // an index loop, so that holes in a sparse array are seen
+  for (let i = 0; i < messages.length; i++) {
+    const m: unknown = messages[i];
+    if (!isRecord(m)) throw invalid(param, `each chat message must be an object with a role and content; message ${i} is ${describe(m)}`);
+    if (typeof m.role !== 'string' || m.role === '' || typeof m.content !== 'string')
+      throw invalid(
+        param,
+        `each chat message needs a role and content, both strings; message ${i} has role ${describe(m.role)} and content ${describe(m.content)}`,
+      );
+  }
 }

@@ -46,6 +46,10 @@ describe('library API misuse', () => {
       [{ prompt: null }, 'prompt'],
       [{ prompt: 5 }, 'prompt'],
       [{ prompt: ['a story'] }, 'messages'],
+      // messages without a string role and content were templated as if they had them
+      [{ prompt: [{ role: 'user' }] }, 'messages'],
+      [{ prompt: [{ content: 'x' }] }, 'messages'],
+      [{ prompt: [{ role: 'user', content: 5 }] }, 'messages'],
       [{ prompt: [1, 'x'] }, 'prompt'],
       [{ prompt: 'x', sampling: null }, 'sampling'],
       [{ prompt: 'x', stopTokenIds: 5 }, 'stop_token_ids'],
@@ -65,7 +69,7 @@ describe('library API misuse', () => {
     expect([after.waiting, after.running, after.kvBlocksUsed]).toEqual([0, 0, 0]);
     expect(isAutoGlmError(await errorOf(engine.detokenize('ab' as never)), 'invalid_request')).toBe(true);
     // a list of ids or strings used to be templated as if it were chat messages
-    for (const input of [[1, 2], ['hi'], null]) {
+    for (const input of [[1, 2], ['hi'], null, [{ role: 'user', content: null }]]) {
       expect(isAutoGlmError(await errorOf(engine.tokenize(input as never)), 'invalid_request'), JSON.stringify(input)).toBe(true);
     }
     expect(isAutoGlmError(await errorOf(engine.tokenize('hi', null as never)), 'invalid_request')).toBe(true);
