@@ -328,6 +328,10 @@ export function validateTokenizeInput(input: unknown, options: unknown): void {
   if (Array.isArray(input)) checkChatMessages(input, 'input');
   if (options !== undefined && !isRecord(options))
     throw invalid('options', `tokenize() options must be an object, got ${describe(options)}`);
+  // as generate() checks it: a string here was spread into the template's variables
+  const kwargs = options?.chatTemplateKwargs;
+  if (kwargs !== undefined && !isRecord(kwargs))
+    throw invalid('chat_template_kwargs', `chat_template_kwargs must be an object, got ${describe(kwargs)}`);
 }
 
 /**

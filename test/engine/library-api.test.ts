@@ -73,6 +73,8 @@ describe('library API misuse', () => {
       expect(isAutoGlmError(await errorOf(engine.tokenize(input as never)), 'invalid_request'), JSON.stringify(input)).toBe(true);
     }
     expect(isAutoGlmError(await errorOf(engine.tokenize('hi', null as never)), 'invalid_request')).toBe(true);
+    const kwargs = await errorOf(engine.tokenize([{ role: 'user', content: 'hi' }], { chatTemplateKwargs: 'x' as never }));
+    expect((kwargs as { param?: string }).param).toBe('chat_template_kwargs');
   });
 
   it('a request built by a class with getters, or frozen, runs as written', async () => {
