@@ -49,6 +49,10 @@ export function validateEngineOptions(options: EngineOptions): void {
   if (weightDType !== undefined && !(WEIGHT_DTYPE_OPTIONS as readonly unknown[]).includes(weightDType)) {
     throw invalid('weightDType', `weightDType must be one of ${WEIGHT_DTYPE_OPTIONS.join(', ')}, got ${String(weightDType)}`);
   }
+  const forceF32: unknown = options.forceF32;
+  // a truthy string ('no') was taken as true
+  if (forceF32 !== undefined && typeof forceF32 !== 'boolean')
+    throw invalid('forceF32', `forceF32 must be true or false, got ${String(forceF32)}`);
   if (weightDType === 'f16' && options.forceF32) {
     throw invalid('weightDType', 'weightDType f16 and forceF32 contradict each other: drop one');
   }

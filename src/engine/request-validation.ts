@@ -152,6 +152,13 @@ function validateFieldTypes(r: GenerateRequest): void {
   if (r.chatTemplateKwargs !== undefined && !isRecord(r.chatTemplateKwargs)) {
     throw invalid('chat_template_kwargs', `chat_template_kwargs must be an object, got ${describe(r.chatTemplateKwargs)}`);
   }
+  // a truthy string ('no') was taken as true
+  for (const [param, v] of [
+    ['ignore_eos', r.ignoreEos],
+    ['logprobs', r.logprobs],
+  ] as const) {
+    if (v !== undefined && typeof v !== 'boolean') throw invalid(param, `${param} must be true or false, got ${describe(v)}`);
+  }
   validateResponseFormatShape(r.responseFormat);
   validateReasoningTags(r.formatAfterReasoning);
   const id: unknown = r.requestId;

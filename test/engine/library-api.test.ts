@@ -52,6 +52,9 @@ describe('library API misuse', () => {
       [{ prompt: [{ role: 'user', content: 5 }] }, 'messages'],
       [{ prompt: [1, 'x'] }, 'prompt'],
       [{ prompt: 'x', sampling: null }, 'sampling'],
+      // truthy strings were taken as true
+      [{ prompt: 'x', ignoreEos: 'no' }, 'ignore_eos'],
+      [{ prompt: 'x', logprobs: 'yes' }, 'logprobs'],
       [{ prompt: 'x', stopTokenIds: 5 }, 'stop_token_ids'],
       [{ prompt: 'x', resumeTokenIds: 'ab' }, 'resume_token_ids'],
       [{ prompt: 'x', chatTemplateKwargs: 'x' }, 'chat_template_kwargs'],
@@ -229,6 +232,7 @@ describe('Engine.load', () => {
       [{ kvCacheBytes: Number.NaN }, 'kvCacheBytes'],
       [{ responseCacheEntries: -1 }, 'responseCacheEntries'],
       [{ servedModelName: '' }, 'servedModelName'],
+      [{ forceF32: 'no' as never }, 'forceF32'],
       // past a step's row limit: an untyped RangeError or a GPU allocation error after the upload
       [{ maxBatchSequences: 1e9 }, 'maxBatchSequences'],
       [{ maxBatchTokens: 65536 }, 'maxBatchTokens'],
