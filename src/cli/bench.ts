@@ -145,14 +145,23 @@ function modelDir(text: string | undefined): string | undefined {
 }
 
 function parse(argv: string[], options: NonNullable<ParseArgsConfig['options']>): Record<string, string | boolean | string[] | undefined> {
+  const all: NonNullable<ParseArgsConfig['options']> = { ...COMMON, ...options };
+  let parsed: ReturnType<typeof parseArgs>;
   try {
-    return parseArgs({ args: argv, options: { ...COMMON, ...options }, allowPositionals: false, strict: true }).values as Record<
-      string,
-      string | boolean | string[] | undefined
-    >;
+    parsed = parseArgs({ args: argv, options: all, allowPositionals: false, strict: true, tokens: true });
   } catch (e) {
-    throw new AutoGlmError('invalid_request', `${(e as Error).message} (autoglm bench --help lists the flags)`);
+    // on one line (a value starting with a dash gets three)
+    throw new AutoGlmError('invalid_request', `${(e as Error).message.replace(/\s*\n\s*/g, ' ')} (autoglm bench --help lists the flags)`);
   }
+  // as serve and gateway: a repeated flag is a mistake, not "the last one wins"
+  const seen = new Set<string>();
+  for (const t of parsed.tokens ?? []) {
+    if (t.kind !== 'option' || all[t.name]?.multiple) continue;
+    if (seen.has(t.name))
+      throw new AutoGlmError('invalid_request', `--${t.name} was given more than once; give it once.`, { param: t.name });
+    seen.add(t.name);
+  }
+  return parsed.values as Record<string, string | boolean | string[] | undefined>;
 }
 
 async function benchSizing(argv: string[], fullArgv: string[]): Promise<void> {

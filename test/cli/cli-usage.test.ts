@@ -53,6 +53,8 @@ describe('exit codes and one-line errors (the built CLI)', () => {
       [['serve', '--tls-key', join(dir, 'k.pem'), '--tls-cert', join(dir, 'c.pem')], {}, /Cannot read --tls-key/],
       [['serve'], { AUTOGLM_PORT: '70000' }, /AUTOGLM_PORT \(--port\) must be an integer from 0 to 65535/],
       [['gateway', '--prot', '1'], {}, /Unknown option '--prot' \(autoglm gateway --help lists the flags\)/],
+      // bench took the last of a repeated flag, where serve and gateway refuse it
+      [['bench', 'serve', '--num-requests', '1', '--num-requests', '2'], {}, /--num-requests was given more than once/],
       // parseArgs' three lines for a value that starts with a dash, on one
       [['serve', '--port', '-1'], {}, /Option '--port' argument is ambiguous\. .*'--port=-XYZ'/],
       [
