@@ -36,6 +36,9 @@ export function validateEngineOptions(options: EngineOptions): void {
     if (v !== undefined && v > MAX_STEP_ROWS)
       throw invalid(key, `${key} must be at most ${MAX_STEP_ROWS} (rows of one engine step), got ${v}`);
   }
+  // memory-plan.ts checks it again, after the upload: here it costs nothing
+  if (options.kvBlockSize !== undefined && options.kvBlockSize > 1024)
+    throw invalid('kvBlockSize', `kvBlockSize must be an integer in [1, 1024], got ${options.kvBlockSize}`);
   if (options.kernelProfile !== undefined) parseKernelProfile(String(options.kernelProfile), 'kernelProfile');
   const kv: unknown = options.kvCacheBytes;
   if (kv !== undefined && !(typeof kv === 'number' && Number.isFinite(kv) && kv >= 0)) {

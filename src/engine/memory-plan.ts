@@ -77,6 +77,8 @@ export function planMemory(rt: KernelRuntime, spec: ModelSpec, model: Pick<GpuMo
       'gpu_out_of_memory',
       `a KV cache of ${numBlocks} blocks of ${blockSize} tokens cannot hold one sequence of the context length (${contextLength} tokens, ${minBlocks} blocks); ` +
         `raise kvCacheBytes or lower maxContextTokens`,
+      // an explicit budget is the caller's to change
+      estimated ? {} : { param: 'kvCacheBytes' },
     );
   }
   return {

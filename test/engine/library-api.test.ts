@@ -233,6 +233,8 @@ describe('Engine.load', () => {
       [{ responseCacheEntries: -1 }, 'responseCacheEntries'],
       [{ servedModelName: '' }, 'servedModelName'],
       [{ forceF32: 'no' as never }, 'forceF32'],
+      // was refused only after the upload
+      [{ kvBlockSize: 2048 }, 'kvBlockSize'],
       // past a step's row limit: an untyped RangeError or a GPU allocation error after the upload
       [{ maxBatchSequences: 1e9 }, 'maxBatchSequences'],
       [{ maxBatchTokens: 65536 }, 'maxBatchTokens'],

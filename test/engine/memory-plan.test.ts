@@ -120,6 +120,15 @@ describe('the default KV budget', () => {
     const plan = planMemory(rt, spec, model, { kvCacheBytes: 100 * blockBytes + 1 });
     expect(plan.runner.numBlocks).toBe(100);
     expect(plan.kvBytes).toBe(100 * blockBytes);
+    // too small for one sequence at full context: the error names the option to raise
+    let caught: unknown;
+    try {
+      planMemory(rt, spec, model, { kvCacheBytes: 1 });
+    } catch (e) {
+      caught = e;
+    }
+    expect(isAutoGlmError(caught, 'gpu_out_of_memory')).toBe(true);
+    expect((caught as { param?: string }).param).toBe('kvCacheBytes');
   });
 });
 
