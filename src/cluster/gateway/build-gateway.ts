@@ -56,6 +56,8 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
     ...(options.retry?.budgetMinPerSecond !== undefined ? { minPerSecond: options.retry.budgetMinPerSecond } : {}),
     ...(options.retry?.budgetCap !== undefined ? { cap: options.retry.budgetCap } : {}),
   });
+  // workers are assumed to take what the gateway takes (the same default, 4 MiB)
+  const maxBodyBytes = options.maxBodyBytes ?? 4 * 1024 * 1024;
   const deps: UpstreamDeps = {
     pool,
     health,
@@ -68,15 +70,13 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
       maxAttempts: options.retry?.maxAttempts ?? 3,
       firstByteTimeoutMs: options.firstByteTimeoutMs ?? 60_000,
       idleTimeoutMs: options.idleTimeoutMs ?? 30_000,
+      maxBodyBytes,
     },
   };
-  // workers are assumed to take what the gateway takes (the same default, 4 MiB)
-  const maxBodyBytes = options.maxBodyBytes ?? 4 * 1024 * 1024;
   const routeConfig: GenerationRouteConfig = {
     requestTimeoutMs: options.requestTimeoutMs ?? 600_000,
     resume: options.resume ?? true,
     affinityPrefixChars: options.balancer?.affinity ? (options.balancer.affinityPrefixChars ?? 512) : null,
-    maxBodyBytes,
     streamStallTimeoutMs: options.streamStallTimeoutMs ?? 60_000,
   };
 

@@ -11,8 +11,6 @@ export interface GenerationRouteConfig {
   requestTimeoutMs: number;
   resume: boolean;
   affinityPrefixChars: number | null;
-  /** The largest body a worker takes: the gateway's own limit, since both default to 4 MiB. */
-  maxBodyBytes: number;
   /** A streaming client that takes nothing for this long is cut off. */
   streamStallTimeoutMs: number;
 }
@@ -38,15 +36,6 @@ export async function proxyGeneration(
   checkJsonShape(b);
   // Only an absent seed is fixed: any other value is the client's, for the worker to accept or refuse.
   const fixed: Body = b.seed === undefined || b.seed === null ? { ...b, seed: randomInt(0, 2 ** 31 - 1) } : { ...b };
-  const outgoing = JSON.stringify(fixed);
-  // Written again, a body can outgrow the limit it arrived under (the seed added, invalid
-  // UTF-8 bytes become 3-byte U+FFFD): a worker would refuse it by closing the connection
-  // mid-write, which looks like a crash, and the gateway would eject a healthy worker.
-  if (Buffer.byteLength(outgoing) > config.maxBodyBytes)
-    throw new AutoGlmError(
-      'request_too_large',
-      `The request body is larger than the workers accept (${config.maxBodyBytes} bytes once re-encoded as UTF-8 JSON).`,
-    );
   const stream = b.stream === true;
   const promptKey = path === '/v1/chat/completions' ? JSON.stringify(b.messages ?? '') : JSON.stringify(b.prompt ?? '');
   const maxTokens = Number(b.max_tokens ?? b.max_completion_tokens ?? 256) || 256;
@@ -81,7 +70,7 @@ export async function proxyGeneration(
       return await forwardWhole(
         { ...deps, config: { ...deps.config, firstByteTimeoutMs: config.requestTimeoutMs } },
         scope,
-        { path, method: 'POST', body: outgoing },
+        { path, method: 'POST', body: JSON.stringify(fixed) },
         reply,
       );
     const sse = new ClientSse(reply, request.id, { stallMs: config.streamStallTimeoutMs });

@@ -26,6 +26,8 @@ export interface UpstreamConfig {
   firstByteTimeoutMs: number;
   /** A stream silent for this long is treated as cut (default 30 s). */
   idleTimeoutMs: number;
+  /** The largest body a worker takes: the gateway's own limit, since both default to 4 MiB. */
+  maxBodyBytes: number;
 }
 
 export interface UpstreamDeps {
@@ -94,6 +96,14 @@ export async function openWithRetries(
   // each worker fails the requests batched with it too): so a 500 counts against a worker
   // only once another worker has served the request, and a second worker's 500 ends it.
   const answered500: string[] = [];
+  // Written again, a body can outgrow the limit it arrived under (a seed added, resumed token
+  // ids, invalid UTF-8 bytes become 3-byte U+FFFD): a worker would refuse it by closing the
+  // connection mid-write, which looks like a crash, and a healthy worker would be ejected.
+  if (request.body !== undefined && Buffer.byteLength(request.body) > deps.config.maxBodyBytes)
+    throw new AutoGlmError(
+      'request_too_large',
+      `The request body is larger than the workers accept (${deps.config.maxBodyBytes} bytes once re-encoded as UTF-8 JSON).`,
+    );
   for (;;) {
     if (scope.clientSignal.aborted) throw new AutoGlmError('request_cancelled', 'The client disconnected.');
     const worker = chooseWorker(deps, scope);
