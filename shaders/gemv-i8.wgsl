@@ -25,23 +25,11 @@ const WB: u32 = {{WB}}u;
 #if SPLITK
 var<workgroup> partial: array<vec4<f32>, {{PARTIALS}}>;
 #endif
-#include gemv-store
+#include gemv-common
 
 // Four k steps of this lane's vec4 column, unpacked.
-struct Quad {
-  w0: vec4<f32>,
-  w1: vec4<f32>,
-  w2: vec4<f32>,
-  w3: vec4<f32>,
-}
-
 fn unpackQuad(q: vec4<u32>) -> Quad {
   return Quad(i8x4(q.x), i8x4(q.y), i8x4(q.z), i8x4(q.w));
-}
-
-// a quad's products with the four x values of its k steps
-fn quadSum(q: Quad, xv: vec4<f32>) -> vec4<f32> {
-  return q.w0 * xv.x + q.w1 * xv.y + q.w2 * xv.z + q.w3 * xv.w;
 }
 
 @compute @workgroup_size(WGN, KS)

@@ -34,23 +34,11 @@ const WB: u32 = {{WB}}u;
 #if SPLITK
 var<workgroup> partial: array<vec4<f32>, {{PARTIALS}}>;
 #endif
-#include gemv-store
+#include gemv-common
 
 // Four k steps of this lane's vec4 column, from W element wi on, wStep apart, as f32.
-struct Quad {
-  w0: vec4<f32>,
-  w1: vec4<f32>,
-  w2: vec4<f32>,
-  w3: vec4<f32>,
-}
-
 fn loadQuad(wi: u32, wStep: u32) -> Quad {
   return Quad(vec4<f32>(w[wi]), vec4<f32>(w[wi + wStep]), vec4<f32>(w[wi + 2u * wStep]), vec4<f32>(w[wi + 3u * wStep]));
-}
-
-// a quad's products with the four x values of its k steps
-fn quadSum(q: Quad, xv: vec4<f32>) -> vec4<f32> {
-  return q.w0 * xv.x + q.w1 * xv.y + q.w2 * xv.z + q.w3 * xv.w;
 }
 
 @compute @workgroup_size(WGN, KS)
