@@ -7,10 +7,10 @@
 import { describe, expect, it } from 'vitest';
 import type { Activation } from '../../src/kernels/activation.js';
 import { dequantizeInt8, INT8_GROUP_SIZE, quantizeInt8, type QuantizedInt8 } from '../../src/kernels/int8-quant.js';
-import { matmul, prepareMatmulWeight, type MatmulTuning } from '../../src/kernels/matmul.js';
+import { prepareMatmulWeight, type MatmulTuning } from '../../src/kernels/matmul.js';
 import type { KernelRuntime } from '../../src/kernels/runtime.js';
-import { sliceTensor } from '../../src/kernels/tensor.js';
-import { poisoned, relativeError, useRuntime } from '../helpers/gpu.js';
+import { relativeError, useRuntime } from '../helpers/gpu.js';
+import { runMatmulAtOffset } from '../helpers/matmul-run.js';
 import { Rng } from '../helpers/random.js';
 import { ACTIVATIONS_REF, gatedActivationRef } from '../reference/activation.js';
 import { dequantizeInt8Ref } from '../reference/int8.js';
@@ -126,22 +126,7 @@ async function runCase(rt: KernelRuntime, c: Case): Promise<{ err: number; parts
   const weight = prepareMatmulWeight(rt, { data: qw, N, K, dtype: 'int8', bias, maxPartBytes: c.maxPartBytes });
   try {
     expect([weight.dtype, weight.groupSize]).toEqual(['int8', groupSize]);
-    const pad = c.offsetRows ?? 0;
-    const xAll = rt.upload('f32', new Float32Array([...rng.floats(pad * ldx), ...x]));
-    const outAll = poisoned(rt, 'f32', (pad + M) * N);
-    const rec = rt.recorder();
-    matmul(rt, rec, {
-      x: sliceTensor(xAll, pad * ldx, M * ldx),
-      weight,
-      out: sliceTensor(outAll, pad * N, M * N),
-      M,
-      tuning: c.tuning,
-      gated: c.gated,
-    });
-    await rec.submit();
-    const got = await rt.readFloats(outAll, pad * N, M * N);
-    rt.destroyBuffer(xAll.buffer);
-    rt.destroyBuffer(outAll.buffer);
+    const got = await runMatmulAtOffset(rt, weight, x, { M, ldx, pad: c.offsetRows ?? 0, rng, tuning: c.tuning, gated: c.gated });
     const w = dequantizeInt8Ref(qw.q, qw.scales, N, K, groupSize);
     return { err: relativeError(got, matmulRef(input, w, M, N, K, bias)), parts: weight.parts.length };
   } finally {

@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { gemvShape, matmul, prepareMatmulWeight, columnsPerPart, type MatmulTuning, type WeightDType } from '../../src/kernels/matmul.js';
 import { f32ToF16Bits, type KernelRuntime } from '../../src/kernels/runtime.js';
-import { sliceTensor } from '../../src/kernels/tensor.js';
+import { runMatmulAtOffset } from '../helpers/matmul-run.js';
 import { Rng } from '../helpers/random.js';
-import { poisoned, relativeError, roundTo, TOLERANCE, useRuntime } from '../helpers/gpu.js';
+import { relativeError, roundTo, TOLERANCE, useRuntime } from '../helpers/gpu.js';
 import { matmulRef } from '../reference/matmul.js';
 import { ACTIVATIONS_REF, gatedActivationRef } from '../reference/activation.js';
 import type { Activation } from '../../src/kernels/activation.js';
@@ -37,16 +37,7 @@ async function runCase(rt: KernelRuntime, c: Case): Promise<{ err: number; parts
   const bias = c.bias ? rng.floats(N) : undefined;
   const weight = prepareMatmulWeight(rt, { data: dtype === 'f16' ? f32ToF16Bits(w) : w, N, K, dtype, bias, maxPartBytes: c.maxPartBytes });
   try {
-    const pad = c.offsetRows ?? 0;
-    const xAll = rt.upload('f32', new Float32Array([...rng.floats(pad * ldx), ...x]));
-    const outAll = poisoned(rt, 'f32', (pad + M) * N);
-    const rec = rt.recorder();
-    const xs = sliceTensor(xAll, pad * ldx, M * ldx);
-    matmul(rt, rec, { x: xs, weight, out: sliceTensor(outAll, pad * N, M * N), M, tuning: c.tuning, gated: c.gated });
-    await rec.submit();
-    const got = await rt.readFloats(outAll, pad * N, M * N);
-    rt.destroyBuffer(xAll.buffer);
-    rt.destroyBuffer(outAll.buffer);
+    const got = await runMatmulAtOffset(rt, weight, x, { M, ldx, pad: c.offsetRows ?? 0, rng, tuning: c.tuning, gated: c.gated });
     return { err: relativeError(got, matmulRef(input, w, M, N, K, bias)), parts: weight.parts.length };
   } finally {
     weight.destroy();
