@@ -21,6 +21,7 @@ import { progressBar } from '../bench/progress.js';
 import { runMetadata, writeRun } from '../bench/run-metadata.js';
 import { levelOf, serveCharts, serveMarkdown } from '../bench/serve-report.js';
 import { runSizing, type SizingRunOptions } from '../bench/sizing-run.js';
+import { requireWorkerUrl } from '../cluster/types.js';
 import { AutoGlmError } from '../errors.js';
 import { MAX_TIMER_MS } from './flags.js';
 
@@ -256,6 +257,8 @@ async function benchServe(argv: string[], fullArgv: string[]): Promise<void> {
   });
   if (v.help) return void process.stdout.write(USAGE);
   if (!v.url) throw new AutoGlmError('invalid_request', '--url is required (e.g. http://127.0.0.1:8000)', { param: 'url' });
+  // Checked here: a URL that does not parse failed later, in the first fetch, as a runtime error (exit 1).
+  const baseUrl = requireWorkerUrl(v.url, '--url', 'url');
   const endpoint = v.endpoint === 'chat' ? '/v1/chat/completions' : v.endpoint === 'completions' ? '/v1/completions' : null;
   if (!endpoint) throw new AutoGlmError('invalid_request', `--endpoint must be completions or chat`, { param: 'endpoint' });
   const promptMode = v['prompt-mode'];
@@ -288,7 +291,7 @@ async function benchServe(argv: string[], fullArgv: string[]): Promise<void> {
   for (const [i, level] of levels.entries()) {
     const bar = progressBar(`load ${i + 1}/${levels.length}`, numRequests);
     const r = await runLoad({
-      baseUrl: v.url as string,
+      baseUrl,
       model: v['model-name'] as string | undefined,
       endpoint,
       apiKey: (v['api-key'] as string | undefined) ?? process.env.AUTOGLM_API_KEY ?? process.env.OPENAI_API_KEY,
@@ -314,7 +317,7 @@ async function benchServe(argv: string[], fullArgv: string[]): Promise<void> {
     printLevel(r);
   }
   if (out !== undefined) {
-    const meta = runMetadata({ kind: 'serve', argv: ['bench', ...fullArgv], notes: [`target ${v.url}`] });
+    const meta = runMetadata({ kind: 'serve', argv: ['bench', ...fullArgv], notes: [`target ${baseUrl}`] });
     const written = writeRun({
       dir: out,
       meta,

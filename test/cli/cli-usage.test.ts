@@ -62,6 +62,8 @@ describe('exit codes and one-line errors (the built CLI)', () => {
         {},
         /--timeout-ms must be an integer from 1 to 2147483647/,
       ],
+      // was a fetch failure ("could not list models at zz/v1/models") exiting 1, after start-up
+      [['bench', 'serve', '--url', 'zz'], {}, /--url must be an http\(s\) URL .*got 'zz'/],
     ];
     for (const [args, env, message] of cases) {
       const r = cli(args, env);
@@ -212,6 +214,8 @@ describe('autoglm bench arguments', () => {
   const url = 'http://127.0.0.1:1';
 
   test.each([
+    [['serve', '--url', 'zz'], 'url'],
+    [['serve', '--url', 'ftp://127.0.0.1:1'], 'url'],
     [['serve', '--url', url, '--temperature', 'hot'], 'temperature'],
     [['serve', '--url', url, '--seed', 'abc'], 'seed'],
     [['serve', '--url', url, '--warmup=-1'], 'warmup'],
