@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { AutoGlmError } from '../errors.js';
-import { MAX_STEP_ROWS } from '../engine/engine-options.js';
+import { MAX_STEP_ROWS, validateEngineEnvironment } from '../engine/engine-options.js';
 import { WEIGHT_DTYPE_OPTIONS, type EngineOptions, type WeightDTypeOption } from '../engine/types.js';
 import { parseKernelProfile, type KernelProfileOption } from '../kernels/kernel-profile.js';
 import { REASONING_PARSER_OPTIONS, type ReasoningParserOption } from '../server/reasoning/types.js';
@@ -15,6 +15,8 @@ export interface ServeConfig {
   modelDir: string;
   /** True when no model was given and the bundled demo model is served. */
   usingDefaultModel: boolean;
+  /** How an error names where modelDir came from: `--model`, or `AUTOGLM_MODEL (--model)`. */
+  modelLabel: string;
   servedModelName: string | undefined;
   host: string;
   port: number;
@@ -177,6 +179,8 @@ export function parseServeConfig(argv: string[], env: NodeJS.ProcessEnv = proces
   if ((tlsKey === undefined) !== (tlsCert === undefined))
     throw new AutoGlmError('invalid_request', '--tls-key and --tls-cert go together.', { param: tlsKey ? 'tls-cert' : 'tls-key' });
   const model = str('model');
+  // the engine reads it only at load, after the port is bound: a typo would exit 1, not 2
+  validateEngineEnvironment(env);
   const kernelProfile = parseKernelProfile(str('kernel-profile'), 'kernel-profile', flags.label('kernel-profile'));
   const weightDType = str('weight-dtype') === undefined ? undefined : flags.oneOf('weight-dtype', WEIGHT_DTYPE_OPTIONS, 'f16');
   if (weightDType === 'f16' && bool('force-f32'))
@@ -190,6 +194,7 @@ export function parseServeConfig(argv: string[], env: NodeJS.ProcessEnv = proces
   return {
     modelDir: model ?? DEFAULT_MODEL_DIR,
     usingDefaultModel: model === undefined,
+    modelLabel: flags.label('model'),
     servedModelName: str('served-model-name'),
     host: str('host') ?? '127.0.0.1',
     port: int('port') ?? 8000,

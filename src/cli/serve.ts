@@ -165,7 +165,7 @@ function requireModelFolder(config: ServeConfig): void {
   if (!isFolder)
     throw new AutoGlmError(
       'invalid_request',
-      `--model ${config.modelDir} is not a folder (it should hold config.json, *.safetensors and tokenizer.json).`,
+      `${config.modelLabel} ${config.modelDir} is not a folder (it should hold config.json, *.safetensors and tokenizer.json).`,
       { param: 'model' },
     );
 }

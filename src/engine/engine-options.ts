@@ -5,6 +5,7 @@
  * cache allocator, a NaN kvCacheBytes likewise, and 0 batch sequences quietly became 1.
  */
 import { AutoGlmError } from '../errors.js';
+import type { EventPollingMode } from '../kernels/event-polling.js';
 import { parseKernelProfile } from '../kernels/kernel-profile.js';
 import { WEIGHT_DTYPE_OPTIONS, type EngineOptions } from './types.js';
 
@@ -63,4 +64,21 @@ export function validateEngineOptions(options: EngineOptions): void {
   if (name !== undefined && !(typeof name === 'string' && name !== '')) {
     throw invalid('servedModelName', `servedModelName must be a non-empty string, got ${String(name)}`);
   }
+}
+
+const EVENT_POLLING_MODES = ['auto', 'spin', 'paced'] as const satisfies readonly EventPollingMode[];
+
+/**
+ * The AUTOGLM_* variables the engine reads that no option or flag stands for. The GPU layer
+ * reads AUTOGLM_GPU_EVENT_POLLING only when it acquires the device, after the model folder
+ * was read (and, under `autoglm serve`, after the port was bound): checked here, up front,
+ * and named as the variable, since that is what the operator has to change.
+ */
+export function validateEngineEnvironment(env: NodeJS.ProcessEnv = process.env): void {
+  const polling = env.AUTOGLM_GPU_EVENT_POLLING;
+  if (polling !== undefined && polling !== '' && !(EVENT_POLLING_MODES as readonly string[]).includes(polling))
+    throw invalid(
+      'AUTOGLM_GPU_EVENT_POLLING',
+      `AUTOGLM_GPU_EVENT_POLLING must be one of ${EVENT_POLLING_MODES.join(', ')}, got '${polling}'`,
+    );
 }

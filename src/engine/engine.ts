@@ -23,7 +23,7 @@ import {
   validateTokenizeInput,
   type ResolvedSampling,
 } from './request-validation.js';
-import { validateEngineOptions } from './engine-options.js';
+import { validateEngineEnvironment, validateEngineOptions } from './engine-options.js';
 import { ResponseCache } from './response-cache.js';
 import { ModelRunner, type RunnerSequence } from './runner/model-runner.js';
 import { allocateKvShrinking, planMemory } from './memory-plan.js';
@@ -142,6 +142,7 @@ export class Engine implements InferenceEngine {
   static async load(dir: string, options: EngineOptions = {}): Promise<Engine> {
     // bad options fail before the weights are read, not after the model is on the GPU
     validateEngineOptions(options);
+    validateEngineEnvironment();
     const folder = await loadModelFolder(dir);
     // the weights' file handles were left to the garbage collector when no GPU was found
     const rt = await KernelRuntime.create({

@@ -64,6 +64,14 @@ describe('exit codes and one-line errors (the built CLI)', () => {
       ],
       // was a fetch failure ("could not list models at zz/v1/models") exiting 1, after start-up
       [['bench', 'serve', '--url', 'zz'], {}, /--url must be an http\(s\) URL .*got 'zz'/],
+      // was named --model
+      [['serve'], { AUTOGLM_MODEL: join(dir, 'missing') }, /AUTOGLM_MODEL \(--model\) .*missing is not a folder/],
+      // was refused only when the model loaded, after the port was bound (exit 1)
+      [
+        ['serve', '--port', '0'],
+        { AUTOGLM_GPU_EVENT_POLLING: 'sometimes' },
+        /AUTOGLM_GPU_EVENT_POLLING must be one of auto, spin, paced, got 'sometimes'/,
+      ],
     ];
     for (const [args, env, message] of cases) {
       const r = cli(args, env);
@@ -146,6 +154,15 @@ describe('numbers: plain decimals within the flag bounds, from a flag or its var
     expect(c === 'help' ? null : [c.port, c.tokenizerThreads, c.drainTimeoutMs]).toEqual([0, 0, 2147483647]);
     const g = gateway(['--client-request-timeout-ms', '0', '--shutdown-timeout-ms', '0']);
     expect(g === 'help' ? null : [g.options.clientRequestTimeoutMs, g.options.closeTimeoutMs]).toEqual([0, 0]);
+  });
+
+  test('AUTOGLM_GPU_EVENT_POLLING, a variable with no flag, is checked with the flags and named', () => {
+    const e = errorOf(() => serve([], { AUTOGLM_GPU_EVENT_POLLING: 'fast' }));
+    expect([e.param, e.message]).toEqual([
+      'AUTOGLM_GPU_EVENT_POLLING',
+      "AUTOGLM_GPU_EVENT_POLLING must be one of auto, spin, paced, got 'fast'",
+    ]);
+    expect(serve([], { AUTOGLM_GPU_EVENT_POLLING: 'paced' })).not.toBe('help');
   });
 
   test('a bad value from the environment names the variable, not only the flag', () => {

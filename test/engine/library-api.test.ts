@@ -248,6 +248,21 @@ describe('Engine.load', () => {
     }
   });
 
+  it('a bad AUTOGLM_GPU_EVENT_POLLING is invalid_request naming the variable, before the folder is read', async () => {
+    const saved = process.env.AUTOGLM_GPU_EVENT_POLLING;
+    process.env.AUTOGLM_GPU_EVENT_POLLING = 'sometimes';
+    try {
+      // was model_load_failed for the absent folder: the variable was read only when the GPU was acquired
+      const e = await errorOf(Engine.load(join(root, 'absent')));
+      expect(isAutoGlmError(e, 'invalid_request'), String(e)).toBe(true);
+      expect((e as { param?: string }).param).toBe('AUTOGLM_GPU_EVENT_POLLING');
+      expect((e as Error).message).toMatch(/^AUTOGLM_GPU_EVENT_POLLING must be one of auto, spin, paced/);
+    } finally {
+      if (saved === undefined) delete process.env.AUTOGLM_GPU_EVENT_POLLING;
+      else process.env.AUTOGLM_GPU_EVENT_POLLING = saved;
+    }
+  });
+
   it('a load that finds no GPU closes the weights file', async () => {
     const dir = join(root, 'model');
     await cp(DEMO, dir, { recursive: true });
