@@ -327,6 +327,19 @@ describe('modelSpecFromConfig', () => {
     expect(modelSpecFromConfig({ ...LLAMA_3_1_8B, num_hidden_layers: 126 }).weights.layers).toHaveLength(126);
   });
 
+  it('an EOS id past vocab_size (the rows the logits cover) is refused naming eos_token_id and the vocabulary size', () => {
+    // stefan-it/german-gpt2 shipped vocab_size 52000 with eos_token_id 52000: it used to load,
+    // and no request could ever stop on EOS
+    const e = errorOf(() => modelSpecFromConfig({ ...LLAMA_3_1_8B, eos_token_id: [128001, 128256] }));
+    expect(isAutoGlmError(e, 'model_load_failed')).toBe(true);
+    expect((e as Error).message).toBe(
+      'config.json eos_token_id holds 128256, not below vocab_size 128256 (the rows the logits cover), so it could never be generated (got [128001,128256])',
+    );
+    // the last row is fine; Qwen pads vocab_size past its tokenizer, and its EOS ids are rows
+    expect(modelSpecFromConfig({ ...LLAMA_3_1_8B, eos_token_id: 128255 }).eosTokenIds).toEqual([128255]);
+    expect(modelSpecFromConfig(QWEN3_0_6B).eosTokenIds).toEqual([151645]);
+  });
+
   it('a missing config.json is model_load_failed naming the path', async () => {
     const e = await loadModelSpec(join(root, 'no-such-model')).catch((x: unknown) => x);
     expect(isAutoGlmError(e, 'model_load_failed')).toBe(true);
@@ -336,14 +349,14 @@ describe('modelSpecFromConfig', () => {
 
 describe('generation config', () => {
   it('demo-stories: EOS and default sampling', async () => {
-    const g = await loadGenerationConfig(join(root, 'models/demo-stories'), { eosTokenIds: [257], bosTokenId: 256 });
+    const g = await loadGenerationConfig(join(root, 'models/demo-stories'), { eosTokenIds: [257], bosTokenId: 256, vocabSize: 258 });
     expect(g).toMatchObject({ eosTokenIds: [257], bosTokenId: 256, doSample: true, temperature: 0.7, topP: 0.9, topK: null });
   });
 
   it('merges config and generation EOS ids without duplicates; missing file is fine', async () => {
-    expect(generationDefaults({ eos_token_id: [2, 7] }, { eosTokenIds: [2], bosTokenId: 1 }).eosTokenIds).toEqual([2, 7]);
-    expect(generationDefaults({ eos_token_id: 9 }, { eosTokenIds: [], bosTokenId: null }).eosTokenIds).toEqual([9]);
-    const g = await loadGenerationConfig(join(root, 'test'), { eosTokenIds: [3], bosTokenId: null });
+    expect(generationDefaults({ eos_token_id: [2, 7] }, { eosTokenIds: [2], bosTokenId: 1, vocabSize: 32000 }).eosTokenIds).toEqual([2, 7]);
+    expect(generationDefaults({ eos_token_id: 9 }, { eosTokenIds: [], bosTokenId: null, vocabSize: 32000 }).eosTokenIds).toEqual([9]);
+    const g = await loadGenerationConfig(join(root, 'test'), { eosTokenIds: [3], bosTokenId: null, vocabSize: 32000 });
     expect(g.eosTokenIds).toEqual([3]);
     expect(g.temperature).toBeNull();
   });
@@ -361,11 +374,13 @@ describe('generation config', () => {
       [{ repetition_penalty: 0 }, 'generation_config.json repetition_penalty must be in (0, 10], got 0'],
       [{ eos_token_id: ['x', -3] }, 'generation_config.json eos_token_id must be a token id or a list of them (got ["x",-3])'],
       [{ do_sample: 'yes' }, 'generation_config.json do_sample must be true or false (got "yes")'],
+      // demo-stories has vocab_size 258: id 258 has no logit, so generation would never stop on it
+      [{ eos_token_id: [257, 258] }, 'generation_config.json eos_token_id must be token ids below config.json vocab_size 258'],
     ];
     for (const [json, message] of cases) {
       const dir = demoCopy();
       writeFileSync(join(dir, 'generation_config.json'), JSON.stringify({ bos_token_id: 256, eos_token_id: 257, ...json }));
-      const e = await loadGenerationConfig(dir, { eosTokenIds: [257], bosTokenId: 256 }).catch((x: unknown) => x);
+      const e = await loadGenerationConfig(dir, { eosTokenIds: [257], bosTokenId: 256, vocabSize: 258 }).catch((x: unknown) => x);
       expect(isAutoGlmError(e, 'model_load_failed'), message).toBe(true);
       expect((e as Error).message).toContain(message);
       // a cause would repeat the message in the server's log line ("...got 0: top_p must be...")
@@ -374,7 +389,7 @@ describe('generation config', () => {
     // nulls are absent values, and top_k -1 / 0 disable top-k as in a request
     const ok = generationDefaults(
       { temperature: null, top_k: -1, eos_token_id: null, do_sample: null },
-      { eosTokenIds: [2], bosTokenId: 1 },
+      { eosTokenIds: [2], bosTokenId: 1, vocabSize: 32000 },
     );
     expect(ok).toMatchObject({ temperature: null, topK: -1, eosTokenIds: [2], doSample: null });
   });

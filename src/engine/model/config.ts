@@ -102,6 +102,16 @@ export function modelSpecFromConfig(config: ModelConfigJson): ModelSpec {
   }
 
   const tiedEmbeddings = c.bool('tie_word_embeddings', d.tieWordEmbeddings);
+  const eosTokenIds = c.intList('eos_token_id');
+  // The logits cover the embedding's vocab_size rows: an EOS id past them can never be
+  // sampled, so generation would run to max_tokens (transformers fails its embedding lookup).
+  // Added tokens past vocab_size in tokenizer.json do not make it reachable.
+  const unreachableEos = eosTokenIds.find((id) => id >= vocabSize);
+  if (unreachableEos !== undefined)
+    throw c.invalid(
+      'eos_token_id',
+      `holds ${unreachableEos}, not below vocab_size ${vocabSize} (the rows the logits cover), so it could never be generated`,
+    );
   const spec: Omit<ModelSpec, 'weights'> = {
     architecture,
     modelType,
@@ -125,7 +135,7 @@ export function modelSpecFromConfig(config: ModelConfigJson): ModelSpec {
     slidingWindow: slidingWindow(traits.slidingWindow, c, c.int('max_position_embeddings', d.contextLength)),
     attentionScale: 1 / Math.sqrt(headDim),
     bosTokenId: c.optionalInt('bos_token_id'),
-    eosTokenIds: c.intList('eos_token_id'),
+    eosTokenIds,
     torchDtype:
       typeof config['torch_dtype'] === 'string' ? config['torch_dtype'] : typeof config['dtype'] === 'string' ? config['dtype'] : null,
   };

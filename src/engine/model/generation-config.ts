@@ -24,7 +24,10 @@ export interface GenerationDefaults {
   maxNewTokens: number | null;
 }
 
-export async function loadGenerationConfig(dir: string, spec: Pick<ModelSpec, 'eosTokenIds' | 'bosTokenId'>): Promise<GenerationDefaults> {
+export async function loadGenerationConfig(
+  dir: string,
+  spec: Pick<ModelSpec, 'eosTokenIds' | 'bosTokenId' | 'vocabSize'>,
+): Promise<GenerationDefaults> {
   const file = join(dir, 'generation_config.json');
   // optional; anything else in its place (a folder, a FIFO) is an error readJsonFile names
   if ((await fileProblem(file))?.missing) return generationDefaults({}, spec);
@@ -37,7 +40,10 @@ export async function loadGenerationConfig(dir: string, spec: Pick<ModelSpec, 'e
  * otherwise fail every step that holds one (internal_error) or sample from garbage.
  * bos/pad/max_new_tokens are informational and read leniently.
  */
-export function generationDefaults(json: Record<string, unknown>, spec: Pick<ModelSpec, 'eosTokenIds' | 'bosTokenId'>): GenerationDefaults {
+export function generationDefaults(
+  json: Record<string, unknown>,
+  spec: Pick<ModelSpec, 'eosTokenIds' | 'bosTokenId' | 'vocabSize'>,
+): GenerationDefaults {
   const bad = (key: string, rule: string): AutoGlmError =>
     new AutoGlmError('model_load_failed', `generation_config.json ${key} must be ${rule} (got ${JSON.stringify(json[key])})`);
   const lenient = (key: string): number | null => {
@@ -53,6 +59,13 @@ export function generationDefaults(json: Record<string, unknown>, spec: Pick<Mod
   const eos = json['eos_token_id'];
   const eosList = Array.isArray(eos) ? eos : eos === undefined || eos === null ? [] : [eos];
   if (!eosList.every((x) => Number.isInteger(x) && (x as number) >= 0)) throw bad('eos_token_id', 'a token id or a list of them');
+  // as config.json's (config.ts): an id past the logits' rows could never be generated
+  const unreachableEos = (eosList as number[]).find((id) => id >= spec.vocabSize);
+  if (unreachableEos !== undefined)
+    throw bad(
+      'eos_token_id',
+      `token ids below config.json vocab_size ${spec.vocabSize} (the rows the logits cover; ${unreachableEos} could never be generated)`,
+    );
   const doSample = json['do_sample'];
   if (doSample !== undefined && doSample !== null && typeof doSample !== 'boolean') throw bad('do_sample', 'true or false');
 
