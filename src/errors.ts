@@ -6,7 +6,7 @@
 
 export interface ErrorSpec {
   status: number;
-  type: 'invalid_request_error' | 'authentication_error' | 'rate_limit_error' | 'server_error' | 'not_found_error';
+  type: 'invalid_request_error' | 'authentication_error' | 'permission_error' | 'rate_limit_error' | 'server_error' | 'not_found_error';
 }
 
 export const ERROR_CATALOGUE = {
@@ -19,6 +19,7 @@ export const ERROR_CATALOGUE = {
   not_found: { status: 404, type: 'not_found_error' },
   // auth and admission
   invalid_api_key: { status: 401, type: 'authentication_error' },
+  origin_not_allowed: { status: 403, type: 'permission_error' },
   rate_limit_exceeded: { status: 429, type: 'rate_limit_error' },
   queue_full: { status: 429, type: 'rate_limit_error' },
   server_draining: { status: 503, type: 'server_error' },

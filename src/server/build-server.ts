@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { AutoGlmError } from '../errors.js';
 import { checkJsonShape } from './json-shape.js';
+import { installCors } from './cors.js';
 import { ApiKeyChecker, secretsEqual } from './auth.js';
 import { installErrorHandling, OPENAI_FRAMEWORK_ERRORS } from './http-errors.js';
 import { ServerLifecycle } from './lifecycle.js';
@@ -51,6 +52,8 @@ export function buildServer(options: ServerOptions): AutoGlmServer {
     ...(options.tls ? { https: { key: options.tls.key, cert: options.tls.cert } } : {}),
   }) as unknown as FastifyInstance;
   installErrorHandling(app);
+  // before the routes and their guards: a preflight carries no API key
+  if (options.cors) installCors(app, options.cors);
   tokenizer.onPoolFailure = (err) => app.log.warn({ err }, 'tokenizer pool failed; tokenizing inline from now on');
 
   const ctx: RouteContext = {

@@ -1,5 +1,6 @@
 import type { FastifyServerOptions } from 'fastify';
 import type { InferenceEngine } from '../engine/types.js';
+import type { CorsOptions } from './cors.js';
 import type { ReasoningParserOption } from './reasoning/types.js';
 import type { ToolCallParserOption } from './tool-calls/types.js';
 import { withoutUndefined } from '../without-undefined.js';
@@ -72,6 +73,8 @@ export interface ServerOptions {
   logger?: FastifyServerOptions['logger'];
   /** HTTPS when both are given (PEM contents). */
   tls?: { key: string | Buffer; cert: string | Buffer };
+  /** Browser origins allowed to call the API (CORS); none when absent. */
+  cors?: CorsOptions;
 }
 
 export const DEFAULT_LIMITS: ServerLimits = {
