@@ -1,3 +1,4 @@
+import { AutoGlmError } from '../errors.js';
 import { fetchReadyProbe, type ReadyProbe } from './ready-probe.js';
 import type { WorkerEndpoint, WorkerState } from './types.js';
 
@@ -16,6 +17,10 @@ export interface HealthMonitorOptions {
   /** After this long healthy, the ejection count (and so the next cool-down) resets (default 60 s). */
   ejectionDecayMs?: number;
 }
+
+/** The ejection cool-downs when HealthMonitorOptions leaves them out. */
+export const DEFAULT_BASE_EJECTION_MS = 1000;
+export const DEFAULT_MAX_EJECTION_MS = 30_000;
 
 /** How a real request to a worker failed (passive outlier detection). */
 export type FailureKind = 'connect' | 'timeout' | 'reset' | 'status';
@@ -82,10 +87,20 @@ export class HealthMonitor {
       probeTimeoutMs: options.probeTimeoutMs ?? 500,
       unhealthyThreshold: options.unhealthyThreshold ?? 2,
       passiveFailureThreshold: options.passiveFailureThreshold ?? 3,
-      baseEjectionMs: options.baseEjectionMs ?? 1000,
-      maxEjectionMs: options.maxEjectionMs ?? 30_000,
+      baseEjectionMs: options.baseEjectionMs ?? DEFAULT_BASE_EJECTION_MS,
+      maxEjectionMs: options.maxEjectionMs ?? DEFAULT_MAX_EJECTION_MS,
       ejectionDecayMs: options.ejectionDecayMs ?? 60_000,
     };
+    // Every cool-down is min(max, base x 2^n): a base above the max would be cut to the max
+    // from the first ejection on, and the setting silently ignored.
+    if (this.o.baseEjectionMs > this.o.maxEjectionMs) {
+      const maxFrom = options.maxEjectionMs === undefined ? ' (the default)' : '';
+      throw new AutoGlmError(
+        'invalid_request',
+        `baseEjectionMs ${this.o.baseEjectionMs} is above maxEjectionMs ${this.o.maxEjectionMs}${maxFrom}: the first cool-down cannot be longer than the longest one.`,
+        { param: 'baseEjectionMs' },
+      );
+    }
   }
 
   start(): void {

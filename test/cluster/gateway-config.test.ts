@@ -4,7 +4,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { isAutoGlmError } from '../../src/errors.js';
+import { buildGateway, MAX_ATTEMPTS } from '../../src/cluster/gateway/build-gateway.js';
 import { parseGatewayConfig } from '../../src/cluster/gateway/config.js';
+import { HealthMonitor } from '../../src/cluster/health-monitor.js';
+import { StaticRegistry } from '../../src/cluster/registry/static-registry.js';
 import { ROOT } from './support/processes.js';
 
 const parse = (argv: string[], env: Record<string, string> = {}) => {
@@ -113,6 +116,10 @@ describe('autoglm gateway configuration', () => {
     [['--registry', 'static', '--workers', 'http://127.0.0.1:1,notaurl'], 'workers'],
     [['--port', 'abc'], 'port'],
     [['--balance', 'random'], 'balance'],
+    // no upper bound: 1e9 meant "retry until the deadline"
+    [['--max-attempts', '101'], 'max-attempts'],
+    // the first cool-down was cut to the longest one without a word
+    [['--ejection-ms', '5000', '--max-ejection-ms', '1000'], 'ejection-ms'],
   ])('bad configuration %j names the flag', (argv, param) => {
     try {
       parse(argv);
@@ -121,6 +128,37 @@ describe('autoglm gateway configuration', () => {
       expect(isAutoGlmError(e, 'invalid_request')).toBe(true);
       expect((e as { param?: string }).param).toBe(param);
     }
+  });
+
+  test('--ejection-ms above --max-ejection-ms names both, and which is the default', () => {
+    const message = (argv: string[], env: Record<string, string> = {}) => {
+      try {
+        parse(argv, env);
+      } catch (e) {
+        return (e as Error).message;
+      }
+      return 'accepted';
+    };
+    expect(message(['--ejection-ms', '5000', '--max-ejection-ms', '1000'])).toMatch(
+      /^--ejection-ms 5000 is above --max-ejection-ms 1000: the first cool-down cannot be longer/,
+    );
+    expect(message(['--ejection-ms', '60000'])).toMatch(/^--ejection-ms 60000 is above --max-ejection-ms 30000 \(the default\)/);
+    expect(message([], { AUTOGLM_MAX_EJECTION_MS: '500' })).toMatch(
+      /^--ejection-ms 1000 \(the default\) is above AUTOGLM_MAX_EJECTION_MS \(--max-ejection-ms\) 500/,
+    );
+    expect(message(['--ejection-ms', '2000', '--max-ejection-ms', '2000', '--max-attempts', '100'])).toBe('accepted');
+  });
+
+  test('the library refuses the same: retry.maxAttempts past the maximum, baseEjectionMs above maxEjectionMs', async () => {
+    const e = await buildGateway({ auth: { apiKeys: [] }, registry: new StaticRegistry([]), retry: { maxAttempts: 1e9 } }).catch(
+      (x: unknown) => x,
+    );
+    expect(isAutoGlmError(e, 'invalid_request')).toBe(true);
+    expect((e as { param?: string }).param).toBe('retry.maxAttempts');
+    expect((e as Error).message).toBe(`retry.maxAttempts must be an integer from 1 to ${MAX_ATTEMPTS}, got 1000000000.`);
+    expect(() => new HealthMonitor({ baseEjectionMs: 40_000 })).toThrow(
+      'baseEjectionMs 40000 is above maxEjectionMs 30000 (the default): the first cool-down cannot be longer than the longest one.',
+    );
   });
 
   test('the CLI prints its flags with --help', () => {

@@ -18,6 +18,15 @@ import { RetryBudget } from './retry-budget.js';
 import { UpstreamPool } from './upstream-http.js';
 import type { RequestScope, UpstreamDeps } from './upstream.js';
 
+/**
+ * Most attempts per request (retry.maxAttempts, --max-attempts). Each retry goes to a worker
+ * that has not failed the request while there is one, then back to those that have, and
+ * stream resumes spend attempts too; the retry budget banks 50 retries by default. Past a
+ * handful of workers a failure is the request's or the cluster's, and a value such as 1e9
+ * would only mean "retry until the deadline".
+ */
+export const MAX_ATTEMPTS = 100;
+
 /** Routes clients call (counted in autoglm:gateway_requests_total); probes and scrapes are not. */
 const CLIENT_ROUTES = new Set(['/v1/chat/completions', '/v1/completions', '/v1/models', '/tokenize', '/detokenize', '/cluster/workers']);
 
@@ -37,6 +46,7 @@ export interface Gateway {
  * before the first token and resume streams after it.
  */
 export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
+  const maxAttempts = maxAttemptsOf(options);
   // Client auth first: a bad key limit fails here, before discovery and probes start.
   const keys = new ApiKeyChecker(options.auth.apiKeys);
   const limits = new ClientRateLimits(options.rateLimit, options.keyRateLimits ?? new Map(), (key) => {
@@ -67,7 +77,7 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
     config: {
       ...(options.clusterSecret !== undefined ? { clusterSecret: options.clusterSecret } : {}),
       ...(options.workerApiKey !== undefined ? { workerApiKey: options.workerApiKey } : {}),
-      maxAttempts: options.retry?.maxAttempts ?? 3,
+      maxAttempts,
       firstByteTimeoutMs: options.firstByteTimeoutMs ?? 60_000,
       idleTimeoutMs: options.idleTimeoutMs ?? 30_000,
       maxBodyBytes,
@@ -246,6 +256,15 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
       }
     },
   };
+}
+
+/** retry.maxAttempts, checked before discovery and probes start. */
+function maxAttemptsOf(options: GatewayOptions): number {
+  const n: unknown = options.retry?.maxAttempts ?? 3;
+  if (typeof n === 'number' && Number.isInteger(n) && n >= 1 && n <= MAX_ATTEMPTS) return n;
+  throw new AutoGlmError('invalid_request', `retry.maxAttempts must be an integer from 1 to ${MAX_ATTEMPTS}, got ${String(n)}.`, {
+    param: 'retry.maxAttempts',
+  });
 }
 
 /**

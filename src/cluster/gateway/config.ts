@@ -6,6 +6,8 @@ import { EtcdRegistry } from '../registry/etcd-registry.js';
 import { checkKubernetesName } from '../registry/kubernetes-access.js';
 import { KubernetesRegistry } from '../registry/kubernetes-registry.js';
 import { requireWorkerUrl } from '../types.js';
+import { DEFAULT_BASE_EJECTION_MS, DEFAULT_MAX_EJECTION_MS } from '../health-monitor.js';
+import { MAX_ATTEMPTS } from './build-gateway.js';
 import { HeartbeatRegistry } from '../registry/heartbeat-registry.js';
 import type { WorkerRegistry } from '../registry/registry.js';
 import { StaticRegistry } from '../registry/static-registry.js';
@@ -71,7 +73,12 @@ const FLAGS = {
   'passive-failure-threshold': { kind: 'int', min: 1, help: 'failed requests in a row before ejection (default 3)' },
   'ejection-ms': { ...MS, help: 'first ejection cool-down, doubling on repeats (default 1000)' },
   'max-ejection-ms': { ...MS, help: 'longest cool-down (default 30000)' },
-  'max-attempts': { kind: 'int', min: 1, help: 'attempts per request incl. the first (default 3)' },
+  'max-attempts': {
+    kind: 'int',
+    min: 1,
+    max: MAX_ATTEMPTS,
+    help: `attempts per request incl. the first (default 3, at most ${MAX_ATTEMPTS})`,
+  },
   'retry-budget-ratio': { kind: 'float', help: 'retries per request, cluster-wide (default 0.2)' },
   'first-byte-timeout-ms': { ...MS, min: 1, help: "streams: wait for a worker's first byte (default 60000)" },
   'idle-timeout-ms': { ...MS, min: 1, help: 'streams: silence that counts as a dead worker (default 30000)' },
@@ -141,6 +148,22 @@ function kubernetesFlags(flags: FlagReader<FlagName>) {
     caFile: flags.str('k8s-ca-file'),
     resyncMs: flags.num('k8s-resync-ms'),
   };
+}
+
+/**
+ * The health monitor refuses a first cool-down above the longest one too, but naming its
+ * options: here the error names the flags (and which of them is a default).
+ */
+function checkEjectionBounds(flags: FlagReader<FlagName>, baseMs: number | undefined, maxMs: number | undefined): void {
+  const base = baseMs ?? DEFAULT_BASE_EJECTION_MS;
+  const max = maxMs ?? DEFAULT_MAX_EJECTION_MS;
+  if (base <= max) return;
+  const side = (name: FlagName, ms: number, given: boolean) => `${flags.label(name)} ${ms}${given ? '' : ' (the default)'}`;
+  throw invalid(
+    `${side('ejection-ms', base, baseMs !== undefined)} is above ${side('max-ejection-ms', max, maxMs !== undefined)}: ` +
+      'the first cool-down cannot be longer than the longest one; lower one or raise the other.',
+    'ejection-ms',
+  );
 }
 
 export interface GatewayConfig {
@@ -233,6 +256,9 @@ export function parseGatewayConfig(argv: string[], env: NodeJS.ProcessEnv = proc
   if (!affinity && flags.has('affinity-max-imbalance'))
     throw invalid(`${flags.label('affinity-max-imbalance')} is read only with --prefix-affinity.`, 'affinity-max-imbalance');
   const level = oneOf('log-level', LOG_LEVELS, 'info');
+  const baseEjectionMs = num('ejection-ms');
+  const maxEjectionMs = num('max-ejection-ms');
+  checkEjectionBounds(flags, baseEjectionMs, maxEjectionMs);
   return {
     host: str('host') ?? '127.0.0.1',
     port: num('port') ?? 9000,
@@ -253,8 +279,8 @@ export function parseGatewayConfig(argv: string[], env: NodeJS.ProcessEnv = proc
         probeTimeoutMs: num('probe-timeout-ms'),
         unhealthyThreshold: num('unhealthy-threshold'),
         passiveFailureThreshold: num('passive-failure-threshold'),
-        baseEjectionMs: num('ejection-ms'),
-        maxEjectionMs: num('max-ejection-ms'),
+        baseEjectionMs,
+        maxEjectionMs,
       }),
       balancer: withoutUndefined({
         mode: oneOf('balance', ['requests', 'tokens'] as const, 'requests'),
