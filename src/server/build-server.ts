@@ -5,6 +5,7 @@ import { checkJsonShape } from './json-shape.js';
 import { installCors } from './cors.js';
 import { ApiKeyChecker, secretsEqual } from './auth.js';
 import { installErrorHandling, OPENAI_FRAMEWORK_ERRORS } from './http-errors.js';
+import { installJsonBodyParser } from './json-body.js';
 import { ServerLifecycle } from './lifecycle.js';
 import { ServerMetrics } from './metrics.js';
 import { resolveLimits, type ServerOptions } from './options.js';
@@ -52,6 +53,7 @@ export function buildServer(options: ServerOptions): AutoGlmServer {
     ...(options.tls ? { https: { key: options.tls.key, cert: options.tls.cert } } : {}),
   }) as unknown as FastifyInstance;
   installErrorHandling(app);
+  installJsonBodyParser(app);
   // before the routes and their guards: a preflight carries no API key
   if (options.cors) installCors(app, options.cors);
   tokenizer.onPoolFailure = (err) => app.log.warn({ err }, 'tokenizer pool failed; tokenizing inline from now on');
