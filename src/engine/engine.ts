@@ -8,6 +8,7 @@
  */
 import { randomInt } from 'node:crypto';
 import { AutoGlmError, isAutoGlmError } from '../errors.js';
+import { BANNED_TOKEN_BIAS, type RowLogitBias } from '../kernels/logit-bias.js';
 import { defaultMatmulTuning } from '../kernels/matmul.js';
 import { KernelRuntime } from '../kernels/runtime.js';
 import { ResponseFormatConstraints, type OutputConstraint } from './constraints/index.js';
@@ -83,6 +84,8 @@ interface ActiveRequest {
   /** Prompt tokens served from the prefix cache, known once the scheduler admits it. */
   cachedPromptTokens: number | undefined;
   output: SequenceOutput;
+  /** With min_tokens: the request's logit biases plus a ban on every token that would end it, used until min_tokens. */
+  minTokensBias: RowLogitBias | undefined;
   channel: EventChannel<TokenEvent>;
   cacheKey: string | null;
   events: TokenEvent[];
@@ -95,6 +98,20 @@ interface ActiveRequest {
 }
 
 let nextRequestNumber = 0;
+
+/** The biases for a request's next sampled token: its own, or with min_tokens still ahead, those plus the bans. */
+function logitBiasOf(a: ActiveRequest): RowLogitBias | undefined {
+  const ahead = a.minTokensBias !== undefined && a.output.numGenerated < (a.request.minTokens ?? 0);
+  return ahead ? a.minTokensBias : a.sampling.logitBias;
+}
+
+/** `bias` with each of `banned` set to BANNED_TOKEN_BIAS (over any bias of its own), sorted by token; undefined for no tokens. */
+function withBannedTokens(bias: RowLogitBias | undefined, banned: readonly number[]): RowLogitBias | undefined {
+  if (banned.length === 0) return bias;
+  const byToken = new Map(bias ?? []);
+  for (const token of banned) byToken.set(token, BANNED_TOKEN_BIAS);
+  return [...byToken].sort((a, b) => a[0] - b[0]);
+}
 
 export class Engine implements InferenceEngine {
   readonly modelName: string;
@@ -285,6 +302,13 @@ export class Engine implements InferenceEngine {
       );
     }
     const maxTokens = request.maxTokens ?? room;
+    if ((request.minTokens ?? 0) > maxTokens) {
+      throw new AutoGlmError(
+        'invalid_request',
+        `min_tokens (${request.minTokens}) is more than the ${maxTokens} tokens the context leaves after the prompt`,
+        { param: 'min_tokens' },
+      );
+    }
     if (resume.length >= maxTokens)
       throw new AutoGlmError('invalid_request', 'resume_token_ids already reach max_tokens', { param: 'resume_token_ids' });
     const sampling = resolveSampling(request.sampling, this.folder.samplingDefaults, () => randomInt(0, 2 ** 47));
@@ -326,6 +350,7 @@ export class Engine implements InferenceEngine {
       stopTokenIds: request.stopTokenIds ?? [],
       stop: request.stop ?? [],
       maxTokens,
+      minTokens: request.minTokens ?? 0,
       resumeTokenIds: resume,
     });
     const active: ActiveRequest = {
@@ -341,6 +366,7 @@ export class Engine implements InferenceEngine {
       lastTokenAtMs: undefined,
       preemptions: 0,
       output,
+      minTokensBias: (request.minTokens ?? 0) > 0 ? withBannedTokens(sampling.logitBias, output.endTokenIds) : undefined,
       channel,
       cacheKey,
       events: [],
@@ -414,6 +440,7 @@ export class Engine implements InferenceEngine {
         logitBias: sampling.logitBias && Object.fromEntries(sampling.logitBias),
       },
       stop: request.stop,
+      minTokens: request.minTokens,
       stopTokenIds: request.stopTokenIds,
       ignoreEos: request.ignoreEos,
       logprobs: request.logprobs,
@@ -512,7 +539,7 @@ export class Engine implements InferenceEngine {
         startPosition: s.startPosition,
         blockTable: s.blockTable,
         sampling: s.sample ? this.samplingRowFor(s.requestId) : undefined,
-        logitBias: s.sample ? this.active.get(s.requestId)!.sampling.logitBias : undefined,
+        logitBias: s.sample ? logitBiasOf(this.active.get(s.requestId)!) : undefined,
         tokenMask: s.sample ? masks.get(s.requestId) : undefined,
       }));
       for (const s of scheduled) {

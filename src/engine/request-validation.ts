@@ -226,6 +226,7 @@ export function validateRequestShape(r: GenerateRequest, vocabSize: number): voi
   if (r.maxTokens !== undefined && !(Number.isInteger(r.maxTokens) && r.maxTokens >= 1)) {
     throw invalid('max_tokens', `max_tokens must be a positive integer, got ${r.maxTokens}`);
   }
+  validateMinTokens(r);
   if (r.topLogprobs !== undefined && !(Number.isInteger(r.topLogprobs) && r.topLogprobs >= 0 && r.topLogprobs <= 20)) {
     throw invalid('top_logprobs', `top_logprobs must be an integer between 0 and 20, got ${r.topLogprobs}`);
   }
@@ -237,6 +238,23 @@ export function validateRequestShape(r: GenerateRequest, vocabSize: number): voi
   if (r.stopTokenIds) validateTokenIds('stop_token_ids', r.stopTokenIds, vocabSize);
   if (r.resumeTokenIds) validateTokenIds('resume_token_ids', r.resumeTokenIds, vocabSize);
   if (isRecord(r.sampling)) validateLogitBias(r.sampling.logitBias, vocabSize);
+}
+
+/** min_tokens on its own and against max_tokens and a response format (the room in the context is the engine's to check). */
+function validateMinTokens(r: GenerateRequest): void {
+  const min: unknown = r.minTokens;
+  if (min === undefined) return;
+  if (!(typeof min === 'number' && Number.isInteger(min) && min >= 0))
+    throw invalid('min_tokens', `min_tokens must be a non-negative integer, got ${describe(min)}`);
+  if (r.maxTokens !== undefined && min > r.maxTokens)
+    throw invalid('min_tokens', `min_tokens (${min}) must not be greater than max_tokens (${r.maxTokens})`);
+  const format: unknown = r.responseFormat;
+  if (min > 0 && isRecord(format) && format.type !== 'text') {
+    throw invalid(
+      'min_tokens',
+      'min_tokens cannot be combined with a JSON response_format or a required tool call: the format decides where the output ends',
+    );
+  }
 }
 
 export function validateTokenIds(param: string, ids: unknown, vocabSize: number): void {
@@ -291,6 +309,7 @@ export function snapshotRequest(r: GenerateRequest): GenerateRequest {
 
 const REQUEST_SCALARS = [
   'maxTokens',
+  'minTokens',
   'ignoreEos',
   'logprobs',
   'topLogprobs',

@@ -15,6 +15,11 @@ export interface SequenceOutputOptions {
   stop: readonly string[];
   /** Generated tokens at most, resumed ones included. */
   maxTokens: number;
+  /**
+   * Tokens (resumed ones included) before which nothing ends the output: stop strings are not
+   * looked for (EOS and stop ids are banned on the GPU meanwhile). Default 0.
+   */
+  minTokens?: number;
   /** Tokens generated elsewhere before this worker took over (their text was already sent). */
   resumeTokenIds: readonly number[];
 }
@@ -42,6 +47,11 @@ export class SequenceOutput {
     this.generated = o.resumeTokenIds.length;
   }
 
+  /** The tokens that end the sequence when generated (EOS unless ignored, and the stop ids). */
+  get endTokenIds(): number[] {
+    return [...this.endIds];
+  }
+
   get numGenerated(): number {
     return this.generated;
   }
@@ -49,6 +59,12 @@ export class SequenceOutput {
   push(tokenId: number): OutputStep {
     if (this.done) throw new Error('sequence already finished');
     const index = this.generated++;
+    if (index < (this.o.minTokens ?? 0)) {
+      // the stop-string matcher starts on the text after min_tokens, as vLLM's stop checks do
+      const text = this.detokenizer.push(tokenId);
+      if (this.generated >= this.o.maxTokens) return this.end({ text: text + this.flush(), index, finishReason: 'length' });
+      return { text, index };
+    }
     if (this.endIds.has(tokenId)) {
       // the EOS / stop token's own text is not part of the completion
       return this.end({ text: this.flush(), index, finishReason: 'stop' });

@@ -82,6 +82,13 @@ export interface GenerateRequest {
   /** Text (no template applied), chat messages (chat template applied), or token ids. */
   prompt: string | ChatMessage[] | number[];
   maxTokens?: number;
+  /**
+   * Generate at least this many tokens (vLLM's min_tokens; resumed ones count): until then
+   * EOS and stopTokenIds cannot be sampled (banned on the GPU, so logprobs are those of the
+   * remaining tokens) and stop strings do not end the output. At most maxTokens; not with a
+   * responseFormat, whose grammar decides where the output ends.
+   */
+  minTokens?: number;
   sampling?: SamplingParams;
   /** Stop strings: generation ends before the first occurrence; the stop text is not returned. */
   stop?: string[];

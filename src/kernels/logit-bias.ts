@@ -18,6 +18,13 @@ import type { GpuTensor } from './tensor.js';
 /** One row's biases: [token id, bias] pairs, each token at most once. */
 export type RowLogitBias = readonly (readonly [number, number])[];
 
+/**
+ * A bias that bans a token outright (min_tokens' ban on EOS), where -100 only makes it
+ * unlikely: any real logit plus this is at or below the sampler's -BIG (sample.wgsl), which
+ * counts as probability 0, and a sum that overflows to -inf is masked the same way.
+ */
+export const BANNED_TOKEN_BIAS = -3.4e38;
+
 /** u32 words per entry; must match `struct Entry` in shaders/logit-bias.wgsl. */
 const ENTRY_WORDS = 3;
 

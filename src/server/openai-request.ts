@@ -10,6 +10,8 @@ export interface CommonBody {
   stream_options?: { include_usage?: boolean | null } | null;
   n?: number | null;
   max_tokens?: number | null;
+  /** vLLM's: at least this many tokens before EOS, a stop token id or a stop string may end the output. */
+  min_tokens?: number | null;
   temperature?: number | null;
   top_p?: number | null;
   top_k?: number | null;
@@ -43,6 +45,7 @@ export interface CommonParams {
   includeUsage: boolean;
   n: number;
   requestedMaxTokens: number | undefined;
+  minTokens: number | undefined;
   sampling: SamplingParams;
   stop: string[] | undefined;
   stopTokenIds: number[] | undefined;
@@ -80,6 +83,7 @@ export function parseCommon(body: CommonBody, maxTokens: number | null | undefin
     includeUsage: body.stream === true && body.stream_options?.include_usage === true,
     n,
     requestedMaxTokens: maxTokens ?? undefined,
+    minTokens: body.min_tokens ?? undefined,
     sampling,
     stop: stop && stop.length > 0 ? stop : undefined,
     stopTokenIds: body.stop_token_ids ?? undefined,
@@ -156,6 +160,7 @@ export function choiceRequest(
   return withoutUndefined({
     prompt,
     maxTokens,
+    minTokens: params.minTokens,
     sampling: { ...params.sampling, ...(seed !== undefined && choiceIndex > 0 ? { seed: seed + choiceIndex } : {}) },
     stop: params.stop,
     stopTokenIds: params.stopTokenIds,

@@ -18,6 +18,7 @@ const commonProperties = {
   },
   n: { type: nullable('integer'), minimum: 1 },
   max_tokens: { type: nullable('integer'), minimum: 1 },
+  min_tokens: { type: nullable('integer'), minimum: 0 },
   temperature: { type: nullable('number'), minimum: 0, maximum: 2 },
   top_p: { type: nullable('number'), exclusiveMinimum: 0, maximum: 1 },
   top_k: { type: nullable('integer'), minimum: -1 },
