@@ -147,6 +147,24 @@ describe('400: invalid parameters, each named', () => {
       expect((await postJson(`${running.url}/v1/chat/completions`, chat(extra))).status).toBe(200);
   });
 
+  test('a chat_template_kwargs key the renderer sets itself is blamed on that key, not on messages', async () => {
+    for (const [kwargs, key, message] of [
+      // the template failed with "Variable already declared: raise_exception", param messages
+      [{ raise_exception: 1 }, 'raise_exception', /key 'raise_exception' is set by the chat template renderer itself/],
+      [{ range: [] }, 'range', /a built-in of the template language/],
+      // was written over by the request's messages without a word
+      [{ messages: [] }, 'messages', /key 'messages' is set by the chat template renderer itself \(the request's messages\)/],
+      // was ignored without a word unless a boolean
+      [{ add_generation_prompt: 'yes' }, 'add_generation_prompt', /add_generation_prompt' must be true or false, got "yes"/],
+    ] as const) {
+      for (const path of ['/v1/chat/completions', '/tokenize']) {
+        const r = await postJson(`${running.url}${path}`, { ...chat(), chat_template_kwargs: kwargs });
+        expectError(r, 400, 'invalid_request', `chat_template_kwargs.${key}`);
+        expect((r.json.error as { message: string }).message).toMatch(message);
+      }
+    }
+  });
+
   test("nesting too deep to serialise again is a 400 naming where it is, also inside a past call's arguments text", async () => {
     const deep = '['.repeat(10_000) + ']'.repeat(10_000);
     const call = { id: 'call_1', type: 'function', function: { name: 'f', arguments: deep } };

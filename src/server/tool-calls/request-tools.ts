@@ -1,4 +1,5 @@
 import { AutoGlmError } from '../../errors.js';
+import { checkTemplateKwargs } from '../template-kwargs.js';
 import type { ToolCallsFormat } from '../../engine/types.js';
 import { detectToolCallFormat, templateReadsTools } from './template-tool-support.js';
 import type { ToolCallFormat, ToolCallParserOption } from './types.js';
@@ -120,6 +121,7 @@ export function templateKwargs(
   clientKwargs: Record<string, unknown> | null | undefined,
   tools: ToolCallingPlan,
 ): Record<string, unknown> | undefined {
+  checkTemplateKwargs(clientKwargs, tools.templateTools !== undefined);
   if (tools.templateTools === undefined) return clientKwargs ?? undefined;
   return { ...clientKwargs, tools: tools.templateTools };
 }
