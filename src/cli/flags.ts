@@ -8,6 +8,7 @@ import { parseArgs } from 'node:util';
 import { requireWorkerUrl } from '../cluster/types.js';
 import { AutoGlmError } from '../errors.js';
 import { parseKeyFile } from '../server/auth.js';
+import { parseAllowedOrigins, type CorsOptions } from '../server/cors.js';
 
 export type FlagKind = 'string' | 'int' | 'float' | 'bool' | 'list';
 /** min/max bound numeric flags (inclusive; default min 0, max: the largest safe integer). */
@@ -167,4 +168,19 @@ export function readFlags<T extends FlagTable>(
     },
   };
   return reader;
+}
+
+/** The help line of --allowed-origins, shared by serve and gateway. */
+export const ALLOWED_ORIGINS_HELP =
+  "browser origins allowed to call the API (CORS): '*' or a comma-separated list such as https://app.example.com (default: none)";
+
+/** --allowed-origins as CORS options (undefined when not given); a value no browser Origin could match is a usage error. */
+export function allowedOriginsOf<N extends string>(flags: FlagReader<N>, name: N): CorsOptions | undefined {
+  const value = flags.str(name);
+  if (value === undefined) return undefined;
+  try {
+    return { allowedOrigins: parseAllowedOrigins(value, flags.label(name)) };
+  } catch (e) {
+    throw usageError((e as Error).message, name);
+  }
 }

@@ -7,7 +7,8 @@ import { WEIGHT_DTYPE_OPTIONS, type EngineOptions, type WeightDTypeOption } from
 import { parseKernelProfile, type KernelProfileOption } from '../kernels/kernel-profile.js';
 import { REASONING_PARSER_OPTIONS, type ReasoningParserOption } from '../server/reasoning/types.js';
 import { TOOL_CALL_PARSER_OPTIONS, type ToolCallParserOption } from '../server/tool-calls/types.js';
-import { flagsHelp, MS, PORT, readFlags, type FlagSpec } from './flags.js';
+import type { CorsOptions } from '../server/cors.js';
+import { ALLOWED_ORIGINS_HELP, allowedOriginsOf, flagsHelp, MS, PORT, readFlags, type FlagSpec } from './flags.js';
 import { withoutUndefined } from '../without-undefined.js';
 
 /** Everything `autoglm serve` is configured by: flags first, then AUTOGLM_* env, then defaults. */
@@ -32,6 +33,8 @@ export interface ServeConfig {
   streamStallTimeoutMs: number;
   drainTimeoutMs: number;
   tls: { keyFile: string; certFile: string } | undefined;
+  /** --allowed-origins (CORS); undefined: no cross-origin access. */
+  cors: CorsOptions | undefined;
   tokenizerThreads: number;
   tokenizerMinChars: number;
   register: string | undefined;
@@ -86,6 +89,7 @@ const FLAGS = {
   },
   'tls-key': { kind: 'string', help: 'PEM private key (HTTPS with --tls-cert)' },
   'tls-cert': { kind: 'string', help: 'PEM certificate chain' },
+  'allowed-origins': { kind: 'string', help: ALLOWED_ORIGINS_HELP },
   'tokenizer-threads': { kind: 'int', max: 256, help: 'worker threads for long-prompt tokenisation (default 2; 0 = inline; at most 256)' },
   'tokenizer-min-chars': { kind: 'int', help: 'inputs at least this long go to the worker pool (default 8192)' },
   register: { kind: 'string', help: 'gateway URL to register and heartbeat with' },
@@ -213,6 +217,7 @@ export function parseServeConfig(argv: string[], env: NodeJS.ProcessEnv = proces
     streamStallTimeoutMs: int('stream-stall-timeout-ms') ?? 60_000,
     drainTimeoutMs: int('drain-timeout-ms') ?? 30_000,
     tls: tlsKey && tlsCert ? { keyFile: tlsKey, certFile: tlsCert } : undefined,
+    cors: allowedOriginsOf(flags, 'allowed-origins'),
     tokenizerThreads: int('tokenizer-threads') ?? 2,
     tokenizerMinChars: int('tokenizer-min-chars') ?? 8192,
     register,

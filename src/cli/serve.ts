@@ -39,6 +39,7 @@ export async function runServe(argv: string[]): Promise<number> {
     reasoningParser: config.reasoningParser,
     logger: { level: config.logLevel },
     tls,
+    cors: config.cors,
   });
   const log = server.app.log;
 

@@ -161,6 +161,35 @@ describe('autoglm gateway configuration', () => {
     );
   });
 
+  test('--allowed-origins: CORS on a real gateway, preflight before auth, the header on its errors too; a bad origin names the flag', async () => {
+    const origin = 'https://app.example.com';
+    expect(parse([]).options.cors).toBeUndefined();
+    const config = parse(['--registry', 'static', '--workers', 'http://127.0.0.1:1', '--allowed-origins', origin]);
+    expect(config.options.cors).toEqual({ allowedOrigins: [origin] });
+    expect(() => parse([], { AUTOGLM_ALLOWED_ORIGINS: 'https://app.example.com/ui' })).toThrow(
+      "AUTOGLM_ALLOWED_ORIGINS (--allowed-origins): 'https://app.example.com/ui' is not an origin",
+    );
+    const g = await buildGateway({ auth: { apiKeys: ['sk-g'] }, registry: new StaticRegistry([]), cors: config.options.cors! });
+    try {
+      const url = await g.listen({ port: 0, host: '127.0.0.1' });
+      const pre = await fetch(`${url}/v1/chat/completions`, {
+        method: 'OPTIONS',
+        headers: { origin, 'access-control-request-method': 'POST', 'access-control-request-headers': 'authorization, content-type' },
+      });
+      expect(pre.status).toBe(204);
+      expect(pre.headers.get('access-control-allow-origin')).toBe(origin);
+      const none = await fetch(`${url}/v1/models`, { headers: { origin, authorization: 'Bearer sk-g' } });
+      expect(none.status).toBe(503);
+      expect(none.headers.get('access-control-allow-origin')).toBe(origin);
+      expect(((await none.json()) as { error: { code: string } }).error.code).toBe('no_healthy_worker');
+      const other = await fetch(`${url}/v1/models`, { headers: { origin: 'https://other.example.org', authorization: 'Bearer sk-g' } });
+      expect(other.headers.get('access-control-allow-origin')).toBeNull();
+      await other.arrayBuffer();
+    } finally {
+      await g.close();
+    }
+  });
+
   test('the CLI prints its flags with --help', () => {
     const r = spawnSync(process.execPath, [join(ROOT, 'dist/src/cli/main.js'), 'gateway', '--help'], { encoding: 'utf8' });
     expect(r.status).toBe(0);

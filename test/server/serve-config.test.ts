@@ -132,6 +132,28 @@ test('--weight-dtype: unset by default (the engine picks f16 or f32), f16, f32, 
   expect([both.param, both.message]).toEqual(['weight-dtype', '--weight-dtype f16 and --force-f32 contradict each other: drop one.']);
 });
 
+test('--allowed-origins: none by default, a list or *, and a value no browser Origin could match names the flag', () => {
+  expect(parse([]).cors).toBeUndefined();
+  expect(parse(['--allowed-origins', 'https://a.example.com,http://localhost:5173']).cors).toEqual({
+    allowedOrigins: ['https://a.example.com', 'http://localhost:5173'],
+  });
+  expect(parse([], { AUTOGLM_ALLOWED_ORIGINS: '*' }).cors).toEqual({ allowedOrigins: ['*'] });
+  for (const [argv, env, message] of [
+    [['--allowed-origins', 'a.example.com'], {}, "--allowed-origins: 'a.example.com' is not an origin"],
+    [[], { AUTOGLM_ALLOWED_ORIGINS: 'https://a.example.com/' }, 'AUTOGLM_ALLOWED_ORIGINS (--allowed-origins)'],
+  ] as const) {
+    let caught: unknown;
+    try {
+      parse([...argv], env);
+    } catch (e) {
+      caught = e;
+    }
+    expect(isAutoGlmError(caught, 'invalid_request')).toBe(true);
+    expect((caught as { param?: string }).param).toBe('allowed-origins');
+    expect((caught as Error).message).toContain(message);
+  }
+});
+
 test('unknown flags are refused; --help lists every flag with its env name', () => {
   expect(() => parse(['--prot', '1'])).toThrow(/Unknown option/);
   expect(parseServeConfig(['--help'], {})).toBe('help');

@@ -4,6 +4,7 @@ import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest }
 import { AutoGlmError } from '../../errors.js';
 import { ApiKeyChecker, secretsEqual } from '../../server/auth.js';
 import { installErrorHandling, OPENAI_FRAMEWORK_ERRORS } from '../../server/http-errors.js';
+import { installCors } from '../../server/cors.js';
 import { installJsonBodyParser } from '../../server/json-body.js';
 import { Balancer } from '../balancer.js';
 import { HealthMonitor } from '../health-monitor.js';
@@ -131,6 +132,8 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
   }) as unknown as FastifyInstance;
   installErrorHandling(app);
   installJsonBodyParser(app);
+  // before the routes' guards: a preflight carries no API key
+  if (options.cors) installCors(app, options.cors);
 
   // Client connections, and those with a request past its headers (which close() lets
   // finish): a connection with none is idle or a client still sending headers.

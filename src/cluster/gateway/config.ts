@@ -1,6 +1,6 @@
 import { AutoGlmError } from '../../errors.js';
 import { Resolver } from 'node:dns/promises';
-import { flagsHelp, MS, PORT, readFlags, type FlagReader, type FlagSpec } from '../../cli/flags.js';
+import { ALLOWED_ORIGINS_HELP, allowedOriginsOf, flagsHelp, MS, PORT, readFlags, type FlagReader, type FlagSpec } from '../../cli/flags.js';
 import { DnsRegistry } from '../registry/dns-registry.js';
 import { EtcdRegistry } from '../registry/etcd-registry.js';
 import { checkKubernetesName } from '../registry/kubernetes-access.js';
@@ -91,6 +91,7 @@ const FLAGS = {
   },
   'shutdown-timeout-ms': { ...MS, help: 'on SIGTERM, streams in flight may finish for this long (default 20000)' },
   'no-resume': { kind: 'bool', help: 'do not resume streams cut mid-way' },
+  'allowed-origins': { kind: 'string', help: ALLOWED_ORIGINS_HELP },
   balance: { kind: 'string', help: 'least outstanding requests (default) | tokens' },
   'prefix-affinity': { kind: 'bool', help: 'same prompt prefix -> same worker (bounded imbalance)' },
   'affinity-max-imbalance': {
@@ -294,6 +295,7 @@ export function parseGatewayConfig(argv: string[], env: NodeJS.ProcessEnv = proc
       streamStallTimeoutMs: num('stream-stall-timeout-ms'),
       closeTimeoutMs: num('shutdown-timeout-ms'),
       resume: !bool('no-resume'),
+      cors: allowedOriginsOf(flags, 'allowed-origins'),
       logger: level === 'silent' ? false : { level },
     }),
   };

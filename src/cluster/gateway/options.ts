@@ -1,4 +1,5 @@
 import type { FastifyServerOptions } from 'fastify';
+import type { CorsOptions } from '../../server/cors.js';
 import type { BalancerOptions } from '../balancer.js';
 import type { HealthMonitorOptions } from '../health-monitor.js';
 import type { WorkerRegistry } from '../registry/registry.js';
@@ -60,5 +61,7 @@ export interface GatewayOptions {
   streamStallTimeoutMs?: number;
   /** close(): how long requests in flight (streams) may take to finish before they are cut (default 20 s). */
   closeTimeoutMs?: number;
+  /** Browser origins allowed to call the API (CORS); none when absent. */
+  cors?: CorsOptions;
   logger?: FastifyServerOptions['logger'];
 }
