@@ -5,6 +5,8 @@ import type { GenerationTimer, GenerationTiming } from './metrics.js';
 /** One choice of a request: its own GenerateRequest (prompt already tokenized). */
 export interface ChoiceSpec {
   index: number;
+  /** Which of the request's prompts it continues (the GenerationPlan's promptTokens index). */
+  promptIndex: number;
   request: GenerateRequest & { prompt: number[] };
 }
 

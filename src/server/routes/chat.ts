@@ -53,6 +53,7 @@ export async function chatCompletions(ctx: RouteContext, request: FastifyRequest
   const afterReasoning = params.responseFormat ? formatAfterReasoning(reasoning) : undefined;
   const choices = Array.from({ length: params.n }, (_, i) => ({
     index: i,
+    promptIndex: 0,
     request: {
       ...choiceRequest(params, prompt, maxTokens, i, { logprobs: withLogprobs, topLogprobs, requestId: request.id }),
       ...(afterReasoning ? { formatAfterReasoning: afterReasoning } : {}),

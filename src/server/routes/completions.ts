@@ -42,6 +42,7 @@ export async function completions(ctx: RouteContext, request: FastifyRequest, re
     for (let i = 0; i < params.n; i++) {
       choices.push({
         index: p * params.n + i,
+        promptIndex: p,
         request: choiceRequest(params, prompt, maxTokens, i, { logprobs: withLogprobs, topLogprobs, requestId: request.id }),
       });
     }

@@ -100,7 +100,7 @@ export async function serveGeneration(
           }
         : shape.observe?.bind(shape),
     });
-    const usage = usageOf(outcomes, plan.promptTokens);
+    const usage = usageOf(outcomes, plan);
     if (!sse) return await shape.final(outcomes, usage);
     if (plan.includeUsage) await sse.send(await shape.usageChunk(usage));
     sse.done();
@@ -134,11 +134,18 @@ function isCancelled(reason: unknown): boolean {
   return reason instanceof AutoGlmError && (reason.code === 'request_cancelled' || reason.code === 'server_draining');
 }
 
-function usageOf(outcomes: ChoiceOutcome[], promptTokens: number[]): UsageBody {
+/** Outcomes are in the plan's choice order (runChoices keeps it). */
+function usageOf(outcomes: ChoiceOutcome[], plan: GenerationPlan): UsageBody {
   const completion = outcomes.reduce((s, o) => s + o.usage.completionTokens, 0);
-  const prompt = promptTokens.reduce((s, n) => s + n, 0);
-  // Cached tokens: the most any choice of each prompt reused (choices share their prompt).
-  const cached = outcomes.reduce((m, o) => Math.max(m, o.usage.cachedPromptTokens), 0);
+  const prompt = plan.promptTokens.reduce((s, n) => s + n, 0);
+  // Cached tokens: per prompt, the most any of its choices reused (they share the prompt,
+  // which usage counts once), summed over the prompts.
+  const cachedPerPrompt = plan.promptTokens.map(() => 0);
+  outcomes.forEach((o, k) => {
+    const p = plan.choices[k]!.promptIndex;
+    cachedPerPrompt[p] = Math.max(cachedPerPrompt[p]!, o.usage.cachedPromptTokens);
+  });
+  const cached = cachedPerPrompt.reduce((s, n) => s + n, 0);
   return {
     prompt_tokens: prompt,
     completion_tokens: completion,
