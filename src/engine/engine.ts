@@ -220,8 +220,8 @@ export class Engine implements InferenceEngine {
     return tok.applyChatTemplate(input, { addGenerationPrompt: true, ...options.chatTemplateKwargs });
   }
 
-  async detokenize(tokenIds: number[]): Promise<string> {
-    validateTokenIds('token_ids', tokenIds, this.folder.spec.vocabSize);
+  async detokenize(tokenIds: number[], options: { param?: string } = {}): Promise<string> {
+    validateTokenIds(options.param ?? 'token_ids', tokenIds, this.folder.spec.vocabSize);
     return this.folder.tokenizer.decode(tokenIds, { skipSpecialTokens: false });
   }
 

@@ -280,7 +280,11 @@ export interface InferenceEngine {
     input: string | ChatMessage[],
     options?: { addSpecialTokens?: boolean; chatTemplateKwargs?: Record<string, unknown> },
   ): Promise<number[]>;
-  detokenize(tokenIds: number[]): Promise<string>;
+  /**
+   * The text of token ids. `param` is how an id outside the vocabulary is named in the
+   * invalid_request error (default `token_ids`; the HTTP route's field is `tokens`).
+   */
+  detokenize(tokenIds: number[], options?: { param?: string }): Promise<string>;
   /**
    * The chat template's source, null when the model has none: tool calling reads which
    * variables it uses and which call format it teaches. Optional: an engine without one

@@ -71,6 +71,17 @@ describe('library API misuse', () => {
     expect(after.promptTokens).toBe(before.promptTokens);
     expect([after.waiting, after.running, after.kvBlocksUsed]).toEqual([0, 0, 0]);
     expect(isAutoGlmError(await errorOf(engine.detokenize('ab' as never)), 'invalid_request')).toBe(true);
+    // an id past the vocabulary names the argument as the caller calls it (the HTTP route: tokens)
+    const past = await errorOf(engine.detokenize([1, 1_000_000]));
+    expect([(past as { param?: string }).param, (past as Error).message]).toEqual([
+      'token_ids',
+      'token_ids contains 1000000, not a token id of this model (vocabulary of 258)',
+    ]);
+    const named = await errorOf(engine.detokenize([1, 1_000_000], { param: 'tokens' }));
+    expect([(named as { param?: string }).param, (named as Error).message]).toEqual([
+      'tokens',
+      'tokens contains 1000000, not a token id of this model (vocabulary of 258)',
+    ]);
     // a list of ids or strings used to be templated as if it were chat messages
     for (const input of [[1, 2], ['hi'], null, [{ role: 'user', content: null }]]) {
       expect(isAutoGlmError(await errorOf(engine.tokenize(input as never)), 'invalid_request'), JSON.stringify(input)).toBe(true);

@@ -1,5 +1,5 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { AutoGlmError, isAutoGlmError } from '../../errors.js';
+import { AutoGlmError } from '../../errors.js';
 import { chatTemplateSourceOf } from '../tool-calls/model-tokenizer.js';
 import { planToolCalling, templateKwargs, type ToolDefinition } from '../tool-calls/request-tools.js';
 import { chatMessages, type BodyMessage } from './chat-messages.js';
@@ -58,14 +58,8 @@ export async function tokenize(ctx: RouteContext, request: FastifyRequest): Prom
 export async function detokenize(ctx: RouteContext, request: FastifyRequest): Promise<object> {
   const body = request.body as { model?: string; tokens: number[] };
   const engine = ctx.checkModel(body.model, false);
-  try {
-    return { prompt: await engine.detokenize(body.tokens) };
-  } catch (e) {
-    // the engine names its argument token_ids; this route's field is `tokens`
-    if (isAutoGlmError(e, 'invalid_request') && e.param === 'token_ids')
-      throw new AutoGlmError('invalid_request', e.message.replaceAll('token_ids', 'tokens'), { param: 'tokens' });
-    throw e;
-  }
+  // an id past the vocabulary is named as this route's field, not as the engine's token_ids
+  return { prompt: await engine.detokenize(body.tokens, { param: 'tokens' }) };
 }
 
 /** GET /health: the process is alive and its GPU works (stays 200 while draining, so orchestrators let it finish). */
