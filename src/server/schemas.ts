@@ -192,7 +192,8 @@ export const completionSchema = {
         ],
       },
       logprobs: { type: nullable('integer'), minimum: 0, maximum: 20 },
-      echo: { type: nullable('boolean'), enum: [false, null] },
+      // true is refused by the handler, saying it is not supported
+      echo: { type: nullable('boolean') },
       suffix: { type: 'null' },
       best_of: { type: nullable('integer'), minimum: 1, maximum: 1 },
     },

@@ -11,6 +11,7 @@ import { serveGeneration, type ResponseShape } from './serve-generation.js';
 interface CompletionBody extends CommonBody {
   prompt: string | string[] | number[] | number[][];
   logprobs?: number | null;
+  echo?: boolean | null;
 }
 
 /** POST /v1/completions: one or several prompts (text or token ids), `n` choices each. */
@@ -19,6 +20,7 @@ export async function completions(ctx: RouteContext, request: FastifyRequest, re
   const body = request.body as CompletionBody;
   const engine = ctx.checkModel(body.model, true);
   const params = parseCommon(body, body.max_tokens, ctx.limits);
+  refuseUnsupported(body);
   const withLogprobs = body.logprobs !== null && body.logprobs !== undefined;
   const topLogprobs = body.logprobs ?? 0;
   // counted before tokenizing: 10^5 short prompts would hold the event loop for seconds
@@ -97,6 +99,12 @@ export async function completions(ctx: RouteContext, request: FastifyRequest, re
     },
     shape,
   );
+}
+
+/** OpenAI's echo, which this server does not implement: refused, naming it, rather than ignored. */
+function refuseUnsupported(body: CompletionBody): void {
+  if (body.echo === true)
+    throw new AutoGlmError('invalid_request', 'echo is not supported: the prompt is not returned with the completion.', { param: 'echo' });
 }
 
 /** How many prompts a body names: a string or one token id list is one, a list of either is its length. */
