@@ -192,10 +192,10 @@ export const completionSchema = {
         ],
       },
       logprobs: { type: nullable('integer'), minimum: 0, maximum: 20 },
-      // true is refused by the handler, saying it is not supported
+      // true and a best_of other than n are refused by the handler, saying they are not supported
       echo: { type: nullable('boolean') },
       suffix: { type: 'null' },
-      best_of: { type: nullable('integer'), minimum: 1, maximum: 1 },
+      best_of: { type: nullable('integer'), minimum: 1 },
     },
   },
 } as const;

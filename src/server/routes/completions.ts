@@ -12,6 +12,7 @@ interface CompletionBody extends CommonBody {
   prompt: string | string[] | number[] | number[][];
   logprobs?: number | null;
   echo?: boolean | null;
+  best_of?: number | null;
 }
 
 /** POST /v1/completions: one or several prompts (text or token ids), `n` choices each. */
@@ -20,7 +21,7 @@ export async function completions(ctx: RouteContext, request: FastifyRequest, re
   const body = request.body as CompletionBody;
   const engine = ctx.checkModel(body.model, true);
   const params = parseCommon(body, body.max_tokens, ctx.limits);
-  refuseUnsupported(body);
+  refuseUnsupported(body, params.n);
   const withLogprobs = body.logprobs !== null && body.logprobs !== undefined;
   const topLogprobs = body.logprobs ?? 0;
   // counted before tokenizing: 10^5 short prompts would hold the event loop for seconds
@@ -101,10 +102,21 @@ export async function completions(ctx: RouteContext, request: FastifyRequest, re
   );
 }
 
-/** OpenAI's echo, which this server does not implement: refused, naming it, rather than ignored. */
-function refuseUnsupported(body: CompletionBody): void {
+/**
+ * OpenAI's echo and best_of, which this server does not implement: refused, naming them,
+ * rather than ignored. best_of equal to n asks for nothing more than n.
+ */
+function refuseUnsupported(body: CompletionBody, n: number): void {
   if (body.echo === true)
     throw new AutoGlmError('invalid_request', 'echo is not supported: the prompt is not returned with the completion.', { param: 'echo' });
+  const bestOf = body.best_of ?? n;
+  if (bestOf < n) throw new AutoGlmError('invalid_request', `best_of (${bestOf}) must be at least n (${n}).`, { param: 'best_of' });
+  if (bestOf > n)
+    throw new AutoGlmError(
+      'invalid_request',
+      `best_of greater than n is not supported (best_of ${bestOf}, n ${n}): every choice generated is returned; ask for n choices instead.`,
+      { param: 'best_of' },
+    );
 }
 
 /** How many prompts a body names: a string or one token id list is one, a list of either is its length. */
