@@ -7,9 +7,13 @@
 // hi (matmul-args.wgsl). Why: on lavapipe every load in the k loop is a per-lane gather whose
 // cost is per load more than per byte, and gemv.wgsl's vec4<f16> loads move 8 bytes each;
 // this kernel moves 16 per W load and shares each x load across eight columns.
-// K is not split (KS = 1): this is the CPU adapters' GEMV; GPUs keep gemv.wgsl.
+// K is not split (KS = 1): this is the CPU adapters' GEMV; GPUs keep gemv.wgsl. XLANE0 as
+// in gemv.wgsl.
 
 #if XSHARE
+enable subgroups;
+#endif
+#if XLANE0
 enable subgroups;
 #endif
 
@@ -58,7 +62,11 @@ fn hiSum(q: Quad, xv: vec4<f32>) -> vec4<f32> {
 #if XSHARE
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(subgroup_invocation_id) sid: u32) {
 #else
+#if XLANE0
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(subgroup_invocation_id) sid: u32) {
+#else
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+#endif
 #endif
   // first of this invocation's two vec4 columns (clamped: past-the-end lanes re-read the last pair)
   let c4 = 2u * min(wid.x * WGN + lid.x, p.ldw4 / 2u - 1u);
@@ -100,7 +108,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     let q = loadQuad(wi, wStep);
     wi += 4u * wStep;
     for (var r = 0u; r < TM; r++) {
+#if XLANE0
+      let xv = xFromLane0(xRow[r] + k, sid);
+#else
       let xv = x4At(xRow[r] + k);
+#endif
       accLo[r] += loSum(q, xv);
       accHi[r] += hiSum(q, xv);
     }

@@ -11,6 +11,10 @@
 // costs several instructions per element, so the loop is bound by its load count, not by
 // bandwidth: W's vec4 plus x's scalar made 8 loads per 4 k-steps, this makes 5.
 //
+// XLANE0 (XV4, KS = 1, x not shared): x's vec4 is the same for every lane, so only lane 0
+// of each subgroup loads it and subgroupBroadcast hands it round (xFromLane0,
+// matmul-args.wgsl): lavapipe's per-lane load loop then loads once instead of eight times.
+//
 // KS > 1 splits K across the workgroup's y dimension (interleaved by k) and reduces the
 // partial sums in workgroup memory: more parallelism for GPUs where N / 4 invocations
 // would leave most of the chip idle.
@@ -18,6 +22,9 @@
 enable f16;
 #endif
 #if XSHARE
+enable subgroups;
+#endif
+#if XLANE0
 enable subgroups;
 #endif
 
@@ -45,7 +52,11 @@ fn loadQuad(wi: u32, wStep: u32) -> Quad {
 #if XSHARE
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(subgroup_invocation_id) sid: u32) {
 #else
+#if XLANE0
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(subgroup_invocation_id) sid: u32) {
+#else
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+#endif
 #endif
   let c4 = wid.x * WGN + lid.x;
   // out-of-range columns still load (a clamped column) so that every lane reaches the barrier
@@ -63,7 +74,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   // KS = 1: lid.y is 0, written as a constant so that the loop stays subgroup-uniform
   var k = 0u;
 #else
+#if XLANE0
+  var k = 0u;
+#else
   var k = lid.y;
+#endif
 #endif
   // unrolled by 4 k-steps: independent loads in flight, fewer loop tests
   let step = 4u * KS;
@@ -96,7 +111,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     for (var r = 0u; r < TM; r++) {
       let xi = xRow[r] + k;
 #if XV4
+#if XLANE0
+      acc[r] += quadSum(q, xFromLane0(xi, sid));
+#else
       acc[r] += quadSum(q, x4At(xi));
+#endif
 #else
       acc[r] += quadSum(q, vec4<f32>(xAt(xi), xAt(xi + KS), xAt(xi + 2u * KS), xAt(xi + 3u * KS)));
 #endif

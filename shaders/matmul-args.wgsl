@@ -59,6 +59,18 @@ fn x4At(i: u32) -> vec4<f32> {
 }
 #endif
 
+#if XLANE0
+// x4At(i) where i is the same in every lane, loaded by lane `sid` 0 only and broadcast
+// (call it from subgroup-uniform control flow)
+fn xFromLane0(i: u32, sid: u32) -> vec4<f32> {
+  var v = vec4<f32>(0.0);
+  if (sid == 0u) {
+    v = x4At(i);
+  }
+  return subgroupBroadcast(v, 0u);
+}
+#endif
+
 // Where column `col` of a weight part starts (at k = 0) and its step per k, in elements of
 // the kernel's W array: the layout of prepareMatmulWeight, column blocks of `wb` elements,
 // each block K-major ([K][its width]), the last block possibly narrower. `ldw` is the

@@ -55,6 +55,14 @@ export interface MatmulTuning {
    * 0.55-0.83x the time, at 8 rows 0.57-0.70x; at 1 and 2 rows within noise (0.85-1.07x).
    */
   gemvShareXMinRows: number;
+  /**
+   * GEMV rows that read x as vec4s and do not share it (one row on the CPU profile): only
+   * lane 0 of each subgroup loads x and subgroupBroadcast hands it to the rest, where the
+   * adapter has subgroups. The address is the same in every lane, but lavapipe loads it in
+   * a per-lane loop; process CPU time per 4096 x 4096 GEMV, alternating in one process
+   * (2026-12-07): f32 0.88-0.95x, f16 0.85-0.88x. A GPU reads a shared address once anyway.
+   */
+  gemvXLane0: boolean;
   /** GEMM: rows per invocation (and per workgroup). */
   gemmRows: number;
   /** GEMM: column groups per invocation. */
@@ -112,6 +120,7 @@ const CPU_TUNING: MatmulTuning = {
   gemvF16PairsMaxRows: 8,
   gemvMinWorkgroups: 16,
   gemvShareXMinRows: 2,
+  gemvXLane0: true,
   gemmRows: 16,
   gemmCols4: 2,
   gemmWideCols4: 4,
@@ -130,6 +139,7 @@ const GPU_TUNING: MatmulTuning = {
   gemvF16PairsMaxRows: 0,
   gemvMinWorkgroups: 1,
   gemvShareXMinRows: 0,
+  gemvXLane0: false,
   gemmRows: 8,
   gemmCols4: 1,
   gemmWideCols4: 0,
@@ -278,6 +288,11 @@ function gemvShareX(rt: KernelRuntime, d: PartDispatch): boolean {
   return from > 0 && d.rows >= from && hasSubgroupsOf(rt, 8);
 }
 
+/** Whether a GEMV with `ks` splits of K loads x in lane 0 only (MatmulTuning.gemvXLane0): vec4 x, not shared. */
+function gemvXLane0(rt: KernelRuntime, d: PartDispatch, ks: number): boolean {
+  return d.tuning.gemvXLane0 && ks === 1 && d.xVec4 && !gemvShareX(rt, d) && rt.ctx.features.subgroups === true;
+}
+
 function dispatchGemv(rt: KernelRuntime, rec: Recorder, d: PartDispatch): void {
   if (d.weight.dtype === 'int8') return dispatchGemvI8(rt, rec, d);
   const pairs = d.weight.dtype === 'f16' && d.tuning.gemvSplitK === 1 && d.rows <= d.tuning.gemvF16PairsMaxRows && d.part.ldw4 % 2 === 0;
@@ -286,7 +301,7 @@ function dispatchGemv(rt: KernelRuntime, rec: Recorder, d: PartDispatch): void {
     // eight columns per invocation from one 16-byte load (see gemv-f16x8.wgsl)
     const kernel = rt.kernel({
       shader: 'gemv-f16x8',
-      defines: { ...commonDefines(d), TM: d.rows, WGN: wgn, XV4: d.xVec4, XSHARE: gemvShareX(rt, d) },
+      defines: { ...commonDefines(d), TM: d.rows, WGN: wgn, XV4: d.xVec4, XSHARE: gemvShareX(rt, d), XLANE0: gemvXLane0(rt, d, 1) },
       bindings: bindingKinds(d.weight),
       params: true,
     });
@@ -304,6 +319,7 @@ function dispatchGemv(rt: KernelRuntime, rec: Recorder, d: PartDispatch): void {
       PARTIALS: wgn * ks * d.rows,
       XV4: ks === 1 && d.xVec4,
       XSHARE: ks === 1 && gemvShareX(rt, d),
+      XLANE0: gemvXLane0(rt, d, ks),
     },
     bindings: bindingKinds(d.weight),
     params: true,

@@ -165,6 +165,14 @@ describe('matmul: inputs and outputs at unaligned offsets, other tilings', () =>
     { M: 6, N: 300, K: 64, dtype: 'f32', offsetRows: 1, tuning: { gemvShareXMinRows: 0 } },
     { M: 8, N: 301, K: 77, dtype: 'f16', bias: true, offsetRows: 2, tuning: { gemvShareXMinRows: 0 } },
     { M: 3, N: 300, K: 64, dtype: 'f16', tuning: { gemvShareXMinRows: 0, gemvF16PairsMaxRows: 0 } },
+    // one-row GEMVs whose vec4 x is loaded by lane 0 alone and broadcast (the CPU default
+    // where subgroups allow) and by every lane: f32 and both f16 kernels, a long k loop
+    // (K = 4100) and a short one, x after padding rows
+    { M: 1, N: 300, K: 4100, dtype: 'f32', bias: true, offsetRows: 4, tuning: { gemvXLane0: true } },
+    { M: 1, N: 301, K: 68, dtype: 'f16', offsetRows: 2, tuning: { gemvXLane0: true } },
+    { M: 1, N: 300, K: 68, dtype: 'f16', tuning: { gemvXLane0: true, gemvF16PairsMaxRows: 0 } },
+    { M: 1, N: 300, K: 4100, dtype: 'f32', bias: true, offsetRows: 4, tuning: { gemvXLane0: false } },
+    { M: 1, N: 301, K: 68, dtype: 'f16', offsetRows: 2, tuning: { gemvXLane0: false } },
     // x as fused gate/up rows, the activation applied as it is loaded: GEMV (vec4 x loads,
     // scalar loads, shared x, split K) and GEMM (shared x with a tail, plain, f16 pairs)
     { M: 1, N: 300, K: 64, dtype: 'f32', bias: true, gated: 'silu' },
