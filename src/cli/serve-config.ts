@@ -1,14 +1,16 @@
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { AutoGlmError } from '../errors.js';
 import { MAX_STEP_ROWS, validateEngineEnvironment } from '../engine/engine-options.js';
+import { checkKvCacheBytes } from '../engine/memory-plan.js';
+import { modelSpecFromConfig } from '../engine/model/config.js';
 import { WEIGHT_DTYPE_OPTIONS, type EngineOptions, type WeightDTypeOption } from '../engine/types.js';
 import { parseKernelProfile, type KernelProfileOption } from '../kernels/kernel-profile.js';
 import { REASONING_PARSER_OPTIONS, type ReasoningParserOption } from '../server/reasoning/types.js';
 import { TOOL_CALL_PARSER_OPTIONS, type ToolCallParserOption } from '../server/tool-calls/types.js';
 import type { CorsOptions } from '../server/cors.js';
-import { ALLOWED_ORIGINS_HELP, allowedOriginsOf, flagsHelp, MS, PORT, readFlags, type FlagSpec } from './flags.js';
+import { ALLOWED_ORIGINS_HELP, allowedOriginsOf, flagsHelp, MS, PORT, readFlags, type FlagReader, type FlagSpec } from './flags.js';
 import { withoutUndefined } from '../without-undefined.js';
 
 /** Everything `autoglm serve` is configured by: flags first, then AUTOGLM_* env, then defaults. */
@@ -195,6 +197,7 @@ export function parseServeConfig(argv: string[], env: NodeJS.ProcessEnv = proces
         param: 'weight-dtype',
       },
     );
+  checkKvCacheFlag(model ?? DEFAULT_MODEL_DIR, flags);
   return {
     modelDir: model ?? DEFAULT_MODEL_DIR,
     usingDefaultModel: model === undefined,
@@ -241,6 +244,39 @@ export function parseServeConfig(argv: string[], env: NodeJS.ProcessEnv = proces
       warmUp: !bool('no-warm-up'),
     },
   };
+}
+
+/**
+ * --kv-cache-bytes too small for one sequence at full context is refused with the flags
+ * (exit 2, before the port is bound), not when the model loads: config.json's shapes give
+ * the bytes per token. The KV dtype is the device's, so this takes the smaller, f16, unless
+ * --force-f32; Engine.load checks again with the real one, before the upload. A config.json
+ * that cannot be read is left to the load, which says what is wrong with it.
+ */
+function checkKvCacheFlag(modelDir: string, flags: FlagReader<FlagName>): void {
+  const kvCacheBytes = flags.num('kv-cache-bytes', true);
+  if (kvCacheBytes === undefined) return;
+  const file = join(modelDir, 'config.json');
+  let config: unknown;
+  try {
+    // a FIFO in its place would block the read
+    if (!statSync(file).isFile()) return;
+    config = JSON.parse(readFileSync(file, 'utf8'));
+  } catch {
+    return;
+  }
+  let spec: ReturnType<typeof modelSpecFromConfig>;
+  try {
+    spec = modelSpecFromConfig(config as Record<string, unknown>);
+  } catch {
+    return;
+  }
+  checkKvCacheBytes(
+    spec,
+    { kvCacheBytes, maxContextTokens: flags.num('max-context-tokens', true) },
+    flags.bool('force-f32') ? 'f32' : 'f16',
+    { budget: flags.label('kv-cache-bytes'), param: 'kv-cache-bytes', maxContext: '--max-context-tokens' },
+  );
 }
 
 /** The engine's options from a serve config (undefined fields left out, so the engine's defaults apply). */

@@ -27,7 +27,7 @@ import {
 import { validateEngineEnvironment, validateEngineOptions } from './engine-options.js';
 import { ResponseCache } from './response-cache.js';
 import { ModelRunner, type RunnerSequence } from './runner/model-runner.js';
-import { allocateKvShrinking, planMemory } from './memory-plan.js';
+import { allocateKvShrinking, checkKvCacheBytes, planMemory } from './memory-plan.js';
 import { uploadModel } from './runner/upload-model.js';
 import { Scheduler } from './scheduler.js';
 import { SequenceOutput } from './sequence-output.js';
@@ -171,6 +171,15 @@ export class Engine implements InferenceEngine {
       await folder.weights.close();
       throw e;
     });
+    try {
+      // the KV dtype is the device's: an explicit budget too small for one full-context
+      // sequence is refused now, not after the upload
+      checkKvCacheBytes(folder.spec, options, rt.preferredDType);
+    } catch (e) {
+      rt.destroy();
+      await folder.weights.close();
+      throw e;
+    }
     try {
       const model = await uploadModel(rt, folder, { weightDType: options.weightDType ?? rt.preferredDType }).finally(() =>
         folder.weights.close(),

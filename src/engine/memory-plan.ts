@@ -40,17 +40,57 @@ export function kvBytesPerToken(spec: Pick<ModelSpec, 'numLayers' | 'numKvHeads'
   return 2 * spec.numLayers * spec.numKvHeads * spec.headDim * dtypeBytes;
 }
 
+/** KV blocks when EngineOptions.kvBlockSize is not given. */
+const DEFAULT_KV_BLOCK_SIZE = 16;
+
+/** How checkKvCacheBytes names the budget and the context cap: the library's options, or the CLI's flags. */
+export interface KvBudgetNames {
+  budget: string;
+  param: string;
+  maxContext: string;
+}
+
+const OPTION_NAMES: KvBudgetNames = { budget: 'kvCacheBytes', param: 'kvCacheBytes', maxContext: 'maxContextTokens' };
+
+/**
+ * An explicit kvCacheBytes must hold one sequence at full context (whole blocks), or long
+ * requests could never run. config.json's shapes and the KV dtype decide it, so it is
+ * checked before the weights are uploaded (planMemory found it only after, minutes later
+ * on a large model): invalid_request naming the budget, with the least that would do.
+ */
+export function checkKvCacheBytes(
+  spec: Pick<ModelSpec, 'numLayers' | 'numKvHeads' | 'headDim' | 'contextLength'>,
+  options: Pick<EngineOptions, 'kvCacheBytes' | 'kvBlockSize' | 'maxContextTokens'>,
+  kvDType: 'f16' | 'f32',
+  names: KvBudgetNames = OPTION_NAMES,
+): void {
+  const budgetBytes = options.kvCacheBytes;
+  if (budgetBytes === undefined) return;
+  const blockSize = options.kvBlockSize ?? DEFAULT_KV_BLOCK_SIZE;
+  const contextLength = Math.min(spec.contextLength, options.maxContextTokens ?? Infinity);
+  const perToken = kvBytesPerToken(spec, kvDType === 'f16' ? 2 : 4);
+  const neededBytes = Math.ceil(contextLength / blockSize) * blockSize * perToken;
+  if (budgetBytes >= neededBytes) return;
+  throw new AutoGlmError(
+    'invalid_request',
+    `${names.budget} ${budgetBytes} cannot hold one sequence of the context length: ${contextLength} tokens x ${perToken} bytes per token ` +
+      `(${kvDType} KV cache, blocks of ${blockSize} tokens) needs ${neededBytes}; raise ${names.budget} to at least that or lower ${names.maxContext}`,
+    { param: names.param },
+  );
+}
+
 /** The default KV budget: DEFAULT_KV_MEMORY_FRACTION of the device's memory (as WebGPU reports it) after the weights. */
 export function defaultKvBudgetBytes(device: { maxBufferBytes: number }, residentWeightBytes: number): number {
   return Math.max(0, Math.floor(DEFAULT_KV_MEMORY_FRACTION * (device.maxBufferBytes - residentWeightBytes)));
 }
 
 export function planMemory(rt: KernelRuntime, spec: ModelSpec, model: Pick<GpuModel, 'residentBytes'>, options: EngineOptions): MemoryPlan {
-  const blockSize = options.kvBlockSize ?? 16;
+  const blockSize = options.kvBlockSize ?? DEFAULT_KV_BLOCK_SIZE;
   if (!Number.isInteger(blockSize) || blockSize < 1 || blockSize > 1024) {
     throw new AutoGlmError('invalid_request', `kvBlockSize must be an integer in [1, 1024], got ${blockSize}`, { param: 'kvBlockSize' });
   }
   const kvDType = rt.preferredDType;
+  checkKvCacheBytes(spec, options, kvDType);
   const dtypeBytes = kvDType === 'f16' ? 2 : 4;
   const perToken = kvBytesPerToken(spec, dtypeBytes);
   const blockBytes = perToken * blockSize;
@@ -72,13 +112,12 @@ export function planMemory(rt: KernelRuntime, spec: ModelSpec, model: Pick<GpuMo
   // budgets) nor above every batch slot at full context, which could never be used
   const wantedBlocks = estimated ? Math.max(minBlocks, Math.min(budgetBlocks, minBlocks * maxSeqs)) : budgetBlocks;
   const numBlocks = Math.min(limit, wantedBlocks);
+  // an explicit budget holds one sequence (checkKvCacheBytes): what is left is the device's binding limit
   if (numBlocks < minBlocks) {
     throw new AutoGlmError(
       'gpu_out_of_memory',
-      `a KV cache of ${numBlocks} blocks of ${blockSize} tokens cannot hold one sequence of the context length (${contextLength} tokens, ${minBlocks} blocks); ` +
-        `raise kvCacheBytes or lower maxContextTokens`,
-      // an explicit budget is the caller's to change
-      estimated ? {} : { param: 'kvCacheBytes' },
+      `a KV cache of ${numBlocks} blocks of ${blockSize} tokens (the most one binding per layer holds) cannot hold one sequence of the context length ` +
+        `(${contextLength} tokens, ${minBlocks} blocks); lower maxContextTokens`,
     );
   }
   return {

@@ -72,6 +72,8 @@ describe('exit codes and one-line errors (the built CLI)', () => {
         { AUTOGLM_GPU_EVENT_POLLING: 'sometimes' },
         /AUTOGLM_GPU_EVENT_POLLING must be one of auto, spin, paced, got 'sometimes'/,
       ],
+      // was refused by the engine after the port was bound and the weights were uploaded (exit 1)
+      [['serve', '--port', '0', '--kv-cache-bytes', '1000'], {}, /--kv-cache-bytes 1000 cannot hold one sequence of the context length/],
     ];
     for (const [args, env, message] of cases) {
       const r = cli(args, env);
@@ -163,6 +165,26 @@ describe('numbers: plain decimals within the flag bounds, from a flag or its var
       "AUTOGLM_GPU_EVENT_POLLING must be one of auto, spin, paced, got 'fast'",
     ]);
     expect(serve([], { AUTOGLM_GPU_EVENT_POLLING: 'paced' })).not.toBe('help');
+  });
+
+  test('--kv-cache-bytes too small for one sequence of the model is refused with the flags, naming it and the least that does', () => {
+    // demo-stories: 4 layers x 4 KV heads x head_dim 32, K and V, f16: 2048 bytes per token, 512 tokens of context
+    const demo = ['--model', 'models/demo-stories'];
+    const e = errorOf(() => serve([...demo, '--kv-cache-bytes', '1048575']));
+    expect(e.param).toBe('kv-cache-bytes');
+    expect(e.message).toBe(
+      '--kv-cache-bytes 1048575 cannot hold one sequence of the context length: 512 tokens x 2048 bytes per token ' +
+        '(f16 KV cache, blocks of 16 tokens) needs 1048576; raise --kv-cache-bytes to at least that or lower --max-context-tokens',
+    );
+    expect(serve([...demo, '--kv-cache-bytes', '1048576'])).not.toBe('help');
+    // a shorter context needs less; --force-f32 twice as much
+    expect(serve([...demo, '--kv-cache-bytes', '229376', '--max-context-tokens', '100'])).not.toBe('help');
+    expect(errorOf(() => serve([...demo, '--kv-cache-bytes', '1048576', '--force-f32'])).message).toMatch(/needs 2097152/);
+    expect(errorOf(() => serve(demo, { AUTOGLM_KV_CACHE_BYTES: '1000' })).message).toMatch(
+      /^AUTOGLM_KV_CACHE_BYTES \(--kv-cache-bytes\) 1000 cannot hold/,
+    );
+    // a folder without a readable config.json is left to the load, which names what is wrong
+    expect(serve(['--model', dir, '--kv-cache-bytes', '1'])).not.toBe('help');
   });
 
   test('a bad value from the environment names the variable, not only the flag', () => {

@@ -4,10 +4,12 @@
  * binding per layer and by every batch slot at full context. The expected numbers are
  * derived from the adapter's limits and the model's shape, so the test holds on any adapter.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { Engine } from '../../src/engine/engine.js';
 import {
   DEFAULT_KV_MEMORY_FRACTION,
   allocateKvShrinking,
+  checkKvCacheBytes,
   defaultKvBudgetBytes,
   kvBytesPerToken,
   planMemory,
@@ -19,6 +21,12 @@ import { uploadModel } from '../../src/engine/runner/upload-model.js';
 import type { GpuModel } from '../../src/engine/runner/gpu-model.js';
 import { maxKvBlocks } from '../../src/kernels/kv-write.js';
 import { KernelRuntime } from '../../src/kernels/runtime.js';
+
+// the upload, counted (and run as it is): a refusal "before the upload" must not reach it
+vi.mock('../../src/engine/runner/upload-model.js', async (importOriginal) => {
+  const real = await importOriginal<typeof import('../../src/engine/runner/upload-model.js')>();
+  return { ...real, uploadModel: vi.fn(real.uploadModel) };
+});
 
 const DEMO = 'models/demo-stories';
 const BLOCK = 16;
@@ -127,8 +135,39 @@ describe('the default KV budget', () => {
     } catch (e) {
       caught = e;
     }
-    expect(isAutoGlmError(caught, 'gpu_out_of_memory')).toBe(true);
+    expect(isAutoGlmError(caught, 'invalid_request')).toBe(true);
     expect((caught as { param?: string }).param).toBe('kvCacheBytes');
+  });
+
+  it('an explicit kvCacheBytes must hold one full-context sequence in whole blocks, no less', () => {
+    const spec = folder.spec;
+    const { blockBytes, minBlocks } = bounds(spec);
+    const refused = (kvCacheBytes: number, maxContextTokens?: number): string | null => {
+      try {
+        checkKvCacheBytes(spec, { kvCacheBytes, ...(maxContextTokens ? { maxContextTokens } : {}) }, rt.preferredDType);
+        return null;
+      } catch (e) {
+        expect(isAutoGlmError(e, 'invalid_request')).toBe(true);
+        return (e as Error).message;
+      }
+    };
+    expect(refused(minBlocks * blockBytes)).toBeNull();
+    expect(refused(minBlocks * blockBytes - 1)).toBe(
+      `kvCacheBytes ${minBlocks * blockBytes - 1} cannot hold one sequence of the context length: ${spec.contextLength} tokens x ` +
+        `${blockBytes / BLOCK} bytes per token (${rt.preferredDType} KV cache, blocks of ${BLOCK} tokens) needs ${minBlocks * blockBytes}; ` +
+        'raise kvCacheBytes to at least that or lower maxContextTokens',
+    );
+    // a shorter context needs less (100 tokens: 7 blocks)
+    expect(refused(7 * blockBytes, 100)).toBeNull();
+  });
+
+  it('Engine.load refuses a kvCacheBytes too small for one sequence before the upload, naming it', async () => {
+    const uploads = vi.mocked(uploadModel).mock.calls.length;
+    const e = await Engine.load(DEMO, { kvCacheBytes: 1024 }).catch((x: unknown) => x);
+    expect(isAutoGlmError(e, 'invalid_request'), String(e)).toBe(true);
+    expect((e as { param?: string }).param).toBe('kvCacheBytes');
+    // was gpu_out_of_memory from planMemory, after the weights were on the GPU
+    expect(vi.mocked(uploadModel).mock.calls.length).toBe(uploads);
   });
 });
 
