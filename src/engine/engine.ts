@@ -13,6 +13,7 @@ import { defaultMatmulTuning } from '../kernels/matmul.js';
 import { KernelRuntime } from '../kernels/runtime.js';
 import { ResponseFormatConstraints, type OutputConstraint } from './constraints/index.js';
 import { EventChannel } from './event-channel.js';
+import { LogprobTokens } from './logprob-tokens.js';
 import { loadModelFolder, type LoadedModelFolder } from './model-folder.js';
 import {
   isDeterministic,
@@ -130,6 +131,7 @@ export class Engine implements InferenceEngine {
   private readonly steps = { prefill: { count: 0, ms: 0, rows: 0 }, decode: { count: 0, ms: 0, rows: 0 } };
   private readonly responseCache: ResponseCache<TokenEvent[]>;
   private readonly constraints: ResponseFormatConstraints;
+  private readonly logprobTokens: LogprobTokens;
   /** Counter values that stats() subtracts: what warmUp() ran, so counters start from zero after it. */
   private statsBaseline: Pick<EngineStats, CumulativeStat> | null = null;
 
@@ -148,6 +150,7 @@ export class Engine implements InferenceEngine {
       vocabSize: folder.spec.vocabSize,
       eosTokenIds: folder.eosTokenIds,
     });
+    this.logprobTokens = new LogprobTokens(folder.tokenizer, folder.spec.vocabSize);
     this.responseCache = new ResponseCache({
       maxEntries: options.responseCacheEntries ?? 1024,
       maxBytes: options.responseCacheBytes ?? 64 * 1024 * 1024,
@@ -251,7 +254,7 @@ export class Engine implements InferenceEngine {
       text += ev.text;
       tokenIds.push(ev.tokenId);
       if (ev.logprob !== undefined)
-        logprobs.push({ tokenId: ev.tokenId, token: this.tokenText(ev.tokenId), logprob: ev.logprob, topLogprobs: ev.topLogprobs });
+        logprobs.push({ tokenId: ev.tokenId, ...this.logprobTokens.of(ev.tokenId), logprob: ev.logprob, topLogprobs: ev.topLogprobs });
       last = ev;
     }
     if (!last?.finishReason || !last.usage) {
@@ -603,7 +606,10 @@ export class Engine implements InferenceEngine {
     const step = a.output.push(tokenId);
     const reason = step.finishReason ?? (hitLength ? 'length' : undefined);
     const event: TokenEvent = { text: step.text, tokenId, index: step.index };
-    if (logprob !== undefined) event.logprob = logprob;
+    if (logprob !== undefined) {
+      event.logprob = logprob;
+      event.logprobToken = this.logprobTokens.of(tokenId);
+    }
     if (topLogprobs) event.topLogprobs = topLogprobs;
     if (reason) {
       event.finishReason = reason;
@@ -661,14 +667,9 @@ export class Engine implements InferenceEngine {
       // masked tokens (forbidden by a response_format, or a NaN / -inf logit) are no
       // alternatives: the sampler lists them last, at about -3e38, when too few others exist
       if (logprobs[row * 20 + i]! <= MASKED_LOGPROB) break;
-      out.push({ tokenId: id, token: this.tokenText(id), logprob: logprobs[row * 20 + i]! });
+      out.push({ tokenId: id, ...this.logprobTokens.of(id), logprob: logprobs[row * 20 + i]! });
     }
     return out;
-  }
-
-  /** A token's own text, as OpenAI's logprobs report it. */
-  private tokenText(id: number): string {
-    return this.folder.tokenizer.decode([id]);
   }
 
   private samplingRowFor(id: string): RunnerSequence['sampling'] {

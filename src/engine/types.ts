@@ -122,9 +122,16 @@ export interface GenerateRequest {
 
 export type FinishReason = 'stop' | 'length' | 'cancelled';
 
-export interface TopLogprob {
-  tokenId: number;
+/** A token as logprobs report it. */
+export interface LogprobToken {
+  /** Its text, or OpenAI's `bytes:\xf0\x9f` form where its bytes are only part of a UTF-8 character. */
   token: string;
+  /** Its own bytes (part of a character for some tokens: join a completion's to get its text). */
+  bytes: number[];
+}
+
+export interface TopLogprob extends LogprobToken {
+  tokenId: number;
   logprob: number;
 }
 
@@ -160,6 +167,8 @@ export interface TokenEvent {
   text: string;
   tokenId: number;
   logprob?: number;
+  /** With logprob: this token's text and bytes as logprobs report them. */
+  logprobToken?: LogprobToken;
   topLogprobs?: TopLogprob[];
   /** Absolute index of this token among generated tokens (resumed ones included). */
   index: number;
@@ -217,7 +226,7 @@ export interface CompletionResult {
   tokenIds: number[];
   finishReason: FinishReason;
   usage: Usage;
-  logprobs?: { tokenId: number; token: string; logprob: number; topLogprobs?: TopLogprob[] }[];
+  logprobs?: (LogprobToken & { tokenId: number; logprob: number; topLogprobs?: TopLogprob[] })[];
   /** The last event's metrics. */
   metrics?: RequestMetrics;
 }

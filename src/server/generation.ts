@@ -1,5 +1,5 @@
 import { setMaxListeners } from 'node:events';
-import type { FinishReason, GenerateRequest, InferenceEngine, TopLogprob, Usage } from '../engine/types.js';
+import type { FinishReason, GenerateRequest, InferenceEngine, LogprobToken, TopLogprob, Usage } from '../engine/types.js';
 import type { GenerationTimer, GenerationTiming } from './metrics.js';
 
 /** One choice of a request: its own GenerateRequest (prompt already tokenized). */
@@ -10,9 +10,8 @@ export interface ChoiceSpec {
   request: GenerateRequest & { prompt: number[] };
 }
 
-export interface TokenLogprob {
+export interface TokenLogprob extends LogprobToken {
   tokenId: number;
-  token: string;
   logprob: number;
   top: TopLogprob[];
 }
@@ -96,7 +95,7 @@ async function runOne(choice: ChoiceSpec, signal: AbortSignal, options: RunChoic
     if (options.withLogprobs && event.logprob !== undefined) {
       pending.logprobs.push({
         tokenId: event.tokenId,
-        token: await tokenText(options.engine, event.tokenId, event.topLogprobs),
+        ...(event.logprobToken ?? (await decodedToken(options.engine, event.tokenId))),
         logprob: event.logprob,
         top: event.topLogprobs ?? [],
       });
@@ -136,7 +135,8 @@ function emptyChunk(index: number): ChoiceChunk {
   return { index, text: '', tokenIds: [], logprobs: [], finishReason: null };
 }
 
-async function tokenText(engine: InferenceEngine, tokenId: number, top: TopLogprob[] | undefined): Promise<string> {
-  const known = top?.find((t) => t.tokenId === tokenId);
-  return known ? known.token : engine.detokenize([tokenId]);
+/** For an engine whose events do not carry the token as logprobs report it: its decoded text. */
+async function decodedToken(engine: InferenceEngine, tokenId: number): Promise<LogprobToken> {
+  const token = await engine.detokenize([tokenId]);
+  return { token, bytes: [...Buffer.from(token, 'utf8')] };
 }

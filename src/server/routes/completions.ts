@@ -56,8 +56,9 @@ export async function completions(ctx: RouteContext, request: FastifyRequest, re
   const streamedChars = new Map<number, number>();
   const shape: ResponseShape = {
     chunk: async (c) => {
+      // text_offset counts characters (code points), not UTF-16 units
       const offset = streamedChars.get(c.index) ?? 0;
-      streamedChars.set(c.index, offset + c.text.length);
+      streamedChars.set(c.index, offset + [...c.text].length);
       return {
         ...head,
         choices: [
