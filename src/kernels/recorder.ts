@@ -75,7 +75,10 @@ export class Recorder {
       throw new Error(`${kernel.key}: workgroup grid ${x}x${y}x${z} exceeds ${maxGroups} per dimension`);
     }
     if (x === 0 || y === 0 || z === 0) return;
-    const pass = this.computePass();
+    // profiling: this dispatch alone in a pass with timestamps (see DispatchProfiler)
+    const stamps = this.rt.profiler?.passTimestamps(kernel.spec.shader) ?? null;
+    if (stamps) this.endPass();
+    const pass = stamps ? (this.pass = this.encoder.beginComputePass({ timestampWrites: stamps })) : this.computePass();
     pass.setPipeline(kernel.pipeline);
     const ranges = widenStorageRanges(bindings.map(bindingRange), kernel.spec.bindings, this.rt.maxBindingBytes);
     pass.setBindGroup(0, this.rt.bindGroup(kernel.bufferLayout, `k${kernel.id}`, ranges));
@@ -86,6 +89,7 @@ export class Recorder {
     }
     pass.dispatchWorkgroups(x, y, z);
     this.dispatchCount++;
+    if (stamps) this.endPass();
   }
 
   copy(src: Binding, dst: Binding, byteLength?: number): void {
@@ -107,6 +111,7 @@ export class Recorder {
     if (this.submitted) throw new Error('recorder already submitted');
     this.submitted = true;
     this.endPass();
+    this.rt.profiler?.resolveInto(this.encoder);
     for (const buffer of this.arenasUsed) {
       // an arena outgrown mid-recording only serves the slots that fit in it
       const bytes = Math.min(this.paramSlots * PARAMS_SLOT_BYTES, buffer.size);

@@ -4,6 +4,7 @@
  */
 import { AutoGlmError } from '../errors.js';
 import { BufferPool } from './buffer-pool.js';
+import type { DispatchProfiler } from './dispatch-profiler.js';
 import { acquireGpu, type GpuContext, type GpuOptions } from './device.js';
 import { ErrorSink } from './error-sink.js';
 import { nudgeDawnEventPolling } from './event-polling.js';
@@ -67,6 +68,12 @@ export class KernelRuntime {
     this.ctx.assertAlive();
     return this.pipelines.get(spec);
   }
+
+  /**
+   * While set, every dispatch recorded is timed on the device and summed by kernel (one pass
+   * per dispatch: profiled work runs a little slower). Attach, run the work, read, detach.
+   */
+  profiler: DispatchProfiler | null = null;
 
   recorder(): Recorder {
     this.ctx.assertAlive();
