@@ -5,6 +5,7 @@
  * emoji), 104 (AB) and 254 (A0), which decode alone to U+FFFD. Each must keep its own
  * bytes and a distinct `bytes:\xf0\x9f` string (OpenAI's form), the completions' top
  * alternatives must not collide, and text_offset must point into the returned text.
+ * Completions' top_logprobs also hold the sampled token (with logprobs 0, it alone).
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -94,6 +95,18 @@ test('chat: each token keeps its own bytes and a distinct bytes: string, its alt
   expect(decode(content.flatMap((e) => e.bytes))).toBe(choice.message.content);
 });
 
+/** A streamed completion's chunks. */
+async function sse(url: string, body: object): Promise<{ choices: { logprobs: CompletionLogprobs }[] }[]> {
+  const response = await fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${API_KEY}` },
+    body: JSON.stringify(body),
+  });
+  return (await readSse(response))
+    .filter((d) => d !== '[DONE]')
+    .map((d) => JSON.parse(d) as { choices: { logprobs: CompletionLogprobs }[] });
+}
+
 interface CompletionLogprobs {
   tokens: string[];
   token_logprobs: number[];
@@ -113,8 +126,11 @@ test('completions: distinct tokens and top keys, text_offset where each token be
   const bytes = ids.flatMap((id) => PARTS[id]!.bytes);
   expect(decode(bytes)).toBe(choice.text);
   lp.top_logprobs.forEach((top, i) => {
-    // the two alternatives were one key, and the one kept could be below the chosen token's own logprob
-    expect(Object.keys(top)).toHaveLength(2);
+    // the two alternatives were one key, and the one kept could be below the chosen token's own logprob;
+    // the sampled token is there too (OpenAI: up to logprobs + 1 entries)
+    expect(Object.keys(top).length).toBeGreaterThanOrEqual(2);
+    expect(Object.keys(top).length).toBeLessThanOrEqual(3);
+    expect(top[lp.tokens[i]!]).toBe(lp.token_logprobs[i]);
     for (const key of Object.keys(top)) expect(Object.values(PARTS).map((p) => p.token)).toContain(key);
     expect(Math.max(...Object.values(top))).toBeGreaterThanOrEqual(lp.token_logprobs[i]! - 1e-6);
   });
@@ -124,17 +140,24 @@ test('completions: distinct tokens and top keys, text_offset where each token be
   expect(lp.text_offset).toEqual(firstBytes.map((k) => characterOfByte(bytes, k)));
   expect(Math.max(...lp.text_offset)).toBeLessThan(characters(choice.text));
 
-  const response = await fetch(`${running.url}/v1/completions`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', authorization: `Bearer ${API_KEY}` },
-    body: JSON.stringify({ ...body, stream: true }),
-  });
-  const chunks = (await readSse(response))
-    .filter((d) => d !== '[DONE]')
-    .map((d) => JSON.parse(d) as { choices: { logprobs: CompletionLogprobs }[] });
+  const chunks = await sse(`${running.url}/v1/completions`, { ...body, stream: true });
   const streamed = chunks.flatMap((c) => c.choices).map((c) => c.logprobs!);
   expect(streamed.flatMap((l) => l.tokens)).toEqual(lp.tokens);
   expect(streamed.flatMap((l) => l.text_offset)).toEqual(lp.text_offset);
+});
+
+test('completions with logprobs 0: each top_logprobs holds the sampled token, as OpenAI and vLLM return it', async () => {
+  for (const stream of [false, true]) {
+    const body = { model: MODEL, prompt: 'hello', logprobs: 0, ...FORCED, stream };
+    const lps: CompletionLogprobs[] = stream
+      ? (await sse(`${running.url}/v1/completions`, body)).flatMap((c) => c.choices.map((x) => x.logprobs))
+      : [((await postJson(`${running.url}/v1/completions`, body)).json.choices as { logprobs: CompletionLogprobs }[])[0]!.logprobs];
+    const tokens = lps.flatMap((l) => l.tokens);
+    const logprobs = lps.flatMap((l) => l.token_logprobs);
+    expect(tokens).toHaveLength(6);
+    // was [{}, {}, ...]
+    expect(lps.flatMap((l) => l.top_logprobs)).toEqual(tokens.map((t, i) => ({ [t]: logprobs[i] })));
+  }
 });
 
 test('text_offset follows the text TextDecoder makes of any bytes: cut-off and invalid sequences are one U+FFFD each', () => {

@@ -34,15 +34,19 @@ export function completionLogprobs(
   return {
     tokens: entries.map((e) => e.token),
     token_logprobs: entries.map((e) => e.logprob),
-    top_logprobs: entries.map((e) => topMap(e.top.slice(0, topN))),
+    top_logprobs: entries.map((e) => topMap(e.top.slice(0, topN), e)),
     text_offset: textOffset,
   };
 }
 
-/** Alternatives by token string; should two tokens share one, the likelier (listed first) keeps it. */
-function topMap(top: TopLogprob[]): Record<string, number> {
+/**
+ * Alternatives by token string, and the sampled token whether or not it is one of them (so
+ * up to logprobs + 1 entries, and with logprobs 0 the sampled token alone: OpenAI's and
+ * vLLM's shape). Should two tokens share a string, the likelier (listed first) keeps it.
+ */
+function topMap(top: TopLogprob[], sampled: TokenLogprob): Record<string, number> {
   const map: Record<string, number> = {};
-  for (const t of top) if (!Object.hasOwn(map, t.token)) map[t.token] = t.logprob;
+  for (const t of [...top, sampled]) if (!Object.hasOwn(map, t.token)) map[t.token] = t.logprob;
   return map;
 }
 
