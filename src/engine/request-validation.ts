@@ -156,6 +156,7 @@ function validateFieldTypes(r: GenerateRequest): void {
   for (const [param, v] of [
     ['ignore_eos', r.ignoreEos],
     ['logprobs', r.logprobs],
+    ['include_stop_str_in_output', r.includeStopStrInOutput],
   ] as const) {
     if (v !== undefined && typeof v !== 'boolean') throw invalid(param, `${param} must be true or false, got ${describe(v)}`);
   }
@@ -311,6 +312,7 @@ const REQUEST_SCALARS = [
   'maxTokens',
   'minTokens',
   'ignoreEos',
+  'includeStopStrInOutput',
   'logprobs',
   'topLogprobs',
   'signal',

@@ -1,8 +1,9 @@
 /**
  * Turns one sequence's sampled token ids into text events and decides when it ends:
- * EOS or a stop token id ('stop'), a stop string ('stop', the stop text and anything after
- * it withheld), or max tokens ('length'). Text is released only when final: a partial
- * UTF-8 character, or text that could still begin a stop string, waits for the next token.
+ * EOS or a stop token id ('stop'), a stop string ('stop', anything after it withheld, and
+ * the stop text too unless includeStopString), or max tokens ('length'). Text is released
+ * only when final: a partial UTF-8 character, or text that could still begin a stop
+ * string, waits for the next token.
  */
 import { IncrementalDetokenizer, type Detokenize } from './tokenizer/incremental-detokenizer.js';
 import { StopStringMatcher } from './tokenizer/stop-strings.js';
@@ -13,6 +14,8 @@ export interface SequenceOutputOptions {
   eosTokenIds: readonly number[];
   stopTokenIds: readonly number[];
   stop: readonly string[];
+  /** A stop string that ends the output stays at its end (vLLM's include_stop_str_in_output). */
+  includeStopString?: boolean;
   /** Generated tokens at most, resumed ones included. */
   maxTokens: number;
   /**
@@ -42,7 +45,7 @@ export class SequenceOutput {
     this.detokenizer = new IncrementalDetokenizer(o.tokenizer);
     // a resumed stream continues exactly where the other worker's text stopped
     this.detokenizer.prime(o.resumeTokenIds);
-    this.stops = new StopStringMatcher(o.stop);
+    this.stops = new StopStringMatcher(o.stop, { includeStop: o.includeStopString });
     this.endIds = new Set([...o.eosTokenIds, ...o.stopTokenIds]);
     this.generated = o.resumeTokenIds.length;
   }

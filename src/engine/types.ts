@@ -90,8 +90,10 @@ export interface GenerateRequest {
    */
   minTokens?: number;
   sampling?: SamplingParams;
-  /** Stop strings: generation ends before the first occurrence; the stop text is not returned. */
+  /** Stop strings: generation ends before the first occurrence; the stop text is not returned (see includeStopStrInOutput). */
   stop?: string[];
+  /** vLLM's include_stop_str_in_output: the stop string that ended the output is returned at its end. */
+  includeStopStrInOutput?: boolean;
   stopTokenIds?: number[];
   /** Keep going after EOS (benchmarks). */
   ignoreEos?: boolean;

@@ -24,6 +24,8 @@ export interface CommonBody {
   /** Shape checked by the route schema (schemas.ts); the JSON Schema itself by the engine. */
   response_format?: ResponseFormatBody | null;
   stop?: string | string[] | null;
+  /** vLLM's: the stop string that ended the output stays at its end. */
+  include_stop_str_in_output?: boolean | null;
   stop_token_ids?: number[] | null;
   ignore_eos?: boolean | null;
   return_token_ids?: boolean | null;
@@ -48,6 +50,7 @@ export interface CommonParams {
   minTokens: number | undefined;
   sampling: SamplingParams;
   stop: string[] | undefined;
+  includeStopStrInOutput: boolean;
   stopTokenIds: number[] | undefined;
   ignoreEos: boolean;
   returnTokenIds: boolean;
@@ -86,6 +89,7 @@ export function parseCommon(body: CommonBody, maxTokens: number | null | undefin
     minTokens: body.min_tokens ?? undefined,
     sampling,
     stop: stop && stop.length > 0 ? stop : undefined,
+    includeStopStrInOutput: body.include_stop_str_in_output === true,
     stopTokenIds: body.stop_token_ids ?? undefined,
     ignoreEos: body.ignore_eos === true,
     returnTokenIds: body.return_token_ids === true,
@@ -163,6 +167,7 @@ export function choiceRequest(
     minTokens: params.minTokens,
     sampling: { ...params.sampling, ...(seed !== undefined && choiceIndex > 0 ? { seed: seed + choiceIndex } : {}) },
     stop: params.stop,
+    includeStopStrInOutput: params.includeStopStrInOutput || undefined,
     stopTokenIds: params.stopTokenIds,
     ignoreEos: params.ignoreEos || undefined,
     logprobs: extra.logprobs || undefined,

@@ -64,6 +64,8 @@ const commonProperties = {
     description: 'null, a string, or an array of at most 16 non-empty strings',
     anyOf: [{ type: 'null' }, { type: 'string' }, { type: 'array', items: { type: 'string', minLength: 1 }, maxItems: 16 }],
   },
+  // vLLM's: the stop string that ended the output stays at its end
+  include_stop_str_in_output: { type: nullable('boolean') },
   stop_token_ids: { type: nullable('array'), items: tokenId },
   ignore_eos: { type: nullable('boolean') },
   user: { type: nullable('string') },

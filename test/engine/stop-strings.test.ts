@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { StopStringMatcher } from '../../src/engine/tokenizer/index.js';
 
-function run(stops: string[], deltas: string[]): { emitted: string[]; stopped: boolean; stop?: string } {
-  const m = new StopStringMatcher(stops);
+function run(stops: string[], deltas: string[], includeStop = false): { emitted: string[]; stopped: boolean; stop?: string } {
+  const m = new StopStringMatcher(stops, { includeStop });
   const emitted: string[] = [];
   for (const d of deltas) {
     const r = m.push(d);
@@ -41,6 +41,15 @@ describe('StopStringMatcher', () => {
     expect(run([], ['a', 'b']).emitted).toEqual(['a', 'b', '']);
     expect(run([''], ['a']).emitted).toEqual(['a', '']);
     expect(run(['xyz'], ['abcxy']).emitted).toEqual(['abc', 'xy']);
+  });
+
+  it('with includeStop, the stop string that matched ends the text (split across deltas too) and what follows is dropped', () => {
+    const r = run(['\nUser:'], ['Hello', ' there\n', 'Us', 'er: more'], true);
+    expect(r.emitted).toEqual(['Hello', ' there', '', '\nUser:']);
+    expect(r.stop).toBe('\nUser:');
+    // the earliest of several, not the longest
+    expect(run(['猫', '😀!'], ['ab😀', '!x猫'], true).emitted.join('')).toBe('ab😀!');
+    expect(run(['END'], ['the E', 'N', 'o'], true).emitted.join('')).toBe('the ENo');
   });
 
   it('after a stop, further deltas produce nothing', () => {

@@ -1,9 +1,15 @@
 /**
  * Stop strings over a text stream. Text that could be the beginning of a stop string is
  * held back until the next delta settles it, so a client never sees part of a stop
- * string; on a hit, the text before the earliest stop string is released and the rest
+ * string; on a hit, the text before the earliest stop string is released (with the stop
+ * string itself when `includeStop` is set, vLLM's include_stop_str_in_output) and the rest
  * dropped.
  */
+
+export interface StopStringOptions {
+  /** Release the stop string that matched, at the end of the text. */
+  includeStop?: boolean;
+}
 
 export interface StopMatch {
   /** Text safe to emit now. */
@@ -19,7 +25,10 @@ export class StopStringMatcher {
   private pending = '';
   private done = false;
 
-  constructor(stops: readonly string[]) {
+  constructor(
+    stops: readonly string[],
+    private readonly options: StopStringOptions = {},
+  ) {
     this.stops = stops.filter((s) => s.length > 0);
   }
 
@@ -41,7 +50,7 @@ export class StopStringMatcher {
     }
     if (hit !== undefined) {
       this.done = true;
-      const out = this.pending.slice(0, hitAt);
+      const out = this.pending.slice(0, this.options.includeStop ? hitAt + hit.length : hitAt);
       this.pending = '';
       return { text: out, stopped: true, stop: hit };
     }
