@@ -3,26 +3,14 @@
  * loopback around the demo engine): best_of and echo are refused with a 400 that names the
  * option and says what is not supported, where they would otherwise change nothing.
  */
-import { afterAll, beforeAll, expect, test } from 'vitest';
-import type { InferenceEngine } from '../../src/engine/types.js';
-import { loadDemoEngine, postJson, startServer, type RunningServer } from './helpers.js';
+import { expect, test } from 'vitest';
+import { postJson, useDemoServer } from './helpers.js';
 
-let engine: InferenceEngine;
-let running: RunningServer;
+const server = useDemoServer();
 const MODEL = 'demo-stories';
 
-beforeAll(async () => {
-  engine = await loadDemoEngine();
-  running = await startServer({ engine });
-});
-
-afterAll(async () => {
-  await running?.close();
-  await engine?.close();
-});
-
 const complete = (extra: Record<string, unknown>) =>
-  postJson(`${running.url}/v1/completions`, { model: MODEL, prompt: 'Once upon a time', max_tokens: 2, temperature: 0, ...extra });
+  postJson(`${server().url}/v1/completions`, { model: MODEL, prompt: 'Once upon a time', max_tokens: 2, temperature: 0, ...extra });
 
 function expectRefusal(r: { status: number; json: Record<string, unknown> }, param: string, message: RegExp): void {
   expect(r.status, JSON.stringify(r.json)).toBe(400);

@@ -1,3 +1,4 @@
+import { afterAll, beforeAll } from 'vitest';
 import { Engine } from '../../src/engine/engine.js';
 import type { EngineOptions, InferenceEngine } from '../../src/engine/types.js';
 import { buildServer, type AutoGlmServer, type ServerOptions } from '../../src/server/index.js';
@@ -23,4 +24,25 @@ export async function startServer(options: Partial<ServerOptions> & Pick<ServerO
   const server = buildServer({ auth: { apiKeys: [API_KEY] }, logger: false, ...options });
   const url = await server.listen({ port: 0, host: '127.0.0.1' });
   return { server, url, close: () => server.close() };
+}
+
+/**
+ * The demo engine behind a real server on loopback, for the test file that calls this at
+ * its top level: loaded before the file's tests, both closed after them.
+ */
+export function useDemoServer(engineOptions: EngineOptions = {}, serverOptions: Partial<ServerOptions> = {}): () => RunningServer {
+  let engine: InferenceEngine | undefined;
+  let running: RunningServer | undefined;
+  beforeAll(async () => {
+    engine = await loadDemoEngine(engineOptions);
+    running = await startServer({ engine, ...serverOptions });
+  });
+  afterAll(async () => {
+    await running?.close();
+    await engine?.close();
+  });
+  return () => {
+    if (!running) throw new Error('useDemoServer: the server is not up (call it at the top level of a test file)');
+    return running;
+  };
 }

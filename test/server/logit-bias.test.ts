@@ -3,26 +3,14 @@
  * demo engine): the bias reaches the GPU sampler from both routes, bad values are 400s naming
  * the parameter, and every response_format type is accepted.
  */
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import type { InferenceEngine } from '../../src/engine/types.js';
-import { STORY_PROMPT, loadDemoEngine, postJson, startServer, type RunningServer } from './helpers.js';
+import { describe, expect, test } from 'vitest';
+import { STORY_PROMPT, postJson, useDemoServer } from './helpers.js';
 
-let engine: InferenceEngine;
-let running: RunningServer;
+const server = useDemoServer({ responseCacheEntries: 0 });
 const MODEL = 'demo-stories';
 
-beforeAll(async () => {
-  engine = await loadDemoEngine({ responseCacheEntries: 0 });
-  running = await startServer({ engine });
-});
-
-afterAll(async () => {
-  await running?.close();
-  await engine?.close();
-});
-
 const chat = (extra: Record<string, unknown>) =>
-  postJson(`${running.url}/v1/chat/completions`, {
+  postJson(`${server().url}/v1/chat/completions`, {
     model: MODEL,
     messages: STORY_PROMPT,
     max_tokens: 5,
@@ -41,7 +29,7 @@ describe('logit_bias', () => {
     expect(tokenIds(forced)).toEqual([70, 70, 70, 70, 70]);
 
     const completion = (extra: Record<string, unknown>) =>
-      postJson(`${running.url}/v1/completions`, {
+      postJson(`${server().url}/v1/completions`, {
         model: MODEL,
         prompt: 'Once upon a time',
         max_tokens: 5,

@@ -2,23 +2,11 @@
  * min_tokens (vLLM's) at the HTTP surface (a real server on loopback around the demo
  * engine): it reaches the engine from both routes, and bad values are 400s naming it.
  */
-import { afterAll, beforeAll, expect, test } from 'vitest';
-import type { InferenceEngine } from '../../src/engine/types.js';
-import { STORY_PROMPT, loadDemoEngine, postJson, startServer, type RunningServer } from './helpers.js';
+import { expect, test } from 'vitest';
+import { STORY_PROMPT, postJson, useDemoServer } from './helpers.js';
 
-let engine: InferenceEngine;
-let running: RunningServer;
+const server = useDemoServer({ responseCacheEntries: 0 });
 const MODEL = 'demo-stories';
-
-beforeAll(async () => {
-  engine = await loadDemoEngine({ responseCacheEntries: 0 });
-  running = await startServer({ engine });
-});
-
-afterAll(async () => {
-  await running?.close();
-  await engine?.close();
-});
 
 interface Answer {
   choices: { finish_reason: string; message?: { content: string }; text?: string }[];
@@ -27,7 +15,7 @@ interface Answer {
 }
 
 const chat = async (extra: Record<string, unknown>) => {
-  const r = await postJson(`${running.url}/v1/chat/completions`, { model: MODEL, messages: STORY_PROMPT, temperature: 0, ...extra });
+  const r = await postJson(`${server().url}/v1/chat/completions`, { model: MODEL, messages: STORY_PROMPT, temperature: 0, ...extra });
   return { status: r.status, body: r.json as unknown as Answer };
 };
 
@@ -45,10 +33,10 @@ test('chat: a story that ends by itself goes on to min_tokens, and only the endi
 
 test('completions: min_tokens holds a stop string back until it is reached', async () => {
   const body = { model: MODEL, prompt: 'Once upon a time, there was a', max_tokens: 40, temperature: 0, stop: [' '] };
-  const cut = await postJson(`${running.url}/v1/completions`, body);
+  const cut = await postJson(`${server().url}/v1/completions`, body);
   expect(cut.status).toBe(200);
   const short = (cut.json as unknown as Answer).choices[0]!.text!;
-  const held = await postJson(`${running.url}/v1/completions`, { ...body, min_tokens: 12 });
+  const held = await postJson(`${server().url}/v1/completions`, { ...body, min_tokens: 12 });
   expect(held.status).toBe(200);
   const long = (held.json as unknown as Answer).choices[0]!.text!;
   expect(long.length).toBeGreaterThan(short.length);

@@ -3,23 +3,11 @@
  * response cache on): vLLM's include_stop_str_in_output keeps the stop string that ended
  * the output at its end, on both routes, streamed or not, with finish_reason 'stop'.
  */
-import { afterAll, beforeAll, expect, test } from 'vitest';
-import type { InferenceEngine } from '../../src/engine/types.js';
-import { API_KEY, STORY_PROMPT, loadDemoEngine, postJson, readSse, startServer, type RunningServer } from './helpers.js';
+import { expect, test } from 'vitest';
+import { API_KEY, STORY_PROMPT, postJson, readSse, useDemoServer } from './helpers.js';
 
-let engine: InferenceEngine;
-let running: RunningServer;
+const server = useDemoServer();
 const MODEL = 'demo-stories';
-
-beforeAll(async () => {
-  engine = await loadDemoEngine();
-  running = await startServer({ engine });
-});
-
-afterAll(async () => {
-  await running?.close();
-  await engine?.close();
-});
 
 interface Choice {
   text?: string;
@@ -31,12 +19,12 @@ interface Choice {
 /** The text and finish reason of one choice, whole or from its chunks. */
 async function answer(path: string, body: Record<string, unknown>): Promise<{ text: string; finish: string | null }> {
   if (!body.stream) {
-    const r = await postJson(`${running.url}${path}`, body);
+    const r = await postJson(`${server().url}${path}`, body);
     expect(r.status, JSON.stringify(r.json)).toBe(200);
     const c = (r.json.choices as Choice[])[0]!;
     return { text: c.text ?? c.message!.content, finish: c.finish_reason };
   }
-  const response = await fetch(`${running.url}${path}`, {
+  const response = await fetch(`${server().url}${path}`, {
     method: 'POST',
     headers: { 'content-type': 'application/json', authorization: `Bearer ${API_KEY}` },
     body: JSON.stringify(body),
@@ -69,7 +57,7 @@ test.each([
 });
 
 test('include_stop_str_in_output must be a boolean', async () => {
-  const r = await postJson(`${running.url}/v1/completions`, {
+  const r = await postJson(`${server().url}/v1/completions`, {
     model: MODEL,
     prompt: 'Hi',
     max_tokens: 2,

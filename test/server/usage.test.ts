@@ -3,25 +3,13 @@
  * around the demo engine, prefix caching on, response cache off): each prompt counts once,
  * and so do the prompt tokens the prefix cache gave it.
  */
-import { afterAll, beforeAll, expect, test } from 'vitest';
-import type { InferenceEngine } from '../../src/engine/types.js';
-import { loadDemoEngine, postJson, startServer, type RunningServer } from './helpers.js';
+import { expect, test } from 'vitest';
+import { postJson, useDemoServer } from './helpers.js';
 
-let engine: InferenceEngine;
-let running: RunningServer;
+const server = useDemoServer({ responseCacheEntries: 0 });
 const MODEL = 'demo-stories';
 const P1 = 'Once upon a time there was a little girl named Lily. She liked';
 const P2 = 'The big brown dog ran to the park and saw a red ball on the';
-
-beforeAll(async () => {
-  engine = await loadDemoEngine({ responseCacheEntries: 0 });
-  running = await startServer({ engine });
-});
-
-afterAll(async () => {
-  await running?.close();
-  await engine?.close();
-});
 
 interface Usage {
   prompt_tokens: number;
@@ -29,7 +17,7 @@ interface Usage {
 }
 
 async function usageOf(extra: Record<string, unknown>): Promise<Usage> {
-  const r = await postJson(`${running.url}/v1/completions`, { model: MODEL, max_tokens: 1, temperature: 0, ...extra });
+  const r = await postJson(`${server().url}/v1/completions`, { model: MODEL, max_tokens: 1, temperature: 0, ...extra });
   expect(r.status, JSON.stringify(r.json)).toBe(200);
   return r.json.usage as Usage;
 }
