@@ -6,6 +6,7 @@
  * before submit, and dispatches bind it at a dynamic offset. So a forward step costs one
  * writeBuffer and one submit however many kernels it runs, and bind groups stay cached.
  */
+import type { DispatchProfiler } from './dispatch-profiler.js';
 import type { BindingKind, Kernel } from './pipeline-cache.js';
 import { PARAMS_SLOT_BYTES } from './pipeline-cache.js';
 import type { Params } from './params.js';
@@ -55,6 +56,8 @@ export class Recorder {
   /** Arena buffers bound by this recording (more than one if the arena grew meanwhile). */
   private readonly arenasUsed = new Set<GPUBuffer>();
   private submitted = false;
+  /** Profilers that timed dispatches of this recording (usually none). */
+  private readonly profilers = new Set<DispatchProfiler>();
   dispatchCount = 0;
 
   constructor(private readonly rt: KernelRuntime) {
@@ -76,8 +79,13 @@ export class Recorder {
     }
     if (x === 0 || y === 0 || z === 0) return;
     // profiling: this dispatch alone in a pass with timestamps (see DispatchProfiler)
-    const stamps = this.rt.profiler?.passTimestamps(kernel.spec.shader) ?? null;
-    if (stamps) this.endPass();
+    const profiler = this.rt.profiler;
+    const stamps = profiler?.passTimestamps(kernel.spec.shader) ?? null;
+    if (stamps) {
+      this.endPass();
+      // resolved at submit even if the profiler is detached from the runtime by then
+      this.profilers.add(profiler!);
+    }
     const pass = stamps ? (this.pass = this.encoder.beginComputePass({ timestampWrites: stamps })) : this.computePass();
     pass.setPipeline(kernel.pipeline);
     const ranges = widenStorageRanges(bindings.map(bindingRange), kernel.spec.bindings, this.rt.maxBindingBytes);
@@ -111,7 +119,7 @@ export class Recorder {
     if (this.submitted) throw new Error('recorder already submitted');
     this.submitted = true;
     this.endPass();
-    this.rt.profiler?.resolveInto(this.encoder);
+    for (const profiler of this.profilers) profiler.resolveInto(this.encoder);
     for (const buffer of this.arenasUsed) {
       // an arena outgrown mid-recording only serves the slots that fit in it
       const bytes = Math.min(this.paramSlots * PARAMS_SLOT_BYTES, buffer.size);

@@ -47,11 +47,17 @@ it('times each dispatch by kernel, across recorders, and leaves the results unch
   for (const t of times) expect(t.ms).toBeGreaterThan(0);
   expect(profiler.dispatches).toBe(5);
 
-  // detached: nothing more is counted
+  // detached: nothing more is counted, but a recording timed while attached is resolved at its submit
+  const late = rt.recorder();
+  rt.profiler = profiler;
+  add(rt, late, uploadFloats(rt, 'f32', a), uploadFloats(rt, 'f32', b), out);
+  rt.profiler = null;
+  await late.submit();
+  expect((await profiler.read()).find((t) => t.kernel === 'add')).toMatchObject({ dispatches: 5 });
   const rec = rt.recorder();
   add(rt, rec, uploadFloats(rt, 'f32', a), uploadFloats(rt, 'f32', b), out);
   await rec.submit();
-  expect(profiler.dispatches).toBe(5);
+  expect(profiler.dispatches).toBe(6);
   profiler.destroy();
   weight.destroy();
 });
