@@ -4,6 +4,7 @@
  */
 import { AutoGlmError } from '../errors.js';
 import type { RowLogitBias } from '../kernels/logit-bias.js';
+import { MAX_CHOICE_LENGTH, MAX_CHOICES, MAX_CHOICES_TOTAL_LENGTH, MAX_PATTERN_LENGTH } from './constraints/regex.js';
 import type { GenerateRequest, SamplingParams } from './types.js';
 
 /** Sampling defaults a model folder may set (generation_config.json). */
@@ -178,12 +179,40 @@ function validateResponseFormatShape(format: unknown): void {
   if (!isRecord(format)) throw invalid('response_format', `response_format must be an object, got ${describe(format)}`);
   const type = format.type;
   if (type === 'tool_calls') return validateToolCallsShape(format);
+  if (type === 'regex' || type === 'choice') return validatePatternShape(format);
   if (type !== 'text' && type !== 'json_object' && type !== 'json_schema') {
-    throw invalid('response_format', `response_format type must be 'text', 'json_object' or 'json_schema', got ${describe(type)}`);
+    throw invalid(
+      'response_format',
+      `response_format type must be 'text', 'json_object', 'json_schema', 'regex' or 'choice', got ${describe(type)}`,
+    );
   }
   if (type === 'json_schema' && !(isRecord(format.schema) || typeof format.schema === 'boolean')) {
     throw invalid('response_format', `response_format json_schema needs a schema (an object or a boolean), got ${describe(format.schema)}`);
   }
+}
+
+/** A regex or a list of choices, within bounds; whether a pattern can be enforced is the compiler's to say. */
+function validatePatternShape(format: Record<string, unknown>): void {
+  const param = typeof format.param === 'string' ? format.param : 'response_format';
+  if (format.type === 'regex') {
+    const p = format.pattern;
+    if (typeof p !== 'string') throw invalid(param, `${param}: the regex must be a string, got ${describe(p)}`);
+    if (p.length > MAX_PATTERN_LENGTH) throw invalid(param, `${param}: the regex is longer than ${MAX_PATTERN_LENGTH} characters`);
+    return;
+  }
+  const choices = format.choices;
+  if (!Array.isArray(choices) || choices.length === 0 || choices.length > MAX_CHOICES)
+    throw invalid(param, `${param}: the choices must be a list of 1 to ${MAX_CHOICES} strings, got ${describe(choices)}`);
+  choices.forEach((c: unknown, i) => {
+    if (typeof c !== 'string' || c.length === 0 || c.length > MAX_CHOICE_LENGTH)
+      throw invalid(
+        `${param}.${i}`,
+        `${param}.${i} must be a non-empty string of at most ${MAX_CHOICE_LENGTH} characters, got ${describe(c)}`,
+      );
+  });
+  const total = (choices as string[]).reduce((sum, c) => sum + c.length, 0);
+  if (total > MAX_CHOICES_TOTAL_LENGTH)
+    throw invalid(param, `${param}: the choices hold ${total} characters together, more than ${MAX_CHOICES_TOTAL_LENGTH}`);
 }
 
 /** Tags the gate can look for: two texts, and where the output begins. */

@@ -32,13 +32,22 @@ export interface SamplingParams {
 }
 
 /**
- * OpenAI's response_format. json_object: one JSON object; json_schema: one JSON value valid
- * under the schema (a subset of JSON Schema: src/engine/constraints/json-schema.ts). Both
- * are enforced token by token (constrained decoding), so the text parses whenever
- * generation ends by itself; a max_tokens cut or a stop string can still leave it unfinished.
+ * OpenAI's response_format, and vLLM's structured outputs. json_object: one JSON object;
+ * json_schema: one JSON value valid under the schema (a subset of JSON Schema:
+ * src/engine/constraints/json-schema.ts); regex: text the whole of which the pattern matches
+ * (a subset of Python's syntax: src/engine/constraints/regex-syntax.ts); choice: exactly one
+ * of the strings. All are enforced token by token (constrained decoding), so the output is
+ * whole whenever generation ends by itself; a max_tokens cut or a stop string can still
+ * leave it unfinished. `param` names the request parameter the format came from in the
+ * invalid_request errors of a format that cannot be enforced (default `response_format`).
  */
 export type ResponseFormat =
-  { type: 'text' } | { type: 'json_object' } | { type: 'json_schema'; schema: Record<string, unknown> | boolean } | ToolCallsFormat;
+  | { type: 'text' }
+  | { type: 'json_object'; param?: string }
+  | { type: 'json_schema'; schema: Record<string, unknown> | boolean; param?: string }
+  | { type: 'regex'; pattern: string; param?: string }
+  | { type: 'choice'; choices: string[]; param?: string }
+  | ToolCallsFormat;
 
 /** The call syntaxes a tool-call constraint can write (the server's tool-call parsers read them back). */
 export type ToolCallSyntax = 'hermes' | 'llama3_json';

@@ -184,7 +184,7 @@ describe('response_format', () => {
       'response_format',
     ],
     [{ type: 'json_schema' }, /needs a schema/, 'response_format'],
-    [{ type: 'xml' }, /type must be 'text', 'json_object' or 'json_schema'/, 'response_format'],
+    [{ type: 'xml' }, /type must be 'text', 'json_object', 'json_schema', 'regex' or 'choice'/, 'response_format'],
     ['json', /must be an object/, 'response_format'],
   ])('refuses %j before anything is queued', async (responseFormat, message, param) => {
     const before = engine.stats();

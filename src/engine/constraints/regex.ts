@@ -16,10 +16,14 @@ import { parseRegex, utf8Sequences, type CodeRange, type RegexNode } from './reg
 /** Largest list of choices, and longest choice (UTF-16 code units), a request may send. */
 export const MAX_CHOICES = 1024;
 export const MAX_CHOICE_LENGTH = 1024;
+/** Characters of all choices together. */
+export const MAX_CHOICES_TOTAL_LENGTH = 65_536;
 /** Longest pattern (UTF-16 code units). */
 export const MAX_PATTERN_LENGTH = 16_384;
 /** NFA states a pattern may expand to (repeats copy their operand) before it is refused as too large. */
 const MAX_NFA_NODES = 200_000;
+/** NFA states and edges the subset construction may look at (about a second of one core). */
+const MAX_DETERMINIZE_WORK = 12_000_000;
 
 export interface PatternOptions {
   /** The request parameter the pattern came from, named by errors (default response_format). */
@@ -31,7 +35,7 @@ export interface PatternOptions {
 /** A grammar of the texts the whole of which `pattern` matches. */
 export function compileRegex(pattern: string, options: PatternOptions = {}): Grammar {
   const param = options.param ?? 'response_format';
-  return determinize(parseRegex(pattern, param), param, options.maxNodes);
+  return determinize(parseRegex(pattern, param), { param, what: 'the pattern', maxNodes: options.maxNodes });
 }
 
 /** A grammar of exactly one of `choices`. */
@@ -47,7 +51,7 @@ export function compileChoices(choices: readonly string[], options: PatternOptio
     }
     return { kind: 'concat', items: points.map((r) => ({ kind: 'set', ranges: [r] })) };
   });
-  return determinize({ kind: 'alt', items }, param, options.maxNodes);
+  return determinize({ kind: 'alt', items }, { param, what: 'the list of choices', maxNodes: options.maxNodes });
 }
 
 /** A byte-level NFA: edges over byte ranges, and epsilon edges. */
@@ -55,14 +59,13 @@ class Nfa {
   readonly edges: { lo: number; hi: number; to: number }[][] = [];
   readonly eps: number[][] = [];
 
-  constructor(private readonly param: string) {}
+  constructor(private readonly where: Required<Pick<DeterminizeOptions, 'param' | 'what'>>) {}
 
   node(): number {
-    if (this.edges.length >= MAX_NFA_NODES)
-      throw new GrammarError(
-        `${this.param}: the pattern is too large for constrained decoding (its repeats expand to over ${MAX_NFA_NODES} states)`,
-        this.param,
-      );
+    if (this.edges.length >= MAX_NFA_NODES) {
+      const { param, what } = this.where;
+      throw new GrammarError(`${param}: ${what} is too large for constrained decoding (over ${MAX_NFA_NODES} NFA states)`, param);
+    }
     this.edges.push([]);
     this.eps.push([]);
     return this.edges.length - 1;
@@ -137,9 +140,17 @@ class Nfa {
   }
 }
 
+interface DeterminizeOptions {
+  param: string;
+  /** What the errors call the source ('the pattern'). */
+  what: string;
+  maxNodes?: number;
+}
+
 /** Subset construction from the NFA of `ast` into grammar nodes; refuses a pattern that matches nothing. */
-function determinize(ast: RegexNode, param: string, maxNodes = DEFAULT_MAX_GRAMMAR_NODES): Grammar {
-  const nfa = new Nfa(param);
+function determinize(ast: RegexNode, options: DeterminizeOptions): Grammar {
+  const { param, what, maxNodes = DEFAULT_MAX_GRAMMAR_NODES } = options;
+  const nfa = new Nfa({ param, what });
   const start = nfa.node();
   const accept = nfa.node();
   nfa.emit(ast, start, accept);
@@ -148,16 +159,22 @@ function determinize(ast: RegexNode, param: string, maxNodes = DEFAULT_MAX_GRAMM
   const ids = new Map<string, NodeId>();
   const work: { id: NodeId; set: number[] }[] = [];
   let anyFinal = false;
+  // NFA states and edges looked at: a pattern whose DFA states are each large sets (many
+  // ways to be part-way through it at once) is refused before it holds the thread for long
+  let spent = 0;
+  const spend = (units: number): void => {
+    spent += units;
+    if (spent > MAX_DETERMINIZE_WORK)
+      throw new GrammarError(`${param}: ${what} is too complex for constrained decoding (too many ways to match it at once)`, param);
+  };
   const stateOf = (targets: Iterable<number>): NodeId => {
     const set = closure(nfa, targets);
+    spend(set.length);
     const key = set.join(',');
     let id = ids.get(key);
     if (id !== undefined) return id;
     if (g.size >= maxNodes)
-      throw new GrammarError(
-        `${param}: the pattern is too large for constrained decoding (its automaton has over ${maxNodes} states)`,
-        param,
-      );
+      throw new GrammarError(`${param}: ${what} is too large for constrained decoding (its automaton has over ${maxNodes} states)`, param);
     id = g.node();
     ids.set(key, id);
     if (set.includes(accept)) {
@@ -170,26 +187,17 @@ function determinize(ast: RegexNode, param: string, maxNodes = DEFAULT_MAX_GRAMM
   const initial = stateOf([start]);
   while (work.length > 0) {
     const { id, set } = work.pop()!;
-    const byByte: number[][] = [];
-    for (const n of set) for (const e of nfa.edges[n]!) for (let b = e.lo; b <= e.hi; b++) (byByte[b] ??= []).push(e.to);
-    const known = new Map<string, NodeId>();
-    let runStart = -1;
-    let runTarget = -1;
-    for (let b = 0; b <= 256; b++) {
-      let target = -1;
-      const targets = b < 256 ? byByte[b] : undefined;
-      if (targets) {
-        const key = [...new Set(targets)].sort((x, y) => x - y).join(',');
-        target = known.get(key) ?? stateOf(targets);
-        known.set(key, target);
-      }
-      if (target === runTarget) continue;
-      if (runTarget >= 0) g.range(id, runStart, b - 1, runTarget);
-      runStart = b;
-      runTarget = target;
+    const edges = set.flatMap((n) => nfa.edges[n]!);
+    // the byte ranges on which the same edges apply, each one DFA edge
+    const bounds = [...new Set(edges.flatMap((e) => [e.lo, e.hi + 1]))].sort((a, b) => a - b);
+    spend(edges.length * Math.max(1, bounds.length - 1));
+    for (let i = 0; i + 1 < bounds.length; i++) {
+      const lo = bounds[i]!;
+      const targets = edges.filter((e) => e.lo <= lo && lo <= e.hi).map((e) => e.to);
+      if (targets.length > 0) g.range(id, lo, bounds[i + 1]! - 1, stateOf(targets));
     }
   }
-  if (!anyFinal) throw new GrammarError(`${param}: the pattern matches no text, so no output can satisfy it`, param);
+  if (!anyFinal) throw new GrammarError(`${param}: ${what} matches no text, so no output can satisfy it`, param);
   return g.build(initial);
 }
 

@@ -1,5 +1,6 @@
 /**
- * The engine's entry to constrained decoding: compiles a request's response_format (once
+ * The engine's entry to constrained decoding: compiles a request's response_format (JSON,
+ * a JSON Schema, a regex, a list of choices, or the server's tool calls; once
  * per distinct format: compiled grammars are kept, least recently used out) and gives each
  * request its own TokenConstraint over the shared grammar, vocabulary and mask cache.
  *
@@ -13,6 +14,7 @@ import { GrammarAutomaton } from './automaton.js';
 import { GrammarError, type Grammar } from './grammar.js';
 import { JsonRules } from './json-rules.js';
 import { compileJsonSchema } from './json-schema.js';
+import { compileChoices, compileRegex } from './regex.js';
 import { MaskCache } from './mask-cache.js';
 import { bytesOfToken, tokenBytesOf, type TokenBytes, type VocabularySource } from './token-bytes.js';
 import { ReasoningGate } from './reasoning-gate.js';
@@ -53,12 +55,7 @@ export class ResponseFormatConstraints {
       this.formats.set(key, known);
       return known;
     }
-    const grammar =
-      format.type === 'json_object'
-        ? jsonObjectGrammar()
-        : format.type === 'tool_calls'
-          ? toolCallGrammar(format)
-          : compileJsonSchema(format.schema);
+    const grammar = compileGrammar(format);
     const compiled: CompiledFormat = { serial: this.nextSerial++, key, automaton: new GrammarAutomaton(grammar) };
     this.formats.set(key, compiled);
     for (const k of this.formats.keys()) {
@@ -134,6 +131,31 @@ function addedTokenBytesOf(source: VocabularySource, vocabSize: number, tokens: 
   return out;
 }
 
+function compileGrammar(format: Exclude<ResponseFormat, { type: 'text' }>): Grammar {
+  switch (format.type) {
+    case 'json_object':
+      return jsonObjectGrammar();
+    case 'tool_calls':
+      return toolCallGrammar(format);
+    case 'regex':
+      return compileRegex(format.pattern, { param: format.param });
+    case 'choice':
+      return compileChoices(format.choices, { param: format.param });
+    case 'json_schema':
+      return renamingParam(format.param, () => compileJsonSchema(format.schema));
+  }
+}
+
+/** A schema sent as another parameter (vLLM's guided_json): its refusals name that parameter, not response_format. */
+function renamingParam(param: string | undefined, compile: () => Grammar): Grammar {
+  try {
+    return compile();
+  } catch (e) {
+    if (param === undefined || !isAutoGlmError(e) || e.param !== 'response_format') throw e;
+    throw new AutoGlmError(e.code, e.message.replace(/^response_format\b/, param), { param, cause: e });
+  }
+}
+
 /** json_object: one JSON object, any keys and values (OpenAI's JSON mode answers an object). */
 export function jsonObjectGrammar(): Grammar {
   const rules = new JsonRules();
@@ -149,6 +171,8 @@ export function formatKey(format: ResponseFormat): string {
     const { syntax, parallel, forcedName, tools } = format;
     return `tool_calls:${schemaText([syntax, parallel, forcedName ?? null, tools.map((t) => [t.name, t.parameters ?? null])])}`;
   }
+  if (format.type === 'regex') return `regex:${JSON.stringify(format.pattern)}`;
+  if (format.type === 'choice') return `choice:${JSON.stringify(format.choices)}`;
   if (format.type !== 'json_schema') return format.type;
   return `json_schema:${schemaText(format.schema)}`;
 }

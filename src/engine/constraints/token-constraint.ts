@@ -77,7 +77,7 @@ export class TokenConstraint implements OutputConstraint {
     markAllowedTokens(this.vocabulary, automaton, this.state, mask);
     if (automaton.isComplete(this.state)) for (const id of this.eos) if (id < tokens.count) mask[id >>> 5]! |= 1 << (id & 31);
     if (!mask.some((w) => w !== 0))
-      throw new AutoGlmError('internal_error', 'constrained decoding: no token of the vocabulary can continue the JSON text here');
+      throw new AutoGlmError('internal_error', 'constrained decoding: no token of the vocabulary can continue the constrained text here');
     masks.set(key, mask);
     return mask;
   }
@@ -87,14 +87,14 @@ export class TokenConstraint implements OutputConstraint {
     if (this.eos.has(tokenId)) {
       // the end (or, with ignore_eos, a token that changes nothing)
       if (!this.isComplete)
-        throw new AutoGlmError('internal_error', `constrained decoding: EOS (token ${tokenId}) before the JSON value is complete`);
+        throw new AutoGlmError('internal_error', `constrained decoding: EOS (token ${tokenId}) before the constrained text is complete`);
       return;
     }
     const bytes =
       tokenId >= 0 && tokenId < this.vocabulary.tokens.count ? bytesOfToken(this.vocabulary.tokens, tokenId) : new Uint8Array(0);
     const next = bytes.length === 0 ? [] : this.format.automaton.advanceBytes(this.state, bytes);
     if (next.length === 0)
-      throw new AutoGlmError('internal_error', `constrained decoding: token ${tokenId} does not continue the JSON text`);
+      throw new AutoGlmError('internal_error', `constrained decoding: token ${tokenId} does not continue the constrained text`);
     this.state = next;
   }
 
