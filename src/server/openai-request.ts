@@ -2,9 +2,10 @@ import { AutoGlmError } from '../errors.js';
 import type { GenerateRequest, ResponseFormat, SamplingParams } from '../engine/types.js';
 import type { ServerLimits } from './options.js';
 import { withoutUndefined } from '../without-undefined.js';
+import { structuredFormatOf, type StructuredOutputFields } from './structured-outputs.js';
 
 /** The body fields chat and completions share (after schema validation). */
-export interface CommonBody {
+export interface CommonBody extends StructuredOutputFields {
   model: string;
   stream?: boolean | null;
   stream_options?: { include_usage?: boolean | null } | null;
@@ -55,7 +56,7 @@ export interface CommonParams {
   ignoreEos: boolean;
   returnTokenIds: boolean;
   resumeTokenIds: number[] | undefined;
-  /** JSON output enforced token by token (undefined: free text). */
+  /** Output enforced token by token (response_format or vLLM's guided_* / structured_outputs; undefined: free text). */
   responseFormat: ResponseFormat | undefined;
 }
 
@@ -94,7 +95,7 @@ export function parseCommon(body: CommonBody, maxTokens: number | null | undefin
     ignoreEos: body.ignore_eos === true,
     returnTokenIds: body.return_token_ids === true,
     resumeTokenIds: resume && resume.length > 0 ? resume : undefined,
-    responseFormat: responseFormatOf(body.response_format),
+    responseFormat: structuredFormatOf(body, responseFormatOf(body.response_format)),
   };
 }
 

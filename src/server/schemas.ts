@@ -60,6 +60,25 @@ const commonProperties = {
       },
     ],
   },
+  // vLLM's structured outputs (structured-outputs.ts); the engine checks bounds, patterns and schemas
+  guided_choice: { type: nullable('array'), items: { type: 'string' } },
+  guided_regex: { type: nullable('string') },
+  guided_json: {
+    description: 'null, a JSON Schema (an object or a boolean), or a string holding one',
+    anyOf: [{ type: 'null' }, { type: 'object' }, { type: 'boolean' }, { type: 'string' }],
+  },
+  structured_outputs: {
+    type: nullable('object'),
+    properties: {
+      choice: { type: nullable('array'), items: { type: 'string' } },
+      regex: { type: nullable('string') },
+      json: {
+        description: 'null, a JSON Schema (an object or a boolean), or a string holding one',
+        anyOf: [{ type: 'null' }, { type: 'object' }, { type: 'boolean' }, { type: 'string' }],
+      },
+      json_object: { type: nullable('boolean') },
+    },
+  },
   stop: {
     description: 'null, a string, or an array of at most 16 non-empty strings',
     anyOf: [{ type: 'null' }, { type: 'string' }, { type: 'array', items: { type: 'string', minLength: 1 }, maxItems: 16 }],

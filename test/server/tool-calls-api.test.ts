@@ -526,6 +526,17 @@ describe('refused, naming the parameter', () => {
     expect(r.json.error).toMatchObject({ param: 'response_format', message: expect.stringContaining('tool_choice') });
   });
 
+  test.each([
+    [{ guided_regex: 'a+' }, 'guided_regex'],
+    [{ guided_choice: ['a'] }, 'guided_choice'],
+    [{ structured_outputs: { json: { type: 'object' } } }, 'structured_outputs.json'],
+    [{ structured_outputs: { json_object: true } }, 'structured_outputs.json_object'],
+  ])('a call required and vLLM structured output %j at once: 400 naming %s', async (extra, param) => {
+    const r = await postJson(`${running.url}/v1/chat/completions`, { model: MODEL, ...PLAIN_ASK, tool_choice: 'required', ...extra });
+    expect(r.status).toBe(400);
+    expect(r.json.error).toMatchObject({ param, message: expect.stringContaining('tool_choice') });
+  });
+
   test("--tool-call-parser none with tool_choice 'auto': 400 (calls could not be read), 'none' still works", async () => {
     const none = await startServer({ engine, toolCallParser: 'none' });
     try {

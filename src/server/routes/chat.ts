@@ -2,6 +2,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { AutoGlmError } from '../../errors.js';
 import type { InferenceEngine } from '../../engine/types.js';
 import { budgetTokens, choiceRequest, parseCommon, type CommonBody, type CommonParams } from '../openai-request.js';
+import { formatParamOf } from '../structured-outputs.js';
 import { ChoiceToolCalls } from '../tool-calls/choice-tool-calls.js';
 import { chatTemplateSourceOf, generatedText } from '../tool-calls/model-tokenizer.js';
 import { createToolCallParser } from '../tool-calls/parsers.js';
@@ -87,13 +88,15 @@ export async function chatCompletions(ctx: RouteContext, request: FastifyRequest
 function withForcedCalls(params: CommonParams, tools: ToolCallingPlan): CommonParams {
   if (tools.forcedCalls === undefined) return params;
   const format = params.responseFormat;
-  if (format !== undefined && format.type !== 'text')
+  if (format !== undefined && format.type !== 'text') {
+    const param = formatParamOf(format);
     throw new AutoGlmError(
       'invalid_request',
-      `response_format ${format.type} cannot be combined with a tool_choice that requires a call: the output is the tool calls. ` +
-        "Send one of them, or tool_choice 'auto'.",
-      { param: 'response_format' },
+      `${param === 'response_format' ? `response_format ${format.type}` : param} cannot be combined with a tool_choice that requires a call: ` +
+        "the output is the tool calls. Send one of them, or tool_choice 'auto'.",
+      { param },
     );
+  }
   return { ...params, responseFormat: tools.forcedCalls };
 }
 
