@@ -879,7 +879,7 @@ function replayResumed(constraint: OutputConstraint, resumeTokenIds: readonly nu
     } catch {
       throw new AutoGlmError(
         'invalid_request',
-        `resume_token_ids do not follow response_format: token ${id} (at ${i}) does not continue the JSON text`,
+        `resume_token_ids do not follow the output's format: token ${id} (at ${i}) does not continue the text it allows`,
         { param: 'resume_token_ids' },
       );
     }

@@ -2,6 +2,7 @@
  * Validates a GenerateRequest's numbers before any GPU work, so that a bad request is a
  * typed 400 naming the parameter, never a failure inside a step that other requests share.
  */
+import { checkTemplateKwargs } from './tokenizer/template-kwargs.js';
 import { AutoGlmError } from '../errors.js';
 import type { RowLogitBias } from '../kernels/logit-bias.js';
 import { MAX_CHOICE_LENGTH, MAX_CHOICES, MAX_CHOICES_TOTAL_LENGTH, MAX_PATTERN_LENGTH } from './constraints/regex.js';
@@ -153,6 +154,8 @@ function validateFieldTypes(r: GenerateRequest): void {
   if (r.chatTemplateKwargs !== undefined && !isRecord(r.chatTemplateKwargs)) {
     throw invalid('chat_template_kwargs', `chat_template_kwargs must be an object, got ${describe(r.chatTemplateKwargs)}`);
   }
+  // a library caller's tools come in the kwargs themselves: nothing else to clash with
+  checkTemplateKwargs(r.chatTemplateKwargs, false);
   // a truthy string ('no') was taken as true
   for (const [param, v] of [
     ['ignore_eos', r.ignoreEos],
@@ -282,7 +285,7 @@ function validateMinTokens(r: GenerateRequest): void {
   if (min > 0 && isRecord(format) && format.type !== 'text') {
     throw invalid(
       'min_tokens',
-      'min_tokens cannot be combined with a JSON response_format or a required tool call: the format decides where the output ends',
+      'min_tokens cannot be combined with a constrained output (a JSON response_format, a regex or choice, or a required tool call): the format decides where the output ends',
     );
   }
 }
@@ -389,6 +392,7 @@ export function validateTokenizeInput(input: unknown, options: unknown): void {
   const kwargs = options?.chatTemplateKwargs;
   if (kwargs !== undefined && !isRecord(kwargs))
     throw invalid('chat_template_kwargs', `chat_template_kwargs must be an object, got ${describe(kwargs)}`);
+  checkTemplateKwargs(kwargs, false);
 }
 
 /**

@@ -1,5 +1,5 @@
 import { AutoGlmError } from '../../errors.js';
-import { checkTemplateKwargs } from '../template-kwargs.js';
+import { checkTemplateKwargs } from '../../engine/tokenizer/template-kwargs.js';
 import type { ToolCallsFormat } from '../../engine/types.js';
 import { detectToolCallFormat, templateReadsTools } from './template-tool-support.js';
 import type { ToolCallFormat, ToolCallParserOption } from './types.js';

@@ -1,4 +1,4 @@
-import { AutoGlmError } from '../errors.js';
+import { AutoGlmError } from '../../errors.js';
 
 /**
  * Names the chat template renderer sets itself, so a chat_template_kwargs key of the same

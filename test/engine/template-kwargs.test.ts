@@ -1,8 +1,10 @@
 /** chat_template_kwargs keys that clash with what the renderer or the request supplies. */
 import { Template } from '@huggingface/jinja';
-import { describe, expect, test } from 'vitest';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { Engine } from '../../src/engine/engine.js';
 import { isAutoGlmError } from '../../src/errors.js';
-import { checkTemplateKwargs, TEMPLATE_LANGUAGE_GLOBALS } from '../../src/server/template-kwargs.js';
+import { checkTemplateKwargs, TEMPLATE_LANGUAGE_GLOBALS } from '../../src/engine/tokenizer/template-kwargs.js';
+import { DEMO } from '../helpers/demo-stories.js';
 
 const paramOf = (kwargs: Record<string, unknown>, requestHasTools = false): string | undefined => {
   try {
@@ -37,5 +39,36 @@ describe('checkTemplateKwargs', () => {
     expect(paramOf({ enable_thinking: false, add_generation_prompt: false, constructor_name: 1 })).toBeUndefined();
     expect(paramOf({ tools: [] }, false)).toBeUndefined();
     expect(paramOf(Object.create(null) as Record<string, unknown>)).toBeUndefined();
+  });
+});
+
+describe('the library checks them too (the demo engine)', () => {
+  let engine: Engine;
+  beforeAll(async () => {
+    engine = await Engine.load(DEMO, { responseCacheEntries: 0 });
+  });
+  afterAll(async () => {
+    await engine?.close();
+  });
+
+  test('generate() and tokenize() name the clashing key, where the template used to fail blamed on messages', async () => {
+    const messages = [{ role: 'user', content: 'Tell me a story.' }];
+    const refusal = async (run: () => Promise<unknown>): Promise<string | undefined> => {
+      try {
+        await run();
+      } catch (e) {
+        expect(isAutoGlmError(e, 'invalid_request')).toBe(true);
+        return (e as { param?: string }).param;
+      }
+      return undefined;
+    };
+    expect(await refusal(() => engine.complete({ prompt: messages, maxTokens: 1, chatTemplateKwargs: { raise_exception: 1 } }))).toBe(
+      'chat_template_kwargs.raise_exception',
+    );
+    expect(await refusal(async () => engine.tokenize(messages, { chatTemplateKwargs: { messages: [] } }))).toBe(
+      'chat_template_kwargs.messages',
+    );
+    // a library caller's tools travel in the kwargs: accepted
+    expect((await engine.tokenize(messages, { chatTemplateKwargs: { tools: [] } })).length).toBeGreaterThan(0);
   });
 });
