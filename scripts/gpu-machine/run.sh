@@ -40,7 +40,7 @@ step() {
   summary+=("== $name: rc $rc, $((SECONDS - t0)) s ($*)")
   echo "== $name: rc $rc, $((SECONDS - t0)) s"
 }
-for s in ${GPU_RUN_STEPS:-demo kernels sweep-gemv sweep-matmul sweep-decode engine batching}; do
+for s in ${GPU_RUN_STEPS:-demo kernels sweep-gemv sweep-matmul sweep-decode engine batching profile}; do
   case $s in
     demo) step demo scripts/gpu-machine/demo-check.mjs ;;
     kernels) step kernels dist/bench/kernels.js --quick ;;
@@ -49,6 +49,7 @@ for s in ${GPU_RUN_STEPS:-demo kernels sweep-gemv sweep-matmul sweep-decode engi
     sweep-decode) step sweep-decode dist/bench/kernels.js --sweep --only=decode --quick ;;
     engine) step engine dist/bench/engine.js ;;
     batching) BENCH_ROUNDS=${BENCH_ROUNDS:-2} step batching dist/bench/batching.js ;;
+    profile) step profile dist/bench/profile.js ;;
     *) echo "run.sh: unknown step $s" ;;
   esac
 done
