@@ -41,6 +41,7 @@ import type {
   GenerateRequest,
   InferenceEngine,
   ReasoningTags,
+  ResponseFormat,
   RequestMetrics,
   TokenEvent,
 } from './types.js';
@@ -230,6 +231,15 @@ export class Engine implements InferenceEngine {
     const tok = this.folder.tokenizer;
     if (typeof input === 'string') return tok.encode(input, { addSpecialTokens: options.addSpecialTokens ?? true });
     return tok.applyChatTemplate(input, { addGenerationPrompt: true, ...options.chatTemplateKwargs });
+  }
+
+  /**
+   * Compiles a regex or choice response format ahead of generate(), giving the event loop
+   * back every few ms (an ambiguous pattern takes up to a second to be refused); generate()
+   * then finds it compiled, or refused. Never throws: the refusal comes from generate().
+   */
+  async precompileResponseFormat(format: ResponseFormat | undefined): Promise<void> {
+    await this.constraints.precompile(format);
   }
 
   async detokenize(tokenIds: number[], options: { param?: string } = {}): Promise<string> {

@@ -312,6 +312,12 @@ export interface InferenceEngine {
    */
   chatTemplateSource?(): string | null;
   /**
+   * Compiles a regex or choice response format without holding the event loop (Engine's
+   * does it in slices), before generate() needs it; never throws. Absent: generate()
+   * compiles it inline.
+   */
+  precompileResponseFormat?(format: ResponseFormat | undefined): Promise<void>;
+  /**
    * The text generate() streamed for these generated tokens (special tokens left out, as its
    * detokenizer writes them): what a resumed stream had already sent. Optional; without it
    * the server falls back to detokenize().

@@ -65,6 +65,8 @@ export async function runChoices(options: RunChoicesOptions): Promise<ChoiceOutc
   if (options.signal.aborted) follow();
   else options.signal.addEventListener('abort', follow, { once: true });
   try {
+    // every choice has the same format: compiled once, in slices, before any is admitted
+    await options.engine.precompileResponseFormat?.(options.choices[0]?.request.responseFormat);
     return await Promise.all(options.choices.map((c) => runOne(c, local.signal, options)));
   } catch (e) {
     local.abort(e);

@@ -24,6 +24,8 @@ export const MAX_PATTERN_LENGTH = 16_384;
 const MAX_NFA_NODES = 200_000;
 /** NFA states and edges the subset construction may look at (about a second of one core). */
 const MAX_DETERMINIZE_WORK = 12_000_000;
+/** Time between the pauses of a compile that yields (compileRegexSteps). */
+const SLICE_MS = 4;
 
 export interface PatternOptions {
   /** The request parameter the pattern came from, named by errors (default response_format). */
@@ -34,12 +36,26 @@ export interface PatternOptions {
 
 /** A grammar of the texts the whole of which `pattern` matches. */
 export function compileRegex(pattern: string, options: PatternOptions = {}): Grammar {
+  return runToEnd(compileRegexSteps(pattern, options));
+}
+
+/**
+ * compileRegex in slices: the generator pauses after every few ms of work, so that a caller
+ * can give the event loop back between slices (an ambiguous pattern may take a second
+ * before it is refused; other requests, health probes and heartbeats must not wait for it).
+ */
+export function* compileRegexSteps(pattern: string, options: PatternOptions = {}): Generator<void, Grammar> {
   const param = options.param ?? 'response_format';
-  return determinize(parseRegex(pattern, param), { param, what: 'the pattern', maxNodes: options.maxNodes });
+  return yield* determinize(parseRegex(pattern, param), { param, what: 'the pattern', maxNodes: options.maxNodes });
 }
 
 /** A grammar of exactly one of `choices`. */
 export function compileChoices(choices: readonly string[], options: PatternOptions = {}): Grammar {
+  return runToEnd(compileChoicesSteps(choices, options));
+}
+
+/** compileChoices in slices, as compileRegexSteps. */
+export function* compileChoicesSteps(choices: readonly string[], options: PatternOptions = {}): Generator<void, Grammar> {
   const param = options.param ?? 'response_format';
   const items = choices.map((c, i): RegexNode => {
     const points: CodeRange[] = [];
@@ -51,7 +67,15 @@ export function compileChoices(choices: readonly string[], options: PatternOptio
     }
     return { kind: 'concat', items: points.map((r) => ({ kind: 'set', ranges: [r] })) };
   });
-  return determinize({ kind: 'alt', items }, { param, what: 'the list of choices', maxNodes: options.maxNodes });
+  return yield* determinize({ kind: 'alt', items }, { param, what: 'the list of choices', maxNodes: options.maxNodes });
+}
+
+/** Runs a sliced compile without pausing. */
+function runToEnd<T>(steps: Generator<void, T>): T {
+  for (;;) {
+    const next = steps.next();
+    if (next.done) return next.value;
+  }
 }
 
 /** A byte-level NFA: edges over byte ranges, and epsilon edges. */
@@ -148,7 +172,7 @@ interface DeterminizeOptions {
 }
 
 /** Subset construction from the NFA of `ast` into grammar nodes; refuses a pattern that matches nothing. */
-function determinize(ast: RegexNode, options: DeterminizeOptions): Grammar {
+function* determinize(ast: RegexNode, options: DeterminizeOptions): Generator<void, Grammar> {
   const { param, what, maxNodes = DEFAULT_MAX_GRAMMAR_NODES } = options;
   const nfa = new Nfa({ param, what });
   const start = nfa.node();
@@ -162,6 +186,8 @@ function determinize(ast: RegexNode, options: DeterminizeOptions): Grammar {
   // NFA states and edges looked at: a pattern whose DFA states are each large sets (many
   // ways to be part-way through it at once) is refused before it holds the thread for long
   let spent = 0;
+  let sliceEnd = performance.now() + SLICE_MS;
+  let turns = 0;
   const spend = (units: number): void => {
     spent += units;
     if (spent > MAX_DETERMINIZE_WORK)
@@ -186,6 +212,11 @@ function determinize(ast: RegexNode, options: DeterminizeOptions): Grammar {
   };
   const initial = stateOf([start]);
   while (work.length > 0) {
+    // the clock is read every 32 states: a state costs microseconds
+    if ((++turns & 31) === 0 && performance.now() >= sliceEnd) {
+      yield;
+      sliceEnd = performance.now() + SLICE_MS;
+    }
     const { id, set } = work.pop()!;
     const edges = set.flatMap((n) => nfa.edges[n]!);
     // the byte ranges on which the same edges apply, each one DFA edge

@@ -14,7 +14,7 @@ import { GrammarAutomaton } from './automaton.js';
 import { GrammarError, type Grammar } from './grammar.js';
 import { JsonRules } from './json-rules.js';
 import { compileJsonSchema } from './json-schema.js';
-import { compileChoices, compileRegex } from './regex.js';
+import { compileChoices, compileChoicesSteps, compileRegex, compileRegexSteps } from './regex.js';
 import { MaskCache } from './mask-cache.js';
 import { bytesOfToken, tokenBytesOf, type TokenBytes, type VocabularySource } from './token-bytes.js';
 import { ReasoningGate } from './reasoning-gate.js';
@@ -38,6 +38,8 @@ export class ResponseFormatConstraints {
   private vocabulary: ConstraintVocabulary | undefined;
   private unusable: AutoGlmError | undefined;
   private readonly formats = new Map<string, CompiledFormat>();
+  /** Formats refused (invalid_request), by key, most recent last. */
+  private readonly refused = new Map<string, AutoGlmError>();
   private nextSerial = 0;
 
   constructor(private readonly options: ResponseFormatOptions) {}
@@ -49,20 +51,70 @@ export class ResponseFormatConstraints {
   compile(format: ResponseFormat | undefined): CompiledFormat | null {
     if (format === undefined || format.type === 'text') return null;
     const key = formatKey(format);
+    const known = this.cached(key);
+    if (known) return known;
+    try {
+      return this.keep(key, compileGrammar(format));
+    } catch (e) {
+      throw this.refuse(key, e);
+    }
+  }
+
+  /**
+   * Compiles a regex or choice format ahead of compile(), giving the event loop back every
+   * few ms: an ambiguous pattern takes up to a second to be refused, and compiled inline it
+   * held a server's thread that long per request (health probes and heartbeats missed, a
+   * gateway ejecting the worker). The grammar, or the refusal, is cached for compile(),
+   * which the request's admission then calls; this never throws. Other formats compile in
+   * compile() as before.
+   */
+  async precompile(format: ResponseFormat | undefined): Promise<void> {
+    if (format?.type !== 'regex' && format?.type !== 'choice') return;
+    const key = formatKey(format);
+    if (this.cached(key) || this.refused.has(key)) return;
+    const steps =
+      format.type === 'regex'
+        ? compileRegexSteps(format.pattern, { param: format.param })
+        : compileChoicesSteps(format.choices, { param: format.param });
+    try {
+      for (;;) {
+        const next = steps.next();
+        if (next.done) {
+          this.keep(key, next.value);
+          return;
+        }
+        await new Promise<void>((resolve) => setImmediate(resolve));
+      }
+    } catch (e) {
+      this.refuse(key, e);
+    }
+  }
+
+  private cached(key: string): CompiledFormat | undefined {
+    const refusal = this.refused.get(key);
+    if (refusal) throw refusal;
     const known = this.formats.get(key);
     if (known) {
       this.formats.delete(key);
       this.formats.set(key, known);
-      return known;
     }
-    const grammar = compileGrammar(format);
+    return known;
+  }
+
+  private keep(key: string, grammar: Grammar): CompiledFormat {
     const compiled: CompiledFormat = { serial: this.nextSerial++, key, automaton: new GrammarAutomaton(grammar) };
     this.formats.set(key, compiled);
-    for (const k of this.formats.keys()) {
-      if (this.formats.size <= (this.options.formatCacheEntries ?? 64)) break;
-      this.formats.delete(k);
-    }
+    trimOldest(this.formats, this.options.formatCacheEntries ?? 64);
     return compiled;
+  }
+
+  /** Remembers a format's refusal (a client repeating a pattern that takes a second to refuse pays once); returns it. */
+  private refuse(key: string, e: unknown): unknown {
+    if (isAutoGlmError(e, 'invalid_request')) {
+      this.refused.set(key, e);
+      trimOldest(this.refused, this.options.formatCacheEntries ?? 64);
+    }
+    return e;
   }
 
   /** A request's own constraint, at the start of the text. */
@@ -116,6 +168,14 @@ export class ResponseFormatConstraints {
   maskCacheStats(): { hits: number; misses: number; entries: number } {
     const m = this.vocabulary?.masks;
     return { hits: m?.hits ?? 0, misses: m?.misses ?? 0, entries: m?.size ?? 0 };
+  }
+}
+
+/** Drops a map's oldest entries (insertion order) down to `size`. */
+function trimOldest(map: Map<string, unknown>, size: number): void {
+  for (const k of map.keys()) {
+    if (map.size <= size) break;
+    map.delete(k);
   }
 }
 

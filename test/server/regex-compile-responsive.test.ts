@@ -1,0 +1,34 @@
+/**
+ * A regex that takes about a second to refuse (an ambiguous repeat) is compiled in slices
+ * before admission (a real server on loopback around the demo engine): the server answers
+ * /health many times meanwhile (compiled inline it answered nothing for that second, and a
+ * gateway's probes ejected the worker), and the client still gets its 400.
+ */
+import { expect, test } from 'vitest';
+import { postJson, useDemoServer } from './helpers.js';
+
+const server = useDemoServer({ responseCacheEntries: 0 });
+
+test('/health answers while a slow pattern is refused', async () => {
+  const url = server().url;
+  let pending = true;
+  const refused = postJson(`${url}/v1/completions`, {
+    model: 'demo-stories',
+    prompt: 'Once upon a time',
+    max_tokens: 4,
+    guided_regex: '(\\w+ ?){1,100}',
+  }).finally(() => {
+    pending = false;
+  });
+  let answered = 0;
+  while (pending) {
+    const r = await fetch(`${url}/health`);
+    await r.arrayBuffer();
+    if (pending && r.status === 200) answered++;
+  }
+  const r = await refused;
+  expect(r.status).toBe(400);
+  expect((r.json.error as { param: string; message: string }).param).toBe('guided_regex');
+  expect((r.json.error as { message: string }).message).toContain('too complex');
+  expect(answered).toBeGreaterThan(5);
+});
