@@ -1,4 +1,5 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import { generatedText } from '../tool-calls/model-tokenizer.js';
 import { AutoGlmError } from '../../errors.js';
 import type { InferenceEngine } from '../../engine/types.js';
 import type { ChoiceSpec } from '../generation.js';
@@ -53,11 +54,14 @@ export async function completions(ctx: RouteContext, request: FastifyRequest, re
 
   const head = { id: `cmpl-${request.id}`, object: 'text_completion', created: Math.floor(Date.now() / 1000), model: ctx.modelName() };
   const tokenIds = (ids: number[]): object => (params.returnTokenIds ? { token_ids: ids } : {});
+  // a resumed stream continues text the client already has (the gateway stitches it):
+  // offsets go on from its end instead of starting again at 0
+  const resumedChars = params.resumeTokenIds ? [...(await generatedText(engine, params.resumeTokenIds))].length : 0;
   const streamedChars = new Map<number, number>();
   const shape: ResponseShape = {
     chunk: async (c) => {
       // text_offset counts characters (code points), not UTF-16 units
-      const offset = streamedChars.get(c.index) ?? 0;
+      const offset = streamedChars.get(c.index) ?? resumedChars;
       streamedChars.set(c.index, offset + [...c.text].length);
       return {
         ...head,
@@ -79,7 +83,7 @@ export async function completions(ctx: RouteContext, request: FastifyRequest, re
       choices: outcomes.map((o) => ({
         index: o.index,
         text: o.text,
-        logprobs: withLogprobs ? completionLogprobs(o.logprobs, topLogprobs, 0) : null,
+        logprobs: withLogprobs ? completionLogprobs(o.logprobs, topLogprobs, resumedChars) : null,
         finish_reason: o.finishReason,
         ...tokenIds(o.tokenIds),
       })),
