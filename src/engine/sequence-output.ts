@@ -19,8 +19,9 @@ export interface SequenceOutputOptions {
   /** Generated tokens at most, resumed ones included. */
   maxTokens: number;
   /**
-   * Tokens (resumed ones included) before which nothing ends the output: stop strings are not
-   * looked for (EOS and stop ids are banned on the GPU meanwhile). Default 0.
+   * Tokens (resumed ones included) before which nothing ends the output: a stop string counts
+   * only if it ends at or after this token (one that begins before may), as in vLLM; EOS and
+   * stop ids are banned on the GPU meanwhile. Default 0.
    */
   minTokens?: number;
   /** Tokens generated elsewhere before this worker took over (their text was already sent). */
@@ -63,8 +64,9 @@ export class SequenceOutput {
     if (this.done) throw new Error('sequence already finished');
     const index = this.generated++;
     if (index < (this.o.minTokens ?? 0)) {
-      // the stop-string matcher starts on the text after min_tokens, as vLLM's stop checks do
-      const text = this.detokenizer.push(tokenId);
+      // no stop yet, but a stop string that begins here and ends after min_tokens still
+      // counts, as in vLLM (the matcher holds its beginning back)
+      const { text } = this.stops.push(this.detokenizer.push(tokenId), false);
       if (this.generated >= this.o.maxTokens) return this.end({ text: text + this.flush(), index, finishReason: 'length' });
       return { text, index };
     }

@@ -94,7 +94,8 @@ export interface GenerateRequest {
   /**
    * Generate at least this many tokens (vLLM's min_tokens; resumed ones count): until then
    * EOS and stopTokenIds cannot be sampled (banned on the GPU, so logprobs are those of the
-   * remaining tokens) and stop strings do not end the output. At most maxTokens; not with a
+   * remaining tokens) and a stop string ends the output only if it ends after them (one that
+   * begins before may, as in vLLM). At most maxTokens; not with a
    * responseFormat, whose grammar decides where the output ends.
    */
   minTokens?: number;

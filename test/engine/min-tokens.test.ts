@@ -92,6 +92,14 @@ describe('min_tokens', () => {
     expect(t.length).toBeGreaterThan(text(plain).length);
   });
 
+  it('a stop string that begins before min_tokens and ends at or after it still ends the output (vLLM)', async () => {
+    const plain = await events(engine, story({ stop: ['Lucy'] }));
+    // the token that completes the first 'Lucy' is the last one plain generated
+    const straddling = await events(engine, story({ stop: ['Lucy'], minTokens: plain.length - 1 }));
+    expect(text(straddling)).toBe(text(plain));
+    expect(straddling.at(-1)!.finishReason).toBe('stop');
+  });
+
   it('stays with its own request in a batch', async () => {
     const n = natural.length - 1;
     const [alone, held] = await Promise.all([events(engine, story({})), events(engine, story({ minTokens: n + 5, maxTokens: n + 5 }))]);

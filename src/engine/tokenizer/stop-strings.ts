@@ -36,9 +36,16 @@ export class StopStringMatcher {
     return this.done;
   }
 
-  push(text: string): StopMatch {
+  /**
+   * Adds text. With `canStop` false (before min_tokens) a stop string is not a hit, but the
+   * text that could begin one is still held back: a stop string that begins there and ends
+   * in text pushed later, when stops count, still ends the stream (vLLM's min_tokens: its
+   * stop check looks back stop-length - 1 characters into the earlier text).
+   */
+  push(text: string, canStop = true): StopMatch {
     if (this.done) return { text: '', stopped: true };
     this.pending += text;
+    if (!canStop) return this.releaseSettled();
     let hitAt = -1;
     let hit: string | undefined;
     for (const s of this.stops) {
@@ -54,6 +61,11 @@ export class StopStringMatcher {
       this.pending = '';
       return { text: out, stopped: true, stop: hit };
     }
+    return this.releaseSettled();
+  }
+
+  /** Everything pending but its longest end that could still begin a stop string. */
+  private releaseSettled(): StopMatch {
     const hold = this.heldSuffixLength();
     const out = this.pending.slice(0, this.pending.length - hold);
     this.pending = this.pending.slice(this.pending.length - hold);
