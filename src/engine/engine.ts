@@ -21,6 +21,7 @@ import {
   snapshotRequest,
   usesPenalties,
   validateRequestShape,
+  validateResponseFormatShape,
   validateTokenIds,
   validateTokenizeInput,
   type ResolvedSampling,
@@ -239,6 +240,11 @@ export class Engine implements InferenceEngine {
    * then finds it compiled, or refused. Never throws: the refusal comes from generate().
    */
   async precompileResponseFormat(format: ResponseFormat | undefined): Promise<void> {
+    try {
+      validateResponseFormatShape(format);
+    } catch {
+      return; // admission refuses it, with the shape's own message
+    }
     await this.constraints.precompile(format);
   }
 

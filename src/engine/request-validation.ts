@@ -177,7 +177,7 @@ function validateFieldTypes(r: GenerateRequest): void {
 }
 
 /** response_format's shape; whether its schema can be enforced is the constraint compiler's to say. */
-function validateResponseFormatShape(format: unknown): void {
+export function validateResponseFormatShape(format: unknown): void {
   if (format === undefined) return;
   if (!isRecord(format)) throw invalid('response_format', `response_format must be an object, got ${describe(format)}`);
   const type = format.type;

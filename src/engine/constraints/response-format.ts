@@ -51,12 +51,12 @@ export class ResponseFormatConstraints {
   compile(format: ResponseFormat | undefined): CompiledFormat | null {
     if (format === undefined || format.type === 'text') return null;
     const key = formatKey(format);
-    const known = this.cached(key);
+    const known = this.cached(key, format);
     if (known) return known;
     try {
       return this.keep(key, compileGrammar(format));
     } catch (e) {
-      throw this.refuse(key, e);
+      throw this.refuse(key, format, e);
     }
   }
 
@@ -71,7 +71,7 @@ export class ResponseFormatConstraints {
   async precompile(format: ResponseFormat | undefined): Promise<void> {
     if (format?.type !== 'regex' && format?.type !== 'choice') return;
     const key = formatKey(format);
-    if (this.cached(key) || this.refused.has(key)) return;
+    if (this.refused.has(refusalKey(key, format)) || this.cached(key, format)) return;
     const steps =
       format.type === 'regex'
         ? compileRegexSteps(format.pattern, { param: format.param })
@@ -86,12 +86,12 @@ export class ResponseFormatConstraints {
         await new Promise<void>((resolve) => setImmediate(resolve));
       }
     } catch (e) {
-      this.refuse(key, e);
+      this.refuse(key, format, e);
     }
   }
 
-  private cached(key: string): CompiledFormat | undefined {
-    const refusal = this.refused.get(key);
+  private cached(key: string, format: ResponseFormat): CompiledFormat | undefined {
+    const refusal = this.refused.get(refusalKey(key, format));
     if (refusal) throw refusal;
     const known = this.formats.get(key);
     if (known) {
@@ -109,9 +109,9 @@ export class ResponseFormatConstraints {
   }
 
   /** Remembers a format's refusal (a client repeating a pattern that takes a second to refuse pays once); returns it. */
-  private refuse(key: string, e: unknown): unknown {
+  private refuse(key: string, format: ResponseFormat, e: unknown): unknown {
     if (isAutoGlmError(e, 'invalid_request')) {
-      this.refused.set(key, e);
+      this.refused.set(refusalKey(key, format), e);
       trimOldest(this.refused, this.options.formatCacheEntries ?? 64);
     }
     return e;
@@ -169,6 +169,12 @@ export class ResponseFormatConstraints {
     const m = this.vocabulary?.masks;
     return { hits: m?.hits ?? 0, misses: m?.misses ?? 0, entries: m?.size ?? 0 };
   }
+}
+
+/** A refusal names the request field its format came from: the same format sent as another field is refused anew. */
+function refusalKey(key: string, format: ResponseFormat): string {
+  const param = 'param' in format ? format.param : undefined;
+  return `${param ?? ''}\u0000${key}`;
 }
 
 /** Drops a map's oldest entries (insertion order) down to `size`. */
