@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Engine } from '../../src/engine/engine.js';
 import type { GenerateRequest, TokenEvent } from '../../src/engine/types.js';
 import { isAutoGlmError } from '../../src/errors.js';
+import { failure } from '../helpers/caught.js';
 import { CAT, CAT_PROMPT, DEMO } from '../helpers/demo-stories.js';
 
 async function events(engine: Engine, request: GenerateRequest): Promise<TokenEvent[]> {
@@ -116,12 +117,7 @@ describe('min_tokens', () => {
     [{ minTokens: 5000, maxTokens: undefined }, 'the context leaves'],
     [{ minTokens: 3, responseFormat: { type: 'json_object' as const } }, 'response_format'],
   ])('refuses %j naming min_tokens', async (extra, message) => {
-    let caught: unknown;
-    try {
-      await events(engine, story(extra));
-    } catch (e) {
-      caught = e;
-    }
+    const caught = await failure(() => events(engine, story(extra)));
     expect(isAutoGlmError(caught, 'invalid_request')).toBe(true);
     expect((caught as { param?: string }).param).toBe('min_tokens');
     expect((caught as Error).message).toContain(message);

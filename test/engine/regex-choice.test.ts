@@ -17,6 +17,7 @@ import type { CompletionResult, GenerateRequest, ResponseFormat } from '../../sr
 import { isAutoGlmError } from '../../src/errors.js';
 import { generateTestModel } from '../../src/testing/generate-model.js';
 import { DEMO } from '../helpers/demo-stories.js';
+import { failure } from '../helpers/caught.js';
 
 const SEEDS = [1, 2, 3, 4, 5, 6];
 
@@ -33,15 +34,6 @@ function checkRegexOutputs(pattern: string, results: readonly CompletionResult[]
     else expect(isPrefix(pattern, r.text), `${pattern} wrote ${JSON.stringify(r.text)}`).toBe(true);
   }
   expect(results.filter((r) => r.finishReason === 'stop').length, pattern).toBeGreaterThanOrEqual(minStopped);
-}
-
-async function failure(run: () => Promise<unknown>): Promise<unknown> {
-  try {
-    await run();
-  } catch (e) {
-    return e;
-  }
-  return undefined;
 }
 
 describe('regex and choice formats on the demo model', () => {

@@ -14,6 +14,7 @@ import type { ChatMessage, CompletionResult, GenerateRequest, ResponseFormat } f
 import { isAutoGlmError } from '../../src/errors.js';
 import { checkJsonPrefix } from '../reference/json-prefix.js';
 import { validateJson } from '../reference/json-schema-validate.js';
+import { failure } from '../helpers/caught.js';
 
 const DEMO = 'models/demo-stories';
 const STORY: ChatMessage[] = [{ role: 'user', content: 'Tell me a story about a cat.' }];
@@ -41,15 +42,6 @@ const verdict = (text: string, topLevelObject = true) =>
 
 function constrained(seed: number, responseFormat: ResponseFormat, extra: Partial<GenerateRequest> = {}): GenerateRequest {
   return { prompt: STORY, maxTokens: 400, sampling: { temperature: 1, seed }, responseFormat, ...extra };
-}
-
-async function failure(run: () => Promise<unknown>): Promise<unknown> {
-  try {
-    await run();
-  } catch (e) {
-    return e;
-  }
-  return undefined;
 }
 
 describe('response_format', () => {

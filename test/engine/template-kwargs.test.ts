@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { Engine } from '../../src/engine/engine.js';
 import { isAutoGlmError } from '../../src/errors.js';
 import { checkTemplateKwargs, TEMPLATE_LANGUAGE_GLOBALS } from '../../src/engine/tokenizer/template-kwargs.js';
+import { failure } from '../helpers/caught.js';
 import { DEMO } from '../helpers/demo-stories.js';
 
 const paramOf = (kwargs: Record<string, unknown>, requestHasTools = false): string | undefined => {
@@ -54,13 +55,9 @@ describe('the library checks them too (the demo engine)', () => {
   test('generate() and tokenize() name the clashing key, where the template used to fail blamed on messages', async () => {
     const messages = [{ role: 'user', content: 'Tell me a story.' }];
     const refusal = async (run: () => Promise<unknown>): Promise<string | undefined> => {
-      try {
-        await run();
-      } catch (e) {
-        expect(isAutoGlmError(e, 'invalid_request')).toBe(true);
-        return (e as { param?: string }).param;
-      }
-      return undefined;
+      const e = await failure(run);
+      expect(isAutoGlmError(e, 'invalid_request')).toBe(true);
+      return (e as { param?: string }).param;
     };
     expect(await refusal(() => engine.complete({ prompt: messages, maxTokens: 1, chatTemplateKwargs: { raise_exception: 1 } }))).toBe(
       'chat_template_kwargs.raise_exception',

@@ -8,16 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { ResponseFormatConstraints } from '../../../src/engine/constraints/response-format.js';
 import { compileRegex, compileRegexSteps } from '../../../src/engine/constraints/regex.js';
 import { isAutoGlmError } from '../../../src/errors.js';
-
-/** What `run` throws (undefined if nothing). */
-function thrown(run: () => unknown): unknown {
-  try {
-    run();
-  } catch (e) {
-    return e;
-  }
-  return undefined;
-}
+import { thrown } from '../../helpers/caught.js';
 
 /** Token b is byte b; 256 is EOS. */
 const bytes = {
