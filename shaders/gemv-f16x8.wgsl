@@ -10,10 +10,7 @@
 // K is not split (KS = 1): this is the CPU adapters' GEMV; GPUs keep gemv.wgsl. XLANE0 as
 // in gemv.wgsl.
 
-#if XSHARE
-enable subgroups;
-#endif
-#if XLANE0
+#if SID
 enable subgroups;
 #endif
 
@@ -59,14 +56,10 @@ fn hiSum(q: Quad, xv: vec4<f32>) -> vec4<f32> {
 }
 
 @compute @workgroup_size(WGN)
-#if XSHARE
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(subgroup_invocation_id) sid: u32) {
-#else
-#if XLANE0
+#if SID
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(subgroup_invocation_id) sid: u32) {
 #else
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-#endif
 #endif
   // first of this invocation's two vec4 columns (clamped: past-the-end lanes re-read the last pair)
   let c4 = 2u * min(wid.x * WGN + lid.x, p.ldw4 / 2u - 1u);

@@ -14,6 +14,7 @@
 // XLANE0 (XV4, KS = 1, x not shared): x's vec4 is the same for every lane, so only lane 0
 // of each subgroup loads it and subgroupBroadcast hands it round (xFromLane0,
 // matmul-args.wgsl): lavapipe's per-lane load loop then loads once instead of eight times.
+// SID is set with either: the kernel takes its subgroup lane and a subgroup-uniform k loop.
 //
 // KS > 1 splits K across the workgroup's y dimension (interleaved by k) and reduces the
 // partial sums in workgroup memory: more parallelism for GPUs where N / 4 invocations
@@ -21,10 +22,7 @@
 #if WF16
 enable f16;
 #endif
-#if XSHARE
-enable subgroups;
-#endif
-#if XLANE0
+#if SID
 enable subgroups;
 #endif
 
@@ -49,14 +47,10 @@ fn loadQuad(wi: u32, wStep: u32) -> Quad {
 }
 
 @compute @workgroup_size(WGN, KS)
-#if XSHARE
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(subgroup_invocation_id) sid: u32) {
-#else
-#if XLANE0
+#if SID
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(subgroup_invocation_id) sid: u32) {
 #else
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-#endif
 #endif
   let c4 = wid.x * WGN + lid.x;
   // out-of-range columns still load (a clamped column) so that every lane reaches the barrier
@@ -70,15 +64,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   for (var r = 0u; r < TM; r++) {
     xRow[r] = p.xOff + min(r, p.M - 1u) * p.ldx;
   }
-#if XSHARE
+#if SID
   // KS = 1: lid.y is 0, written as a constant so that the loop stays subgroup-uniform
   var k = 0u;
 #else
-#if XLANE0
-  var k = 0u;
-#else
   var k = lid.y;
-#endif
 #endif
   // unrolled by 4 k-steps: independent loads in flight, fewer loop tests
   let step = 4u * KS;

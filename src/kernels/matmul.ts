@@ -288,9 +288,15 @@ function gemvShareX(rt: KernelRuntime, d: PartDispatch): boolean {
   return from > 0 && d.rows >= from && hasSubgroupsOf(rt, 8);
 }
 
-/** Whether a GEMV with `ks` splits of K loads x in lane 0 only (MatmulTuning.gemvXLane0): vec4 x, not shared. */
-function gemvXLane0(rt: KernelRuntime, d: PartDispatch, ks: number): boolean {
-  return d.tuning.gemvXLane0 && ks === 1 && d.xVec4 && !gemvShareX(rt, d) && rt.ctx.features.subgroups === true;
+/**
+ * How a GEMV with `ks` splits of K loads x: XSHARE, shared across the subgroup; XLANE0, a
+ * vec4 loaded in lane 0 only (MatmulTuning.gemvXLane0); SID when either, for the kernel to
+ * take its subgroup lane and keep its k loop subgroup-uniform (both need KS = 1).
+ */
+function gemvXDefines(rt: KernelRuntime, d: PartDispatch, ks: number): { XSHARE: boolean; XLANE0: boolean; SID: boolean } {
+  const xshare = ks === 1 && gemvShareX(rt, d);
+  const xlane0 = d.tuning.gemvXLane0 && ks === 1 && d.xVec4 && !xshare && rt.ctx.features.subgroups === true;
+  return { XSHARE: xshare, XLANE0: xlane0, SID: xshare || xlane0 };
 }
 
 function dispatchGemv(rt: KernelRuntime, rec: Recorder, d: PartDispatch): void {
@@ -301,7 +307,7 @@ function dispatchGemv(rt: KernelRuntime, rec: Recorder, d: PartDispatch): void {
     // eight columns per invocation from one 16-byte load (see gemv-f16x8.wgsl)
     const kernel = rt.kernel({
       shader: 'gemv-f16x8',
-      defines: { ...commonDefines(d), TM: d.rows, WGN: wgn, XV4: d.xVec4, XSHARE: gemvShareX(rt, d), XLANE0: gemvXLane0(rt, d, 1) },
+      defines: { ...commonDefines(d), TM: d.rows, WGN: wgn, XV4: d.xVec4, ...gemvXDefines(rt, d, 1) },
       bindings: bindingKinds(d.weight),
       params: true,
     });
@@ -318,8 +324,7 @@ function dispatchGemv(rt: KernelRuntime, rec: Recorder, d: PartDispatch): void {
       SPLITK: ks > 1,
       PARTIALS: wgn * ks * d.rows,
       XV4: ks === 1 && d.xVec4,
-      XSHARE: ks === 1 && gemvShareX(rt, d),
-      XLANE0: gemvXLane0(rt, d, ks),
+      ...gemvXDefines(rt, d, ks),
     },
     bindings: bindingKinds(d.weight),
     params: true,
