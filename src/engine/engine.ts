@@ -152,7 +152,7 @@ export class Engine implements InferenceEngine {
       vocabSize: folder.spec.vocabSize,
       eosTokenIds: folder.eosTokenIds,
     });
-    this.logprobTokens = new LogprobTokens(folder.tokenizer, folder.spec.vocabSize);
+    this.logprobTokens = new LogprobTokens(folder.tokenizer, () => this.constraints.tokenBytes());
     this.responseCache = new ResponseCache({
       maxEntries: options.responseCacheEntries ?? 1024,
       maxBytes: options.responseCacheBytes ?? 64 * 1024 * 1024,

@@ -6,10 +6,11 @@
  * it (constraints/token-bytes.ts), and as its string the text of those bytes, or, where they
  * are not valid UTF-8 on their own, OpenAI's form for such tokens: `bytes:\xf0\x9f`.
  *
- * Special and added tokens (no bytes in that table) and any token of a vocabulary that
- * cannot be read byte by byte are their decoded text and its UTF-8.
+ * Special and added tokens (no bytes in that table but the tool-call markers, whose bytes are
+ * their text) and any token of a vocabulary that cannot be read byte by byte are their
+ * decoded text and its UTF-8.
  */
-import { tokenBytesOf, bytesOfToken, type TokenBytes, type VocabularySource } from './constraints/token-bytes.js';
+import { bytesOfToken, type TokenBytes, type VocabularySource } from './constraints/token-bytes.js';
 import type { LogprobToken } from './types.js';
 
 const enc = new TextEncoder();
@@ -22,7 +23,8 @@ export class LogprobTokens {
 
   constructor(
     private readonly vocabulary: VocabularySource,
-    private readonly vocabSize: number,
+    /** The vocabulary's token bytes (constrained decoding's table, built once for both); throws if it cannot be read so. */
+    private readonly readTokenBytes: () => TokenBytes,
   ) {}
 
   of(id: number): LogprobToken {
@@ -42,7 +44,7 @@ export class LogprobTokens {
   private bytesTable(): TokenBytes | null {
     if (this.table === undefined) {
       try {
-        this.table = tokenBytesOf(this.vocabulary, this.vocabSize);
+        this.table = this.readTokenBytes();
       } catch {
         // refused by its check against the tokenizer's decode: decoded text, as before
         this.table = null;

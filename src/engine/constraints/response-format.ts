@@ -37,6 +37,8 @@ export interface ResponseFormatOptions {
 export class ResponseFormatConstraints {
   private vocabulary: ConstraintVocabulary | undefined;
   private unusable: AutoGlmError | undefined;
+  /** The vocabulary read as bytes, or what reading it threw (built once; logprobs use it too). */
+  private bytes: TokenBytes | { failed: unknown } | undefined;
   private readonly formats = new Map<string, CompiledFormat>();
   /** Formats refused (invalid_request), by key, most recent last. */
   private readonly refused = new Map<string, AutoGlmError>();
@@ -147,13 +149,30 @@ export class ResponseFormatConstraints {
     }
   }
 
+  /**
+   * Every token's bytes (the first part of prepare(), without its EOS check and trie), built
+   * once and shared: logprobs report tokens by these bytes. Throws what reading them threw.
+   */
+  tokenBytes(): TokenBytes {
+    if (this.bytes === undefined) {
+      const { vocabulary, vocabSize } = this.options;
+      try {
+        this.bytes = tokenBytesOf(vocabulary, vocabSize, { admittedAddedTokens: TOOL_CALL_MARKERS });
+      } catch (e) {
+        this.bytes = { failed: e };
+      }
+    }
+    if ('failed' in this.bytes) throw this.bytes.failed;
+    return this.bytes;
+  }
+
   private readVocabulary(): ConstraintVocabulary {
     const { vocabulary, vocabSize, eosTokenIds } = this.options;
     if (eosTokenIds.length === 0)
       throw new AutoGlmError('invalid_request', 'response_format: this model has no EOS token to end a constrained text with', {
         param: 'response_format',
       });
-    const tokens = tokenBytesOf(vocabulary, vocabSize, { admittedAddedTokens: TOOL_CALL_MARKERS });
+    const tokens = this.tokenBytes();
     return {
       tokens,
       addedTokenBytes: addedTokenBytesOf(vocabulary, vocabSize, tokens),
