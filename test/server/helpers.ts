@@ -28,9 +28,13 @@ export async function startServer(options: Partial<ServerOptions> & Pick<ServerO
 
 /**
  * The demo engine behind a real server on loopback, for the test file that calls this at
- * its top level: loaded before the file's tests, both closed after them.
+ * its top level: loaded before the file's tests, both closed after them. The getter gives
+ * the running server and its engine (to compare HTTP answers with in-process ones).
  */
-export function useDemoServer(engineOptions: EngineOptions = {}, serverOptions: Partial<ServerOptions> = {}): () => RunningServer {
+export function useDemoServer(
+  engineOptions: EngineOptions = {},
+  serverOptions: Partial<ServerOptions> = {},
+): () => RunningServer & { engine: InferenceEngine } {
   let engine: InferenceEngine | undefined;
   let running: RunningServer | undefined;
   beforeAll(async () => {
@@ -42,7 +46,7 @@ export function useDemoServer(engineOptions: EngineOptions = {}, serverOptions: 
     await engine?.close();
   });
   return () => {
-    if (!running) throw new Error('useDemoServer: the server is not up (call it at the top level of a test file)');
-    return running;
+    if (!running || !engine) throw new Error('useDemoServer: the server is not up (call it at the top level of a test file)');
+    return { ...running, engine };
   };
 }

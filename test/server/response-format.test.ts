@@ -6,26 +6,18 @@
  * the real gateway, a stream cut mid-JSON and resumed on another worker comes out whole.
  */
 import OpenAI from 'openai';
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import type { InferenceEngine, ResponseFormat } from '../../src/engine/types.js';
+import { beforeAll, describe, expect, test } from 'vitest';
+import type { ResponseFormat } from '../../src/engine/types.js';
 import { validateJson } from '../reference/json-schema-validate.js';
-import { API_KEY, STORY_PROMPT, loadDemoEngine, parseMetrics, postJson, startServer, type RunningServer } from './helpers.js';
+import { API_KEY, STORY_PROMPT, parseMetrics, postJson, useDemoServer } from './helpers.js';
 import { behindGatewayWithFailingWorker } from './failing-engine.js';
 
-let engine: InferenceEngine;
-let running: RunningServer;
+const demo = useDemoServer({ responseCacheEntries: 0 });
 let client: OpenAI;
 const MODEL = 'demo-stories';
 
-beforeAll(async () => {
-  engine = await loadDemoEngine({ responseCacheEntries: 0 });
-  running = await startServer({ engine });
-  client = new OpenAI({ baseURL: `${running.url}/v1`, apiKey: API_KEY, maxRetries: 0 });
-});
-
-afterAll(async () => {
-  await running?.close();
-  await engine?.close();
+beforeAll(() => {
+  client = new OpenAI({ baseURL: `${demo().url}/v1`, apiKey: API_KEY, maxRetries: 0 });
 });
 
 const PET = {
@@ -56,7 +48,7 @@ async function streamedChat(body: OpenAI.ChatCompletionCreateParamsStreaming): P
 describe('chat completions', () => {
   test('json_schema: the content validates against the schema, streamed or not, as the engine writes it', async () => {
     for (const seed of [1, 2, 3]) {
-      const expected = await engine.complete({
+      const expected = await demo().engine.complete({
         prompt: STORY_PROMPT,
         maxTokens: 300,
         sampling: { temperature: 1, seed },
@@ -82,7 +74,7 @@ describe('chat completions', () => {
       logit_bias: NUDGE,
       response_format: { type: 'json_object' as const },
     };
-    const expected = await engine.complete({
+    const expected = await demo().engine.complete({
       prompt: STORY_PROMPT,
       maxTokens: 400,
       sampling: { temperature: 1, seed: 2, logitBias: { 34: 8, 125: 8 } },
@@ -107,7 +99,7 @@ describe('chat completions', () => {
 
 describe('metrics', () => {
   test('constrained requests and their token-mask lookups are counted on /metrics', async () => {
-    const scrape = async (): Promise<Map<string, number>> => parseMetrics(await (await fetch(`${running.url}/metrics`)).text());
+    const scrape = async (): Promise<Map<string, number>> => parseMetrics(await (await fetch(`${demo().url}/metrics`)).text());
     const series = (m: Map<string, number>, name: string): number => m.get(`${name}{model_name="${MODEL}"}`) ?? 0; // a counter has no series before its first count
     const before = await scrape();
     await client.chat.completions.create({ model: MODEL, messages: STORY_PROMPT, max_tokens: 8, response_format: { type: 'json_object' } });
@@ -129,7 +121,7 @@ describe('completions', () => {
       [{ type: 'json_object' }, { type: 'json_object' }],
       [PET_FORMAT, { type: 'json_schema', schema: PET }],
     ] as const) {
-      const expected = await engine.complete({
+      const expected = await demo().engine.complete({
         prompt,
         maxTokens: 200,
         sampling: { temperature: 1, seed: 5, logitBias: { 34: 8, 125: 8 } },
@@ -152,7 +144,7 @@ describe('completions', () => {
 describe('refused, naming response_format', () => {
   const refusal = async (responseFormat: unknown, stream = false): Promise<{ status: number; error: Record<string, unknown> }> => {
     const r = await postJson(
-      `${running.url}/v1/chat/completions`,
+      `${demo().url}/v1/chat/completions`,
       { model: MODEL, messages: STORY_PROMPT, max_tokens: 5, stream, response_format: responseFormat },
       { authorization: `Bearer ${API_KEY}` },
     );
@@ -206,7 +198,7 @@ describe('refused, naming response_format', () => {
 
 describe('through the gateway', () => {
   test('response_format reaches the worker as sent, and a stream cut mid-JSON is resumed on another worker, whole', async () => {
-    await behindGatewayWithFailingWorker(engine, 20, async (url, failing) => {
+    await behindGatewayWithFailingWorker(demo().engine, 20, async (url, failing) => {
       const viaGateway = new OpenAI({ baseURL: `${url}/v1`, apiKey: 'unused', maxRetries: 0 });
       const body = { model: MODEL, messages: STORY_PROMPT, max_tokens: 300, temperature: 1, seed: 3, response_format: PET_FORMAT };
       const direct = await client.chat.completions.create(body);

@@ -8,26 +8,18 @@
  * another worker under the same constraint.
  */
 import OpenAI from 'openai';
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import type { InferenceEngine, ResponseFormat } from '../../src/engine/types.js';
+import { beforeAll, describe, expect, test } from 'vitest';
+import type { ResponseFormat } from '../../src/engine/types.js';
 import { validateJson } from '../reference/json-schema-validate.js';
-import { API_KEY, STORY_PROMPT, loadDemoEngine, postJson, startServer, type RunningServer } from './helpers.js';
+import { API_KEY, STORY_PROMPT, postJson, useDemoServer } from './helpers.js';
 import { behindGatewayWithFailingWorker } from './failing-engine.js';
 
-let engine: InferenceEngine;
-let running: RunningServer;
+const demo = useDemoServer({ responseCacheEntries: 0 });
 let client: OpenAI;
 const MODEL = 'demo-stories';
 
-beforeAll(async () => {
-  engine = await loadDemoEngine({ responseCacheEntries: 0 });
-  running = await startServer({ engine });
-  client = new OpenAI({ baseURL: `${running.url}/v1`, apiKey: API_KEY, maxRetries: 0 });
-});
-
-afterAll(async () => {
-  await running?.close();
-  await engine?.close();
+beforeAll(() => {
+  client = new OpenAI({ baseURL: `${demo().url}/v1`, apiKey: API_KEY, maxRetries: 0 });
 });
 
 const REGEX = '(The|A) (cat|dog) (sat|ran)( fast)?\\.';
@@ -50,12 +42,17 @@ const chat = (extra: Record<string, unknown>, seed = 1) => ({
 
 /** What the engine writes for the chat prompt under `format`, in process. */
 async function expectedChat(format: ResponseFormat, seed = 1): Promise<string> {
-  const r = await engine.complete({ prompt: STORY_PROMPT, maxTokens: 120, sampling: { temperature: 1, seed }, responseFormat: format });
+  const r = await demo().engine.complete({
+    prompt: STORY_PROMPT,
+    maxTokens: 120,
+    sampling: { temperature: 1, seed },
+    responseFormat: format,
+  });
   return r.text;
 }
 
 async function post(path: string, body: Record<string, unknown>) {
-  return postJson(`${running.url}${path}`, body);
+  return postJson(`${demo().url}${path}`, body);
 }
 
 function content(json: Record<string, unknown>): { text: string; finish: string } {
@@ -198,7 +195,7 @@ describe('through the gateway', () => {
     const pattern = '[A-Z][a-z]{2,8} is \\d{1,2} years old\\.';
     // both longer than the 4 tokens after which the first worker's stream breaks
     const LONG_CHOICES = ['once upon a time there was a cat', 'once upon a time there was a dog'];
-    await behindGatewayWithFailingWorker(engine, 4, async (url, failing) => {
+    await behindGatewayWithFailingWorker(demo().engine, 4, async (url, failing) => {
       const viaGateway = new OpenAI({ baseURL: `${url}/v1`, apiKey: 'unused', maxRetries: 0 });
       for (const [extra, check] of [
         [{ guided_regex: pattern }, (t: string) => new RegExp(`^(?:${pattern})$`, 'u').test(t)],
