@@ -8,6 +8,7 @@ import { SUPPORTED_ARCHITECTURES, parameterCount } from '../../src/engine/model/
 import { openModelWeights } from '../../src/engine/model/sharded.js';
 import { loadTokenizer } from '../../src/engine/tokenizer/index.js';
 import { generateTestModel } from '../../src/testing/generate-model.js';
+import { TINY_QWEN3_MODEL } from '../helpers/qwen3.js';
 
 const dirs: string[] = [];
 afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
@@ -102,16 +103,7 @@ describe('generateTestModel', () => {
   });
 
   it('real Qwen3 and Llama 3 tokenizers with matching vocabulary sizes and ids', async () => {
-    const q = await generateTestModel(tempDir(), {
-      architecture: 'qwen3',
-      tokenizer: 'qwen3',
-      hidden: 32,
-      heads: 2,
-      kvHeads: 1,
-      headDim: 16,
-      layers: 1,
-      intermediate: 64,
-    });
+    const q = await generateTestModel(tempDir(), TINY_QWEN3_MODEL);
     expect(q.spec.vocabSize).toBe(151936);
     const qt = await loadTokenizer(q.dir);
     expect(qt.encode('Hello world!')).toEqual([9707, 1879, 0]);

