@@ -5,7 +5,7 @@
  * cache allocator, a NaN kvCacheBytes likewise, and 0 batch sequences quietly became 1.
  */
 import { AutoGlmError } from '../errors.js';
-import type { EventPollingMode } from '../kernels/event-polling.js';
+import { EVENT_POLLING_MODES } from '../kernels/event-polling.js';
 import { parseKernelProfile } from '../kernels/kernel-profile.js';
 import { WEIGHT_DTYPE_OPTIONS, type EngineOptions } from './types.js';
 
@@ -65,8 +65,6 @@ export function validateEngineOptions(options: EngineOptions): void {
     throw invalid('servedModelName', `servedModelName must be a non-empty string, got ${String(name)}`);
   }
 }
-
-const EVENT_POLLING_MODES = ['auto', 'spin', 'paced'] as const satisfies readonly EventPollingMode[];
 
 /**
  * The AUTOGLM_* variables the engine reads that no option or flag stands for. The GPU layer

@@ -12,7 +12,7 @@
  */
 import { create, globals } from 'webgpu';
 import { AutoGlmError } from '../errors.js';
-import { paceDawnEventPolling, resolveEventPollingMode, type EventPollingMode } from './event-polling.js';
+import { EVENT_POLLING_MODES, paceDawnEventPolling, resolveEventPollingMode, type EventPollingMode } from './event-polling.js';
 import { parseKernelProfile, type KernelProfile, type KernelProfileOption } from './kernel-profile.js';
 
 export interface GpuOptions {
@@ -258,7 +258,7 @@ export async function acquireGpu(options: GpuOptions = {}): Promise<GpuContext> 
 
 function eventPollingMode(value: string | undefined): EventPollingMode {
   if (value === undefined || value === '') return 'auto';
-  if (value === 'auto' || value === 'spin' || value === 'paced') return value;
+  if ((EVENT_POLLING_MODES as readonly string[]).includes(value)) return value as EventPollingMode;
   throw new AutoGlmError('invalid_request', `GPU event polling must be auto, spin or paced (got "${value}").`, {
     param: 'AUTOGLM_GPU_EVENT_POLLING',
   });

@@ -29,7 +29,9 @@ export interface EventPollingPace {
   intervalMs: number;
 }
 
-export type EventPollingMode = 'auto' | 'spin' | 'paced';
+/** How to wait for the GPU (GpuOptions.eventPolling, AUTOGLM_GPU_EVENT_POLLING). */
+export const EVENT_POLLING_MODES = ['auto', 'spin', 'paced'] as const;
+export type EventPollingMode = (typeof EVENT_POLLING_MODES)[number];
 
 const DEFAULT_PACE: EventPollingPace = { spinMs: 1, intervalMs: 1 };
 
