@@ -55,7 +55,7 @@ fn storeColumns(sums: array<vec4<f32>, TM>, c4: u32, lid: vec3<u32>) {
     let v = acc[r] + b;
     for (var j = 0u; j < 4u; j++) {
       if (n + j < p.np) {
-        out[o + j] = v[j];
+        put(o + j, v[j]);
       }
     }
   }

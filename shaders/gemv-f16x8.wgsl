@@ -57,7 +57,7 @@ fn hiSum(q: Quad, xv: vec4<f32>) -> vec4<f32> {
 
 @compute @workgroup_size(WGN)
 #if SID
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(subgroup_invocation_id) sid: u32) {
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(subgroup_invocation_id) sid: u32, @builtin(subgroup_size) sgs: u32) {
 #else
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
 #endif
@@ -72,6 +72,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     // rows past M (when M < TM) re-read the last row; their sums are never written
     xRow[r] = p.xOff + min(r, p.M - 1u) * p.ldx;
   }
+#if NORMX
+  // the rows' 1 / RMS (NORMX, matmul-args.wgsl), before any lane leaves uniform control flow
+  var inv: array<f32, TM>;
+  for (var r = 0u; r < TM; r++) {
+    inv[r] = rowInvRms(xRow[r], {{NORMLANES}});
+  }
+#endif
   // in vec4<f16> columns, then halved to vec4<u32> pairs (block widths and c4 are even)
   let col = wColumn(c4, p.ldw4, WB);
   var wi = col.x / 2u;
@@ -83,7 +90,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   for (; k + 8u <= p.K; k += 8u) {
     var xs: array<f32, TM>;
     for (var r = 0u; r < TM; r++) {
-      xs[r] = xAt(xRow[r] + k + xLane);
+      xs[r] = xAt(xRow[r], k + xLane);
     }
     for (var s = 0u; s < 8u; s += 4u) {
       let q = loadQuad(wi, wStep);
@@ -102,9 +109,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     wi += 4u * wStep;
     for (var r = 0u; r < TM; r++) {
 #if XLANE0
-      let xv = xFromLane0(xRow[r] + k, sid);
+      let xv = xFromLane0(xRow[r], k, sid);
 #else
-      let xv = x4At(xRow[r] + k);
+      let xv = x4At(xRow[r], k);
 #endif
       accLo[r] += loSum(q, xv);
       accHi[r] += hiSum(q, xv);
@@ -114,7 +121,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     let q = w[wi];
     wi += wStep;
     for (var r = 0u; r < TM; r++) {
-      let xk = xAt(xRow[r] + k);
+      let xk = xAt(xRow[r], k);
       accLo[r] += lo(q) * xk;
       accHi[r] += hi(q) * xk;
     }
@@ -140,14 +147,19 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
       break;
     }
     let o = p.outOff + r * p.ldo + p.n0 + n;
-    let vLo = accLo[r] + bLo;
-    let vHi = accHi[r] + bHi;
+#if NORMX
+    let sc = inv[r];
+#else
+    let sc = 1.0;
+#endif
+    let vLo = accLo[r] * sc + bLo;
+    let vHi = accHi[r] * sc + bHi;
     for (var j = 0u; j < 4u; j++) {
       if (n + j < p.np) {
-        out[o + j] = vLo[j];
+        put(o + j, vLo[j]);
       }
       if (n + 4u + j < p.np) {
-        out[o + 4u + j] = vHi[j];
+        put(o + 4u + j, vHi[j]);
       }
     }
   }

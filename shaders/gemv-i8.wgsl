@@ -9,7 +9,7 @@
 // XV4 (K and x's offset multiples of 4) reads x as vec4s; XSHARE (KS = 1) shares x across
 // the subgroup over eight k steps, as gemv.wgsl does. KS > 1 splits the groups across the
 // workgroup's y dimension and reduces the partial sums in workgroup memory (GPUs).
-#if XSHARE
+#if SID
 enable subgroups;
 #endif
 
@@ -33,8 +33,8 @@ fn unpackQuad(q: vec4<u32>) -> Quad {
 }
 
 @compute @workgroup_size(WGN, KS)
-#if XSHARE
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(subgroup_invocation_id) sid: u32) {
+#if SID
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(subgroup_invocation_id) sid: u32, @builtin(subgroup_size) sgs: u32) {
 #else
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
 #endif
@@ -48,6 +48,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     acc[r] = vec4<f32>(0.0);
     xRow[r] = p.xOff + min(r, p.M - 1u) * p.ldx;
   }
+#if NORMX
+  // the rows' 1 / RMS (NORMX, matmul-args.wgsl), before any lane leaves uniform control flow
+  var inv: array<f32, TM>;
+  for (var r = 0u; r < TM; r++) {
+    inv[r] = rowInvRms(xRow[r], {{NORMLANES}});
+  }
+#endif
   let K4 = kQuads();
   let G = groups();
   let col = blockColumn(cl, p.ldw4, K4);
@@ -74,7 +81,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     for (; k + 8u <= kEnd; k += 8u) {
       var xs: array<f32, TM>;
       for (var r = 0u; r < TM; r++) {
-        xs[r] = xAt(xRow[r] + k + xLane);
+        xs[r] = xAt(xRow[r], k + xLane);
       }
       for (var s = 0u; s < 8u; s += 4u) {
         let q = unpackQuad(w[wi]);
@@ -90,11 +97,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
       let q = unpackQuad(w[wi]);
       wi += col.y;
       for (var r = 0u; r < TM; r++) {
-        let xi = xRow[r] + k;
+        let xr = xRow[r];
 #if XV4
-        part[r] += quadSum(q, x4At(xi));
+        part[r] += quadSum(q, x4At(xr, k));
 #else
-        part[r] += quadSum(q, vec4<f32>(xAt(xi), xAt(xi + 1u), xAt(xi + 2u), xAt(xi + 3u)));
+        part[r] += quadSum(q, vec4<f32>(xAt(xr, k), xAt(xr, k + 1u), xAt(xr, k + 2u), xAt(xr, k + 3u)));
 #endif
       }
     }
@@ -104,11 +111,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
       let q = unpackQuad(w[wi]);
       let last = p.K - 1u;
       for (var r = 0u; r < TM; r++) {
-        let xi = xRow[r];
+        let xr = xRow[r];
         let xv = vec4<f32>(
-          xAt(xi + k),
-          select(0.0, xAt(xi + min(k + 1u, last)), k + 1u < p.K),
-          select(0.0, xAt(xi + min(k + 2u, last)), k + 2u < p.K),
+          xAt(xr, k),
+          select(0.0, xAt(xr, min(k + 1u, last)), k + 1u < p.K),
+          select(0.0, xAt(xr, min(k + 2u, last)), k + 2u < p.K),
           0.0,
         );
         part[r] += quadSum(q, xv);
@@ -119,5 +126,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
       acc[r] += part[r] * s;
     }
   }
+#if NORMX
+  for (var r = 0u; r < TM; r++) {
+    acc[r] *= inv[r];
+  }
+#endif
   storeColumns(acc, c4, lid);
 }

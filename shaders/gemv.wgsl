@@ -14,7 +14,8 @@
 // XLANE0 (XV4, KS = 1, x not shared): x's vec4 is the same for every lane, so only lane 0
 // of each subgroup loads it and subgroupBroadcast hands it round (xFromLane0,
 // matmul-args.wgsl): lavapipe's per-lane load loop then loads once instead of eight times.
-// SID is set with either: the kernel takes its subgroup lane and a subgroup-uniform k loop.
+// SID is set with either, and with NORMX's subgroup sums (matmul-args.wgsl): the kernel
+// takes its subgroup lane and size.
 //
 // KS > 1 splits K across the workgroup's y dimension (interleaved by k) and reduces the
 // partial sums in workgroup memory: more parallelism for GPUs where N / 4 invocations
@@ -48,7 +49,7 @@ fn loadQuad(wi: u32, wStep: u32) -> Quad {
 
 @compute @workgroup_size(WGN, KS)
 #if SID
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(subgroup_invocation_id) sid: u32) {
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(subgroup_invocation_id) sid: u32, @builtin(subgroup_size) sgs: u32) {
 #else
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
 #endif
@@ -64,11 +65,18 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   for (var r = 0u; r < TM; r++) {
     xRow[r] = p.xOff + min(r, p.M - 1u) * p.ldx;
   }
-#if SID
+#if NORMX
+  // the rows' 1 / RMS (NORMX, matmul-args.wgsl), before any lane leaves uniform control flow
+  var inv: array<f32, TM>;
+  for (var r = 0u; r < TM; r++) {
+    inv[r] = rowInvRms(xRow[r], {{NORMLANES}});
+  }
+#endif
+#if SPLITK
+  var k = lid.y;
+#else
   // KS = 1: lid.y is 0, written as a constant so that the loop stays subgroup-uniform
   var k = 0u;
-#else
-  var k = lid.y;
 #endif
   // unrolled by 4 k-steps: independent loads in flight, fewer loop tests
   let step = 4u * KS;
@@ -83,7 +91,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   for (; k + 8u <= p.K; k += 8u) {
     var xs: array<f32, TM>;
     for (var r = 0u; r < TM; r++) {
-      xs[r] = xAt(xRow[r] + k + xLane);
+      xs[r] = xAt(xRow[r], k + xLane);
     }
     for (var s = 0u; s < 8u; s += 4u) {
       let q = loadQuad(wi, wStep);
@@ -99,15 +107,15 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     let q = loadQuad(wi, wStep);
     wi += 4u * wStep;
     for (var r = 0u; r < TM; r++) {
-      let xi = xRow[r] + k;
+      let xr = xRow[r];
 #if XV4
 #if XLANE0
-      acc[r] += quadSum(q, xFromLane0(xi, sid));
+      acc[r] += quadSum(q, xFromLane0(xr, k, sid));
 #else
-      acc[r] += quadSum(q, x4At(xi));
+      acc[r] += quadSum(q, x4At(xr, k));
 #endif
 #else
-      acc[r] += quadSum(q, vec4<f32>(xAt(xi), xAt(xi + KS), xAt(xi + 2u * KS), xAt(xi + 3u * KS)));
+      acc[r] += quadSum(q, vec4<f32>(xAt(xr, k), xAt(xr, k + KS), xAt(xr, k + 2u * KS), xAt(xr, k + 3u * KS)));
 #endif
     }
   }
@@ -115,8 +123,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     let w0 = vec4<f32>(w[wi]);
     wi += wStep;
     for (var r = 0u; r < TM; r++) {
-      acc[r] += w0 * xAt(xRow[r] + k);
+      acc[r] += w0 * xAt(xRow[r], k);
     }
   }
+#if NORMX
+  for (var r = 0u; r < TM; r++) {
+    acc[r] *= inv[r];
+  }
+#endif
   storeColumns(acc, c4, lid);
 }

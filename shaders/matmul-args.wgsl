@@ -3,7 +3,14 @@
 // the weights, is each kernel's own).
 //
 // XV4 (K and x's offset multiples of 4) binds x as vec4s, so that a kernel can read four
-// k steps of a row in one load (x4At); xAt reads one element either way.
+// k steps of a row in one load (x4At); xAt reads one element either way. Kernels read x
+// through xAt(row, k) and x4At(row, k), `row` the element offset of the row's start.
+//
+// NORMX: the matmul's input is RMSNorm(x) (x * w[k], or (1 + w[k]) with NORM1P, over the
+// row's inverse RMS): the weight is applied as x is loaded and the row's 1 / RMS (rowInvRms,
+// from a pass over the row in the kernel's prologue) scales the sums before they are
+// stored, so that a norm whose output only feeds this matmul needs no dispatch of its own.
+// ACCUM: the result is added to what out holds (a residual stream updated in place).
 struct Params {
   K: u32,
   // columns of this weight part, and vec4 columns per stored row of it
@@ -17,6 +24,8 @@ struct Params {
   // first column of this part inside out and bias
   n0: u32,
   M: u32,
+  // NORMX's epsilon
+  eps: f32,
 }
 
 #if XV4
@@ -38,34 +47,46 @@ fn xRaw4(i: u32) -> vec4<f32> {
 }
 #endif
 
-// The matmul's input at element i of x (xAt) and four consecutive ones (x4At).
+// The matmul's input at element k of the row starting at `row` (xAt), and four consecutive
+// ones (x4At, k a multiple of 4 with XV4).
 // GATED: x holds an MLP's fused [gate (K) | up (K)] rows (ldx = 2K) and the input is
 // act(gate) * up, computed as it is loaded: no activation pass over [M, 2K] and no
 // activation buffer between the gate/up and down projections.
 #if GATED
-fn xAt(i: u32) -> f32 {
+fn xAt(row: u32, k: u32) -> f32 {
+  let i = row + k;
   return {{ACT}}(xRaw(i)) * xRaw(i + p.K);
 }
-fn x4At(i: u32) -> vec4<f32> {
+fn x4At(row: u32, k: u32) -> vec4<f32> {
+  let i = row + k;
   let g = xRaw4(i);
   return vec4<f32>({{ACT}}(g.x), {{ACT}}(g.y), {{ACT}}(g.z), {{ACT}}(g.w)) * xRaw4(i + p.K);
 }
 #else
-fn xAt(i: u32) -> f32 {
-  return xRaw(i);
+#if NORMX
+fn xAt(row: u32, k: u32) -> f32 {
+  return xRaw(row + k) * normScale(k);
 }
-fn x4At(i: u32) -> vec4<f32> {
-  return xRaw4(i);
+fn x4At(row: u32, k: u32) -> vec4<f32> {
+  return xRaw4(row + k) * vec4<f32>(normScale(k), normScale(k + 1u), normScale(k + 2u), normScale(k + 3u));
 }
+#else
+fn xAt(row: u32, k: u32) -> f32 {
+  return xRaw(row + k);
+}
+fn x4At(row: u32, k: u32) -> vec4<f32> {
+  return xRaw4(row + k);
+}
+#endif
 #endif
 
 #if XLANE0
-// x4At(i) where i is the same in every lane, loaded by lane `sid` 0 only and broadcast
-// (call it from subgroup-uniform control flow)
-fn xFromLane0(i: u32, sid: u32) -> vec4<f32> {
+// x4At(row, k) where both are the same in every lane, loaded by lane `sid` 0 only and
+// broadcast (call it from subgroup-uniform control flow)
+fn xFromLane0(row: u32, k: u32, sid: u32) -> vec4<f32> {
   var v = vec4<f32>(0.0);
   if (sid == 0u) {
-    v = x4At(i);
+    v = x4At(row, k);
   }
   return subgroupBroadcast(v, 0u);
 }
@@ -88,6 +109,51 @@ fn wColumn(col: u32, ldw: u32, wb: u32) -> vec2<u32> {
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
 #endif
 @group(1) @binding(0) var<uniform> p: Params;
+
+// Writes element i of out, or with ACCUM adds to it.
+fn put(i: u32, v: f32) {
+#if ACCUM
+  out[i] += v;
+#else
+  out[i] = v;
+#endif
+}
+
+#if NORMX
+@group(0) @binding({{NORMB}}) var<storage, read> normW: array<f32>;
+
+// the norm's weight for element k
+fn normScale(k: u32) -> f32 {
+#if NORM1P
+  return 1.0 + normW[k];
+#else
+  return normW[k];
+#endif
+}
+
+// 1 / RMS of the K elements of the row starting at `row`: lane `lane` of `lanes` sums the
+// squares of every lanes-th element (vec4s with XV4) and, with NORMSG, the lanes are a
+// subgroup's and subgroupAdd totals them (call it from uniform control flow); without
+// subgroups a kernel passes lane 0 of 1 and each invocation reads the whole row.
+fn rowInvRms(row: u32, lane: u32, lanes: u32) -> f32 {
+  var ss = 0.0;
+#if XV4
+  for (var k4 = lane; k4 < p.K / 4u; k4 += lanes) {
+    let v = xRaw4(row + 4u * k4);
+    ss += dot(v, v);
+  }
+#else
+  for (var k = lane; k < p.K; k += lanes) {
+    let v = xRaw(row + k);
+    ss += v * v;
+  }
+#endif
+#if NORMSG
+  ss = subgroupAdd(ss);
+#endif
+  return inverseSqrt(ss / f32(p.K) + p.eps);
+}
+#endif
 
 // Two vec4<f16> columns packed in one vec4<u32> (the 16-byte W loads of gemv-f16x8.wgsl and
 // of matmul.wgsl's WPAIRS): the first four halves, and the last four.

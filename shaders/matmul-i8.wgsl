@@ -7,7 +7,7 @@
 // group (its four int8, int8-weights.wgsl), unpacked and scaled in registers (one vec4
 // multiply per column group and k step, against TM multiply-adds). XSHARE shares x across
 // the subgroup over XS k steps (XS a multiple of 4 dividing GS), as matmul.wgsl does.
-#if XSHARE
+#if SID
 enable subgroups;
 #endif
 
@@ -31,17 +31,17 @@ fn store(m: u32, c: u32, v: vec4<f32>) {
   for (var e = 0u; e < 4u; e++) {
     if (n + e < p.np) {
 #if BIAS
-      out[o + e] = v[e] + bias[p.n0 + n + e];
+      put(o + e, v[e] + bias[p.n0 + n + e]);
 #else
-      out[o + e] = v[e];
+      put(o + e, v[e]);
 #endif
     }
   }
 }
 
 @compute @workgroup_size(WGN)
-#if XSHARE
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(subgroup_invocation_id) sid: u32) {
+#if SID
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(subgroup_invocation_id) sid: u32, @builtin(subgroup_size) sgs: u32) {
 #else
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
 #endif

@@ -21,7 +21,8 @@
 #if WF16
 enable f16;
 #endif
-#if XSHARE
+// SID (XSHARE, or NORMX's subgroup sums): the kernel takes its subgroup lane and size.
+#if SID
 enable subgroups;
 #endif
 
@@ -56,24 +57,24 @@ fn store(m: u32, c: u32, v: Acc) {
   for (var e = 0u; e < 4u; e++) {
     if (n + e < p.np) {
 #if BIAS
-      out[o + e] = v[e] + bias[p.n0 + n + e];
+      put(o + e, v[e] + bias[p.n0 + n + e]);
 #else
-      out[o + e] = v[e];
+      put(o + e, v[e]);
 #endif
     }
   }
 #else
 #if BIAS
-  out[o] = v + bias[p.n0 + n];
+  put(o, v + bias[p.n0 + n]);
 #else
-  out[o] = v;
+  put(o, v);
 #endif
 #endif
 }
 
 @compute @workgroup_size(WGN)
-#if XSHARE
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(subgroup_invocation_id) sid: u32) {
+#if SID
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(subgroup_invocation_id) sid: u32, @builtin(subgroup_size) sgs: u32) {
 #else
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
 #endif

@@ -14,6 +14,7 @@ import { params, type Params } from './params.js';
 import { hasSubgroupsOf } from './subgroups.js';
 import type { Binding, Recorder } from './recorder.js';
 import type { KernelRuntime } from './runtime.js';
+import type { Defines } from './shader-source.js';
 import type { GpuTensor } from './tensor.js';
 import { WEIGHT_BLOCK_COLS4, type MatmulWeight, type MatmulWeightPart } from './matmul-weight.js';
 
@@ -169,8 +170,26 @@ export interface MatmulArgs {
    * activation pass of its own).
    */
   gated?: Activation;
+  /**
+   * The matmul's input is RMSNorm(x) with this weight: the norm is applied as x is loaded
+   * and each row's 1 / RMS scales its sums at the end (shaders/matmul-args.wgsl, NORMX), so
+   * a norm whose output feeds only this matmul costs no dispatch and no [M, K] buffer.
+   * Not with `gated`.
+   */
+  normX?: RmsNormFold;
+  /** Add the result to what `out` holds (a residual stream updated in place) instead of overwriting it. */
+  accumulate?: boolean;
   /** Overrides of the default tile sizes (benchmarks). */
   tuning?: Partial<MatmulTuning>;
+}
+
+/** An RMSNorm folded into a matmul's input: x * rsqrt(mean(x^2) + eps) * w (or * (1 + w)). */
+export interface RmsNormFold {
+  /** f32 [K]. */
+  weight: GpuTensor;
+  eps: number;
+  /** The (1 + w) form (Gemma-style weights stored as offsets from 1). */
+  onePlus: boolean;
 }
 
 /**
@@ -194,6 +213,15 @@ function checkArgs(args: MatmulArgs): void {
   if (x.length < M * ldx) throw new RangeError(`matmul: x has ${x.length} elements, [${M}, ${ldx}] needs ${M * ldx}`);
   if (out.length < M * weight.N) throw new RangeError(`matmul: out has ${out.length} elements, [${M}, ${weight.N}] needs ${M * weight.N}`);
   if (x.byteOffset % 4 !== 0 || out.byteOffset % 4 !== 0) throw new RangeError('matmul: x and out must start at a 4-byte boundary');
+  const norm = args.normX;
+  if (norm) {
+    if (args.gated) throw new TypeError('matmul: normX and gated cannot be combined');
+    if (norm.weight.dtype !== 'f32' || norm.weight.length < weight.K)
+      throw new RangeError(
+        `matmul: normX.weight must be f32 with at least K = ${weight.K} elements, got ${norm.weight.dtype} [${norm.weight.length}]`,
+      );
+    if (!(norm.eps >= 0)) throw new RangeError(`matmul: normX.eps must be a non-negative number, got ${norm.eps}`);
+  }
 }
 
 export function matmul(rt: KernelRuntime, rec: Recorder, args: MatmulArgs): void {
@@ -210,17 +238,34 @@ export function matmul(rt: KernelRuntime, rec: Recorder, args: MatmulArgs): void
   // run in row chunks (each chunk still covers all of N)
   const rowBytes = Math.max(ldx, N) * 4 + rt.ctx.limits.minStorageBufferOffsetAlignment;
   const chunkRows = Math.max(1, Math.min(M, Math.floor(rt.maxBindingBytes / rowBytes)));
+  // the norm's sums over a subgroup's lanes need subgroupAdd; without subgroups each lane sums a whole row
+  const fold: FoldDefines = {
+    norm: args.normX,
+    accumulate: args.accumulate ?? false,
+    normSubgroups: !!args.normX && rt.ctx.features.subgroups === true,
+  };
   for (let m0 = 0; m0 < M; m0 += chunkRows) {
     const rows = Math.min(chunkRows, M - m0);
     const xb = alignedBinding(rt, x, m0 * ldx, rows * ldx);
     const ob = alignedBinding(rt, out, m0 * N, rows * N);
     for (const part of weight.parts) {
-      const p = params().u32(K).u32(part.n).u32(part.ldw4).u32(xb.offset).u32(ldx).u32(ob.offset).u32(N).u32(part.n0).u32(rows);
+      const p = params()
+        .u32(K)
+        .u32(part.n)
+        .u32(part.ldw4)
+        .u32(xb.offset)
+        .u32(ldx)
+        .u32(ob.offset)
+        .u32(N)
+        .u32(part.n0)
+        .u32(rows)
+        .f32(args.normX?.eps ?? 0);
       const bindings: Binding[] = [xb.binding, part.tensor];
       if (weight.bias) bindings.push(weight.bias);
       bindings.push(ob.binding);
+      if (args.normX) bindings.push(args.normX.weight);
       const xVec4 = K % 4 === 0 && xb.offset % 4 === 0;
-      const d = { weight, part, rows, tuning, bindings, p, xVec4, gated: args.gated };
+      const d: PartDispatch = { weight, part, rows, tuning, bindings, p, xVec4, gated: args.gated, fold };
       if (rows <= tuning.gemvMaxRows) dispatchGemv(rt, rec, d);
       else dispatchGemm(rt, rec, d);
     }
@@ -237,6 +282,27 @@ interface PartDispatch {
   p: Params;
   /** x's rows start on 16-byte boundaries (K and the binding offset multiples of 4): the GEMVs may read x as vec4s. */
   xVec4: boolean;
+  fold: FoldDefines;
+}
+
+/** What MatmulArgs.normX and accumulate make of a kernel (matmul-args.wgsl). */
+interface FoldDefines {
+  norm: RmsNormFold | undefined;
+  accumulate: boolean;
+  /** The rows' sums of squares are split across a subgroup's lanes (NORMSG). */
+  normSubgroups: boolean;
+}
+
+function foldDefines(f: FoldDefines, bias: boolean): Defines {
+  return {
+    NORMX: f.norm !== undefined,
+    NORM1P: f.norm?.onePlus ?? false,
+    NORMSG: f.normSubgroups,
+    NORMLANES: normLanes(f) ?? '',
+    // after x, W, bias and out
+    NORMB: bias ? 4 : 3,
+    ACCUM: f.accumulate,
+  };
 }
 
 function commonDefines(d: PartDispatch): Record<string, string | number | boolean> {
@@ -248,11 +314,14 @@ function commonDefines(d: PartDispatch): Record<string, string | number | boolea
     WB: WEIGHT_BLOCK_COLS4,
     GATED: d.gated ?? false,
     ACT: d.gated ?? '',
+    ...foldDefines(d.fold, weight.bias !== undefined),
   };
 }
 
-function bindingKinds(weight: MatmulWeight): ('read' | 'write')[] {
-  return weight.bias ? ['read', 'read', 'read', 'write'] : ['read', 'read', 'write'];
+function bindingKinds(d: PartDispatch): ('read' | 'write')[] {
+  const kinds: ('read' | 'write')[] = d.weight.bias ? ['read', 'read', 'read', 'write'] : ['read', 'read', 'write'];
+  if (d.fold.norm) kinds.push('read');
+  return kinds;
 }
 
 /**
@@ -296,7 +365,7 @@ function gemvShareX(rt: KernelRuntime, d: PartDispatch): boolean {
 function gemvXDefines(rt: KernelRuntime, d: PartDispatch, ks: number): { XSHARE: boolean; XLANE0: boolean; SID: boolean } {
   const xshare = ks === 1 && gemvShareX(rt, d);
   const xlane0 = d.tuning.gemvXLane0 && ks === 1 && d.xVec4 && !xshare && rt.ctx.features.subgroups === true;
-  return { XSHARE: xshare, XLANE0: xlane0, SID: xshare || xlane0 };
+  return { XSHARE: xshare, XLANE0: xlane0, SID: xshare || xlane0 || d.fold.normSubgroups };
 }
 
 function dispatchGemv(rt: KernelRuntime, rec: Recorder, d: PartDispatch): void {
@@ -308,7 +377,7 @@ function dispatchGemv(rt: KernelRuntime, rec: Recorder, d: PartDispatch): void {
     const kernel = rt.kernel({
       shader: 'gemv-f16x8',
       defines: { ...commonDefines(d), TM: d.rows, WGN: wgn, XV4: d.xVec4, ...gemvXDefines(rt, d, 1) },
-      bindings: bindingKinds(d.weight),
+      bindings: bindingKinds(d),
       params: true,
     });
     rec.dispatch(kernel, d.bindings, d.p, [Math.ceil(d.part.ldw4 / 2 / wgn), 1]);
@@ -326,7 +395,7 @@ function dispatchGemv(rt: KernelRuntime, rec: Recorder, d: PartDispatch): void {
       XV4: ks === 1 && d.xVec4,
       ...gemvXDefines(rt, d, ks),
     },
-    bindings: bindingKinds(d.weight),
+    bindings: bindingKinds(d),
     params: true,
   });
   rec.dispatch(kernel, d.bindings, d.p, [Math.ceil(d.part.ldw4 / wgn), 1]);
@@ -368,6 +437,7 @@ function dispatchGemm(rt: KernelRuntime, rec: Recorder, d: PartDispatch): void {
       WPAIRS: pairs,
       CU: pairs ? tn4 / 2 : tn4,
       XSHARE: xs > 0,
+      SID: xs > 0 || d.fold.normSubgroups,
       XS: Math.max(xs, 1),
       ROWSFIRST: rowsFirst,
       VW: vw,
@@ -375,8 +445,8 @@ function dispatchGemm(rt: KernelRuntime, rec: Recorder, d: PartDispatch): void {
       ACC: vw === 4 ? 'vec4<f32>' : 'f32',
       WELEM: pairs ? 'vec4<u32>' : vw === 4 ? `vec4<${wt}>` : wt,
     },
-    generated: () => gemmBlockCode(tm, tn4, xs, pairs),
-    bindings: bindingKinds(d.weight),
+    generated: () => gemmBlockCode(tm, tn4, xs, pairs, normLanes(d.fold)),
+    bindings: bindingKinds(d),
     params: true,
   });
   const groups = Math.ceil((d.part.ldw4 * (4 / vw)) / (wgn * tn4));
@@ -390,7 +460,13 @@ function dispatchGemm(rt: KernelRuntime, rec: Recorder, d: PartDispatch): void {
  * subgroupShuffle (when xs > 0), and the stores; with `pairs` each W load is one vec4<u32>
  * holding two adjacent f16 vec4 columns (see the comments in shaders/matmul.wgsl).
  */
-export function gemmBlockCode(tm: number, tn: number, xs = 0, pairs = false): { DECL: string; STEP: string; CHUNK: string; STORE: string } {
+export function gemmBlockCode(
+  tm: number,
+  tn: number,
+  xs = 0,
+  pairs = false,
+  normLanes?: string,
+): { DECL: string; STEP: string; CHUNK: string; STORE: string } {
   const decl: string[] = [];
   const step: string[] = [];
   const chunk: string[] = [];
@@ -411,7 +487,7 @@ export function gemmBlockCode(tm: number, tn: number, xs = 0, pairs = false): { 
   };
   if (xs > 0) {
     // lane l holds x[row, k + l]; step s takes lane s's value
-    for (let r = 0; r < tm; r++) chunk.push(`    let xs_${r} = xAt(xRow_${r} + k + xLane);`);
+    for (let r = 0; r < tm; r++) chunk.push(`    let xs_${r} = xAt(xRow_${r}, k + xLane);`);
     chunk.push(`    for (var s = 0u; s < ${xs}u; s++) {`);
     kStep(chunk, (r) => `subgroupShuffle(xs_${r}, s)`);
     chunk.push('    }');
@@ -430,12 +506,30 @@ export function gemmBlockCode(tm: number, tn: number, xs = 0, pairs = false): { 
     }
   }
   for (let r = 0; r < tm; r++) decl.push(`  let xRow_${r} = p.xOff + min(m0 + ${r}u, lastRow) * p.ldx;`);
+  decl.push(...invRmsDecls(tm, normLanes));
   for (let r = 0; r < tm; r++) for (let j = 0; j < tn; j++) decl.push(`  var a_${r}_${j} = Acc(0.0);`);
-  kStep(step, (r) => `xAt(xRow_${r} + k)`);
+  kStep(step, (r) => `xAt(xRow_${r}, k)`);
   // the vec4 column of accumulator j: group j, or half j % 2 of pair j / 2
   const column = (j: number): string => (pairs ? `2u * (c0 + ${Math.floor(j / 2)}u * WGN) + ${j % 2}u` : `c0 + ${j}u * WGN`);
-  for (let r = 0; r < tm; r++) for (let j = 0; j < tn; j++) store.push(`  store(m0 + ${r}u, ${column(j)}, a_${r}_${j});`);
+  for (let r = 0; r < tm; r++) for (let j = 0; j < tn; j++) store.push(`  store(m0 + ${r}u, ${column(j)}, ${scaled(r, j, normLanes)});`);
   return { DECL: decl.join('\n'), STEP: step.join('\n'), CHUNK: chunk.join('\n'), STORE: store.join('\n') };
+}
+
+/** NORMX's lanes for rowInvRms in a GEMM (its subgroup's, or each lane on its own), or undefined without a folded norm. */
+function normLanes(f: FoldDefines): string | undefined {
+  if (!f.norm) return undefined;
+  return f.normSubgroups ? 'sid, sgs' : '0u, 1u';
+}
+
+// the GEMM block's rows' 1 / RMS (NORMX), from the prologue's uniform control flow
+function invRmsDecls(tm: number, normLanes: string | undefined): string[] {
+  if (normLanes === undefined) return [];
+  return Array.from({ length: tm }, (_, r) => `  let inv_${r} = rowInvRms(xRow_${r}, ${normLanes});`);
+}
+
+// accumulator (r, j) as stored: scaled by its row's 1 / RMS with NORMX
+function scaled(r: number, j: number, normLanes: string | undefined): string {
+  return normLanes === undefined ? `a_${r}_${j}` : `a_${r}_${j} * inv_${r}`;
 }
 
 /**
@@ -447,6 +541,7 @@ export function gemmBlockCode(tm: number, tn: number, xs = 0, pairs = false): { 
  */
 function dispatchGemvI8(rt: KernelRuntime, rec: Recorder, d: PartDispatch): void {
   const { wgn, ks } = gemvShape(d.tuning, d.part.ldw4, d.rows, rt.ctx.limits);
+  const xshare = ks === 1 && d.tuning.gemvShareXMinRows > 0 && hasSubgroupsOf(rt, 8);
   const kernel = rt.kernel({
     shader: 'gemv-i8',
     defines: {
@@ -458,9 +553,10 @@ function dispatchGemvI8(rt: KernelRuntime, rec: Recorder, d: PartDispatch): void
       SPLITK: ks > 1,
       PARTIALS: wgn * ks * d.rows,
       XV4: d.xVec4,
-      XSHARE: ks === 1 && d.tuning.gemvShareXMinRows > 0 && hasSubgroupsOf(rt, 8),
+      XSHARE: xshare,
+      SID: xshare || d.fold.normSubgroups,
     },
-    bindings: bindingKinds(d.weight),
+    bindings: bindingKinds(d),
     params: true,
   });
   rec.dispatch(kernel, d.bindings, d.p, [Math.ceil(d.part.ldw4 / wgn), 1]);
@@ -485,11 +581,12 @@ function dispatchGemmI8(rt: KernelRuntime, rec: Recorder, d: PartDispatch): void
       TN: tn4,
       WGN: wgn,
       XSHARE: xs > 0,
+      SID: xs > 0 || d.fold.normSubgroups,
       XS: Math.max(xs, 1),
       ROWSFIRST: rowsFirst,
     },
-    generated: () => gemmBlockCodeI8(tm, tn4, xs),
-    bindings: bindingKinds(d.weight),
+    generated: () => gemmBlockCodeI8(tm, tn4, xs, normLanes(d.fold)),
+    bindings: bindingKinds(d),
     params: true,
   });
   const groups = Math.ceil(d.part.ldw4 / (wgn * tn4));
@@ -513,6 +610,7 @@ export function gemmBlockCodeI8(
   tm: number,
   tn: number,
   xs = 0,
+  normLanes?: string,
 ): { DECL: string; SCALES: string; CHUNK: string; QUAD: string; STORE: string } {
   const decl: string[] = [];
   const scales: string[] = [];
@@ -528,6 +626,7 @@ export function gemmBlockCodeI8(
     scales.push(`    let s_${j} = scaleAt(si_${j});`, `    si_${j} += sb_${j};`);
   }
   for (let r = 0; r < tm; r++) decl.push(`  let xRow_${r} = p.xOff + min(m0 + ${r}u, lastRow) * p.ldx;`);
+  decl.push(...invRmsDecls(tm, normLanes));
   for (let r = 0; r < tm; r++) for (let j = 0; j < tn; j++) decl.push(`  var a_${r}_${j} = vec4<f32>(0.0);`);
   // k steps t < bound from the quad at wi_j on, x from xOf(r); then wi_j past `quads` quads
   const steps = (bound: string, quads: number, xOf: (r: number) => string): string[] => {
@@ -544,10 +643,11 @@ export function gemmBlockCodeI8(
   const chunk: string[] = [];
   if (xs > 0) {
     // lane l holds x[row, k + l]; step t takes lane t's value
-    for (let r = 0; r < tm; r++) chunk.push(`      let xs_${r} = xAt(xRow_${r} + k + xLane);`);
+    for (let r = 0; r < tm; r++) chunk.push(`      let xs_${r} = xAt(xRow_${r}, k + xLane);`);
     chunk.push(...steps(`${xs}u`, xs / 4, (r) => `subgroupShuffle(xs_${r}, t)`));
   }
-  const quad = steps('n', 1, (r) => `xAt(xRow_${r} + k + t)`);
-  for (let r = 0; r < tm; r++) for (let j = 0; j < tn; j++) store.push(`  store(m0 + ${r}u, c0 + ${j}u * WGN, a_${r}_${j});`);
+  const quad = steps('n', 1, (r) => `xAt(xRow_${r}, k + t)`);
+  for (let r = 0; r < tm; r++)
+    for (let j = 0; j < tn; j++) store.push(`  store(m0 + ${r}u, c0 + ${j}u * WGN, ${scaled(r, j, normLanes)});`);
   return { DECL: decl.join('\n'), SCALES: scales.join('\n'), CHUNK: chunk.join('\n'), QUAD: quad.join('\n'), STORE: store.join('\n') };
 }

@@ -4,6 +4,7 @@ import type { KernelRuntime } from '../../src/kernels/runtime.js';
 import { sliceTensor } from '../../src/kernels/tensor.js';
 import { poisoned } from './gpu.js';
 import type { Rng } from './random.js';
+import { rmsNormRef } from '../reference/norms.js';
 
 export interface MatmulRun {
   M: number;
@@ -14,6 +15,10 @@ export interface MatmulRun {
   rng: Rng;
   tuning?: Partial<MatmulTuning>;
   gated?: Activation;
+  /** An RMSNorm folded into the matmul's input (MatmulArgs.normX), its weight uploaded here. */
+  normX?: { weight: Float32Array; eps: number; onePlus: boolean };
+  /** MatmulArgs.accumulate: out starts as these M x N values instead of poison. */
+  accumulateOnto?: Float32Array;
 }
 
 /**
@@ -25,7 +30,10 @@ export async function runMatmulAtOffset(rt: KernelRuntime, weight: MatmulWeight,
   const { M, ldx, pad } = o;
   const N = weight.N;
   const xAll = rt.upload('f32', new Float32Array([...o.rng.floats(pad * ldx), ...x]));
-  const outAll = poisoned(rt, 'f32', (pad + M) * N);
+  const outAll = o.accumulateOnto
+    ? rt.upload('f32', new Float32Array([...o.rng.floats(pad * N), ...o.accumulateOnto]))
+    : poisoned(rt, 'f32', (pad + M) * N);
+  const normWeight = o.normX ? rt.upload('f32', o.normX.weight) : undefined;
   try {
     const rec = rt.recorder();
     matmul(rt, rec, {
@@ -35,11 +43,50 @@ export async function runMatmulAtOffset(rt: KernelRuntime, weight: MatmulWeight,
       M,
       tuning: o.tuning,
       gated: o.gated,
+      normX: o.normX && normWeight ? { weight: normWeight, eps: o.normX.eps, onePlus: o.normX.onePlus } : undefined,
+      accumulate: o.accumulateOnto !== undefined,
     });
     await rec.submit();
     return await rt.readFloats(outAll, pad * N, M * N);
   } finally {
     rt.destroyBuffer(xAll.buffer);
     rt.destroyBuffer(outAll.buffer);
+    if (normWeight) rt.destroyBuffer(normWeight.buffer);
   }
+}
+
+/** A matmul test case's folded RMSNorm (MatmulArgs.normX, plain or (1 + w)) and accumulate. */
+export interface FoldCase {
+  norm?: 'plain' | 'onePlus';
+  accumulate?: boolean;
+}
+
+/**
+ * What a fold case adds around a matmul test: a random norm weight and eps, and random
+ * starting values of out (to run with runMatmulAtOffset), the reference input (the RMSNorm of
+ * `x` in float64, or `x`) and the reference result (the matmul's plus the starting values).
+ */
+export function foldInputs(
+  rng: Rng,
+  x: Float32Array,
+  M: number,
+  N: number,
+  K: number,
+  f: FoldCase,
+): { input: ArrayLike<number>; run: Pick<MatmulRun, 'normX' | 'accumulateOnto'>; result(matmul: Float64Array): Float64Array } {
+  let input: ArrayLike<number> = x;
+  let normX: MatmulRun['normX'];
+  if (f.norm) {
+    const onePlus = f.norm === 'onePlus';
+    // Gemma-style offsets from 1 are small; plain weights sit around 1, some near 0
+    const weight = rng.floats(K).map((v) => (onePlus ? 0.3 * v : 1 + v));
+    normX = { weight, eps: 1e-5, onePlus };
+    input = rmsNormRef(x, weight, { rows: M, dim: K, eps: normX.eps, onePlus });
+  }
+  const start = f.accumulate ? rng.floats(M * N) : undefined;
+  return {
+    input,
+    run: { normX, accumulateOnto: start },
+    result: (matmul) => (start ? matmul.map((v, i) => v + start[i]!) : matmul),
+  };
 }

@@ -10,7 +10,7 @@ import { dequantizeInt8, INT8_GROUP_SIZE, quantizeInt8, type QuantizedInt8 } fro
 import { prepareMatmulWeight, type MatmulTuning } from '../../src/kernels/matmul.js';
 import type { KernelRuntime } from '../../src/kernels/runtime.js';
 import { relativeError, useRuntime } from '../helpers/gpu.js';
-import { runMatmulAtOffset } from '../helpers/matmul-run.js';
+import { foldInputs, runMatmulAtOffset, type FoldCase } from '../helpers/matmul-run.js';
 import { Rng } from '../helpers/random.js';
 import { ACTIVATIONS_REF, gatedActivationRef } from '../reference/activation.js';
 import { dequantizeInt8Ref } from '../reference/int8.js';
@@ -100,7 +100,7 @@ describe('int8 quantizer', () => {
   });
 });
 
-interface Case {
+interface Case extends FoldCase {
   M: number;
   N: number;
   K: number;
@@ -120,15 +120,24 @@ async function runCase(rt: KernelRuntime, c: Case): Promise<{ err: number; parts
   const rng = new Rng(M * 7919 + N * 104729 + K * 13 + groupSize + (c.bias ? 2 : 0));
   const ldx = c.gated ? 2 * K : K;
   const x = rng.floats(M * ldx);
-  const input = c.gated ? gatedActivationRef(x, M, K, ACTIVATIONS_REF[c.gated]) : x;
   const qw = quantizeInt8(weights(rng, N, K), N, K, groupSize);
   const bias = c.bias ? rng.floats(N) : undefined;
+  const fold = foldInputs(rng, x, M, N, K, c);
+  const input = c.gated ? gatedActivationRef(x, M, K, ACTIVATIONS_REF[c.gated]) : fold.input;
   const weight = prepareMatmulWeight(rt, { data: qw, N, K, dtype: 'int8', bias, maxPartBytes: c.maxPartBytes });
   try {
     expect([weight.dtype, weight.groupSize]).toEqual(['int8', groupSize]);
-    const got = await runMatmulAtOffset(rt, weight, x, { M, ldx, pad: c.offsetRows ?? 0, rng, tuning: c.tuning, gated: c.gated });
+    const got = await runMatmulAtOffset(rt, weight, x, {
+      M,
+      ldx,
+      pad: c.offsetRows ?? 0,
+      rng,
+      tuning: c.tuning,
+      gated: c.gated,
+      ...fold.run,
+    });
     const w = dequantizeInt8Ref(qw.q, qw.scales, N, K, groupSize);
-    return { err: relativeError(got, matmulRef(input, w, M, N, K, bias)), parts: weight.parts.length };
+    return { err: relativeError(got, fold.result(matmulRef(input, w, M, N, K, bias))), parts: weight.parts.length };
   } finally {
     weight.destroy();
   }
@@ -138,6 +147,8 @@ function name(c: Case): string {
   const extras = [
     c.groupSize ? `group ${c.groupSize}` : '',
     c.gated ? `gated ${c.gated}` : '',
+    c.norm ? `norm ${c.norm}` : '',
+    c.accumulate ? 'accumulate' : '',
     c.bias ? 'bias' : '',
     c.maxPartBytes ? `split@${c.maxPartBytes}B` : '',
     c.offsetRows ? `offset ${c.offsetRows} rows` : '',
@@ -189,6 +200,23 @@ describe('int8 matmul: split weights, offsets, fused gated input, other tilings'
     { c: { M: 1, N: 300, K: 64, bias: true, gated: 'silu' } },
     { c: { M: 5, N: 301, K: 77, gated: 'gelu_tanh', offsetRows: 2 } },
     { c: { M: 37, N: 301, K: 77, bias: true, gated: 'silu' } },
+    // an RMSNorm folded into the input and the result added to out (GEMV: vec4 x, scalar x,
+    // shared x, split K; GEMM: shared x, plain, the GPU profile's tiling)
+    { c: { M: 1, N: 300, K: 64, norm: 'plain', accumulate: true } },
+    { c: { M: 3, N: 300, K: 77, norm: 'onePlus', bias: true, offsetRows: 1 } },
+    { c: { M: 5, N: 300, K: 77, norm: 'plain', tuning: { gemvSplitK: 4, gemvWorkgroupN: 16, gemvShareXMinRows: 0 } } },
+    { c: { M: 37, N: 301, K: 77, norm: 'plain', accumulate: true, bias: true } },
+    { c: { M: 40, N: 300, K: 68, norm: 'onePlus', tuning: { gemmShareX: 0 } } },
+    {
+      c: {
+        M: 37,
+        N: 301,
+        K: 77,
+        norm: 'plain',
+        accumulate: true,
+        tuning: { gemmRows: 8, gemmCols4: 1, gemmWideCols4: 0, gemmWorkgroupN: 64, gemmShareX: 0, gemmRowsFirst: false },
+      },
+    },
     // no x sharing (adapters without subgroups take this path)
     { c: { M: 1, N: 300, K: 77, bias: true, tuning: { gemvShareXMinRows: 0 } } },
     { c: { M: 40, N: 300, K: 68, tuning: { gemmShareX: 0 } } },

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { gemvShape, matmul, prepareMatmulWeight, columnsPerPart, type MatmulTuning, type WeightDType } from '../../src/kernels/matmul.js';
 import { f32ToF16Bits, type KernelRuntime } from '../../src/kernels/runtime.js';
-import { runMatmulAtOffset } from '../helpers/matmul-run.js';
+import { foldInputs, runMatmulAtOffset, type FoldCase } from '../helpers/matmul-run.js';
 import { Rng } from '../helpers/random.js';
 import { relativeError, roundTo, TOLERANCE, useRuntime } from '../helpers/gpu.js';
 import { matmulRef } from '../reference/matmul.js';
@@ -10,7 +10,7 @@ import type { Activation } from '../../src/kernels/activation.js';
 
 const runtime = useRuntime();
 
-interface Case {
+interface Case extends FoldCase {
   M: number;
   N: number;
   K: number;
@@ -32,13 +32,22 @@ async function runCase(rt: KernelRuntime, c: Case): Promise<{ err: number; parts
   // the rows matmul reads (ldx elements each), and the input they stand for
   const ldx = c.gated ? 2 * K : K;
   const x = rng.floats(M * ldx);
-  const input = c.gated ? gatedActivationRef(x, M, K, ACTIVATIONS_REF[c.gated]) : x;
   const w = roundTo(dtype, rng.floats(N * K));
   const bias = c.bias ? rng.floats(N) : undefined;
+  const fold = foldInputs(rng, x, M, N, K, c);
+  const input = c.gated ? gatedActivationRef(x, M, K, ACTIVATIONS_REF[c.gated]) : fold.input;
   const weight = prepareMatmulWeight(rt, { data: dtype === 'f16' ? f32ToF16Bits(w) : w, N, K, dtype, bias, maxPartBytes: c.maxPartBytes });
   try {
-    const got = await runMatmulAtOffset(rt, weight, x, { M, ldx, pad: c.offsetRows ?? 0, rng, tuning: c.tuning, gated: c.gated });
-    return { err: relativeError(got, matmulRef(input, w, M, N, K, bias)), parts: weight.parts.length };
+    const got = await runMatmulAtOffset(rt, weight, x, {
+      M,
+      ldx,
+      pad: c.offsetRows ?? 0,
+      rng,
+      tuning: c.tuning,
+      gated: c.gated,
+      ...fold.run,
+    });
+    return { err: relativeError(got, fold.result(matmulRef(input, w, M, N, K, bias))), parts: weight.parts.length };
   } finally {
     weight.destroy();
   }
@@ -47,6 +56,8 @@ async function runCase(rt: KernelRuntime, c: Case): Promise<{ err: number; parts
 function name(c: Case): string {
   const extras = [
     c.gated ? `gated ${c.gated}` : '',
+    c.norm ? `norm ${c.norm}` : '',
+    c.accumulate ? 'accumulate' : '',
     c.bias ? 'bias' : '',
     c.maxPartBytes ? `split@${c.maxPartBytes}B` : '',
     c.offsetRows ? `offset ${c.offsetRows} rows` : '',
@@ -192,6 +203,57 @@ describe('matmul: inputs and outputs at unaligned offsets, other tilings', () =>
       expect(err).toBeLessThanOrEqual(TOLERANCE[c.dtype]);
     });
   }
+});
+
+describe('matmul: RMSNorm folded into the input (normX), result added to out (accumulate)', () => {
+  // every x path of every kernel: GEMV with vec4 x from lane 0, every lane's vec4, scalar x
+  // (K = 77), x shared across the subgroup, split K (the GPU profile); the f16 pairs GEMV;
+  // GEMM with shared x and a tail, plain, the GPU profile's tiling and f16 pairs
+  const gpuGemm = { gemmRows: 8, gemmCols4: 1, gemmWideCols4: 0, gemmWorkgroupN: 64, gemmShareX: 0, gemmRowsFirst: false };
+  const folded: Case[] = [
+    { M: 1, N: 300, K: 64, dtype: 'f32', norm: 'plain', tuning: { gemvXLane0: true } },
+    { M: 1, N: 300, K: 64, dtype: 'f32', norm: 'onePlus', bias: true, tuning: { gemvXLane0: false } },
+    { M: 1, N: 301, K: 77, dtype: 'f32', norm: 'plain', accumulate: true, offsetRows: 2 },
+    { M: 3, N: 300, K: 77, dtype: 'f32', norm: 'plain', tuning: { gemvShareXMinRows: 1 } },
+    { M: 6, N: 300, K: 64, dtype: 'f32', norm: 'onePlus', accumulate: true, offsetRows: 1, tuning: { gemvShareXMinRows: 0 } },
+    { M: 5, N: 300, K: 77, dtype: 'f32', norm: 'plain', bias: true, tuning: { gemvSplitK: 4, gemvWorkgroupN: 16 } },
+    { M: 1, N: 300, K: 68, dtype: 'f16', norm: 'plain', accumulate: true },
+    { M: 8, N: 301, K: 77, dtype: 'f16', norm: 'onePlus', bias: true, offsetRows: 2 },
+    { M: 3, N: 300, K: 64, dtype: 'f16', norm: 'plain', tuning: { gemvF16PairsMaxRows: 0, gemvSplitK: 4, gemvWorkgroupN: 16 } },
+    { M: 37, N: 301, K: 77, dtype: 'f32', norm: 'plain', bias: true },
+    { M: 40, N: 300, K: 68, dtype: 'f32', norm: 'onePlus', accumulate: true, offsetRows: 1, tuning: { gemmShareX: 0 } },
+    { M: 37, N: 301, K: 77, dtype: 'f32', norm: 'plain', accumulate: true, tuning: gpuGemm },
+    { M: 70, N: 300, K: 64, dtype: 'f16', norm: 'plain', accumulate: true },
+    { M: 37, N: 300, K: 77, dtype: 'f16', norm: 'onePlus', bias: true, offsetRows: 3, tuning: { gemmF16Pairs: false } },
+    // accumulate alone, GEMV and GEMM
+    { M: 2, N: 300, K: 64, dtype: 'f32', accumulate: true, bias: true },
+    { M: 20, N: 70, K: 45, dtype: 'f16', accumulate: true, offsetRows: 1 },
+  ];
+  for (const c of folded) {
+    it(name(c), async ({ skip }) => {
+      const rt = runtime();
+      if (c.dtype === 'f16' && !rt.hasF16) return skip('the adapter has no shader-f16');
+      const { err } = await runCase(rt, c);
+      expect(err).toBeLessThanOrEqual(TOLERANCE[c.dtype]);
+    });
+  }
+
+  it('rejects a norm with a gated input, a short or non-f32 norm weight, and a bad eps', () => {
+    const rt = runtime();
+    const weight = prepareMatmulWeight(rt, { data: new Float32Array(8).fill(1), N: 2, K: 4, dtype: 'f32' });
+    const rec = rt.recorder();
+    const x = rt.tensor('f32', 8);
+    const out = rt.tensor('f32', 4);
+    const norm = (w: ReturnType<KernelRuntime['tensor']>, eps = 1e-6) => ({ weight: w, eps, onePlus: false });
+    try {
+      expect(() => matmul(rt, rec, { x, weight, out, M: 1, gated: 'silu', normX: norm(rt.tensor('f32', 4)) })).toThrow(/normX and gated/);
+      expect(() => matmul(rt, rec, { x, weight, out, M: 2, normX: norm(rt.tensor('f32', 3)) })).toThrow(/at least K = 4/);
+      expect(() => matmul(rt, rec, { x, weight, out, M: 2, normX: norm(rt.tensor('f16', 4)) })).toThrow(/must be f32/);
+      expect(() => matmul(rt, rec, { x, weight, out, M: 2, normX: norm(rt.tensor('f32', 4), NaN) })).toThrow(/eps/);
+    } finally {
+      weight.destroy();
+    }
+  });
 });
 
 describe('matmul: GEMV workgroup shape', () => {

@@ -1,0 +1,20 @@
+import { create, globals } from 'webgpu';
+Object.assign(globalThis, globals);
+const flags = process.argv.slice(2);
+const gpu = create(flags);
+const adapter = await gpu.requestAdapter();
+const device = await adapter.requestDevice();
+const big = device.createBuffer({ size: 256, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST });
+device.queue.writeBuffer(big, 0, new Float32Array(64).map((_, i) => i + 100));
+const out = device.createBuffer({ size: 16, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC });
+const rb = device.createBuffer({ size: 16, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+const mod = device.createShaderModule({ code: `
+@group(0) @binding(0) var<storage, read> a: array<f32>;
+@group(0) @binding(1) var<storage, read_write> o: array<f32>;
+@compute @workgroup_size(1) fn main() { let i = u32(o[3]) + 20u; o[0] = a[i]; o[1] = f32(arrayLength(&a)); }` });
+const p = device.createComputePipeline({ layout: 'auto', compute: { module: mod, entryPoint: 'main' } });
+const bg = device.createBindGroup({ layout: p.getBindGroupLayout(0), entries: [{ binding: 0, resource: { buffer: big, offset: 0, size: 64 } }, { binding: 1, resource: { buffer: out } }] });
+const enc = device.createCommandEncoder(); const pass = enc.beginComputePass(); pass.setPipeline(p); pass.setBindGroup(0, bg); pass.dispatchWorkgroups(1); pass.end();
+enc.copyBufferToBuffer(out, 0, rb, 0, 16); device.queue.submit([enc.finish()]);
+await rb.mapAsync(GPUMapMode.READ); console.log(flags, Array.from(new Float32Array(rb.getMappedRange())));
+device.destroy();
