@@ -9,9 +9,14 @@
  * generated 100M one), their decode and prefill timed in alternation so that both see the
  * same machine load; prints each dtype's medians and its ratio to the first dtype's,
  * per round and overall, and writes bench/results/engine-weight-dtypes.json (not RESULTS.md).
+ *
+ * `npm run bench:engine -- --fold-norms [--streams=16] [--rounds=5]`: the same interleaved
+ * comparison between RMSNorms folded into the matmuls (EngineOptions.foldNorms, the
+ * default) and run as dispatches of their own, with a --streams-wide batched decode as well;
+ * writes bench/results/engine-fold-norms.json.
  */
 import { Engine } from '../src/engine/engine.js';
-import { WEIGHT_DTYPE_OPTIONS, type WeightDTypeOption } from '../src/engine/types.js';
+import { WEIGHT_DTYPE_OPTIONS, type EngineOptions, type WeightDTypeOption } from '../src/engine/types.js';
 import { measureCeilings } from './ceilings.js';
 import { loadBenchEngine, randomPrompt, timedGenerate } from './engine-load.js';
 import { formatTable, markdownTable, median, runStamp, updateResultsSection, writeResultsJson } from './report.js';
@@ -25,15 +30,31 @@ function flag(name: string): string | undefined {
     ?.slice(name.length + 3);
 }
 
-/** Decode (64 tokens after a 16-token prompt) and prefill (128 tokens) per weight dtype, interleaved. */
-async function compareWeightDTypes(dtypes: WeightDTypeOption[], modelDir: string | undefined, rounds: number): Promise<void> {
-  const engines: { dtype: WeightDTypeOption; engine: Engine }[] = [];
+/** One engine of an interleaved comparison: a label and the options that make it differ. */
+interface EngineVariant {
+  label: string;
+  options: EngineOptions;
+}
+
+/**
+ * Decode (64 tokens after a 16-token prompt, one stream; and with --streams=N, N streams at
+ * once) and prefill (128 tokens) per engine variant, interleaved round by round so that all
+ * see the same machine load.
+ */
+async function compareEngines(
+  variants: EngineVariant[],
+  modelDir: string | undefined,
+  rounds: number,
+  streams: number,
+  jsonName: string,
+): Promise<void> {
+  const engines: { label: string; engine: Engine }[] = [];
   try {
-    for (const dtype of dtypes) {
+    for (const { label, options } of variants) {
       const engine = modelDir
-        ? await Engine.load(modelDir, { weightDType: dtype, responseCacheEntries: 0 })
-        : (await loadBenchEngine({ weightDType: dtype })).engine;
-      engines.push({ dtype, engine });
+        ? await Engine.load(modelDir, { ...options, responseCacheEntries: 0 })
+        : (await loadBenchEngine(options)).engine;
+      engines.push({ label, engine });
     }
     const vocab = engines[0]!.engine.folder.spec.vocabSize;
     const model = modelDir ?? 'generated 100M llama';
@@ -43,6 +64,7 @@ async function compareWeightDTypes(dtypes: WeightDTypeOption[], modelDir: string
       await timedGenerate(engine, { prompt: randomPrompt(128, vocab, 998), maxTokens: 1, sampling: { temperature: 0 } });
     }
     const tpot = engines.map(() => [] as number[]);
+    const batchTpot = engines.map(() => [] as number[]);
     const ttft = engines.map(() => [] as number[]);
     for (let r = 0; r < rounds; r++) {
       for (let i = 0; i < engines.length; i++) {
@@ -54,30 +76,62 @@ async function compareWeightDTypes(dtypes: WeightDTypeOption[], modelDir: string
           sampling: { temperature: 0 },
         });
         tpot[i]!.push(d.tpotMs);
+        if (streams > 1) {
+          const all = await Promise.all(
+            Array.from({ length: streams }, (_, j) =>
+              timedGenerate(engine, {
+                prompt: randomPrompt(16, vocab, 5000 + 100 * r + j),
+                maxTokens: 64,
+                ignoreEos: true,
+                sampling: { temperature: 0 },
+              }),
+            ),
+          );
+          batchTpot[i]!.push(median(all.map((t) => t.tpotMs)));
+        }
         const p = await timedGenerate(engine, { prompt: randomPrompt(128, vocab, 1280 + r), maxTokens: 1, sampling: { temperature: 0 } });
         ttft[i]!.push(p.ttftMs);
       }
     }
     const ratio = (xs: number[][], i: number): number => median(xs[i]!.map((v, r) => v / xs[0]![r]!));
-    const rows = engines.map(({ dtype, engine }, i) => [
-      dtype,
+    const batched = (i: number): string[] =>
+      streams > 1 ? [`${median(batchTpot[i]!).toFixed(2)} ms`, `${ratio(batchTpot, i).toFixed(2)}x`] : [];
+    const rows = engines.map(({ label, engine }, i) => [
+      label,
       `${(engine.weightBytes / 1e6).toFixed(1)} MB`,
       `${median(tpot[i]!).toFixed(2)} ms`,
       `${ratio(tpot, i).toFixed(2)}x`,
       tpot[i]!.map((v) => v.toFixed(1)).join(' '),
+      ...batched(i),
       `${(128 / (median(ttft[i]!) / 1000)).toFixed(0)} tok/s`,
       `${ratio(ttft, i).toFixed(2)}x`,
     ]);
-    const headers = ['weights', 'weight bytes / token', 'decode ms/token', 'vs first', 'per round', 'prefill 128', 'prefill time vs first'];
+    const headers = [
+      'engine',
+      'weight bytes / token',
+      'decode ms/token',
+      'vs first',
+      'per round',
+      ...(streams > 1 ? [`decode ms/token, ${streams} streams`, 'vs first'] : []),
+      'prefill 128',
+      'prefill time vs first',
+    ];
     console.log(formatTable(headers, rows));
     const { commit, date } = runStamp();
-    const path = writeResultsJson('engine-weight-dtypes', {
+    const path = writeResultsJson(jsonName, {
       adapter: engines[0]!.engine.adapterName,
       date,
       commit,
       model,
       rounds,
-      dtypes: engines.map(({ dtype, engine }, i) => ({ dtype, weightBytes: engine.weightBytes, tpotMs: tpot[i], prefill128Ms: ttft[i] })),
+      streams,
+      engines: engines.map(({ label, engine }, i) => ({
+        label,
+        weightBytes: engine.weightBytes,
+        tpotMs: tpot[i],
+        batchTpotMs: batchTpot[i],
+        prefill128Ms: ttft[i],
+      })),
     });
     console.log(`wrote ${path}`);
   } finally {
@@ -90,7 +144,15 @@ async function main(): Promise<void> {
   if (dtypes !== undefined) {
     const list = dtypes.split(',') as WeightDTypeOption[];
     if (list.some((d) => !WEIGHT_DTYPE_OPTIONS.includes(d))) throw new Error(`--weight-dtypes takes ${WEIGHT_DTYPE_OPTIONS.join(', ')}`);
-    return compareWeightDTypes(list, flag('model'), Number(flag('rounds') ?? 5));
+    const variants = list.map((dtype) => ({ label: dtype, options: { weightDType: dtype } }));
+    return compareEngines(variants, flag('model'), Number(flag('rounds') ?? 5), Number(flag('streams') ?? 1), 'engine-weight-dtypes');
+  }
+  if (process.argv.includes('--fold-norms')) {
+    const variants = [
+      { label: 'norms folded into the matmuls', options: { foldNorms: true } },
+      { label: 'norms as dispatches of their own', options: { foldNorms: false } },
+    ];
+    return compareEngines(variants, flag('model'), Number(flag('rounds') ?? 5), Number(flag('streams') ?? 16), 'engine-fold-norms');
   }
   const { engine, loadMs, generateMs } = await loadBenchEngine();
   const vocab = 16384;

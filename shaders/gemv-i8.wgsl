@@ -80,8 +80,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     // subgroupShuffle hands step s lane s's value (see XSHARE in matmul.wgsl)
     for (; k + 8u <= kEnd; k += 8u) {
       var xs: array<f32, TM>;
+      let ng = normAt(k + xLane);
       for (var r = 0u; r < TM; r++) {
-        xs[r] = xAt(xRow[r], k + xLane);
+        xs[r] = xAtWith(xRow[r], k + xLane, ng);
       }
       for (var s = 0u; s < 8u; s += 4u) {
         let q = unpackQuad(w[wi]);

@@ -68,7 +68,7 @@ fn xAt(row: u32, k: u32) -> f32 {
   return xRaw(row + k) * normScale(k);
 }
 fn x4At(row: u32, k: u32) -> vec4<f32> {
-  return xRaw4(row + k) * vec4<f32>(normScale(k), normScale(k + 1u), normScale(k + 2u), normScale(k + 3u));
+  return xRaw4(row + k) * normScale4(k);
 }
 #else
 fn xAt(row: u32, k: u32) -> f32 {
@@ -119,15 +119,59 @@ fn put(i: u32, v: f32) {
 #endif
 }
 
+// The norm's weight at k (1 without NORMX), and xAt(row, k) for a k whose weight `ng` is
+// already loaded: kernels that load x for several rows at one k (the shared-x chunks) load
+// the weight once for all of them.
+fn normAt(k: u32) -> f32 {
 #if NORMX
-@group(0) @binding({{NORMB}}) var<storage, read> normW: array<f32>;
+  return normScale(k);
+#else
+  return 1.0;
+#endif
+}
 
-// the norm's weight for element k
+fn xAtWith(row: u32, k: u32, ng: f32) -> f32 {
+#if NORMX
+  return xRaw(row + k) * ng;
+#else
+  return xAt(row, k);
+#endif
+}
+
+#if NORMX
+// NORMV4 (K a multiple of 4, the weight 16-byte aligned): read as vec4s, one load per four k
+#if NORMV4
+@group(0) @binding({{NORMB}}) var<storage, read> normW: array<vec4<f32>>;
+fn normRaw(k: u32) -> f32 {
+  return normW[k / 4u][k % 4u];
+}
+fn normRaw4(k: u32) -> vec4<f32> {
+  return normW[k / 4u];
+}
+#else
+@group(0) @binding({{NORMB}}) var<storage, read> normW: array<f32>;
+fn normRaw(k: u32) -> f32 {
+  return normW[k];
+}
+fn normRaw4(k: u32) -> vec4<f32> {
+  return vec4<f32>(normW[k], normW[k + 1u], normW[k + 2u], normW[k + 3u]);
+}
+#endif
+
+// the norm's weight for element k, and for k..k+3
 fn normScale(k: u32) -> f32 {
 #if NORM1P
-  return 1.0 + normW[k];
+  return 1.0 + normRaw(k);
 #else
-  return normW[k];
+  return normRaw(k);
+#endif
+}
+
+fn normScale4(k: u32) -> vec4<f32> {
+#if NORM1P
+  return 1.0 + normRaw4(k);
+#else
+  return normRaw4(k);
 #endif
 }
 

@@ -1,6 +1,6 @@
 // one-stream decode ms/token of the generated 100M model; 1 and 16 streams
 import { loadBenchEngine, randomPrompt, timedGenerate } from '../../dist/bench/engine-load.js';
-const { engine } = await loadBenchEngine();
+const { engine } = await loadBenchEngine({ foldNorms: !process.env.NO_FOLD });
 const streams = Number(process.argv[2] ?? 1);
 const out = [];
 for (let round = 0; round < 9; round++) {
@@ -8,6 +8,6 @@ for (let round = 0; round < 9; round++) {
   if (round > 0) out.push(t.map((x) => x.tpotMs).sort((a, b) => a - b)[Math.floor(t.length / 2)]);
 }
 const cpu = process.cpuUsage();
-console.log(`${process.env.SKIP_NORM ? 'skip' : 'base'} streams=${streams} tpot ms: ${out.map((x) => x.toFixed(1)).join(' ')}`);
+console.log(`${process.env.NO_FOLD ? 'unfolded' : 'folded'} streams=${streams} tpot ms: ${out.map((x) => x.toFixed(1)).join(' ')}`);
 await engine.close?.();
 process.exit(0);

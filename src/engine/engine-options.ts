@@ -57,6 +57,9 @@ export function validateEngineOptions(options: EngineOptions): void {
   // a truthy string ('no') was taken as true
   if (forceF32 !== undefined && typeof forceF32 !== 'boolean')
     throw invalid('forceF32', `forceF32 must be true or false, got ${String(forceF32)}`);
+  const foldNorms: unknown = options.foldNorms;
+  if (foldNorms !== undefined && typeof foldNorms !== 'boolean')
+    throw invalid('foldNorms', `foldNorms must be true or false, got ${String(foldNorms)}`);
   if (weightDType === 'f16' && options.forceF32) {
     throw invalid('weightDType', 'weightDType f16 and forceF32 contradict each other: drop one');
   }

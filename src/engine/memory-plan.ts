@@ -121,7 +121,7 @@ export function planMemory(rt: KernelRuntime, spec: ModelSpec, model: Pick<GpuMo
     );
   }
   return {
-    runner: { numBlocks, blockSize, maxRows, maxSampleRows: maxSeqs, countSlots: maxSeqs, kvDType },
+    runner: { numBlocks, blockSize, maxRows, maxSampleRows: maxSeqs, countSlots: maxSeqs, kvDType, foldNorms: options.foldNorms ?? true },
     kvBytes: numBlocks * blockBytes,
     kvBytesPerToken: perToken,
     minBlocks,

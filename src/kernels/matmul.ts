@@ -297,6 +297,7 @@ function foldDefines(f: FoldDefines, bias: boolean): Defines {
   return {
     NORMX: f.norm !== undefined,
     NORM1P: f.norm?.onePlus ?? false,
+    NORMV4: f.norm !== undefined && f.norm.weight.byteOffset % 16 === 0 && f.norm.weight.length % 4 === 0,
     NORMSG: f.normSubgroups,
     NORMLANES: normLanes(f) ?? '',
     // after x, W, bias and out
@@ -487,7 +488,8 @@ export function gemmBlockCode(
   };
   if (xs > 0) {
     // lane l holds x[row, k + l]; step s takes lane s's value
-    for (let r = 0; r < tm; r++) chunk.push(`    let xs_${r} = xAt(xRow_${r}, k + xLane);`);
+    chunk.push('    let ng = normAt(k + xLane);');
+    for (let r = 0; r < tm; r++) chunk.push(`    let xs_${r} = xAtWith(xRow_${r}, k + xLane, ng);`);
     chunk.push(`    for (var s = 0u; s < ${xs}u; s++) {`);
     kStep(chunk, (r) => `subgroupShuffle(xs_${r}, s)`);
     chunk.push('    }');
@@ -643,7 +645,8 @@ export function gemmBlockCodeI8(
   const chunk: string[] = [];
   if (xs > 0) {
     // lane l holds x[row, k + l]; step t takes lane t's value
-    for (let r = 0; r < tm; r++) chunk.push(`      let xs_${r} = xAt(xRow_${r}, k + xLane);`);
+    chunk.push('      let ng = normAt(k + xLane);');
+    for (let r = 0; r < tm; r++) chunk.push(`      let xs_${r} = xAtWith(xRow_${r}, k + xLane, ng);`);
     chunk.push(...steps(`${xs}u`, xs / 4, (r) => `subgroupShuffle(xs_${r}, t)`));
   }
   const quad = steps('n', 1, (r) => `xAt(xRow_${r}, k + t)`);

@@ -2,7 +2,8 @@
  * Every supported architecture through the real loader and the GPU forward pass, against
  * the float64 reference written from the transformers definitions (test/reference/forward.ts):
  * logits at every position of a 64-token prompt, decode through the KV cache equal to
- * recomputation, and greedy generation of 32 tokens.
+ * recomputation (with the norms folded into the matmuls and without), and greedy generation
+ * of 32 tokens.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -76,32 +77,36 @@ for (const arch of ARCHITECTURES) {
         try {
           const model = await uploadModel(rt, folder, { weightDType: rt.preferredDType });
           const blockSize = 16;
-          const runner = new ModelRunner(rt, model, {
-            numBlocks: 8,
-            blockSize,
-            maxRows: 128,
-            maxSampleRows: 128,
-            countSlots: 1,
-            kvDType: rt.preferredDType,
-          });
-          const blockTable = [5, 2, 7, 0, 3]; // scattered on purpose
-          const refCache = reference.newCache();
-          const refLogits = reference.forward(prompt, refCache);
-          const gpuLogits = await runner.logits([{ tokenIds: prompt, startPosition: 0, blockTable }]);
-          expect(relativeError(gpuLogits, flatten(refLogits))).toBeLessThanOrEqual(variant.tolerance);
-          // per position as well, so that an error at one position cannot hide in the norm
-          const V = generated.spec.vocabSize;
-          for (let p = 0; p < PROMPT_TOKENS; p += 9) {
-            expect(relativeError(gpuLogits.subarray(p * V, (p + 1) * V), refLogits[p]!)).toBeLessThanOrEqual(variant.tolerance * 2);
-          }
+          // norms folded into the matmuls (the default; not for GLM-4's post-norms) and as dispatches of their own
+          for (const foldNorms of [true, false]) {
+            const runner = new ModelRunner(rt, model, {
+              numBlocks: 8,
+              blockSize,
+              maxRows: 128,
+              maxSampleRows: 128,
+              countSlots: 1,
+              kvDType: rt.preferredDType,
+              foldNorms,
+            });
+            const blockTable = [5, 2, 7, 0, 3]; // scattered on purpose
+            const refCache = reference.newCache();
+            const refLogits = reference.forward(prompt, refCache);
+            const gpuLogits = await runner.logits([{ tokenIds: prompt, startPosition: 0, blockTable }]);
+            expect(relativeError(gpuLogits, flatten(refLogits))).toBeLessThanOrEqual(variant.tolerance);
+            // per position as well, so that an error at one position cannot hide in the norm
+            const V = generated.spec.vocabSize;
+            for (let p = 0; p < PROMPT_TOKENS; p += 9) {
+              expect(relativeError(gpuLogits.subarray(p * V, (p + 1) * V), refLogits[p]!)).toBeLessThanOrEqual(variant.tolerance * 2);
+            }
 
-          const next = 3 + rng.int(V - 3);
-          const decode = await runner.logits([{ tokenIds: [next], startPosition: PROMPT_TOKENS, blockTable }]);
-          const recomputed = await runner.logits([{ tokenIds: [...prompt, next], startPosition: 0, blockTable }]);
-          const refNext = reference.forward([next], refCache)[0]!;
-          expect(relativeError(decode, refNext)).toBeLessThanOrEqual(variant.tolerance);
-          expect(relativeError(decode, recomputed.subarray(PROMPT_TOKENS * V))).toBeLessThanOrEqual(variant.tolerance);
-          runner.destroy();
+            const next = 3 + rng.int(V - 3);
+            const decode = await runner.logits([{ tokenIds: [next], startPosition: PROMPT_TOKENS, blockTable }]);
+            const recomputed = await runner.logits([{ tokenIds: [...prompt, next], startPosition: 0, blockTable }]);
+            const refNext = reference.forward([next], refCache)[0]!;
+            expect(relativeError(decode, refNext)).toBeLessThanOrEqual(variant.tolerance);
+            expect(relativeError(decode, recomputed.subarray(PROMPT_TOKENS * V))).toBeLessThanOrEqual(variant.tolerance);
+            runner.destroy();
+          }
         } finally {
           await folder.weights.close();
           rt.destroy();

@@ -49,6 +49,7 @@ describe('int8 weights: logits against f16 (loader and runner)', () => {
         maxSampleRows: 512,
         countSlots: 1,
         kvDType: rt.preferredDType,
+        foldNorms: true,
       });
       try {
         const blockTable = Array.from({ length: 32 }, (_, i) => i);
@@ -131,6 +132,7 @@ describe('int8 weights: every matmul of the architectures quantized (loader and 
             maxSampleRows: 64,
             countSlots: 1,
             kvDType: rt.preferredDType,
+            foldNorms: true,
           });
           try {
             // the prompt (GEMM), then one decode step (GEMV)

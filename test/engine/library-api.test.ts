@@ -244,6 +244,7 @@ describe('Engine.load', () => {
       [{ responseCacheEntries: -1 }, 'responseCacheEntries'],
       [{ servedModelName: '' }, 'servedModelName'],
       [{ forceF32: 'no' as never }, 'forceF32'],
+      [{ foldNorms: 1 as never }, 'foldNorms'],
       // was refused only after the upload
       [{ kvBlockSize: 2048 }, 'kvBlockSize'],
       // past a step's row limit: an untyped RangeError or a GPU allocation error after the upload

@@ -57,6 +57,7 @@ async function logits(
       maxSampleRows: 128,
       countSlots: 1,
       kvDType: 'f32',
+      foldNorms: true,
     });
     try {
       const gpu = await runner.logits([{ tokenIds: prompt, startPosition: 0, blockTable: [4, 1, 6, 0] }]);

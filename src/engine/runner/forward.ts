@@ -5,6 +5,13 @@
  * MLP with their norms and residuals, then the final norm and the LM head on just the rows
  * that are sampled. Architecture differences are data in `GpuModel` (optional norms, RoPE
  * layout, activation), never branches on an architecture name.
+ *
+ * Folded norms (`foldNorms`, the default where no layer has post-norms): every RMSNorm of
+ * the residual stream feeds exactly one matmul (q/k/v, gate/up, the LM head), so it runs
+ * inside that matmul (MatmulArgs.normX), and the o and down projections add their output
+ * into the residual stream in place (accumulate): two dispatches per layer fewer and no
+ * normed copy of the hidden states. Post-norms (GLM-4) normalise a matmul's output before
+ * the residual add, so those models keep the norms as dispatches of their own.
  */
 import { attention } from '../../kernels/attention.js';
 import { embedding } from '../../kernels/embedding.js';
@@ -16,7 +23,7 @@ import { ropeKvWrite } from '../../kernels/rope-kv-write.js';
 import type { Recorder } from '../../kernels/recorder.js';
 import type { KernelRuntime } from '../../kernels/runtime.js';
 import { sliceTensor, type GpuTensor } from '../../kernels/tensor.js';
-import type { GpuModel } from './gpu-model.js';
+import type { GpuLayer, GpuModel } from './gpu-model.js';
 import type { StepBuffers, StepPlan } from './step-buffers.js';
 
 /** Records the forward pass of one batch: logits for `plan.sampleRows` rows land in `buf.logits`. */
@@ -27,8 +34,11 @@ export function recordForward(
   kv: { k: GpuTensor; v: GpuTensor }[],
   buf: StepBuffers,
   plan: StepPlan,
+  options: { foldNorms: boolean },
 ): void {
   const s = model.shape;
+  const fold = options.foldNorms && canFoldNorms(model.layers);
+  const normX = (weight: GpuTensor) => (fold ? { weight, eps: s.normEps, onePlus: s.normOnePlus } : undefined);
   const rows = plan.rows;
   const hidden = rowsOf(buf.hidden, rows, s.hiddenSize);
   const normed = rowsOf(buf.normed, rows, s.hiddenSize);
@@ -53,12 +63,13 @@ export function recordForward(
     const layer = model.layers[l]!;
     const cache = kv[l]!;
 
-    // attention input norm (fused with the previous layer's MLP residual add)
-    if (l === 0) rmsNorm(rt, rec, { x: hidden, weight: layer.inputNorm, out: normed, ...norm });
-    else addRmsNorm(rt, rec, { residual: hidden, x: blockOut, weight: layer.inputNorm, out: normed, ...norm });
-
-    // q, k, v projections, one matmul
-    matmul(rt, rec, { x: normed, weight: layer.qkv, out: qkv, M: rows });
+    // attention input norm (fused with the previous layer's MLP residual add, or folded into
+    // the q/k/v matmul), then q, k, v projections, one matmul
+    if (!fold) {
+      if (l === 0) rmsNorm(rt, rec, { x: hidden, weight: layer.inputNorm, out: normed, ...norm });
+      else addRmsNorm(rt, rec, { residual: hidden, x: blockOut, weight: layer.inputNorm, out: normed, ...norm });
+    }
+    matmul(rt, rec, { x: fold ? hidden : normed, normX: normX(layer.inputNorm), weight: layer.qkv, out: qkv, M: rows });
 
     // per-head q/k norms (Qwen3), in place inside the fused rows
     if (layer.qNorm) rmsNorm(rt, rec, { x: qkv, weight: layer.qNorm, segments: s.numHeads, offset: 0, ...headNorm });
@@ -95,35 +106,43 @@ export function recordForward(
       slidingWindow: s.slidingWindow,
     });
 
-    // output projection (+ GLM-4's post-attention-output norm)
-    matmul(rt, rec, { x: attnOut, weight: layer.o, out: blockOut, M: rows });
+    // output projection (+ GLM-4's post-attention-output norm); folded: added into hidden
+    const residualOut = fold ? { out: hidden, accumulate: true } : { out: blockOut };
+    matmul(rt, rec, { x: attnOut, weight: layer.o, M: rows, ...residualOut });
     if (layer.postAttnOutNorm) rmsNorm(rt, rec, { x: blockOut, weight: layer.postAttnOutNorm, out: blockOut, ...norm });
 
-    // residual add + MLP input norm
-    addRmsNorm(rt, rec, { residual: hidden, x: blockOut, weight: layer.preMlpNorm, out: normed, ...norm });
+    // residual add + MLP input norm (folded: inside the gate/up matmul)
+    if (!fold) addRmsNorm(rt, rec, { residual: hidden, x: blockOut, weight: layer.preMlpNorm, out: normed, ...norm });
 
     // MLP: fused gate/up, activation, down (+ GLM-4's post-MLP-output norm)
-    matmul(rt, rec, { x: normed, weight: layer.gateUp, out: gateUp, M: rows });
+    matmul(rt, rec, { x: fold ? hidden : normed, normX: normX(layer.preMlpNorm), weight: layer.gateUp, out: gateUp, M: rows });
     if (rows <= gemvMaxRows) {
       // decode-sized steps: the down projection applies the activation as it loads its
       // input (one dispatch and one pass over [rows, 2 * inner] fewer)
-      matmul(rt, rec, { x: gateUp, gated: s.activation, weight: layer.down, out: blockOut, M: rows });
+      matmul(rt, rec, { x: gateUp, gated: s.activation, weight: layer.down, M: rows, ...residualOut });
     } else {
       // taller steps: the GEMM reloads each input once per column tile, so the activation
       // runs once on its own (fused it timed 1.0-1.2x at 9-512 rows on lavapipe)
       gatedActivation(rt, rec, { x: gateUp, out: act, rows, inner: s.intermediateSize, activation: s.activation });
-      matmul(rt, rec, { x: act, weight: layer.down, out: blockOut, M: rows });
+      matmul(rt, rec, { x: act, weight: layer.down, M: rows, ...residualOut });
     }
     if (layer.postMlpOutNorm) rmsNorm(rt, rec, { x: blockOut, weight: layer.postMlpOutNorm, out: blockOut, ...norm });
   }
 
-  // last residual add + final norm
-  addRmsNorm(rt, rec, { residual: hidden, x: blockOut, weight: model.finalNorm, out: normed, ...norm });
+  // last residual add + final norm (folded: inside the LM head)
+  if (!fold) addRmsNorm(rt, rec, { residual: hidden, x: blockOut, weight: model.finalNorm, out: normed, ...norm });
 
   // LM head on the sampled rows only
   const last = rowsOf(buf.sampledHidden, plan.sampleCount, s.hiddenSize);
-  gatherRows(rt, rec, { src: normed, indices: plan.sampleRows, out: last, srcRows: rows, count: plan.sampleCount, dim: s.hiddenSize });
-  matmul(rt, rec, { x: last, weight: model.lmHead, out: rowsOf(buf.logits, plan.sampleCount, s.vocabSize), M: plan.sampleCount });
+  const src = fold ? hidden : normed;
+  gatherRows(rt, rec, { src, indices: plan.sampleRows, out: last, srcRows: rows, count: plan.sampleCount, dim: s.hiddenSize });
+  const logits = rowsOf(buf.logits, plan.sampleCount, s.vocabSize);
+  matmul(rt, rec, { x: last, normX: normX(model.finalNorm), weight: model.lmHead, out: logits, M: plan.sampleCount });
+}
+
+/** Whether every residual-stream norm feeds one matmul only: no layer normalises a matmul's output (post-norms). */
+export function canFoldNorms(layers: readonly GpuLayer[]): boolean {
+  return layers.every((l) => !l.postAttnOutNorm && !l.postMlpOutNorm);
 }
 
 function rowsOf(t: GpuTensor, rows: number, width: number): GpuTensor {

@@ -47,6 +47,8 @@ export interface RunnerOptions {
   /** Sequences tracked for penalties at once. */
   countSlots: number;
   kvDType: 'f16' | 'f32';
+  /** RMSNorms run inside the matmuls they feed where the model allows (forward.ts). */
+  foldNorms: boolean;
 }
 
 export interface StepResult extends SampleResult {
@@ -180,16 +182,24 @@ export class ModelRunner {
     });
 
     const rec = rt.recorder();
-    recordForward(rt, rec, this.model, this.kv, buffers, {
-      rows,
-      sampleCount: sampleRows.length,
-      blockSize: options.blockSize,
-      tokenIds: buffers.tokenIds,
-      positions: buffers.positions,
-      slots: buffers.slots,
-      sampleRows: buffers.sampleRows,
-      attention: this.attentionBatch,
-    });
+    recordForward(
+      rt,
+      rec,
+      this.model,
+      this.kv,
+      buffers,
+      {
+        rows,
+        sampleCount: sampleRows.length,
+        blockSize: options.blockSize,
+        tokenIds: buffers.tokenIds,
+        positions: buffers.positions,
+        slots: buffers.slots,
+        sampleRows: buffers.sampleRows,
+        attention: this.attentionBatch,
+      },
+      { foldNorms: options.foldNorms },
+    );
     return { rec, rows, samplingRows, sequenceIndex, logitBiases, tokenMasks };
   }
 
