@@ -1,5 +1,8 @@
 import type { Activation } from '../../src/kernels/activation.js';
 import { matmul, type MatmulTuning, type MatmulWeight } from '../../src/kernels/matmul.js';
+import { ACTIVATIONS_REF, gatedActivationRef } from '../reference/activation.js';
+import { matmulRef } from '../reference/matmul.js';
+import { relativeError } from './gpu.js';
 import type { KernelRuntime } from '../../src/kernels/runtime.js';
 import { sliceTensor } from '../../src/kernels/tensor.js';
 import { poisoned } from './gpu.js';
@@ -89,4 +92,47 @@ export function foldInputs(
     run: { normX, accumulateOnto: start },
     result: (matmul) => (start ? matmul.map((v, i) => v + start[i]!) : matmul),
   };
+}
+
+/** A matmul test case's shape and options, as matmulError runs them. */
+export interface MatmulCase extends FoldCase {
+  M: number;
+  K: number;
+  /** Rows of padding before x and out inside their buffers (slices at an unaligned offset). */
+  offsetRows?: number;
+  tuning?: Partial<MatmulTuning>;
+  /** x is [M, 2K] fused gate/up rows; the matmul's input is act(gate) * up. */
+  gated?: Activation;
+}
+
+/**
+ * Runs matmul over `weight` on `x` the way case `c` asks (gated input, folded norm,
+ * accumulate, offset rows) and returns its relative error against the float64 reference
+ * over `w`, the weights as the kernel should see them ([N, K], rounded or dequantized).
+ * Draws the fold's inputs from `rng`, so call it after the case's own draws.
+ */
+export async function matmulError(
+  rt: KernelRuntime,
+  weight: MatmulWeight,
+  x: Float32Array,
+  w: ArrayLike<number>,
+  c: MatmulCase,
+  rng: Rng,
+  bias?: ArrayLike<number>,
+): Promise<number> {
+  const { M, K } = c;
+  const N = weight.N;
+  const fold = foldInputs(rng, x, M, N, K, c);
+  const input = c.gated ? gatedActivationRef(x, M, K, ACTIVATIONS_REF[c.gated]) : fold.input;
+  const ldx = c.gated ? 2 * K : K;
+  const got = await runMatmulAtOffset(rt, weight, x, {
+    M,
+    ldx,
+    pad: c.offsetRows ?? 0,
+    rng,
+    tuning: c.tuning,
+    gated: c.gated,
+    ...fold.run,
+  });
+  return relativeError(got, fold.result(matmulRef(input, w, M, N, K, bias)));
 }

@@ -5,16 +5,13 @@
  * quantization error on its own.
  */
 import { describe, expect, it } from 'vitest';
-import type { Activation } from '../../src/kernels/activation.js';
 import { dequantizeInt8, INT8_GROUP_SIZE, quantizeInt8, type QuantizedInt8 } from '../../src/kernels/int8-quant.js';
-import { prepareMatmulWeight, type MatmulTuning } from '../../src/kernels/matmul.js';
+import { prepareMatmulWeight } from '../../src/kernels/matmul.js';
 import type { KernelRuntime } from '../../src/kernels/runtime.js';
 import { relativeError, useRuntime } from '../helpers/gpu.js';
-import { foldInputs, runMatmulAtOffset, type FoldCase } from '../helpers/matmul-run.js';
+import { matmulError, type MatmulCase } from '../helpers/matmul-run.js';
 import { Rng } from '../helpers/random.js';
-import { ACTIVATIONS_REF, gatedActivationRef } from '../reference/activation.js';
 import { dequantizeInt8Ref } from '../reference/int8.js';
-import { matmulRef } from '../reference/matmul.js';
 
 const runtime = useRuntime();
 
@@ -100,18 +97,12 @@ describe('int8 quantizer', () => {
   });
 });
 
-interface Case extends FoldCase {
-  M: number;
+interface Case extends MatmulCase {
   N: number;
-  K: number;
   groupSize?: number;
   bias?: boolean;
   /** Bytes per weight part, to force the split path on small shapes. */
   maxPartBytes?: number;
-  /** Rows of padding before x and out inside their buffers (slices at an unaligned offset). */
-  offsetRows?: number;
-  tuning?: Partial<MatmulTuning>;
-  gated?: Activation;
 }
 
 async function runCase(rt: KernelRuntime, c: Case): Promise<{ err: number; parts: number }> {
@@ -122,22 +113,11 @@ async function runCase(rt: KernelRuntime, c: Case): Promise<{ err: number; parts
   const x = rng.floats(M * ldx);
   const qw = quantizeInt8(weights(rng, N, K), N, K, groupSize);
   const bias = c.bias ? rng.floats(N) : undefined;
-  const fold = foldInputs(rng, x, M, N, K, c);
-  const input = c.gated ? gatedActivationRef(x, M, K, ACTIVATIONS_REF[c.gated]) : fold.input;
   const weight = prepareMatmulWeight(rt, { data: qw, N, K, dtype: 'int8', bias, maxPartBytes: c.maxPartBytes });
   try {
     expect([weight.dtype, weight.groupSize]).toEqual(['int8', groupSize]);
-    const got = await runMatmulAtOffset(rt, weight, x, {
-      M,
-      ldx,
-      pad: c.offsetRows ?? 0,
-      rng,
-      tuning: c.tuning,
-      gated: c.gated,
-      ...fold.run,
-    });
     const w = dequantizeInt8Ref(qw.q, qw.scales, N, K, groupSize);
-    return { err: relativeError(got, fold.result(matmulRef(input, w, M, N, K, bias))), parts: weight.parts.length };
+    return { err: await matmulError(rt, weight, x, w, c, rng, bias), parts: weight.parts.length };
   } finally {
     weight.destroy();
   }

@@ -1,53 +1,32 @@
 import { describe, expect, it } from 'vitest';
-import { gemvShape, matmul, prepareMatmulWeight, columnsPerPart, type MatmulTuning, type WeightDType } from '../../src/kernels/matmul.js';
+import { gemvShape, matmul, prepareMatmulWeight, columnsPerPart, type WeightDType } from '../../src/kernels/matmul.js';
 import { f32ToF16Bits, type KernelRuntime } from '../../src/kernels/runtime.js';
-import { foldInputs, runMatmulAtOffset, type FoldCase } from '../helpers/matmul-run.js';
+import { matmulError, type MatmulCase } from '../helpers/matmul-run.js';
 import { Rng } from '../helpers/random.js';
-import { relativeError, roundTo, TOLERANCE, useRuntime } from '../helpers/gpu.js';
-import { matmulRef } from '../reference/matmul.js';
-import { ACTIVATIONS_REF, gatedActivationRef } from '../reference/activation.js';
-import type { Activation } from '../../src/kernels/activation.js';
+import { roundTo, TOLERANCE, useRuntime } from '../helpers/gpu.js';
 
 const runtime = useRuntime();
 
-interface Case extends FoldCase {
-  M: number;
+interface Case extends MatmulCase {
   N: number;
-  K: number;
   /** int8 weights have their own test file (matmul-int8.test.ts). */
   dtype: Exclude<WeightDType, 'int8'>;
   bias?: boolean;
   /** Bytes per weight part, to force the split path on small shapes. */
   maxPartBytes?: number;
-  /** Rows of padding before x and out inside their buffers (slices at an unaligned offset). */
-  offsetRows?: number;
-  tuning?: Partial<MatmulTuning>;
-  /** x is [M, 2K] fused gate/up rows; the matmul's input is act(gate) * up. */
-  gated?: Activation;
 }
 
 async function runCase(rt: KernelRuntime, c: Case): Promise<{ err: number; parts: number }> {
   const { M, N, K, dtype } = c;
   const rng = new Rng(M * 7919 + N * 104729 + K * 13 + (dtype === 'f16' ? 1 : 0) + (c.bias ? 2 : 0));
-  // the rows matmul reads (ldx elements each), and the input they stand for
+  // the rows matmul reads (ldx elements each)
   const ldx = c.gated ? 2 * K : K;
   const x = rng.floats(M * ldx);
   const w = roundTo(dtype, rng.floats(N * K));
   const bias = c.bias ? rng.floats(N) : undefined;
-  const fold = foldInputs(rng, x, M, N, K, c);
-  const input = c.gated ? gatedActivationRef(x, M, K, ACTIVATIONS_REF[c.gated]) : fold.input;
   const weight = prepareMatmulWeight(rt, { data: dtype === 'f16' ? f32ToF16Bits(w) : w, N, K, dtype, bias, maxPartBytes: c.maxPartBytes });
   try {
-    const got = await runMatmulAtOffset(rt, weight, x, {
-      M,
-      ldx,
-      pad: c.offsetRows ?? 0,
-      rng,
-      tuning: c.tuning,
-      gated: c.gated,
-      ...fold.run,
-    });
-    return { err: relativeError(got, fold.result(matmulRef(input, w, M, N, K, bias))), parts: weight.parts.length };
+    return { err: await matmulError(rt, weight, x, w, c, rng, bias), parts: weight.parts.length };
   } finally {
     weight.destroy();
   }
@@ -65,6 +44,18 @@ function name(c: Case): string {
     .filter(Boolean)
     .join(' ');
   return `${c.dtype} M=${c.M} N=${c.N} K=${c.K}${extras ? ' ' + extras : ''}${c.tuning ? ' ' + JSON.stringify(c.tuning) : ''}`;
+}
+
+/** One test per case: the kernel's output within the dtype's tolerance of the float64 reference. */
+function itMatchesReference(list: Case[]): void {
+  for (const c of list) {
+    it(name(c), async ({ skip }) => {
+      const rt = runtime();
+      if (c.dtype === 'f16' && !rt.hasF16) return skip('the adapter has no shader-f16');
+      const { err } = await runCase(rt, c);
+      expect(err).toBeLessThanOrEqual(TOLERANCE[c.dtype]);
+    });
+  }
 }
 
 // Every M crosses the GEMV/GEMM boundary (8/9) and the GEMM row tile; N and K cover 1, odd
@@ -93,14 +84,7 @@ for (const dtype of ['f32', 'f16'] as const) {
 }
 
 describe('matmul', () => {
-  for (const c of cases) {
-    it(name(c), async ({ skip }) => {
-      const rt = runtime();
-      if (c.dtype === 'f16' && !rt.hasF16) return skip('the adapter has no shader-f16');
-      const { err } = await runCase(rt, c);
-      expect(err).toBeLessThanOrEqual(TOLERANCE[c.dtype]);
-    });
-  }
+  itMatchesReference(cases);
 });
 
 describe('matmul: weights split across bindings', () => {
@@ -195,14 +179,7 @@ describe('matmul: inputs and outputs at unaligned offsets, other tilings', () =>
     { M: 40, N: 300, K: 68, dtype: 'f32', gated: 'gelu_tanh', tuning: { gemmShareX: 0 } },
     { M: 70, N: 300, K: 64, dtype: 'f16', gated: 'silu', tuning: { gemmF16Pairs: false } },
   ];
-  for (const c of more) {
-    it(name(c), async ({ skip }) => {
-      const rt = runtime();
-      if (c.dtype === 'f16' && !rt.hasF16) return skip('the adapter has no shader-f16');
-      const { err } = await runCase(rt, c);
-      expect(err).toBeLessThanOrEqual(TOLERANCE[c.dtype]);
-    });
-  }
+  itMatchesReference(more);
 });
 
 describe('matmul: RMSNorm folded into the input (normX), result added to out (accumulate)', () => {
@@ -229,14 +206,7 @@ describe('matmul: RMSNorm folded into the input (normX), result added to out (ac
     { M: 2, N: 300, K: 64, dtype: 'f32', accumulate: true, bias: true },
     { M: 20, N: 70, K: 45, dtype: 'f16', accumulate: true, offsetRows: 1 },
   ];
-  for (const c of folded) {
-    it(name(c), async ({ skip }) => {
-      const rt = runtime();
-      if (c.dtype === 'f16' && !rt.hasF16) return skip('the adapter has no shader-f16');
-      const { err } = await runCase(rt, c);
-      expect(err).toBeLessThanOrEqual(TOLERANCE[c.dtype]);
-    });
-  }
+  itMatchesReference(folded);
 
   it('rejects a norm with a gated input, a short or non-f32 norm weight, and a bad eps', () => {
     const rt = runtime();
