@@ -4,8 +4,9 @@
 # another, each bounded. Every benchmark's log, its bench/results JSON and the
 # bench/RESULTS.md it rewrote land in $OUT; a short summary is printed last (the device
 # tool's reply carries only the output's tail).
-#   GPU_RUN_STEPS   which steps, in order (default "demo kernels sweep-gemv sweep-matmul sweep-decode engine batching"; demo:
-#                   the demo model's greedy output against its float64 reference, every kernel profile)
+#   GPU_RUN_STEPS   which steps, in order (default "demo kernels sweep-gemv sweep-matmul sweep-decode engine fold-norms
+#                   batching profile"; demo: the demo model's greedy output against its float64 reference, every
+#                   kernel profile; fold-norms: norms folded into the matmuls against separate dispatches, interleaved)
 #   STEP_TIMEOUT    seconds per step (default 240)
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -40,7 +41,7 @@ step() {
   summary+=("== $name: rc $rc, $((SECONDS - t0)) s ($*)")
   echo "== $name: rc $rc, $((SECONDS - t0)) s"
 }
-for s in ${GPU_RUN_STEPS:-demo kernels sweep-gemv sweep-matmul sweep-decode engine batching profile}; do
+for s in ${GPU_RUN_STEPS:-demo kernels sweep-gemv sweep-matmul sweep-decode engine fold-norms batching profile}; do
   case $s in
     demo) step demo scripts/gpu-machine/demo-check.mjs ;;
     kernels) step kernels dist/bench/kernels.js --quick ;;
@@ -48,6 +49,7 @@ for s in ${GPU_RUN_STEPS:-demo kernels sweep-gemv sweep-matmul sweep-decode engi
     sweep-matmul) step sweep-matmul dist/bench/kernels.js --sweep --only=matmul --quick ;;
     sweep-decode) step sweep-decode dist/bench/kernels.js --sweep --only=decode --quick ;;
     engine) step engine dist/bench/engine.js ;;
+    fold-norms) step fold-norms dist/bench/engine.js --fold-norms --rounds=4 ;;
     batching) BENCH_ROUNDS=${BENCH_ROUNDS:-2} step batching dist/bench/batching.js ;;
     profile) step profile dist/bench/profile.js ;;
     *) echo "run.sh: unknown step $s" ;;
