@@ -10,18 +10,30 @@ import { AutoGlmError } from '../errors.js';
  * rightly, but with the same "Body is not valid JSON" as a missing brace, so a client
  * sending valid JSON could not tell what was wrong. Here they are refused as well, as a 400
  * naming the key and where it is; malformed JSON keeps `invalid_json`, now with JSON.parse's
- * own reason (where it stopped).
+ * own reason (where it stopped). A body that is not UTF-8 (JSON's only encoding on the wire)
+ * is `invalid_json` too: decoded loosely, its bad bytes became U+FFFD and reached the model
+ * as text the client never sent.
  */
 export function installJsonBodyParser(app: FastifyInstance): void {
   app.removeContentTypeParser('application/json');
-  // as fastify's own: the body as a string, within the server's bodyLimit
-  app.addContentTypeParser('application/json', { parseAs: 'string' }, (_request, body, done) => {
+  // the raw bytes, within the server's bodyLimit, decoded strictly here
+  app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (_request, body, done) => {
     try {
-      done(null, parseJsonBody(body as string));
+      done(null, parseJsonBody(decodeUtf8(body as Buffer)));
     } catch (e) {
       done(e as Error, undefined);
     }
   });
+}
+
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
+
+function decodeUtf8(bytes: Buffer): string {
+  try {
+    return strictUtf8.decode(bytes);
+  } catch {
+    throw new AutoGlmError('invalid_json', 'The request body is not valid UTF-8; send JSON encoded as UTF-8.');
+  }
 }
 
 export function parseJsonBody(text: string): unknown {

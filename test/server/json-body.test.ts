@@ -21,7 +21,7 @@ afterAll(async () => {
   await gateway?.close();
 });
 
-const post = async (app: 'server' | 'gateway', url: string, payload: string) => {
+const post = async (app: 'server' | 'gateway', url: string, payload: string | Buffer) => {
   const r = await (app === 'server' ? server.app : gateway.app).inject({
     method: 'POST',
     url,
@@ -59,5 +59,19 @@ describe.each(['server', 'gateway'] as const)('the %s', (app) => {
     // past the parser: refused later for what it lacks, not for the key
     const plain = await post(app, '/v1/chat/completions', '{"constructor":1,"prototype":2}');
     expect(plain.error.message).not.toMatch(/not allowed in a request body|not valid JSON/);
+  });
+
+  test('a body that is not UTF-8 is invalid_json (was decoded with U+FFFD in place of the bad bytes); UTF-8 text and a BOM pass', async () => {
+    for (const bad of [[0xff], [0xc3], [0xed, 0xa0, 0x80] /* a lone surrogate */, [0xe2, 0x82]]) {
+      const body = Buffer.concat([Buffer.from('{"model":"m","prompt":"a'), Buffer.from(bad), Buffer.from('b"}')]);
+      const r = await post(app, '/tokenize', body);
+      expect([r.status, r.error.type, r.error.code], JSON.stringify(bad)).toEqual([400, 'invalid_request_error', 'invalid_json']);
+      expect(r.error.message).toBe('The request body is not valid UTF-8; send JSON encoded as UTF-8.');
+    }
+    // past the parser: refused later (the stub has no tokenizer), not for the encoding
+    for (const good of [Buffer.from('{"model":"m","prompt":"café 🐈"}'), Buffer.from('\ufeff{"model":"m","prompt":"x"}')]) {
+      const r = await post(app, '/tokenize', good);
+      expect(r.error?.message ?? '').not.toMatch(/UTF-8|not valid JSON/);
+    }
   });
 });
