@@ -474,22 +474,23 @@ export function gemmBlockCode(
   const store: string[] = [];
   // W loads: one per column group, or with pairs one 16-byte load per two adjacent groups
   const loads = pairs ? tn / 2 : tn;
+  const norm = gemmNorm(tm, xs, normLanes);
   // one k step: the W loads of every column group, then each row's x times each of them
-  const kStep = (out: string[], xOf: (r: number) => string): void => {
+  const kStep = (out: string[], xOf: (r: number) => string, pre: (r: number) => string[] = () => []): void => {
     for (let j = 0; j < loads; j++) {
       if (pairs) out.push(`    let q_${j} = w[wi_${j}];`, `    let w_${2 * j} = lo(q_${j});`, `    let w_${2 * j + 1} = hi(q_${j});`);
       else out.push(`    let w_${j} = Acc(w[wi_${j}]);`);
       out.push(`    wi_${j} += bw_${j};`);
     }
     for (let r = 0; r < tm; r++) {
-      out.push(`    let x_${r} = ${xOf(r)};`);
+      out.push(...pre(r).map((l) => `    ${l}`), `    let x_${r} = ${xOf(r)};`);
       for (let j = 0; j < tn; j++) out.push(`    a_${r}_${j} += w_${j} * x_${r};`);
     }
   };
   if (xs > 0) {
     // lane l holds x[row, k + l]; step s takes lane s's value
     chunk.push('    let ng = normAt(k + xLane);');
-    for (let r = 0; r < tm; r++) chunk.push(`    let xs_${r} = xAtWith(xRow_${r}, k + xLane, ng);`);
+    for (let r = 0; r < tm; r++) chunk.push(...norm.sharedX(r).map((l) => `    ${l}`));
     chunk.push(`    for (var s = 0u; s < ${xs}u; s++) {`);
     kStep(chunk, (r) => `subgroupShuffle(xs_${r}, s)`);
     chunk.push('    }');
@@ -508,11 +509,16 @@ export function gemmBlockCode(
     }
   }
   for (let r = 0; r < tm; r++) decl.push(`  let xRow_${r} = p.xOff + min(m0 + ${r}u, lastRow) * p.ldx;`);
-  decl.push(...invRmsDecls(tm, normLanes));
+  decl.push(...norm.decl);
   for (let r = 0; r < tm; r++) for (let j = 0; j < tn; j++) decl.push(`  var a_${r}_${j} = Acc(0.0);`);
-  kStep(step, (r) => `xAt(xRow_${r}, k)`);
+  kStep(
+    step,
+    (r) => norm.stepX(r, 'k'),
+    (r) => norm.stepPre(r, 'k'),
+  );
   // the vec4 column of accumulator j: group j, or half j % 2 of pair j / 2
   const column = (j: number): string => (pairs ? `2u * (c0 + ${Math.floor(j / 2)}u * WGN) + ${j % 2}u` : `c0 + ${j}u * WGN`);
+  store.push(...norm.storePre);
   for (let r = 0; r < tm; r++) for (let j = 0; j < tn; j++) store.push(`  store(m0 + ${r}u, ${column(j)}, ${scaled(r, j, normLanes)});`);
   return { DECL: decl.join('\n'), STEP: step.join('\n'), CHUNK: chunk.join('\n'), STORE: store.join('\n') };
 }
@@ -523,10 +529,47 @@ function normLanes(f: FoldDefines): string | undefined {
   return f.normSubgroups ? 'sid, sgs' : '0u, 1u';
 }
 
-// the GEMM block's rows' 1 / RMS (NORMX), from the prologue's uniform control flow
-function invRmsDecls(tm: number, normLanes: string | undefined): string[] {
-  if (normLanes === undefined) return [];
-  return Array.from({ length: tm }, (_, r) => `  let inv_${r} = rowInvRms(xRow_${r}, ${normLanes});`);
+/**
+ * How a GEMM block (gemmBlockCode, gemmBlockCodeI8) gets its rows' 1 / RMS with NORMX, as
+ * WGSL lines: without shared x, a prologue pass over its rows (rowInvRms); with shared x
+ * (xs > 0: subgroups, lane l loads x[row, k + l % xs] in every chunk) the squares of the raw
+ * values the lanes load anyway are summed in the loop (lanes past xs repeat lanes below it;
+ * in the tail steps every lane loads the same value, so lane 0 alone counts it) and
+ * subgroupAdd totals them before the stores: no second pass over the rows. Without NORMX
+ * the lines are the plain loads.
+ */
+function gemmNorm(
+  tm: number,
+  xs: number,
+  normLanes: string | undefined,
+): {
+  decl: string[];
+  /** Row r's shared x for this chunk, `xs_r` (the chunk has declared `ng = normAt(k + xLane)`). */
+  sharedX(r: number): string[];
+  /** Lines before a tail step's x of row r at k = `k`, and that x. */
+  stepPre(r: number, k: string): string[];
+  stepX(r: number, k: string): string;
+  storePre: string[];
+} {
+  const rows = Array.from({ length: tm }, (_, r) => r);
+  const plain = {
+    sharedX: (r: number) => [`let xs_${r} = xAtWith(xRow_${r}, k + xLane, ng);`],
+    stepPre: () => [],
+    stepX: (r: number, k: string) => `xAt(xRow_${r}, ${k})`,
+  };
+  if (normLanes === undefined) return { decl: [], ...plain, storePre: [] };
+  if (xs === 0) return { decl: rows.map((r) => `  let inv_${r} = rowInvRms(xRow_${r}, ${normLanes});`), ...plain, storePre: [] };
+  return {
+    decl: rows.map((r) => `  var ss_${r} = 0.0;`),
+    sharedX: (r) => [
+      `let xr_${r} = xRaw(xRow_${r} + k + xLane);`,
+      `ss_${r} += select(0.0, xr_${r} * xr_${r}, sid < XS);`,
+      `let xs_${r} = xr_${r} * ng;`,
+    ],
+    stepPre: (r, k) => [`let xt_${r} = xRaw(xRow_${r} + ${k});`, `ss_${r} += select(0.0, xt_${r} * xt_${r}, sid == 0u);`],
+    stepX: (r, k) => `xt_${r} * normScale(${k})`,
+    storePre: rows.map((r) => `  let inv_${r} = inverseSqrt(subgroupAdd(ss_${r}) / f32(p.K) + p.eps);`),
+  };
 }
 
 // accumulator (r, j) as stored: scaled by its row's 1 / RMS with NORMX
@@ -628,14 +671,15 @@ export function gemmBlockCodeI8(
     scales.push(`    let s_${j} = scaleAt(si_${j});`, `    si_${j} += sb_${j};`);
   }
   for (let r = 0; r < tm; r++) decl.push(`  let xRow_${r} = p.xOff + min(m0 + ${r}u, lastRow) * p.ldx;`);
-  decl.push(...invRmsDecls(tm, normLanes));
+  const norm = gemmNorm(tm, xs, normLanes);
+  decl.push(...norm.decl);
   for (let r = 0; r < tm; r++) for (let j = 0; j < tn; j++) decl.push(`  var a_${r}_${j} = vec4<f32>(0.0);`);
   // k steps t < bound from the quad at wi_j on, x from xOf(r); then wi_j past `quads` quads
-  const steps = (bound: string, quads: number, xOf: (r: number) => string): string[] => {
+  const steps = (bound: string, quads: number, xOf: (r: number) => string, pre: (r: number) => string[] = () => []): string[] => {
     const out = [`      for (var t = 0u; t < ${bound}; t++) {`];
     for (let j = 0; j < tn; j++) out.push(`        let w_${j} = i8x4(w[wi_${j} + (t >> 2u) * bw_${j}][t & 3u]) * s_${j};`);
     for (let r = 0; r < tm; r++) {
-      out.push(`        let x_${r} = ${xOf(r)};`);
+      out.push(...pre(r).map((l) => `        ${l}`), `        let x_${r} = ${xOf(r)};`);
       for (let j = 0; j < tn; j++) out.push(`        a_${r}_${j} += w_${j} * x_${r};`);
     }
     out.push('      }');
@@ -646,10 +690,16 @@ export function gemmBlockCodeI8(
   if (xs > 0) {
     // lane l holds x[row, k + l]; step t takes lane t's value
     chunk.push('      let ng = normAt(k + xLane);');
-    for (let r = 0; r < tm; r++) chunk.push(`      let xs_${r} = xAtWith(xRow_${r}, k + xLane, ng);`);
+    for (let r = 0; r < tm; r++) chunk.push(...norm.sharedX(r).map((l) => `      ${l}`));
     chunk.push(...steps(`${xs}u`, xs / 4, (r) => `subgroupShuffle(xs_${r}, t)`));
   }
-  const quad = steps('n', 1, (r) => `xAt(xRow_${r}, k + t)`);
+  const quad = steps(
+    'n',
+    1,
+    (r) => norm.stepX(r, 'k + t'),
+    (r) => norm.stepPre(r, 'k + t'),
+  );
+  store.push(...norm.storePre);
   for (let r = 0; r < tm; r++)
     for (let j = 0; j < tn; j++) store.push(`  store(m0 + ${r}u, c0 + ${j}u * WGN, ${scaled(r, j, normLanes)});`);
   return { DECL: decl.join('\n'), SCALES: scales.join('\n'), CHUNK: chunk.join('\n'), QUAD: quad.join('\n'), STORE: store.join('\n') };

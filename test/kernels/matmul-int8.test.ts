@@ -187,6 +187,7 @@ describe('int8 matmul: split weights, offsets, fused gated input, other tilings'
     { c: { M: 5, N: 300, K: 77, norm: 'plain', tuning: { gemvSplitK: 4, gemvWorkgroupN: 16, gemvShareXMinRows: 0 } } },
     { c: { M: 37, N: 301, K: 77, norm: 'plain', accumulate: true, bias: true } },
     { c: { M: 40, N: 300, K: 68, norm: 'onePlus', tuning: { gemmShareX: 0 } } },
+    { c: { M: 20, N: 70, K: 45, groupSize: 32, norm: 'plain', tuning: { gemmRows: 4, gemmCols4: 2, gemmShareX: 4 } } },
     {
       c: {
         M: 37,

@@ -202,6 +202,9 @@ describe('matmul: RMSNorm folded into the input (normX), result added to out (ac
     { M: 37, N: 301, K: 77, dtype: 'f32', norm: 'plain', accumulate: true, tuning: gpuGemm },
     { M: 70, N: 300, K: 64, dtype: 'f16', norm: 'plain', accumulate: true },
     { M: 37, N: 300, K: 77, dtype: 'f16', norm: 'onePlus', bias: true, offsetRows: 3, tuning: { gemmF16Pairs: false } },
+    // x shared over 4 k steps by 8-lane subgroups: lanes 4-7 load what lanes 0-3 do, and
+    // the squares summed in the loop must count each element once
+    { M: 20, N: 70, K: 45, dtype: 'f32', norm: 'plain', tuning: { gemmRows: 4, gemmCols4: 2, gemmShareX: 4 } },
     // accumulate alone, GEMV and GEMM
     { M: 2, N: 300, K: 64, dtype: 'f32', accumulate: true, bias: true },
     { M: 20, N: 70, K: 45, dtype: 'f16', accumulate: true, offsetRows: 1 },
