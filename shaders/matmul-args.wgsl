@@ -7,9 +7,10 @@
 // through xAt(row, k) and x4At(row, k), `row` the element offset of the row's start.
 //
 // NORMX: the matmul's input is RMSNorm(x) (x * w[k], or (1 + w[k]) with NORM1P, over the
-// row's inverse RMS): the weight is applied as x is loaded and the row's 1 / RMS (rowInvRms,
-// from a pass over the row in the kernel's prologue) scales the sums before they are
-// stored, so that a norm whose output only feeds this matmul needs no dispatch of its own.
+// row's inverse RMS): the weight is applied as x is loaded and the row's 1 / RMS scales the
+// sums before they are stored (from rowInvRms, a pass over the row in the kernel's
+// prologue; the GEMM with shared x sums the squares in its loop instead, gemmNorm in
+// matmul.ts), so that a norm whose output only feeds this matmul needs no dispatch of its own.
 // ACCUM: the result is added to what out holds (a residual stream updated in place).
 struct Params {
   K: u32,
