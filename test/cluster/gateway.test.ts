@@ -72,9 +72,9 @@ describe('gateway', () => {
     expect([deep.status, deep.error.code, deep.error.param]).toEqual([400, 'invalid_request', 'extra']);
     const deepTokenize = await raw('/tokenize', `{"prompt":"Hi","extra":${'['.repeat(100_000)}${']'.repeat(100_000)}}`);
     expect([deepTokenize.status, deepTokenize.error.code]).toEqual([400, 'invalid_request']);
-    // a body that outgrows the workers' limit once written again (the seed the gateway adds;
-    // invalid UTF-8 bytes, which become 3-byte U+FFFD) is the client's 413: a worker would
-    // refuse it mid-write, and the gateway took that for a dead worker and ejected it
+    // a body that outgrows the workers' limit once written again (the seed the gateway adds)
+    // is the client's 413: a worker would refuse it mid-write, and the gateway took that for
+    // a dead worker and ejected it
     const limit = 4 * 1024 * 1024;
     const nearLimit = `{${base},"user":"${'x'.repeat(limit - base.length - 20)}"}`;
     expect(Buffer.byteLength(nearLimit)).toBeLessThanOrEqual(limit);
@@ -86,7 +86,9 @@ describe('gateway', () => {
       headers: { 'content-type': 'application/json', ...auth },
       body: invalidUtf8,
     });
-    expect([expanded.status, ((await expanded.json()) as { error: { code: string } }).error.code]).toEqual([413, 'request_too_large']);
+    // invalid UTF-8 (whose bytes, decoded loosely, became 3-byte U+FFFD and outgrew the
+    // limit) is refused as it arrives
+    expect([expanded.status, ((await expanded.json()) as { error: { code: string } }).error.code]).toEqual([400, 'invalid_json']);
     // a URL that does not decode: the OpenAI shape, not fastify's
     const badUrl = await fetch(`${cluster.url}/v1/%zz`, { headers: auth });
     expect([badUrl.status, await badUrl.json()]).toEqual([
