@@ -12,9 +12,15 @@ import { AutoGlmError } from '../errors.js';
  * naming the key and where it is; malformed JSON keeps `invalid_json`, now with JSON.parse's
  * own reason (where it stopped). A body that is not UTF-8 (JSON's only encoding on the wire)
  * is `invalid_json` too: decoded loosely, its bad bytes became U+FFFD and reached the model
- * as text the client never sent.
+ * as text the client never sent. Only application/json bodies are parsed at all.
  */
 export function installJsonBodyParser(app: FastifyInstance): void {
+  // fastify's text/plain parser handed the handlers a string, refused as "must be object"
+  // (server) or "must be a JSON object" (gateway) when the content type was what was wrong.
+  // Without it text/plain gets the same "Content-Type must be application/json" as any
+  // other type; that also keeps a cross-site page's simple (unpreflighted) text/plain POST
+  // from running a generation on a server started with --no-auth.
+  app.removeContentTypeParser('text/plain');
   app.removeContentTypeParser('application/json');
   // the raw bytes, within the server's bodyLimit, decoded strictly here
   app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (_request, body, done) => {

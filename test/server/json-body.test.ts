@@ -61,6 +61,24 @@ describe.each(['server', 'gateway'] as const)('the %s', (app) => {
     expect(plain.error.message).not.toMatch(/not allowed in a request body|not valid JSON/);
   });
 
+  test('a text/plain body gets the content-type error (was "must be object" at the server, "must be a JSON object" at the gateway)', async () => {
+    const target = app === 'server' ? server.app : gateway.app;
+    for (const type of ['text/plain', 'text/plain; charset=utf-8', 'application/x-www-form-urlencoded']) {
+      const r = await target.inject({
+        method: 'POST',
+        url: '/v1/chat/completions',
+        payload: '{"model":"m","messages":[]}',
+        headers: { 'content-type': type },
+      });
+      expect([r.statusCode, r.json()], type).toEqual([
+        400,
+        {
+          error: { message: 'Content-Type must be application/json.', type: 'invalid_request_error', param: null, code: 'invalid_request' },
+        },
+      ]);
+    }
+  });
+
   test('a body that is not UTF-8 is invalid_json (was decoded with U+FFFD in place of the bad bytes); UTF-8 text and a BOM pass', async () => {
     for (const bad of [[0xff], [0xc3], [0xed, 0xa0, 0x80] /* a lone surrogate */, [0xe2, 0x82]]) {
       const body = Buffer.concat([Buffer.from('{"model":"m","prompt":"a'), Buffer.from(bad), Buffer.from('b"}')]);
