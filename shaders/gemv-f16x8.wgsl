@@ -74,10 +74,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   }
 #if NORMX
   // the rows' 1 / RMS (NORMX, matmul-args.wgsl), before any lane leaves uniform control flow
-  var inv: array<f32, TM>;
-  for (var r = 0u; r < TM; r++) {
-    inv[r] = rowInvRms(xRow[r], {{NORMLANES}});
-  }
+  let inv = rowsInvRms(xRow, {{NORMLANES}});
 #endif
   // in vec4<f16> columns, then halved to vec4<u32> pairs (block widths and c4 are even)
   let col = wColumn(c4, p.ldw4, WB);

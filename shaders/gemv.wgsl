@@ -67,10 +67,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   }
 #if NORMX
   // the rows' 1 / RMS (NORMX, matmul-args.wgsl), before any lane leaves uniform control flow
-  var inv: array<f32, TM>;
-  for (var r = 0u; r < TM; r++) {
-    inv[r] = rowInvRms(xRow[r], {{NORMLANES}});
-  }
+  let inv = rowsInvRms(xRow, {{NORMLANES}});
 #endif
 #if SPLITK
   var k = lid.y;

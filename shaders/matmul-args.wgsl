@@ -198,6 +198,15 @@ fn rowInvRms(row: u32, lane: u32, lanes: u32) -> f32 {
 #endif
   return inverseSqrt(ss / f32(p.K) + p.eps);
 }
+
+// rowInvRms of each of a GEMV's TM rows (their starts in xRow; every invocation holds all of them)
+fn rowsInvRms(xRow: array<u32, TM>, lane: u32, lanes: u32) -> array<f32, TM> {
+  var inv: array<f32, TM>;
+  for (var r = 0u; r < TM; r++) {
+    inv[r] = rowInvRms(xRow[r], lane, lanes);
+  }
+  return inv;
+}
 #endif
 
 // Two vec4<f16> columns packed in one vec4<u32> (the 16-byte W loads of gemv-f16x8.wgsl and
