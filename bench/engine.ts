@@ -30,6 +30,15 @@ function flag(name: string): string | undefined {
     ?.slice(name.length + 3);
 }
 
+/** --name=N as a positive integer (the default when absent); anything else stops the run with a message. */
+function countFlag(name: string, fallback: number): number {
+  const raw = flag(name);
+  if (raw === undefined) return fallback;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 1) throw new Error(`--${name} takes a positive integer, got ${JSON.stringify(raw)}`);
+  return n;
+}
+
 /** One engine of an interleaved comparison: a label and the options that make it differ. */
 interface EngineVariant {
   label: string;
@@ -145,14 +154,14 @@ async function main(): Promise<void> {
     const list = dtypes.split(',') as WeightDTypeOption[];
     if (list.some((d) => !WEIGHT_DTYPE_OPTIONS.includes(d))) throw new Error(`--weight-dtypes takes ${WEIGHT_DTYPE_OPTIONS.join(', ')}`);
     const variants = list.map((dtype) => ({ label: dtype, options: { weightDType: dtype } }));
-    return compareEngines(variants, flag('model'), Number(flag('rounds') ?? 5), Number(flag('streams') ?? 1), 'engine-weight-dtypes');
+    return compareEngines(variants, flag('model'), countFlag('rounds', 5), countFlag('streams', 1), 'engine-weight-dtypes');
   }
   if (process.argv.includes('--fold-norms')) {
     const variants = [
       { label: 'norms folded into the matmuls', options: { foldNorms: true } },
       { label: 'norms as dispatches of their own', options: { foldNorms: false } },
     ];
-    return compareEngines(variants, flag('model'), Number(flag('rounds') ?? 5), Number(flag('streams') ?? 16), 'engine-fold-norms');
+    return compareEngines(variants, flag('model'), countFlag('rounds', 5), countFlag('streams', 16), 'engine-fold-norms');
   }
   const { engine, loadMs, generateMs } = await loadBenchEngine();
   const vocab = 16384;
