@@ -43,7 +43,8 @@ struct Row {
   countsSlot: i32,
   topN: u32,
   flags: u32,
-  pad0: u32,
+  // with FLAG_FORCED: the row's token is this one, not a draw (prompt scoring)
+  forcedToken: u32,
   pad1: u32,
   pad2: u32,
 }
@@ -60,6 +61,7 @@ const MAX_TOP: u32 = 20u;
 // clamped to +-BIG and a token at -BIG counts as masked (probability 0).
 const BIG: f32 = 3.0e38;
 const FLAG_PROCESSED_LOGPROBS: u32 = 1u;
+const FLAG_FORCED: u32 = 2u;
 const DOMAIN_RAW: u32 = 0u;
 const DOMAIN_PROCESSED: u32 = 1u;
 
@@ -542,8 +544,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let argmax = sCount[0];
   workgroupBarrier();
 
-  var chosen = argmax;
-  if (!greedy && maxP > -BIG) {
+  // a forced row reports the logprobs of a given token (the next prompt token) and skips the draw
+  let forced = (r.flags & FLAG_FORCED) != 0u && r.forcedToken < V;
+  var chosen = select(argmax, r.forcedToken, forced);
+  if (!forced && !greedy && maxP > -BIG) {
     // top-k: the k-th largest key (ties at it are kept) and the mass at or above it
     var threshold = 0u;
     var keptMass = vec2<u32>(0u, 0u);

@@ -28,7 +28,8 @@ import {
 } from './request-validation.js';
 import { validateEngineEnvironment, validateEngineOptions } from './engine-options.js';
 import { ResponseCache } from './response-cache.js';
-import { ModelRunner, type RunnerSequence } from './runner/model-runner.js';
+import { ModelRunner, type RunnerSequence, type StepResult } from './runner/model-runner.js';
+import type { ScheduledSequence } from './scheduler-output.js';
 import { allocateKvShrinking, checkKvCacheBytes, planMemory } from './memory-plan.js';
 import { uploadModel } from './runner/upload-model.js';
 import { Scheduler } from './scheduler.js';
@@ -41,6 +42,7 @@ import type {
   EngineStats,
   GenerateRequest,
   InferenceEngine,
+  PromptTokenLogprob,
   ReasoningTags,
   ResponseFormat,
   RequestMetrics,
@@ -95,6 +97,8 @@ interface ActiveRequest {
   generatedTokenIds: number[];
   /** Where the output stands in its response_format's grammar (or its reasoning before it); null for free text. */
   constraint: OutputConstraint | null;
+  /** With promptLogprobs: one entry per prompt token (null for the first), filled as its rows are scored, sent on the first event. */
+  promptLogprobs: (PromptTokenLogprob | null)[] | undefined;
   request: GenerateRequest;
   /** Removes the abort listener from the request's signal (which may outlive the request). */
   detachSignal: () => void;
@@ -204,6 +208,7 @@ export class Engine implements InferenceEngine {
         blockSize: plan.runner.blockSize,
         maxBatchTokens: plan.runner.maxRows,
         maxBatchSequences: plan.runner.maxSampleRows,
+        maxScoreRows: plan.runner.maxScoreRows ?? 0,
         enablePrefixCaching: true,
         hashExtraKeys: [dir],
       });
@@ -266,7 +271,9 @@ export class Engine implements InferenceEngine {
     const tokenIds: number[] = [];
     const logprobs: NonNullable<CompletionResult['logprobs']> = [];
     let last: TokenEvent | undefined;
+    let promptLogprobs: CompletionResult['promptLogprobs'];
     for await (const ev of this.generate(request)) {
+      promptLogprobs ??= ev.promptLogprobs;
       text += ev.text;
       tokenIds.push(ev.tokenId);
       if (ev.logprob !== undefined)
@@ -284,6 +291,7 @@ export class Engine implements InferenceEngine {
       finishReason: last.finishReason,
       usage: last.usage,
       logprobs: request.logprobs ? logprobs : undefined,
+      ...(promptLogprobs ? { promptLogprobs } : {}),
       metrics: last.metrics,
     };
   }
@@ -401,10 +409,17 @@ export class Engine implements InferenceEngine {
       events: [],
       generatedTokenIds: [...resume],
       constraint,
+      promptLogprobs: request.promptLogprobs === undefined ? undefined : promptTokenIds.map(() => null),
       request,
       detachSignal: () => {},
     };
-    this.scheduler.addRequest({ requestId: id, promptTokenIds, maxTokens, resumeTokenIds: resume });
+    this.scheduler.addRequest({
+      requestId: id,
+      promptTokenIds,
+      maxTokens,
+      resumeTokenIds: resume,
+      scorePrompt: request.promptLogprobs !== undefined,
+    });
     this.active.set(id, active);
     if (constraint) this.constrainedRequests++;
     this.promptTokens += promptTokenIds.length;
@@ -475,6 +490,7 @@ export class Engine implements InferenceEngine {
       ignoreEos: request.ignoreEos,
       logprobs: request.logprobs,
       topLogprobs: request.topLogprobs,
+      promptLogprobs: request.promptLogprobs,
       resumeTokenIds: request.resumeTokenIds,
       // the format's own key: canonicalJson would sort a schema's properties, whose order decides the output
       responseFormat,
@@ -571,6 +587,7 @@ export class Engine implements InferenceEngine {
         sampling: s.sample ? this.samplingRowFor(s.requestId) : undefined,
         logitBias: s.sample ? logitBiasOf(this.active.get(s.requestId)!) : undefined,
         tokenMask: s.sample ? masks.get(s.requestId) : undefined,
+        score: s.scoreTargets && { targets: s.scoreTargets, topLogprobs: this.active.get(s.requestId)!.request.promptLogprobs ?? 0 },
       }));
       for (const s of scheduled) {
         const a = this.active.get(s.requestId);
@@ -595,6 +612,8 @@ export class Engine implements InferenceEngine {
       }
       const update = this.scheduler.updateFromOutput(sampled);
       const lengthFinished = new Set(update.finished.map((f) => f.requestId));
+      // before the sampled rows: the last prompt chunk's scores go out with the first token
+      if (result) this.recordPromptScores(result, scheduled);
       if (result) {
         result.sequenceIndex.forEach((seqIdx, row) => {
           const id = scheduled[seqIdx]!.requestId;
@@ -624,6 +643,7 @@ export class Engine implements InferenceEngine {
     const step = a.output.push(tokenId);
     const reason = step.finishReason ?? (hitLength ? 'length' : undefined);
     const event: TokenEvent = { text: step.text, tokenId, index: step.index };
+    if (a.promptLogprobs && a.output.numGenerated === 1) event.promptLogprobs = a.promptLogprobs;
     if (logprob !== undefined) {
       event.logprob = logprob;
       event.logprobToken = this.logprobTokens.of(tokenId);
@@ -674,6 +694,24 @@ export class Engine implements InferenceEngine {
       this.failRequests([a.id], constraintFailure(e));
       return false;
     }
+  }
+
+  /** Stores the logprobs of a step's scored prompt rows with their requests (the prompt token each row predicts). */
+  private recordPromptScores(result: StepResult, scheduled: readonly ScheduledSequence[]): void {
+    result.scored.forEach(({ sequence, row }, k) => {
+      const seq = scheduled[sequence]!;
+      const a = this.active.get(seq.requestId);
+      if (!a?.promptLogprobs) return; // finished while the step ran
+      const resultRow = result.sequenceIndex.length + k;
+      const tokenId = seq.scoreTargets![row]!;
+      const n = a.request.promptLogprobs ?? 0;
+      a.promptLogprobs[seq.startPosition + row + 1] = {
+        tokenId,
+        ...this.logprobTokens.of(tokenId),
+        logprob: result.logprobs![resultRow]!,
+        topLogprobs: (result.top && this.topLogprobsOf(result.top.ids, result.top.logprobs, resultRow, n)) ?? [],
+      };
+    });
   }
 
   private topLogprobsOf(ids: Uint32Array, logprobs: Float32Array, row: number, n: number): TokenEvent['topLogprobs'] {

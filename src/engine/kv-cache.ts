@@ -49,7 +49,8 @@ export interface KvCacheStats {
   cacheEvictions: number;
 }
 
-const NO_HIT: PrefixHit = { blocks: [], numTokens: 0, numQueryTokens: 0 };
+/** No cached prefix (also what a request that must compute every row uses: prompt scoring). */
+export const NO_HIT: PrefixHit = { blocks: [], numTokens: 0, numQueryTokens: 0 };
 
 export class KvCacheManager {
   readonly blockSize: number;

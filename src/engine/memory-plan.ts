@@ -43,6 +43,12 @@ export function kvBytesPerToken(spec: Pick<ModelSpec, 'numLayers' | 'numKvHeads'
 /** KV blocks when EngineOptions.kvBlockSize is not given. */
 const DEFAULT_KV_BLOCK_SIZE = 16;
 
+/**
+ * Prompt rows scored per step for prompt logprobs (each a row of logits, [rows, vocab] f32:
+ * 19 MiB at Qwen's 151,936 tokens). A longer prompt is scored over several steps.
+ */
+const PROMPT_SCORE_ROWS = 32;
+
 /** How checkKvCacheBytes names the budget and the context cap: the library's options, or the CLI's flags. */
 export interface KvBudgetNames {
   budget: string;
@@ -99,6 +105,8 @@ export function planMemory(rt: KernelRuntime, spec: ModelSpec, model: Pick<GpuMo
   const byVocab = Math.floor(rt.maxBindingBytes / (4 * spec.vocabSize));
   const maxSeqs = Math.max(1, Math.min(options.maxBatchSequences ?? 64, byVocab, TokenCounts.maxSlots(rt, spec.vocabSize)));
   const maxRows = Math.max(maxSeqs, options.maxBatchTokens ?? 512);
+  // rows of logits for prompt logprobs, beside the sampled ones, where the binding has room
+  const maxScoreRows = Math.max(0, Math.min(PROMPT_SCORE_ROWS, byVocab - maxSeqs));
   const contextLength = Math.min(spec.contextLength, options.maxContextTokens ?? Infinity);
 
   // one sequence at full context must fit, or long requests could never run
@@ -121,7 +129,16 @@ export function planMemory(rt: KernelRuntime, spec: ModelSpec, model: Pick<GpuMo
     );
   }
   return {
-    runner: { numBlocks, blockSize, maxRows, maxSampleRows: maxSeqs, countSlots: maxSeqs, kvDType, foldNorms: options.foldNorms ?? true },
+    runner: {
+      numBlocks,
+      blockSize,
+      maxRows,
+      maxSampleRows: maxSeqs,
+      maxScoreRows,
+      countSlots: maxSeqs,
+      kvDType,
+      foldNorms: options.foldNorms ?? true,
+    },
     kvBytes: numBlocks * blockBytes,
     kvBytesPerToken: perToken,
     minBlocks,

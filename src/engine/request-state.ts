@@ -18,6 +18,11 @@ export interface NewRequest {
    * tokens, but they count as generated (towards maxTokens and in outputTokenIds).
    */
   resumeTokenIds?: readonly number[];
+  /**
+   * Prompt logprobs: every prompt row is computed (no prefix-cache reuse) and scored with
+   * the prompt token after it, until the first token is sampled.
+   */
+  scorePrompt?: boolean;
 }
 
 /** Per-request counters, live or final. */
@@ -43,6 +48,7 @@ export class RequestState {
   readonly numPromptTokens: number;
   readonly numResumeTokens: number;
   readonly maxTokens: number;
+  readonly scorePrompt: boolean;
   /** Prompt, then generated tokens (resumed ones first). Only ever appended to. */
   readonly tokenIds: number[];
   /** Chained hashes of the full blocks of tokenIds, extended lazily by the KV-cache manager. */
@@ -63,6 +69,7 @@ export class RequestState {
     this.numPromptTokens = request.promptTokenIds.length;
     this.numResumeTokens = resume.length;
     this.maxTokens = request.maxTokens;
+    this.scorePrompt = request.scorePrompt ?? false;
     this.tokenIds = [...request.promptTokenIds, ...resume];
   }
 
@@ -77,6 +84,16 @@ export class RequestState {
   /** Tokens that must be computed before the first token is sampled here. */
   get numPrefillTokens(): number {
     return this.numPromptTokens + this.numResumeTokens;
+  }
+
+  /** Whether this request's prompt rows are still to be scored: it wants them and has sampled nothing yet. */
+  get scoresPrompt(): boolean {
+    return this.scorePrompt && this.tokenIds.length === this.numPrefillTokens;
+  }
+
+  /** Rows of a chunk starting at `start` of `n` rows that are scored (a prefix of it: those followed by a prompt token). */
+  scoredRowsIn(start: number, n: number): number {
+    return this.scoresPrompt ? Math.max(0, Math.min(start + n, this.numPromptTokens - 1) - start) : 0;
   }
 
   get outputTokenIds(): number[] {

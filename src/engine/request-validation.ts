@@ -263,6 +263,14 @@ export function validateRequestShape(r: GenerateRequest, vocabSize: number): voi
   if (r.topLogprobs !== undefined && !(Number.isInteger(r.topLogprobs) && r.topLogprobs >= 0 && r.topLogprobs <= 20)) {
     throw invalid('top_logprobs', `top_logprobs must be an integer between 0 and 20, got ${r.topLogprobs}`);
   }
+  const promptLogprobs: unknown = r.promptLogprobs;
+  if (promptLogprobs !== undefined) {
+    if (!(typeof promptLogprobs === 'number' && Number.isInteger(promptLogprobs) && promptLogprobs >= 0 && promptLogprobs <= 20))
+      throw invalid('prompt_logprobs', `prompt_logprobs must be an integer between 0 and 20, got ${describe(promptLogprobs)}`);
+    // a resumed request's prompt was scored where it began
+    if (r.resumeTokenIds !== undefined && r.resumeTokenIds.length > 0)
+      throw invalid('prompt_logprobs', 'prompt_logprobs cannot be combined with resume_token_ids');
+  }
   if (r.stop !== undefined && (!Array.isArray(r.stop) || r.stop.some((s) => typeof s !== 'string' || s.length === 0))) {
     throw invalid('stop', 'stop must be a list of non-empty strings');
   }
@@ -347,6 +355,7 @@ const REQUEST_SCALARS = [
   'includeStopStrInOutput',
   'logprobs',
   'topLogprobs',
+  'promptLogprobs',
   'signal',
   'requestId',
 ] as const satisfies readonly (keyof GenerateRequest)[];

@@ -17,6 +17,11 @@ export interface ScheduledSequence {
   blockTable: number[];
   /** True when this step's last row yields a token to sample (all known tokens computed). */
   sample: boolean;
+  /**
+   * Prompt logprobs: the first scoreTargets.length rows are scored, row j against
+   * scoreTargets[j] (the prompt token after it). Absent when no row is.
+   */
+  scoreTargets?: number[];
 }
 
 export interface SchedulerOutput {

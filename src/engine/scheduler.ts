@@ -13,7 +13,7 @@
  */
 import { AutoGlmError } from '../errors.js';
 import type { BlockHashExtraKeys } from './block-hash.js';
-import { KvCacheManager } from './kv-cache.js';
+import { KvCacheManager, NO_HIT } from './kv-cache.js';
 import { RequestState, type NewRequest, type RequestStats } from './request-state.js';
 import type { SchedulerInterface, SchedulerStats } from './scheduler-interface.js';
 import type { FinishedRequest, ScheduledSequence, SchedulerOutput, UpdateResult } from './scheduler-output.js';
@@ -28,6 +28,8 @@ export interface SchedulerOptions {
   /** Running sequences at most (each gets a row every step). */
   maxBatchSequences: number;
   enablePrefixCaching: boolean;
+  /** Prompt rows scored per step at most (prompt logprobs; default 0: requests that ask are refused). */
+  maxScoreRows?: number;
   /** Mixed into block hashes (e.g. the model name). */
   hashExtraKeys?: BlockHashExtraKeys;
 }
@@ -41,6 +43,7 @@ export class Scheduler implements SchedulerInterface {
   readonly blockSize: number;
   readonly maxBatchTokens: number;
   readonly maxBatchSequences: number;
+  readonly maxScoreRows: number;
   private readonly kv: KvCacheManager;
   private readonly requests = new Map<string, RequestState>();
   /** Front is admitted first; preempted requests are put back at the front. */
@@ -67,6 +70,10 @@ export class Scheduler implements SchedulerInterface {
     this.blockSize = options.blockSize;
     this.maxBatchTokens = options.maxBatchTokens;
     this.maxBatchSequences = options.maxBatchSequences;
+    this.maxScoreRows = options.maxScoreRows ?? 0;
+    if (!Number.isInteger(this.maxScoreRows) || this.maxScoreRows < 0) {
+      throw new AutoGlmError('invalid_request', `scheduler: maxScoreRows must be a non-negative integer (got ${options.maxScoreRows})`);
+    }
     this.kv = new KvCacheManager({
       numBlocks: options.numBlocks,
       blockSize: options.blockSize,
@@ -117,6 +124,11 @@ export class Scheduler implements SchedulerInterface {
         param: 'resumeTokenIds',
       });
     }
+    if (request.scorePrompt && this.maxScoreRows < 1) {
+      throw new AutoGlmError('invalid_request', 'prompt logprobs are not available on this engine (no rows to score them in)', {
+        param: 'promptLogprobs',
+      });
+    }
     // The last sampled token is never fed back, so its KV is never needed.
     const maxKvTokens = promptTokenIds.length + maxTokens - 1;
     const capacity = this.kv.numBlocks * this.blockSize;
@@ -138,17 +150,25 @@ export class Scheduler implements SchedulerInterface {
       throw new AutoGlmError('internal_error', 'scheduler: schedule() called before updateFromOutput() of the last step');
     }
     let budget = this.maxBatchTokens;
+    // prompt rows scored this step (prompt logprobs), each a row of logits of their own
+    let scoreBudget = this.maxScoreRows;
     const step = new Map<string, StepEntry>();
     const preempted: string[] = [];
 
+    // a scored chunk stops where the step's scored rows run out
+    const chunkOf = (request: RequestState, start: number, wanted: number): number =>
+      request.scoredRowsIn(start, wanted) > scoreBudget ? scoreBudget : wanted;
+
     const scheduleRunning = (request: RequestState): void => {
-      const numNewTokens = Math.min(request.numTokens - request.numComputedTokens, budget);
+      const start = request.numComputedTokens;
+      const numNewTokens = chunkOf(request, start, Math.min(request.numTokens - start, budget));
       if (numNewTokens <= 0 || request.status !== 'running') return;
       for (;;) {
         const table = this.kv.allocateSlots(request, { numComputedTokens: request.numComputedTokens, numNewTokens });
         if (table !== null) {
           step.set(request.requestId, { request, numNewTokens });
           budget -= numNewTokens;
+          scoreBudget -= request.scoredRowsIn(start, numNewTokens);
           return;
         }
         const victim = this.running[this.running.length - 1]!;
@@ -157,6 +177,7 @@ export class Scheduler implements SchedulerInterface {
           // Already given rows this step: take them back.
           step.delete(victim.requestId);
           budget += victimEntry.numNewTokens;
+          scoreBudget += victim.scoredRowsIn(victim.numComputedTokens, victimEntry.numNewTokens);
         }
         this.preempt(victim);
         preempted.push(victim.requestId);
@@ -171,8 +192,10 @@ export class Scheduler implements SchedulerInterface {
     // Admit waiting requests in order; none while memory is so short that we just preempted.
     while (preempted.length === 0 && this.waiting.length > 0 && budget > 0 && this.running.length < this.maxBatchSequences) {
       const request = this.waiting[0]!;
-      const prefixHit = this.kv.findPrefixHit(request);
-      const numNewTokens = Math.min(request.numTokens - prefixHit.numTokens, budget);
+      // a scored prompt needs every row's logits: no cached prefix
+      const prefixHit = request.scoresPrompt ? NO_HIT : this.kv.findPrefixHit(request);
+      const numNewTokens = chunkOf(request, prefixHit.numTokens, Math.min(request.numTokens - prefixHit.numTokens, budget));
+      if (numNewTokens <= 0) break;
       const table = this.kv.allocateSlots(request, { numComputedTokens: prefixHit.numTokens, numNewTokens, prefixHit });
       if (table === null) break; // first come first served: no skipping ahead
       this.waiting.shift();
@@ -182,6 +205,7 @@ export class Scheduler implements SchedulerInterface {
       this.running.push(request);
       step.set(request.requestId, { request, numNewTokens });
       budget -= numNewTokens;
+      scoreBudget -= request.scoredRowsIn(prefixHit.numTokens, numNewTokens);
     }
 
     const sequences: ScheduledSequence[] = [];
@@ -189,12 +213,14 @@ export class Scheduler implements SchedulerInterface {
     for (const { request, numNewTokens } of step.values()) {
       const start = request.numComputedTokens;
       const end = start + numNewTokens;
+      const scored = request.scoredRowsIn(start, numNewTokens);
       sequences.push({
         requestId: request.requestId,
         tokenIds: request.tokenIds.slice(start, end),
         startPosition: start,
         blockTable: this.kv.blockTable(request.requestId),
         sample: end === request.numTokens,
+        ...(scored > 0 ? { scoreTargets: request.tokenIds.slice(start + 1, start + 1 + scored) } : {}),
       });
       // Counted as computed now: the step's KV writes land before anyone can read them.
       request.numComputedTokens = end;

@@ -111,6 +111,14 @@ export interface GenerateRequest {
   logprobs?: boolean;
   topLogprobs?: number;
   /**
+   * vLLM's prompt_logprobs (and what OpenAI's echo with logprobs returns): the logprob of
+   * every prompt token given the tokens before it, from the raw model distribution, with
+   * this many top alternatives (0..20); the first token has none (null). They come on the
+   * first event. Every prompt row is then computed (no prefix-cache reuse). Not with
+   * resumeTokenIds.
+   */
+  promptLogprobs?: number;
+  /**
    * Tokens already generated for this request elsewhere (failover resume): they are
    * appended to the prompt, count towards maxTokens and penalties, and are not emitted
    * again. Generation continues exactly as an uninterrupted run would.
@@ -145,6 +153,12 @@ export interface LogprobToken {
 export interface TopLogprob extends LogprobToken {
   tokenId: number;
   logprob: number;
+}
+
+/** One prompt token's logprob given the tokens before it (GenerateRequest.promptLogprobs). */
+export interface PromptTokenLogprob extends TopLogprob {
+  /** The most likely tokens at its position (as many as promptLogprobs asked for). */
+  topLogprobs: TopLogprob[];
 }
 
 export interface Usage {
@@ -182,6 +196,8 @@ export interface TokenEvent {
   /** With logprob: this token's text and bytes as logprobs report them. */
   logprobToken?: LogprobToken;
   topLogprobs?: TopLogprob[];
+  /** On the first event, with GenerateRequest.promptLogprobs: one per prompt token, null for the first. */
+  promptLogprobs?: (PromptTokenLogprob | null)[];
   /** Absolute index of this token among generated tokens (resumed ones included). */
   index: number;
   finishReason?: FinishReason;
@@ -239,6 +255,8 @@ export interface CompletionResult {
   finishReason: FinishReason;
   usage: Usage;
   logprobs?: (LogprobToken & { tokenId: number; logprob: number; topLogprobs?: TopLogprob[] })[];
+  /** With GenerateRequest.promptLogprobs: one per prompt token, null for the first. */
+  promptLogprobs?: (PromptTokenLogprob | null)[];
   /** The last event's metrics. */
   metrics?: RequestMetrics;
 }

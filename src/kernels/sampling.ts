@@ -16,7 +16,8 @@
  * model distribution, log_softmax of the unprocessed logits, as vLLM does by default;
  * `logprobsMode: 'processed'` gives log_softmax of the penalised, temperature-scaled
  * logits (temperature 0 counts as 1), before top-k/top-p/min-p. Top-N are ordered by
- * logprob descending, then id ascending.
+ * logprob descending, then id ascending. A row with `forcedToken` takes that token instead
+ * of drawing one and reports its logprobs the same way (prompt logprobs).
  */
 import { AutoGlmError } from '../errors.js';
 import { params } from './params.js';
@@ -32,6 +33,7 @@ export const MAX_TOP_LOGPROBS = 20;
 /** u32 words per row record; must match `struct Row` in shaders/sample.wgsl. */
 const ROW_WORDS = 16;
 const FLAG_PROCESSED_LOGPROBS = 1;
+const FLAG_FORCED = 2;
 const MAX_ROWS = 65535;
 
 export interface SamplingRow {
@@ -60,6 +62,11 @@ export interface SamplingRow {
   topLogprobs: number;
   /** Which distribution logprobs describe (default 'raw'). */
   logprobsMode?: 'raw' | 'processed';
+  /**
+   * Prompt scoring: the row's token is this one instead of a draw, and its logprob (and the
+   * top alternatives) are reported as for a sampled token. Must be below the vocabulary size.
+   */
+  forcedToken?: number;
 }
 
 /** A row with every filter and penalty off and no logprobs: greedy argmax. Spread and override. */
@@ -151,6 +158,9 @@ function checkRow(r: SamplingRow, i: number): void {
   if (!(Number.isInteger(r.topLogprobs) && r.topLogprobs >= 0 && r.topLogprobs <= MAX_TOP_LOGPROBS)) {
     throw invalid('top_logprobs', `${at}top_logprobs must be an integer in [0, ${MAX_TOP_LOGPROBS}], got ${r.topLogprobs}`);
   }
+  if (r.forcedToken !== undefined && !(Number.isInteger(r.forcedToken) && r.forcedToken >= 0 && r.forcedToken <= 0xffffffff)) {
+    throw invalid('forced_token', `${at}forcedToken must be a token id, got ${r.forcedToken}`);
+  }
 }
 
 /**
@@ -189,7 +199,8 @@ export function prepareSampling(rt: KernelRuntime, rows: readonly SamplingRow[],
     u[o + 9] = r.position;
     new Int32Array(words, (o + 10) * 4, 1)[0] = r.countsSlot;
     u[o + 11] = r.topLogprobs;
-    u[o + 12] = r.logprobsMode === 'processed' ? FLAG_PROCESSED_LOGPROBS : 0;
+    u[o + 12] = (r.logprobsMode === 'processed' ? FLAG_PROCESSED_LOGPROBS : 0) | (r.forcedToken !== undefined ? FLAG_FORCED : 0);
+    u[o + 13] = r.forcedToken ?? 0;
     slots[i] = r.countsSlot;
     maxSlot = Math.max(maxSlot, r.countsSlot);
     wantsLogprobs ||= r.logprobs || r.topLogprobs > 0;

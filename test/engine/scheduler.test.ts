@@ -55,6 +55,36 @@ describe('Scheduler', () => {
     expect(finished.get('a')!.outputTokenIds).toEqual(referenceGenerate(prompt, 3));
   });
 
+  it('scores a prompt in chunks of at most maxScoreRows rows, each row against the prompt token after it, with no prefix reuse', () => {
+    const s = makeScheduler({ maxBatchTokens: 64, maxScoreRows: 20 });
+    const prompt = makePrompt(50, 3);
+    // a cached copy of the prompt's blocks, which the scored request must not reuse
+    const model = new FakeModel(BS);
+    s.addRequest({ requestId: 'warm', promptTokenIds: prompt, maxTokens: 1 });
+    runToCompletion(s, model);
+    s.addRequest({ requestId: 'a', promptTokenIds: prompt, maxTokens: 2, scorePrompt: true });
+    s.addRequest({ requestId: 'b', promptTokenIds: prompt, maxTokens: 2 });
+    const { outputs, finished } = runToCompletion(s, model);
+    const chunks = outputs.flatMap((o) => o.sequences.filter((q) => q.requestId === 'a'));
+    // 49 scored rows (the last prompt row is sampled): 20 + 20 + 9, then the rest of the prompt with it
+    expect(chunks.map((c) => c.tokenIds.length)).toEqual([20, 20, 10, 1]);
+    expect(chunks.map((c) => c.scoreTargets?.length)).toEqual([20, 20, 9, undefined]);
+    for (const c of chunks.slice(0, 3))
+      expect(c.scoreTargets).toEqual(prompt.slice(c.startPosition + 1, c.startPosition + 1 + c.scoreTargets!.length));
+    expect(s.requestStats('a')).toBeNull();
+    expect(finished.get('a')!.stats.numCachedPromptTokens).toBe(0);
+    // the unscored request beside it reuses the cached blocks and is scored nowhere
+    expect(finished.get('b')!.stats.numCachedPromptTokens).toBe(48);
+    expect(outputs.flatMap((o) => o.sequences.filter((q) => q.requestId === 'b')).every((q) => q.scoreTargets === undefined)).toBe(true);
+    expect(finished.get('a')!.outputTokenIds).toEqual(referenceGenerate(prompt, 2));
+    // nowhere to score: refused at once
+    expectError(
+      () => makeScheduler().addRequest({ requestId: 'x', promptTokenIds: prompt, maxTokens: 2, scorePrompt: true }),
+      'invalid_request',
+      /prompt logprobs/,
+    );
+  });
+
   it('schedules every decode row first and gives prefill chunks only the budget left', () => {
     const s = makeScheduler({ maxBatchTokens: 24, maxBatchSequences: 8 });
     for (let i = 0; i < 4; i++) s.addRequest({ requestId: `d${i}`, promptTokenIds: makePrompt(4, i), maxTokens: 40 });

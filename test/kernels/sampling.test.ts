@@ -211,6 +211,36 @@ describe('logprobs and top-N', () => {
     }
   }
 
+  for (const vocab of [7, 4097, 151936]) {
+    it(`a forced row reports the given token's logprob and top-N, and draws nothing, vocab=${vocab}`, async () => {
+      const rt = runtime();
+      const rng = new Rng(vocab * 17 + 5);
+      const n = 3;
+      const logits = rng.floats(vocab * n, -6, 6);
+      // the forced token is never the argmax here: a kernel that drew or took the argmax fails
+      const forced = Array.from({ length: n }, (_, r) => (argmaxRef(rowOf(logits, vocab, r)) + 1 + r) % vocab);
+      const rows: SamplingRow[] = forced.map((forcedToken, i) => ({
+        ...GREEDY,
+        // a sampling row's parameters are ignored by the choice, not by the logprobs' domain
+        temperature: [0, 0.9, 1.5][i]!,
+        topK: i === 1 ? 2 : 0,
+        seed: 7 + i,
+        position: 30 + i,
+        logprobs: true,
+        topLogprobs: [5, 0, MAX_TOP_LOGPROBS][i]!,
+        forcedToken,
+      }));
+      const got = await run(rt, logits, vocab, rows);
+      for (let r = 0; r < n; r++) {
+        expect(got.tokenIds[r]).toBe(forced[r]);
+        const lp = logSoftmax(Float64Array.from(rowOf(logits, vocab, r)));
+        expect(Math.abs(got.logprobs![r]! - lp[forced[r]!]!)).toBeLessThanOrEqual(1e-4);
+        const want = topNRef(rowOf(logits, vocab, r), Math.min(rows[r]!.topLogprobs, vocab));
+        expect(Array.from(got.top!.ids.subarray(r * 20, r * 20 + want.length))).toEqual(want);
+      }
+    });
+  }
+
   it('top-N breaks ties by lowest id', async () => {
     const rt = runtime();
     const vocab = 600;
@@ -521,6 +551,8 @@ describe('bad input', () => {
       { position: -1 },
       { countsSlot: -2 },
       { topLogprobs: 21 },
+      { forcedToken: -1 },
+      { forcedToken: 2.5 },
     ];
     for (const b of bad) {
       let caught: unknown;

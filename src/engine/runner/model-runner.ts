@@ -8,6 +8,7 @@ import { addLogitBias, prepareLogitBias, type LogitBiasBatch, type RowLogitBias 
 import { createKvCache, type KvCache } from '../../kernels/kv-write.js';
 import type { KernelRuntime } from '../../kernels/runtime.js';
 import {
+  GREEDY_SAMPLING_ROW,
   createSampleOutput,
   prepareSampling,
   readSamples,
@@ -37,6 +38,12 @@ export interface RunnerSequence {
   logitBias?: RowLogitBias | undefined;
   /** Tokens the sampled row may draw (response_format), a bitmask of ceil(vocab / 32) words; absent: any. */
   tokenMask?: Uint32Array | undefined;
+  /**
+   * Prompt logprobs: rows 0 .. targets.length - 1 of this sequence are scored, row j with
+   * the logprob of targets[j] (the prompt token after it) and its top alternatives, from the
+   * raw model distribution.
+   */
+  score?: { targets: readonly number[]; topLogprobs: number } | undefined;
 }
 
 export interface RunnerOptions {
@@ -44,6 +51,8 @@ export interface RunnerOptions {
   blockSize: number;
   maxRows: number;
   maxSampleRows: number;
+  /** Scored prompt rows per step at most, beyond the sampled ones (default 0: no prompt logprobs). */
+  maxScoreRows?: number;
   /** Sequences tracked for penalties at once. */
   countSlots: number;
   kvDType: 'f16' | 'f32';
@@ -54,6 +63,11 @@ export interface RunnerOptions {
 export interface StepResult extends SampleResult {
   /** Index into the step's sequences of each sampled row. */
   sequenceIndex: number[];
+  /**
+   * The scored prompt rows, which follow the sampled ones in the result's arrays (row
+   * sequenceIndex.length + i): the sequence (index into the step's) and its row.
+   */
+  scored: { sequence: number; row: number }[];
 }
 
 export class ModelRunner {
@@ -82,8 +96,9 @@ export class ModelRunner {
         label: `kv.${l}`,
       }),
     );
-    this.buffers = createStepBuffers(rt, s, options.maxRows, options.maxSampleRows);
-    this.sampleOut = createSampleOutput(rt, options.maxSampleRows);
+    const logitRows = options.maxSampleRows + (options.maxScoreRows ?? 0);
+    this.buffers = createStepBuffers(rt, s, options.maxRows, logitRows);
+    this.sampleOut = createSampleOutput(rt, logitRows);
     this.counts = TokenCounts.create(rt, { slots: options.countSlots, vocab: s.vocabSize });
   }
 
@@ -91,7 +106,7 @@ export class ModelRunner {
   async step(seqs: readonly RunnerSequence[]): Promise<StepResult | null> {
     const prepared = this.prepare(seqs, false);
     if (!prepared) return null;
-    const { rec, samplingRows, sequenceIndex, logitBiases, tokenMasks } = prepared;
+    const { rec, samplingRows, sequenceIndex, scored, logitBiases, tokenMasks } = prepared;
     if (samplingRows.length === 0) {
       await rec.submit();
       return null;
@@ -108,7 +123,7 @@ export class ModelRunner {
     if (batch.maxSlot >= 0) this.counts.recordSampled(rec, this.sampleOut.tokenIds, batch.slots, batch.rows);
     rec.submitSync();
     const result = await readSamples(rt, this.sampleOut, batch);
-    return { ...result, sequenceIndex };
+    return { ...result, sequenceIndex, scored };
   }
 
   /**
@@ -139,6 +154,10 @@ export class ModelRunner {
     const samplingRows: SamplingRow[] = [];
     const logitBiases: (RowLogitBias | undefined)[] = [];
     const tokenMasks: (Uint32Array | undefined)[] = [];
+    // scored prompt rows go after every sampled row, so sampled row i stays result row i
+    const scoreRows: number[] = [];
+    const scored: { sequence: number; row: number }[] = [];
+    const scoreSampling: SamplingRow[] = [];
     const attnSeqs = [];
     let row = 0;
     for (let i = 0; i < seqs.length; i++) {
@@ -152,6 +171,18 @@ export class ModelRunner {
         positions[row] = pos;
         slots[row] = q.blockTable[Math.floor(pos / options.blockSize)]! * options.blockSize + (pos % options.blockSize);
         if (allRows) sampleRows.push(row);
+        else if (q.score && j < q.score.targets.length) {
+          scoreRows.push(row);
+          scored.push({ sequence: i, row: j });
+          // raw logprobs of the next prompt token: a forced greedy row with nothing else on
+          scoreSampling.push({
+            ...GREEDY_SAMPLING_ROW,
+            position: pos,
+            logprobs: true,
+            topLogprobs: q.score.topLogprobs,
+            forcedToken: q.score.targets[j]!,
+          });
+        }
       }
       const kvLen = q.startPosition + q.tokenIds.length;
       attnSeqs.push({ qStart, qLen: q.tokenIds.length, kvLen, blockTable: q.blockTable });
@@ -164,8 +195,17 @@ export class ModelRunner {
         tokenMasks.push(q.tokenMask);
       }
     }
-    if (sampleRows.length > options.maxSampleRows)
-      throw new RangeError(`${sampleRows.length} sampled rows exceed ${options.maxSampleRows}`);
+    // logits() returns every row, into the logits rows that scoring uses otherwise
+    const maxSampled = options.maxSampleRows + (allRows ? (options.maxScoreRows ?? 0) : 0);
+    if (sampleRows.length > maxSampled) throw new RangeError(`${sampleRows.length} sampled rows exceed ${maxSampled}`);
+    if (scoreRows.length > (options.maxScoreRows ?? 0))
+      throw new RangeError(`${scoreRows.length} scored prompt rows exceed ${options.maxScoreRows ?? 0}`);
+    sampleRows.push(...scoreRows);
+    samplingRows.push(...scoreSampling);
+    for (let k = 0; k < scoreSampling.length; k++) {
+      logitBiases.push(undefined);
+      tokenMasks.push(undefined);
+    }
 
     rt.write(buffers.tokenIds, tokenIds);
     rt.write(buffers.positions, positions);
@@ -200,7 +240,7 @@ export class ModelRunner {
       },
       { foldNorms: options.foldNorms },
     );
-    return { rec, rows, samplingRows, sequenceIndex, logitBiases, tokenMasks };
+    return { rec, rows, samplingRows, sequenceIndex, scored, logitBiases, tokenMasks };
   }
 
   destroy(): void {
