@@ -1,5 +1,5 @@
 import { setMaxListeners } from 'node:events';
-import type { FinishReason, GenerateRequest, InferenceEngine, LogprobToken, TopLogprob, Usage } from '../engine/types.js';
+import type { FinishReason, GenerateRequest, InferenceEngine, LogprobToken, TokenEvent, TopLogprob, Usage } from '../engine/types.js';
 import type { GenerationTimer, GenerationTiming } from './metrics.js';
 
 /** One choice of a request: its own GenerateRequest (prompt already tokenized). */
@@ -8,12 +8,19 @@ export interface ChoiceSpec {
   /** Which of the request's prompts it continues (the GenerationPlan's promptTokens index). */
   promptIndex: number;
   request: GenerateRequest & { prompt: number[] };
+  /**
+   * OpenAI's echo: the first chunk begins with this text (the prompt), and with logprobs its
+   * tokens' entries come first (request.promptLogprobs set: the first token has none).
+   * `only`: max_tokens 0, the prompt alone (the engine generates one token, which is dropped).
+   */
+  echo?: { text: string; only: boolean };
 }
 
 export interface TokenLogprob extends LogprobToken {
   tokenId: number;
-  logprob: number;
-  top: TopLogprob[];
+  /** null for an echoed prompt's first token, which nothing predicts. */
+  logprob: number | null;
+  top: TopLogprob[] | null;
 }
 
 /** Text that became final, with the ids (and logprobs) of the tokens that produced it. */
@@ -89,8 +96,25 @@ async function runOne(choice: ChoiceSpec, signal: AbortSignal, options: RunChoic
   };
   let pending: ChoiceChunk = emptyChunk(choice.index);
   let finish: FinishReason | undefined;
+  let echoed = false;
   timer.admitted();
   for await (const event of options.engine.generate({ ...choice.request, signal })) {
+    if (choice.echo && !echoed) {
+      // the prompt as a chunk of its own (no token ids: the gateway resumes from generated ids)
+      echoed = true;
+      const chunk = await echoChunk(choice, event, options);
+      outcome.text += chunk.text;
+      outcome.logprobs.push(...chunk.logprobs);
+      if (choice.echo.only) {
+        // max_tokens 0: the one token generated to get here is not part of the answer
+        timer.token();
+        outcome.usage = { ...(event.usage ?? outcome.usage), completionTokens: 0 };
+        chunk.finishReason = 'length';
+        await options.onChunk?.(chunk);
+        return { ...outcome, timing: timer.finished('length', outcome.usage.promptTokens, 0) };
+      }
+      await options.onChunk?.(chunk);
+    }
     timer.token();
     pending.text += event.text;
     pending.tokenIds.push(event.tokenId);
@@ -131,6 +155,20 @@ async function runOne(choice: ChoiceSpec, signal: AbortSignal, options: RunChoic
   };
   const timing = timer.finished(outcome.finishReason, outcome.usage.promptTokens, outcome.tokenIds.length);
   return { ...outcome, timing };
+}
+
+/** The echoed prompt as a chunk's start: its text, and with logprobs an entry per prompt token (none for the first). */
+async function echoChunk(choice: ChoiceSpec, event: TokenEvent, options: RunChoicesOptions): Promise<ChoiceChunk> {
+  const chunk = emptyChunk(choice.index);
+  chunk.text = choice.echo!.text;
+  if (!options.withLogprobs) return chunk;
+  const scores = event.promptLogprobs ?? [];
+  const first = choice.request.prompt[0]!;
+  chunk.logprobs.push({ tokenId: first, ...(await decodedToken(options.engine, first)), logprob: null, top: null });
+  for (const s of scores.slice(1)) {
+    if (s) chunk.logprobs.push({ tokenId: s.tokenId, token: s.token, bytes: s.bytes, logprob: s.logprob, top: s.topLogprobs });
+  }
+  return chunk;
 }
 
 function emptyChunk(index: number): ChoiceChunk {

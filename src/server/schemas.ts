@@ -212,9 +212,12 @@ export const completionSchema = {
           { type: 'array', minItems: 1, items: { type: 'array', minItems: 1, items: tokenId } },
         ],
       },
+      // 0 only with echo (the prompt alone), which the handler checks
+      max_tokens: { type: nullable('integer'), minimum: 0 },
       logprobs: { type: nullable('integer'), minimum: 0, maximum: 20 },
-      // true and a best_of other than n are refused by the handler, saying they are not supported
+      // the prompt returned before the completion (with logprobs: its tokens' logprobs too)
       echo: { type: nullable('boolean') },
+      // a best_of other than n is refused by the handler, saying it is not supported
       suffix: { type: 'null' },
       best_of: { type: nullable('integer'), minimum: 1 },
     },

@@ -1,7 +1,8 @@
 /**
  * /v1/completions options this server does not implement in full (a real server on
- * loopback around the demo engine): best_of and echo are refused with a 400 that names the
- * option and says what is not supported, where they would otherwise change nothing.
+ * loopback around the demo engine): best_of is refused with a 400 that names the option
+ * and says what is not supported, where it would otherwise change nothing. (echo:
+ * echo.test.ts.)
  */
 import { expect, test } from 'vitest';
 import { postJson, useDemoServer } from './helpers.js';
@@ -35,10 +36,4 @@ test('best_of: below n is a 400 naming best_of and n, above n a 400 saying it is
     expect(r.status, JSON.stringify(r.json)).toBe(200);
     expect((r.json.choices as unknown[]).length).toBe(choices);
   }
-});
-
-test('echo: true is a 400 saying echo is not supported; false and null are fine', async () => {
-  // was "must be equal to one of the allowed values"
-  expectRefusal(await complete({ echo: true }), 'echo', /echo is not supported/);
-  for (const echo of [false, null]) expect((await complete({ echo })).status).toBe(200);
 });

@@ -112,7 +112,8 @@ describe('400: invalid parameters, each named', () => {
     [{ prompt: [[1, 2], 'x'] }, 'prompt'],
     [{ prompt: '' }, 'prompt'],
     [{ logprobs: 21 }, 'logprobs'],
-    [{ echo: true }, 'echo'],
+    [{ max_tokens: 0 }, 'max_tokens'],
+    [{ echo: 'yes' }, 'echo'],
     [{ prompt: ['a', 'b', 'c'], n: 2 }, 'prompt'],
   ])('completions %j -> param %s', async (extra, param) => {
     const r = await postJson(`${running.url}/v1/completions`, { model: MODEL, prompt: 'Hi', max_tokens: 2, ...extra });

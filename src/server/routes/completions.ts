@@ -21,14 +21,20 @@ export async function completions(ctx: RouteContext, request: FastifyRequest, re
   const arrivalMs = performance.now();
   const body = request.body as CompletionBody;
   const engine = ctx.checkModel(body.model, true);
-  const params = parseCommon(body, body.max_tokens, ctx.limits);
-  refuseUnsupported(body, params.n);
+  refuseUnsupported(body, body.n ?? 1);
+  // max_tokens 0 (with echo): the prompt alone; the engine still generates one token, dropped
+  const echoOnly = body.max_tokens === 0;
+  const params = parseCommon(body, echoOnly ? 1 : body.max_tokens, ctx.limits);
+  // a resumed stream's prompt went out where the stream began (the gateway's failover)
+  const echo = body.echo === true && !params.resumeTokenIds;
   const withLogprobs = body.logprobs !== null && body.logprobs !== undefined;
   const topLogprobs = body.logprobs ?? 0;
   // counted before tokenizing: 10^5 short prompts would hold the event loop for seconds
   if (promptCount(body.prompt) * params.n > ctx.limits.maxChoices)
     throw new AutoGlmError('invalid_request', `At most ${ctx.limits.maxChoices} prompts x n per request.`, { param: 'prompt' });
   const prompts = await tokenizePrompts(engine, ctx.tokenizer, body.prompt);
+  // echoed as given where it is text, decoded where it is token ids
+  const promptTexts = body.echo === true ? await promptTextsOf(engine, body.prompt, prompts) : [];
   if (params.resumeTokenIds && prompts.length !== 1)
     throw new AutoGlmError('invalid_request', 'resume_token_ids requires a single prompt.', { param: 'resume_token_ids' });
 
@@ -47,7 +53,11 @@ export async function completions(ctx: RouteContext, request: FastifyRequest, re
       choices.push({
         index: p * params.n + i,
         promptIndex: p,
-        request: choiceRequest(params, prompt, maxTokens, i, { logprobs: withLogprobs, topLogprobs, requestId: request.id }),
+        request: {
+          ...choiceRequest(params, prompt, maxTokens, i, { logprobs: withLogprobs, topLogprobs, requestId: request.id }),
+          ...(echo && withLogprobs ? { promptLogprobs: topLogprobs } : {}),
+        },
+        ...(echo ? { echo: { text: promptTexts[p]!, only: echoOnly } } : {}),
       });
     }
   });
@@ -56,7 +66,9 @@ export async function completions(ctx: RouteContext, request: FastifyRequest, re
   const tokenIds = (ids: number[]): object => (params.returnTokenIds ? { token_ids: ids } : {});
   // a resumed stream continues text the client already has (the gateway stitches it):
   // offsets go on from its end instead of starting again at 0
-  const resumedChars = params.resumeTokenIds ? [...(await generatedText(engine, params.resumeTokenIds))].length : 0;
+  const resumedChars = params.resumeTokenIds
+    ? [...(await generatedText(engine, params.resumeTokenIds))].length + (body.echo === true ? [...promptTexts[0]!].length : 0)
+    : 0;
   const streamedChars = new Map<number, number>();
   const shape: ResponseShape = {
     chunk: async (c) => {
@@ -108,12 +120,15 @@ export async function completions(ctx: RouteContext, request: FastifyRequest, re
 }
 
 /**
- * OpenAI's echo and best_of, which this server does not implement: refused, naming them,
- * rather than ignored. best_of equal to n asks for nothing more than n.
+ * max_tokens 0 without echo (nothing to return), and OpenAI's best_of, which this server
+ * does not implement: refused, naming them, rather than ignored. best_of equal to n asks
+ * for nothing more than n.
  */
 function refuseUnsupported(body: CompletionBody, n: number): void {
-  if (body.echo === true)
-    throw new AutoGlmError('invalid_request', 'echo is not supported: the prompt is not returned with the completion.', { param: 'echo' });
+  if (body.max_tokens === 0 && body.echo !== true)
+    throw new AutoGlmError('invalid_request', 'max_tokens must be at least 1 (0 only with echo, which returns the prompt alone).', {
+      param: 'max_tokens',
+    });
   const bestOf = body.best_of ?? n;
   if (bestOf < n) throw new AutoGlmError('invalid_request', `best_of (${bestOf}) must be at least n (${n}).`, { param: 'best_of' });
   if (bestOf > n)
@@ -127,6 +142,13 @@ function refuseUnsupported(body: CompletionBody, n: number): void {
 /** How many prompts a body names: a string or one token id list is one, a list of either is its length. */
 function promptCount(prompt: CompletionBody['prompt']): number {
   return typeof prompt === 'string' || typeof prompt[0] === 'number' ? 1 : prompt.length;
+}
+
+/** Each prompt's text for echo: the string given, or the decoded ids (special tokens included, as they were sent). */
+async function promptTextsOf(engine: InferenceEngine, prompt: CompletionBody['prompt'], ids: number[][]): Promise<string[]> {
+  if (typeof prompt === 'string') return [prompt];
+  if (typeof prompt[0] === 'string') return prompt as string[];
+  return Promise.all(ids.map((p) => engine.detokenize(p, { param: 'prompt' })));
 }
 
 /** The four prompt forms OpenAI accepts, as token id lists (ids checked against the vocabulary by the engine). */

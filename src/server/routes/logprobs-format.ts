@@ -9,7 +9,7 @@ import type { TokenLogprob } from '../generation.js';
 export function chatLogprobs(entries: TokenLogprob[], topN: number): { content: object[] } {
   const top = (t: TopLogprob[]): object[] => t.slice(0, topN).map((x) => ({ token: x.token, logprob: x.logprob, bytes: x.bytes }));
   return {
-    content: entries.map((e) => ({ token: e.token, logprob: e.logprob, bytes: e.bytes, top_logprobs: top(e.top) })),
+    content: entries.map((e) => ({ token: e.token, logprob: e.logprob, bytes: e.bytes, top_logprobs: top(e.top ?? []) })),
   };
 }
 
@@ -17,13 +17,14 @@ export function chatLogprobs(entries: TokenLogprob[], topN: number): { content: 
  * Legacy completions' logprobs: parallel arrays, top alternatives as `{token: logprob}` maps.
  * `text_offset` is where each token's text begins in the returned text, counted from
  * `textOffsetStart` in characters (code points, as Python's str counts them); a token that
- * continues a character another began is at that character's offset.
+ * continues a character another began is at that character's offset. An echoed prompt's
+ * first token has null for its logprob and its alternatives, as in OpenAI's answers.
  */
 export function completionLogprobs(
   entries: TokenLogprob[],
   topN: number,
   textOffsetStart: number,
-): { tokens: string[]; token_logprobs: number[]; top_logprobs: Record<string, number>[]; text_offset: number[] } {
+): { tokens: string[]; token_logprobs: (number | null)[]; top_logprobs: (Record<string, number> | null)[]; text_offset: number[] } {
   const charOfByte = characterIndexOfBytes(Uint8Array.from(entries.flatMap((e) => e.bytes)));
   const textOffset: number[] = [];
   let byte = 0;
@@ -34,7 +35,7 @@ export function completionLogprobs(
   return {
     tokens: entries.map((e) => e.token),
     token_logprobs: entries.map((e) => e.logprob),
-    top_logprobs: entries.map((e) => topMap(e.top.slice(0, topN), e)),
+    top_logprobs: entries.map((e) => (e.top === null || e.logprob === null ? null : topMap(e.top.slice(0, topN), e.token, e.logprob))),
     text_offset: textOffset,
   };
 }
@@ -44,9 +45,9 @@ export function completionLogprobs(
  * up to logprobs + 1 entries, and with logprobs 0 the sampled token alone: OpenAI's and
  * vLLM's shape). Should two tokens share a string, the likelier (listed first) keeps it.
  */
-function topMap(top: TopLogprob[], sampled: TokenLogprob): Record<string, number> {
+function topMap(top: TopLogprob[], token: string, logprob: number): Record<string, number> {
   const map: Record<string, number> = {};
-  for (const t of [...top, sampled]) if (!Object.hasOwn(map, t.token)) map[t.token] = t.logprob;
+  for (const t of [...top, { token, logprob }]) if (!Object.hasOwn(map, t.token)) map[t.token] = t.logprob;
   return map;
 }
 

@@ -1,0 +1,111 @@
+/**
+ * OpenAI's echo on /v1/completions (a real server on loopback around the demo engine): the
+ * prompt comes back before the completion, with logprobs its tokens' logprobs too (the
+ * first token none), max_tokens 0 returns the prompt alone (what evaluation harnesses send
+ * to score a text), and a resumed stream (the gateway's failover) does not echo again.
+ */
+import { expect, test } from 'vitest';
+import { API_KEY, postJson, readSse, useDemoServer } from './helpers.js';
+
+const server = useDemoServer({ responseCacheEntries: 0 });
+const PROMPT = 'Once upon a time, there was a little dog named Max.';
+
+interface Logprobs {
+  tokens: string[];
+  token_logprobs: (number | null)[];
+  top_logprobs: (Record<string, number> | null)[];
+  text_offset: number[];
+}
+interface Choice {
+  text: string;
+  finish_reason: string;
+  token_ids?: number[];
+  logprobs: Logprobs | null;
+}
+interface Completion {
+  choices: Choice[];
+  usage: { prompt_tokens: number; completion_tokens: number };
+}
+
+async function complete(extra: Record<string, unknown>): Promise<Completion> {
+  const r = await postJson(`${server().url}/v1/completions`, { model: 'demo-stories', prompt: PROMPT, temperature: 0, ...extra });
+  expect(r.status, JSON.stringify(r.json)).toBe(200);
+  return r.json as unknown as Completion;
+}
+
+async function stream(extra: Record<string, unknown>): Promise<Choice[]> {
+  const r = await fetch(`${server().url}/v1/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${API_KEY}` },
+    body: JSON.stringify({ model: 'demo-stories', prompt: PROMPT, temperature: 0, stream: true, ...extra }),
+  });
+  expect(r.status).toBe(200);
+  return (await readSse(r)).filter((d) => d !== '[DONE]').flatMap((d) => (JSON.parse(d) as Completion).choices);
+}
+
+test('echo returns the prompt, then the completion a request without echo gets', async () => {
+  const plain = await complete({ max_tokens: 10 });
+  const echoed = await complete({ max_tokens: 10, echo: true });
+  expect(echoed.choices[0]!.text).toBe(PROMPT + plain.choices[0]!.text);
+  expect(echoed.usage.prompt_tokens).toBe(plain.usage.prompt_tokens);
+  expect(echoed.usage.completion_tokens).toBe(plain.usage.completion_tokens);
+  const chunks = await stream({ max_tokens: 10, echo: true });
+  expect(chunks[0]!.text).toBe(PROMPT);
+  expect(chunks.map((c) => c.text).join('')).toBe(echoed.choices[0]!.text);
+});
+
+test('echo with logprobs: every prompt token with its logprob given the tokens before it (none for the first)', async () => {
+  const plain = await complete({ max_tokens: 6, logprobs: 2 });
+  const { logprobs, text } = (await complete({ max_tokens: 6, logprobs: 2, echo: true })).choices[0]!;
+  const n = [...PROMPT].length; // byte-level vocabulary: one token per ASCII character
+  expect(logprobs!.tokens.slice(0, n).join('')).toBe(PROMPT);
+  expect(logprobs!.tokens.join('')).toBe(text);
+  expect(logprobs!.text_offset).toEqual(Array.from({ length: n + 6 }, (_, i) => i));
+  expect(logprobs!.token_logprobs[0]).toBeNull();
+  expect(logprobs!.top_logprobs[0]).toBeNull();
+  // the completion's own entries are those of a request without echo (whose prompt ran as
+  // one chunk, not in scored chunks of 32 rows: the same within rounding)
+  expect(logprobs!.tokens.slice(n)).toEqual(plain.choices[0]!.logprobs!.tokens);
+  logprobs!.token_logprobs
+    .slice(n)
+    .forEach((v, i) => expect(Math.abs(v! - plain.choices[0]!.logprobs!.token_logprobs[i]!)).toBeLessThan(1e-3));
+  // each prompt token's logprob is what a completion of the text before it gives that token
+  for (const k of [3, 9, 17, 30]) {
+    const lp = logprobs!.token_logprobs[k]!;
+    expect(lp).toBeLessThanOrEqual(0);
+    const top = logprobs!.top_logprobs[k]!;
+    expect(top[logprobs!.tokens[k]!]).toBe(lp);
+    const before = (await complete({ prompt: PROMPT.slice(0, k), max_tokens: 1, logprobs: 20 })).choices[0]!.logprobs!;
+    const alternative = before.top_logprobs[0]![PROMPT[k]!];
+    if (alternative !== undefined) expect(Math.abs(alternative - lp)).toBeLessThan(1e-3);
+    else expect(lp).toBeLessThan(Math.min(...Object.values(before.top_logprobs[0]!)));
+  }
+});
+
+test('max_tokens 0 with echo returns the prompt alone, whole and streamed; without echo it is a 400', async () => {
+  const { choices, usage } = await complete({ max_tokens: 0, echo: true, logprobs: 0 });
+  expect(choices[0]!.text).toBe(PROMPT);
+  expect(choices[0]!.finish_reason).toBe('length');
+  expect(choices[0]!.logprobs!.tokens).toHaveLength([...PROMPT].length);
+  expect(choices[0]!.logprobs!.token_logprobs.slice(1).every((v) => typeof v === 'number' && v <= 0)).toBe(true);
+  expect(usage).toMatchObject({ prompt_tokens: [...PROMPT].length, completion_tokens: 0 });
+  const chunks = await stream({ max_tokens: 0, echo: true, return_token_ids: true });
+  expect(chunks).toHaveLength(1);
+  expect(chunks[0]).toMatchObject({ text: PROMPT, finish_reason: 'length', token_ids: [] });
+  const refused = await postJson(`${server().url}/v1/completions`, { model: 'demo-stories', prompt: PROMPT, max_tokens: 0 });
+  expect(refused.status).toBe(400);
+  expect(refused.json.error).toMatchObject({ code: 'invalid_request', param: 'max_tokens' });
+});
+
+test('a resumed echo request continues the stream without the prompt, its offsets after it', async () => {
+  const whole = (await complete({ max_tokens: 10, echo: true, logprobs: 0, return_token_ids: true })).choices[0]!;
+  const ids = whole.token_ids!;
+  expect(ids).toHaveLength(10);
+  const resumed = (await complete({ max_tokens: 10, echo: true, logprobs: 0, return_token_ids: true, resume_token_ids: ids.slice(0, 4) }))
+    .choices[0]!;
+  const n = [...PROMPT].length;
+  expect(resumed.token_ids).toEqual(ids.slice(4));
+  expect(whole.text.endsWith(resumed.text)).toBe(true);
+  expect(resumed.text.length).toBe(whole.text.length - n - 4);
+  expect(resumed.logprobs!.text_offset).toEqual(whole.logprobs!.text_offset.slice(n + 4));
+});
