@@ -195,6 +195,35 @@ describe('gateway', () => {
     await waitFor(() => cluster.healthyUrls().length === 2, 90_000, 'restarted worker back');
   });
 
+  test('an echoed completion cut mid-way is resumed without a second copy of the prompt', async () => {
+    const prompt = 'Once upon a time, there was a dog.';
+    const body = { model: MODEL, prompt, echo: true, max_tokens: 200, ignore_eos: true, temperature: 0.9, seed: 77 };
+    const reference = await call(cluster.workers[0]!.url, '/v1/completions', body, { 'x-autoglm-cluster-secret': CLUSTER_SECRET });
+    expect(reference.status).toBe(200);
+    expect(reference.text.startsWith(prompt)).toBe(true);
+    const resumedBefore = await metric('autoglm:gateway_failovers_total{outcome="resumed"}');
+    let victim = -1;
+    const got = await call(
+      cluster.url,
+      '/v1/completions',
+      { ...body, stream: true, stream_options: { include_usage: true } },
+      auth,
+      (text, headers) => {
+        if (victim >= 0 || text.length < prompt.length + 3) return;
+        victim = cluster.workers.findIndex((w) => w.url === headers.get('x-autoglm-worker'));
+        cluster.workers[victim]!.kill('SIGKILL');
+      },
+    );
+    expect(victim).toBeGreaterThanOrEqual(0);
+    expect(got.error).toBeNull();
+    expect(got.text).toBe(reference.text);
+    expect(got.usage).toMatchObject({ completion_tokens: 200, prompt_tokens: reference.usage!.prompt_tokens });
+    expect(await metric('autoglm:gateway_failovers_total{outcome="resumed"}')).toBe(resumedBefore + 1);
+    await cluster.workers[victim]!.exited;
+    cluster.restart(victim);
+    await waitFor(() => cluster.healthyUrls().length === 2, 90_000, 'restarted worker back');
+  });
+
   test('per-key rate limits: a key over its own limit gets 429 in the OpenAI shape while another key, with a larger limit, keeps working', async () => {
     // A second gateway in front of the same real workers, with three keys: two with limits
     // of their own (bursts 2 and 4) and one on the default (burst 1). The refill (0.01/s) is
