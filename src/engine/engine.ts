@@ -798,6 +798,12 @@ export class Engine implements InferenceEngine {
       // compiles the token-mask kernel too
       await this.complete({ prompt: [0], maxTokens: 2, responseFormat: { type: 'json_object' }, requestId: 'warm-up-json' });
     }
+    if (this.scheduler.maxScoreRows > 0 && this.contextLength >= 5) {
+      // prompt logprobs (echo): the LM head over a step's scored rows, a taller matmul than sampling's
+      const n = Math.min(this.scheduler.maxScoreRows + 8, this.contextLength - 2);
+      const prompt = Array.from({ length: n }, (_, i) => (i * 31 + 5) % this.folder.spec.vocabSize);
+      await this.complete({ prompt, maxTokens: 1, promptLogprobs: 1, requestId: 'warm-up-prompt-logprobs' });
+    }
     this.responseCache.clear();
     this.statsBaseline = null;
     const s = this.stats();
