@@ -19,6 +19,7 @@ export const MAX_STEP_ROWS = 65535;
 const STEP_ROWS = ['maxBatchSequences', 'maxBatchTokens'] as const;
 /** Bounds, not counts: Infinity means unbounded. */
 const NON_NEGATIVE = ['responseCacheEntries', 'responseCacheBytes', 'responseCacheTtlMs'] as const;
+const NON_NEGATIVE_INTEGERS = ['promptLogprobsRows'] as const;
 
 function invalid(param: string, message: string): AutoGlmError {
   return new AutoGlmError('invalid_request', message, { param });
@@ -44,6 +45,11 @@ export function validateEngineOptions(options: EngineOptions): void {
   const kv: unknown = options.kvCacheBytes;
   if (kv !== undefined && !(typeof kv === 'number' && Number.isFinite(kv) && kv >= 0)) {
     throw invalid('kvCacheBytes', `kvCacheBytes must be a non-negative number of bytes, got ${String(kv)}`);
+  }
+  for (const key of NON_NEGATIVE_INTEGERS) {
+    const v: unknown = options[key];
+    if (v !== undefined && !(typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= MAX_STEP_ROWS))
+      throw invalid(key, `${key} must be an integer in [0, ${MAX_STEP_ROWS}], got ${String(v)}`);
   }
   for (const key of NON_NEGATIVE) {
     const v: unknown = options[key];

@@ -44,10 +44,11 @@ export function kvBytesPerToken(spec: Pick<ModelSpec, 'numLayers' | 'numKvHeads'
 const DEFAULT_KV_BLOCK_SIZE = 16;
 
 /**
- * Prompt rows scored per step for prompt logprobs (each a row of logits, [rows, vocab] f32:
- * 19 MiB at Qwen's 151,936 tokens). A longer prompt is scored over several steps.
+ * Logits the rows scored for prompt logprobs may take by default (EngineOptions.promptLogprobsRows):
+ * a longer prompt is scored over several steps. Fewer rows a step cost steps, not work.
  */
-const PROMPT_SCORE_ROWS = 32;
+const PROMPT_SCORE_LOGITS_BYTES = 32 * 2 ** 20;
+const MAX_DEFAULT_PROMPT_SCORE_ROWS = 512;
 
 /** How checkKvCacheBytes names the budget and the context cap: the library's options, or the CLI's flags. */
 export interface KvBudgetNames {
@@ -106,7 +107,9 @@ export function planMemory(rt: KernelRuntime, spec: ModelSpec, model: Pick<GpuMo
   const maxSeqs = Math.max(1, Math.min(options.maxBatchSequences ?? 64, byVocab, TokenCounts.maxSlots(rt, spec.vocabSize)));
   const maxRows = Math.max(maxSeqs, options.maxBatchTokens ?? 512);
   // rows of logits for prompt logprobs, beside the sampled ones, where the binding has room
-  const maxScoreRows = Math.max(0, Math.min(PROMPT_SCORE_ROWS, byVocab - maxSeqs));
+  const wantedScoreRows =
+    options.promptLogprobsRows ?? Math.min(MAX_DEFAULT_PROMPT_SCORE_ROWS, Math.floor(PROMPT_SCORE_LOGITS_BYTES / (4 * spec.vocabSize)));
+  const maxScoreRows = Math.max(0, Math.min(wantedScoreRows, byVocab - maxSeqs));
   const contextLength = Math.min(spec.contextLength, options.maxContextTokens ?? Infinity);
 
   // one sequence at full context must fit, or long requests could never run

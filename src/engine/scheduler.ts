@@ -125,9 +125,11 @@ export class Scheduler implements SchedulerInterface {
       });
     }
     if (request.scorePrompt && this.maxScoreRows < 1) {
-      throw new AutoGlmError('invalid_request', 'prompt logprobs are not available on this engine (no rows to score them in)', {
-        param: 'promptLogprobs',
-      });
+      throw new AutoGlmError(
+        'invalid_request',
+        'prompt logprobs are off on this engine (promptLogprobsRows is 0, or the device has no room for their logits)',
+        { param: 'prompt_logprobs' },
+      );
     }
     // The last sampled token is never fed back, so its KV is never needed.
     const maxKvTokens = promptTokenIds.length + maxTokens - 1;

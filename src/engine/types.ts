@@ -292,6 +292,13 @@ export interface EngineOptions {
   maxBatchSequences?: number;
   /** Token budget of one engine step (decode rows + prefill chunk rows). */
   maxBatchTokens?: number;
+  /**
+   * Prompt rows scored per step for prompt logprobs (and echo with logprobs), each a row of
+   * f32 logits: default as many as 32 MiB of logits hold (55 at a 151,936-token vocabulary,
+   * 262 at 32,000), at most 512; a longer prompt is scored over several steps. 0 refuses
+   * prompt logprobs.
+   */
+  promptLogprobsRows?: number;
   /** Response cache bounds; 0 entries disables it. */
   responseCacheEntries?: number;
   responseCacheBytes?: number;

@@ -242,6 +242,8 @@ describe('Engine.load', () => {
       [{ maxBatchTokens: 2.5 }, 'maxBatchTokens'],
       [{ kvCacheBytes: Number.NaN }, 'kvCacheBytes'],
       [{ responseCacheEntries: -1 }, 'responseCacheEntries'],
+      [{ promptLogprobsRows: 1.5 }, 'promptLogprobsRows'],
+      [{ promptLogprobsRows: -1 }, 'promptLogprobsRows'],
       [{ servedModelName: '' }, 'servedModelName'],
       [{ forceF32: 'no' as never }, 'forceF32'],
       [{ foldNorms: 1 as never }, 'foldNorms'],

@@ -2,7 +2,7 @@
  * Prompt logprobs (vLLM's prompt_logprobs, OpenAI's echo with logprobs) end to end in the
  * engine on the demo model (real weights, the real GPU path), checked against the float64
  * reference forward pass at every prompt position: each prompt token's logprob given the
- * tokens before it, scored over several steps (32 rows a step), with prefix reuse off for
+ * tokens before it, scored over several steps (32 rows a step here), with prefix reuse off for
  * the scored request and nothing changed for the requests batched with it.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -31,7 +31,8 @@ describe('prompt logprobs', () => {
   let refLogprobs: Float64Array[];
 
   beforeAll(async () => {
-    engine = await Engine.load(DEMO);
+    // 32 scored rows a step: the prompt is scored over three steps (the default takes it in one)
+    engine = await Engine.load(DEMO, { promptLogprobsRows: 32 });
     reference = await loadReferenceModel(DEMO);
     promptIds = await engine.tokenize(PROMPT);
     refLogprobs = reference.forward(promptIds).map((l) => logSoftmax(l));
@@ -130,5 +131,17 @@ describe('prompt logprobs', () => {
     const e = await failure(() => events(engine, scored(0, { resumeTokenIds: [65] })));
     expect(isAutoGlmError(e, 'invalid_request')).toBe(true);
     expect(String(e)).toMatch(/resume_token_ids/);
+  });
+
+  it('are refused, saying why, by an engine with promptLogprobsRows 0', async () => {
+    const off = await Engine.load(DEMO, { promptLogprobsRows: 0 });
+    try {
+      const e = await failure(() => events(off, scored(0)));
+      expect(isAutoGlmError(e, 'invalid_request')).toBe(true);
+      expect(String(e)).toMatch(/promptLogprobsRows is 0/);
+      expect((await events(off, scored(0, { promptLogprobs: undefined }))).length).toBe(4);
+    } finally {
+      await off.close();
+    }
   });
 });
