@@ -800,7 +800,8 @@ export class Engine implements InferenceEngine {
     }
     if (this.scheduler.maxScoreRows > 0 && this.contextLength >= 5) {
       // prompt logprobs (echo): the LM head over a step's scored rows, a taller matmul than sampling's
-      const n = Math.min(this.scheduler.maxScoreRows + 8, this.contextLength - 2);
+      // as long as the first wave's prompt: its scored rows take the tall GEMM tiling
+      const n = Math.min(72, this.scheduler.maxScoreRows + 1, this.contextLength - 2);
       const prompt = Array.from({ length: n }, (_, i) => (i * 31 + 5) % this.folder.spec.vocabSize);
       await this.complete({ prompt, maxTokens: 1, promptLogprobs: 1, requestId: 'warm-up-prompt-logprobs' });
     }
