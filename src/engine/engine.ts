@@ -240,9 +240,10 @@ export class Engine implements InferenceEngine {
   }
 
   /**
-   * Compiles a regex or choice response format ahead of generate(), giving the event loop
-   * back every few ms (an ambiguous pattern takes up to a second to be refused); generate()
-   * then finds it compiled, or refused. Never throws: the refusal comes from generate().
+   * Compiles a regex, choice or JSON Schema response format ahead of generate(), giving the
+   * event loop back every few ms (an ambiguous pattern takes up to a second to be refused, a
+   * schema near the grammar's node limit up to half a second to compile); generate() then
+   * finds it compiled, or refused. Never throws: the refusal comes from generate().
    */
   async precompileResponseFormat(format: ResponseFormat | undefined): Promise<void> {
     try {

@@ -345,7 +345,7 @@ export interface InferenceEngine {
    */
   chatTemplateSource?(): string | null;
   /**
-   * Compiles a regex or choice response format without holding the event loop (Engine's
+   * Compiles a regex, choice or JSON Schema response format without holding the event loop (Engine's
    * does it in slices), before generate() needs it; never throws. Absent: generate()
    * compiles it inline.
    */

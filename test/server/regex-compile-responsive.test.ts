@@ -1,8 +1,9 @@
 /**
- * A regex that takes about a second to refuse (an ambiguous repeat) is compiled in slices
- * before admission (a real server on loopback around the demo engine): the server answers
- * /health many times meanwhile (compiled inline it answered nothing for that second, and a
- * gateway's probes ejected the worker), and the client still gets its 400.
+ * A regex that takes about a second to refuse (an ambiguous repeat) and a JSON Schema that
+ * takes a few hundred ms to find too large are compiled in slices before admission (a real
+ * server on loopback around the demo engine): the server answers /health many times
+ * meanwhile (compiled inline it answered nothing for that time, and a gateway's probes
+ * ejected the worker), and the client still gets its 400.
  */
 import { expect, test } from 'vitest';
 import { postJson, useDemoServer } from './helpers.js';
@@ -30,5 +31,35 @@ test('/health answers while a slow pattern is refused', async () => {
   expect(r.status).toBe(400);
   expect((r.json.error as { param: string; message: string }).param).toBe('guided_regex');
   expect((r.json.error as { message: string }).message).toContain('too complex');
+  expect(answered).toBeGreaterThan(5);
+});
+
+test('/health answers while a schema too large for constrained decoding is compiled and refused', async () => {
+  const url = server().url;
+  const properties: Record<string, unknown> = {};
+  for (let i = 0; i < 400; i++)
+    properties[`field_${i}`] = {
+      type: 'object',
+      properties: { a: { type: 'integer' }, b: { enum: Array.from({ length: 20 }, (_, j) => `v${i}_${j}`) } },
+    };
+  let pending = true;
+  const refused = postJson(`${url}/v1/completions`, {
+    model: 'demo-stories',
+    prompt: 'Once upon a time',
+    max_tokens: 4,
+    response_format: { type: 'json_schema', json_schema: { name: 'wide', schema: { type: 'object', properties } } },
+  }).finally(() => {
+    pending = false;
+  });
+  let answered = 0;
+  while (pending) {
+    const r = await fetch(`${url}/health`);
+    await r.arrayBuffer();
+    if (pending && r.status === 200) answered++;
+  }
+  const r = await refused;
+  expect(r.status).toBe(400);
+  expect((r.json.error as { param: string }).param).toBe('response_format');
+  expect((r.json.error as { message: string }).message).toContain('too large');
   expect(answered).toBeGreaterThan(5);
 });

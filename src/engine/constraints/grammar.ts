@@ -12,6 +12,7 @@
  * request using the grammar: a node's table costs one closure walk, once.
  */
 import { AutoGlmError } from '../../errors.js';
+import { Slicer, runToEnd } from './slices.js';
 
 export type NodeId = number;
 
@@ -51,9 +52,10 @@ export const UNBOUNDED_STRING_ROOM = 0x7fffffff;
 
 /**
  * Largest grammar a builder makes by default. Practical schemas compile to a few thousand
- * nodes; compiling runs on the engine's thread at admission, and 100k nodes (an object of
- * 300 optional properties, or eight strings of different maxLength near 1024) take about
- * 0.4 s on one CPU core.
+ * nodes; 100k nodes (an object of 300 optional properties, or eight strings of different
+ * maxLength near 1024) take 0.2-0.5 s of one CPU core, which the server spends in slices of
+ * a few ms before admission (ResponseFormatConstraints.precompile) and a library caller's
+ * generate() at admission.
  */
 export const DEFAULT_MAX_GRAMMAR_NODES = 100_000;
 
@@ -130,8 +132,23 @@ export class GrammarBuilder {
   }
 
   build(start: NodeId): Grammar {
-    return new Grammar(this.nodes, start);
+    return runToEnd(this.buildSteps(start));
   }
+
+  /** build() in slices (slices.ts): its checks walk every node and edge, a few hundred ms at the node limit. */
+  *buildSteps(start: NodeId): Generator<void, Grammar> {
+    const slicer = new Slicer();
+    const final = yield* finalClosure(this.nodes, slicer);
+    yield* checkNoLeftRecursion(this.nodes, final, slicer);
+    const productive = yield* productiveNodes(this.nodes, final, slicer);
+    return new Grammar(this.nodes, start, { final, productive });
+  }
+}
+
+/** What GrammarBuilder.buildSteps found of the graph. */
+interface GraphFacts {
+  final: Uint8Array;
+  productive: Uint8Array;
 }
 
 const NO_MOVES = new Int32Array(256).fill(-1);
@@ -150,19 +167,20 @@ export class Grammar {
   private readonly listIndex = new Map<string, number>();
   private readonly internedMoves = new Map<string, Move>();
 
+  /** Made by GrammarBuilder, which checks the graph first. */
   constructor(
     private readonly nodes: readonly BuildNode[],
     start: NodeId,
+    facts: GraphFacts,
   ) {
     this.start = start;
     this.nodeCount = nodes.length;
     this.tables = new Array<Int32Array | undefined>(nodes.length);
-    this.final = finalClosure(nodes);
+    this.final = facts.final;
     this.stringRoom = Int32Array.from(nodes, (n) =>
       n.stringRoom === undefined ? NOT_IN_STRING : Math.min(n.stringRoom, UNBOUNDED_STRING_ROOM),
     );
-    checkNoLeftRecursion(nodes, this.final);
-    this.productive = productiveNodes(nodes, this.final);
+    this.productive = facts.productive;
     if (!this.productive[start])
       throw new GrammarError('response_format: no finite JSON value satisfies the schema (every value would nest forever)');
   }
@@ -221,8 +239,9 @@ function moveKey(top: NodeId, returns: readonly NodeId[]): string {
 }
 
 /** final(n) = marked final, or an epsilon or an empty call leads to a final node. */
-function finalClosure(nodes: readonly BuildNode[]): Uint8Array {
+function finalClosure(nodes: readonly BuildNode[], slicer: Slicer): Generator<void, Uint8Array> {
   return leastFixpoint(
+    slicer,
     nodes,
     (n) => n.final,
     (n, set) => n.eps.some((t) => set[t]) || n.calls.some((c) => set[c.rule] && set[c.ret]),
@@ -231,8 +250,9 @@ function finalClosure(nodes: readonly BuildNode[]): Uint8Array {
 }
 
 /** Nodes from which the rule can be finished (after any calls in between finish). */
-function productiveNodes(nodes: readonly BuildNode[], final: Uint8Array): Uint8Array {
+function productiveNodes(nodes: readonly BuildNode[], final: Uint8Array, slicer: Slicer): Generator<void, Uint8Array> {
   return leastFixpoint(
+    slicer,
     nodes,
     (_, i) => final[i] === 1,
     (n, set) => n.bytes.some((e) => set[e.to]) || n.eps.some((t) => set[t]) || n.calls.some((c) => set[c.rule] && set[c.ret]),
@@ -246,17 +266,19 @@ function productiveNodes(nodes: readonly BuildNode[], final: Uint8Array): Uint8A
  * linear in the edges (sweeping all nodes until nothing changes took one sweep per step of
  * the longest chain, quadratic for a string with a large maxLength).
  */
-function leastFixpoint(
+function* leastFixpoint(
+  slicer: Slicer,
   nodes: readonly BuildNode[],
   seed: (n: BuildNode, i: number) => boolean,
   holds: (n: BuildNode, set: Uint8Array) => boolean,
   dependsOn: (n: BuildNode) => NodeId[],
-): Uint8Array {
+): Generator<void, Uint8Array> {
   const set = new Uint8Array(nodes.length);
   const dependents: NodeId[][] = nodes.map(() => []);
-  nodes.forEach((n, i) => {
-    for (const d of dependsOn(n)) dependents[d]!.push(i);
-  });
+  for (let i = 0; i < nodes.length; i++) {
+    if (slicer.due()) yield;
+    for (const d of dependsOn(nodes[i]!)) dependents[d]!.push(i);
+  }
   const work: NodeId[] = [];
   nodes.forEach((n, i) => {
     if (seed(n, i)) {
@@ -265,6 +287,7 @@ function leastFixpoint(
     }
   });
   while (work.length > 0) {
+    if (slicer.due()) yield;
     for (const i of dependents[work.pop()!]!) {
       if (set[i] || !holds(nodes[i]!, set)) continue;
       set[i] = 1;
@@ -279,7 +302,7 @@ function leastFixpoint(
  * match nothing) would make a move table infinite: refused when the grammar is built, not
  * found in the middle of a request.
  */
-function checkNoLeftRecursion(nodes: readonly BuildNode[], final: Uint8Array): void {
+function* checkNoLeftRecursion(nodes: readonly BuildNode[], final: Uint8Array, slicer: Slicer): Generator<void, void> {
   const successors = (n: BuildNode): NodeId[] => [
     ...n.eps,
     ...n.calls.map((c) => c.rule),
@@ -292,6 +315,7 @@ function checkNoLeftRecursion(nodes: readonly BuildNode[], final: Uint8Array): v
     const stack: { node: NodeId; next: NodeId[]; i: number }[] = [{ node: root, next: successors(nodes[root]!), i: 0 }];
     color[root] = 1;
     while (stack.length > 0) {
+      if (slicer.due()) yield;
       const top = stack[stack.length - 1]!;
       if (top.i === top.next.length) {
         color[top.node] = 2;

@@ -8,6 +8,7 @@
  * memoized, so every string without limits in a grammar is the same handful of nodes.
  */
 import { GrammarBuilder, type Grammar, type NodeId } from './grammar.js';
+import { Slicer, runToEnd } from './slices.js';
 
 /**
  * Whitespace between two tokens of the JSON text: nothing, one space, or one newline and
@@ -48,6 +49,11 @@ export class JsonRules {
 
   /** A grammar of one value of `rule`, alone in the text save for whitespace before it. */
   document(rule: NodeId): Grammar {
+    return runToEnd(this.documentSteps(rule));
+  }
+
+  /** document() in slices (slices.ts). */
+  *documentSteps(rule: NodeId): Generator<void, Grammar> {
     const { g } = this;
     const start = g.node();
     const value = g.node();
@@ -56,7 +62,7 @@ export class JsonRules {
     g.call(value, rule, end);
     // nothing after the value: the only continuation of a complete text is EOS
     g.accept(end);
-    return g.build(start);
+    return yield* g.buildSteps(start);
   }
 
   /** `from` allows whitespace (see MAX_INDENT), then goes on as `next` does (`next` itself takes none). */
@@ -109,6 +115,15 @@ export class JsonRules {
    * deterministic).
    */
   objectOf(properties: readonly PropertyRule[]): NodeId {
+    return runToEnd(this.objectOfSteps(properties, new Slicer()));
+  }
+
+  /**
+   * objectOf in slices (slices.ts): with many optional properties each place may be followed
+   * by any later key, a trie of them each, so an object of a few hundred optional
+   * properties builds tens of thousands of nodes here (100-230 ms in one piece).
+   */
+  *objectOfSteps(properties: readonly PropertyRule[], slicer: Slicer): Generator<void, NodeId> {
     const { g } = this;
     const n = properties.length;
     const start = g.node();
@@ -147,6 +162,7 @@ export class JsonRules {
     const opening = g.node();
     g.byte(start, 0x7b, this.ws(opening));
     for (let i = -1; i < n; i++) {
+      if (slicer.due(true)) yield;
       const at = i < 0 ? opening : afterValue[i]!;
       if (!requiredAfter(i)) g.byte(at, 0x7d, end);
       const next = candidates(i);

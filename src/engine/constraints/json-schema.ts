@@ -16,6 +16,7 @@
  */
 import { GrammarError, type Grammar, type NodeId } from './grammar.js';
 import { JsonRules, type PropertyRule } from './json-rules.js';
+import { Slicer, runToEnd } from './slices.js';
 
 /** Keywords that only describe: accepted and ignored. */
 const ANNOTATIONS = new Set([
@@ -70,8 +71,18 @@ function isRecord(v: unknown): v is Schema {
 
 /** The grammar of one JSON value valid under `schema` (an object or a boolean). */
 export function compileJsonSchema(schema: unknown): Grammar {
+  return runToEnd(compileJsonSchemaSteps(schema));
+}
+
+/**
+ * compileJsonSchema in slices (slices.ts): a schema near the grammar's node limit took
+ * 0.2-0.4 s of one core, which inline held every other request's stream and the server's
+ * health probes.
+ */
+export function* compileJsonSchemaSteps(schema: unknown): Generator<void, Grammar> {
   const rules = new JsonRules();
-  return rules.document(schemaRule(rules, schema, RESPONSE_FORMAT));
+  const rule = yield* new SchemaCompiler(schema, rules, RESPONSE_FORMAT).compile(schema, '#');
+  return yield* rules.documentSteps(rule);
 }
 
 /**
@@ -79,11 +90,13 @@ export function compileJsonSchema(schema: unknown): Grammar {
  * call's arguments inside the call's envelope). Refusals name `param`, where the schema was sent.
  */
 export function schemaRule(rules: JsonRules, schema: unknown, param: string): NodeId {
-  return new SchemaCompiler(schema, rules, param).compile(schema, '#');
+  return runToEnd(new SchemaCompiler(schema, rules, param).compile(schema, '#'));
 }
 
+/** Compiles a schema's parts into rules; each method a generator that may pause between schemas (compile). */
 class SchemaCompiler {
   private readonly compiled = new Map<Schema, NodeId>();
+  private readonly slicer = new Slicer();
 
   constructor(
     private readonly root: unknown,
@@ -95,7 +108,8 @@ class SchemaCompiler {
     return new GrammarError(`${this.param}: ${message} (at ${path})`, this.param);
   }
 
-  compile(schema: unknown, path: string): NodeId {
+  *compile(schema: unknown, path: string): Generator<void, NodeId> {
+    if (this.slicer.due()) yield;
     if (schema === true) return this.rules.anyValue();
     if (schema === false) throw this.refuse(path, 'the schema `false` admits no value');
     if (!isRecord(schema)) throw this.refuse(path, 'a schema must be an object or a boolean');
@@ -105,7 +119,7 @@ class SchemaCompiler {
     const start = this.rules.g.node();
     this.compiled.set(schema, start);
     this.checkKeywords(schema, path);
-    for (const alt of this.alternatives(schema, path)) this.rules.g.epsilon(start, alt);
+    for (const alt of yield* this.alternatives(schema, path)) this.rules.g.epsilon(start, alt);
     return start;
   }
 
@@ -120,7 +134,7 @@ class SchemaCompiler {
   }
 
   /** The rules a value may follow: one each for a union's members, a type list's types. */
-  private alternatives(schema: Schema, path: string): NodeId[] {
+  private *alternatives(schema: Schema, path: string): Generator<void, NodeId[]> {
     const combinators = ['$ref', 'anyOf', 'oneOf', 'allOf'].filter((k) => k in schema);
     if (combinators.length > 0) {
       const structural = Object.keys(schema).filter((k) => STRUCTURAL.has(k) && k !== combinators[0]);
@@ -129,22 +143,26 @@ class SchemaCompiler {
           path,
           `'${combinators[0]}' combined with '${structural[0]}' is not supported (only annotations may sit beside it)`,
         );
-      return this.combinator(combinators[0]!, schema[combinators[0]!], path);
+      return yield* this.combinator(combinators[0]!, schema[combinators[0]!], path);
     }
     if ('enum' in schema || 'const' in schema) return [this.literals(schema, path)];
-    return this.typesOf(schema, path).map((t) => this.typed(t, schema, path));
+    const rules: NodeId[] = [];
+    for (const t of this.typesOf(schema, path)) rules.push(yield* this.typed(t, schema, path));
+    return rules;
   }
 
-  private combinator(keyword: string, value: unknown, path: string): NodeId[] {
+  private *combinator(keyword: string, value: unknown, path: string): Generator<void, NodeId[]> {
     const at = `${path}/${keyword}`;
-    if (keyword === '$ref') return [this.compile(this.resolve(value, at), at)];
+    if (keyword === '$ref') return [yield* this.compile(this.resolve(value, at), at)];
     if (!Array.isArray(value) || value.length === 0) throw this.refuse(at, `${keyword} must be a non-empty list of schemas`);
     if (keyword === 'allOf') {
       // pydantic v1 writes a described $ref as allOf of one: the same schema
       if (value.length !== 1) throw this.refuse(at, 'allOf of more than one schema is not supported');
-      return [this.compile(value[0], `${at}/0`)];
+      return [yield* this.compile(value[0], `${at}/0`)];
     }
-    return value.map((s, i) => this.compile(s, `${at}/${i}`));
+    const rules: NodeId[] = [];
+    for (let i = 0; i < value.length; i++) rules.push(yield* this.compile(value[i], `${at}/${i}`));
+    return rules;
   }
 
   /** A local reference: '#' or a JSON pointer into the root schema. */
@@ -182,7 +200,7 @@ class SchemaCompiler {
     return [...new Set(list as JsonType[])];
   }
 
-  private typed(type: JsonType, schema: Schema, path: string): NodeId {
+  private *typed(type: JsonType, schema: Schema, path: string): Generator<void, NodeId> {
     const r = this.rules;
     switch (type) {
       case 'string':
@@ -196,21 +214,21 @@ class SchemaCompiler {
       case 'null':
         return r.literals(['null']);
       case 'array':
-        return this.array(schema, path);
+        return yield* this.array(schema, path);
       case 'object':
-        return this.object(schema, path);
+        return yield* this.object(schema, path);
     }
   }
 
-  private array(schema: Schema, path: string): NodeId {
+  private *array(schema: Schema, path: string): Generator<void, NodeId> {
     if (Array.isArray(schema.items)) throw this.refuse(`${path}/items`, 'items as a list (tuple validation) is not supported');
-    const item = schema.items === undefined ? this.rules.anyValue() : this.compile(schema.items, `${path}/items`);
+    const item = schema.items === undefined ? this.rules.anyValue() : yield* this.compile(schema.items, `${path}/items`);
     const min = this.count(schema, 'minItems', path) ?? 0;
     const max = this.count(schema, 'maxItems', path) ?? Infinity;
     return this.rules.array(item, min, max);
   }
 
-  private object(schema: Schema, path: string): NodeId {
+  private *object(schema: Schema, path: string): Generator<void, NodeId> {
     const props = schema.properties;
     if (props !== undefined && !isRecord(props)) throw this.refuse(`${path}/properties`, 'properties must be an object of schemas');
     const required = schema.required ?? [];
@@ -222,7 +240,8 @@ class SchemaCompiler {
       if (required.length > 0)
         throw this.refuse(`${path}/required`, `required names '${String(required[0]).slice(0, 60)}', which properties does not declare`);
       if (extra === false) return this.rules.literals(['{}']);
-      const value = extra === undefined || extra === true ? this.rules.anyValue() : this.compile(extra, `${path}/additionalProperties`);
+      const value =
+        extra === undefined || extra === true ? this.rules.anyValue() : yield* this.compile(extra, `${path}/additionalProperties`);
       return this.rules.object(value);
     }
     if (extra !== undefined && extra !== false)
@@ -235,12 +254,12 @@ class SchemaCompiler {
       if (!names.includes(r as string))
         throw this.refuse(`${path}/required`, `required names '${(r as string).slice(0, 60)}', which properties does not declare`);
     }
-    const properties: PropertyRule[] = names.map((name) => ({
-      name,
-      value: this.compile(props[name], `${path}/properties/${escapePointer(name)}`),
-      required: required.includes(name),
-    }));
-    return this.rules.objectOf(properties);
+    const properties: PropertyRule[] = [];
+    for (const name of names) {
+      const value = yield* this.compile(props[name], `${path}/properties/${escapePointer(name)}`);
+      properties.push({ name, value, required: required.includes(name) });
+    }
+    return yield* this.rules.objectOfSteps(properties, this.slicer);
   }
 
   /** enum / const: exactly these values, written as compact JSON (filtered by type when one is given). */

@@ -12,6 +12,7 @@
  */
 import { DEFAULT_MAX_GRAMMAR_NODES, GrammarBuilder, GrammarError, type Grammar, type NodeId } from './grammar.js';
 import { parseRegex, utf8Sequences, type CodeRange, type RegexNode } from './regex-syntax.js';
+import { Slicer, runToEnd } from './slices.js';
 
 /** Largest list of choices, and longest choice (UTF-16 code units), a request may send. */
 export const MAX_CHOICES = 1024;
@@ -24,8 +25,6 @@ export const MAX_PATTERN_LENGTH = 16_384;
 const MAX_NFA_NODES = 200_000;
 /** NFA states and edges the subset construction may look at (about a second of one core). */
 const MAX_DETERMINIZE_WORK = 12_000_000;
-/** Time between the pauses of a compile that yields (compileRegexSteps). */
-const SLICE_MS = 4;
 
 export interface PatternOptions {
   /** The request parameter the pattern came from, named by errors (default response_format). */
@@ -68,14 +67,6 @@ export function* compileChoicesSteps(choices: readonly string[], options: Patter
     return { kind: 'concat', items: points.map((r) => ({ kind: 'set', ranges: [r] })) };
   });
   return yield* determinize({ kind: 'alt', items }, { param, what: 'the list of choices', maxNodes: options.maxNodes });
-}
-
-/** Runs a sliced compile without pausing. */
-function runToEnd<T>(steps: Generator<void, T>): T {
-  for (;;) {
-    const next = steps.next();
-    if (next.done) return next.value;
-  }
 }
 
 /** A byte-level NFA: edges over byte ranges, and epsilon edges. */
@@ -186,8 +177,7 @@ function* determinize(ast: RegexNode, options: DeterminizeOptions): Generator<vo
   // NFA states and edges looked at: a pattern whose DFA states are each large sets (many
   // ways to be part-way through it at once) is refused before it holds the thread for long
   let spent = 0;
-  let sliceEnd = performance.now() + SLICE_MS;
-  let turns = 0;
+  const slicer = new Slicer();
   const spend = (units: number): void => {
     spent += units;
     if (spent > MAX_DETERMINIZE_WORK)
@@ -212,11 +202,7 @@ function* determinize(ast: RegexNode, options: DeterminizeOptions): Generator<vo
   };
   const initial = stateOf([start]);
   while (work.length > 0) {
-    // the clock is read every 32 states: a state costs microseconds
-    if ((++turns & 31) === 0 && performance.now() >= sliceEnd) {
-      yield;
-      sliceEnd = performance.now() + SLICE_MS;
-    }
+    if (slicer.due()) yield;
     const { id, set } = work.pop()!;
     const edges = set.flatMap((n) => nfa.edges[n]!);
     // the byte ranges on which the same edges apply, each one DFA edge
@@ -229,7 +215,7 @@ function* determinize(ast: RegexNode, options: DeterminizeOptions): Generator<vo
     }
   }
   if (!anyFinal) throw new GrammarError(`${param}: ${what} matches no text, so no output can satisfy it`, param);
-  return g.build(initial);
+  return yield* g.buildSteps(initial);
 }
 
 /** The NFA states reachable from `targets` by epsilon edges, sorted (a DFA state). */

@@ -13,7 +13,7 @@ import type { ReasoningTags, ResponseFormat } from '../types.js';
 import { GrammarAutomaton } from './automaton.js';
 import { GrammarError, type Grammar } from './grammar.js';
 import { JsonRules } from './json-rules.js';
-import { compileJsonSchema } from './json-schema.js';
+import { compileJsonSchema, compileJsonSchemaSteps } from './json-schema.js';
 import { compileChoices, compileChoicesSteps, compileRegex, compileRegexSteps } from './regex.js';
 import { MaskCache } from './mask-cache.js';
 import { bytesOfToken, tokenBytesOf, type TokenBytes, type VocabularySource } from './token-bytes.js';
@@ -63,21 +63,24 @@ export class ResponseFormatConstraints {
   }
 
   /**
-   * Compiles a regex or choice format ahead of compile(), giving the event loop back every
-   * few ms: an ambiguous pattern takes up to a second to be refused, and compiled inline it
-   * held a server's thread that long per request (health probes and heartbeats missed, a
-   * gateway ejecting the worker). The grammar, or the refusal, is cached for compile(),
-   * which the request's admission then calls; this never throws. Other formats compile in
-   * compile() as before.
+   * Compiles a regex, choice or JSON Schema format ahead of compile(), giving the event loop
+   * back every few ms: an ambiguous pattern takes up to a second to be refused, and a schema
+   * near the grammar's node limit 0.2-0.4 s to compile; inline, that held a server's thread
+   * per request (other streams stalled, health probes and heartbeats missed, a gateway
+   * ejecting the worker). The grammar, or the refusal, is cached for compile(), which the
+   * request's admission then calls; this never throws. Other formats (JSON mode, tool calls)
+   * compile in compile() as before.
    */
   async precompile(format: ResponseFormat | undefined): Promise<void> {
-    if (format?.type !== 'regex' && format?.type !== 'choice') return;
+    if (format?.type !== 'regex' && format?.type !== 'choice' && format?.type !== 'json_schema') return;
     const key = formatKey(format);
     if (this.refused.has(refusalKey(key, format)) || this.cached(key, format)) return;
     const steps =
       format.type === 'regex'
         ? compileRegexSteps(format.pattern, { param: format.param })
-        : compileChoicesSteps(format.choices, { param: format.param });
+        : format.type === 'choice'
+          ? compileChoicesSteps(format.choices, { param: format.param })
+          : compileJsonSchemaSteps(format.schema);
     try {
       for (;;) {
         const next = steps.next();
@@ -88,7 +91,7 @@ export class ResponseFormatConstraints {
         await new Promise<void>((resolve) => setImmediate(resolve));
       }
     } catch (e) {
-      this.refuse(key, format, e);
+      this.refuse(key, format, format.type === 'json_schema' ? renamedParam(format.param, e) : e);
     }
   }
 
@@ -236,9 +239,14 @@ function renamingParam(param: string | undefined, compile: () => Grammar): Gramm
   try {
     return compile();
   } catch (e) {
-    if (param === undefined || !isAutoGlmError(e) || e.param !== 'response_format') throw e;
-    throw new AutoGlmError(e.code, e.message.replace(/^response_format\b/, param), { param, cause: e });
+    throw renamedParam(param, e);
   }
+}
+
+/** A schema's refusal (which names response_format) naming the parameter the schema came in instead. */
+function renamedParam(param: string | undefined, e: unknown): unknown {
+  if (param === undefined || !isAutoGlmError(e) || e.param !== 'response_format') return e;
+  return new AutoGlmError(e.code, e.message.replace(/^response_format\b/, param), { param, cause: e });
 }
 
 /** json_object: one JSON object, any keys and values (OpenAI's JSON mode answers an object). */

@@ -1,0 +1,77 @@
+/**
+ * JSON Schema formats compiled in slices (compileJsonSchemaSteps, precompile): a schema near
+ * the grammar's node limit (0.2-0.4 s of one core here) pauses while it compiles and builds
+ * what the inline compile builds; precompile caches the grammar, or the refusal under the
+ * parameter the schema came in, for compile(); and the event loop keeps turning meanwhile.
+ */
+import { describe, expect, it } from 'vitest';
+import { compileJsonSchema, compileJsonSchemaSteps } from '../../../src/engine/constraints/json-schema.js';
+import { ResponseFormatConstraints } from '../../../src/engine/constraints/response-format.js';
+import { isAutoGlmError } from '../../../src/errors.js';
+import { thrown } from '../../helpers/caught.js';
+
+/** Token b is byte b; 256 is EOS. */
+const bytes = {
+  baseVocabSize: 256,
+  tokenString: (id: number) => (id < 256 ? String.fromCharCode(id) : undefined),
+  decode: (ids: readonly number[]) => String.fromCharCode(...ids),
+  isSpecial: (id: number) => id === 256,
+};
+const constraints = () => new ResponseFormatConstraints({ vocabulary: bytes, vocabSize: 257, eosTokenIds: [256] });
+
+/** An object of `n` object-valued properties, each with an enum of 20 strings: about 300 grammar nodes apiece. */
+function wideSchema(n: number): Record<string, unknown> {
+  const properties: Record<string, unknown> = {};
+  for (let i = 0; i < n; i++) {
+    const choices = Array.from({ length: 20 }, (_, j) => `v${i}_${j}`);
+    properties[`field_${i}`] = { type: 'object', properties: { a: { type: 'integer' }, b: { enum: choices } }, required: ['a'] };
+  }
+  return { type: 'object', properties };
+}
+
+describe('sliced JSON Schema compile', () => {
+  it('pauses on a large schema and builds what the inline compile builds', () => {
+    const schema = wideSchema(200);
+    const steps = compileJsonSchemaSteps(schema);
+    let pauses = 0;
+    let next = steps.next();
+    for (; !next.done; next = steps.next()) pauses++;
+    expect(pauses).toBeGreaterThan(0);
+    const inline = compileJsonSchema(schema);
+    expect(next.value.nodeCount).toBe(inline.nodeCount);
+    expect(next.value.nodeCount).toBeGreaterThan(50_000);
+    expect(Array.from(next.value.final)).toEqual(Array.from(inline.final));
+  });
+
+  it('precompile caches the grammar for compile(), and a refusal under the parameter the schema came in', async () => {
+    const c = constraints();
+    const ok = { type: 'json_schema' as const, schema: wideSchema(3) };
+    await c.precompile(ok);
+    expect(c.compile(ok)).toBe(c.compile(ok));
+    const tooLarge = { type: 'json_schema' as const, schema: wideSchema(400), param: 'guided_json' };
+    await c.precompile(tooLarge);
+    const first = thrown(() => c.compile(tooLarge));
+    expect(isAutoGlmError(first, 'invalid_request')).toBe(true);
+    expect((first as { param?: string }).param).toBe('guided_json');
+    expect((first as Error).message).toMatch(/^guided_json: the schema is too large/);
+    // the same error object: remembered, not compiled again
+    expect(thrown(() => c.compile(tooLarge))).toBe(first);
+  });
+
+  it('the event loop keeps turning while a large schema compiles', async () => {
+    const c = constraints();
+    let ticks = 0;
+    let done = false;
+    const ticker = (async () => {
+      while (!done) {
+        await new Promise<void>((r) => setImmediate(r));
+        ticks++;
+      }
+    })();
+    await c.precompile({ type: 'json_schema', schema: wideSchema(250) });
+    done = true;
+    await ticker;
+    // inline, the whole compile is one turn of the loop: no ticks in between
+    expect(ticks).toBeGreaterThan(10);
+  });
+});
