@@ -240,8 +240,8 @@ export class Engine implements InferenceEngine {
   }
 
   /**
-   * Compiles a regex, choice or JSON Schema response format ahead of generate(), giving the
-   * event loop back every few ms (an ambiguous pattern takes up to a second to be refused, a
+   * Compiles a response format (a regex, choices, a JSON Schema, tool calls) ahead of
+   * generate(), giving the event loop back every few ms (an ambiguous pattern takes up to a second to be refused, a
    * schema near the grammar's node limit up to half a second to compile); generate() then
    * finds it compiled, or refused. Never throws: the refusal comes from generate().
    */

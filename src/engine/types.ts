@@ -345,9 +345,8 @@ export interface InferenceEngine {
    */
   chatTemplateSource?(): string | null;
   /**
-   * Compiles a regex, choice or JSON Schema response format without holding the event loop (Engine's
-   * does it in slices), before generate() needs it; never throws. Absent: generate()
-   * compiles it inline.
+   * Compiles a response format without holding the event loop (Engine's does it in
+   * slices), before generate() needs it; never throws. Absent: generate() compiles it inline.
    */
   precompileResponseFormat?(format: ResponseFormat | undefined): Promise<void>;
   /**

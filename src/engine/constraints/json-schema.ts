@@ -81,7 +81,7 @@ export function compileJsonSchema(schema: unknown): Grammar {
  */
 export function* compileJsonSchemaSteps(schema: unknown): Generator<void, Grammar> {
   const rules = new JsonRules();
-  const rule = yield* new SchemaCompiler(schema, rules, RESPONSE_FORMAT).compile(schema, '#');
+  const rule = yield* schemaRuleSteps(rules, schema, RESPONSE_FORMAT);
   return yield* rules.documentSteps(rule);
 }
 
@@ -90,7 +90,12 @@ export function* compileJsonSchemaSteps(schema: unknown): Generator<void, Gramma
  * call's arguments inside the call's envelope). Refusals name `param`, where the schema was sent.
  */
 export function schemaRule(rules: JsonRules, schema: unknown, param: string): NodeId {
-  return runToEnd(new SchemaCompiler(schema, rules, param).compile(schema, '#'));
+  return runToEnd(schemaRuleSteps(rules, schema, param));
+}
+
+/** schemaRule in slices (slices.ts). */
+export function schemaRuleSteps(rules: JsonRules, schema: unknown, param: string): Generator<void, NodeId> {
+  return new SchemaCompiler(schema, rules, param).compile(schema, '#');
 }
 
 /** Compiles a schema's parts into rules; each method a generator that may pause between schemas (compile). */

@@ -13,14 +13,15 @@ import type { ReasoningTags, ResponseFormat } from '../types.js';
 import { GrammarAutomaton } from './automaton.js';
 import { GrammarError, type Grammar } from './grammar.js';
 import { JsonRules } from './json-rules.js';
-import { compileJsonSchema, compileJsonSchemaSteps } from './json-schema.js';
-import { compileChoices, compileChoicesSteps, compileRegex, compileRegexSteps } from './regex.js';
+import { compileJsonSchemaSteps } from './json-schema.js';
+import { compileChoicesSteps, compileRegexSteps } from './regex.js';
+import { runToEnd } from './slices.js';
 import { MaskCache } from './mask-cache.js';
 import { bytesOfToken, tokenBytesOf, type TokenBytes, type VocabularySource } from './token-bytes.js';
 import { ReasoningGate } from './reasoning-gate.js';
 import { TokenConstraint, type CompiledFormat, type ConstraintVocabulary, type OutputConstraint } from './token-constraint.js';
 import { stringTokensOf } from './string-tokens.js';
-import { TOOL_CALL_MARKERS, toolCallGrammar } from './tool-call-grammar.js';
+import { TOOL_CALL_MARKERS, toolCallGrammarSteps } from './tool-call-grammar.js';
 import { buildTokenTrie } from './token-trie.js';
 
 export interface ResponseFormatOptions {
@@ -63,24 +64,19 @@ export class ResponseFormatConstraints {
   }
 
   /**
-   * Compiles a regex, choice or JSON Schema format ahead of compile(), giving the event loop
-   * back every few ms: an ambiguous pattern takes up to a second to be refused, and a schema
-   * near the grammar's node limit 0.2-0.4 s to compile; inline, that held a server's thread
-   * per request (other streams stalled, health probes and heartbeats missed, a gateway
-   * ejecting the worker). The grammar, or the refusal, is cached for compile(), which the
-   * request's admission then calls; this never throws. Other formats (JSON mode, tool calls)
-   * compile in compile() as before.
+   * Compiles a format ahead of compile(), giving the event loop back every few ms: an
+   * ambiguous pattern takes up to a second to be refused, and a schema (a response format's,
+   * or tools' parameters) near the grammar's node limit 0.2-0.5 s to compile; inline, that
+   * held a server's thread per request (other streams stalled, health probes and heartbeats
+   * missed, a gateway ejecting the worker). The grammar, or the refusal, is cached for
+   * compile(), which the request's admission then calls; this never throws. JSON mode, a
+   * small fixed grammar, compiles in compile().
    */
   async precompile(format: ResponseFormat | undefined): Promise<void> {
-    if (format?.type !== 'regex' && format?.type !== 'choice' && format?.type !== 'json_schema') return;
+    if (format === undefined || format.type === 'text' || format.type === 'json_object') return;
     const key = formatKey(format);
     if (this.refused.has(refusalKey(key, format)) || this.cached(key, format)) return;
-    const steps =
-      format.type === 'regex'
-        ? compileRegexSteps(format.pattern, { param: format.param })
-        : format.type === 'choice'
-          ? compileChoicesSteps(format.choices, { param: format.param })
-          : compileJsonSchemaSteps(format.schema);
+    const steps = compileGrammarSteps(format);
     try {
       for (;;) {
         const next = steps.next();
@@ -91,7 +87,7 @@ export class ResponseFormatConstraints {
         await new Promise<void>((resolve) => setImmediate(resolve));
       }
     } catch (e) {
-      this.refuse(key, format, format.type === 'json_schema' ? renamedParam(format.param, e) : e);
+      this.refuse(key, format, e);
     }
   }
 
@@ -220,30 +216,35 @@ function addedTokenBytesOf(source: VocabularySource, vocabSize: number, tokens: 
 }
 
 function compileGrammar(format: Exclude<ResponseFormat, { type: 'text' }>): Grammar {
+  return format.type === 'json_object' ? jsonObjectGrammar() : runToEnd(compileGrammarSteps(format));
+}
+
+/** The formats that compile in slices (precompile): all but JSON mode, whose grammar is small and fixed. */
+type SlicedFormat = Exclude<ResponseFormat, { type: 'text' } | { type: 'json_object' }>;
+
+function* compileGrammarSteps(format: SlicedFormat): Generator<void, Grammar> {
   switch (format.type) {
-    case 'json_object':
-      return jsonObjectGrammar();
     case 'tool_calls':
-      return toolCallGrammar(format);
+      try {
+        return yield* toolCallGrammarSteps(format);
+      } catch (e) {
+        // the node limit holds for all the tools' schemas together: it names none of them
+        throw renamedParam('tools', e);
+      }
     case 'regex':
-      return compileRegex(format.pattern, { param: format.param });
+      return yield* compileRegexSteps(format.pattern, { param: format.param });
     case 'choice':
-      return compileChoices(format.choices, { param: format.param });
+      return yield* compileChoicesSteps(format.choices, { param: format.param });
     case 'json_schema':
-      return renamingParam(format.param, () => compileJsonSchema(format.schema));
+      try {
+        return yield* compileJsonSchemaSteps(format.schema);
+      } catch (e) {
+        throw renamedParam(format.param, e);
+      }
   }
 }
 
-/** A schema sent as another parameter (vLLM's guided_json): its refusals name that parameter, not response_format. */
-function renamingParam(param: string | undefined, compile: () => Grammar): Grammar {
-  try {
-    return compile();
-  } catch (e) {
-    throw renamedParam(param, e);
-  }
-}
-
-/** A schema's refusal (which names response_format) naming the parameter the schema came in instead. */
+/** A schema's refusal (which names response_format) naming the parameter the schema came in instead (vLLM's guided_json). */
 function renamedParam(param: string | undefined, e: unknown): unknown {
   if (param === undefined || !isAutoGlmError(e) || e.param !== 'response_format') return e;
   return new AutoGlmError(e.code, e.message.replace(/^response_format\b/, param), { param, cause: e });

@@ -12,7 +12,8 @@
 import type { ToolCallsFormat } from '../types.js';
 import { GrammarError, type Grammar, type NodeId } from './grammar.js';
 import { JsonRules } from './json-rules.js';
-import { schemaRule } from './json-schema.js';
+import { schemaRuleSteps } from './json-schema.js';
+import { runToEnd } from './slices.js';
 
 /**
  * Text the grammar writes that tokenizers hold as added tokens (Qwen's tags): the
@@ -38,6 +39,11 @@ const SYNTAX: Record<ToolCallsFormat['syntax'], CallSyntax> = {
 const enc = new TextEncoder();
 
 export function toolCallGrammar(format: ToolCallsFormat): Grammar {
+  return runToEnd(toolCallGrammarSteps(format));
+}
+
+/** toolCallGrammar in slices (slices.ts): each tool's parameters schema is compiled as a response format's is. */
+export function* toolCallGrammarSteps(format: ToolCallsFormat): Generator<void, Grammar> {
   const syntax = SYNTAX[format.syntax];
   const rules = new JsonRules();
   const { g } = rules;
@@ -46,7 +52,7 @@ export function toolCallGrammar(format: ToolCallsFormat): Grammar {
   const objectEnd = g.node();
   const end = g.node();
   g.literal(start, enc.encode(syntax.open), object);
-  for (const { name, argumentsRule } of callableTools(format, rules)) {
+  for (const { name, argumentsRule } of yield* callableTools(format, rules)) {
     const args = g.node();
     const afterArgs = g.node();
     g.literal(object, enc.encode(`{"name": ${JSON.stringify(name)}, "${syntax.argumentsKey}": `), args);
@@ -57,11 +63,11 @@ export function toolCallGrammar(format: ToolCallsFormat): Grammar {
   // after a call: EOS, or (when parallel calls are allowed) the next call
   g.accept(end);
   if (format.parallel) g.literal(end, enc.encode(syntax.separator + syntax.open), object);
-  return g.build(start);
+  return yield* g.buildSteps(start);
 }
 
 /** The tools that may be called, each with its arguments' rule; schemas are compiled only for those. */
-function callableTools(format: ToolCallsFormat, rules: JsonRules): { name: string; argumentsRule: NodeId }[] {
+function* callableTools(format: ToolCallsFormat, rules: JsonRules): Generator<void, { name: string; argumentsRule: NodeId }[]> {
   const chosen = format.tools
     .map((tool, index) => ({ tool, index }))
     .filter(({ tool }) => format.forcedName === undefined || tool.name === format.forcedName);
@@ -72,9 +78,11 @@ function callableTools(format: ToolCallsFormat, rules: JsonRules): { name: strin
         : `tool_choice: names the function '${format.forcedName.slice(0, 64)}', which is not among tools`,
       'tool_choice',
     );
-  return chosen.map(({ tool, index }) => ({
-    name: tool.name,
-    argumentsRule:
-      tool.parameters === undefined ? rules.object() : schemaRule(rules, tool.parameters, `tools.${index}.function.parameters`),
-  }));
+  const callable: { name: string; argumentsRule: NodeId }[] = [];
+  for (const { tool, index } of chosen) {
+    const argumentsRule =
+      tool.parameters === undefined ? rules.object() : yield* schemaRuleSteps(rules, tool.parameters, `tools.${index}.function.parameters`);
+    callable.push({ name: tool.name, argumentsRule });
+  }
+  return callable;
 }

@@ -2,7 +2,8 @@
  * JSON Schema formats compiled in slices (compileJsonSchemaSteps, precompile): a schema near
  * the grammar's node limit (0.2-0.4 s of one core here) pauses while it compiles and builds
  * what the inline compile builds; precompile caches the grammar, or the refusal under the
- * parameter the schema came in, for compile(); and the event loop keeps turning meanwhile.
+ * parameter the schema came in, for compile(); and the event loop keeps turning meanwhile,
+ * for a response format's schema as for tools' parameters.
  */
 import { describe, expect, it } from 'vitest';
 import { compileJsonSchema, compileJsonSchemaSteps } from '../../../src/engine/constraints/json-schema.js';
@@ -73,5 +74,34 @@ describe('sliced JSON Schema compile', () => {
     await ticker;
     // inline, the whole compile is one turn of the loop: no ticks in between
     expect(ticks).toBeGreaterThan(10);
+  });
+
+  it("tool calls' parameters schemas compile in slices too, and a refusal names the tool's parameters", async () => {
+    const c = constraints();
+    const tools = (n: number) => [
+      { name: 'small', parameters: { type: 'object', properties: { q: { type: 'string' } } } },
+      { name: 'wide', parameters: wideSchema(n) },
+    ];
+    const ok = { type: 'tool_calls' as const, syntax: 'hermes' as const, tools: tools(150), parallel: false };
+    let ticks = 0;
+    let done = false;
+    const ticker = (async () => {
+      while (!done) {
+        await new Promise<void>((r) => setImmediate(r));
+        ticks++;
+      }
+    })();
+    await c.precompile(ok);
+    done = true;
+    await ticker;
+    expect(ticks).toBeGreaterThan(5);
+    expect(c.compile(ok)).toBe(c.compile(ok));
+    const tooLarge = { ...ok, tools: tools(400) };
+    await c.precompile(tooLarge);
+    const refusal = thrown(() => c.compile(tooLarge));
+    expect(isAutoGlmError(refusal, 'invalid_request')).toBe(true);
+    expect((refusal as Error).message).toMatch(/^tools: the schema is too large/);
+    expect((refusal as { param?: string }).param).toBe('tools');
+    expect(thrown(() => c.compile(tooLarge))).toBe(refusal);
   });
 });
