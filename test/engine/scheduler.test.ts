@@ -147,6 +147,41 @@ describe('Scheduler', () => {
     expect(s.stats()).toMatchObject({ kvBlocksUsed: 0, kvBlocksFree: 12, numRunning: 0, numWaiting: 0 });
   });
 
+  it('scores prompts under memory pressure: preempted scored requests are scored again from the start, within the budget, and finish correctly', () => {
+    const s = makeScheduler({ numBlocks: 12, maxBatchTokens: 64, maxBatchSequences: 8, maxScoreRows: 24 });
+    const prompts = Array.from({ length: 8 }, (_, i) => makePrompt(30 + 3 * i, 200 + i));
+    prompts.forEach((p, i) => s.addRequest({ requestId: `r${i}`, promptTokenIds: p, maxTokens: 20, scorePrompt: i % 2 === 0 }));
+    const scoredRows = new Map<string, Set<number>>();
+    const preempted = new Set<string>();
+    const { finished } = runToCompletion(s, new FakeModel(BS), {
+      afterStep: (out) => {
+        out.preempted.forEach((id) => preempted.add(id));
+        let rows = 0;
+        for (const q of out.sequences) {
+          if (!q.scoreTargets) continue;
+          const i = Number(q.requestId.slice(1));
+          expect(i % 2).toBe(0);
+          // row j scores the prompt token after it, and only prompt tokens are targets
+          expect(q.scoreTargets).toEqual(prompts[i]!.slice(q.startPosition + 1, q.startPosition + 1 + q.scoreTargets.length));
+          const seen = scoredRows.get(q.requestId) ?? new Set<number>();
+          q.scoreTargets.forEach((_, j) => seen.add(q.startPosition + j));
+          scoredRows.set(q.requestId, seen);
+          rows += q.scoreTargets.length;
+        }
+        expect(rows).toBeLessThanOrEqual(24);
+      },
+    });
+    // scored requests among them
+    expect([...preempted].some((id) => Number(id.slice(1)) % 2 === 0)).toBe(true);
+    prompts.forEach((p, i) => {
+      expect(finished.get(`r${i}`)!.outputTokenIds).toEqual(referenceGenerate(p, 20));
+      // every position but the last (whose next token is sampled) is scored, for scored requests only
+      if (i % 2 === 0) expect(scoredRows.get(`r${i}`)!.size).toBe(p.length - 1);
+      else expect(scoredRows.has(`r${i}`)).toBe(false);
+    });
+    expect(s.stats()).toMatchObject({ kvBlocksUsed: 0, kvBlocksFree: 12, numRunning: 0, numWaiting: 0 });
+  });
+
   it('puts a preempted request back at the front of the queue, ahead of later arrivals', () => {
     const s = makeScheduler({ numBlocks: 4, maxBatchTokens: 64, maxBatchSequences: 4, enablePrefixCaching: false });
     s.addRequest({ requestId: 'old', promptTokenIds: makePrompt(30, 1), maxTokens: 30 });
