@@ -19,7 +19,8 @@
 //
 // Output (one u32 array, floats bitcast): token id at [row], its logprob at
 // [outRows + row], top-N ids at [2*outRows + row*20 + j], their logprobs at
-// [22*outRows + row*20 + j]; unused top slots get id 0xffffffff and logprob -inf.
+// [22*outRows + row*20 + j]; unused top slots get id 0xffffffff and logprob -inf; a forced
+// row's rank (1 + the tokens with a larger value) at [42*outRows + row].
 
 struct Params {
   vocab: u32,
@@ -477,6 +478,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   presence = r.presencePenalty;
   let greedy = r.temperature <= 0.0;
   invTemperature = select(1.0 / r.temperature, 1.0, greedy);
+  // a forced row reports the logprobs (and rank) of a given token, the next prompt token,
+  // and skips the draw; its rank counts the tokens above it in the logprobs' domain
+  let forced = (r.flags & FLAG_FORCED) != 0u && r.forcedToken < V;
+  let rankProcessed = (r.flags & FLAG_PROCESSED_LOGPROBS) != 0u;
+  let forcedAt = select(0u, r.forcedToken, forced);
+  let forcedX = logits[rowBase + forcedAt];
+  let forcedValue = select(finite(forcedX), processed(forcedX, forcedAt), rankProcessed);
+  var above = 0u;
 
   // Pass 1: log-sum-exp of raw and processed values, and the processed argmax (lowest id on ties).
   var rawM = -BIG;
@@ -508,6 +517,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     if (argI == 0xffffffffu || v > argV) {
       argV = v;
       argI = i;
+    }
+    if (forced) {
+      above += select(0u, 1u, select(raw, v, rankProcessed) > forcedValue);
     }
   }
   rA[t] = rawM;
@@ -543,9 +555,21 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   maxProcessed = maxP;
   let argmax = sCount[0];
   workgroupBarrier();
+  if (forced) {
+    sCount[t] = above;
+    workgroupBarrier();
+    for (var off = WG / 2u; off > 0u; off >>= 1u) {
+      if (t < off) {
+        sCount[t] += sCount[t + off];
+      }
+      workgroupBarrier();
+    }
+    if (t == 0u) {
+      out[(2u + 2u * MAX_TOP) * p.outRows + row] = sCount[0] + 1u;
+    }
+    workgroupBarrier();
+  }
 
-  // a forced row reports the logprobs of a given token (the next prompt token) and skips the draw
-  let forced = (r.flags & FLAG_FORCED) != 0u && r.forcedToken < V;
   var chosen = select(argmax, r.forcedToken, forced);
   if (!forced && !greedy && maxP > -BIG) {
     // top-k: the k-th largest key (ties at it are kept) and the mass at or above it

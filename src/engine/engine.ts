@@ -710,6 +710,7 @@ export class Engine implements InferenceEngine {
         tokenId,
         ...this.logprobTokens.of(tokenId),
         logprob: result.logprobs![resultRow]!,
+        rank: result.ranks![resultRow]!,
         topLogprobs: (result.top && this.topLogprobsOf(result.top.ids, result.top.logprobs, resultRow, n)) ?? [],
       };
     });

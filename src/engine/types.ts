@@ -157,6 +157,8 @@ export interface TopLogprob extends LogprobToken {
 
 /** One prompt token's logprob given the tokens before it (GenerateRequest.promptLogprobs). */
 export interface PromptTokenLogprob extends TopLogprob {
+  /** Its rank in the model's distribution at its position: 1 + the tokens more likely than it. */
+  rank: number;
   /** The most likely tokens at its position (as many as promptLogprobs asked for). */
   topLogprobs: TopLogprob[];
 }

@@ -34,6 +34,8 @@ export const MAX_TOP_LOGPROBS = 20;
 const ROW_WORDS = 16;
 const FLAG_PROCESSED_LOGPROBS = 1;
 const FLAG_FORCED = 2;
+/** u32 words of sampleOutput per row: token id, logprob, 20 top ids, 20 top logprobs, rank. */
+const OUTPUT_WORDS_PER_ROW = 3 + 2 * MAX_TOP_LOGPROBS;
 const MAX_ROWS = 65535;
 
 export interface SamplingRow {
@@ -96,6 +98,8 @@ export interface SamplingBatch {
   readonly maxSlot: number;
   readonly wantsLogprobs: boolean;
   readonly maxTopLogprobs: number;
+  /** Some row is forced (its rank is read back). */
+  readonly hasForced: boolean;
   /** Rows this batch's buffer can hold (reuse it for a later step up to that many). */
   readonly capacity: number;
   readonly buffer: GPUBuffer;
@@ -112,6 +116,8 @@ export interface SampleOutput {
   readonly topIds: GpuTensor;
   /** f32 [maxRows, 20] as u32 bits (-inf past a row's topLogprobs). */
   readonly topLogprobs: GpuTensor;
+  /** u32 [maxRows]: a forced row's token's rank (1 = the largest value). */
+  readonly ranks: GpuTensor;
   readonly buffer: GPUBuffer;
 }
 
@@ -131,6 +137,12 @@ export interface SampleResult {
   logprobs?: Float32Array;
   /** [rows, 20] row-major; present when any row asked for top logprobs. */
   top?: { ids: Uint32Array; logprobs: Float32Array };
+  /**
+   * Per row, present when any row is forced: a forced row's token's rank among the
+   * vocabulary in its logprobs' domain (1 + the tokens with a larger value); other rows' are
+   * meaningless.
+   */
+  ranks?: Uint32Array;
 }
 
 function invalid(param: string, message: string): AutoGlmError {
@@ -184,6 +196,7 @@ export function prepareSampling(rt: KernelRuntime, rows: readonly SamplingRow[],
   let maxSlot = -1;
   let wantsLogprobs = false;
   let maxTop = 0;
+  let hasForced = false;
   rows.forEach((r, i) => {
     const [seedLo, seedHi] = splitSeed(r.seed);
     const o = i * ROW_WORDS;
@@ -205,6 +218,7 @@ export function prepareSampling(rt: KernelRuntime, rows: readonly SamplingRow[],
     maxSlot = Math.max(maxSlot, r.countsSlot);
     wantsLogprobs ||= r.logprobs || r.topLogprobs > 0;
     maxTop = Math.max(maxTop, r.topLogprobs);
+    hasForced ||= r.forcedToken !== undefined;
   });
   for (let i = n; i < capacity; i++) slots[i] = -1;
   const all = { buffer, byteOffset: 0, length: capacity * ROW_WORDS + capacity, dtype: 'u32' as const };
@@ -217,6 +231,7 @@ export function prepareSampling(rt: KernelRuntime, rows: readonly SamplingRow[],
     maxSlot,
     wantsLogprobs,
     maxTopLogprobs: maxTop,
+    hasForced,
     capacity,
     buffer,
   };
@@ -225,7 +240,7 @@ export function prepareSampling(rt: KernelRuntime, rows: readonly SamplingRow[],
 /** Allocates the output buffer once; reuse it every step. */
 export function createSampleOutput(rt: KernelRuntime, maxRows: number): SampleOutput {
   if (!Number.isInteger(maxRows) || maxRows < 1 || maxRows > MAX_ROWS) throw new RangeError(`maxRows must be in 1..${MAX_ROWS}`);
-  const words = maxRows * (2 + 2 * MAX_TOP_LOGPROBS);
+  const words = maxRows * OUTPUT_WORDS_PER_ROW;
   const all = rt.tensor('u32', words, 'sample-output');
   return {
     maxRows,
@@ -233,6 +248,7 @@ export function createSampleOutput(rt: KernelRuntime, maxRows: number): SampleOu
     logprobs: sliceTensor(all, maxRows, maxRows),
     topIds: sliceTensor(all, 2 * maxRows, maxRows * MAX_TOP_LOGPROBS),
     topLogprobs: sliceTensor(all, (2 + MAX_TOP_LOGPROBS) * maxRows, maxRows * MAX_TOP_LOGPROBS),
+    ranks: sliceTensor(all, (2 + 2 * MAX_TOP_LOGPROBS) * maxRows, maxRows),
     buffer: all.buffer,
   };
 }
@@ -264,7 +280,7 @@ export function sample(rt: KernelRuntime, rec: Recorder, args: SampleArgs): void
   }
   const kernel = rt.kernel({ shader: 'sample', bindings: ['read', 'read', 'read', 'write'], params: true });
   const table = counts?.table ?? noCounts(rt);
-  const whole = { buffer: out.buffer, byteOffset: 0, length: out.maxRows * (2 + 2 * MAX_TOP_LOGPROBS), dtype: 'u32' as const };
+  const whole = { buffer: out.buffer, byteOffset: 0, length: out.maxRows * OUTPUT_WORDS_PER_ROW, dtype: 'u32' as const };
   rec.dispatch(
     kernel,
     [logits, batch.params, table, whole],
@@ -284,7 +300,13 @@ export function sample(rt: KernelRuntime, rec: Recorder, args: SampleArgs): void
 export async function readSamples(rt: KernelRuntime, out: SampleOutput, batch: SamplingBatch): Promise<SampleResult> {
   const rows = batch.rows;
   const m = out.maxRows;
-  const words = batch.maxTopLogprobs > 0 ? (2 + MAX_TOP_LOGPROBS) * m + rows * MAX_TOP_LOGPROBS : batch.wantsLogprobs ? m + rows : rows;
+  const words = batch.hasForced
+    ? (2 + 2 * MAX_TOP_LOGPROBS) * m + rows
+    : batch.maxTopLogprobs > 0
+      ? (2 + MAX_TOP_LOGPROBS) * m + rows * MAX_TOP_LOGPROBS
+      : batch.wantsLogprobs
+        ? m + rows
+        : rows;
   const bytes = await rt.readBytes(out.buffer, 0, words * 4);
   const result: SampleResult = { tokenIds: new Uint32Array(bytes, 0, rows) };
   if (batch.wantsLogprobs) result.logprobs = new Float32Array(bytes, m * 4, rows);
@@ -294,5 +316,6 @@ export async function readSamples(rt: KernelRuntime, out: SampleOutput, batch: S
       logprobs: new Float32Array(bytes, (2 + MAX_TOP_LOGPROBS) * m * 4, rows * MAX_TOP_LOGPROBS),
     };
   }
+  if (batch.hasForced) result.ranks = new Uint32Array(bytes, (2 + 2 * MAX_TOP_LOGPROBS) * m * 4, rows);
   return result;
 }

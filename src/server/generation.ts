@@ -1,5 +1,14 @@
 import { setMaxListeners } from 'node:events';
-import type { FinishReason, GenerateRequest, InferenceEngine, LogprobToken, TokenEvent, TopLogprob, Usage } from '../engine/types.js';
+import type {
+  FinishReason,
+  GenerateRequest,
+  InferenceEngine,
+  LogprobToken,
+  PromptTokenLogprob,
+  TokenEvent,
+  TopLogprob,
+  Usage,
+} from '../engine/types.js';
 import type { GenerationTimer, GenerationTiming } from './metrics.js';
 
 /** One choice of a request: its own GenerateRequest (prompt already tokenized). */
@@ -37,6 +46,8 @@ export interface ChoiceOutcome {
   text: string;
   tokenIds: number[];
   logprobs: TokenLogprob[];
+  /** With the request's promptLogprobs: one per prompt token, null for the first. */
+  promptLogprobs?: (PromptTokenLogprob | null)[];
   finishReason: Exclude<FinishReason, 'cancelled'>;
   usage: Usage;
   timing: GenerationTiming;
@@ -99,6 +110,7 @@ async function runOne(choice: ChoiceSpec, signal: AbortSignal, options: RunChoic
   let echoed = false;
   timer.admitted();
   for await (const event of options.engine.generate({ ...choice.request, signal })) {
+    if (event.promptLogprobs) outcome.promptLogprobs = event.promptLogprobs;
     if (choice.echo && !echoed) {
       // the prompt as a chunk of its own (no token ids: the gateway resumes from generated ids)
       echoed = true;

@@ -31,6 +31,8 @@ export interface CommonBody extends StructuredOutputFields {
   ignore_eos?: boolean | null;
   return_token_ids?: boolean | null;
   resume_token_ids?: number[] | null;
+  /** vLLM's: each prompt token's logprob and rank, with this many alternatives (not with stream). */
+  prompt_logprobs?: number | null;
 }
 
 /** OpenAI's response_format, as the route schema lets it through. */
@@ -58,6 +60,8 @@ export interface CommonParams {
   resumeTokenIds: number[] | undefined;
   /** Output enforced token by token (response_format or vLLM's guided_* / structured_outputs; undefined: free text). */
   responseFormat: ResponseFormat | undefined;
+  /** vLLM's prompt_logprobs: alternatives per prompt token (undefined: none asked for). */
+  promptLogprobs: number | undefined;
 }
 
 export function parseCommon(body: CommonBody, maxTokens: number | null | undefined, limits: ServerLimits): CommonParams {
@@ -66,6 +70,9 @@ export function parseCommon(body: CommonBody, maxTokens: number | null | undefin
   if (body.stream_options && !body.stream)
     throw new AutoGlmError('invalid_request', 'stream_options is only allowed when stream is true.', { param: 'stream_options' });
   const resume = body.resume_token_ids ?? undefined;
+  // as vLLM: they come with the whole answer, which a stream does not have
+  if (body.prompt_logprobs != null && body.stream)
+    throw new AutoGlmError('invalid_request', 'prompt_logprobs are not available when stream is true.', { param: 'prompt_logprobs' });
   if (resume && resume.length > 0 && n !== 1)
     throw new AutoGlmError('invalid_request', 'resume_token_ids requires n = 1.', { param: 'resume_token_ids' });
   const topK = body.top_k ?? undefined;
@@ -96,6 +103,7 @@ export function parseCommon(body: CommonBody, maxTokens: number | null | undefin
     returnTokenIds: body.return_token_ids === true,
     resumeTokenIds: resume && resume.length > 0 ? resume : undefined,
     responseFormat: structuredFormatOf(body, responseFormatOf(body.response_format)),
+    promptLogprobs: body.prompt_logprobs ?? undefined,
   };
 }
 
@@ -173,6 +181,7 @@ export function choiceRequest(
     ignoreEos: params.ignoreEos || undefined,
     logprobs: extra.logprobs || undefined,
     topLogprobs: extra.logprobs ? extra.topLogprobs : undefined,
+    promptLogprobs: params.promptLogprobs,
     resumeTokenIds: params.resumeTokenIds,
     responseFormat: params.responseFormat,
     requestId: extra.requestId,

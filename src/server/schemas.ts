@@ -18,6 +18,8 @@ const commonProperties = {
   },
   n: { type: nullable('integer'), minimum: 1 },
   max_tokens: { type: nullable('integer'), minimum: 1 },
+  // vLLM's: each prompt token's logprob and rank, with this many alternatives
+  prompt_logprobs: { type: nullable('integer'), minimum: 0, maximum: 20 },
   min_tokens: { type: nullable('integer'), minimum: 0 },
   temperature: { type: nullable('number'), minimum: 0, maximum: 2 },
   top_p: { type: nullable('number'), exclusiveMinimum: 0, maximum: 1 },

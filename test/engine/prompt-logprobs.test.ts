@@ -69,9 +69,18 @@ describe('prompt logprobs', () => {
       const order = Array.from(ref.keys()).sort((a, b) => ref[b]! - ref[a]!);
       if (ref[order[0]!]! - ref[order[1]!]! > 0.05) expect(entry.topLogprobs[0]!.tokenId).toBe(order[0]);
       for (const alt of entry.topLogprobs) expect(Math.abs(alt.logprob - ref[alt.tokenId]!)).toBeLessThan(0.05);
+      // its rank, up to tokens the reference has within rounding of it
+      const target = ref[promptIds[p]!]!;
+      expect(entry.rank).toBeGreaterThanOrEqual(1 + ref.filter((v) => v > target + 0.05).length);
+      expect(entry.rank).toBeLessThanOrEqual(1 + ref.filter((v) => v > target - 0.05).length);
+      if (entry.rank === 1) expect(entry.topLogprobs[0]!.tokenId).toBe(promptIds[p]);
     }
     // f16 weights and KV on adapters that have them: logprobs within a few hundredths
     expect(worst).toBeLessThan(0.05);
+    // a story's next letter is mostly the likeliest, not always
+    const ranks = got.slice(1).map((e) => e!.rank);
+    expect(ranks.filter((r) => r === 1).length).toBeGreaterThan(ranks.length / 2);
+    expect(Math.max(...ranks)).toBeGreaterThan(1);
   });
 
   it('leave the generated tokens unchanged, and are computed again where the prefix is cached', async () => {

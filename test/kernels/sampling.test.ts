@@ -212,7 +212,7 @@ describe('logprobs and top-N', () => {
   }
 
   for (const vocab of [7, 4097, 151936]) {
-    it(`a forced row reports the given token's logprob and top-N, and draws nothing, vocab=${vocab}`, async () => {
+    it(`a forced row reports the given token's logprob, rank and top-N, and draws nothing, vocab=${vocab}`, async () => {
       const rt = runtime();
       const rng = new Rng(vocab * 17 + 5);
       const n = 3;
@@ -228,16 +228,26 @@ describe('logprobs and top-N', () => {
         position: 30 + i,
         logprobs: true,
         topLogprobs: [5, 0, MAX_TOP_LOGPROBS][i]!,
+        // the last row's logprobs (and rank) are of the temperature-scaled values
+        logprobsMode: i === 2 ? 'processed' : 'raw',
         forcedToken,
       }));
       const got = await run(rt, logits, vocab, rows);
       for (let r = 0; r < n; r++) {
         expect(got.tokenIds[r]).toBe(forced[r]);
-        const lp = logSoftmax(Float64Array.from(rowOf(logits, vocab, r)));
+        const values = r === 2 ? processLogits(rowOf(logits, vocab, r), rows[r]!) : Float64Array.from(rowOf(logits, vocab, r));
+        const lp = logSoftmax(values);
         expect(Math.abs(got.logprobs![r]! - lp[forced[r]!]!)).toBeLessThanOrEqual(1e-4);
-        const want = topNRef(rowOf(logits, vocab, r), Math.min(rows[r]!.topLogprobs, vocab));
+        const want = topNRef(values, Math.min(rows[r]!.topLogprobs, vocab));
         expect(Array.from(got.top!.ids.subarray(r * 20, r * 20 + want.length))).toEqual(want);
+        // rank: 1 + the tokens above it, in f32 as the kernel compares
+        const mine = Math.fround(values[forced[r]!]!);
+        const rank = 1 + Array.from(values).filter((v) => Math.fround(v) > mine).length;
+        expect(got.ranks![r]).toBe(rank);
+        expect(rank).toBeGreaterThan(1);
       }
+      // no forced row: no ranks read back
+      expect((await run(rt, logits, vocab, [{ ...GREEDY }])).ranks).toBeUndefined();
     });
   }
 

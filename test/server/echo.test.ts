@@ -3,6 +3,7 @@
  * prompt comes back before the completion, with logprobs its tokens' logprobs too (the
  * first token none), max_tokens 0 returns the prompt alone (what evaluation harnesses send
  * to score a text), and a resumed stream (the gateway's failover) does not echo again.
+ * Also vLLM's prompt_logprobs (ranks included) on completions and chat.
  */
 import { expect, test } from 'vitest';
 import { API_KEY, postJson, readSse, useDemoServer } from './helpers.js';
@@ -108,4 +109,57 @@ test('a resumed echo request continues the stream without the prompt, its offset
   expect(whole.text.endsWith(resumed.text)).toBe(true);
   expect(resumed.text.length).toBe(whole.text.length - n - 4);
   expect(resumed.logprobs!.text_offset).toEqual(whole.logprobs!.text_offset.slice(n + 4));
+});
+
+type PromptLogprobs = (Record<string, { logprob: number; rank: number; decoded_token: string }> | null)[];
+
+test("vLLM's prompt_logprobs: each prompt token with its logprob and rank, and the top alternatives ranked", async () => {
+  const echoed = (await complete({ max_tokens: 2, echo: true, logprobs: 2 })).choices[0]!.logprobs!;
+  const r = await postJson(`${server().url}/v1/completions`, {
+    model: 'demo-stories',
+    prompt: PROMPT,
+    temperature: 0,
+    max_tokens: 2,
+    prompt_logprobs: 2,
+  });
+  expect(r.status, JSON.stringify(r.json)).toBe(200);
+  const choice = (r.json.choices as (Choice & { prompt_logprobs: PromptLogprobs })[])[0]!;
+  expect(choice.text).not.toContain(PROMPT);
+  const scores = choice.prompt_logprobs;
+  expect(scores).toHaveLength([...PROMPT].length);
+  expect(scores[0]).toBeNull();
+  const ids = [...PROMPT].map((c) => c.charCodeAt(0));
+  let firstRanked = 0;
+  for (let k = 1; k < scores.length; k++) {
+    const entry = scores[k]!;
+    const own = entry[ids[k]!]!;
+    expect(own.decoded_token).toBe(PROMPT[k]);
+    // the same score echo reports for the token
+    expect(Math.abs(own.logprob - echoed.token_logprobs[k]!)).toBeLessThan(1e-6);
+    const alternatives = Object.entries(entry).filter(([id]) => Number(id) !== ids[k]);
+    for (const [, alt] of alternatives) expect([1, 2]).toContain(alt.rank);
+    if (own.rank === 1) firstRanked++;
+    else expect(own.logprob).toBeLessThanOrEqual(Math.max(...Object.values(entry).map((v) => v.logprob)));
+    expect(Object.keys(entry).length).toBe(own.rank <= 2 ? 2 : 3);
+  }
+  expect(firstRanked).toBeGreaterThan(scores.length / 2);
+  expect(firstRanked).toBeLessThan(scores.length - 1);
+});
+
+test('prompt_logprobs on chat come once for the response; with stream, or above 20, they are a 400', async () => {
+  const chat = await postJson(`${server().url}/v1/chat/completions`, {
+    model: 'demo-stories',
+    messages: [{ role: 'user', content: 'Tell me a story about a cat.' }],
+    max_tokens: 2,
+    prompt_logprobs: 0,
+  });
+  expect(chat.status, JSON.stringify(chat.json)).toBe(200);
+  const scores = chat.json.prompt_logprobs as PromptLogprobs;
+  expect(scores).toHaveLength((chat.json.usage as { prompt_tokens: number }).prompt_tokens);
+  expect(scores.slice(1).every((e) => e !== null && Object.keys(e).length === 1)).toBe(true);
+  for (const bad of [{ stream: true, prompt_logprobs: 1 }, { prompt_logprobs: 21 }]) {
+    const r = await postJson(`${server().url}/v1/completions`, { model: 'demo-stories', prompt: PROMPT, max_tokens: 2, ...bad });
+    expect(r.status).toBe(400);
+    expect(r.json.error).toMatchObject({ code: 'invalid_request', param: 'prompt_logprobs' });
+  }
 });

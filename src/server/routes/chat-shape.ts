@@ -1,6 +1,6 @@
 import type { TextOfTokens } from '../reasoning/reasoning-tokens.js';
 import type { ChatChoiceReader, ChoiceDelta } from './chat-choice-reader.js';
-import { chatLogprobs } from './logprobs-format.js';
+import { chatLogprobs, promptLogprobsBody } from './logprobs-format.js';
 import type { ResponseShape, UsageBody } from './serve-generation.js';
 
 export interface ChatShapeOptions {
@@ -9,6 +9,8 @@ export interface ChatShapeOptions {
   returnTokenIds: boolean;
   withLogprobs: boolean;
   topLogprobs: number;
+  /** vLLM's prompt_logprobs, when asked for: alternatives per prompt token. */
+  promptLogprobs?: number | undefined;
   /**
    * vLLM's include_reasoning (default true): false leaves the reasoning fields out of chunks
    * and messages; the reasoning is still read (and counted in usage), so content holds only
@@ -93,7 +95,16 @@ export function chatResponseShape(o: ChatShapeOptions): ResponseShape {
           ...tokenIds(outcome.tokenIds),
         };
       });
-      return { ...o.head, object: 'chat.completion', choices, usage: await withReasoningTokens(usage, o.readers, o.textOf) };
+      return {
+        ...o.head,
+        object: 'chat.completion',
+        choices,
+        usage: await withReasoningTokens(usage, o.readers, o.textOf),
+        // vLLM's place for them: the response's, every choice having the same prompt
+        ...(o.promptLogprobs !== undefined
+          ? { prompt_logprobs: promptLogprobsBody(outcomes[0]?.promptLogprobs ?? [], o.promptLogprobs) }
+          : {}),
+      };
     },
   };
 }

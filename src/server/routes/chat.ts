@@ -67,6 +67,7 @@ export async function chatCompletions(ctx: RouteContext, request: FastifyRequest
     returnTokenIds: params.returnTokenIds,
     withLogprobs,
     topLogprobs,
+    promptLogprobs: params.promptLogprobs,
     includeReasoning: body.include_reasoning !== false,
     readers: await choiceReaders(engine, { tools, reasoning, n: params.n, resumeTokenIds: params.resumeTokenIds }),
     textOf: (ids) => generatedText(engine, ids),

@@ -6,7 +6,7 @@ import type { ChoiceSpec } from '../generation.js';
 import { budgetTokens, choiceRequest, parseCommon, type CommonBody } from '../openai-request.js';
 import type { PromptTokenizer } from '../prompt-tokenizer.js';
 import type { RouteContext } from './context.js';
-import { completionLogprobs } from './logprobs-format.js';
+import { completionLogprobs, promptLogprobsBody } from './logprobs-format.js';
 import { serveGeneration, type ResponseShape } from './serve-generation.js';
 
 interface CompletionBody extends CommonBody {
@@ -55,7 +55,8 @@ export async function completions(ctx: RouteContext, request: FastifyRequest, re
         promptIndex: p,
         request: {
           ...choiceRequest(params, prompt, maxTokens, i, { logprobs: withLogprobs, topLogprobs, requestId: request.id }),
-          ...(echo && withLogprobs ? { promptLogprobs: topLogprobs } : {}),
+          // echo's logprobs come from the prompt's scores too
+          ...(echo && withLogprobs ? { promptLogprobs: Math.max(topLogprobs, params.promptLogprobs ?? 0) } : {}),
         },
         ...(echo ? { echo: { text: promptTexts[p]!, only: echoOnly } } : {}),
       });
@@ -98,6 +99,9 @@ export async function completions(ctx: RouteContext, request: FastifyRequest, re
         logprobs: withLogprobs ? completionLogprobs(o.logprobs, topLogprobs, resumedChars) : null,
         finish_reason: o.finishReason,
         ...tokenIds(o.tokenIds),
+        ...(params.promptLogprobs !== undefined
+          ? { prompt_logprobs: promptLogprobsBody(o.promptLogprobs ?? [], params.promptLogprobs) }
+          : {}),
       })),
       usage,
     }),

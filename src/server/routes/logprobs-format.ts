@@ -1,4 +1,4 @@
-import type { TopLogprob } from '../../engine/types.js';
+import type { PromptTokenLogprob, TopLogprob } from '../../engine/types.js';
 import type { TokenLogprob } from '../generation.js';
 
 /**
@@ -11,6 +11,24 @@ export function chatLogprobs(entries: TokenLogprob[], topN: number): { content: 
   return {
     content: entries.map((e) => ({ token: e.token, logprob: e.logprob, bytes: e.bytes, top_logprobs: top(e.top ?? []) })),
   };
+}
+
+/**
+ * vLLM's prompt_logprobs: per prompt token (null for the first, which nothing predicts) a
+ * map from token id to `{logprob, rank, decoded_token}` holding the top `topN` alternatives
+ * (ranked 1..topN) and the prompt token itself with its own rank.
+ */
+export function promptLogprobsBody(
+  entries: readonly (PromptTokenLogprob | null)[],
+  topN: number,
+): (Record<string, { logprob: number; rank: number; decoded_token: string }> | null)[] {
+  return entries.map((e) => {
+    if (e === null) return null;
+    const map: Record<string, { logprob: number; rank: number; decoded_token: string }> = {};
+    e.topLogprobs.slice(0, topN).forEach((t, i) => (map[t.tokenId] = { logprob: t.logprob, rank: i + 1, decoded_token: t.token }));
+    map[e.tokenId] = { logprob: e.logprob, rank: e.rank, decoded_token: e.token };
+    return map;
+  });
 }
 
 /**
