@@ -7,18 +7,12 @@
  */
 import { describe, expect, it } from 'vitest';
 import { compileJsonSchema, compileJsonSchemaSteps } from '../../../src/engine/constraints/json-schema.js';
-import { ResponseFormatConstraints } from '../../../src/engine/constraints/response-format.js';
 import { isAutoGlmError } from '../../../src/errors.js';
+import { byteConstraints } from '../../helpers/byte-vocabulary.js';
 import { thrown } from '../../helpers/caught.js';
+import { eventLoopTurnsDuring } from '../../helpers/event-loop.js';
 
-/** Token b is byte b; 256 is EOS. */
-const bytes = {
-  baseVocabSize: 256,
-  tokenString: (id: number) => (id < 256 ? String.fromCharCode(id) : undefined),
-  decode: (ids: readonly number[]) => String.fromCharCode(...ids),
-  isSpecial: (id: number) => id === 256,
-};
-const constraints = () => new ResponseFormatConstraints({ vocabulary: bytes, vocabSize: 257, eosTokenIds: [256] });
+const constraints = byteConstraints;
 
 /** An object of `n` object-valued properties, each with an enum of 20 strings: about 300 grammar nodes apiece. */
 function wideSchema(n: number): Record<string, unknown> {
@@ -61,17 +55,7 @@ describe('sliced JSON Schema compile', () => {
 
   it('the event loop keeps turning while a large schema compiles', async () => {
     const c = constraints();
-    let ticks = 0;
-    let done = false;
-    const ticker = (async () => {
-      while (!done) {
-        await new Promise<void>((r) => setImmediate(r));
-        ticks++;
-      }
-    })();
-    await c.precompile({ type: 'json_schema', schema: wideSchema(250) });
-    done = true;
-    await ticker;
+    const ticks = await eventLoopTurnsDuring(() => c.precompile({ type: 'json_schema', schema: wideSchema(250) }));
     // inline, the whole compile is one turn of the loop: no ticks in between
     expect(ticks).toBeGreaterThan(10);
   });
@@ -83,18 +67,7 @@ describe('sliced JSON Schema compile', () => {
       { name: 'wide', parameters: wideSchema(n) },
     ];
     const ok = { type: 'tool_calls' as const, syntax: 'hermes' as const, tools: tools(150), parallel: false };
-    let ticks = 0;
-    let done = false;
-    const ticker = (async () => {
-      while (!done) {
-        await new Promise<void>((r) => setImmediate(r));
-        ticks++;
-      }
-    })();
-    await c.precompile(ok);
-    done = true;
-    await ticker;
-    expect(ticks).toBeGreaterThan(5);
+    expect(await eventLoopTurnsDuring(() => c.precompile(ok))).toBeGreaterThan(5);
     expect(c.compile(ok)).toBe(c.compile(ok));
     const tooLarge = { ...ok, tools: tools(400) };
     await c.precompile(tooLarge);

@@ -5,19 +5,13 @@
  * that takes long to refuse lets the event loop run while it is compiled.
  */
 import { describe, expect, it } from 'vitest';
-import { ResponseFormatConstraints } from '../../../src/engine/constraints/response-format.js';
 import { compileRegex, compileRegexSteps } from '../../../src/engine/constraints/regex.js';
 import { isAutoGlmError } from '../../../src/errors.js';
+import { byteConstraints } from '../../helpers/byte-vocabulary.js';
 import { thrown } from '../../helpers/caught.js';
+import { eventLoopTurnsDuring } from '../../helpers/event-loop.js';
 
-/** Token b is byte b; 256 is EOS. */
-const bytes = {
-  baseVocabSize: 256,
-  tokenString: (id: number) => (id < 256 ? String.fromCharCode(id) : undefined),
-  decode: (ids: readonly number[]) => String.fromCharCode(...ids),
-  isSpecial: (id: number) => id === 256,
-};
-const constraints = () => new ResponseFormatConstraints({ vocabulary: bytes, vocabSize: 257, eosTokenIds: [256] });
+const constraints = byteConstraints;
 /** Ambiguous: each DFA state is a large set of NFA states; refused as too complex after about a second of work. */
 const AMBIGUOUS = '(\\w+ ?){1,100}';
 
@@ -58,17 +52,7 @@ describe('sliced regex compile', () => {
 
   it('the event loop keeps turning while a slow refusal compiles', async () => {
     const c = constraints();
-    let ticks = 0;
-    let done = false;
-    const ticker = (async () => {
-      while (!done) {
-        await new Promise<void>((r) => setImmediate(r));
-        ticks++;
-      }
-    })();
-    await c.precompile({ type: 'regex', pattern: AMBIGUOUS });
-    done = true;
-    await ticker;
+    const ticks = await eventLoopTurnsDuring(() => c.precompile({ type: 'regex', pattern: AMBIGUOUS }));
     // inline, the whole compile is one turn of the loop: no ticks in between
     expect(ticks).toBeGreaterThan(20);
   });

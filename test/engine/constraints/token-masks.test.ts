@@ -17,6 +17,7 @@ import { buildTokenTrie } from '../../../src/engine/constraints/token-trie.js';
 import { loadTokenizer, type Tokenizer } from '../../../src/engine/tokenizer/tokenizer.js';
 import { Rng } from '../../helpers/random.js';
 import { randomJson, randomObject, writeJson } from '../../helpers/random-json.js';
+import { BYTE_VOCABULARY } from '../../helpers/byte-vocabulary.js';
 
 const root = join(import.meta.dirname, '../../..');
 const enc = new TextEncoder();
@@ -112,13 +113,7 @@ function smallVocabulary(rng: Rng): Uint8Array[] {
   return tokens;
 }
 
-/** Token b is byte b; 256 is EOS. */
-const byteVocabulary = {
-  baseVocabSize: 256,
-  tokenString: (id: number) => (id < 256 ? String.fromCharCode(id) : undefined),
-  decode: (ids: readonly number[]) => String.fromCharCode(...ids),
-  isSpecial: (id: number) => id === 256,
-};
+const byteVocabulary = BYTE_VOCABULARY;
 
 describe('token masks', () => {
   it('agree with a brute-force check of every token on many states of a small vocabulary, plain-text shortcut or not', () => {
