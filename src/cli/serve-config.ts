@@ -53,6 +53,8 @@ export interface ServeConfig {
     maxBatchSequences: number | undefined;
     maxBatchTokens: number | undefined;
     maxContextTokens: number | undefined;
+    /** Prompt rows scored per step for prompt logprobs / echo (EngineOptions.promptLogprobsRows); 0 refuses them. */
+    promptLogprobsRows: number | undefined;
     forceF32: boolean;
     /** Matmul weights' dtype (EngineOptions.weightDType); undefined = f16 where shader-f16 exists, else f32. */
     weightDType: WeightDTypeOption | undefined;
@@ -114,6 +116,12 @@ const FLAGS = {
   'max-batch-sequences': { kind: 'int', min: 1, max: MAX_STEP_ROWS, help: 'largest decode batch' },
   'max-batch-tokens': { kind: 'int', min: 1, max: MAX_STEP_ROWS, help: 'token budget per engine step' },
   'max-context-tokens': { kind: 'int', min: 1, help: 'cap the context length below config.json' },
+  'prompt-logprobs-rows': {
+    kind: 'int',
+    min: 0,
+    max: MAX_STEP_ROWS,
+    help: 'prompt rows scored per step for prompt_logprobs and echo with logprobs (default: as many as 32 MiB of logits hold; 0 refuses them)',
+  },
   'force-f32': { kind: 'bool', help: 'f32 weights and KV cache even with shader-f16' },
   'weight-dtype': {
     kind: 'string',
@@ -235,6 +243,7 @@ export function parseServeConfig(argv: string[], env: NodeJS.ProcessEnv = proces
       maxBatchSequences: int('max-batch-sequences'),
       maxBatchTokens: int('max-batch-tokens'),
       maxContextTokens: int('max-context-tokens'),
+      promptLogprobsRows: int('prompt-logprobs-rows'),
       forceF32: bool('force-f32'),
       weightDType,
       kernelProfile,
@@ -287,6 +296,7 @@ export function engineOptionsOf(config: ServeConfig): EngineOptions {
     maxBatchSequences: config.engine.maxBatchSequences,
     maxBatchTokens: config.engine.maxBatchTokens,
     maxContextTokens: config.engine.maxContextTokens,
+    promptLogprobsRows: config.engine.promptLogprobsRows,
     forceF32: config.engine.forceF32 || undefined,
     weightDType: config.engine.weightDType,
     kernelProfile: config.engine.kernelProfile,

@@ -129,6 +129,7 @@ describe('numbers: plain decimals within the flag bounds, from a flag or its var
     // was accepted, then failed after the upload with an untyped RangeError
     [['--max-batch-sequences', '100000'], 'max-batch-sequences'],
     [['--max-batch-tokens', '1000000000'], 'max-batch-tokens'],
+    [['--prompt-logprobs-rows=-1'], 'prompt-logprobs-rows'],
     [['--rate-limit-rps', '1', '--rate-limit-burst', '0'], 'rate-limit-burst'],
     [['--tokenizer-threads', '100000'], 'tokenizer-threads'],
   ])('serve %j is refused naming the flag', (argv, param) => {

@@ -108,6 +108,13 @@ test('--reasoning-parser: auto by default, a parser, none, or AUTOGLM_REASONING_
   expect(serveHelp()).toContain('[AUTOGLM_REASONING_PARSER]');
 });
 
+test('--prompt-logprobs-rows: unset by default (the engine sizes it), 0 or more, or AUTOGLM_PROMPT_LOGPROBS_ROWS', () => {
+  expect(Object.keys(engineOptionsOf(parse([])))).not.toContain('promptLogprobsRows');
+  expect(engineOptionsOf(parse(['--prompt-logprobs-rows', '0']))).toMatchObject({ promptLogprobsRows: 0 });
+  expect(engineOptionsOf(parse([], { AUTOGLM_PROMPT_LOGPROBS_ROWS: '64' }))).toMatchObject({ promptLogprobsRows: 64 });
+  expect(serveHelp()).toContain('[AUTOGLM_PROMPT_LOGPROBS_ROWS]');
+});
+
 test('--weight-dtype: unset by default (the engine picks f16 or f32), f16, f32, int8, or AUTOGLM_WEIGHT_DTYPE', () => {
   expect(parse([]).engine.weightDType).toBeUndefined();
   expect(Object.keys(engineOptionsOf(parse([])))).not.toContain('weightDType');
