@@ -18,8 +18,8 @@ export interface ChoiceSpec {
   promptIndex: number;
   request: GenerateRequest & { prompt: number[] };
   /**
-   * OpenAI's echo: the first chunk begins with this text (the prompt), and with logprobs its
-   * tokens' entries come first (request.promptLogprobs set: the first token has none).
+   * OpenAI's echo: this text (the prompt) comes first, as a chunk of its own, with logprobs
+   * an entry per prompt token (request.promptLogprobs set; the first token has none).
    * `only`: max_tokens 0, the prompt alone (the engine generates one token, which is dropped).
    */
   echo?: { text: string; only: boolean };
@@ -169,7 +169,7 @@ async function runOne(choice: ChoiceSpec, signal: AbortSignal, options: RunChoic
   return { ...outcome, timing };
 }
 
-/** The echoed prompt as a chunk's start: its text, and with logprobs an entry per prompt token (none for the first). */
+/** The echoed prompt's chunk: its text, and with logprobs an entry per prompt token (the first without a logprob). */
 async function echoChunk(choice: ChoiceSpec, event: TokenEvent, options: RunChoicesOptions): Promise<ChoiceChunk> {
   const chunk = emptyChunk(choice.index);
   chunk.text = choice.echo!.text;
