@@ -42,6 +42,7 @@ import type {
   EngineStats,
   GenerateRequest,
   InferenceEngine,
+  LogprobToken,
   PromptTokenLogprob,
   ReasoningTags,
   ResponseFormat,
@@ -257,6 +258,11 @@ export class Engine implements InferenceEngine {
   async detokenize(tokenIds: number[], options: { param?: string } = {}): Promise<string> {
     validateTokenIds(options.param ?? 'token_ids', tokenIds, this.folder.spec.vocabSize);
     return this.folder.tokenizer.decode(tokenIds, { skipSpecialTokens: false });
+  }
+
+  logprobToken(tokenId: number): LogprobToken {
+    validateTokenIds('token_ids', [tokenId], this.folder.spec.vocabSize);
+    return this.logprobTokens.of(tokenId);
   }
 
   chatTemplateSource(): string | null {

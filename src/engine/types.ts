@@ -347,6 +347,12 @@ export interface InferenceEngine {
    */
   chatTemplateSource?(): string | null;
   /**
+   * A token as logprobs report it (its own bytes, a partial UTF-8 character as `bytes:\x..`):
+   * what events carry in logprobToken, for a token no event names (an echoed prompt's first).
+   * Optional: without it the server decodes the token's text.
+   */
+  logprobToken?(tokenId: number): LogprobToken;
+  /**
    * Compiles a response format without holding the event loop (Engine's does it in
    * slices), before generate() needs it; never throws. Absent: generate() compiles it inline.
    */

@@ -176,7 +176,8 @@ async function echoChunk(choice: ChoiceSpec, event: TokenEvent, options: RunChoi
   if (!options.withLogprobs) return chunk;
   const scores = event.promptLogprobs ?? [];
   const first = choice.request.prompt[0]!;
-  chunk.logprobs.push({ tokenId: first, ...(await decodedToken(options.engine, first)), logprob: null, top: null });
+  const firstToken = options.engine.logprobToken?.(first) ?? (await decodedToken(options.engine, first));
+  chunk.logprobs.push({ tokenId: first, ...firstToken, logprob: null, top: null });
   for (const s of scores.slice(1)) {
     if (s) chunk.logprobs.push({ tokenId: s.tokenId, token: s.token, bytes: s.bytes, logprob: s.logprob, top: s.topLogprobs });
   }

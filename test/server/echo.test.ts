@@ -83,6 +83,28 @@ test('echo with logprobs: every prompt token with its logprob given the tokens b
   }
 });
 
+test('echo with logprobs of a prompt that starts inside a character: its first token is that byte, and the offsets count characters', async () => {
+  // byte-level vocabulary: é is two tokens, neither a character of its own
+  const prompt = 'éclair and crème';
+  const r = await postJson(`${server().url}/v1/completions`, {
+    model: 'demo-stories',
+    prompt,
+    temperature: 0,
+    max_tokens: 0,
+    echo: true,
+    logprobs: 0,
+  });
+  expect(r.status, JSON.stringify(r.json)).toBe(200);
+  const { logprobs, text } = (r.json.choices as Choice[])[0]!;
+  expect(text).toBe(prompt);
+  expect(logprobs!.tokens.slice(0, 3)).toEqual(['bytes:\\xc3', 'bytes:\\xa9', 'c']);
+  // text_offset of each (one-byte) token: the character its byte belongs to
+  const bytes = [...new TextEncoder().encode(prompt)];
+  const charOfByte = bytes.map((_, i) => [...new TextDecoder().decode(new Uint8Array(bytes.slice(0, i + 1)))].length - 1);
+  expect(logprobs!.text_offset).toEqual(charOfByte);
+  expect(logprobs!.text_offset.slice(0, 4)).toEqual([0, 0, 1, 2]);
+});
+
 test('max_tokens 0 with echo returns the prompt alone, whole and streamed; without echo it is a 400', async () => {
   const { choices, usage } = await complete({ max_tokens: 0, echo: true, logprobs: 0 });
   expect(choices[0]!.text).toBe(PROMPT);
