@@ -14,6 +14,11 @@
  * comparison between RMSNorms folded into the matmuls (EngineOptions.foldNorms, the
  * default) and run as dispatches of their own, with a --streams-wide batched decode as well;
  * writes bench/results/engine-fold-norms.json.
+ *
+ * `npm run bench:engine -- --prompt-scoring [--model=DIR] [--prompt=400] [--rounds=5]`: what
+ * prompt logprobs (echo with logprobs, prompt_logprobs) cost: a fresh --prompt-token prompt
+ * prefilled plainly and one scored (promptLogprobs), alternating round by round, medians
+ * and the per-round ratio; writes bench/results/engine-prompt-scoring.json.
  */
 import { Engine } from '../src/engine/engine.js';
 import { WEIGHT_DTYPE_OPTIONS, type EngineOptions, type WeightDTypeOption } from '../src/engine/types.js';
@@ -148,7 +153,74 @@ async function compareEngines(
   }
 }
 
+/** Plain and scored prefill of fresh prompts (never a prefix-cache hit), alternating. */
+async function comparePromptScoring(modelDir: string | undefined, promptTokens: number, rounds: number): Promise<void> {
+  const engine = modelDir ? await Engine.load(modelDir, { responseCacheEntries: 0 }) : (await loadBenchEngine()).engine;
+  try {
+    const vocab = engine.folder.spec.vocabSize;
+    const model = modelDir ?? 'generated 100M llama';
+    console.error(`adapter: ${engine.adapterName}; model: ${model}; ${promptTokens}-token prompts`);
+    // compiles both paths' kernels first
+    for (const promptLogprobs of [undefined, 1]) {
+      await timedGenerate(engine, {
+        prompt: randomPrompt(promptTokens, vocab, 31),
+        maxTokens: 1,
+        sampling: { temperature: 0 },
+        promptLogprobs,
+      });
+    }
+    const plain: number[] = [];
+    const scored: number[] = [];
+    for (let r = 0; r < rounds; r++) {
+      for (const [times, promptLogprobs] of [
+        [plain, undefined],
+        [scored, 1],
+      ] as const) {
+        const seed = 4000 + 2 * r + (promptLogprobs ?? 0);
+        const t = await timedGenerate(engine, {
+          prompt: randomPrompt(promptTokens, vocab, seed),
+          maxTokens: 1,
+          sampling: { temperature: 0 },
+          promptLogprobs,
+        });
+        times.push(t.ttftMs);
+      }
+    }
+    const ratios = scored.map((s, r) => s / plain[r]!);
+    console.log(
+      formatTable(
+        ['prompt', 'plain prefill ms', 'scored ms', 'scored / plain (median of rounds)', 'per round'],
+        [
+          [
+            `${promptTokens}`,
+            median(plain).toFixed(1),
+            median(scored).toFixed(1),
+            `${median(ratios).toFixed(2)}x`,
+            ratios.map((x) => x.toFixed(2)).join(' '),
+          ],
+        ],
+      ),
+    );
+    const { commit, date } = runStamp();
+    const path = writeResultsJson('engine-prompt-scoring', {
+      adapter: engine.adapterName,
+      date,
+      commit,
+      model,
+      promptTokens,
+      rounds,
+      plainMs: plain,
+      scoredMs: scored,
+    });
+    console.log(`wrote ${path}`);
+  } finally {
+    await engine.close();
+  }
+}
+
 async function main(): Promise<void> {
+  if (process.argv.includes('--prompt-scoring'))
+    return comparePromptScoring(flag('model'), countFlag('prompt', 400), countFlag('rounds', 5));
   const dtypes = flag('weight-dtypes');
   if (dtypes !== undefined) {
     const list = dtypes.split(',') as WeightDTypeOption[];
