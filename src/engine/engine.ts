@@ -242,9 +242,10 @@ export class Engine implements InferenceEngine {
 
   /**
    * Compiles a response format (a regex, choices, a JSON Schema, tool calls) ahead of
-   * generate(), giving the event loop back every few ms (an ambiguous pattern takes up to a second to be refused, a
-   * schema near the grammar's node limit up to half a second to compile); generate() then
-   * finds it compiled, or refused. Never throws: the refusal comes from generate().
+   * generate(), giving the event loop back every few ms (an ambiguous pattern takes up to a
+   * second to be refused, a schema near the grammar's node limit up to half a second to
+   * compile); generate() then finds it compiled, or refused. Never throws: the refusal comes
+   * from generate().
    */
   async precompileResponseFormat(format: ResponseFormat | undefined): Promise<void> {
     try {
@@ -807,8 +808,8 @@ export class Engine implements InferenceEngine {
       await this.complete({ prompt: [0], maxTokens: 2, responseFormat: { type: 'json_object' }, requestId: 'warm-up-json' });
     }
     if (this.scheduler.maxScoreRows > 0 && this.contextLength >= 5) {
-      // prompt logprobs (echo): the LM head over a step's scored rows, a taller matmul than sampling's
-      // as long as the first wave's prompt: its scored rows take the tall GEMM tiling
+      // prompt logprobs (echo): the LM head over a step's scored rows, a taller matmul than
+      // sampling's; a prompt as long as the first wave's, whose scored rows take the tall GEMM tiling
       const n = Math.min(72, this.scheduler.maxScoreRows + 1, this.contextLength - 2);
       const prompt = Array.from({ length: n }, (_, i) => (i * 31 + 5) % this.folder.spec.vocabSize);
       await this.complete({ prompt, maxTokens: 1, promptLogprobs: 1, requestId: 'warm-up-prompt-logprobs' });

@@ -301,7 +301,7 @@ export async function readSamples(rt: KernelRuntime, out: SampleOutput, batch: S
   const rows = batch.rows;
   const m = out.maxRows;
   const words = batch.hasForced
-    ? (2 + 2 * MAX_TOP_LOGPROBS) * m + rows
+    ? out.ranks.byteOffset / 4 + rows
     : batch.maxTopLogprobs > 0
       ? (2 + MAX_TOP_LOGPROBS) * m + rows * MAX_TOP_LOGPROBS
       : batch.wantsLogprobs
@@ -316,6 +316,6 @@ export async function readSamples(rt: KernelRuntime, out: SampleOutput, batch: S
       logprobs: new Float32Array(bytes, (2 + MAX_TOP_LOGPROBS) * m * 4, rows * MAX_TOP_LOGPROBS),
     };
   }
-  if (batch.hasForced) result.ranks = new Uint32Array(bytes, (2 + 2 * MAX_TOP_LOGPROBS) * m * 4, rows);
+  if (batch.hasForced) result.ranks = new Uint32Array(bytes, out.ranks.byteOffset, rows);
   return result;
 }

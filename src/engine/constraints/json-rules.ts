@@ -8,7 +8,7 @@
  * memoized, so every string without limits in a grammar is the same handful of nodes.
  */
 import { GrammarBuilder, type Grammar, type NodeId } from './grammar.js';
-import { Slicer, runToEnd } from './slices.js';
+import { runToEnd, type Slicer } from './slices.js';
 
 /**
  * Whitespace between two tokens of the JSON text: nothing, one space, or one newline and
@@ -112,15 +112,8 @@ export class JsonRules {
   /**
    * An object of exactly these properties in this order, each optional one may be left out
    * (as xgrammar and outlines generate them: one order, so the automaton stays small and
-   * deterministic).
-   */
-  objectOf(properties: readonly PropertyRule[]): NodeId {
-    return runToEnd(this.objectOfSteps(properties, new Slicer()));
-  }
-
-  /**
-   * objectOf in slices (slices.ts): with many optional properties each place may be followed
-   * by any later key, a trie of them each, so an object of a few hundred optional
+   * deterministic). In slices (slices.ts): with many optional properties each place may be
+   * followed by any later key, a trie of them each, so an object of a few hundred optional
    * properties builds tens of thousands of nodes here (100-230 ms in one piece).
    */
   *objectOfSteps(properties: readonly PropertyRule[], slicer: Slicer): Generator<void, NodeId> {

@@ -87,13 +87,9 @@ export function* compileJsonSchemaSteps(schema: unknown): Generator<void, Gramma
 
 /**
  * The rule of one value valid under `schema`, among other rules of the same builder (a tool
- * call's arguments inside the call's envelope). Refusals name `param`, where the schema was sent.
+ * call's arguments inside the call's envelope), in slices (slices.ts). Refusals name
+ * `param`, where the schema was sent.
  */
-export function schemaRule(rules: JsonRules, schema: unknown, param: string): NodeId {
-  return runToEnd(schemaRuleSteps(rules, schema, param));
-}
-
-/** schemaRule in slices (slices.ts). */
 export function schemaRuleSteps(rules: JsonRules, schema: unknown, param: string): Generator<void, NodeId> {
   return new SchemaCompiler(schema, rules, param).compile(schema, '#');
 }

@@ -200,12 +200,9 @@ export class ModelRunner {
     if (sampleRows.length > maxSampled) throw new RangeError(`${sampleRows.length} sampled rows exceed ${maxSampled}`);
     if (scoreRows.length > (options.maxScoreRows ?? 0))
       throw new RangeError(`${scoreRows.length} scored prompt rows exceed ${options.maxScoreRows ?? 0}`);
+    // no bias or mask for them: those lists stop at the sampled rows
     sampleRows.push(...scoreRows);
     samplingRows.push(...scoreSampling);
-    for (let k = 0; k < scoreSampling.length; k++) {
-      logitBiases.push(undefined);
-      tokenMasks.push(undefined);
-    }
 
     rt.write(buffers.tokenIds, tokenIds);
     rt.write(buffers.positions, positions);

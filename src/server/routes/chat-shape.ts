@@ -1,6 +1,6 @@
 import type { TextOfTokens } from '../reasoning/reasoning-tokens.js';
 import type { ChatChoiceReader, ChoiceDelta } from './chat-choice-reader.js';
-import { chatLogprobs, promptLogprobsBody } from './logprobs-format.js';
+import { chatLogprobs, promptLogprobsField } from './logprobs-format.js';
 import type { ResponseShape, UsageBody } from './serve-generation.js';
 
 export interface ChatShapeOptions {
@@ -101,9 +101,7 @@ export function chatResponseShape(o: ChatShapeOptions): ResponseShape {
         choices,
         usage: await withReasoningTokens(usage, o.readers, o.textOf),
         // vLLM's place for them: the response's, every choice having the same prompt
-        ...(o.promptLogprobs !== undefined
-          ? { prompt_logprobs: promptLogprobsBody(outcomes[0]?.promptLogprobs ?? [], o.promptLogprobs) }
-          : {}),
+        ...promptLogprobsField(outcomes[0]?.promptLogprobs, o.promptLogprobs),
       };
     },
   };

@@ -6,7 +6,7 @@ import type { ChoiceSpec } from '../generation.js';
 import { budgetTokens, choiceRequest, parseCommon, type CommonBody } from '../openai-request.js';
 import type { PromptTokenizer } from '../prompt-tokenizer.js';
 import type { RouteContext } from './context.js';
-import { completionLogprobs, promptLogprobsBody } from './logprobs-format.js';
+import { completionLogprobs, promptLogprobsField } from './logprobs-format.js';
 import { serveGeneration, type ResponseShape } from './serve-generation.js';
 
 interface CompletionBody extends CommonBody {
@@ -99,9 +99,7 @@ export async function completions(ctx: RouteContext, request: FastifyRequest, re
         logprobs: withLogprobs ? completionLogprobs(o.logprobs, topLogprobs, resumedChars) : null,
         finish_reason: o.finishReason,
         ...tokenIds(o.tokenIds),
-        ...(params.promptLogprobs !== undefined
-          ? { prompt_logprobs: promptLogprobsBody(o.promptLogprobs ?? [], params.promptLogprobs) }
-          : {}),
+        ...promptLogprobsField(o.promptLogprobs, params.promptLogprobs),
       })),
       usage,
     }),

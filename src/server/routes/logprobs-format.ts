@@ -31,6 +31,14 @@ export function promptLogprobsBody(
   });
 }
 
+/** A body's `prompt_logprobs` field when the request asked for them (`topN` given), else no field. */
+export function promptLogprobsField(
+  entries: readonly (PromptTokenLogprob | null)[] | undefined,
+  topN: number | undefined,
+): { prompt_logprobs?: ReturnType<typeof promptLogprobsBody> } {
+  return topN === undefined ? {} : { prompt_logprobs: promptLogprobsBody(entries ?? [], topN) };
+}
+
 /**
  * Legacy completions' logprobs: parallel arrays, top alternatives as `{token: logprob}` maps.
  * `text_offset` is where each token's text begins in the returned text, counted from
