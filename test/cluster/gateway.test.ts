@@ -22,6 +22,20 @@ const metric = async (name: string): Promise<number> => {
     .reduce((s, l) => s + Number(l.slice(l.lastIndexOf(' ') + 1)), 0);
 };
 
+/** SIGKILLs the worker serving a stream (the gateway's x-autoglm-worker header); its index. */
+function killServingWorker(headers: Headers): number {
+  const victim = cluster.workers.findIndex((w) => w.url === headers.get('x-autoglm-worker'));
+  cluster.workers[victim]!.kill('SIGKILL');
+  return victim;
+}
+
+/** Waits for a killed worker to exit, starts it again and waits until both workers are healthy. */
+async function restartKilled(victim: number): Promise<void> {
+  await cluster.workers[victim]!.exited;
+  cluster.restart(victim);
+  await waitFor(() => cluster.healthyUrls().length === 2, 90_000, 'restarted worker back');
+}
+
 describe('gateway', () => {
   test('API keys: missing or wrong -> 401 in the OpenAI error shape', async () => {
     const body = { model: MODEL, prompt: 'Hi', max_tokens: 2 };
@@ -161,8 +175,7 @@ describe('gateway', () => {
         lastTextAt = performance.now();
         if (fired || text.length < 3) return;
         fired = true;
-        victim = cluster.workers.findIndex((w) => w.url === headers.get('x-autoglm-worker'));
-        cluster.workers[victim]!.kill('SIGKILL');
+        victim = killServingWorker(headers);
         killedAt = performance.now();
       },
     );
@@ -190,9 +203,7 @@ describe('gateway', () => {
     expect(got.roleChunks).toBe(1);
     expect(got.ids.size).toBe(1);
     expect(await metric('autoglm:gateway_failovers_total{outcome="resumed"}')).toBe(resumedBefore + 1);
-    await cluster.workers[victim]!.exited;
-    cluster.restart(victim);
-    await waitFor(() => cluster.healthyUrls().length === 2, 90_000, 'restarted worker back');
+    await restartKilled(victim);
   });
 
   test('an echoed completion cut mid-way is resumed without a second copy of the prompt', async () => {
@@ -210,8 +221,7 @@ describe('gateway', () => {
       auth,
       (text, headers) => {
         if (victim >= 0 || text.length < prompt.length + 3) return;
-        victim = cluster.workers.findIndex((w) => w.url === headers.get('x-autoglm-worker'));
-        cluster.workers[victim]!.kill('SIGKILL');
+        victim = killServingWorker(headers);
       },
     );
     expect(victim).toBeGreaterThanOrEqual(0);
@@ -219,9 +229,7 @@ describe('gateway', () => {
     expect(got.text).toBe(reference.text);
     expect(got.usage).toMatchObject({ completion_tokens: 200, prompt_tokens: reference.usage!.prompt_tokens });
     expect(await metric('autoglm:gateway_failovers_total{outcome="resumed"}')).toBe(resumedBefore + 1);
-    await cluster.workers[victim]!.exited;
-    cluster.restart(victim);
-    await waitFor(() => cluster.healthyUrls().length === 2, 90_000, 'restarted worker back');
+    await restartKilled(victim);
   });
 
   test('per-key rate limits: a key over its own limit gets 429 in the OpenAI shape while another key, with a larger limit, keeps working', async () => {

@@ -16,3 +16,13 @@ export async function eventLoopTurnsDuring(run: () => Promise<unknown>): Promise
   }
   return turns;
 }
+
+/** Runs a sliced compile (a generator that yields between slices) to its end: its value and how many times it paused. */
+export function runCountingPauses<T>(steps: Generator<void, T>): { value: T; pauses: number } {
+  let pauses = 0;
+  for (;;) {
+    const next = steps.next();
+    if (next.done) return { value: next.value, pauses };
+    pauses++;
+  }
+}

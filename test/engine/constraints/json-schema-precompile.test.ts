@@ -10,7 +10,7 @@ import { compileJsonSchema, compileJsonSchemaSteps } from '../../../src/engine/c
 import { isAutoGlmError } from '../../../src/errors.js';
 import { byteConstraints } from '../../helpers/byte-vocabulary.js';
 import { thrown } from '../../helpers/caught.js';
-import { eventLoopTurnsDuring } from '../../helpers/event-loop.js';
+import { eventLoopTurnsDuring, runCountingPauses } from '../../helpers/event-loop.js';
 
 const constraints = byteConstraints;
 
@@ -27,15 +27,12 @@ function wideSchema(n: number): Record<string, unknown> {
 describe('sliced JSON Schema compile', () => {
   it('pauses on a large schema and builds what the inline compile builds', () => {
     const schema = wideSchema(200);
-    const steps = compileJsonSchemaSteps(schema);
-    let pauses = 0;
-    let next = steps.next();
-    for (; !next.done; next = steps.next()) pauses++;
+    const { value, pauses } = runCountingPauses(compileJsonSchemaSteps(schema));
     expect(pauses).toBeGreaterThan(0);
     const inline = compileJsonSchema(schema);
-    expect(next.value.nodeCount).toBe(inline.nodeCount);
-    expect(next.value.nodeCount).toBeGreaterThan(50_000);
-    expect(Array.from(next.value.final)).toEqual(Array.from(inline.final));
+    expect(value.nodeCount).toBe(inline.nodeCount);
+    expect(value.nodeCount).toBeGreaterThan(50_000);
+    expect(Array.from(value.final)).toEqual(Array.from(inline.final));
   });
 
   it('precompile caches the grammar for compile(), and a refusal under the parameter the schema came in', async () => {

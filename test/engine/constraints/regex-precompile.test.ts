@@ -9,7 +9,7 @@ import { compileRegex, compileRegexSteps } from '../../../src/engine/constraints
 import { isAutoGlmError } from '../../../src/errors.js';
 import { byteConstraints } from '../../helpers/byte-vocabulary.js';
 import { thrown } from '../../helpers/caught.js';
-import { eventLoopTurnsDuring } from '../../helpers/event-loop.js';
+import { eventLoopTurnsDuring, runCountingPauses } from '../../helpers/event-loop.js';
 
 const constraints = byteConstraints;
 /** Ambiguous: each DFA state is a large set of NFA states; refused as too complex after about a second of work. */
@@ -18,14 +18,11 @@ const AMBIGUOUS = '(\\w+ ?){1,100}';
 describe('sliced regex compile', () => {
   it('pauses on a large pattern and builds what the inline compile builds', () => {
     const pattern = '[a-z]{1,1000}[0-9]{1,1000}';
-    const steps = compileRegexSteps(pattern);
-    let pauses = 0;
-    let next = steps.next();
-    for (; !next.done; next = steps.next()) pauses++;
+    const { value, pauses } = runCountingPauses(compileRegexSteps(pattern));
     expect(pauses).toBeGreaterThan(0);
     const inline = compileRegex(pattern);
-    expect(next.value.nodeCount).toBe(inline.nodeCount);
-    expect(Array.from(next.value.final)).toEqual(Array.from(inline.final));
+    expect(value.nodeCount).toBe(inline.nodeCount);
+    expect(Array.from(value.final)).toEqual(Array.from(inline.final));
   });
 
   it('precompile caches the grammar for compile(), and a refusal, which compile() then throws as it is', async () => {
