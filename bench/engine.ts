@@ -19,9 +19,19 @@
  * prompt logprobs (echo with logprobs, prompt_logprobs) cost: a fresh --prompt-token prompt
  * prefilled plainly and one scored (promptLogprobs), alternating round by round, medians
  * and the per-round ratio; writes bench/results/engine-prompt-scoring.json.
+ *
+ * `npm run bench:engine -- --speculative[=4] [--model=DIR] [--rounds=5]`: speculative
+ * decoding by prompt lookup (EngineOptions.speculativeTokens) against plain decoding, two
+ * engines on the same model (default models/demo-stories, a trained one: random weights say
+ * nothing about how often guesses come true), alternating round by round over three
+ * workloads: a copy (the model's own answer P -> T is in the context, P + T + P, and it
+ * answers again), the first answer alone (only its own repetitions to draw on), and the copy
+ * sampled at temperature 0.8 with a seed. Output tokens/s of each, the per-round speedup,
+ * the drafts' acceptance, and a check that both engines' outputs are identical; writes
+ * bench/results/engine-speculative.json.
  */
 import { Engine } from '../src/engine/engine.js';
-import { WEIGHT_DTYPE_OPTIONS, type EngineOptions, type WeightDTypeOption } from '../src/engine/types.js';
+import { WEIGHT_DTYPE_OPTIONS, type EngineOptions, type GenerateRequest, type WeightDTypeOption } from '../src/engine/types.js';
 import { measureCeilings } from './ceilings.js';
 import { loadBenchEngine, randomPrompt, timedGenerate } from './engine-load.js';
 import { formatTable, markdownTable, median, runStamp, updateResultsSection, writeResultsJson } from './report.js';
@@ -218,7 +228,118 @@ async function comparePromptScoring(modelDir: string | undefined, promptTokens: 
   }
 }
 
+interface SpeculativeWorkload {
+  label: string;
+  request: GenerateRequest;
+}
+
+/** Plain and speculative decoding of the same requests, alternating engines round by round. */
+async function compareSpeculative(modelDir: string, numTokens: number, rounds: number): Promise<void> {
+  const plain = await Engine.load(modelDir, { responseCacheEntries: 0 });
+  const spec = await Engine.load(modelDir, { responseCacheEntries: 0, speculativeTokens: numTokens });
+  try {
+    await Promise.all([plain.warmUp(), spec.warmUp()]);
+    const maxTokens = 96;
+    // a chat request where the model has a template; random tokens where it has none
+    const ask = await plain
+      .tokenize([{ role: 'user', content: 'Tell me a story about Lily.' }])
+      .catch(() => randomPrompt(16, plain.folder.spec.vocabSize, 77));
+    const first = await plain.complete({ prompt: ask, maxTokens, sampling: { temperature: 0 } });
+    const copy = [...ask, ...first.tokenIds, ...ask];
+    const workloads: SpeculativeWorkload[] = [
+      { label: 'copy (P T P), greedy', request: { prompt: copy, maxTokens, sampling: { temperature: 0 } } },
+      { label: 'first answer (P), greedy', request: { prompt: ask, maxTokens, sampling: { temperature: 0 } } },
+      { label: 'copy (P T P), T 0.8 seeded', request: { prompt: copy, maxTokens, sampling: { temperature: 0.8, seed: 9 } } },
+    ];
+    const model = modelDir;
+    console.error(`adapter: ${plain.adapterName}; model: ${model}; ${numTokens} speculative tokens; ${maxTokens} output tokens`);
+    const results = workloads.map(() => ({
+      plainMs: [] as number[],
+      specMs: [] as number[],
+      tokens: 0,
+      drafts: 0,
+      draftTokens: 0,
+      accepted: 0,
+      identical: true,
+    }));
+    for (let r = 0; r < rounds; r++) {
+      for (const [w, workload] of workloads.entries()) {
+        const res = results[w]!;
+        const order = r % 2 === 0 ? [plain, spec] : [spec, plain];
+        const texts = new Map<Engine, number[]>();
+        for (const engine of order) {
+          const before = engine.stats();
+          const t0 = performance.now();
+          const out = await engine.complete(workload.request);
+          const ms = performance.now() - t0;
+          const after = engine.stats();
+          texts.set(engine, out.tokenIds);
+          if (engine === plain) res.plainMs.push(ms);
+          else {
+            res.specMs.push(ms);
+            res.tokens = out.tokenIds.length;
+            res.drafts += after.specDecodeDrafts - before.specDecodeDrafts;
+            res.draftTokens += after.specDecodeDraftTokens - before.specDecodeDraftTokens;
+            res.accepted += after.specDecodeAcceptedTokens - before.specDecodeAcceptedTokens;
+          }
+        }
+        if (JSON.stringify(texts.get(plain)) !== JSON.stringify(texts.get(spec))) res.identical = false;
+      }
+    }
+    const rows = workloads.map((w, i) => {
+      const res = results[i]!;
+      const speedups = res.specMs.map((ms, r) => res.plainMs[r]! / ms);
+      return [
+        w.label,
+        `${res.tokens}`,
+        ((res.tokens / median(res.plainMs)) * 1000).toFixed(1),
+        ((res.tokens / median(res.specMs)) * 1000).toFixed(1),
+        `${median(speedups).toFixed(2)}x`,
+        speedups.map((x) => x.toFixed(2)).join(' '),
+        res.drafts > 0 ? (res.draftTokens / res.drafts).toFixed(2) : '-',
+        res.draftTokens > 0 ? `${((100 * res.accepted) / res.draftTokens).toFixed(0)}%` : '-',
+        (res.accepted / rounds).toFixed(1),
+        res.identical ? 'yes' : 'NO',
+      ];
+    });
+    const header = [
+      'workload',
+      'tokens',
+      'plain tok/s',
+      'speculative tok/s',
+      'speedup (median of rounds)',
+      'per round',
+      'drafts per draft step',
+      'drafts kept',
+      'kept per request',
+      'identical output',
+    ];
+    console.log(formatTable(header, rows));
+    const { commit, date } = runStamp();
+    const path = writeResultsJson('engine-speculative', {
+      adapter: plain.adapterName,
+      date,
+      commit,
+      model,
+      speculativeTokens: numTokens,
+      rounds,
+      workloads: workloads.map((w, i) => ({ label: w.label, ...results[i]! })),
+    });
+    console.log(`wrote ${path}`);
+    if (results.some((r) => !r.identical)) process.exitCode = 1;
+  } finally {
+    await Promise.all([plain.close(), spec.close()]);
+  }
+}
+
 async function main(): Promise<void> {
+  const speculative = process.argv.slice(2).find((a) => a === '--speculative' || a.startsWith('--speculative='));
+  if (speculative !== undefined)
+    return compareSpeculative(
+      flag('model') ?? 'models/demo-stories',
+      speculative.includes('=') ? countFlag('speculative', 4) : 4,
+      countFlag('rounds', 5),
+    );
   if (process.argv.includes('--prompt-scoring'))
     return comparePromptScoring(flag('model'), countFlag('prompt', 400), countFlag('rounds', 5));
   const dtypes = flag('weight-dtypes');

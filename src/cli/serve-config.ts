@@ -2,7 +2,13 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { AutoGlmError } from '../errors.js';
-import { MAX_STEP_ROWS, validateEngineEnvironment } from '../engine/engine-options.js';
+import {
+  MAX_PROMPT_LOOKUP,
+  MAX_SPECULATIVE_TOKENS,
+  MAX_STEP_ROWS,
+  promptLookupOf,
+  validateEngineEnvironment,
+} from '../engine/engine-options.js';
 import { checkKvCacheBytes } from '../engine/memory-plan.js';
 import { modelSpecFromConfig } from '../engine/model/config.js';
 import { WEIGHT_DTYPE_OPTIONS, type EngineOptions, type WeightDTypeOption } from '../engine/types.js';
@@ -55,6 +61,10 @@ export interface ServeConfig {
     maxContextTokens: number | undefined;
     /** Prompt rows scored per step for prompt logprobs / echo (EngineOptions.promptLogprobsRows); 0 refuses them. */
     promptLogprobsRows: number | undefined;
+    /** Speculative decoding by prompt lookup (EngineOptions.speculativeTokens, promptLookupMin/Max). */
+    speculativeTokens: number | undefined;
+    promptLookupMin: number | undefined;
+    promptLookupMax: number | undefined;
     forceF32: boolean;
     /** Matmul weights' dtype (EngineOptions.weightDType); undefined = f16 where shader-f16 exists, else f32. */
     weightDType: WeightDTypeOption | undefined;
@@ -122,6 +132,14 @@ const FLAGS = {
     max: MAX_STEP_ROWS,
     help: 'prompt rows scored per step for prompt_logprobs and echo with logprobs (default: as many as 32 MiB of logits hold; 0 refuses them)',
   },
+  'num-speculative-tokens': {
+    kind: 'int',
+    min: 0,
+    max: MAX_SPECULATIVE_TOKENS,
+    help: 'speculative decoding by prompt lookup: tokens guessed per decode step from earlier text, kept where the sampler agrees (output unchanged; default 0, off)',
+  },
+  'prompt-lookup-min': { kind: 'int', min: 1, max: MAX_PROMPT_LOOKUP, help: 'shortest suffix prompt lookup matches (default 2)' },
+  'prompt-lookup-max': { kind: 'int', min: 1, max: MAX_PROMPT_LOOKUP, help: 'longest suffix prompt lookup matches (default 4)' },
   'force-f32': { kind: 'bool', help: 'f32 weights and KV cache even with shader-f16' },
   'weight-dtype': {
     kind: 'string',
@@ -206,6 +224,21 @@ export function parseServeConfig(argv: string[], env: NodeJS.ProcessEnv = proces
       },
     );
   checkKvCacheFlag(model ?? DEFAULT_MODEL_DIR, flags);
+  const lookup = { promptLookupMin: int('prompt-lookup-min'), promptLookupMax: int('prompt-lookup-max') };
+  const speculativeTokens = int('num-speculative-tokens');
+  for (const name of ['prompt-lookup-min', 'prompt-lookup-max'] as const) {
+    if (flags.has(name) && !(speculativeTokens! > 0))
+      throw new AutoGlmError('invalid_request', `${flags.label(name)} is read only with --num-speculative-tokens above 0.`, {
+        param: name,
+      });
+  }
+  const { min: lookupMin, max: lookupMax } = promptLookupOf(lookup);
+  if (lookupMin > lookupMax)
+    throw new AutoGlmError(
+      'invalid_request',
+      `${flags.label('prompt-lookup-min')} (${lookupMin}) must not exceed ${flags.label('prompt-lookup-max')} (${lookupMax}).`,
+      { param: 'prompt-lookup-min' },
+    );
   return {
     modelDir: model ?? DEFAULT_MODEL_DIR,
     usingDefaultModel: model === undefined,
@@ -244,6 +277,8 @@ export function parseServeConfig(argv: string[], env: NodeJS.ProcessEnv = proces
       maxBatchTokens: int('max-batch-tokens'),
       maxContextTokens: int('max-context-tokens'),
       promptLogprobsRows: int('prompt-logprobs-rows'),
+      speculativeTokens,
+      ...lookup,
       forceF32: bool('force-f32'),
       weightDType,
       kernelProfile,
@@ -297,6 +332,9 @@ export function engineOptionsOf(config: ServeConfig): EngineOptions {
     maxBatchTokens: config.engine.maxBatchTokens,
     maxContextTokens: config.engine.maxContextTokens,
     promptLogprobsRows: config.engine.promptLogprobsRows,
+    speculativeTokens: config.engine.speculativeTokens,
+    promptLookupMin: config.engine.promptLookupMin,
+    promptLookupMax: config.engine.promptLookupMax,
     forceF32: config.engine.forceF32 || undefined,
     weightDType: config.engine.weightDType,
     kernelProfile: config.engine.kernelProfile,

@@ -20,6 +20,10 @@ const STEP_ROWS = ['maxBatchSequences', 'maxBatchTokens'] as const;
 /** Bounds, not counts: Infinity means unbounded. */
 const NON_NEGATIVE = ['responseCacheEntries', 'responseCacheBytes', 'responseCacheTtlMs'] as const;
 const NON_NEGATIVE_INTEGERS = ['promptLogprobsRows'] as const;
+/** Speculative tokens per decode row at most: each is a row of logits, and guesses run out long before. */
+export const MAX_SPECULATIVE_TOKENS = 32;
+/** Prompt lookup's n-gram lengths: longer suffixes than this add scan time and hardly any hits. */
+export const MAX_PROMPT_LOOKUP = 64;
 
 function invalid(param: string, message: string): AutoGlmError {
   return new AutoGlmError('invalid_request', message, { param });
@@ -51,6 +55,18 @@ export function validateEngineOptions(options: EngineOptions): void {
     if (v !== undefined && !(typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= MAX_STEP_ROWS))
       throw invalid(key, `${key} must be an integer in [0, ${MAX_STEP_ROWS}], got ${String(v)}`);
   }
+  for (const [key, least, most] of [
+    ['speculativeTokens', 0, MAX_SPECULATIVE_TOKENS],
+    ['promptLookupMin', 1, MAX_PROMPT_LOOKUP],
+    ['promptLookupMax', 1, MAX_PROMPT_LOOKUP],
+  ] as const) {
+    const v: unknown = options[key];
+    if (v !== undefined && !(typeof v === 'number' && Number.isInteger(v) && v >= least && v <= most))
+      throw invalid(key, `${key} must be an integer in [${least}, ${most}], got ${String(v)}`);
+  }
+  const { min: lookupMin, max: lookupMax } = promptLookupOf(options);
+  if (lookupMin > lookupMax)
+    throw invalid('promptLookupMin', `promptLookupMin (${lookupMin}) must not exceed promptLookupMax (${lookupMax})`);
   for (const key of NON_NEGATIVE) {
     const v: unknown = options[key];
     if (v !== undefined && !(typeof v === 'number' && v >= 0)) throw invalid(key, `${key} must be a number >= 0, got ${String(v)}`);
@@ -73,6 +89,12 @@ export function validateEngineOptions(options: EngineOptions): void {
   if (name !== undefined && !(typeof name === 'string' && name !== '')) {
     throw invalid('servedModelName', `servedModelName must be a non-empty string, got ${String(name)}`);
   }
+}
+
+/** Prompt lookup's n-gram lengths with their defaults (2 and 4, or the one given where only one is). */
+export function promptLookupOf(options: Pick<EngineOptions, 'promptLookupMin' | 'promptLookupMax'>): { min: number; max: number } {
+  const max = options.promptLookupMax ?? Math.max(4, options.promptLookupMin ?? 0);
+  return { min: options.promptLookupMin ?? Math.min(2, max), max };
 }
 
 /**

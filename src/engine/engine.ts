@@ -72,6 +72,9 @@ const CUMULATIVE_STATS = [
   'constrainedRequests',
   'tokenMaskQueries',
   'tokenMaskCacheHits',
+  'specDecodeDrafts',
+  'specDecodeDraftTokens',
+  'specDecodeAcceptedTokens',
 ] as const satisfies readonly (keyof EngineStats)[];
 type CumulativeStat = (typeof CUMULATIVE_STATS)[number];
 
@@ -208,8 +211,9 @@ export class Engine implements InferenceEngine {
         numBlocks,
         blockSize: plan.runner.blockSize,
         maxBatchTokens: plan.runner.maxRows,
-        maxBatchSequences: plan.runner.maxSampleRows,
+        maxBatchSequences: plan.maxBatchSequences,
         maxScoreRows: plan.runner.maxScoreRows ?? 0,
+        ...(plan.speculation ? { speculation: plan.speculation } : {}),
         enablePrefixCaching: true,
         hashExtraKeys: [dir],
       });
@@ -427,6 +431,9 @@ export class Engine implements InferenceEngine {
       maxTokens,
       resumeTokenIds: resume,
       scorePrompt: request.promptLogprobs !== undefined,
+      // drafts are kept by comparing samples, which needs each row's draw to depend on its
+      // logits and position alone: no penalties over earlier tokens, no grammar, no bans
+      speculate: !active.wantsPenalties && constraint === null && active.minTokensBias === undefined,
     });
     this.active.set(id, active);
     if (constraint) this.constrainedRequests++;
@@ -593,6 +600,7 @@ export class Engine implements InferenceEngine {
         startPosition: s.startPosition,
         blockTable: s.blockTable,
         sampling: s.sample ? this.samplingRowFor(s.requestId) : undefined,
+        sampledRows: 1 + (s.draftTokenIds?.length ?? 0),
         logitBias: s.sample ? logitBiasOf(this.active.get(s.requestId)!) : undefined,
         tokenMask: s.sample ? masks.get(s.requestId) : undefined,
         score: s.scoreTargets && { targets: s.scoreTargets, topLogprobs: this.active.get(s.requestId)!.request.promptLogprobs ?? 0 },
@@ -610,35 +618,51 @@ export class Engine implements InferenceEngine {
         continue;
       }
       const rows = seqs.reduce((n, s) => n + s.tokenIds.length, 0);
-      const kind = this.steps[rows > seqs.length ? 'prefill' : 'decode'];
+      // a decode step computes only rows it samples (draft rows included)
+      const kind = this.steps[rows > seqs.reduce((n, s) => n + (s.sampling ? (s.sampledRows ?? 1) : 0), 0) ? 'prefill' : 'decode'];
       kind.count++;
       kind.ms += performance.now() - stepStart;
       kind.rows += rows;
-      const sampled = new Map<string, number>();
+      // each sequence's sampled rows, adjacent and in order
+      const sampled = new Map<string, number[]>();
+      const firstRow = new Map<string, number>();
       if (result) {
-        result.sequenceIndex.forEach((seqIdx, row) => sampled.set(scheduled[seqIdx]!.requestId, result.tokenIds[row]!));
+        result.sequenceIndex.forEach((seqIdx, row) => {
+          const id = scheduled[seqIdx]!.requestId;
+          if (!sampled.has(id)) {
+            sampled.set(id, []);
+            firstRow.set(id, row);
+          }
+          sampled.get(id)!.push(result.tokenIds[row]!);
+        });
       }
       const update = this.scheduler.updateFromOutput(sampled);
       const lengthFinished = new Set(update.finished.map((f) => f.requestId));
       // before the sampled rows: the last prompt chunk's scores go out with the first token
       if (result) this.recordPromptScores(result, scheduled);
       if (result) {
-        result.sequenceIndex.forEach((seqIdx, row) => {
-          const id = scheduled[seqIdx]!.requestId;
-          const a = this.active.get(id);
-          if (!a) return; // cancelled while the step ran
-          const tokenId = result.tokenIds[row]!;
-          if (a.constraint && !this.advanceConstraint(a, tokenId)) return;
-          this.generationTokens++;
-          a.lastTokenAtMs = performance.now();
-          a.firstTokenAtMs ??= a.lastTokenAtMs;
-          a.generatedTokenIds.push(tokenId);
-          const top = result.top ? this.topLogprobsOf(result.top.ids, result.top.logprobs, row, a.request.topLogprobs ?? 0) : undefined;
-          const logprob = a.request.logprobs || (a.request.topLogprobs ?? 0) > 0 ? result.logprobs?.[row] : undefined;
-          this.onToken(a, tokenId, logprob, top, lengthFinished.has(id));
-        });
+        for (const [id, count] of update.appended) {
+          const from = firstRow.get(id)!;
+          // a token that finishes the request (EOS, a stop string) releases it: the rest are dropped
+          for (let row = from; row < from + count && this.active.has(id); row++) {
+            this.emitSampled(this.active.get(id)!, result, row, lengthFinished.has(id) && row === from + count - 1);
+          }
+        }
       }
     }
+  }
+
+  /** A sampled row's token, through the request's constraint, counters and output. */
+  private emitSampled(a: ActiveRequest, result: StepResult, row: number, hitLength: boolean): void {
+    const tokenId = result.tokenIds[row]!;
+    if (a.constraint && !this.advanceConstraint(a, tokenId)) return;
+    this.generationTokens++;
+    a.lastTokenAtMs = performance.now();
+    a.firstTokenAtMs ??= a.lastTokenAtMs;
+    a.generatedTokenIds.push(tokenId);
+    const top = result.top ? this.topLogprobsOf(result.top.ids, result.top.logprobs, row, a.request.topLogprobs ?? 0) : undefined;
+    const logprob = a.request.logprobs || (a.request.topLogprobs ?? 0) > 0 ? result.logprobs?.[row] : undefined;
+    this.onToken(a, tokenId, logprob, top, hitLength);
   }
 
   private onToken(
@@ -800,12 +824,17 @@ export class Engine implements InferenceEngine {
   async warmUp(): Promise<number> {
     const t0 = performance.now();
     const { gemvMaxRows } = defaultMatmulTuning(this.rt);
-    for (const wave of warmUpWaves(this.folder.spec.vocabSize, this.contextLength, this.runner.options.maxSampleRows, gemvMaxRows)) {
+    for (const wave of warmUpWaves(this.folder.spec.vocabSize, this.contextLength, this.scheduler.maxBatchSequences, gemvMaxRows)) {
       await Promise.all(wave.map((request) => this.complete(request)));
     }
     if (this.constraintsUsable() && this.contextLength >= 5) {
       // compiles the token-mask kernel too
       await this.complete({ prompt: [0], maxTokens: 2, responseFormat: { type: 'json_object' }, requestId: 'warm-up-json' });
+    }
+    if (this.scheduler.speculation && this.contextLength >= 12) {
+      // draft rows: a prompt that repeats itself, so that prompt lookup proposes from the first decode on
+      const prompt = Array.from({ length: 8 }, (_, i) => (i % 3) + 1);
+      await this.complete({ prompt, maxTokens: 3, ignoreEos: true, requestId: 'warm-up-speculative' });
     }
     if (this.scheduler.maxScoreRows > 0 && this.contextLength >= 5) {
       // prompt logprobs (echo): the LM head over a step's scored rows, a taller matmul than
@@ -873,6 +902,9 @@ export class Engine implements InferenceEngine {
       constrainedRequests: this.constrainedRequests,
       tokenMaskQueries: masks.hits + masks.misses,
       tokenMaskCacheHits: masks.hits,
+      specDecodeDrafts: s.specDecodeDrafts,
+      specDecodeDraftTokens: s.specDecodeDraftTokens,
+      specDecodeAcceptedTokens: s.specDecodeAcceptedTokens,
     };
     if (this.statsBaseline) for (const k of CUMULATIVE_STATS) stats[k] -= this.statsBaseline[k];
     return stats;

@@ -9,6 +9,8 @@ import { TokenCounts } from '../kernels/token-counts.js';
 import type { ModelSpec } from './model/model-spec.js';
 import type { RunnerOptions } from './runner/model-runner.js';
 import type { GpuModel } from './runner/gpu-model.js';
+import { promptLookupOf } from './engine-options.js';
+import type { SpeculationOptions } from './scheduler.js';
 import type { EngineOptions } from './types.js';
 
 /**
@@ -25,6 +27,10 @@ export const DEFAULT_KV_MEMORY_FRACTION = 0.5;
 
 export interface MemoryPlan {
   runner: RunnerOptions;
+  /** Sequences decoded together (the runner's sampled rows are these plus the draft rows). */
+  maxBatchSequences: number;
+  /** Speculative decoding, where asked for and the logits binding has room for draft rows. */
+  speculation: SpeculationOptions | undefined;
   kvBytes: number;
   kvBytesPerToken: number;
   /** Fewest KV blocks the engine can run with: one sequence at full context. */
@@ -49,6 +55,9 @@ const DEFAULT_KV_BLOCK_SIZE = 16;
  */
 const PROMPT_SCORE_LOGITS_BYTES = 32 * 2 ** 20;
 const MAX_DEFAULT_PROMPT_SCORE_ROWS = 512;
+
+/** Logits of the draft rows of one step (speculative decoding), beyond one per drafting sequence. */
+const DRAFT_LOGITS_BYTES = 32 * 2 ** 20;
 
 /** How checkKvCacheBytes names the budget and the context cap: the library's options, or the CLI's flags. */
 export interface KvBudgetNames {
@@ -110,6 +119,8 @@ export function planMemory(rt: KernelRuntime, spec: ModelSpec, model: Pick<GpuMo
   const wantedScoreRows =
     options.promptLogprobsRows ?? Math.min(MAX_DEFAULT_PROMPT_SCORE_ROWS, Math.floor(PROMPT_SCORE_LOGITS_BYTES / (4 * spec.vocabSize)));
   const maxScoreRows = Math.max(0, Math.min(wantedScoreRows, byVocab - maxSeqs));
+  const speculation = planSpeculation(options, maxSeqs, byVocab - maxSeqs - maxScoreRows, spec.vocabSize);
+  const maxDraftRows = speculation?.maxDraftRows ?? 0;
   const contextLength = Math.min(spec.contextLength, options.maxContextTokens ?? Infinity);
 
   // one sequence at full context must fit, or long requests could never run
@@ -136,17 +147,32 @@ export function planMemory(rt: KernelRuntime, spec: ModelSpec, model: Pick<GpuMo
       numBlocks,
       blockSize,
       maxRows,
-      maxSampleRows: maxSeqs,
+      maxSampleRows: maxSeqs + maxDraftRows,
       maxScoreRows,
       countSlots: maxSeqs,
       kvDType,
       foldNorms: options.foldNorms ?? true,
     },
+    maxBatchSequences: maxSeqs,
+    speculation,
     kvBytes: numBlocks * blockBytes,
     kvBytesPerToken: perToken,
     minBlocks,
     kvBudgetEstimated: estimated,
   };
+}
+
+/**
+ * Draft rows per step: every sequence's drafts where DRAFT_LOGITS_BYTES of logits hold them
+ * (at least one sequence's), and never more than the logits binding has left.
+ */
+function planSpeculation(options: EngineOptions, maxSeqs: number, rowsLeft: number, vocab: number): SpeculationOptions | undefined {
+  const numDraftTokens = options.speculativeTokens ?? 0;
+  const byBytes = Math.max(numDraftTokens, Math.floor(DRAFT_LOGITS_BYTES / (4 * vocab)));
+  const maxDraftRows = Math.min(numDraftTokens * maxSeqs, byBytes, rowsLeft);
+  if (numDraftTokens === 0 || maxDraftRows < 1) return undefined;
+  const lookup = promptLookupOf(options);
+  return { numDraftTokens, maxDraftRows, minNgram: lookup.min, maxNgram: lookup.max };
 }
 
 /**

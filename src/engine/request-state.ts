@@ -23,6 +23,12 @@ export interface NewRequest {
    * the prompt token after it, until the first token is sampled.
    */
   scorePrompt?: boolean;
+  /**
+   * Speculative decoding may add draft rows to its decode steps: the caller's promise that
+   * each sampled row's outcome depends only on the logits and the position (no penalties
+   * counting earlier tokens, no grammar state, no min_tokens bans).
+   */
+  speculate?: boolean;
 }
 
 /** Per-request counters, live or final. */
@@ -49,6 +55,7 @@ export class RequestState {
   readonly numResumeTokens: number;
   readonly maxTokens: number;
   readonly scorePrompt: boolean;
+  readonly speculate: boolean;
   /** Prompt, then generated tokens (resumed ones first). Only ever appended to. */
   readonly tokenIds: number[];
   /** Chained hashes of the full blocks of tokenIds, extended lazily by the KV-cache manager. */
@@ -70,6 +77,7 @@ export class RequestState {
     this.numResumeTokens = resume.length;
     this.maxTokens = request.maxTokens;
     this.scorePrompt = request.scorePrompt ?? false;
+    this.speculate = request.speculate ?? false;
     this.tokenIds = [...request.promptTokenIds, ...resume];
   }
 

@@ -25,13 +25,20 @@ export interface SchedulerStats {
   prefixCacheHits: number;
   preemptions: number;
   cacheEvictions: number;
+  /** Speculative decoding: sequence steps that carried drafts, draft tokens, and those the sampler kept. */
+  specDecodeDrafts: number;
+  specDecodeDraftTokens: number;
+  specDecodeAcceptedTokens: number;
 }
 
 export interface SchedulerInterface {
   addRequest(request: NewRequest): void;
   schedule(): SchedulerOutput;
-  /** Sampled token per requestId, for every scheduled sequence with sample = true. */
-  updateFromOutput(sampled: ReadonlyMap<string, number>): UpdateResult;
+  /**
+   * Sampled tokens per requestId, for every scheduled sequence with sample = true: one, or
+   * with draftTokenIds one per sampled row (1 + drafts), in row order.
+   */
+  updateFromOutput(sampled: ReadonlyMap<string, number | readonly number[]>): UpdateResult;
   /**
    * The step of the last schedule() failed: its requests are finished (blocks freed, none of
    * the step's blocks cached), so the next schedule() starts clean. Returns their ids.

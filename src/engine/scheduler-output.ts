@@ -18,6 +18,12 @@ export interface ScheduledSequence {
   /** True when this step's last row yields a token to sample (all known tokens computed). */
   sample: boolean;
   /**
+   * Speculative decoding: guessed tokens after the last sampled one, the tail of tokenIds.
+   * The last draftTokenIds.length + 1 rows are all sampled; updateFromOutput keeps the
+   * drafts the samples agree with, and the sample after them.
+   */
+  draftTokenIds?: number[];
+  /**
    * Prompt logprobs: the first scoreTargets.length rows are scored, row j against
    * scoreTargets[j] (the prompt token after it). Absent when no row is.
    */
@@ -44,4 +50,9 @@ export interface FinishedRequest {
 export interface UpdateResult {
   /** Requests that reached maxTokens with this step (finished with reason 'length'). */
   finished: FinishedRequest[];
+  /**
+   * Tokens appended per sampled sequence, from its first sampled row on: 1, or with drafts
+   * 1 + the drafts kept. The rows after them sampled positions that did not happen.
+   */
+  appended: Map<string, number>;
 }

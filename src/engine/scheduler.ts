@@ -10,10 +10,18 @@
  * it goes back to the front of the waiting queue, to recompute prompt + generated tokens
  * later (mostly from the prefix cache). Nothing fails for lack of memory once admitted;
  * a request that could never fit the whole pool is rejected by addRequest.
+ *
+ * Speculative decoding (prompt lookup, ngram-proposer.ts), when configured: a decode row of
+ * a request that allows it is followed by draft tokens guessed from its own earlier text,
+ * rows the step computes and samples like the first. A draft is kept while it equals what
+ * was sampled at its position, so the output is the one plain decoding would give:
+ * sampling draws from (seed, position), never from the step. Drafts take rows the step has
+ * to spare, never a row another sequence's decode needs, and never cause a preemption.
  */
 import { AutoGlmError } from '../errors.js';
 import type { BlockHashExtraKeys } from './block-hash.js';
 import { KvCacheManager, NO_HIT } from './kv-cache.js';
+import { proposeNgramDrafts, type NgramProposerOptions } from './ngram-proposer.js';
 import { RequestState, type NewRequest, type RequestStats } from './request-state.js';
 import type { SchedulerInterface, SchedulerStats } from './scheduler-interface.js';
 import type { FinishedRequest, ScheduledSequence, SchedulerOutput, UpdateResult } from './scheduler-output.js';
@@ -32,11 +40,22 @@ export interface SchedulerOptions {
   maxScoreRows?: number;
   /** Mixed into block hashes (e.g. the model name). */
   hashExtraKeys?: BlockHashExtraKeys;
+  /** Speculative decoding by prompt lookup; absent: off. */
+  speculation?: SpeculationOptions;
+}
+
+export interface SpeculationOptions extends NgramProposerOptions {
+  /** Draft tokens after a sequence's decode row at most. */
+  numDraftTokens: number;
+  /** Draft rows per step at most (each a row of logits beside the sampled ones). */
+  maxDraftRows: number;
 }
 
 interface StepEntry {
   request: RequestState;
   numNewTokens: number;
+  /** Speculative tokens after the decode row (the tail of the step's rows). */
+  drafts: number[];
 }
 
 export class Scheduler implements SchedulerInterface {
@@ -53,6 +72,8 @@ export class Scheduler implements SchedulerInterface {
   /** Sequences of the step awaiting updateFromOutput. */
   private inFlight: ScheduledSequence[] | null = null;
   private preemptions = 0;
+  readonly speculation: SpeculationOptions | null;
+  private readonly spec = { drafts: 0, draftTokens: 0, acceptedTokens: 0 };
 
   constructor(options: SchedulerOptions) {
     for (const key of ['maxBatchTokens', 'maxBatchSequences'] as const) {
@@ -74,6 +95,7 @@ export class Scheduler implements SchedulerInterface {
     if (!Number.isInteger(this.maxScoreRows) || this.maxScoreRows < 0) {
       throw new AutoGlmError('invalid_request', `scheduler: maxScoreRows must be a non-negative integer (got ${options.maxScoreRows})`);
     }
+    this.speculation = checkSpeculation(options.speculation);
     this.kv = new KvCacheManager({
       numBlocks: options.numBlocks,
       blockSize: options.blockSize,
@@ -161,17 +183,28 @@ export class Scheduler implements SchedulerInterface {
     const chunkOf = (request: RequestState, start: number, wanted: number): number =>
       request.scoredRowsIn(start, wanted) > scoreBudget ? scoreBudget : wanted;
 
-    const scheduleRunning = (request: RequestState): void => {
+    // draft rows of this step (speculative decoding), each a row of logits
+    let draftBudget = this.speculation?.maxDraftRows ?? 0;
+
+    const scheduleRunning = (request: RequestState, proposed: number[] = []): void => {
       const start = request.numComputedTokens;
-      const numNewTokens = chunkOf(request, start, Math.min(request.numTokens - start, budget));
+      let drafts = proposed;
+      let numNewTokens = drafts.length > 0 ? 1 + drafts.length : chunkOf(request, start, Math.min(request.numTokens - start, budget));
       if (numNewTokens <= 0 || request.status !== 'running') return;
       for (;;) {
         const table = this.kv.allocateSlots(request, { numComputedTokens: request.numComputedTokens, numNewTokens });
         if (table !== null) {
-          step.set(request.requestId, { request, numNewTokens });
+          step.set(request.requestId, { request, numNewTokens, drafts });
           budget -= numNewTokens;
+          draftBudget -= drafts.length;
           scoreBudget -= request.scoredRowsIn(start, numNewTokens);
           return;
+        }
+        if (drafts.length > 0) {
+          // a guess is not worth a preemption
+          drafts = [];
+          numNewTokens = 1;
+          continue;
         }
         const victim = this.running[this.running.length - 1]!;
         const victimEntry = step.get(victim.requestId);
@@ -179,6 +212,7 @@ export class Scheduler implements SchedulerInterface {
           // Already given rows this step: take them back.
           step.delete(victim.requestId);
           budget += victimEntry.numNewTokens;
+          draftBudget += victimEntry.drafts.length;
           scoreBudget += victim.scoredRowsIn(victim.numComputedTokens, victimEntry.numNewTokens);
         }
         this.preempt(victim);
@@ -187,8 +221,13 @@ export class Scheduler implements SchedulerInterface {
       }
     };
 
-    // Decode rows first: each running sequence with just its last sampled token to compute.
-    for (const r of [...this.running]) if (r.numTokens - r.numComputedTokens === 1) scheduleRunning(r);
+    // Decode rows first: each running sequence with just its last sampled token to compute,
+    // and its drafts where the rows the decodes after it need leave room.
+    const decoding = this.running.filter((r) => r.numTokens - r.numComputedTokens === 1);
+    decoding.forEach((r, i) => {
+      if (r.status !== 'running') return; // preempted for an earlier one
+      scheduleRunning(r, this.draftsFor(r, Math.min(draftBudget, budget - (decoding.length - i))));
+    });
     for (const r of [...this.running]) if (r.numTokens - r.numComputedTokens > 1) scheduleRunning(r);
 
     // Admit waiting requests in order; none while memory is so short that we just preempted.
@@ -205,24 +244,26 @@ export class Scheduler implements SchedulerInterface {
       request.numComputedTokens = prefixHit.numTokens;
       request.numCachedPromptTokens ??= Math.min(prefixHit.numTokens, request.numPrefillTokens);
       this.running.push(request);
-      step.set(request.requestId, { request, numNewTokens });
+      step.set(request.requestId, { request, numNewTokens, drafts: [] });
       budget -= numNewTokens;
       scoreBudget -= request.scoredRowsIn(prefixHit.numTokens, numNewTokens);
     }
 
     const sequences: ScheduledSequence[] = [];
     let numBatchedTokens = 0;
-    for (const { request, numNewTokens } of step.values()) {
+    for (const { request, numNewTokens, drafts } of step.values()) {
       const start = request.numComputedTokens;
       const end = start + numNewTokens;
       const scored = request.scoredRowsIn(start, numNewTokens);
       sequences.push({
         requestId: request.requestId,
-        tokenIds: request.tokenIds.slice(start, end),
+        tokenIds: drafts.length > 0 ? [...request.tokenIds.slice(start), ...drafts] : request.tokenIds.slice(start, end),
         startPosition: start,
-        blockTable: this.kv.blockTable(request.requestId),
-        sample: end === request.numTokens,
+        // a sequence whose drafts were refused may hold blocks past this step's rows
+        blockTable: this.kv.blockTable(request.requestId).slice(0, Math.ceil(end / this.blockSize)),
+        sample: end - drafts.length === request.numTokens,
         ...(scored > 0 ? { scoreTargets: request.tokenIds.slice(start + 1, start + 1 + scored) } : {}),
+        ...(drafts.length > 0 ? { draftTokenIds: drafts } : {}),
       });
       // Counted as computed now: the step's KV writes land before anyone can read them.
       request.numComputedTokens = end;
@@ -233,24 +274,34 @@ export class Scheduler implements SchedulerInterface {
     return { sequences, preempted, numBatchedTokens };
   }
 
-  updateFromOutput(sampled: ReadonlyMap<string, number>): UpdateResult {
+  updateFromOutput(sampled: ReadonlyMap<string, number | readonly number[]>): UpdateResult {
     const sequences = this.inFlight ?? [];
     this.inFlight = null;
     const finished: FinishedRequest[] = [];
+    const appended = new Map<string, number>();
     for (const seq of sequences) {
       const request = this.requests.get(seq.requestId);
       // Finished (cancelled, stop string) while the step ran: its blocks are already free.
       if (request === undefined || request.status !== 'running') continue;
+      const drafts = seq.draftTokenIds ?? [];
+      const tokens = seq.sample ? sampledTokensOf(seq.requestId, sampled.get(seq.requestId), 1 + drafts.length) : [];
+      // a draft stands while it is what was sampled at its position; the sample after the
+      // last one standing is the next token, and the rows past it computed KV for a guess
+      let kept = 0;
+      while (kept < drafts.length && tokens[kept] === drafts[kept]) kept++;
+      if (drafts.length > 0) {
+        request.numComputedTokens -= drafts.length - kept;
+        this.spec.drafts++;
+        this.spec.draftTokens += drafts.length;
+        this.spec.acceptedTokens += kept;
+      }
       this.kv.cacheFullBlocks(request, request.numComputedTokens);
       if (!seq.sample) continue;
-      const tokenId = sampled.get(seq.requestId);
-      if (tokenId === undefined || !Number.isInteger(tokenId) || tokenId < 0) {
-        throw new AutoGlmError('internal_error', `scheduler: no valid sampled token for request ${seq.requestId}`);
-      }
-      request.tokenIds.push(tokenId);
+      for (let i = 0; i <= kept; i++) request.tokenIds.push(tokens[i]!);
+      appended.set(seq.requestId, kept + 1);
       if (request.numOutputTokens >= request.maxTokens) finished.push(this.finish(request, 'length'));
     }
-    return { finished };
+    return { finished, appended };
   }
 
   abandonStep(): string[] {
@@ -288,7 +339,19 @@ export class Scheduler implements SchedulerInterface {
       prefixCacheHits: kv.prefixCacheHits,
       preemptions: this.preemptions,
       cacheEvictions: kv.cacheEvictions,
+      specDecodeDrafts: this.spec.drafts,
+      specDecodeDraftTokens: this.spec.draftTokens,
+      specDecodeAcceptedTokens: this.spec.acceptedTokens,
     };
+  }
+
+  /** Drafts for a decode row of `request`, at most `rowsFree`, without passing maxTokens. */
+  private draftsFor(request: RequestState, rowsFree: number): number[] {
+    const spec = this.speculation;
+    if (spec === null || !request.speculate) return [];
+    // the kept drafts and the sample after them are all output tokens
+    const most = Math.min(spec.numDraftTokens, rowsFree, request.maxTokens - request.numOutputTokens - 1);
+    return most < 1 ? [] : proposeNgramDrafts(request.tokenIds, most, spec);
   }
 
   private preempt(request: RequestState): void {
@@ -310,6 +373,32 @@ export class Scheduler implements SchedulerInterface {
     request.finishReason = reason;
     return { requestId: request.requestId, reason, outputTokenIds: request.outputTokenIds, stats: request.stats() };
   }
+}
+
+function sampledTokensOf(requestId: string, got: number | readonly number[] | undefined, rows: number): readonly number[] {
+  const tokens = typeof got === 'number' ? [got] : got;
+  if (tokens === undefined || tokens.length !== rows || !tokens.every((t) => Number.isInteger(t) && t >= 0)) {
+    throw new AutoGlmError('internal_error', `scheduler: no valid sampled token${rows > 1 ? 's' : ''} for request ${requestId}`);
+  }
+  return tokens;
+}
+
+function checkSpeculation(options: SpeculationOptions | undefined): SpeculationOptions | null {
+  if (options === undefined || options.numDraftTokens === 0) return null;
+  const { numDraftTokens, maxDraftRows, minNgram, maxNgram } = options;
+  const fields = { numDraftTokens, maxDraftRows, minNgram, maxNgram };
+  for (const [key, v] of Object.entries(fields)) {
+    if (!Number.isInteger(v) || v < (key === 'maxDraftRows' ? 0 : 1)) {
+      throw new AutoGlmError(
+        'invalid_request',
+        `scheduler: speculation.${key} must be a ${key === 'maxDraftRows' ? 'non-negative' : 'positive'} integer (got ${v})`,
+      );
+    }
+  }
+  if (minNgram > maxNgram) {
+    throw new AutoGlmError('invalid_request', `scheduler: speculation.minNgram (${minNgram}) is more than maxNgram (${maxNgram})`);
+  }
+  return maxDraftRows === 0 ? null : { ...options };
 }
 
 function removeFrom(list: RequestState[], request: RequestState): void {

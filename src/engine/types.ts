@@ -234,7 +234,8 @@ export interface EngineStats {
   /**
    * Forward steps and their wall time (recording, GPU work and read-back), split by kind:
    * prefill steps compute more than one token of some sequence (prompt chunks, with any
-   * decode rows that ride along); decode steps compute one token per sequence. Where the
+   * decode rows that ride along); decode steps compute one token per sequence (and its drafts,
+   * with speculative decoding). Where the
    * engine's time goes under load, and its busy fraction (step seconds per second).
    */
   prefillSteps: number;
@@ -249,6 +250,14 @@ export interface EngineStats {
   /** Token masks looked up by grammar state, and how many were cached (the rest were computed on the step's path). */
   tokenMaskQueries: number;
   tokenMaskCacheHits: number;
+  /**
+   * Speculative decoding (EngineOptions.speculativeTokens): decode rows that carried drafts,
+   * the draft tokens, and those kept. Accepted / draft tokens is the acceptance rate; each
+   * kept draft is a token that cost no step of its own.
+   */
+  specDecodeDrafts: number;
+  specDecodeDraftTokens: number;
+  specDecodeAcceptedTokens: number;
 }
 
 export interface CompletionResult {
@@ -301,6 +310,17 @@ export interface EngineOptions {
    * prompt logprobs.
    */
   promptLogprobsRows?: number;
+  /**
+   * Speculative decoding by prompt lookup (vLLM's `method: "ngram"`): up to this many tokens
+   * guessed after each decode row from where the sequence's last tokens occurred earlier in
+   * its prompt or output, computed in the same step and kept while they equal what the
+   * sampler draws there, so the output is exactly plain decoding's. Default 0 (off). Applies
+   * to requests without penalties, min_tokens or a response_format / required tool call.
+   */
+  speculativeTokens?: number;
+  /** Shortest and longest suffix (in tokens) that prompt lookup matches (defaults 2 and 4). */
+  promptLookupMin?: number;
+  promptLookupMax?: number;
   /** Response cache bounds; 0 entries disables it. */
   responseCacheEntries?: number;
   responseCacheBytes?: number;

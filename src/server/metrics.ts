@@ -136,6 +136,18 @@ export class ServerMetrics {
       'Token masks found cached (the rest were computed on the host on the step path).',
       (s) => s.tokenMaskCacheHits,
     );
+    // vLLM's spec_decode counters: accepted / draft tokens is the acceptance rate
+    engineCounter(
+      'autoglm:spec_decode_num_drafts_total',
+      'Decode rows that carried speculative draft tokens (prompt lookup).',
+      (s) => s.specDecodeDrafts,
+    );
+    engineCounter('autoglm:spec_decode_num_draft_tokens_total', 'Speculative draft tokens computed.', (s) => s.specDecodeDraftTokens);
+    engineCounter(
+      'autoglm:spec_decode_num_accepted_tokens_total',
+      'Speculative draft tokens kept (each equal to what the sampler drew at its position).',
+      (s) => s.specDecodeAcceptedTokens,
+    );
     engineCounter(
       'autoglm:response_cache_queries_total',
       'Deterministic requests looked up in the response cache.',

@@ -28,9 +28,12 @@ export class FakeModel {
     readonly vocabSize = 64,
   ) {}
 
-  /** Runs one scheduled step; returns the sampled token of every sequence with sample = true. */
-  step(output: SchedulerOutput): Map<string, number> {
-    const sampled = new Map<string, number>();
+  /**
+   * Runs one scheduled step; returns the sampled token of every sequence with sample = true,
+   * or with draft tokens the token sampled after each of its last 1 + drafts rows.
+   */
+  step(output: SchedulerOutput): Map<string, number | number[]> {
+    const sampled = new Map<string, number | number[]>();
     const written = new Set<number>();
     let rows = 0;
     for (const seq of output.sequences) {
@@ -45,15 +48,22 @@ export class FakeModel {
         if (prev === undefined) throw new Error(`${seq.requestId}: KV of position ${seq.startPosition - 1} never written`);
         state = prev;
       }
-      seq.tokenIds.forEach((tokenId, j) => {
+      const states = seq.tokenIds.map((tokenId, j) => {
         const p = seq.startPosition + j;
         state = mix(state, tokenId, p);
         const s = slot(p);
         if (written.has(s)) throw new Error(`slot ${s} written twice in one step`);
         written.add(s);
         this.kv.set(s, state);
+        return state;
       });
-      if (seq.sample) sampled.set(seq.requestId, state % this.vocabSize);
+      const drafts = seq.draftTokenIds?.length ?? 0;
+      if (seq.sample && drafts === 0) sampled.set(seq.requestId, state % this.vocabSize);
+      if (seq.sample && drafts > 0)
+        sampled.set(
+          seq.requestId,
+          states.slice(-1 - drafts).map((x) => x % this.vocabSize),
+        );
       rows += seq.tokenIds.length;
     }
     if (rows !== output.numBatchedTokens) throw new Error(`numBatchedTokens ${output.numBatchedTokens} != ${rows} rows`);

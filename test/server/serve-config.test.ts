@@ -115,6 +115,69 @@ test('--prompt-logprobs-rows: unset by default (the engine sizes it), 0 or more,
   expect(serveHelp()).toContain('[AUTOGLM_PROMPT_LOGPROBS_ROWS]');
 });
 
+test('--num-speculative-tokens: off by default, up to 32, with --prompt-lookup-min/max only beside it', () => {
+  const none = engineOptionsOf(parse([]));
+  expect(Object.keys(none)).not.toContain('speculativeTokens');
+  expect(Object.keys(none)).not.toContain('promptLookupMin');
+  expect(engineOptionsOf(parse(['--num-speculative-tokens', '5', '--prompt-lookup-max', '6']))).toMatchObject({
+    speculativeTokens: 5,
+    promptLookupMax: 6,
+  });
+  expect(engineOptionsOf(parse([], { AUTOGLM_NUM_SPECULATIVE_TOKENS: '3', AUTOGLM_PROMPT_LOOKUP_MIN: '3' }))).toMatchObject({
+    speculativeTokens: 3,
+    promptLookupMin: 3,
+  });
+  const refused = (argv: string[], param: string): void => {
+    let err: unknown;
+    try {
+      parse(argv);
+    } catch (e) {
+      err = e;
+    }
+    expect(isAutoGlmError(err, 'invalid_request'), `${argv.join(' ')}: ${String(err)}`).toBe(true);
+    expect((err as { param?: string }).param).toBe(param);
+  };
+  refused(['--num-speculative-tokens', '33'], 'num-speculative-tokens');
+  refused(['--prompt-lookup-min', '2'], 'prompt-lookup-min');
+  refused(['--num-speculative-tokens', '0', '--prompt-lookup-max', '3'], 'prompt-lookup-max');
+  // the default max (4) is below the min given: say so, naming the min
+  refused(['--num-speculative-tokens', '4', '--prompt-lookup-min', '5', '--prompt-lookup-max', '3'], 'prompt-lookup-min');
+  expect(engineOptionsOf(parse(['--num-speculative-tokens', '4', '--prompt-lookup-min', '6']))).toMatchObject({ promptLookupMin: 6 });
+  expect(serveHelp()).toContain('[AUTOGLM_NUM_SPECULATIVE_TOKENS]');
+});
+
+test('--num-speculative-tokens on a real server: /metrics counts the drafts and the kept ones', async () => {
+  const engine = await loadDemoEngine(engineOptionsOf(parse(['--num-speculative-tokens', '4'])));
+  const running = await startServer({ engine });
+  try {
+    const scrape = async (): Promise<number[]> => {
+      const m = parseMetrics(await (await fetch(`${running.url}/metrics`)).text());
+      // a counter shows no series before its first increment
+      const read = (name: string): number => m.get(`autoglm:spec_decode_${name}_total{model_name="demo-stories"}`) ?? 0;
+      return [read('num_drafts'), read('num_draft_tokens'), read('num_accepted_tokens')];
+    };
+    expect(await scrape()).toEqual([0, 0, 0]);
+    // text that repeats itself: prompt lookup drafts from the first decode step on
+    const story = 'Lily loved to play in the farm. One day, Lily found a blue box. ';
+    const r = await postJson(`${running.url}/v1/completions`, {
+      model: 'demo-stories',
+      prompt: story + story + 'Lily loved',
+      max_tokens: 40,
+      temperature: 0,
+    });
+    expect(r.status).toBe(200);
+    expect((r.json.usage as { completion_tokens: number }).completion_tokens).toBe(40);
+    const [drafts, draftTokens, accepted] = await scrape();
+    expect(drafts).toBeGreaterThan(0);
+    expect(draftTokens).toBeGreaterThanOrEqual(drafts!);
+    expect(accepted).toBeGreaterThan(0);
+    expect(accepted).toBeLessThanOrEqual(draftTokens!);
+  } finally {
+    await running.close();
+    await engine.close();
+  }
+});
+
 test('--weight-dtype: unset by default (the engine picks f16 or f32), f16, f32, int8, or AUTOGLM_WEIGHT_DTYPE', () => {
   expect(parse([]).engine.weightDType).toBeUndefined();
   expect(Object.keys(engineOptionsOf(parse([])))).not.toContain('weightDType');

@@ -34,6 +34,11 @@ export interface RunnerSequence {
   blockTable: readonly number[];
   /** Present when the step's last row of this sequence is sampled (position filled in here). */
   sampling?: Omit<SamplingRow, 'position'>;
+  /**
+   * With sampling: how many of the last rows are sampled, each with the same parameters at
+   * its own position (speculative decoding's drafts); default 1. Not with a tokenMask.
+   */
+  sampledRows?: number;
   /** logit_bias of the sampled row, if the request has one. */
   logitBias?: RowLogitBias | undefined;
   /** Tokens the sampled row may draw (response_format), a bitmask of ceil(vocab / 32) words; absent: any. */
@@ -61,7 +66,7 @@ export interface RunnerOptions {
 }
 
 export interface StepResult extends SampleResult {
-  /** Index into the step's sequences of each sampled row. */
+  /** Index into the step's sequences of each sampled row (a sequence's rows adjacent, in order). */
   sequenceIndex: number[];
   /**
    * The scored prompt rows, which follow the sampled ones in the result's arrays (row
@@ -187,12 +192,17 @@ export class ModelRunner {
       const kvLen = q.startPosition + q.tokenIds.length;
       attnSeqs.push({ qStart, qLen: q.tokenIds.length, kvLen, blockTable: q.blockTable });
       if (q.sampling && !allRows) {
-        sampleRows.push(row - 1);
-        sequenceIndex.push(i);
-        // the random draw of the token at absolute position kvLen
-        samplingRows.push({ ...q.sampling, position: kvLen });
-        logitBiases.push(q.logitBias);
-        tokenMasks.push(q.tokenMask);
+        const n = q.sampledRows ?? 1;
+        if (!(Number.isInteger(n) && n >= 1 && n <= q.tokenIds.length) || (n > 1 && q.tokenMask))
+          throw new RangeError(`sequence ${i}: ${n} sampled rows of ${q.tokenIds.length}${q.tokenMask ? ', with a token mask' : ''}`);
+        for (let back = n; back >= 1; back--) {
+          sampleRows.push(row - back);
+          sequenceIndex.push(i);
+          // the random draw of the token at the absolute position after the row's
+          samplingRows.push({ ...q.sampling, position: kvLen - back + 1 });
+          logitBiases.push(q.logitBias);
+          tokenMasks.push(q.tokenMask);
+        }
       }
     }
     // logits() returns every row, into the logits rows that scoring uses otherwise

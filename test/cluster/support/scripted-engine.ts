@@ -101,6 +101,9 @@ export class ScriptedEngine implements InferenceEngine {
       constrainedRequests: 0,
       tokenMaskQueries: 0,
       tokenMaskCacheHits: 0,
+      specDecodeDrafts: 0,
+      specDecodeDraftTokens: 0,
+      specDecodeAcceptedTokens: 0,
     };
   }
 

@@ -1,0 +1,157 @@
+/**
+ * Speculative decoding by prompt lookup, end to end on the demo model (real weights, the real
+ * GPU path): an engine with `speculativeTokens` must give exactly what one without gives,
+ * token for token with the same logprobs, greedy and seeded, alone and batched, through stop
+ * strings, EOS and maxTokens that fall inside a run of kept drafts; requests whose sampling
+ * depends on earlier tokens (penalties, min_tokens, a grammar) never draft. The prompt that
+ * makes drafts pay repeats a story the model then tells again, as a copy-heavy task would.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Engine } from '../../src/engine/engine.js';
+import type { CompletionResult, EngineStats, GenerateRequest, TokenEvent } from '../../src/engine/types.js';
+import { isAutoGlmError } from '../../src/errors.js';
+import { failure } from '../helpers/caught.js';
+import { DEMO, LILY, LILY_PROMPT } from '../helpers/demo-stories.js';
+
+const EOS = 257;
+
+describe('speculative decoding (prompt lookup)', () => {
+  let plain: Engine;
+  let spec: Engine;
+  /** The chat prompt, Lily's story and EOS, and the chat prompt again: the model tells the story a second time. */
+  let copyPrompt: number[];
+
+  beforeAll(async () => {
+    // no response cache: a repeated greedy request must run again, not replay
+    plain = await Engine.load(DEMO, { responseCacheEntries: 0 });
+    spec = await Engine.load(DEMO, { speculativeTokens: 4, responseCacheEntries: 0 });
+    const chat = await plain.tokenize([{ role: 'user', content: LILY_PROMPT }]);
+    copyPrompt = [...chat, ...(await plain.tokenize(LILY)), EOS, ...chat];
+  });
+  afterAll(async () => {
+    await Promise.all([plain?.close(), spec?.close()]);
+  });
+
+  /** The spec engine's counters over one run of `fn`. */
+  async function specCounters<T>(
+    fn: () => Promise<T>,
+  ): Promise<{ value: T; drafts: number; draftTokens: number; accepted: number; decodeSteps: number }> {
+    const before: EngineStats = spec.stats();
+    const value = await fn();
+    const after = spec.stats();
+    return {
+      value,
+      drafts: after.specDecodeDrafts - before.specDecodeDrafts,
+      draftTokens: after.specDecodeDraftTokens - before.specDecodeDraftTokens,
+      accepted: after.specDecodeAcceptedTokens - before.specDecodeAcceptedTokens,
+      decodeSteps: after.decodeSteps - before.decodeSteps,
+    };
+  }
+
+  function expectSameCompletion(got: CompletionResult, want: CompletionResult): void {
+    expect(got.tokenIds).toEqual(want.tokenIds);
+    expect(got.text).toBe(want.text);
+    expect(got.finishReason).toBe(want.finishReason);
+    expect(got.usage.completionTokens).toBe(want.usage.completionTokens);
+    if (want.logprobs) {
+      expect(got.logprobs).toHaveLength(want.logprobs.length);
+      got.logprobs!.forEach((lp, i) => {
+        expect(lp.tokenId).toBe(want.logprobs![i]!.tokenId);
+        expect(lp.logprob).toBeCloseTo(want.logprobs![i]!.logprob, 4);
+        expect(lp.topLogprobs?.map((t) => t.tokenId)).toEqual(want.logprobs![i]!.topLogprobs?.map((t) => t.tokenId));
+      });
+    }
+  }
+
+  it('gives plain decoding’s tokens and logprobs, greedy and seeded, with most of a copied story from kept drafts', async () => {
+    const requests: GenerateRequest[] = [
+      { prompt: copyPrompt, maxTokens: 100, sampling: { temperature: 0 }, logprobs: true, topLogprobs: 2 },
+      { prompt: copyPrompt, maxTokens: 100, sampling: { temperature: 0.8, seed: 11 }, logprobs: true },
+      { prompt: copyPrompt, maxTokens: 100, sampling: { temperature: 1, topP: 0.9, topK: 40, seed: 5 } },
+      { prompt: copyPrompt, maxTokens: 100, sampling: { temperature: 0.7, seed: 3, logitBias: { 101: 2, 97: -1.5 } } },
+    ];
+    for (const request of requests) {
+      const want = await plain.complete(request);
+      const { value: got, accepted, draftTokens, decodeSteps } = await specCounters(() => spec.complete(request));
+      expectSameCompletion(got, want);
+      expect(draftTokens).toBeGreaterThan(0);
+      expect(accepted).toBeLessThanOrEqual(draftTokens);
+      // each kept draft is a token that took no step of its own
+      expect(decodeSteps).toBe(got.usage.completionTokens - 1 - accepted);
+    }
+    // greedy on the copy prompt retells much of the story (its own first sentence, then the
+    // earlier text's): a third of the tokens and more come from kept drafts
+    const greedy = await specCounters(() => spec.complete(requests[0]!));
+    expect(greedy.value.text).toContain('Lily loved to play in the farm.');
+    expect(greedy.accepted).toBeGreaterThan(greedy.value.usage.completionTokens / 3);
+  });
+
+  it('ends where plain decoding ends when a stop string, EOS or maxTokens falls inside a run of kept drafts', async () => {
+    // (the 512-token context holds the story once and most of it again, not its EOS twice:
+    // a stop token id ends the output the way EOS does)
+    const cases: GenerateRequest[] = [
+      // "farm" first ends the output some 70 tokens in, within copied text
+      { prompt: copyPrompt, maxTokens: 100, sampling: { temperature: 0 }, stop: ['farm'] },
+      { prompt: copyPrompt, maxTokens: 100, sampling: { temperature: 0 }, stop: ['farm'], includeStopStrInOutput: true },
+      { prompt: copyPrompt, maxTokens: 37, sampling: { temperature: 0 } },
+      // '.' ends the first sentence
+      { prompt: copyPrompt, maxTokens: 100, sampling: { temperature: 0 }, stopTokenIds: [46] },
+    ];
+    for (const request of cases) {
+      const want = await plain.complete(request);
+      const { value: got, accepted } = await specCounters(() => spec.complete(request));
+      expectSameCompletion(got, want);
+      expect(accepted).toBeGreaterThan(0);
+    }
+    const byStopToken = await spec.complete(cases[3]!);
+    expect(byStopToken.finishReason).toBe('stop');
+    expect(byStopToken.text).not.toContain('.');
+  });
+
+  it('streams every kept token as its own event, in order, with the same texts as plain decoding', async () => {
+    const request: GenerateRequest = { prompt: copyPrompt, maxTokens: 90, sampling: { temperature: 0 } };
+    const collect = async (engine: Engine): Promise<TokenEvent[]> => {
+      const out: TokenEvent[] = [];
+      for await (const ev of engine.generate(request)) out.push(ev);
+      return out;
+    };
+    const [want, got] = [await collect(plain), await collect(spec)];
+    expect(got.map((e) => [e.tokenId, e.text, e.index])).toEqual(want.map((e) => [e.tokenId, e.text, e.index]));
+    expect(got.at(-1)!.usage).toEqual(want.at(-1)!.usage);
+  });
+
+  it('batched with requests that never draft (penalties, min_tokens, a JSON format), every output is plain decoding’s', async () => {
+    const requests: GenerateRequest[] = [
+      { prompt: copyPrompt, maxTokens: 80, sampling: { temperature: 0 } },
+      { prompt: copyPrompt, maxTokens: 80, sampling: { temperature: 0.9, seed: 21 } },
+      { prompt: copyPrompt, maxTokens: 60, sampling: { temperature: 0, frequencyPenalty: 0.5 } },
+      { prompt: copyPrompt, maxTokens: 60, minTokens: 50, sampling: { temperature: 0 } },
+      { prompt: copyPrompt, maxTokens: 30, sampling: { temperature: 0 }, responseFormat: { type: 'json_object' } },
+      { prompt: [{ role: 'user', content: 'Tell me a story about a fox.' }], maxTokens: 70, sampling: { temperature: 0.6, seed: 2 } },
+    ];
+    const want: CompletionResult[] = [];
+    for (const r of requests) want.push(await plain.complete(r));
+    const got = await Promise.all(requests.map((r) => spec.complete(r)));
+    got.forEach((g, i) => expectSameCompletion(g, want[i]!));
+    // alone, the three that may not draft draw no drafts
+    for (const r of requests.slice(2, 5)) {
+      const { drafts } = await specCounters(() => spec.complete(r));
+      expect(drafts, JSON.stringify(r.sampling)).toBe(0);
+    }
+  });
+
+  it('refuses bad speculative options before loading anything, naming the option', async () => {
+    for (const [options, param] of [
+      [{ speculativeTokens: -1 }, 'speculativeTokens'],
+      [{ speculativeTokens: 1.5 }, 'speculativeTokens'],
+      [{ speculativeTokens: 33 }, 'speculativeTokens'],
+      [{ speculativeTokens: 4, promptLookupMin: 0 }, 'promptLookupMin'],
+      [{ speculativeTokens: 4, promptLookupMax: 65 }, 'promptLookupMax'],
+      [{ speculativeTokens: 4, promptLookupMin: 5, promptLookupMax: 3 }, 'promptLookupMin'],
+    ] as const) {
+      const e = await failure(() => Engine.load('/no/such/model', options));
+      expect(isAutoGlmError(e, 'invalid_request'), String(e)).toBe(true);
+      expect((e as { param?: string }).param).toBe(param);
+    }
+  });
+});
