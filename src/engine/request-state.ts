@@ -69,6 +69,9 @@ export class RequestState {
   numComputedPromptTokens = 0;
   numComputedRows = 0;
   numPreemptions = 0;
+  /** Speculative decoding: draft steps in a row that kept no draft, and decode steps left before the next draft. */
+  draftMisses = 0;
+  draftPause = 0;
 
   constructor(request: NewRequest) {
     this.requestId = request.requestId;

@@ -15,8 +15,12 @@
  * a request that allows it is followed by draft tokens guessed from its own earlier text,
  * rows the step computes and samples like the first. A draft is kept while it equals what
  * was sampled at its position, so the output is the one plain decoding would give:
- * sampling draws from (seed, position), never from the step. Drafts take rows the step has
- * to spare, never a row another sequence's decode needs, and never cause a preemption.
+ * sampling draws from (seed, position), never from the step. Drafts take only the rows no
+ * decode or prompt chunk wanted (time to first token comes first) and never cause a
+ * preemption. A
+ * sequence whose drafts all fail pauses drafting for 1, 3, then 7 decode steps (a
+ * draft row is not free on a compute-bound adapter: text that does not repeat its context
+ * should cost a few such rows, not one every step); a kept draft ends the pause.
  */
 import { AutoGlmError } from '../errors.js';
 import type { BlockHashExtraKeys } from './block-hash.js';
@@ -50,6 +54,13 @@ export interface SpeculationOptions extends NgramProposerOptions {
   /** Draft rows per step at most (each a row of logits beside the sampled ones). */
   maxDraftRows: number;
 }
+
+/**
+ * Draft steps in a row that kept nothing, as counted for the pause after them (2^misses - 1
+ * decode steps, at most 7: on the demo model, pauses of up to 15 missed the copied text that
+ * followed a few failed guesses, and 7 kept most of it).
+ */
+const MAX_DRAFT_MISSES = 3;
 
 interface StepEntry {
   request: RequestState;
@@ -183,28 +194,17 @@ export class Scheduler implements SchedulerInterface {
     const chunkOf = (request: RequestState, start: number, wanted: number): number =>
       request.scoredRowsIn(start, wanted) > scoreBudget ? scoreBudget : wanted;
 
-    // draft rows of this step (speculative decoding), each a row of logits
-    let draftBudget = this.speculation?.maxDraftRows ?? 0;
-
-    const scheduleRunning = (request: RequestState, proposed: number[] = []): void => {
+    const scheduleRunning = (request: RequestState): void => {
       const start = request.numComputedTokens;
-      let drafts = proposed;
-      let numNewTokens = drafts.length > 0 ? 1 + drafts.length : chunkOf(request, start, Math.min(request.numTokens - start, budget));
+      const numNewTokens = chunkOf(request, start, Math.min(request.numTokens - start, budget));
       if (numNewTokens <= 0 || request.status !== 'running') return;
       for (;;) {
         const table = this.kv.allocateSlots(request, { numComputedTokens: request.numComputedTokens, numNewTokens });
         if (table !== null) {
-          step.set(request.requestId, { request, numNewTokens, drafts });
+          step.set(request.requestId, { request, numNewTokens, drafts: [] });
           budget -= numNewTokens;
-          draftBudget -= drafts.length;
           scoreBudget -= request.scoredRowsIn(start, numNewTokens);
           return;
-        }
-        if (drafts.length > 0) {
-          // a guess is not worth a preemption
-          drafts = [];
-          numNewTokens = 1;
-          continue;
         }
         const victim = this.running[this.running.length - 1]!;
         const victimEntry = step.get(victim.requestId);
@@ -212,7 +212,6 @@ export class Scheduler implements SchedulerInterface {
           // Already given rows this step: take them back.
           step.delete(victim.requestId);
           budget += victimEntry.numNewTokens;
-          draftBudget += victimEntry.drafts.length;
           scoreBudget += victim.scoredRowsIn(victim.numComputedTokens, victimEntry.numNewTokens);
         }
         this.preempt(victim);
@@ -221,13 +220,8 @@ export class Scheduler implements SchedulerInterface {
       }
     };
 
-    // Decode rows first: each running sequence with just its last sampled token to compute,
-    // and its drafts where the rows the decodes after it need leave room.
-    const decoding = this.running.filter((r) => r.numTokens - r.numComputedTokens === 1);
-    decoding.forEach((r, i) => {
-      if (r.status !== 'running') return; // preempted for an earlier one
-      scheduleRunning(r, this.draftsFor(r, Math.min(draftBudget, budget - (decoding.length - i))));
-    });
+    // Decode rows first: each running sequence with just its last sampled token to compute.
+    for (const r of [...this.running]) if (r.numTokens - r.numComputedTokens === 1) scheduleRunning(r);
     for (const r of [...this.running]) if (r.numTokens - r.numComputedTokens > 1) scheduleRunning(r);
 
     // Admit waiting requests in order; none while memory is so short that we just preempted.
@@ -247,6 +241,24 @@ export class Scheduler implements SchedulerInterface {
       step.set(request.requestId, { request, numNewTokens, drafts: [] });
       budget -= numNewTokens;
       scoreBudget -= request.scoredRowsIn(prefixHit.numTokens, numNewTokens);
+    }
+
+    // Drafts last, in the rows no decode or prompt chunk wanted, and only where blocks are free.
+    if (this.speculation !== null) {
+      let draftBudget = this.speculation.maxDraftRows;
+      for (const entry of step.values()) {
+        const { request } = entry;
+        if (entry.numNewTokens !== 1 || request.numTokens - request.numComputedTokens !== 1) continue;
+        const drafts = this.draftsFor(request, Math.min(draftBudget, budget));
+        if (drafts.length === 0) continue;
+        const slots = { numComputedTokens: request.numComputedTokens, numNewTokens: 1 + drafts.length };
+        // a guess is not worth a preemption
+        if (this.kv.allocateSlots(request, slots) === null) continue;
+        entry.numNewTokens += drafts.length;
+        entry.drafts = drafts;
+        budget -= drafts.length;
+        draftBudget -= drafts.length;
+      }
     }
 
     const sequences: ScheduledSequence[] = [];
@@ -294,6 +306,8 @@ export class Scheduler implements SchedulerInterface {
         this.spec.drafts++;
         this.spec.draftTokens += drafts.length;
         this.spec.acceptedTokens += kept;
+        request.draftMisses = kept > 0 ? 0 : Math.min(request.draftMisses + 1, MAX_DRAFT_MISSES);
+        request.draftPause = 2 ** request.draftMisses - 1;
       }
       this.kv.cacheFullBlocks(request, request.numComputedTokens);
       if (!seq.sample) continue;
@@ -349,6 +363,10 @@ export class Scheduler implements SchedulerInterface {
   private draftsFor(request: RequestState, rowsFree: number): number[] {
     const spec = this.speculation;
     if (spec === null || !request.speculate) return [];
+    if (request.draftPause > 0) {
+      request.draftPause--;
+      return [];
+    }
     // the kept drafts and the sample after them are all output tokens
     const most = Math.min(spec.numDraftTokens, rowsFree, request.maxTokens - request.numOutputTokens - 1);
     return most < 1 ? [] : proposeNgramDrafts(request.tokenIds, most, spec);

@@ -52,15 +52,15 @@ function run(s: Scheduler, model: FakeModel): Run {
 }
 
 describe('Scheduler with speculative decoding (prompt lookup)', () => {
-  it('generates exactly what an unbatched run generates, for 16 concurrent prompts, in fewer steps', () => {
+  it('generates exactly what an unbatched run generates, for 16 concurrent prompts, each kept draft saving a decode row', () => {
     const prompts = Array.from({ length: 16 }, (_, i) => makePrompt(5 + i * 9, i, VOCAB));
-    const runWith = (speculation: SpeculationOptions | undefined): Run => {
+    const runWith = (speculation: SpeculationOptions | undefined): Run & { accepted: number } => {
       const s = makeScheduler(speculation ? { speculation } : { speculation: undefined });
       prompts.forEach((p, i) => s.addRequest({ requestId: `r${i}`, promptTokenIds: p, maxTokens: 20 + i, speculate: true }));
       const r = run(s, new FakeModel(BS, VOCAB));
       // nothing leaks: every block is back in the pool
       expect(s.stats()).toMatchObject({ numRunning: 0, kvBlocksUsed: 0, kvBlocksFree: 128 });
-      return r;
+      return { ...r, accepted: s.stats().specDecodeAcceptedTokens };
     };
     const plain = runWith(undefined);
     const spec = runWith(SPECULATION);
@@ -68,7 +68,10 @@ describe('Scheduler with speculative decoding (prompt lookup)', () => {
       expect(spec.finished.get(`r${i}`)!.outputTokenIds).toEqual(referenceGenerate(p, 20 + i, VOCAB));
       expect(spec.finished.get(`r${i}`)!.reason).toBe('length');
     });
-    expect(spec.outputs.length).toBeLessThan(plain.outputs.length);
+    // a sequence step samples one token, or with drafts one plus those kept
+    const sampledSteps = (r: Run): number => r.outputs.reduce((n, o) => n + o.sequences.filter((q) => q.sample).length, 0);
+    expect(spec.accepted).toBeGreaterThan(0);
+    expect(sampledSteps(plain) - sampledSteps(spec)).toBe(spec.accepted);
     const drafted = spec.outputs.flatMap((o) => o.sequences.filter((q) => q.draftTokenIds));
     expect(drafted.length).toBeGreaterThan(0);
     // drafts are the tail of the rows, and every row of a drafting sequence is sampled
@@ -170,6 +173,31 @@ describe('Scheduler with speculative decoding (prompt lookup)', () => {
     expect(s.stats()).toMatchObject({ kvBlocksUsed: 0, kvBlocksFree: 12 });
     expect(s.stats().preemptions).toBeGreaterThan(0);
     expect(s.stats().specDecodeDrafts).toBeGreaterThan(0);
+  });
+
+  it('pauses drafting for 1, 3, then 7 decode steps while every draft fails, and drafts every step again once one is kept', () => {
+    const s = makeScheduler();
+    // every pair of 1s and 2s occurs in the prompt: whatever follows, prompt lookup proposes
+    s.addRequest({ requestId: 'a', promptTokenIds: [1, 1, 2, 2, 1, 2, 1, 1, 2, 2, 1, 2], maxTokens: 90, speculate: true });
+    let agree = false;
+    const drafting: boolean[] = [];
+    while (s.hasUnfinished()) {
+      const q = s.schedule().sequences[0]!;
+      const drafts = q.draftTokenIds ?? [];
+      if (q.startPosition > 0) drafting.push(drafts.length > 0);
+      if (drafting.length === 40) agree = true;
+      // the "model" refuses the first draft (samples the other token) until told to agree
+      const first = drafts.length === 0 ? 1 : agree ? drafts[0]! : 3 - drafts[0]!;
+      const tokens = [first, ...drafts.slice(1), 1];
+      s.updateFromOutput(new Map([['a', drafts.length === 0 ? first : tokens]]));
+    }
+    const pattern = drafting.map((d) => (d ? 'D' : '.')).join('');
+    // drafts at decode steps 1, 3, 7, 15, 23, 31: pauses of 1, 3, then 7 steps
+    expect(pattern.slice(0, 32)).toBe('D.D...D.......D.......D.......D.');
+    // once a draft is kept the pause ends: after that draft step, every step drafts
+    const after = pattern.slice(40);
+    expect(after).toMatch(/^\.*D+$/);
+    expect(s.stats().specDecodeAcceptedTokens).toBeGreaterThan(0);
   });
 
   it('insists on one sampled token per sampled row of a drafting sequence, and refuses bad options', () => {
