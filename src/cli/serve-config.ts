@@ -11,7 +11,13 @@ import {
 } from '../engine/engine-options.js';
 import { checkKvCacheBytes } from '../engine/memory-plan.js';
 import { modelSpecFromConfig } from '../engine/model/config.js';
-import { WEIGHT_DTYPE_OPTIONS, type EngineOptions, type WeightDTypeOption } from '../engine/types.js';
+import {
+  SCHEDULING_POLICIES,
+  WEIGHT_DTYPE_OPTIONS,
+  type EngineOptions,
+  type SchedulingPolicy,
+  type WeightDTypeOption,
+} from '../engine/types.js';
 import { parseKernelProfile, type KernelProfileOption } from '../kernels/kernel-profile.js';
 import { REASONING_PARSER_OPTIONS, type ReasoningParserOption } from '../server/reasoning/types.js';
 import { TOOL_CALL_PARSER_OPTIONS, type ToolCallParserOption } from '../server/tool-calls/types.js';
@@ -63,6 +69,8 @@ export interface ServeConfig {
     promptLogprobsRows: number | undefined;
     /** Speculative decoding by prompt lookup (EngineOptions.speculativeTokens, promptLookupMin/Max). */
     speculativeTokens: number | undefined;
+    /** Which waiting request runs next (EngineOptions.schedulingPolicy). */
+    schedulingPolicy: SchedulingPolicy;
     promptLookupMin: number | undefined;
     promptLookupMax: number | undefined;
     forceF32: boolean;
@@ -137,6 +145,10 @@ const FLAGS = {
     min: 0,
     max: MAX_SPECULATIVE_TOKENS,
     help: 'speculative decoding by prompt lookup: tokens guessed per decode step from earlier text, kept where the sampler agrees (output unchanged; default 0, off)',
+  },
+  'scheduling-policy': {
+    kind: 'string',
+    help: 'which waiting request runs next: fcfs (arrival order, default) or priority (the request field priority, lowest first; refused under fcfs)',
   },
   'prompt-lookup-min': { kind: 'int', min: 1, max: MAX_PROMPT_LOOKUP, help: 'shortest suffix prompt lookup matches (default 2)' },
   'prompt-lookup-max': { kind: 'int', min: 1, max: MAX_PROMPT_LOOKUP, help: 'longest suffix prompt lookup matches (default 4)' },
@@ -278,6 +290,7 @@ export function parseServeConfig(argv: string[], env: NodeJS.ProcessEnv = proces
       maxContextTokens: int('max-context-tokens'),
       promptLogprobsRows: int('prompt-logprobs-rows'),
       speculativeTokens,
+      schedulingPolicy: flags.oneOf('scheduling-policy', SCHEDULING_POLICIES, 'fcfs'),
       ...lookup,
       forceF32: bool('force-f32'),
       weightDType,
@@ -333,6 +346,7 @@ export function engineOptionsOf(config: ServeConfig): EngineOptions {
     maxContextTokens: config.engine.maxContextTokens,
     promptLogprobsRows: config.engine.promptLogprobsRows,
     speculativeTokens: config.engine.speculativeTokens,
+    schedulingPolicy: config.engine.schedulingPolicy === 'fcfs' ? undefined : config.engine.schedulingPolicy,
     promptLookupMin: config.engine.promptLookupMin,
     promptLookupMax: config.engine.promptLookupMax,
     forceF32: config.engine.forceF32 || undefined,

@@ -7,7 +7,7 @@
 import { AutoGlmError } from '../errors.js';
 import { EVENT_POLLING_MODES } from '../kernels/event-polling.js';
 import { parseKernelProfile } from '../kernels/kernel-profile.js';
-import { WEIGHT_DTYPE_OPTIONS, type EngineOptions } from './types.js';
+import { SCHEDULING_POLICIES, WEIGHT_DTYPE_OPTIONS, type EngineOptions } from './types.js';
 
 const POSITIVE_INTEGERS = ['kvBlockSize', 'maxBatchSequences', 'maxBatchTokens', 'maxContextTokens'] as const;
 /**
@@ -64,6 +64,9 @@ export function validateEngineOptions(options: EngineOptions): void {
     if (v !== undefined && !(typeof v === 'number' && Number.isInteger(v) && v >= least && v <= most))
       throw invalid(key, `${key} must be an integer in [${least}, ${most}], got ${String(v)}`);
   }
+  const policy: unknown = options.schedulingPolicy;
+  if (policy !== undefined && !(SCHEDULING_POLICIES as readonly unknown[]).includes(policy))
+    throw invalid('schedulingPolicy', `schedulingPolicy must be one of ${SCHEDULING_POLICIES.join(', ')}, got ${String(policy)}`);
   const { min: lookupMin, max: lookupMax } = promptLookupOf(options);
   if (lookupMin > lookupMax)
     throw invalid('promptLookupMin', `promptLookupMin (${lookupMin}) must not exceed promptLookupMax (${lookupMax})`);

@@ -214,6 +214,7 @@ export class Engine implements InferenceEngine {
         maxBatchSequences: plan.maxBatchSequences,
         maxScoreRows: plan.runner.maxScoreRows ?? 0,
         ...(plan.speculation ? { speculation: plan.speculation } : {}),
+        policy: options.schedulingPolicy ?? 'fcfs',
         enablePrefixCaching: true,
         hashExtraKeys: [dir],
       });
@@ -327,6 +328,8 @@ export class Engine implements InferenceEngine {
     const spec = this.folder.spec;
     const request = snapshotRequest(given);
     validateRequestShape(request, spec.vocabSize);
+    // before the response cache, which would otherwise answer what this engine refuses
+    this.scheduler.checkPriority(request.priority);
     const promptTokenIds = this.promptTokens_(request);
     if (promptTokenIds.length === 0) throw new AutoGlmError('invalid_request', 'the prompt is empty', { param: 'prompt' });
     const resume = request.resumeTokenIds ?? [];
@@ -434,6 +437,7 @@ export class Engine implements InferenceEngine {
       // drafts are kept by comparing samples, which needs each row's draw to depend on its
       // logits and position alone: no penalties over earlier tokens, no grammar, no bans
       speculate: !active.wantsPenalties && constraint === null && active.minTokensBias === undefined,
+      ...(request.priority !== undefined ? { priority: request.priority } : {}),
     });
     this.active.set(id, active);
     if (constraint) this.constrainedRequests++;

@@ -29,6 +29,8 @@ export interface NewRequest {
    * counting earlier tokens, no grammar state, no min_tokens bans).
    */
   speculate?: boolean;
+  /** With the scheduler's priority policy: lower values are admitted first (default 0). */
+  priority?: number;
 }
 
 /** Per-request counters, live or final. */
@@ -56,6 +58,9 @@ export class RequestState {
   readonly maxTokens: number;
   readonly scorePrompt: boolean;
   readonly speculate: boolean;
+  readonly priority: number;
+  /** Order of arrival at the scheduler (ties between equal priorities). */
+  readonly arrival: number;
   /** Prompt, then generated tokens (resumed ones first). Only ever appended to. */
   readonly tokenIds: number[];
   /** Chained hashes of the full blocks of tokenIds, extended lazily by the KV-cache manager. */
@@ -73,7 +78,7 @@ export class RequestState {
   draftMisses = 0;
   draftPause = 0;
 
-  constructor(request: NewRequest) {
+  constructor(request: NewRequest, arrival = 0) {
     this.requestId = request.requestId;
     const resume = request.resumeTokenIds ?? [];
     this.numPromptTokens = request.promptTokenIds.length;
@@ -81,6 +86,8 @@ export class RequestState {
     this.maxTokens = request.maxTokens;
     this.scorePrompt = request.scorePrompt ?? false;
     this.speculate = request.speculate ?? false;
+    this.priority = request.priority ?? 0;
+    this.arrival = arrival;
     this.tokenIds = [...request.promptTokenIds, ...resume];
   }
 

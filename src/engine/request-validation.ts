@@ -260,6 +260,9 @@ export function validateRequestShape(r: GenerateRequest, vocabSize: number): voi
     throw invalid('max_tokens', `max_tokens must be a positive integer, got ${r.maxTokens}`);
   }
   validateMinTokens(r);
+  const priority: unknown = r.priority;
+  if (priority !== undefined && !(typeof priority === 'number' && Number.isSafeInteger(priority)))
+    throw invalid('priority', `priority must be an integer, got ${describe(priority)}`);
   if (r.topLogprobs !== undefined && !(Number.isInteger(r.topLogprobs) && r.topLogprobs >= 0 && r.topLogprobs <= 20)) {
     throw invalid('top_logprobs', `top_logprobs must be an integer between 0 and 20, got ${r.topLogprobs}`);
   }
@@ -351,6 +354,7 @@ export function snapshotRequest(r: GenerateRequest): GenerateRequest {
 const REQUEST_SCALARS = [
   'maxTokens',
   'minTokens',
+  'priority',
   'ignoreEos',
   'includeStopStrInOutput',
   'logprobs',

@@ -11,6 +11,11 @@
  * later (mostly from the prefix cache). Nothing fails for lack of memory once admitted;
  * a request that could never fit the whole pool is rejected by addRequest.
  *
+ * With the `priority` policy (vLLM's), the waiting queue is ordered by (priority, arrival),
+ * lower values first, and the running sequence preempted for memory is the one with the
+ * largest (priority, arrival) instead of the newest. Running sequences are never preempted
+ * to admit a waiting one, as in vLLM: priority decides who goes next, not who stops.
+ *
  * Speculative decoding (prompt lookup, ngram-proposer.ts), when configured: a decode row of
  * a request that allows it is followed by draft tokens guessed from its own earlier text,
  * rows the step computes and samples like the first. A draft is kept while it equals what
@@ -29,7 +34,7 @@ import { proposeNgramDrafts, type NgramProposerOptions } from './ngram-proposer.
 import { RequestState, type NewRequest, type RequestStats } from './request-state.js';
 import type { SchedulerInterface, SchedulerStats } from './scheduler-interface.js';
 import type { FinishedRequest, ScheduledSequence, SchedulerOutput, UpdateResult } from './scheduler-output.js';
-import type { FinishReason } from './types.js';
+import { SCHEDULING_POLICIES, type FinishReason, type SchedulingPolicy } from './types.js';
 
 export interface SchedulerOptions {
   numBlocks: number;
@@ -46,6 +51,8 @@ export interface SchedulerOptions {
   hashExtraKeys?: BlockHashExtraKeys;
   /** Speculative decoding by prompt lookup; absent: off. */
   speculation?: SpeculationOptions;
+  /** fcfs (default): arrival order; priority: by each request's priority, then arrival. */
+  policy?: SchedulingPolicy;
 }
 
 export interface SpeculationOptions extends NgramProposerOptions {
@@ -84,6 +91,8 @@ export class Scheduler implements SchedulerInterface {
   private inFlight: ScheduledSequence[] | null = null;
   private preemptions = 0;
   readonly speculation: SpeculationOptions | null;
+  readonly policy: SchedulingPolicy;
+  private arrivals = 0;
   private readonly spec = { drafts: 0, draftTokens: 0, acceptedTokens: 0 };
 
   constructor(options: SchedulerOptions) {
@@ -107,6 +116,13 @@ export class Scheduler implements SchedulerInterface {
       throw new AutoGlmError('invalid_request', `scheduler: maxScoreRows must be a non-negative integer (got ${options.maxScoreRows})`);
     }
     this.speculation = checkSpeculation(options.speculation);
+    this.policy = options.policy ?? 'fcfs';
+    if (!SCHEDULING_POLICIES.includes(this.policy)) {
+      throw new AutoGlmError(
+        'invalid_request',
+        `scheduler: policy must be one of ${SCHEDULING_POLICIES.join(', ')} (got ${String(options.policy)})`,
+      );
+    }
     this.kv = new KvCacheManager({
       numBlocks: options.numBlocks,
       blockSize: options.blockSize,
@@ -175,9 +191,25 @@ export class Scheduler implements SchedulerInterface {
         { param: 'maxTokens' },
       );
     }
-    const state = new RequestState(request);
+    this.checkPriority(request.priority);
+    const state = new RequestState(request, this.arrivals++);
     this.requests.set(requestId, state);
-    this.waiting.push(state);
+    this.enqueue(state);
+  }
+
+  /** Refuses a priority this scheduler cannot honour: not an integer, or other than 0 under fcfs. */
+  checkPriority(priority: number | undefined): void {
+    if (priority === undefined) return;
+    if (!Number.isSafeInteger(priority)) {
+      throw new AutoGlmError('invalid_request', `priority must be an integer (got ${priority})`, { param: 'priority' });
+    }
+    if (priority !== 0 && this.policy !== 'priority') {
+      throw new AutoGlmError(
+        'invalid_request',
+        'priority scheduling is not enabled: requests are served in arrival order (the engine option schedulingPolicy, `autoglm serve --scheduling-policy priority`)',
+        { param: 'priority' },
+      );
+    }
   }
 
   schedule(): SchedulerOutput {
@@ -206,7 +238,7 @@ export class Scheduler implements SchedulerInterface {
           scoreBudget -= request.scoredRowsIn(start, numNewTokens);
           return;
         }
-        const victim = this.running[this.running.length - 1]!;
+        const victim = this.victim();
         const victimEntry = step.get(victim.requestId);
         if (victimEntry !== undefined) {
           // Already given rows this step: take them back.
@@ -379,7 +411,26 @@ export class Scheduler implements SchedulerInterface {
     request.numComputedTokens = 0;
     request.numPreemptions++;
     this.preemptions++;
-    this.waiting.unshift(request);
+    // first come first served: back to the front; by priority: ahead of later arrivals of its priority
+    if (this.policy === 'fcfs') this.waiting.unshift(request);
+    else this.enqueue(request);
+  }
+
+  /** Puts a request in the waiting queue: last (fcfs), or after everything that goes before it by (priority, arrival). */
+  private enqueue(request: RequestState): void {
+    if (this.policy === 'fcfs') {
+      this.waiting.push(request);
+      return;
+    }
+    const after = this.waiting.findIndex((w) => goesBefore(request, w));
+    if (after < 0) this.waiting.push(request);
+    else this.waiting.splice(after, 0, request);
+  }
+
+  /** The running sequence to preempt when one needs blocks: the newest (fcfs), or the last by (priority, arrival). */
+  private victim(): RequestState {
+    if (this.policy === 'fcfs') return this.running[this.running.length - 1]!;
+    return this.running.reduce((last, r) => (goesBefore(last, r) ? r : last));
   }
 
   private finish(request: RequestState, reason: FinishReason): FinishedRequest {
@@ -391,6 +442,11 @@ export class Scheduler implements SchedulerInterface {
     request.finishReason = reason;
     return { requestId: request.requestId, reason, outputTokenIds: request.outputTokenIds, stats: request.stats() };
   }
+}
+
+/** Whether a is served before b under the priority policy: lower priority value, then earlier arrival. */
+function goesBefore(a: RequestState, b: RequestState): boolean {
+  return a.priority !== b.priority ? a.priority < b.priority : a.arrival < b.arrival;
 }
 
 function sampledTokensOf(requestId: string, got: number | readonly number[] | undefined, rows: number): readonly number[] {

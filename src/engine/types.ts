@@ -99,6 +99,12 @@ export interface GenerateRequest {
    * responseFormat, whose grammar decides where the output ends.
    */
   minTokens?: number;
+  /**
+   * vLLM's priority: with EngineOptions.schedulingPolicy 'priority', waiting requests are
+   * admitted by lowest value first (then arrival), and memory pressure preempts the highest
+   * value first. An integer, default 0; other values are refused under 'fcfs'.
+   */
+  priority?: number;
   sampling?: SamplingParams;
   /** Stop strings: generation ends before the first occurrence; the stop text is not returned (see includeStopStrInOutput). */
   stop?: string[];
@@ -318,6 +324,12 @@ export interface EngineOptions {
    * to requests without penalties, min_tokens or a response_format / required tool call.
    */
   speculativeTokens?: number;
+  /**
+   * Which waiting request runs next: 'fcfs' (default, arrival order) or 'priority' (each
+   * request's priority, lowest first, then arrival; memory pressure preempts the running
+   * request with the highest priority value, not the newest).
+   */
+  schedulingPolicy?: SchedulingPolicy;
   /** Shortest and longest suffix (in tokens) that prompt lookup matches (defaults 2 and 4). */
   promptLookupMin?: number;
   promptLookupMax?: number;
@@ -337,6 +349,10 @@ export interface EngineOptions {
   /** The model name reported to clients (default: the folder's name). */
   servedModelName?: string;
 }
+
+/** EngineOptions.schedulingPolicy's values (`autoglm serve --scheduling-policy`). */
+export const SCHEDULING_POLICIES = ['fcfs', 'priority'] as const;
+export type SchedulingPolicy = (typeof SCHEDULING_POLICIES)[number];
 
 /** EngineOptions.weightDType's values (`autoglm serve --weight-dtype`). */
 export const WEIGHT_DTYPE_OPTIONS = ['f16', 'f32', 'int8'] as const;

@@ -13,6 +13,8 @@ export interface CommonBody extends StructuredOutputFields {
   max_tokens?: number | null;
   /** vLLM's: at least this many tokens before EOS, a stop token id or a stop string may end the output. */
   min_tokens?: number | null;
+  /** vLLM's: under --scheduling-policy priority, lower values are admitted first. */
+  priority?: number | null;
   temperature?: number | null;
   top_p?: number | null;
   top_k?: number | null;
@@ -51,6 +53,7 @@ export interface CommonParams {
   n: number;
   requestedMaxTokens: number | undefined;
   minTokens: number | undefined;
+  priority: number | undefined;
   sampling: SamplingParams;
   stop: string[] | undefined;
   includeStopStrInOutput: boolean;
@@ -95,6 +98,7 @@ export function parseCommon(body: CommonBody, maxTokens: number | null | undefin
     n,
     requestedMaxTokens: maxTokens ?? undefined,
     minTokens: body.min_tokens ?? undefined,
+    priority: body.priority ?? undefined,
     sampling,
     stop: stop && stop.length > 0 ? stop : undefined,
     includeStopStrInOutput: body.include_stop_str_in_output === true,
@@ -174,6 +178,7 @@ export function choiceRequest(
     prompt,
     maxTokens,
     minTokens: params.minTokens,
+    priority: params.priority,
     sampling: { ...params.sampling, ...(seed !== undefined && choiceIndex > 0 ? { seed: seed + choiceIndex } : {}) },
     stop: params.stop,
     includeStopStrInOutput: params.includeStopStrInOutput || undefined,

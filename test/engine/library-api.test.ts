@@ -244,6 +244,7 @@ describe('Engine.load', () => {
       [{ responseCacheEntries: -1 }, 'responseCacheEntries'],
       [{ promptLogprobsRows: 1.5 }, 'promptLogprobsRows'],
       [{ promptLogprobsRows: -1 }, 'promptLogprobsRows'],
+      [{ schedulingPolicy: 'lifo' as never }, 'schedulingPolicy'],
       [{ servedModelName: '' }, 'servedModelName'],
       [{ forceF32: 'no' as never }, 'forceF32'],
       [{ foldNorms: 1 as never }, 'foldNorms'],

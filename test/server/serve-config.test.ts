@@ -146,6 +146,15 @@ test('--num-speculative-tokens: off by default, up to 32, with --prompt-lookup-m
   expect(serveHelp()).toContain('[AUTOGLM_NUM_SPECULATIVE_TOKENS]');
 });
 
+test('--scheduling-policy: fcfs by default (left to the engine), priority, or AUTOGLM_SCHEDULING_POLICY', () => {
+  expect(parse([]).engine.schedulingPolicy).toBe('fcfs');
+  expect(Object.keys(engineOptionsOf(parse([])))).not.toContain('schedulingPolicy');
+  expect(engineOptionsOf(parse(['--scheduling-policy', 'priority']))).toMatchObject({ schedulingPolicy: 'priority' });
+  expect(engineOptionsOf(parse([], { AUTOGLM_SCHEDULING_POLICY: 'priority' }))).toMatchObject({ schedulingPolicy: 'priority' });
+  expect(() => parse(['--scheduling-policy', 'lifo'])).toThrow(/scheduling-policy/);
+  expect(serveHelp()).toContain('[AUTOGLM_SCHEDULING_POLICY]');
+});
+
 test('--num-speculative-tokens on a real server: /metrics counts the drafts and the kept ones', async () => {
   const engine = await loadDemoEngine(engineOptionsOf(parse(['--num-speculative-tokens', '4'])));
   const running = await startServer({ engine });
