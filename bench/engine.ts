@@ -29,6 +29,12 @@
  * sampled at temperature 0.8 with a seed. Output tokens/s of each, the per-round speedup,
  * the drafts' acceptance, and a check that both engines' outputs are identical; writes
  * bench/results/engine-speculative.json.
+ *
+ * `npm run bench:engine -- --priority [--model=DIR] [--rounds=4]`: what priority scheduling
+ * (EngineOptions.schedulingPolicy 'priority') buys a request behind a queue: an engine of 4
+ * batch slots busy with 12 sampled 120-token requests at priority 1, and a probe request
+ * arriving 150 ms later at priority -1 (ahead of the queue) or 1 (behind it), alternating;
+ * the probe's time to first token; writes bench/results/engine-priority.json.
  */
 import { Engine } from '../src/engine/engine.js';
 import { WEIGHT_DTYPE_OPTIONS, type EngineOptions, type GenerateRequest, type WeightDTypeOption } from '../src/engine/types.js';
@@ -334,7 +340,57 @@ async function compareSpeculative(modelDir: string, numTokens: number, rounds: n
   }
 }
 
+/** A probe's time to first token behind a busy queue, at a priority ahead of it and at the queue's own. */
+async function comparePriority(modelDir: string, rounds: number): Promise<void> {
+  const engine = await Engine.load(modelDir, { schedulingPolicy: 'priority', maxBatchSequences: 4, responseCacheEntries: 0 });
+  try {
+    await engine.warmUp();
+    console.error(`adapter: ${engine.adapterName}; model: ${modelDir}; 4 batch slots, 12 queued requests of 120 tokens at priority 1`);
+    const probe = async (priority: number): Promise<number> => {
+      const queue = Array.from({ length: 12 }, (_, i) =>
+        engine.complete({
+          prompt: `Story ${i}: Once`,
+          maxTokens: 120,
+          ignoreEos: true,
+          priority: 1,
+          sampling: { temperature: 0.8, seed: i },
+        }),
+      );
+      await new Promise((r) => setTimeout(r, 150));
+      const t = await timedGenerate(engine, { prompt: 'Probe: Once', maxTokens: 8, priority });
+      await Promise.all(queue);
+      return t.ttftMs;
+    };
+    const ahead: number[] = [];
+    const behind: number[] = [];
+    for (let r = 0; r < rounds; r++) {
+      for (const priority of r % 2 === 0 ? [1, -1] : [-1, 1]) (priority < 0 ? ahead : behind).push(await probe(priority));
+    }
+    const row = (label: string, ms: number[]): string[] => [label, median(ms).toFixed(0), ms.map((x) => x.toFixed(0)).join(' ')];
+    console.log(
+      formatTable(
+        ['probe', 'TTFT median ms', 'per round'],
+        [row('priority -1 (ahead of the queue)', ahead), row('priority 1 (the queue’s own)', behind)],
+      ),
+    );
+    const { commit, date } = runStamp();
+    const path = writeResultsJson('engine-priority', {
+      adapter: engine.adapterName,
+      date,
+      commit,
+      model: modelDir,
+      rounds,
+      aheadMs: ahead,
+      behindMs: behind,
+    });
+    console.log(`wrote ${path}`);
+  } finally {
+    await engine.close();
+  }
+}
+
 async function main(): Promise<void> {
+  if (process.argv.includes('--priority')) return comparePriority(flag('model') ?? 'models/demo-stories', countFlag('rounds', 4));
   const speculative = process.argv.slice(2).find((a) => a === '--speculative' || a.startsWith('--speculative='));
   if (speculative !== undefined)
     return compareSpeculative(
