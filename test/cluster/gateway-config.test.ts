@@ -68,6 +68,24 @@ describe('autoglm gateway configuration', () => {
     }
   });
 
+  test('API keys may carry a priority floor: KEY:RPS:BURST:PRIORITY (BURST empty with RPS 0)', () => {
+    const c = parse(['--api-keys', 'live,batch:0::10,bulk:2:4:5']);
+    expect(c.options.auth.apiKeys).toEqual(['live', 'batch', 'bulk']);
+    expect(c.options.keyPriorities).toEqual(
+      new Map([
+        ['batch', 10],
+        ['bulk', 5],
+      ]),
+    );
+    expect(c.options.keyRateLimits).toEqual(
+      new Map([
+        ['batch', null],
+        ['bulk', { requestsPerSecond: 2, burst: 4 }],
+      ]),
+    );
+    expect(parse(['--api-keys', 'a,b:1:1']).options.keyPriorities).toBeUndefined();
+  });
+
   test.each([
     ['sk-secret:5', 'is not in the expected shape'],
     ['sk-secret:x:1', "has RPS 'x'"],
@@ -76,7 +94,11 @@ describe('autoglm gateway configuration', () => {
     ['sk-secret:1:1.5', "has BURST '1.5'"],
     ['sk-secret:1:', "has BURST ''"],
     [':1:1', 'has an empty key'],
-    ['a:b:1:2', 'is not in the expected shape'],
+    ['a:b:1:2:3', 'is not in the expected shape'],
+    ['sk-secret:b:1:2', "has RPS 'b'"],
+    ['sk-secret:0::x', "has PRIORITY 'x'"],
+    ['sk-secret:0::1.5', "has PRIORITY '1.5'"],
+    ['sk-secret:1:1:', "has PRIORITY ''"],
   ])('a bad key limit %j names the flag and does not print the key', (entry, why) => {
     const dir = mkdtempSync(join(tmpdir(), 'autoglm-keys-'));
     try {

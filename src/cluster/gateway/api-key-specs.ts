@@ -8,29 +8,39 @@ export interface ApiKeySpecs {
   keys: string[];
   /** Keys given as KEY:RPS:BURST; `null` for RPS 0 (no limit for that key). */
   limits: Map<string, RateLimit | null>;
+  /** Keys given as KEY:RPS:BURST:PRIORITY: the least priority value their generation requests carry. */
+  priorities: Map<string, number>;
 }
 
-const SPEC_FORMAT = 'KEY or KEY:RPS:BURST (RPS a number of requests per second, 0 for no limit; BURST a whole number >= 1)';
+const SPEC_FORMAT =
+  'KEY, KEY:RPS:BURST or KEY:RPS:BURST:PRIORITY (RPS a number of requests per second, 0 for no limit; BURST a whole number >= 1, ' +
+  "empty with RPS 0; PRIORITY an integer, the least priority value the key's requests carry)";
 
 /**
- * One `--api-keys` entry or `--api-key-file` line: `KEY`, or `KEY:RPS:BURST` for a key with
- * its own rate limit. A key with a colon in any other shape is refused rather than taken
- * whole, so a typo such as `sk-a:5` cannot silently become a key nobody holds.
+ * One `--api-keys` entry or `--api-key-file` line: `KEY`, `KEY:RPS:BURST` for a key with
+ * its own rate limit, or `KEY:RPS:BURST:PRIORITY` for one whose generation requests are
+ * scheduled at PRIORITY or later (workers run `--scheduling-policy priority`). A key with a
+ * colon in any other shape is refused rather than taken whole, so a typo such as `sk-a:5`
+ * cannot silently become a key nobody holds.
  */
-export function parseApiKeySpec(entry: string, flag: string): { key: string; limit?: RateLimit | null } {
+export function parseApiKeySpec(entry: string, flag: string): { key: string; limit?: RateLimit | null; priority?: number } {
   const parts = entry.split(':');
   if (parts.length === 1) return { key: entry };
   const bad = (why: string): AutoGlmError =>
     new AutoGlmError('invalid_request', `--${flag}: '${redact(entry)}' ${why}; each key must be ${SPEC_FORMAT}.`, { param: flag });
-  if (parts.length !== 3) throw bad('is not in the expected shape');
-  const [key, rpsText, burstText] = parts as [string, string, string];
+  if (parts.length !== 3 && parts.length !== 4) throw bad('is not in the expected shape');
+  const [key, rpsText, burstText, priorityText] = parts as [string, string, string, string | undefined];
   if (key === '') throw bad('has an empty key');
   const rps = Number(rpsText);
   const burst = Number(burstText);
+  const priority = priorityText === undefined ? undefined : Number(priorityText);
+  if (priority !== undefined && (priorityText!.trim() === '' || !Number.isSafeInteger(priority)))
+    throw bad(`has PRIORITY '${priorityText}'`);
+  const withPriority = priority === undefined ? {} : { priority };
   if (rpsText.trim() === '' || !Number.isFinite(rps) || rps < 0) throw bad(`has RPS '${rpsText}'`);
-  if (rps === 0) return { key, limit: null };
+  if (rps === 0) return { key, limit: null, ...withPriority };
   if (burstText.trim() === '' || !Number.isInteger(burst) || burst < 1) throw bad(`has BURST '${burstText}'`);
-  return { key, limit: { requestsPerSecond: rps, burst } };
+  return { key, limit: { requestsPerSecond: rps, burst }, ...withPriority };
 }
 
 /** Keys from the comma list and the key file together; a key given twice keeps its last limit. */
@@ -48,10 +58,11 @@ export function readApiKeySpecs(sources: { list: string[]; listFlag: string; fil
     }
     entries.push(...lines.map((l) => parseApiKeySpec(l, sources.fileFlag)));
   }
-  const specs: ApiKeySpecs = { keys: [], limits: new Map() };
-  for (const { key, limit } of entries) {
+  const specs: ApiKeySpecs = { keys: [], limits: new Map(), priorities: new Map() };
+  for (const { key, limit, priority } of entries) {
     if (!specs.keys.includes(key)) specs.keys.push(key);
     if (limit !== undefined) specs.limits.set(key, limit);
+    if (priority !== undefined) specs.priorities.set(key, priority);
   }
   return specs;
 }

@@ -59,6 +59,9 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
     }
   });
   const limiter = limits.unlimited ? null : limits;
+  const priorityFloors = keyPriorityFloors(options.keyPriorities, keys);
+  /** The identity each request authenticated as (read by the generation routes for its key's priority). */
+  const identities = new WeakMap<FastifyRequest, string>();
   const metrics = new GatewayMetrics();
   const pool = new UpstreamPool();
   const health = new HealthMonitor(options.health, undefined, poolReadyProbe(pool));
@@ -159,6 +162,7 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
 
   const clientGuard = async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
     const identity = options.auth.disabled === true ? `ip:${request.ip}` : keys.authenticate(request.headers.authorization);
+    identities.set(request, identity);
     if (limiter) {
       const verdict = limiter.take(identity);
       if (!verdict.allowed) {
@@ -188,7 +192,9 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
   });
 
   for (const path of ['/v1/chat/completions', '/v1/completions'] as const) {
-    app.post(path, { onRequest: clientGuard }, (request, reply) => proxyGeneration(deps, routeConfig, path, request, reply));
+    app.post(path, { onRequest: clientGuard }, (request, reply) =>
+      proxyGeneration(deps, routeConfig, path, request, reply, priorityFloors.get(identities.get(request) ?? '')),
+    );
   }
   // Everything else a worker serves: forwarded to any healthy worker, with retries.
   const forward = (method: 'GET' | 'POST', path: string) => async (request: FastifyRequest, reply: FastifyReply) => {
@@ -283,4 +289,16 @@ function requestIds(): () => string {
     counter = (counter + 1) >>> 0;
     return `${prefix}${counter.toString(16).padStart(8, '0')}`;
   };
+}
+
+/** keyPriorities by the identity each key authenticates as; a key nobody can authenticate with is a mistake, refused. */
+function keyPriorityFloors(byKey: ReadonlyMap<string, number> | undefined, keys: ApiKeyChecker): Map<string, number> {
+  const floors = new Map<string, number>();
+  for (const [key, priority] of byKey ?? []) {
+    if (keys.match(key) < 0) throw new AutoGlmError('invalid_request', 'keyPriorities names a key that is not in auth.apiKeys.');
+    if (!Number.isSafeInteger(priority))
+      throw new AutoGlmError('invalid_request', `keyPriorities: priority must be an integer (got ${priority}).`);
+    floors.set(keys.authenticate(`Bearer ${key}`), priority);
+  }
+  return floors;
 }

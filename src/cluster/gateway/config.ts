@@ -62,8 +62,11 @@ const FLAGS = {
   },
   'cluster-secret': { kind: 'string', help: 'sent to workers, required from registering workers' },
   'worker-api-key': { kind: 'string', help: 'Bearer key for workers that check API keys' },
-  'api-key-file': { kind: 'string', help: 'client API keys, one per line, each KEY or KEY:RPS:BURST (its own rate limit; RPS 0: none)' },
-  'api-keys': { kind: 'list', help: 'comma-separated client API keys, each KEY or KEY:RPS:BURST' },
+  'api-key-file': {
+    kind: 'string',
+    help: 'client API keys, one per line, each KEY, KEY:RPS:BURST (its own rate limit; RPS 0: none) or KEY:RPS:BURST:PRIORITY (its requests scheduled at PRIORITY or later)',
+  },
+  'api-keys': { kind: 'list', help: 'comma-separated client API keys, each KEY, KEY:RPS:BURST or KEY:RPS:BURST:PRIORITY' },
   'no-auth': { kind: 'bool', help: 'accept client requests without an API key' },
   'rate-limit-rps': { kind: 'float', help: 'requests per second per API key without a limit of its own (default: unlimited)' },
   'rate-limit-burst': { kind: 'int', min: 1, help: 'burst per such API key (default 2 x rps; needs --rate-limit-rps)' },
@@ -273,6 +276,7 @@ export function parseGatewayConfig(argv: string[], env: NodeJS.ProcessEnv = proc
           ? { requestsPerSecond: rps, burst: num('rate-limit-burst') ?? Math.max(1, Math.ceil(rps * 2)) }
           : undefined,
       keyRateLimits: specs.limits.size > 0 ? specs.limits : undefined,
+      keyPriorities: specs.priorities.size > 0 ? specs.priorities : undefined,
       clusterSecret: str('cluster-secret'),
       workerApiKey: str('worker-api-key'),
       health: withoutUndefined({

@@ -20,7 +20,8 @@ type Body = Record<string, unknown>;
 /**
  * POST /v1/chat/completions and /v1/completions through the gateway. The body goes to a
  * worker unchanged except for a seed the gateway fixes when the client gave none, so a
- * retried or resumed request samples exactly what the first worker would have.
+ * retried or resumed request samples exactly what the first worker would have, and, for a
+ * key with a priority floor, a priority raised to it.
  */
 export async function proxyGeneration(
   deps: UpstreamDeps & { metrics: GatewayMetrics },
@@ -28,6 +29,7 @@ export async function proxyGeneration(
   path: '/v1/chat/completions' | '/v1/completions',
   request: FastifyRequest,
   reply: FastifyReply,
+  priorityFloor?: number,
 ): Promise<unknown> {
   const body = request.body;
   if (typeof body !== 'object' || body === null || Array.isArray(body))
@@ -36,6 +38,7 @@ export async function proxyGeneration(
   checkJsonShape(b);
   // Only an absent seed is fixed: any other value is the client's, for the worker to accept or refuse.
   const fixed: Body = b.seed === undefined || b.seed === null ? { ...b, seed: randomInt(0, 2 ** 31 - 1) } : { ...b };
+  if (priorityFloor !== undefined) fixed.priority = flooredPriority(b.priority, priorityFloor);
   const stream = b.stream === true;
   const promptKey = path === '/v1/chat/completions' ? JSON.stringify(b.messages ?? '') : JSON.stringify(b.prompt ?? '');
   const maxTokens = Number(b.max_tokens ?? b.max_completion_tokens ?? 256) || 256;
@@ -153,4 +156,10 @@ export async function forwardWhole(
       attempt.finish();
     }
   }
+}
+
+/** A client's priority raised to its key's floor; a value that is no number is left for the worker to refuse. */
+function flooredPriority(given: unknown, floor: number): unknown {
+  if (given === undefined || given === null) return floor;
+  return typeof given === 'number' ? Math.max(given, floor) : given;
 }

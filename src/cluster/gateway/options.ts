@@ -21,6 +21,13 @@ export interface GatewayOptions {
    * `rateLimit`; `null` exempts a key (an internal service, say).
    */
   keyRateLimits?: ReadonlyMap<string, RateLimit | null>;
+  /**
+   * The least `priority` value the generation requests of particular API keys carry (each
+   * must be one of `auth.apiKeys`): a client's own lower value, or none, is raised to it, so
+   * a batch key cannot go ahead of interactive traffic. Workers need `--scheduling-policy
+   * priority`; one without refuses such requests with a 400.
+   */
+  keyPriorities?: ReadonlyMap<string, number>;
   /** Sent to workers (x-autoglm-cluster-secret) and required from registering workers. */
   clusterSecret?: string;
   /** Bearer key for workers that check API keys themselves. */
