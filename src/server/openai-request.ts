@@ -15,6 +15,8 @@ export interface CommonBody extends StructuredOutputFields {
   min_tokens?: number | null;
   /** vLLM's: under --scheduling-policy priority, lower values are admitted first. */
   priority?: number | null;
+  /** vLLM's: only the last N prompt tokens are used (left truncation, after the chat template). */
+  truncate_prompt_tokens?: number | null;
   temperature?: number | null;
   top_p?: number | null;
   top_k?: number | null;
@@ -54,6 +56,8 @@ export interface CommonParams {
   requestedMaxTokens: number | undefined;
   minTokens: number | undefined;
   priority: number | undefined;
+  /** Prompts longer than this keep their last this-many tokens. */
+  truncatePromptTokens: number | undefined;
   sampling: SamplingParams;
   stop: string[] | undefined;
   includeStopStrInOutput: boolean;
@@ -99,6 +103,7 @@ export function parseCommon(body: CommonBody, maxTokens: number | null | undefin
     requestedMaxTokens: maxTokens ?? undefined,
     minTokens: body.min_tokens ?? undefined,
     priority: body.priority ?? undefined,
+    truncatePromptTokens: body.truncate_prompt_tokens ?? undefined,
     sampling,
     stop: stop && stop.length > 0 ? stop : undefined,
     includeStopStrInOutput: body.include_stop_str_in_output === true,
@@ -120,6 +125,11 @@ function responseFormatOf(format: ResponseFormatBody | null | undefined): Respon
   if (!format || format.type === 'text') return undefined;
   if (format.type === 'json_object') return { type: 'json_object' };
   return { type: 'json_schema', schema: format.json_schema.schema };
+}
+
+/** A prompt's last `keep` tokens (vLLM's truncate_prompt_tokens); the prompt itself when it is no longer. */
+export function truncatedPrompt(prompt: number[], keep: number | undefined): number[] {
+  return keep !== undefined && prompt.length > keep ? prompt.slice(prompt.length - keep) : prompt;
 }
 
 /**

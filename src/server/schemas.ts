@@ -21,6 +21,8 @@ const commonProperties = {
   // vLLM's: each prompt token's logprob and rank, with this many alternatives
   prompt_logprobs: { type: nullable('integer'), minimum: 0, maximum: 20 },
   min_tokens: { type: nullable('integer'), minimum: 0 },
+  // vLLM's: only the prompt's last N tokens are used (left truncation)
+  truncate_prompt_tokens: { type: nullable('integer'), minimum: 1 },
   // vLLM's: with --scheduling-policy priority, lower values are served first
   priority: { type: nullable('integer'), minimum: -(2 ** 31), maximum: 2 ** 31 - 1 },
   temperature: { type: nullable('number'), minimum: 0, maximum: 2 },

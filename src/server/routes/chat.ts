@@ -1,7 +1,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { AutoGlmError } from '../../errors.js';
 import type { InferenceEngine } from '../../engine/types.js';
-import { budgetTokens, choiceRequest, parseCommon, type CommonBody, type CommonParams } from '../openai-request.js';
+import { budgetTokens, choiceRequest, parseCommon, truncatedPrompt, type CommonBody, type CommonParams } from '../openai-request.js';
 import { formatParamOf } from '../structured-outputs.js';
 import { ChoiceToolCalls } from '../tool-calls/choice-tool-calls.js';
 import { chatTemplateSourceOf, generatedText } from '../tool-calls/model-tokenizer.js';
@@ -39,7 +39,9 @@ export async function chatCompletions(ctx: RouteContext, request: FastifyRequest
   const tools = planToolCalling(body, { templateSource: chatTemplateSourceOf(engine), parser: ctx.toolCallParser });
   const params = withForcedCalls(common, tools);
   const messages = chatMessages(body.messages);
-  const prompt = await ctx.tokenizer.chat(engine, messages, templateKwargs(body.chat_template_kwargs, tools));
+  const rendered = await ctx.tokenizer.chat(engine, messages, templateKwargs(body.chat_template_kwargs, tools));
+  // left truncation cuts the oldest turns (and the template's start), as vLLM's does
+  const prompt = truncatedPrompt(rendered, params.truncatePromptTokens);
   const maxTokens = budgetTokens({
     promptTokens: prompt.length,
     resumedTokens: params.resumeTokenIds?.length ?? 0,

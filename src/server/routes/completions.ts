@@ -3,7 +3,7 @@ import { generatedText } from '../tool-calls/model-tokenizer.js';
 import { AutoGlmError } from '../../errors.js';
 import type { InferenceEngine } from '../../engine/types.js';
 import type { ChoiceSpec } from '../generation.js';
-import { budgetTokens, choiceRequest, parseCommon, type CommonBody } from '../openai-request.js';
+import { budgetTokens, choiceRequest, parseCommon, truncatedPrompt, type CommonBody } from '../openai-request.js';
 import type { PromptTokenizer } from '../prompt-tokenizer.js';
 import type { RouteContext } from './context.js';
 import { completionLogprobs, promptLogprobsField } from './logprobs-format.js';
@@ -32,9 +32,11 @@ export async function completions(ctx: RouteContext, request: FastifyRequest, re
   // counted before tokenizing: 10^5 short prompts would hold the event loop for seconds
   if (promptCount(body.prompt) * params.n > ctx.limits.maxChoices)
     throw new AutoGlmError('invalid_request', `At most ${ctx.limits.maxChoices} prompts x n per request.`, { param: 'prompt' });
-  const prompts = await tokenizePrompts(engine, ctx.tokenizer, body.prompt);
-  // echoed as given where it is text, decoded where it is token ids
-  const promptTexts = body.echo === true ? await promptTextsOf(engine, body.prompt, prompts) : [];
+  const given = await tokenizePrompts(engine, ctx.tokenizer, body.prompt);
+  const prompts = given.map((p) => truncatedPrompt(p, params.truncatePromptTokens));
+  // echoed as given where it is text, decoded where it is token ids or was truncated
+  const truncated = prompts.some((p, i) => p !== given[i]);
+  const promptTexts = body.echo === true ? await promptTextsOf(engine, truncated ? prompts : body.prompt, prompts) : [];
   if (params.resumeTokenIds && prompts.length !== 1)
     throw new AutoGlmError('invalid_request', 'resume_token_ids requires a single prompt.', { param: 'resume_token_ids' });
 
