@@ -10,9 +10,24 @@
  * unpaged loop) catches them.
  */
 import type { FinishedRequest, SchedulerOutput } from '../../src/engine/scheduler-output.js';
-import type { Scheduler } from '../../src/engine/scheduler.js';
+import { Scheduler, type SchedulerOptions } from '../../src/engine/scheduler.js';
 
 const SEED_STATE = 0x811c9dc5;
+
+/** Tokens per KV block in the scheduler tests. */
+export const BS = 16;
+
+/** A scheduler for the fake model: 64 blocks of BS tokens, 64 rows and 16 sequences a step, prefix caching on, unless `options` say otherwise. */
+export function makeScheduler(options: Partial<SchedulerOptions> = {}): Scheduler {
+  return new Scheduler({
+    numBlocks: 64,
+    blockSize: BS,
+    maxBatchTokens: 64,
+    maxBatchSequences: 16,
+    enablePrefixCaching: true,
+    ...options,
+  });
+}
 
 function mix(state: number, tokenId: number, position: number): number {
   let h = Math.imul(state ^ (tokenId + 1), 0x01000193) >>> 0;

@@ -1,23 +1,14 @@
 import { describe, expect, it } from 'vitest';
 import { Scheduler, type SchedulerOptions } from '../../src/engine/scheduler.js';
-import { FakeModel, makePrompt, referenceGenerate, runToCompletion } from './fake-model.js';
+import { BS, FakeModel, makePrompt, makeScheduler, referenceGenerate, runToCompletion } from './fake-model.js';
 
-const BS = 16;
-
-function makeScheduler(options: Partial<SchedulerOptions> = {}): Scheduler {
-  return new Scheduler({
-    numBlocks: 64,
-    blockSize: BS,
-    maxBatchTokens: 256,
-    maxBatchSequences: 8,
-    enablePrefixCaching: true,
-    ...options,
-  });
+function scheduler(options: Partial<SchedulerOptions> = {}): Scheduler {
+  return makeScheduler({ maxBatchTokens: 256, maxBatchSequences: 8, ...options });
 }
 
 describe('prefix caching', () => {
   it('a second request sharing a 200-token prefix computes only its new tokens, and generates the cold-run tokens', () => {
-    const s = makeScheduler();
+    const s = scheduler();
     const model = new FakeModel(BS);
     const shared = makePrompt(200, 1);
     const first = [...shared, ...makePrompt(10, 2)];
@@ -35,7 +26,7 @@ describe('prefix caching', () => {
   });
 
   it('always computes the last prompt token, even when the whole prompt is cached', () => {
-    const s = makeScheduler();
+    const s = scheduler();
     const model = new FakeModel(BS);
     const prompt = makePrompt(64, 5);
     s.addRequest({ requestId: 'a', promptTokenIds: prompt, maxTokens: 3 });
@@ -49,7 +40,7 @@ describe('prefix caching', () => {
   });
 
   it('shares blocks by reference between running requests', () => {
-    const s = makeScheduler();
+    const s = scheduler();
     const model = new FakeModel(BS);
     const shared = makePrompt(48, 9);
     const pa = [...shared, 1, 2, 3];
@@ -71,7 +62,7 @@ describe('prefix caching', () => {
   });
 
   it('caches blocks filled while decoding, so a multi-turn follow-up reuses the previous answer too', () => {
-    const s = makeScheduler();
+    const s = scheduler();
     const model = new FakeModel(BS);
     const turn1 = makePrompt(30, 11);
     s.addRequest({ requestId: 't1', promptTokenIds: turn1, maxTokens: 40 });
@@ -85,7 +76,7 @@ describe('prefix caching', () => {
   });
 
   it('recomputes a preempted request mostly from its own cached blocks', () => {
-    const s = makeScheduler({ numBlocks: 10, maxBatchTokens: 64 });
+    const s = scheduler({ numBlocks: 10, maxBatchTokens: 64 });
     const model = new FakeModel(BS);
     const pa = makePrompt(40, 21);
     const pb = makePrompt(40, 22);
@@ -105,7 +96,7 @@ describe('prefix caching', () => {
   });
 
   it('evicts least recently freed cached blocks first when the pool needs room', () => {
-    const s = makeScheduler({ numBlocks: 8 });
+    const s = scheduler({ numBlocks: 8 });
     const model = new FakeModel(BS);
     const old = makePrompt(33, 31); // 2 full blocks cached once done
     const recent = makePrompt(33, 32);
@@ -132,7 +123,7 @@ describe('prefix caching', () => {
   });
 
   it('reuses nothing with prefix caching off', () => {
-    const s = makeScheduler({ enablePrefixCaching: false });
+    const s = scheduler({ enablePrefixCaching: false });
     const model = new FakeModel(BS);
     const prompt = makePrompt(100, 41);
     for (const id of ['a', 'b']) {

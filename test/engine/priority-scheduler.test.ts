@@ -8,20 +8,10 @@ import { Scheduler, type SchedulerOptions } from '../../src/engine/scheduler.js'
 import type { FinishedRequest } from '../../src/engine/scheduler-output.js';
 import { isAutoGlmError } from '../../src/errors.js';
 import { thrown } from '../helpers/caught.js';
-import { FakeModel, makePrompt, referenceGenerate } from './fake-model.js';
+import { BS, FakeModel, makePrompt, makeScheduler, referenceGenerate } from './fake-model.js';
 
-const BS = 16;
-
-function makeScheduler(options: Partial<SchedulerOptions> = {}): Scheduler {
-  return new Scheduler({
-    numBlocks: 64,
-    blockSize: BS,
-    maxBatchTokens: 64,
-    maxBatchSequences: 8,
-    enablePrefixCaching: true,
-    policy: 'priority',
-    ...options,
-  });
+function scheduler(options: Partial<SchedulerOptions> = {}): Scheduler {
+  return makeScheduler({ maxBatchSequences: 8, policy: 'priority', ...options });
 }
 
 /** Runs to the end; the order in which requests got their first sampled token, and what they finished with. */
@@ -48,7 +38,7 @@ describe('Scheduler, priority policy', () => {
     ];
     const byPolicy = (policy: 'fcfs' | 'priority'): string[] => {
       // one sequence at a time: each request runs to its end before the next is admitted
-      const s = makeScheduler({ maxBatchSequences: 1, policy });
+      const s = scheduler({ maxBatchSequences: 1, policy });
       for (const [id, priority] of arrivals)
         s.addRequest({
           requestId: id,
@@ -63,7 +53,7 @@ describe('Scheduler, priority policy', () => {
   });
 
   it('a request arriving later with a lower value goes before those already waiting, not before those running', () => {
-    const s = makeScheduler({ maxBatchSequences: 1 });
+    const s = scheduler({ maxBatchSequences: 1 });
     const model = new FakeModel(BS);
     s.addRequest({ requestId: 'running', promptTokenIds: makePrompt(8, 1), maxTokens: 6, priority: 9 });
     s.updateFromOutput(model.step(s.schedule()));
@@ -74,7 +64,7 @@ describe('Scheduler, priority policy', () => {
 
   it('under memory pressure preempts the running request with the largest (priority, arrival), not the newest; all finish correctly', () => {
     // 8 blocks of 16: three 30-token prompts growing to 69 tokens (5 blocks each) cannot all stay
-    const s = makeScheduler({ numBlocks: 8, maxBatchTokens: 128 });
+    const s = scheduler({ numBlocks: 8, maxBatchTokens: 128 });
     const prompts = { low: makePrompt(30, 1), high: makePrompt(30, 2), mid: makePrompt(30, 3) };
     const model = new FakeModel(BS);
     // 'low' runs first, alone: the newest running requests are the two that come after it
@@ -98,18 +88,18 @@ describe('Scheduler, priority policy', () => {
   });
 
   it('refuses a priority other than 0 under fcfs, and one that is not an integer, as invalid_request naming priority', () => {
-    const fcfs = makeScheduler({ policy: 'fcfs' });
+    const fcfs = scheduler({ policy: 'fcfs' });
     fcfs.addRequest({ requestId: 'zero', promptTokenIds: [1, 2], maxTokens: 1, priority: 0 });
     for (const [s, priority] of [
       [fcfs, 1],
-      [makeScheduler(), 1.5],
-      [makeScheduler(), Number.NaN],
+      [scheduler(), 1.5],
+      [scheduler(), Number.NaN],
     ] as const) {
       const e = thrown(() => s.addRequest({ requestId: `p${priority}`, promptTokenIds: [1, 2], maxTokens: 1, priority }));
       expect(isAutoGlmError(e, 'invalid_request'), String(e)).toBe(true);
       expect((e as { param?: string }).param).toBe('priority');
     }
     expect(String(thrown(() => fcfs.checkPriority(3)))).toMatch(/scheduling-policy priority/);
-    expect(thrown(() => makeScheduler({ policy: 'lifo' as 'fcfs' }))).toBeDefined();
+    expect(thrown(() => scheduler({ policy: 'lifo' as 'fcfs' }))).toBeDefined();
   });
 });

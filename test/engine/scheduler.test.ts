@@ -1,20 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { Scheduler, type SchedulerOptions } from '../../src/engine/scheduler.js';
 import { isAutoGlmError, type ErrorCode } from '../../src/errors.js';
-import { FakeModel, makePrompt, referenceGenerate, runToCompletion } from './fake-model.js';
-
-const BS = 16;
-
-function makeScheduler(options: Partial<SchedulerOptions> = {}): Scheduler {
-  return new Scheduler({
-    numBlocks: 64,
-    blockSize: BS,
-    maxBatchTokens: 64,
-    maxBatchSequences: 16,
-    enablePrefixCaching: true,
-    ...options,
-  });
-}
+import { BS, FakeModel, makePrompt, makeScheduler, referenceGenerate, runToCompletion } from './fake-model.js';
 
 function expectError(fn: () => unknown, code: ErrorCode, message?: RegExp): void {
   let err: unknown;

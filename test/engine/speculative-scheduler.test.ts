@@ -11,22 +11,13 @@ import { Scheduler, type SchedulerOptions, type SpeculationOptions } from '../..
 import type { SchedulerOutput } from '../../src/engine/scheduler-output.js';
 import type { FinishedRequest } from '../../src/engine/scheduler-output.js';
 import { isAutoGlmError } from '../../src/errors.js';
-import { FakeModel, makePrompt, referenceGenerate } from './fake-model.js';
+import { BS, FakeModel, makePrompt, makeScheduler, referenceGenerate } from './fake-model.js';
 
-const BS = 16;
 const VOCAB = 3;
 const SPECULATION: SpeculationOptions = { numDraftTokens: 4, maxDraftRows: 64, minNgram: 2, maxNgram: 4 };
 
-function makeScheduler(options: Partial<SchedulerOptions> = {}): Scheduler {
-  return new Scheduler({
-    numBlocks: 128,
-    blockSize: BS,
-    maxBatchTokens: 96,
-    maxBatchSequences: 16,
-    enablePrefixCaching: true,
-    speculation: SPECULATION,
-    ...options,
-  });
+function scheduler(options: Partial<SchedulerOptions> = {}): Scheduler {
+  return makeScheduler({ numBlocks: 128, maxBatchTokens: 96, speculation: SPECULATION, ...options });
 }
 
 interface Run {
@@ -55,7 +46,7 @@ describe('Scheduler with speculative decoding (prompt lookup)', () => {
   it('generates exactly what an unbatched run generates, for 16 concurrent prompts, each kept draft saving a decode row', () => {
     const prompts = Array.from({ length: 16 }, (_, i) => makePrompt(5 + i * 9, i, VOCAB));
     const runWith = (speculation: SpeculationOptions | undefined): Run & { accepted: number } => {
-      const s = makeScheduler(speculation ? { speculation } : { speculation: undefined });
+      const s = scheduler(speculation ? { speculation } : { speculation: undefined });
       prompts.forEach((p, i) => s.addRequest({ requestId: `r${i}`, promptTokenIds: p, maxTokens: 20 + i, speculate: true }));
       const r = run(s, new FakeModel(BS, VOCAB));
       // nothing leaks: every block is back in the pool
@@ -83,7 +74,7 @@ describe('Scheduler with speculative decoding (prompt lookup)', () => {
   });
 
   it('counts drafts and kept drafts, and moves each sequence on by exactly the tokens it kept', () => {
-    const s = makeScheduler();
+    const s = scheduler();
     const prompt = makePrompt(40, 7, VOCAB);
     s.addRequest({ requestId: 'a', promptTokenIds: prompt, maxTokens: 60, speculate: true });
     const r = run(s, new FakeModel(BS, VOCAB));
@@ -109,7 +100,7 @@ describe('Scheduler with speculative decoding (prompt lookup)', () => {
   });
 
   it('caches only blocks of kept tokens: a later request over the same text reuses them and still generates correctly', () => {
-    const s = makeScheduler();
+    const s = scheduler();
     const model = new FakeModel(BS, VOCAB);
     const prompt = makePrompt(21, 3, VOCAB);
     s.addRequest({ requestId: 'a', promptTokenIds: prompt, maxTokens: 70, speculate: true });
@@ -123,7 +114,7 @@ describe('Scheduler with speculative decoding (prompt lookup)', () => {
   });
 
   it('never drafts past maxTokens, nor for requests that do not allow it', () => {
-    const s = makeScheduler();
+    const s = scheduler();
     // a loop the lookup predicts perfectly would otherwise draft 4 at the last steps too
     s.addRequest({ requestId: 'short', promptTokenIds: [1, 2, 1, 2, 1, 2, 1, 2], maxTokens: 3, speculate: true });
     s.addRequest({ requestId: 'plain', promptTokenIds: [1, 2, 1, 2, 1, 2, 1, 2], maxTokens: 12 });
@@ -143,7 +134,7 @@ describe('Scheduler with speculative decoding (prompt lookup)', () => {
   it('gives drafts only rows the step has to spare: every decode row first, within maxDraftRows', () => {
     const prompts = Array.from({ length: 12 }, (_, i) => makePrompt(10, 50 + i, VOCAB));
     // 12 decoding sequences and 16 rows a step: 4 rows for drafts; maxDraftRows 3 takes one more away
-    const s = makeScheduler({ maxBatchTokens: 16, maxBatchSequences: 12, speculation: { ...SPECULATION, maxDraftRows: 3 } });
+    const s = scheduler({ maxBatchTokens: 16, maxBatchSequences: 12, speculation: { ...SPECULATION, maxDraftRows: 3 } });
     prompts.forEach((p, i) => s.addRequest({ requestId: `r${i}`, promptTokenIds: p, maxTokens: 25, speculate: true }));
     const model = new FakeModel(BS, VOCAB);
     const finished = new Map<string, FinishedRequest>();
@@ -166,7 +157,7 @@ describe('Scheduler with speculative decoding (prompt lookup)', () => {
   it('under memory pressure drops drafts rather than preempt for them; every request still finishes correctly with no leak', () => {
     const prompts = Array.from({ length: 6 }, (_, i) => makePrompt(20 + i * 7, 90 + i, VOCAB));
     // 12 blocks of 16: not enough for all six at once
-    const s = makeScheduler({ numBlocks: 12, maxBatchTokens: 64 });
+    const s = scheduler({ numBlocks: 12, maxBatchTokens: 64 });
     prompts.forEach((p, i) => s.addRequest({ requestId: `r${i}`, promptTokenIds: p, maxTokens: 40, speculate: true }));
     const r = run(s, new FakeModel(BS, VOCAB));
     prompts.forEach((p, i) => expect(r.finished.get(`r${i}`)!.outputTokenIds).toEqual(referenceGenerate(p, 40, VOCAB)));
@@ -176,7 +167,7 @@ describe('Scheduler with speculative decoding (prompt lookup)', () => {
   });
 
   it('pauses drafting for 1, 3, then 7 decode steps while every draft fails, and drafts every step again once one is kept', () => {
-    const s = makeScheduler();
+    const s = scheduler();
     // every pair of 1s and 2s occurs in the prompt: whatever follows, prompt lookup proposes
     s.addRequest({ requestId: 'a', promptTokenIds: [1, 1, 2, 2, 1, 2, 1, 1, 2, 2, 1, 2], maxTokens: 90, speculate: true });
     let agree = false;
@@ -201,7 +192,7 @@ describe('Scheduler with speculative decoding (prompt lookup)', () => {
   });
 
   it('insists on one sampled token per sampled row of a drafting sequence, and refuses bad options', () => {
-    const s = makeScheduler();
+    const s = scheduler();
     // whatever comes after the last 2, "2 t" occurred before
     s.addRequest({ requestId: 'a', promptTokenIds: [2, 0, 2, 1, 2, 2, 2], maxTokens: 10, speculate: true });
     const model = new FakeModel(BS, VOCAB);
@@ -218,14 +209,14 @@ describe('Scheduler with speculative decoding (prompt lookup)', () => {
     for (const bad of [{ numDraftTokens: -1 }, { minNgram: 0 }, { minNgram: 5, maxNgram: 4 }, { maxDraftRows: 1.5 }]) {
       err = undefined;
       try {
-        makeScheduler({ speculation: { ...SPECULATION, ...bad } });
+        scheduler({ speculation: { ...SPECULATION, ...bad } });
       } catch (e) {
         err = e;
       }
       expect(isAutoGlmError(err, 'invalid_request'), JSON.stringify(bad)).toBe(true);
     }
     // 0 draft tokens or rows: off
-    expect(makeScheduler({ speculation: { ...SPECULATION, numDraftTokens: 0 } }).speculation).toBeNull();
-    expect(makeScheduler({ speculation: { ...SPECULATION, maxDraftRows: 0 } }).speculation).toBeNull();
+    expect(scheduler({ speculation: { ...SPECULATION, numDraftTokens: 0 } }).speculation).toBeNull();
+    expect(scheduler({ speculation: { ...SPECULATION, maxDraftRows: 0 } }).speculation).toBeNull();
   });
 });
