@@ -26,7 +26,8 @@
  * nothing about how often guesses come true), alternating round by round over three
  * workloads: a copy (the model's own answer P -> T is in the context, P + T + P, and it
  * answers again), the first answer alone (only its own repetitions to draw on), and the copy
- * sampled at temperature 0.8 with a seed. Output tokens/s of each, the per-round speedup,
+ * sampled at temperature 0.8 with a seed, and the answer shown as JSON and asked for under a
+ * json_object response_format (extraction). Output tokens/s of each, the per-round speedup,
  * the drafts' acceptance, and a check that both engines' outputs are identical; writes
  * bench/results/engine-speculative.json.
  *
@@ -252,10 +253,18 @@ async function compareSpeculative(modelDir: string, numTokens: number, rounds: n
       .catch(() => randomPrompt(16, plain.folder.spec.vocabSize, 77));
     const first = await plain.complete({ prompt: ask, maxTokens, sampling: { temperature: 0 } });
     const copy = [...ask, ...first.tokenIds, ...ask];
+    // the answer shown as JSON, and asked for as JSON: extraction under a grammar
+    const shownAsJson = await plain.tokenize(JSON.stringify({ answer: first.text }));
+    const eos = plain.folder.eosTokenIds.slice(0, 1);
+    const jsonCopy = [...ask, ...shownAsJson, ...eos, ...ask];
     const workloads: SpeculativeWorkload[] = [
       { label: 'copy (P T P), greedy', request: { prompt: copy, maxTokens, sampling: { temperature: 0 } } },
       { label: 'first answer (P), greedy', request: { prompt: ask, maxTokens, sampling: { temperature: 0 } } },
       { label: 'copy (P T P), T 0.8 seeded', request: { prompt: copy, maxTokens, sampling: { temperature: 0.8, seed: 9 } } },
+      {
+        label: 'JSON copy (P J P), json_object, greedy',
+        request: { prompt: jsonCopy, maxTokens, sampling: { temperature: 0 }, responseFormat: { type: 'json_object' } },
+      },
     ];
     const model = modelDir;
     console.error(`adapter: ${plain.adapterName}; model: ${model}; ${numTokens} speculative tokens; ${maxTokens} output tokens`);

@@ -110,6 +110,37 @@ interface ActiveRequest {
 
 let nextRequestNumber = 0;
 
+/** A constrained sequence's token masks for its sampled rows: the first row's, and each draft row's after it. */
+interface RowMasks {
+  first: Uint32Array | undefined;
+  drafts: (Uint32Array | undefined)[] | undefined;
+}
+
+/**
+ * The mask of each draft row: what the grammar allows after the drafts before it, read from a
+ * fork of the request's constraint walked along them. From a draft the grammar refuses on,
+ * the row before it cannot have drawn it, so the rows after are never kept: they take the
+ * last mask known, which keeps their draws valid and costs nothing to look up.
+ */
+function draftMasks(constraint: OutputConstraint, first: Uint32Array | undefined, drafts: readonly number[]): (Uint32Array | undefined)[] {
+  const probe = constraint.fork();
+  const out: (Uint32Array | undefined)[] = [];
+  let mask = first;
+  let walking = true;
+  for (const token of drafts) {
+    if (walking && (mask === undefined || (mask[token >>> 5]! & (1 << (token & 31))) !== 0)) {
+      try {
+        probe.accept(token);
+        mask = probe.mask() ?? undefined;
+      } catch {
+        walking = false;
+      }
+    } else walking = false;
+    out.push(mask);
+  }
+  return out;
+}
+
 /** The biases for a request's next sampled token: its own, or with min_tokens still ahead, those plus the bans. */
 function logitBiasOf(a: ActiveRequest): RowLogitBias | undefined {
   const ahead = a.minTokensBias !== undefined && a.output.numGenerated < (a.request.minTokens ?? 0);
@@ -435,8 +466,9 @@ export class Engine implements InferenceEngine {
       resumeTokenIds: resume,
       scorePrompt: request.promptLogprobs !== undefined,
       // drafts are kept by comparing samples, which needs each row's draw to depend on its
-      // logits and position alone: no penalties over earlier tokens, no grammar, no bans
-      speculate: !active.wantsPenalties && constraint === null && active.minTokensBias === undefined,
+      // logits, position and mask alone: no penalties over earlier tokens, no min_tokens bans
+      // (a grammar's masks along the drafts come from a fork of it: tokenMasksFor)
+      speculate: !active.wantsPenalties && active.minTokensBias === undefined,
       ...(request.priority !== undefined ? { priority: request.priority } : {}),
     });
     this.active.set(id, active);
@@ -606,7 +638,8 @@ export class Engine implements InferenceEngine {
         sampling: s.sample ? this.samplingRowFor(s.requestId) : undefined,
         sampledRows: 1 + (s.draftTokenIds?.length ?? 0),
         logitBias: s.sample ? logitBiasOf(this.active.get(s.requestId)!) : undefined,
-        tokenMask: s.sample ? masks.get(s.requestId) : undefined,
+        tokenMask: s.sample ? masks.get(s.requestId)?.first : undefined,
+        draftTokenMasks: s.sample ? masks.get(s.requestId)?.drafts : undefined,
         score: s.scoreTargets && { targets: s.scoreTargets, topLogprobs: this.active.get(s.requestId)!.request.promptLogprobs ?? 0 },
       }));
       for (const s of scheduled) {
@@ -705,15 +738,16 @@ export class Engine implements InferenceEngine {
    * (masks are cached by grammar state, so most steps only look one up). A constraint that
    * throws fails its own request, which leaves the step; the others go on.
    */
-  private tokenMasksFor(sequences: readonly { requestId: string; sample: boolean }[]): Map<string, Uint32Array> {
-    const masks = new Map<string, Uint32Array>();
+  private tokenMasksFor(sequences: readonly ScheduledSequence[]): Map<string, RowMasks> {
+    const masks = new Map<string, RowMasks>();
     for (const s of sequences) {
       const a = this.active.get(s.requestId);
       if (!s.sample || !a?.constraint) continue;
       try {
         // no mask: the constraint does not apply at this token (a reasoning model still reasoning)
-        const mask = a.constraint.mask();
-        if (mask) masks.set(s.requestId, mask);
+        const first = a.constraint.mask() ?? undefined;
+        const drafts = s.draftTokenIds ? draftMasks(a.constraint, first, s.draftTokenIds) : undefined;
+        if (first || drafts) masks.set(s.requestId, { first, drafts });
       } catch (e) {
         this.failRequests([s.requestId], constraintFailure(e));
       }

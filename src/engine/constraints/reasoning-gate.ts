@@ -48,12 +48,22 @@ export class ReasoningGate implements OutputConstraint {
 
   constructor(
     private readonly answer: TokenConstraint,
-    tags: ReasoningTags,
+    private readonly tags: ReasoningTags,
     private readonly vocabulary: ConstraintVocabulary,
   ) {
     this.start = enc.encode(tags.start);
     this.end = enc.encode(tags.end);
     this.phase = tags.startsInside ? 'reasoning' : 'opening';
+  }
+
+  fork(): ReasoningGate {
+    const copy = new ReasoningGate(this.answer.fork(), this.tags, this.vocabulary);
+    copy.phase = this.phase;
+    copy.opened = this.opened;
+    copy.answerAlive = this.answerAlive;
+    // replaced, never changed in place
+    copy.tail = this.tail;
+    return copy;
   }
 
   mask(): Uint32Array | null {

@@ -35,6 +35,8 @@ export interface OutputConstraint {
   mask(): Uint32Array | null;
   /** Moves past a sampled token; throws if it was not allowed. */
   accept(tokenId: number): void;
+  /** An independent copy in the same state (to look ahead along speculative drafts without moving this one). */
+  fork(): OutputConstraint;
 }
 
 /** A compiled response format, shared by every request that uses it. */
@@ -96,6 +98,13 @@ export class TokenConstraint implements OutputConstraint {
     if (next.length === 0)
       throw new AutoGlmError('internal_error', `constrained decoding: token ${tokenId} does not continue the constrained text`);
     this.state = next;
+  }
+
+  fork(): TokenConstraint {
+    const copy = new TokenConstraint(this.format, this.vocabulary);
+    // states are never changed in place: sharing one is safe
+    copy.state = this.state;
+    return copy;
   }
 
   /** Back to the start of the text (a reasoning gate's answer, fed the start tag's bytes while either could come). */

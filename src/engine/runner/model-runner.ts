@@ -36,13 +36,15 @@ export interface RunnerSequence {
   sampling?: Omit<SamplingRow, 'position'>;
   /**
    * With sampling: how many of the last rows are sampled, each with the same parameters at
-   * its own position (speculative decoding's drafts); default 1. Not with a tokenMask.
+   * its own position (speculative decoding's drafts); default 1.
    */
   sampledRows?: number;
   /** logit_bias of the sampled row, if the request has one. */
   logitBias?: RowLogitBias | undefined;
   /** Tokens the sampled row may draw (response_format), a bitmask of ceil(vocab / 32) words; absent: any. */
   tokenMask?: Uint32Array | undefined;
+  /** With sampledRows > 1: the mask of each sampled row after the first (tokenMask is the first's); absent entries: any. */
+  draftTokenMasks?: readonly (Uint32Array | undefined)[] | undefined;
   /**
    * Prompt logprobs: rows 0 .. targets.length - 1 of this sequence are scored, row j with
    * the logprob of targets[j] (the prompt token after it) and its top alternatives, from the
@@ -193,15 +195,17 @@ export class ModelRunner {
       attnSeqs.push({ qStart, qLen: q.tokenIds.length, kvLen, blockTable: q.blockTable });
       if (q.sampling && !allRows) {
         const n = q.sampledRows ?? 1;
-        if (!(Number.isInteger(n) && n >= 1 && n <= q.tokenIds.length) || (n > 1 && q.tokenMask))
-          throw new RangeError(`sequence ${i}: ${n} sampled rows of ${q.tokenIds.length}${q.tokenMask ? ', with a token mask' : ''}`);
+        if (!(Number.isInteger(n) && n >= 1 && n <= q.tokenIds.length))
+          throw new RangeError(`sequence ${i}: ${n} sampled rows of ${q.tokenIds.length}`);
+        if (q.tokenMask && n > 1 && q.draftTokenMasks?.length !== n - 1)
+          throw new RangeError(`sequence ${i}: ${n} sampled rows under a token mask need ${n - 1} draft masks`);
         for (let back = n; back >= 1; back--) {
           sampleRows.push(row - back);
           sequenceIndex.push(i);
           // the random draw of the token at the absolute position after the row's
           samplingRows.push({ ...q.sampling, position: kvLen - back + 1 });
           logitBiases.push(q.logitBias);
-          tokenMasks.push(q.tokenMask);
+          tokenMasks.push(back === n ? q.tokenMask : q.draftTokenMasks?.[n - back - 1]);
         }
       }
     }

@@ -145,3 +145,36 @@ describe('an output that may open reasoning (Qwen3 writing <think> itself)', () 
     expect(() => c.accept(single('Hello'))).toThrow(/neither opens the reasoning nor begins the answer/);
   });
 });
+
+describe('fork (speculative decoding looks ahead along drafts on a copy)', () => {
+  it('a fork walks on alone: the gate it came from keeps its phase, its answer state and its mask', () => {
+    const c = gate(MAY_OPEN);
+    feed(c, '<th');
+    const before = c.mask();
+    const ahead = c.fork();
+    // the copy finishes the tag, reasons, closes and writes JSON; the original stays mid-tag
+    feed(ahead, 'ink>Plan it.');
+    expect(ahead.mask()).toBeNull();
+    ahead.accept(THINK_END);
+    feed(ahead, '{"a": ');
+    expect(allows(ahead, single('{'))).toBe(true);
+    expect(allows(ahead, IM_END)).toBe(false);
+    expect(c.mask()).toEqual(before);
+    expect(allows(c, IM_END)).toBe(false);
+    // and the original, moved the same way, reaches the same place as the fork did
+    feed(c, 'ink>Plan it.');
+    c.accept(THINK_END);
+    feed(c, '{"a": ');
+    expect(c.mask()).toEqual(ahead.mask());
+  });
+
+  it('a fork of a plain format (no reasoning) is independent too', () => {
+    const c = constraints.constraintAfter(constraints.compile(JSON_OBJECT)!, undefined);
+    feed(c, '{"k": ');
+    const ahead = c.fork();
+    feed(ahead, '1}');
+    expect(allows(ahead, IM_END)).toBe(true);
+    expect(allows(c, IM_END)).toBe(false);
+    expect(allows(c, single('1'))).toBe(true);
+  });
+});
