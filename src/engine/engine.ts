@@ -141,10 +141,13 @@ function draftMasks(constraint: OutputConstraint, first: Uint32Array | undefined
   return out;
 }
 
-/** The biases for a request's next sampled token: its own, or with min_tokens still ahead, those plus the bans. */
-function logitBiasOf(a: ActiveRequest): RowLogitBias | undefined {
-  const ahead = a.minTokensBias !== undefined && a.output.numGenerated < (a.request.minTokens ?? 0);
-  return ahead ? a.minTokensBias : a.sampling.logitBias;
+/**
+ * The biases for a request's token `ahead` tokens after its next one (0: the next): its own,
+ * or with min_tokens not reached by then, those plus the bans.
+ */
+function logitBiasOf(a: ActiveRequest, ahead = 0): RowLogitBias | undefined {
+  const banned = a.minTokensBias !== undefined && a.output.numGenerated + ahead < (a.request.minTokens ?? 0);
+  return banned ? a.minTokensBias : a.sampling.logitBias;
 }
 
 /** `bias` with each of `banned` set to BANNED_TOKEN_BIAS (over any bias of its own), sorted by token; undefined for no tokens. */
@@ -466,9 +469,9 @@ export class Engine implements InferenceEngine {
       resumeTokenIds: resume,
       scorePrompt: request.promptLogprobs !== undefined,
       // drafts are kept by comparing samples, which needs each row's draw to depend on its
-      // logits, position and mask alone: no penalties over earlier tokens, no min_tokens bans
-      // (a grammar's masks along the drafts come from a fork of it: tokenMasksFor)
-      speculate: !active.wantsPenalties && active.minTokensBias === undefined,
+      // logits, position, mask and bias alone: no penalties over earlier tokens (a grammar's
+      // masks along the drafts come from a fork of it, min_tokens bans by row index)
+      speculate: !active.wantsPenalties,
       ...(request.priority !== undefined ? { priority: request.priority } : {}),
     });
     this.active.set(id, active);
@@ -638,6 +641,8 @@ export class Engine implements InferenceEngine {
         sampling: s.sample ? this.samplingRowFor(s.requestId) : undefined,
         sampledRows: 1 + (s.draftTokenIds?.length ?? 0),
         logitBias: s.sample ? logitBiasOf(this.active.get(s.requestId)!) : undefined,
+        // min_tokens may be reached within the drafts: the bans end at the row it is
+        draftLogitBiases: s.sample ? s.draftTokenIds?.map((_, j) => logitBiasOf(this.active.get(s.requestId)!, j + 1)) : undefined,
         tokenMask: s.sample ? masks.get(s.requestId)?.first : undefined,
         draftTokenMasks: s.sample ? masks.get(s.requestId)?.drafts : undefined,
         score: s.scoreTargets && { targets: s.scoreTargets, topLogprobs: this.active.get(s.requestId)!.request.promptLogprobs ?? 0 },

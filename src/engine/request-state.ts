@@ -25,8 +25,8 @@ export interface NewRequest {
   scorePrompt?: boolean;
   /**
    * Speculative decoding may add draft rows to its decode steps: the caller's promise that
-   * each sampled row's outcome depends only on the logits, the position and a mask it can
-   * work out along the drafts (no penalties counting earlier tokens, no min_tokens bans).
+   * each sampled row's outcome depends only on the logits, the position and a mask and bias
+   * it can work out along the drafts (no penalties counting earlier tokens).
    */
   speculate?: boolean;
   /** With the scheduler's priority policy: lower values are admitted first (default 0). */

@@ -321,8 +321,9 @@ export interface EngineOptions {
    * guessed after each decode row from where the sequence's last tokens occurred earlier in
    * its prompt or output, computed in the same step and kept while they equal what the
    * sampler draws there, so the output is exactly plain decoding's. Default 0 (off). Applies
-   * to requests without penalties or min_tokens; under a response_format or a required tool
-   * call each draft row is masked by the grammar as it stands after the drafts before it.
+   * to requests without penalties; under a response_format or a required tool call each
+   * draft row is masked by the grammar as it stands after the drafts before it, and
+   * min_tokens' bans end at the row where it is reached.
    */
   speculativeTokens?: number;
   /**

@@ -121,7 +121,7 @@ describe('speculative decoding (prompt lookup)', () => {
     expect(got.at(-1)!.usage).toEqual(want.at(-1)!.usage);
   });
 
-  it('batched with requests that never draft (penalties, min_tokens) and a JSON one, every output is plain decoding’s', async () => {
+  it('batched with a request that never drafts (penalties), a min_tokens one and a JSON one, every output is plain decoding’s', async () => {
     const requests: GenerateRequest[] = [
       { prompt: copyPrompt, maxTokens: 80, sampling: { temperature: 0 } },
       { prompt: copyPrompt, maxTokens: 80, sampling: { temperature: 0.9, seed: 21 } },
@@ -134,11 +134,36 @@ describe('speculative decoding (prompt lookup)', () => {
     for (const r of requests) want.push(await plain.complete(r));
     const got = await Promise.all(requests.map((r) => spec.complete(r)));
     got.forEach((g, i) => expectSameCompletion(g, want[i]!));
-    // alone, the two that may not draft draw no drafts
-    for (const r of requests.slice(2, 4)) {
-      const { drafts } = await specCounters(() => spec.complete(r));
-      expect(drafts, JSON.stringify(r.sampling)).toBe(0);
+    // alone, the one with penalties draws no drafts
+    expect((await specCounters(() => spec.complete(requests[2]!))).drafts).toBe(0);
+  });
+
+  it('with min_tokens bans the stop tokens in exactly the draft rows before it is reached', async () => {
+    // O is the greedy retelling. For each q whose token O[q] is new there, O[q] as the stop
+    // token and min_tokens q end the output at q + 1 tokens, O unchanged before it (the ban
+    // removes a token greedy never picked). Where q is a draft row after a still-banned first
+    // row, a row banned one token too long would draw another token, which (the draft of
+    // O[q] refused) would become the output's next: three such q here when written (checked by
+    // giving every draft row the first row's bias).
+    const O = (await plain.complete({ prompt: copyPrompt, maxTokens: 100, sampling: { temperature: 0 } })).tokenIds;
+    const fresh = O.map((_, q) => q).filter((q) => q >= 20 && !O.slice(0, q).includes(O[q]!));
+    expect(fresh.length).toBeGreaterThan(5);
+    let accepted = 0;
+    for (const q of fresh) {
+      const request: GenerateRequest = {
+        prompt: copyPrompt,
+        maxTokens: 100,
+        minTokens: q,
+        stopTokenIds: [O[q]!],
+        sampling: { temperature: 0 },
+      };
+      const want = await plain.complete(request);
+      const run = await specCounters(() => spec.complete(request));
+      expectSameCompletion(run.value, want);
+      expect(run.value.tokenIds, `min_tokens ${q}`).toEqual(O.slice(0, q + 1));
+      accepted += run.accepted;
     }
+    expect(accepted).toBeGreaterThan(0);
   });
 
   it('under a JSON schema masks each draft row as the grammar stands after the drafts before it: plain decoding’s output, drafts kept', async () => {

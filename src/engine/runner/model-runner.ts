@@ -41,6 +41,8 @@ export interface RunnerSequence {
   sampledRows?: number;
   /** logit_bias of the sampled row, if the request has one. */
   logitBias?: RowLogitBias | undefined;
+  /** With sampledRows > 1: the logit_bias of each sampled row after the first, where it differs (min_tokens bans ending). */
+  draftLogitBiases?: readonly (RowLogitBias | undefined)[] | undefined;
   /** Tokens the sampled row may draw (response_format), a bitmask of ceil(vocab / 32) words; absent: any. */
   tokenMask?: Uint32Array | undefined;
   /** With sampledRows > 1: the mask of each sampled row after the first (tokenMask is the first's); absent entries: any. */
@@ -204,7 +206,7 @@ export class ModelRunner {
           sequenceIndex.push(i);
           // the random draw of the token at the absolute position after the row's
           samplingRows.push({ ...q.sampling, position: kvLen - back + 1 });
-          logitBiases.push(q.logitBias);
+          logitBiases.push(back === n || !q.draftLogitBiases ? q.logitBias : q.draftLogitBiases[n - back - 1]);
           tokenMasks.push(back === n ? q.tokenMask : q.draftTokenMasks?.[n - back - 1]);
         }
       }
