@@ -22,10 +22,9 @@
  * was sampled at its position, so the output is the one plain decoding would give:
  * sampling draws from (seed, position), never from the step. Drafts take only the rows no
  * decode or prompt chunk wanted (time to first token comes first) and never cause a
- * preemption. A
- * sequence whose drafts all fail pauses drafting for 1, 3, then 7 decode steps (a
- * draft row is not free on a compute-bound adapter: text that does not repeat its context
- * should cost a few such rows, not one every step); a kept draft ends the pause.
+ * preemption. A sequence whose drafts all fail pauses drafting for 1, 3, then 7 decode
+ * steps (a draft row is not free on a compute-bound adapter: text that does not repeat its
+ * context should cost a few such rows, not one every step); a kept draft ends the pause.
  */
 import { AutoGlmError } from '../errors.js';
 import type { BlockHashExtraKeys } from './block-hash.js';

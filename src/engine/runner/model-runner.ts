@@ -32,7 +32,7 @@ export interface RunnerSequence {
   startPosition: number;
   /** Block ids covering [0, startPosition + tokenIds.length). */
   blockTable: readonly number[];
-  /** Present when the step's last row of this sequence is sampled (position filled in here). */
+  /** Present when the step's last row (or last sampledRows rows) of this sequence is sampled (positions filled in here). */
   sampling?: Omit<SamplingRow, 'position'>;
   /**
    * With sampling: how many of the last rows are sampled, each with the same parameters at
