@@ -46,14 +46,18 @@ struct Row {
   flags: u32,
   // with FLAG_FORCED: the row's token is this one, not a draw (prompt scoring)
   forcedToken: u32,
-  pad1: u32,
-  pad2: u32,
+  // tokens generated before this row that the counts do not hold yet (a speculative draft
+  // row's earlier drafts): pendingCount words of `pending` from pendingAt, each counted once more
+  pendingAt: u32,
+  pendingCount: u32,
 }
 
 @group(0) @binding(0) var<storage, read> logits: array<f32>;
 @group(0) @binding(1) var<storage, read> rowsIn: array<Row>;
 @group(0) @binding(2) var<storage, read> counts: array<u32>;
 @group(0) @binding(3) var<storage, read_write> out: array<u32>;
+// the rows' parameter buffer again, as words: where pendingAt points
+@group(0) @binding(4) var<storage, read> pending: array<u32>;
 @group(1) @binding(0) var<uniform> p: Params;
 
 const WG: u32 = 256u;
@@ -69,6 +73,8 @@ const DOMAIN_PROCESSED: u32 = 1u;
 // per-row state, identical in every invocation of the workgroup
 var<private> rowBase: u32;
 var<private> countsBase: u32;
+var<private> pendingBase: u32;
+var<private> pendingN: u32;
 var<private> usePenalties: bool;
 var<private> repetition: f32;
 var<private> frequency: f32;
@@ -188,7 +194,10 @@ fn processed(x: f32, i: u32) -> f32 {
     return -BIG;
   }
   if (usePenalties) {
-    let c = counts[countsBase + i];
+    var c = counts[countsBase + i];
+    for (var k = 0u; k < pendingN; k++) {
+      c += select(0u, 1u, pending[pendingBase + k] == i);
+    }
     if (c != 0u) {
       let generated = c & 0x7fffffffu;
       l = select(l * repetition, l / repetition, l > 0.0);
@@ -473,6 +482,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   rowBase = row * V;
   usePenalties = r.countsSlot >= 0 && u32(r.countsSlot) < p.slots;
   countsBase = select(0u, u32(r.countsSlot) * V, usePenalties);
+  pendingBase = r.pendingAt;
+  pendingN = select(0u, r.pendingCount, usePenalties);
   repetition = r.repetitionPenalty;
   frequency = r.frequencyPenalty;
   presence = r.presencePenalty;

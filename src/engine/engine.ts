@@ -468,10 +468,11 @@ export class Engine implements InferenceEngine {
       maxTokens,
       resumeTokenIds: resume,
       scorePrompt: request.promptLogprobs !== undefined,
-      // drafts are kept by comparing samples, which needs each row's draw to depend on its
-      // logits, position, mask and bias alone: no penalties over earlier tokens (a grammar's
-      // masks along the drafts come from a fork of it, min_tokens bans by row index)
-      speculate: !active.wantsPenalties,
+      // drafts are kept by comparing samples: each draft row's draw must be the one plain
+      // decoding would make there, so its mask comes from a fork of the grammar walked along
+      // the drafts, its bias from its own place (min_tokens), and its penalties count the
+      // drafts before it (pendingTokens, model-runner.ts)
+      speculate: true,
       ...(request.priority !== undefined ? { priority: request.priority } : {}),
     });
     this.active.set(id, active);
@@ -689,6 +690,9 @@ export class Engine implements InferenceEngine {
           for (let row = from; row < from + count && this.active.has(id); row++) {
             this.emitSampled(this.active.get(id)!, result, row, lengthFinished.has(id) && row === from + count - 1);
           }
+          // the GPU counted the first row's token only: a kept draft's is rebuilt from the host's tokens
+          const a = this.active.get(id);
+          if (a?.wantsPenalties && count > 1) a.countsStale = true;
         }
       }
     }

@@ -24,9 +24,9 @@ export interface NewRequest {
    */
   scorePrompt?: boolean;
   /**
-   * Speculative decoding may add draft rows to its decode steps: the caller's promise that
-   * each sampled row's outcome depends only on the logits, the position and a mask and bias
-   * it can work out along the drafts (no penalties counting earlier tokens).
+   * Speculative decoding may add draft rows to its decode steps: the caller's promise that it
+   * samples each draft row as plain decoding would sample there (masks, biases and penalties
+   * worked out along the drafts before it).
    */
   speculate?: boolean;
   /** With the scheduler's priority policy: lower values are admitted first (default 0). */

@@ -320,10 +320,10 @@ export interface EngineOptions {
    * Speculative decoding by prompt lookup (vLLM's `method: "ngram"`): up to this many tokens
    * guessed after each decode row from where the sequence's last tokens occurred earlier in
    * its prompt or output, computed in the same step and kept while they equal what the
-   * sampler draws there, so the output is exactly plain decoding's. Default 0 (off). Applies
-   * to requests without penalties; under a response_format or a required tool call each
-   * draft row is masked by the grammar as it stands after the drafts before it, and
-   * min_tokens' bans end at the row where it is reached.
+   * sampler draws there, so the output is exactly plain decoding's. Default 0 (off). Each
+   * draft row is sampled as plain decoding would sample there: masked by a response_format's
+   * grammar as it stands after the drafts before it, with min_tokens' bans ending at the row
+   * where it is reached, and penalties counting the drafts before it.
    */
   speculativeTokens?: number;
   /**

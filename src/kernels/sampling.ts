@@ -69,7 +69,18 @@ export interface SamplingRow {
    * top alternatives) are reported as for a sampled token. Must be below the vocabulary size.
    */
   forcedToken?: number;
+  /**
+   * With penalties: tokens generated before this row that the counts slot does not hold yet
+   * (a speculative draft row's earlier drafts), each counted as generated once more. At most
+   * MAX_PENDING_TOKENS.
+   */
+  pendingTokens?: readonly number[];
+  /** Whether TokenCounts.recordSampled adds this row's token to its slot (default true; false for a draft row, kept or not later). */
+  recordCount?: boolean;
 }
+
+/** Pending tokens a row may carry (speculative drafts before it). */
+export const MAX_PENDING_TOKENS = 64;
 
 /** A row with every filter and penalty off and no logprobs: greedy argmax. Spread and override. */
 export const GREEDY_SAMPLING_ROW: Readonly<SamplingRow> = {
@@ -173,6 +184,10 @@ function checkRow(r: SamplingRow, i: number): void {
   if (r.forcedToken !== undefined && !(Number.isInteger(r.forcedToken) && r.forcedToken >= 0 && r.forcedToken <= 0xffffffff)) {
     throw invalid('forced_token', `${at}forcedToken must be a token id, got ${r.forcedToken}`);
   }
+  const pending = r.pendingTokens ?? [];
+  if (pending.length > MAX_PENDING_TOKENS || !pending.every((t) => Number.isInteger(t) && t >= 0 && t <= 0xffffffff)) {
+    throw invalid('pending_tokens', `${at}pendingTokens must be at most ${MAX_PENDING_TOKENS} token ids`);
+  }
 }
 
 /**
@@ -187,8 +202,11 @@ export function prepareSampling(rt: KernelRuntime, rows: readonly SamplingRow[],
   const n = rows.length;
   // every row is checked before the held buffer can be given back (a refused batch leaves it held)
   rows.forEach(checkRow);
+  // pending tokens (penalties over drafts) sit after the rows, in room for this many more rows
+  const pendingWords = rows.reduce((sum, r) => sum + (r.pendingTokens?.length ?? 0), 0);
+  const pendingRows = Math.ceil(pendingWords / ROW_WORDS);
   // an outgrown buffer goes back to the pool: the batch that grows past it takes a bigger one
-  const { capacity, buffer } = rt.pool.regrow(reuse, n, (ROW_WORDS + 1) * 4, 16, STORAGE_USAGE, 'sampling-params');
+  const { capacity, buffer } = rt.pool.regrow(reuse, n + pendingRows, (ROW_WORDS + 1) * 4, 16, STORAGE_USAGE, 'sampling-params');
   const words = new ArrayBuffer((capacity * ROW_WORDS + capacity) * 4);
   const u = new Uint32Array(words);
   const f = new Float32Array(words);
@@ -197,6 +215,7 @@ export function prepareSampling(rt: KernelRuntime, rows: readonly SamplingRow[],
   let wantsLogprobs = false;
   let maxTop = 0;
   let hasForced = false;
+  let pendingAt = n * ROW_WORDS;
   rows.forEach((r, i) => {
     const [seedLo, seedHi] = splitSeed(r.seed);
     const o = i * ROW_WORDS;
@@ -214,7 +233,12 @@ export function prepareSampling(rt: KernelRuntime, rows: readonly SamplingRow[],
     u[o + 11] = r.topLogprobs;
     u[o + 12] = (r.logprobsMode === 'processed' ? FLAG_PROCESSED_LOGPROBS : 0) | (r.forcedToken !== undefined ? FLAG_FORCED : 0);
     u[o + 13] = r.forcedToken ?? 0;
-    slots[i] = r.countsSlot;
+    const pending = r.pendingTokens ?? [];
+    u[o + 14] = pendingAt;
+    u[o + 15] = pending.length;
+    u.set(pending, pendingAt);
+    pendingAt += pending.length;
+    slots[i] = r.recordCount === false ? -1 : r.countsSlot;
     maxSlot = Math.max(maxSlot, r.countsSlot);
     wantsLogprobs ||= r.logprobs || r.topLogprobs > 0;
     maxTop = Math.max(maxTop, r.topLogprobs);
@@ -222,7 +246,7 @@ export function prepareSampling(rt: KernelRuntime, rows: readonly SamplingRow[],
   });
   for (let i = n; i < capacity; i++) slots[i] = -1;
   const all = { buffer, byteOffset: 0, length: capacity * ROW_WORDS + capacity, dtype: 'u32' as const };
-  rt.write(all, u.subarray(0, n * ROW_WORDS));
+  rt.write(all, u.subarray(0, n * ROW_WORDS + pendingWords));
   rt.write(all, new Uint32Array(words, capacity * ROW_WORDS * 4, capacity), capacity * ROW_WORDS);
   return {
     rows: n,
@@ -278,12 +302,12 @@ export function sample(rt: KernelRuntime, rec: Recorder, args: SampleArgs): void
     if (counts.vocab !== vocab) throw new RangeError(`sample: token counts are for vocab ${counts.vocab}, logits have ${vocab}`);
     if (batch.maxSlot >= counts.slots) throw new RangeError(`sample: counts slot ${batch.maxSlot} out of [0, ${counts.slots})`);
   }
-  const kernel = rt.kernel({ shader: 'sample', bindings: ['read', 'read', 'read', 'write'], params: true });
+  const kernel = rt.kernel({ shader: 'sample', bindings: ['read', 'read', 'read', 'write', 'read'], params: true });
   const table = counts?.table ?? noCounts(rt);
   const whole = { buffer: out.buffer, byteOffset: 0, length: out.maxRows * OUTPUT_WORDS_PER_ROW, dtype: 'u32' as const };
   rec.dispatch(
     kernel,
-    [logits, batch.params, table, whole],
+    [logits, batch.params, table, whole, batch.params],
     params()
       .u32(vocab)
       .u32(batch.rows)

@@ -8,6 +8,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Engine } from '../../src/engine/engine.js';
+import type { RunnerSequence } from '../../src/engine/runner/model-runner.js';
 import type { CompletionResult, EngineStats, GenerateRequest, TokenEvent } from '../../src/engine/types.js';
 import { isAutoGlmError } from '../../src/errors.js';
 import { failure } from '../helpers/caught.js';
@@ -121,7 +122,7 @@ describe('speculative decoding (prompt lookup)', () => {
     expect(got.at(-1)!.usage).toEqual(want.at(-1)!.usage);
   });
 
-  it('batched with a request that never drafts (penalties), a min_tokens one and a JSON one, every output is plain decoding’s', async () => {
+  it('batched with penalties, min_tokens and JSON requests, every output is plain decoding’s', async () => {
     const requests: GenerateRequest[] = [
       { prompt: copyPrompt, maxTokens: 80, sampling: { temperature: 0 } },
       { prompt: copyPrompt, maxTokens: 80, sampling: { temperature: 0.9, seed: 21 } },
@@ -134,8 +135,41 @@ describe('speculative decoding (prompt lookup)', () => {
     for (const r of requests) want.push(await plain.complete(r));
     const got = await Promise.all(requests.map((r) => spec.complete(r)));
     got.forEach((g, i) => expectSameCompletion(g, want[i]!));
-    // alone, the one with penalties draws no drafts
-    expect((await specCounters(() => spec.complete(requests[2]!))).drafts).toBe(0);
+  });
+
+  it('with penalties counts the drafts before each draft row, as plain decoding counts those tokens', async () => {
+    // logprobs of the processed distribution (penalties applied) for this test, in both
+    // engines: a draft row counting only what its slot holds would report other logprobs for
+    // the drafts it kept, even where it drew the same token
+    const processedLogprobs = (engine: Engine): (() => void) => {
+      const runner = (engine as unknown as { runner: { step: (seqs: RunnerSequence[]) => Promise<unknown> } }).runner;
+      const step = runner.step.bind(runner);
+      runner.step = (seqs) =>
+        step(seqs.map((q) => (q.sampling ? { ...q, sampling: { ...q.sampling, logprobsMode: 'processed' as const } } : q)));
+      return () => {
+        runner.step = step;
+      };
+    };
+    const restore = [processedLogprobs(plain), processedLogprobs(spec)];
+    try {
+      // mild penalties (Qwen2.5's generation_config has repetition_penalty 1.05), greedy and
+      // seeded: the copy still repeats much of the story
+      let accepted = 0;
+      for (const sampling of [
+        { temperature: 0, repetitionPenalty: 1.05, frequencyPenalty: 0.1 },
+        { temperature: 0.7, seed: 12, repetitionPenalty: 1.1, presencePenalty: 0.2 },
+        { temperature: 0, frequencyPenalty: 0.3, presencePenalty: 0.1 },
+      ]) {
+        const request: GenerateRequest = { prompt: copyPrompt, maxTokens: 90, sampling, logprobs: true, topLogprobs: 3 };
+        const want = await plain.complete(request);
+        const run = await specCounters(() => spec.complete(request));
+        expectSameCompletion(run.value, want);
+        accepted += run.accepted;
+      }
+      expect(accepted).toBeGreaterThan(10);
+    } finally {
+      for (const r of restore) r();
+    }
   });
 
   it('with min_tokens bans the stop tokens in exactly the draft rows before it is reached', async () => {

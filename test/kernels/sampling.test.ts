@@ -482,6 +482,62 @@ describe('penalties', () => {
     counts.destroy();
   });
 
+  it('pending tokens (a draft row’s earlier drafts) count as generated once more each, exactly as if the slot held them; recordCount false leaves the slot alone', async () => {
+    const rt = runtime();
+    const counts = TokenCounts.create(rt, { slots: 2, vocab });
+    const pending = [4, 31, 4, 2];
+    counts.resetSlot(0, prompt, generated);
+    counts.resetSlot(1, prompt, [...generated, ...pending]);
+    const rng = new Rng(4242);
+    const logits = repeatRows(rng.floats(vocab, -3, 3), 6);
+    const penalties = {
+      repetitionPenalty: 1.4,
+      frequencyPenalty: 0.6,
+      presencePenalty: 0.3,
+      logprobs: true,
+      topLogprobs: 20,
+      logprobsMode: 'processed' as const,
+    };
+    // three kinds of row, each twice: the slot that holds the pending tokens, and the one that does not plus them
+    const rows: SamplingRow[] = [
+      { ...GREEDY, ...penalties, countsSlot: 1 },
+      { ...GREEDY, ...penalties, countsSlot: 0, pendingTokens: pending, recordCount: false },
+      { ...GREEDY, ...penalties, temperature: 0.9, seed: 77, position: 12, countsSlot: 1 },
+      { ...GREEDY, ...penalties, temperature: 0.9, seed: 77, position: 12, countsSlot: 0, pendingTokens: pending, recordCount: false },
+      { ...GREEDY, ...penalties, countsSlot: 0 },
+      { ...GREEDY, ...penalties, countsSlot: 0, pendingTokens: [] },
+    ];
+    const batch = prepareSampling(rt, rows);
+    const out = createSampleOutput(rt, rows.length);
+    const lt = rt.upload('f32', logits);
+    const rec = rt.recorder();
+    sample(rt, rec, { logits: lt, vocab, batch, counts, out });
+    counts.recordSampled(rec, out.tokenIds, batch.slots, batch.rows);
+    await rec.submit();
+    const got = await readSamples(rt, out, batch);
+    for (const [a, b] of [
+      [0, 1],
+      [2, 3],
+      [4, 5],
+    ] as const) {
+      expect(got.tokenIds[b]).toBe(got.tokenIds[a]);
+      expect(Array.from(got.top!.ids.subarray(b * 20, b * 20 + 20))).toEqual(Array.from(got.top!.ids.subarray(a * 20, a * 20 + 20)));
+      for (let j = 0; j < 20; j++) expect(got.top!.logprobs[b * 20 + j]).toBeCloseTo(got.top!.logprobs[a * 20 + j]!, 5);
+    }
+    // and the pending tokens do change the draw's distribution (the test is not vacuous)
+    const without = processLogits(rowOf(logits, vocab, 4), rows[4]!, refCounts());
+    expect(Array.from(got.top!.ids.subarray(20, 40))).not.toEqual(topNRef(without, 20));
+    // rows 1 and 3 were not recorded; row 5's token was, into slot 0 (as was row 4's)
+    const slot0 = await counts.readSlot(0);
+    const want = new Uint32Array(vocab);
+    for (const id of generated) want[id]! += 1;
+    want[got.tokenIds[4]!]! += 1;
+    want[got.tokenIds[5]!]! += 1;
+    expect(Array.from(slot0.generated)).toEqual(Array.from(want));
+    for (const b of [lt.buffer, out.buffer, batch.buffer]) rt.destroyBuffer(b);
+    counts.destroy();
+  });
+
   it('greedy picks the penalised argmax', async () => {
     const rt = runtime();
     const counts = TokenCounts.create(rt, { slots: 1, vocab });

@@ -204,8 +204,17 @@ export class ModelRunner {
         for (let back = n; back >= 1; back--) {
           sampleRows.push(row - back);
           sequenceIndex.push(i);
-          // the random draw of the token at the absolute position after the row's
-          samplingRows.push({ ...q.sampling, position: kvLen - back + 1 });
+          // the random draw of the token at the absolute position after the row's; a draft
+          // row's penalties count the drafts up to its own, which the slot does not hold, and
+          // its token is not counted (kept or not, the engine decides after the step)
+          const drafted = n - back;
+          const draft = drafted > 0 && q.sampling.countsSlot >= 0;
+          const first = q.tokenIds.length - n + 1;
+          samplingRows.push({
+            ...q.sampling,
+            position: kvLen - back + 1,
+            ...(draft ? { pendingTokens: q.tokenIds.slice(first, first + drafted), recordCount: false } : {}),
+          });
           logitBiases.push(back === n || !q.draftLogitBiases ? q.logitBias : q.draftLogitBiases[n - back - 1]);
           tokenMasks.push(back === n ? q.tokenMask : q.draftTokenMasks?.[n - back - 1]);
         }
