@@ -224,6 +224,34 @@ describe('speculative decoding (prompt lookup)', () => {
     }
   });
 
+  it('under memory pressure (preemptions) 24 mixed concurrent requests end as without drafts, and every block is freed', async () => {
+    const story = LILY.slice(0, 110);
+    const requests: GenerateRequest[] = Array.from({ length: 24 }, (_, i) => ({
+      prompt: `${story} ${story.slice(0, 30 + i)}`,
+      maxTokens: 60 + (i % 5) * 20,
+      sampling: i % 2 ? { temperature: 0.8, seed: i, frequencyPenalty: i % 4 === 1 ? 0.3 : 0 } : { temperature: 0 },
+      ...(i % 7 === 0 && i % 5 !== 1 ? { minTokens: 10 } : {}),
+      ...(i % 5 === 1 ? { responseFormat: { type: 'json_object' as const } } : {}),
+    }));
+    // a KV budget of about 30 blocks of 16 tokens for 8 running sequences of up to 230 tokens
+    const small = { maxBatchSequences: 8, kvCacheBytes: 1.2e6, responseCacheEntries: 0 };
+    const run = async (options: object): Promise<{ texts: string[]; stats: EngineStats }> => {
+      const engine = await Engine.load(DEMO, { ...small, ...options });
+      try {
+        const texts = (await Promise.all(requests.map((r) => engine.complete(r)))).map((c) => c.text);
+        return { texts, stats: engine.stats() };
+      } finally {
+        await engine.close();
+      }
+    };
+    const without = await run({});
+    const withDrafts = await run({ speculativeTokens: 6 });
+    expect(withDrafts.texts).toEqual(without.texts);
+    expect(withDrafts.stats.preemptions).toBeGreaterThan(0);
+    expect(withDrafts.stats.specDecodeAcceptedTokens).toBeGreaterThan(0);
+    expect(withDrafts.stats.kvBlocksUsed).toBe(0);
+  });
+
   it('refuses bad speculative options before loading anything, naming the option', async () => {
     for (const [options, param] of [
       [{ speculativeTokens: -1 }, 'speculativeTokens'],
