@@ -563,7 +563,11 @@ export class Engine implements InferenceEngine {
     this.scheduler.finishRequest(a.id, reason);
     this.active.delete(a.id);
     a.detachSignal();
-    if (a.countsSlot >= 0) this.freeCountSlots.push(a.countsSlot);
+    if (a.countsSlot >= 0) {
+      // additions queued for it would land after the next owner's reset
+      this.runner.counts.dropQueued(a.countsSlot);
+      this.freeCountSlots.push(a.countsSlot);
+    }
   }
 
   private finish(a: ActiveRequest, reason: 'stop' | 'length' | 'cancelled', last?: TokenEvent): void {
@@ -618,6 +622,7 @@ export class Engine implements InferenceEngine {
         if (a) a.preemptions++;
         if (a && a.countsSlot >= 0) {
           // counts are rebuilt from host-side tokens when it runs again
+          this.runner.counts.dropQueued(a.countsSlot);
           this.freeCountSlots.push(a.countsSlot);
           a.countsSlot = -1;
           a.countsStale = true;
@@ -690,9 +695,11 @@ export class Engine implements InferenceEngine {
           for (let row = from; row < from + count && this.active.has(id); row++) {
             this.emitSampled(this.active.get(id)!, result, row, lengthFinished.has(id) && row === from + count - 1);
           }
-          // the GPU counted the first row's token only: a kept draft's is rebuilt from the host's tokens
+          // the GPU counted the first row's token only: kept drafts' are added before the next sampling
           const a = this.active.get(id);
-          if (a?.wantsPenalties && count > 1) a.countsStale = true;
+          if (a?.wantsPenalties && a.countsSlot >= 0 && count > 1) {
+            this.runner.counts.addGenerated(a.countsSlot, Array.from(result.tokenIds.subarray(from + 1, from + count)));
+          }
         }
       }
     }

@@ -23,6 +23,11 @@ export interface TokenCountsOptions {
 }
 
 export class TokenCounts {
+  /** Tokens to add to slots' generated counts at the next flushQueued (speculative drafts kept after their step). */
+  private queued: { slot: number; token: number }[] = [];
+  /** u32 ids and i32 slots the queued additions are uploaded to (grown as needed). */
+  private queueTensors: { ids: GpuTensor; slots: GpuTensor; capacity: number } | null = null;
+
   private constructor(
     private readonly rt: KernelRuntime,
     readonly slots: number,
@@ -84,6 +89,41 @@ export class TokenCounts {
     rec.dispatch(kernel, [sampledIds, slots, this.table], params().u32(rows).u32(this.vocab).u32(this.slots), [Math.ceil(rows / 64)]);
   }
 
+  /**
+   * Queues generated tokens for a slot, added on the GPU by the next flushQueued: a
+   * speculative draft row's token, known to be kept only after its step, when recording it
+   * then costs a dispatch instead of rewriting the slot (a vocabulary's worth of words).
+   */
+  addGenerated(slot: number, tokenIds: readonly number[]): void {
+    this.checkSlot(slot);
+    for (const id of tokenIds) this.queued.push({ slot, token: this.checkToken(id) });
+  }
+
+  /** Forgets what is queued for a slot: its sequence ended or was preempted, and the slot is reset before its next use. */
+  dropQueued(slot: number): void {
+    this.queued = this.queued.filter((q) => q.slot !== slot);
+  }
+
+  /** Records the queued additions into `rec` (before the sampling that should see them) and empties the queue. */
+  flushQueued(rec: Recorder): void {
+    const n = this.queued.length;
+    if (n === 0) return;
+    if (!this.queueTensors || this.queueTensors.capacity < n) {
+      if (this.queueTensors) for (const t of [this.queueTensors.ids, this.queueTensors.slots]) this.rt.destroyBuffer(t.buffer);
+      const capacity = Math.max(64, 2 ** Math.ceil(Math.log2(n)));
+      this.queueTensors = {
+        ids: this.rt.tensor('u32', capacity, 'token-counts-queue-ids'),
+        slots: this.rt.tensor('i32', capacity, 'token-counts-queue-slots'),
+        capacity,
+      };
+    }
+    const { ids, slots } = this.queueTensors;
+    this.rt.write(ids, Uint32Array.from(this.queued, (q) => q.token));
+    this.rt.write(slots, Int32Array.from(this.queued, (q) => q.slot));
+    this.recordSampled(rec, ids, slots, n);
+    this.queued = [];
+  }
+
   /** Reads one slot back (tests and debugging). */
   async readSlot(slot: number): Promise<{ generated: Uint32Array; inPrompt: Uint8Array }> {
     this.checkSlot(slot);
@@ -99,6 +139,7 @@ export class TokenCounts {
 
   destroy(): void {
     this.rt.destroyBuffer(this.table.buffer);
+    if (this.queueTensors) for (const t of [this.queueTensors.ids, this.queueTensors.slots]) this.rt.destroyBuffer(t.buffer);
   }
 
   private checkSlot(slot: number): void {

@@ -58,6 +58,39 @@ describe('TokenCounts', () => {
     });
   }
 
+  it("addGenerated queues tokens that flushQueued adds on the GPU, as resetSlot would count them; dropQueued forgets a slot's", async () => {
+    const rt = runtime();
+    const counts = TokenCounts.create(rt, { slots: 3, vocab: 300 });
+    counts.resetSlot(0, [1, 2], [3]);
+    counts.resetSlot(2, [9], []);
+    // more than the first queue buffer holds, across two slots, one of them dropped
+    const added = Array.from({ length: 150 }, (_, i) => (i * 37) % 300);
+    counts.addGenerated(0, added);
+    counts.addGenerated(1, [5, 5, 6]);
+    counts.addGenerated(2, [9, 10]);
+    counts.dropQueued(1);
+    const rec = rt.recorder();
+    counts.flushQueued(rec);
+    await rec.submit();
+    const want = TokenCounts.create(rt, { slots: 3, vocab: 300 });
+    want.resetSlot(0, [1, 2], [3, ...added]);
+    want.resetSlot(2, [9], [9, 10]);
+    for (const slot of [0, 1, 2]) {
+      const [got, ref] = [await counts.readSlot(slot), await want.readSlot(slot)];
+      expect(Array.from(got.generated), `slot ${slot}`).toEqual(Array.from(ref.generated));
+      expect(Array.from(got.inPrompt), `slot ${slot}`).toEqual(Array.from(ref.inPrompt));
+    }
+    // the queue is empty after a flush: a second one adds nothing
+    const again = rt.recorder();
+    counts.flushQueued(again);
+    await again.submit();
+    expect((await counts.readSlot(2)).generated[10]).toBe(1);
+    expect(() => counts.addGenerated(3, [1])).toThrow();
+    expect(() => counts.addGenerated(0, [300])).toThrow();
+    counts.destroy();
+    want.destroy();
+  });
+
   it('rejects bad slots and token ids, and tables larger than one binding', () => {
     const rt = runtime();
     const counts = TokenCounts.create(rt, { slots: 2, vocab: 10 });

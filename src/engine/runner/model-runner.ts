@@ -128,6 +128,8 @@ export class ModelRunner {
     // after the bias: a mask is the last word on which tokens may be drawn
     const masks = (this.tokenMaskBatch = prepareTokenMasks(rt, tokenMasks, vocab, this.tokenMaskBatch));
     if (masks) applyTokenMasks(rt, rec, buffers.logits, vocab, masks);
+    // drafts kept last step are counted before this step's penalties read the counts
+    this.counts.flushQueued(rec);
     sample(rt, rec, { logits: buffers.logits, vocab, batch, counts: this.counts, out: this.sampleOut });
     if (batch.maxSlot >= 0) this.counts.recordSampled(rec, this.sampleOut.tokenIds, batch.slots, batch.rows);
     rec.submitSync();
