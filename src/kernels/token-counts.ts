@@ -118,8 +118,14 @@ export class TokenCounts {
       };
     }
     const { ids, slots } = this.queueTensors;
-    this.rt.write(ids, Uint32Array.from(this.queued, (q) => q.token));
-    this.rt.write(slots, Int32Array.from(this.queued, (q) => q.slot));
+    this.rt.write(
+      ids,
+      Uint32Array.from(this.queued, (q) => q.token),
+    );
+    this.rt.write(
+      slots,
+      Int32Array.from(this.queued, (q) => q.slot),
+    );
     this.recordSampled(rec, ids, slots, n);
     this.queued = [];
   }
