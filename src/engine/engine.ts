@@ -110,12 +110,6 @@ interface ActiveRequest {
 
 let nextRequestNumber = 0;
 
-/** A constrained sequence's token masks for its sampled rows: the first row's, and each draft row's after it. */
-interface RowMasks {
-  first: Uint32Array | undefined;
-  drafts: (Uint32Array | undefined)[] | undefined;
-}
-
 /**
  * The mask of each draft row: what the grammar allows after the drafts before it, read from a
  * fork of the request's constraint walked along them. From a draft the grammar refuses on,
@@ -640,19 +634,21 @@ export class Engine implements InferenceEngine {
         this.scheduler.updateFromOutput(new Map());
         continue;
       }
-      const seqs: RunnerSequence[] = scheduled.map((s) => ({
-        tokenIds: s.tokenIds,
-        startPosition: s.startPosition,
-        blockTable: s.blockTable,
-        sampling: s.sample ? this.samplingRowFor(s.requestId) : undefined,
-        sampledRows: 1 + (s.draftTokenIds?.length ?? 0),
-        logitBias: s.sample ? logitBiasOf(this.active.get(s.requestId)!) : undefined,
-        // min_tokens may be reached within the drafts: the bans end at the row it is
-        draftLogitBiases: s.sample ? s.draftTokenIds?.map((_, j) => logitBiasOf(this.active.get(s.requestId)!, j + 1)) : undefined,
-        tokenMask: s.sample ? masks.get(s.requestId)?.first : undefined,
-        draftTokenMasks: s.sample ? masks.get(s.requestId)?.drafts : undefined,
-        score: s.scoreTargets && { targets: s.scoreTargets, topLogprobs: this.active.get(s.requestId)!.request.promptLogprobs ?? 0 },
-      }));
+      const seqs: RunnerSequence[] = scheduled.map((s) => {
+        const a = this.active.get(s.requestId)!;
+        const sampledRows = 1 + (s.draftTokenIds?.length ?? 0);
+        return {
+          tokenIds: s.tokenIds,
+          startPosition: s.startPosition,
+          blockTable: s.blockTable,
+          sampling: s.sample ? this.samplingRowFor(s.requestId) : undefined,
+          sampledRows,
+          // min_tokens may be reached within the drafts: the bans end at the row it is
+          logitBiases: s.sample ? Array.from({ length: sampledRows }, (_, j) => logitBiasOf(a, j)) : undefined,
+          tokenMasks: s.sample ? masks.get(s.requestId) : undefined,
+          score: s.scoreTargets && { targets: s.scoreTargets, topLogprobs: a.request.promptLogprobs ?? 0 },
+        };
+      });
       for (const s of scheduled) {
         const a = this.active.get(s.requestId);
         if (a && a.cachedPromptTokens === undefined) a.cachedPromptTokens = this.scheduler.requestStats(s.requestId)?.numCachedPromptTokens;
@@ -754,16 +750,16 @@ export class Engine implements InferenceEngine {
    * (masks are cached by grammar state, so most steps only look one up). A constraint that
    * throws fails its own request, which leaves the step; the others go on.
    */
-  private tokenMasksFor(sequences: readonly ScheduledSequence[]): Map<string, RowMasks> {
-    const masks = new Map<string, RowMasks>();
+  private tokenMasksFor(sequences: readonly ScheduledSequence[]): Map<string, (Uint32Array | undefined)[]> {
+    const masks = new Map<string, (Uint32Array | undefined)[]>();
     for (const s of sequences) {
       const a = this.active.get(s.requestId);
       if (!s.sample || !a?.constraint) continue;
       try {
         // no mask: the constraint does not apply at this token (a reasoning model still reasoning)
         const first = a.constraint.mask() ?? undefined;
-        const drafts = s.draftTokenIds ? draftMasks(a.constraint, first, s.draftTokenIds) : undefined;
-        if (first || drafts) masks.set(s.requestId, { first, drafts });
+        const rows = [first, ...(s.draftTokenIds ? draftMasks(a.constraint, first, s.draftTokenIds) : [])];
+        if (rows.some((m) => m !== undefined)) masks.set(s.requestId, rows);
       } catch (e) {
         this.failRequests([s.requestId], constraintFailure(e));
       }

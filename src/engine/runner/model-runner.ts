@@ -39,14 +39,13 @@ export interface RunnerSequence {
    * its own position (speculative decoding's drafts); default 1.
    */
   sampledRows?: number;
-  /** logit_bias of the sampled row, if the request has one. */
-  logitBias?: RowLogitBias | undefined;
-  /** With sampledRows > 1: the logit_bias of each sampled row after the first, where it differs (min_tokens bans ending). */
-  draftLogitBiases?: readonly (RowLogitBias | undefined)[] | undefined;
-  /** Tokens the sampled row may draw (response_format), a bitmask of ceil(vocab / 32) words; absent: any. */
-  tokenMask?: Uint32Array | undefined;
-  /** With sampledRows > 1: the mask of each sampled row after the first (tokenMask is the first's); absent entries: any. */
-  draftTokenMasks?: readonly (Uint32Array | undefined)[] | undefined;
+  /** logit_bias of each sampled row, in row order (a draft row's bans may differ: min_tokens); absent entries: none. */
+  logitBiases?: readonly (RowLogitBias | undefined)[] | undefined;
+  /**
+   * Tokens each sampled row may draw (response_format), in row order, a bitmask of
+   * ceil(vocab / 32) words; absent entries: any.
+   */
+  tokenMasks?: readonly (Uint32Array | undefined)[] | undefined;
   /**
    * Prompt logprobs: rows 0 .. targets.length - 1 of this sequence are scored, row j with
    * the logprob of targets[j] (the prompt token after it) and its top alternatives, from the
@@ -201,8 +200,12 @@ export class ModelRunner {
         const n = q.sampledRows ?? 1;
         if (!(Number.isInteger(n) && n >= 1 && n <= q.tokenIds.length))
           throw new RangeError(`sequence ${i}: ${n} sampled rows of ${q.tokenIds.length}`);
-        if (q.tokenMask && n > 1 && q.draftTokenMasks?.length !== n - 1)
-          throw new RangeError(`sequence ${i}: ${n} sampled rows under a token mask need ${n - 1} draft masks`);
+        for (const [name, list] of [
+          ['logit biases', q.logitBiases],
+          ['token masks', q.tokenMasks],
+        ] as const) {
+          if (list && list.length !== n) throw new RangeError(`sequence ${i}: ${list.length} ${name} for ${n} sampled rows`);
+        }
         for (let back = n; back >= 1; back--) {
           sampleRows.push(row - back);
           sequenceIndex.push(i);
@@ -217,8 +220,8 @@ export class ModelRunner {
             position: kvLen - back + 1,
             ...(draft ? { pendingTokens: q.tokenIds.slice(first, first + drafted), recordCount: false } : {}),
           });
-          logitBiases.push(back === n || !q.draftLogitBiases ? q.logitBias : q.draftLogitBiases[n - back - 1]);
-          tokenMasks.push(back === n ? q.tokenMask : q.draftTokenMasks?.[n - back - 1]);
+          logitBiases.push(q.logitBiases?.[drafted]);
+          tokenMasks.push(q.tokenMasks?.[drafted]);
         }
       }
     }
