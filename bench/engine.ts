@@ -61,6 +61,12 @@ function countFlag(name: string, fallback: number): number {
   return n;
 }
 
+/** Writes bench/results/NAME.json: the adapter, date and commit of the run, then `fields`; says where. */
+function writeStampedJson(name: string, adapter: string, fields: Record<string, unknown>): void {
+  const { commit, date } = runStamp();
+  console.log(`wrote ${writeResultsJson(name, { adapter, date, commit, ...fields })}`);
+}
+
 /** One engine of an interleaved comparison: a label and the options that make it differ. */
 interface EngineVariant {
   label: string;
@@ -148,11 +154,7 @@ async function compareEngines(
       'prefill time vs first',
     ];
     console.log(formatTable(headers, rows));
-    const { commit, date } = runStamp();
-    const path = writeResultsJson(jsonName, {
-      adapter: engines[0]!.engine.adapterName,
-      date,
-      commit,
+    writeStampedJson(jsonName, engines[0]!.engine.adapterName, {
       model,
       rounds,
       streams,
@@ -164,7 +166,6 @@ async function compareEngines(
         prefill128Ms: ttft[i],
       })),
     });
-    console.log(`wrote ${path}`);
   } finally {
     for (const { engine } of engines) await engine.close();
   }
@@ -218,18 +219,13 @@ async function comparePromptScoring(modelDir: string | undefined, promptTokens: 
         ],
       ),
     );
-    const { commit, date } = runStamp();
-    const path = writeResultsJson('engine-prompt-scoring', {
-      adapter: engine.adapterName,
-      date,
-      commit,
+    writeStampedJson('engine-prompt-scoring', engine.adapterName, {
       model,
       promptTokens,
       rounds,
       plainMs: plain,
       scoredMs: scored,
     });
-    console.log(`wrote ${path}`);
   } finally {
     await engine.close();
   }
@@ -332,17 +328,12 @@ async function compareSpeculative(modelDir: string, numTokens: number, rounds: n
       'identical output',
     ];
     console.log(formatTable(header, rows));
-    const { commit, date } = runStamp();
-    const path = writeResultsJson('engine-speculative', {
-      adapter: plain.adapterName,
-      date,
-      commit,
+    writeStampedJson('engine-speculative', plain.adapterName, {
       model,
       speculativeTokens: numTokens,
       rounds,
       workloads: workloads.map((w, i) => ({ label: w.label, ...results[i]! })),
     });
-    console.log(`wrote ${path}`);
     if (results.some((r) => !r.identical)) process.exitCode = 1;
   } finally {
     await Promise.all([plain.close(), spec.close()]);
@@ -382,17 +373,12 @@ async function comparePriority(modelDir: string, rounds: number): Promise<void> 
         [row('priority -1 (ahead of the queue)', ahead), row('priority 1 (the queue’s own)', behind)],
       ),
     );
-    const { commit, date } = runStamp();
-    const path = writeResultsJson('engine-priority', {
-      adapter: engine.adapterName,
-      date,
-      commit,
+    writeStampedJson('engine-priority', engine.adapterName, {
       model: modelDir,
       rounds,
       aheadMs: ahead,
       behindMs: behind,
     });
-    console.log(`wrote ${path}`);
   } finally {
     await engine.close();
   }
