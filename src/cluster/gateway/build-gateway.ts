@@ -51,17 +51,19 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
   const maxAttempts = maxAttemptsOf(options);
   // Client auth first: a bad key limit fails here, before discovery and probes start.
   const keys = new ApiKeyChecker(options.auth.apiKeys);
-  const limits = new ClientRateLimits(options.rateLimit, options.keyRateLimits ?? new Map(), (key) => {
+  // what the auth check returns for a configured key (null: no client can send it)
+  const identityOf = (key: string): string | null => {
     try {
       return keys.authenticate(`Bearer ${key}`);
     } catch {
       return null;
     }
-  });
+  };
+  const limits = new ClientRateLimits(options.rateLimit, options.keyRateLimits ?? new Map(), identityOf);
   const limiter = limits.unlimited ? null : limits;
-  const priorityFloors = keyPriorityFloors(options.keyPriorities, keys);
-  /** The identity each request authenticated as (read by the generation routes for its key's priority). */
-  const identities = new WeakMap<FastifyRequest, string>();
+  const priorityFloors = keyPriorityFloors(options.keyPriorities, identityOf);
+  /** The priority floor of each request whose key has one (read by the generation routes). */
+  const requestFloors = new WeakMap<FastifyRequest, number>();
   const metrics = new GatewayMetrics();
   const pool = new UpstreamPool();
   const health = new HealthMonitor(options.health, undefined, poolReadyProbe(pool));
@@ -162,7 +164,8 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
 
   const clientGuard = async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
     const identity = options.auth.disabled === true ? `ip:${request.ip}` : keys.authenticate(request.headers.authorization);
-    identities.set(request, identity);
+    const floor = priorityFloors.get(identity);
+    if (floor !== undefined) requestFloors.set(request, floor);
     if (limiter) {
       const verdict = limiter.take(identity);
       if (!verdict.allowed) {
@@ -193,7 +196,7 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
 
   for (const path of ['/v1/chat/completions', '/v1/completions'] as const) {
     app.post(path, { onRequest: clientGuard }, (request, reply) =>
-      proxyGeneration(deps, routeConfig, path, request, reply, priorityFloors.get(identities.get(request) ?? '')),
+      proxyGeneration(deps, routeConfig, path, request, reply, requestFloors.get(request)),
     );
   }
   // Everything else a worker serves: forwarded to any healthy worker, with retries.
@@ -292,13 +295,17 @@ function requestIds(): () => string {
 }
 
 /** keyPriorities by the identity each key authenticates as; a key nobody can authenticate with is a mistake, refused. */
-function keyPriorityFloors(byKey: ReadonlyMap<string, number> | undefined, keys: ApiKeyChecker): Map<string, number> {
+function keyPriorityFloors(
+  byKey: ReadonlyMap<string, number> | undefined,
+  identityOf: (key: string) => string | null,
+): Map<string, number> {
   const floors = new Map<string, number>();
   for (const [key, priority] of byKey ?? []) {
-    if (keys.match(key) < 0) throw new AutoGlmError('invalid_request', 'keyPriorities names a key that is not in auth.apiKeys.');
+    const identity = identityOf(key);
+    if (identity === null) throw new AutoGlmError('invalid_request', 'keyPriorities names a key that is not in auth.apiKeys.');
     if (!Number.isSafeInteger(priority))
       throw new AutoGlmError('invalid_request', `keyPriorities: priority must be an integer (got ${priority}).`);
-    floors.set(keys.authenticate(`Bearer ${key}`), priority);
+    floors.set(identity, priority);
   }
   return floors;
 }
