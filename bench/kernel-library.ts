@@ -1,18 +1,20 @@
 /**
  * bench:kernels' rows for the rest of the kernel library: norms, activations, embedding
- * gather, RoPE, the fused RoPE + KV-cache write, prefill and decode attention over the
- * paged cache, and GPU sampling, each on the shape it has in a Llama-2-7B-sized layer
- * (hidden 4096, 32 heads of 128, 8 kv heads, intermediate 11008), with a batch of 128
- * rows where the kernel runs per token. Bytes count what the kernel must move at least
- * (inputs read once, outputs written once); rates are judged against the read ceiling,
- * except prefill attention, whose 2 x 2 x heads x headDim flops per (query, key) pair
- * make it compute-bound, judged against the FMA ceiling.
+ * gather, RoPE, the fused RoPE + KV-cache write, the multi-LoRA shrink and expand, prefill
+ * and decode attention over the paged cache, and GPU sampling, each on the shape it has in
+ * a Llama-2-7B-sized layer (hidden 4096, 32 heads of 128, 8 kv heads, intermediate 11008),
+ * with a batch of 128 rows where the kernel runs per token. Bytes count what the kernel
+ * must move at least (inputs read once, outputs written once); rates are judged against
+ * the read ceiling, except prefill attention, whose 2 x 2 x heads x headDim flops per
+ * (query, key) pair make it compute-bound, and the LoRA shrink, judged against the FMA
+ * ceiling.
  */
 import { activation, gatedActivation } from '../src/kernels/activation.js';
 import { attention, prepareAttentionBatch } from '../src/kernels/attention.js';
 import { embedding, prepareEmbeddingTable, destroyEmbeddingTable } from '../src/kernels/embedding.js';
 import { createKvCache } from '../src/kernels/kv-write.js';
 import { layerNorm } from '../src/kernels/layernorm.js';
+import { loraExpand, loraShrink } from '../src/kernels/lora.js';
 import type { Recorder } from '../src/kernels/recorder.js';
 import { rmsNorm } from '../src/kernels/rmsnorm.js';
 import { rope, ropeInvFreq } from '../src/kernels/rope.js';
@@ -31,6 +33,8 @@ const KV_HEADS = 8;
 const HEAD_DIM = 128;
 const INTERMEDIATE = 11008;
 const BLOCK = 16;
+const LORA_RANK = 16;
+const LORA_SLOTS = 4;
 
 /** What one library kernel's bench needs from its set-up. */
 interface LibraryCase {
@@ -301,12 +305,80 @@ function samplingCase(rt: KernelRuntime, name: string, row: Partial<SamplingRow>
   };
 }
 
+/**
+ * The LoRA delta of the fused QKV projection (q 4096 | k 1024 | v 1024, one A and B each):
+ * shrink with the layer's RMSNorm folded in (as the engine runs it, on the residual stream),
+ * then expand into the projection's output, every row on one of LORA_SLOTS adapters. Bytes
+ * count each used slot's A or B once (rows re-read it from cache). Shrink's 2 * R flops per
+ * byte of x and A make it compute-bound by that count; expand reads and writes out.
+ */
+function loraCases(rt: KernelRuntime): LibraryCase[] {
+  const parts = 3;
+  const R = parts * LORA_RANK;
+  const N = (HEADS + 2 * KV_HEADS) * HEAD_DIM;
+  const rowSlots = rt.upload(
+    'u32',
+    Uint32Array.from({ length: ROWS }, (_, i) => i % LORA_SLOTS),
+  );
+  const x = rt.upload('f32', pseudoRandom(ROWS * HIDDEN, 12, 2));
+  const norm = rt.upload('f32', pseudoRandom(HIDDEN, 13, 1));
+  const a = rt.upload('f32', pseudoRandom(LORA_SLOTS * R * HIDDEN, 14, 0.1));
+  const t = rt.upload('f32', pseudoRandom(ROWS * R, 15, 1));
+  const b = rt.upload('f32', pseudoRandom(LORA_SLOTS * N * LORA_RANK, 16, 0.1));
+  const out = rt.upload('f32', pseudoRandom(ROWS * N, 17, 1));
+  return [
+    {
+      kernel: 'lora shrink',
+      shape: `${ROWS}x${HIDDEN} -> R ${parts}x${LORA_RANK}, ${LORA_SLOTS} slots`,
+      dtype: 'f32',
+      bytes: (ROWS * HIDDEN + LORA_SLOTS * R * HIDDEN + ROWS * R + HIDDEN + ROWS) * 4,
+      flops: 2 * ROWS * R * HIDDEN,
+      bound: 'compute',
+      record: (rec) =>
+        loraShrink(rt, rec, {
+          x,
+          a,
+          rowSlots,
+          t,
+          rows: ROWS,
+          K: HIDDEN,
+          R,
+          slots: LORA_SLOTS,
+          normX: { weight: norm, eps: 1e-6, onePlus: false },
+        }),
+      free: freeAll(rt, x, norm, a),
+    },
+    {
+      kernel: 'lora expand',
+      shape: `${ROWS}x${N} (${HEADS * HEAD_DIM}|${KV_HEADS * HEAD_DIM}|${KV_HEADS * HEAD_DIM}), rank ${LORA_RANK}, ${LORA_SLOTS} slots`,
+      dtype: 'f32',
+      bytes: (ROWS * R + LORA_SLOTS * N * LORA_RANK + 2 * ROWS * N + ROWS) * 4,
+      flops: 2 * ROWS * N * LORA_RANK,
+      bound: 'bandwidth',
+      record: (rec) =>
+        loraExpand(rt, rec, {
+          t,
+          b,
+          rowSlots,
+          out,
+          rows: ROWS,
+          N,
+          rank: LORA_RANK,
+          slots: LORA_SLOTS,
+          segmentStarts: [HEADS * HEAD_DIM, (HEADS + KV_HEADS) * HEAD_DIM],
+        }),
+      free: freeAll(rt, t, b, out, rowSlots),
+    },
+  ];
+}
+
 /** The library's cases, built one at a time (each allocates its own buffers and frees them). */
 const CASES: ((rt: KernelRuntime) => LibraryCase[])[] = [
   normCases,
   activationCases,
   (rt) => [embeddingCase(rt)],
   ropeCases,
+  loraCases,
   (rt) => [attentionCase(rt, 'prefill', 1, 256)],
   (rt) => [attentionCase(rt, 'decode', 1, 1024)],
   (rt) => [attentionCase(rt, 'decode', 16, 1024)],
