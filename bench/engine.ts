@@ -36,8 +36,21 @@
  * batch slots busy with 12 sampled 120-token requests at priority 1, and a probe request
  * arriving 150 ms later at priority -1 (ahead of the queue) or 1 (behind it), alternating;
  * the probe's time to first token; writes bench/results/engine-priority.json.
+ *
+ * `npm run bench:engine -- --lora[=4] [--rank=16] [--model=DIR] [--rounds=5]`: what LoRA
+ * adapters (EngineOptions.loraAdapters, generated PEFT adapters on every projection) cost:
+ * one engine with N adapters; decode of one stream on the base model and on an adapter,
+ * 16 streams on the base model and 16 spread over the N adapters, and a 128-token prefill
+ * on each, interleaved round by round; medians and per-round ratios to the base model;
+ * writes bench/results/engine-lora.json.
  */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Engine } from '../src/engine/engine.js';
+import { loadModelSpec } from '../src/engine/model/config.js';
+import { generateLoraAdapter } from '../src/testing/generate-lora.js';
+import { ensureGeneratedModel } from '../src/testing/generate-model.js';
 import { WEIGHT_DTYPE_OPTIONS, type EngineOptions, type GenerateRequest, type WeightDTypeOption } from '../src/engine/types.js';
 import { measureCeilings } from './ceilings.js';
 import { loadBenchEngine, randomPrompt, timedGenerate } from './engine-load.js';
@@ -384,7 +397,83 @@ async function comparePriority(modelDir: string, rounds: number): Promise<void> 
   }
 }
 
+/** Decode and prefill on the base model against the same on LoRA adapters, one engine, interleaved. */
+async function compareLora(modelDir: string | undefined, adapterCount: number, rank: number, rounds: number): Promise<void> {
+  const dir = modelDir ?? (await ensureGeneratedModel('100m', { architecture: 'llama', seed: 1 }));
+  const spec = await loadModelSpec(dir);
+  const adapterRoot = await mkdtemp(join(tmpdir(), 'autoglm-bench-lora-'));
+  const loraAdapters = [];
+  for (let i = 0; i < adapterCount; i++) {
+    const path = join(adapterRoot, `a${i}`);
+    await generateLoraAdapter(path, spec, { rank, seed: 100 + i });
+    loraAdapters.push({ name: `lora-${i}`, path });
+  }
+  const engine = await Engine.load(dir, { responseCacheEntries: 0, loraAdapters });
+  try {
+    await engine.warmUp();
+    const vocab = spec.vocabSize;
+    const streams = 16;
+    const model = modelDir ?? 'generated 100M llama';
+    console.error(`adapter: ${engine.adapterName}; model: ${model}; ${adapterCount} LoRA adapters of rank ${rank} on every projection`);
+    const decode = (lora: string | undefined, seed: number) =>
+      timedGenerate(engine, {
+        prompt: randomPrompt(16, vocab, seed),
+        maxTokens: 64,
+        ignoreEos: true,
+        sampling: { temperature: 0 },
+        ...(lora ? { lora } : {}),
+      });
+    const batch = async (loraOf: (j: number) => string | undefined, seed: number): Promise<number> =>
+      median((await Promise.all(Array.from({ length: streams }, (_, j) => decode(loraOf(j), seed + j)))).map((t) => t.tpotMs));
+    const prefill = async (lora: string | undefined, seed: number): Promise<number> =>
+      (await timedGenerate(engine, { prompt: randomPrompt(128, vocab, seed), maxTokens: 1, ...(lora ? { lora } : {}) })).ttftMs;
+    const names = loraAdapters.map((a) => a.name);
+    const workloads: { label: string; run: (r: number) => Promise<number>; base?: number }[] = [
+      { label: 'decode, 1 stream, base model', run: (r) => decode(undefined, 77 + r).then((t) => t.tpotMs) },
+      { label: 'decode, 1 stream, one adapter', run: (r) => decode(names[0], 77 + r).then((t) => t.tpotMs), base: 0 },
+      { label: `decode, ${streams} streams, base model`, run: (r) => batch(() => undefined, 5000 + 100 * r) },
+      {
+        label: `decode, ${streams} streams over ${adapterCount} adapters`,
+        run: (r) => batch((j) => names[j % names.length], 5000 + 100 * r),
+        base: 2,
+      },
+      { label: 'prefill 128, base model', run: (r) => prefill(undefined, 1280 + r) },
+      { label: 'prefill 128, one adapter', run: (r) => prefill(names[0], 1280 + r), base: 4 },
+    ];
+    const ms = workloads.map(() => [] as number[]);
+    for (let r = 0; r < rounds; r++) {
+      // base and adapter of each pair alternate which goes first
+      for (let w = 0; w < workloads.length; w += 2) {
+        for (const i of r % 2 === 0 ? [w, w + 1] : [w + 1, w]) ms[i]!.push(await workloads[i]!.run(r));
+      }
+    }
+    const rows = workloads.map((w, i) => {
+      const ratios = w.base === undefined ? [] : ms[i]!.map((v, r) => v / ms[w.base!]![r]!);
+      return [
+        w.label,
+        `${median(ms[i]!).toFixed(2)} ms`,
+        w.base === undefined ? '1.00x' : `${median(ratios).toFixed(2)}x`,
+        ratios.map((x) => x.toFixed(2)).join(' '),
+      ];
+    });
+    console.log(formatTable(['workload', 'ms (decode: per token; prefill: to first token)', 'vs base model', 'per round'], rows));
+    writeStampedJson('engine-lora', engine.adapterName, {
+      model,
+      adapters: adapterCount,
+      rank,
+      rounds,
+      workloads: workloads.map((w, i) => ({ label: w.label, ms: ms[i] })),
+    });
+  } finally {
+    await engine.close();
+    await rm(adapterRoot, { recursive: true, force: true });
+  }
+}
+
 async function main(): Promise<void> {
+  const lora = process.argv.slice(2).find((a) => a === '--lora' || a.startsWith('--lora='));
+  if (lora !== undefined)
+    return compareLora(flag('model'), lora.includes('=') ? countFlag('lora', 4) : 4, countFlag('rank', 16), countFlag('rounds', 5));
   if (process.argv.includes('--priority')) return comparePriority(flag('model') ?? 'models/demo-stories', countFlag('rounds', 4));
   const speculative = process.argv.slice(2).find((a) => a === '--speculative' || a.startsWith('--speculative='));
   if (speculative !== undefined)

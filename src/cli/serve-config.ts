@@ -9,12 +9,14 @@ import {
   promptLookupOf,
   validateEngineEnvironment,
 } from '../engine/engine-options.js';
+import { validateLoraAdapterOptions } from '../engine/lora/load-adapters.js';
 import { checkKvCacheBytes } from '../engine/memory-plan.js';
 import { modelSpecFromConfig } from '../engine/model/config.js';
 import {
   SCHEDULING_POLICIES,
   WEIGHT_DTYPE_OPTIONS,
   type EngineOptions,
+  type LoraAdapterOption,
   type SchedulingPolicy,
   type WeightDTypeOption,
 } from '../engine/types.js';
@@ -71,6 +73,8 @@ export interface ServeConfig {
     speculativeTokens: number | undefined;
     /** Which waiting request runs next (EngineOptions.schedulingPolicy). */
     schedulingPolicy: SchedulingPolicy;
+    /** --lora-modules (EngineOptions.loraAdapters). */
+    loraAdapters: LoraAdapterOption[];
     promptLookupMin: number | undefined;
     promptLookupMax: number | undefined;
     forceF32: boolean;
@@ -152,6 +156,10 @@ const FLAGS = {
   },
   'prompt-lookup-min': { kind: 'int', min: 1, max: MAX_PROMPT_LOOKUP, help: 'shortest suffix prompt lookup matches (default 2)' },
   'prompt-lookup-max': { kind: 'int', min: 1, max: MAX_PROMPT_LOOKUP, help: 'longest suffix prompt lookup matches (default 4)' },
+  'lora-modules': {
+    kind: 'list',
+    help: 'LoRA adapters to serve beside the base model, NAME=PEFT_FOLDER,...: a request whose "model" is NAME runs with that adapter',
+  },
   'force-f32': { kind: 'bool', help: 'f32 weights and KV cache even with shader-f16' },
   'weight-dtype': {
     kind: 'string',
@@ -291,6 +299,7 @@ export function parseServeConfig(argv: string[], env: NodeJS.ProcessEnv = proces
       promptLogprobsRows: int('prompt-logprobs-rows'),
       speculativeTokens,
       schedulingPolicy: flags.oneOf('scheduling-policy', SCHEDULING_POLICIES, 'fcfs'),
+      loraAdapters: loraModulesOf(flags),
       ...lookup,
       forceF32: bool('force-f32'),
       weightDType,
@@ -347,6 +356,7 @@ export function engineOptionsOf(config: ServeConfig): EngineOptions {
     promptLogprobsRows: config.engine.promptLogprobsRows,
     speculativeTokens: config.engine.speculativeTokens,
     schedulingPolicy: config.engine.schedulingPolicy === 'fcfs' ? undefined : config.engine.schedulingPolicy,
+    loraAdapters: config.engine.loraAdapters.length > 0 ? config.engine.loraAdapters : undefined,
     promptLookupMin: config.engine.promptLookupMin,
     promptLookupMax: config.engine.promptLookupMax,
     forceF32: config.engine.forceF32 || undefined,
@@ -356,6 +366,25 @@ export function engineOptionsOf(config: ServeConfig): EngineOptions {
     responseCacheBytes: config.engine.responseCacheBytes,
     responseCacheTtlMs: config.engine.responseCacheTtlMs,
   });
+}
+
+/** --lora-modules name=folder,...: checked here (exit 2), read at load. */
+function loraModulesOf(flags: FlagReader<FlagName>): LoraAdapterOption[] {
+  const entries = flags.list('lora-modules');
+  const adapters = entries.map((entry): LoraAdapterOption => {
+    const eq = entry.indexOf('=');
+    if (eq <= 0 || eq === entry.length - 1)
+      throw new AutoGlmError('invalid_request', `${flags.label('lora-modules')} entries are NAME=FOLDER, got "${entry}".`, {
+        param: 'lora-modules',
+      });
+    return { name: entry.slice(0, eq), path: entry.slice(eq + 1) };
+  });
+  try {
+    validateLoraAdapterOptions(adapters);
+  } catch (e) {
+    throw new AutoGlmError('invalid_request', `${flags.label('lora-modules')}: ${(e as Error).message}`, { param: 'lora-modules' });
+  }
+  return adapters;
 }
 
 function secondsAsMs(seconds: number | undefined): number | undefined {

@@ -131,6 +131,8 @@ function printBanner(config: ServeConfig & { generatedKey?: string }, url: strin
       `         -d '{"model": "${name}", "messages": [{"role": "user", "content": "Tell me a story about a cat."}], "max_tokens": 64}'`,
     );
   } else if (config.authDisabled) lines.push(`  Auth is DISABLED (--no-auth): anyone who can reach ${url} can use it.`);
+  const loras = config.engine.loraAdapters;
+  if (loras.length > 0) lines.push(`  LoRA adapters (send one's name as "model"): ${loras.map((a) => `${a.name} (${a.path})`).join(', ')}`);
   if (config.usingDefaultModel)
     lines.push(
       `  This is the bundled demo model (${basename(config.modelDir)}). To serve a real model folder (config.json, *.safetensors, tokenizer.json):`,

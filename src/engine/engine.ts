@@ -32,6 +32,8 @@ import { ModelRunner, type RunnerSequence, type StepResult } from './runner/mode
 import type { ScheduledSequence } from './scheduler-output.js';
 import { allocateKvShrinking, checkKvCacheBytes, planMemory } from './memory-plan.js';
 import { uploadModel } from './runner/upload-model.js';
+import { loadLoraAdapters } from './lora/load-adapters.js';
+import { uploadLoras } from './lora/lora-weights.js';
 import { Scheduler } from './scheduler.js';
 import { SequenceOutput } from './sequence-output.js';
 import { warmUpWaves } from './warm-up.js';
@@ -81,6 +83,8 @@ type CumulativeStat = (typeof CUMULATIVE_STATS)[number];
 interface ActiveRequest {
   id: string;
   promptTokenIds: number[];
+  /** GenerateRequest.lora's slot in the runner's adapters; undefined: the base model. */
+  loraSlot: number | undefined;
   sampling: ResolvedSampling;
   wantsPenalties: boolean;
   countsSlot: number;
@@ -202,6 +206,13 @@ export class Engine implements InferenceEngine {
     validateEngineOptions(options);
     validateEngineEnvironment();
     const folder = await loadModelFolder(dir);
+    // adapters are read and checked against the base model before the GPU is touched
+    const adapters = await loadLoraAdapters(options.loraAdapters ?? [], folder.spec, options.servedModelName ?? basename(dir)).catch(
+      async (e: unknown) => {
+        await folder.weights.close();
+        throw e;
+      },
+    );
     // the weights' file handles were left to the garbage collector when no GPU was found
     const rt = await KernelRuntime.create({
       forceF32: options.forceF32,
@@ -225,7 +236,9 @@ export class Engine implements InferenceEngine {
       const model = await uploadModel(rt, folder, { weightDType: options.weightDType ?? rt.preferredDType }).finally(() =>
         folder.weights.close(),
       );
-      const plan = planMemory(rt, folder.spec, model, options);
+      if (adapters.length > 0) model.loras = uploadLoras(rt, folder.spec, adapters);
+      // the adapters are resident too: the KV budget's default leaves room for them
+      const plan = planMemory(rt, folder.spec, { residentBytes: model.residentBytes + (model.loras?.bytes ?? 0) }, options);
       const { value: runner, numBlocks } = await allocateKvShrinking(plan, async (blocks) => {
         const made = new ModelRunner(rt, model, { ...plan.runner, numBlocks: blocks });
         // allocation failures (out of memory) surface at the next sync
@@ -252,6 +265,21 @@ export class Engine implements InferenceEngine {
       rt.destroy();
       throw e;
     }
+  }
+
+  /** The LoRA adapters requests may name (GenerateRequest.lora), in slot order. */
+  get loraNames(): readonly string[] {
+    return this.runner.model.loras?.names ?? [];
+  }
+
+  private loraSlotOf(name: string | undefined): number | undefined {
+    if (name === undefined) return undefined;
+    const slot = typeof name === 'string' ? this.loraNames.indexOf(name) : -1;
+    if (slot < 0) {
+      const known = this.loraNames.length > 0 ? `loaded: ${this.loraNames.join(', ')}` : 'none is loaded';
+      throw new AutoGlmError('model_not_found', `The LoRA adapter ${JSON.stringify(name)} does not exist (${known}).`, { param: 'model' });
+    }
+    return slot;
   }
 
   /** Weight bytes one decode step reads (matmul weights, norms): the bandwidth bound's numerator. */
@@ -358,6 +386,7 @@ export class Engine implements InferenceEngine {
     validateRequestShape(request, spec.vocabSize);
     // before the response cache, which would otherwise answer what this engine refuses
     this.scheduler.checkPriority(request.priority);
+    const loraSlot = this.loraSlotOf(request.lora);
     const promptTokenIds = this.promptTokens_(request);
     if (promptTokenIds.length === 0) throw new AutoGlmError('invalid_request', 'the prompt is empty', { param: 'prompt' });
     const resume = request.resumeTokenIds ?? [];
@@ -436,6 +465,7 @@ export class Engine implements InferenceEngine {
     const active: ActiveRequest = {
       id,
       promptTokenIds,
+      loraSlot,
       sampling,
       wantsPenalties: usesPenalties(sampling),
       countsSlot: -1,
@@ -468,6 +498,8 @@ export class Engine implements InferenceEngine {
       // drafts before it (pendingTokens, model-runner.ts)
       speculate: true,
       ...(request.priority !== undefined ? { priority: request.priority } : {}),
+      // an adapter's KV differs from the base model's: its prefix-cache blocks are its own
+      ...(request.lora !== undefined ? { lora: request.lora } : {}),
     });
     this.active.set(id, active);
     if (constraint) this.constrainedRequests++;
@@ -519,6 +551,7 @@ export class Engine implements InferenceEngine {
   ): string {
     return this.responseCache.key({
       model: this.modelName,
+      lora: request.lora,
       promptTokenIds,
       maxTokens,
       sampling: {
@@ -647,6 +680,7 @@ export class Engine implements InferenceEngine {
           logitBiases: s.sample ? Array.from({ length: sampledRows }, (_, j) => logitBiasOf(a, j)) : undefined,
           tokenMasks: s.sample ? masks.get(s.requestId) : undefined,
           score: s.scoreTargets && { targets: s.scoreTargets, topLogprobs: a.request.promptLogprobs ?? 0 },
+          adapter: a.loraSlot,
         };
       });
       for (const s of scheduled) {
@@ -885,6 +919,13 @@ export class Engine implements InferenceEngine {
       // draft rows: a prompt that repeats itself, so that prompt lookup proposes from the first decode on
       const prompt = Array.from({ length: 8 }, (_, i) => (i % 3) + 1);
       await this.complete({ prompt, maxTokens: 3, ignoreEos: true, requestId: 'warm-up-speculative' });
+    }
+    const lora = this.loraNames[0];
+    if (lora !== undefined && this.contextLength >= 12) {
+      // the adapters' shrink and expand kernels, in a prefill and a decode step (the down
+      // projection's activation pass runs at decode widths then too)
+      const prompt = Array.from({ length: 8 }, (_, i) => (i * 17 + 3) % this.folder.spec.vocabSize);
+      await this.complete({ prompt, maxTokens: 3, ignoreEos: true, lora, requestId: 'warm-up-lora' });
     }
     if (this.scheduler.maxScoreRows > 0 && this.contextLength >= 5) {
       // prompt logprobs (echo): the LM head over a step's scored rows, a taller matmul than

@@ -15,6 +15,8 @@ export interface KvRequest {
   readonly tokenIds: readonly number[];
   /** Chained hashes of full blocks of tokenIds; the manager extends this list. */
   readonly blockHashes: BlockHash[];
+  /** The LoRA adapter whose KV the blocks hold (absent: the base model's). */
+  readonly lora?: string | undefined;
 }
 
 /** Leading blocks of a request found in the prefix cache. Opaque to the scheduler. */
@@ -173,7 +175,7 @@ export class KvCacheManager {
   private hashesOf(request: KvRequest): readonly BlockHash[] {
     return extendBlockHashes(request.blockHashes, request.tokenIds, {
       blockSize: this.blockSize,
-      extraKeys: this.hashExtraKeys,
+      extraKeys: request.lora === undefined ? this.hashExtraKeys : [...this.hashExtraKeys, 'lora', request.lora],
     });
   }
 }

@@ -31,6 +31,8 @@ export interface NewRequest {
   speculate?: boolean;
   /** With the scheduler's priority policy: lower values are admitted first (default 0). */
   priority?: number;
+  /** The LoRA adapter it runs with: mixed into its blocks' prefix-cache hashes. */
+  lora?: string;
 }
 
 /** Per-request counters, live or final. */
@@ -59,6 +61,7 @@ export class RequestState {
   readonly scorePrompt: boolean;
   readonly speculate: boolean;
   readonly priority: number;
+  readonly lora: string | undefined;
   /** Order of arrival at the scheduler (ties between equal priorities). */
   readonly arrival: number;
   /** Prompt, then generated tokens (resumed ones first). Only ever appended to. */
@@ -87,6 +90,7 @@ export class RequestState {
     this.scorePrompt = request.scorePrompt ?? false;
     this.speculate = request.speculate ?? false;
     this.priority = request.priority ?? 0;
+    this.lora = request.lora;
     this.arrival = arrival;
     this.tokenIds = [...request.promptTokenIds, ...resume];
   }

@@ -362,6 +362,7 @@ const REQUEST_SCALARS = [
   'promptLogprobs',
   'signal',
   'requestId',
+  'lora',
 ] as const satisfies readonly (keyof GenerateRequest)[];
 const SAMPLING_FIELDS = [
   'temperature',

@@ -90,6 +90,12 @@ export interface ReasoningTags {
 export interface GenerateRequest {
   /** Text (no template applied), chat messages (chat template applied), or token ids. */
   prompt: string | ChatMessage[] | number[];
+  /**
+   * The name of a LoRA adapter loaded with EngineOptions.loraAdapters: the request runs on
+   * the base model plus that adapter (batched with requests on other adapters or none).
+   * Absent: the base model. An unknown name is a model_not_found error.
+   */
+  lora?: string;
   maxTokens?: number;
   /**
    * Generate at least this many tokens (vLLM's min_tokens; resumed ones count): until then
@@ -278,9 +284,23 @@ export interface CompletionResult {
   metrics?: RequestMetrics;
 }
 
+/** A LoRA adapter to load: its name (what requests ask for) and its PEFT folder. */
+export interface LoraAdapterOption {
+  name: string;
+  /** A folder holding adapter_config.json and adapter_model.safetensors (Hugging Face PEFT). */
+  path: string;
+}
+
 export interface EngineOptions {
   /** Weights and KV cache in f32 even where shader-f16 exists. */
   forceF32?: boolean;
+  /**
+   * LoRA adapters kept on the device beside the base weights, each in a slot of its own
+   * (vLLM's --lora-modules): GenerateRequest.lora picks one per request, and a step batches
+   * requests on different adapters together. Only plain LoRA on the attention and MLP
+   * projections (peft-adapter.ts says what is refused).
+   */
+  loraAdapters?: LoraAdapterOption[];
   /**
    * How matmul weights (attention and MLP projections, the LM head) are stored on the
    * device. Default: f16 where the adapter has shader-f16 (and forceF32 is off), else f32.
@@ -363,6 +383,8 @@ export type WeightDTypeOption = (typeof WEIGHT_DTYPE_OPTIONS)[number];
 /** What the server and benchmarks use. `Engine` (src/engine/engine.ts) implements it. */
 export interface InferenceEngine {
   readonly modelName: string;
+  /** LoRA adapters a request may name (GenerateRequest.lora; at the server, as its `model`). */
+  readonly loraNames?: readonly string[];
   /** Largest prompt + completion length in tokens. */
   readonly contextLength: number;
   generate(request: GenerateRequest): AsyncIterable<TokenEvent>;

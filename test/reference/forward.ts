@@ -24,12 +24,17 @@ export interface GreedyOptions {
   stopTokenIds?: readonly number[];
 }
 
-export async function loadReferenceModel(dir: string): Promise<ReferenceModel> {
+/** edit: changes the weights before the model is made (LoRA adapters merged into them). */
+export async function loadReferenceModel(
+  dir: string,
+  edit?: (weights: Map<string, Float64Array>, spec: ModelSpec) => Promise<void>,
+): Promise<ReferenceModel> {
   const spec = await loadModelSpec(dir);
   const weights = await openModelWeights(dir, { spec });
   try {
     const map = new Map<string, Float64Array>();
     for (const ref of listWeights(spec.weights)) map.set(ref.name, Float64Array.from(await weights.read(ref.name, 'f32')));
+    await edit?.(map, spec);
     return new ReferenceModel(spec, map);
   } finally {
     await weights.close();

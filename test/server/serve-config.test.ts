@@ -283,3 +283,24 @@ test('--response-cache-ttl expires entries on a real server: a repeat within the
     await engine.close();
   }
 });
+
+test('--lora-modules NAME=FOLDER,...: the engine options carry them; a bad entry or a repeated name is refused naming the flag', () => {
+  const c = parse(['--lora-modules', 'sql=/adapters/sql, chat=/adapters/chat=v2']);
+  expect(c.engine.loraAdapters).toEqual([
+    { name: 'sql', path: '/adapters/sql' },
+    { name: 'chat', path: '/adapters/chat=v2' },
+  ]);
+  expect(engineOptionsOf(c).loraAdapters).toEqual(c.engine.loraAdapters);
+  expect(engineOptionsOf(parse([])).loraAdapters).toBeUndefined();
+  expect(parse([], { AUTOGLM_LORA_MODULES: 'a=/x' }).engine.loraAdapters).toEqual([{ name: 'a', path: '/x' }]);
+  for (const bad of ['sql', '=/x', 'sql=', 'a=/x,a=/y', 'has space=/x']) {
+    let error: unknown;
+    try {
+      parse(['--lora-modules', bad]);
+    } catch (e) {
+      error = e;
+    }
+    expect(isAutoGlmError(error) && error.param, bad).toBe('lora-modules');
+    expect((error as Error).message, bad).toContain('--lora-modules');
+  }
+});

@@ -4,7 +4,7 @@
  * asks for one tensor at a time, converted to f32 values or f16 bits.
  */
 import { readdir } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { AutoGlmError } from '../../errors.js';
 import {
   countNonFiniteF16,
@@ -60,6 +60,12 @@ export async function openModelWeights(dir: string, options: OpenModelWeightsOpt
     }
   }
   return weights;
+}
+
+/** One safetensors file (a LoRA adapter's adapter_model.safetensors) behind the same reader as a model's weights. */
+export async function openWeightsFile(path: string): Promise<ModelWeights> {
+  const file = await SafetensorsFile.open(path);
+  return new ModelWeightsReader(dirname(path), [file], new Map([...file.tensors.keys()].map((n) => [n, file])));
 }
 
 async function openSingle(dir: string): Promise<ModelWeightsReader> {

@@ -18,11 +18,13 @@ import { embedding } from '../../kernels/embedding.js';
 import { gatherRows } from '../../kernels/gather-rows.js';
 import { defaultMatmulTuning, matmul } from '../../kernels/matmul.js';
 import { gatedActivation } from '../../kernels/activation.js';
+import { loraExpand, loraShrink } from '../../kernels/lora.js';
 import { addRmsNorm, rmsNorm } from '../../kernels/rmsnorm.js';
 import { ropeKvWrite } from '../../kernels/rope-kv-write.js';
 import type { Recorder } from '../../kernels/recorder.js';
 import type { KernelRuntime } from '../../kernels/runtime.js';
 import { sliceTensor, type GpuTensor } from '../../kernels/tensor.js';
+import type { LoraTarget } from '../lora/lora-weights.js';
 import type { GpuLayer, GpuModel } from './gpu-model.js';
 import type { StepBuffers, StepPlan } from './step-buffers.js';
 
@@ -55,6 +57,36 @@ export function recordForward(
   const headNorm = { rows, dim: s.headDim, eps: s.normEps, onePlus: s.normOnePlus, rowStride: qkvWidth };
   // steps the matmuls run as GEMVs (decode-sized)
   const gemvMaxRows = defaultMatmulTuning(rt).gemvMaxRows;
+  // LoRA (only in steps where some row has an adapter): each adapted projection's output
+  // gets its rows' B A x added, from the same input (and folded norm) as the matmul
+  const loras = plan.lora ? model.loras : undefined;
+  const addLora = (target: LoraTarget | undefined, x: GpuTensor, out: GpuTensor, norm?: ReturnType<typeof normX>): void => {
+    if (!loras || !target || !buf.lora) return;
+    const t = rowsOf(buf.lora.t, rows, target.R);
+    const slots = loras.names.length;
+    loraShrink(rt, rec, {
+      x,
+      a: target.a,
+      rowSlots: buf.lora.rowSlots,
+      t,
+      rows,
+      K: target.K,
+      R: target.R,
+      slots,
+      ...(norm ? { normX: norm } : {}),
+    });
+    loraExpand(rt, rec, {
+      t,
+      b: target.b,
+      rowSlots: buf.lora.rowSlots,
+      out,
+      rows,
+      N: target.N,
+      rank: loras.rank,
+      slots,
+      segmentStarts: target.segmentStarts,
+    });
+  };
 
   // token embeddings
   embedding(rt, rec, { ids: plan.tokenIds, parts: model.embedding.parts, out: hidden, rows, dim: s.hiddenSize });
@@ -62,6 +94,7 @@ export function recordForward(
   for (let l = 0; l < model.layers.length; l++) {
     const layer = model.layers[l]!;
     const cache = kv[l]!;
+    const lora = loras?.layers[l] ?? {};
 
     // attention input norm (fused with the previous layer's MLP residual add, or folded into
     // the q/k/v matmul), then q, k, v projections, one matmul
@@ -70,6 +103,7 @@ export function recordForward(
       else addRmsNorm(rt, rec, { residual: hidden, x: blockOut, weight: layer.inputNorm, out: normed, ...norm });
     }
     matmul(rt, rec, { x: fold ? hidden : normed, normX: normX(layer.inputNorm), weight: layer.qkv, out: qkv, M: rows });
+    addLora(lora.qkv, fold ? hidden : normed, qkv, normX(layer.inputNorm));
 
     // per-head q/k norms (Qwen3), in place inside the fused rows
     if (layer.qNorm) rmsNorm(rt, rec, { x: qkv, weight: layer.qNorm, segments: s.numHeads, offset: 0, ...headNorm });
@@ -109,6 +143,7 @@ export function recordForward(
     // output projection (+ GLM-4's post-attention-output norm); folded: added into hidden
     const residualOut = fold ? { out: hidden, accumulate: true } : { out: blockOut };
     matmul(rt, rec, { x: attnOut, weight: layer.o, M: rows, ...residualOut });
+    addLora(lora.o, attnOut, residualOut.out);
     if (layer.postAttnOutNorm) rmsNorm(rt, rec, { x: blockOut, weight: layer.postAttnOutNorm, out: blockOut, ...norm });
 
     // residual add + MLP input norm (folded: inside the gate/up matmul)
@@ -116,7 +151,9 @@ export function recordForward(
 
     // MLP: fused gate/up, activation, down (+ GLM-4's post-MLP-output norm)
     matmul(rt, rec, { x: fold ? hidden : normed, normX: normX(layer.preMlpNorm), weight: layer.gateUp, out: gateUp, M: rows });
-    if (rows <= gemvMaxRows) {
+    addLora(lora.gateUp, fold ? hidden : normed, gateUp, normX(layer.preMlpNorm));
+    // an adapted down projection reads the activated rows, so they are made whatever the step's size
+    if (rows <= gemvMaxRows && !(loras && lora.down)) {
       // decode-sized steps: the down projection applies the activation as it loads its
       // input (one dispatch and one pass over [rows, 2 * inner] fewer)
       matmul(rt, rec, { x: gateUp, gated: s.activation, weight: layer.down, M: rows, ...residualOut });
@@ -125,6 +162,7 @@ export function recordForward(
       // runs once on its own (fused it timed 1.0-1.2x at 9-512 rows on lavapipe)
       gatedActivation(rt, rec, { x: gateUp, out: act, rows, inner: s.intermediateSize, activation: s.activation });
       matmul(rt, rec, { x: act, weight: layer.down, M: rows, ...residualOut });
+      addLora(lora.down, act, residualOut.out);
     }
     if (layer.postMlpOutNorm) rmsNorm(rt, rec, { x: blockOut, weight: layer.postMlpOutNorm, out: blockOut, ...norm });
   }

@@ -5,6 +5,7 @@
 import type { MatmulWeight } from '../../kernels/matmul.js';
 import type { EmbeddingTable } from '../../kernels/embedding.js';
 import type { GpuTensor } from '../../kernels/tensor.js';
+import type { GpuLoras } from '../lora/lora-weights.js';
 
 export interface GpuLayer {
   /** Pre-attention norm weight, f32 [hidden]. */
@@ -59,4 +60,6 @@ export interface GpuModel {
    * What the KV budget's default subtracts from the device's memory.
    */
   residentBytes: number;
+  /** LoRA adapters (EngineOptions.loraAdapters), one slot each; a step's rows pick theirs. */
+  loras?: GpuLoras;
 }

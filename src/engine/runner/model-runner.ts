@@ -18,6 +18,7 @@ import {
   type SamplingBatch,
   type SamplingRow,
 } from '../../kernels/sampling.js';
+import { LORA_NO_ADAPTER } from '../../kernels/lora.js';
 import { TokenCounts } from '../../kernels/token-counts.js';
 import { applyTokenMasks, prepareTokenMasks, type TokenMaskBatch } from '../../kernels/token-mask.js';
 import { recordForward } from './forward.js';
@@ -52,6 +53,8 @@ export interface RunnerSequence {
    * raw model distribution.
    */
   score?: { targets: readonly number[]; topLogprobs: number } | undefined;
+  /** The LoRA adapter slot (index into model.loras.names) every row of this sequence runs with; absent: the base model. */
+  adapter?: number | undefined;
 }
 
 export interface RunnerOptions {
@@ -105,7 +108,7 @@ export class ModelRunner {
       }),
     );
     const logitRows = options.maxSampleRows + (options.maxScoreRows ?? 0);
-    this.buffers = createStepBuffers(rt, s, options.maxRows, logitRows);
+    this.buffers = createStepBuffers(rt, s, options.maxRows, logitRows, model.loras?.maxR ?? 0);
     this.sampleOut = createSampleOutput(rt, logitRows);
     this.counts = TokenCounts.create(rt, { slots: options.countSlots, vocab: s.vocabSize });
   }
@@ -159,6 +162,8 @@ export class ModelRunner {
     const tokenIds = new Uint32Array(rows);
     const positions = new Uint32Array(rows);
     const slots = new Uint32Array(rows);
+    const loraSlots = this.model.loras ? new Uint32Array(rows).fill(LORA_NO_ADAPTER) : null;
+    let lora = false;
     const sampleRows: number[] = [];
     const sequenceIndex: number[] = [];
     const samplingRows: SamplingRow[] = [];
@@ -173,6 +178,13 @@ export class ModelRunner {
     for (let i = 0; i < seqs.length; i++) {
       const q = seqs[i]!;
       const qStart = row;
+      if (q.adapter !== undefined) {
+        const count = this.model.loras?.names.length ?? 0;
+        if (!(Number.isInteger(q.adapter) && q.adapter >= 0 && q.adapter < count))
+          throw new RangeError(`sequence ${i}: LoRA adapter slot ${q.adapter} of ${count} loaded`);
+        loraSlots!.fill(q.adapter, row, row + q.tokenIds.length);
+        lora = true;
+      }
       for (let j = 0; j < q.tokenIds.length; j++, row++) {
         const pos = q.startPosition + j;
         const tok = q.tokenIds[j]!;
@@ -237,6 +249,7 @@ export class ModelRunner {
     rt.write(buffers.tokenIds, tokenIds);
     rt.write(buffers.positions, positions);
     rt.write(buffers.slots, slots);
+    if (lora) rt.write(buffers.lora!.rowSlots, loraSlots!);
     if (sampleRows.length > 0) rt.write(buffers.sampleRows, Uint32Array.from(sampleRows));
     this.attentionBatch = prepareAttentionBatch(rt, {
       seqs: attnSeqs,
@@ -264,6 +277,7 @@ export class ModelRunner {
         slots: buffers.slots,
         sampleRows: buffers.sampleRows,
         attention: this.attentionBatch,
+        lora,
       },
       { foldNorms: options.foldNorms },
     );

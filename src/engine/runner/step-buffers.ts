@@ -25,6 +25,8 @@ export interface StepBuffers {
   positions: GpuTensor;
   slots: GpuTensor;
   sampleRows: GpuTensor;
+  /** With LoRA adapters: each row's adapter slot, and the shrink's [rows, maxR] output. */
+  lora?: { rowSlots: GpuTensor; t: GpuTensor };
 }
 
 /** What one step feeds the forward pass. */
@@ -37,15 +39,31 @@ export interface StepPlan {
   slots: GpuTensor;
   sampleRows: GpuTensor;
   attention: AttentionBatch;
+  /** Some row uses a LoRA adapter (buffers.lora.rowSlots is filled): the adapters' dispatches run. */
+  lora: boolean;
 }
 
-export function stepBufferBytes(shape: GpuModelShape, maxRows: number, maxSampleRows: number): number {
+export function stepBufferBytes(shape: GpuModelShape, maxRows: number, maxSampleRows: number, loraWidth = 0): number {
   const s = shape;
-  const perRow = 2 * s.hiddenSize + s.numHeads * s.headDim * 2 + 2 * s.numKvHeads * s.headDim + s.hiddenSize + 3 * s.intermediateSize + 4;
+  const perRow =
+    2 * s.hiddenSize +
+    s.numHeads * s.headDim * 2 +
+    2 * s.numKvHeads * s.headDim +
+    s.hiddenSize +
+    3 * s.intermediateSize +
+    4 +
+    (loraWidth > 0 ? loraWidth + 1 : 0);
   return 4 * (perRow * maxRows + maxSampleRows * (s.hiddenSize + s.vocabSize + 1));
 }
 
-export function createStepBuffers(rt: KernelRuntime, shape: GpuModelShape, maxRows: number, maxSampleRows: number): StepBuffers {
+/** loraWidth: the widest LoRA shrink output (GpuLoras.maxR), 0 without adapters. */
+export function createStepBuffers(
+  rt: KernelRuntime,
+  shape: GpuModelShape,
+  maxRows: number,
+  maxSampleRows: number,
+  loraWidth = 0,
+): StepBuffers {
   const s = shape;
   const f = (width: number, rows = maxRows, label = '') => rt.tensor('f32', Math.max(1, rows * width), `step.${label}`);
   const u = (n: number, label: string) => rt.tensor('u32', Math.max(4, n), `step.${label}`);
@@ -65,9 +83,11 @@ export function createStepBuffers(rt: KernelRuntime, shape: GpuModelShape, maxRo
     positions: u(maxRows, 'positions'),
     slots: u(maxRows, 'slots'),
     sampleRows: u(maxSampleRows, 'sample-rows'),
+    ...(loraWidth > 0 ? { lora: { rowSlots: u(maxRows, 'lora-row-slots'), t: f(loraWidth, maxRows, 'lora-t') } } : {}),
   };
 }
 
 export function destroyStepBuffers(rt: KernelRuntime, b: StepBuffers): void {
-  for (const t of Object.values(b)) if (typeof t === 'object' && t && 'buffer' in t) rt.destroyBuffer((t as GpuTensor).buffer);
+  const tensors = [...Object.values(b), ...Object.values(b.lora ?? {})];
+  for (const t of tensors) if (typeof t === 'object' && t && 'buffer' in t) rt.destroyBuffer((t as GpuTensor).buffer);
 }

@@ -28,7 +28,7 @@ interface ChatBody extends CommonBody, ToolRequestFields {
 export async function chatCompletions(ctx: RouteContext, request: FastifyRequest, reply: FastifyReply): Promise<object | undefined> {
   const arrivalMs = performance.now();
   const body = request.body as ChatBody;
-  const engine = ctx.checkModel(body.model, true);
+  const { engine, lora } = ctx.checkModel(body.model, true);
   const maxTokensParam = body.max_completion_tokens != null ? 'max_completion_tokens' : 'max_tokens';
   const common = parseCommon(body, body.max_completion_tokens ?? body.max_tokens, ctx.limits);
   const withLogprobs = body.logprobs === true;
@@ -59,12 +59,18 @@ export async function chatCompletions(ctx: RouteContext, request: FastifyRequest
     promptIndex: 0,
     request: {
       ...choiceRequest(params, prompt, maxTokens, i, { logprobs: withLogprobs, topLogprobs, requestId: request.id }),
+      ...(lora !== undefined ? { lora } : {}),
       ...(afterReasoning ? { formatAfterReasoning: afterReasoning } : {}),
     },
   }));
 
   const shape = chatResponseShape({
-    head: { id: `chatcmpl-${request.id}`, created: Math.floor(Date.now() / 1000), model: ctx.modelName(), system_fingerprint: null },
+    head: {
+      id: `chatcmpl-${request.id}`,
+      created: Math.floor(Date.now() / 1000),
+      model: lora ?? ctx.modelName(),
+      system_fingerprint: null,
+    },
     includeUsage: params.includeUsage,
     returnTokenIds: params.returnTokenIds,
     withLogprobs,

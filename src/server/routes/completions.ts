@@ -20,7 +20,7 @@ interface CompletionBody extends CommonBody {
 export async function completions(ctx: RouteContext, request: FastifyRequest, reply: FastifyReply): Promise<object | undefined> {
   const arrivalMs = performance.now();
   const body = request.body as CompletionBody;
-  const engine = ctx.checkModel(body.model, true);
+  const { engine, lora } = ctx.checkModel(body.model, true);
   refuseUnsupported(body, body.n ?? 1);
   // max_tokens 0 (with echo): the prompt alone; the engine still generates one token, dropped
   const echoOnly = body.max_tokens === 0;
@@ -57,6 +57,7 @@ export async function completions(ctx: RouteContext, request: FastifyRequest, re
         promptIndex: p,
         request: {
           ...choiceRequest(params, prompt, maxTokens, i, { logprobs: withLogprobs, topLogprobs, requestId: request.id }),
+          ...(lora !== undefined ? { lora } : {}),
           // echo's logprobs come from the prompt's scores too
           ...(echo && withLogprobs ? { promptLogprobs: Math.max(topLogprobs, params.promptLogprobs ?? 0) } : {}),
         },
@@ -65,7 +66,12 @@ export async function completions(ctx: RouteContext, request: FastifyRequest, re
     }
   });
 
-  const head = { id: `cmpl-${request.id}`, object: 'text_completion', created: Math.floor(Date.now() / 1000), model: ctx.modelName() };
+  const head = {
+    id: `cmpl-${request.id}`,
+    object: 'text_completion',
+    created: Math.floor(Date.now() / 1000),
+    model: lora ?? ctx.modelName(),
+  };
   const tokenIds = (ids: number[]): object => (params.returnTokenIds ? { token_ids: ids } : {});
   // a resumed stream continues text the client already has (the gateway stitches it):
   // offsets go on from its end instead of starting again at 0

@@ -21,8 +21,18 @@ export interface RouteContext {
   log: FastifyBaseLogger;
   /** The name reported to clients. */
   modelName(): string;
-  /** Throws 404 model_not_found unless `name` is the served model (or an alias). */
-  checkModel(name: string | undefined, required: boolean): InferenceEngine;
+  /**
+   * The engine for a request's `model`, and the LoRA adapter it names (an adapter's name
+   * selects the base model plus that adapter). Throws 404 model_not_found unless `name` is
+   * the served model, an alias or a loaded adapter.
+   */
+  checkModel(name: string | undefined, required: boolean): ModelChoice;
+}
+
+export interface ModelChoice {
+  engine: InferenceEngine;
+  /** The LoRA adapter `model` named; undefined for the base model. */
+  lora: string | undefined;
 }
 
 export function makeModelChecker(
@@ -34,12 +44,14 @@ export function makeModelChecker(
     const engine = lifecycle.engine();
     if (name === undefined || name === '') {
       if (required) throw new AutoGlmError('invalid_request', "Missing required parameter 'model'.", { param: 'model' });
-      return engine;
+      return { engine, lora: undefined };
     }
-    if (name !== servedName() && !aliases.includes(name))
-      throw new AutoGlmError('model_not_found', `The model '${name}' does not exist; this server serves '${servedName()}'.`, {
-        param: 'model',
-      });
-    return engine;
+    if (name === servedName() || aliases.includes(name)) return { engine, lora: undefined };
+    const loras = engine.loraNames ?? [];
+    if (loras.includes(name)) return { engine, lora: name };
+    const adapters = loras.length > 0 ? ` or one of its LoRA adapters (${loras.join(', ')})` : '';
+    throw new AutoGlmError('model_not_found', `The model '${name}' does not exist; this server serves '${servedName()}'${adapters}.`, {
+      param: 'model',
+    });
   };
 }

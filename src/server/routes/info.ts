@@ -10,10 +10,10 @@ const startedAtS = Math.floor(Date.now() / 1000);
 /** GET /v1/models */
 export async function listModels(ctx: RouteContext): Promise<object> {
   const engine = ctx.lifecycle.engine();
-  return {
-    object: 'list',
-    data: [{ id: ctx.modelName(), object: 'model', created: startedAtS, owned_by: 'autoglm', max_model_len: engine.contextLength }],
-  };
+  const model = (id: string) => ({ id, object: 'model', created: startedAtS, owned_by: 'autoglm', max_model_len: engine.contextLength });
+  // LoRA adapters as vLLM lists them: models of their own whose parent is the base model
+  const adapters = (engine.loraNames ?? []).map((id) => ({ ...model(id), parent: ctx.modelName() }));
+  return { object: 'list', data: [model(ctx.modelName()), ...adapters] };
 }
 
 /** POST /tokenize (vLLM's shape): a prompt, or chat messages with the template applied. */
@@ -27,7 +27,7 @@ export async function tokenize(ctx: RouteContext, request: FastifyRequest): Prom
     add_special_tokens?: boolean;
     add_generation_prompt?: boolean;
   };
-  const engine = ctx.checkModel(body.model, false);
+  const { engine } = ctx.checkModel(body.model, false);
   if (body.messages === undefined) {
     for (const param of ['tools', 'chat_template_kwargs'] as const)
       if (body[param] != null) throw new AutoGlmError('invalid_request', `${param} applies to messages, not to a prompt.`, { param });
@@ -57,7 +57,7 @@ export async function tokenize(ctx: RouteContext, request: FastifyRequest): Prom
 /** POST /detokenize */
 export async function detokenize(ctx: RouteContext, request: FastifyRequest): Promise<object> {
   const body = request.body as { model?: string; tokens: number[] };
-  const engine = ctx.checkModel(body.model, false);
+  const { engine } = ctx.checkModel(body.model, false);
   // an id past the vocabulary is named as this route's field, not as the engine's token_ids
   return { prompt: await engine.detokenize(body.tokens, { param: 'tokens' }) };
 }
