@@ -153,6 +153,18 @@ const GPU_TUNING: MatmulTuning = {
   gemmF16Pairs: false,
 };
 
+/**
+ * Tile overrides for a GEMM whose output has only a few dozen columns (LoRA's shrink to
+ * segments x rank columns): the CPU profile's workgroups span 128-256 columns, so at N = 48
+ * four fifths of their lanes computed clamped columns that are never written. One vec4
+ * column group per lane in 8-lane workgroups, on lavapipe at 128 rows (GPU timestamps,
+ * medians of 5, 2026-12-07): N 48 x K 768 1.37 -> 0.49 ms, N 16 x K 2048 3.52 -> 0.65 ms. The
+ * GPU profile keeps its tiles (not measured on a GPU).
+ */
+export function narrowOutputTuning(rt: KernelRuntime): Partial<MatmulTuning> {
+  return rt.ctx.kernelProfile === 'cpu' ? { gemmWorkgroupN: 8, gemmCols4: 1, gemmWideCols4: 1 } : {};
+}
+
 export function defaultMatmulTuning(rt: KernelRuntime): MatmulTuning {
   return rt.ctx.kernelProfile === 'cpu' ? CPU_TUNING : GPU_TUNING;
 }

@@ -1,7 +1,9 @@
 /**
  * Multi-LoRA through the real PEFT reader, the GPU forward pass and the engine, against the
  * float64 reference with each adapter merged into the weights (PEFT's merge_and_unload):
- * rows of the base model and of two different adapters in one step, folded norms and not,
+ * rows of the base model and of two different adapters in one step (prompt chunks of 16 rows
+ * or more through the GEMM, shorter ones and decode rows through the per-row kernels), folded
+ * norms and not, the CPU and GPU kernel profiles,
  * a model with fused gate_up_proj and post-norms (GLM-4), greedy generation, batches that mix
  * adapters, and the prefix and response caches keeping an adapter's KV and answers apart.
  */
@@ -42,10 +44,10 @@ function flatten(rows: Float64Array[]): Float64Array {
 
 /** A model and two adapters: every projection at rank 8, and q/v only at rank 4 (rsLoRA) in layer 1 only. */
 async function fixture(arch: Architecture) {
-  const dir = join(root, arch);
+  const dir = await mkdtemp(join(root, `${arch}-`));
   const generated = await generateTestModel(dir, { architecture: arch, dtype: 'f32', seed: 11 });
-  const full = join(root, `${arch}-full`);
-  const sparse = join(root, `${arch}-qv`);
+  const full = join(dir, 'full');
+  const sparse = join(dir, 'qv');
   await generateLoraAdapter(full, generated.spec, { rank: 8, seed: 1, bScale: 0.08 });
   await generateLoraAdapter(sparse, generated.spec, {
     rank: 4,
@@ -65,11 +67,16 @@ async function fixture(arch: Architecture) {
   };
 }
 
-for (const arch of ['llama', 'glm4'] as const) {
-  describe(`LoRA on ${arch}`, () => {
+// the GPU kernel profile too: its GEMM tiles and its workgroup reductions, on this machine
+for (const [arch, kernelProfile] of [
+  ['llama', 'auto'],
+  ['glm4', 'auto'],
+  ['llama', 'gpu'],
+] as const) {
+  describe(`LoRA on ${arch}, ${kernelProfile} kernel profile`, () => {
     it('base, full-rank and q/v-only adapter rows in one step match the merged float64 references (folded norms and not)', async () => {
       const f = await fixture(arch);
-      const rt = await KernelRuntime.create({ forceF32: true });
+      const rt = await KernelRuntime.create({ forceF32: true, kernelProfile });
       const folder = await loadModelFolder(f.dir);
       try {
         const model = await uploadModel(rt, folder, { weightDType: 'f32' });

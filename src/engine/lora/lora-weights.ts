@@ -10,6 +10,7 @@
  * padded with zeros to the largest one loaded; a part an adapter does not target is zeros.
  */
 import { AutoGlmError } from '../../errors.js';
+import { prepareMatmulWeight, type MatmulWeight } from '../../kernels/matmul.js';
 import type { KernelRuntime } from '../../kernels/runtime.js';
 import type { GpuTensor } from '../../kernels/tensor.js';
 import type { ModelSpec } from '../model/model-spec.js';
@@ -27,6 +28,13 @@ export interface LoraTarget {
   R: number;
   /** Output columns where the fused projection's second and third parts begin. */
   segmentStarts: number[];
+  /**
+   * Per slot, the same adapter as two matmul weights for the tuned GEMM: A as [R, K], and B
+   * as [N, R] with each column's part in its own rank columns (zeros elsewhere). A prompt
+   * chunk's rows all share one adapter, and there the GEMM beats the per-row kernels, which
+   * re-read A and B for every row (model-runner.ts LORA_GEMM_MIN_ROWS).
+   */
+  gemm: { a: MatmulWeight; b: MatmulWeight }[];
 }
 
 /** A layer's targets; absent where no loaded adapter changes that projection in this layer. */
@@ -100,7 +108,21 @@ export function uploadLoras(rt: KernelRuntime, spec: ModelSpec, adapters: readon
       });
       const starts: number[] = [];
       for (let i = 1, c = 0; i < shapes.length; i++) starts.push((c += shapes[i - 1]!.outFeatures));
-      layer[name] = { a: upload(a, `lora.${l}.${name}.a`), b: upload(b, `lora.${l}.${name}.b`), K, N, R, segmentStarts: starts };
+      const gemm = adapters.map((_, slot) => {
+        const dense = new Float32Array(N * R);
+        for (let n = 0, segment = 0; n < N; n++) {
+          while (segment < starts.length && n >= starts[segment]!) segment++;
+          dense.set(b.subarray((slot * N + n) * rank, (slot * N + n + 1) * rank), n * R + segment * rank);
+        }
+        const label = `lora.${l}.${name}.${slot}`;
+        const weights = {
+          a: prepareMatmulWeight(rt, { data: a.slice(slot * R * K, (slot + 1) * R * K), N: R, K, dtype: 'f32', label: `${label}.a` }),
+          b: prepareMatmulWeight(rt, { data: dense, N, K: R, dtype: 'f32', label: `${label}.b` }),
+        };
+        bytes += weights.a.bytes + weights.b.bytes;
+        return weights;
+      });
+      layer[name] = { a: upload(a, `lora.${l}.${name}.a`), b: upload(b, `lora.${l}.${name}.b`), K, N, R, segmentStarts: starts, gemm };
       maxR = Math.max(maxR, R);
     }
     return layer;

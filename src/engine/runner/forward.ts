@@ -16,7 +16,7 @@
 import { attention } from '../../kernels/attention.js';
 import { embedding } from '../../kernels/embedding.js';
 import { gatherRows } from '../../kernels/gather-rows.js';
-import { defaultMatmulTuning, matmul } from '../../kernels/matmul.js';
+import { defaultMatmulTuning, matmul, narrowOutputTuning } from '../../kernels/matmul.js';
 import { gatedActivation } from '../../kernels/activation.js';
 import { loraExpand, loraShrink } from '../../kernels/lora.js';
 import { addRmsNorm, rmsNorm } from '../../kernels/rmsnorm.js';
@@ -59,33 +59,25 @@ export function recordForward(
   const gemvMaxRows = defaultMatmulTuning(rt).gemvMaxRows;
   // LoRA (only in steps where some row has an adapter): each adapted projection's output
   // gets its rows' B A x added, from the same input (and folded norm) as the matmul
-  const loras = plan.lora ? model.loras : undefined;
+  const loras = plan.lora || plan.loraRuns.length > 0 ? model.loras : undefined;
+  const shrinkTuning = narrowOutputTuning(rt);
   const addLora = (target: LoraTarget | undefined, x: GpuTensor, out: GpuTensor, norm?: ReturnType<typeof normX>): void => {
     if (!loras || !target || !buf.lora) return;
     const t = rowsOf(buf.lora.t, rows, target.R);
-    const slots = loras.names.length;
-    loraShrink(rt, rec, {
-      x,
-      a: target.a,
-      rowSlots: buf.lora.rowSlots,
-      t,
-      rows,
-      K: target.K,
-      R: target.R,
-      slots,
-      ...(norm ? { normX: norm } : {}),
-    });
-    loraExpand(rt, rec, {
-      t,
-      b: target.b,
-      rowSlots: buf.lora.rowSlots,
-      out,
-      rows,
-      N: target.N,
-      rank: loras.rank,
-      slots,
-      segmentStarts: target.segmentStarts,
-    });
+    const normed = norm ? { normX: norm } : {};
+    // first the per-row kernels (their shrink writes zeros to t's rows without an adapter
+    // of theirs, the runs' rows among them), then the runs through the GEMM
+    if (plan.lora) {
+      const perRow = { rowSlots: buf.lora.rowSlots, t, rows, slots: loras.names.length };
+      loraShrink(rt, rec, { ...perRow, x, a: target.a, K: target.K, R: target.R, ...normed });
+      loraExpand(rt, rec, { ...perRow, b: target.b, out, N: target.N, rank: loras.rank, segmentStarts: target.segmentStarts });
+    }
+    for (const run of plan.loraRuns) {
+      const rowsIn = (tensor: GpuTensor, width: number) => sliceTensor(tensor, run.start * width, run.count * width);
+      const { a, b } = target.gemm[run.slot]!;
+      matmul(rt, rec, { x: rowsIn(x, target.K), ...normed, weight: a, out: rowsIn(t, target.R), M: run.count, tuning: shrinkTuning });
+      matmul(rt, rec, { x: rowsIn(t, target.R), weight: b, out: rowsIn(out, target.N), M: run.count, accumulate: true });
+    }
   };
 
   // token embeddings

@@ -39,8 +39,17 @@ export interface StepPlan {
   slots: GpuTensor;
   sampleRows: GpuTensor;
   attention: AttentionBatch;
-  /** Some row uses a LoRA adapter (buffers.lora.rowSlots is filled): the adapters' dispatches run. */
+  /** Some row is left to the per-row LoRA kernels (buffers.lora.rowSlots is filled): they run. */
   lora: boolean;
+  /** Runs of rows of one adapter long enough for the GEMM (their rowSlots say no adapter). */
+  loraRuns: readonly LoraRun[];
+}
+
+/** Rows [start, start + count) of a step, all on the adapter in `slot`. */
+export interface LoraRun {
+  start: number;
+  count: number;
+  slot: number;
 }
 
 export function stepBufferBytes(shape: GpuModelShape, maxRows: number, maxSampleRows: number, loraWidth = 0): number {
