@@ -5,10 +5,11 @@
 # bench/RESULTS.md it rewrote land in $OUT; a short summary is printed last (the device
 # tool's reply carries only the output's tail).
 #   GPU_RUN_STEPS   which steps, in order (default "demo kernels sweep-gemv sweep-matmul sweep-decode engine fold-norms
-#                   prompt-scoring speculative batching profile"; demo: the demo model's greedy output against its float64
+#                   prompt-scoring speculative lora batching profile"; demo: the demo model's greedy output against its float64
 #                   reference, every kernel profile; fold-norms: norms folded into the matmuls against separate dispatches,
 #                   interleaved; prompt-scoring: plain against scored (prompt logprobs) prefill; speculative: prompt-lookup
-#                   speculative decoding against plain decoding on the demo model)
+#                   speculative decoding against plain decoding on the demo model; lora: decode and prefill with LoRA
+#                   adapters against the base model)
 #   STEP_TIMEOUT    seconds per step (default 240)
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -43,7 +44,7 @@ step() {
   summary+=("== $name: rc $rc, $((SECONDS - t0)) s ($*)")
   echo "== $name: rc $rc, $((SECONDS - t0)) s"
 }
-for s in ${GPU_RUN_STEPS:-demo kernels sweep-gemv sweep-matmul sweep-decode engine fold-norms prompt-scoring speculative batching profile}; do
+for s in ${GPU_RUN_STEPS:-demo kernels sweep-gemv sweep-matmul sweep-decode engine fold-norms prompt-scoring speculative lora batching profile}; do
   case $s in
     demo) step demo scripts/gpu-machine/demo-check.mjs ;;
     kernels) step kernels dist/bench/kernels.js --quick ;;
@@ -54,6 +55,7 @@ for s in ${GPU_RUN_STEPS:-demo kernels sweep-gemv sweep-matmul sweep-decode engi
     fold-norms) step fold-norms dist/bench/engine.js --fold-norms --rounds=4 ;;
     prompt-scoring) step prompt-scoring dist/bench/engine.js --prompt-scoring --prompt=400 --rounds=4 ;;
     speculative) step speculative dist/bench/engine.js --speculative --rounds=3 ;;
+    lora) step lora dist/bench/engine.js --lora --rounds=3 ;;
     batching) BENCH_ROUNDS=${BENCH_ROUNDS:-2} step batching dist/bench/batching.js ;;
     profile) step profile dist/bench/profile.js ;;
     *) echo "run.sh: unknown step $s" ;;
