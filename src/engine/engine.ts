@@ -970,6 +970,9 @@ export class Engine implements InferenceEngine {
       adapterName: this.rt.adapterName,
       waiting: s.numWaiting,
       running: s.numRunning,
+      ...(this.loraNames.length > 0
+        ? { loraRequests: { running: s.runningLoras, waiting: s.waitingLoras, maxLoras: this.loraNames.length } }
+        : {}),
       kvBlocksTotal: s.kvBlocksTotal,
       kvBlocksUsed: s.kvBlocksUsed,
       kvBlocksFree: s.kvBlocksFree,

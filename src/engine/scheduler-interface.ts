@@ -15,6 +15,9 @@ import type { FinishedRequest, SchedulerOutput, UpdateResult } from './scheduler
 export interface SchedulerStats {
   numWaiting: number;
   numRunning: number;
+  /** The LoRA adapters of running and of waiting requests, each name once, sorted. */
+  runningLoras: string[];
+  waitingLoras: string[];
   kvBlockSize: number;
   kvBlocksTotal: number;
   kvBlocksUsed: number;

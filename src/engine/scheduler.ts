@@ -375,6 +375,8 @@ export class Scheduler implements SchedulerInterface {
     return {
       numWaiting: this.waiting.length,
       numRunning: this.running.length,
+      runningLoras: lorasOf(this.running),
+      waitingLoras: lorasOf(this.waiting),
       kvBlockSize: this.blockSize,
       kvBlocksTotal: kv.blocksTotal,
       kvBlocksUsed: kv.blocksUsed,
@@ -477,4 +479,10 @@ function checkSpeculation(options: SpeculationOptions | undefined): SpeculationO
 function removeFrom(list: RequestState[], request: RequestState): void {
   const i = list.indexOf(request);
   if (i >= 0) list.splice(i, 1);
+}
+
+function lorasOf(requests: readonly RequestState[]): string[] {
+  const names = new Set<string>();
+  for (const r of requests) if (r.lora !== undefined) names.add(r.lora);
+  return [...names].sort();
 }

@@ -225,6 +225,8 @@ export interface EngineStats {
   adapterName: string;
   waiting: number;
   running: number;
+  /** With LoRA adapters loaded: those of running and of waiting requests, and how many are loaded (vLLM's lora_requests_info). */
+  loraRequests?: { running: string[]; waiting: string[]; maxLoras: number };
   kvBlocksTotal: number;
   kvBlocksUsed: number;
   /** kvBlocksTotal - kvBlocksUsed: blocks no request holds (some still keep a reusable cached prefix). */

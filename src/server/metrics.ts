@@ -84,6 +84,24 @@ export class ServerMetrics {
     };
     gauge('autoglm:num_requests_running', 'Sequences in the running batch.', (s) => s.running);
     gauge('autoglm:num_requests_waiting', 'Sequences waiting for admission.', (s) => s.waiting);
+    // vLLM's: one series whose labels name the adapters in use, valued at the scrape's time
+    new Gauge({
+      name: 'autoglm:lora_requests_info',
+      help: 'LoRA adapters of running and waiting requests (comma-separated labels) and how many are loaded.',
+      labelNames: ['running_lora_adapters', 'waiting_lora_adapters', 'max_lora'],
+      registers: r,
+      collect() {
+        this.reset();
+        const l = stats()?.loraRequests;
+        if (!l) return;
+        const labels = {
+          running_lora_adapters: l.running.join(','),
+          waiting_lora_adapters: l.waiting.join(','),
+          max_lora: String(l.maxLoras),
+        };
+        this.set(labels, Date.now() / 1000);
+      },
+    });
     gauge('autoglm:kv_cache_usage_perc', 'Fraction of KV-cache blocks in use (0..1).', (s) =>
       s.kvBlocksTotal > 0 ? s.kvBlocksUsed / s.kvBlocksTotal : 0,
     );

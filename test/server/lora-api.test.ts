@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadModelSpec } from '../../src/engine/model/config.js';
 import { generateLoraAdapter } from '../../src/testing/generate-lora.js';
-import { API_KEY, DEMO_MODEL_DIR, postJson, readSse, useDemoServer } from './helpers.js';
+import { API_KEY, DEMO_MODEL_DIR, parseMetrics, postJson, readSse, useDemoServer, waitFor } from './helpers.js';
 
 const ADAPTER = join(tmpdir(), `autoglm-lora-api-${process.pid}`);
 beforeAll(async () => {
@@ -66,6 +66,27 @@ describe('LoRA adapters over HTTP', () => {
     });
     expect([...models]).toEqual(['tales']);
     expect(text).toBe((whole.json as { choices: { message: { content: string } }[] }).choices[0]!.message.content);
+  });
+
+  it("/metrics' lora_requests_info names the adapter while a request on it runs, and none once it is done", async () => {
+    const { url } = server();
+    const scrape = async (): Promise<string[]> => {
+      const text = await fetch(`${url}/metrics`, { headers: { authorization: `Bearer ${API_KEY}` } }).then((r) => r.text());
+      return [...parseMetrics(text).keys()].filter((k) => k.startsWith('autoglm:lora_requests_info{'));
+    };
+    const r = await fetch(`${url}/v1/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${API_KEY}` },
+      body: JSON.stringify({ model: 'tales', prompt: PROMPT, max_tokens: 200, ignore_eos: true, stream: true }),
+    });
+    // scraped once the stream is under way; the stream is read to its end
+    let scraping: Promise<string[]> | undefined;
+    await readSse(r, () => {
+      scraping ??= scrape();
+    });
+    const during = await scraping!;
+    expect(during).toEqual(['autoglm:lora_requests_info{running_lora_adapters="tales",waiting_lora_adapters="",max_lora="1"}']);
+    await waitFor(async () => (await scrape())[0]?.includes('running_lora_adapters=""') === true, 10_000, 'the request to end');
   });
 
   it('an unknown model is a 404 model_not_found that lists the adapters', async () => {
