@@ -210,6 +210,29 @@ describe('LoRA through the engine', () => {
     expect(b.metrics?.responseCacheHit).toBe(false);
   });
 
+  it('speculative decoding on an adapter gives what plain decoding on it gives (draft rows run with the adapter)', async () => {
+    const speculative = await Engine.load(f.dir, {
+      forceF32: true,
+      speculativeTokens: 4,
+      responseCacheEntries: 0,
+      loraAdapters: [
+        { name: 'full', path: f.adapters.full },
+        { name: 'qv', path: f.adapters.sparse },
+      ],
+    });
+    try {
+      // a prompt that repeats itself, so that prompt lookup has something to propose
+      const repeating = [...prompt.slice(0, 12), ...prompt.slice(0, 12), ...prompt.slice(0, 12)];
+      for (const lora of ['full', 'qv']) {
+        const request = { prompt: repeating, maxTokens: 32, ignoreEos: true, sampling: { temperature: 0 }, lora };
+        expect((await speculative.complete(request)).tokenIds, lora).toEqual((await engine.complete(request)).tokenIds);
+      }
+      expect(speculative.stats().specDecodeDraftTokens).toBeGreaterThan(0);
+    } finally {
+      await speculative.close();
+    }
+  });
+
   it('an unknown adapter is model_not_found, naming the loaded ones', async () => {
     const e = await failure(() => engine.complete({ ...greedy, lora: 'nope' }));
     expect(isAutoGlmError(e) && e.code).toBe('model_not_found');
