@@ -75,6 +75,20 @@ describe('PEFT LoRA reader', () => {
     expect(a.parameterCount).toBe(3 * 4 * (2 * 32 + 2 * (32 + 16) + 2 * 32 + 2 * (32 + 48) + (48 + 32)));
   });
 
+  it('reads BF16 and F16 adapters as their values (what PEFT saves for a bf16 base model)', async () => {
+    const f32 = fresh();
+    await generateLoraAdapter(f32, llama, { rank: 2, seed: 9, dtype: 'f32' });
+    const want = (await loadLoraAdapter('f32', f32, llama)).layers[1]!.get('down_proj')!;
+    for (const dtype of ['bf16', 'f16'] as const) {
+      const dir = fresh();
+      await generateLoraAdapter(dir, llama, { rank: 2, seed: 9, dtype });
+      const got = (await loadLoraAdapter(dtype, dir, llama)).layers[1]!.get('down_proj')!;
+      const bound = dtype === 'bf16' ? 2 ** -8 : 2 ** -11;
+      got.a.forEach((v, i) => expect(Math.abs(v - want.a[i]!)).toBeLessThanOrEqual(Math.abs(want.a[i]!) * bound));
+      got.b.forEach((v, i) => expect(Math.abs(v - want.b[i]!)).toBeLessThanOrEqual(Math.abs(want.b[i]!) * bound));
+    }
+  });
+
   it('rsLoRA scales by lora_alpha / sqrt(r); skipped layers hold nothing; GLM takes its fused gate_up_proj', async () => {
     const dir = fresh();
     await generateLoraAdapter(dir, llama, { rank: 16, alpha: 8, useRslora: true, layers: [1], targetModules: ['q_proj', 'v_proj'] });
