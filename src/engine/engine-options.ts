@@ -7,7 +7,7 @@
 import { AutoGlmError } from '../errors.js';
 import { EVENT_POLLING_MODES } from '../kernels/event-polling.js';
 import { parseKernelProfile } from '../kernels/kernel-profile.js';
-import { validateLoraAdapterOptions } from './lora/load-adapters.js';
+import { validateLoraOptions } from './lora/load-adapters.js';
 import { SCHEDULING_POLICIES, WEIGHT_DTYPE_OPTIONS, type EngineOptions } from './types.js';
 
 const POSITIVE_INTEGERS = ['kvBlockSize', 'maxBatchSequences', 'maxBatchTokens', 'maxContextTokens'] as const;
@@ -89,7 +89,7 @@ export function validateEngineOptions(options: EngineOptions): void {
   if (weightDType === 'f16' && options.forceF32) {
     throw invalid('weightDType', 'weightDType f16 and forceF32 contradict each other: drop one');
   }
-  validateLoraAdapterOptions(options.loraAdapters);
+  validateLoraOptions(options);
   const name: unknown = options.servedModelName;
   if (name !== undefined && !(typeof name === 'string' && name !== '')) {
     throw invalid('servedModelName', `servedModelName must be a non-empty string, got ${String(name)}`);

@@ -32,8 +32,10 @@ import { ModelRunner, type RunnerSequence, type StepResult } from './runner/mode
 import type { ScheduledSequence } from './scheduler-output.js';
 import { allocateKvShrinking, checkKvCacheBytes, planMemory } from './memory-plan.js';
 import { uploadModel } from './runner/upload-model.js';
-import { loadLoraAdapters } from './lora/load-adapters.js';
-import { uploadLoras } from './lora/lora-weights.js';
+import { DEFAULT_MAX_LORA_RANK, checkLoraName, loadLoraAdapters } from './lora/load-adapters.js';
+import { LoraRegistry, type LoraHandle } from './lora/lora-registry.js';
+import { uploadLoras, writeLoraSlot } from './lora/lora-weights.js';
+import { loadLoraAdapter } from './lora/peft-adapter.js';
 import { Scheduler } from './scheduler.js';
 import { SequenceOutput } from './sequence-output.js';
 import { warmUpWaves } from './warm-up.js';
@@ -158,6 +160,7 @@ function withBannedTokens(bias: RowLogitBias | undefined, banned: readonly numbe
 
 export class Engine implements InferenceEngine {
   readonly modelName: string;
+  private readonly loraRegistry: LoraRegistry;
   readonly contextLength: number;
   private readonly active = new Map<string, ActiveRequest>();
   private readonly freeCountSlots: number[];
@@ -185,6 +188,9 @@ export class Engine implements InferenceEngine {
     options: EngineOptions,
   ) {
     this.modelName = options.servedModelName ?? basename(folder.dir);
+    // the adapters given were written to slots 0, 1, ... by uploadLoras
+    this.loraRegistry = new LoraRegistry(runner.model.loras?.capacity ?? 0);
+    for (const { name } of options.loraAdapters ?? []) this.loraRegistry.commit(this.loraRegistry.reserve(name));
     this.contextLength = Math.min(folder.spec.contextLength, options.maxContextTokens ?? Infinity);
     this.freeCountSlots = Array.from({ length: runner.counts.slots }, (_, i) => i);
     this.constraints = new ResponseFormatConstraints({
@@ -207,12 +213,15 @@ export class Engine implements InferenceEngine {
     validateEngineEnvironment();
     const folder = await loadModelFolder(dir);
     // adapters are read and checked against the base model before the GPU is touched
-    const adapters = await loadLoraAdapters(options.loraAdapters ?? [], folder.spec, options.servedModelName ?? basename(dir)).catch(
-      async (e: unknown) => {
-        await folder.weights.close();
-        throw e;
-      },
-    );
+    const adapters = await loadLoraAdapters(
+      options.loraAdapters ?? [],
+      folder.spec,
+      options.servedModelName ?? basename(dir),
+      options.maxLoraRank,
+    ).catch(async (e: unknown) => {
+      await folder.weights.close();
+      throw e;
+    });
     // the weights' file handles were left to the garbage collector when no GPU was found
     const rt = await KernelRuntime.create({
       forceF32: options.forceF32,
@@ -236,7 +245,12 @@ export class Engine implements InferenceEngine {
       const model = await uploadModel(rt, folder, { weightDType: options.weightDType ?? rt.preferredDType }).finally(() =>
         folder.weights.close(),
       );
-      if (adapters.length > 0) model.loras = uploadLoras(rt, folder.spec, adapters);
+      const loraSlots = options.maxLoras ?? adapters.length;
+      if (loraSlots > 0) {
+        const rank = options.maxLoraRank ?? (adapters.length > 0 ? Math.max(...adapters.map((a) => a.rank)) : DEFAULT_MAX_LORA_RANK);
+        // slots beyond the adapters given are for adapters loaded later, which may change any projection
+        model.loras = uploadLoras(rt, folder.spec, adapters, { capacity: loraSlots, rank, allTargets: loraSlots > adapters.length });
+      }
       // the adapters are resident too: the KV budget's default leaves room for them
       const plan = planMemory(rt, folder.spec, { residentBytes: model.residentBytes + (model.loras?.bytes ?? 0) }, options);
       const { value: runner, numBlocks } = await allocateKvShrinking(plan, async (blocks) => {
@@ -269,17 +283,58 @@ export class Engine implements InferenceEngine {
 
   /** The LoRA adapters requests may name (GenerateRequest.lora), in slot order. */
   get loraNames(): readonly string[] {
-    return this.runner.model.loras?.names ?? [];
+    return this.loraRegistry.names;
   }
 
-  private loraSlotOf(name: string | undefined): number | undefined {
+  private loraOf(name: string | undefined): LoraHandle | undefined {
     if (name === undefined) return undefined;
-    const slot = typeof name === 'string' ? this.loraNames.indexOf(name) : -1;
-    if (slot < 0) {
+    const handle = typeof name === 'string' ? this.loraRegistry.find(name) : null;
+    if (handle === null) {
       const known = this.loraNames.length > 0 ? `loaded: ${this.loraNames.join(', ')}` : 'none is loaded';
       throw new AutoGlmError('model_not_found', `The LoRA adapter ${JSON.stringify(name)} does not exist (${known}).`, { param: 'model' });
     }
-    return slot;
+    return handle;
+  }
+
+  /**
+   * Loads a PEFT LoRA adapter into a free slot while the engine serves (vLLM's
+   * /v1/load_lora_adapter): needs EngineOptions.maxLoras above the adapters loaded, and an
+   * adapter of at most maxLoraRank. Requests may name it once this resolves.
+   */
+  async loadLora(name: string, path: string): Promise<void> {
+    const loras = this.runner.model.loras;
+    if (!loras)
+      throw new AutoGlmError('invalid_request', 'This engine keeps no LoRA slots: load it with maxLoras (--max-loras) above 0.', {
+        param: 'lora_name',
+      });
+    checkLoraName(name, 'lora_name');
+    if (typeof path !== 'string' || path === '')
+      throw new AutoGlmError('invalid_request', 'lora_path must be a folder path', { param: 'lora_path' });
+    if (name === this.modelName)
+      throw new AutoGlmError('invalid_request', `${JSON.stringify(name)} is the base model's name`, { param: 'lora_name' });
+    const slot = this.loraRegistry.reserve(name);
+    try {
+      const adapter = await loadLoraAdapter(name, path, this.folder.spec).catch((e: unknown) => {
+        // a path the caller gave: their mistake, not the server's
+        throw isAutoGlmError(e) ? new AutoGlmError('invalid_request', e.message, { param: 'lora_path', cause: e }) : e;
+      });
+      // the slot is free: no step in flight reads it, and later steps see the writes (queue order)
+      writeLoraSlot(this.rt, this.folder.spec, loras, slot, adapter);
+      this.loraRegistry.commit(slot);
+    } catch (e) {
+      this.loraRegistry.abort(slot);
+      throw e;
+    }
+  }
+
+  /**
+   * Unloads an adapter (vLLM's /v1/unload_lora_adapter): new requests naming it get
+   * model_not_found at once; those already admitted finish on it, and its slot is free for
+   * another adapter after the last of them.
+   */
+  unloadLora(name: string): void {
+    if (!this.loraRegistry.retire(name))
+      throw new AutoGlmError('model_not_found', `The LoRA adapter ${JSON.stringify(name)} is not loaded.`, { param: 'lora_name' });
   }
 
   /** Weight bytes one decode step reads (matmul weights, norms): the bandwidth bound's numerator. */
@@ -386,7 +441,7 @@ export class Engine implements InferenceEngine {
     validateRequestShape(request, spec.vocabSize);
     // before the response cache, which would otherwise answer what this engine refuses
     this.scheduler.checkPriority(request.priority);
-    const loraSlot = this.loraSlotOf(request.lora);
+    const lora = this.loraOf(request.lora);
     const promptTokenIds = this.promptTokens_(request);
     if (promptTokenIds.length === 0) throw new AutoGlmError('invalid_request', 'the prompt is empty', { param: 'prompt' });
     const resume = request.resumeTokenIds ?? [];
@@ -442,7 +497,7 @@ export class Engine implements InferenceEngine {
     const formatKey = format ? formatCacheKey(format.key, request.formatAfterReasoning) : undefined;
     const cacheKey =
       this.responseCache.enabled && isDeterministic(sampling)
-        ? this.cacheKeyOf(request, promptTokenIds, maxTokens, sampling, formatKey)
+        ? this.cacheKeyOf(request, promptTokenIds, maxTokens, sampling, formatKey, lora && `${lora.name}#${lora.id}`)
         : null;
     if (cacheKey) {
       const cached = this.responseCache.get(cacheKey);
@@ -465,7 +520,7 @@ export class Engine implements InferenceEngine {
     const active: ActiveRequest = {
       id,
       promptTokenIds,
-      loraSlot,
+      loraSlot: lora?.slot,
       sampling,
       wantsPenalties: usesPenalties(sampling),
       countsSlot: -1,
@@ -498,9 +553,11 @@ export class Engine implements InferenceEngine {
       // drafts before it (pendingTokens, model-runner.ts)
       speculate: true,
       ...(request.priority !== undefined ? { priority: request.priority } : {}),
-      // an adapter's KV differs from the base model's: its prefix-cache blocks are its own
-      ...(request.lora !== undefined ? { lora: request.lora } : {}),
+      // an adapter's KV differs from the base model's (and from another load's under the
+      // same name): its prefix-cache blocks are its own
+      ...(lora ? { lora: lora.name, loraId: lora.id } : {}),
     });
+    if (lora) this.loraRegistry.acquire(lora);
     this.active.set(id, active);
     if (constraint) this.constrainedRequests++;
     this.promptTokens += promptTokenIds.length;
@@ -548,10 +605,12 @@ export class Engine implements InferenceEngine {
     maxTokens: number,
     sampling: ResolvedSampling,
     responseFormat: string | undefined,
+    loraKey: string | undefined,
   ): string {
     return this.responseCache.key({
       model: this.modelName,
-      lora: request.lora,
+      // the adapter and which load of it: a reloaded name may hold other weights
+      lora: loraKey,
       promptTokenIds,
       maxTokens,
       sampling: {
@@ -590,6 +649,7 @@ export class Engine implements InferenceEngine {
     this.scheduler.finishRequest(a.id, reason);
     this.active.delete(a.id);
     a.detachSignal();
+    if (a.loraSlot !== undefined) this.loraRegistry.release(a.loraSlot);
     if (a.countsSlot >= 0) {
       // additions queued for it would land after the next owner's reset
       this.runner.counts.dropQueued(a.countsSlot);
@@ -970,8 +1030,8 @@ export class Engine implements InferenceEngine {
       adapterName: this.rt.adapterName,
       waiting: s.numWaiting,
       running: s.numRunning,
-      ...(this.loraNames.length > 0
-        ? { loraRequests: { running: s.runningLoras, waiting: s.waitingLoras, maxLoras: this.loraNames.length } }
+      ...(this.loraRegistry.capacity > 0
+        ? { loraRequests: { running: s.runningLoras, waiting: s.waitingLoras, maxLoras: this.loraRegistry.capacity } }
         : {}),
       kvBlocksTotal: s.kvBlocksTotal,
       kvBlocksUsed: s.kvBlocksUsed,

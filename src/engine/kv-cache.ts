@@ -15,8 +15,9 @@ export interface KvRequest {
   readonly tokenIds: readonly number[];
   /** Chained hashes of full blocks of tokenIds; the manager extends this list. */
   readonly blockHashes: BlockHash[];
-  /** The LoRA adapter whose KV the blocks hold (absent: the base model's). */
+  /** The LoRA adapter whose KV the blocks hold, and which load of it (absent: the base model's). */
   readonly lora?: string | undefined;
+  readonly loraId?: number | undefined;
 }
 
 /** Leading blocks of a request found in the prefix cache. Opaque to the scheduler. */
@@ -175,7 +176,7 @@ export class KvCacheManager {
   private hashesOf(request: KvRequest): readonly BlockHash[] {
     return extendBlockHashes(request.blockHashes, request.tokenIds, {
       blockSize: this.blockSize,
-      extraKeys: request.lora === undefined ? this.hashExtraKeys : [...this.hashExtraKeys, 'lora', request.lora],
+      extraKeys: request.lora === undefined ? this.hashExtraKeys : [...this.hashExtraKeys, 'lora', request.lora, request.loraId ?? 0],
     });
   }
 }

@@ -31,8 +31,9 @@ export interface NewRequest {
   speculate?: boolean;
   /** With the scheduler's priority policy: lower values are admitted first (default 0). */
   priority?: number;
-  /** The LoRA adapter it runs with: mixed into its blocks' prefix-cache hashes. */
+  /** The LoRA adapter it runs with, and which load of it (LoraRegistry): mixed into its blocks' prefix-cache hashes. */
   lora?: string;
+  loraId?: number;
 }
 
 /** Per-request counters, live or final. */
@@ -62,6 +63,7 @@ export class RequestState {
   readonly speculate: boolean;
   readonly priority: number;
   readonly lora: string | undefined;
+  readonly loraId: number | undefined;
   /** Order of arrival at the scheduler (ties between equal priorities). */
   readonly arrival: number;
   /** Prompt, then generated tokens (resumed ones first). Only ever appended to. */
@@ -91,6 +93,7 @@ export class RequestState {
     this.speculate = request.speculate ?? false;
     this.priority = request.priority ?? 0;
     this.lora = request.lora;
+    this.loraId = request.loraId;
     this.arrival = arrival;
     this.tokenIds = [...request.promptTokenIds, ...resume];
   }

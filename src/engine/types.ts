@@ -304,6 +304,14 @@ export interface EngineOptions {
    */
   loraAdapters?: LoraAdapterOption[];
   /**
+   * LoRA slots kept on the device (vLLM's --max-loras), default loraAdapters.length: slots
+   * beyond those are for Engine.loadLora at run time, and then every projection of every
+   * layer gets adapter kernels, since a later adapter may change any of them.
+   */
+  maxLoras?: number;
+  /** Rank of every LoRA slot (vLLM's --max-lora-rank): default the largest given, else 16. */
+  maxLoraRank?: number;
+  /**
    * How matmul weights (attention and MLP projections, the LM head) are stored on the
    * device. Default: f16 where the adapter has shader-f16 (and forceF32 is off), else f32.
    * 'int8': quantized at load (symmetric, one scale per output row and group of 64 input
@@ -387,6 +395,10 @@ export interface InferenceEngine {
   readonly modelName: string;
   /** LoRA adapters a request may name (GenerateRequest.lora; at the server, as its `model`). */
   readonly loraNames?: readonly string[];
+  /** Loads a LoRA adapter at run time (Engine.loadLora); absent where the engine cannot. */
+  loadLora?(name: string, path: string): Promise<void>;
+  /** Unloads one (Engine.unloadLora). */
+  unloadLora?(name: string): void;
   /** Largest prompt + completion length in tokens. */
   readonly contextLength: number;
   generate(request: GenerateRequest): AsyncIterable<TokenEvent>;

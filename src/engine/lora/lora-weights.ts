@@ -32,9 +32,10 @@ export interface LoraTarget {
    * Per slot, the same adapter as two matmul weights for the tuned GEMM: A as [R, K], and B
    * as [N, R] with each column's part in its own rank columns (zeros elsewhere). A prompt
    * chunk's rows all share one adapter, and there the GEMM beats the per-row kernels, which
-   * re-read A and B for every row (model-runner.ts LORA_GEMM_MIN_ROWS).
+   * re-read A and B for every row (model-runner.ts LORA_GEMM_MIN_ROWS). Absent for a slot
+   * nothing was written to.
    */
-  gemm: { a: MatmulWeight; b: MatmulWeight }[];
+  gemm: ({ a: MatmulWeight; b: MatmulWeight } | undefined)[];
 }
 
 /** A layer's targets; absent where no loaded adapter changes that projection in this layer. */
@@ -46,8 +47,9 @@ export interface LoraLayer {
 }
 
 export interface GpuLoras {
-  /** Adapter names by slot. */
-  names: readonly string[];
+  /** Slots each target holds (EngineOptions.maxLoras): the kernels' `slots`. */
+  capacity: number;
+  /** Every slot's rank: adapters of lower rank are padded with zeros. */
   rank: number;
   layers: LoraLayer[];
   /** The widest shrink output (R) of any target: the step's scratch width. */
@@ -67,65 +69,125 @@ function targetParts(spec: ModelSpec): Record<TargetName, LoraModule[]> {
   };
 }
 
-export function uploadLoras(rt: KernelRuntime, spec: ModelSpec, adapters: readonly LoraAdapter[]): GpuLoras {
-  const rank = Math.max(...adapters.map((a) => a.rank));
-  const slots = adapters.length;
+export interface LoraSlotPlan {
+  /** Slots to keep on the device (>= adapters.length). */
+  capacity: number;
+  /** Rank of every slot (>= each adapter's). */
+  rank: number;
+  /**
+   * Every projection of every layer gets a target, so that an adapter loaded later may
+   * change any of them; otherwise only those some adapter given here changes.
+   */
+  allTargets: boolean;
+}
+
+/** Allocates the slots and writes `adapters` into slots 0, 1, ... */
+export function uploadLoras(rt: KernelRuntime, spec: ModelSpec, adapters: readonly LoraAdapter[], plan: LoraSlotPlan): GpuLoras {
+  const { capacity, rank } = plan;
   const parts = targetParts(spec);
   let bytes = 0;
   let maxR = 0;
-  const upload = (values: Float32Array, label: string): GpuTensor => {
-    if (values.byteLength > rt.maxBindingBytes) {
+  const tensor = (elements: number, label: string): GpuTensor => {
+    if (elements * 4 > rt.maxBindingBytes) {
       throw new AutoGlmError(
         'model_load_failed',
-        `LoRA ${label} takes ${values.byteLength} bytes for ${slots} adapters, over this adapter's binding limit of ${rt.maxBindingBytes}: load fewer adapters or adapters of lower rank`,
+        `LoRA ${label} takes ${elements * 4} bytes for ${capacity} adapter slots of rank ${rank}, over this adapter's binding limit of ${rt.maxBindingBytes}: keep fewer slots or a lower rank`,
       );
     }
-    bytes += values.byteLength;
-    return rt.upload('f32', values, label);
+    bytes += elements * 4;
+    // zeros: a slot nothing was written to adds nothing (never read while empty, all the same)
+    return rt.upload('f32', new Float32Array(elements), label);
   };
   const layers = Array.from({ length: spec.numLayers }, (_, l): LoraLayer => {
     const layer: LoraLayer = {};
     for (const [name, modules] of Object.entries(parts) as [TargetName, LoraModule[]][]) {
-      if (!adapters.some((a) => modules.some((m) => a.layers[l]!.has(m)))) continue;
+      if (!plan.allTargets && !adapters.some((a) => modules.some((m) => a.layers[l]!.has(m)))) continue;
       const shapes = modules.map((m) => loraModuleShape(spec, m)!);
       const K = shapes[0]!.inFeatures;
       const N = shapes.reduce((n, s) => n + s.outFeatures, 0);
       const R = modules.length * rank;
-      const a = new Float32Array(slots * R * K);
-      const b = new Float32Array(slots * N * rank);
-      adapters.forEach((adapter, slot) => {
-        let column = 0;
-        modules.forEach((m, segment) => {
-          const pair = adapter.layers[l]!.get(m);
-          const out = shapes[segment]!.outFeatures;
-          if (pair) {
-            // A's r rows at the segment's first rows; B's r values at the start of each of its rows
-            a.set(pair.a, (slot * R + segment * rank) * K);
-            for (let n = 0; n < out; n++) b.set(pair.b.subarray(n * pair.rank, (n + 1) * pair.rank), (slot * N + column + n) * rank);
-          }
-          column += out;
-        });
-      });
       const starts: number[] = [];
       for (let i = 1, c = 0; i < shapes.length; i++) starts.push((c += shapes[i - 1]!.outFeatures));
-      const gemm = adapters.map((_, slot) => {
-        const dense = new Float32Array(N * R);
-        for (let n = 0, segment = 0; n < N; n++) {
-          while (segment < starts.length && n >= starts[segment]!) segment++;
-          dense.set(b.subarray((slot * N + n) * rank, (slot * N + n + 1) * rank), n * R + segment * rank);
-        }
-        const label = `lora.${l}.${name}.${slot}`;
-        const weights = {
-          a: prepareMatmulWeight(rt, { data: a.slice(slot * R * K, (slot + 1) * R * K), N: R, K, dtype: 'f32', label: `${label}.a` }),
-          b: prepareMatmulWeight(rt, { data: dense, N, K: R, dtype: 'f32', label: `${label}.b` }),
-        };
-        bytes += weights.a.bytes + weights.b.bytes;
-        return weights;
-      });
-      layer[name] = { a: upload(a, `lora.${l}.${name}.a`), b: upload(b, `lora.${l}.${name}.b`), K, N, R, segmentStarts: starts, gemm };
+      const label = `lora.${l}.${name}`;
+      layer[name] = {
+        a: tensor(capacity * R * K, `${label}.a`),
+        b: tensor(capacity * N * rank, `${label}.b`),
+        K,
+        N,
+        R,
+        segmentStarts: starts,
+        gemm: [],
+      };
+      // each slot's GEMM weights, once written: [R, K] and [N, R]
+      bytes += capacity * (R * K + N * R) * 4;
       maxR = Math.max(maxR, R);
     }
     return layer;
   });
-  return { names: adapters.map((a) => a.name), rank, layers, maxR, bytes };
+  const loras: GpuLoras = { capacity, rank, layers, maxR, bytes };
+  adapters.forEach((adapter, slot) => writeLoraSlot(rt, spec, loras, slot, adapter));
+  return loras;
+}
+
+/**
+ * Writes an adapter into a slot (a free one: a step in flight must not be reading it):
+ * its A and B into every target's stacked tensors, zeros where it changes nothing, and the
+ * slot's GEMM weights. Refuses an adapter of a higher rank than the slots', or one that
+ * changes a projection the slots have no target for.
+ */
+export function writeLoraSlot(rt: KernelRuntime, spec: ModelSpec, loras: GpuLoras, slot: number, adapter: LoraAdapter): void {
+  const { rank } = loras;
+  if (adapter.rank > rank)
+    throw new AutoGlmError(
+      'invalid_request',
+      `LoRA adapter ${adapter.name} has rank ${adapter.rank}, above the slots' rank ${rank} (maxLoraRank)`,
+      {
+        param: 'lora_path',
+      },
+    );
+  const parts = targetParts(spec);
+  for (let l = 0; l < spec.numLayers; l++) {
+    for (const [name, modules] of Object.entries(parts) as [TargetName, LoraModule[]][]) {
+      const target = loras.layers[l]![name];
+      if (!target) {
+        const used = modules.find((m) => adapter.layers[l]!.has(m));
+        if (used)
+          throw new AutoGlmError(
+            'invalid_request',
+            `LoRA adapter ${adapter.name} changes ${used} of layer ${l}, which the loaded slots have no room for`,
+            { param: 'lora_path' },
+          );
+        continue;
+      }
+      const { K, N, R, segmentStarts } = target;
+      const a = new Float32Array(R * K);
+      const b = new Float32Array(N * rank);
+      // the same B as [N, R], each column's values in its own part's rank columns, for the GEMM
+      const dense = new Float32Array(N * R);
+      let column = 0;
+      modules.forEach((m, segment) => {
+        const pair = adapter.layers[l]!.get(m);
+        const out = segment < segmentStarts.length ? segmentStarts[segment]! - column : N - column;
+        if (pair) {
+          // A's r rows at the segment's first rows; B's r values at the start of each of its rows
+          a.set(pair.a, segment * rank * K);
+          for (let n = 0; n < out; n++) {
+            const values = pair.b.subarray(n * pair.rank, (n + 1) * pair.rank);
+            b.set(values, (column + n) * rank);
+            dense.set(values, (column + n) * R + segment * rank);
+          }
+        }
+        column += out;
+      });
+      rt.write(target.a, a, slot * R * K);
+      rt.write(target.b, b, slot * N * rank);
+      target.gemm[slot]?.a.destroy();
+      target.gemm[slot]?.b.destroy();
+      const label = `lora.${l}.${name}.${slot}`;
+      target.gemm[slot] = {
+        a: prepareMatmulWeight(rt, { data: a, N: R, K, dtype: 'f32', label: `${label}.a` }),
+        b: prepareMatmulWeight(rt, { data: dense, N, K: R, dtype: 'f32', label: `${label}.b` }),
+      };
+    }
+  }
 }

@@ -68,13 +68,13 @@ export function recordForward(
     // first the per-row kernels (their shrink writes zeros to t's rows without an adapter
     // of theirs, the runs' rows among them), then the runs through the GEMM
     if (plan.lora) {
-      const perRow = { rowSlots: buf.lora.rowSlots, t, rows, slots: loras.names.length };
+      const perRow = { rowSlots: buf.lora.rowSlots, t, rows, slots: loras.capacity };
       loraShrink(rt, rec, { ...perRow, x, a: target.a, K: target.K, R: target.R, ...normed });
       loraExpand(rt, rec, { ...perRow, b: target.b, out, N: target.N, rank: loras.rank, segmentStarts: target.segmentStarts });
     }
     for (const run of plan.loraRuns) {
       const rowsIn = (tensor: GpuTensor, width: number) => sliceTensor(tensor, run.start * width, run.count * width);
-      const { a, b } = target.gemm[run.slot]!;
+      const { a, b } = target.gemm[run.slot]!; // written with the adapter the run's sequence uses
       matmul(rt, rec, { x: rowsIn(x, target.K), ...normed, weight: a, out: rowsIn(t, target.R), M: run.count, tuning: shrinkTuning });
       matmul(rt, rec, { x: rowsIn(t, target.R), weight: b, out: rowsIn(out, target.N), M: run.count, accumulate: true });
     }

@@ -189,9 +189,9 @@ export class ModelRunner {
       const q = seqs[i]!;
       const qStart = row;
       if (q.adapter !== undefined) {
-        const count = this.model.loras?.names.length ?? 0;
+        const count = this.model.loras?.capacity ?? 0;
         if (!(Number.isInteger(q.adapter) && q.adapter >= 0 && q.adapter < count))
-          throw new RangeError(`sequence ${i}: LoRA adapter slot ${q.adapter} of ${count} loaded`);
+          throw new RangeError(`sequence ${i}: LoRA adapter slot ${q.adapter} of ${count}`);
         if (q.tokenIds.length >= LORA_GEMM_MIN_ROWS) loraRuns.push({ start: row, count: q.tokenIds.length, slot: q.adapter });
         else {
           loraSlots!.fill(q.adapter, row, row + q.tokenIds.length);
