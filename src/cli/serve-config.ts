@@ -9,7 +9,8 @@ import {
   promptLookupOf,
   validateEngineEnvironment,
 } from '../engine/engine-options.js';
-import { validateLoraAdapterOptions } from '../engine/lora/load-adapters.js';
+import { MAX_LORA_ADAPTERS, validateLoraAdapterOptions } from '../engine/lora/load-adapters.js';
+import { MAX_LORA_RANK } from '../engine/lora/peft-adapter.js';
 import { checkKvCacheBytes } from '../engine/memory-plan.js';
 import { modelSpecFromConfig } from '../engine/model/config.js';
 import {
@@ -51,6 +52,8 @@ export interface ServeConfig {
   tls: { keyFile: string; certFile: string } | undefined;
   /** --allowed-origins (CORS); undefined: no cross-origin access. */
   cors: CorsOptions | undefined;
+  /** --allow-runtime-lora-updates: POST /v1/load_lora_adapter and /v1/unload_lora_adapter. */
+  allowRuntimeLoraUpdates: boolean;
   tokenizerThreads: number;
   tokenizerMinChars: number;
   register: string | undefined;
@@ -75,6 +78,9 @@ export interface ServeConfig {
     schedulingPolicy: SchedulingPolicy;
     /** --lora-modules (EngineOptions.loraAdapters). */
     loraAdapters: LoraAdapterOption[];
+    /** --max-loras, --max-lora-rank (EngineOptions.maxLoras, maxLoraRank). */
+    maxLoras: number | undefined;
+    maxLoraRank: number | undefined;
     promptLookupMin: number | undefined;
     promptLookupMax: number | undefined;
     forceF32: boolean;
@@ -159,6 +165,22 @@ const FLAGS = {
   'lora-modules': {
     kind: 'list',
     help: 'LoRA adapters to serve beside the base model, NAME=PEFT_FOLDER,...: a request whose "model" is NAME runs with that adapter',
+  },
+  'max-loras': {
+    kind: 'int',
+    min: 0,
+    max: MAX_LORA_ADAPTERS,
+    help: 'LoRA adapter slots on the device (default: as many as --lora-modules); more leave room for /v1/load_lora_adapter',
+  },
+  'max-lora-rank': {
+    kind: 'int',
+    min: 1,
+    max: MAX_LORA_RANK,
+    help: 'rank of every LoRA slot (default: the largest of --lora-modules, else 16)',
+  },
+  'allow-runtime-lora-updates': {
+    kind: 'bool',
+    help: 'serve POST /v1/load_lora_adapter {lora_name, lora_path} and /v1/unload_lora_adapter {lora_name} (any API key may then make the server read adapter folders on its disk)',
   },
   'force-f32': { kind: 'bool', help: 'f32 weights and KV cache even with shader-f16' },
   'weight-dtype': {
@@ -252,6 +274,21 @@ export function parseServeConfig(argv: string[], env: NodeJS.ProcessEnv = proces
         param: name,
       });
   }
+  const loraAdapters = loraModulesOf(flags);
+  const maxLoras = int('max-loras');
+  if (maxLoras !== undefined && maxLoras < loraAdapters.length)
+    throw new AutoGlmError(
+      'invalid_request',
+      `${flags.label('max-loras')} (${maxLoras}) is fewer than the ${loraAdapters.length} adapters of ${flags.label('lora-modules')}.`,
+      { param: 'max-loras' },
+    );
+  const allowRuntimeLoraUpdates = bool('allow-runtime-lora-updates');
+  if (allowRuntimeLoraUpdates && !((maxLoras ?? loraAdapters.length) > loraAdapters.length))
+    throw new AutoGlmError(
+      'invalid_request',
+      `${flags.label('allow-runtime-lora-updates')} needs ${flags.label('max-loras')} above the adapters of --lora-modules (free slots to load into).`,
+      { param: 'allow-runtime-lora-updates' },
+    );
   const { min: lookupMin, max: lookupMax } = promptLookupOf(lookup);
   if (lookupMin > lookupMax)
     throw new AutoGlmError(
@@ -282,6 +319,7 @@ export function parseServeConfig(argv: string[], env: NodeJS.ProcessEnv = proces
     drainTimeoutMs: int('drain-timeout-ms') ?? 30_000,
     tls: tlsKey && tlsCert ? { keyFile: tlsKey, certFile: tlsCert } : undefined,
     cors: allowedOriginsOf(flags, 'allowed-origins'),
+    allowRuntimeLoraUpdates,
     tokenizerThreads: int('tokenizer-threads') ?? 2,
     tokenizerMinChars: int('tokenizer-min-chars') ?? 8192,
     register,
@@ -299,7 +337,9 @@ export function parseServeConfig(argv: string[], env: NodeJS.ProcessEnv = proces
       promptLogprobsRows: int('prompt-logprobs-rows'),
       speculativeTokens,
       schedulingPolicy: flags.oneOf('scheduling-policy', SCHEDULING_POLICIES, 'fcfs'),
-      loraAdapters: loraModulesOf(flags),
+      loraAdapters,
+      maxLoras,
+      maxLoraRank: int('max-lora-rank'),
       ...lookup,
       forceF32: bool('force-f32'),
       weightDType,
@@ -357,6 +397,8 @@ export function engineOptionsOf(config: ServeConfig): EngineOptions {
     speculativeTokens: config.engine.speculativeTokens,
     schedulingPolicy: config.engine.schedulingPolicy === 'fcfs' ? undefined : config.engine.schedulingPolicy,
     loraAdapters: config.engine.loraAdapters.length > 0 ? config.engine.loraAdapters : undefined,
+    maxLoras: config.engine.maxLoras,
+    maxLoraRank: config.engine.maxLoraRank,
     promptLookupMin: config.engine.promptLookupMin,
     promptLookupMax: config.engine.promptLookupMax,
     forceF32: config.engine.forceF32 || undefined,

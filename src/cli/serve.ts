@@ -40,6 +40,7 @@ export async function runServe(argv: string[]): Promise<number> {
     logger: { level: config.logLevel },
     tls,
     cors: config.cors,
+    allowRuntimeLoraUpdates: config.allowRuntimeLoraUpdates,
   });
   const log = server.app.log;
 

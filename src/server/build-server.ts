@@ -12,7 +12,7 @@ import { resolveLimits, type ServerOptions } from './options.js';
 import { PromptTokenizer } from './prompt-tokenizer.js';
 import { RateLimiter } from './rate-limiter.js';
 import { makeModelChecker, type RouteContext } from './routes/context.js';
-import { ROUTES, type RouteGuard } from './routes/table.js';
+import { LORA_UPDATE_ROUTES, ROUTES, type RouteGuard } from './routes/table.js';
 
 export const CLUSTER_SECRET_HEADER = 'x-autoglm-cluster-secret';
 
@@ -92,7 +92,7 @@ export function buildServer(options: ServerOptions): AutoGlmServer {
       throw new AutoGlmError('queue_full', 'The server is at capacity; retry later.');
   };
 
-  for (const route of ROUTES) {
+  for (const route of options.allowRuntimeLoraUpdates ? [...ROUTES, ...LORA_UPDATE_ROUTES] : ROUTES) {
     app.route({
       method: route.method,
       url: route.url,

@@ -75,6 +75,11 @@ export interface ServerOptions {
   tls?: { key: string | Buffer; cert: string | Buffer };
   /** Browser origins allowed to call the API (CORS); none when absent. */
   cors?: CorsOptions;
+  /**
+   * Serve vLLM's POST /v1/load_lora_adapter and /v1/unload_lora_adapter. Off by default: a
+   * client with an API key could then have the server read any adapter folder on its disk.
+   */
+  allowRuntimeLoraUpdates?: boolean;
 }
 
 export const DEFAULT_LIMITS: ServerLimits = {

@@ -304,3 +304,25 @@ test('--lora-modules NAME=FOLDER,...: the engine options carry them; a bad entry
     expect((error as Error).message, bad).toContain('--lora-modules');
   }
 });
+
+test('--max-loras, --max-lora-rank, --allow-runtime-lora-updates: carried to the engine and server; contradictions refused naming the flag', () => {
+  const c = parse(['--lora-modules', 'a=/x', '--max-loras', '3', '--max-lora-rank', '32', '--allow-runtime-lora-updates']);
+  expect([c.engine.maxLoras, c.engine.maxLoraRank, c.allowRuntimeLoraUpdates]).toEqual([3, 32, true]);
+  expect(engineOptionsOf(c)).toMatchObject({ maxLoras: 3, maxLoraRank: 32 });
+  expect(parse([]).allowRuntimeLoraUpdates).toBe(false);
+  for (const [argv, param] of [
+    [['--lora-modules', 'a=/x,b=/y', '--max-loras', '1'], 'max-loras'],
+    [['--allow-runtime-lora-updates'], 'allow-runtime-lora-updates'],
+    [['--lora-modules', 'a=/x', '--allow-runtime-lora-updates'], 'allow-runtime-lora-updates'],
+    [['--max-lora-rank', '0'], 'max-lora-rank'],
+    [['--max-loras', '65'], 'max-loras'],
+  ] as const) {
+    let error: unknown;
+    try {
+      parse([...argv]);
+    } catch (e) {
+      error = e;
+    }
+    expect(isAutoGlmError(error) && error.param, argv.join(' ')).toBe(param);
+  }
+});

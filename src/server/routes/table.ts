@@ -4,6 +4,7 @@ import { chatCompletions } from './chat.js';
 import { completions } from './completions.js';
 import type { RouteContext } from './context.js';
 import { detokenize, health, listModels, metrics, ready, tokenize } from './info.js';
+import { loadLoraAdapter, unloadLoraAdapter } from './lora-adapters.js';
 
 /** What a route needs before its handler runs. */
 export type RouteGuard = 'open' | 'authenticated' | 'generation';
@@ -26,4 +27,10 @@ export const ROUTES: RouteEntry[] = [
   { method: 'GET', url: '/health', guard: 'open', handler: health },
   { method: 'GET', url: '/ready', guard: 'open', handler: ready },
   { method: 'GET', url: '/metrics', guard: 'open', handler: metrics },
+];
+
+/** vLLM's run-time LoRA endpoints: only with ServerOptions.allowRuntimeLoraUpdates. */
+export const LORA_UPDATE_ROUTES: RouteEntry[] = [
+  { method: 'POST', url: '/v1/load_lora_adapter', guard: 'authenticated', handler: loadLoraAdapter },
+  { method: 'POST', url: '/v1/unload_lora_adapter', guard: 'authenticated', handler: unloadLoraAdapter },
 ];
