@@ -22,6 +22,8 @@ export interface SizingRunOptions {
   bandwidthBytesPerS?: number;
   /** Static sizing contexts (default: powers of two up to the model's context). */
   sizingContexts?: number[];
+  /** LoRA slots kept beside the weights (--max-loras, --max-lora-rank). */
+  lora?: { slots: number; rank: number };
   tpotTargetMs?: number;
   /** Skip the engine measurements. */
   staticOnly?: boolean;
@@ -52,6 +54,7 @@ export async function runSizing(o: SizingRunOptions): Promise<{ results: SizingR
     memoryUtilization: o.memoryUtilization,
     bandwidthBytesPerS: o.bandwidthBytesPerS,
     contextLengths: o.sizingContexts,
+    ...(o.lora ? { lora: o.lora } : {}),
   });
   let measured: SizingResults['measured'] = null;
   let adapter = null;

@@ -7,6 +7,7 @@
  * with the rest and the KV cache f16; the cache paged in blocks of `blockSize` tokens per
  * layer as one K and one V tensor of [kvHeads x headDim] per token, activations f32.
  */
+import { loraSlotBytes } from '../engine/lora/lora-weights.js';
 import { INT8_GROUP_SIZE } from '../kernels/int8-quant.js';
 import { parameterCount, type ModelSpec, type TensorRef } from '../engine/model/index.js';
 
@@ -62,6 +63,8 @@ export interface SizingOptions {
   contextLengths?: number[];
   /** Memory bandwidth in bytes/s: adds a decode TPOT lower bound per row. */
   bandwidthBytesPerS?: number;
+  /** LoRA adapter slots kept beside the weights (the engine's maxLoras, maxLoraRank). */
+  lora?: { slots: number; rank: number };
 }
 
 export interface ContextFit {
@@ -86,6 +89,8 @@ export interface StaticSizing {
   usableBytes: number;
   /** Estimated f32 working set of one step (activations and logits). */
   activationBytes: number;
+  /** LoRA slots (SizingOptions.lora), every projection targeted; 0 without. */
+  loraBytes: number;
   kvBudgetBytes: number;
   blockSize: number;
   kvBlocks: number;
@@ -115,7 +120,8 @@ export function staticSizing(spec: ModelSpec, options: SizingOptions): StaticSiz
   const perToken = kvBytesPerToken(spec, options.dtype);
   const usableBytes = Math.floor(options.memoryBytes * utilization);
   const act = activationBytes(spec, options.maxBatchTokens ?? 2048, options.maxBatchSequences ?? 256);
-  const kvBudgetBytes = Math.max(0, usableBytes - weightBytesTotal - act);
+  const loraBytes = options.lora ? loraSlotBytes(spec, options.lora.slots, options.lora.rank) : 0;
+  const kvBudgetBytes = Math.max(0, usableBytes - weightBytesTotal - act - loraBytes);
   const kvBlocks = Math.floor(kvBudgetBytes / (perToken * blockSize));
   const contexts = (options.contextLengths ?? defaultContexts(spec.contextLength)).map((contextTokens): ContextFit => {
     const kvBytesPerSequence = Math.ceil(contextTokens / blockSize) * blockSize * perToken;
@@ -139,11 +145,12 @@ export function staticSizing(spec: ModelSpec, options: SizingOptions): StaticSiz
     memoryBytes: options.memoryBytes,
     usableBytes,
     activationBytes: act,
+    loraBytes,
     kvBudgetBytes,
     blockSize,
     kvBlocks,
     kvTokenCapacity: kvBlocks * blockSize,
-    fits: usableBytes > weightBytesTotal + act,
+    fits: usableBytes > weightBytesTotal + act + loraBytes,
     contexts,
   };
 }

@@ -22,6 +22,8 @@ import { runMetadata, writeRun } from '../bench/run-metadata.js';
 import { levelOf, serveCharts, serveMarkdown } from '../bench/serve-report.js';
 import { runSizing, type SizingRunOptions } from '../bench/sizing-run.js';
 import { requireWorkerUrl } from '../cluster/types.js';
+import { DEFAULT_MAX_LORA_RANK, MAX_LORA_ADAPTERS } from '../engine/lora/load-adapters.js';
+import { MAX_LORA_RANK } from '../engine/lora/peft-adapter.js';
 import { AutoGlmError } from '../errors.js';
 import { MAX_TIMER_MS } from './flags.js';
 
@@ -35,6 +37,7 @@ Commands:
             --model DIR | --shape ${SHAPE_NAMES.join('|')}  [--memory 80GiB (env AUTOGLM_BENCH_MEMORY)] [--dtype f16|f32|int8]
             [--tpot-ms 50] [--bandwidth 3.3TB] [--memory-utilization 0.9] [--static-only] [--batches 1,2,4,8]
             [--contexts 128,512] [--sizing-contexts N[,N..]] [--decode-tokens 24] [--repeats 3] [--max-layers N]
+            [--max-loras N [--max-lora-rank 16]] (LoRA adapter slots beside the weights)
   serve     load generator for any OpenAI-compatible endpoint
             --url URL [--model-name NAME] [--endpoint completions|chat] [--num-requests 100]
             [--request-rate inf|R[,R..]] [--burstiness 1] [--max-concurrency N[,N..]]
@@ -181,9 +184,15 @@ async function benchSizing(argv: string[], fullArgv: string[]): Promise<void> {
     'decode-tokens': { type: 'string' },
     repeats: { type: 'string' },
     'max-layers': { type: 'string' },
+    'max-loras': { type: 'string' },
+    'max-lora-rank': { type: 'string' },
   });
   if (v.help) return void process.stdout.write(USAGE);
   const dtype = v.dtype as string;
+  const loraSlots = integer(v['max-loras'] as string | undefined, 'max-loras', 1, MAX_LORA_ADAPTERS);
+  const loraRank = integer(v['max-lora-rank'] as string | undefined, 'max-lora-rank', 1, MAX_LORA_RANK);
+  if (loraRank !== undefined && loraSlots === undefined)
+    throw new AutoGlmError('invalid_request', '--max-lora-rank sizes LoRA slots: give --max-loras too', { param: 'max-lora-rank' });
   if (dtype !== 'f16' && dtype !== 'f32' && dtype !== 'int8')
     throw new AutoGlmError('invalid_request', `--dtype must be f16, f32 or int8 (got '${dtype}')`, { param: 'dtype' });
   const memoryUtilization = positive(v['memory-utilization'] as string | undefined, 'memory-utilization');
@@ -204,6 +213,7 @@ async function benchSizing(argv: string[], fullArgv: string[]): Promise<void> {
     decodeTokens: integer(v['decode-tokens'] as string | undefined, 'decode-tokens'),
     repeats: integer(v.repeats as string | undefined, 'repeats'),
     maxLayers: integer(v['max-layers'] as string | undefined, 'max-layers'),
+    ...(loraSlots !== undefined ? { lora: { slots: loraSlots, rank: loraRank ?? DEFAULT_MAX_LORA_RANK } } : {}),
     resultsDir: outDir(v),
     argv: ['bench', ...fullArgv],
   };
@@ -211,7 +221,7 @@ async function benchSizing(argv: string[], fullArgv: string[]): Promise<void> {
   const s = results.static;
   const lines = [
     `parameters ${s.parameters.toLocaleString('en-US')}, weights ${formatBytes(s.weightBytes)} (${s.dtype}), KV ${formatBytes(s.kvBytesPerToken)}/token, ` +
-      `KV budget ${formatBytes(s.kvBudgetBytes)} of ${formatBytes(s.memoryBytes)} (${s.kvTokenCapacity.toLocaleString('en-US')} tokens)${s.fits ? '' : '  DOES NOT FIT'}`,
+      `${s.loraBytes > 0 ? `LoRA slots ${formatBytes(s.loraBytes)}, ` : ''}KV budget ${formatBytes(s.kvBudgetBytes)} of ${formatBytes(s.memoryBytes)} (${s.kvTokenCapacity.toLocaleString('en-US')} tokens)${s.fits ? '' : '  DOES NOT FIT'}`,
     'context  max-sequences  TPOT-bound-ms',
     ...s.contexts.map(
       (c) => `${String(c.contextTokens).padStart(7)}  ${String(c.maxSequences).padStart(13)}  ${num(c.tpotLowerBoundMs).padStart(13)}`,

@@ -112,6 +112,38 @@ describe('autoglm bench', () => {
     expect(json.results.measured).toBeNull();
   });
 
+  it('sizing --max-loras puts the LoRA slots in the printout, the JSON and the Markdown', async () => {
+    const dir = join(out, 'sizing-lora');
+    const text = await capture(['sizing', '--shape', '7b', '--static-only', '--max-loras', '8', '--out', dir]);
+    expect(text).toContain('LoRA slots 3.09 GiB');
+    const files = await newestFiles(dir, 'sizing-');
+    const json = JSON.parse(
+      await readFile(
+        join(
+          dir,
+          files.find((f) => f.endsWith('.json'))!,
+        ),
+        'utf8',
+      ),
+    ) as {
+      results: { static: { loraBytes: number } };
+    };
+    expect(json.results.static.loraBytes).toBe(3_321_888_768);
+    expect(
+      await readFile(
+        join(
+          dir,
+          files.find((f) => f.endsWith('.md'))!,
+        ),
+        'utf8',
+      ),
+    ).toContain('| LoRA adapter slots (f32, every projection) | 3.09 GiB |');
+    await expect(runBench(['sizing', '--shape', '7b', '--static-only', '--max-lora-rank', '8'])).rejects.toThrow(/give --max-loras too/);
+    await expect(runBench(['sizing', '--shape', '7b', '--static-only', '--max-loras', '65'])).rejects.toThrow(
+      /--max-loras must be an integer from 1 to 64/,
+    );
+  });
+
   it('bad input is a typed error naming the flag, never a crash', async () => {
     await expect(runBench(['sizing', '--shape', '3b', '--static-only', '--out', out])).rejects.toThrow(/unknown shape '3b'/);
     await expect(runBench(['sizing', '--shape', '7b', '--memory', 'lots', '--static-only'])).rejects.toThrow(/bad memory 'lots'/);

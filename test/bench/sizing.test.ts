@@ -48,6 +48,18 @@ describe('static sizing', () => {
     expect(s.fits).toBe(true);
   });
 
+  it('LoRA slots (--max-loras 8, rank 16) come out of the KV budget, against hand-computed bytes', () => {
+    const spec = modelSpecFromConfig(LLAMA2_7B);
+    const plain = staticSizing(spec, { memoryBytes: 80 * 2 ** 30, dtype: 'f16' });
+    const s = staticSizing(spec, { memoryBytes: 80 * 2 ** 30, dtype: 'f16', lora: { slots: 8, rank: 16 } });
+    // per layer, f32, 8 slots: stacked A [R, K] + B [N, 16] + GEMM copies [R, K] + [N, R]
+    // q|k|v (K 4096, N 12288, R 48) 37,748,736; o (4096, 4096, 16) 8,388,608;
+    // gate|up (4096, 22016, 32) 42,205,184; down (11008, 4096, 16) 15,466,496; x 32 layers
+    expect(s.loraBytes).toBe(32 * (37_748_736 + 8_388_608 + 42_205_184 + 15_466_496));
+    expect(s.kvBudgetBytes).toBe(plain.kvBudgetBytes - s.loraBytes);
+    expect(plain.loraBytes).toBe(0);
+  });
+
   it('f32 doubles weights and KV; GQA divides KV by the group size', () => {
     const spec = modelSpecFromConfig(LLAMA2_7B);
     expect(kvBytesPerToken(spec, 'f32')).toBe(1_048_576);

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Engine } from '../../src/engine/engine.js';
 import { loadLoraAdapter } from '../../src/engine/lora/peft-adapter.js';
-import { uploadLoras } from '../../src/engine/lora/lora-weights.js';
+import { loraSlotBytes, uploadLoras } from '../../src/engine/lora/lora-weights.js';
 import { loadModelFolder } from '../../src/engine/model-folder.js';
 import type { Architecture } from '../../src/engine/model/model-spec.js';
 import { ModelRunner } from '../../src/engine/runner/model-runner.js';
@@ -140,6 +140,18 @@ for (const [arch, kernelProfile] of [
     });
   });
 }
+
+it('slots kept for run-time loading take the bytes sizing counts for them (loraSlotBytes)', async () => {
+  const { spec } = await generateTestModel(join(root, 'sizing'), { architecture: 'glm', weights: false });
+  const rt = await KernelRuntime.create({ forceF32: true });
+  try {
+    const loras = uploadLoras(rt, spec, [], { capacity: 3, rank: 8, allTargets: true });
+    expect(loras.bytes).toBe(loraSlotBytes(spec, 3, 8));
+    expect(loras.bytes).toBeGreaterThan(0);
+  } finally {
+    rt.destroy();
+  }
+});
 
 describe('LoRA through the engine', () => {
   let f: Awaited<ReturnType<typeof fixture>>;

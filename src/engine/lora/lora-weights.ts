@@ -69,6 +69,32 @@ function targetParts(spec: ModelSpec): Record<TargetName, LoraModule[]> {
   };
 }
 
+/** A fused target's shapes: K, N, its parts' column starts and its shrink width R at `rank`. */
+function targetShape(spec: ModelSpec, modules: readonly LoraModule[], rank: number): { K: number; N: number; R: number; starts: number[] } {
+  const shapes = modules.map((m) => loraModuleShape(spec, m)!);
+  const starts: number[] = [];
+  for (let i = 1, c = 0; i < shapes.length; i++) starts.push((c += shapes[i - 1]!.outFeatures));
+  return { K: shapes[0]!.inFeatures, N: shapes.reduce((n, s) => n + s.outFeatures, 0), R: modules.length * rank, starts };
+}
+
+/** Bytes of one target's slots: the stacked A [R, K] and B [N, rank], and each slot's GEMM copies [R, K] and [N, R], all f32. */
+function targetBytes(t: { K: number; N: number; R: number }, capacity: number, rank: number): number {
+  return 4 * capacity * (t.R * t.K + t.N * rank + t.R * t.K + t.N * t.R);
+}
+
+/**
+ * Device bytes of `capacity` LoRA slots of `rank` with a target for every projection of
+ * every layer (what uploadLoras allocates when slots are kept for run-time loading, and an
+ * upper bound otherwise): for `autoglm bench sizing --max-loras`.
+ */
+export function loraSlotBytes(spec: ModelSpec, capacity: number, rank: number): number {
+  const perLayer = Object.values(targetParts(spec)).reduce(
+    (n, modules) => n + targetBytes(targetShape(spec, modules, rank), capacity, rank),
+    0,
+  );
+  return spec.numLayers * perLayer;
+}
+
 export interface LoraSlotPlan {
   /** Slots to keep on the device (>= adapters.length). */
   capacity: number;
@@ -94,7 +120,6 @@ export function uploadLoras(rt: KernelRuntime, spec: ModelSpec, adapters: readon
         `LoRA ${label} takes ${elements * 4} bytes for ${capacity} adapter slots of rank ${rank}, over this adapter's binding limit of ${rt.maxBindingBytes}: keep fewer slots or a lower rank`,
       );
     }
-    bytes += elements * 4;
     // zeros: a slot nothing was written to adds nothing (never read while empty, all the same)
     return rt.upload('f32', new Float32Array(elements), label);
   };
@@ -102,12 +127,7 @@ export function uploadLoras(rt: KernelRuntime, spec: ModelSpec, adapters: readon
     const layer: LoraLayer = {};
     for (const [name, modules] of Object.entries(parts) as [TargetName, LoraModule[]][]) {
       if (!plan.allTargets && !adapters.some((a) => modules.some((m) => a.layers[l]!.has(m)))) continue;
-      const shapes = modules.map((m) => loraModuleShape(spec, m)!);
-      const K = shapes[0]!.inFeatures;
-      const N = shapes.reduce((n, s) => n + s.outFeatures, 0);
-      const R = modules.length * rank;
-      const starts: number[] = [];
-      for (let i = 1, c = 0; i < shapes.length; i++) starts.push((c += shapes[i - 1]!.outFeatures));
+      const { K, N, R, starts } = targetShape(spec, modules, rank);
       const label = `lora.${l}.${name}`;
       layer[name] = {
         a: tensor(capacity * R * K, `${label}.a`),
@@ -118,8 +138,8 @@ export function uploadLoras(rt: KernelRuntime, spec: ModelSpec, adapters: readon
         segmentStarts: starts,
         gemm: [],
       };
-      // each slot's GEMM weights, once written: [R, K] and [N, R]
-      bytes += capacity * (R * K + N * R) * 4;
+      // with each slot's GEMM weights, once written
+      bytes += targetBytes({ K, N, R }, capacity, rank);
       maxR = Math.max(maxR, R);
     }
     return layer;
