@@ -165,20 +165,23 @@ export function writeLoraSlot(rt: KernelRuntime, spec: ModelSpec, loras: GpuLora
         param: 'lora_path',
       },
     );
-  const parts = targetParts(spec);
+  const parts = Object.entries(targetParts(spec)) as [TargetName, LoraModule[]][];
+  // checked before anything is written: a refused adapter leaves the slot as it was
   for (let l = 0; l < spec.numLayers; l++) {
-    for (const [name, modules] of Object.entries(parts) as [TargetName, LoraModule[]][]) {
+    for (const [name, modules] of parts) {
+      const used = loras.layers[l]![name] ? undefined : modules.find((m) => adapter.layers[l]!.has(m));
+      if (used)
+        throw new AutoGlmError(
+          'invalid_request',
+          `LoRA adapter ${adapter.name} changes ${used} of layer ${l}, which the loaded slots have no room for`,
+          { param: 'lora_path' },
+        );
+    }
+  }
+  for (let l = 0; l < spec.numLayers; l++) {
+    for (const [name, modules] of parts) {
       const target = loras.layers[l]![name];
-      if (!target) {
-        const used = modules.find((m) => adapter.layers[l]!.has(m));
-        if (used)
-          throw new AutoGlmError(
-            'invalid_request',
-            `LoRA adapter ${adapter.name} changes ${used} of layer ${l}, which the loaded slots have no room for`,
-            { param: 'lora_path' },
-          );
-        continue;
-      }
+      if (!target) continue;
       const { K, N, R, segmentStarts } = target;
       const a = new Float32Array(R * K);
       const b = new Float32Array(N * rank);
