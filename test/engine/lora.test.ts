@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Engine } from '../../src/engine/engine.js';
 import { loadLoraAdapter } from '../../src/engine/lora/peft-adapter.js';
-import { loraSlotBytes, uploadLoras } from '../../src/engine/lora/lora-weights.js';
+import { loraSlotBytes, uploadLoras, writeLoraSlot } from '../../src/engine/lora/lora-weights.js';
 import { loadModelFolder } from '../../src/engine/model-folder.js';
 import type { Architecture } from '../../src/engine/model/model-spec.js';
 import { ModelRunner } from '../../src/engine/runner/model-runner.js';
@@ -22,7 +22,7 @@ import { isAutoGlmError } from '../../src/errors.js';
 import { KernelRuntime } from '../../src/kernels/runtime.js';
 import { generateLoraAdapter } from '../../src/testing/generate-lora.js';
 import { generateTestModel } from '../../src/testing/generate-model.js';
-import { failure } from '../helpers/caught.js';
+import { failure, thrown } from '../helpers/caught.js';
 import { relativeError } from '../helpers/gpu.js';
 import { Rng } from '../helpers/random.js';
 import { loadReferenceModel, type ReferenceModel } from '../reference/forward.js';
@@ -141,13 +141,25 @@ for (const [arch, kernelProfile] of [
   });
 }
 
-it('slots kept for run-time loading take the bytes sizing counts for them (loraSlotBytes)', async () => {
+it('slots kept for run-time loading take the bytes sizing counts for them (loraSlotBytes); slots without a target refuse an adapter that needs it', async () => {
   const { spec } = await generateTestModel(join(root, 'sizing'), { architecture: 'glm', weights: false });
   const rt = await KernelRuntime.create({ forceF32: true });
   try {
     const loras = uploadLoras(rt, spec, [], { capacity: 3, rank: 8, allTargets: true });
     expect(loras.bytes).toBe(loraSlotBytes(spec, 3, 8));
     expect(loras.bytes).toBeGreaterThan(0);
+    // slots made for a q/v-only adapter have no room for one that changes the MLP
+    const qv = join(root, 'sizing-qv');
+    const all = join(root, 'sizing-all');
+    await generateLoraAdapter(qv, spec, { rank: 4, targetModules: ['q_proj', 'v_proj'] });
+    await generateLoraAdapter(all, spec, { rank: 4 });
+    const narrow = uploadLoras(rt, spec, [await loadLoraAdapter('qv', qv, spec)], { capacity: 2, rank: 4, allTargets: false });
+    expect(Object.keys(narrow.layers[0]!)).toEqual(['qkv']);
+    const full = await loadLoraAdapter('all', all, spec);
+    const e = thrown(() => writeLoraSlot(rt, spec, narrow, 1, full));
+    expect(isAutoGlmError(e) && e.param).toBe('lora_path');
+    expect((e as Error).message).toContain('no room');
+    expect(narrow.layers[0]!.qkv!.gemm[1]).toBeUndefined();
   } finally {
     rt.destroy();
   }
