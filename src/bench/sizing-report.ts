@@ -56,7 +56,7 @@ export function sizingMarkdown(meta: RunMetadata, r: SizingResults, chartFiles: 
         ['KV cache per token', formatBytes(s.kvBytesPerToken)],
         ['usable memory', formatBytes(s.usableBytes)],
         ['step working set (f32 activations, logits)', formatBytes(s.activationBytes)],
-        ...(s.loraBytes > 0 ? [['LoRA adapter slots (f32, every projection)', formatBytes(s.loraBytes)]] : []),
+        ...(s.loraBytes > 0 ? [['LoRA adapter slots (every projection)', formatBytes(s.loraBytes)]] : []),
         [
           'KV budget',
           `${formatBytes(s.kvBudgetBytes)} = ${s.kvBlocks.toLocaleString('en-US')} blocks of ${s.blockSize} = ${s.kvTokenCapacity.toLocaleString('en-US')} tokens`,

@@ -120,7 +120,8 @@ export function staticSizing(spec: ModelSpec, options: SizingOptions): StaticSiz
   const perToken = kvBytesPerToken(spec, options.dtype);
   const usableBytes = Math.floor(options.memoryBytes * utilization);
   const act = activationBytes(spec, options.maxBatchTokens ?? 2048, options.maxBatchSequences ?? 256);
-  const loraBytes = options.lora ? loraSlotBytes(spec, options.lora.slots, options.lora.rank) : 0;
+  // the engine keeps the slots' GEMM copies in f16 unless everything is f32 (forceF32)
+  const loraBytes = options.lora ? loraSlotBytes(spec, options.lora.slots, options.lora.rank, options.dtype === 'f32' ? 'f32' : 'f16') : 0;
   const kvBudgetBytes = Math.max(0, usableBytes - weightBytesTotal - act - loraBytes);
   const kvBlocks = Math.floor(kvBudgetBytes / (perToken * blockSize));
   const contexts = (options.contextLengths ?? defaultContexts(spec.contextLength)).map((contextTokens): ContextFit => {

@@ -115,7 +115,7 @@ describe('autoglm bench', () => {
   it('sizing --max-loras puts the LoRA slots in the printout, the JSON and the Markdown', async () => {
     const dir = join(out, 'sizing-lora');
     const text = await capture(['sizing', '--shape', '7b', '--static-only', '--max-loras', '8', '--out', dir]);
-    expect(text).toContain('LoRA slots 3.09 GiB');
+    expect(text).toContain('LoRA slots 2.14 GiB');
     const files = await newestFiles(dir, 'sizing-');
     const json = JSON.parse(
       await readFile(
@@ -128,7 +128,7 @@ describe('autoglm bench', () => {
     ) as {
       results: { static: { loraBytes: number } };
     };
-    expect(json.results.static.loraBytes).toBe(3_321_888_768);
+    expect(json.results.static.loraBytes).toBe(2_300_575_744);
     expect(
       await readFile(
         join(
@@ -137,7 +137,7 @@ describe('autoglm bench', () => {
         ),
         'utf8',
       ),
-    ).toContain('| LoRA adapter slots (f32, every projection) | 3.09 GiB |');
+    ).toContain('| LoRA adapter slots (every projection) | 2.14 GiB |');
     await expect(runBench(['sizing', '--shape', '7b', '--static-only', '--max-lora-rank', '8'])).rejects.toThrow(/give --max-loras too/);
     await expect(runBench(['sizing', '--shape', '7b', '--static-only', '--max-loras', '65'])).rejects.toThrow(
       /--max-loras must be an integer from 1 to 64/,

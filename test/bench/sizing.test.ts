@@ -52,10 +52,13 @@ describe('static sizing', () => {
     const spec = modelSpecFromConfig(LLAMA2_7B);
     const plain = staticSizing(spec, { memoryBytes: 80 * 2 ** 30, dtype: 'f16' });
     const s = staticSizing(spec, { memoryBytes: 80 * 2 ** 30, dtype: 'f16', lora: { slots: 8, rank: 16 } });
-    // per layer, f32, 8 slots: stacked A [R, K] + B [N, 16] + GEMM copies [R, K] + [N, R]
-    // q|k|v (K 4096, N 12288, R 48) 37,748,736; o (4096, 4096, 16) 8,388,608;
-    // gate|up (4096, 22016, 32) 42,205,184; down (11008, 4096, 16) 15,466,496; x 32 layers
-    expect(s.loraBytes).toBe(32 * (37_748_736 + 8_388_608 + 42_205_184 + 15_466_496));
+    // per slot and layer: stacked A [R, K] and B [N, 16] in f32, GEMM copies [R, K] and [N, R] in f16:
+    // q|k|v (K 4096, N 12288, R 48) 3,145,728; o (4096, 4096, 16) 786,432;
+    // gate|up (4096, 22016, 32) 3,604,480; down (11008, 4096, 16) 1,449,984; x 8 slots x 32 layers
+    expect(s.loraBytes).toBe(8 * 32 * (3_145_728 + 786_432 + 3_604_480 + 1_449_984));
+    // all f32 (--dtype f32): 4,718,592 + 1,048,576 + 5,275,648 + 1,933,312 per slot and layer
+    const f32 = staticSizing(spec, { memoryBytes: 80 * 2 ** 30, dtype: 'f32', lora: { slots: 8, rank: 16 } });
+    expect(f32.loraBytes).toBe(8 * 32 * (4_718_592 + 1_048_576 + 5_275_648 + 1_933_312));
     expect(s.kvBudgetBytes).toBe(plain.kvBudgetBytes - s.loraBytes);
     expect(plain.loraBytes).toBe(0);
   });

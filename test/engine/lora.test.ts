@@ -151,7 +151,7 @@ it('slots kept for run-time loading take the bytes sizing counts for them (loraS
   const rt = await KernelRuntime.create({ forceF32: true });
   try {
     const loras = uploadLoras(rt, spec, [], { capacity: 3, rank: 8, allTargets: true });
-    expect(loras.bytes).toBe(loraSlotBytes(spec, 3, 8));
+    expect(loras.bytes).toBe(loraSlotBytes(spec, 3, 8, 'f32'));
     expect(loras.bytes).toBeGreaterThan(0);
     // slots made for a q/v-only adapter have no room for one that changes the MLP
     const qv = join(root, 'sizing-qv');

@@ -11,7 +11,7 @@
  */
 import { AutoGlmError } from '../../errors.js';
 import { prepareMatmulWeight, type MatmulWeight } from '../../kernels/matmul.js';
-import type { KernelRuntime } from '../../kernels/runtime.js';
+import { f32ToF16Bits, type KernelRuntime } from '../../kernels/runtime.js';
 import type { GpuTensor } from '../../kernels/tensor.js';
 import type { ModelSpec } from '../model/model-spec.js';
 import { loraModuleShape, type LoraAdapter, type LoraModule } from './peft-adapter.js';
@@ -55,6 +55,7 @@ export interface GpuLoras {
   /** The widest shrink output (R) of any target: the step's scratch width. */
   maxR: number;
   bytes: number;
+  gemmDType: LoraGemmDType;
 }
 
 type TargetName = keyof LoraLayer;
@@ -77,19 +78,26 @@ function targetShape(spec: ModelSpec, modules: readonly LoraModule[], rank: numb
   return { K: shapes[0]!.inFeatures, N: shapes.reduce((n, s) => n + s.outFeatures, 0), R: modules.length * rank, starts };
 }
 
-/** Bytes of one target's slots: the stacked A [R, K] and B [N, rank], and each slot's GEMM copies [R, K] and [N, R], all f32. */
-function targetBytes(t: { K: number; N: number; R: number }, capacity: number, rank: number): number {
-  return 4 * capacity * (t.R * t.K + t.N * rank + t.R * t.K + t.N * t.R);
+/** Bytes of one target's slots: the stacked A [R, K] and B [N, rank] in f32, and each slot's GEMM copies [R, K] and [N, R] in `gemmDType`. */
+function targetBytes(t: { K: number; N: number; R: number }, capacity: number, rank: number, gemmDType: LoraGemmDType): number {
+  return capacity * (4 * (t.R * t.K + t.N * rank) + GEMM_BYTES[gemmDType] * (t.R * t.K + t.N * t.R));
 }
+
+/**
+ * The GEMM copies' dtype: f16 where the device's weights are (they take a third off the
+ * slots' bytes; at 128 rows on lavapipe they timed as f32 copies did, within noise), else f32.
+ */
+export type LoraGemmDType = 'f16' | 'f32';
+const GEMM_BYTES: Record<LoraGemmDType, number> = { f16: 2, f32: 4 };
 
 /**
  * Device bytes of `capacity` LoRA slots of `rank` with a target for every projection of
  * every layer (what uploadLoras allocates when slots are kept for run-time loading, and an
  * upper bound otherwise): for `autoglm bench sizing --max-loras`.
  */
-export function loraSlotBytes(spec: ModelSpec, capacity: number, rank: number): number {
+export function loraSlotBytes(spec: ModelSpec, capacity: number, rank: number, gemmDType: LoraGemmDType): number {
   const perLayer = Object.values(targetParts(spec)).reduce(
-    (n, modules) => n + targetBytes(targetShape(spec, modules, rank), capacity, rank),
+    (n, modules) => n + targetBytes(targetShape(spec, modules, rank), capacity, rank, gemmDType),
     0,
   );
   return spec.numLayers * perLayer;
@@ -110,6 +118,7 @@ export interface LoraSlotPlan {
 /** Allocates the slots and writes `adapters` into slots 0, 1, ... */
 export function uploadLoras(rt: KernelRuntime, spec: ModelSpec, adapters: readonly LoraAdapter[], plan: LoraSlotPlan): GpuLoras {
   const { capacity, rank } = plan;
+  const gemmDType: LoraGemmDType = rt.preferredDType;
   const parts = targetParts(spec);
   let bytes = 0;
   let maxR = 0;
@@ -139,12 +148,12 @@ export function uploadLoras(rt: KernelRuntime, spec: ModelSpec, adapters: readon
         gemm: [],
       };
       // with each slot's GEMM weights, once written
-      bytes += targetBytes({ K, N, R }, capacity, rank);
+      bytes += targetBytes({ K, N, R }, capacity, rank, gemmDType);
       maxR = Math.max(maxR, R);
     }
     return layer;
   });
-  const loras: GpuLoras = { capacity, rank, layers, maxR, bytes };
+  const loras: GpuLoras = { capacity, rank, layers, maxR, bytes, gemmDType };
   adapters.forEach((adapter, slot) => writeLoraSlot(rt, spec, loras, slot, adapter));
   return loras;
 }
@@ -207,10 +216,11 @@ export function writeLoraSlot(rt: KernelRuntime, spec: ModelSpec, loras: GpuLora
       target.gemm[slot]?.a.destroy();
       target.gemm[slot]?.b.destroy();
       const label = `lora.${l}.${name}.${slot}`;
-      target.gemm[slot] = {
-        a: prepareMatmulWeight(rt, { data: a, N: R, K, dtype: 'f32', label: `${label}.a` }),
-        b: prepareMatmulWeight(rt, { data: dense, N, K: R, dtype: 'f32', label: `${label}.b` }),
-      };
+      const weight = (data: Float32Array, n: number, k: number, part: string): MatmulWeight =>
+        loras.gemmDType === 'f16'
+          ? prepareMatmulWeight(rt, { data: f32ToF16Bits(data), N: n, K: k, dtype: 'f16', label: `${label}.${part}` })
+          : prepareMatmulWeight(rt, { data, N: n, K: k, dtype: 'f32', label: `${label}.${part}` });
+      target.gemm[slot] = { a: weight(a, R, K, 'a'), b: weight(dense, N, R, 'b') };
     }
   }
 }
