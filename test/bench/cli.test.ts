@@ -35,6 +35,18 @@ async function newestFiles(dir: string, kind: string): Promise<string[]> {
   return (await readdir(dir)).filter((f) => f.startsWith(kind)).sort();
 }
 
+/** The text of the newest sizing run's file with this extension in dir. */
+async function newestSizingFile(dir: string, ext: '.json' | '.md'): Promise<string> {
+  const files = await newestFiles(dir, 'sizing-');
+  return readFile(
+    join(
+      dir,
+      files.findLast((f) => f.endsWith(ext))!,
+    ),
+    'utf8',
+  );
+}
+
 describe('autoglm bench', () => {
   it('serve: a concurrency sweep against a loopback server writes JSON, Markdown and SVG charts', async () => {
     const dir = join(out, 'serve');
@@ -93,16 +105,7 @@ describe('autoglm bench', () => {
     const text = await capture(['sizing', '--shape', '7b', '--static-only', '--memory', '80GiB', '--out', dir]);
     expect(text).toContain('parameters 6,738,415,616');
     expect(text).toMatch(/4096\s+29\s/);
-    const files = await newestFiles(dir, 'sizing-');
-    const json = JSON.parse(
-      await readFile(
-        join(
-          dir,
-          files.find((f) => f.endsWith('.json'))!,
-        ),
-        'utf8',
-      ),
-    ) as {
+    const json = JSON.parse(await newestSizingFile(dir, '.json')) as {
       meta: { model: { numLayers: number; source: string }; dtype: string };
       results: { static: { kvBytesPerToken: number }; measured: null };
     };
@@ -116,28 +119,9 @@ describe('autoglm bench', () => {
     const dir = join(out, 'sizing-lora');
     const text = await capture(['sizing', '--shape', '7b', '--static-only', '--max-loras', '8', '--out', dir]);
     expect(text).toContain('LoRA slots 2.14 GiB');
-    const files = await newestFiles(dir, 'sizing-');
-    const json = JSON.parse(
-      await readFile(
-        join(
-          dir,
-          files.find((f) => f.endsWith('.json'))!,
-        ),
-        'utf8',
-      ),
-    ) as {
-      results: { static: { loraBytes: number } };
-    };
+    const json = JSON.parse(await newestSizingFile(dir, '.json')) as { results: { static: { loraBytes: number } } };
     expect(json.results.static.loraBytes).toBe(2_300_575_744);
-    expect(
-      await readFile(
-        join(
-          dir,
-          files.find((f) => f.endsWith('.md'))!,
-        ),
-        'utf8',
-      ),
-    ).toContain('| LoRA adapter slots (every projection) | 2.14 GiB |');
+    expect(await newestSizingFile(dir, '.md')).toContain('| LoRA adapter slots (every projection) | 2.14 GiB |');
     await expect(runBench(['sizing', '--shape', '7b', '--static-only', '--max-lora-rank', '8'])).rejects.toThrow(/give --max-loras too/);
     await expect(runBench(['sizing', '--shape', '7b', '--static-only', '--max-loras', '65'])).rejects.toThrow(
       /--max-loras must be an integer from 1 to 64/,
