@@ -28,14 +28,14 @@ import {
 } from './request-validation.js';
 import { validateEngineEnvironment, validateEngineOptions } from './engine-options.js';
 import { ResponseCache } from './response-cache.js';
-import { ModelRunner, type RunnerSequence, type StepResult } from './runner/model-runner.js';
+import { LORA_GEMM_MIN_ROWS, ModelRunner, type RunnerSequence, type StepResult } from './runner/model-runner.js';
 import type { ScheduledSequence } from './scheduler-output.js';
 import { allocateKvShrinking, checkKvCacheBytes, planMemory } from './memory-plan.js';
 import { uploadModel } from './runner/upload-model.js';
 import { DEFAULT_MAX_LORA_RANK, checkLoraName, loadLoraAdapters } from './lora/load-adapters.js';
 import { LoraRegistry, type LoraHandle } from './lora/lora-registry.js';
 import { uploadLoras, writeLoraSlot } from './lora/lora-weights.js';
-import { loadLoraAdapter } from './lora/peft-adapter.js';
+import { emptyLoraAdapter, loadLoraAdapter } from './lora/peft-adapter.js';
 import { Scheduler } from './scheduler.js';
 import { SequenceOutput } from './sequence-output.js';
 import { warmUpWaves } from './warm-up.js';
@@ -81,6 +81,9 @@ const CUMULATIVE_STATS = [
   'specDecodeAcceptedTokens',
 ] as const satisfies readonly (keyof EngineStats)[];
 type CumulativeStat = (typeof CUMULATIVE_STATS)[number];
+
+/** The stand-in adapter's name while the warm-up runs (not a name checkLoraName lets a client load). */
+const WARM_UP_LORA = '<warm-up>';
 
 interface ActiveRequest {
   id: string;
@@ -980,13 +983,7 @@ export class Engine implements InferenceEngine {
       const prompt = Array.from({ length: 8 }, (_, i) => (i % 3) + 1);
       await this.complete({ prompt, maxTokens: 3, ignoreEos: true, requestId: 'warm-up-speculative' });
     }
-    const lora = this.loraNames[0];
-    if (lora !== undefined && this.contextLength >= 12) {
-      // the adapters' shrink and expand kernels, in a prefill and a decode step (the down
-      // projection's activation pass runs at decode widths then too)
-      const prompt = Array.from({ length: 8 }, (_, i) => (i * 17 + 3) % this.folder.spec.vocabSize);
-      await this.complete({ prompt, maxTokens: 3, ignoreEos: true, lora, requestId: 'warm-up-lora' });
-    }
+    await this.warmUpLora();
     if (this.scheduler.maxScoreRows > 0 && this.contextLength >= 5) {
       // prompt logprobs (echo): the LM head over a step's scored rows, a taller matmul than
       // sampling's; a prompt as long as the first wave's, whose scored rows take the tall GEMM tiling
@@ -999,6 +996,32 @@ export class Engine implements InferenceEngine {
     const s = this.stats();
     this.statsBaseline = Object.fromEntries(CUMULATIVE_STATS.map((k) => [k, s[k]])) as Pick<EngineStats, CumulativeStat>;
     return performance.now() - t0;
+  }
+
+  /**
+   * The adapters' kernels: a prompt chunk long enough for the GEMM path, then decode steps
+   * through the per-row kernels (and the down projection's activation pass at decode widths).
+   * With slots but no adapter yet (kept for run-time loading), an empty adapter stands in,
+   * in a free slot, so that the first adapter loaded does not compile them in a client's request.
+   */
+  private async warmUpLora(): Promise<void> {
+    const loras = this.runner.model.loras;
+    const n = LORA_GEMM_MIN_ROWS + 8;
+    if (!loras || this.contextLength < n + 4) return;
+    let lora = this.loraNames[0];
+    const standIn = lora === undefined;
+    if (standIn) {
+      lora = WARM_UP_LORA;
+      const slot = this.loraRegistry.reserve(lora);
+      writeLoraSlot(this.rt, this.folder.spec, loras, slot, emptyLoraAdapter(lora, this.folder.spec.numLayers));
+      this.loraRegistry.commit(slot);
+    }
+    try {
+      const prompt = Array.from({ length: n }, (_, i) => (i * 17 + 3) % this.folder.spec.vocabSize);
+      await this.complete({ prompt, maxTokens: 3, ignoreEos: true, lora, requestId: 'warm-up-lora' });
+    } finally {
+      if (standIn) this.unloadLora(lora!);
+    }
   }
 
   /**

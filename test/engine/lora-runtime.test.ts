@@ -112,6 +112,22 @@ describe('LoRA adapters at run time', () => {
     expect(engine.stats().kvBlocksUsed).toBe(0);
   });
 
+  it('the warm-up of an engine with only empty slots runs the adapter kernels on a stand-in and leaves the slot free', async () => {
+    const fresh = await Engine.load(join(root, 'model'), { forceF32: true, maxLoras: 1, maxLoraRank: 8, responseCacheEntries: 0 });
+    try {
+      await fresh.warmUp();
+      expect(fresh.loraNames).toEqual([]);
+      expect(fresh.stats().loraRequests).toEqual({ running: [], waiting: [], maxLoras: 1 });
+      await fresh.loadLora('qv', paths.qv);
+      const run = (lora?: string) =>
+        fresh.complete({ prompt, maxTokens: 16, ignoreEos: true, sampling: { temperature: 0 }, ...(lora ? { lora } : {}) });
+      expect((await run('qv')).tokenIds).toEqual(want('qv'));
+      expect((await run()).tokenIds).toEqual(want('base'));
+    } finally {
+      await fresh.close();
+    }
+  });
+
   it('refuses a rank above the slots, a bad path or name, and the base model name', async () => {
     engine.unloadLora('late');
     const wide = await code(() => engine.loadLora('wide', paths.wide));

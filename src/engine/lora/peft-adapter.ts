@@ -182,3 +182,8 @@ function checkConfig(dir: string, c: Record<string, unknown>): { rank: number; s
 function isNonEmptyObject(v: unknown): boolean {
   return v !== null && typeof v === 'object' && Object.keys(v).length > 0;
 }
+
+/** An adapter that changes nothing (rank 1, no projections): what a slot holds to compile the kernels before any adapter is loaded. */
+export function emptyLoraAdapter(name: string, numLayers: number): LoraAdapter {
+  return { name, dir: '', rank: 1, scale: 1, modules: [], layers: Array.from({ length: numLayers }, () => new Map()), parameterCount: 0 };
+}
