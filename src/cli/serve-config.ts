@@ -1,7 +1,7 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { AutoGlmError } from '../errors.js';
+import { AutoGlmError, isAutoGlmError } from '../errors.js';
 import {
   MAX_PROMPT_LOOKUP,
   MAX_SPECULATIVE_TOKENS,
@@ -9,7 +9,7 @@ import {
   promptLookupOf,
   validateEngineEnvironment,
 } from '../engine/engine-options.js';
-import { MAX_LORA_ADAPTERS, validateLoraAdapterOptions } from '../engine/lora/load-adapters.js';
+import { MAX_LORA_ADAPTERS, validateLoraOptions } from '../engine/lora/load-adapters.js';
 import { MAX_LORA_RANK } from '../engine/lora/peft-adapter.js';
 import { checkKvCacheBytes } from '../engine/memory-plan.js';
 import { modelSpecFromConfig } from '../engine/model/config.js';
@@ -274,14 +274,8 @@ export function parseServeConfig(argv: string[], env: NodeJS.ProcessEnv = proces
         param: name,
       });
   }
-  const loraAdapters = loraModulesOf(flags);
   const maxLoras = int('max-loras');
-  if (maxLoras !== undefined && maxLoras < loraAdapters.length)
-    throw new AutoGlmError(
-      'invalid_request',
-      `${flags.label('max-loras')} (${maxLoras}) is fewer than the ${loraAdapters.length} adapters of ${flags.label('lora-modules')}.`,
-      { param: 'max-loras' },
-    );
+  const loraAdapters = loraModulesOf(flags, maxLoras);
   const allowRuntimeLoraUpdates = bool('allow-runtime-lora-updates');
   if (allowRuntimeLoraUpdates && !((maxLoras ?? loraAdapters.length) > loraAdapters.length))
     throw new AutoGlmError(
@@ -410,8 +404,8 @@ export function engineOptionsOf(config: ServeConfig): EngineOptions {
   });
 }
 
-/** --lora-modules name=folder,...: checked here (exit 2), read at load. */
-function loraModulesOf(flags: FlagReader<FlagName>): LoraAdapterOption[] {
+/** --lora-modules name=folder,... with --max-loras: checked here by the engine's own check (exit 2), read at load. */
+function loraModulesOf(flags: FlagReader<FlagName>, maxLoras: number | undefined): LoraAdapterOption[] {
   const entries = flags.list('lora-modules');
   const adapters = entries.map((entry): LoraAdapterOption => {
     const eq = entry.indexOf('=');
@@ -422,9 +416,10 @@ function loraModulesOf(flags: FlagReader<FlagName>): LoraAdapterOption[] {
     return { name: entry.slice(0, eq), path: entry.slice(eq + 1) };
   });
   try {
-    validateLoraAdapterOptions(adapters);
+    validateLoraOptions({ loraAdapters: adapters, maxLoras });
   } catch (e) {
-    throw new AutoGlmError('invalid_request', `${flags.label('lora-modules')}: ${(e as Error).message}`, { param: 'lora-modules' });
+    const flag = isAutoGlmError(e) && e.param === 'maxLoras' ? 'max-loras' : 'lora-modules';
+    throw new AutoGlmError('invalid_request', `${flags.label(flag)}: ${(e as Error).message}`, { param: flag });
   }
   return adapters;
 }

@@ -32,10 +32,10 @@ import { LORA_GEMM_MIN_ROWS, ModelRunner, type RunnerSequence, type StepResult }
 import type { ScheduledSequence } from './scheduler-output.js';
 import { allocateKvShrinking, checkKvCacheBytes, planMemory } from './memory-plan.js';
 import { uploadModel } from './runner/upload-model.js';
-import { DEFAULT_MAX_LORA_RANK, checkLoraName, loadLoraAdapters } from './lora/load-adapters.js';
+import { DEFAULT_MAX_LORA_RANK, checkLoraName, loadLoraAdapters, refuseBaseModelName } from './lora/load-adapters.js';
 import { LoraRegistry, type LoraHandle } from './lora/lora-registry.js';
 import { uploadLoras, writeLoraSlot } from './lora/lora-weights.js';
-import { emptyLoraAdapter, loadLoraAdapter } from './lora/peft-adapter.js';
+import { emptyLoraAdapter, loadLoraAdapter, type LoraAdapter } from './lora/peft-adapter.js';
 import { Scheduler } from './scheduler.js';
 import { SequenceOutput } from './sequence-output.js';
 import { warmUpWaves } from './warm-up.js';
@@ -305,24 +305,33 @@ export class Engine implements InferenceEngine {
    * adapter of at most maxLoraRank. Requests may name it once this resolves.
    */
   async loadLora(name: string, path: string): Promise<void> {
-    const loras = this.runner.model.loras;
-    if (!loras)
+    if (!this.runner.model.loras)
       throw new AutoGlmError('invalid_request', 'This engine keeps no LoRA slots: load it with maxLoras (--max-loras) above 0.', {
         param: 'lora_name',
       });
     checkLoraName(name, 'lora_name');
     if (typeof path !== 'string' || path === '')
       throw new AutoGlmError('invalid_request', 'lora_path must be a folder path', { param: 'lora_path' });
-    if (name === this.modelName)
-      throw new AutoGlmError('invalid_request', `${JSON.stringify(name)} is the base model's name`, { param: 'lora_name' });
-    const slot = this.loraRegistry.reserve(name);
-    try {
-      const adapter = await loadLoraAdapter(name, path, this.folder.spec).catch((e: unknown) => {
+    refuseBaseModelName(name, this.modelName, 'lora_name');
+    await this.placeLora(name, () =>
+      loadLoraAdapter(name, path, this.folder.spec).catch((e: unknown) => {
         // a path the caller gave: their mistake, not the server's
         throw isAutoGlmError(e) ? new AutoGlmError('invalid_request', e.message, { param: 'lora_path', cause: e }) : e;
-      });
-      // the slot is free: no step in flight reads it, and later steps see the writes (queue order)
-      writeLoraSlot(this.rt, this.folder.spec, loras, slot, adapter);
+      }),
+    );
+  }
+
+  /**
+   * Claims a free slot for `name` before the adapter is read (two loads at once cannot take
+   * the same slot), writes it there and makes the name usable; on any failure the slot is
+   * free again. The slot is free, so no step in flight reads it, and later steps see the
+   * writes (queue order).
+   */
+  private async placeLora(name: string, read: () => LoraAdapter | Promise<LoraAdapter>): Promise<void> {
+    const loras = this.runner.model.loras!;
+    const slot = this.loraRegistry.reserve(name);
+    try {
+      writeLoraSlot(this.rt, this.folder.spec, loras, slot, await read());
       this.loraRegistry.commit(slot);
     } catch (e) {
       this.loraRegistry.abort(slot);
@@ -1008,19 +1017,14 @@ export class Engine implements InferenceEngine {
     const loras = this.runner.model.loras;
     const n = LORA_GEMM_MIN_ROWS + 8;
     if (!loras || this.contextLength < n + 4) return;
-    let lora = this.loraNames[0];
-    const standIn = lora === undefined;
-    if (standIn) {
-      lora = WARM_UP_LORA;
-      const slot = this.loraRegistry.reserve(lora);
-      writeLoraSlot(this.rt, this.folder.spec, loras, slot, emptyLoraAdapter(lora, this.folder.spec.numLayers));
-      this.loraRegistry.commit(slot);
-    }
+    const standIn = this.loraNames.length === 0;
+    if (standIn) await this.placeLora(WARM_UP_LORA, () => emptyLoraAdapter(WARM_UP_LORA, this.folder.spec.numLayers));
+    const lora = this.loraNames[0]!;
     try {
       const prompt = Array.from({ length: n }, (_, i) => (i * 17 + 3) % this.folder.spec.vocabSize);
       await this.complete({ prompt, maxTokens: 3, ignoreEos: true, lora, requestId: 'warm-up-lora' });
     } finally {
-      if (standIn) this.unloadLora(lora!);
+      if (standIn) this.unloadLora(WARM_UP_LORA);
     }
   }
 

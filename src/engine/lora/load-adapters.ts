@@ -15,6 +15,16 @@ export function checkLoraName(name: unknown, label: string, param = label): void
     throw new AutoGlmError('invalid_request', `${label} ${JSON.stringify(name)} must be 1-128 letters, digits or . _ - : / @ +`, { param });
 }
 
+/** An adapter may not take the base model's name: requests could not tell them apart. */
+export function refuseBaseModelName(name: string, baseName: string, param: string): void {
+  if (name === baseName)
+    throw new AutoGlmError(
+      'invalid_request',
+      `LoRA adapter name ${JSON.stringify(name)} is the base model's name: requests could not tell them apart`,
+      { param },
+    );
+}
+
 function invalid(message: string): AutoGlmError {
   return new AutoGlmError('invalid_request', message, { param: 'loraAdapters' });
 }
@@ -58,8 +68,7 @@ export async function loadLoraAdapters(
   baseName: string,
   maxLoraRank?: number,
 ): Promise<LoraAdapter[]> {
-  const clash = list.find((a) => a.name === baseName);
-  if (clash) throw invalid(`LoRA adapter name ${JSON.stringify(clash.name)} is the base model's name: requests could not tell them apart`);
+  for (const a of list) refuseBaseModelName(a.name, baseName, 'loraAdapters');
   const adapters: LoraAdapter[] = [];
   for (const a of list) adapters.push(await loadLoraAdapter(a.name, a.path, spec));
   const over = maxLoraRank === undefined ? undefined : adapters.find((a) => a.rank > maxLoraRank);

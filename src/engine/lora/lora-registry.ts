@@ -100,9 +100,4 @@ export class LoraRegistry {
     else this.slots[slot!] = { ...s, state: 'retiring' };
     return true;
   }
-
-  /** Adapter names of slots in use or still held by requests of unloaded ones (tests, stats). */
-  occupied(): number {
-    return this.slots.filter((s) => s !== null).length;
-  }
 }

@@ -6,8 +6,8 @@
  * The forward pass fuses projections (q | k | v, gate | up), and so are their adapters: a
  * fused target's A stacks each part's A ([segments * rank, K] per slot), its B keeps each
  * output column's own rank values ([N, rank] per slot), and the expand kernel reads, for
- * column n, the rank columns of the shrink's output that belong to n's part. Ranks are
- * padded with zeros to the largest one loaded; a part an adapter does not target is zeros.
+ * column n, the rank columns of the shrink's output that belong to n's part. Lower ranks are
+ * padded with zeros to the slots' rank; a part an adapter does not target is zeros.
  */
 import { AutoGlmError } from '../../errors.js';
 import { prepareMatmulWeight, type MatmulWeight } from '../../kernels/matmul.js';

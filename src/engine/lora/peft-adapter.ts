@@ -34,7 +34,7 @@ export interface LoraPair {
 export interface LoraAdapter {
   name: string;
   dir: string;
-  /** The largest rank of any of its projections (they share one in PEFT without rank_pattern). */
+  /** adapter_config.json's r, which every projection of it has (rank_pattern is refused). */
   rank: number;
   /** lora_alpha / r, or lora_alpha / sqrt(r) with use_rslora. */
   scale: number;
@@ -114,7 +114,6 @@ export async function loadLoraAdapter(name: string, dir: string, spec: ModelSpec
     if (found.size === 0) throw refuse(dir, `${ADAPTER_WEIGHTS_FILE} holds no LoRA tensors`);
     const layers: Map<LoraModule, LoraPair>[] = Array.from({ length: spec.numLayers }, () => new Map());
     const modules = new Set<LoraModule>();
-    let rank = 0;
     let parameterCount = 0;
     for (const { a, b, layer, module } of found.values()) {
       if (!a || !b) throw refuse(dir, `layer ${layer} ${module} has lora_${a ? 'A' : 'B'} without lora_${a ? 'B' : 'A'}`);
@@ -139,10 +138,9 @@ export async function loadLoraAdapter(name: string, dir: string, spec: ModelSpec
       for (let i = 0; i < bValues.length; i++) bValues[i] = bValues[i]! * scale;
       layers[layer]!.set(module, { a: await weights.read(a, 'f32'), b: bValues, rank: r });
       modules.add(module);
-      rank = Math.max(rank, r);
       parameterCount += r * (shape.inFeatures + shape.outFeatures);
     }
-    return { name, dir, rank, scale, modules: LORA_MODULES.filter((m) => modules.has(m)), layers, parameterCount };
+    return { name, dir, rank: configRank, scale, modules: LORA_MODULES.filter((m) => modules.has(m)), layers, parameterCount };
   } catch (e) {
     if (isAutoGlmError(e) && e.message.startsWith('LoRA adapter')) throw e;
     throw refuse(dir, (e as Error).message);

@@ -60,6 +60,6 @@ export interface GpuModel {
    * What the KV budget's default subtracts from the device's memory.
    */
   residentBytes: number;
-  /** LoRA adapters (EngineOptions.loraAdapters), one slot each; a step's rows pick theirs. */
+  /** LoRA adapter slots (EngineOptions.maxLoras); a step's rows pick theirs. */
   loras?: GpuLoras;
 }

@@ -62,7 +62,7 @@ export interface RunnerSequence {
    * raw model distribution.
    */
   score?: { targets: readonly number[]; topLogprobs: number } | undefined;
-  /** The LoRA adapter slot (index into model.loras.names) every row of this sequence runs with; absent: the base model. */
+  /** The LoRA adapter slot (of model.loras) every row of this sequence runs with; absent: the base model. */
   adapter?: number | undefined;
 }
 
