@@ -41,8 +41,9 @@
  * adapters (EngineOptions.loraAdapters, generated PEFT adapters on every projection) cost:
  * one engine with N adapters; decode of one stream on the base model and on an adapter,
  * 16 streams on the base model and 16 spread over the N adapters, and a 128-token prefill
- * on each, interleaved round by round; medians and per-round ratios to the base model;
- * writes bench/results/engine-lora.json.
+ * on each, interleaved round by round; medians and per-round ratios to the base model; then
+ * the time engine.loadLora takes to put one more adapter into a free slot; writes
+ * bench/results/engine-lora.json.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -408,7 +409,10 @@ async function compareLora(modelDir: string | undefined, adapterCount: number, r
     await generateLoraAdapter(path, spec, { rank, seed: 100 + i });
     loraAdapters.push({ name: `lora-${i}`, path });
   }
-  const engine = await Engine.load(dir, { responseCacheEntries: 0, loraAdapters });
+  // one more slot, for the run-time load timed at the end (a bf16 file, as PEFT saves for a bf16 base)
+  const extra = join(adapterRoot, 'extra');
+  await generateLoraAdapter(extra, spec, { rank, seed: 99, dtype: 'bf16' });
+  const engine = await Engine.load(dir, { responseCacheEntries: 0, loraAdapters, maxLoras: adapterCount + 1 });
   try {
     await engine.warmUp();
     const vocab = spec.vocabSize;
@@ -457,12 +461,24 @@ async function compareLora(modelDir: string | undefined, adapterCount: number, r
       ];
     });
     console.log(formatTable(['workload', 'ms (decode: per token; prefill: to first token)', 'vs base model', 'per round'], rows));
+    // loadLora into the free slot (read, slot writes, GEMM copies) with the engine idle, then unload
+    const loadMs: number[] = [];
+    for (let r = 0; r < rounds; r++) {
+      const t0 = performance.now();
+      await engine.loadLora('extra', extra);
+      loadMs.push(performance.now() - t0);
+      engine.unloadLora('extra');
+    }
+    console.log(
+      `loadLora of a rank-${rank} bf16 adapter: median ${median(loadMs).toFixed(0)} ms (${loadMs.map((v) => v.toFixed(0)).join(' ')})`,
+    );
     writeStampedJson('engine-lora', engine.adapterName, {
       model,
       adapters: adapterCount,
       rank,
       rounds,
       workloads: workloads.map((w, i) => ({ label: w.label, ms: ms[i] })),
+      loadLoraMs: loadMs,
     });
   } finally {
     await engine.close();
