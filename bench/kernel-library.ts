@@ -1,8 +1,9 @@
 /**
  * bench:kernels' rows for the rest of the kernel library: norms, activations, embedding
  * gather, RoPE, the fused RoPE + KV-cache write, the multi-LoRA shrink and expand, prefill
- * and decode attention over the paged cache, and GPU sampling, each on the shape it has in
- * a Llama-2-7B-sized layer (hidden 4096, 32 heads of 128, 8 kv heads, intermediate 11008),
+ * and decode attention over the paged cache (also with Gemma 2's logit soft-capping),
+ * final-logit soft-capping and GPU sampling, each on the shape it has in a Llama-2-7B-sized
+ * layer (hidden 4096, 32 heads of 128, 8 kv heads, intermediate 11008),
  * with a batch of 128 rows where the kernel runs per token. Bytes count what the kernel
  * must move at least (inputs read once, outputs written once); rates are judged against
  * the read ceiling, except prefill attention, whose 2 x 2 x heads x headDim flops per
@@ -18,6 +19,7 @@ import { loraExpand, loraShrink } from '../src/kernels/lora.js';
 import type { Recorder } from '../src/kernels/recorder.js';
 import { rmsNorm } from '../src/kernels/rmsnorm.js';
 import { rope, ropeInvFreq } from '../src/kernels/rope.js';
+import { softcap } from '../src/kernels/softcap.js';
 import { ropeKvWrite } from '../src/kernels/rope-kv-write.js';
 import { f32ToF16Bits, type KernelRuntime } from '../src/kernels/runtime.js';
 import { GREEDY_SAMPLING_ROW, createSampleOutput, prepareSampling, sample, type SamplingRow } from '../src/kernels/sampling.js';
@@ -210,8 +212,11 @@ function ropeCases(rt: KernelRuntime): LibraryCase[] {
   ];
 }
 
-/** One prefill sequence of `tokens` (causal), or `seqs` decode rows over `context` cached keys each. */
-function attentionCase(rt: KernelRuntime, mode: 'prefill' | 'decode', seqs: number, tokens: number): LibraryCase {
+/**
+ * One prefill sequence of `tokens` (causal), or `seqs` decode rows over `context` cached keys
+ * each; `softcap` > 0 caps the scores (Gemma 2's attention logit soft-capping).
+ */
+function attentionCase(rt: KernelRuntime, mode: 'prefill' | 'decode', seqs: number, tokens: number, softcap = 0): LibraryCase {
   const blocksPerSeq = Math.ceil(tokens / BLOCK);
   const numBlocks = blocksPerSeq * seqs;
   const dtype = rt.preferredDType;
@@ -238,7 +243,7 @@ function attentionCase(rt: KernelRuntime, mode: 'prefill' | 'decode', seqs: numb
   const pairs = mode === 'prefill' ? (tokens * (tokens + 1)) / 2 : seqs * tokens;
   const kvBytes = 2 * seqs * tokens * KV_HEADS * HEAD_DIM * DTYPE_BYTES[dtype];
   return {
-    kernel: `attention ${mode}`,
+    kernel: `attention ${mode}${softcap > 0 ? `, softcap ${softcap}` : ''}`,
     shape: mode === 'prefill' ? `1 seq x ${tokens} tokens` : `${seqs} seq${seqs === 1 ? '' : 's'} x ${tokens} keys`,
     dtype: `cache ${dtype}`,
     bytes: kvBytes + 2 * qRows * HEADS * HEAD_DIM * 4,
@@ -254,6 +259,7 @@ function attentionCase(rt: KernelRuntime, mode: 'prefill' | 'decode', seqs: numb
         nKvHeads: KV_HEADS,
         headDim: HEAD_DIM,
         blockSize: BLOCK,
+        softcap,
       }),
     free: () => {
       batch.destroy();
@@ -278,6 +284,23 @@ function lmLikeLogits(rows: number, vocab: number, seed: number): Float32Array {
   for (let i = 0; i < a.length; i++) a[i] = Math.sqrt(-2 * Math.log(Math.max(next(), 1e-9))) * Math.cos(2 * Math.PI * next()) * 2.5;
   for (let r = 0; r < rows; r++) for (let j = 0; j < 20; j++) a[r * vocab + Math.floor(next() * vocab)]! += 6 + 6 * next();
   return a;
+}
+
+/** Final-logit soft-capping in place over a batch of logits (Gemma 2's vocabulary of 256000, cap 30). */
+function softcapCase(rt: KernelRuntime): LibraryCase {
+  const rows = 16;
+  const vocab = 256_000;
+  const logits = rt.upload('f32', lmLikeLogits(rows, vocab, 18));
+  return {
+    kernel: 'softcap',
+    shape: `${rows}x${vocab}, cap 30`,
+    dtype: 'f32',
+    bytes: 2 * rows * vocab * 4,
+    flops: 0,
+    bound: 'bandwidth',
+    record: (rec) => softcap(rt, rec, { x: logits, count: rows * vocab, cap: 30 }),
+    free: freeAll(rt, logits),
+  };
 }
 
 function samplingCase(rt: KernelRuntime, name: string, row: Partial<SamplingRow>): LibraryCase {
@@ -382,6 +405,10 @@ const CASES: ((rt: KernelRuntime) => LibraryCase[])[] = [
   (rt) => [attentionCase(rt, 'prefill', 1, 256)],
   (rt) => [attentionCase(rt, 'decode', 1, 1024)],
   (rt) => [attentionCase(rt, 'decode', 16, 1024)],
+  // Gemma 2's attention cap: the same shapes, scores capped
+  (rt) => [attentionCase(rt, 'prefill', 1, 256, 50)],
+  (rt) => [attentionCase(rt, 'decode', 16, 1024, 50)],
+  (rt) => [softcapCase(rt)],
   (rt) => [samplingCase(rt, 'greedy', {})],
   (rt) => [samplingCase(rt, 'T 0.8', { temperature: 0.8 })],
   (rt) => [samplingCase(rt, 'top-k 50, T 0.8', { temperature: 0.8, topK: 50 })],

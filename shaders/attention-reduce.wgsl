@@ -1,7 +1,8 @@
 // Split-K reduction for decode attention: combines the partial (max, sum, accumulator)
 // of n_splits key ranges of one query row x HEADS heads into the normalised output.
 // out = sum_s w_s acc_s / sum_s w_s l_s with w_s = exp(m_s - max_s m_s); a split that saw
-// no visible key has l_s = 0 and a tiny m_s, so its weight is 0.
+// no visible key has l_s = 0 and a tiny m_s, so its weight is 0. Soft-capped scores need
+// nothing here: the splits' maxima and sums are of the capped scores already.
 
 const HD: u32 = {{HEAD_DIM}}u;
 const M: u32 = {{M}}u;             // heads per item (one query row)

@@ -6,6 +6,7 @@
 // - decode: ROWS = 1, and long contexts split over several items (split-K), each writing
 //   partial (max, sum, unnormalised accumulator) that attention-reduce.wgsl combines.
 // Sharing a kv head across HEADS query heads (GQA) reads each K/V value once per group.
+// With p.softcap > 0 the scores are soft-capped (Gemma 2) before the mask (attention-args.wgsl).
 //
 // Cache layout: [block][kvHead][slotInBlock][dim] (see src/kernels/kv-write.ts).
 #if F16
@@ -112,6 +113,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         }
       }
 #endif
+      // q was pre-scaled, so these are the scaled scores the cap applies to
+      if (p.softcap > 0.0) {
+        for (var m = 0u; m < M; m++) {
+          s[m] = soft_cap(s[m]);
+        }
+      }
     }
     for (var m = 0u; m < M; m++) {
       let r = m / HEADS;

@@ -17,6 +17,14 @@ export function assertNonNegativeInt(op: string, values: Record<string, number>)
   }
 }
 
+/**
+ * Whether v is positive, finite and a normal f32: what a shader's f32 param holds unchanged
+ * (a subnormal may be flushed to 0, a value past f32's range becomes inf).
+ */
+export function isPositiveF32(v: number): boolean {
+  return v >= 2 ** -126 && v <= 3.4028234663852886e38;
+}
+
 export function assertF32(op: string, ...ts: GpuTensor[]): void {
   for (const t of ts) if (t.dtype !== 'f32') throw new TypeError(`${op}: expected an f32 tensor, got ${t.dtype}`);
 }

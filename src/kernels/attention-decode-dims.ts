@@ -13,7 +13,7 @@ import type { Recorder } from './recorder.js';
 import type { KernelRuntime } from './runtime.js';
 import { grid1d } from './grid.js';
 import { hasSubgroupsOf } from './subgroups.js';
-import { queryRegisters, type CpuDecodeArgs } from './attention-decode.js';
+import { queryRegisters, softCapBlock, type CpuDecodeArgs } from './attention-decode.js';
 import type { GpuTensor } from './tensor.js';
 
 /**
@@ -51,8 +51,10 @@ export function attentionDecodeDimsCode(
   const decl = queryRegisters(heads, headDim, cpl);
   const step: string[] = [];
   for (const c of C) step.push(`    let k${c} = load_k(b + ${c}u);`);
+  for (const m of H) step.push(`    var s${m} = subgroupAdd(${C.map((c) => `dot(q${m}_${c}, k${c})`).join(' + ')});`);
+  // q was pre-scaled, so these are the scaled scores the cap applies to
+  step.push(...softCapBlock(H.map((m) => `s${m}`)));
   for (const m of H) {
-    step.push(`    let s${m} = subgroupAdd(${C.map((c) => `dot(q${m}_${c}, k${c})`).join(' + ')});`);
     step.push(`    let nm${m} = max(mx${m}, s${m});`, `    let al${m} = exp(mx${m} - nm${m});`, `    let p${m} = exp(s${m} - nm${m});`);
     step.push(`    l${m} = l${m} * al${m} + p${m};`, `    mx${m} = nm${m};`);
   }
@@ -71,11 +73,14 @@ export function attentionDecodeDimsCode(
   const sw = ['x', 'y', 'z', 'w'];
   for (const m of H) {
     const parts = J.map((j) => C.map((c) => `dot(q${m}_${c}, k${j}_${c})`).join(' + '));
-    if (kb === 1) block.push(`    let s${m}_0 = subgroupAdd(${parts[0]});`);
+    if (kb === 1) block.push(`    var s${m}_0 = subgroupAdd(${parts[0]});`);
     else {
       block.push(`    let sv${m} = subgroupAdd(${lanesOf(parts)});`);
-      for (const j of J) block.push(`    let s${m}_${j} = sv${m}.${sw[j]};`);
+      for (const j of J) block.push(`    var s${m}_${j} = sv${m}.${sw[j]};`);
     }
+  }
+  block.push(...softCapBlock(H.flatMap((m) => J.map((j) => `s${m}_${j}`))));
+  for (const m of H) {
     const scores = J.map((j) => `s${m}_${j}`);
     block.push(`    let nm${m} = ${scores.reduce((acc, x) => `max(${acc}, ${x})`, `mx${m}`)};`, `    let al${m} = exp(mx${m} - nm${m});`);
     for (const j of J) block.push(`    let p${m}_${j} = exp(s${m}_${j} - nm${m});`);

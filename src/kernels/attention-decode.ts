@@ -44,6 +44,14 @@ export function queryRegisters(heads: number, headDim: number, chunks: number): 
   return decl;
 }
 
+/**
+ * The decode kernels' logit soft-capping of the named score variables (see soft_cap in
+ * attention-args.wgsl): one branch on the uniform p.softcap, so the uncapped path only tests it.
+ */
+export function softCapBlock(scores: readonly string[]): string[] {
+  return ['    if (p.softcap > 0.0) {', ...scores.map((s) => `      ${s} = soft_cap(${s});`), '    }'];
+}
+
 /** The DECL, STEP and STORE blocks of attention-decode.wgsl for one (heads, headDim, T). */
 export function attentionDecodeCode(
   heads: number,
@@ -64,10 +72,12 @@ export function attentionDecodeCode(
       step.push(`    let k${j}_${c} = load_k(b${j} + ${c}u);`);
       for (const m of H) step.push(c === 0 ? `    var sv${j}_${m} = q${m}_0 * k${j}_0;` : `    sv${j}_${m} += q${m}_${c} * k${j}_${c};`);
     }
-    // a masked key scores far below M_INIT, so it never raises a running maximum
-    for (const m of H)
-      step.push(`    let s${j}_${m} = select(-3.0e38, sv${j}_${m}.x + sv${j}_${m}.y + sv${j}_${m}.z + sv${j}_${m}.w, ok${j});`);
+    for (const m of H) step.push(`    var d${j}_${m} = sv${j}_${m}.x + sv${j}_${m}.y + sv${j}_${m}.z + sv${j}_${m}.w;`);
   }
+  // q was pre-scaled, so these are the scaled scores the cap applies to: one uniform branch per step
+  step.push(...softCapBlock(J.flatMap((j) => H.map((m) => `d${j}_${m}`))));
+  // a masked key scores far below M_INIT, so it never raises a running maximum
+  for (const j of J) for (const m of H) step.push(`    let s${j}_${m} = select(-3.0e38, d${j}_${m}, ok${j});`);
   for (const m of H) {
     const scores = J.map((j) => `s${j}_${m}`);
     step.push(`    let nm${m} = ${scores.reduce((acc, s) => `max(${acc}, ${s})`, `mx${m}`)};`);

@@ -6,6 +6,7 @@
  * or the lanes kernel of attention-decode.ts)
  * and the reduce kernel that merges split partials.
  */
+import { isPositiveF32 } from './arg-checks.js';
 import { assertLength } from './checks.js';
 import { assertKvCaches } from './kv-write.js';
 import { AttentionBatch, type AttentionPath } from './attention-batch.js';
@@ -37,6 +38,11 @@ export interface AttentionOptions {
   scale?: number;
   /** 0 = none; otherwise a query at position p sees keys in (p - slidingWindow, p]. */
   slidingWindow?: number;
+  /**
+   * Logit soft-capping (Gemma 2's attn_logit_softcapping): each scaled score s becomes
+   * softcap * tanh(s / softcap) before the mask and softmax. Undefined or 0 = none.
+   */
+  softcap?: number;
   /** The CPU dims decode kernel's keys per block, 1-4 (default dimsKeysPerBlock; tests). */
   dimsKeysPerBlock?: number;
 }
@@ -63,11 +69,15 @@ export function attention(rt: KernelRuntime, rec: Recorder, batch: AttentionBatc
   assertLength(op, 'out', o.out, batch.rows * stride);
   const window = o.slidingWindow ?? 0;
   if (!Number.isInteger(window) || window < 0) throw new RangeError(`${op}: slidingWindow must be a non-negative integer, got ${window}`);
+  const softcap = o.softcap ?? 0;
+  // the shaders take it as an f32 where 0 means none
+  if (softcap !== 0 && !isPositiveF32(softcap))
+    throw new RangeError(`${op}: softcap must be 0 (none) or a positive finite f32, got ${softcap}`);
   const scale = o.scale ?? 1 / Math.sqrt(o.headDim);
   const dpt = Math.ceil(o.headDim / WORKGROUP);
   const tables = batch.blockTables.tensor!;
 
-  // the Params block of attention.wgsl and attention-decode.wgsl
+  // the Params block of attention-args.wgsl (the prefill/tiled and both CPU decode kernels)
   const kernelParams = (items: number) =>
     params()
       .u32(items)
@@ -77,7 +87,8 @@ export function attention(rt: KernelRuntime, rec: Recorder, batch: AttentionBatc
       .u32(qStride)
       .u32(window)
       .f32(scale)
-      .u32(stride);
+      .u32(stride)
+      .f32(softcap);
 
   const run = (path: AttentionPath, items: GpuTensor, partials: GpuTensor): void => {
     const kernel = rt.kernel({

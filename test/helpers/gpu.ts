@@ -3,11 +3,11 @@
  * the process's teardown). Tests run on whatever adapter Dawn finds: lavapipe here.
  */
 import { afterAll, beforeAll } from 'vitest';
-import { KernelRuntime } from '../../src/kernels/runtime.js';
+import { KernelRuntime, type RuntimeOptions } from '../../src/kernels/runtime.js';
 import type { GpuTensor, DType } from '../../src/kernels/tensor.js';
 import { f32ToF16Bits } from '../../src/kernels/runtime.js';
 
-export function useRuntime(options: { forceF32?: boolean } = {}): () => KernelRuntime {
+export function useRuntime(options: Pick<RuntimeOptions, 'forceF32' | 'kernelProfile'> = {}): () => KernelRuntime {
   let rt: KernelRuntime | undefined;
   beforeAll(async () => {
     rt = await KernelRuntime.create(options);

@@ -29,6 +29,8 @@ export interface Case {
   expectSplit?: boolean;
   /** Multiplies q: large scores (hundreds) overflow exp unless every key counts in the running max. */
   qScale?: number;
+  /** Logit soft-capping; runCase also checks that the cap moved the output far past the tolerance. */
+  softcap?: number;
 }
 
 export const CASES: Case[] = [
@@ -173,6 +175,61 @@ export const CASES: Case[] = [
   { name: 'long prefill chunk against 4097 cached', nHeads: 2, nKvHeads: 1, headDim: 64, seqs: [[130, 4097]] },
 ];
 
+/**
+ * Logit soft-capping (Gemma 2) on every path: prefill rows, decode rows, split-K decode and
+ * its reduce, GQA, a sliding window. q is scaled up so that scores run well past the cap
+ * (tens to hundreds), where capping flattens the softmax; shapes repeat the table's so the
+ * pipelines are the ones it compiled already.
+ */
+export const SOFTCAP_CASES: Case[] = [
+  {
+    name: 'softcap 20, scores in the hundreds: decode and a prefill chunk, GQA 2',
+    nHeads: 4,
+    nKvHeads: 2,
+    headDim: 64,
+    seqs: [
+      [1, 37],
+      [1, 130],
+      [5, 40],
+    ],
+    qScale: 60,
+    softcap: 20,
+  },
+  {
+    name: 'softcap 30, long decode 4100 (split-K), GQA 4',
+    nHeads: 8,
+    nKvHeads: 2,
+    headDim: 128,
+    seqs: [
+      [1, 4100],
+      [1, 17],
+    ],
+    expectSplit: true,
+    qScale: 10,
+    softcap: 30,
+  },
+  {
+    name: 'softcap 15, sliding window 100: prefill chunk and a split-K decode, GQA 2',
+    nHeads: 4,
+    nKvHeads: 2,
+    headDim: 64,
+    slidingWindow: 100,
+    seqs: [
+      [50, 300],
+      [1, 2000],
+    ],
+    expectSplit: true,
+    qScale: 30,
+    softcap: 15,
+  },
+];
+
+/**
+ * How far (relative L2) a softcap case's output must sit from the uncapped reference: far
+ * past both tolerances, so a kernel that ignored the cap could not pass.
+ */
+const MIN_SOFTCAP_EFFECT = 0.2;
+
 /** The decode kernel a case asks the plan for (undefined: the adapter's default). */
 export type DecodeChoice = { decodeLanes: number; decodeDims: false } | { decodeDims: true; dimsKeysPerBlock?: number } | undefined;
 
@@ -252,11 +309,12 @@ export async function runCase(
     headDim,
     blockSize,
     slidingWindow: c.slidingWindow,
+    softcap: c.softcap,
     dimsKeysPerBlock: decode?.decodeDims ? decode.dimsKeysPerBlock : undefined,
   });
   await rec.submit();
   const got = await rt.readFloats(out);
-  const ref = attentionRef({
+  const refArgs = {
     q,
     rows,
     seqs: refSeqs,
@@ -265,7 +323,9 @@ export async function runCase(
     headDim,
     scale: 1 / Math.sqrt(headDim),
     slidingWindow: c.slidingWindow ?? 0,
-  });
+  };
+  const ref = attentionRef({ ...refArgs, softcap: c.softcap });
+  if (c.softcap) expect(relativeError(got, attentionRef(refArgs))).toBeGreaterThan(MIN_SOFTCAP_EFFECT);
   batch.destroy();
   for (const t of [cache.k, cache.v, out]) rt.destroyBuffer(t.buffer);
   return relativeError(got, ref);
@@ -307,8 +367,9 @@ export function registerCaseTests(
   runtime: () => KernelRuntime,
   kernelsFor: (c: Case) => readonly KernelChoice[],
   stridedKernels: readonly KernelChoice[],
+  cases: readonly Case[] = CASES,
 ): void {
-  CASES.forEach((c, i) => {
+  cases.forEach((c, i) => {
     for (const dtype of ['f32', 'f16'] as const) {
       for (const [kernelName, decode] of kernelsFor(c)) {
         it(`${dtype} cache, ${kernelName}: ${c.name}`, async ({ skip }) => {

@@ -1,12 +1,12 @@
 import { describe } from 'vitest';
 import { useRuntime } from '../helpers/gpu.js';
-import { registerCaseTests, takesDecodeKernels, type KernelChoice } from './attention-cases.js';
+import { CASES, registerCaseTests, SOFTCAP_CASES, takesDecodeKernels, type KernelChoice } from './attention-cases.js';
 
 const runtime = useRuntime();
 
-// The CPU adapters' decode kernels over the attention case table: the lanes one and the dims
-// one (dims needs subgroups and headDim a multiple of 32). Cases without decode rows run
-// only in attention.test.ts.
+// The CPU adapters' decode kernels over the attention case table and its soft-capped cases:
+// the lanes one and the dims one (dims needs subgroups and headDim a multiple of 32). Cases
+// without decode rows run only in attention.test.ts.
 const CPU_DECODE: readonly KernelChoice[] = [
   ['lanes decode', { decodeLanes: 8, decodeDims: false }],
   ['dims decode', { decodeDims: true }],
@@ -23,6 +23,7 @@ const DIMS_BLOCK_CASES = new Set([
   'decode and a prefill chunk with scores in the hundreds, GQA 2',
   'decode batch of awkward lengths, GQA 2',
   'multi-row decode (qLen 3) with forced splits',
+  'softcap 20, scores in the hundreds: decode and a prefill chunk, GQA 2',
 ]);
 
 describe('attention, CPU decode kernels', () => {
@@ -30,5 +31,6 @@ describe('attention, CPU decode kernels', () => {
     runtime,
     (c) => (!takesDecodeKernels(c) ? [] : DIMS_BLOCK_CASES.has(c.name) ? [...CPU_DECODE, ...DIMS_BLOCKS] : CPU_DECODE),
     CPU_DECODE,
+    [...CASES, ...SOFTCAP_CASES],
   );
 });

@@ -6,7 +6,7 @@ import { isAutoGlmError } from '../../src/errors.js';
 import { Rng } from '../helpers/random.js';
 import { poisoned, relativeError, roundTo, TOLERANCE, useRuntime } from '../helpers/gpu.js';
 import { attentionRef } from '../reference/attention.js';
-import { DEFAULT_KERNEL, registerCaseTests, takesDecodeKernels, type KernelChoice } from './attention-cases.js';
+import { DEFAULT_KERNEL, registerCaseTests, SOFTCAP_CASES, takesDecodeKernels, type KernelChoice } from './attention-cases.js';
 
 const runtime = useRuntime();
 
@@ -104,6 +104,31 @@ describe('attention', () => {
     grown.destroy();
   });
 
+  it('refuses a softcap that is negative, NaN or not an f32 before recording', () => {
+    const rt = runtime();
+    const [nHeads, nKvHeads, headDim, blockSize] = [2, 1, 16, 16];
+    const batch = prepareAttentionBatch(rt, {
+      seqs: [{ qStart: 0, qLen: 1, kvLen: 3, blockTable: [0] }],
+      blockSize,
+      nHeads,
+      nKvHeads,
+      headDim,
+    });
+    const cache = createKvCache(rt, { numBlocks: 1, blockSize, nKvHeads, headDim });
+    const o = { q: rt.tensor('f32', nHeads * headDim), kCache: cache.k, vCache: cache.v, out: rt.tensor('f32', nHeads * headDim) };
+    const rec = rt.recorder();
+    for (const softcap of [-1, -0.5, NaN, Infinity, -Infinity, 1e39, 1e-40]) {
+      expect(() => attention(rt, rec, batch, { ...o, nHeads, nKvHeads, headDim, blockSize, softcap }), `softcap ${softcap}`).toThrow(
+        /attention: softcap must be 0 \(none\) or a positive finite f32/,
+      );
+    }
+    expect(rec.dispatchCount).toBe(0);
+    // 0 and undefined are "none", a positive cap records
+    for (const softcap of [0, undefined, 50]) attention(rt, rec, batch, { ...o, nHeads, nKvHeads, headDim, blockSize, softcap });
+    expect(rec.dispatchCount).toBeGreaterThan(0);
+    batch.destroy();
+  });
+
   it('rejects a block table shorter than the context, and bad GQA shapes', () => {
     const rt = runtime();
     const base = { blockSize: 16, nHeads: 4, nKvHeads: 2, headDim: 32 };
@@ -122,3 +147,14 @@ describe('attention', () => {
     expect(isAutoGlmError(attempt({ seqs: [{ qStart: 0, qLen: 5, kvLen: 4, blockTable: [0] }] }), 'internal_error')).toBe(true);
   });
 });
+
+// Soft-capped attention on the kernels each kernel profile picks by default: on a CPU
+// adapter the 'cpu' profile runs the dims decode kernel (prefill rows too), the 'gpu' profile
+// the tiled decode kernel and the prefill kernel. (The CPU decode kernels' explicit choices
+// are in attention-cpu-decode.test.ts.)
+for (const kernelProfile of ['cpu', 'gpu'] as const) {
+  describe(`attention with logit soft-capping, ${kernelProfile} kernel profile`, () => {
+    const profiled = useRuntime({ kernelProfile });
+    registerCaseTests(profiled, () => [DEFAULT_KERNEL], [], SOFTCAP_CASES);
+  });
+}

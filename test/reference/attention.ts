@@ -21,12 +21,15 @@ export interface RefAttention {
   scale: number;
   /** 0 = none. */
   slidingWindow: number;
+  /** Logit soft-capping: scores s = scale * q.k become softcap * tanh(s / softcap); undefined or 0 = none. */
+  softcap?: number;
 }
 
-/** out[row, head, :] = softmax(scale * q.K^T over visible keys) V, in float64. */
+/** out[row, head, :] = softmax(cap(scale * q.K^T) over visible keys) V, in float64. */
 export function attentionRef(a: RefAttention): Float64Array {
   const { nHeads, nKvHeads, headDim: hd } = a;
   const group = nHeads / nKvHeads;
+  const cap = a.softcap ?? 0;
   const out = new Float64Array(a.rows * nHeads * hd);
   for (const s of a.seqs) {
     for (let j = 0; j < s.qLen; j++) {
@@ -42,7 +45,7 @@ export function attentionRef(a: RefAttention): Float64Array {
           const ko = (t * nKvHeads + kvh) * hd;
           let dot = 0;
           for (let d = 0; d < hd; d++) dot += a.q[qo + d]! * s.keys[ko + d]!;
-          scores[t - lo] = dot * a.scale;
+          scores[t - lo] = cap > 0 ? cap * Math.tanh((dot * a.scale) / cap) : dot * a.scale;
           max = Math.max(max, scores[t - lo]!);
         }
         let sum = 0;
