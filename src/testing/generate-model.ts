@@ -12,7 +12,15 @@ import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { modelSpecFromConfig } from '../engine/model/config.js';
-import { listWeights, parameterCount, type Architecture, type ModelSpec, type TensorRef } from '../engine/model/model-spec.js';
+import {
+  listWeights,
+  parameterCount,
+  type Architecture,
+  type LayerWeights,
+  type ModelSpec,
+  type TensorRef,
+  type WeightLayout,
+} from '../engine/model/model-spec.js';
 import { byteBpeTokenizer } from './byte-bpe-tokenizer.js';
 import { writeSafetensors, type WriteDtype } from './safetensors-writer.js';
 import { SeededRandom, seedFor } from './seeded-random.js';
@@ -81,8 +89,30 @@ export interface GenerateTestModelOptions extends Partial<ModelShape> {
   ropeTheta?: number;
   /** Raw config.json rope_scaling, e.g. { rope_type: 'llama3', factor: 8, ... }. */
   ropeScaling?: Record<string, unknown>;
-  /** mistral: sliding_window; qwen2/qwen3: also sets use_sliding_window. */
+  /**
+   * mistral: sliding_window; qwen2/qwen3: also sets use_sliding_window (every layer slides);
+   * gemma2/gemma3_text: the window of their sliding layers (default 24, shorter than the
+   * architecture tests' prompts, so that it is exercised).
+   */
   slidingWindow?: number | null;
+  /** gemma2/gemma3_text: every this-th layer is global (default 2, so that a 2-layer model has one of each; Gemma 3's own is 6). */
+  slidingWindowPattern?: number;
+  /** gemma2/gemma3_text: query_pre_attn_scalar (default 24: a scale unlike 1 / sqrt(head_dim)). */
+  queryPreAttnScalar?: number;
+  /**
+   * gemma2: attn_logit_softcapping and final_logit_softcapping (defaults 4 and 8, low
+   * enough to change a tiny model's scores and logits; the real models' 50 and 30 rarely bite).
+   */
+  attnSoftcap?: number | null;
+  finalSoftcap?: number | null;
+  /** gemma3_text: rope_local_base_freq of the sliding layers (default 1000, unlike rope_theta). */
+  localRopeTheta?: number;
+  /**
+   * gemma3_text: write the checkpoint as Gemma 3 with its vision tower does (model_type
+   * gemma3, the decoder's config in text_config and its tensors under this prefix, plus a
+   * vision tensor the engine must leave alone).
+   */
+  visionWrapper?: 'language_model.model.' | 'model.language_model.';
   /** Override attention_bias (llama, qwen3, glm, glm4). */
   attentionBias?: boolean;
   /** false: write config and tokenizer files only (sizing presets). */
@@ -104,7 +134,12 @@ const HF_CLASS: Record<Architecture, string> = {
   qwen3: 'Qwen3ForCausalLM',
   glm: 'GlmForCausalLM',
   glm4: 'Glm4ForCausalLM',
+  gemma: 'GemmaForCausalLM',
+  gemma2: 'Gemma2ForCausalLM',
+  gemma3_text: 'Gemma3ForCausalLM',
 };
+
+const GEMMA: readonly Architecture[] = ['gemma', 'gemma2', 'gemma3_text'];
 
 /** Real tokenizers shipped in devDependencies, with the ids their models' configs use. */
 const REAL_TOKENIZERS: Record<
@@ -132,7 +167,6 @@ export async function generateTestModel(dir: string, options: GenerateTestModelO
   await mkdir(dir, { recursive: true });
   const ids = await writeTokenizer(dir, tokenizer, shape, seed);
   const config = configJson(arch, shape, dtype, ids, options, preset);
-  await writeJson(join(dir, 'config.json'), config);
   await writeJson(join(dir, 'generation_config.json'), {
     bos_token_id: ids.bos,
     eos_token_id: ids.genEos,
@@ -141,9 +175,16 @@ export async function generateTestModel(dir: string, options: GenerateTestModelO
     top_p: 0.9,
     top_k: 40,
   });
-  const spec = modelSpecFromConfig(config);
+  const wrapped = options.visionWrapper ? gemma3VisionConfig(config, options) : config;
+  await writeJson(join(dir, 'config.json'), wrapped);
+  const spec = modelSpecFromConfig(wrapped);
+  if (options.visionWrapper === 'model.language_model.')
+    spec.weights = renamed(spec.weights, (n) =>
+      n.replace(/^language_model\.model\./, 'model.language_model.').replace(/^language_model\.lm_head/, 'lm_head'),
+    );
+  const extra = options.visionWrapper ? [{ name: 'vision_tower.vision_model.embeddings.patch_embedding.weight', shape: [8, 3, 2, 2] }] : [];
   let weightBytes = 0;
-  if (writeWeights) weightBytes = await writeWeightFiles(dir, spec, dtype, seed, options.sharded ? (options.shards ?? 3) : 1);
+  if (writeWeights) weightBytes = await writeWeightFiles(dir, spec, dtype, seed, options.sharded ? (options.shards ?? 3) : 1, extra);
   return { dir, spec, parameterCount: parameterCount(spec), weightBytes };
 }
 
@@ -234,6 +275,28 @@ function configJson(
   if (arch === 'qwen2' || arch === 'qwen3') {
     config['use_sliding_window'] = o.slidingWindow != null;
     config['sliding_window'] = o.slidingWindow ?? null;
+    config['max_window_layers'] = 0;
+  }
+  if (GEMMA.includes(arch)) {
+    // Gemma 1.0 checkpoints ship the wrong hidden_act next to the right hidden_activation
+    config['hidden_act'] = 'gelu';
+    config['hidden_activation'] = 'gelu_pytorch_tanh';
+    config['attention_bias'] = o.attentionBias ?? false;
+    config['tie_word_embeddings'] = o.tiedEmbeddings ?? preset.tiedEmbeddings ?? true;
+  }
+  if (arch === 'gemma2' || arch === 'gemma3_text') {
+    config['sliding_window'] = o.slidingWindow === undefined ? 24 : o.slidingWindow;
+    config['sliding_window_pattern'] = o.slidingWindowPattern ?? 2;
+    config['query_pre_attn_scalar'] = o.queryPreAttnScalar ?? 24;
+  }
+  if (arch === 'gemma2') {
+    config['attn_logit_softcapping'] = o.attnSoftcap === undefined ? 4 : o.attnSoftcap;
+    config['final_logit_softcapping'] = o.finalSoftcap === undefined ? 8 : o.finalSoftcap;
+  }
+  if (arch === 'gemma3_text') {
+    config['rope_local_base_freq'] = o.localRopeTheta ?? 1000;
+    config['attn_logit_softcapping'] = null;
+    config['final_logit_softcapping'] = null;
   }
   return config;
 }
@@ -258,18 +321,54 @@ function tensorValues(ref: TensorRef, spec: ModelSpec, seed: number): Float32Arr
   const SQRT3 = Math.sqrt(3);
   const uniform = (center: number, std: number): Float32Array => rng.fillUniform(out, center, std * SQRT3);
   const name = ref.name;
-  if (name.endsWith('norm.weight')) return uniform(1, 0.2 / SQRT3);
+  // Gemma's (1 + w) norms store offsets from 1
+  if (name.endsWith('norm.weight')) return uniform(spec.norm.onePlus ? 0 : 1, 0.2 / SQRT3);
   if (name.endsWith('.bias')) return uniform(0, 0.1);
-  if (name === 'model.embed_tokens.weight') return uniform(0, spec.tiedEmbeddings ? 3 / Math.sqrt(spec.hiddenSize) : 1);
-  if (name === 'lm_head.weight') return uniform(0, 3 / Math.sqrt(spec.hiddenSize));
+  if (name === spec.weights.embed.name) return uniform(0, spec.tiedEmbeddings ? 3 / Math.sqrt(spec.hiddenSize) : 1);
+  if (name === spec.weights.lmHead?.name) return uniform(0, 3 / Math.sqrt(spec.hiddenSize));
   // With a tied table, logit v includes E_v . E_token (the current token's own row, still in
   // the residual stream), which favours repeating it; larger residual writes drown that out.
   const writesResidual = name.endsWith('o_proj.weight') || name.endsWith('down_proj.weight');
   return uniform(0, (writesResidual && spec.tiedEmbeddings ? TIED_OUT_SCALE : 1) / Math.sqrt(ref.shape[1]!));
 }
 
-async function writeWeightFiles(dir: string, spec: ModelSpec, dtype: WriteDtype, seed: number, shards: number): Promise<number> {
-  const all = listWeights(spec.weights);
+/** Gemma3ForConditionalGeneration's config.json around a gemma3_text one (vision config abridged). */
+function gemma3VisionConfig(text: Record<string, unknown>, o: GenerateTestModelOptions): Record<string, unknown> {
+  if (o.architecture !== 'gemma3_text') throw new RangeError('visionWrapper is for gemma3_text');
+  const { eos_token_id, bos_token_id, torch_dtype, architectures: _a, ...rest } = text;
+  return {
+    architectures: ['Gemma3ForConditionalGeneration'],
+    model_type: 'gemma3',
+    eos_token_id,
+    bos_token_id,
+    torch_dtype,
+    text_config: rest,
+    vision_config: { model_type: 'siglip_vision_model', hidden_size: 8, patch_size: 2 },
+    mm_tokens_per_image: 4,
+  };
+}
+
+function renamed(layout: WeightLayout, rename: (name: string) => string): WeightLayout {
+  const ref = (t: TensorRef): TensorRef => ({ ...t, name: rename(t.name) });
+  return {
+    embed: ref(layout.embed),
+    finalNorm: ref(layout.finalNorm),
+    ...(layout.lmHead ? { lmHead: ref(layout.lmHead) } : {}),
+    layers: layout.layers.map(
+      (l) => Object.fromEntries(Object.entries(l).map(([k, t]) => [k, ref(t as TensorRef)])) as unknown as LayerWeights,
+    ),
+  };
+}
+
+async function writeWeightFiles(
+  dir: string,
+  spec: ModelSpec,
+  dtype: WriteDtype,
+  seed: number,
+  shards: number,
+  extra: TensorRef[] = [],
+): Promise<number> {
+  const all = [...listWeights(spec.weights), ...extra];
   const values = (t: TensorRef): Float32Array => tensorValues(t, spec, seed);
   if (shards <= 1) return writeSafetensors(join(dir, 'model.safetensors'), all, dtype, values);
   // contiguous groups of about equal size, as transformers' save_pretrained makes

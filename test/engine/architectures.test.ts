@@ -20,7 +20,7 @@ import { relativeError } from '../helpers/gpu.js';
 import { Rng } from '../helpers/random.js';
 import { loadReferenceModel } from '../reference/forward.js';
 
-const ARCHITECTURES: Architecture[] = ['llama', 'mistral', 'qwen2', 'qwen3', 'glm', 'glm4'];
+const ARCHITECTURES: Architecture[] = ['llama', 'mistral', 'qwen2', 'qwen3', 'glm', 'glm4', 'gemma', 'gemma2', 'gemma3_text'];
 const PROMPT_TOKENS = 64;
 
 /**
@@ -130,3 +130,25 @@ for (const arch of ARCHITECTURES) {
     }
   });
 }
+
+describe('gemma3 with its vision tower (model_type gemma3)', () => {
+  for (const wrapper of ['language_model.model.', 'model.language_model.'] as const) {
+    it(`decoder tensors under ${wrapper}: the text model loads, the vision tensor is left alone, greedy matches the reference`, async () => {
+      const dir = join(root, `gemma3-vision-${wrapper}`);
+      const generated = await generateTestModel(dir, { architecture: 'gemma3_text', dtype: 'f32', seed: 11, visionWrapper: wrapper });
+      expect(generated.spec.modelType).toBe('gemma3');
+      const reference = await loadReferenceModel(dir);
+      expect(reference.spec.weights.embed.name).toBe(`${wrapper}embed_tokens.weight`);
+      const rng = new Rng(wrapper.length);
+      const prompt = Array.from({ length: 16 }, () => 1 + rng.int(generated.spec.vocabSize - 1));
+      const engine = await Engine.load(dir, { forceF32: true, responseCacheEntries: 0 });
+      try {
+        const want = reference.greedy(prompt, { maxTokens: 32 });
+        const got = await engine.complete({ prompt, maxTokens: 32, ignoreEos: true, sampling: { temperature: 0 } });
+        expect(got.tokenIds).toEqual(want.tokens);
+      } finally {
+        await engine.close();
+      }
+    });
+  }
+});

@@ -116,6 +116,10 @@ const MISTRAL_7B_V0_1 = {
   eos_token_id: 2,
 };
 
+function messageOf(f: () => unknown): string {
+  return (errorOf(f) as Error).message;
+}
+
 function errorOf(f: () => unknown): unknown {
   try {
     f();
@@ -124,6 +128,75 @@ function errorOf(f: () => unknown): unknown {
   }
   throw new Error('expected an error');
 }
+
+// Gemma checkpoints' published config.json files (google/gemma-2b, gemma-2-2b-it, gemma-3-1b-it), abridged.
+const GEMMA_2B = {
+  model_type: 'gemma',
+  attention_bias: false,
+  bos_token_id: 2,
+  eos_token_id: 1,
+  head_dim: 256,
+  hidden_act: 'gelu',
+  hidden_size: 2048,
+  intermediate_size: 16384,
+  max_position_embeddings: 8192,
+  num_attention_heads: 8,
+  num_hidden_layers: 18,
+  num_key_value_heads: 1,
+  rms_norm_eps: 1e-6,
+  rope_scaling: null,
+  rope_theta: 10000.0,
+  torch_dtype: 'bfloat16',
+  vocab_size: 256000,
+};
+const GEMMA_2_2B_IT = {
+  model_type: 'gemma2',
+  attention_bias: false,
+  attn_logit_softcapping: 50.0,
+  bos_token_id: 2,
+  eos_token_id: [1, 107],
+  final_logit_softcapping: 30.0,
+  head_dim: 256,
+  hidden_act: 'gelu_pytorch_tanh',
+  hidden_activation: 'gelu_pytorch_tanh',
+  hidden_size: 2304,
+  intermediate_size: 9216,
+  max_position_embeddings: 8192,
+  num_attention_heads: 8,
+  num_hidden_layers: 26,
+  num_key_value_heads: 4,
+  query_pre_attn_scalar: 256,
+  rms_norm_eps: 1e-6,
+  rope_theta: 10000.0,
+  sliding_window: 4096,
+  torch_dtype: 'float32',
+  vocab_size: 256000,
+};
+const GEMMA_3_1B_IT = {
+  model_type: 'gemma3_text',
+  attention_bias: false,
+  attn_logit_softcapping: null,
+  bos_token_id: 2,
+  eos_token_id: [1, 106],
+  final_logit_softcapping: null,
+  head_dim: 256,
+  hidden_activation: 'gelu_pytorch_tanh',
+  hidden_size: 1152,
+  intermediate_size: 6912,
+  max_position_embeddings: 32768,
+  num_attention_heads: 4,
+  num_hidden_layers: 26,
+  num_key_value_heads: 1,
+  query_pre_attn_scalar: 256,
+  rms_norm_eps: 1e-6,
+  rope_local_base_freq: 10000,
+  rope_scaling: null,
+  rope_theta: 1000000,
+  sliding_window: 512,
+  sliding_window_pattern: 6,
+  torch_dtype: 'bfloat16',
+  vocab_size: 262144,
+};
 
 describe('modelSpecFromConfig', () => {
   it('demo-stories: plain Llama', async () => {
@@ -254,11 +327,169 @@ describe('modelSpecFromConfig', () => {
     expect(ropeInvFreq(s.rope)[0]).toBe(0.5);
   });
 
+  it('Gemma (gemma-2b): (1 + w) norms, tied table scaled by sqrt(hidden) in bf16, the tanh GELU whatever hidden_act says', () => {
+    const s = modelSpecFromConfig(GEMMA_2B);
+    expect(s).toMatchObject({
+      architecture: 'gemma',
+      norm: { eps: 1e-6, onePlus: true },
+      headDim: 256,
+      numKvHeads: 1,
+      tiedEmbeddings: true,
+      // the 1.0 configs' hidden_act "gelu" is the exact GELU; the model was trained with the tanh form
+      activation: 'gelu_tanh',
+      sandwichNorms: false,
+      qkNorm: false,
+      slidingWindow: null,
+      localRope: null,
+      attentionSoftcap: null,
+      finalLogitSoftcap: null,
+      // sqrt(2048) = 45.2548... is 45.25 as a bfloat16
+      embeddingScale: 45.25,
+    });
+    expect(s.attentionScale).toBe(1 / 16);
+    expect(s.slidingLayers).toEqual(new Array(18).fill(false));
+    expect(s.weights.layers[0]!.postAttentionNorm.name).toBe('model.layers.0.post_attention_layernorm.weight');
+    expect(parameterCount(s)).toBe(2_506_172_416);
+    expect(messageOf(() => modelSpecFromConfig({ ...GEMMA_2B, hidden_activation: 'relu' }))).toContain('hidden_activation');
+  });
+
+  it('Gemma 2 (gemma-2-2b-it): sandwich norms under Gemma names, soft-capping, query_pre_attn_scalar, every other layer sliding', () => {
+    const s = modelSpecFromConfig(GEMMA_2_2B_IT);
+    expect(s).toMatchObject({
+      architecture: 'gemma2',
+      sandwichNorms: true,
+      attentionSoftcap: 50,
+      finalLogitSoftcap: 30,
+      slidingWindow: 4096,
+      localRope: { theta: 10000 },
+      // float32 checkpoint: sqrt(2304) = 48 exactly
+      embeddingScale: 48,
+      eosTokenIds: [1, 107],
+    });
+    expect(s.attentionScale).toBe(1 / 16);
+    // layer i slides when i is even (Gemma2Attention: not bool(layer_idx % 2))
+    expect(s.slidingLayers.slice(0, 4)).toEqual([true, false, true, false]);
+    expect(s.slidingLayers.filter(Boolean)).toHaveLength(13);
+    const l = s.weights.layers[1]!;
+    expect([l.inputNorm.name, l.postSelfAttnNorm!.name, l.postAttentionNorm.name, l.postMlpNorm!.name]).toEqual([
+      'model.layers.1.input_layernorm.weight',
+      'model.layers.1.post_attention_layernorm.weight',
+      'model.layers.1.pre_feedforward_layernorm.weight',
+      'model.layers.1.post_feedforward_layernorm.weight',
+    ]);
+    expect(parameterCount(s)).toBe(2_614_341_888);
+    // Gemma2Config's defaults: query_pre_attn_scalar 256, caps 50 and 30; null turns a cap off
+    const { attn_logit_softcapping: _a, final_logit_softcapping: _f, query_pre_attn_scalar: _q, ...bare } = GEMMA_2_2B_IT;
+    expect(modelSpecFromConfig({ ...bare, head_dim: 128 })).toMatchObject({
+      attentionSoftcap: 50,
+      finalLogitSoftcap: 30,
+      attentionScale: 1 / 16,
+    });
+    expect(modelSpecFromConfig({ ...GEMMA_2_2B_IT, final_logit_softcapping: null }).finalLogitSoftcap).toBeNull();
+    expect(messageOf(() => modelSpecFromConfig({ ...GEMMA_2_2B_IT, attn_logit_softcapping: -1 }))).toContain('attn_logit_softcapping');
+    // transformers >= 4.53 writes layer_types, which then decides
+    const types = Array.from({ length: 26 }, (_, i) => (i < 2 ? 'sliding_attention' : 'full_attention'));
+    expect(modelSpecFromConfig({ ...GEMMA_2_2B_IT, layer_types: types }).slidingLayers.filter(Boolean)).toHaveLength(2);
+    expect(messageOf(() => modelSpecFromConfig({ ...GEMMA_2_2B_IT, layer_types: types.slice(1) }))).toContain('layer_types');
+    expect(messageOf(() => modelSpecFromConfig({ ...GEMMA_2_2B_IT, layer_types: [...types.slice(1), 'chunked_attention'] }))).toContain(
+      '"chunked_attention"',
+    );
+  });
+
+  it('Gemma 3 (gemma-3-1b-it): q/k norms, five sliding layers in six with their own RoPE base, no soft-capping', () => {
+    const s = modelSpecFromConfig(GEMMA_3_1B_IT);
+    expect(s).toMatchObject({
+      architecture: 'gemma3_text',
+      qkNorm: true,
+      sandwichNorms: true,
+      norm: { onePlus: true },
+      attentionSoftcap: null,
+      finalLogitSoftcap: null,
+      slidingWindow: 512,
+      rope: { theta: 1_000_000, scaling: { type: 'none' } },
+      localRope: { theta: 10000, scaling: { type: 'none' } },
+      // sqrt(1152) = 33.94 is 34 as a bfloat16
+      embeddingScale: 34,
+      eosTokenIds: [1, 106],
+    });
+    const globals = s.slidingLayers.flatMap((sliding, i) => (sliding ? [] : [i]));
+    expect(globals).toEqual([5, 11, 17, 23]);
+    expect(s.weights.layers[0]!.kNorm).toEqual({ name: 'model.layers.0.self_attn.k_norm.weight', shape: [256] });
+    expect(parameterCount(s)).toBe(999_885_952);
+    // Gemma 3 4B+: linear scaling on the global layers only
+    const scaled = modelSpecFromConfig({ ...GEMMA_3_1B_IT, rope_scaling: { rope_type: 'linear', factor: 8 } });
+    expect(scaled.rope.scaling).toEqual({ type: 'linear', factor: 8 });
+    expect(scaled.localRope!.scaling).toEqual({ type: 'none' });
+    // transformers v5: one rope_parameters block per layer type
+    const { rope_theta: _t, rope_scaling: _s, rope_local_base_freq: _l, ...bare } = GEMMA_3_1B_IT;
+    const v5 = modelSpecFromConfig({
+      ...bare,
+      rope_parameters: {
+        full_attention: { rope_type: 'linear', factor: 8, rope_theta: 1e6 },
+        sliding_attention: { rope_type: 'default', rope_theta: 1e4 },
+      },
+    });
+    expect(v5.rope).toMatchObject({ theta: 1e6, scaling: { type: 'linear', factor: 8 } });
+    expect(v5.localRope).toMatchObject({ theta: 1e4, scaling: { type: 'none' } });
+    const bad = messageOf(() => modelSpecFromConfig({ ...bare, rope_parameters: { full_attention: { rope_theta: 'x' } } }));
+    expect(bad).toContain('rope_parameters.full_attention.rope_theta');
+  });
+
+  it('Gemma 3 with its vision tower (gemma-3-4b-it): text_config read with Gemma3TextConfig defaults, decoder under language_model.model', () => {
+    const s = modelSpecFromConfig({
+      architectures: ['Gemma3ForConditionalGeneration'],
+      model_type: 'gemma3',
+      eos_token_id: [1, 106],
+      torch_dtype: 'bfloat16',
+      text_config: {
+        hidden_size: 2560,
+        intermediate_size: 10240,
+        model_type: 'gemma3_text',
+        num_attention_heads: 8,
+        num_hidden_layers: 34,
+        num_key_value_heads: 4,
+        rope_scaling: { factor: 8.0, rope_type: 'linear' },
+        sliding_window: 1024,
+      },
+      vision_config: { model_type: 'siglip_vision_model', hidden_size: 1152 },
+    });
+    expect(s).toMatchObject({
+      architecture: 'gemma3_text',
+      modelType: 'gemma3',
+      // Gemma3TextConfig's defaults for what text_config leaves out
+      vocabSize: 262_208,
+      headDim: 256,
+      contextLength: 131072,
+      rope: { theta: 1_000_000, scaling: { type: 'linear', factor: 8 } },
+      localRope: { theta: 10000, scaling: { type: 'none' } },
+      slidingWindow: 1024,
+      eosTokenIds: [1, 106],
+      torchDtype: 'bfloat16',
+      tiedEmbeddings: true,
+    });
+    expect(s.attentionScale).toBe(1 / 16);
+    expect(s.weights.embed.name).toBe('language_model.model.embed_tokens.weight');
+    expect(s.weights.layers[33]!.postMlpNorm!.name).toBe('language_model.model.layers.33.post_feedforward_layernorm.weight');
+    expect(parameterCount(s)).toBe(3_880_263_168);
+    expect(messageOf(() => modelSpecFromConfig({ model_type: 'gemma3' }))).toContain('text_config');
+  });
+
+  it('Qwen2 with use_sliding_window: the window applies from max_window_layers on, as in transformers', () => {
+    const s = modelSpecFromConfig({ ...QWEN2_5_0_5B, use_sliding_window: true, sliding_window: 4096, max_window_layers: 21 });
+    expect(s.slidingWindow).toBe(4096);
+    expect(s.slidingLayers.indexOf(true)).toBe(21);
+    expect(s.slidingLayers.filter(Boolean)).toHaveLength(QWEN2_5_0_5B.num_hidden_layers - 21);
+    // every layer below max_window_layers: no window at all
+    expect(
+      modelSpecFromConfig({ ...QWEN2_5_0_5B, use_sliding_window: true, sliding_window: 4096, max_window_layers: 99 }).slidingWindow,
+    ).toBeNull();
+  });
+
   it('unknown model_type names the supported architectures', () => {
     const e = errorOf(() => modelSpecFromConfig({ ...LLAMA_3_1_8B, model_type: 'gpt2' }));
     expect(isAutoGlmError(e, 'unsupported_architecture')).toBe(true);
     expect((e as Error).message).toContain('"gpt2"');
-    expect((e as Error).message).toContain('llama, mistral, qwen2, qwen3, glm, glm4');
+    expect((e as Error).message).toContain('llama, mistral, qwen2, qwen3, glm, glm4, gemma, gemma2, gemma3_text');
   });
 
   it('bad or unsupported values are typed errors naming the key', () => {

@@ -1,6 +1,6 @@
 /**
  * A float64 forward pass written straight from the transformers definitions
- * (modeling_llama/mistral/qwen2/qwen3/glm/glm4.py), sharing nothing with the GPU path
+ * (modeling_llama/mistral/qwen2/qwen3/glm/glm4/gemma/gemma2/gemma3.py), sharing nothing with the GPU path
  * except the ModelSpec and the weight reader. One token at a time with its own KV cache,
  * so a sequence of n tokens costs O(n) per token.
  */
@@ -43,12 +43,15 @@ export async function loadReferenceModel(
 
 export class ReferenceModel {
   private readonly invFreq: Float64Array;
+  /** Gemma 3's sliding layers' RoPE (rope_local_base_freq). */
+  private readonly localInvFreq: Float64Array | null;
 
   constructor(
     readonly spec: ModelSpec,
     private readonly weights: ReferenceWeights,
   ) {
     this.invFreq = ropeInvFreq(spec.rope);
+    this.localInvFreq = spec.localRope ? ropeInvFreq(spec.localRope) : null;
   }
 
   newCache(): ReferenceCache {
@@ -87,10 +90,14 @@ export class ReferenceModel {
     const s = this.spec;
     const H = s.hiddenSize;
     const pos = cache.length;
-    const x = this.w(s.weights.embed).slice(token * H, (token + 1) * H);
+    // Gemma scales the embeddings by sqrt(hidden) (rounded to the checkpoint dtype: spec)
+    const x = this.w(s.weights.embed)
+      .slice(token * H, (token + 1) * H)
+      .map((v) => v * s.embeddingScale);
     s.weights.layers.forEach((layer, l) => {
       // attention block
-      let a = this.attention(layer, rmsNorm(x, this.w(layer.inputNorm), s.norm.eps, s.norm.onePlus), pos, cache.keys[l]!, cache.values[l]!);
+      const h = rmsNorm(x, this.w(layer.inputNorm), s.norm.eps, s.norm.onePlus);
+      let a = this.attention(layer, l, h, pos, cache.keys[l]!, cache.values[l]!);
       if (layer.postSelfAttnNorm) a = rmsNorm(a, this.w(layer.postSelfAttnNorm), s.norm.eps, s.norm.onePlus);
       addInPlace(x, a);
       // MLP block
@@ -100,31 +107,48 @@ export class ReferenceModel {
     });
     cache.length++;
     const h = rmsNorm(x, this.w(s.weights.finalNorm), s.norm.eps, s.norm.onePlus);
-    return matVec(this.w(s.weights.lmHead ?? s.weights.embed), h, s.vocabSize, H);
+    const logits = matVec(this.w(s.weights.lmHead ?? s.weights.embed), h, s.vocabSize, H);
+    // Gemma 2: final_logit_softcapping
+    const cap = s.finalLogitSoftcap;
+    return cap === null ? logits : logits.map((z) => cap * Math.tanh(z / cap));
   }
 
-  private attention(layer: LayerWeights, h: Float64Array, pos: number, keys: Float64Array[], values: Float64Array[]): Float64Array {
+  private attention(
+    layer: LayerWeights,
+    l: number,
+    h: Float64Array,
+    pos: number,
+    keys: Float64Array[],
+    values: Float64Array[],
+  ): Float64Array {
     const s = this.spec;
     const H = s.hiddenSize;
     const D = s.headDim;
+    // sliding layers (all of Mistral's, every other of Gemma 2's, five in six of Gemma 3's)
+    // see the window and, in Gemma 3, rotate with their own RoPE
+    const sliding = s.slidingWindow !== null && s.slidingLayers[l]!;
+    const invFreq = sliding && this.localInvFreq ? this.localInvFreq : this.invFreq;
     const q = matVec(this.w(layer.qProj), h, s.numHeads * D, H, layer.qBias && this.w(layer.qBias));
     const k = matVec(this.w(layer.kProj), h, s.numKvHeads * D, H, layer.kBias && this.w(layer.kBias));
     const v = matVec(this.w(layer.vProj), h, s.numKvHeads * D, H, layer.vBias && this.w(layer.vBias));
-    for (let head = 0; head < s.numHeads; head++) this.headRope(q, head * D, pos, layer.qNorm);
-    for (let head = 0; head < s.numKvHeads; head++) this.headRope(k, head * D, pos, layer.kNorm);
+    for (let head = 0; head < s.numHeads; head++) this.headRope(q, head * D, pos, layer.qNorm, invFreq);
+    for (let head = 0; head < s.numKvHeads; head++) this.headRope(k, head * D, pos, layer.kNorm, invFreq);
     keys.push(k);
     values.push(v);
 
     const out = new Float64Array(s.numHeads * D);
     const group = s.numHeads / s.numKvHeads;
-    const first = s.slidingWindow === null ? 0 : Math.max(0, pos - s.slidingWindow + 1);
+    const first = sliding ? Math.max(0, pos - s.slidingWindow! + 1) : 0;
+    const cap = s.attentionSoftcap;
     for (let head = 0; head < s.numHeads; head++) {
       const kvOff = Math.floor(head / group) * D;
       const scores: number[] = [];
       for (let j = first; j <= pos; j++) {
         let dot = 0;
         for (let d = 0; d < D; d++) dot += q[head * D + d]! * keys[j]![kvOff + d]!;
-        scores.push(dot * s.attentionScale);
+        const score = dot * s.attentionScale;
+        // Gemma 2: attn_logit_softcapping, after the scale, before the softmax
+        scores.push(cap === null ? score : cap * Math.tanh(score / cap));
       }
       const max = Math.max(...scores);
       const e = scores.map((x) => Math.exp(x - max));
@@ -137,8 +161,8 @@ export class ReferenceModel {
     return matVec(this.w(layer.oProj), out, H, s.numHeads * D, layer.oBias && this.w(layer.oBias));
   }
 
-  /** Qwen3's per-head norm (when present), then RoPE on the head's first rotaryDim dimensions. */
-  private headRope(x: Float64Array, off: number, pos: number, norm: TensorRef | undefined): void {
+  /** Qwen3's and Gemma 3's per-head norm (when present), then RoPE on the head's first rotaryDim dimensions. */
+  private headRope(x: Float64Array, off: number, pos: number, norm: TensorRef | undefined, invFreq: Float64Array): void {
     const s = this.spec;
     if (norm) x.set(rmsNorm(x.subarray(off, off + s.headDim), this.w(norm), s.norm.eps, s.norm.onePlus), off);
     const half = s.rope.rotaryDim / 2;
@@ -146,7 +170,7 @@ export class ReferenceModel {
       // 'half': rotate_half pairs i with i + rotaryDim/2; 'interleaved' (GLM): 2i with 2i+1
       const a = s.rope.layout === 'half' ? off + i : off + 2 * i;
       const b = s.rope.layout === 'half' ? off + i + half : off + 2 * i + 1;
-      const angle = pos * this.invFreq[i]!;
+      const angle = pos * invFreq[i]!;
       const c = Math.cos(angle);
       const sn = Math.sin(angle);
       const x0 = x[a]!;

@@ -8,15 +8,34 @@ import type { Architecture } from './model-spec.js';
 /** A bias that is always on, always off, or follows config.attention_bias. */
 type BiasRule = boolean | 'attention_bias';
 
+/**
+ * Where config.sliding_window applies (a config.json with `layer_types` says so per layer
+ * instead, as transformers >= 4.53 writes it):
+ * - never;
+ * - when_set: every layer, when the window is set (Mistral);
+ * - when_use_sliding_window: layers from max_window_layers on, when use_sliding_window (Qwen2/3);
+ * - pattern: every layer but each sliding_window_pattern-th (Gemma 2: 2, Gemma 3: 6).
+ */
+export type SlidingWindowRule = 'never' | 'when_set' | 'when_use_sliding_window' | 'pattern';
+
 export interface ArchitectureTraits {
   ropeLayout: 'half' | 'interleaved';
   qkvBias: BiasRule;
   oBias: BiasRule;
   qkNorm: boolean;
   sandwichNorms: boolean;
+  /** Tensor names of the sandwich norms: GLM-4's post_self_attn/post_mlp or Gemma's post_attention/pre_feedforward/post_feedforward. */
+  normNames: 'llama' | 'gemma';
   fusedGateUp: boolean;
-  /** Whether config.sliding_window applies (Qwen2/3 also need use_sliding_window). */
-  slidingWindow: 'never' | 'when_set' | 'when_use_sliding_window';
+  slidingWindow: SlidingWindowRule;
+  /** Gemma: RMSNorm x * (1 + w), embeddings times sqrt(hidden_size), query_pre_attn_scalar and soft-capping keys. */
+  gemma: boolean;
+  /**
+   * The MLP activation's config key: hidden_act, or Gemma's hidden_activation (Gemma 1.0
+   * checkpoints carry `"hidden_act": "gelu"`, the exact GELU, though the model was trained
+   * with the tanh form; transformers' GemmaMLP used hidden_activation, defaulting to it).
+   */
+  activationKey: 'hidden_act' | 'hidden_activation';
   /** Defaults of the configuration class for keys a config.json may omit. */
   defaults: {
     /** undefined: hidden_size / num_attention_heads. */
@@ -27,6 +46,27 @@ export interface ArchitectureTraits {
     ropeTheta: number;
     contextLength: number;
     tieWordEmbeddings: boolean;
+    activation: string;
+    /** when_use_sliding_window: layers below this keep full attention. */
+    maxWindowLayers?: number;
+    /** pattern: the window and its period. */
+    slidingWindow?: number;
+    slidingWindowPattern?: number;
+    /** Gemma 2/3: the attention scale is query_pre_attn_scalar^-0.5. */
+    queryPreAttnScalar?: number;
+    attnLogitSoftcapping?: number | null;
+    finalLogitSoftcapping?: number | null;
+    /** Gemma 3: RoPE theta of the sliding-window layers (rope_local_base_freq). */
+    localRopeTheta?: number;
+    /** Sizes the configuration class defaults (Gemma 3's text_config leaves most of them out); absent: required keys. */
+    shape?: {
+      vocabSize: number;
+      hiddenSize: number;
+      intermediateSize: number;
+      numLayers: number;
+      numHeads: number;
+      numKvHeads: number;
+    };
   };
 }
 
@@ -37,8 +77,11 @@ const GLM: ArchitectureTraits = {
   oBias: false,
   qkNorm: false,
   sandwichNorms: false,
+  normNames: 'llama',
   fusedGateUp: true,
   slidingWindow: 'never',
+  gemma: false,
+  activationKey: 'hidden_act',
   defaults: {
     headDim: 128,
     partialRotaryFactor: 0.5,
@@ -47,18 +90,54 @@ const GLM: ArchitectureTraits = {
     ropeTheta: 10000,
     contextLength: 131072,
     tieWordEmbeddings: false,
+    activation: 'silu',
   },
 };
+
+/** The plain pre-norm decoder's traits, which most architectures change in a few places. */
+const LLAMA_LIKE = {
+  ropeLayout: 'half',
+  qkNorm: false,
+  sandwichNorms: false,
+  normNames: 'llama',
+  fusedGateUp: false,
+  gemma: false,
+  activationKey: 'hidden_act',
+} as const;
+
+/**
+ * GemmaConfig's defaults (Gemma 7B); Gemma 2 and 3 change a few. head_dim is set apart from
+ * hidden_size / heads (256 in every published size but Gemma 2 27B's 128).
+ */
+const GEMMA_DEFAULTS = {
+  headDim: 256,
+  partialRotaryFactor: 1,
+  attentionBias: false,
+  rmsNormEps: 1e-6,
+  ropeTheta: 10000,
+  contextLength: 8192,
+  tieWordEmbeddings: true,
+  activation: 'gelu_pytorch_tanh',
+} as const;
+
+/** Gemma 2 and 3: sandwich norms with Gemma's names, alternating sliding-window layers. */
+const GEMMA_2_3 = {
+  ...LLAMA_LIKE,
+  qkvBias: 'attention_bias',
+  oBias: 'attention_bias',
+  sandwichNorms: true,
+  normNames: 'gemma',
+  slidingWindow: 'pattern',
+  gemma: true,
+  activationKey: 'hidden_activation',
+} as const;
 
 export const ARCHITECTURES: Record<Architecture, ArchitectureTraits> = {
   // LlamaAttention: q/k/v/o all take bias=config.attention_bias (default False).
   llama: {
-    ropeLayout: 'half',
     qkvBias: 'attention_bias',
     oBias: 'attention_bias',
-    qkNorm: false,
-    sandwichNorms: false,
-    fusedGateUp: false,
+    ...LLAMA_LIKE,
     slidingWindow: 'never',
     defaults: {
       partialRotaryFactor: 1,
@@ -67,16 +146,14 @@ export const ARCHITECTURES: Record<Architecture, ArchitectureTraits> = {
       ropeTheta: 10000,
       contextLength: 2048,
       tieWordEmbeddings: false,
+      activation: 'silu',
     },
   },
   // MistralAttention: no biases; sliding_window null in v0.2+ checkpoints.
   mistral: {
-    ropeLayout: 'half',
     qkvBias: false,
     oBias: false,
-    qkNorm: false,
-    sandwichNorms: false,
-    fusedGateUp: false,
+    ...LLAMA_LIKE,
     slidingWindow: 'when_set',
     defaults: {
       partialRotaryFactor: 1,
@@ -85,16 +162,15 @@ export const ARCHITECTURES: Record<Architecture, ArchitectureTraits> = {
       ropeTheta: 10000,
       contextLength: 32768,
       tieWordEmbeddings: false,
+      activation: 'silu',
     },
   },
-  // Qwen2Attention: q/k/v bias=True unconditionally, o_proj bias=False.
+  // Qwen2Attention: q/k/v bias=True unconditionally, o_proj bias=False; with use_sliding_window
+  // the window applies from layer max_window_layers on (Qwen2Config.layer_types).
   qwen2: {
-    ropeLayout: 'half',
     qkvBias: true,
     oBias: false,
-    qkNorm: false,
-    sandwichNorms: false,
-    fusedGateUp: false,
+    ...LLAMA_LIKE,
     slidingWindow: 'when_use_sliding_window',
     defaults: {
       partialRotaryFactor: 1,
@@ -103,17 +179,17 @@ export const ARCHITECTURES: Record<Architecture, ArchitectureTraits> = {
       ropeTheta: 10000,
       contextLength: 32768,
       tieWordEmbeddings: false,
+      activation: 'silu',
+      maxWindowLayers: 28,
     },
   },
   // Qwen3Attention: q/k/v/o bias=config.attention_bias (default False); q_norm/k_norm
   // (RMSNorm over head_dim) on each head before RoPE; Qwen3Config.head_dim defaults to 128.
   qwen3: {
-    ropeLayout: 'half',
     qkvBias: 'attention_bias',
     oBias: 'attention_bias',
+    ...LLAMA_LIKE,
     qkNorm: true,
-    sandwichNorms: false,
-    fusedGateUp: false,
     slidingWindow: 'when_use_sliding_window',
     defaults: {
       headDim: 128,
@@ -123,6 +199,8 @@ export const ARCHITECTURES: Record<Architecture, ArchitectureTraits> = {
       ropeTheta: 10000,
       contextLength: 32768,
       tieWordEmbeddings: false,
+      activation: 'silu',
+      maxWindowLayers: 28,
     },
   },
   // GlmAttention: q/k/v bias=config.attention_bias (default True), o_proj bias=False;
@@ -133,4 +211,49 @@ export const ARCHITECTURES: Record<Architecture, ArchitectureTraits> = {
   // Glm4DecoderLayer: as GLM plus post_self_attn_layernorm (after attention, before the
   // residual add) and post_mlp_layernorm (after the MLP, before the residual add).
   glm4: { ...GLM, sandwichNorms: true },
+  // GemmaRMSNorm: x * (1 + w), in float32; GemmaModel scales the embeddings by
+  // sqrt(hidden_size) cast to the hidden states' dtype; q/k/v/o bias=attention_bias.
+  gemma: {
+    ...LLAMA_LIKE,
+    qkvBias: 'attention_bias',
+    oBias: 'attention_bias',
+    slidingWindow: 'never',
+    gemma: true,
+    activationKey: 'hidden_activation',
+    defaults: GEMMA_DEFAULTS,
+  },
+  // Gemma2DecoderLayer: input_layernorm -> attention -> post_attention_layernorm -> residual,
+  // pre_feedforward_layernorm -> MLP -> post_feedforward_layernorm -> residual. Attention
+  // scale query_pre_attn_scalar^-0.5, scores soft-capped at attn_logit_softcapping (50),
+  // logits at final_logit_softcapping (30); layer i slides when i is even.
+  gemma2: {
+    ...GEMMA_2_3,
+    defaults: {
+      ...GEMMA_DEFAULTS,
+      slidingWindow: 4096,
+      slidingWindowPattern: 2,
+      queryPreAttnScalar: 256,
+      attnLogitSoftcapping: 50,
+      finalLogitSoftcapping: 30,
+    },
+  },
+  // Gemma3TextModel: as Gemma 2 plus q_norm/k_norm (Gemma's (1 + w) form) before RoPE, no
+  // soft-capping by default, every sixth layer global; global layers use rope_theta and
+  // rope_scaling, sliding ones rope_local_base_freq without scaling.
+  gemma3_text: {
+    ...GEMMA_2_3,
+    qkNorm: true,
+    defaults: {
+      ...GEMMA_DEFAULTS,
+      ropeTheta: 1_000_000,
+      contextLength: 131072,
+      slidingWindow: 4096,
+      slidingWindowPattern: 6,
+      queryPreAttnScalar: 256,
+      attnLogitSoftcapping: null,
+      finalLogitSoftcapping: null,
+      localRopeTheta: 10000,
+      shape: { vocabSize: 262_208, hiddenSize: 2304, intermediateSize: 9216, numLayers: 26, numHeads: 8, numKvHeads: 4 },
+    },
+  },
 };

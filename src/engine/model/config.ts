@@ -6,10 +6,12 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { AutoGlmError } from '../../errors.js';
-import { ARCHITECTURES } from './architectures.js';
+import { ARCHITECTURES, type ArchitectureTraits } from './architectures.js';
+import { f16BitsToNumber, float32ToBf16Bits, numberToF16Bits } from './dtype-convert.js';
 import { fileProblem } from './model-file.js';
-import { SUPPORTED_ARCHITECTURES, type Architecture, type ModelSpec, type RopeScaling } from './model-spec.js';
-import { weightLayout } from './weight-names.js';
+import { SUPPORTED_ARCHITECTURES, type Architecture, type ModelSpec, type RopeScaling, type RopeSpec } from './model-spec.js';
+import { openModelWeights } from './sharded.js';
+import { weightLayout, type DecoderNames } from './weight-names.js';
 
 export type ModelConfigJson = Record<string, unknown>;
 
@@ -20,9 +22,47 @@ export type ModelConfigJson = Record<string, unknown>;
  */
 const MAX_LAYERS = 4096;
 
-/** Reads and parses `<dir>/config.json`. */
+/**
+ * Reads and parses `<dir>/config.json`. A Gemma 3 checkpoint with its vision tower names its
+ * decoder's tensors one of two ways; the weight files say which.
+ */
 export async function loadModelSpec(dir: string): Promise<ModelSpec> {
-  return modelSpecFromConfig(await readJsonFile(join(dir, 'config.json')));
+  const spec = modelSpecFromConfig(await readJsonFile(join(dir, 'config.json')));
+  if (spec.modelType !== 'gemma3') return spec;
+  const weights = await openModelWeights(dir);
+  try {
+    const names = GEMMA3_DECODER_NAMES.find((n) => weights.has(`${n.prefix}embed_tokens.weight`));
+    return names ? { ...spec, weights: weightLayout({ ...spec, normNames: 'gemma', names }) } : spec;
+  } finally {
+    await weights.close();
+  }
+}
+
+/**
+ * Gemma3ForConditionalGeneration's decoder: language_model.model.* as published (transformers
+ * 4.50), model.language_model.* as transformers >= 4.52 saves it (its checkpoint conversion
+ * mapping between the two). The vision tower's tensors are not read: text only.
+ */
+const GEMMA3_DECODER_NAMES: DecoderNames[] = [
+  { prefix: 'language_model.model.', lmHead: 'language_model.lm_head.weight' },
+  { prefix: 'model.language_model.', lmHead: 'lm_head.weight' },
+];
+
+/**
+ * A Gemma 3 config with a vision tower (model_type gemma3): its text_config read as a
+ * gemma3_text config, with the token ids and dtype of the outer config where it has them.
+ */
+function gemma3TextConfig(config: ModelConfigJson): ModelConfigJson {
+  const text = config['text_config'];
+  if (text === null || typeof text !== 'object' || Array.isArray(text)) {
+    throw new AutoGlmError(
+      'model_load_failed',
+      'config.json model_type "gemma3" (Gemma 3 with its vision tower) needs a text_config object',
+    );
+  }
+  const outer: ModelConfigJson = {};
+  for (const key of ['eos_token_id', 'bos_token_id', 'torch_dtype', 'dtype']) if (config[key] != null) outer[key] = config[key];
+  return { ...(text as ModelConfigJson), ...outer, model_type: 'gemma3_text' };
 }
 
 export async function readJsonFile(file: string): Promise<ModelConfigJson> {
@@ -47,11 +87,16 @@ export async function readJsonFile(file: string): Promise<ModelConfigJson> {
 }
 
 export function modelSpecFromConfig(config: ModelConfigJson): ModelSpec {
+  if (config['model_type'] === 'gemma3') {
+    const spec = modelSpecFromConfig(gemma3TextConfig(config));
+    // text only; loadModelSpec picks the other naming when the files use it
+    return { ...spec, modelType: 'gemma3', weights: weightLayout({ ...spec, normNames: 'gemma', names: GEMMA3_DECODER_NAMES[0] }) };
+  }
   const modelType = config['model_type'];
   if (typeof modelType !== 'string' || !(SUPPORTED_ARCHITECTURES as readonly string[]).includes(modelType)) {
     throw new AutoGlmError(
       'unsupported_architecture',
-      `config.json model_type ${JSON.stringify(modelType ?? null)} is not supported; supported: ${SUPPORTED_ARCHITECTURES.join(', ')}`,
+      `config.json model_type ${JSON.stringify(modelType ?? null)} is not supported; supported: ${SUPPORTED_ARCHITECTURES.join(', ')}, gemma3 (text only)`,
     );
   }
   const architecture = modelType as Architecture;
@@ -59,13 +104,14 @@ export function modelSpecFromConfig(config: ModelConfigJson): ModelSpec {
   const d = traits.defaults;
   const c = new ConfigReader(config);
 
-  const vocabSize = c.int('vocab_size');
-  const hiddenSize = c.int('hidden_size');
-  const intermediateSize = c.int('intermediate_size');
-  const numLayers = c.int('num_hidden_layers');
+  const shape = d.shape;
+  const vocabSize = c.int('vocab_size', shape?.vocabSize);
+  const hiddenSize = c.int('hidden_size', shape?.hiddenSize);
+  const intermediateSize = c.int('intermediate_size', shape?.intermediateSize);
+  const numLayers = c.int('num_hidden_layers', shape?.numLayers);
   if (numLayers > MAX_LAYERS) throw c.invalid('num_hidden_layers', `must be at most ${MAX_LAYERS}`);
-  const numHeads = c.int('num_attention_heads');
-  const numKvHeads = c.int('num_key_value_heads', numHeads);
+  const numHeads = c.int('num_attention_heads', shape?.numHeads);
+  const numKvHeads = c.int('num_key_value_heads', shape?.numKvHeads ?? numHeads);
   if (numHeads % numKvHeads !== 0) {
     throw c.invalid('num_key_value_heads', `must divide num_attention_heads (${numHeads})`);
   }
@@ -77,23 +123,7 @@ export function modelSpecFromConfig(config: ModelConfigJson): ModelSpec {
   }
   const headDim = c.int('head_dim', d.headDim ?? Math.floor(hiddenSize / numHeads));
 
-  // transformers v5 moved rope_theta / rope_scaling / partial_rotary_factor into rope_parameters.
-  // A value there that is not a number is an error, not a reason to fall back to the default
-  // (a silently wrong theta loads and generates garbage).
-  const ropeScalingKey = c.object('rope_scaling') !== null ? 'rope_scaling' : 'rope_parameters';
-  const theta = c.number('rope_theta', c.nestedNumber('rope_parameters', 'rope_theta') ?? d.ropeTheta);
-  const partial = c.number('partial_rotary_factor', c.nestedNumber('rope_parameters', 'partial_rotary_factor') ?? d.partialRotaryFactor);
-  const rotaryDim = Math.floor(headDim * partial);
-  if (rotaryDim <= 0 || rotaryDim % 2 !== 0 || rotaryDim > headDim) {
-    // Either key may be at fault (an odd head_dim, a factor out of range), and either may be
-    // a default: name both with the values in force.
-    const headDimFrom = derivedHeadDim ? ' (hidden_size / num_attention_heads)' : config['head_dim'] == null ? ' (the default)' : '';
-    throw new AutoGlmError(
-      'model_load_failed',
-      `config.json head_dim ${headDim}${headDimFrom} x partial_rotary_factor ${partial} gives rotary dimension ${rotaryDim}; ` +
-        'RoPE rotates pairs of dimensions, so it must be even and in (0, head_dim]',
-    );
-  }
+  const { rope, localRope } = ropeSpecs(c, traits, headDim, derivedHeadDim ? 'derived' : config['head_dim'] == null ? 'default' : 'set');
 
   const attentionBias = c.bool('attention_bias', d.attentionBias);
   const bias = (rule: boolean | 'attention_bias'): boolean => (rule === 'attention_bias' ? attentionBias : rule);
@@ -112,6 +142,10 @@ export function modelSpecFromConfig(config: ModelConfigJson): ModelSpec {
       'eos_token_id',
       `holds ${unreachableEos}, not below vocab_size ${vocabSize} (the rows the logits cover), so it could never be generated`,
     );
+  const contextLength = c.int('max_position_embeddings', d.contextLength);
+  const torchDtype =
+    typeof config['torch_dtype'] === 'string' ? config['torch_dtype'] : typeof config['dtype'] === 'string' ? config['dtype'] : null;
+  const window = slidingWindow(traits, c, numLayers, contextLength);
   const spec: Omit<ModelSpec, 'weights'> = {
     architecture,
     modelType,
@@ -122,33 +156,103 @@ export function modelSpecFromConfig(config: ModelConfigJson): ModelSpec {
     numHeads,
     numKvHeads,
     headDim,
-    contextLength: c.int('max_position_embeddings', d.contextLength),
-    norm: { eps: c.number('rms_norm_eps', d.rmsNormEps), onePlus: false },
-    rope: { layout: traits.ropeLayout, rotaryDim, theta, scaling: ropeScaling(ropeScalingKey, c) },
+    contextLength,
+    norm: { eps: c.number('rms_norm_eps', d.rmsNormEps), onePlus: traits.gemma },
+    rope,
     qkvBias: bias(traits.qkvBias),
     oBias: bias(traits.oBias),
     qkNorm: traits.qkNorm,
     sandwichNorms: traits.sandwichNorms,
     fusedGateUp: traits.fusedGateUp,
     tiedEmbeddings,
-    activation: activation(c.string('hidden_act', 'silu'), c),
-    slidingWindow: slidingWindow(traits.slidingWindow, c, c.int('max_position_embeddings', d.contextLength)),
-    attentionScale: 1 / Math.sqrt(headDim),
+    activation: activation(traits.activationKey, c.string(traits.activationKey, d.activation), c),
+    slidingWindow: window.size,
+    slidingLayers: window.layers,
+    // a model with no sliding layer has no use for their RoPE
+    localRope: window.layers.some((s) => s) ? localRope : null,
+    attentionScale:
+      d.queryPreAttnScalar === undefined ? 1 / Math.sqrt(headDim) : 1 / Math.sqrt(c.number('query_pre_attn_scalar', d.queryPreAttnScalar)),
+    attentionSoftcap: traits.gemma ? c.optionalPositive('attn_logit_softcapping', d.attnLogitSoftcapping ?? null) : null,
+    finalLogitSoftcap: traits.gemma ? c.optionalPositive('final_logit_softcapping', d.finalLogitSoftcapping ?? null) : null,
+    embeddingScale: traits.gemma ? roundToDtype(Math.sqrt(hiddenSize), torchDtype) : 1,
     bosTokenId: c.optionalInt('bos_token_id'),
     eosTokenIds,
-    torchDtype:
-      typeof config['torch_dtype'] === 'string' ? config['torch_dtype'] : typeof config['dtype'] === 'string' ? config['dtype'] : null,
+    torchDtype,
   };
-  return { ...spec, weights: weightLayout(spec) };
+  return { ...spec, weights: weightLayout({ ...spec, normNames: traits.normNames }) };
 }
 
-/** `key` is rope_scaling, or rope_parameters (transformers v5) when rope_scaling is absent. */
-function ropeScaling(key: 'rope_scaling' | 'rope_parameters', c: ConfigReader): RopeScaling {
-  const json = c.object(key) ?? {};
+/**
+ * The model's RoPE, and Gemma 3's for its sliding-window layers (rope_local_base_freq, no
+ * scaling). transformers v5 moved rope_theta / rope_scaling / partial_rotary_factor into
+ * rope_parameters, for Gemma 3 one block per layer type (full_attention, sliding_attention).
+ * A value there that is not a number is an error, not a reason to fall back to the default
+ * (a silently wrong theta loads and generates garbage).
+ */
+function ropeSpecs(
+  c: ConfigReader,
+  traits: ArchitectureTraits,
+  headDim: number,
+  headDimFrom: 'derived' | 'default' | 'set',
+): { rope: RopeSpec; localRope: RopeSpec } {
+  const d = traits.defaults;
+  const params = c.object('rope_parameters');
+  const perType = params !== null && typeof params['full_attention'] === 'object' && params['full_attention'] !== null;
+  const block = (name: string): ParamBlock | null => {
+    if (!perType) return params === null ? null : { json: params, path: 'rope_parameters' };
+    const v = params[name];
+    if (v === undefined || v === null) return null;
+    if (typeof v !== 'object' || Array.isArray(v))
+      throw new AutoGlmError('model_load_failed', `config.json rope_parameters.${name} must be an object`);
+    return { json: v as Record<string, unknown>, path: `rope_parameters.${name}` };
+  };
+  const global = block('full_attention');
+  const scalingBlock: ParamBlock | null =
+    c.object('rope_scaling') !== null ? { json: c.object('rope_scaling')!, path: 'rope_scaling' } : global;
+  const theta = c.number('rope_theta', (global && positiveAt(global, 'rope_theta')) ?? d.ropeTheta);
+  const partial = c.number('partial_rotary_factor', (global && positiveAt(global, 'partial_rotary_factor')) ?? d.partialRotaryFactor);
+  const rotaryDim = Math.floor(headDim * partial);
+  if (rotaryDim <= 0 || rotaryDim % 2 !== 0 || rotaryDim > headDim) {
+    // Either key may be at fault (an odd head_dim, a factor out of range), and either may be
+    // a default: name both with the values in force.
+    const from = headDimFrom === 'derived' ? ' (hidden_size / num_attention_heads)' : headDimFrom === 'default' ? ' (the default)' : '';
+    throw new AutoGlmError(
+      'model_load_failed',
+      `config.json head_dim ${headDim}${from} x partial_rotary_factor ${partial} gives rotary dimension ${rotaryDim}; ` +
+        'RoPE rotates pairs of dimensions, so it must be even and in (0, head_dim]',
+    );
+  }
+  const rope: RopeSpec = { layout: traits.ropeLayout, rotaryDim, theta, scaling: ropeScaling(scalingBlock) };
+  const local = block('sliding_attention');
+  const localTheta = c.number('rope_local_base_freq', (local && positiveAt(local, 'rope_theta')) ?? d.localRopeTheta ?? theta);
+  const localRope: RopeSpec =
+    d.localRopeTheta === undefined ? rope : { ...rope, theta: localTheta, scaling: perType ? ropeScaling(local) : { type: 'none' } };
+  return { rope, localRope };
+}
+
+/** An object-valued config key (or one nested in one) and its path, for error messages. */
+interface ParamBlock {
+  json: Record<string, unknown>;
+  path: string;
+}
+
+/** A positive number in a block; undefined when absent or null. */
+function positiveAt(block: ParamBlock, field: string): number | undefined {
+  const v = block.json[field];
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) {
+    throw new AutoGlmError('model_load_failed', `config.json ${block.path}.${field} must be a positive number (got ${JSON.stringify(v)})`);
+  }
+  return v;
+}
+
+function ropeScaling(block: ParamBlock | null): RopeScaling {
+  const json = block?.json ?? {};
   const type = json['rope_type'] ?? json['type'] ?? 'default';
   const num = (field: string): number => {
-    const v = c.nestedNumber(key, field);
-    if (v === undefined) throw new AutoGlmError('model_load_failed', `config.json ${key}.${field} must be a positive number (got null)`);
+    const v = block && positiveAt(block, field);
+    if (v === undefined || v === null)
+      throw new AutoGlmError('model_load_failed', `config.json ${block?.path}.${field} must be a positive number (got null)`);
     return v;
   };
   switch (type) {
@@ -172,22 +276,52 @@ function ropeScaling(key: 'rope_scaling' | 'rope_parameters', c: ConfigReader): 
   }
 }
 
-function activation(name: string, c: ConfigReader): ModelSpec['activation'] {
+/**
+ * The value as a tensor of the checkpoint's dtype holds it: transformers multiplies Gemma's
+ * embeddings by sqrt(hidden_size) as a tensor of the hidden states' dtype.
+ */
+function roundToDtype(value: number, torchDtype: string | null): number {
+  if (torchDtype === 'bfloat16') return new Float32Array(Uint32Array.of(float32ToBf16Bits(Float32Array.of(value))[0]! << 16).buffer)[0]!;
+  if (torchDtype === 'float16') return f16BitsToNumber(numberToF16Bits(value));
+  return Math.fround(value);
+}
+
+function activation(key: string, name: string, c: ConfigReader): ModelSpec['activation'] {
   if (name === 'silu' || name === 'swish') return 'silu';
   if (name === 'gelu_pytorch_tanh' || name === 'gelu_new' || name === 'gelu_tanh') return 'gelu_tanh';
-  throw c.unsupported('hidden_act', name, 'silu, gelu_pytorch_tanh');
+  throw c.unsupported(key, name, 'silu, gelu_pytorch_tanh');
 }
 
 /**
- * The attention window in tokens, or null for full attention. A window at least as long as
- * the context limits nothing, so it is none: that also keeps windows beyond 2^32 - 1 (which
- * the kernels' u32 params would wrap to a short one) out of the kernels.
+ * The attention window in tokens and the layers it applies to; size null for full attention
+ * everywhere. A window at least as long as the context limits nothing, so it is none: that
+ * also keeps windows beyond 2^32 - 1 (which the kernels' u32 params would wrap to a short
+ * one) out of the kernels.
  */
-function slidingWindow(rule: 'never' | 'when_set' | 'when_use_sliding_window', c: ConfigReader, contextLength: number): number | null {
-  if (rule === 'never') return null;
-  if (rule === 'when_use_sliding_window' && !c.bool('use_sliding_window', false)) return null;
-  const window = c.optionalInt('sliding_window');
-  return window !== null && window < contextLength ? window : null;
+function slidingWindow(
+  traits: ArchitectureTraits,
+  c: ConfigReader,
+  numLayers: number,
+  contextLength: number,
+): { size: number | null; layers: boolean[] } {
+  const none = { size: null, layers: new Array<boolean>(numLayers).fill(false) };
+  const rule = traits.slidingWindow;
+  if (rule === 'never') return none;
+  if (rule === 'when_use_sliding_window' && !c.bool('use_sliding_window', false)) return none;
+  const window = c.optionalInt('sliding_window') ?? (c.has('sliding_window') ? null : (traits.defaults.slidingWindow ?? null));
+  if (window === null || window === 0 || window >= contextLength) return none;
+  const types = c.layerTypes(numLayers);
+  let layers: boolean[];
+  if (types) layers = types.map((t) => t === 'sliding_attention');
+  else if (rule === 'when_set') layers = new Array<boolean>(numLayers).fill(true);
+  else if (rule === 'when_use_sliding_window') {
+    const from = c.nonNegativeInt('max_window_layers', traits.defaults.maxWindowLayers ?? 0);
+    layers = Array.from({ length: numLayers }, (_, i) => i >= from);
+  } else {
+    const period = c.int('sliding_window_pattern', traits.defaults.slidingWindowPattern ?? 1);
+    layers = Array.from({ length: numLayers }, (_, i) => (i + 1) % period !== 0);
+  }
+  return layers.some((s) => s) ? { size: window, layers } : none;
 }
 
 /** Typed access to config keys with errors that name the key. */
@@ -209,6 +343,37 @@ class ConfigReader {
     const v = this.config[key] ?? fallback;
     if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0) throw this.invalid(key, 'must be a positive integer');
     return v;
+  }
+
+  has(key: string): boolean {
+    return key in this.config;
+  }
+
+  nonNegativeInt(key: string, fallback: number): number {
+    const v = this.config[key] ?? fallback;
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) throw this.invalid(key, 'must be a non-negative integer');
+    return v;
+  }
+
+  /** A positive number, null when the key says null (a feature turned off), the fallback when absent. */
+  optionalPositive(key: string, fallback: number | null): number | null {
+    const v = this.has(key) ? this.config[key] : fallback;
+    if (v === null) return null;
+    if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) throw this.invalid(key, 'must be a positive number or null');
+    return v;
+  }
+
+  /** transformers >= 4.53's per-layer attention kinds, when the config lists them. */
+  layerTypes(numLayers: number): ('full_attention' | 'sliding_attention')[] | null {
+    const v = this.config['layer_types'];
+    if (v === undefined || v === null) return null;
+    if (!Array.isArray(v) || v.length !== numLayers) throw this.invalid('layer_types', `must list one entry per layer (${numLayers})`);
+    for (const t of v) {
+      if (t !== 'full_attention' && t !== 'sliding_attention') {
+        throw this.unsupported('layer_types', String(t), 'full_attention, sliding_attention');
+      }
+    }
+    return v as ('full_attention' | 'sliding_attention')[];
   }
 
   optionalInt(key: string): number | null {

@@ -4,7 +4,7 @@
  * Built from config.json by `modelSpecFromConfig` (config.ts).
  */
 
-export const SUPPORTED_ARCHITECTURES = ['llama', 'mistral', 'qwen2', 'qwen3', 'glm', 'glm4'] as const;
+export const SUPPORTED_ARCHITECTURES = ['llama', 'mistral', 'qwen2', 'qwen3', 'glm', 'glm4', 'gemma', 'gemma2', 'gemma3_text'] as const;
 export type Architecture = (typeof SUPPORTED_ARCHITECTURES)[number];
 
 export type RopeScaling =
@@ -30,7 +30,7 @@ export interface RopeSpec {
 export interface NormSpec {
   /** RMSNorm epsilon (added to the mean square before the rsqrt). */
   eps: number;
-  /** Gemma-style x * (1 + w); false for every supported architecture (plain x * w). */
+  /** Gemma's x * (1 + w) (weights stored as offsets from 1); false elsewhere (plain x * w). */
   onePlus: boolean;
 }
 
@@ -59,9 +59,15 @@ export interface LayerWeights {
   oProj: TensorRef;
   /** Present when spec.oBias, [hidden]. */
   oBias?: TensorRef;
-  /** GLM-4-0414 (sandwichNorms): RMSNorm of the attention output before the residual add. */
+  /**
+   * sandwichNorms: RMSNorm of the attention output before the residual add (GLM-4-0414's
+   * post_self_attn_layernorm, Gemma 2/3's post_attention_layernorm).
+   */
   postSelfAttnNorm?: TensorRef;
-  /** Pre-MLP RMSNorm (HF's name "post_attention_layernorm" despite its place), [hidden]. */
+  /**
+   * Pre-MLP RMSNorm, [hidden]: HF's "post_attention_layernorm" despite its place in the
+   * Llama family, Gemma 2/3's "pre_feedforward_layernorm".
+   */
   postAttentionNorm: TensorRef;
   /** Separate gate and up, [intermediate, hidden] each (when !fusedGateUp). */
   gateProj?: TensorRef;
@@ -70,7 +76,7 @@ export interface LayerWeights {
   gateUpProj?: TensorRef;
   /** [hidden, intermediate]. */
   downProj: TensorRef;
-  /** GLM-4-0414 (sandwichNorms): RMSNorm of the MLP output before the residual add. */
+  /** sandwichNorms: RMSNorm of the MLP output before the residual add (GLM-4's post_mlp_layernorm, Gemma's post_feedforward_layernorm). */
   postMlpNorm?: TensorRef;
 }
 
@@ -103,9 +109,9 @@ export interface ModelSpec {
   qkvBias: boolean;
   /** Bias on the output projection (Llama/Qwen3 when attention_bias; never Qwen2/GLM/Mistral). */
   oBias: boolean;
-  /** Qwen3: per-head RMSNorm on q and k before RoPE. */
+  /** Qwen3, Gemma 3: per-head RMSNorm on q and k before RoPE. */
   qkNorm: boolean;
-  /** GLM-4-0414: post_self_attn_layernorm and post_mlp_layernorm around the residual adds. */
+  /** GLM-4-0414, Gemma 2/3: norms of the attention and MLP outputs before their residual adds. */
   sandwichNorms: boolean;
   /** GLM: one gate_up_proj weight, gate first. */
   fusedGateUp: boolean;
@@ -113,10 +119,28 @@ export interface ModelSpec {
   tiedEmbeddings: boolean;
   /** The gated MLP's activation: act(gate) * up. */
   activation: 'silu' | 'gelu_tanh';
-  /** Mistral: a query at position p sees keys at positions > p - slidingWindow; null = unlimited. */
+  /**
+   * A query at position p sees keys at positions > p - slidingWindow in the layers that
+   * slidingLayers marks (Mistral: all; Gemma 2: every other one; Gemma 3: five in six);
+   * null = unlimited everywhere.
+   */
   slidingWindow: number | null;
-  /** Attention scale, 1 / sqrt(headDim) for every supported architecture. */
+  /** Per layer: whether slidingWindow applies there (all false when it is null). */
+  slidingLayers: boolean[];
+  /** RoPE of the sliding-window layers where it differs from `rope` (Gemma 3's rope_local_base_freq); null = the same. */
+  localRope: RopeSpec | null;
+  /** Multiplies q.k: 1 / sqrt(headDim), Gemma 2/3 query_pre_attn_scalar^-0.5. */
   attentionScale: number;
+  /** Gemma 2: attention scores become cap * tanh(score / cap) before the softmax; null = none. */
+  attentionSoftcap: number | null;
+  /** Gemma 2: logits become cap * tanh(logit / cap); null = none. */
+  finalLogitSoftcap: number | null;
+  /**
+   * Gemma: the embedding rows are multiplied by sqrt(hidden_size), rounded to the
+   * checkpoint's dtype as transformers does (sqrt(2048) is 45.25 in bf16); 1 elsewhere.
+   * A tied LM head reads the table unscaled.
+   */
+  embeddingScale: number;
   bosTokenId: number | null;
   /** From config.json; generation_config.json may add more (see loadGenerationConfig). */
   eosTokenIds: number[];

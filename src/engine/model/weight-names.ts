@@ -1,7 +1,7 @@
 /**
  * Hugging Face tensor names and shapes for a spec's weights. All supported architectures
- * share the Llama naming (model.layers.N.self_attn.q_proj.weight, ...); the traits only
- * decide which optional tensors exist.
+ * share the Llama naming (model.layers.N.self_attn.q_proj.weight, ...) but for the sandwich
+ * norms (GLM-4's and Gemma's names differ); the traits decide which optional tensors exist.
  */
 import type { LayerWeights, TensorRef, WeightLayout } from './model-spec.js';
 
@@ -17,9 +17,22 @@ export interface WeightLayoutOptions {
   oBias: boolean;
   qkNorm: boolean;
   sandwichNorms: boolean;
+  /** Names of the norms around attention and MLP: Llama's (and GLM-4's post-norms) or Gemma 2/3's. */
+  normNames: 'llama' | 'gemma';
   fusedGateUp: boolean;
   tiedEmbeddings: boolean;
+  /** Where the decoder's tensors live (default DECODER_NAMES: model.*, lm_head.weight). */
+  names?: DecoderNames;
 }
+
+/** The decoder's name prefix and the LM head's name: a multimodal checkpoint nests the decoder. */
+export interface DecoderNames {
+  /** Before layers.N..., embed_tokens and norm: "model." */
+  prefix: string;
+  lmHead: string;
+}
+
+export const DECODER_NAMES: DecoderNames = { prefix: 'model.', lmHead: 'lm_head.weight' };
 
 export function weightLayout(o: WeightLayoutOptions): WeightLayout {
   const H = o.hiddenSize;
@@ -27,16 +40,19 @@ export function weightLayout(o: WeightLayoutOptions): WeightLayout {
   const qDim = o.numHeads * o.headDim;
   const kvDim = o.numKvHeads * o.headDim;
   const ref = (name: string, ...shape: number[]): TensorRef => ({ name, shape });
+  const names = o.names ?? DECODER_NAMES;
   const layers: LayerWeights[] = [];
   for (let l = 0; l < o.numLayers; l++) {
-    const p = `model.layers.${l}.`;
+    const p = `${names.prefix}layers.${l}.`;
     const layer: LayerWeights = {
       inputNorm: ref(`${p}input_layernorm.weight`, H),
       qProj: ref(`${p}self_attn.q_proj.weight`, qDim, H),
       kProj: ref(`${p}self_attn.k_proj.weight`, kvDim, H),
       vProj: ref(`${p}self_attn.v_proj.weight`, kvDim, H),
       oProj: ref(`${p}self_attn.o_proj.weight`, H, qDim),
-      postAttentionNorm: ref(`${p}post_attention_layernorm.weight`, H),
+      // Gemma 2/3 call the pre-MLP norm pre_feedforward_layernorm and use
+      // post_attention_layernorm for the attention output's post-norm
+      postAttentionNorm: ref(`${p}${o.normNames === 'gemma' ? 'pre_feedforward' : 'post_attention'}_layernorm.weight`, H),
       downProj: ref(`${p}mlp.down_proj.weight`, H, I),
     };
     if (o.qkvBias) {
@@ -50,8 +66,9 @@ export function weightLayout(o: WeightLayoutOptions): WeightLayout {
       layer.kNorm = ref(`${p}self_attn.k_norm.weight`, o.headDim);
     }
     if (o.sandwichNorms) {
-      layer.postSelfAttnNorm = ref(`${p}post_self_attn_layernorm.weight`, H);
-      layer.postMlpNorm = ref(`${p}post_mlp_layernorm.weight`, H);
+      const gemma = o.normNames === 'gemma';
+      layer.postSelfAttnNorm = ref(`${p}${gemma ? 'post_attention' : 'post_self_attn'}_layernorm.weight`, H);
+      layer.postMlpNorm = ref(`${p}${gemma ? 'post_feedforward' : 'post_mlp'}_layernorm.weight`, H);
     }
     if (o.fusedGateUp) layer.gateUpProj = ref(`${p}mlp.gate_up_proj.weight`, 2 * I, H);
     else {
@@ -61,10 +78,10 @@ export function weightLayout(o: WeightLayoutOptions): WeightLayout {
     layers.push(layer);
   }
   const layout: WeightLayout = {
-    embed: ref('model.embed_tokens.weight', o.vocabSize, H),
+    embed: ref(`${names.prefix}embed_tokens.weight`, o.vocabSize, H),
     layers,
-    finalNorm: ref('model.norm.weight', H),
+    finalNorm: ref(`${names.prefix}norm.weight`, H),
   };
-  if (!o.tiedEmbeddings) layout.lmHead = ref('lm_head.weight', o.vocabSize, H);
+  if (!o.tiedEmbeddings) layout.lmHead = ref(names.lmHead, o.vocabSize, H);
   return layout;
 }

@@ -10,8 +10,8 @@
  * the residual stream feeds exactly one matmul (q/k/v, gate/up, the LM head), so it runs
  * inside that matmul (MatmulArgs.normX), and the o and down projections add their output
  * into the residual stream in place (accumulate): two dispatches per layer fewer and no
- * normed copy of the hidden states. Post-norms (GLM-4) normalise a matmul's output before
- * the residual add, so those models keep the norms as dispatches of their own.
+ * normed copy of the hidden states. Post-norms (GLM-4, Gemma 2/3) normalise a matmul's output
+ * before the residual add, so those models keep the norms as dispatches of their own.
  */
 import { attention } from '../../kernels/attention.js';
 import { embedding } from '../../kernels/embedding.js';
@@ -21,6 +21,7 @@ import { gatedActivation } from '../../kernels/activation.js';
 import { loraExpand, loraShrink } from '../../kernels/lora.js';
 import { addRmsNorm, rmsNorm } from '../../kernels/rmsnorm.js';
 import { ropeKvWrite } from '../../kernels/rope-kv-write.js';
+import { softcap } from '../../kernels/softcap.js';
 import type { Recorder } from '../../kernels/recorder.js';
 import type { KernelRuntime } from '../../kernels/runtime.js';
 import { sliceTensor, type GpuTensor } from '../../kernels/tensor.js';
@@ -106,7 +107,7 @@ export function recordForward(
     ropeKvWrite(rt, rec, {
       qkv,
       positions: plan.positions,
-      invFreq: model.invFreq,
+      invFreq: layer.invFreq,
       slots: plan.slots,
       kCache: cache.k,
       vCache: cache.v,
@@ -129,10 +130,12 @@ export function recordForward(
       nKvHeads: s.numKvHeads,
       headDim: s.headDim,
       blockSize: plan.blockSize,
-      slidingWindow: s.slidingWindow,
+      scale: s.attentionScale,
+      softcap: s.attentionSoftcap,
+      slidingWindow: layer.slidingWindow,
     });
 
-    // output projection (+ GLM-4's post-attention-output norm); folded: added into hidden
+    // output projection (+ GLM-4's and Gemma's post-attention-output norm); folded: added into hidden
     const residualOut = fold ? { out: hidden, accumulate: true } : { out: blockOut };
     matmul(rt, rec, { x: attnOut, weight: layer.o, M: rows, ...residualOut });
     addLora(lora.o, attnOut, residualOut.out);
@@ -141,7 +144,7 @@ export function recordForward(
     // residual add + MLP input norm (folded: inside the gate/up matmul)
     if (!fold) addRmsNorm(rt, rec, { residual: hidden, x: blockOut, weight: layer.preMlpNorm, out: normed, ...norm });
 
-    // MLP: fused gate/up, activation, down (+ GLM-4's post-MLP-output norm)
+    // MLP: fused gate/up, activation, down (+ GLM-4's and Gemma's post-MLP-output norm)
     matmul(rt, rec, { x: fold ? hidden : normed, normX: normX(layer.preMlpNorm), weight: layer.gateUp, out: gateUp, M: rows });
     addLora(lora.gateUp, fold ? hidden : normed, gateUp, normX(layer.preMlpNorm));
     // an adapted down projection reads the activated rows, so they are made whatever the step's size
@@ -168,6 +171,8 @@ export function recordForward(
   gatherRows(rt, rec, { src, indices: plan.sampleRows, out: last, srcRows: rows, count: plan.sampleCount, dim: s.hiddenSize });
   const logits = rowsOf(buf.logits, plan.sampleCount, s.vocabSize);
   matmul(rt, rec, { x: last, normX: normX(model.finalNorm), weight: model.lmHead, out: logits, M: plan.sampleCount });
+  // Gemma 2: logits soft-capped before anything reads them (sampling, logprobs, penalties)
+  if (s.finalLogitSoftcap > 0) softcap(rt, rec, { x: logits, count: plan.sampleCount * s.vocabSize, cap: s.finalLogitSoftcap });
 }
 
 /** Whether every residual-stream norm feeds one matmul only: no layer normalises a matmul's output (post-norms). */

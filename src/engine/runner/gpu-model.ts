@@ -8,6 +8,10 @@ import type { GpuTensor } from '../../kernels/tensor.js';
 import type { GpuLoras } from '../lora/lora-weights.js';
 
 export interface GpuLayer {
+  /** 0 = full attention; else this layer's sliding window in tokens. */
+  slidingWindow: number;
+  /** f32 [rotaryDim / 2]: this layer's RoPE inverse frequencies (GpuModel.invFreq, or Gemma 3's local ones). */
+  invFreq: GpuTensor;
   /** Pre-attention norm weight, f32 [hidden]. */
   inputNorm: GpuTensor;
   /** q, k and v fused: [(numHeads + 2 * numKvHeads) * headDim, hidden], q first, then k, then v. */
@@ -16,14 +20,14 @@ export interface GpuLayer {
   qNorm?: GpuTensor;
   kNorm?: GpuTensor;
   o: MatmulWeight;
-  /** GLM-4-0414: norm of the attention output before the residual add. */
+  /** GLM-4-0414, Gemma 2/3: norm of the attention output before the residual add. */
   postAttnOutNorm?: GpuTensor;
   /** Pre-MLP norm weight. */
   preMlpNorm: GpuTensor;
   /** gate and up fused: [2 * intermediate, hidden], gate first. */
   gateUp: MatmulWeight;
   down: MatmulWeight;
-  /** GLM-4-0414: norm of the MLP output before the residual add. */
+  /** GLM-4-0414, Gemma 2/3: norm of the MLP output before the residual add. */
   postMlpOutNorm?: GpuTensor;
 }
 
@@ -41,7 +45,12 @@ export interface GpuModelShape {
   ropeLayout: 'half' | 'interleaved';
   rotaryDim: number;
   activation: 'silu' | 'gelu_tanh';
-  slidingWindow: number;
+  /** Multiplies q.k in attention. */
+  attentionScale: number;
+  /** 0 = none; else attention scores are soft-capped at this (Gemma 2). */
+  attentionSoftcap: number;
+  /** 0 = none; else logits are soft-capped at this (Gemma 2). */
+  finalLogitSoftcap: number;
 }
 
 export interface GpuModel {
@@ -52,6 +61,8 @@ export interface GpuModel {
   lmHead: MatmulWeight;
   /** f32 [rotaryDim / 2]: RoPE inverse frequencies, scaling applied. */
   invFreq: GpuTensor;
+  /** Gemma 3: the sliding-window layers' inverse frequencies, when they differ. */
+  localInvFreq?: GpuTensor;
   /** Bytes of weights read per decode step (for the bandwidth bound). */
   weightBytes: number;
   /**

@@ -14,6 +14,7 @@ import { allocateQuantized, INT8_GROUP_SIZE, quantizeInt8Into, type QuantizedInt
 import { prepareMatmulWeight, type MatmulWeight } from '../../kernels/matmul.js';
 import type { KernelRuntime } from '../../kernels/runtime.js';
 import { tensorBytes, type GpuTensor } from '../../kernels/tensor.js';
+import { float32ToF16Bits } from '../model/dtype-convert.js';
 import { ropeInvFreq, type TensorRef } from '../model/model-spec.js';
 import type { LoadedModelFolder } from '../model-folder.js';
 import type { ModelWeights } from '../model/sharded.js';
@@ -118,9 +119,20 @@ export async function uploadModel(rt: KernelRuntime, folder: LoadedModelFolder, 
     return w;
   };
 
+  const invFreq = rt.upload('f32', Float32Array.from(ropeInvFreq(spec.rope)), 'rope.inv-freq');
+  const localInvFreq = spec.localRope ? rt.upload('f32', Float32Array.from(ropeInvFreq(spec.localRope)), 'rope.local-inv-freq') : undefined;
+  /** Gemma: the table's rows times sqrt(hidden), scaled once here instead of every step. */
+  const scaledEmbedding = async (): Promise<Float32Array | Uint16Array> => {
+    const values = (await weights.read(spec.weights.embed.name, 'f32')) as Float32Array;
+    for (let i = 0; i < values.length; i++) values[i]! *= spec.embeddingScale;
+    return floatDType === 'f16' ? float32ToF16Bits(values) : values;
+  };
   const layers: GpuLayer[] = [];
-  for (const l of spec.weights.layers) {
+  for (const [i, l] of spec.weights.layers.entries()) {
+    const sliding = spec.slidingLayers[i]! && spec.slidingWindow !== null;
     layers.push({
+      slidingWindow: sliding ? spec.slidingWindow! : 0,
+      invFreq: sliding && localInvFreq ? localInvFreq : invFreq,
       inputNorm: await vector(l.inputNorm),
       qkv: await stacked([l.qProj, l.kProj, l.vProj], [l.qBias, l.kBias, l.vBias]),
       qNorm: l.qNorm ? await vector(l.qNorm) : undefined,
@@ -134,7 +146,7 @@ export async function uploadModel(rt: KernelRuntime, folder: LoadedModelFolder, 
     });
   }
 
-  const embedData = await readFloats(spec.weights.embed.name, floatDType);
+  const embedData = spec.embeddingScale === 1 ? await readFloats(spec.weights.embed.name, floatDType) : await scaledEmbedding();
   const embedding = prepareEmbeddingTable(rt, {
     data: embedData,
     vocab: spec.vocabSize,
@@ -146,7 +158,6 @@ export async function uploadModel(rt: KernelRuntime, folder: LoadedModelFolder, 
   // wants rows, the GEMV wants K-major columns)
   const lmHead = spec.weights.lmHead ? await linear(spec.weights.lmHead) : await linear(spec.weights.embed);
   const finalNorm = await vector(spec.weights.finalNorm);
-  const invFreq = rt.upload('f32', Float32Array.from(ropeInvFreq(spec.rope)), 'rope.inv-freq');
 
   const shape: GpuModelShape = {
     vocabSize: spec.vocabSize,
@@ -161,10 +172,13 @@ export async function uploadModel(rt: KernelRuntime, folder: LoadedModelFolder, 
     ropeLayout: spec.rope.layout,
     rotaryDim: spec.rope.rotaryDim,
     activation: spec.activation,
-    slidingWindow: spec.slidingWindow ?? 0,
+    attentionScale: spec.attentionScale,
+    attentionSoftcap: spec.attentionSoftcap ?? 0,
+    finalLogitSoftcap: spec.finalLogitSoftcap ?? 0,
   };
   const embeddingBytes = embedding.parts.reduce((n, p) => n + tensorBytes(p.tensor), 0);
-  const residentBytes = weightBytes + embeddingBytes + tensorBytes(invFreq);
+  const ropeBytes = tensorBytes(invFreq) + (localInvFreq ? tensorBytes(localInvFreq) : 0);
+  const residentBytes = weightBytes + embeddingBytes + ropeBytes;
   await rt.sync();
-  return { shape, embedding, layers, finalNorm, lmHead, invFreq, weightBytes, residentBytes };
+  return { shape, embedding, layers, finalNorm, lmHead, invFreq, localInvFreq, weightBytes, residentBytes };
 }
