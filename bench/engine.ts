@@ -15,6 +15,11 @@
  * default) and run as dispatches of their own, with a --streams-wide batched decode as well;
  * writes bench/results/engine-fold-norms.json.
  *
+ * `npm run bench:engine -- --architectures=llama,gemma2,gemma3_text [--streams=16] [--rounds=5]`:
+ * the same interleaved comparison between architectures, each on the generated 100M shape
+ * (what Gemma's sandwich norms, which cannot fold into the matmuls, and soft-capping cost
+ * against Llama); writes bench/results/engine-architectures.json.
+ *
  * `npm run bench:engine -- --prompt-scoring [--model=DIR] [--prompt=400] [--rounds=5]`: what
  * prompt logprobs (echo with logprobs, prompt_logprobs) cost: a fresh --prompt-token prompt
  * prefilled plainly and one scored (promptLogprobs), alternating round by round, medians
@@ -50,6 +55,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Engine } from '../src/engine/engine.js';
 import { loadModelSpec } from '../src/engine/model/config.js';
+import { SUPPORTED_ARCHITECTURES, type Architecture } from '../src/engine/model/model-spec.js';
 import { generateLoraAdapter } from '../src/testing/generate-lora.js';
 import { ensureGeneratedModel } from '../src/testing/generate-model.js';
 import { WEIGHT_DTYPE_OPTIONS, type EngineOptions, type GenerateRequest, type WeightDTypeOption } from '../src/engine/types.js';
@@ -81,10 +87,40 @@ function writeStampedJson(name: string, adapter: string, fields: Record<string, 
   console.log(`wrote ${writeResultsJson(name, { adapter, date, commit, ...fields })}`);
 }
 
-/** One engine of an interleaved comparison: a label and the options that make it differ. */
+/** One engine of an interleaved comparison: a label and the options (or model) that make it differ. */
 interface EngineVariant {
   label: string;
   options: EngineOptions;
+  /** This variant's model (default: the comparison's). */
+  modelDir?: string;
+}
+
+/**
+ * --architectures: the generated 100M shape as each architecture, with the real models'
+ * settings where the test generator picks small ones to exercise them (Gemma 2's caps of 50
+ * and 30, query_pre_attn_scalar = head_dim, Gemma 3's one global layer in six); windows of
+ * 512, longer than the bench's sequences, so that attention does the same work everywhere.
+ */
+async function architectureVariants(list: string): Promise<EngineVariant[]> {
+  const variants: EngineVariant[] = [];
+  for (const name of list.split(',')) {
+    if (!(SUPPORTED_ARCHITECTURES as readonly string[]).includes(name)) {
+      throw new Error(`--architectures takes ${SUPPORTED_ARCHITECTURES.join(', ')}; got ${JSON.stringify(name)}`);
+    }
+    const architecture = name as Architecture;
+    const gemma = architecture === 'gemma2' || architecture === 'gemma3_text';
+    const settings = gemma
+      ? {
+          slidingWindow: 512,
+          slidingWindowPattern: architecture === 'gemma2' ? 2 : 6,
+          queryPreAttnScalar: 64,
+          attnSoftcap: 50,
+          finalSoftcap: 30,
+        }
+      : {};
+    variants.push({ label: name, options: {}, modelDir: await ensureGeneratedModel('100m', { architecture, seed: 1, ...settings }) });
+  }
+  return variants;
 }
 
 /**
@@ -101,14 +137,13 @@ async function compareEngines(
 ): Promise<void> {
   const engines: { label: string; engine: Engine }[] = [];
   try {
-    for (const { label, options } of variants) {
-      const engine = modelDir
-        ? await Engine.load(modelDir, { ...options, responseCacheEntries: 0 })
-        : (await loadBenchEngine(options)).engine;
+    for (const { label, options, modelDir: own } of variants) {
+      const dir = own ?? modelDir;
+      const engine = dir ? await Engine.load(dir, { ...options, responseCacheEntries: 0 }) : (await loadBenchEngine(options)).engine;
       engines.push({ label, engine });
     }
     const vocab = engines[0]!.engine.folder.spec.vocabSize;
-    const model = modelDir ?? 'generated 100M llama';
+    const model = variants.some((v) => v.modelDir) ? 'generated 100M shape per architecture' : (modelDir ?? 'generated 100M llama');
     console.error(`adapter: ${engines[0]!.engine.adapterName}; model: ${model}`);
     for (const { engine } of engines) {
       await timedGenerate(engine, { prompt: randomPrompt(32, vocab, 999), maxTokens: 4, ignoreEos: true, sampling: { temperature: 0 } });
@@ -507,6 +542,15 @@ async function main(): Promise<void> {
     const variants = list.map((dtype) => ({ label: dtype, options: { weightDType: dtype } }));
     return compareEngines(variants, flag('model'), countFlag('rounds', 5), countFlag('streams', 1), 'engine-weight-dtypes');
   }
+  const architectures = flag('architectures');
+  if (architectures !== undefined)
+    return compareEngines(
+      await architectureVariants(architectures),
+      undefined,
+      countFlag('rounds', 5),
+      countFlag('streams', 16),
+      'engine-architectures',
+    );
   if (process.argv.includes('--fold-norms')) {
     const variants = [
       { label: 'norms folded into the matmuls', options: { foldNorms: true } },

@@ -176,6 +176,25 @@ describe('PEFT LoRA reader', () => {
       ),
     ).toContain('gate_up_proj does not exist');
     expect(await refusal(await write([]))).toContain('no LoRA tensors');
+    // a multimodal model's vision tower is not the decoder
+    const vision = 'base_model.model.vision_tower.vision_model.encoder.layers.0.self_attn.q_proj';
+    expect(
+      await refusal(
+        await write([
+          { name: `${vision}.lora_A.weight`, shape: [2, 32] },
+          { name: `${vision}.lora_B.weight`, shape: [32, 2] },
+        ]),
+      ),
+    ).toContain('vision_tower');
+    // Gemma 3 with its vision tower nests the decoder; both of its namings are read
+    for (const nested of ['base_model.model.language_model.model.layers.0', 'base_model.model.model.language_model.layers.0']) {
+      const dir = await write([
+        { name: `${nested}.self_attn.q_proj.lora_A.weight`, shape: [2, 32] },
+        { name: `${nested}.self_attn.q_proj.lora_B.weight`, shape: [32, 2] },
+      ]);
+      const adapter = await loadLoraAdapter('x', dir, llama);
+      expect(adapter.layers[0]!.get('q_proj'), nested).toBeDefined();
+    }
   });
 
   it('a folder without the files is refused naming the file', async () => {

@@ -49,7 +49,10 @@ export interface LoraAdapter {
 /** Adapters of larger rank are refused: every slot is padded to the largest rank loaded. */
 export const MAX_LORA_RANK = 256;
 
-const KEY = /^(?:base_model\.model\.)?model\.layers\.(\d+)\.(?:self_attn|mlp)\.([a-z_]+)\.lora_([AB])\.weight$/;
+// the decoder's layers: model.layers, or nested in a multimodal model as Gemma 3's
+// (language_model.model.layers as published, model.language_model.layers as transformers >= 4.52 names it)
+const KEY =
+  /^(?:base_model\.model\.)?(?:model\.|language_model\.model\.|model\.language_model\.)layers\.(\d+)\.(?:self_attn|mlp)\.([a-z_]+)\.lora_([AB])\.weight$/;
 
 function refuse(dir: string, message: string): AutoGlmError {
   return new AutoGlmError('model_load_failed', `LoRA adapter ${dir}: ${message}`);
