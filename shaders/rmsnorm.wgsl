@@ -11,8 +11,9 @@
 // sizes of 8192 and more) are still spread across all 256. TPR is a power of two.
 //
 // Variants: IN_PLACE (out is x itself: one read_write binding, since WebGPU forbids a
-// writable binding aliasing another) and ADD (residual += x, written back, then the norm
-// of the new residual: one dispatch instead of two per layer).
+// writable binding aliasing another), ADD (residual += x, written back, then the norm
+// of the new residual: one dispatch instead of two per layer) and ACCUMULATE (out += the
+// norm: a post-norm's output added into the residual stream, Gemma 2/3's sandwich norms).
 
 #if SUBGROUP
 // SUBGROUP (CPU adapters): a workgroup is one subgroup of TPR lanes on one vector, and the
@@ -114,7 +115,11 @@ fn main(
 #if IN_PLACE
     x[base + d] = x[base + d] * scale * weight(d);
 #else
+#if ACCUMULATE
+    out[base + d] += x[base + d] * scale * weight(d);
+#else
     out[base + d] = x[base + d] * scale * weight(d);
+#endif
 #endif
 #endif
   }

@@ -373,9 +373,10 @@ export interface EngineOptions {
   maxContextTokens?: number;
   /**
    * Run each RMSNorm of the residual stream inside the matmul it feeds, and add the o and
-   * down projections into the residual stream in place (default true; models with
-   * post-norms, GLM-4, keep separate norms either way). false: a dispatch per norm, as
-   * before: for comparisons. The results agree to f32 rounding.
+   * down projections into the residual stream in place (default true; in models with
+   * post-norms, GLM-4 and Gemma 2/3, each post-norm adds its result into the residual stream
+   * instead). false: a dispatch per norm, as before: for comparisons. The results agree to
+   * f32 rounding.
    */
   foldNorms?: boolean;
   /** The model name reported to clients (default: the folder's name). */

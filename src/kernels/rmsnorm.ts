@@ -1,6 +1,7 @@
 /**
- * RMSNorm, plain (x / rms * w) or in the Gemma/GLM form (x / rms * (1 + w)), and the
- * fused residual-add-then-norm that saves one dispatch per norm in a decoder layer.
+ * RMSNorm, plain (x / rms * w) or in the Gemma/GLM form (x / rms * (1 + w)), added into its
+ * output (a post-norm feeding the residual stream), and the fused residual-add-then-norm
+ * that saves one dispatch per norm in a decoder layer.
  */
 import { grid1d } from './grid.js';
 import { params } from './params.js';
@@ -20,6 +21,8 @@ export interface RmsNormOptions {
   weight: GpuTensor;
   /** f32 output with the same layout as x; omitted (or x itself) to normalise in place. */
   out?: GpuTensor;
+  /** out += the norm instead of out = (needs an out apart from x): a post-norm added into the residual stream. */
+  accumulate?: boolean;
   rows: number;
   /** Values per normalised vector (the hidden size, or head_dim for per-head q/k norms). */
   dim: number;
@@ -49,6 +52,7 @@ export function rmsNorm(rt: KernelRuntime, rec: Recorder, o: RmsNormOptions): vo
   assertNonNegativeInt(op, { offset });
   if (rowStride < segments * o.dim) throw new RangeError(`${op}: rowStride ${rowStride} is less than segments * dim = ${segments * o.dim}`);
   const inPlace = o.out === undefined || sameView(o.out, o.x);
+  if (o.accumulate && inPlace) throw new RangeError(`${op}: accumulate adds the norm into out, which must be given apart from x`);
   assertF32(op, o.x, o.weight, ...(o.out ? [o.out] : []));
   const extent = offset + (o.rows - 1) * rowStride + segments * o.dim;
   assertLength(op, 'x', o.x, extent);
@@ -60,7 +64,7 @@ export function rmsNorm(rt: KernelRuntime, rec: Recorder, o: RmsNormOptions): vo
   const shape = normShape(rt, o.dim, WORKGROUP, o.workgroupReduction);
   const kernel = rt.kernel({
     shader: 'rmsnorm',
-    defines: { ...normShapeDefines(shape), IN_PLACE: inPlace, ONE_PLUS: o.onePlus ?? false },
+    defines: { ...normShapeDefines(shape), IN_PLACE: inPlace, ACCUMULATE: o.accumulate ?? false, ONE_PLUS: o.onePlus ?? false },
     bindings: inPlace ? ['write', 'read'] : ['read', 'read', 'write'],
     params: true,
   });

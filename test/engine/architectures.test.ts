@@ -77,7 +77,7 @@ for (const arch of ARCHITECTURES) {
         try {
           const model = await uploadModel(rt, folder, { weightDType: rt.preferredDType });
           const blockSize = 16;
-          // norms folded into the matmuls (the default; not for GLM-4's post-norms) and as dispatches of their own
+          // norms folded into the matmuls (the default; post-norms added into the residual stream) and as dispatches of their own
           for (const foldNorms of [true, false]) {
             const runner = new ModelRunner(rt, model, {
               numBlocks: 8,

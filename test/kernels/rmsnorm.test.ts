@@ -104,6 +104,47 @@ describe('rmsNorm', () => {
     });
   }
 
+  for (const [onePlus, workgroupReduction] of REDUCTIONS) {
+    it(`accumulate: out += the norm (a post-norm into the residual stream)${onePlus ? ' (1 + w)' : ''}${workgroupReduction ? ', workgroup reduction' : ''}`, async () => {
+      const rt = runtime();
+      const rng = new Rng(31 + (onePlus ? 1 : 0) + (workgroupReduction ? 2 : 0));
+      const rows = 9;
+      const dim = 768;
+      const x = rng.floats(rows * dim, -3, 3);
+      const w = rng.floats(dim, -2, 2);
+      const before = rng.floats(rows * dim, -5, 5);
+      const out = rt.upload('f32', before);
+      const rec = rt.recorder();
+      rmsNorm(rt, rec, {
+        x: rt.upload('f32', x),
+        weight: rt.upload('f32', w),
+        out,
+        accumulate: true,
+        rows,
+        dim,
+        eps: 1e-6,
+        onePlus,
+        workgroupReduction,
+      });
+      await rec.submit();
+      const norm = rmsNormRef(x, w, { rows, dim, eps: 1e-6, onePlus });
+      const want = before.map((b, i) => b + norm[i]!);
+      expect(relativeError(await rt.readFloats(out), want)).toBeLessThanOrEqual(TOLERANCE.f32);
+    });
+  }
+
+  it('accumulate needs an output apart from x', () => {
+    const rt = runtime();
+    const x = rt.tensor('f32', 32);
+    const rec = rt.recorder();
+    expect(() => rmsNorm(rt, rec, { x, weight: rt.tensor('f32', 32), accumulate: true, rows: 1, dim: 32, eps: 1e-6 })).toThrow(
+      /accumulate/,
+    );
+    expect(() => rmsNorm(rt, rec, { x, out: x, weight: rt.tensor('f32', 32), accumulate: true, rows: 1, dim: 32, eps: 1e-6 })).toThrow(
+      /accumulate/,
+    );
+  });
+
   it('rejects an output that overlaps the input without being it', () => {
     const rt = runtime();
     const buf = rt.tensor('f32', 64);

@@ -6,12 +6,13 @@
  * that are sampled. Architecture differences are data in `GpuModel` (optional norms, RoPE
  * layout, activation), never branches on an architecture name.
  *
- * Folded norms (`foldNorms`, the default where no layer has post-norms): every RMSNorm of
- * the residual stream feeds exactly one matmul (q/k/v, gate/up, the LM head), so it runs
- * inside that matmul (MatmulArgs.normX), and the o and down projections add their output
- * into the residual stream in place (accumulate): two dispatches per layer fewer and no
- * normed copy of the hidden states. Post-norms (GLM-4, Gemma 2/3) normalise a matmul's output
- * before the residual add, so those models keep the norms as dispatches of their own.
+ * Folded norms (`foldNorms`, the default): every RMSNorm of the residual stream feeds
+ * exactly one matmul (q/k/v, gate/up, the LM head), so it runs inside that matmul
+ * (MatmulArgs.normX), and the o and down projections add their output into the residual
+ * stream in place (accumulate): two dispatches per layer fewer and no normed copy of the
+ * hidden states. Post-norms (GLM-4, Gemma 2/3) normalise a projection's output before the
+ * residual add: that projection writes its own rows and the post-norm adds its result into
+ * the residual stream (rmsNorm accumulate), two dispatches per layer where unfolded takes four.
  */
 import { attention } from '../../kernels/attention.js';
 import { embedding } from '../../kernels/embedding.js';
@@ -26,7 +27,7 @@ import type { Recorder } from '../../kernels/recorder.js';
 import type { KernelRuntime } from '../../kernels/runtime.js';
 import { sliceTensor, type GpuTensor } from '../../kernels/tensor.js';
 import type { LoraTarget } from '../lora/lora-weights.js';
-import type { GpuLayer, GpuModel } from './gpu-model.js';
+import type { GpuModel } from './gpu-model.js';
 import type { StepBuffers, StepPlan } from './step-buffers.js';
 
 /** Records the forward pass of one batch: logits for `plan.sampleRows` rows land in `buf.logits`. */
@@ -40,7 +41,7 @@ export function recordForward(
   options: { foldNorms: boolean },
 ): void {
   const s = model.shape;
-  const fold = options.foldNorms && canFoldNorms(model.layers);
+  const fold = options.foldNorms;
   const normX = (weight: GpuTensor) => (fold ? { weight, eps: s.normEps, onePlus: s.normOnePlus } : undefined);
   const rows = plan.rows;
   const hidden = rowsOf(buf.hidden, rows, s.hiddenSize);
@@ -56,6 +57,15 @@ export function recordForward(
   const act = rowsOf(buf.act, rows, s.intermediateSize);
   const norm = { rows, dim: s.hiddenSize, eps: s.normEps, onePlus: s.normOnePlus };
   const headNorm = { rows, dim: s.headDim, eps: s.normEps, onePlus: s.normOnePlus, rowStride: qkvWidth };
+  // Where the o and down projections write: folded without a post-norm, added straight into
+  // the residual stream; otherwise rows of their own, which a post-norm then normalises
+  const projectionOut = (post: GpuTensor | undefined) => (fold && !post ? { out: hidden, accumulate: true } : { out: blockOut });
+  // folded: hidden += norm(blockOut); unfolded: normalised in place, added by the next addRmsNorm
+  const postNorm = (weight: GpuTensor | undefined): void => {
+    if (!weight) return;
+    if (fold) rmsNorm(rt, rec, { x: blockOut, weight, out: hidden, accumulate: true, ...norm });
+    else rmsNorm(rt, rec, { x: blockOut, weight, out: blockOut, ...norm });
+  };
   // steps the matmuls run as GEMVs (decode-sized)
   const gemvMaxRows = defaultMatmulTuning(rt).gemvMaxRows;
   // LoRA (only in steps where some row has an adapter): each adapted projection's output
@@ -136,30 +146,31 @@ export function recordForward(
     });
 
     // output projection (+ GLM-4's and Gemma's post-attention-output norm); folded: added into hidden
-    const residualOut = fold ? { out: hidden, accumulate: true } : { out: blockOut };
-    matmul(rt, rec, { x: attnOut, weight: layer.o, M: rows, ...residualOut });
-    addLora(lora.o, attnOut, residualOut.out);
-    if (layer.postAttnOutNorm) rmsNorm(rt, rec, { x: blockOut, weight: layer.postAttnOutNorm, out: blockOut, ...norm });
+    const attnResidual = projectionOut(layer.postAttnOutNorm);
+    matmul(rt, rec, { x: attnOut, weight: layer.o, M: rows, ...attnResidual });
+    addLora(lora.o, attnOut, attnResidual.out);
+    postNorm(layer.postAttnOutNorm);
 
     // residual add + MLP input norm (folded: inside the gate/up matmul)
     if (!fold) addRmsNorm(rt, rec, { residual: hidden, x: blockOut, weight: layer.preMlpNorm, out: normed, ...norm });
 
     // MLP: fused gate/up, activation, down (+ GLM-4's and Gemma's post-MLP-output norm)
+    const mlpResidual = projectionOut(layer.postMlpOutNorm);
     matmul(rt, rec, { x: fold ? hidden : normed, normX: normX(layer.preMlpNorm), weight: layer.gateUp, out: gateUp, M: rows });
     addLora(lora.gateUp, fold ? hidden : normed, gateUp, normX(layer.preMlpNorm));
     // an adapted down projection reads the activated rows, so they are made whatever the step's size
     if (rows <= gemvMaxRows && !(loras && lora.down)) {
       // decode-sized steps: the down projection applies the activation as it loads its
       // input (one dispatch and one pass over [rows, 2 * inner] fewer)
-      matmul(rt, rec, { x: gateUp, gated: s.activation, weight: layer.down, M: rows, ...residualOut });
+      matmul(rt, rec, { x: gateUp, gated: s.activation, weight: layer.down, M: rows, ...mlpResidual });
     } else {
       // taller steps: the GEMM reloads each input once per column tile, so the activation
       // runs once on its own (fused it timed 1.0-1.2x at 9-512 rows on lavapipe)
       gatedActivation(rt, rec, { x: gateUp, out: act, rows, inner: s.intermediateSize, activation: s.activation });
-      matmul(rt, rec, { x: act, weight: layer.down, M: rows, ...residualOut });
-      addLora(lora.down, act, residualOut.out);
+      matmul(rt, rec, { x: act, weight: layer.down, M: rows, ...mlpResidual });
+      addLora(lora.down, act, mlpResidual.out);
     }
-    if (layer.postMlpOutNorm) rmsNorm(rt, rec, { x: blockOut, weight: layer.postMlpOutNorm, out: blockOut, ...norm });
+    postNorm(layer.postMlpOutNorm);
   }
 
   // last residual add + final norm (folded: inside the LM head)
@@ -173,11 +184,6 @@ export function recordForward(
   matmul(rt, rec, { x: last, normX: normX(model.finalNorm), weight: model.lmHead, out: logits, M: plan.sampleCount });
   // Gemma 2: logits soft-capped before anything reads them (sampling, logprobs, penalties)
   if (s.finalLogitSoftcap > 0) softcap(rt, rec, { x: logits, count: plan.sampleCount * s.vocabSize, cap: s.finalLogitSoftcap });
-}
-
-/** Whether every residual-stream norm feeds one matmul only: no layer normalises a matmul's output (post-norms). */
-export function canFoldNorms(layers: readonly GpuLayer[]): boolean {
-  return layers.every((l) => !l.postAttnOutNorm && !l.postMlpOutNorm);
 }
 
 function rowsOf(t: GpuTensor, rows: number, width: number): GpuTensor {
