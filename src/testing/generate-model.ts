@@ -197,7 +197,7 @@ export async function ensureGeneratedModel(
   options: Omit<GenerateTestModelOptions, 'preset'> = {},
 ): Promise<string> {
   const key = createHash('sha256')
-    .update(JSON.stringify({ preset, options, v: 1 }))
+    .update(JSON.stringify({ preset, options, v: 2 }))
     .digest('hex')
     .slice(0, 16);
   const root = join(tmpdir(), 'open-autoglm-models');
@@ -310,7 +310,12 @@ function configJson(
  *   greedy output repeat one token;
  * - untied LM head 3 / sqrt(hidden): logits of std ~3 after the final norm (top-1/top-2
  *   gaps well above f16 noise); a tied table uses that scale for the embedding too, and
- *   then o_proj / down_proj write 4x larger (see below).
+ *   then o_proj / down_proj write 4x larger (see below);
+ * - Gemma, which multiplies the embedding rows by sqrt(hidden) (embeddingScale): the table
+ *   is that much smaller, so its rows enter the residual stream at the tied scale, and the
+ *   final norm's (1 + w) about that much larger, so the tied LM head still gives logits of
+ *   std ~3 (else the token's own row, 8x larger at hidden 64, makes greedy output repeat it);
+ *   post-norms with a tied table about 4, like o_proj / down_proj without them.
  */
 const TIED_OUT_SCALE = 4;
 
@@ -321,10 +326,14 @@ function tensorValues(ref: TensorRef, spec: ModelSpec, seed: number): Float32Arr
   const SQRT3 = Math.sqrt(3);
   const uniform = (center: number, std: number): Float32Array => rng.fillUniform(out, center, std * SQRT3);
   const name = ref.name;
-  // Gemma's (1 + w) norms store offsets from 1
-  if (name.endsWith('norm.weight')) return uniform(spec.norm.onePlus ? 0 : 1, 0.2 / SQRT3);
+  // Gemma's (1 + w) norms store offsets from 1; post-norms (Gemma 2/3) set the scale of what
+  // a block writes into the residual stream, so with a tied table they write 4x larger, as
+  // o_proj / down_proj do without them
+  const postNorm = spec.weights.layers.some((l) => l.postSelfAttnNorm?.name === name || l.postMlpNorm?.name === name);
+  const normCenter = name === spec.weights.finalNorm.name ? spec.embeddingScale : postNorm && spec.tiedEmbeddings ? TIED_OUT_SCALE : 1;
+  if (name.endsWith('norm.weight')) return uniform(spec.norm.onePlus ? normCenter - 1 : normCenter, 0.2 / SQRT3);
   if (name.endsWith('.bias')) return uniform(0, 0.1);
-  if (name === spec.weights.embed.name) return uniform(0, spec.tiedEmbeddings ? 3 / Math.sqrt(spec.hiddenSize) : 1);
+  if (name === spec.weights.embed.name) return uniform(0, (spec.tiedEmbeddings ? 3 / Math.sqrt(spec.hiddenSize) : 1) / spec.embeddingScale);
   if (name === spec.weights.lmHead?.name) return uniform(0, 3 / Math.sqrt(spec.hiddenSize));
   // With a tied table, logit v includes E_v . E_token (the current token's own row, still in
   // the residual stream), which favours repeating it; larger residual writes drown that out.

@@ -175,6 +175,13 @@ export const CASES: Case[] = [
   { name: 'long prefill chunk against 4097 cached', nHeads: 2, nKvHeads: 1, headDim: 64, seqs: [[130, 4097]] },
 ];
 
+/** A case of the table by name (the softcap cases reuse its shapes). */
+const tableCase = (name: string): Case => {
+  const c = CASES.find((x) => x.name === name);
+  if (!c) throw new Error(`no attention case named ${name}`);
+  return c;
+};
+
 /**
  * Logit soft-capping (Gemma 2) on every path: prefill rows, decode rows, split-K decode and
  * its reduce, GQA, a sliding window. q is scaled up so that scores run well past the cap
@@ -183,42 +190,19 @@ export const CASES: Case[] = [
  */
 export const SOFTCAP_CASES: Case[] = [
   {
+    ...tableCase('decode and a prefill chunk with scores in the hundreds, GQA 2'),
     name: 'softcap 20, scores in the hundreds: decode and a prefill chunk, GQA 2',
-    nHeads: 4,
-    nKvHeads: 2,
-    headDim: 64,
-    seqs: [
-      [1, 37],
-      [1, 130],
-      [5, 40],
-    ],
-    qScale: 60,
     softcap: 20,
   },
+  { ...tableCase('long decode 4100 (split-K), GQA 4'), name: 'softcap 30, long decode 4100 (split-K), GQA 4', qScale: 10, softcap: 30 },
   {
-    name: 'softcap 30, long decode 4100 (split-K), GQA 4',
-    nHeads: 8,
-    nKvHeads: 2,
-    headDim: 128,
-    seqs: [
-      [1, 4100],
-      [1, 17],
-    ],
-    expectSplit: true,
-    qScale: 10,
-    softcap: 30,
-  },
-  {
+    ...tableCase('sliding window 100 over a split-K decode'),
     name: 'softcap 15, sliding window 100: prefill chunk and a split-K decode, GQA 2',
-    nHeads: 4,
     nKvHeads: 2,
-    headDim: 64,
-    slidingWindow: 100,
     seqs: [
       [50, 300],
       [1, 2000],
     ],
-    expectSplit: true,
     qScale: 30,
     softcap: 15,
   },
