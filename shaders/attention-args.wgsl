@@ -1,6 +1,5 @@
 // Shared by attention.wgsl and the CPU decode kernels (pulled in with #include): the
-// params and the work-item record that src/kernels/attention-batch.ts writes for them all,
-// and the logit soft-capping every one of them applies to its scores.
+// params and the work-item record that src/kernels/attention-batch.ts writes for them all.
 struct Params {
   n_items: u32,
   group: u32,        // n_heads / n_kv_heads
@@ -10,7 +9,7 @@ struct Params {
   window: u32,       // sliding window in tokens, 0 = none
   scale: f32,
   out_stride: u32,   // floats per batch row of out: n_heads * HD
-  softcap: f32,      // logit soft-capping (Gemma 2), 0 = none
+  softcap: f32,      // logit soft-capping (Gemma 2, soft-cap.wgsl), 0 = none: kernels branch on it (uniform)
 }
 
 struct WorkItem {
@@ -28,12 +27,3 @@ struct WorkItem {
 }
 
 const NO_PARTIAL: u32 = 0xffffffffu;
-
-// Gemma 2's attention logit soft-capping of a scaled score: cap * tanh(s / cap), applied
-// before the mask and the softmax's running max; callers branch on p.softcap > 0 (uniform),
-// so the uncapped path does no more work. The argument is clamped to +-15, where the f32
-// tanh is already +-1: some implementations evaluate tanh through exp, which overflows to
-// inf / inf = NaN for a large argument.
-fn soft_cap(s: f32) -> f32 {
-  return p.softcap * tanh(clamp(s / p.softcap, -15.0, 15.0));
-}

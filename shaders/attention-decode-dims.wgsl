@@ -28,6 +28,7 @@ const KB: u32 = {{KB}}u;           // keys per block of the main loop (BLOCK)
 const M_INIT: f32 = -1.0e30;
 
 #include attention-args
+#include soft-cap
 #include attention-decode-io
 // items whose keys were not split write their heads here, normalised (partial == NO_PARTIAL)
 @group(0) @binding(6) var<storage, read_write> out: array<f32>;

@@ -25,6 +25,7 @@ const T: u32 = {{T}}u;             // keys per lane per step (one max and rescal
 const M_INIT: f32 = -1.0e30;
 
 #include attention-args
+#include soft-cap
 #include attention-decode-io
 
 @compute @workgroup_size(LANES)

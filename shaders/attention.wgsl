@@ -6,7 +6,7 @@
 // - decode: ROWS = 1, and long contexts split over several items (split-K), each writing
 //   partial (max, sum, unnormalised accumulator) that attention-reduce.wgsl combines.
 // Sharing a kv head across HEADS query heads (GQA) reads each K/V value once per group.
-// With p.softcap > 0 the scores are soft-capped (Gemma 2) before the mask (attention-args.wgsl).
+// With p.softcap > 0 the scores are soft-capped (Gemma 2) before the mask (soft-cap.wgsl).
 //
 // Cache layout: [block][kvHead][slotInBlock][dim] (see src/kernels/kv-write.ts).
 #if F16
@@ -26,6 +26,7 @@ const M_INIT: f32 = -1.0e30;
 const MASKED: f32 = -3.0e38;
 
 #include attention-args
+#include soft-cap
 
 @group(0) @binding(0) var<storage, read> q: array<f32>;
 #if VEC4
@@ -116,7 +117,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
       // q was pre-scaled, so these are the scaled scores the cap applies to
       if (p.softcap > 0.0) {
         for (var m = 0u; m < M; m++) {
-          s[m] = soft_cap(s[m]);
+          s[m] = soft_cap(s[m], p.softcap);
         }
       }
     }

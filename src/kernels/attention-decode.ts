@@ -45,11 +45,11 @@ export function queryRegisters(heads: number, headDim: number, chunks: number): 
 }
 
 /**
- * The decode kernels' logit soft-capping of the named score variables (see soft_cap in
- * attention-args.wgsl): one branch on the uniform p.softcap, so the uncapped path only tests it.
+ * The decode kernels' logit soft-capping of the named score variables (soft_cap in
+ * soft-cap.wgsl): one branch on the uniform p.softcap, so the uncapped path only tests it.
  */
 export function softCapBlock(scores: readonly string[]): string[] {
-  return ['    if (p.softcap > 0.0) {', ...scores.map((s) => `      ${s} = soft_cap(${s});`), '    }'];
+  return ['    if (p.softcap > 0.0) {', ...scores.map((s) => `      ${s} = soft_cap(${s}, p.softcap);`), '    }'];
 }
 
 /** The DECL, STEP and STORE blocks of attention-decode.wgsl for one (heads, headDim, T). */

@@ -7,9 +7,16 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { AutoGlmError } from '../../errors.js';
 import { ARCHITECTURES, type ArchitectureTraits } from './architectures.js';
-import { f16BitsToNumber, float32ToBf16Bits, numberToF16Bits } from './dtype-convert.js';
+import { f16BitsToNumber, float32ToBf16Bits, numberToF16Bits, toFloat32 } from './dtype-convert.js';
 import { fileProblem } from './model-file.js';
-import { SUPPORTED_ARCHITECTURES, type Architecture, type ModelSpec, type RopeScaling, type RopeSpec } from './model-spec.js';
+import {
+  SUPPORTED_ARCHITECTURES,
+  type Architecture,
+  type ModelSpec,
+  type RopeScaling,
+  type RopeSpec,
+  type WeightLayout,
+} from './model-spec.js';
 import { openModelWeights } from './sharded.js';
 import { weightLayout, type DecoderNames } from './weight-names.js';
 
@@ -32,7 +39,7 @@ export async function loadModelSpec(dir: string): Promise<ModelSpec> {
   const weights = await openModelWeights(dir);
   try {
     const names = GEMMA3_DECODER_NAMES.find((n) => weights.has(`${n.prefix}embed_tokens.weight`));
-    return names ? { ...spec, weights: weightLayout({ ...spec, normNames: 'gemma', names }) } : spec;
+    return names ? { ...spec, weights: gemma3Layout(spec, names) } : spec;
   } finally {
     await weights.close();
   }
@@ -47,6 +54,11 @@ const GEMMA3_DECODER_NAMES: DecoderNames[] = [
   { prefix: 'language_model.model.', lmHead: 'language_model.lm_head.weight' },
   { prefix: 'model.language_model.', lmHead: 'lm_head.weight' },
 ];
+
+/** A Gemma 3 decoder's tensors under `names`. */
+function gemma3Layout(spec: ModelSpec, names: DecoderNames): WeightLayout {
+  return weightLayout({ ...spec, normNames: ARCHITECTURES.gemma3_text.normNames, names });
+}
 
 /**
  * A Gemma 3 config with a vision tower (model_type gemma3): its text_config read as a
@@ -90,7 +102,7 @@ export function modelSpecFromConfig(config: ModelConfigJson): ModelSpec {
   if (config['model_type'] === 'gemma3') {
     const spec = modelSpecFromConfig(gemma3TextConfig(config));
     // text only; loadModelSpec picks the other naming when the files use it
-    return { ...spec, modelType: 'gemma3', weights: weightLayout({ ...spec, normNames: 'gemma', names: GEMMA3_DECODER_NAMES[0] }) };
+    return { ...spec, modelType: 'gemma3', weights: gemma3Layout(spec, GEMMA3_DECODER_NAMES[0]!) };
   }
   const modelType = config['model_type'];
   if (typeof modelType !== 'string' || !(SUPPORTED_ARCHITECTURES as readonly string[]).includes(modelType)) {
@@ -281,7 +293,7 @@ function ropeScaling(block: ParamBlock | null): RopeScaling {
  * embeddings by sqrt(hidden_size) as a tensor of the hidden states' dtype.
  */
 function roundToDtype(value: number, torchDtype: string | null): number {
-  if (torchDtype === 'bfloat16') return new Float32Array(Uint32Array.of(float32ToBf16Bits(Float32Array.of(value))[0]! << 16).buffer)[0]!;
+  if (torchDtype === 'bfloat16') return toFloat32(new Uint8Array(float32ToBf16Bits(Float32Array.of(value)).buffer), 'BF16')[0]!;
   if (torchDtype === 'float16') return f16BitsToNumber(numberToF16Bits(value));
   return Math.fround(value);
 }
@@ -407,16 +419,6 @@ class ConfigReader {
   string(key: string, fallback: string): string {
     const v = this.config[key] ?? fallback;
     if (typeof v !== 'string') throw this.invalid(key, 'must be a string');
-    return v;
-  }
-
-  /** A number inside an object-valued key (rope_parameters.rope_theta); undefined when absent or null. */
-  nestedNumber(parent: string, key: string): number | undefined {
-    const v = this.object(parent)?.[key];
-    if (v === undefined || v === null) return undefined;
-    if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) {
-      throw new AutoGlmError('model_load_failed', `config.json ${parent}.${key} must be a positive number (got ${JSON.stringify(v)})`);
-    }
     return v;
   }
 

@@ -10,7 +10,7 @@ import type { GpuLoras } from '../lora/lora-weights.js';
 export interface GpuLayer {
   /** 0 = full attention; else this layer's sliding window in tokens. */
   slidingWindow: number;
-  /** f32 [rotaryDim / 2]: this layer's RoPE inverse frequencies (GpuModel.invFreq, or Gemma 3's local ones). */
+  /** f32 [rotaryDim / 2]: this layer's RoPE inverse frequencies, scaling applied (Gemma 3's sliding layers have their own). */
   invFreq: GpuTensor;
   /** Pre-attention norm weight, f32 [hidden]. */
   inputNorm: GpuTensor;
@@ -59,10 +59,6 @@ export interface GpuModel {
   layers: GpuLayer[];
   finalNorm: GpuTensor;
   lmHead: MatmulWeight;
-  /** f32 [rotaryDim / 2]: RoPE inverse frequencies, scaling applied. */
-  invFreq: GpuTensor;
-  /** Gemma 3: the sliding-window layers' inverse frequencies, when they differ. */
-  localInvFreq?: GpuTensor;
   /** Bytes of weights read per decode step (for the bandwidth bound). */
   weightBytes: number;
   /**

@@ -180,5 +180,5 @@ export async function uploadModel(rt: KernelRuntime, folder: LoadedModelFolder, 
   const ropeBytes = tensorBytes(invFreq) + (localInvFreq ? tensorBytes(localInvFreq) : 0);
   const residentBytes = weightBytes + embeddingBytes + ropeBytes;
   await rt.sync();
-  return { shape, embedding, layers, finalNorm, lmHead, invFreq, localInvFreq, weightBytes, residentBytes };
+  return { shape, embedding, layers, finalNorm, lmHead, weightBytes, residentBytes };
 }
