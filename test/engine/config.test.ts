@@ -351,6 +351,11 @@ describe('modelSpecFromConfig', () => {
     expect(s.weights.layers[0]!.postAttentionNorm.name).toBe('model.layers.0.post_attention_layernorm.weight');
     expect(parameterCount(s)).toBe(2_506_172_416);
     expect(messageOf(() => modelSpecFromConfig({ ...GEMMA_2B, hidden_activation: 'relu' }))).toContain('hidden_activation');
+    // GemmaConfig has no soft-capping: transformers' Gemma 1 ignores the keys, and so do we
+    expect(modelSpecFromConfig({ ...GEMMA_2B, attn_logit_softcapping: 50, final_logit_softcapping: 30 })).toMatchObject({
+      attentionSoftcap: null,
+      finalLogitSoftcap: null,
+    });
   });
 
   it('Gemma 2 (gemma-2-2b-it): sandwich norms under Gemma names, soft-capping, query_pre_attn_scalar, every other layer sliding', () => {

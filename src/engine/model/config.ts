@@ -184,8 +184,10 @@ export function modelSpecFromConfig(config: ModelConfigJson): ModelSpec {
     localRope: window.layers.some((s) => s) ? localRope : null,
     attentionScale:
       d.queryPreAttnScalar === undefined ? 1 / Math.sqrt(headDim) : 1 / Math.sqrt(c.number('query_pre_attn_scalar', d.queryPreAttnScalar)),
-    attentionSoftcap: traits.gemma ? c.optionalPositive('attn_logit_softcapping', d.attnLogitSoftcapping ?? null) : null,
-    finalLogitSoftcap: traits.gemma ? c.optionalPositive('final_logit_softcapping', d.finalLogitSoftcapping ?? null) : null,
+    // only the configuration classes that define the caps (Gemma 2/3) read them
+    attentionSoftcap: d.attnLogitSoftcapping === undefined ? null : c.optionalPositive('attn_logit_softcapping', d.attnLogitSoftcapping),
+    finalLogitSoftcap:
+      d.finalLogitSoftcapping === undefined ? null : c.optionalPositive('final_logit_softcapping', d.finalLogitSoftcapping),
     embeddingScale: traits.gemma ? roundToDtype(Math.sqrt(hiddenSize), torchDtype) : 1,
     bosTokenId: c.optionalInt('bos_token_id'),
     eosTokenIds,
