@@ -1,6 +1,7 @@
 import { AutoGlmError } from '../errors.js';
 import { fetchReadyProbe, type ReadyProbe } from './ready-probe.js';
 import type { WorkerEndpoint, WorkerState } from './types.js';
+import { parseWorkerReport, type WorkerReport } from './worker-report.js';
 
 export interface HealthMonitorOptions {
   /** Active /ready probe period per worker (default 250 ms; sub-second is fine). */
@@ -34,6 +35,8 @@ export interface WorkerHealth {
   /** Remaining cool-down, 0 when not ejected. */
   ejectedForMs: number;
   lastProbe: string | null;
+  /** The LoRA adapters its last ready probe listed (null: it does not say). */
+  adapters: string[] | null;
 }
 
 interface Entry {
@@ -50,6 +53,9 @@ interface Entry {
   healthySinceMs: number;
   probing: boolean;
   lastProbe: string | null;
+  /** What the last ready probe's body said, and that body (parsed again only when it changes). */
+  report: WorkerReport | null;
+  reportBody: string;
   removed: boolean;
 }
 
@@ -76,6 +82,9 @@ export class HealthMonitor {
   private readonly o: Required<HealthMonitorOptions>;
   private readonly stateListeners = new Set<(id: string, state: WorkerState, url: string) => void>();
   private readonly ejectListeners = new Set<(id: string, cooldownMs: number) => void>();
+  private readonly reportListeners = new Set<(worker: WorkerEndpoint, report: WorkerReport) => void>();
+  /** Whether any tracked worker lists LoRA adapters: until one does, routing by adapter costs nothing. */
+  private adaptersListed = false;
 
   constructor(
     options: HealthMonitorOptions = {},
@@ -124,6 +133,12 @@ export class HealthMonitor {
     this.ejectListeners.add(listener);
   }
 
+  /** Called after every ready probe of a healthy worker with what its body said. Returns an unsubscribe function. */
+  onReport(listener: (worker: WorkerEndpoint, report: WorkerReport) => void): () => void {
+    this.reportListeners.add(listener);
+    return () => this.reportListeners.delete(listener);
+  }
+
   /** Aligns the tracked set with the registry's; new workers are probed at once. */
   sync(workers: readonly WorkerEndpoint[]): void {
     const now = this.nowMs();
@@ -155,6 +170,8 @@ export class HealthMonitor {
         healthySinceMs: 0,
         probing: false,
         lastProbe: null,
+        report: null,
+        reportBody: '',
         removed: false,
       };
       this.entries.set(w.id, e);
@@ -171,6 +188,23 @@ export class HealthMonitor {
     return [...this.entries.values()].filter((e) => e.state === 'healthy').map((e) => e.endpoint);
   }
 
+  /**
+   * Healthy workers for a request naming `model`: where some healthy worker lists it as a
+   * LoRA adapter, only those that list it (or do not say what they serve). A worker without
+   * the adapter (one that restarted and lost a run-time adapter, or was never given it)
+   * would answer 404 model_not_found, and other workers could have served the request.
+   */
+  healthyFor(model: string | undefined): WorkerEndpoint[] {
+    const healthy = [...this.entries.values()].filter((e) => e.state === 'healthy');
+    if (model === undefined || !this.adaptersListed || !healthy.some((e) => e.report?.adapters?.has(model))) return healthy.map((e) => e.endpoint);
+    return healthy.filter((e) => e.report?.adapters == null || e.report.adapters.has(model)).map((e) => e.endpoint);
+  }
+
+  /** What the worker's last ready probe said, if it answered one. */
+  report(id: string): WorkerReport | null {
+    return this.entries.get(id)?.report ?? null;
+  }
+
   snapshot(): WorkerHealth[] {
     const now = this.nowMs();
     return [...this.entries.values()].map((e) => ({
@@ -180,6 +214,7 @@ export class HealthMonitor {
       ejections: e.ejections,
       ejectedForMs: Math.max(0, Math.round(e.ejectedUntilMs - now)),
       lastProbe: e.lastProbe,
+      adapters: e.report?.adapters ? [...e.report.adapters] : null,
     }));
   }
 
@@ -217,6 +252,7 @@ export class HealthMonitor {
     e.probing = true;
     const epoch = e.ejectionEpoch;
     let outcome: 'ready' | 'draining' | 'failed';
+    let body = '';
     try {
       const r = await this.probeReady(`${e.endpoint.url}/ready`, this.o.probeTimeoutMs);
       if ('error' in r) {
@@ -226,6 +262,7 @@ export class HealthMonitor {
         const ok = r.status >= 200 && r.status < 300;
         outcome = ok ? 'ready' : r.status === 503 && r.body.includes('server_draining') ? 'draining' : 'failed';
         e.lastProbe = `HTTP ${r.status}`;
+        body = r.body;
       }
     } finally {
       e.probing = false;
@@ -237,7 +274,13 @@ export class HealthMonitor {
       e.everReady = true;
       e.ejectedUntilMs = 0;
       if (e.state !== 'healthy') e.healthySinceMs = this.nowMs();
+      if (e.report === null || body !== e.reportBody) {
+        e.report = parseWorkerReport(body);
+        e.reportBody = body;
+        if ((e.report.adapters?.size ?? 0) > 0) this.adaptersListed = true;
+      }
       this.setState(e, 'healthy');
+      for (const l of this.reportListeners) l(e.endpoint, e.report);
     } else if (outcome === 'draining') {
       e.probeFailures = 0;
       this.setState(e, 'draining');

@@ -21,14 +21,15 @@ export const fetchReadyProbe: ReadyProbe = async (url, timeoutMs) => {
 };
 
 /**
- * A probe over the gateway's keep-alive pool. Probing every worker a few times a second
+ * A probe over the gateway's keep-alive pool, with `headers` (the gateway's credentials: a
+ * worker tells only a caller with them the folders of its run-time LoRA adapters). Probing every worker a few times a second
  * over fetch cost the gateway 10-18 ms of CPU per second at idle (a fresh request object,
  * abort signal and WHATWG stream per probe) on the same cores that serve tokens; over the
  * pool a probe is one write on an open socket.
  */
-export function poolReadyProbe(pool: UpstreamPool): ReadyProbe {
+export function poolReadyProbe(pool: UpstreamPool, headers: Record<string, string> = {}): ReadyProbe {
   return async (url, timeoutMs) => {
-    const call = pool.request(url, { method: 'GET', headers: {} });
+    const call = pool.request(url, { method: 'GET', headers });
     let timedOut = false;
     const timer = setTimeout(() => {
       timedOut = true;

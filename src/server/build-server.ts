@@ -58,6 +58,16 @@ export function buildServer(options: ServerOptions): AutoGlmServer {
   if (options.cors) installCors(app, options.cors);
   tokenizer.onPoolFailure = (err) => app.log.warn({ err }, 'tokenizer pool failed; tokenizing inline from now on');
 
+  /** The caller's identity (for the rate limiter); throws invalid_api_key for wrong or missing credentials. */
+  const identify = (request: FastifyRequest): string => {
+    if (options.clusterSecret !== undefined) {
+      const got = request.headers[CLUSTER_SECRET_HEADER];
+      if (!secretsEqual(options.clusterSecret, typeof got === 'string' ? got : undefined))
+        throw new AutoGlmError('invalid_api_key', 'This worker accepts only gateway traffic (missing or wrong cluster secret).');
+    }
+    return options.auth.disabled === true ? `ip:${request.ip}` : keys.authenticate(request.headers.authorization);
+  };
+
   const ctx: RouteContext = {
     lifecycle,
     metrics,
@@ -68,18 +78,23 @@ export function buildServer(options: ServerOptions): AutoGlmServer {
     log: app.log,
     modelName,
     checkModel: makeModelChecker(lifecycle, modelName, options.modelAliases ?? []),
+    instanceId: randomBytes(8).toString('hex'),
+    runtimeLoras: options.allowRuntimeLoraUpdates ? new Map() : null,
+    trusted: (request) => {
+      try {
+        identify(request);
+        return true;
+      } catch {
+        return false;
+      }
+    },
   };
 
   /** Runs before the body is read, so refused requests cost no parsing. */
   const guard = (kind: RouteGuard) => async (request: FastifyRequest, reply: FastifyReply) => {
     if (kind === 'open') return;
     if (lifecycle.draining) throw new AutoGlmError('server_draining', 'The server is shutting down; retry on another instance.');
-    if (options.clusterSecret !== undefined) {
-      const got = request.headers[CLUSTER_SECRET_HEADER];
-      if (!secretsEqual(options.clusterSecret, typeof got === 'string' ? got : undefined))
-        throw new AutoGlmError('invalid_api_key', 'This worker accepts only gateway traffic (missing or wrong cluster secret).');
-    }
-    const identity = options.auth.disabled === true ? `ip:${request.ip}` : keys.authenticate(request.headers.authorization);
+    const identity = identify(request);
     if (!lifecycle.ready) lifecycle.engine(); // throws not_ready while loading
     if (limiter) {
       const verdict = limiter.take(identity);

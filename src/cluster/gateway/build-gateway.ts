@@ -18,7 +18,9 @@ import { GatewayMetrics } from './metrics.js';
 import type { GatewayOptions } from './options.js';
 import { RetryBudget } from './retry-budget.js';
 import { UpstreamPool } from './upstream-http.js';
-import type { RequestScope, UpstreamDeps } from './upstream.js';
+import { credentialHeaders, type RequestScope, type UpstreamDeps } from './upstream.js';
+import { installLoraRoutes } from './lora-routes.js';
+import { LoraSync } from './lora-sync.js';
 
 /**
  * Most attempts per request (retry.maxAttempts, --max-attempts). Each retry goes to a worker
@@ -30,7 +32,16 @@ import type { RequestScope, UpstreamDeps } from './upstream.js';
 export const MAX_ATTEMPTS = 100;
 
 /** Routes clients call (counted in autoglm:gateway_requests_total); probes and scrapes are not. */
-const CLIENT_ROUTES = new Set(['/v1/chat/completions', '/v1/completions', '/v1/models', '/tokenize', '/detokenize', '/cluster/workers']);
+const CLIENT_ROUTES = new Set([
+  '/v1/chat/completions',
+  '/v1/completions',
+  '/v1/models',
+  '/tokenize',
+  '/detokenize',
+  '/cluster/workers',
+  '/v1/load_lora_adapter',
+  '/v1/unload_lora_adapter',
+]);
 
 export interface Gateway {
   readonly app: FastifyInstance;
@@ -66,7 +77,9 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
   const requestFloors = new WeakMap<FastifyRequest, number>();
   const metrics = new GatewayMetrics();
   const pool = new UpstreamPool();
-  const health = new HealthMonitor(options.health, undefined, poolReadyProbe(pool));
+  const credentials = credentialHeaders(options);
+  // with the gateway's credentials: a worker tells only such a caller its run-time adapters' folders
+  const health = new HealthMonitor(options.health, undefined, poolReadyProbe(pool, credentials));
   const balancer = new Balancer(options.balancer);
   const budget = new RetryBudget({
     ...(options.retry?.budgetRatio !== undefined ? { ratio: options.retry.budgetRatio } : {}),
@@ -137,6 +150,13 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
   }) as unknown as FastifyInstance;
   installErrorHandling(app);
   installJsonBodyParser(app);
+  // after the first probes: a report it misses comes again within a probe period
+  const loraSync = options.runtimeLoraUpdates
+    ? new LoraSync(
+        { health, pool, credentials, log: app.log, onCall: (action, outcome) => metrics.loraCalls.inc({ action, outcome }) },
+        typeof options.runtimeLoraUpdates === 'object' ? options.runtimeLoraUpdates : {},
+      )
+    : null;
   // before the routes' guards: a preflight carries no API key
   if (options.cors) installCors(app, options.cors);
 
@@ -202,6 +222,7 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
   // Everything else a worker serves: forwarded to any healthy worker, with retries.
   const forward = (method: 'GET' | 'POST', path: string) => async (request: FastifyRequest, reply: FastifyReply) => {
     if (method === 'POST') checkJsonShape(request.body);
+    const model = (request.body as { model?: unknown } | null | undefined)?.model;
     const client = new AbortController();
     reply.raw.once('close', () => client.abort());
     const scope: RequestScope = {
@@ -211,12 +232,15 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
       attempts: 0,
       clientSignal: client.signal,
       estimatedTokens: 1,
+      ...(typeof model === 'string' ? { model } : {}),
     };
     return forwardWhole(deps, scope, { path, method, ...(method === 'POST' ? { body: JSON.stringify(request.body ?? {}) } : {}) }, reply);
   };
   app.get('/v1/models', { onRequest: clientGuard }, forward('GET', '/v1/models'));
   app.post('/tokenize', { onRequest: clientGuard }, forward('POST', '/tokenize'));
   app.post('/detokenize', { onRequest: clientGuard }, forward('POST', '/detokenize'));
+
+  if (loraSync) installLoraRoutes(app, loraSync, clientGuard);
 
   app.get('/health', async () => ({ status: 'ok' }));
   app.get('/ready', async (_request, reply) => {
@@ -234,6 +258,7 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
     // gone would show only as workers that never change
     registry_error: registry.lastError ?? null,
     workers: health.snapshot().map((w) => ({ ...w, outstanding: balancer.outstanding(w.id) })),
+    ...(loraSync ? { lora: loraSync.snapshot() } : {}),
   }));
   if (registry instanceof HeartbeatRegistry) {
     app.post('/cluster/register', { onRequest: clusterGuard }, async (request) => registry.heartbeat(request.body));
@@ -265,6 +290,7 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
         await closed;
       } finally {
         clearTimeout(cut);
+        loraSync?.stop();
         health.stop();
         pool.close();
       }

@@ -94,6 +94,10 @@ const FLAGS = {
   },
   'shutdown-timeout-ms': { ...MS, help: 'on SIGTERM, streams in flight may finish for this long (default 20000)' },
   'no-resume': { kind: 'bool', help: 'do not resume streams cut mid-way' },
+  'allow-runtime-lora-updates': {
+    kind: 'bool',
+    help: 'serve POST /v1/load_lora_adapter and /v1/unload_lora_adapter for every worker, and load the adapters loaded at run time onto workers that lack them (new, restarted); the workers need the same flag (any client key may then make the workers read adapter folders)',
+  },
   'allowed-origins': { kind: 'string', help: ALLOWED_ORIGINS_HELP },
   balance: { kind: 'string', help: 'least outstanding requests (default) | tokens' },
   'prefix-affinity': { kind: 'bool', help: 'same prompt prefix -> same worker (bounded imbalance)' },
@@ -299,6 +303,7 @@ export function parseGatewayConfig(argv: string[], env: NodeJS.ProcessEnv = proc
       streamStallTimeoutMs: num('stream-stall-timeout-ms'),
       closeTimeoutMs: num('shutdown-timeout-ms'),
       resume: !bool('no-resume'),
+      runtimeLoraUpdates: bool('allow-runtime-lora-updates') || undefined,
       cors: allowedOriginsOf(flags, 'allowed-origins'),
       logger: level === 'silent' ? false : { level },
     }),

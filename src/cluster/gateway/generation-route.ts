@@ -55,6 +55,7 @@ export async function proxyGeneration(
     attempts: 0,
     clientSignal: client.signal,
     estimatedTokens: Math.ceil(promptKey.length / 4) + maxTokens,
+    ...(typeof b.model === 'string' ? { model: b.model } : {}),
     ...(config.affinityPrefixChars !== null ? { affinityKey: promptKey.slice(0, config.affinityPrefixChars) } : {}),
   };
   const { metrics } = deps;

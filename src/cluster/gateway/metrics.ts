@@ -23,6 +23,7 @@ export class GatewayMetrics {
   readonly attempt: Histogram<'outcome'>;
   private readonly workerState: Gauge<'worker' | 'state'>;
   readonly workerOutstanding: Gauge<'worker'>;
+  readonly loraCalls: Counter<'action' | 'outcome'>;
   private readonly workerRequests: Counter<'worker' | 'outcome'>;
   /** Outcome labels seen per worker, so that a departing worker's series can all be removed. */
   private readonly workerOutcomes = new Map<string, Set<string>>();
@@ -45,6 +46,12 @@ export class GatewayMetrics {
       name: 'autoglm:gateway_retries_refused_total',
       help: 'Failed attempts not retried: attempts used up, deadline passed, the retry budget spent, or a second worker answering the request 500 (request).',
       labelNames: ['why'],
+      registers,
+    });
+    this.loraCalls = new Counter({
+      name: 'autoglm:gateway_lora_calls_total',
+      help: 'Run-time LoRA loads and unloads sent to workers (the cluster-wide routes and keeping workers in line), by outcome: ok, refused (a 4xx), failed (no answer or a 5xx).',
+      labelNames: ['action', 'outcome'],
       registers,
     });
     this.failovers = new Counter({

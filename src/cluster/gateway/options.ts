@@ -3,6 +3,7 @@ import type { CorsOptions } from '../../server/cors.js';
 import type { BalancerOptions } from '../balancer.js';
 import type { HealthMonitorOptions } from '../health-monitor.js';
 import type { WorkerRegistry } from '../registry/registry.js';
+import type { LoraSyncOptions } from './lora-sync.js';
 
 /** A token bucket: `requestsPerSecond` refill, at most `burst` requests at once. */
 export interface RateLimit {
@@ -68,6 +69,13 @@ export interface GatewayOptions {
   streamStallTimeoutMs?: number;
   /** close(): how long requests in flight (streams) may take to finish before they are cut (default 20 s). */
   closeTimeoutMs?: number;
+  /**
+   * Serve POST /v1/load_lora_adapter and /v1/unload_lora_adapter for the whole cluster, and
+   * keep every worker serving the adapters loaded at run time (lora-sync.ts). Off by
+   * default: any client key could then make the workers read folders on their disks. The
+   * workers need --allow-runtime-lora-updates and free --max-loras slots.
+   */
+  runtimeLoraUpdates?: boolean | LoraSyncOptions;
   /** Browser origins allowed to call the API (CORS); none when absent. */
   cors?: CorsOptions;
   logger?: FastifyServerOptions['logger'];

@@ -71,6 +71,8 @@ export interface RequestScope {
   clientSignal: AbortSignal;
   affinityKey?: string;
   estimatedTokens: number;
+  /** The body's `model`: a LoRA adapter's name goes only to workers that list it. */
+  model?: string;
 }
 
 export function classifyFetchError(e: unknown): FailureKind {
@@ -206,9 +208,9 @@ export function givingUp(last: AutoGlmError, refused: RetryRefusal, scope: Reque
   return new AutoGlmError(last.code, `${last.message.replace(/\.$/, '')}; ${why}.`);
 }
 
-/** Healthy workers minus those that already failed this request (unless that leaves none). */
+/** Healthy workers (serving the request's model) minus those that already failed it (unless that leaves none). */
 export function chooseWorker(deps: UpstreamDeps, scope: RequestScope): WorkerEndpoint | null {
-  const healthy = deps.health.healthy();
+  const healthy = deps.health.healthyFor(scope.model);
   const fresh = healthy.filter((w) => !scope.failed.has(w.id));
   return deps.balancer.pick(fresh.length > 0 ? fresh : healthy, scope.affinityKey !== undefined ? { affinityKey: scope.affinityKey } : {});
 }
@@ -252,8 +254,14 @@ function upstreamStatusError(status: number, text: string): AutoGlmError {
 type AttemptResult = OpenAttempt | { kind: FailureKind; reason: 'timeout' | 'client' | 'deadline' | null; startedMs: number };
 
 export function workerHeaders(config: UpstreamConfig, requestId: string, hasBody: boolean): Record<string, string> {
-  const headers: Record<string, string> = { 'x-request-id': requestId };
+  const headers: Record<string, string> = { 'x-request-id': requestId, ...credentialHeaders(config) };
   if (hasBody) headers['content-type'] = 'application/json';
+  return headers;
+}
+
+/** The gateway's credentials at a worker: its cluster secret and --worker-api-key, where set. */
+export function credentialHeaders(config: Pick<UpstreamConfig, 'clusterSecret' | 'workerApiKey'>): Record<string, string> {
+  const headers: Record<string, string> = {};
   if (config.clusterSecret !== undefined) headers[CLUSTER_SECRET_HEADER] = config.clusterSecret;
   if (config.workerApiKey !== undefined) headers.authorization = `Bearer ${config.workerApiKey}`;
   return headers;

@@ -1,4 +1,4 @@
-import type { FastifyBaseLogger } from 'fastify';
+import type { FastifyBaseLogger, FastifyRequest } from 'fastify';
 import { AutoGlmError } from '../../errors.js';
 import type { InferenceEngine } from '../../engine/types.js';
 import type { ServerLifecycle } from '../lifecycle.js';
@@ -27,6 +27,16 @@ export interface RouteContext {
    * the served model, an alias or a loaded adapter.
    */
   checkModel(name: string | undefined, required: boolean): ModelChoice;
+  /** Random per process: a gateway that sees it change knows the worker restarted (and lost its run-time adapters). */
+  instanceId: string;
+  /**
+   * Adapters loaded through POST /v1/load_lora_adapter, name -> folder, still loaded; null
+   * when those routes are not served. /ready reports them to the gateway, which loads them
+   * onto workers that lack them (a new or restarted one).
+   */
+  runtimeLoras: Map<string, string> | null;
+  /** Whether the request carries the credentials the authenticated routes need (checked, never thrown). */
+  trusted(request: FastifyRequest): boolean;
 }
 
 export interface ModelChoice {

@@ -74,15 +74,26 @@ export async function health(ctx: RouteContext, _request: FastifyRequest, reply:
   return { status: 'ok' };
 }
 
-/** GET /ready: 200 only when the model is loaded, the server is not draining and its GPU works. */
-export async function ready(ctx: RouteContext, _request: FastifyRequest, reply: FastifyReply): Promise<object> {
+/**
+ * GET /ready: 200 only when the model is loaded, the server is not draining and its GPU
+ * works. The body is what a gateway's probes route by: the process's instance id (a restart
+ * changes it), the LoRA adapters requests may name, and, to a caller with the credentials of
+ * the authenticated routes, the folders of the adapters loaded at run time (so a gateway can
+ * load them onto the workers that lack them; folder paths are not for anonymous callers).
+ */
+export async function ready(ctx: RouteContext, request: FastifyRequest, reply: FastifyReply): Promise<object> {
   void reply.header('cache-control', 'no-store');
   const { status, fault } = ctx.lifecycle;
   if (status !== 'ready') void reply.code(503);
+  const engine = ctx.lifecycle.ready ? ctx.lifecycle.engine() : null;
+  const runtime = engine && ctx.runtimeLoras && ctx.trusted(request) ? { runtime_adapters: Object.fromEntries(ctx.runtimeLoras) } : {};
   return {
     status,
-    model: ctx.lifecycle.ready ? ctx.modelName() : null,
+    model: engine ? ctx.modelName() : null,
     pending: ctx.lifecycle.pending,
+    instance: ctx.instanceId,
+    adapters: engine ? (engine.loraNames ?? []) : null,
+    ...runtime,
     ...(fault !== null ? { reason: fault } : {}),
   };
 }

@@ -3,12 +3,14 @@
  * read folders on the server's disk): POST /v1/load_lora_adapter {lora_name, lora_path} and
  * POST /v1/unload_lora_adapter {lora_name}. Answers as vLLM does, a line of plain text.
  */
+import { resolve } from 'node:path';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { AutoGlmError } from '../../errors.js';
 import type { InferenceEngine } from '../../engine/types.js';
 import type { RouteContext } from './context.js';
 
-function field(body: unknown, name: 'lora_name' | 'lora_path'): string {
+/** A route's required string field, or invalid_request naming it (the gateway's routes read the same). */
+export function loraField(body: unknown, name: 'lora_name' | 'lora_path'): string {
   const v = (body as Record<string, unknown> | null)?.[name];
   if (typeof v !== 'string' || v === '') throw new AutoGlmError('invalid_request', `${name} must be a non-empty string.`, { param: name });
   return v;
@@ -22,17 +24,20 @@ function updatable(ctx: RouteContext): Required<Pick<InferenceEngine, 'loadLora'
 }
 
 export async function loadLoraAdapter(ctx: RouteContext, request: FastifyRequest, reply: FastifyReply): Promise<string> {
-  const name = field(request.body, 'lora_name');
-  const path = field(request.body, 'lora_path');
+  const name = loraField(request.body, 'lora_name');
+  const path = loraField(request.body, 'lora_path');
   await updatable(ctx).loadLora(name, path);
+  // absolute, as /ready reports it: a gateway replays it on workers whose working folder may differ
+  ctx.runtimeLoras?.set(name, resolve(path));
   ctx.log.info({ lora: name, path }, 'LoRA adapter loaded');
   void reply.type('text/plain; charset=utf-8');
   return `Success: LoRA adapter '${name}' added successfully.`;
 }
 
 export async function unloadLoraAdapter(ctx: RouteContext, request: FastifyRequest, reply: FastifyReply): Promise<string> {
-  const name = field(request.body, 'lora_name');
+  const name = loraField(request.body, 'lora_name');
   updatable(ctx).unloadLora(name);
+  ctx.runtimeLoras?.delete(name);
   ctx.log.info({ lora: name }, 'LoRA adapter unloaded');
   void reply.type('text/plain; charset=utf-8');
   return `Success: LoRA adapter '${name}' removed successfully.`;
