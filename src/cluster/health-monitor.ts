@@ -82,7 +82,7 @@ export class HealthMonitor {
   private readonly o: Required<HealthMonitorOptions>;
   private readonly stateListeners = new Set<(id: string, state: WorkerState, url: string) => void>();
   private readonly ejectListeners = new Set<(id: string, cooldownMs: number) => void>();
-  private readonly reportListeners = new Set<(worker: WorkerEndpoint, report: WorkerReport) => void>();
+  private readonly reportListeners = new Set<(worker: WorkerEndpoint, report: WorkerReport, sentMs: number) => void>();
   /** Whether any tracked worker lists LoRA adapters: until one does, routing by adapter costs nothing. */
   private adaptersListed = false;
 
@@ -133,8 +133,12 @@ export class HealthMonitor {
     this.ejectListeners.add(listener);
   }
 
-  /** Called after every ready probe of a healthy worker with what its body said. Returns an unsubscribe function. */
-  onReport(listener: (worker: WorkerEndpoint, report: WorkerReport) => void): () => void {
+  /**
+   * Called after every ready probe of a healthy worker with what its body said and when the
+   * probe was sent (the monitor's clock): the worker answered it at some time after that.
+   * Returns an unsubscribe function.
+   */
+  onReport(listener: (worker: WorkerEndpoint, report: WorkerReport, sentMs: number) => void): () => void {
     this.reportListeners.add(listener);
     return () => this.reportListeners.delete(listener);
   }
@@ -196,7 +200,8 @@ export class HealthMonitor {
    */
   healthyFor(model: string | undefined): WorkerEndpoint[] {
     const healthy = [...this.entries.values()].filter((e) => e.state === 'healthy');
-    if (model === undefined || !this.adaptersListed || !healthy.some((e) => e.report?.adapters?.has(model))) return healthy.map((e) => e.endpoint);
+    if (model === undefined || !this.adaptersListed || !healthy.some((e) => e.report?.adapters?.has(model)))
+      return healthy.map((e) => e.endpoint);
     return healthy.filter((e) => e.report?.adapters == null || e.report.adapters.has(model)).map((e) => e.endpoint);
   }
 
@@ -253,6 +258,7 @@ export class HealthMonitor {
     const epoch = e.ejectionEpoch;
     let outcome: 'ready' | 'draining' | 'failed';
     let body = '';
+    const sentMs = this.nowMs();
     try {
       const r = await this.probeReady(`${e.endpoint.url}/ready`, this.o.probeTimeoutMs);
       if ('error' in r) {
@@ -280,7 +286,7 @@ export class HealthMonitor {
         if ((e.report.adapters?.size ?? 0) > 0) this.adaptersListed = true;
       }
       this.setState(e, 'healthy');
-      for (const l of this.reportListeners) l(e.endpoint, e.report);
+      for (const l of this.reportListeners) l(e.endpoint, e.report, sentMs);
     } else if (outcome === 'draining') {
       e.probeFailures = 0;
       this.setState(e, 'draining');

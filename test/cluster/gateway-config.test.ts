@@ -21,6 +21,7 @@ describe('autoglm gateway configuration', () => {
     const c = parse([]);
     expect([c.host, c.port, c.registryKind, c.generatedKey]).toEqual(['127.0.0.1', 9000, 'heartbeat', 'generated-key']);
     expect(c.options.resume).toBe(true);
+    expect(c.options.runtimeLoraUpdates).toBeUndefined();
     expect(c.options.auth.apiKeys).toEqual(['generated-key']);
     expect(c.createRegistry().kind).toBe('heartbeat');
   });
@@ -42,6 +43,8 @@ describe('autoglm gateway configuration', () => {
     expect(c.options.health?.probeIntervalMs).toBe(100);
     expect(c.options.balancer?.affinity).toEqual({});
     expect(c.options.resume).toBe(false);
+    expect(parse(['--allow-runtime-lora-updates']).options.runtimeLoraUpdates).toBe(true);
+    expect(parse([], { AUTOGLM_ALLOW_RUNTIME_LORA_UPDATES: '1' }).options.runtimeLoraUpdates).toBe(true);
     expect(parse(['--registry', 'static', '--workers', 'http://a:1,http://b:2']).createRegistry().kind).toBe('static');
     expect(parse(['--registry', 'etcd', '--etcd', 'http://127.0.0.1:2379']).createRegistry().kind).toBe('etcd');
   });

@@ -62,6 +62,30 @@ describe('POST /v1/load_lora_adapter and /v1/unload_lora_adapter', () => {
     expect([twice.status, (JSON.parse(twice.text) as { error: { code: string } }).error.code]).toEqual([404, 'model_not_found']);
   });
 
+  it("/ready tells the adapters to anyone and their folders only to a caller with the routes' credentials", async () => {
+    const { url } = server();
+    type Ready = { instance: string; adapters: string[]; runtime_adapters?: Record<string, string> };
+    const ready = async (headers: Record<string, string>): Promise<Ready> =>
+      (await fetch(`${url}/ready`, { headers })).json() as Promise<Ready>;
+    const before = await ready({});
+    expect(before.adapters).toEqual([]);
+    expect(before.instance).toMatch(/^[0-9a-f]{16}$/);
+    expect((await post(`${url}/v1/load_lora_adapter`, { lora_name: 'owl', lora_path: ADAPTER })).status).toBe(200);
+    try {
+      const anonymous = await ready({});
+      expect(anonymous.adapters).toEqual(['owl']);
+      expect(anonymous.runtime_adapters).toBeUndefined();
+      expect((await ready({ authorization: 'Bearer wrong' })).runtime_adapters).toBeUndefined();
+      const trusted = await ready({ authorization: `Bearer ${API_KEY}` });
+      expect(trusted.runtime_adapters).toEqual({ owl: ADAPTER });
+      // one process, one instance id: a gateway tells a restart by a new one
+      expect(trusted.instance).toBe(before.instance);
+    } finally {
+      await post(`${url}/v1/unload_lora_adapter`, { lora_name: 'owl' });
+    }
+    expect((await ready({ authorization: `Bearer ${API_KEY}` })).runtime_adapters).toEqual({});
+  });
+
   it('answers 400 naming the field for a missing name or path and for a folder that is no adapter', async () => {
     const { url } = server();
     for (const [body, param] of [

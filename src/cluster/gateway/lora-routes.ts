@@ -22,8 +22,7 @@ export function installLoraRoutes(app: FastifyInstance, sync: LoraSync, guard: G
     const result = await sync.load(name, path);
     if (result.of === 0) throw new AutoGlmError('no_healthy_worker', 'No healthy worker to load the adapter onto.');
     if (result.refusal) return reply.code(result.refusal.status).type('application/json; charset=utf-8').send(result.refusal.body);
-    if (result.ok.length === 0)
-      throw new AutoGlmError('upstream_error', `No worker loaded the adapter (${result.errors.join('; ')}).`);
+    if (result.ok.length === 0) throw new AutoGlmError('upstream_error', `No worker loaded the adapter (${result.errors.join('; ')}).`);
     const rest =
       result.ok.length < result.of
         ? ` Loaded on ${result.ok.length} of ${result.of} workers; the gateway keeps loading it onto the others (GET /cluster/workers).`
@@ -33,10 +32,14 @@ export function installLoraRoutes(app: FastifyInstance, sync: LoraSync, guard: G
 
   app.post('/v1/unload_lora_adapter', { onRequest: guard }, async (request, reply) => {
     const name = loraField(request.body, 'lora_name');
-    if (!sync.has(name) && !sync.servedAnywhere(name))
-      throw new AutoGlmError('model_not_found', `No worker serves a LoRA adapter named ${JSON.stringify(name)}.`, { param: 'lora_name' });
+    const notFound = () =>
+      new AutoGlmError('model_not_found', `No worker serves a LoRA adapter named ${JSON.stringify(name)}.`, { param: 'lora_name' });
+    const kept = sync.has(name);
+    if (!kept && !sync.servedAnywhere(name)) throw notFound();
     const result = await sync.unload(name);
     if (result.refusal) return reply.code(result.refusal.status).type('application/json; charset=utf-8').send(result.refusal.body);
+    // a probe's list a moment old named it, but no worker had it any more (a second unload)
+    if (!kept && result.removed === 0) throw notFound();
     return reply.type('text/plain; charset=utf-8').send(`Success: LoRA adapter '${name}' removed successfully.`);
   });
 }

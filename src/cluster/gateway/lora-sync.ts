@@ -32,17 +32,27 @@ export interface LoraSyncOptions {
 }
 
 /** One worker's answer to a load or unload: done, refused by the worker (its answer), or no answer. */
-export type CallOutcome = { kind: 'ok' } | { kind: 'refused'; status: number; body: string } | { kind: 'failed'; error: string };
+export type CallOutcome =
+  /** `changed`: false where the worker already had the adapter (load) or had none of that name (unload). */
+  { kind: 'ok'; changed: boolean } | { kind: 'refused'; status: number; body: string } | { kind: 'failed'; error: string };
 
 type Action = 'load' | 'unload';
 
 interface WorkerSync {
   instance: string | null;
-  /** Its last report's run-time adapters. */
-  runtime: ReadonlyMap<string, string> | null;
+  /**
+   * Adapters this process is known to have: listed by its last report, or loaded by a call
+   * of ours since. One that a later report of the same process leaves out was unloaded.
+   */
+  had: Set<string>;
+  /**
+   * When the last of our calls to it succeeded: a report of a probe sent before that may
+   * predate the call (a load it does not list yet), and decides nothing.
+   */
+  lastCallMs: number;
   /** Calls in flight, by `${action}:${name}`: a second one for the same waits on the first. */
   inFlight: Map<string, Promise<CallOutcome>>;
-  /** Refused or failed calls, by `${action}:${name}`: not repeated before untilMs. */
+  /** Refused or failed background calls, by `${action}:${name}`: not repeated before untilMs. */
   backoff: Map<string, { failures: number; untilMs: number; error: string }>;
 }
 
@@ -83,7 +93,7 @@ export class LoraSync {
       tombstoneMs: options.tombstoneMs ?? 600_000,
       callTimeoutMs: options.callTimeoutMs ?? 60_000,
     };
-    this.unsubscribe = deps.health.onReport((worker, report) => this.observe(worker, report));
+    this.unsubscribe = deps.health.onReport((worker, report, sentMs) => this.observe(worker, report, sentMs));
   }
 
   stop(): void {
@@ -100,7 +110,10 @@ export class LoraSync {
    * when none does, `refusal` is the first worker's own 4xx answer (a bad folder is bad on
    * every worker) and nothing is kept. Workers that failed are given it later.
    */
-  async load(name: string, path: string): Promise<{ ok: string[]; of: number; refusal: { status: number; body: string } | null; errors: string[] }> {
+  async load(
+    name: string,
+    path: string,
+  ): Promise<{ ok: string[]; of: number; refusal: { status: number; body: string } | null; errors: string[] }> {
     const targets = this.deps.health.healthy();
     const outcomes = await Promise.all(targets.map((w) => this.call(w, 'load', name, path)));
     const ok = targets.filter((_, i) => outcomes[i]!.kind === 'ok').map((w) => w.id);
@@ -120,22 +133,25 @@ export class LoraSync {
    * one refused (say, the base model's name, or a worker without the run-time routes), that
    * answer is returned and the adapter stays as it was.
    */
-  async unload(name: string): Promise<{ ok: string[]; refusal: { status: number; body: string } | null; errors: string[] }> {
+  async unload(
+    name: string,
+  ): Promise<{ ok: string[]; removed: number; refusal: { status: number; body: string } | null; errors: string[] }> {
     const path = this.desired.get(name);
     this.desired.delete(name);
     this.tombstones.set(name, this.nowMs() + this.o.tombstoneMs);
     const targets = this.deps.health.snapshot().filter((w) => w.state !== 'unhealthy');
     const outcomes = await Promise.all(targets.map((w) => this.call(w, 'unload', name)));
     const ok = targets.filter((_, i) => outcomes[i]!.kind === 'ok').map((w) => w.id);
+    const removed = outcomes.filter((o) => o.kind === 'ok' && o.changed).length;
     const refusal = outcomes.find((o): o is Extract<CallOutcome, { kind: 'refused' }> => o.kind === 'refused') ?? null;
     const errors = outcomes.flatMap((o, i) => (o.kind === 'ok' ? [] : [`${targets[i]!.id}: ${describe(o)}`]));
     if (ok.length === 0 && refusal !== null) {
       this.tombstones.delete(name);
       if (path !== undefined) this.desired.set(name, path);
-      return { ok, refusal, errors };
+      return { ok, removed, refusal, errors };
     }
-    this.deps.log?.info({ lora: name, workers: ok.length, of: targets.length }, 'LoRA adapter unloaded across the cluster');
-    return { ok, refusal: null, errors };
+    this.deps.log?.info({ lora: name, workers: removed, of: targets.length }, 'LoRA adapter unloaded across the cluster');
+    return { ok, removed, refusal: null, errors };
   }
 
   /** Whether any worker (not unhealthy) lists `name` among its adapters. */
@@ -148,36 +164,43 @@ export class LoraSync {
     this.expireTombstones(now);
     const pending: LoraSyncSnapshot['pending'] = {};
     for (const [id, w] of this.workers) {
-      const calls = [...w.backoff].map(([call, b]) => ({ call, failures: b.failures, retryInMs: Math.max(0, Math.round(b.untilMs - now)), error: b.error }));
+      const calls = [...w.backoff]
+        .filter(([call]) => this.stillWanted(call))
+        .map(([call, b]) => ({ call, failures: b.failures, retryInMs: Math.max(0, Math.round(b.untilMs - now)), error: b.error }));
       if (calls.length > 0) pending[id] = calls;
     }
     return { adapters: Object.fromEntries(this.desired), unloaded: [...this.tombstones.keys()], pending };
   }
 
-  /** A ready probe's report: take up, forget, unload and load what it calls for (the calls run in the background). */
-  observe(worker: WorkerEndpoint, report: WorkerReport): void {
+  /**
+   * A ready probe's report (the probe sent at `sentMs`, on this object's clock): take up,
+   * forget, unload and load what it calls for (the calls run in the background).
+   */
+  observe(worker: WorkerEndpoint, report: WorkerReport, sentMs: number): void {
     const now = this.nowMs();
     this.expireTombstones(now);
     this.forgetDeparted();
     let w = this.workers.get(worker.id);
     const sameProcess = w !== undefined && report.instance !== null && w.instance === report.instance;
     if (w === undefined) w = this.workerSync(worker.id);
-    // a new process: what the old one refused says nothing about it
-    else if (!sameProcess) w.backoff.clear();
-    // Listed at run time by this same process a probe ago and gone now, with no call of ours
-    // on the way: unloaded by someone else, so no longer given to workers.
-    if (sameProcess && w.runtime !== null) {
-      for (const name of w.runtime.keys()) {
-        const listedNow = report.runtimeAdapters?.has(name) === true || report.adapters?.has(name) === true;
-        if (!listedNow && this.desired.has(name) && !w.inFlight.has(`load:${name}`)) {
-          this.desired.delete(name);
-          this.tombstones.set(name, now + this.o.tombstoneMs);
-          this.deps.log?.info({ lora: name, worker: worker.id }, 'LoRA adapter unloaded outside this gateway; no longer given to workers');
-        }
+    else if (!sameProcess) {
+      // a new process: it has none of the old one's run-time adapters, and what the old one refused says nothing about it
+      w.backoff.clear();
+      w.had.clear();
+    } else if (sentMs < w.lastCallMs) return;
+    for (const call of w.backoff.keys()) if (!this.stillWanted(call)) w.backoff.delete(call);
+    const listed = new Set([...(report.adapters ?? []), ...(report.runtimeAdapters?.keys() ?? [])]);
+    // Known to this same process and gone now, with no load of ours on the way: unloaded by
+    // someone else (another gateway, a call to the worker), so no longer given to workers.
+    for (const name of w.had) {
+      if (!listed.has(name) && this.desired.has(name) && !w.inFlight.has(`load:${name}`)) {
+        this.desired.delete(name);
+        this.tombstones.set(name, now + this.o.tombstoneMs);
+        this.deps.log?.info({ lora: name, worker: worker.id }, 'LoRA adapter unloaded outside this gateway; no longer given to workers');
       }
     }
     w.instance = report.instance;
-    w.runtime = report.runtimeAdapters;
+    w.had = listed;
     for (const [name, path] of report.runtimeAdapters ?? []) {
       if (this.tombstones.has(name)) this.retryable(worker, w, 'unload', name, now);
       else if (!this.desired.has(name)) this.desired.set(name, path);
@@ -201,7 +224,16 @@ export class LoraSync {
   private retryable(worker: WorkerEndpoint, w: WorkerSync, action: Action, name: string, now: number, path?: string): void {
     const key = `${action}:${name}`;
     if (w.inFlight.has(key) || (w.backoff.get(key)?.untilMs ?? 0) > now) return;
-    void this.call(worker, action, name, path);
+    void this.call(worker, action, name, path).then((outcome) => {
+      if (outcome.kind === 'ok') return void w.backoff.delete(key);
+      const failures = (w.backoff.get(key)?.failures ?? 0) + 1;
+      const pauseMs = Math.min(this.o.retryMaxMs, this.o.retryBaseMs * 2 ** (failures - 1));
+      w.backoff.set(key, { failures, untilMs: this.nowMs() + pauseMs, error: describe(outcome) });
+      this.deps.log?.warn(
+        { lora: name, worker: worker.id, action, error: describe(outcome), retryInMs: pauseMs },
+        'LoRA adapter call to a worker failed',
+      );
+    });
   }
 
   /** Calls the worker's load or unload route once (joining a call already in flight) and records the outcome. */
@@ -214,12 +246,10 @@ export class LoraSync {
     const done = this.post(`${worker.url}/v1/${action}_lora_adapter`, body).then((raw) => {
       const outcome = classify(action, raw);
       w.inFlight.delete(key);
-      if (outcome.kind === 'ok') w.backoff.delete(key);
-      else {
-        const failures = (w.backoff.get(key)?.failures ?? 0) + 1;
-        const pauseMs = Math.min(this.o.retryMaxMs, this.o.retryBaseMs * 2 ** (failures - 1));
-        w.backoff.set(key, { failures, untilMs: this.nowMs() + pauseMs, error: describe(outcome) });
-        this.deps.log?.warn({ lora: name, worker: worker.id, action, error: describe(outcome), retryInMs: pauseMs }, 'LoRA adapter call to a worker failed');
+      if (outcome.kind === 'ok') {
+        w.lastCallMs = this.nowMs();
+        if (action === 'load') w.had.add(name);
+        else w.had.delete(name);
       }
       this.deps.onCall?.(action, outcome.kind);
       return outcome;
@@ -231,7 +261,7 @@ export class LoraSync {
   private workerSync(id: string): WorkerSync {
     let w = this.workers.get(id);
     if (w === undefined) {
-      w = { instance: null, runtime: null, inFlight: new Map(), backoff: new Map() };
+      w = { instance: null, had: new Set(), lastCallMs: -Infinity, inFlight: new Map(), backoff: new Map() };
       this.workers.set(id, w);
     }
     return w;
@@ -239,7 +269,11 @@ export class LoraSync {
 
   /** POSTs `body`; never rejects: a status and body, or why there was no answer. */
   private async post(url: string, body: string): Promise<{ status: number; body: string } | { error: string }> {
-    const call = this.deps.pool.request(url, { method: 'POST', headers: { ...this.deps.credentials, 'content-type': 'application/json' }, body });
+    const call = this.deps.pool.request(url, {
+      method: 'POST',
+      headers: { ...this.deps.credentials, 'content-type': 'application/json' },
+      body,
+    });
     let timedOut = false;
     const timer = setTimeout(() => {
       timedOut = true;
@@ -253,6 +287,13 @@ export class LoraSync {
     } finally {
       clearTimeout(timer);
     }
+  }
+
+  /** Whether a call (`${action}:${name}`) is still called for: a load of a kept adapter, an unload of a recently unloaded one. */
+  private stillWanted(call: string): boolean {
+    const colon = call.indexOf(':');
+    const name = call.slice(colon + 1);
+    return call.slice(0, colon) === 'load' ? this.desired.has(name) : this.tombstones.has(name);
   }
 
   private expireTombstones(now: number): void {
@@ -272,11 +313,11 @@ function errorCode(body: string): string {
 
 function classify(action: Action, raw: { status: number; body: string } | { error: string }): CallOutcome {
   if ('error' in raw) return { kind: 'failed', error: raw.error };
-  if (raw.status >= 200 && raw.status < 300) return { kind: 'ok' };
+  if (raw.status >= 200 && raw.status < 300) return { kind: 'ok', changed: true };
   // it has the adapter already (a load through another gateway, or ours racing a probe's)
-  if (action === 'load' && raw.status === 400 && raw.body.includes('is already loaded')) return { kind: 'ok' };
+  if (action === 'load' && raw.status === 400 && raw.body.includes('is already loaded')) return { kind: 'ok', changed: false };
   // it has no adapter of that name: nothing to unload
-  if (action === 'unload' && raw.status === 404 && errorCode(raw.body) === 'model_not_found') return { kind: 'ok' };
+  if (action === 'unload' && raw.status === 404 && errorCode(raw.body) === 'model_not_found') return { kind: 'ok', changed: false };
   if (raw.status >= 400 && raw.status < 500) return { kind: 'refused', status: raw.status, body: raw.body };
   return { kind: 'failed', error: `HTTP ${raw.status}` };
 }
