@@ -56,6 +56,8 @@ interface Entry {
   /** What the last ready probe's body said, and that body (parsed again only when it changes). */
   report: WorkerReport | null;
   reportBody: string;
+  /** When the last ready probe answered (the report's age, for a worker that is down since). */
+  reportMs: number;
   removed: boolean;
 }
 
@@ -176,6 +178,7 @@ export class HealthMonitor {
         lastProbe: null,
         report: null,
         reportBody: '',
+        reportMs: 0,
         removed: false,
       };
       this.entries.set(w.id, e);
@@ -197,17 +200,19 @@ export class HealthMonitor {
    * LoRA adapter, only those that list it (or do not say what they serve). A worker without
    * the adapter (one that restarted and lost a run-time adapter, or was never given it)
    * would answer 404 model_not_found, and other workers could have served the request.
+   * When only workers that are down now listed it (within ejectionDecayMs), none: the
+   * adapter exists, and "no healthy worker, retry" is the true answer, not a 404.
    */
   healthyFor(model: string | undefined): WorkerEndpoint[] {
     const healthy = [...this.entries.values()].filter((e) => e.state === 'healthy');
-    if (model === undefined || !this.adaptersListed || !healthy.some((e) => e.report?.adapters?.has(model)))
-      return healthy.map((e) => e.endpoint);
-    return healthy.filter((e) => e.report?.adapters == null || e.report.adapters.has(model)).map((e) => e.endpoint);
-  }
-
-  /** What the worker's last ready probe said, if it answered one. */
-  report(id: string): WorkerReport | null {
-    return this.entries.get(id)?.report ?? null;
+    if (model === undefined || !this.adaptersListed) return healthy.map((e) => e.endpoint);
+    const lists = (e: Entry): boolean => e.report?.adapters?.has(model) === true;
+    if (healthy.some(lists)) return healthy.filter((e) => e.report?.adapters == null || lists(e)).map((e) => e.endpoint);
+    const now = this.nowMs();
+    const listedByDownWorker = [...this.entries.values()].some(
+      (e) => e.state !== 'healthy' && lists(e) && now - e.reportMs < this.o.ejectionDecayMs,
+    );
+    return listedByDownWorker ? [] : healthy.map((e) => e.endpoint);
   }
 
   snapshot(): WorkerHealth[] {
@@ -285,6 +290,7 @@ export class HealthMonitor {
         e.reportBody = body;
         if ((e.report.adapters?.size ?? 0) > 0) this.adaptersListed = true;
       }
+      e.reportMs = this.nowMs();
       this.setState(e, 'healthy');
       for (const l of this.reportListeners) l(e.endpoint, e.report, sentMs);
     } else if (outcome === 'draining') {

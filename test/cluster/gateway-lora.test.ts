@@ -70,11 +70,12 @@ describe('run-time LoRA adapters through the gateway', () => {
   test('a load reaches every worker and both serve it the same; an unload reaches every worker', async () => {
     const loaded = await post(cluster.url, '/v1/load_lora_adapter', { lora_name: 'fox', lora_path: ADAPTER }, auth);
     expect(loaded).toEqual({ status: 200, text: "Success: LoRA adapter 'fox' added successfully." });
+    // at once: the gateway's probes have not seen the load yet, its own calls have
+    const viaGateway = await call(cluster.url, '/v1/completions', completion('fox'), auth);
     for (const w of cluster.workers) expect(await adaptersOf(w.url)).toEqual(['fox']);
     // the same greedy answer from each worker, and through the gateway; not the base model's
     const direct = await Promise.all(cluster.workers.map((w) => call(w.url, '/v1/completions', completion('fox'), secret)));
     const base = await call(cluster.url, '/v1/completions', completion('demo-stories'), auth);
-    const viaGateway = await call(cluster.url, '/v1/completions', completion('fox'), auth);
     expect(direct.map((d) => d.status)).toEqual([200, 200]);
     expect(direct[1]!.text).toBe(direct[0]!.text);
     expect(viaGateway.text).toBe(direct[0]!.text);
@@ -91,6 +92,20 @@ describe('run-time LoRA adapters through the gateway', () => {
     expect([gone.status, (gone.error as { code?: string }).code]).toEqual([404, 'model_not_found']);
     const twice = await post(cluster.url, '/v1/unload_lora_adapter', { lora_name: 'fox' }, auth);
     expect(twice.status).toBe(404);
+  });
+
+  test('unload and load again at once, three times: every request on it is answered and every worker keeps it', async () => {
+    for (let i = 0; i < 3; i++) {
+      expect((await post(cluster.url, '/v1/load_lora_adapter', { lora_name: 'fox', lora_path: ADAPTER }, auth)).status).toBe(200);
+      // over several probe periods (100 ms): no worker may lose it to the unload before
+      for (let j = 0; j < 4; j++) {
+        const r = await call(cluster.url, '/v1/completions', { ...completion('fox'), max_tokens: 2 }, auth);
+        expect(r.status, JSON.stringify(r.error)).toBe(200);
+        await new Promise((resolve) => setTimeout(resolve, 60));
+      }
+      expect(await everyWorker((a) => a.includes('fox'))).toBe(true);
+      expect((await post(cluster.url, '/v1/unload_lora_adapter', { lora_name: 'fox' }, auth)).status).toBe(200);
+    }
   });
 
   test("every worker's refusal (a folder that is no adapter) comes back as the worker's 400, and nothing is kept", async () => {
@@ -162,6 +177,17 @@ describe('run-time LoRA adapters through the gateway', () => {
       servers.add(r.worker);
     }
     expect([...servers]).toEqual([cluster.workers[0]!.url]);
+    // the worker with the adapter stopped: "no healthy worker, retry" (503), not the other's 404
+    const holder = cluster.workers[0]!;
+    holder.proc.kill('SIGSTOP');
+    try {
+      await waitFor(() => !cluster.healthyUrls().includes(holder.url), 10_000, 'the stopped worker out of rotation');
+      const stopped = await call(cluster.url, '/v1/completions', { ...completion('fox'), max_tokens: 2 }, auth);
+      expect([stopped.status, (stopped.error as { code?: string }).code]).toEqual([503, 'no_healthy_worker']);
+    } finally {
+      holder.proc.kill('SIGCONT');
+    }
+    await waitFor(() => cluster.healthyUrls().length === 2, 30_000, 'the stopped worker back');
     // the base model still goes to both
     await waitFor(
       async () =>

@@ -157,6 +157,7 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
         typeof options.runtimeLoraUpdates === 'object' ? options.runtimeLoraUpdates : {},
       )
     : null;
+  if (loraSync) deps.adapterHolders = (model) => loraSync.holders(model);
   // before the routes' guards: a preflight carries no API key
   if (options.cors) installCors(app, options.cors);
 

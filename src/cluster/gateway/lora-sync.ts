@@ -106,6 +106,17 @@ export class LoraSync {
   }
 
   /**
+   * The workers whose present process is known to serve `name` (its last reports, and the
+   * gateway's calls since), or null when the gateway does not keep `name`.
+   */
+  holders(name: string): ReadonlySet<string> | null {
+    if (!this.desired.has(name)) return null;
+    const ids = new Set<string>();
+    for (const [id, w] of this.workers) if (w.had.has(name)) ids.add(id);
+    return ids;
+  }
+
+  /**
    * Loads `name` from `path` on every healthy worker. `ok` lists those that serve it now;
    * when none does, `refusal` is the first worker's own 4xx answer (a bad folder is bad on
    * every worker) and nothing is kept. Workers that failed are given it later.
@@ -115,13 +126,17 @@ export class LoraSync {
     path: string,
   ): Promise<{ ok: string[]; of: number; refusal: { status: number; body: string } | null; errors: string[] }> {
     const targets = this.deps.health.healthy();
+    // Not "recently unloaded" from now on: a probe of a worker that has loaded it already
+    // would otherwise have it unloaded again while the others are still loading it.
+    const tombstone = this.tombstones.get(name);
+    this.tombstones.delete(name);
     const outcomes = await Promise.all(targets.map((w) => this.call(w, 'load', name, path)));
     const ok = targets.filter((_, i) => outcomes[i]!.kind === 'ok').map((w) => w.id);
     const refusal = outcomes.find((o): o is Extract<CallOutcome, { kind: 'refused' }> => o.kind === 'refused') ?? null;
     const errors = outcomes.flatMap((o, i) => (o.kind === 'ok' ? [] : [`${targets[i]!.id}: ${describe(o)}`]));
+    if (ok.length === 0 && tombstone !== undefined) this.tombstones.set(name, tombstone);
     if (ok.length > 0) {
       this.desired.set(name, path);
-      this.tombstones.delete(name);
       this.deps.log?.info({ lora: name, path, workers: ok.length, of: targets.length }, 'LoRA adapter loaded across the cluster');
     }
     return { ok, of: targets.length, refusal: ok.length > 0 ? null : refusal, errors };

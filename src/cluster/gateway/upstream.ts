@@ -38,6 +38,11 @@ export interface UpstreamDeps {
   config: UpstreamConfig;
   /** Keep-alive connections to the workers. */
   pool: UpstreamPool;
+  /**
+   * For a LoRA adapter the gateway keeps on every worker (run-time LoRA updates), the
+   * workers known to serve it now; null for any other model.
+   */
+  adapterHolders?: (model: string) => ReadonlySet<string> | null;
 }
 
 /** One open upstream response, with the timers and load ticket that belong to it. */
@@ -112,7 +117,8 @@ export async function openWithRetries(
     if (!worker) {
       if (lastError) throw lastError;
       deps.metrics.noHealthyWorker.inc();
-      throw new AutoGlmError('no_healthy_worker', 'No healthy worker is available; retry later.');
+      const serving = scope.model !== undefined && deps.health.healthy().length > 0 ? ` serves '${scope.model}' now` : ' is available';
+      throw new AutoGlmError('no_healthy_worker', `No healthy worker${serving}; retry later.`);
     }
     scope.attempts++;
     const attempt = await sendAttempt(deps, scope, worker, request);
@@ -210,7 +216,11 @@ export function givingUp(last: AutoGlmError, refused: RetryRefusal, scope: Reque
 
 /** Healthy workers (serving the request's model) minus those that already failed it (unless that leaves none). */
 export function chooseWorker(deps: UpstreamDeps, scope: RequestScope): WorkerEndpoint | null {
-  const healthy = deps.health.healthyFor(scope.model);
+  const model = scope.model;
+  const holders = model !== undefined ? (deps.adapterHolders?.(model) ?? null) : null;
+  // an adapter the gateway keeps: only workers whose present process has it (by their reports
+  // and the gateway's own load calls, which a probe a moment old does not show yet)
+  const healthy = holders !== null ? deps.health.healthy().filter((w) => holders.has(w.id)) : deps.health.healthyFor(model);
   const fresh = healthy.filter((w) => !scope.failed.has(w.id));
   return deps.balancer.pick(fresh.length > 0 ? fresh : healthy, scope.affinityKey !== undefined ? { affinityKey: scope.affinityKey } : {});
 }
