@@ -42,7 +42,7 @@
  * arriving 150 ms later at priority -1 (ahead of the queue) or 1 (behind it), alternating;
  * the probe's time to first token; writes bench/results/engine-priority.json.
  *
- * `npm run bench:engine -- --lora[=4] [--rank=16] [--model=DIR] [--rounds=5]`: what LoRA
+ * `npm run bench:engine -- --lora[=4] [--rank=16] [--model=DIR] [--rounds=5] [--lora-targets=q_proj,v_proj]`: what LoRA
  * adapters (EngineOptions.loraAdapters, generated PEFT adapters on every projection) cost:
  * one engine with N adapters; decode of one stream on the base model and on an adapter,
  * 16 streams on the base model and 16 spread over the N adapters, and a 128-token prefill
@@ -57,6 +57,7 @@ import { Engine } from '../src/engine/engine.js';
 import { loadModelSpec } from '../src/engine/model/config.js';
 import { SUPPORTED_ARCHITECTURES, type Architecture } from '../src/engine/model/model-spec.js';
 import { generateLoraAdapter } from '../src/testing/generate-lora.js';
+import type { LoraModule } from '../src/engine/lora/peft-adapter.js';
 import { ensureGeneratedModel } from '../src/testing/generate-model.js';
 import { WEIGHT_DTYPE_OPTIONS, type EngineOptions, type GenerateRequest, type WeightDTypeOption } from '../src/engine/types.js';
 import { measureCeilings } from './ceilings.js';
@@ -434,26 +435,33 @@ async function comparePriority(modelDir: string, rounds: number): Promise<void> 
 }
 
 /** Decode and prefill on the base model against the same on LoRA adapters, one engine, interleaved. */
-async function compareLora(modelDir: string | undefined, adapterCount: number, rank: number, rounds: number): Promise<void> {
+async function compareLora(
+  modelDir: string | undefined,
+  adapterCount: number,
+  rank: number,
+  rounds: number,
+  targetModules: LoraModule[] | undefined,
+): Promise<void> {
   const dir = modelDir ?? (await ensureGeneratedModel('100m', { architecture: 'llama', seed: 1 }));
   const spec = await loadModelSpec(dir);
   const adapterRoot = await mkdtemp(join(tmpdir(), 'autoglm-bench-lora-'));
   const loraAdapters = [];
   for (let i = 0; i < adapterCount; i++) {
     const path = join(adapterRoot, `a${i}`);
-    await generateLoraAdapter(path, spec, { rank, seed: 100 + i });
+    await generateLoraAdapter(path, spec, { rank, seed: 100 + i, ...(targetModules ? { targetModules } : {}) });
     loraAdapters.push({ name: `lora-${i}`, path });
   }
   // one more slot, for the run-time load timed at the end (a bf16 file, as PEFT saves for a bf16 base)
   const extra = join(adapterRoot, 'extra');
-  await generateLoraAdapter(extra, spec, { rank, seed: 99, dtype: 'bf16' });
+  await generateLoraAdapter(extra, spec, { rank, seed: 99, dtype: 'bf16', ...(targetModules ? { targetModules } : {}) });
   const engine = await Engine.load(dir, { responseCacheEntries: 0, loraAdapters, maxLoras: adapterCount + 1 });
   try {
     await engine.warmUp();
     const vocab = spec.vocabSize;
     const streams = 16;
     const model = modelDir ?? 'generated 100M llama';
-    console.error(`adapter: ${engine.adapterName}; model: ${model}; ${adapterCount} LoRA adapters of rank ${rank} on every projection`);
+    const on = targetModules ? targetModules.join(', ') : 'every projection';
+    console.error(`adapter: ${engine.adapterName}; model: ${model}; ${adapterCount} LoRA adapters of rank ${rank} on ${on}`);
     const decode = (lora: string | undefined, seed: number) =>
       timedGenerate(engine, {
         prompt: randomPrompt(16, vocab, seed),
@@ -511,6 +519,7 @@ async function compareLora(modelDir: string | undefined, adapterCount: number, r
       model,
       adapters: adapterCount,
       rank,
+      targetModules: targetModules ?? 'all',
       rounds,
       workloads: workloads.map((w, i) => ({ label: w.label, ms: ms[i] })),
       loadLoraMs: loadMs,
@@ -524,7 +533,13 @@ async function compareLora(modelDir: string | undefined, adapterCount: number, r
 async function main(): Promise<void> {
   const lora = process.argv.slice(2).find((a) => a === '--lora' || a.startsWith('--lora='));
   if (lora !== undefined)
-    return compareLora(flag('model'), lora.includes('=') ? countFlag('lora', 4) : 4, countFlag('rank', 16), countFlag('rounds', 5));
+    return compareLora(
+      flag('model'),
+      lora.includes('=') ? countFlag('lora', 4) : 4,
+      countFlag('rank', 16),
+      countFlag('rounds', 5),
+      flag('lora-targets')?.split(',') as LoraModule[] | undefined,
+    );
   if (process.argv.includes('--priority')) return comparePriority(flag('model') ?? 'models/demo-stories', countFlag('rounds', 4));
   const speculative = process.argv.slice(2).find((a) => a === '--speculative' || a.startsWith('--speculative='));
   if (speculative !== undefined)

@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Engine } from '../../src/engine/engine.js';
+import { DispatchProfiler } from '../../src/kernels/dispatch-profiler.js';
 import { isAutoGlmError } from '../../src/errors.js';
 import { generateLoraAdapter } from '../../src/testing/generate-lora.js';
 import { generateTestModel } from '../../src/testing/generate-model.js';
@@ -18,6 +19,7 @@ import { mergeLoraInto } from '../reference/lora-merge.js';
 
 let root: string;
 let engine: Engine;
+let numLayers = 0;
 const paths = { full: '', qv: '', other: '', wide: '' };
 const reference: Record<'base' | 'full' | 'qv' | 'other', ReferenceModel | undefined> = {
   base: undefined,
@@ -30,6 +32,7 @@ beforeAll(async () => {
   root = await mkdtemp(join(tmpdir(), 'autoglm-lora-runtime-'));
   const dir = join(root, 'model');
   const { spec } = await generateTestModel(dir, { architecture: 'qwen3', dtype: 'f32', seed: 5 });
+  numLayers = spec.numLayers;
   for (const name of Object.keys(paths) as (keyof typeof paths)[]) paths[name] = join(root, name);
   await generateLoraAdapter(paths.full, spec, { rank: 8, seed: 1, bScale: 0.08 });
   await generateLoraAdapter(paths.qv, spec, { rank: 4, seed: 2, targetModules: ['q_proj', 'v_proj'], bScale: 0.2 });
@@ -73,6 +76,29 @@ describe('LoRA adapters at run time', () => {
     expect([third.code, third.param]).toEqual(['invalid_request', 'lora_name']);
     expect(third.message).toContain('All 2 LoRA slots are in use');
     expect(engine.loraNames).toEqual(['full', 'qv']);
+  });
+
+  it("a step runs the LoRA kernels only for the projections its rows' adapters change", async ({ skip }) => {
+    if (!engine.rt.ctx.features.timestampQuery) return skip('counting dispatches needs the timestamp-query feature');
+    // per decode or short-prompt step (per-row kernels): shrink dispatches per layer
+    let promptSeed = 0;
+    const shrinksPerLayerStep = async (lora: string): Promise<number> => {
+      const profiler = new DispatchProfiler(engine.rt);
+      engine.rt.profiler = profiler;
+      try {
+        // a prompt no other request used: no answer from the response cache
+        const short = Array.from({ length: 5 }, (_, i) => (i * 37 + 11 * ++promptSeed) % 300);
+        await engine.complete({ prompt: short, maxTokens: 4, ignoreEos: true, sampling: { temperature: 0 }, lora });
+      } finally {
+        engine.rt.profiler = null;
+      }
+      const count = new Map((await profiler.read()).map((t) => [t.kernel, t.dispatches]));
+      profiler.destroy();
+      return (count.get('lora-shrink') ?? 0) / (count.get('embedding') ?? NaN) / numLayers;
+    };
+    expect(engine.loraNames).toContain('qv');
+    expect(await shrinksPerLayerStep('qv')).toBe(1); // q|k|v only
+    expect(await shrinksPerLayerStep('full')).toBe(4); // q|k|v, o, gate|up, down
   });
 
   it('an unloaded name is model_not_found; loaded again with other weights it serves those, never the old KV or answers', async () => {

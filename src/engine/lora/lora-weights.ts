@@ -29,6 +29,11 @@ export interface LoraTarget {
   /** Output columns where the fused projection's second and third parts begin. */
   segmentStarts: number[];
   /**
+   * Per slot, whether its adapter changes this projection: a step skips the target when
+   * none of its rows' adapters does (the slot's part of `a` and `b` is zeros then).
+   */
+  live: boolean[];
+  /**
    * Per slot, the same adapter as two matmul weights for the tuned GEMM: A as [R, K], and B
    * as [N, R] with each column's part in its own rank columns (zeros elsewhere). A prompt
    * chunk's rows all share one adapter, and there the GEMM beats the per-row kernels, which
@@ -145,6 +150,7 @@ export function uploadLoras(rt: KernelRuntime, spec: ModelSpec, adapters: readon
         N,
         R,
         segmentStarts: starts,
+        live: [],
         gemm: [],
       };
       // with each slot's GEMM weights, once written
@@ -192,6 +198,7 @@ export function writeLoraSlot(rt: KernelRuntime, spec: ModelSpec, loras: GpuLora
       const target = loras.layers[l]![name];
       if (!target) continue;
       const { K, N, R, segmentStarts } = target;
+      const live = modules.some((m) => adapter.layers[l]!.has(m));
       const a = new Float32Array(R * K);
       const b = new Float32Array(N * rank);
       // the same B as [N, R], each column's values in its own part's rank columns, for the GEMM
@@ -215,6 +222,12 @@ export function writeLoraSlot(rt: KernelRuntime, spec: ModelSpec, loras: GpuLora
       rt.write(target.b, b, slot * N * rank);
       target.gemm[slot]?.a.destroy();
       target.gemm[slot]?.b.destroy();
+      target.live[slot] = live;
+      // no GEMM weights where they would be zeros: a run of this slot skips the target
+      if (!live) {
+        target.gemm[slot] = undefined;
+        continue;
+      }
       const label = `lora.${l}.${name}.${slot}`;
       const weight = (data: Float32Array, n: number, k: number, part: string): MatmulWeight =>
         loras.gemmDType === 'f16'

@@ -77,13 +77,16 @@ export function recordForward(
     const t = rowsOf(buf.lora.t, rows, target.R);
     const normed = norm ? { normX: norm } : {};
     // first the per-row kernels (their shrink writes zeros to t's rows without an adapter
-    // of theirs, the runs' rows among them), then the runs through the GEMM
-    if (plan.lora) {
+    // of theirs, the runs' rows among them), then the runs through the GEMM; each only where
+    // an adapter of its rows changes this projection (a q/v-only adapter in slots kept for
+    // every projection would otherwise pay the dispatches of all of them)
+    if (plan.lora && plan.loraRowSlots.some((slot) => target.live[slot] === true)) {
       const perRow = { rowSlots: buf.lora.rowSlots, t, rows, slots: loras.capacity };
       loraShrink(rt, rec, { ...perRow, x, a: target.a, K: target.K, R: target.R, ...normed });
       loraExpand(rt, rec, { ...perRow, b: target.b, out, N: target.N, rank: loras.rank, segmentStarts: target.segmentStarts });
     }
     for (const run of plan.loraRuns) {
+      if (target.live[run.slot] !== true) continue;
       const rowsIn = (tensor: GpuTensor, width: number) => sliceTensor(tensor, run.start * width, run.count * width);
       const { a, b } = target.gemm[run.slot]!; // written with the adapter the run's sequence uses
       matmul(rt, rec, { x: rowsIn(x, target.K), ...normed, weight: a, out: rowsIn(t, target.R), M: run.count, tuning: shrinkTuning });

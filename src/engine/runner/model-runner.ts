@@ -173,6 +173,7 @@ export class ModelRunner {
     const slots = new Uint32Array(rows);
     const loraSlots = this.model.loras ? new Uint32Array(rows).fill(LORA_NO_ADAPTER) : null;
     let lora = false;
+    const loraRowSlots = new Set<number>();
     const loraRuns: LoraRun[] = [];
     const sampleRows: number[] = [];
     const sequenceIndex: number[] = [];
@@ -195,6 +196,7 @@ export class ModelRunner {
         if (q.tokenIds.length >= LORA_GEMM_MIN_ROWS) loraRuns.push({ start: row, count: q.tokenIds.length, slot: q.adapter });
         else {
           loraSlots!.fill(q.adapter, row, row + q.tokenIds.length);
+          loraRowSlots.add(q.adapter);
           lora = true;
         }
       }
@@ -291,6 +293,7 @@ export class ModelRunner {
         sampleRows: buffers.sampleRows,
         attention: this.attentionBatch,
         lora,
+        loraRowSlots: [...loraRowSlots],
         loraRuns,
       },
       { foldNorms: options.foldNorms },

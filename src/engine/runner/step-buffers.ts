@@ -41,6 +41,8 @@ export interface StepPlan {
   attention: AttentionBatch;
   /** Some row is left to the per-row LoRA kernels (buffers.lora.rowSlots is filled): they run. */
   lora: boolean;
+  /** The adapter slots of those rows: a target no slot of theirs changes is skipped. */
+  loraRowSlots: readonly number[];
   /** Runs of rows of one adapter long enough for the GEMM (their rowSlots say no adapter). */
   loraRuns: readonly LoraRun[];
 }
