@@ -18,7 +18,9 @@ import type { FastifyBaseLogger } from 'fastify';
 import type { HealthMonitor } from '../health-monitor.js';
 import type { WorkerEndpoint } from '../types.js';
 import type { WorkerReport } from '../worker-report.js';
+import { requestOnce, type ProbeResult } from '../ready-probe.js';
 import type { UpstreamPool } from './upstream-http.js';
+import { workerError } from './upstream.js';
 
 export interface LoraSyncOptions {
   /** First pause before calling a worker again about an adapter it refused or failed; doubles per failure (default 2000 ms). */
@@ -130,10 +132,7 @@ export class LoraSync {
     // would otherwise have it unloaded again while the others are still loading it.
     const tombstone = this.tombstones.get(name);
     this.tombstones.delete(name);
-    const outcomes = await Promise.all(targets.map((w) => this.call(w, 'load', name, path)));
-    const ok = targets.filter((_, i) => outcomes[i]!.kind === 'ok').map((w) => w.id);
-    const refusal = outcomes.find((o): o is Extract<CallOutcome, { kind: 'refused' }> => o.kind === 'refused') ?? null;
-    const errors = outcomes.flatMap((o, i) => (o.kind === 'ok' ? [] : [`${targets[i]!.id}: ${describe(o)}`]));
+    const { ok, refusal, errors } = await this.broadcast(targets, 'load', name, path);
     if (ok.length === 0 && tombstone !== undefined) this.tombstones.set(name, tombstone);
     if (ok.length > 0) {
       this.desired.set(name, path);
@@ -155,11 +154,7 @@ export class LoraSync {
     this.desired.delete(name);
     this.tombstones.set(name, this.nowMs() + this.o.tombstoneMs);
     const targets = this.deps.health.snapshot().filter((w) => w.state !== 'unhealthy');
-    const outcomes = await Promise.all(targets.map((w) => this.call(w, 'unload', name)));
-    const ok = targets.filter((_, i) => outcomes[i]!.kind === 'ok').map((w) => w.id);
-    const removed = outcomes.filter((o) => o.kind === 'ok' && o.changed).length;
-    const refusal = outcomes.find((o): o is Extract<CallOutcome, { kind: 'refused' }> => o.kind === 'refused') ?? null;
-    const errors = outcomes.flatMap((o, i) => (o.kind === 'ok' ? [] : [`${targets[i]!.id}: ${describe(o)}`]));
+    const { ok, changed: removed, refusal, errors } = await this.broadcast(targets, 'unload', name);
     if (ok.length === 0 && refusal !== null) {
       this.tombstones.delete(name);
       if (path !== undefined) this.desired.set(name, path);
@@ -167,6 +162,25 @@ export class LoraSync {
     }
     this.deps.log?.info({ lora: name, workers: removed, of: targets.length }, 'LoRA adapter unloaded across the cluster');
     return { ok, removed, refusal: null, errors };
+  }
+
+  /**
+   * One call to each of `targets`: those that did it (`changed`: of them, how many changed
+   * anything), the first refusal, and each failure as "worker: why".
+   */
+  private async broadcast(
+    targets: readonly WorkerEndpoint[],
+    action: Action,
+    name: string,
+    path?: string,
+  ): Promise<{ ok: string[]; changed: number; refusal: { status: number; body: string } | null; errors: string[] }> {
+    const outcomes = await Promise.all(targets.map((w) => this.call(w, action, name, path)));
+    return {
+      ok: targets.filter((_, i) => outcomes[i]!.kind === 'ok').map((w) => w.id),
+      changed: outcomes.filter((o) => o.kind === 'ok' && o.changed).length,
+      refusal: outcomes.find((o): o is Extract<CallOutcome, { kind: 'refused' }> => o.kind === 'refused') ?? null,
+      errors: outcomes.flatMap((o, i) => (o.kind === 'ok' ? [] : [`${targets[i]!.id}: ${describe(o)}`])),
+    };
   }
 
   /** Whether any worker (not unhealthy) lists `name` among its adapters. */
@@ -258,7 +272,8 @@ export class LoraSync {
     const running = w.inFlight.get(key);
     if (running) return running;
     const body = JSON.stringify(action === 'load' ? { lora_name: name, lora_path: path } : { lora_name: name });
-    const done = this.post(`${worker.url}/v1/${action}_lora_adapter`, body).then((raw) => {
+    const request = { method: 'POST' as const, headers: { ...this.deps.credentials, 'content-type': 'application/json' }, body };
+    const done = requestOnce(this.deps.pool, `${worker.url}/v1/${action}_lora_adapter`, request, this.o.callTimeoutMs).then((raw) => {
       const outcome = classify(action, raw);
       w.inFlight.delete(key);
       if (outcome.kind === 'ok') {
@@ -282,28 +297,6 @@ export class LoraSync {
     return w;
   }
 
-  /** POSTs `body`; never rejects: a status and body, or why there was no answer. */
-  private async post(url: string, body: string): Promise<{ status: number; body: string } | { error: string }> {
-    const call = this.deps.pool.request(url, {
-      method: 'POST',
-      headers: { ...this.deps.credentials, 'content-type': 'application/json' },
-      body,
-    });
-    let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      call.cancel();
-    }, this.o.callTimeoutMs);
-    try {
-      const r = await call.response;
-      return { status: r.status, body: await r.text() };
-    } catch (err) {
-      return { error: timedOut ? 'timeout' : ((err as NodeJS.ErrnoException).code ?? String(err)) };
-    } finally {
-      clearTimeout(timer);
-    }
-  }
-
   /** Whether a call (`${action}:${name}`) is still called for: a load of a kept adapter, an unload of a recently unloaded one. */
   private stillWanted(call: string): boolean {
     const colon = call.indexOf(':');
@@ -316,23 +309,13 @@ export class LoraSync {
   }
 }
 
-/** The error code of a worker's OpenAI error body ('' where it is not one). */
-function errorCode(body: string): string {
-  try {
-    const code = (JSON.parse(body) as { error?: { code?: unknown } }).error?.code;
-    return typeof code === 'string' ? code : '';
-  } catch {
-    return '';
-  }
-}
-
-function classify(action: Action, raw: { status: number; body: string } | { error: string }): CallOutcome {
+function classify(action: Action, raw: ProbeResult): CallOutcome {
   if ('error' in raw) return { kind: 'failed', error: raw.error };
   if (raw.status >= 200 && raw.status < 300) return { kind: 'ok', changed: true };
   // it has the adapter already (a load through another gateway, or ours racing a probe's)
   if (action === 'load' && raw.status === 400 && raw.body.includes('is already loaded')) return { kind: 'ok', changed: false };
   // it has no adapter of that name: nothing to unload
-  if (action === 'unload' && raw.status === 404 && errorCode(raw.body) === 'model_not_found') return { kind: 'ok', changed: false };
+  if (action === 'unload' && raw.status === 404 && workerError(raw.body).code === 'model_not_found') return { kind: 'ok', changed: false };
   if (raw.status >= 400 && raw.status < 500) return { kind: 'refused', status: raw.status, body: raw.body };
   return { kind: 'failed', error: `HTTP ${raw.status}` };
 }
@@ -340,12 +323,6 @@ function classify(action: Action, raw: { status: number; body: string } | { erro
 function describe(o: CallOutcome): string {
   if (o.kind === 'ok') return 'ok';
   if (o.kind === 'failed') return o.error;
-  let message = '';
-  try {
-    const m = (JSON.parse(o.body) as { error?: { message?: unknown } }).error?.message;
-    if (typeof m === 'string') message = `: ${m}`;
-  } catch {
-    // not an OpenAI error body
-  }
-  return `HTTP ${o.status}${message}`;
+  const { message } = workerError(o.body);
+  return `HTTP ${o.status}${message ? `: ${message}` : ''}`;
 }

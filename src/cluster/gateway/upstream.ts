@@ -226,7 +226,7 @@ export function chooseWorker(deps: UpstreamDeps, scope: RequestScope): WorkerEnd
 }
 
 /** The code and message of a worker's OpenAI error body (empty strings where it is not one). */
-function workerError(text: string): { code: string; message: string } {
+export function workerError(text: string): { code: string; message: string } {
   try {
     const error = (JSON.parse(text) as { error?: { code?: unknown; message?: unknown } }).error;
     const str = (v: unknown): string => (typeof v === 'string' ? v : '');

@@ -10,6 +10,13 @@ import { AutoGlmError } from '../../errors.js';
 
 type Slot = { state: 'loading'; name: string } | { state: 'loaded' | 'retiring'; name: string; id: number; refs: number } | null;
 
+/** A second load of a name (the gateway answers its own the same way, and reads a worker's by its words). */
+export function loraAlreadyLoaded(name: string): AutoGlmError {
+  return new AutoGlmError('invalid_request', `A LoRA adapter named ${JSON.stringify(name)} is already loaded; unload it first.`, {
+    param: 'lora_name',
+  });
+}
+
 export interface LoraHandle {
   slot: number;
   name: string;
@@ -57,10 +64,7 @@ export class LoraRegistry {
 
   /** Claims a free slot for `name` while its files are read and written to the device. */
   reserve(name: string): number {
-    if (this.byName.has(name))
-      throw new AutoGlmError('invalid_request', `A LoRA adapter named ${JSON.stringify(name)} is already loaded; unload it first.`, {
-        param: 'lora_name',
-      });
+    if (this.byName.has(name)) throw loraAlreadyLoaded(name);
     const slot = this.slots.indexOf(null);
     if (slot < 0) {
       const retiring = this.slots.filter((s) => s?.state === 'retiring').length;

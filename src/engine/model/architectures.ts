@@ -3,7 +3,7 @@
  * configuration_*.py. config.ts combines these traits with a config.json; nothing else in
  * the engine looks at the architecture's name.
  */
-import type { Architecture } from './model-spec.js';
+import type { Architecture, ModelSpec } from './model-spec.js';
 
 /** A bias that is always on, always off, or follows config.attention_bias. */
 type BiasRule = boolean | 'attention_bias';
@@ -59,14 +59,7 @@ export interface ArchitectureTraits {
     /** Gemma 3: RoPE theta of the sliding-window layers (rope_local_base_freq). */
     localRopeTheta?: number;
     /** Sizes the configuration class defaults (Gemma 3's text_config leaves most of them out); absent: required keys. */
-    shape?: {
-      vocabSize: number;
-      hiddenSize: number;
-      intermediateSize: number;
-      numLayers: number;
-      numHeads: number;
-      numKvHeads: number;
-    };
+    shape?: Pick<ModelSpec, 'vocabSize' | 'hiddenSize' | 'intermediateSize' | 'numLayers' | 'numHeads' | 'numKvHeads'>;
   };
 }
 

@@ -10,6 +10,10 @@ import type { InferenceEngine } from '../../engine/types.js';
 import type { RouteContext } from './context.js';
 
 /** A route's required string field, or invalid_request naming it (the gateway's routes read the same). */
+/** vLLM's answers to a load and an unload (the gateway's routes give the same). */
+export const loraLoadedText = (name: string): string => `Success: LoRA adapter '${name}' added successfully.`;
+export const loraUnloadedText = (name: string): string => `Success: LoRA adapter '${name}' removed successfully.`;
+
 export function loraField(body: unknown, name: 'lora_name' | 'lora_path'): string {
   const v = (body as Record<string, unknown> | null)?.[name];
   if (typeof v !== 'string' || v === '') throw new AutoGlmError('invalid_request', `${name} must be a non-empty string.`, { param: name });
@@ -31,7 +35,7 @@ export async function loadLoraAdapter(ctx: RouteContext, request: FastifyRequest
   ctx.runtimeLoras?.set(name, resolve(path));
   ctx.log.info({ lora: name, path }, 'LoRA adapter loaded');
   void reply.type('text/plain; charset=utf-8');
-  return `Success: LoRA adapter '${name}' added successfully.`;
+  return loraLoadedText(name);
 }
 
 export async function unloadLoraAdapter(ctx: RouteContext, request: FastifyRequest, reply: FastifyReply): Promise<string> {
@@ -40,5 +44,5 @@ export async function unloadLoraAdapter(ctx: RouteContext, request: FastifyReque
   ctx.runtimeLoras?.delete(name);
   ctx.log.info({ lora: name }, 'LoRA adapter unloaded');
   void reply.type('text/plain; charset=utf-8');
-  return `Success: LoRA adapter '${name}' removed successfully.`;
+  return loraUnloadedText(name);
 }
