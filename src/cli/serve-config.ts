@@ -36,6 +36,8 @@ export interface ServeConfig {
   /** How an error names where modelDir came from: `--model`, or `AUTOGLM_MODEL (--model)`. */
   modelLabel: string;
   servedModelName: string | undefined;
+  /** More names the base model answers to (--served-model-name's names after the first). */
+  modelAliases: string[];
   host: string;
   port: number;
   apiKeys: string[];
@@ -100,7 +102,10 @@ export interface ServeConfig {
 /** The flag table: name -> kind, env variable and help. One place, so --help and env stay in step. */
 const FLAGS = {
   model: { kind: 'string', help: 'model folder (config.json, *.safetensors, tokenizer.json); default: the bundled demo-stories' },
-  'served-model-name': { kind: 'string', help: 'name clients pass as "model" (default: the folder name)' },
+  'served-model-name': {
+    kind: 'list',
+    help: 'name clients pass as "model" (default: the folder name); NAME,ALIAS,...: answers are labelled with the first, all are accepted',
+  },
   host: { kind: 'string', help: 'address to listen on (default 127.0.0.1)' },
   port: { ...PORT, help: 'port (default 8000; 0 picks a free one)' },
   'api-key-file': { kind: 'string', help: 'file with one API key per line' },
@@ -253,6 +258,7 @@ export function parseServeConfig(argv: string[], env: NodeJS.ProcessEnv = proces
   if ((tlsKey === undefined) !== (tlsCert === undefined))
     throw new AutoGlmError('invalid_request', '--tls-key and --tls-cert go together.', { param: tlsKey ? 'tls-cert' : 'tls-key' });
   const model = str('model');
+  const servedNames = [...new Set(flags.list('served-model-name'))];
   // the engine reads it only at load, after the port is bound: a typo would exit 1, not 2
   validateEngineEnvironment(env);
   const kernelProfile = parseKernelProfile(str('kernel-profile'), 'kernel-profile', flags.label('kernel-profile'));
@@ -294,7 +300,8 @@ export function parseServeConfig(argv: string[], env: NodeJS.ProcessEnv = proces
     modelDir: model ?? DEFAULT_MODEL_DIR,
     usingDefaultModel: model === undefined,
     modelLabel: flags.label('model'),
-    servedModelName: str('served-model-name'),
+    servedModelName: servedNames[0],
+    modelAliases: servedNames.slice(1),
     host: str('host') ?? '127.0.0.1',
     port: int('port') ?? 8000,
     apiKeys: keys,

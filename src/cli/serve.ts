@@ -23,6 +23,7 @@ export async function runServe(argv: string[]): Promise<number> {
   const server = buildServer({
     engine: enginePromise,
     servedModelName: config.servedModelName,
+    modelAliases: config.modelAliases,
     auth: { apiKeys: config.apiKeys, disabled: config.authDisabled },
     clusterSecret: config.clusterSecret,
     rateLimit: config.rateLimit,

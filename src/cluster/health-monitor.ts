@@ -1,7 +1,7 @@
 import { AutoGlmError } from '../errors.js';
 import { fetchReadyProbe, type ReadyProbe } from './ready-probe.js';
 import type { WorkerEndpoint, WorkerState } from './types.js';
-import { parseWorkerReport, type WorkerReport } from './worker-report.js';
+import { parseWorkerReport, reportServes, type WorkerReport } from './worker-report.js';
 
 export interface HealthMonitorOptions {
   /** Active /ready probe period per worker (default 250 ms; sub-second is fine). */
@@ -79,14 +79,14 @@ export class HealthMonitor {
    * comes back, maybe under a new id (a new etcd key), and must not come back with a clean
    * record, or its cool-down never grows.
    */
-  private readonly departed = new Map<string, { ejections: number; leftMs: number }>();
+  private readonly departed = new Map<string, { ejections: number; leftMs: number; report: WorkerReport | null; reportMs: number }>();
   private timer: NodeJS.Timeout | null = null;
   private readonly o: Required<HealthMonitorOptions>;
   private readonly stateListeners = new Set<(id: string, state: WorkerState, url: string) => void>();
   private readonly ejectListeners = new Set<(id: string, cooldownMs: number) => void>();
   private readonly reportListeners = new Set<(worker: WorkerEndpoint, report: WorkerReport, sentMs: number) => void>();
-  /** Whether any tracked worker lists LoRA adapters: until one does, routing by adapter costs nothing. */
-  private adaptersListed = false;
+  /** Whether any tracked worker has said what it serves: until one does, routing by model costs nothing. */
+  private namesListed = false;
 
   constructor(
     options: HealthMonitorOptions = {},
@@ -154,7 +154,10 @@ export class HealthMonitor {
       if (!ids.has(id)) {
         e.removed = true;
         this.entries.delete(id);
-        if (e.ejections > 0) this.departed.set(e.endpoint.url, { ejections: e.ejections, leftMs: now });
+        // its report too: a request for a model only it served is "retry later" for a while
+        // (a crashed worker's TTL ran out before it restarted), not a 404 from the others
+        if (e.ejections > 0 || e.report !== null)
+          this.departed.set(e.endpoint.url, { ejections: e.ejections, leftMs: now, report: e.report, reportMs: e.reportMs });
       }
     }
     for (const w of workers) {
@@ -196,23 +199,27 @@ export class HealthMonitor {
   }
 
   /**
-   * Healthy workers for a request naming `model`: where some healthy worker lists it as a
-   * LoRA adapter, only those that list it (or do not say what they serve). A worker without
-   * the adapter (one that restarted and lost a run-time adapter, or was never given it)
-   * would answer 404 model_not_found, and other workers could have served the request.
-   * When only workers that are down now listed it (within ejectionDecayMs), none: the
-   * adapter exists, and "no healthy worker, retry" is the true answer, not a 404.
+   * Healthy workers for a request naming `model`. Where some healthy worker serves that name
+   * (its base model, an alias or a LoRA adapter, by its last ready probe): only those, and
+   * any whose probes do not say what they serve. A worker serving another model, or lacking
+   * the adapter (one that restarted and lost a run-time adapter, or was never given it),
+   * would answer 404 model_not_found where another worker could have served the request.
+   * When only workers that are down now, or left the registry, served it (by a report
+   * within ejectionDecayMs): none, since the model exists and "no healthy worker, retry" is
+   * the true answer, not a 404. A name that no worker serves goes to any healthy worker,
+   * whose 404 says what it serves.
    */
   healthyFor(model: string | undefined): WorkerEndpoint[] {
     const healthy = [...this.entries.values()].filter((e) => e.state === 'healthy');
-    if (model === undefined || !this.adaptersListed) return healthy.map((e) => e.endpoint);
-    const lists = (e: Entry): boolean => e.report?.adapters?.has(model) === true;
-    if (healthy.some(lists)) return healthy.filter((e) => e.report?.adapters == null || lists(e)).map((e) => e.endpoint);
+    if (model === undefined || !this.namesListed) return healthy.map((e) => e.endpoint);
+    if (healthy.some((e) => reportServes(e.report, model) === true))
+      return healthy.filter((e) => reportServes(e.report, model) !== false).map((e) => e.endpoint);
     const now = this.nowMs();
-    const listedByDownWorker = [...this.entries.values()].some(
-      (e) => e.state !== 'healthy' && lists(e) && now - e.reportMs < this.o.ejectionDecayMs,
-    );
-    return listedByDownWorker ? [] : healthy.map((e) => e.endpoint);
+    const servedLately = (e: { report: WorkerReport | null; reportMs: number }): boolean =>
+      reportServes(e.report, model) === true && now - e.reportMs < this.o.ejectionDecayMs;
+    const servedByDownWorker =
+      [...this.entries.values()].some((e) => e.state !== 'healthy' && servedLately(e)) || [...this.departed.values()].some(servedLately);
+    return servedByDownWorker ? [] : healthy.map((e) => e.endpoint);
   }
 
   snapshot(): WorkerHealth[] {
@@ -288,7 +295,7 @@ export class HealthMonitor {
       if (e.report === null || body !== e.reportBody) {
         e.report = parseWorkerReport(body);
         e.reportBody = body;
-        if ((e.report.adapters?.size ?? 0) > 0) this.adaptersListed = true;
+        if (e.report.model !== null) this.namesListed = true;
       }
       e.reportMs = this.nowMs();
       this.setState(e, 'healthy');

@@ -9,12 +9,14 @@ export interface WorkerReport {
   instance: string | null;
   /** The served model's name. */
   model: string | null;
+  /** More names the base model answers to (`--served-model-name NAME,ALIAS,...`). */
+  aliases: ReadonlySet<string> | null;
   adapters: ReadonlySet<string> | null;
   /** Adapters loaded through /v1/load_lora_adapter: name -> folder on the worker's disk. */
   runtimeAdapters: ReadonlyMap<string, string> | null;
 }
 
-const UNKNOWN: WorkerReport = { instance: null, model: null, adapters: null, runtimeAdapters: null };
+const UNKNOWN: WorkerReport = { instance: null, model: null, aliases: null, adapters: null, runtimeAdapters: null };
 
 /** Reads a /ready body; anything that is not the worker's JSON object is an unknown report (never throws). */
 export function parseWorkerReport(body: string): WorkerReport {
@@ -27,12 +29,23 @@ export function parseWorkerReport(body: string): WorkerReport {
   if (typeof json !== 'object' || json === null || Array.isArray(json)) return UNKNOWN;
   const o = json as Record<string, unknown>;
   const str = (v: unknown): string | null => (typeof v === 'string' && v !== '' ? v : null);
-  const adapters = Array.isArray(o.adapters) && o.adapters.every((a) => typeof a === 'string') ? new Set(o.adapters as string[]) : null;
+  const names = (v: unknown): Set<string> | null =>
+    Array.isArray(v) && v.every((a) => typeof a === 'string') ? new Set(v as string[]) : null;
   let runtimeAdapters: Map<string, string> | null = null;
   const runtime = o.runtime_adapters;
   if (typeof runtime === 'object' && runtime !== null && !Array.isArray(runtime)) {
     const entries = Object.entries(runtime as Record<string, unknown>);
     if (entries.every(([, path]) => typeof path === 'string' && path !== '')) runtimeAdapters = new Map(entries as [string, string][]);
   }
-  return { instance: str(o.instance), model: str(o.model), adapters, runtimeAdapters };
+  return { instance: str(o.instance), model: str(o.model), aliases: names(o.aliases), adapters: names(o.adapters), runtimeAdapters };
+}
+
+/**
+ * Whether a request naming `name` as its model can run on the worker that sent `report`: the
+ * base model's name or an alias, or a LoRA adapter. null when the report does not say (no
+ * model name in it: a worker still loading, an older build, another server).
+ */
+export function reportServes(report: WorkerReport | null, name: string): boolean | null {
+  if (report?.model == null) return null;
+  return report.model === name || report.aliases?.has(name) === true || report.adapters?.has(name) === true;
 }

@@ -77,6 +77,7 @@ export function buildServer(options: ServerOptions): AutoGlmServer {
     reasoningParser: options.reasoningParser ?? 'auto',
     log: app.log,
     modelName,
+    modelAliases: options.modelAliases ?? [],
     checkModel: makeModelChecker(lifecycle, modelName, options.modelAliases ?? []),
     instanceId: randomBytes(8).toString('hex'),
     runtimeLoras: options.allowRuntimeLoraUpdates ? new Map() : null,

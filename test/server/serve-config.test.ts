@@ -21,6 +21,15 @@ test('defaults: the bundled model on 127.0.0.1:8000, auth not disabled', () => {
   expect(c.rateLimit).toBeUndefined();
 });
 
+test('--served-model-name NAME,ALIAS,...: the first labels answers, the rest are aliases (vLLM takes several names too)', () => {
+  expect([parse([]).servedModelName, parse([]).modelAliases]).toEqual([undefined, []]);
+  const one = parse(['--served-model-name', 'tales']);
+  expect([one.servedModelName, one.modelAliases]).toEqual(['tales', []]);
+  const several = parse(['--served-model-name', 'tales, stories,tales,demo']);
+  expect([several.servedModelName, several.modelAliases]).toEqual(['tales', ['stories', 'demo']]);
+  expect(engineOptionsOf(several).servedModelName).toBe('tales');
+});
+
 test('flags win over AUTOGLM_* env, env fills the rest', () => {
   const dir = mkdtempSync(join(tmpdir(), 'autoglm-keys-'));
   writeFileSync(join(dir, 'keys'), 'sk-file\n# comment\n');

@@ -20,6 +20,7 @@ import { RetryBudget } from './retry-budget.js';
 import { UpstreamPool } from './upstream-http.js';
 import { credentialHeaders, type RequestScope, type UpstreamDeps } from './upstream.js';
 import { installLoraRoutes } from './lora-routes.js';
+import { installModelsRoute, MODELS_TIMEOUT_MS } from './models-route.js';
 import { LoraSync } from './lora-sync.js';
 
 /**
@@ -220,9 +221,10 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
       proxyGeneration(deps, routeConfig, path, request, reply, requestFloors.get(request)),
     );
   }
-  // Everything else a worker serves: forwarded to any healthy worker, with retries.
-  const forward = (method: 'GET' | 'POST', path: string) => async (request: FastifyRequest, reply: FastifyReply) => {
-    if (method === 'POST') checkJsonShape(request.body);
+  // Everything else a worker serves: forwarded to any healthy worker (one that serves the
+  // body's model), with retries.
+  const forward = (path: string) => async (request: FastifyRequest, reply: FastifyReply) => {
+    checkJsonShape(request.body);
     const model = (request.body as { model?: unknown } | null | undefined)?.model;
     const client = new AbortController();
     reply.raw.once('close', () => client.abort());
@@ -235,11 +237,16 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
       estimatedTokens: 1,
       ...(typeof model === 'string' ? { model } : {}),
     };
-    return forwardWhole(deps, scope, { path, method, ...(method === 'POST' ? { body: JSON.stringify(request.body ?? {}) } : {}) }, reply);
+    return forwardWhole(deps, scope, { path, method: 'POST', body: JSON.stringify(request.body ?? {}) }, reply);
   };
-  app.get('/v1/models', { onRequest: clientGuard }, forward('GET', '/v1/models'));
-  app.post('/tokenize', { onRequest: clientGuard }, forward('POST', '/tokenize'));
-  app.post('/detokenize', { onRequest: clientGuard }, forward('POST', '/detokenize'));
+  app.post('/tokenize', { onRequest: clientGuard }, forward('/tokenize'));
+  app.post('/detokenize', { onRequest: clientGuard }, forward('/detokenize'));
+  // a list is quick to answer: a worker gets the first-byte timeout, at most MODELS_TIMEOUT_MS
+  installModelsRoute(
+    app,
+    { health, pool, credentials, timeoutMs: Math.min(deps.config.firstByteTimeoutMs, MODELS_TIMEOUT_MS) },
+    clientGuard,
+  );
 
   if (loraSync) installLoraRoutes(app, loraSync, clientGuard);
 

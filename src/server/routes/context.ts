@@ -21,6 +21,8 @@ export interface RouteContext {
   log: FastifyBaseLogger;
   /** The name reported to clients. */
   modelName(): string;
+  /** More names the base model answers to (ServerOptions.modelAliases). */
+  modelAliases: readonly string[];
   /**
    * The engine for a request's `model`, and the LoRA adapter it names (an adapter's name
    * selects the base model plus that adapter). Throws 404 model_not_found unless `name` is

@@ -11,9 +11,10 @@ const startedAtS = Math.floor(Date.now() / 1000);
 export async function listModels(ctx: RouteContext): Promise<object> {
   const engine = ctx.lifecycle.engine();
   const model = (id: string) => ({ id, object: 'model', created: startedAtS, owned_by: 'autoglm', max_model_len: engine.contextLength });
-  // LoRA adapters as vLLM lists them: models of their own whose parent is the base model
+  // as vLLM lists them: every name of the base model, then the LoRA adapters, models of their
+  // own whose parent is the base model
   const adapters = (engine.loraNames ?? []).map((id) => ({ ...model(id), parent: ctx.modelName() }));
-  return { object: 'list', data: [model(ctx.modelName()), ...adapters] };
+  return { object: 'list', data: [ctx.modelName(), ...ctx.modelAliases].map(model).concat(adapters) };
 }
 
 /** POST /tokenize (vLLM's shape): a prompt, or chat messages with the template applied. */
@@ -77,9 +78,10 @@ export async function health(ctx: RouteContext, _request: FastifyRequest, reply:
 /**
  * GET /ready: 200 only when the model is loaded, the server is not draining and its GPU
  * works. The body is what a gateway's probes route by: the process's instance id (a restart
- * changes it), the LoRA adapters requests may name, and, to a caller with the credentials of
- * the authenticated routes, the folders of the adapters loaded at run time (so a gateway can
- * load them onto the workers that lack them; folder paths are not for anonymous callers).
+ * changes it), the names requests may use (the model's, its aliases, the LoRA adapters'),
+ * and, to a caller with the credentials of the authenticated routes, the folders of the
+ * adapters loaded at run time (so a gateway can load them onto the workers that lack them;
+ * folder paths are not for anonymous callers).
  */
 export async function ready(ctx: RouteContext, request: FastifyRequest, reply: FastifyReply): Promise<object> {
   void reply.header('cache-control', 'no-store');
@@ -90,6 +92,7 @@ export async function ready(ctx: RouteContext, request: FastifyRequest, reply: F
   return {
     status,
     model: engine ? ctx.modelName() : null,
+    aliases: engine ? ctx.modelAliases : null,
     pending: ctx.lifecycle.pending,
     instance: ctx.instanceId,
     adapters: engine ? (engine.loraNames ?? []) : null,

@@ -86,6 +86,8 @@ export interface WorkerSpawnOptions {
   kind?: 'real' | 'scripted';
   /** Real workers only: model folder (default the bundled demo model). */
   modelDir?: string;
+  /** Real workers only: --served-model-name (default MODEL, 'demo-stories'). */
+  servedModelName?: string;
   /** More `autoglm serve` flags (real workers only). */
   extraArgs?: string[];
   /**
@@ -129,7 +131,7 @@ export function spawnWorker(o: WorkerSpawnOptions): WorkerProcess {
           '--model',
           o.modelDir ?? DEMO_MODEL_DIR,
           '--served-model-name',
-          MODEL,
+          o.servedModelName ?? MODEL,
           '--host',
           '127.0.0.1',
           '--no-auth',
