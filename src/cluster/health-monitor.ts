@@ -222,6 +222,22 @@ export class HealthMonitor {
     return servedByDownWorker ? [] : healthy.map((e) => e.endpoint);
   }
 
+  /**
+   * The base model (its /ready `model`) of the workers that serve `name`, which may be an
+   * alias or a LoRA adapter; healthy workers are asked first. null when no report names it:
+   * a label for per-model metrics that a client's made-up names cannot multiply.
+   */
+  baseModelOf(name: string | undefined): string | null {
+    if (name === undefined || !this.namesListed) return null;
+    let fallback: string | null = null;
+    for (const e of this.entries.values()) {
+      if (reportServes(e.report, name) !== true) continue;
+      if (e.state === 'healthy') return e.report!.model;
+      fallback ??= e.report!.model;
+    }
+    return fallback;
+  }
+
   snapshot(): WorkerHealth[] {
     const now = this.nowMs();
     return [...this.entries.values()].map((e) => ({

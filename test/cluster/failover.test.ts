@@ -267,6 +267,35 @@ describe('gateway metrics move with traffic', () => {
     expect(await scrapeSum(url, 'autoglm:gateway_queue_depth')).toBe(0);
   });
 
+  test("queue depth is labelled by the base model of the workers serving the request's model; made-up names share 'unknown'", async () => {
+    const alpha = await stub('hang');
+    alpha.model = 'alpha';
+    const beta = await stub('hang');
+    beta.model = 'beta';
+    const { url } = await gatewayOver([alpha.url, beta.url], { requestTimeoutMs: 60_000 });
+    const models = ['alpha', 'alpha', 'beta', 'gamma', 'gamma', 'gamma'];
+    const clients = models.map(() => new AbortController());
+    const pending = models.map((model, i) =>
+      fetch(`${url}/v1/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ ...body, model, stream: i % 2 === 0 }),
+        signal: clients[i]!.signal,
+      }).catch(() => null),
+    );
+    await waitFor(() => alpha.others + beta.others === models.length, 5000, 'every request at a worker');
+    const depth = (model: string) => scrapeSum(url, `autoglm:gateway_queue_depth{model="${model}"}`);
+    expect([await depth('alpha'), await depth('beta'), await depth('unknown')]).toEqual([2, 1, 3]);
+    // routed by model too: alpha's requests at alpha, beta's at beta
+    expect(alpha.others).toBeGreaterThanOrEqual(2);
+    expect(beta.others).toBeGreaterThanOrEqual(1);
+    expect(await scrapeSum(url, 'autoglm:gateway_queue_depth{model="gamma"}')).toBe(0);
+    for (const c of clients) c.abort();
+    await Promise.all(pending);
+    await waitFor(async () => (await scrapeSum(url, 'autoglm:gateway_requests_in_flight')) === 0, 5000, 'in-flight back to 0');
+    expect(await scrapeSum(url, 'autoglm:gateway_queue_depth')).toBe(0);
+  });
+
   test('time-to-first-token and duration histograms, the request counters and the per-worker counter count real requests', async () => {
     const { url } = await gatewayOver([worker.url]);
     const name = 'autoglm:gateway_';

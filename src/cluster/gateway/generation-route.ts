@@ -60,10 +60,12 @@ export async function proxyGeneration(
   };
   const { metrics } = deps;
   metrics.inFlight.inc();
-  metrics.queueDepth.inc();
+  // by base model: an HPA per model's Deployment scales on its own queue
+  const queue = { model: deps.health.baseModelOf(scope.model) ?? 'unknown' };
+  metrics.queueDepth.inc(queue);
   let queued = true;
   const dequeue = (): void => {
-    if (queued) metrics.queueDepth.dec();
+    if (queued) metrics.queueDepth.dec(queue);
     queued = false;
   };
   const startedMs = performance.now();

@@ -6,7 +6,8 @@ const LATENCY_BUCKETS_S = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 
 /**
  * The gateway's Prometheus metrics, named like the server's (`autoglm:` prefix).
  * `autoglm:gateway_queue_depth` (requests waiting for their first token) is the
- * autoscaling signal the HPA in deploy/ reads.
+ * autoscaling signal the HPA in deploy/ reads; its `model` label lets each model's workers
+ * scale on their own queue where one gateway fronts several models.
  */
 export class GatewayMetrics {
   readonly registry = new Registry();
@@ -17,7 +18,7 @@ export class GatewayMetrics {
   readonly ejections: Counter<'worker'>;
   readonly noHealthyWorker: Counter;
   readonly inFlight: Gauge;
-  readonly queueDepth: Gauge;
+  readonly queueDepth: Gauge<'model'>;
   readonly duration: Histogram<'route'>;
   readonly ttft: Histogram;
   readonly attempt: Histogram<'outcome'>;
@@ -74,7 +75,8 @@ export class GatewayMetrics {
     this.inFlight = new Gauge({ name: 'autoglm:gateway_requests_in_flight', help: 'Client requests being served.', registers });
     this.queueDepth = new Gauge({
       name: 'autoglm:gateway_queue_depth',
-      help: 'Requests waiting for their first token (the autoscaling signal).',
+      help: "Requests waiting for their first token (the autoscaling signal), by the base model of the workers that serve the request's model ('unknown' when no worker says it does).",
+      labelNames: ['model'],
       registers,
     });
     this.duration = new Histogram({

@@ -13,6 +13,8 @@ export class ReadyStub {
   mode: StubMode = 'ready';
   /** How non-/ready requests are answered; null: like /ready. */
   traffic: TrafficMode | null = null;
+  /** The model a ready answer names (as a worker's /ready does); null: none, as an older worker. */
+  model: string | null = null;
   probes = 0;
   /** performance.now() at each /ready probe's arrival. */
   readonly probeTimes: number[] = [];
@@ -49,7 +51,7 @@ export class ReadyStub {
           : behaviour === 'status-503'
             ? [503, { error: { message: 'stub unavailable', type: 'server_error', code: 'gpu_unavailable' } }]
             : behaviour === 'ready'
-              ? [200, { status: 'ready' }]
+              ? [200, { status: 'ready', ...(this.model !== null ? { model: this.model } : {}) }]
               : behaviour === 'draining'
                 ? [503, { error: { code: 'server_draining' } }]
                 : [503, { error: { code: 'not_ready' } }];
