@@ -165,7 +165,7 @@ function tensorSources(spec: ModelSpec, weights: ModelWeights, dtype: GgufDtype)
     add(`blk.${i}.ffn_norm.weight`, l.postAttentionNorm);
     add(`blk.${i}.ffn_gate.weight`, l.gateProj!);
     add(`blk.${i}.ffn_up.weight`, l.upProj!);
-    add(`blk.${i}.ffn_down.weight`, l.downProj);
+    add(`blk.${i}.ffn_down.weight`, l.downProj!);
   });
   add('output_norm.weight', w.finalNorm);
   // Tied embeddings: llama.cpp falls back to token_embd when output.weight is absent.

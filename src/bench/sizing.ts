@@ -108,7 +108,10 @@ export function kvBytesPerToken(spec: ModelSpec, dtype: WeightDtype): number {
 /** f32 buffers one step needs: the residual stream, normed input, q/k/v, attention output, gate|up, and logits per sequence. */
 export function activationBytes(spec: ModelSpec, maxBatchTokens: number, maxBatchSequences: number): number {
   const qkv = (spec.numHeads + 2 * spec.numKvHeads) * spec.headDim;
-  const perRow = 2 * spec.hiddenSize + qkv + spec.numHeads * spec.headDim + 2 * spec.intermediateSize;
+  const moe = spec.moe;
+  // a mixture-of-experts layer's router logits, routing, and each chosen expert's gate/up and activation
+  const moeRow = moe ? moe.numExperts + 2 * moe.topK + 3 * moe.topK * moe.expertIntermediateSize : 0;
+  const perRow = 2 * spec.hiddenSize + qkv + spec.numHeads * spec.headDim + 2 * spec.intermediateSize + moeRow;
   return 4 * (maxBatchTokens * perRow + maxBatchSequences * spec.vocabSize);
 }
 

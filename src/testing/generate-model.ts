@@ -108,6 +108,15 @@ export interface GenerateTestModelOptions extends Partial<ModelShape> {
   /** gemma3_text: rope_local_base_freq of the sliding layers (default 1000, unlike rope_theta). */
   localRopeTheta?: number;
   /**
+   * qwen3_moe: num_experts (default 4), num_experts_per_tok (2), moe_intermediate_size (48),
+   * norm_topk_prob (true, as the published checkpoints) and mlp_only_layers (none).
+   */
+  experts?: number;
+  expertsPerToken?: number;
+  expertIntermediate?: number;
+  normTopK?: boolean;
+  mlpOnlyLayers?: number[];
+  /**
    * gemma3_text: write the checkpoint as Gemma 3 with its vision tower does (model_type
    * gemma3, the decoder's config in text_config and its tensors under this prefix, plus a
    * vision tensor the engine must leave alone).
@@ -132,6 +141,7 @@ const HF_CLASS: Record<Architecture, string> = {
   mistral: 'MistralForCausalLM',
   qwen2: 'Qwen2ForCausalLM',
   qwen3: 'Qwen3ForCausalLM',
+  qwen3_moe: 'Qwen3MoeForCausalLM',
   glm: 'GlmForCausalLM',
   glm4: 'Glm4ForCausalLM',
   gemma: 'GemmaForCausalLM',
@@ -266,13 +276,21 @@ function configJson(
     torch_dtype: { f32: 'float32', f16: 'float16', bf16: 'bfloat16' }[dtype],
   };
   if (o.ropeScaling) config['rope_scaling'] = o.ropeScaling;
-  if (arch === 'llama' || arch === 'qwen3') config['attention_bias'] = o.attentionBias ?? false;
+  if (arch === 'llama' || arch === 'qwen3' || arch === 'qwen3_moe') config['attention_bias'] = o.attentionBias ?? false;
   if (arch === 'glm' || arch === 'glm4') {
     config['attention_bias'] = o.attentionBias ?? true;
     config['partial_rotary_factor'] = 0.5;
   }
   if (arch === 'mistral') config['sliding_window'] = o.slidingWindow ?? null;
-  if (arch === 'qwen2' || arch === 'qwen3') {
+  if (arch === 'qwen3_moe') {
+    config['num_experts'] = o.experts ?? 4;
+    config['num_experts_per_tok'] = o.expertsPerToken ?? 2;
+    config['moe_intermediate_size'] = o.expertIntermediate ?? 48;
+    config['norm_topk_prob'] = o.normTopK ?? true;
+    config['decoder_sparse_step'] = 1;
+    config['mlp_only_layers'] = o.mlpOnlyLayers ?? [];
+  }
+  if (arch === 'qwen2' || arch === 'qwen3' || arch === 'qwen3_moe') {
     config['use_sliding_window'] = o.slidingWindow != null;
     config['sliding_window'] = o.slidingWindow ?? null;
     config['max_window_layers'] = 0;
@@ -335,6 +353,9 @@ function tensorValues(ref: TensorRef, spec: ModelSpec, seed: number): Float32Arr
   if (name.endsWith('.bias')) return uniform(0, 0.1);
   if (name === spec.weights.embed.name) return uniform(0, (spec.tiedEmbeddings ? 3 / Math.sqrt(spec.hiddenSize) : 1) / spec.embeddingScale);
   if (name === spec.weights.lmHead?.name) return uniform(0, 3 / Math.sqrt(spec.hiddenSize));
+  // a mixture-of-experts router: logits of std ~3, so that the chosen experts lead the rest by
+  // more than f16 noise (a near-tie routed differently on the GPU is a different model)
+  if (name.endsWith('mlp.gate.weight')) return uniform(0, 3 / Math.sqrt(spec.hiddenSize));
   // With a tied table, logit v includes E_v . E_token (the current token's own row, still in
   // the residual stream), which favours repeating it; larger residual writes drown that out.
   const writesResidual = name.endsWith('o_proj.weight') || name.endsWith('down_proj.weight');
@@ -364,7 +385,10 @@ function renamed(layout: WeightLayout, rename: (name: string) => string): Weight
     finalNorm: ref(layout.finalNorm),
     ...(layout.lmHead ? { lmHead: ref(layout.lmHead) } : {}),
     layers: layout.layers.map(
-      (l) => Object.fromEntries(Object.entries(l).map(([k, t]) => [k, ref(t as TensorRef)])) as unknown as LayerWeights,
+      (l) =>
+        Object.fromEntries(
+          Object.entries(l).map(([k, t]) => [k, Array.isArray(t) ? (t as TensorRef[]).map(ref) : ref(t as TensorRef)]),
+        ) as unknown as LayerWeights,
     ),
   };
 }

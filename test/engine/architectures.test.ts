@@ -20,7 +20,7 @@ import { relativeError } from '../helpers/gpu.js';
 import { Rng } from '../helpers/random.js';
 import { loadReferenceModel } from '../reference/forward.js';
 
-const ARCHITECTURES: Architecture[] = ['llama', 'mistral', 'qwen2', 'qwen3', 'glm', 'glm4', 'gemma', 'gemma2', 'gemma3_text'];
+const ARCHITECTURES: Architecture[] = ['llama', 'mistral', 'qwen2', 'qwen3', 'qwen3_moe', 'glm', 'glm4', 'gemma', 'gemma2', 'gemma3_text'];
 const PROMPT_TOKENS = 64;
 
 /**
@@ -65,6 +65,8 @@ for (const arch of ARCHITECTURES) {
           dtype: variant.dtype,
           seed: 7,
           ...(arch === 'mistral' ? { slidingWindow: 24 } : {}),
+          // one layer of experts and one dense MLP (mlp_only_layers), so that both paths run
+          ...(arch === 'qwen3_moe' ? { mlpOnlyLayers: [1] } : {}),
         });
         const reference = await loadReferenceModel(dir);
         const rng = new Rng(arch.length * 101 + variant.dtype.length);

@@ -79,6 +79,38 @@ const QWEN3_0_6B = {
   bos_token_id: 151643,
   eos_token_id: 151645,
 };
+/** Qwen/Qwen3-30B-A3B's config.json (abridged: keys the loader does not read left out). */
+const QWEN3_30B_A3B = {
+  architectures: ['Qwen3MoeForCausalLM'],
+  model_type: 'qwen3_moe',
+  attention_bias: false,
+  bos_token_id: 151643,
+  decoder_sparse_step: 1,
+  eos_token_id: 151645,
+  head_dim: 128,
+  hidden_act: 'silu',
+  hidden_size: 2048,
+  intermediate_size: 6144,
+  max_position_embeddings: 40960,
+  max_window_layers: 48,
+  mlp_only_layers: [],
+  moe_intermediate_size: 768,
+  norm_topk_prob: true,
+  num_attention_heads: 32,
+  num_experts: 128,
+  num_experts_per_tok: 8,
+  num_hidden_layers: 48,
+  num_key_value_heads: 4,
+  rms_norm_eps: 1e-6,
+  rope_scaling: null,
+  rope_theta: 1000000.0,
+  sliding_window: null,
+  tie_word_embeddings: false,
+  torch_dtype: 'bfloat16',
+  use_sliding_window: false,
+  vocab_size: 151936,
+};
+
 const GLM_4_9B_CHAT_HF = {
   model_type: 'glm',
   vocab_size: 151552,
@@ -262,6 +294,42 @@ describe('modelSpecFromConfig', () => {
     // Qwen3Config's head_dim default is 128, not hidden / heads
     const { head_dim: _omit, ...noHeadDim } = QWEN3_0_6B;
     expect(modelSpecFromConfig(noHeadDim).headDim).toBe(128);
+  });
+
+  it('Qwen3-30B-A3B (qwen3_moe): 128 experts, 8 per token, renormalised; experts named per index; mlp_only_layers and decoder_sparse_step', () => {
+    const s = modelSpecFromConfig(QWEN3_30B_A3B);
+    expect(s).toMatchObject({ architecture: 'qwen3_moe', headDim: 128, qkNorm: true, qkvBias: false, intermediateSize: 6144 });
+    expect(s.moe).toMatchObject({ numExperts: 128, topK: 8, expertIntermediateSize: 768, normalizeTopK: true });
+    expect(s.moe!.layers.every((m) => m)).toBe(true);
+    const l = s.weights.layers[5]!;
+    expect(l.router).toEqual({ name: 'model.layers.5.mlp.gate.weight', shape: [128, 2048] });
+    expect(l.expertGate).toHaveLength(128);
+    expect(l.expertGate![127]).toEqual({ name: 'model.layers.5.mlp.experts.127.gate_proj.weight', shape: [768, 2048] });
+    expect(l.expertUp![0]).toEqual({ name: 'model.layers.5.mlp.experts.0.up_proj.weight', shape: [768, 2048] });
+    expect(l.expertDown![3]).toEqual({ name: 'model.layers.5.mlp.experts.3.down_proj.weight', shape: [2048, 768] });
+    expect([l.gateProj, l.upProj, l.downProj]).toEqual([undefined, undefined, undefined]);
+    // 30.5B parameters, as published
+    expect(parameterCount(s) / 1e9).toBeCloseTo(30.53, 1);
+    // Qwen3MoeConfig's defaults: norm_topk_prob false, head_dim from hidden / heads
+    const { norm_topk_prob: _n, head_dim: _h, ...defaults } = QWEN3_30B_A3B;
+    const d = modelSpecFromConfig(defaults);
+    expect([d.moe!.normalizeTopK, d.headDim]).toEqual([false, 64]);
+    // dense layers: listed in mlp_only_layers, or off the decoder_sparse_step
+    const mixed = modelSpecFromConfig({ ...QWEN3_30B_A3B, num_hidden_layers: 6, mlp_only_layers: [0], decoder_sparse_step: 2 });
+    expect(mixed.moe!.layers).toEqual([false, true, false, true, false, true]);
+    expect(mixed.weights.layers[0]!.downProj).toEqual({ name: 'model.layers.0.mlp.down_proj.weight', shape: [2048, 6144] });
+    expect(mixed.weights.layers[0]!.router).toBeUndefined();
+    // no experts: a dense model
+    expect(modelSpecFromConfig({ ...QWEN3_30B_A3B, num_experts: 0 }).moe).toBeNull();
+    for (const [config, key] of [
+      [{ ...QWEN3_30B_A3B, num_experts_per_tok: 129 }, 'num_experts_per_tok'],
+      [{ ...QWEN3_30B_A3B, num_experts: 5000 }, 'num_experts'],
+      [{ ...QWEN3_30B_A3B, mlp_only_layers: [-1] }, 'mlp_only_layers'],
+    ] as const) {
+      const e = errorOf(() => modelSpecFromConfig(config));
+      expect(isAutoGlmError(e, 'model_load_failed'), key).toBe(true);
+      expect((e as Error).message).toContain(key);
+    }
   });
 
   it('GLM-4-9B-chat-hf: interleaved partial RoPE, fused gate_up, QKV bias only', () => {
@@ -494,7 +562,7 @@ describe('modelSpecFromConfig', () => {
     const e = errorOf(() => modelSpecFromConfig({ ...LLAMA_3_1_8B, model_type: 'gpt2' }));
     expect(isAutoGlmError(e, 'unsupported_architecture')).toBe(true);
     expect((e as Error).message).toContain('"gpt2"');
-    expect((e as Error).message).toContain('llama, mistral, qwen2, qwen3, glm, glm4, gemma, gemma2, gemma3_text');
+    expect((e as Error).message).toContain('llama, mistral, qwen2, qwen3, qwen3_moe, glm, glm4, gemma, gemma2, gemma3_text');
   });
 
   it('bad or unsupported values are typed errors naming the key', () => {

@@ -1,6 +1,6 @@
 /**
  * A float64 forward pass written straight from the transformers definitions
- * (modeling_llama/mistral/qwen2/qwen3/glm/glm4/gemma/gemma2/gemma3.py), sharing nothing with the GPU path
+ * (modeling_llama/mistral/qwen2/qwen3/qwen3_moe/glm/glm4/gemma/gemma2/gemma3.py), sharing nothing with the GPU path
  * except the ModelSpec and the weight reader. One token at a time with its own KV cache,
  * so a sequence of n tokens costs O(n) per token.
  */
@@ -181,6 +181,7 @@ export class ReferenceModel {
   }
 
   private mlp(layer: LayerWeights, h: Float64Array): Float64Array {
+    if (layer.router) return this.mixtureOfExperts(layer, h);
     const s = this.spec;
     const I = s.intermediateSize;
     const H = s.hiddenSize;
@@ -195,10 +196,44 @@ export class ReferenceModel {
       gate = matVec(this.w(layer.gateProj), h, I, H);
       up = matVec(this.w(layer.upProj), h, I, H);
     }
+    return this.gatedMlp(gate, up, layer.downProj);
+  }
+
+  /** down(act(gate) * up). */
+  private gatedMlp(gate: Float64Array, up: Float64Array, down: TensorRef | undefined): Float64Array {
+    const s = this.spec;
     const act = s.activation === 'silu' ? silu : geluTanh;
-    const a = new Float64Array(I);
-    for (let i = 0; i < I; i++) a[i] = act(gate[i]!) * up[i]!;
-    return matVec(this.w(layer.downProj), a, H, I);
+    const a = new Float64Array(gate.length);
+    for (let i = 0; i < gate.length; i++) a[i] = act(gate[i]!) * up[i]!;
+    return matVec(this.w(down), a, s.hiddenSize, gate.length);
+  }
+
+  /**
+   * Qwen3MoeSparseMoeBlock: softmax over the router's logits, the top k (lower index first
+   * on a tie), renormalised when norm_topk_prob, and the routing-weighted sum of those
+   * experts' MLPs.
+   */
+  private mixtureOfExperts(layer: LayerWeights, h: Float64Array): Float64Array {
+    const s = this.spec;
+    const moe = s.moe!;
+    const H = s.hiddenSize;
+    const EI = moe.expertIntermediateSize;
+    const logits = matVec(this.w(layer.router), h, moe.numExperts, H);
+    const max = Math.max(...logits);
+    const p = logits.map((z) => Math.exp(z - max));
+    const total = p.reduce((a, b) => a + b, 0);
+    const order = Array.from(p.keys()).sort((a, b) => p[b]! - p[a]! || a - b);
+    const chosen = order.slice(0, moe.topK);
+    const norm = moe.normalizeTopK ? chosen.reduce((n, e) => n + p[e]!, 0) : total;
+    const out = new Float64Array(H);
+    for (const e of chosen) {
+      const gate = matVec(this.w(layer.expertGate![e]), h, EI, H);
+      const up = matVec(this.w(layer.expertUp![e]), h, EI, H);
+      const y = this.gatedMlp(gate, up, layer.expertDown![e]);
+      const weight = p[e]! / norm;
+      for (let i = 0; i < H; i++) out[i]! += weight * y[i]!;
+    }
+    return out;
   }
 }
 

@@ -65,14 +65,14 @@ export interface GpuLoras {
 
 type TargetName = keyof LoraLayer;
 
-/** The modules each fused target is made of, in the fused weight's row order. */
-function targetParts(spec: ModelSpec): Record<TargetName, LoraModule[]> {
-  return {
-    qkv: ['q_proj', 'k_proj', 'v_proj'],
-    o: ['o_proj'],
-    gateUp: spec.fusedGateUp ? ['gate_up_proj'] : ['gate_proj', 'up_proj'],
-    down: ['down_proj'],
-  };
+/**
+ * The modules each fused target is made of, in the fused weight's row order; attention only
+ * in a mixture-of-experts model (LoRA on its experts is not supported, loraModuleShape).
+ */
+function targetParts(spec: ModelSpec): Partial<Record<TargetName, LoraModule[]>> {
+  const attention: Partial<Record<TargetName, LoraModule[]>> = { qkv: ['q_proj', 'k_proj', 'v_proj'], o: ['o_proj'] };
+  if (spec.moe) return attention;
+  return { ...attention, gateUp: spec.fusedGateUp ? ['gate_up_proj'] : ['gate_proj', 'up_proj'], down: ['down_proj'] };
 }
 
 /** A fused target's shapes: K, N, its parts' column starts and its shrink width R at `rank`. */

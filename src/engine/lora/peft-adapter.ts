@@ -74,11 +74,11 @@ export function loraModuleShape(spec: ModelSpec, module: LoraModule): { inFeatur
       return { inFeatures: q, outFeatures: H };
     case 'gate_proj':
     case 'up_proj':
-      return spec.fusedGateUp ? null : { inFeatures: H, outFeatures: I };
+      return spec.fusedGateUp || spec.moe ? null : { inFeatures: H, outFeatures: I };
     case 'gate_up_proj':
       return spec.fusedGateUp ? { inFeatures: H, outFeatures: 2 * I } : null;
     case 'down_proj':
-      return { inFeatures: I, outFeatures: H };
+      return spec.moe ? null : { inFeatures: I, outFeatures: H };
   }
 }
 
@@ -124,7 +124,9 @@ export async function loadLoraAdapter(name: string, dir: string, spec: ModelSpec
       if (!shape)
         throw refuse(
           dir,
-          `${module} does not exist in this ${spec.modelType} model (${spec.fusedGateUp ? 'gate_up_proj is fused' : 'gate_proj and up_proj are separate'})`,
+          spec.moe
+            ? `${module}: this ${spec.modelType} model's MLPs are mixtures of experts, which LoRA adapters cannot target here (attention projections only)`
+            : `${module} does not exist in this ${spec.modelType} model (${spec.fusedGateUp ? 'gate_up_proj is fused' : 'gate_proj and up_proj are separate'})`,
         );
       const ai = weights.info(a);
       const bi = weights.info(b);

@@ -36,6 +36,8 @@ export interface ArchitectureTraits {
    * with the tanh form; transformers' GemmaMLP used hidden_activation, defaulting to it).
    */
   activationKey: 'hidden_act' | 'hidden_activation';
+  /** Mixture-of-experts MLPs read from num_experts, num_experts_per_tok, ... (Qwen3-MoE). */
+  moe?: boolean;
   /** Defaults of the configuration class for keys a config.json may omit. */
   defaults: {
     /** undefined: hidden_size / num_attention_heads. */
@@ -58,6 +60,11 @@ export interface ArchitectureTraits {
     finalLogitSoftcapping?: number | null;
     /** Gemma 3: RoPE theta of the sliding-window layers (rope_local_base_freq). */
     localRopeTheta?: number;
+    /** Mixture of experts: num_experts, num_experts_per_tok, moe_intermediate_size, norm_topk_prob. */
+    numExperts?: number;
+    expertsPerToken?: number;
+    expertIntermediateSize?: number;
+    normTopKProb?: boolean;
     /** Sizes the configuration class defaults (Gemma 3's text_config leaves most of them out); absent: required keys. */
     shape?: Pick<ModelSpec, 'vocabSize' | 'hiddenSize' | 'intermediateSize' | 'numLayers' | 'numHeads' | 'numKvHeads'>;
   };
@@ -194,6 +201,33 @@ export const ARCHITECTURES: Record<Architecture, ArchitectureTraits> = {
       tieWordEmbeddings: false,
       activation: 'silu',
       maxWindowLayers: 28,
+    },
+  },
+  // Qwen3MoeConfig: Qwen3's attention (q/k norms; head_dim defaults to hidden / heads here),
+  // and Qwen3MoeSparseMoeBlock for the MLP of every layer not in mlp_only_layers whose index
+  // + 1 is a multiple of decoder_sparse_step: softmax over the router's logits in float,
+  // torch.topk, renormalised when norm_topk_prob (default False; the published checkpoints
+  // set it), each expert a SwiGLU MLP of moe_intermediate_size.
+  qwen3_moe: {
+    qkvBias: 'attention_bias',
+    oBias: 'attention_bias',
+    ...LLAMA_LIKE,
+    qkNorm: true,
+    moe: true,
+    slidingWindow: 'when_use_sliding_window',
+    defaults: {
+      partialRotaryFactor: 1,
+      attentionBias: false,
+      rmsNormEps: 1e-6,
+      ropeTheta: 10000,
+      contextLength: 32768,
+      tieWordEmbeddings: false,
+      activation: 'silu',
+      maxWindowLayers: 28,
+      numExperts: 128,
+      expertsPerToken: 8,
+      expertIntermediateSize: 768,
+      normTopKProb: false,
     },
   },
   // GlmAttention: q/k/v bias=config.attention_bias (default True), o_proj bias=False;

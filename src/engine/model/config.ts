@@ -28,6 +28,9 @@ export type ModelConfigJson = Record<string, unknown>;
  * exhaust memory. Published decoders have at most a few hundred layers.
  */
 const MAX_LAYERS = 4096;
+/** What the routing kernel handles (src/kernels/moe-route.ts). */
+const MAX_EXPERTS = 4096;
+const MAX_EXPERTS_PER_TOKEN = 32;
 
 /**
  * Reads and parses `<dir>/config.json`. A Gemma 3 checkpoint with its vision tower names its
@@ -158,6 +161,7 @@ export function modelSpecFromConfig(config: ModelConfigJson): ModelSpec {
   const torchDtype =
     typeof config['torch_dtype'] === 'string' ? config['torch_dtype'] : typeof config['dtype'] === 'string' ? config['dtype'] : null;
   const window = slidingWindow(traits, c, numLayers, contextLength);
+  const moe = moeSpec(traits, c, numLayers);
   const spec: Omit<ModelSpec, 'weights'> = {
     architecture,
     modelType,
@@ -178,6 +182,7 @@ export function modelSpecFromConfig(config: ModelConfigJson): ModelSpec {
     fusedGateUp: traits.fusedGateUp,
     tiedEmbeddings,
     activation: activation(traits.activationKey, c.string(traits.activationKey, d.activation), c),
+    moe,
     slidingWindow: window.size,
     slidingLayers: window.layers,
     // a model with no sliding layer has no use for their RoPE
@@ -194,6 +199,31 @@ export function modelSpecFromConfig(config: ModelConfigJson): ModelSpec {
     torchDtype,
   };
   return { ...spec, weights: weightLayout({ ...spec, normNames: traits.normNames }) };
+}
+
+/**
+ * The mixture-of-experts MLPs (transformers' Qwen3MoeDecoderLayer): layer i is sparse unless
+ * mlp_only_layers lists it, when num_experts > 0 and (i + 1) % decoder_sparse_step == 0.
+ * Limits: the routing kernel (moe-route.ts) picks at most 32 of at most 4096 experts.
+ */
+function moeSpec(traits: ArchitectureTraits, c: ConfigReader, numLayers: number): ModelSpec['moe'] {
+  if (!traits.moe) return null;
+  const d = traits.defaults;
+  const numExperts = c.nonNegativeInt('num_experts', d.numExperts ?? 0);
+  if (numExperts === 0) return null;
+  if (numExperts > MAX_EXPERTS) throw c.invalid('num_experts', `must be at most ${MAX_EXPERTS}`);
+  const topK = c.int('num_experts_per_tok', d.expertsPerToken);
+  if (topK > numExperts || topK > MAX_EXPERTS_PER_TOKEN)
+    throw c.invalid('num_experts_per_tok', `must be at most num_experts (${numExperts}) and at most ${MAX_EXPERTS_PER_TOKEN}`);
+  const step = c.int('decoder_sparse_step', 1);
+  const dense = new Set(c.intListOf('mlp_only_layers'));
+  return {
+    numExperts,
+    topK,
+    expertIntermediateSize: c.int('moe_intermediate_size', d.expertIntermediateSize),
+    normalizeTopK: c.bool('norm_topk_prob', d.normTopKProb ?? false),
+    layers: Array.from({ length: numLayers }, (_, i) => !dense.has(i) && (i + 1) % step === 0),
+  };
 }
 
 /**
@@ -395,6 +425,15 @@ class ConfigReader {
     if (v === undefined || v === null) return null;
     if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) throw this.invalid(key, 'must be a non-negative integer or null');
     return v;
+  }
+
+  /** A list of non-negative integers (layer indices); empty when absent or null. */
+  intListOf(key: string): number[] {
+    const v = this.config[key];
+    if (v === undefined || v === null) return [];
+    if (!Array.isArray(v) || v.some((x) => typeof x !== 'number' || !Number.isInteger(x) || x < 0))
+      throw this.invalid(key, 'must be a list of layer indices');
+    return v as number[];
   }
 
   intList(key: string): number[] {

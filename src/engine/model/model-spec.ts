@@ -4,7 +4,18 @@
  * Built from config.json by `modelSpecFromConfig` (config.ts).
  */
 
-export const SUPPORTED_ARCHITECTURES = ['llama', 'mistral', 'qwen2', 'qwen3', 'glm', 'glm4', 'gemma', 'gemma2', 'gemma3_text'] as const;
+export const SUPPORTED_ARCHITECTURES = [
+  'llama',
+  'mistral',
+  'qwen2',
+  'qwen3',
+  'qwen3_moe',
+  'glm',
+  'glm4',
+  'gemma',
+  'gemma2',
+  'gemma3_text',
+] as const;
 export type Architecture = (typeof SUPPORTED_ARCHITECTURES)[number];
 
 export type RopeScaling =
@@ -32,6 +43,21 @@ export interface NormSpec {
   eps: number;
   /** Gemma's x * (1 + w) (weights stored as offsets from 1); false elsewhere (plain x * w). */
   onePlus: boolean;
+}
+
+/**
+ * A sparse mixture-of-experts MLP as Qwen3-MoE has it: a router picks each token's topK
+ * experts by softmax probability (renormalised over the chosen ones when normalizeTopK),
+ * and the MLP's output is the routing-weighted sum of those experts' gated MLPs.
+ */
+export interface MoeSpec {
+  numExperts: number;
+  topK: number;
+  /** Each expert's MLP width (moe_intermediate_size); dense layers keep intermediateSize. */
+  expertIntermediateSize: number;
+  normalizeTopK: boolean;
+  /** Per layer: whether its MLP is the mixture (mlp_only_layers and decoder_sparse_step decide). */
+  layers: boolean[];
 }
 
 /** One tensor the checkpoint must hold: its safetensors name and row-major shape. */
@@ -69,13 +95,19 @@ export interface LayerWeights {
    * Llama family, Gemma 2/3's "pre_feedforward_layernorm".
    */
   postAttentionNorm: TensorRef;
-  /** Separate gate and up, [intermediate, hidden] each (when !fusedGateUp). */
+  /** Separate gate and up, [intermediate, hidden] each (when !fusedGateUp); absent in a mixture-of-experts layer. */
   gateProj?: TensorRef;
   upProj?: TensorRef;
   /** GLM: [2 * intermediate, hidden], gate rows first then up rows (when fusedGateUp). */
   gateUpProj?: TensorRef;
-  /** [hidden, intermediate]. */
-  downProj: TensorRef;
+  /** [hidden, intermediate]; absent in a mixture-of-experts layer. */
+  downProj?: TensorRef;
+  /** Mixture-of-experts layer (spec.moe): the router, [experts, hidden]. */
+  router?: TensorRef;
+  /** Mixture-of-experts layer: each expert's gate and up, [expertIntermediate, hidden], and down, [hidden, expertIntermediate]. */
+  expertGate?: TensorRef[];
+  expertUp?: TensorRef[];
+  expertDown?: TensorRef[];
   /** sandwichNorms: RMSNorm of the MLP output before the residual add (GLM-4's post_mlp_layernorm, Gemma's post_feedforward_layernorm). */
   postMlpNorm?: TensorRef;
 }
@@ -119,6 +151,8 @@ export interface ModelSpec {
   tiedEmbeddings: boolean;
   /** The gated MLP's activation: act(gate) * up. */
   activation: 'silu' | 'gelu_tanh';
+  /** Mixture-of-experts MLPs (Qwen3-MoE); null for dense models. */
+  moe: MoeSpec | null;
   /**
    * A query at position p sees keys at positions > p - slidingWindow in the layers that
    * slidingLayers marks (Mistral: all; Gemma 2: every other one; Gemma 3: five in six);
@@ -181,7 +215,10 @@ export function ropeInvFreq(rope: RopeSpec): Float64Array {
 export function listWeights(layout: WeightLayout): TensorRef[] {
   const out: TensorRef[] = [layout.embed];
   for (const layer of layout.layers) {
-    for (const ref of Object.values(layer) as (TensorRef | undefined)[]) if (ref) out.push(ref);
+    for (const ref of Object.values(layer) as (TensorRef | TensorRef[] | undefined)[]) {
+      if (Array.isArray(ref)) out.push(...ref);
+      else if (ref) out.push(ref);
+    }
   }
   out.push(layout.finalNorm);
   if (layout.lmHead) out.push(layout.lmHead);

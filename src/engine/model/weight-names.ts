@@ -3,7 +3,7 @@
  * share the Llama naming (model.layers.N.self_attn.q_proj.weight, ...) but for the sandwich
  * norms (GLM-4's and Gemma's names differ); the traits decide which optional tensors exist.
  */
-import type { LayerWeights, TensorRef, WeightLayout } from './model-spec.js';
+import type { LayerWeights, MoeSpec, TensorRef, WeightLayout } from './model-spec.js';
 
 export interface WeightLayoutOptions {
   vocabSize: number;
@@ -21,6 +21,8 @@ export interface WeightLayoutOptions {
   normNames: 'llama' | 'gemma';
   fusedGateUp: boolean;
   tiedEmbeddings: boolean;
+  /** Mixture-of-experts layers (Qwen3-MoE: mlp.gate, mlp.experts.E.{gate,up,down}_proj). */
+  moe?: Pick<MoeSpec, 'numExperts' | 'expertIntermediateSize' | 'layers'> | null;
   /** Where the decoder's tensors live (default DECODER_NAMES: model.*, lm_head.weight). */
   names?: DecoderNames;
 }
@@ -53,7 +55,6 @@ export function weightLayout(o: WeightLayoutOptions): WeightLayout {
       // Gemma 2/3 call the pre-MLP norm pre_feedforward_layernorm and use
       // post_attention_layernorm for the attention output's post-norm
       postAttentionNorm: ref(`${p}${o.normNames === 'gemma' ? 'pre_feedforward' : 'post_attention'}_layernorm.weight`, H),
-      downProj: ref(`${p}mlp.down_proj.weight`, H, I),
     };
     if (o.qkvBias) {
       layer.qBias = ref(`${p}self_attn.q_proj.bias`, qDim);
@@ -70,10 +71,20 @@ export function weightLayout(o: WeightLayoutOptions): WeightLayout {
       layer.postSelfAttnNorm = ref(`${p}${gemma ? 'post_attention' : 'post_self_attn'}_layernorm.weight`, H);
       layer.postMlpNorm = ref(`${p}${gemma ? 'post_feedforward' : 'post_mlp'}_layernorm.weight`, H);
     }
-    if (o.fusedGateUp) layer.gateUpProj = ref(`${p}mlp.gate_up_proj.weight`, 2 * I, H);
-    else {
-      layer.gateProj = ref(`${p}mlp.gate_proj.weight`, I, H);
-      layer.upProj = ref(`${p}mlp.up_proj.weight`, I, H);
+    if (o.moe?.layers[l]) {
+      const { numExperts: E, expertIntermediateSize: EI } = o.moe;
+      const expert = (e: number, proj: string, ...shape: number[]) => ref(`${p}mlp.experts.${e}.${proj}.weight`, ...shape);
+      layer.router = ref(`${p}mlp.gate.weight`, E, H);
+      layer.expertGate = Array.from({ length: E }, (_, e) => expert(e, 'gate_proj', EI, H));
+      layer.expertUp = Array.from({ length: E }, (_, e) => expert(e, 'up_proj', EI, H));
+      layer.expertDown = Array.from({ length: E }, (_, e) => expert(e, 'down_proj', H, EI));
+    } else {
+      layer.downProj = ref(`${p}mlp.down_proj.weight`, H, I);
+      if (o.fusedGateUp) layer.gateUpProj = ref(`${p}mlp.gate_up_proj.weight`, 2 * I, H);
+      else {
+        layer.gateProj = ref(`${p}mlp.gate_proj.weight`, I, H);
+        layer.upProj = ref(`${p}mlp.up_proj.weight`, I, H);
+      }
     }
     layers.push(layer);
   }

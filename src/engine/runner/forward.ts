@@ -13,6 +13,8 @@
  * hidden states. Post-norms (GLM-4, Gemma 2/3) normalise a projection's output before the
  * residual add: that projection writes its own rows and the post-norm adds its result into
  * the residual stream (rmsNorm accumulate), two dispatches per layer where unfolded takes four.
+ * A mixture-of-experts MLP (Qwen3-MoE) reads its normed input twice (router and experts), so
+ * its norm runs as a pass of its own.
  */
 import { attention } from '../../kernels/attention.js';
 import { embedding } from '../../kernels/embedding.js';
@@ -27,7 +29,9 @@ import type { Recorder } from '../../kernels/recorder.js';
 import type { KernelRuntime } from '../../kernels/runtime.js';
 import { sliceTensor, type GpuTensor } from '../../kernels/tensor.js';
 import type { LoraTarget } from '../lora/lora-weights.js';
-import type { GpuModel } from './gpu-model.js';
+import { moeMatmul } from '../../kernels/moe-matmul.js';
+import { moeRoute } from '../../kernels/moe-route.js';
+import type { GpuModel, GpuModelShape, GpuMoe } from './gpu-model.js';
 import type { StepBuffers, StepPlan } from './step-buffers.js';
 
 /** Records the forward pass of one batch: logits for `plan.sampleRows` rows land in `buf.logits`. */
@@ -157,21 +161,30 @@ export function recordForward(
     // residual add + MLP input norm (folded: inside the gate/up matmul)
     if (!fold) addRmsNorm(rt, rec, { residual: hidden, x: blockOut, weight: layer.preMlpNorm, out: normed, ...norm });
 
-    // MLP: fused gate/up, activation, down (+ GLM-4's and Gemma's post-MLP-output norm)
+    // MLP: fused gate/up, activation, down (+ GLM-4's and Gemma's post-MLP-output norm), or
+    // the mixture of experts
     const mlpResidual = projectionOut(layer.postMlpOutNorm);
-    matmul(rt, rec, { x: fold ? hidden : normed, normX: normX(layer.preMlpNorm), weight: layer.gateUp, out: gateUp, M: rows });
-    addLora(lora.gateUp, fold ? hidden : normed, gateUp, normX(layer.preMlpNorm));
-    // an adapted down projection reads the activated rows, so they are made whatever the step's size
-    if (rows <= gemvMaxRows && !(loras && lora.down)) {
-      // decode-sized steps: the down projection applies the activation as it loads its
-      // input (one dispatch and one pass over [rows, 2 * inner] fewer)
-      matmul(rt, rec, { x: gateUp, gated: s.activation, weight: layer.down, M: rows, ...mlpResidual });
+    if (layer.moe) {
+      // the router and the experts all read the normed rows: made once (folded: not yet made)
+      if (fold) rmsNorm(rt, rec, { x: hidden, weight: layer.preMlpNorm, out: normed, ...norm });
+      mixtureOfExperts(rt, rec, layer.moe, buf, { x: normed, rows, activation: s.activation, ...mlpResidual });
     } else {
-      // taller steps: the GEMM reloads each input once per column tile, so the activation
-      // runs once on its own (fused it timed 1.0-1.2x at 9-512 rows on lavapipe)
-      gatedActivation(rt, rec, { x: gateUp, out: act, rows, inner: s.intermediateSize, activation: s.activation });
-      matmul(rt, rec, { x: act, weight: layer.down, M: rows, ...mlpResidual });
-      addLora(lora.down, act, mlpResidual.out);
+      const gateUpW = layer.gateUp!;
+      const downW = layer.down!;
+      matmul(rt, rec, { x: fold ? hidden : normed, normX: normX(layer.preMlpNorm), weight: gateUpW, out: gateUp, M: rows });
+      addLora(lora.gateUp, fold ? hidden : normed, gateUp, normX(layer.preMlpNorm));
+      // an adapted down projection reads the activated rows, so they are made whatever the step's size
+      if (rows <= gemvMaxRows && !(loras && lora.down)) {
+        // decode-sized steps: the down projection applies the activation as it loads its
+        // input (one dispatch and one pass over [rows, 2 * inner] fewer)
+        matmul(rt, rec, { x: gateUp, gated: s.activation, weight: downW, M: rows, ...mlpResidual });
+      } else {
+        // taller steps: the GEMM reloads each input once per column tile, so the activation
+        // runs once on its own (fused it timed 1.0-1.2x at 9-512 rows on lavapipe)
+        gatedActivation(rt, rec, { x: gateUp, out: act, rows, inner: s.intermediateSize, activation: s.activation });
+        matmul(rt, rec, { x: act, weight: downW, M: rows, ...mlpResidual });
+        addLora(lora.down, act, mlpResidual.out);
+      }
     }
     postNorm(layer.postMlpOutNorm);
   }
@@ -187,6 +200,44 @@ export function recordForward(
   matmul(rt, rec, { x: last, normX: normX(model.finalNorm), weight: model.lmHead, out: logits, M: plan.sampleCount });
   // Gemma 2: logits soft-capped before anything reads them (sampling, logprobs, penalties)
   if (s.finalLogitSoftcap > 0) softcap(rt, rec, { x: logits, count: plan.sampleCount * s.vocabSize, cap: s.finalLogitSoftcap });
+}
+
+/**
+ * A mixture-of-experts MLP (Qwen3-MoE): the router's logits, each row's topK experts and
+ * their softmax weights, each (row, expert) pair's gate/up and activation, and the
+ * experts' down projections summed with the routing weights into `out` (added to it with
+ * `accumulate`: the residual stream).
+ */
+function mixtureOfExperts(
+  rt: KernelRuntime,
+  rec: Recorder,
+  moe: GpuMoe,
+  buf: StepBuffers,
+  o: { x: GpuTensor; rows: number; activation: GpuModelShape['activation']; out: GpuTensor; accumulate?: boolean },
+): void {
+  const { rows } = o;
+  const pairs = rows * moe.topK;
+  const b = buf.moe!;
+  const logits = rowsOf(b.logits, rows, moe.experts);
+  const ids = sliceTensor(b.ids, 0, pairs);
+  const weights = sliceTensor(b.weights, 0, pairs);
+  const gateUp = rowsOf(b.gateUp, pairs, 2 * moe.inner);
+  const act = rowsOf(b.act, pairs, moe.inner);
+  matmul(rt, rec, { x: o.x, weight: moe.router, out: logits, M: rows });
+  moeRoute(rt, rec, { logits, ids, weights, rows, experts: moe.experts, topK: moe.topK, normalize: moe.normalizeTopK });
+  moeMatmul(rt, rec, { mode: 'expand', x: o.x, weight: moe.gateUp, ids, out: gateUp, rows, topK: moe.topK });
+  gatedActivation(rt, rec, { x: gateUp, out: act, rows: pairs, inner: moe.inner, activation: o.activation });
+  moeMatmul(rt, rec, {
+    mode: 'combine',
+    x: act,
+    weight: moe.down,
+    ids,
+    routeWeights: weights,
+    out: o.out,
+    rows,
+    topK: moe.topK,
+    accumulate: o.accumulate === true,
+  });
 }
 
 function rowsOf(t: GpuTensor, rows: number, width: number): GpuTensor {

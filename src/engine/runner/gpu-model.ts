@@ -3,6 +3,7 @@
  * needs. Built once at load by `uploadModel` (weights.ts); the forward pass reads only this.
  */
 import type { MatmulWeight } from '../../kernels/matmul.js';
+import type { MoeExpertWeight } from '../../kernels/moe-matmul.js';
 import type { EmbeddingTable } from '../../kernels/embedding.js';
 import type { GpuTensor } from '../../kernels/tensor.js';
 import type { GpuLoras } from '../lora/lora-weights.js';
@@ -24,11 +25,28 @@ export interface GpuLayer {
   postAttnOutNorm?: GpuTensor;
   /** Pre-MLP norm weight. */
   preMlpNorm: GpuTensor;
-  /** gate and up fused: [2 * intermediate, hidden], gate first. */
-  gateUp: MatmulWeight;
-  down: MatmulWeight;
+  /** gate and up fused: [2 * intermediate, hidden], gate first (absent in a mixture-of-experts layer). */
+  gateUp?: MatmulWeight;
+  down?: MatmulWeight;
+  /** A mixture-of-experts MLP in place of gateUp and down. */
+  moe?: GpuMoe;
   /** GLM-4-0414, Gemma 2/3: norm of the MLP output before the residual add. */
   postMlpOutNorm?: GpuTensor;
+}
+
+/** A mixture-of-experts MLP (ModelSpec.moe) on the GPU. */
+export interface GpuMoe {
+  /** [experts, hidden]: the router's logits. */
+  router: MatmulWeight;
+  /** Each expert's gate and up fused, [2 * inner, hidden], gate first. */
+  gateUp: MoeExpertWeight;
+  /** Each expert's down projection, [hidden, inner]. */
+  down: MoeExpertWeight;
+  experts: number;
+  topK: number;
+  /** Each expert's MLP width. */
+  inner: number;
+  normalizeTopK: boolean;
 }
 
 export interface GpuModelShape {
@@ -51,6 +69,8 @@ export interface GpuModelShape {
   attentionSoftcap: number;
   /** 0 = none; else logits are soft-capped at this (Gemma 2). */
   finalLogitSoftcap: number;
+  /** Mixture-of-experts layers' sizes (their step buffers); null for dense models. */
+  moe: { experts: number; topK: number; inner: number } | null;
 }
 
 export interface GpuModel {

@@ -27,6 +27,12 @@ export interface StepBuffers {
   sampleRows: GpuTensor;
   /** With LoRA adapters: each row's adapter slot, and the shrink's [rows, maxR] output. */
   lora?: { rowSlots: GpuTensor; t: GpuTensor };
+  /**
+   * Mixture-of-experts layers: the router's logits [rows, experts], each row's chosen
+   * experts and routing weights [rows * topK], and each (row, expert) pair's gate/up
+   * [rows * topK, 2 * inner] and activated [rows * topK, inner] rows.
+   */
+  moe?: { logits: GpuTensor; ids: GpuTensor; weights: GpuTensor; gateUp: GpuTensor; act: GpuTensor };
 }
 
 /** What one step feeds the forward pass. */
@@ -63,7 +69,8 @@ export function stepBufferBytes(shape: GpuModelShape, maxRows: number, maxSample
     s.hiddenSize +
     3 * s.intermediateSize +
     4 +
-    (loraWidth > 0 ? loraWidth + 1 : 0);
+    (loraWidth > 0 ? loraWidth + 1 : 0) +
+    (s.moe ? s.moe.experts + 2 * s.moe.topK + 3 * s.moe.topK * s.moe.inner : 0);
   return 4 * (perRow * maxRows + maxSampleRows * (s.hiddenSize + s.vocabSize + 1));
 }
 
@@ -95,10 +102,21 @@ export function createStepBuffers(
     slots: u(maxRows, 'slots'),
     sampleRows: u(maxSampleRows, 'sample-rows'),
     ...(loraWidth > 0 ? { lora: { rowSlots: u(maxRows, 'lora-row-slots'), t: f(loraWidth, maxRows, 'lora-t') } } : {}),
+    ...(s.moe
+      ? {
+          moe: {
+            logits: f(s.moe.experts, maxRows, 'moe-logits'),
+            ids: u(maxRows * s.moe.topK, 'moe-ids'),
+            weights: f(s.moe.topK, maxRows, 'moe-weights'),
+            gateUp: f(2 * s.moe.inner, maxRows * s.moe.topK, 'moe-gate-up'),
+            act: f(s.moe.inner, maxRows * s.moe.topK, 'moe-act'),
+          },
+        }
+      : {}),
   };
 }
 
 export function destroyStepBuffers(rt: KernelRuntime, b: StepBuffers): void {
-  const tensors = [...Object.values(b), ...Object.values(b.lora ?? {})];
+  const tensors = [...Object.values(b), ...Object.values(b.lora ?? {}), ...Object.values(b.moe ?? {})];
   for (const t of tensors) if (typeof t === 'object' && t && 'buffer' in t) rt.destroyBuffer((t as GpuTensor).buffer);
 }

@@ -12,6 +12,7 @@
 import { prepareEmbeddingTable } from '../../kernels/embedding.js';
 import { allocateQuantized, INT8_GROUP_SIZE, quantizeInt8Into, type QuantizedInt8 } from '../../kernels/int8-quant.js';
 import { prepareMatmulWeight, type MatmulWeight } from '../../kernels/matmul.js';
+import { prepareMoeExperts, type MoeExpertWeight } from '../../kernels/moe-matmul.js';
 import type { KernelRuntime } from '../../kernels/runtime.js';
 import { tensorBytes, type GpuTensor } from '../../kernels/tensor.js';
 import { float32ToF16Bits } from '../model/dtype-convert.js';
@@ -19,7 +20,7 @@ import { ropeInvFreq, type TensorRef } from '../model/model-spec.js';
 import type { LoadedModelFolder } from '../model-folder.js';
 import type { ModelWeights } from '../model/sharded.js';
 import type { WeightDTypeOption } from '../types.js';
-import type { GpuLayer, GpuModel, GpuModelShape } from './gpu-model.js';
+import type { GpuLayer, GpuModel, GpuModelShape, GpuMoe } from './gpu-model.js';
 
 export interface UploadOptions {
   /** Matmul weights; 'f16' on an adapter without shader-f16 is stored as f32. */
@@ -119,6 +120,50 @@ export async function uploadModel(rt: KernelRuntime, folder: LoadedModelFolder, 
     return w;
   };
 
+  /**
+   * A mixture-of-experts MLP: the router as a plain matmul weight (int8 too), the experts in
+   * the float dtype (f16 storage needs no shader-f16 in moe-matmul.wgsl, but an f32 model
+   * keeps f32), each expert's gate and up stacked as the dense MLP's are. Read one expert at
+   * a time, so host memory holds one expert's tensors, not the layer's.
+   */
+  const expertsDType = floatDType;
+  const moeMlp = async (l: (typeof spec.weights.layers)[number]): Promise<GpuMoe> => {
+    const moe = spec.moe!;
+    const inner = moe.expertIntermediateSize;
+    const H = spec.hiddenSize;
+    const experts = async (N: number, K: number, parts: (e: number) => TensorRef[], label: string): Promise<MoeExpertWeight> => {
+      const w = await prepareMoeExperts(rt, {
+        experts: moe.numExperts,
+        N,
+        K,
+        dtype: expertsDType,
+        label,
+        expertData: async (e) => {
+          const values = await Promise.all(parts(e).map((p) => readFloats(p.name, expertsDType)));
+          if (values.length === 1) return values[0]!;
+          const data = expertsDType === 'f16' ? new Uint16Array(N * K) : new Float32Array(N * K);
+          let at = 0;
+          for (const v of values) {
+            data.set(v as never, at);
+            at += v.length;
+          }
+          return data;
+        },
+      });
+      weightBytes += w.bytes;
+      return w;
+    };
+    return {
+      router: await linear(l.router!),
+      gateUp: await experts(2 * inner, H, (e) => [l.expertGate![e]!, l.expertUp![e]!], `${l.router!.name}.experts.gate_up`),
+      down: await experts(H, inner, (e) => [l.expertDown![e]!], `${l.router!.name}.experts.down`),
+      experts: moe.numExperts,
+      topK: moe.topK,
+      inner,
+      normalizeTopK: moe.normalizeTopK,
+    };
+  };
+
   const invFreq = rt.upload('f32', Float32Array.from(ropeInvFreq(spec.rope)), 'rope.inv-freq');
   const localInvFreq = spec.localRope ? rt.upload('f32', Float32Array.from(ropeInvFreq(spec.localRope)), 'rope.local-inv-freq') : undefined;
   /** Gemma: the table's rows times sqrt(hidden), scaled once here instead of every step. */
@@ -140,8 +185,12 @@ export async function uploadModel(rt: KernelRuntime, folder: LoadedModelFolder, 
       o: await linear(l.oProj, l.oBias),
       postAttnOutNorm: l.postSelfAttnNorm ? await vector(l.postSelfAttnNorm) : undefined,
       preMlpNorm: await vector(l.postAttentionNorm),
-      gateUp: l.gateUpProj ? await linear(l.gateUpProj) : await stacked([l.gateProj!, l.upProj!]),
-      down: await linear(l.downProj),
+      ...(l.router
+        ? { moe: await moeMlp(l) }
+        : {
+            gateUp: l.gateUpProj ? await linear(l.gateUpProj) : await stacked([l.gateProj!, l.upProj!]),
+            down: await linear(l.downProj!),
+          }),
       postMlpOutNorm: l.postMlpNorm ? await vector(l.postMlpNorm) : undefined,
     });
   }
@@ -175,6 +224,7 @@ export async function uploadModel(rt: KernelRuntime, folder: LoadedModelFolder, 
     attentionScale: spec.attentionScale,
     attentionSoftcap: spec.attentionSoftcap ?? 0,
     finalLogitSoftcap: spec.finalLogitSoftcap ?? 0,
+    moe: spec.moe ? { experts: spec.moe.numExperts, topK: spec.moe.topK, inner: spec.moe.expertIntermediateSize } : null,
   };
   const embeddingBytes = embedding.parts.reduce((n, p) => n + tensorBytes(p.tensor), 0);
   const ropeBytes = tensorBytes(invFreq) + (localInvFreq ? tensorBytes(localInvFreq) : 0);

@@ -1,0 +1,284 @@
+/**
+ * The expert matmul of a mixture-of-experts layer (Qwen3-MoE style): each token was routed
+ * to topK experts, and each (token, slot) pair multiplies by its own expert's [N, K] weight.
+ *
+ * 'expand' (an MLP's fused gate/up projection): x f32 [rows, K] -> out f32 [rows * topK, N],
+ * out[r * topK + s] = W_{ids[r * topK + s]} x[r].
+ * 'combine' (the down projection): x f32 [rows * topK, K], each pair's own activated row ->
+ * out f32 [rows, N], out[r] (+)= sum_s routeWeights[r * topK + s] * W_{ids[..]} x[r * topK + s].
+ *
+ * The experts keep the safetensors layout ([N, K] row-major, no re-layout at load) and are
+ * split into parts that each fit one storage binding; each part is one dispatch (see
+ * shaders/moe-matmul.wgsl). An id outside [0, experts) acts as an expert of zeros: expand
+ * writes a zero row for it, combine leaves it out of the sum; it never reads out of bounds.
+ */
+import { AutoGlmError } from '../errors.js';
+import { assertF32, assertNoOverlap, assertPositiveInt, assertU32 } from './arg-checks.js';
+import { assertLength } from './checks.js';
+import { grid1d } from './grid.js';
+import { params } from './params.js';
+import type { Binding, Recorder } from './recorder.js';
+import type { KernelRuntime } from './runtime.js';
+import { DTYPE_BYTES, type GpuTensor } from './tensor.js';
+
+/** Invocations per workgroup, each computing four adjacent output columns (see the shader). */
+const WORKGROUP_LANES = 64;
+const COLUMNS_PER_LANE = 4;
+
+export interface MoeExpertWeight {
+  experts: number;
+  N: number;
+  K: number;
+  dtype: 'f32' | 'f16';
+  /** Experts split into parts whose buffers each fit one storage binding (maxStorageBufferBindingSize, or maxPartBytes). */
+  parts: { tensor: GpuTensor; firstExpert: number; count: number }[];
+  /** Bytes of all parts. */
+  bytes: number;
+  destroy(): void;
+}
+
+/** One expert's [N, K] row-major values: f32 values, or IEEE half bits for 'f16'. */
+export type MoeExpertData = Float32Array | Uint16Array;
+
+export interface MoeExpertsInit<D = MoeExpertData> {
+  experts: number;
+  N: number;
+  K: number;
+  dtype: 'f32' | 'f16';
+  /**
+   * Expert e's [N, K] row-major values: f32 values for dtype 'f32', IEEE half bits
+   * (Uint16Array) for 'f16'. Called once per expert, in order, so a loader can read one
+   * expert at a time. It may return a promise (an async file read): prepareMoeExperts then
+   * returns one too.
+   */
+  expertData: (e: number) => D;
+  /** Tests: a smaller cap than the device's binding limit, to exercise several parts. */
+  maxPartBytes?: number;
+  label?: string;
+}
+
+/** The kernel reads W and x as vec4s along K. */
+function assertKMultipleOf4(op: string, K: number): void {
+  if (K % 4 !== 0) throw new RangeError(`${op}: K must be a multiple of 4 (W and x are read as vec4s), got ${K}`);
+}
+
+/**
+ * Writes experts one at a time straight into their part's buffer, so a loader never holds
+ * more than one expert on the host; a part (as many whole experts as fit one binding) is
+ * allocated when its first expert arrives.
+ */
+class ExpertUpload {
+  private readonly op = 'prepareMoeExperts';
+  private readonly parts: MoeExpertWeight['parts'] = [];
+  private readonly expertElements: number;
+  private readonly perPart: number;
+
+  constructor(
+    private readonly rt: KernelRuntime,
+    private readonly o: MoeExpertsInit<unknown>,
+  ) {
+    assertPositiveInt(this.op, { experts: o.experts, N: o.N, K: o.K });
+    assertKMultipleOf4(this.op, o.K);
+    if (o.dtype !== 'f32' && o.dtype !== 'f16') throw new TypeError(`${this.op}: dtype must be 'f32' or 'f16', got ${String(o.dtype)}`);
+    this.expertElements = o.N * o.K;
+    const expertBytes = this.expertElements * DTYPE_BYTES[o.dtype];
+    const maxPartBytes = Math.min(o.maxPartBytes ?? rt.maxBindingBytes, rt.maxBindingBytes);
+    this.perPart = Math.min(Math.floor(maxPartBytes / expertBytes), o.experts);
+    if (this.perPart < 1) {
+      throw new AutoGlmError(
+        'gpu_out_of_memory',
+        `${this.op}: one ${o.dtype} expert of [${o.N}, ${o.K}] is ${expertBytes} bytes, more than one storage binding holds (${maxPartBytes} bytes)`,
+      );
+    }
+  }
+
+  /** Expert e's data; experts arrive in order. */
+  put(e: number, data: unknown): void {
+    const { o, op } = this;
+    const want = o.dtype === 'f16' ? Uint16Array : Float32Array;
+    if (!(data instanceof want)) {
+      throw new TypeError(
+        `${op}: expert ${e} of dtype ${o.dtype} must be a ${o.dtype === 'f16' ? 'Uint16Array of f16 bits' : 'Float32Array'}`,
+      );
+    }
+    if (data.length !== this.expertElements) {
+      throw new RangeError(`${op}: expert ${e} has ${data.length} elements, [${o.N}, ${o.K}] needs ${this.expertElements}`);
+    }
+    if (e % this.perPart === 0) {
+      const count = Math.min(this.perPart, o.experts - e);
+      const label = `${o.label ?? 'moe-experts'}[${e}:${e + count}]`;
+      this.parts.push({ tensor: this.rt.tensor(o.dtype, count * this.expertElements, label), firstExpert: e, count });
+    }
+    const part = this.parts[this.parts.length - 1]!;
+    this.rt.write(part.tensor, data, (e - part.firstExpert) * this.expertElements);
+  }
+
+  finish(): MoeExpertWeight {
+    const { rt, o, parts } = this;
+    let destroyed = false;
+    return {
+      experts: o.experts,
+      N: o.N,
+      K: o.K,
+      dtype: o.dtype,
+      parts,
+      bytes: o.experts * this.expertElements * DTYPE_BYTES[o.dtype],
+      destroy() {
+        if (destroyed) return;
+        destroyed = true;
+        for (const p of parts) rt.destroyBuffer(p.tensor.buffer);
+      },
+    };
+  }
+
+  /** Frees the parts written so far (a failed load). */
+  abort(): void {
+    for (const p of this.parts) this.rt.destroyBuffer(p.tensor.buffer);
+  }
+}
+
+/**
+ * Uploads the experts in parts of whole experts that each fit one storage binding, one
+ * expert at a time (see ExpertUpload). Synchronous for a synchronous expertData; with one
+ * that returns promises, it awaits each expert in turn and returns a promise.
+ */
+export function prepareMoeExperts(rt: KernelRuntime, o: MoeExpertsInit): MoeExpertWeight;
+export function prepareMoeExperts(rt: KernelRuntime, o: MoeExpertsInit<Promise<MoeExpertData>>): Promise<MoeExpertWeight>;
+export function prepareMoeExperts(
+  rt: KernelRuntime,
+  o: MoeExpertsInit<MoeExpertData | Promise<MoeExpertData>>,
+): MoeExpertWeight | Promise<MoeExpertWeight> {
+  const upload = new ExpertUpload(rt, o);
+  try {
+    for (let e = 0; e < o.experts; e++) {
+      const data = o.expertData(e);
+      if (data instanceof Promise) return uploadRestAsync(upload, o, e, data);
+      upload.put(e, data);
+    }
+  } catch (err) {
+    upload.abort();
+    throw err;
+  }
+  return upload.finish();
+}
+
+async function uploadRestAsync(
+  upload: ExpertUpload,
+  o: MoeExpertsInit<MoeExpertData | Promise<MoeExpertData>>,
+  first: number,
+  pending: Promise<MoeExpertData>,
+): Promise<MoeExpertWeight> {
+  try {
+    upload.put(first, await pending);
+    for (let e = first + 1; e < o.experts; e++) upload.put(e, await o.expertData(e));
+    return upload.finish();
+  } catch (err) {
+    upload.abort();
+    throw err;
+  }
+}
+
+export interface MoeMatmulOptions {
+  mode: 'expand' | 'combine';
+  /** f32 [rows, K] (expand) or [rows * topK, K] (combine); starts at a 16-byte boundary. */
+  x: GpuTensor;
+  weight: MoeExpertWeight;
+  /** u32 [rows * topK]: slot s of row r at r * topK + s. */
+  ids: GpuTensor;
+  /** f32 [rows * topK], required for 'combine'. */
+  routeWeights?: GpuTensor;
+  /** f32 [rows * topK, N] (expand) or [rows, N] (combine); must not overlap the inputs. */
+  out: GpuTensor;
+  rows: number;
+  topK: number;
+  /** 'combine' only: add to what out holds (a residual stream updated in place) instead of overwriting it. */
+  accumulate?: boolean;
+}
+
+/** A tensor bound from the storage offset alignment at or below its start, and its element offset in that binding. */
+interface BoundTensor {
+  binding: Binding;
+  offset: number;
+}
+
+/** Binds `elements` 4-byte values of t, so that slices (a row chunk) at any `unitBytes` boundary can be passed. */
+function bind(rt: KernelRuntime, op: string, name: string, t: GpuTensor, elements: number, unitBytes = 4): BoundTensor {
+  if (t.byteOffset % unitBytes !== 0) {
+    throw new RangeError(`${op}: ${name} must start at a ${unitBytes}-byte boundary, got byte offset ${t.byteOffset}`);
+  }
+  const align = rt.ctx.limits.minStorageBufferOffsetAlignment;
+  const base = t.byteOffset - (t.byteOffset % align);
+  const size = t.byteOffset - base + elements * 4;
+  if (size > rt.maxBindingBytes) {
+    throw new RangeError(`${op}: ${name} needs a ${size}-byte binding, the adapter allows ${rt.maxBindingBytes}`);
+  }
+  return { binding: { buffer: t.buffer, offset: base, size }, offset: (t.byteOffset - base) / unitBytes };
+}
+
+function checkArgs(o: MoeMatmulOptions): void {
+  const op = 'moeMatmul';
+  const { weight: w, rows, topK } = o;
+  if (o.mode !== 'expand' && o.mode !== 'combine') throw new TypeError(`${op}: mode must be 'expand' or 'combine', got ${String(o.mode)}`);
+  assertPositiveInt(op, { rows, topK });
+  assertKMultipleOf4(op, w.K);
+  assertF32(op, o.x, o.out);
+  assertU32(op, 'ids', o.ids);
+  const pairs = rows * topK;
+  const combine = o.mode === 'combine';
+  assertLength(op, 'x', o.x, (combine ? pairs : rows) * w.K);
+  assertLength(op, 'ids', o.ids, pairs);
+  assertLength(op, 'out', o.out, (combine ? rows : pairs) * w.N);
+  assertNoOverlap(op, ['x', 'out'], o.x, o.out);
+  assertNoOverlap(op, ['ids', 'out'], o.ids, o.out);
+  if (combine) {
+    if (!o.routeWeights) throw new TypeError(`${op}: 'combine' needs routeWeights (f32 [rows * topK])`);
+    assertF32(op, o.routeWeights);
+    assertLength(op, 'routeWeights', o.routeWeights, pairs);
+    assertNoOverlap(op, ['routeWeights', 'out'], o.routeWeights, o.out);
+  } else if (o.accumulate) {
+    throw new TypeError(`${op}: accumulate applies to 'combine' only`);
+  }
+}
+
+/** Records one dispatch per expert part (see the file comment). */
+export function moeMatmul(rt: KernelRuntime, rec: Recorder, o: MoeMatmulOptions): void {
+  const op = 'moeMatmul';
+  checkArgs(o);
+  const { weight: w, rows, topK } = o;
+  const combine = o.mode === 'combine';
+  const pairs = rows * topK;
+  const x = bind(rt, op, 'x', o.x, (combine ? pairs : rows) * w.K, 16);
+  const ids = bind(rt, op, 'ids', o.ids, pairs);
+  const out = bind(rt, op, 'out', o.out, (combine ? rows : pairs) * w.N);
+  const rw = combine ? bind(rt, op, 'routeWeights', o.routeWeights!, pairs) : undefined;
+  const kernel = rt.kernel({
+    shader: 'moe-matmul',
+    defines: { WG: WORKGROUP_LANES, COMBINE: combine, WF16: w.dtype === 'f16' },
+    bindings: combine ? ['read', 'read', 'read', 'read', 'write'] : ['read', 'read', 'read', 'write'],
+    params: true,
+  });
+  const colBlocks = Math.ceil(w.N / (COLUMNS_PER_LANE * WORKGROUP_LANES));
+  const groups = colBlocks * (combine ? rows : pairs);
+  w.parts.forEach((part, i) => {
+    const p = params()
+      .u32(w.N)
+      .u32(w.K / 4)
+      .u32(topK)
+      .u32(colBlocks)
+      .u32(groups)
+      .u32(part.firstExpert)
+      .u32(part.count)
+      .u32(w.experts)
+      // combine: the first part overwrites (unless accumulating), later parts add theirs
+      .u32(i > 0 || o.accumulate ? 1 : 0)
+      .u32(i === 0 ? 1 : 0)
+      .u32(x.offset)
+      .u32(ids.offset)
+      .u32(rw?.offset ?? 0)
+      .u32(out.offset);
+    const bindings = combine
+      ? [x.binding, part.tensor, ids.binding, rw!.binding, out.binding]
+      : [x.binding, part.tensor, ids.binding, out.binding];
+    rec.dispatch(kernel, bindings, p, grid1d(groups, 1));
+  });
+}

@@ -1,0 +1,276 @@
+import { describe, expect, it } from 'vitest';
+import { isAutoGlmError } from '../../src/errors.js';
+import { moeMatmul, prepareMoeExperts, type MoeExpertWeight, type MoeMatmulOptions } from '../../src/kernels/moe-matmul.js';
+import { f32ToF16Bits, type KernelRuntime } from '../../src/kernels/runtime.js';
+import { sliceTensor, type GpuTensor } from '../../src/kernels/tensor.js';
+import { poisoned, relativeError, roundTo, TOLERANCE, useRuntime } from '../helpers/gpu.js';
+import { Rng } from '../helpers/random.js';
+import { moeCombineRef, moeExpandRef } from '../reference/moe-matmul.js';
+
+const runtime = useRuntime();
+
+interface Shape {
+  rows: number;
+  topK: number;
+  experts: number;
+  N: number;
+  K: number;
+}
+
+interface Case extends Shape {
+  mode: 'expand' | 'combine';
+  dtype: 'f32' | 'f16';
+  accumulate?: boolean;
+  /** Experts per weight part (maxPartBytes set to fit that many): several parts. */
+  expertsPerPart?: number;
+  /** Put some ids out of range (experts, experts + 5, 2^32 - 1): they act as zero experts. */
+  outOfRange?: boolean;
+  /** Elements of padding before x, ids, routeWeights and out in their buffers (slices at unaligned offsets). */
+  pad?: number;
+  /** Experts read through an async expertData (a loader awaiting file reads). */
+  asyncLoad?: boolean;
+}
+
+function name(c: Case): string {
+  const extras = [
+    c.accumulate ? 'accumulate' : '',
+    c.expertsPerPart ? `${c.expertsPerPart} experts per part` : '',
+    c.outOfRange ? 'ids out of range' : '',
+    c.pad ? `offset ${c.pad}` : '',
+    c.asyncLoad ? 'async load' : '',
+  ].filter(Boolean);
+  return `${c.mode} ${c.dtype} rows=${c.rows} topK=${c.topK} experts=${c.experts} N=${c.N} K=${c.K}${extras.length ? ' ' + extras.join(' ') : ''}`;
+}
+
+/** Random ids with repeats (draws with replacement); with several parts, row 0 spans the first and last part. */
+function randomIds(rng: Rng, c: Case): Uint32Array {
+  const ids = new Uint32Array(c.rows * c.topK);
+  for (let i = 0; i < ids.length; i++) ids[i] = rng.int(c.experts);
+  if (c.topK >= 2) {
+    ids[0] = 0;
+    ids[1] = c.experts - 1;
+  }
+  if (c.outOfRange) {
+    const bad = [c.experts, c.experts + 5, 0xffffffff];
+    for (let i = 0; i < ids.length; i += 3) ids[i] = bad[(i / 3) % bad.length]!;
+  }
+  return ids;
+}
+
+/** A tensor holding `data` after `pad` elements of random padding, and the slice of it that holds `data`. */
+function uploadPadded(rt: KernelRuntime, data: Float32Array | Uint32Array, pad: number, rng: Rng): { slice: GpuTensor; all: GpuTensor } {
+  const dtype = data instanceof Float32Array ? 'f32' : 'u32';
+  const host = data instanceof Float32Array ? new Float32Array(pad + data.length) : new Uint32Array(pad + data.length);
+  for (let i = 0; i < pad; i++) host[i] = rng.int(1000);
+  host.set(data, pad);
+  const all = rt.upload(dtype, host);
+  return { slice: sliceTensor(all, pad, data.length), all };
+}
+
+/** Runs one case against the float64 reference; returns the relative error and the number of weight parts. */
+async function runCase(rt: KernelRuntime, c: Case): Promise<{ err: number; parts: number }> {
+  const { rows, topK, experts, N, K, mode, dtype } = c;
+  const rng = new Rng(rows * 7919 + topK * 104729 + experts * 1299709 + N * 31 + K * 13 + (dtype === 'f16' ? 1 : 0));
+  const W = Array.from({ length: experts }, () => roundTo(dtype, rng.floats(N * K)));
+  const elementBytes = dtype === 'f16' ? 2 : 4;
+  const init = {
+    experts,
+    N,
+    K,
+    dtype,
+    maxPartBytes: c.expertsPerPart ? c.expertsPerPart * N * K * elementBytes + 3 : undefined,
+  };
+  const expertData = (e: number): Float32Array | Uint16Array => (dtype === 'f16' ? f32ToF16Bits(W[e]!) : W[e]!);
+  const weight = c.asyncLoad
+    ? await prepareMoeExperts(rt, { ...init, expertData: async (e) => expertData(e) })
+    : prepareMoeExperts(rt, { ...init, expertData });
+  const pairs = rows * topK;
+  const combine = mode === 'combine';
+  const x = rng.floats((combine ? pairs : rows) * K);
+  const ids = randomIds(rng, c);
+  const routeWeights = rng.floats(pairs, 0, 1);
+  const outLength = (combine ? rows : pairs) * N;
+  const base = c.accumulate ? rng.floats(outLength, -2, 2) : undefined;
+  // x slices start at a 16-byte boundary (vec4 reads), the rest anywhere
+  const pad = c.pad ?? 0;
+  const xt = uploadPadded(rt, x, 4 * pad, rng);
+  const idt = uploadPadded(rt, ids, pad, rng);
+  const rwt = uploadPadded(rt, routeWeights, pad + 1, rng);
+  const out = base ? uploadPadded(rt, base, pad + 2, rng) : { all: poisoned(rt, 'f32', pad + 2 + outLength), slice: undefined };
+  const outSlice = out.slice ?? sliceTensor(out.all, pad + 2, outLength);
+  try {
+    const rec = rt.recorder();
+    moeMatmul(rt, rec, {
+      mode,
+      x: xt.slice,
+      weight,
+      ids: idt.slice,
+      routeWeights: combine ? rwt.slice : undefined,
+      out: outSlice,
+      rows,
+      topK,
+      accumulate: c.accumulate,
+    });
+    await rec.submit();
+    const got = await rt.readFloats(out.all, pad + 2, outLength);
+    const ref = combine ? moeCombineRef(x, W, ids, routeWeights, rows, topK, N, K, base) : moeExpandRef(x, W, ids, rows, topK, N, K);
+    if (c.outOfRange && !combine) {
+      // the zero rows of out-of-range ids must be exact zeros, not merely small
+      for (let pair = 0; pair < pairs; pair++) {
+        if (ids[pair]! < experts) continue;
+        for (let n = 0; n < N; n++) expect(got[pair * N + n], `pair ${pair} n ${n}`).toBe(0);
+      }
+    }
+    return { err: relativeError(got, ref), parts: weight.parts.length };
+  } finally {
+    weight.destroy();
+    for (const t of [xt.all, idt.all, rwt.all, out.all]) rt.destroyBuffer(t.buffer);
+  }
+}
+
+// Every value of rows (1, 2, 7, 33), topK (1, 2, 8), experts (1, 3, 8, 33), N (1, 7, 33,
+// 129, 260) and K (4, 8, 36, 132, 1028) appears, with topK > experts (repeats forced) and
+// more rows x columns than one workgroup; N x K x pairs stays small for lavapipe.
+const SHAPES: Shape[] = [
+  { rows: 1, topK: 1, experts: 1, N: 1, K: 4 },
+  { rows: 1, topK: 8, experts: 33, N: 260, K: 132 },
+  { rows: 2, topK: 2, experts: 3, N: 7, K: 8 },
+  { rows: 7, topK: 2, experts: 8, N: 33, K: 1028 },
+  { rows: 33, topK: 8, experts: 8, N: 129, K: 36 },
+  { rows: 33, topK: 1, experts: 3, N: 260, K: 4 },
+  { rows: 7, topK: 8, experts: 3, N: 129, K: 132 },
+  { rows: 2, topK: 8, experts: 33, N: 1, K: 1028 },
+  { rows: 33, topK: 2, experts: 33, N: 33, K: 8 },
+  { rows: 1, topK: 2, experts: 1, N: 7, K: 36 },
+];
+
+function itMatchesReference(list: Case[], minParts = 1): void {
+  for (const c of list) {
+    it(name(c), async () => {
+      const { err, parts } = await runCase(runtime(), c);
+      expect(parts).toBeGreaterThanOrEqual(minParts);
+      expect(err).toBeLessThanOrEqual(TOLERANCE[c.dtype]);
+    });
+  }
+}
+
+describe('moeMatmul: expand and combine against the float64 reference', () => {
+  const cases: Case[] = [];
+  for (const dtype of ['f32', 'f16'] as const) {
+    for (const [i, shape] of SHAPES.entries()) {
+      cases.push({ ...shape, dtype, mode: 'expand' });
+      // accumulate on alternate shapes, so that both dtypes see both
+      cases.push({ ...shape, dtype, mode: 'combine', accumulate: (i + (dtype === 'f16' ? 1 : 0)) % 2 === 1 });
+    }
+  }
+  itMatchesReference(cases);
+});
+
+describe('moeMatmul: experts split into several parts', () => {
+  const cases: Case[] = [];
+  for (const dtype of ['f32', 'f16'] as const) {
+    // parts of 3, 3, 2 experts; 10, 10, 10, 3; and one expert each
+    const split: [Shape, number][] = [
+      [{ rows: 7, topK: 8, experts: 8, N: 33, K: 36 }, 3],
+      [{ rows: 2, topK: 8, experts: 33, N: 129, K: 8 }, 10],
+      [{ rows: 33, topK: 2, experts: 3, N: 7, K: 132 }, 1],
+    ];
+    for (const [shape, expertsPerPart] of split) {
+      cases.push({ ...shape, dtype, mode: 'expand', expertsPerPart });
+      cases.push({ ...shape, dtype, mode: 'combine', expertsPerPart });
+      cases.push({ ...shape, dtype, mode: 'combine', expertsPerPart, accumulate: true });
+    }
+    cases.push({ ...split[0]![0], dtype, mode: 'combine', expertsPerPart: 3, asyncLoad: true });
+  }
+  itMatchesReference(cases, 3);
+});
+
+describe('moeMatmul: ids out of range act as zero experts', () => {
+  const cases: Case[] = [];
+  for (const dtype of ['f32', 'f16'] as const) {
+    for (const expertsPerPart of [undefined, 2]) {
+      const shape = { rows: 7, topK: 2, experts: 5, N: 33, K: 36 };
+      cases.push({ ...shape, dtype, mode: 'expand', outOfRange: true, expertsPerPart });
+      cases.push({ ...shape, dtype, mode: 'combine', outOfRange: true, expertsPerPart });
+      cases.push({ ...shape, dtype, mode: 'combine', outOfRange: true, expertsPerPart, accumulate: true });
+    }
+  }
+  itMatchesReference(cases);
+});
+
+describe('moeMatmul: tensors at unaligned offsets, and a grid past 65535 workgroups', () => {
+  itMatchesReference([
+    { rows: 7, topK: 2, experts: 3, N: 33, K: 36, dtype: 'f32', mode: 'expand', pad: 5 },
+    { rows: 7, topK: 2, experts: 3, N: 33, K: 36, dtype: 'f16', mode: 'combine', pad: 3, accumulate: true, expertsPerPart: 1 },
+    // 8750 x 8 pairs of one column block: 70,000 workgroups, folded into y
+    { rows: 8750, topK: 8, experts: 3, N: 1, K: 4, dtype: 'f32', mode: 'expand' },
+    { rows: 70_000, topK: 1, experts: 3, N: 7, K: 4, dtype: 'f32', mode: 'combine' },
+  ]);
+});
+
+describe('moeMatmul: argument checks', () => {
+  function setup(rt: KernelRuntime): { weight: MoeExpertWeight; base: MoeMatmulOptions } {
+    const weight = prepareMoeExperts(rt, { experts: 2, N: 3, K: 4, dtype: 'f32', expertData: () => new Float32Array(12) });
+    const base: MoeMatmulOptions = {
+      mode: 'combine',
+      x: rt.tensor('f32', 2 * 2 * 4),
+      weight,
+      ids: rt.tensor('u32', 4),
+      routeWeights: rt.tensor('f32', 4),
+      out: rt.tensor('f32', 2 * 3),
+      rows: 2,
+      topK: 2,
+    };
+    return { weight, base };
+  }
+
+  it('rejects K not a multiple of 4, wrong expert data, and an expert larger than a binding', () => {
+    const rt = runtime();
+    const init = { experts: 2, N: 3, K: 4, dtype: 'f32' as const, expertData: () => new Float32Array(12) };
+    expect(() => prepareMoeExperts(rt, { ...init, K: 6, expertData: () => new Float32Array(18) })).toThrow(/K must be a multiple of 4/);
+    expect(() => prepareMoeExperts(rt, { ...init, expertData: () => new Float32Array(11) })).toThrow(
+      /expert 0 has 11 elements, \[3, 4\] needs 12/,
+    );
+    expect(() => prepareMoeExperts(rt, { ...init, dtype: 'f16' })).toThrow(TypeError);
+    expect(() => prepareMoeExperts(rt, { ...init, experts: 0 })).toThrow(RangeError);
+    let caught: unknown;
+    try {
+      prepareMoeExperts(rt, { ...init, maxPartBytes: 40 });
+    } catch (e) {
+      caught = e;
+    }
+    expect(isAutoGlmError(caught, 'gpu_out_of_memory')).toBe(true);
+    expect((caught as Error).message).toMatch(/48 bytes.*\(40 bytes\)/);
+  });
+
+  it('rejects a bad expert from an async loader', async () => {
+    const rt = runtime();
+    const init = { experts: 3, N: 3, K: 4, dtype: 'f32' as const, maxPartBytes: 48 };
+    const load = prepareMoeExperts(rt, { ...init, expertData: async (e) => new Float32Array(e === 2 ? 11 : 12) });
+    await expect(load).rejects.toThrow(/expert 2 has 11 elements/);
+  });
+
+  it('rejects wrong lengths, dtypes, a missing routeWeights and overlapping outputs', () => {
+    const rt = runtime();
+    const { weight, base } = setup(rt);
+    const rec = rt.recorder();
+    expect(() => moeMatmul(rt, rec, { ...base, weight: { ...weight, K: 6 } })).toThrow(/K must be a multiple of 4/);
+    expect(() => moeMatmul(rt, rec, { ...base, x: rt.tensor('f32', 15) })).toThrow(/x has 15 elements, needs 16/);
+    expect(() => moeMatmul(rt, rec, { ...base, ids: rt.tensor('u32', 3) })).toThrow(/ids has 3 elements, needs 4/);
+    expect(() => moeMatmul(rt, rec, { ...base, out: rt.tensor('f32', 5) })).toThrow(/out has 5 elements, needs 6/);
+    expect(() => moeMatmul(rt, rec, { ...base, routeWeights: rt.tensor('f32', 3) })).toThrow(/routeWeights has 3/);
+    expect(() => moeMatmul(rt, rec, { ...base, routeWeights: undefined })).toThrow(/needs routeWeights/);
+    expect(() => moeMatmul(rt, rec, { ...base, ids: rt.tensor('f32', 4) })).toThrow(TypeError);
+    expect(() => moeMatmul(rt, rec, { ...base, x: rt.tensor('f16', 16) })).toThrow(TypeError);
+    expect(() => moeMatmul(rt, rec, { ...base, rows: 0 })).toThrow(RangeError);
+    expect(() => moeMatmul(rt, rec, { ...base, out: { ...base.x, length: 6 } })).toThrow(/overlap/);
+    expect(() => moeMatmul(rt, rec, { ...base, x: sliceTensor(rt.tensor('f32', 20), 1, 16) })).toThrow(/16-byte boundary/);
+    // expand: x [rows, K], out [rows * topK, N]; accumulate is combine's
+    const expand = { ...base, mode: 'expand' as const, x: rt.tensor('f32', 8), out: rt.tensor('f32', 12) };
+    expect(() => moeMatmul(rt, rec, { ...expand, out: rt.tensor('f32', 11) })).toThrow(/out has 11 elements, needs 12/);
+    expect(() => moeMatmul(rt, rec, { ...expand, x: rt.tensor('f32', 7) })).toThrow(/x has 7 elements, needs 8/);
+    expect(() => moeMatmul(rt, rec, { ...expand, accumulate: true })).toThrow(/combine/);
+    expect(() => moeMatmul(rt, rec, expand)).not.toThrow();
+    weight.destroy();
+  });
+});
