@@ -14,7 +14,7 @@ import { SeededRandom, seedFor } from './seeded-random.js';
 export interface GenerateLoraOptions {
   rank?: number;
   alpha?: number;
-  /** Default: q_proj, k_proj, v_proj, o_proj and the MLP's projections. */
+  /** Default: q_proj, k_proj, v_proj, o_proj and the MLP's projections (attention only for a mixture-of-experts model). */
   targetModules?: LoraModule[];
   /** Only these layers get tensors (PEFT's layers_to_transform). */
   layers?: number[];
@@ -32,7 +32,8 @@ const ATTENTION_MODULES: readonly LoraModule[] = ['q_proj', 'k_proj', 'v_proj', 
 export async function generateLoraAdapter(dir: string, spec: ModelSpec, options: GenerateLoraOptions = {}): Promise<void> {
   const rank = options.rank ?? 8;
   const seed = options.seed ?? 7;
-  const mlp: LoraModule[] = spec.fusedGateUp ? ['gate_up_proj', 'down_proj'] : ['gate_proj', 'up_proj', 'down_proj'];
+  // a mixture-of-experts model's MLPs take no adapter (loraModuleShape)
+  const mlp: LoraModule[] = spec.moe ? [] : spec.fusedGateUp ? ['gate_up_proj', 'down_proj'] : ['gate_proj', 'up_proj', 'down_proj'];
   const modules = options.targetModules ?? ['q_proj', 'k_proj', 'v_proj', 'o_proj', ...mlp];
   const layers = options.layers ?? Array.from({ length: spec.numLayers }, (_, l) => l);
   await mkdir(dir, { recursive: true });
