@@ -1,6 +1,7 @@
 /**
  * bench:kernels' rows for the rest of the kernel library: norms, activations, embedding
- * gather, RoPE, the fused RoPE + KV-cache write, the multi-LoRA shrink and expand, prefill
+ * gather, RoPE, the fused RoPE + KV-cache write, the multi-LoRA shrink and expand, the
+ * mixture-of-experts routing and expert matmuls (Qwen3-30B-A3B's shapes), prefill
  * and decode attention over the paged cache (also with Gemma 2's logit soft-capping),
  * final-logit soft-capping and GPU sampling, each on the shape it has in a Llama-2-7B-sized
  * layer (hidden 4096, 32 heads of 128, 8 kv heads, intermediate 11008),
@@ -16,6 +17,8 @@ import { embedding, prepareEmbeddingTable, destroyEmbeddingTable } from '../src/
 import { createKvCache } from '../src/kernels/kv-write.js';
 import { layerNorm } from '../src/kernels/layernorm.js';
 import { loraExpand, loraShrink } from '../src/kernels/lora.js';
+import { moeMatmul, prepareMoeExperts } from '../src/kernels/moe-matmul.js';
+import { moeRoute } from '../src/kernels/moe-route.js';
 import type { Recorder } from '../src/kernels/recorder.js';
 import { rmsNorm } from '../src/kernels/rmsnorm.js';
 import { rope, ropeInvFreq } from '../src/kernels/rope.js';
@@ -395,6 +398,99 @@ function loraCases(rt: KernelRuntime): LibraryCase[] {
   ];
 }
 
+// Mixture of experts at Qwen3-30B-A3B's layer shapes (hidden 2048, experts of 768, 8 per
+// token), with 16 experts instead of 128 so that the weights fit lavapipe's memory quickly
+const MOE_HIDDEN = 2048;
+const MOE_INNER = 768;
+const MOE_EXPERTS = 16;
+const MOE_TOP_K = 8;
+
+/**
+ * The router's top-k over 128 experts for ROWS rows, and the expert matmuls of `rows` tokens
+ * (f16 experts): gate/up (expand) and the weighted down projection (combine). Bytes count
+ * each distinct expert's weights once (what the matmuls must read at least), so the rate
+ * falls where pairs sharing an expert re-read it.
+ */
+function moeCases(rt: KernelRuntime, rows: number): LibraryCase[] {
+  const pairs = rows * MOE_TOP_K;
+  // each row's experts: 8 distinct ones, spread over all 16 by the rows together
+  const chosen = Uint32Array.from({ length: pairs }, (_, i) => (Math.floor(i / MOE_TOP_K) * 3 + (i % MOE_TOP_K) * 2) % MOE_EXPERTS);
+  const distinct = new Set(chosen).size;
+  const experts = (N: number, K: number, seed: number) =>
+    prepareMoeExperts(rt, {
+      experts: MOE_EXPERTS,
+      N,
+      K,
+      dtype: 'f16',
+      expertData: (e) => f32ToF16Bits(pseudoRandom(N * K, seed + e, 0.1)),
+      label: 'bench-moe',
+    });
+  const gateUp = experts(2 * MOE_INNER, MOE_HIDDEN, 100);
+  const down = experts(MOE_HIDDEN, MOE_INNER, 200);
+  const ids = rt.upload('u32', chosen);
+  const weights = rt.upload('f32', pseudoRandom(pairs, 21, 1));
+  const x = rt.upload('f32', pseudoRandom(rows * MOE_HIDDEN, 22, 2));
+  const gu = rt.tensor('f32', pairs * 2 * MOE_INNER);
+  const act = rt.upload('f32', pseudoRandom(pairs * MOE_INNER, 23, 2));
+  const out = rt.upload('f32', pseudoRandom(rows * MOE_HIDDEN, 24, 1));
+  const shape = `${rows} rows x top-${MOE_TOP_K} of ${MOE_EXPERTS} experts (${distinct} read)`;
+  const cases: LibraryCase[] = [
+    {
+      kernel: 'moe expand (gate/up)',
+      shape: `${shape}, ${2 * MOE_INNER}x${MOE_HIDDEN}`,
+      dtype: 'f16',
+      bytes: distinct * 2 * MOE_INNER * MOE_HIDDEN * 2 + (rows * MOE_HIDDEN + pairs * 2 * MOE_INNER + pairs) * 4,
+      flops: 2 * pairs * 2 * MOE_INNER * MOE_HIDDEN,
+      bound: 'bandwidth',
+      record: (rec) => moeMatmul(rt, rec, { mode: 'expand', x, weight: gateUp, ids, out: gu, rows, topK: MOE_TOP_K }),
+      free: () => gateUp.destroy(),
+    },
+    {
+      kernel: 'moe combine (down)',
+      shape: `${shape}, ${MOE_HIDDEN}x${MOE_INNER}`,
+      dtype: 'f16',
+      bytes: distinct * MOE_HIDDEN * MOE_INNER * 2 + (pairs * MOE_INNER + 2 * rows * MOE_HIDDEN + 2 * pairs) * 4,
+      flops: 2 * pairs * MOE_HIDDEN * MOE_INNER,
+      bound: 'bandwidth',
+      record: (rec) =>
+        moeMatmul(rt, rec, {
+          mode: 'combine',
+          x: act,
+          weight: down,
+          ids,
+          routeWeights: weights,
+          out,
+          rows,
+          topK: MOE_TOP_K,
+          accumulate: true,
+        }),
+      free: () => {
+        down.destroy();
+        freeAll(rt, ids, weights, x, gu, act, out)();
+      },
+    },
+  ];
+  return cases;
+}
+
+/** The router's top 8 of 128 experts for ROWS rows (softmax, renormalised). */
+function moeRouteCase(rt: KernelRuntime): LibraryCase {
+  const experts = 128;
+  const logits = rt.upload('f32', pseudoRandom(ROWS * experts, 25, 8));
+  const ids = rt.tensor('u32', ROWS * MOE_TOP_K);
+  const weights = rt.tensor('f32', ROWS * MOE_TOP_K);
+  return {
+    kernel: 'moe route',
+    shape: `${ROWS}x${experts} -> top ${MOE_TOP_K}`,
+    dtype: 'f32',
+    bytes: (ROWS * experts + 2 * ROWS * MOE_TOP_K) * 4,
+    flops: 0,
+    bound: 'bandwidth',
+    record: (rec) => moeRoute(rt, rec, { logits, ids, weights, rows: ROWS, experts, topK: MOE_TOP_K, normalize: true }),
+    free: freeAll(rt, logits, ids, weights),
+  };
+}
+
 /** The library's cases, built one at a time (each allocates its own buffers and frees them). */
 const CASES: ((rt: KernelRuntime) => LibraryCase[])[] = [
   normCases,
@@ -402,6 +498,9 @@ const CASES: ((rt: KernelRuntime) => LibraryCase[])[] = [
   (rt) => [embeddingCase(rt)],
   ropeCases,
   loraCases,
+  (rt) => [moeRouteCase(rt)],
+  (rt) => moeCases(rt, 1),
+  (rt) => moeCases(rt, 16),
   (rt) => [attentionCase(rt, 'prefill', 1, 256)],
   (rt) => [attentionCase(rt, 'decode', 1, 1024)],
   (rt) => [attentionCase(rt, 'decode', 16, 1024)],
