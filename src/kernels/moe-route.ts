@@ -9,13 +9,16 @@ import { grid1d } from './grid.js';
 import { params } from './params.js';
 import type { Recorder } from './recorder.js';
 import type { KernelRuntime } from './runtime.js';
+import { hasSubgroupsOf } from './subgroups.js';
 import type { GpuTensor } from './tensor.js';
 
 /** Invocations per row; each keeps experts / WORKGROUP logits in registers. */
 const WORKGROUP = 64;
-/** The shader holds each row's picks in registers, and invocation s writes pick s. */
+/** Lanes per row of the subgroup variant (CPU adapters): one subgroup, see SUBGROUP in moe-route.wgsl. */
+const SUBGROUP_LANES = 8;
+/** The shader holds each row's picks in registers. */
 export const MOE_ROUTE_MAX_TOP_K = 32;
-/** Bounds the per-invocation register array (64 logits at 64 invocations). */
+/** Bounds the per-invocation register array (64 logits at 64 invocations, 512 at 8 lanes). */
 export const MOE_ROUTE_MAX_EXPERTS = 4096;
 
 export interface MoeRouteOptions {
@@ -50,10 +53,12 @@ export function moeRoute(rt: KernelRuntime, rec: Recorder, o: MoeRouteOptions): 
   assertNoOverlap(op, ['logits', 'ids'], o.logits, o.ids);
   assertNoOverlap(op, ['logits', 'weights'], o.logits, o.weights);
   assertNoOverlap(op, ['ids', 'weights'], o.ids, o.weights);
+  const subgroup = moeRouteUsesSubgroups(rt);
+  const lanes = subgroup ? SUBGROUP_LANES : WORKGROUP;
   const kernel = rt.kernel({
     shader: 'moe-route',
     // a power of two, so a model's expert count shares its pipeline with its neighbours'
-    defines: { WG: WORKGROUP, PER_LANE: nextPowerOfTwo(Math.ceil(o.experts / WORKGROUP)) },
+    defines: { WG: lanes, PER_LANE: nextPowerOfTwo(Math.ceil(o.experts / lanes)), SUBGROUP: subgroup },
     bindings: ['read', 'write', 'write'],
     params: true,
   });
@@ -67,6 +72,15 @@ export function moeRoute(rt: KernelRuntime, rec: Recorder, o: MoeRouteOptions): 
       .u32(o.normalize ? 1 : 0),
     grid1d(o.rows, 1, rt.ctx.limits.maxComputeWorkgroupsPerDimension),
   );
+}
+
+/**
+ * Whether moeRoute runs one subgroup per row: on CPU adapters with subgroups of 8+ lanes,
+ * where the 64-wide workgroup's barrier per reduction step is the cost (on lavapipe a
+ * coroutine switch per SIMD batch). Both variants choose the same experts.
+ */
+export function moeRouteUsesSubgroups(rt: KernelRuntime): boolean {
+  return rt.ctx.kernelProfile === 'cpu' && hasSubgroupsOf(rt, SUBGROUP_LANES);
 }
 
 function nextPowerOfTwo(n: number): number {

@@ -1,12 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { moeRoute, type MoeRouteOptions } from '../../src/kernels/moe-route.js';
+import { moeRoute, moeRouteUsesSubgroups, type MoeRouteOptions } from '../../src/kernels/moe-route.js';
 import type { KernelRuntime } from '../../src/kernels/runtime.js';
+import { hasSubgroupsOf } from '../../src/kernels/subgroups.js';
 import { sliceTensor } from '../../src/kernels/tensor.js';
 import { Rng } from '../helpers/random.js';
 import { poisoned, relativeError, TOLERANCE, useRuntime } from '../helpers/gpu.js';
 import { moeRouteRef } from '../reference/moe-route.js';
-
-const runtime = useRuntime();
 
 interface Shape {
   rows: number;
@@ -54,7 +53,16 @@ async function expectMatchesReference(rt: KernelRuntime, logits: Float32Array, s
   }
 }
 
-describe('moeRoute (softmax, top-k, optional renormalisation)', () => {
+// 'cpu': one subgroup per row where the adapter has subgroups of 8+ lanes (lavapipe does);
+// 'gpu': the 64-wide workgroup with workgroup-memory reductions
+describe.each(['cpu', 'gpu'] as const)('moeRoute (softmax, top-k, optional renormalisation), %s kernel profile', (kernelProfile) => {
+  const runtime = useRuntime({ kernelProfile });
+
+  it('runs the variant of its profile', () => {
+    const rt = runtime();
+    expect(moeRouteUsesSubgroups(rt)).toBe(kernelProfile === 'cpu' && hasSubgroupsOf(rt, 8));
+  });
+
   const shapes: Shape[] = [];
   for (const rows of [1, 7, 33, 129])
     for (const experts of [1, 4, 7, 33, 60, 128, 129, 512])
@@ -85,7 +93,8 @@ describe('moeRoute (softmax, top-k, optional renormalisation)', () => {
   });
 
   it('ties go to the lower expert first, across invocations and within one', async () => {
-    // experts 5, 69 and 133 share an invocation of the 64-wide workgroup; 7 and 100 do not
+    // experts 5, 69 and 133 share an invocation of the 64-wide workgroup and a lane of the
+    // 8-lane subgroup; 7 and 100 share neither
     const experts = 140;
     const logits = new Float32Array(experts).map((_, e) => -1 - e / 1000);
     for (const e of [133, 100, 69, 7, 5]) logits[e] = 3;
