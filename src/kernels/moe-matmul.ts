@@ -11,13 +11,17 @@
  * split into parts that each fit one storage binding; each part is one dispatch (see
  * shaders/moe-matmul.wgsl). An id outside [0, experts) acts as an expert of zeros: expand
  * writes a zero row for it, combine leaves it out of the sum; it never reads out of bounds.
+ *
+ * moeMatmulGrouped is the same product over pairs grouped by expert (moe-group.ts), so that
+ * an expert shared by several pairs is read once per chunk of them; 'combine' is then
+ * moeMatmulGrouped over each pair's own row followed by moeWeightedSum (moe-sum.ts).
  */
 import { AutoGlmError } from '../errors.js';
 import { assertF32, assertNoOverlap, assertPositiveInt, assertU32 } from './arg-checks.js';
 import { assertLength } from './checks.js';
 import { grid1d } from './grid.js';
 import { params } from './params.js';
-import type { Binding, Recorder } from './recorder.js';
+import type { Recorder } from './recorder.js';
 import type { KernelRuntime } from './runtime.js';
 import { DTYPE_BYTES, type GpuTensor } from './tensor.js';
 
@@ -196,13 +200,16 @@ export interface MoeMatmulOptions {
 }
 
 /** A tensor bound from the storage offset alignment at or below its start, and its element offset in that binding. */
-interface BoundTensor {
-  binding: Binding;
+export interface BoundTensor {
+  binding: { buffer: GPUBuffer; offset: number; size: number };
   offset: number;
 }
 
-/** Binds `elements` 4-byte values of t, so that slices (a row chunk) at any `unitBytes` boundary can be passed. */
-function bind(rt: KernelRuntime, op: string, name: string, t: GpuTensor, elements: number, unitBytes = 4): BoundTensor {
+/**
+ * Binds `elements` 4-byte values of t, so that slices (a row chunk) at any `unitBytes`
+ * boundary can be passed. The mixture-of-experts kernels (moe-group, moe-sum) share it.
+ */
+export function bindSlice(rt: KernelRuntime, op: string, name: string, t: GpuTensor, elements: number, unitBytes = 4): BoundTensor {
   if (t.byteOffset % unitBytes !== 0) {
     throw new RangeError(`${op}: ${name} must start at a ${unitBytes}-byte boundary, got byte offset ${t.byteOffset}`);
   }
@@ -213,6 +220,24 @@ function bind(rt: KernelRuntime, op: string, name: string, t: GpuTensor, element
     throw new RangeError(`${op}: ${name} needs a ${size}-byte binding, the adapter allows ${rt.maxBindingBytes}`);
   }
   return { binding: { buffer: t.buffer, offset: base, size }, offset: (t.byteOffset - base) / unitBytes };
+}
+
+/**
+ * WebGPU refuses a dispatch whose written binding overlaps another binding of the same
+ * buffer. Bound from the alignment below their start, two tensors that do not overlap can
+ * still have overlapping bindings when they share a buffer less than the alignment apart:
+ * refuse that here, with names, rather than as a validation error at submit.
+ */
+export function assertBindingsApart(op: string, written: [string, BoundTensor], others: [string, BoundTensor][]): void {
+  const [wName, w] = written;
+  for (const [name, b] of others) {
+    if (b.binding.buffer !== w.binding.buffer) continue;
+    if (b.binding.offset < w.binding.offset + w.binding.size && w.binding.offset < b.binding.offset + b.binding.size) {
+      throw new RangeError(
+        `${op}: ${wName} and ${name} share a buffer less than the storage offset alignment apart; their bindings would overlap, which WebGPU refuses`,
+      );
+    }
+  }
 }
 
 function checkArgs(o: MoeMatmulOptions): void {
@@ -247,10 +272,10 @@ export function moeMatmul(rt: KernelRuntime, rec: Recorder, o: MoeMatmulOptions)
   const { weight: w, rows, topK } = o;
   const combine = o.mode === 'combine';
   const pairs = rows * topK;
-  const x = bind(rt, op, 'x', o.x, (combine ? pairs : rows) * w.K, 16);
-  const ids = bind(rt, op, 'ids', o.ids, pairs);
-  const out = bind(rt, op, 'out', o.out, (combine ? rows : pairs) * w.N);
-  const rw = combine ? bind(rt, op, 'routeWeights', o.routeWeights!, pairs) : undefined;
+  const x = bindSlice(rt, op, 'x', o.x, (combine ? pairs : rows) * w.K, 16);
+  const ids = bindSlice(rt, op, 'ids', o.ids, pairs);
+  const out = bindSlice(rt, op, 'out', o.out, (combine ? rows : pairs) * w.N);
+  const rw = combine ? bindSlice(rt, op, 'routeWeights', o.routeWeights!, pairs) : undefined;
   const kernel = rt.kernel({
     shader: 'moe-matmul',
     defines: { WG: WORKGROUP_LANES, COMBINE: combine, WF16: w.dtype === 'f16' },
@@ -281,4 +306,90 @@ export function moeMatmul(rt: KernelRuntime, rec: Recorder, o: MoeMatmulOptions)
       : [x.binding, part.tensor, ids.binding, out.binding];
     rec.dispatch(kernel, bindings, p, grid1d(groups, 1));
   });
+}
+
+/**
+ * Pairs per chunk of the grouped kernel: each weight load feeds this many pairs. 8 beat 4
+ * and 2 on lavapipe at 16 tokens x top-8 of 16 experts (see shaders/moe-matmul-grouped.wgsl).
+ */
+const GROUPED_PAIRS_PER_CHUNK = 8;
+
+export interface MoeGroupedOptions {
+  /** 'row': x is f32 [pairs / topK, K] and pair p reads row floor(p / topK) (gate/up); 'pair': x is f32 [pairs, K], pair p reads row p (down). */
+  input: 'row' | 'pair';
+  /** Starts at a 16-byte boundary. */
+  x: GpuTensor;
+  weight: MoeExpertWeight;
+  /** u32 [weight.experts + 1], from moeGroup over the same ids. */
+  offsets: GpuTensor;
+  /** u32 [pairs], from moeGroup over the same ids. */
+  order: GpuTensor;
+  /** f32 [pairs, N]: row p = W_{ids[p]} . x[row of p]; rows of out-of-range ids are not written. Must not overlap the inputs. */
+  out: GpuTensor;
+  pairs: number;
+  topK: number;
+}
+
+function checkGroupedArgs(o: MoeGroupedOptions): void {
+  const op = 'moeMatmulGrouped';
+  const { weight: w, pairs, topK } = o;
+  if (o.input !== 'row' && o.input !== 'pair') throw new TypeError(`${op}: input must be 'row' or 'pair', got ${String(o.input)}`);
+  assertPositiveInt(op, { pairs, topK });
+  if (pairs % topK !== 0) throw new RangeError(`${op}: pairs (${pairs}) must be a multiple of topK (${topK})`);
+  assertKMultipleOf4(op, w.K);
+  assertF32(op, o.x, o.out);
+  assertU32(op, 'offsets', o.offsets);
+  assertU32(op, 'order', o.order);
+  assertLength(op, 'x', o.x, (o.input === 'row' ? pairs / topK : pairs) * w.K);
+  assertLength(op, 'offsets', o.offsets, w.experts + 1);
+  assertLength(op, 'order', o.order, pairs);
+  assertLength(op, 'out', o.out, pairs * w.N);
+  assertNoOverlap(op, ['x', 'out'], o.x, o.out);
+  assertNoOverlap(op, ['offsets', 'out'], o.offsets, o.out);
+  assertNoOverlap(op, ['order', 'out'], o.order, o.out);
+}
+
+/**
+ * The expert matmul over pairs grouped by expert (moeGroup): each expert's weights are read
+ * once per chunk of the pairs routed to it, where moeMatmul reads them once per pair. One
+ * dispatch per part, a workgroup per (block of columns, expert of the part); see
+ * shaders/moe-matmul-grouped.wgsl. With moeWeightedSum after the 'pair' form it computes
+ * moeMatmul's 'combine'; the 'row' form computes 'expand' for the pairs with valid ids.
+ */
+export function moeMatmulGrouped(rt: KernelRuntime, rec: Recorder, o: MoeGroupedOptions): void {
+  const op = 'moeMatmulGrouped';
+  checkGroupedArgs(o);
+  const { weight: w, pairs, topK } = o;
+  const x = bindSlice(rt, op, 'x', o.x, (o.input === 'row' ? pairs / topK : pairs) * w.K, 16);
+  const offsets = bindSlice(rt, op, 'offsets', o.offsets, w.experts + 1);
+  const order = bindSlice(rt, op, 'order', o.order, pairs);
+  const out = bindSlice(rt, op, 'out', o.out, pairs * w.N);
+  assertBindingsApart(
+    op,
+    ['out', out],
+    [
+      ['x', x],
+      ['offsets', offsets],
+      ['order', order],
+    ],
+  );
+  const kernel = rt.kernel({
+    shader: 'moe-matmul-grouped',
+    defines: { WG: WORKGROUP_LANES, P: GROUPED_PAIRS_PER_CHUNK, WF16: w.dtype === 'f16' },
+    bindings: ['read', 'read', 'read', 'read', 'write'],
+    params: true,
+  });
+  const colBlocks = Math.ceil(w.N / (COLUMNS_PER_LANE * WORKGROUP_LANES));
+  for (const part of w.parts) {
+    const p = params()
+      .u32(w.N)
+      .u32(w.K / 4)
+      .u32(o.input === 'row' ? topK : 1)
+      .u32(part.firstExpert)
+      .u32(x.offset)
+      .u32(offsets.offset)
+      .u32(order.offset)
+      .u32(out.offset);
+    rec.dispatch(kernel, [x.binding, part.tensor, offsets.binding, order.binding, out.binding], p, [colBlocks, part.count]);
+  }
 }

@@ -1,6 +1,15 @@
 import { describe, expect, it } from 'vitest';
 import { isAutoGlmError } from '../../src/errors.js';
-import { moeMatmul, prepareMoeExperts, type MoeExpertWeight, type MoeMatmulOptions } from '../../src/kernels/moe-matmul.js';
+import { moeGroup } from '../../src/kernels/moe-group.js';
+import {
+  moeMatmul,
+  moeMatmulGrouped,
+  prepareMoeExperts,
+  type MoeExpertWeight,
+  type MoeGroupedOptions,
+  type MoeMatmulOptions,
+} from '../../src/kernels/moe-matmul.js';
+import { moeWeightedSum } from '../../src/kernels/moe-sum.js';
 import { f32ToF16Bits, type KernelRuntime } from '../../src/kernels/runtime.js';
 import { sliceTensor, type GpuTensor } from '../../src/kernels/tensor.js';
 import { poisoned, relativeError, roundTo, TOLERANCE, useRuntime } from '../helpers/gpu.js';
@@ -271,6 +280,189 @@ describe('moeMatmul: argument checks', () => {
     expect(() => moeMatmul(rt, rec, { ...expand, x: rt.tensor('f32', 7) })).toThrow(/x has 7 elements, needs 8/);
     expect(() => moeMatmul(rt, rec, { ...expand, accumulate: true })).toThrow(/combine/);
     expect(() => moeMatmul(rt, rec, expand)).not.toThrow();
+    weight.destroy();
+  });
+});
+
+/**
+ * The grouped path on one case: moeGroup, then moeMatmulGrouped ('row' for expand; 'pair'
+ * and moeWeightedSum for combine), recorded together, against the same float64 references
+ * as moeMatmul. Expand's rows of out-of-range ids must stay unwritten (NaN).
+ */
+async function runGroupedCase(rt: KernelRuntime, c: Case): Promise<{ err: number; parts: number }> {
+  const { rows, topK, experts, N, K, mode, dtype } = c;
+  const rng = new Rng(rows * 7919 + topK * 104729 + experts * 1299709 + N * 31 + K * 13 + (dtype === 'f16' ? 1 : 0) + 5);
+  const W = Array.from({ length: experts }, () => roundTo(dtype, rng.floats(N * K)));
+  const elementBytes = dtype === 'f16' ? 2 : 4;
+  const weight = prepareMoeExperts(rt, {
+    experts,
+    N,
+    K,
+    dtype,
+    maxPartBytes: c.expertsPerPart ? c.expertsPerPart * N * K * elementBytes + 3 : undefined,
+    expertData: (e) => (dtype === 'f16' ? f32ToF16Bits(W[e]!) : W[e]!),
+  });
+  const pairs = rows * topK;
+  const combine = mode === 'combine';
+  const x = rng.floats((combine ? pairs : rows) * K);
+  const ids = randomIds(rng, c);
+  const routeWeights = rng.floats(pairs, 0, 1);
+  const base = c.accumulate ? rng.floats(rows * N, -2, 2) : undefined;
+  const pad = c.pad ?? 0;
+  const xt = uploadPadded(rt, x, 4 * pad, rng);
+  const idt = uploadPadded(rt, ids, pad, rng);
+  const rwt = uploadPadded(rt, routeWeights, pad + 1, rng);
+  const offsets = poisoned(rt, 'u32', pad + experts + 1);
+  const order = poisoned(rt, 'u32', pad + 2 + pairs);
+  const y = poisoned(rt, 'f32', pad + 3 + pairs * N);
+  const out = base ? uploadPadded(rt, base, pad + 2, rng).all : poisoned(rt, 'f32', pad + 2 + rows * N);
+  try {
+    const rec = rt.recorder();
+    const groups = { offsets: sliceTensor(offsets, pad, experts + 1), order: sliceTensor(order, pad + 2, pairs) };
+    moeGroup(rt, rec, { ids: idt.slice, pairs, experts, ...groups });
+    const yt = sliceTensor(y, pad + 3, pairs * N);
+    moeMatmulGrouped(rt, rec, { input: combine ? 'pair' : 'row', x: xt.slice, weight, ...groups, out: yt, pairs, topK });
+    if (combine) {
+      const sumOut = sliceTensor(out, pad + 2, rows * N);
+      moeWeightedSum(rt, rec, {
+        y: yt,
+        ids: idt.slice,
+        routeWeights: rwt.slice,
+        out: sumOut,
+        rows,
+        topK,
+        N,
+        experts,
+        accumulate: c.accumulate,
+      });
+    }
+    await rec.submit();
+    if (combine) {
+      const got = await rt.readFloats(out, pad + 2, rows * N);
+      return { err: relativeError(got, moeCombineRef(x, W, ids, routeWeights, rows, topK, N, K, base)), parts: weight.parts.length };
+    }
+    const got = await rt.readFloats(y, pad + 3, pairs * N);
+    const ref = moeExpandRef(x, W, ids, rows, topK, N, K);
+    // rows of out-of-range ids are not written: they keep the poison, and the comparison skips them
+    const valid: number[] = [];
+    const validRef: number[] = [];
+    for (let pair = 0; pair < pairs; pair++) {
+      const row = got.subarray(pair * N, (pair + 1) * N);
+      if (ids[pair]! >= experts) {
+        expect(row.every(Number.isNaN), `pair ${pair} (id ${ids[pair]}) left unwritten`).toBe(true);
+        continue;
+      }
+      valid.push(...row);
+      validRef.push(...ref.subarray(pair * N, (pair + 1) * N));
+    }
+    return { err: relativeError(valid, validRef), parts: weight.parts.length };
+  } finally {
+    weight.destroy();
+    for (const t of [xt.all, idt.all, rwt.all, offsets, order, y, out]) rt.destroyBuffer(t.buffer);
+  }
+}
+
+// Every value of rows (1, 2, 7, 16, 33), topK (1, 2, 8), experts (1, 3, 16, 33), N (1, 7,
+// 33, 260) and K (4, 36, 1028) appears, with topK > experts (repeats forced), groups of
+// several chunks of 8 pairs plus a remainder, and groups of exactly one and two chunks.
+const GROUPED_SHAPES: Shape[] = [
+  { rows: 1, topK: 8, experts: 1, N: 33, K: 36 },
+  { rows: 2, topK: 8, experts: 1, N: 7, K: 4 },
+  { rows: 1, topK: 1, experts: 1, N: 1, K: 4 },
+  { rows: 1, topK: 8, experts: 16, N: 260, K: 36 },
+  { rows: 2, topK: 2, experts: 3, N: 7, K: 1028 },
+  { rows: 7, topK: 8, experts: 3, N: 33, K: 36 },
+  { rows: 16, topK: 8, experts: 16, N: 260, K: 4 },
+  { rows: 33, topK: 2, experts: 33, N: 7, K: 36 },
+  { rows: 33, topK: 8, experts: 16, N: 33, K: 1028 },
+  { rows: 16, topK: 1, experts: 33, N: 1, K: 1028 },
+  { rows: 7, topK: 2, experts: 1, N: 260, K: 4 },
+  { rows: 2, topK: 8, experts: 33, N: 33, K: 36 },
+];
+
+function itGroupedMatchesReference(list: Case[], minParts = 1): void {
+  for (const c of list) {
+    it(name(c), async () => {
+      const { err, parts } = await runGroupedCase(runtime(), c);
+      expect(parts).toBeGreaterThanOrEqual(minParts);
+      expect(err).toBeLessThanOrEqual(TOLERANCE[c.dtype]);
+    });
+  }
+}
+
+describe('grouped path: moeGroup + moeMatmulGrouped (+ moeWeightedSum) equal expand and combine', () => {
+  const cases: Case[] = [];
+  for (const dtype of ['f32', 'f16'] as const) {
+    for (const [i, shape] of GROUPED_SHAPES.entries()) {
+      cases.push({ ...shape, dtype, mode: 'expand' });
+      cases.push({ ...shape, dtype, mode: 'combine', accumulate: (i + (dtype === 'f16' ? 1 : 0)) % 2 === 1 });
+    }
+  }
+  itGroupedMatchesReference(cases);
+});
+
+describe('grouped path: experts in several parts, ids out of range, unaligned offsets', () => {
+  const split: Case[] = [];
+  const other: Case[] = [];
+  for (const dtype of ['f32', 'f16'] as const) {
+    // parts of 5, 5, 5, 1 experts; 10, 10, 10, 3; and one expert each
+    const shapes: [Shape, number][] = [
+      [{ rows: 7, topK: 8, experts: 16, N: 33, K: 36 }, 5],
+      [{ rows: 33, topK: 2, experts: 33, N: 7, K: 36 }, 10],
+      [{ rows: 7, topK: 8, experts: 3, N: 260, K: 36 }, 1],
+    ];
+    for (const [shape, expertsPerPart] of shapes) {
+      for (const mode of ['expand', 'combine'] as const)
+        split.push({ ...shape, dtype, mode, expertsPerPart, accumulate: mode === 'combine' });
+    }
+    const shape = { rows: 7, topK: 2, experts: 5, N: 33, K: 36 };
+    for (const mode of ['expand', 'combine'] as const) {
+      other.push({ ...shape, dtype, mode, outOfRange: true, expertsPerPart: 2 });
+      other.push({ ...shape, dtype, mode, pad: 5, accumulate: mode === 'combine' });
+    }
+  }
+  itGroupedMatchesReference(split, 3);
+  itGroupedMatchesReference(other);
+});
+
+describe('moeMatmulGrouped: argument checks', () => {
+  it('rejects wrong lengths, dtypes, shapes and overlapping outputs', () => {
+    const rt = runtime();
+    const weight = prepareMoeExperts(rt, { experts: 2, N: 3, K: 4, dtype: 'f32', expertData: () => new Float32Array(12) });
+    // 2 rows x topK 2: 'row' x [2, 4], out [4, 3]
+    const base: MoeGroupedOptions = {
+      input: 'row',
+      x: rt.tensor('f32', 8),
+      weight,
+      offsets: rt.tensor('u32', 3),
+      order: rt.tensor('u32', 4),
+      out: rt.tensor('f32', 12),
+      pairs: 4,
+      topK: 2,
+    };
+    const rec = rt.recorder();
+    const call = (o: Partial<MoeGroupedOptions>) => () => moeMatmulGrouped(rt, rec, { ...base, ...o });
+    expect(call({})).not.toThrow();
+    expect(call({ input: 'pair', x: rt.tensor('f32', 16) })).not.toThrow();
+    const recorded = rec.dispatchCount;
+    expect(call({ input: 'pair' })).toThrow(/x has 8 elements, needs 16/);
+    expect(call({ input: 'rows' as 'row' })).toThrow(/input must be 'row' or 'pair'/);
+    expect(call({ pairs: 3, order: rt.tensor('u32', 3) })).toThrow(/multiple of topK/);
+    expect(call({ pairs: 0 })).toThrow(RangeError);
+    expect(call({ topK: 1.5 })).toThrow(RangeError);
+    expect(call({ weight: { ...weight, K: 6 } })).toThrow(/K must be a multiple of 4/);
+    expect(call({ x: rt.tensor('f32', 7) })).toThrow(/x has 7 elements, needs 8/);
+    expect(call({ offsets: rt.tensor('u32', 2) })).toThrow(/offsets has 2 elements, needs 3/);
+    expect(call({ order: rt.tensor('u32', 3) })).toThrow(/order has 3 elements, needs 4/);
+    expect(call({ out: rt.tensor('f32', 11) })).toThrow(/out has 11 elements, needs 12/);
+    expect(call({ offsets: rt.tensor('f32', 3) })).toThrow(/offsets must be u32/);
+    expect(call({ order: rt.tensor('i32', 4) })).toThrow(/order must be u32/);
+    expect(call({ x: rt.tensor('f16', 8) })).toThrow(TypeError);
+    expect(call({ x: sliceTensor(rt.tensor('f32', 12), 1, 8) })).toThrow(/16-byte boundary/);
+    const shared = rt.tensor('f32', 64);
+    expect(call({ x: sliceTensor(shared, 0, 8), out: sliceTensor(shared, 4, 12) })).toThrow(/overlap/);
+    expect(call({ x: sliceTensor(shared, 0, 8), out: sliceTensor(shared, 8, 12) })).toThrow(/out and x share a buffer/);
+    expect(rec.dispatchCount).toBe(recorded);
     weight.destroy();
   });
 });

@@ -32,7 +32,17 @@ export interface StepBuffers {
    * experts and routing weights [rows * topK], and each (row, expert) pair's gate/up
    * [rows * topK, 2 * inner] and activated [rows * topK, inner] rows.
    */
-  moe?: { logits: GpuTensor; ids: GpuTensor; weights: GpuTensor; gateUp: GpuTensor; act: GpuTensor };
+  moe?: {
+    logits: GpuTensor;
+    ids: GpuTensor;
+    weights: GpuTensor;
+    gateUp: GpuTensor;
+    act: GpuTensor;
+    /** The grouped path: each expert's pairs (moeGroup's offsets [experts + 1] and order [rows * topK]) and each pair's down projection [rows * topK, hidden]. */
+    offsets: GpuTensor;
+    order: GpuTensor;
+    down: GpuTensor;
+  };
 }
 
 /** What one step feeds the forward pass. */
@@ -70,8 +80,8 @@ export function stepBufferBytes(shape: GpuModelShape, maxRows: number, maxSample
     3 * s.intermediateSize +
     4 +
     (loraWidth > 0 ? loraWidth + 1 : 0) +
-    (s.moe ? s.moe.experts + 2 * s.moe.topK + 3 * s.moe.topK * s.moe.inner : 0);
-  return 4 * (perRow * maxRows + maxSampleRows * (s.hiddenSize + s.vocabSize + 1));
+    (s.moe ? s.moe.experts + 3 * s.moe.topK + 3 * s.moe.topK * s.moe.inner + s.moe.topK * s.hiddenSize : 0);
+  return 4 * (perRow * maxRows + maxSampleRows * (s.hiddenSize + s.vocabSize + 1) + (s.moe ? s.moe.experts + 1 : 0));
 }
 
 /** loraWidth: the widest LoRA shrink output (GpuLoras.maxR), 0 without adapters. */
@@ -110,6 +120,9 @@ export function createStepBuffers(
             weights: f(s.moe.topK, maxRows, 'moe-weights'),
             gateUp: f(2 * s.moe.inner, maxRows * s.moe.topK, 'moe-gate-up'),
             act: f(s.moe.inner, maxRows * s.moe.topK, 'moe-act'),
+            offsets: u(s.moe.experts + 1, 'moe-offsets'),
+            order: u(maxRows * s.moe.topK, 'moe-order'),
+            down: f(s.hiddenSize, maxRows * s.moe.topK, 'moe-down'),
           },
         }
       : {}),

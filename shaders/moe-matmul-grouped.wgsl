@@ -1,0 +1,123 @@
+// Grouped expert matmul of a mixture-of-experts layer: the pairs routed to one expert are
+// computed together, so each load of the expert's weights feeds P pairs. moe-matmul.wgsl
+// computes every pair on its own and re-reads the expert for each: at 16 tokens x top-8 of
+// 16 experts, 128 pairs read 805 MB of f16 gate/up weights where the experts hold 101 MB.
+//
+// out[pair, n] = W_{ids[pair]}[n, :] . x[pair / ROW_DIV, :], where ROW_DIV is topK for
+// the gate/up projection (x holds one row per token) and 1 for the down projection (x
+// holds each pair's own activated row). The pairs come grouped by expert from moe-group:
+// group e is order[offsets[e] .. offsets[e + 1]). A pair whose id is out of range is in no
+// group, so its row of out is not written.
+//
+// W holds the experts of one part, [N][K] row-major each, as in moe-matmul.wgsl (WF16:
+// halves packed two per u32, unpacked to f32). One dispatch per part; the grid is
+// (column blocks, experts of the part): a workgroup owns 4 * WG consecutive columns of one
+// expert and walks its group P pairs at a time, each invocation owning four adjacent
+// columns, so one pass over K loads 4 W vec4s and P x vec4s for 4 * P dot products. The
+// last chunk takes only the pairs left, so a group of g pairs reads the expert ceil(g / P)
+// times and computes g pairs, no more. An empty group returns at once.
+//
+// P = 8 against 4 and 2, f16, 16 tokens x top-8 of 16 experts (8 pairs per expert), old
+// kernel time / this path's (moe-group included; + moe-sum for down), 2-core lavapipe
+// shared with other work, min of 10 alternating runs (2026-12): gate/up (N 1536, K 2048)
+// 2.3-2.7x, down (N 2048, K 768) 2.0-2.6x; P = 4 1.6x / 1.4x, P = 2 1.2x / 1.0x. At one
+// token (one pair per group) it matches the old kernel for gate/up (0.95x) and is slower
+// for down (0.8x: two more dispatches). Per-pair dot products into one vec4 of four
+// columns beat vec4 partial sums per column by 1.1-1.2x (a quarter of the accumulators).
+
+struct Params {
+  N: u32,
+  K4: u32,          // K / 4: vec4s per row of W and of x
+  rowDiv: u32,      // pair p reads row p / rowDiv of x: topK ('row' input) or 1 ('pair')
+  firstExpert: u32, // this part's first expert: workgroup row wid.y is expert firstExpert + wid.y
+  // element offsets of each tensor inside its binding (bindings start at the device's
+  // storage offset alignment, tensors need not); xOff is in vec4s
+  xOff: u32,
+  offsetsOff: u32,
+  orderOff: u32,
+  outOff: u32,
+}
+
+const WG: u32 = {{WG}}u;
+// pairs per chunk: each W load feeds P of them
+const P: u32 = {{P}}u;
+
+@group(0) @binding(0) var<storage, read> x: array<vec4<f32>>;
+#if WF16
+@group(0) @binding(1) var<storage, read> w: array<vec2<u32>>;
+#else
+@group(0) @binding(1) var<storage, read> w: array<vec4<f32>>;
+#endif
+@group(0) @binding(2) var<storage, read> offsets: array<u32>;
+@group(0) @binding(3) var<storage, read> order: array<u32>;
+@group(0) @binding(4) var<storage, read_write> out: array<f32>;
+@group(1) @binding(0) var<uniform> p: Params;
+
+fn wAt(i: u32) -> vec4<f32> {
+#if WF16
+  let h = w[i];
+  return vec4<f32>(unpack2x16float(h.x), unpack2x16float(h.y));
+#else
+  return w[i];
+#endif
+}
+
+// Pairs order[c .. c + width) (width <= P) against rows n .. n + 3 of part-local expert
+// el, written to their rows of out. Called with width = P for every full chunk, where the
+// compiler can fold the `j < width` tests away once it inlines the call, and once with the
+// remainder: a pair the chunk lacks costs neither loads nor arithmetic (at one token each
+// group holds one pair, and computing P would cost P times the work on a CPU driver).
+fn chunk(el: u32, n: u32, c: u32, width: u32) {
+  // rows past N re-read row N - 1 (their sums are never written)
+  let base = el * p.N;
+  let w0 = (base + n) * p.K4;
+  let w1 = (base + min(n + 1u, p.N - 1u)) * p.K4;
+  let w2 = (base + min(n + 2u, p.N - 1u)) * p.K4;
+  let w3 = (base + min(n + 3u, p.N - 1u)) * p.K4;
+  var pair: array<u32, P>;
+  var xi: array<u32, P>;
+  for (var j = 0u; j < P; j++) {
+    pair[j] = order[p.orderOff + c + min(j, width - 1u)];
+    xi[j] = p.xOff + (pair[j] / p.rowDiv) * p.K4;
+  }
+  // a[j]: pair j's sums for columns n .. n + 3. Zeroed by an explicit initializer: a bare
+  // `var a: T;` in a loop body kept the previous iteration's sums on Dawn + lavapipe
+  // (2026-12), where WGSL zeroes it on every iteration
+  var a = array<vec4<f32>, P>();
+  for (var k4 = 0u; k4 < p.K4; k4++) {
+    let v0 = wAt(w0 + k4);
+    let v1 = wAt(w1 + k4);
+    let v2 = wAt(w2 + k4);
+    let v3 = wAt(w3 + k4);
+    for (var j = 0u; j < P; j++) {
+      if (j < width) {
+        let xv = x[xi[j] + k4];
+        a[j] += vec4<f32>(dot(v0, xv), dot(v1, xv), dot(v2, xv), dot(v3, xv));
+      }
+    }
+  }
+  for (var j = 0u; j < width; j++) {
+    let o = p.outOff + pair[j] * p.N + n;
+    for (var col = 0u; col < 4u && n + col < p.N; col++) {
+      out[o + col] = a[j][col];
+    }
+  }
+}
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let e = p.firstExpert + wid.y;
+  let begin = offsets[p.offsetsOff + e];
+  let end = offsets[p.offsetsOff + e + 1u];
+  let n = (wid.x * WG + lid.x) * 4u;
+  if (begin >= end || n >= p.N) {
+    return;
+  }
+  var c = begin;
+  for (; c + P <= end; c += P) {
+    chunk(wid.y, n, c, P);
+  }
+  if (c < end) {
+    chunk(wid.y, n, c, end - c);
+  }
+}
