@@ -101,6 +101,7 @@ interface EngineVariant {
  * settings where the test generator picks small ones to exercise them (Gemma 2's caps of 50
  * and 30, query_pre_attn_scalar = head_dim, Gemma 3's one global layer in six); windows of
  * 512, longer than the bench's sequences, so that attention does the same work everywhere.
+ * qwen3_moe: 8 experts of 512 with 4 per token, the dense MLP's 2048 active per token.
  */
 async function architectureVariants(list: string): Promise<EngineVariant[]> {
   const variants: EngineVariant[] = [];
@@ -118,7 +119,10 @@ async function architectureVariants(list: string): Promise<EngineVariant[]> {
           attnSoftcap: 50,
           finalSoftcap: 30,
         }
-      : {};
+      : architecture === 'qwen3_moe'
+        ? // as many active MLP weights per token as the dense shape (4 x 512 = its 2048), 4x in all
+          { experts: 8, expertsPerToken: 4, expertIntermediate: 512 }
+        : {};
     variants.push({ label: name, options: {}, modelDir: await ensureGeneratedModel('100m', { architecture, seed: 1, ...settings }) });
   }
   return variants;

@@ -17,8 +17,10 @@ import { embedding, prepareEmbeddingTable, destroyEmbeddingTable } from '../src/
 import { createKvCache } from '../src/kernels/kv-write.js';
 import { layerNorm } from '../src/kernels/layernorm.js';
 import { loraExpand, loraShrink } from '../src/kernels/lora.js';
-import { moeMatmul, prepareMoeExperts } from '../src/kernels/moe-matmul.js';
+import { moeGroup } from '../src/kernels/moe-group.js';
+import { moeMatmul, moeMatmulGrouped, prepareMoeExperts } from '../src/kernels/moe-matmul.js';
 import { moeRoute } from '../src/kernels/moe-route.js';
+import { moeWeightedSum } from '../src/kernels/moe-sum.js';
 import type { Recorder } from '../src/kernels/recorder.js';
 import { rmsNorm } from '../src/kernels/rmsnorm.js';
 import { rope, ropeInvFreq } from '../src/kernels/rope.js';
@@ -406,10 +408,11 @@ const MOE_EXPERTS = 16;
 const MOE_TOP_K = 8;
 
 /**
- * The router's top-k over 128 experts for ROWS rows, and the expert matmuls of `rows` tokens
- * (f16 experts): gate/up (expand) and the weighted down projection (combine). Bytes count
- * each distinct expert's weights once (what the matmuls must read at least), so the rate
- * falls where pairs sharing an expert re-read it.
+ * The expert matmuls of `rows` tokens (f16 experts): gate/up (expand) and the weighted down
+ * projection (combine), one matmul per pair and, for several tokens, grouped by expert
+ * (moe-group included, and moe-sum for the down projection). Bytes count each distinct
+ * expert's weights once (what the matmuls must read at least), so the rate falls where
+ * pairs sharing an expert re-read it.
  */
 function moeCases(rt: KernelRuntime, rows: number): LibraryCase[] {
   const pairs = rows * MOE_TOP_K;
@@ -470,6 +473,43 @@ function moeCases(rt: KernelRuntime, rows: number): LibraryCase[] {
       },
     },
   ];
+  if (rows > 1) {
+    // the path the engine takes at two or more pairs per expert: grouped by expert first
+    const offsets = rt.tensor('u32', MOE_EXPERTS + 1);
+    const order = rt.tensor('u32', pairs);
+    const y = rt.tensor('f32', pairs * MOE_HIDDEN);
+    const groups = { offsets, order, pairs, topK: MOE_TOP_K };
+    const group = (rec: Recorder) => moeGroup(rt, rec, { ids, pairs, experts: MOE_EXPERTS, offsets, order });
+    const grouped = (c: LibraryCase, record: (rec: Recorder) => void): LibraryCase => ({
+      ...c,
+      kernel: `${c.kernel} grouped`,
+      record: (rec) => {
+        group(rec);
+        record(rec);
+      },
+    });
+    const [expand, combine] = cases as [LibraryCase, LibraryCase];
+    // the per-pair cases free their weights: the grouped ones run first
+    cases.unshift(
+      grouped({ ...expand, free: () => undefined }, (rec) =>
+        moeMatmulGrouped(rt, rec, { input: 'row', x, weight: gateUp, out: gu, ...groups }),
+      ),
+      grouped({ ...combine, free: freeAll(rt, offsets, order, y) }, (rec) => {
+        moeMatmulGrouped(rt, rec, { input: 'pair', x: act, weight: down, out: y, ...groups });
+        moeWeightedSum(rt, rec, {
+          y,
+          ids,
+          routeWeights: weights,
+          out,
+          rows,
+          topK: MOE_TOP_K,
+          N: MOE_HIDDEN,
+          experts: MOE_EXPERTS,
+          accumulate: true,
+        });
+      }),
+    );
+  }
   return cases;
 }
 
