@@ -10,7 +10,8 @@
 // group, so its row of out is not written.
 //
 // W holds the experts of one part, [N][K] row-major each, as in moe-matmul.wgsl (WF16:
-// halves packed two per u32, unpacked to f32). One dispatch per part; the grid is
+// halves packed two per u32, unpacked to f32; INT8: one u32 word of four int8 per vec4
+// and the scales after the part's words, at sOff). One dispatch per part; the grid is
 // (column blocks, experts of the part): a workgroup owns 4 * WG consecutive columns of one
 // expert and walks its group P pairs at a time, each invocation owning four adjacent
 // columns, so one pass over K loads 4 W vec4s and P x vec4s for 4 * P dot products. The
@@ -24,6 +25,8 @@
 // token (one pair per group) it matches the old kernel for gate/up (0.95x) and is slower
 // for down (0.8x: two more dispatches). Per-pair dot products into one vec4 of four
 // columns beat vec4 partial sums per column by 1.1-1.2x (a quarter of the accumulators).
+// INT8 against f16 at 16 tokens: 0.92-1.0x the time (gate/up and down, min of 10
+// alternating runs, 2026-12): with 8 pairs per load the arithmetic bounds it, not W.
 
 struct Params {
   N: u32,
@@ -36,6 +39,7 @@ struct Params {
   offsetsOff: u32,
   orderOff: u32,
   outOff: u32,
+  sOff: u32,        // INT8: the word where the part's scales start, [count][N][ceil(K / GS)] f32
 }
 
 const WG: u32 = {{WG}}u;
@@ -43,22 +47,38 @@ const WG: u32 = {{WG}}u;
 const P: u32 = {{P}}u;
 
 @group(0) @binding(0) var<storage, read> x: array<vec4<f32>>;
+// one of WF32, WF16 and INT8
+#if WF32
+@group(0) @binding(1) var<storage, read> w: array<vec4<f32>>;
+#endif
 #if WF16
 @group(0) @binding(1) var<storage, read> w: array<vec2<u32>>;
-#else
-@group(0) @binding(1) var<storage, read> w: array<vec4<f32>>;
+#endif
+#if INT8
+@group(0) @binding(1) var<storage, read> w: array<u32>;
 #endif
 @group(0) @binding(2) var<storage, read> offsets: array<u32>;
 @group(0) @binding(3) var<storage, read> order: array<u32>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 @group(1) @binding(0) var<uniform> p: Params;
 
+#if INT8
+// k per scale, and vec4s (words) of W per scale
+const GS: u32 = {{GS}}u;
+const GS4: u32 = GS / 4u;
+#endif
+
 fn wAt(i: u32) -> vec4<f32> {
+#if WF32
+  return w[i];
+#endif
 #if WF16
   let h = w[i];
   return vec4<f32>(unpack2x16float(h.x), unpack2x16float(h.y));
-#else
-  return w[i];
+#endif
+#if INT8
+  // not yet scaled
+  return vec4<f32>(unpack4xI8(w[i]));
 #endif
 }
 
@@ -70,10 +90,14 @@ fn wAt(i: u32) -> vec4<f32> {
 fn chunk(el: u32, n: u32, c: u32, width: u32) {
   // rows past N re-read row N - 1 (their sums are never written)
   let base = el * p.N;
-  let w0 = (base + n) * p.K4;
-  let w1 = (base + min(n + 1u, p.N - 1u)) * p.K4;
-  let w2 = (base + min(n + 2u, p.N - 1u)) * p.K4;
-  let w3 = (base + min(n + 3u, p.N - 1u)) * p.K4;
+  let r0 = base + n;
+  let r1 = base + min(n + 1u, p.N - 1u);
+  let r2 = base + min(n + 2u, p.N - 1u);
+  let r3 = base + min(n + 3u, p.N - 1u);
+  let w0 = r0 * p.K4;
+  let w1 = r1 * p.K4;
+  let w2 = r2 * p.K4;
+  let w3 = r3 * p.K4;
   var pair: array<u32, P>;
   var xi: array<u32, P>;
   for (var j = 0u; j < P; j++) {
@@ -84,15 +108,35 @@ fn chunk(el: u32, n: u32, c: u32, width: u32) {
   // `var a: T;` in a loop body kept the previous iteration's sums on Dawn + lavapipe
   // (2026-12), where WGSL zeroes it on every iteration
   var a = array<vec4<f32>, P>();
-  for (var k4 = 0u; k4 < p.K4; k4++) {
-    let v0 = wAt(w0 + k4);
-    let v1 = wAt(w1 + k4);
-    let v2 = wAt(w2 + k4);
-    let v3 = wAt(w3 + k4);
-    for (var j = 0u; j < P; j++) {
-      if (j < width) {
-        let xv = x[xi[j] + k4];
-        a[j] += vec4<f32>(dot(v0, xv), dot(v1, xv), dot(v2, xv), dot(v3, xv));
+  // INT8 walks K group by group, scaling each W vec4 by its row's scale of the group as it
+  // is loaded (per-group partial sums, as moe-matmul.wgsl keeps, would double the P pairs'
+  // accumulators); the float path's extra braces stand for the group loop, so that both
+  // share the loop body below
+#if INT8
+  let G = (p.K4 + GS4 - 1u) / GS4;
+  for (var g = 0u; g < G; g++) {
+    let s = bitcast<vec4<f32>>(vec4<u32>(w[p.sOff + r0 * G + g], w[p.sOff + r1 * G + g],
+                                         w[p.sOff + r2 * G + g], w[p.sOff + r3 * G + g]));
+    // the last group is shorter when GS does not divide K
+    let kEnd = min((g + 1u) * GS4, p.K4);
+    for (var k4 = g * GS4; k4 < kEnd; k4++) {
+      let v0 = wAt(w0 + k4) * s.x;
+      let v1 = wAt(w1 + k4) * s.y;
+      let v2 = wAt(w2 + k4) * s.z;
+      let v3 = wAt(w3 + k4) * s.w;
+#else
+  {
+    for (var k4 = 0u; k4 < p.K4; k4++) {
+      let v0 = wAt(w0 + k4);
+      let v1 = wAt(w1 + k4);
+      let v2 = wAt(w2 + k4);
+      let v3 = wAt(w3 + k4);
+#endif
+      for (var j = 0u; j < P; j++) {
+        if (j < width) {
+          let xv = x[xi[j] + k4];
+          a[j] += vec4<f32>(dot(v0, xv), dot(v1, xv), dot(v2, xv), dot(v3, xv));
+        }
       }
     }
   }

@@ -6,7 +6,14 @@
 // safetensors stores it: row n of expert e (local to the part) starts at vec4
 // (e * N + n) * K4. WF16 stores IEEE halves packed two per u32 word, so a vec4 of W is one
 // vec2<u32> unpacked with unpack2x16float: f16 is storage only, the arithmetic is f32, and
-// no shader-f16 feature is needed.
+// no shader-f16 feature is needed. INT8 stores a vec4 of W as one u32 word (k = 4j + b in
+// byte b, unpacked with unpack4xI8 as int8-weights.wgsl does) and, after all the part's
+// words (at sOff), one f32 scale per row and group of GS k: [count][N][ceil(K / GS)].
+// Each group's products are summed unscaled and scaled once at its end, as in gemv-i8.wgsl.
+// On lavapipe int8 takes 0.75-0.88x f16's time (1 token x top-8 of 16 experts, N 1536 x
+// K 2048 and 2048 x 768, min of 8-10 alternating runs, three runs, 2-core lavapipe shared
+// with other work, 2026-12), not 0.5x: its half bytes are not what bounds the loop here
+// (f16 reads ~5 GB/s), and a vec4<u32> load of 16 k per row was no faster (0.95x).
 //
 // A workgroup covers 4 * WG consecutive columns n of one pair (expand) or one row
 // (combine); each invocation owns four adjacent columns and walks K four values at a
@@ -43,15 +50,21 @@ struct Params {
   idsOff: u32,
   rwOff: u32,
   outOff: u32,
+  sOff: u32,        // INT8: the word where the part's scales start
 }
 
 const WG: u32 = {{WG}}u;
 
 @group(0) @binding(0) var<storage, read> x: array<vec4<f32>>;
+// one of WF32, WF16 and INT8
+#if WF32
+@group(0) @binding(1) var<storage, read> w: array<vec4<f32>>;
+#endif
 #if WF16
 @group(0) @binding(1) var<storage, read> w: array<vec2<u32>>;
-#else
-@group(0) @binding(1) var<storage, read> w: array<vec4<f32>>;
+#endif
+#if INT8
+@group(0) @binding(1) var<storage, read> w: array<u32>;
 #endif
 @group(0) @binding(2) var<storage, read> ids: array<u32>;
 #if COMBINE
@@ -62,12 +75,23 @@ const WG: u32 = {{WG}}u;
 #endif
 @group(1) @binding(0) var<uniform> p: Params;
 
+#if INT8
+// k per scale, and vec4s (words) of W per scale
+const GS: u32 = {{GS}}u;
+const GS4: u32 = GS / 4u;
+#endif
+
 fn wAt(i: u32) -> vec4<f32> {
+#if WF32
+  return w[i];
+#endif
 #if WF16
   let h = w[i];
   return vec4<f32>(unpack2x16float(h.x), unpack2x16float(h.y));
-#else
-  return w[i];
+#endif
+#if INT8
+  // not yet scaled
+  return vec4<f32>(unpack4xI8(w[i]));
 #endif
 }
 
@@ -76,15 +100,47 @@ fn wAt(i: u32) -> vec4<f32> {
 // (their sums are never written).
 fn rowsDot(e: u32, n: u32, xRow: u32) -> vec4<f32> {
   let base = e * p.N;
-  let w0 = (base + n) * p.K4;
-  let w1 = (base + min(n + 1u, p.N - 1u)) * p.K4;
-  let w2 = (base + min(n + 2u, p.N - 1u)) * p.K4;
-  let w3 = (base + min(n + 3u, p.N - 1u)) * p.K4;
+  let r0 = base + n;
+  let r1 = base + min(n + 1u, p.N - 1u);
+  let r2 = base + min(n + 2u, p.N - 1u);
+  let r3 = base + min(n + 3u, p.N - 1u);
+  let w0 = r0 * p.K4;
+  let w1 = r1 * p.K4;
+  let w2 = r2 * p.K4;
+  let w3 = r3 * p.K4;
   let xi = p.xOff + xRow * p.K4;
   var a0 = vec4<f32>(0.0);
   var a1 = vec4<f32>(0.0);
   var a2 = vec4<f32>(0.0);
   var a3 = vec4<f32>(0.0);
+  let one = vec4<f32>(1.0);
+#if INT8
+  // row r's scale of group g at word s_r + g
+  let G = (p.K4 + GS4 - 1u) / GS4;
+  let s0 = p.sOff + r0 * G;
+  let s1 = p.sOff + r1 * G;
+  let s2 = p.sOff + r2 * G;
+  let s3 = p.sOff + r3 * G;
+  var acc = vec4<f32>(0.0);
+  for (var g = 0u; g < G; g++) {
+    a0 = vec4<f32>(0.0);
+    a1 = vec4<f32>(0.0);
+    a2 = vec4<f32>(0.0);
+    a3 = vec4<f32>(0.0);
+    // the last group is shorter when GS does not divide K
+    let kEnd = min((g + 1u) * GS4, p.K4);
+    for (var k4 = g * GS4; k4 < kEnd; k4++) {
+      let xv = x[xi + k4];
+      a0 += wAt(w0 + k4) * xv;
+      a1 += wAt(w1 + k4) * xv;
+      a2 += wAt(w2 + k4) * xv;
+      a3 += wAt(w3 + k4) * xv;
+    }
+    let s = bitcast<vec4<f32>>(vec4<u32>(w[s0 + g], w[s1 + g], w[s2 + g], w[s3 + g]));
+    acc += vec4<f32>(dot(a0, one), dot(a1, one), dot(a2, one), dot(a3, one)) * s;
+  }
+  return acc;
+#else
   for (var k4 = 0u; k4 < p.K4; k4++) {
     let xv = x[xi + k4];
     a0 += wAt(w0 + k4) * xv;
@@ -92,8 +148,8 @@ fn rowsDot(e: u32, n: u32, xRow: u32) -> vec4<f32> {
     a2 += wAt(w2 + k4) * xv;
     a3 += wAt(w3 + k4) * xv;
   }
-  let one = vec4<f32>(1.0);
   return vec4<f32>(dot(a0, one), dot(a1, one), dot(a2, one), dot(a3, one));
+#endif
 }
 
 // Whether expert id e lies in this dispatch's part (false for out-of-range ids too).

@@ -16,11 +16,13 @@ export type WeightDtype = 'f16' | 'f32' | 'int8';
 /** Bytes per element of the KV cache, and of the weights that are not int8 matmul weights. */
 export const DTYPE_BYTES: Record<WeightDtype, number> = { f16: 2, f32: 4, int8: 2 };
 
-/** The matmul weights the engine quantizes for int8: every layer's projections and the LM head (the embedding when tied). */
+/** The matmul weights the engine quantizes for int8: every layer's projections (experts and routers too) and the LM head (the embedding when tied). */
 function matmulWeights(spec: ModelSpec): TensorRef[] {
   const out: TensorRef[] = [];
   for (const l of spec.weights.layers) {
-    for (const ref of [l.qProj, l.kProj, l.vProj, l.oProj, l.gateProj, l.upProj, l.gateUpProj, l.downProj]) if (ref) out.push(ref);
+    for (const ref of [l.qProj, l.kProj, l.vProj, l.oProj, l.gateProj, l.upProj, l.gateUpProj, l.downProj, l.router])
+      if (ref) out.push(ref);
+    for (const experts of [l.expertGate, l.expertUp, l.expertDown]) if (experts) out.push(...experts);
   }
   out.push(spec.weights.lmHead ?? spec.weights.embed);
   return out;

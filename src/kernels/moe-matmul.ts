@@ -15,11 +15,20 @@
  * moeMatmulGrouped is the same product over pairs grouped by expert (moe-group.ts), so that
  * an expert shared by several pairs is read once per chunk of them; 'combine' is then
  * moeMatmulGrouped over each pair's own row followed by moeWeightedSum (moe-sum.ts).
+ *
+ * int8 experts (int8-quant.ts: symmetric, one f32 scale per row n and group of groupSize k)
+ * take about half f16's bytes (+6% of scales at groups of 64), so that a Qwen3-30B-A3B fits
+ * a 40 GB GPU. A part is one u32 buffer: the int8 values of its experts, [count][N][K / 4]
+ * words of four k each (k = 4j + b in byte b: the [N, K] row-major bytes as they are),
+ * then their scales, [count][N][G] f32 with G = ceil(K / groupSize) (the last group
+ * shorter when groupSize does not divide K). The whole part, scales included, fits one
+ * binding, so the kernels keep their bindings.
  */
 import { AutoGlmError } from '../errors.js';
 import { assertF32, assertNoOverlap, assertPositiveInt, assertU32 } from './arg-checks.js';
 import { assertLength } from './checks.js';
 import { grid1d } from './grid.js';
+import { allocateQuantized, checkGroupSize, int8Groups, INT8_GROUP_SIZE, quantizeInt8Into, type QuantizedInt8 } from './int8-quant.js';
 import { params } from './params.js';
 import type { Recorder } from './recorder.js';
 import type { KernelRuntime } from './runtime.js';
@@ -29,33 +38,44 @@ import { DTYPE_BYTES, type GpuTensor } from './tensor.js';
 const WORKGROUP_LANES = 64;
 const COLUMNS_PER_LANE = 4;
 
+export type MoeExpertDType = 'f32' | 'f16' | 'int8';
+
 export interface MoeExpertWeight {
   experts: number;
   N: number;
   K: number;
-  dtype: 'f32' | 'f16';
-  /** Experts split into parts whose buffers each fit one storage binding (maxStorageBufferBindingSize, or maxPartBytes). */
+  dtype: MoeExpertDType;
+  /** int8: k per scale. */
+  groupSize?: number;
+  /**
+   * Experts split into parts whose buffers each fit one storage binding (maxStorageBufferBindingSize,
+   * or maxPartBytes). int8: a u32 tensor of the values and then the scales (see the file comment).
+   */
   parts: { tensor: GpuTensor; firstExpert: number; count: number }[];
   /** Bytes of all parts. */
   bytes: number;
   destroy(): void;
 }
 
-/** One expert's [N, K] row-major values: f32 values, or IEEE half bits for 'f16'. */
-export type MoeExpertData = Float32Array | Uint16Array;
+/** One expert's [N, K] row-major values: f32 values, IEEE half bits for 'f16', or (int8 only) quantized ones. */
+export type MoeExpertData = Float32Array | Uint16Array | QuantizedInt8;
 
 export interface MoeExpertsInit<D = MoeExpertData> {
   experts: number;
   N: number;
   K: number;
-  dtype: 'f32' | 'f16';
+  dtype: MoeExpertDType;
   /**
    * Expert e's [N, K] row-major values: f32 values for dtype 'f32', IEEE half bits
-   * (Uint16Array) for 'f16'. Called once per expert, in order, so a loader can read one
-   * expert at a time. It may return a promise (an async file read): prepareMoeExperts then
+   * (Uint16Array) for 'f16'; for 'int8', f32 values (quantized here with quantizeInt8Into)
+   * or a QuantizedInt8 of the same groupSize. Called once per expert, in order, so a
+   * loader can read one expert at a time (int8 from f32 holds one more expert's int8
+   * values, reused). It may return a promise (an async file read): prepareMoeExperts then
    * returns one too.
    */
   expertData: (e: number) => D;
+  /** int8: k per scale (default INT8_GROUP_SIZE), a multiple of 8 (int8-quant.ts checkGroupSize). */
+  groupSize?: number;
   /** Tests: a smaller cap than the device's binding limit, to exercise several parts. */
   maxPartBytes?: number;
   label?: string;
@@ -75,7 +95,12 @@ class ExpertUpload {
   private readonly op = 'prepareMoeExperts';
   private readonly parts: MoeExpertWeight['parts'] = [];
   private readonly expertElements: number;
+  /** Bytes of one expert in a part (int8: values and scales). */
+  private readonly expertBytes: number;
   private readonly perPart: number;
+  /** int8: k per scale, and the buffer f32 experts are quantized into (allocated at the first). */
+  private readonly groupSize?: number;
+  private scratch?: QuantizedInt8;
 
   constructor(
     private readonly rt: KernelRuntime,
@@ -83,21 +108,72 @@ class ExpertUpload {
   ) {
     assertPositiveInt(this.op, { experts: o.experts, N: o.N, K: o.K });
     assertKMultipleOf4(this.op, o.K);
-    if (o.dtype !== 'f32' && o.dtype !== 'f16') throw new TypeError(`${this.op}: dtype must be 'f32' or 'f16', got ${String(o.dtype)}`);
+    if (o.dtype !== 'f32' && o.dtype !== 'f16' && o.dtype !== 'int8') {
+      throw new TypeError(`${this.op}: dtype must be 'f32', 'f16' or 'int8', got ${String(o.dtype)}`);
+    }
     this.expertElements = o.N * o.K;
-    const expertBytes = this.expertElements * DTYPE_BYTES[o.dtype];
+    if (o.dtype === 'int8') {
+      this.groupSize = o.groupSize ?? INT8_GROUP_SIZE;
+      checkGroupSize(this.groupSize);
+      this.expertBytes = this.expertElements + 4 * o.N * int8Groups(o.K, this.groupSize);
+    } else {
+      if (o.groupSize !== undefined) throw new TypeError(`${this.op}: groupSize applies to dtype 'int8' only`);
+      this.expertBytes = this.expertElements * DTYPE_BYTES[o.dtype];
+    }
     const maxPartBytes = Math.min(o.maxPartBytes ?? rt.maxBindingBytes, rt.maxBindingBytes);
-    this.perPart = Math.min(Math.floor(maxPartBytes / expertBytes), o.experts);
+    this.perPart = Math.min(Math.floor(maxPartBytes / this.expertBytes), o.experts);
     if (this.perPart < 1) {
       throw new AutoGlmError(
         'gpu_out_of_memory',
-        `${this.op}: one ${o.dtype} expert of [${o.N}, ${o.K}] is ${expertBytes} bytes, more than one storage binding holds (${maxPartBytes} bytes)`,
+        `${this.op}: one ${o.dtype} expert of [${o.N}, ${o.K}] is ${this.expertBytes} bytes, more than one storage binding holds (${maxPartBytes} bytes)`,
       );
     }
   }
 
   /** Expert e's data; experts arrive in order. */
   put(e: number, data: unknown): void {
+    const { o } = this;
+    if (o.dtype === 'int8') {
+      const q = this.quantized(e, data);
+      const part = this.partOf(e);
+      const local = e - part.firstExpert;
+      const words = (o.N * o.K) / 4;
+      const G = int8Groups(o.K, this.groupSize!);
+      // the [N, K] bytes are the words as they are (k = 4j + b in byte b of word j)
+      this.rt.write(part.tensor, new Uint8Array(q.q.buffer, q.q.byteOffset, o.N * o.K), local * words);
+      this.rt.write(part.tensor, q.scales, part.count * words + local * o.N * G);
+      return;
+    }
+    this.checkFloat(e, data);
+    const part = this.partOf(e);
+    this.rt.write(part.tensor, data, (e - part.firstExpert) * this.expertElements);
+  }
+
+  /** Expert e's f32 data quantized into the scratch buffer, or its QuantizedInt8 checked. */
+  private quantized(e: number, data: unknown): QuantizedInt8 {
+    const { o, op } = this;
+    const G = int8Groups(o.K, this.groupSize!);
+    if (data instanceof Float32Array) {
+      if (data.length !== this.expertElements) {
+        throw new RangeError(`${op}: expert ${e} has ${data.length} elements, [${o.N}, ${o.K}] needs ${this.expertElements}`);
+      }
+      this.scratch ??= allocateQuantized(o.N, o.K, this.groupSize!);
+      quantizeInt8Into(data, o.N, o.K, this.scratch, 0, `${o.label ?? 'moe-experts'}[${e}]`);
+      return this.scratch;
+    }
+    if (!isQuantized(data)) throw new TypeError(`${op}: expert ${e} of dtype int8 must be a Float32Array or a QuantizedInt8`);
+    if (data.groupSize !== this.groupSize) {
+      throw new RangeError(`${op}: expert ${e} is quantized in groups of ${data.groupSize}, the weight's groupSize is ${this.groupSize}`);
+    }
+    if (data.q.length !== this.expertElements || data.scales.length !== o.N * G) {
+      throw new RangeError(
+        `${op}: expert ${e} has ${data.q.length} values and ${data.scales.length} scales, [${o.N}, ${o.K}] needs ${this.expertElements} and ${o.N * G}`,
+      );
+    }
+    return data;
+  }
+
+  private checkFloat(e: number, data: unknown): asserts data is Float32Array | Uint16Array {
     const { o, op } = this;
     const want = o.dtype === 'f16' ? Uint16Array : Float32Array;
     if (!(data instanceof want)) {
@@ -108,13 +184,21 @@ class ExpertUpload {
     if (data.length !== this.expertElements) {
       throw new RangeError(`${op}: expert ${e} has ${data.length} elements, [${o.N}, ${o.K}] needs ${this.expertElements}`);
     }
+  }
+
+  /** Expert e's part, allocated when its first expert arrives. */
+  private partOf(e: number): MoeExpertWeight['parts'][number] {
+    const { o } = this;
     if (e % this.perPart === 0) {
       const count = Math.min(this.perPart, o.experts - e);
       const label = `${o.label ?? 'moe-experts'}[${e}:${e + count}]`;
-      this.parts.push({ tensor: this.rt.tensor(o.dtype, count * this.expertElements, label), firstExpert: e, count });
+      const tensor =
+        o.dtype === 'int8'
+          ? this.rt.tensor('u32', (count * this.expertBytes) / 4, label)
+          : this.rt.tensor(o.dtype, count * this.expertElements, label);
+      this.parts.push({ tensor, firstExpert: e, count });
     }
-    const part = this.parts[this.parts.length - 1]!;
-    this.rt.write(part.tensor, data, (e - part.firstExpert) * this.expertElements);
+    return this.parts[this.parts.length - 1]!;
   }
 
   finish(): MoeExpertWeight {
@@ -125,8 +209,9 @@ class ExpertUpload {
       N: o.N,
       K: o.K,
       dtype: o.dtype,
+      groupSize: this.groupSize,
       parts,
-      bytes: o.experts * this.expertElements * DTYPE_BYTES[o.dtype],
+      bytes: o.experts * this.expertBytes,
       destroy() {
         if (destroyed) return;
         destroyed = true;
@@ -164,6 +249,11 @@ export function prepareMoeExperts(
     throw err;
   }
   return upload.finish();
+}
+
+function isQuantized(data: unknown): data is QuantizedInt8 {
+  const q = data as Partial<QuantizedInt8> | null;
+  return typeof q === 'object' && q !== null && q.q instanceof Int8Array && q.scales instanceof Float32Array;
 }
 
 async function uploadRestAsync(
@@ -240,6 +330,20 @@ export function assertBindingsApart(op: string, written: [string, BoundTensor], 
   }
 }
 
+/** The shaders' defines for the weight's dtype: one of WF32, WF16 (halves in u32 words) and INT8 (with GS k per scale). */
+function weightDefines(w: MoeExpertWeight): { WF32: boolean; WF16: boolean; INT8: boolean; GS: number } {
+  if (w.dtype === 'int8') {
+    checkGroupSize(w.groupSize ?? NaN);
+    return { WF32: false, WF16: false, INT8: true, GS: w.groupSize! };
+  }
+  return { WF32: w.dtype === 'f32', WF16: w.dtype === 'f16', INT8: false, GS: 0 };
+}
+
+/** int8: the word where a part's scales start, after its [count][N][K / 4] words of values; 0 otherwise. */
+function scalesOffset(w: MoeExpertWeight, part: MoeExpertWeight['parts'][number]): number {
+  return w.dtype === 'int8' ? (part.count * w.N * w.K) / 4 : 0;
+}
+
 function checkArgs(o: MoeMatmulOptions): void {
   const op = 'moeMatmul';
   const { weight: w, rows, topK } = o;
@@ -278,7 +382,7 @@ export function moeMatmul(rt: KernelRuntime, rec: Recorder, o: MoeMatmulOptions)
   const rw = combine ? bindSlice(rt, op, 'routeWeights', o.routeWeights!, pairs) : undefined;
   const kernel = rt.kernel({
     shader: 'moe-matmul',
-    defines: { WG: WORKGROUP_LANES, COMBINE: combine, WF16: w.dtype === 'f16' },
+    defines: { WG: WORKGROUP_LANES, COMBINE: combine, ...weightDefines(w) },
     bindings: combine ? ['read', 'read', 'read', 'read', 'write'] : ['read', 'read', 'read', 'write'],
     params: true,
   });
@@ -300,7 +404,8 @@ export function moeMatmul(rt: KernelRuntime, rec: Recorder, o: MoeMatmulOptions)
       .u32(x.offset)
       .u32(ids.offset)
       .u32(rw?.offset ?? 0)
-      .u32(out.offset);
+      .u32(out.offset)
+      .u32(scalesOffset(w, part));
     const bindings = combine
       ? [x.binding, part.tensor, ids.binding, rw!.binding, out.binding]
       : [x.binding, part.tensor, ids.binding, out.binding];
@@ -375,7 +480,7 @@ export function moeMatmulGrouped(rt: KernelRuntime, rec: Recorder, o: MoeGrouped
   );
   const kernel = rt.kernel({
     shader: 'moe-matmul-grouped',
-    defines: { WG: WORKGROUP_LANES, P: GROUPED_PAIRS_PER_CHUNK, WF16: w.dtype === 'f16' },
+    defines: { WG: WORKGROUP_LANES, P: GROUPED_PAIRS_PER_CHUNK, ...weightDefines(w) },
     bindings: ['read', 'read', 'read', 'read', 'write'],
     params: true,
   });
@@ -389,7 +494,8 @@ export function moeMatmulGrouped(rt: KernelRuntime, rec: Recorder, o: MoeGrouped
       .u32(x.offset)
       .u32(offsets.offset)
       .u32(order.offset)
-      .u32(out.offset);
+      .u32(out.offset)
+      .u32(scalesOffset(w, part));
     rec.dispatch(kernel, [x.binding, part.tensor, offsets.binding, order.binding, out.binding], p, [colBlocks, part.count]);
   }
 }

@@ -111,10 +111,12 @@ describe('int8 weights: every matmul of the architectures quantized (loader and 
   });
 
   // glm: q/k/v biases, fused gate_up, here with a tied LM head (quantized from the embedding);
-  // qwen3: per-head q/k norms, separate gate and up, its own LM head
+  // qwen3: per-head q/k norms, separate gate and up, its own LM head; qwen3_moe: the router
+  // and every expert (the prompt through the grouped expert kernels, the decode step per pair)
   it.each([
     ['glm', true],
     ['qwen3', false],
+    ['qwen3_moe', false],
   ] as const)(
     '%s (tied head %s): logits near f32, and quantizing in chunks of rows changes nothing',
     async (architecture, tiedEmbeddings) => {
@@ -123,8 +125,10 @@ describe('int8 weights: every matmul of the architectures quantized (loader and 
       const folder = await loadModelFolder(dir);
       try {
         const prompt = Array.from({ length: 40 }, (_, i) => 1 + ((i * 37) % (folder.spec.vocabSize - 1)));
+        const bytes: Record<string, number> = {};
         const logits = async (options: Parameters<typeof uploadModel>[2]): Promise<Float32Array[]> => {
           const model = await uploadModel(rt, folder, options);
+          bytes[options.weightDType] = model.weightBytes;
           const runner = new ModelRunner(rt, model, {
             numBlocks: 4,
             blockSize: 16,
@@ -147,6 +151,8 @@ describe('int8 weights: every matmul of the architectures quantized (loader and 
         const int8 = await logits({ weightDType: 'int8' });
         // a few rows per read (gate and up, q, k and v each in several reads)
         const chunked = await logits({ weightDType: 'int8', quantizeChunkValues: 1000 });
+        // every matmul weight, experts included, a byte each plus a 4-byte scale per 64 (f32: 4 bytes)
+        expect(bytes['int8']!).toBeLessThan(0.35 * bytes['f32']!);
         for (let i = 0; i < 2; i++) {
           // random weights: measured 0.7-1.4% over the six architectures, tied or not
           expect(relativeError(int8[i]!, f32[i]!)).toBeLessThanOrEqual(0.03);

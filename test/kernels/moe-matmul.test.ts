@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { isAutoGlmError } from '../../src/errors.js';
+import { INT8_GROUP_SIZE, quantizeInt8, type QuantizedInt8 } from '../../src/kernels/int8-quant.js';
 import { moeGroup } from '../../src/kernels/moe-group.js';
 import {
   moeMatmul,
@@ -14,6 +15,7 @@ import { f32ToF16Bits, type KernelRuntime } from '../../src/kernels/runtime.js';
 import { sliceTensor, type GpuTensor } from '../../src/kernels/tensor.js';
 import { poisoned, relativeError, roundTo, TOLERANCE, useRuntime } from '../helpers/gpu.js';
 import { Rng } from '../helpers/random.js';
+import { dequantizeInt8Ref } from '../reference/int8.js';
 import { moeCombineRef, moeExpandRef } from '../reference/moe-matmul.js';
 
 const runtime = useRuntime();
@@ -28,7 +30,11 @@ interface Shape {
 
 interface Case extends Shape {
   mode: 'expand' | 'combine';
-  dtype: 'f32' | 'f16';
+  dtype: 'f32' | 'f16' | 'int8';
+  /** int8: k per scale (default INT8_GROUP_SIZE). */
+  groupSize?: number;
+  /** int8: experts passed already quantized (QuantizedInt8) rather than as f32 values. */
+  quantized?: boolean;
   accumulate?: boolean;
   /** Experts per weight part (maxPartBytes set to fit that many): several parts. */
   expertsPerPart?: number;
@@ -42,6 +48,8 @@ interface Case extends Shape {
 
 function name(c: Case): string {
   const extras = [
+    c.groupSize ? `group ${c.groupSize}` : '',
+    c.quantized ? 'quantized data' : '',
     c.accumulate ? 'accumulate' : '',
     c.expertsPerPart ? `${c.expertsPerPart} experts per part` : '',
     c.outOfRange ? 'ids out of range' : '',
@@ -76,23 +84,69 @@ function uploadPadded(rt: KernelRuntime, data: Float32Array | Uint32Array, pad: 
   return { slice: sliceTensor(all, pad, data.length), all };
 }
 
-/** Runs one case against the float64 reference; returns the relative error and the number of weight parts. */
-async function runCase(rt: KernelRuntime, c: Case): Promise<{ err: number; parts: number }> {
-  const { rows, topK, experts, N, K, mode, dtype } = c;
-  const rng = new Rng(rows * 7919 + topK * 104729 + experts * 1299709 + N * 31 + K * 13 + (dtype === 'f16' ? 1 : 0));
-  const W = Array.from({ length: experts }, () => roundTo(dtype, rng.floats(N * K)));
-  const elementBytes = dtype === 'f16' ? 2 : 4;
+/** The relative error a case must stay within: int8 experts are compared with their dequantized values, so f32's. */
+function tolerance(c: Case): number {
+  return TOLERANCE[c.dtype === 'int8' ? 'f32' : c.dtype];
+}
+
+/** Weights whose magnitude changes every 16 values, so that the int8 scales differ from group to group and row to row. */
+function varyingWeights(rng: Rng, length: number): Float32Array {
+  const w = rng.floats(length);
+  for (let i = 0; i < length; i += 16) {
+    const m = 10 ** rng.uniform(-3, 1);
+    for (let j = i; j < Math.min(i + 16, length); j++) w[j] = w[j]! * m;
+  }
+  return w;
+}
+
+/**
+ * The case's experts, uploaded, and the values the reference multiplies by: the stored
+ * ones (f16-rounded for 'f16'; for 'int8' the dequantized q * scale in float64, so that the
+ * kernels are checked exactly and the quantization on its own).
+ */
+async function uploadExperts(rt: KernelRuntime, rng: Rng, c: Case): Promise<{ weight: MoeExpertWeight; W: ArrayLike<number>[] }> {
+  const { experts, N, K, dtype } = c;
+  let W: ArrayLike<number>[];
+  let expertBytes: number;
+  let expertData: (e: number) => Float32Array | Uint16Array | QuantizedInt8;
+  if (dtype === 'int8') {
+    const groupSize = c.groupSize ?? INT8_GROUP_SIZE;
+    const originals = Array.from({ length: experts }, () => varyingWeights(rng, N * K));
+    // prepareMoeExperts quantizes f32 data with the same quantizeInt8Into, so these are what it stores either way
+    const quantized = originals.map((w) => quantizeInt8(w, N, K, groupSize));
+    W = quantized.map((q) => dequantizeInt8Ref(q.q, q.scales, N, K, groupSize));
+    expertBytes = N * K + 4 * N * Math.ceil(K / groupSize);
+    expertData = (e) => (c.quantized ? quantized[e]! : originals[e]!);
+  } else {
+    const values = Array.from({ length: experts }, () => roundTo(dtype, rng.floats(N * K)));
+    W = values;
+    expertBytes = N * K * (dtype === 'f16' ? 2 : 4);
+    expertData = (e) => (dtype === 'f16' ? f32ToF16Bits(values[e]!) : values[e]!);
+  }
   const init = {
     experts,
     N,
     K,
     dtype,
-    maxPartBytes: c.expertsPerPart ? c.expertsPerPart * N * K * elementBytes + 3 : undefined,
+    groupSize: c.groupSize,
+    maxPartBytes: c.expertsPerPart ? c.expertsPerPart * expertBytes + 3 : undefined,
   };
-  const expertData = (e: number): Float32Array | Uint16Array => (dtype === 'f16' ? f32ToF16Bits(W[e]!) : W[e]!);
   const weight = c.asyncLoad
     ? await prepareMoeExperts(rt, { ...init, expertData: async (e) => expertData(e) })
     : prepareMoeExperts(rt, { ...init, expertData });
+  return { weight, W };
+}
+
+/** Seeds each case's random data from its shape and dtype. */
+function caseSeed(c: Case): number {
+  return c.rows * 7919 + c.topK * 104729 + c.experts * 1299709 + c.N * 31 + c.K * 13 + ['f32', 'f16', 'int8'].indexOf(c.dtype);
+}
+
+/** Runs one case against the float64 reference; returns the relative error and the number of weight parts. */
+async function runCase(rt: KernelRuntime, c: Case): Promise<{ err: number; parts: number }> {
+  const { rows, topK, experts, N, K, mode } = c;
+  const rng = new Rng(caseSeed(c));
+  const { weight, W } = await uploadExperts(rt, rng, c);
   const pairs = rows * topK;
   const combine = mode === 'combine';
   const x = rng.floats((combine ? pairs : rows) * K);
@@ -158,7 +212,7 @@ function itMatchesReference(list: Case[], minParts = 1): void {
     it(name(c), async () => {
       const { err, parts } = await runCase(runtime(), c);
       expect(parts).toBeGreaterThanOrEqual(minParts);
-      expect(err).toBeLessThanOrEqual(TOLERANCE[c.dtype]);
+      expect(err).toBeLessThanOrEqual(tolerance(c));
     });
   }
 }
@@ -290,18 +344,9 @@ describe('moeMatmul: argument checks', () => {
  * as moeMatmul. Expand's rows of out-of-range ids must stay unwritten (NaN).
  */
 async function runGroupedCase(rt: KernelRuntime, c: Case): Promise<{ err: number; parts: number }> {
-  const { rows, topK, experts, N, K, mode, dtype } = c;
-  const rng = new Rng(rows * 7919 + topK * 104729 + experts * 1299709 + N * 31 + K * 13 + (dtype === 'f16' ? 1 : 0) + 5);
-  const W = Array.from({ length: experts }, () => roundTo(dtype, rng.floats(N * K)));
-  const elementBytes = dtype === 'f16' ? 2 : 4;
-  const weight = prepareMoeExperts(rt, {
-    experts,
-    N,
-    K,
-    dtype,
-    maxPartBytes: c.expertsPerPart ? c.expertsPerPart * N * K * elementBytes + 3 : undefined,
-    expertData: (e) => (dtype === 'f16' ? f32ToF16Bits(W[e]!) : W[e]!),
-  });
+  const { rows, topK, experts, N, K, mode } = c;
+  const rng = new Rng(caseSeed(c) + 5);
+  const { weight, W } = await uploadExperts(rt, rng, c);
   const pairs = rows * topK;
   const combine = mode === 'combine';
   const x = rng.floats((combine ? pairs : rows) * K);
@@ -385,7 +430,7 @@ function itGroupedMatchesReference(list: Case[], minParts = 1): void {
     it(name(c), async () => {
       const { err, parts } = await runGroupedCase(runtime(), c);
       expect(parts).toBeGreaterThanOrEqual(minParts);
-      expect(err).toBeLessThanOrEqual(TOLERANCE[c.dtype]);
+      expect(err).toBeLessThanOrEqual(tolerance(c));
     });
   }
 }
@@ -464,5 +509,126 @@ describe('moeMatmulGrouped: argument checks', () => {
     expect(call({ x: sliceTensor(shared, 0, 8), out: sliceTensor(shared, 8, 12) })).toThrow(/out and x share a buffer/);
     expect(rec.dispatchCount).toBe(recorded);
     weight.destroy();
+  });
+});
+
+// int8 experts, against the float64 reference over the dequantized weights (f32's
+// tolerance): experts 1, 3, 16; N 1, 7, 33, 260; K 64, 128, 1024, and K 36 and 200 whose
+// last group is partial (a multiple of 4, not of 64); rows 1, 2, 7, 16; topK 1, 2, 8;
+// groups of 64 and also of 32 and 8.
+const INT8_SHAPES: (Shape & { groupSize?: number })[] = [
+  { rows: 1, topK: 1, experts: 1, N: 1, K: 64 },
+  { rows: 1, topK: 8, experts: 16, N: 260, K: 1024 },
+  { rows: 2, topK: 2, experts: 3, N: 7, K: 128 },
+  { rows: 7, topK: 2, experts: 16, N: 33, K: 36 },
+  { rows: 16, topK: 8, experts: 16, N: 33, K: 128 },
+  { rows: 16, topK: 1, experts: 3, N: 260, K: 64 },
+  { rows: 7, topK: 8, experts: 3, N: 7, K: 1024 },
+  { rows: 2, topK: 8, experts: 1, N: 260, K: 200 },
+  { rows: 16, topK: 2, experts: 16, N: 1, K: 200, groupSize: 32 },
+  { rows: 7, topK: 1, experts: 1, N: 33, K: 128, groupSize: 8 },
+];
+
+/** Each shape as expand and combine, accumulating and passing quantized data on alternate shapes. */
+function int8Cases(shapes: (Shape & { groupSize?: number })[], more: Partial<Case> = {}): Case[] {
+  return shapes.flatMap((shape, i) => [
+    { ...shape, dtype: 'int8' as const, mode: 'expand' as const, quantized: i % 2 === 1, ...more },
+    { ...shape, dtype: 'int8' as const, mode: 'combine' as const, quantized: i % 2 === 0, accumulate: i % 2 === 1, ...more },
+  ]);
+}
+
+const INT8_SPLIT: [Shape, number][] = [
+  // parts of 5, 5, 5, 1 experts; one expert each
+  [{ rows: 7, topK: 8, experts: 16, N: 33, K: 128 }, 5],
+  [{ rows: 2, topK: 2, experts: 3, N: 260, K: 200 }, 1],
+];
+const INT8_OUT_OF_RANGE: Shape = { rows: 7, topK: 2, experts: 5, N: 33, K: 64 };
+
+describe('int8 experts: moeMatmul expand and combine', () => {
+  itMatchesReference(int8Cases(INT8_SHAPES));
+  itMatchesReference(
+    INT8_SPLIT.flatMap(([shape, expertsPerPart]) => int8Cases([shape], { expertsPerPart, asyncLoad: expertsPerPart === 1 })),
+    3,
+  );
+  itMatchesReference(int8Cases([INT8_OUT_OF_RANGE], { outOfRange: true, expertsPerPart: 2 }));
+});
+
+describe('int8 experts: grouped path (moeGroup + moeMatmulGrouped row / pair + moeWeightedSum)', () => {
+  itGroupedMatchesReference(int8Cases(INT8_SHAPES));
+  itGroupedMatchesReference(
+    INT8_SPLIT.flatMap(([shape, expertsPerPart]) => int8Cases([shape], { expertsPerPart })),
+    3,
+  );
+  itGroupedMatchesReference(int8Cases([INT8_OUT_OF_RANGE], { outOfRange: true, expertsPerPart: 2, pad: 3 }));
+});
+
+describe('int8 experts: upload', () => {
+  it('stores each expert as quantizeInt8 does, within half a step of the f32 originals', async () => {
+    const rt = runtime();
+    const [experts, N, K, groupSize] = [3, 5, 72, 32];
+    const G = Math.ceil(K / groupSize);
+    const rng = new Rng(11);
+    const originals = Array.from({ length: experts }, () => varyingWeights(rng, N * K));
+    const expertBytes = N * K + 4 * N * G;
+    const weight = prepareMoeExperts(rt, {
+      experts,
+      N,
+      K,
+      dtype: 'int8',
+      groupSize,
+      maxPartBytes: 2 * expertBytes,
+      expertData: (e) => originals[e]!,
+    });
+    try {
+      expect([weight.dtype, weight.groupSize, weight.parts.length, weight.bytes]).toEqual(['int8', groupSize, 2, experts * expertBytes]);
+      for (const part of weight.parts) {
+        // [count][N][K / 4] words of int8 values, then [count][N][G] f32 scales
+        const bytes = await rt.readBytes(part.tensor.buffer, 0, part.count * expertBytes);
+        for (let local = 0; local < part.count; local++) {
+          const e = part.firstExpert + local;
+          const q = new Int8Array(bytes, local * N * K, N * K);
+          const scales = new Float32Array(bytes, part.count * N * K + local * N * G * 4, N * G);
+          const host = quantizeInt8(originals[e]!, N, K, groupSize);
+          expect(q, `expert ${e} values`).toEqual(host.q);
+          expect(scales, `expert ${e} scales`).toEqual(host.scales);
+          // each weight within half a step (s / 2) of its original
+          const w = dequantizeInt8Ref(q, scales, N, K, groupSize);
+          for (let i = 0; i < N * K; i++) {
+            const s = scales[Math.floor(i / K) * G + Math.floor((i % K) / groupSize)]!;
+            expect(Math.abs(w[i]! - originals[e]![i]!), `expert ${e} element ${i}`).toBeLessThanOrEqual((s / 2) * (1 + 1e-6));
+          }
+          expect(relativeError(w, originals[e]!)).toBeLessThan(1e-2);
+        }
+      }
+    } finally {
+      weight.destroy();
+    }
+  });
+
+  it('rejects bad group sizes, quantized data of another shape or group, and weights it cannot quantize', () => {
+    const rt = runtime();
+    const init = { experts: 2, N: 3, K: 64, dtype: 'int8' as const, expertData: () => new Float32Array(3 * 64) };
+    expect(() => prepareMoeExperts(rt, { ...init, dtype: 'f32', groupSize: 64 })).toThrow(/groupSize applies to dtype 'int8'/);
+    expect(() => prepareMoeExperts(rt, { ...init, groupSize: 12 })).toThrow(/multiple of 8/);
+    expect(() => prepareMoeExperts(rt, { ...init, expertData: () => quantizeInt8(new Float32Array(3 * 64), 3, 64, 32) })).toThrow(
+      /groups of 32, the weight's groupSize is 64/,
+    );
+    expect(() => prepareMoeExperts(rt, { ...init, expertData: () => quantizeInt8(new Float32Array(2 * 64), 2, 64) })).toThrow(
+      /128 values and 2 scales, \[3, 64\] needs 192 and 3/,
+    );
+    expect(() => prepareMoeExperts(rt, { ...init, expertData: () => new Uint16Array(3 * 64) })).toThrow(TypeError);
+    expect(() => prepareMoeExperts(rt, { ...init, expertData: () => new Float32Array(10) })).toThrow(/expert 0 has 10 elements/);
+    const nan = new Float32Array(3 * 64);
+    nan[64 + 5] = NaN;
+    let caught: unknown;
+    try {
+      prepareMoeExperts(rt, { ...init, label: 'layers.0.experts', expertData: (e) => (e === 1 ? nan : new Float32Array(3 * 64)) });
+    } catch (e) {
+      caught = e;
+    }
+    expect(isAutoGlmError(caught, 'model_load_failed')).toBe(true);
+    expect((caught as Error).message).toMatch(/layers\.0\.experts\[1\]: row 1, column 5/);
+    // an expert is 3 * 64 bytes of values and 3 * 4 of scales
+    expect(() => prepareMoeExperts(rt, { ...init, maxPartBytes: 3 * 64 + 11 })).toThrow(/204 bytes/);
   });
 });

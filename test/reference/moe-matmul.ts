@@ -1,11 +1,12 @@
 /**
  * float64 references for the MoE expert matmul (src/kernels/moe-matmul.ts). W[e] is expert
- * e's [N, K] row-major matrix; an id outside [0, W.length) acts as an expert of zeros, as
- * in the kernel.
+ * e's [N, K] row-major matrix (for int8 experts, the dequantized values: see
+ * reference/int8.ts); an id outside [0, W.length) acts as an expert of zeros, as in the
+ * kernel.
  */
 
 /** Row `xRow` of x ([*, K]) times row n of expert e, or 0 for an out-of-range expert. */
-function expertDot(x: ArrayLike<number>, W: readonly Float32Array[], e: number, n: number, xRow: number, K: number): number {
+function expertDot(x: ArrayLike<number>, W: readonly ArrayLike<number>[], e: number, n: number, xRow: number, K: number): number {
   const w = W[e];
   if (!w) return 0;
   let s = 0;
@@ -16,7 +17,7 @@ function expertDot(x: ArrayLike<number>, W: readonly Float32Array[], e: number, 
 /** out[r * topK + s, n] = sum_k W[ids[r * topK + s]][n, k] * x[r, k]; x is [rows, K]. */
 export function moeExpandRef(
   x: ArrayLike<number>,
-  W: readonly Float32Array[],
+  W: readonly ArrayLike<number>[],
   ids: ArrayLike<number>,
   rows: number,
   topK: number,
@@ -37,7 +38,7 @@ export function moeExpandRef(
  */
 export function moeCombineRef(
   x: ArrayLike<number>,
-  W: readonly Float32Array[],
+  W: readonly ArrayLike<number>[],
   ids: ArrayLike<number>,
   routeWeights: ArrayLike<number>,
   rows: number,

@@ -121,12 +121,14 @@ export async function uploadModel(rt: KernelRuntime, folder: LoadedModelFolder, 
   };
 
   /**
-   * A mixture-of-experts MLP: the router as a plain matmul weight (int8 too), the experts in
-   * the float dtype (f16 storage needs no shader-f16 in moe-matmul.wgsl, but an f32 model
-   * keeps f32), each expert's gate and up stacked as the dense MLP's are. Read one expert at
-   * a time, so host memory holds one expert's tensors, not the layer's.
+   * A mixture-of-experts MLP: the router as a plain matmul weight, the experts in the matmul
+   * dtype (int8 quantized as the dense weights are; f16 storage needs no shader-f16 in
+   * moe-matmul.wgsl, but an f32 model keeps f32), each expert's gate and up stacked as the
+   * dense MLP's are. Read one expert at a time, so host memory holds one expert's tensors,
+   * not the layer's.
    */
-  const expertsDType = floatDType;
+  // int8 (--weight-dtype int8): the experts too, quantized one expert at a time from f32
+  const expertsDType = dtype === 'int8' ? 'int8' : floatDType;
   const moeMlp = async (l: (typeof spec.weights.layers)[number]): Promise<GpuMoe> => {
     const moe = spec.moe!;
     const inner = moe.expertIntermediateSize;
@@ -138,10 +140,12 @@ export async function uploadModel(rt: KernelRuntime, folder: LoadedModelFolder, 
         K,
         dtype: expertsDType,
         label,
+        ...(expertsDType === 'int8' ? { groupSize } : {}),
         expertData: async (e) => {
-          const values = await Promise.all(parts(e).map((p) => readFloats(p.name, expertsDType)));
+          const read = expertsDType === 'f16' ? 'f16' : 'f32';
+          const values = await Promise.all(parts(e).map((p) => readFloats(p.name, read)));
           if (values.length === 1) return values[0]!;
-          const data = expertsDType === 'f16' ? new Uint16Array(N * K) : new Float32Array(N * K);
+          const data = read === 'f16' ? new Uint16Array(N * K) : new Float32Array(N * K);
           let at = 0;
           for (const v of values) {
             data.set(v as never, at);
