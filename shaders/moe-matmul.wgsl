@@ -57,15 +57,7 @@ const WG: u32 = {{WG}}u;
 
 @group(0) @binding(0) var<storage, read> x: array<vec4<f32>>;
 // one of WF32, WF16 and INT8
-#if WF32
-@group(0) @binding(1) var<storage, read> w: array<vec4<f32>>;
-#endif
-#if WF16
-@group(0) @binding(1) var<storage, read> w: array<vec2<u32>>;
-#endif
-#if INT8
-@group(0) @binding(1) var<storage, read> w: array<u32>;
-#endif
+#include moe-weights
 @group(0) @binding(2) var<storage, read> ids: array<u32>;
 #if COMBINE
 @group(0) @binding(3) var<storage, read> routeWeights: array<f32>;
@@ -74,26 +66,6 @@ const WG: u32 = {{WG}}u;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 #endif
 @group(1) @binding(0) var<uniform> p: Params;
-
-#if INT8
-// k per scale, and vec4s (words) of W per scale
-const GS: u32 = {{GS}}u;
-const GS4: u32 = GS / 4u;
-#endif
-
-fn wAt(i: u32) -> vec4<f32> {
-#if WF32
-  return w[i];
-#endif
-#if WF16
-  let h = w[i];
-  return vec4<f32>(unpack2x16float(h.x), unpack2x16float(h.y));
-#endif
-#if INT8
-  // not yet scaled
-  return vec4<f32>(unpack4xI8(w[i]));
-#endif
-}
 
 // Rows n .. n + 3 of part-local expert e against row xRow of x (K4 vec4s each): four
 // columns per invocation, so each x load feeds four W loads. Rows past N re-read row N - 1

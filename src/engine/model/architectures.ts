@@ -106,6 +106,29 @@ const LLAMA_LIKE = {
 } as const;
 
 /**
+ * Qwen3's attention (Qwen3 and Qwen3-MoE): q/k/v/o bias=config.attention_bias (default
+ * False), q_norm/k_norm over each head before RoPE; with use_sliding_window the window applies
+ * from layer max_window_layers on. head_dim's default differs (set per architecture).
+ */
+const QWEN3: Omit<ArchitectureTraits, 'defaults'> & { defaults: Omit<ArchitectureTraits['defaults'], 'headDim'> } = {
+  qkvBias: 'attention_bias',
+  oBias: 'attention_bias',
+  ...LLAMA_LIKE,
+  qkNorm: true,
+  slidingWindow: 'when_use_sliding_window',
+  defaults: {
+    partialRotaryFactor: 1,
+    attentionBias: false,
+    rmsNormEps: 1e-6,
+    ropeTheta: 10000,
+    contextLength: 32768,
+    tieWordEmbeddings: false,
+    activation: 'silu',
+    maxWindowLayers: 28,
+  },
+};
+
+/**
  * GemmaConfig's defaults (Gemma 7B); Gemma 2 and 3 change a few. head_dim is set apart from
  * hidden_size / heads (256 in every published size but Gemma 2 27B's 128).
  */
@@ -185,50 +208,16 @@ export const ARCHITECTURES: Record<Architecture, ArchitectureTraits> = {
   },
   // Qwen3Attention: q/k/v/o bias=config.attention_bias (default False); q_norm/k_norm
   // (RMSNorm over head_dim) on each head before RoPE; Qwen3Config.head_dim defaults to 128.
-  qwen3: {
-    qkvBias: 'attention_bias',
-    oBias: 'attention_bias',
-    ...LLAMA_LIKE,
-    qkNorm: true,
-    slidingWindow: 'when_use_sliding_window',
-    defaults: {
-      headDim: 128,
-      partialRotaryFactor: 1,
-      attentionBias: false,
-      rmsNormEps: 1e-6,
-      ropeTheta: 10000,
-      contextLength: 32768,
-      tieWordEmbeddings: false,
-      activation: 'silu',
-      maxWindowLayers: 28,
-    },
-  },
+  qwen3: { ...QWEN3, defaults: { ...QWEN3.defaults, headDim: 128 } },
   // Qwen3MoeConfig: Qwen3's attention (q/k norms; head_dim defaults to hidden / heads here),
   // and Qwen3MoeSparseMoeBlock for the MLP of every layer not in mlp_only_layers whose index
   // + 1 is a multiple of decoder_sparse_step: softmax over the router's logits in float,
   // torch.topk, renormalised when norm_topk_prob (default False; the published checkpoints
   // set it), each expert a SwiGLU MLP of moe_intermediate_size.
   qwen3_moe: {
-    qkvBias: 'attention_bias',
-    oBias: 'attention_bias',
-    ...LLAMA_LIKE,
-    qkNorm: true,
+    ...QWEN3,
     moe: true,
-    slidingWindow: 'when_use_sliding_window',
-    defaults: {
-      partialRotaryFactor: 1,
-      attentionBias: false,
-      rmsNormEps: 1e-6,
-      ropeTheta: 10000,
-      contextLength: 32768,
-      tieWordEmbeddings: false,
-      activation: 'silu',
-      maxWindowLayers: 28,
-      numExperts: 128,
-      expertsPerToken: 8,
-      expertIntermediateSize: 768,
-      normTopKProb: false,
-    },
+    defaults: { ...QWEN3.defaults, numExperts: 128, expertsPerToken: 8, expertIntermediateSize: 768, normTopKProb: false },
   },
   // GlmAttention: q/k/v bias=config.attention_bias (default True), o_proj bias=False;
   // GlmMLP.gate_up_proj [2I, H], chunk(2) gives gate then up; RoPE interleaved
