@@ -79,7 +79,7 @@ export interface GpuModel {
   layers: GpuLayer[];
   finalNorm: GpuTensor;
   lmHead: MatmulWeight;
-  /** Bytes of weights read per decode step (for the bandwidth bound). */
+  /** Bytes of weights read per decode step of one token (for the bandwidth bound): of a mixture of experts, its topK experts' share. */
   weightBytes: number;
   /**
    * Bytes the model occupies on the device: weightBytes plus what a decode step does not

@@ -52,6 +52,8 @@ export async function uploadModel(rt: KernelRuntime, folder: LoadedModelFolder, 
   const dtype = options.weightDType === 'int8' ? 'int8' : options.weightDType === 'f16' && rt.hasF16 ? 'f16' : 'f32';
   const groupSize = options.int8GroupSize ?? INT8_GROUP_SIZE;
   let weightBytes = 0;
+  /** Experts a decode token does not read (a mixture-of-experts model's): resident, not in weightBytes. */
+  let idleExpertBytes = 0;
 
   const vector = async (ref: TensorRef): Promise<GpuTensor> => {
     const data = (await weights.read(ref.name, 'f32')) as Float32Array;
@@ -154,7 +156,10 @@ export async function uploadModel(rt: KernelRuntime, folder: LoadedModelFolder, 
           return data;
         },
       });
-      weightBytes += w.bytes;
+      // a token reads topK of the experts
+      const read = (w.bytes * moe.topK) / moe.numExperts;
+      weightBytes += read;
+      idleExpertBytes += w.bytes - read;
       return w;
     };
     return {
@@ -232,7 +237,7 @@ export async function uploadModel(rt: KernelRuntime, folder: LoadedModelFolder, 
   };
   const embeddingBytes = embedding.parts.reduce((n, p) => n + tensorBytes(p.tensor), 0);
   const ropeBytes = tensorBytes(invFreq) + (localInvFreq ? tensorBytes(localInvFreq) : 0);
-  const residentBytes = weightBytes + embeddingBytes + ropeBytes;
+  const residentBytes = weightBytes + idleExpertBytes + embeddingBytes + ropeBytes;
   await rt.sync();
   return { shape, embedding, layers, finalNorm, lmHead, weightBytes, residentBytes };
 }
