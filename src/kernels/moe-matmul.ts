@@ -31,6 +31,7 @@ import { grid1d } from './grid.js';
 import { allocateQuantized, checkGroupSize, int8Groups, INT8_GROUP_SIZE, quantizeInt8Into, type QuantizedInt8 } from './int8-quant.js';
 import { params } from './params.js';
 import type { Recorder } from './recorder.js';
+import { hasSubgroupsOf } from './subgroups.js';
 import type { KernelRuntime } from './runtime.js';
 import { DTYPE_BYTES, type GpuTensor } from './tensor.js';
 
@@ -419,6 +420,18 @@ export function moeMatmul(rt: KernelRuntime, rec: Recorder, o: MoeMatmulOptions)
  */
 const GROUPED_PAIRS_PER_CHUNK = 8;
 
+/** k steps (vec4s of x) per shared x load where the grouped kernel shares x across a subgroup. */
+const GROUPED_SHARE_X = 8;
+
+/**
+ * Whether moeMatmulGrouped shares x across the subgroup (XSHARE in
+ * shaders/moe-matmul-grouped.wgsl): on CPU adapters with subgroups of >= 8 lanes, where
+ * every lane's load of the same x is a gather of its own. Both variants compute the same sums.
+ */
+export function moeGroupedSharesX(rt: KernelRuntime): boolean {
+  return rt.ctx.kernelProfile === 'cpu' && hasSubgroupsOf(rt, GROUPED_SHARE_X);
+}
+
 export interface MoeGroupedOptions {
   /** 'row': x is f32 [pairs / topK, K] and pair p reads row floor(p / topK) (gate/up); 'pair': x is f32 [pairs, K], pair p reads row p (down). */
   input: 'row' | 'pair';
@@ -478,9 +491,10 @@ export function moeMatmulGrouped(rt: KernelRuntime, rec: Recorder, o: MoeGrouped
       ['order', order],
     ],
   );
+  const shareX = moeGroupedSharesX(rt);
   const kernel = rt.kernel({
     shader: 'moe-matmul-grouped',
-    defines: { WG: WORKGROUP_LANES, P: GROUPED_PAIRS_PER_CHUNK, ...weightDefines(w) },
+    defines: { WG: WORKGROUP_LANES, P: GROUPED_PAIRS_PER_CHUNK, XSHARE: shareX, XS: GROUPED_SHARE_X, ...weightDefines(w) },
     bindings: ['read', 'read', 'read', 'read', 'write'],
     params: true,
   });

@@ -3,6 +3,7 @@ import { isAutoGlmError } from '../../src/errors.js';
 import { INT8_GROUP_SIZE, quantizeInt8, type QuantizedInt8 } from '../../src/kernels/int8-quant.js';
 import { moeGroup } from '../../src/kernels/moe-group.js';
 import {
+  moeGroupedSharesX,
   moeMatmul,
   moeMatmulGrouped,
   prepareMoeExperts,
@@ -12,6 +13,7 @@ import {
 } from '../../src/kernels/moe-matmul.js';
 import { moeWeightedSum } from '../../src/kernels/moe-sum.js';
 import { f32ToF16Bits, type KernelRuntime } from '../../src/kernels/runtime.js';
+import { hasSubgroupsOf } from '../../src/kernels/subgroups.js';
 import { sliceTensor, type GpuTensor } from '../../src/kernels/tensor.js';
 import { poisoned, relativeError, roundTo, TOLERANCE, useRuntime } from '../helpers/gpu.js';
 import { Rng } from '../helpers/random.js';
@@ -19,6 +21,10 @@ import { dequantizeInt8Ref } from '../reference/int8.js';
 import { moeCombineRef, moeExpandRef } from '../reference/moe-matmul.js';
 
 const runtime = useRuntime();
+// the grouped kernel has a variant per profile: 'cpu' shares x across the subgroup where
+// the adapter has subgroups of 8+ lanes (lavapipe does), 'gpu' loads it in every lane
+const PROFILES = ['cpu', 'gpu'] as const;
+const profileRuntimes = { cpu: useRuntime({ kernelProfile: 'cpu' }), gpu: useRuntime({ kernelProfile: 'gpu' }) };
 
 interface Shape {
   rows: number;
@@ -425,28 +431,37 @@ const GROUPED_SHAPES: Shape[] = [
   { rows: 2, topK: 8, experts: 33, N: 33, K: 36 },
 ];
 
-function itGroupedMatchesReference(list: Case[], minParts = 1): void {
+function itGroupedMatchesReference(rt: () => KernelRuntime, list: Case[], minParts = 1): void {
   for (const c of list) {
     it(name(c), async () => {
-      const { err, parts } = await runGroupedCase(runtime(), c);
+      const { err, parts } = await runGroupedCase(rt(), c);
       expect(parts).toBeGreaterThanOrEqual(minParts);
       expect(err).toBeLessThanOrEqual(tolerance(c));
     });
   }
 }
 
-describe('grouped path: moeGroup + moeMatmulGrouped (+ moeWeightedSum) equal expand and combine', () => {
-  const cases: Case[] = [];
-  for (const dtype of ['f32', 'f16'] as const) {
-    for (const [i, shape] of GROUPED_SHAPES.entries()) {
-      cases.push({ ...shape, dtype, mode: 'expand' });
-      cases.push({ ...shape, dtype, mode: 'combine', accumulate: (i + (dtype === 'f16' ? 1 : 0)) % 2 === 1 });
-    }
-  }
-  itGroupedMatchesReference(cases);
-});
+describe.each(PROFILES)(
+  'grouped path: moeGroup + moeMatmulGrouped (+ moeWeightedSum) equal expand and combine, %s kernel profile',
+  (profile) => {
+    const rt = profileRuntimes[profile];
+    it('runs the variant of its profile', () => {
+      expect(moeGroupedSharesX(rt())).toBe(profile === 'cpu' && hasSubgroupsOf(rt(), 8));
+    });
 
-describe('grouped path: experts in several parts, ids out of range, unaligned offsets', () => {
+    const cases: Case[] = [];
+    for (const dtype of ['f32', 'f16'] as const) {
+      for (const [i, shape] of GROUPED_SHAPES.entries()) {
+        cases.push({ ...shape, dtype, mode: 'expand' });
+        cases.push({ ...shape, dtype, mode: 'combine', accumulate: (i + (dtype === 'f16' ? 1 : 0)) % 2 === 1 });
+      }
+    }
+    itGroupedMatchesReference(rt, cases);
+  },
+);
+
+describe.each(PROFILES)('grouped path: experts in several parts, ids out of range, unaligned offsets, %s kernel profile', (profile) => {
+  const rt = profileRuntimes[profile];
   const split: Case[] = [];
   const other: Case[] = [];
   for (const dtype of ['f32', 'f16'] as const) {
@@ -466,8 +481,8 @@ describe('grouped path: experts in several parts, ids out of range, unaligned of
       other.push({ ...shape, dtype, mode, pad: 5, accumulate: mode === 'combine' });
     }
   }
-  itGroupedMatchesReference(split, 3);
-  itGroupedMatchesReference(other);
+  itGroupedMatchesReference(rt, split, 3);
+  itGroupedMatchesReference(rt, other);
 });
 
 describe('moeMatmulGrouped: argument checks', () => {
@@ -553,14 +568,19 @@ describe('int8 experts: moeMatmul expand and combine', () => {
   itMatchesReference(int8Cases([INT8_OUT_OF_RANGE], { outOfRange: true, expertsPerPart: 2 }));
 });
 
-describe('int8 experts: grouped path (moeGroup + moeMatmulGrouped row / pair + moeWeightedSum)', () => {
-  itGroupedMatchesReference(int8Cases(INT8_SHAPES));
-  itGroupedMatchesReference(
-    INT8_SPLIT.flatMap(([shape, expertsPerPart]) => int8Cases([shape], { expertsPerPart })),
-    3,
-  );
-  itGroupedMatchesReference(int8Cases([INT8_OUT_OF_RANGE], { outOfRange: true, expertsPerPart: 2, pad: 3 }));
-});
+describe.each(PROFILES)(
+  'int8 experts: grouped path (moeGroup + moeMatmulGrouped row / pair + moeWeightedSum), %s kernel profile',
+  (profile) => {
+    const rt = profileRuntimes[profile];
+    itGroupedMatchesReference(rt, int8Cases(INT8_SHAPES));
+    itGroupedMatchesReference(
+      rt,
+      INT8_SPLIT.flatMap(([shape, expertsPerPart]) => int8Cases([shape], { expertsPerPart })),
+      3,
+    );
+    itGroupedMatchesReference(rt, int8Cases([INT8_OUT_OF_RANGE], { outOfRange: true, expertsPerPart: 2, pad: 3 }));
+  },
+);
 
 describe('int8 experts: upload', () => {
   it('stores each expert as quantizeInt8 does, within half a step of the f32 originals', async () => {
