@@ -92,6 +92,36 @@ describe('static sizing', () => {
     expect(weightBytes(tied, 'f16')).toBe(weightBytes(spec, 'f16') - 2 * 131_072_000);
   });
 
+  it('a mixture of experts (Qwen3-30B-A3B): every expert resident; int8 quantizes the router and the experts too', () => {
+    const spec = modelSpecFromConfig({
+      model_type: 'qwen3_moe',
+      vocab_size: 151936,
+      hidden_size: 2048,
+      intermediate_size: 6144,
+      num_hidden_layers: 48,
+      num_attention_heads: 32,
+      num_key_value_heads: 4,
+      head_dim: 128,
+      max_position_embeddings: 40960,
+      num_experts: 128,
+      num_experts_per_tok: 8,
+      moe_intermediate_size: 768,
+      norm_topk_prob: true,
+    });
+    const params = 30_532_122_624;
+    expect(weightBytes(spec, 'f16')).toBe(2 * params);
+    // per layer, rows x (K + 4 bytes per 64 of K): q 4096, k and v 512 each, the router 128 and
+    // every expert's gate and up (128 x 2 x 768) over K 2048; o 2048 rows of 4096; every
+    // expert's down (128 x 2048 rows) of 768; the LM head 151936 rows of 2048; the embedding and
+    // the norms (2 x 2048 + 2 x 128 per layer, and the final 2048) at 2 bytes
+    const perLayer = (4096 + 2 * 512 + 128 + 128 * 2 * 768) * 2176 + 2048 * 4352 + 128 * 2048 * 816;
+    const f16Rest = 2 * (151936 * 2048 + 48 * (2 * 2048 + 2 * 128) + 2048);
+    expect(weightBytes(spec, 'int8')).toBe(48 * perLayer + 151936 * 2176 + f16Rest);
+    // about 32.6 GB: a 40 GB card holds it in int8, not in f16 (61 GB)
+    expect(staticSizing(spec, { memoryBytes: 40e9, dtype: 'int8', contextLengths: [4096] }).fits).toBe(true);
+    expect(staticSizing(spec, { memoryBytes: 40e9, dtype: 'f16', contextLengths: [4096] }).fits).toBe(false);
+  });
+
   it('partial last blocks count whole; default contexts run up to the model context', () => {
     const spec = modelSpecFromConfig(LLAMA2_7B);
     const s = staticSizing(spec, { memoryBytes: 80 * 2 ** 30, dtype: 'f16', contextLengths: [1000] });
