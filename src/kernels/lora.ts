@@ -10,8 +10,9 @@ import { assertLength } from './checks.js';
 import { assertF32, assertNoOverlap, assertPositiveInt, assertU32 } from './arg-checks.js';
 import { grid1d } from './grid.js';
 import { params } from './params.js';
-import type { Binding, Recorder } from './recorder.js';
+import type { Recorder } from './recorder.js';
 import type { KernelRuntime } from './runtime.js';
+import { bindSlice } from './slice-binding.js';
 import { hasSubgroupsOf } from './subgroups.js';
 import type { GpuTensor } from './tensor.js';
 
@@ -67,27 +68,6 @@ export interface LoraExpandOptions {
   segmentStarts: readonly number[];
 }
 
-/** A tensor bound from the storage offset alignment at or below its start, and its element offset inside that binding. */
-interface BoundTensor {
-  binding: Binding;
-  /** Elements from the binding's start to the tensor's. */
-  offset: number;
-}
-
-/**
- * Binds `elements` f32 / u32 values of t. Slices at any 4-byte offset are accepted, as the
- * matmul accepts them (a row chunk of x or out), since the engine runs these after one.
- */
-function bind(rt: KernelRuntime, op: string, name: string, t: GpuTensor, elements: number): BoundTensor {
-  if (t.byteOffset % 4 !== 0) throw new RangeError(`${op}: ${name} must start at a 4-byte boundary, got byte offset ${t.byteOffset}`);
-  const align = rt.ctx.limits.minStorageBufferOffsetAlignment;
-  const base = t.byteOffset - (t.byteOffset % align);
-  const size = t.byteOffset - base + elements * 4;
-  if (size > rt.maxBindingBytes)
-    throw new RangeError(`${op}: ${name} needs a ${size}-byte binding, the adapter allows ${rt.maxBindingBytes}`);
-  return { binding: { buffer: t.buffer, offset: base, size }, offset: (t.byteOffset - base) / 4 };
-}
-
 /** Records t = xn @ A[slot(row)]^T for every row (zeros for rows without an adapter). */
 export function loraShrink(rt: KernelRuntime, rec: Recorder, o: LoraShrinkOptions): void {
   const op = 'loraShrink';
@@ -108,11 +88,11 @@ export function loraShrink(rt: KernelRuntime, rec: Recorder, o: LoraShrinkOption
     if (!(normX.eps >= 0) || !Number.isFinite(normX.eps))
       throw new RangeError(`${op}: normX.eps must be a finite non-negative number, got ${normX.eps}`);
   }
-  const x = bind(rt, op, 'x', o.x, rows * K);
-  const a = bind(rt, op, 'a', o.a, slots * R * K);
-  const s = bind(rt, op, 'rowSlots', o.rowSlots, rows);
-  const t = bind(rt, op, 't', o.t, rows * R);
-  const w = normX ? bind(rt, op, 'normX.weight', normX.weight, K) : undefined;
+  const x = bindSlice(rt, op, 'x', o.x, rows * K);
+  const a = bindSlice(rt, op, 'a', o.a, slots * R * K);
+  const s = bindSlice(rt, op, 'rowSlots', o.rowSlots, rows);
+  const t = bindSlice(rt, op, 't', o.t, rows * R);
+  const w = normX ? bindSlice(rt, op, 'normX.weight', normX.weight, K) : undefined;
   const vec4 = K % 4 === 0 && x.offset % 4 === 0 && a.offset % 4 === 0 && (w === undefined || w.offset % 4 === 0);
   const unit = vec4 ? 4 : 1;
   const subgroup = !o.workgroupReduction && rt.ctx.kernelProfile === 'cpu' && hasSubgroupsOf(rt, SHRINK_SUBGROUP_LANES);
@@ -171,10 +151,10 @@ export function loraExpand(rt: KernelRuntime, rec: Recorder, o: LoraExpandOption
   assertNoOverlap(op, ['t', 'out'], o.t, o.out);
   assertNoOverlap(op, ['b', 'out'], o.b, o.out);
   assertNoOverlap(op, ['rowSlots', 'out'], o.rowSlots, o.out);
-  const t = bind(rt, op, 't', o.t, rows * R);
-  const b = bind(rt, op, 'b', o.b, slots * N * rank);
-  const s = bind(rt, op, 'rowSlots', o.rowSlots, rows);
-  const out = bind(rt, op, 'out', o.out, rows * N);
+  const t = bindSlice(rt, op, 't', o.t, rows * R);
+  const b = bindSlice(rt, op, 'b', o.b, slots * N * rank);
+  const s = bindSlice(rt, op, 'rowSlots', o.rowSlots, rows);
+  const out = bindSlice(rt, op, 'out', o.out, rows * N);
   const vec4 = rank % 4 === 0 && t.offset % 4 === 0 && b.offset % 4 === 0;
   const cols4 = N % 4 === 0 && out.offset % 4 === 0 && segmentStarts.every((start) => start % 4 === 0);
   const unit = vec4 ? 4 : 1;

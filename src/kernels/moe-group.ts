@@ -5,7 +5,7 @@
  */
 import { assertNoOverlap, assertPositiveInt, assertU32 } from './arg-checks.js';
 import { assertLength } from './checks.js';
-import { assertBindingsApart, bindSlice } from './moe-matmul.js';
+import { assertBindingsApart, bindSlice } from './slice-binding.js';
 import { params } from './params.js';
 import type { Recorder } from './recorder.js';
 import type { KernelRuntime } from './runtime.js';

@@ -31,6 +31,7 @@ import { grid1d } from './grid.js';
 import { allocateQuantized, checkGroupSize, int8Groups, INT8_GROUP_SIZE, quantizeInt8Into, type QuantizedInt8 } from './int8-quant.js';
 import { params } from './params.js';
 import type { Recorder } from './recorder.js';
+import { assertBindingsApart, bindSlice } from './slice-binding.js';
 import { hasSubgroupsOf } from './subgroups.js';
 import type { KernelRuntime } from './runtime.js';
 import { DTYPE_BYTES, type GpuTensor } from './tensor.js';
@@ -288,47 +289,6 @@ export interface MoeMatmulOptions {
   topK: number;
   /** 'combine' only: add to what out holds (a residual stream updated in place) instead of overwriting it. */
   accumulate?: boolean;
-}
-
-/** A tensor bound from the storage offset alignment at or below its start, and its element offset in that binding. */
-export interface BoundTensor {
-  binding: { buffer: GPUBuffer; offset: number; size: number };
-  offset: number;
-}
-
-/**
- * Binds `elements` 4-byte values of t, so that slices (a row chunk) at any `unitBytes`
- * boundary can be passed. The mixture-of-experts kernels (moe-group, moe-sum) share it.
- */
-export function bindSlice(rt: KernelRuntime, op: string, name: string, t: GpuTensor, elements: number, unitBytes = 4): BoundTensor {
-  if (t.byteOffset % unitBytes !== 0) {
-    throw new RangeError(`${op}: ${name} must start at a ${unitBytes}-byte boundary, got byte offset ${t.byteOffset}`);
-  }
-  const align = rt.ctx.limits.minStorageBufferOffsetAlignment;
-  const base = t.byteOffset - (t.byteOffset % align);
-  const size = t.byteOffset - base + elements * 4;
-  if (size > rt.maxBindingBytes) {
-    throw new RangeError(`${op}: ${name} needs a ${size}-byte binding, the adapter allows ${rt.maxBindingBytes}`);
-  }
-  return { binding: { buffer: t.buffer, offset: base, size }, offset: (t.byteOffset - base) / unitBytes };
-}
-
-/**
- * WebGPU refuses a dispatch whose written binding overlaps another binding of the same
- * buffer. Bound from the alignment below their start, two tensors that do not overlap can
- * still have overlapping bindings when they share a buffer less than the alignment apart:
- * refuse that here, with names, rather than as a validation error at submit.
- */
-export function assertBindingsApart(op: string, written: [string, BoundTensor], others: [string, BoundTensor][]): void {
-  const [wName, w] = written;
-  for (const [name, b] of others) {
-    if (b.binding.buffer !== w.binding.buffer) continue;
-    if (b.binding.offset < w.binding.offset + w.binding.size && w.binding.offset < b.binding.offset + b.binding.size) {
-      throw new RangeError(
-        `${op}: ${wName} and ${name} share a buffer less than the storage offset alignment apart; their bindings would overlap, which WebGPU refuses`,
-      );
-    }
-  }
 }
 
 /** The shaders' defines for the weight's dtype: one of WF32, WF16 (halves in u32 words) and INT8 (with GS k per scale). */

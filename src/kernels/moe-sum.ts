@@ -6,7 +6,7 @@
 import { assertF32, assertNoOverlap, assertPositiveInt, assertU32 } from './arg-checks.js';
 import { assertLength } from './checks.js';
 import { grid1d } from './grid.js';
-import { assertBindingsApart, bindSlice } from './moe-matmul.js';
+import { assertBindingsApart, bindSlice } from './slice-binding.js';
 import { params } from './params.js';
 import type { Recorder } from './recorder.js';
 import type { KernelRuntime } from './runtime.js';
