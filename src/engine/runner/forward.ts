@@ -243,7 +243,7 @@ function mixtureOfExperts(
   moeRoute(rt, rec, { logits, ids, weights, rows, experts, topK, normalize: moe.normalizeTopK });
   // each pair's down projection must fit one binding (a 2048-row prefill of a 2048-wide model
   // on lavapipe's 128 MiB would not): such a step keeps one matmul per pair
-  const grouped = pairs >= MOE_GROUPED_MIN_PAIRS_PER_EXPERT * experts && rows > 1 && pairs * N * 4 <= rt.maxBindingBytes;
+  const grouped = pairs >= MOE_GROUPED_MIN_PAIRS_PER_EXPERT * experts && pairs * N * 4 <= rt.maxBindingBytes;
   if (!grouped) {
     moeMatmul(rt, rec, { mode: 'expand', x: o.x, weight: moe.gateUp, ids, out: gateUp, rows, topK });
     gatedActivation(rt, rec, { x: gateUp, out: act, rows: pairs, inner: moe.inner, activation: o.activation });

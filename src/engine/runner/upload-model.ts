@@ -62,7 +62,19 @@ export async function uploadModel(rt: KernelRuntime, folder: LoadedModelFolder, 
   };
   const readFloats = (name: string, as: 'f16' | 'f32'): Promise<Float32Array | Uint16Array> =>
     as === 'f16' ? weights.read(name, 'f16') : weights.read(name, 'f32');
-  const readMatrix = (name: string): Promise<Float32Array | Uint16Array> => readFloats(name, dtype === 'f16' ? 'f16' : 'f32');
+  /** Tensors stacked along N (q, k and v; gate and up), read as `as`; a single one as it is read. */
+  const stackedFloats = async (parts: TensorRef[], as: 'f16' | 'f32'): Promise<Float32Array | Uint16Array> => {
+    if (parts.length === 1) return readFloats(parts[0]!.name, as);
+    const size = parts.reduce((n, p) => n + p.shape[0]! * p.shape[1]!, 0);
+    const data = as === 'f16' ? new Uint16Array(size) : new Float32Array(size);
+    let at = 0;
+    for (const p of parts) {
+      const m = await readFloats(p.name, as);
+      data.set(m as never, at);
+      at += m.length;
+    }
+    return data;
+  };
   /** A matmul weight's data: read in its float dtype, or quantized (parts stacked along N). */
   const matmulData = async (parts: TensorRef[]): Promise<Float32Array | Uint16Array | QuantizedInt8> => {
     const K = parts[0]!.shape[1]!;
@@ -76,15 +88,7 @@ export async function uploadModel(rt: KernelRuntime, folder: LoadedModelFolder, 
       }
       return q;
     }
-    if (parts.length === 1) return readMatrix(parts[0]!.name);
-    const data = dtype === 'f16' ? new Uint16Array(N * K) : new Float32Array(N * K);
-    let at = 0;
-    for (const p of parts) {
-      const m = await readMatrix(p.name);
-      data.set(m as never, at);
-      at += m.length;
-    }
-    return data;
+    return stackedFloats(parts, dtype === 'f16' ? 'f16' : 'f32');
   };
   const linear = async (ref: TensorRef, bias?: TensorRef): Promise<MatmulWeight> => {
     const data = await matmulData([ref]);
@@ -122,6 +126,8 @@ export async function uploadModel(rt: KernelRuntime, folder: LoadedModelFolder, 
     return w;
   };
 
+  // int8 (--weight-dtype int8): the experts too, quantized one expert at a time from f32
+  const expertsDType = dtype === 'int8' ? 'int8' : floatDType;
   /**
    * A mixture-of-experts MLP: the router as a plain matmul weight, the experts in the matmul
    * dtype (int8 quantized as the dense weights are; f16 storage needs no shader-f16 in
@@ -129,8 +135,6 @@ export async function uploadModel(rt: KernelRuntime, folder: LoadedModelFolder, 
    * dense MLP's are. Read one expert at a time, so host memory holds one expert's tensors,
    * not the layer's.
    */
-  // int8 (--weight-dtype int8): the experts too, quantized one expert at a time from f32
-  const expertsDType = dtype === 'int8' ? 'int8' : floatDType;
   const moeMlp = async (l: (typeof spec.weights.layers)[number]): Promise<GpuMoe> => {
     const moe = spec.moe!;
     const inner = moe.expertIntermediateSize;
@@ -143,18 +147,8 @@ export async function uploadModel(rt: KernelRuntime, folder: LoadedModelFolder, 
         dtype: expertsDType,
         label,
         ...(expertsDType === 'int8' ? { groupSize } : {}),
-        expertData: async (e) => {
-          const read = expertsDType === 'f16' ? 'f16' : 'f32';
-          const values = await Promise.all(parts(e).map((p) => readFloats(p.name, read)));
-          if (values.length === 1) return values[0]!;
-          const data = read === 'f16' ? new Uint16Array(N * K) : new Float32Array(N * K);
-          let at = 0;
-          for (const v of values) {
-            data.set(v as never, at);
-            at += v.length;
-          }
-          return data;
-        },
+        // int8 experts are quantized from f32 by prepareMoeExperts
+        expertData: (e) => stackedFloats(parts(e), expertsDType === 'f16' ? 'f16' : 'f32'),
       });
       // a token reads topK of the experts
       const read = (w.bytes * moe.topK) / moe.numExperts;
