@@ -325,6 +325,8 @@ describe('modelSpecFromConfig', () => {
       [{ ...QWEN3_30B_A3B, num_experts_per_tok: 129 }, 'num_experts_per_tok'],
       [{ ...QWEN3_30B_A3B, num_experts: 5000 }, 'num_experts'],
       [{ ...QWEN3_30B_A3B, mlp_only_layers: [-1] }, 'mlp_only_layers'],
+      [{ ...QWEN3_30B_A3B, moe_intermediate_size: 770 }, 'moe_intermediate_size'],
+      [{ ...QWEN3_30B_A3B, hidden_size: 2050 }, 'hidden_size'],
     ] as const) {
       const e = errorOf(() => modelSpecFromConfig(config));
       expect(isAutoGlmError(e, 'model_load_failed'), key).toBe(true);

@@ -161,7 +161,7 @@ export function modelSpecFromConfig(config: ModelConfigJson): ModelSpec {
   const torchDtype =
     typeof config['torch_dtype'] === 'string' ? config['torch_dtype'] : typeof config['dtype'] === 'string' ? config['dtype'] : null;
   const window = slidingWindow(traits, c, numLayers, contextLength);
-  const moe = moeSpec(traits, c, numLayers);
+  const moe = moeSpec(traits, c, numLayers, hiddenSize);
   const spec: Omit<ModelSpec, 'weights'> = {
     architecture,
     modelType,
@@ -204,9 +204,11 @@ export function modelSpecFromConfig(config: ModelConfigJson): ModelSpec {
 /**
  * The mixture-of-experts MLPs (transformers' Qwen3MoeDecoderLayer): layer i is sparse unless
  * mlp_only_layers lists it, when num_experts > 0 and (i + 1) % decoder_sparse_step == 0.
- * Limits: the routing kernel (moe-route.ts) picks at most 32 of at most 4096 experts.
+ * Limits: the routing kernel (moe-route.ts) picks at most 32 of at most 4096 experts, and
+ * the expert kernels (moe-matmul.ts) read K, hidden_size for gate/up and
+ * moe_intermediate_size for down, as vec4s (every published size is a multiple of 4).
  */
-function moeSpec(traits: ArchitectureTraits, c: ConfigReader, numLayers: number): ModelSpec['moe'] {
+function moeSpec(traits: ArchitectureTraits, c: ConfigReader, numLayers: number, hiddenSize: number): ModelSpec['moe'] {
   if (!traits.moe) return null;
   const d = traits.defaults;
   const numExperts = c.nonNegativeInt('num_experts', d.numExperts ?? 0);
@@ -215,12 +217,16 @@ function moeSpec(traits: ArchitectureTraits, c: ConfigReader, numLayers: number)
   const topK = c.int('num_experts_per_tok', d.expertsPerToken);
   if (topK > numExperts || topK > MAX_EXPERTS_PER_TOKEN)
     throw c.invalid('num_experts_per_tok', `must be at most num_experts (${numExperts}) and at most ${MAX_EXPERTS_PER_TOKEN}`);
+  const expertIntermediateSize = c.int('moe_intermediate_size', d.expertIntermediateSize);
+  if (expertIntermediateSize % 4 !== 0) throw c.invalid('moe_intermediate_size', 'must be a multiple of 4 (the expert kernels read vec4s)');
+  if (hiddenSize % 4 !== 0)
+    throw c.invalid('hidden_size', 'must be a multiple of 4 in a mixture-of-experts model (the expert kernels read vec4s)');
   const step = c.int('decoder_sparse_step', 1);
   const dense = new Set(c.intListOf('mlp_only_layers'));
   return {
     numExperts,
     topK,
-    expertIntermediateSize: c.int('moe_intermediate_size', d.expertIntermediateSize),
+    expertIntermediateSize,
     normalizeTopK: c.bool('norm_topk_prob', d.normTopKProb ?? false),
     layers: Array.from({ length: numLayers }, (_, i) => !dense.has(i) && (i + 1) % step === 0),
   };
