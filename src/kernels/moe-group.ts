@@ -5,7 +5,7 @@
  */
 import { assertNoOverlap, assertPositiveInt, assertU32 } from './arg-checks.js';
 import { assertLength } from './checks.js';
-import { assertBindingsApart, bindSlice } from './slice-binding.js';
+import { assertBindingsApart, assertWrittenBindingsApart, bindSlice } from './slice-binding.js';
 import { params } from './params.js';
 import type { Recorder } from './recorder.js';
 import type { KernelRuntime } from './runtime.js';
@@ -50,15 +50,9 @@ export function moeGroup(rt: KernelRuntime, rec: Recorder, o: MoeGroupOptions): 
   const ids = bindSlice(rt, op, 'ids', o.ids, o.pairs);
   const offsets = bindSlice(rt, op, 'offsets', o.offsets, o.experts + 1);
   const order = bindSlice(rt, op, 'order', o.order, o.pairs);
-  assertBindingsApart(
-    op,
-    ['offsets', offsets],
-    [
-      ['ids', ids],
-      ['order', order],
-    ],
-  );
+  assertBindingsApart(op, ['offsets', offsets], [['ids', ids]]);
   assertBindingsApart(op, ['order', order], [['ids', ids]]);
+  assertWrittenBindingsApart(op, ['offsets', offsets], ['order', order]);
   const kernel = rt.kernel({
     shader: 'moe-group',
     defines: { WG: WORKGROUP, BINS: Math.max(MIN_BINS, 2 ** Math.ceil(Math.log2(o.experts))) },

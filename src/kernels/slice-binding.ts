@@ -31,19 +31,33 @@ export function bindSlice(rt: KernelRuntime, op: string, name: string, t: GpuTen
 }
 
 /**
- * WebGPU refuses a dispatch whose written binding overlaps another binding of the same
- * buffer. Bound from the alignment below their start, two tensors that do not overlap can
- * still have overlapping bindings when they share a buffer less than the alignment apart:
- * refuse that here, with names, rather than as a validation error at submit.
+ * WebGPU tracks a buffer's use in a dispatch as a whole, not by range: a buffer bound
+ * writable may not also be bound read-only in the same dispatch, however far apart the two
+ * ranges are (Dawn: "includes writable usage and another usage in the same synchronization
+ * scope", at submit). Refuse that here, with names, before anything is recorded.
+ * `read` are the dispatch's read-only bindings.
  */
-export function assertBindingsApart(op: string, written: [string, BoundTensor], others: [string, BoundTensor][]): void {
+export function assertBindingsApart(op: string, written: [string, BoundTensor], read: [string, BoundTensor][]): void {
   const [wName, w] = written;
-  for (const [name, b] of others) {
-    if (b.binding.buffer !== w.binding.buffer) continue;
-    if (b.binding.offset < w.binding.offset + w.binding.size && w.binding.offset < b.binding.offset + b.binding.size) {
+  for (const [name, b] of read) {
+    if (b.binding.buffer === w.binding.buffer) {
       throw new RangeError(
-        `${op}: ${wName} and ${name} share a buffer less than the storage offset alignment apart; their bindings would overlap, which WebGPU refuses`,
+        `${op}: ${wName} and ${name} share a buffer; WebGPU refuses a buffer bound writable and read-only in one dispatch`,
       );
     }
+  }
+}
+
+/**
+ * Two written bindings may share a buffer (writable storage is compatible with itself), but
+ * bound from the alignment below their start, two tensors that do not overlap can still
+ * have overlapping bindings when they are less than the alignment apart: refuse that.
+ */
+export function assertWrittenBindingsApart(op: string, a: [string, BoundTensor], b: [string, BoundTensor]): void {
+  const [x, y] = [a[1].binding, b[1].binding];
+  if (x.buffer === y.buffer && x.offset < y.offset + y.size && y.offset < x.offset + x.size) {
+    throw new RangeError(
+      `${op}: ${a[0]} and ${b[0]} share a buffer less than the storage offset alignment apart; their bindings would overlap`,
+    );
   }
 }

@@ -130,6 +130,9 @@ describe('moeGroup: pairs grouped by expert against the reference', () => {
     expect(call({ ids: sliceTensor(shared, 0, 8), order: sliceTensor(shared, 7, 8) })).toThrow(/ids and order overlap/);
     // apart, but closer than the storage offset alignment: the bindings would overlap
     expect(call({ offsets: sliceTensor(shared, 0, 5), order: sliceTensor(shared, 20, 8) })).toThrow(/offsets and order share a buffer/);
+    // ids read where order is written, however far apart: WebGPU refuses the buffer in both roles
+    const wide = rt.tensor('u32', 4096);
+    expect(call({ ids: sliceTensor(wide, 0, 8), order: sliceTensor(wide, 2048, 8) })).toThrow(/order and ids share a buffer/);
     expect(rec.dispatchCount).toBe(recorded);
     await rec.submit();
   });
