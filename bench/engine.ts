@@ -101,7 +101,9 @@ interface EngineVariant {
  * settings where the test generator picks small ones to exercise them (Gemma 2's caps of 50
  * and 30, query_pre_attn_scalar = head_dim, Gemma 3's one global layer in six); windows of
  * 512, longer than the bench's sequences, so that attention does the same work everywhere.
- * qwen3_moe: 8 experts of 512 with 4 per token, the dense MLP's 2048 active per token.
+ * qwen3_moe: 8 experts of 512 with 4 per token, the dense MLP's 2048 active per token;
+ * qwen2_moe and glm4_moe: 8 experts of 512 with 3 per token plus a shared expert of 512,
+ * the same 2048 active (glm4_moe's first layer dense, as GLM-4.5-Air's).
  */
 async function architectureVariants(list: string): Promise<EngineVariant[]> {
   const variants: EngineVariant[] = [];
@@ -122,7 +124,10 @@ async function architectureVariants(list: string): Promise<EngineVariant[]> {
       : architecture === 'qwen3_moe'
         ? // as many active MLP weights per token as the dense shape (4 x 512 = its 2048), 4x in all
           { experts: 8, expertsPerToken: 4, expertIntermediate: 512 }
-        : {};
+        : architecture === 'qwen2_moe' || architecture === 'glm4_moe'
+          ? // 3 routed and the shared expert: 4 x 512 active again
+            { experts: 8, expertsPerToken: 3, expertIntermediate: 512, sharedExpertIntermediate: 512 }
+          : {};
     variants.push({ label: name, options: {}, modelDir: await ensureGeneratedModel('100m', { architecture, seed: 1, ...settings }) });
   }
   return variants;

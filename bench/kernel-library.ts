@@ -20,6 +20,7 @@ import { loraExpand, loraShrink } from '../src/kernels/lora.js';
 import { moeGroup } from '../src/kernels/moe-group.js';
 import { moeMatmul, moeMatmulGrouped, prepareMoeExperts } from '../src/kernels/moe-matmul.js';
 import { moeRoute } from '../src/kernels/moe-route.js';
+import { sigmoidGatedAdd } from '../src/kernels/sigmoid-gated-add.js';
 import { moeWeightedSum } from '../src/kernels/moe-sum.js';
 import type { Recorder } from '../src/kernels/recorder.js';
 import { rmsNorm } from '../src/kernels/rmsnorm.js';
@@ -513,21 +514,53 @@ function moeCases(rt: KernelRuntime, rows: number): LibraryCase[] {
   return cases;
 }
 
-/** The router's top 8 of 128 experts for ROWS rows (softmax, renormalised). */
-function moeRouteCase(rt: KernelRuntime): LibraryCase {
-  const experts = 128;
-  const logits = rt.upload('f32', pseudoRandom(ROWS * experts, 25, 8));
-  const ids = rt.tensor('u32', ROWS * MOE_TOP_K);
-  const weights = rt.tensor('f32', ROWS * MOE_TOP_K);
+/**
+ * The router's top 8 for ROWS rows: Qwen3-MoE's softmax over 128 experts (renormalised), and
+ * GLM-4.5's sigmoid over 160 with the choice bias, renormalised and scaled by 2.5, plus
+ * DeepSeek-V3's group-limited choice (8 groups of 32 of 256 experts, 4 kept).
+ */
+function moeRouteCases(rt: KernelRuntime): LibraryCase[] {
+  const variants = [
+    { label: 'softmax', experts: 128, sigmoid: false, groups: 1, topkGroup: 1 },
+    { label: 'sigmoid + bias', experts: 160, sigmoid: true, groups: 1, topkGroup: 1 },
+    { label: 'sigmoid + bias, 4 of 8 groups', experts: 256, sigmoid: true, groups: 8, topkGroup: 4 },
+  ];
+  return variants.map((v) => {
+    const logits = rt.upload('f32', pseudoRandom(ROWS * v.experts, 25, 8));
+    const bias = v.sigmoid ? rt.upload('f32', pseudoRandom(v.experts, 26, 0.1)) : undefined;
+    const ids = rt.tensor('u32', ROWS * MOE_TOP_K);
+    const weights = rt.tensor('f32', ROWS * MOE_TOP_K);
+    const sigmoid = bias ? { scoring: 'sigmoid' as const, choiceBias: bias, groups: v.groups, topkGroup: v.topkGroup, scale: 2.5 } : {};
+    return {
+      kernel: `moe route (${v.label})`,
+      shape: `${ROWS}x${v.experts} -> top ${MOE_TOP_K}`,
+      dtype: 'f32',
+      bytes: (ROWS * v.experts + (bias ? v.experts : 0) + 2 * ROWS * MOE_TOP_K) * 4,
+      flops: 0,
+      bound: 'bandwidth',
+      record: (rec) =>
+        moeRoute(rt, rec, { logits, ids, weights, rows: ROWS, experts: v.experts, topK: MOE_TOP_K, normalize: true, ...sigmoid }),
+      free: bias ? freeAll(rt, logits, bias, ids, weights) : freeAll(rt, logits, ids, weights),
+    };
+  });
+}
+
+/** Qwen2-MoE's shared-expert gate: out += sigmoid(x . gate) * y over ROWS rows of MOE_HIDDEN. */
+function sigmoidGatedAddCase(rt: KernelRuntime): LibraryCase {
+  const x = rt.upload('f32', pseudoRandom(ROWS * MOE_HIDDEN, 27, 1));
+  const gate = rt.upload('f32', pseudoRandom(MOE_HIDDEN, 28, 0.05));
+  const y = rt.upload('f32', pseudoRandom(ROWS * MOE_HIDDEN, 29, 1));
+  const out = rt.upload('f32', pseudoRandom(ROWS * MOE_HIDDEN, 30, 1));
   return {
-    kernel: 'moe route',
-    shape: `${ROWS}x${experts} -> top ${MOE_TOP_K}`,
+    kernel: 'sigmoid-gated add',
+    shape: `${ROWS}x${MOE_HIDDEN}`,
     dtype: 'f32',
-    bytes: (ROWS * experts + 2 * ROWS * MOE_TOP_K) * 4,
-    flops: 0,
+    // x and y read, out read and written, the gate once
+    bytes: (4 * ROWS * MOE_HIDDEN + MOE_HIDDEN) * 4,
+    flops: 4 * ROWS * MOE_HIDDEN,
     bound: 'bandwidth',
-    record: (rec) => moeRoute(rt, rec, { logits, ids, weights, rows: ROWS, experts, topK: MOE_TOP_K, normalize: true }),
-    free: freeAll(rt, logits, ids, weights),
+    record: (rec) => sigmoidGatedAdd(rt, rec, { x, gate, y, out, rows: ROWS, K: MOE_HIDDEN, N: MOE_HIDDEN }),
+    free: freeAll(rt, x, gate, y, out),
   };
 }
 
@@ -538,7 +571,8 @@ const CASES: ((rt: KernelRuntime) => LibraryCase[])[] = [
   (rt) => [embeddingCase(rt)],
   ropeCases,
   loraCases,
-  (rt) => [moeRouteCase(rt)],
+  moeRouteCases,
+  (rt) => [sigmoidGatedAddCase(rt)],
   (rt) => moeCases(rt, 1),
   (rt) => moeCases(rt, 16),
   (rt) => [attentionCase(rt, 'prefill', 1, 256)],

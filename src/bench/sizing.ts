@@ -20,7 +20,10 @@ export const DTYPE_BYTES: Record<WeightDtype, number> = { f16: 2, f32: 4, int8: 
 function matmulWeights(spec: ModelSpec): TensorRef[] {
   const out: TensorRef[] = [];
   for (const l of spec.weights.layers) {
-    for (const ref of [l.qProj, l.kProj, l.vProj, l.oProj, l.gateProj, l.upProj, l.gateUpProj, l.downProj, l.router])
+    // a mixture's shared expert is a dense MLP, quantized as one; Qwen2-MoE's one-row shared
+    // expert gate stays a float vector, as GLM-4.5's choice bias
+    const shared = [l.sharedGateProj, l.sharedUpProj, l.sharedDownProj];
+    for (const ref of [l.qProj, l.kProj, l.vProj, l.oProj, l.gateProj, l.upProj, l.gateUpProj, l.downProj, l.router, ...shared])
       if (ref) out.push(ref);
     for (const experts of [l.expertGate, l.expertUp, l.expertDown]) if (experts) out.push(...experts);
   }
@@ -113,7 +116,9 @@ export function activationBytes(spec: ModelSpec, maxBatchTokens: number, maxBatc
   const moe = spec.moe;
   // a mixture-of-experts layer's router logits, routing, and each chosen expert's gate/up and activation
   const moeRow = moe ? moe.numExperts + 2 * moe.topK + 3 * moe.topK * moe.expertIntermediateSize : 0;
-  const perRow = 2 * spec.hiddenSize + qkv + spec.numHeads * spec.headDim + 2 * spec.intermediateSize + moeRow;
+  // the dense MLP's buffers also serve a shared expert, which may be the wider
+  const mlpWidth = Math.max(spec.intermediateSize, moe?.sharedIntermediateSize ?? 0);
+  const perRow = 2 * spec.hiddenSize + qkv + spec.numHeads * spec.headDim + 2 * mlpWidth + moeRow;
   return 4 * (maxBatchTokens * perRow + maxBatchSequences * spec.vocabSize);
 }
 

@@ -108,14 +108,28 @@ export interface GenerateTestModelOptions extends Partial<ModelShape> {
   /** gemma3_text: rope_local_base_freq of the sliding layers (default 1000, unlike rope_theta). */
   localRopeTheta?: number;
   /**
-   * qwen3_moe: num_experts (default 4), num_experts_per_tok (2), moe_intermediate_size (48),
-   * norm_topk_prob (true, as the published checkpoints) and mlp_only_layers (none).
+   * qwen2_moe / qwen3_moe / glm4_moe: the expert count (default 4), num_experts_per_tok (2),
+   * moe_intermediate_size (48), norm_topk_prob (true, as the published checkpoints) and, for
+   * Qwen, mlp_only_layers (none).
    */
   experts?: number;
   expertsPerToken?: number;
   expertIntermediate?: number;
   normTopK?: boolean;
   mlpOnlyLayers?: number[];
+  /** qwen2_moe: shared_expert_intermediate_size (default 64). */
+  sharedExpertIntermediate?: number;
+  /**
+   * glm4_moe: n_shared_experts (default 1), n_group and topk_group (1 and 1, as GLM-4.5),
+   * routed_scaling_factor (2.5, as GLM-4.5), first_k_dense_replace (1: a 2-layer model has
+   * one dense layer and one mixture) and use_qk_norm (false).
+   */
+  sharedExperts?: number;
+  expertGroups?: number;
+  topkGroup?: number;
+  routedScale?: number;
+  firstKDense?: number;
+  useQkNorm?: boolean;
   /**
    * gemma3_text: write the checkpoint as Gemma 3 with its vision tower does (model_type
    * gemma3, the decoder's config in text_config and its tensors under this prefix, plus a
@@ -141,9 +155,11 @@ const HF_CLASS: Record<Architecture, string> = {
   mistral: 'MistralForCausalLM',
   qwen2: 'Qwen2ForCausalLM',
   qwen3: 'Qwen3ForCausalLM',
+  qwen2_moe: 'Qwen2MoeForCausalLM',
   qwen3_moe: 'Qwen3MoeForCausalLM',
   glm: 'GlmForCausalLM',
   glm4: 'Glm4ForCausalLM',
+  glm4_moe: 'Glm4MoeForCausalLM',
   gemma: 'GemmaForCausalLM',
   gemma2: 'Gemma2ForCausalLM',
   gemma3_text: 'Gemma3ForCausalLM',
@@ -192,7 +208,11 @@ export async function generateTestModel(dir: string, options: GenerateTestModelO
     spec.weights = renamed(spec.weights, (n) =>
       n.replace(/^language_model\.model\./, 'model.language_model.').replace(/^language_model\.lm_head/, 'lm_head'),
     );
-  const extra = options.visionWrapper ? [{ name: 'vision_tower.vision_model.embeddings.patch_embedding.weight', shape: [8, 3, 2, 2] }] : [];
+  const extra = options.visionWrapper
+    ? [{ name: 'vision_tower.vision_model.embeddings.patch_embedding.weight', shape: [8, 3, 2, 2] }]
+    : arch === 'glm4_moe'
+      ? mtpLayerTensors(spec)
+      : [];
   let weightBytes = 0;
   if (writeWeights) weightBytes = await writeWeightFiles(dir, spec, dtype, seed, options.sharded ? (options.shards ?? 3) : 1, extra);
   return { dir, spec, parameterCount: parameterCount(spec), weightBytes };
@@ -282,15 +302,31 @@ function configJson(
     config['partial_rotary_factor'] = 0.5;
   }
   if (arch === 'mistral') config['sliding_window'] = o.slidingWindow ?? null;
-  if (arch === 'qwen3_moe') {
-    config['num_experts'] = o.experts ?? 4;
+  if (arch === 'qwen2_moe' || arch === 'qwen3_moe' || arch === 'glm4_moe') {
+    config[arch === 'glm4_moe' ? 'n_routed_experts' : 'num_experts'] = o.experts ?? 4;
     config['num_experts_per_tok'] = o.expertsPerToken ?? 2;
     config['moe_intermediate_size'] = o.expertIntermediate ?? 48;
     config['norm_topk_prob'] = o.normTopK ?? true;
+  }
+  if (arch === 'qwen2_moe' || arch === 'qwen3_moe') {
     config['decoder_sparse_step'] = 1;
     config['mlp_only_layers'] = o.mlpOnlyLayers ?? [];
   }
-  if (arch === 'qwen2' || arch === 'qwen3' || arch === 'qwen3_moe') {
+  if (arch === 'qwen2_moe') config['shared_expert_intermediate_size'] = o.sharedExpertIntermediate ?? 64;
+  if (arch === 'glm4_moe') {
+    config['attention_bias'] = o.attentionBias ?? true;
+    config['partial_rotary_factor'] = 0.5;
+    config['use_qk_norm'] = o.useQkNorm ?? false;
+    config['n_shared_experts'] = o.sharedExperts ?? 1;
+    config['n_group'] = o.expertGroups ?? 1;
+    config['topk_group'] = o.topkGroup ?? 1;
+    config['routed_scaling_factor'] = o.routedScale ?? 2.5;
+    config['first_k_dense_replace'] = o.firstKDense ?? 1;
+    // GLM-4.5's multi-token-prediction layer: in the checkpoint (mtpLayerTensors) but not in
+    // num_hidden_layers; transformers leaves it alone, and so must the loader
+    config['num_nextn_predict_layers'] = 1;
+  }
+  if (arch === 'qwen2' || arch === 'qwen3' || arch === 'qwen2_moe' || arch === 'qwen3_moe') {
     config['use_sliding_window'] = o.slidingWindow != null;
     config['sliding_window'] = o.slidingWindow ?? null;
     config['max_window_layers'] = 0;
@@ -356,10 +392,24 @@ function tensorValues(ref: TensorRef, spec: ModelSpec, seed: number): Float32Arr
   // a mixture-of-experts router: logits of std ~3, so that the chosen experts lead the rest by
   // more than f16 noise (a near-tie routed differently on the GPU is a different model)
   if (name.endsWith('mlp.gate.weight')) return uniform(0, 3 / Math.sqrt(spec.hiddenSize));
+  // GLM-4.5's choice bias: large enough to change which experts some tokens get (the
+  // sigmoid scores of logits of std ~3 are ~0.2 apart), so that a bias left out shows
+  if (name.endsWith('e_score_correction_bias')) return uniform(0, 0.2);
   // With a tied table, logit v includes E_v . E_token (the current token's own row, still in
   // the residual stream), which favours repeating it; larger residual writes drown that out.
   const writesResidual = name.endsWith('o_proj.weight') || name.endsWith('down_proj.weight');
   return uniform(0, (writesResidual && spec.tiedEmbeddings ? TIED_OUT_SCALE : 1) / Math.sqrt(ref.shape[1]!));
+}
+
+/** A few of GLM-4.5's multi-token-prediction layer's tensors: model.layers.<num_hidden_layers>.*, which inference does not read. */
+function mtpLayerTensors(spec: ModelSpec): TensorRef[] {
+  const p = `model.layers.${spec.numLayers}.`;
+  const H = spec.hiddenSize;
+  return [
+    { name: `${p}eh_proj.weight`, shape: [H, 2 * H] },
+    { name: `${p}enorm.weight`, shape: [H] },
+    { name: `${p}input_layernorm.weight`, shape: [H] },
+  ];
 }
 
 /** Gemma3ForConditionalGeneration's config.json around a gemma3_text one (vision config abridged). */

@@ -122,6 +122,42 @@ describe('static sizing', () => {
     expect(staticSizing(spec, { memoryBytes: 40e9, dtype: 'f16', contextLengths: [4096] }).fits).toBe(false);
   });
 
+  it('GLM-4.5-Air (glm4_moe): the shared experts and the dense first layer quantized too; the choice bias stays a float vector', () => {
+    const spec = modelSpecFromConfig({
+      model_type: 'glm4_moe',
+      vocab_size: 151552,
+      hidden_size: 4096,
+      intermediate_size: 10944,
+      num_hidden_layers: 46,
+      num_attention_heads: 96,
+      num_key_value_heads: 8,
+      head_dim: 128,
+      attention_bias: true,
+      moe_intermediate_size: 1408,
+      n_routed_experts: 128,
+      num_experts_per_tok: 8,
+      n_shared_experts: 1,
+      first_k_dense_replace: 1,
+    });
+    // (the choice biases, a buffer in transformers, counted: 45 x 128)
+    const params = 106_852_251_264;
+    expect(weightBytes(spec, 'f16')).toBe(2 * params);
+    // rows x (K + 4 bytes per 64 of K). Every layer: q 12288, k and v 1024 each over K 4096; o
+    // 4096 rows of 12288. Layer 0: gate and up 2 x 10944 rows of 4096, down 4096 rows of 10944.
+    // Layers 1-45: the router 128 and every expert's and the shared expert's gate and up
+    // (129 x 2 x 1408) over 4096, their downs (129 x 4096 rows) of 1408. The LM head 151552
+    // rows of 4096. At 2 bytes: the embedding, q/k/v biases (14336 a layer), the norms
+    // (2 x 4096 a layer, and the final one) and the routers' choice biases (128 a layer)
+    const attention = (12288 + 2 * 1024) * 4352 + 4096 * 13056;
+    const dense = attention + 2 * 10944 * 4352 + 4096 * 11628;
+    const sparse = attention + (128 + 129 * 2 * 1408) * 4352 + 129 * 4096 * 1496;
+    const f16Rest = 2 * (151552 * 4096 + 46 * (14336 + 2 * 4096) + 45 * 128 + 4096);
+    expect(weightBytes(spec, 'int8')).toBe(dense + 45 * sparse + 151552 * 4352 + f16Rest);
+    // about 112 GB in int8: an H200 (141 GB) holds it, an 80 GB H100 does not
+    expect(staticSizing(spec, { memoryBytes: 141e9, dtype: 'int8', contextLengths: [4096] }).fits).toBe(true);
+    expect(staticSizing(spec, { memoryBytes: 80e9, dtype: 'int8', contextLengths: [4096] }).fits).toBe(false);
+  });
+
   it('partial last blocks count whole; default contexts run up to the model context', () => {
     const spec = modelSpecFromConfig(LLAMA2_7B);
     const s = staticSizing(spec, { memoryBytes: 80 * 2 ** 30, dtype: 'f16', contextLengths: [1000] });

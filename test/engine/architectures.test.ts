@@ -20,7 +20,20 @@ import { relativeError } from '../helpers/gpu.js';
 import { Rng } from '../helpers/random.js';
 import { loadReferenceModel } from '../reference/forward.js';
 
-const ARCHITECTURES: Architecture[] = ['llama', 'mistral', 'qwen2', 'qwen3', 'qwen3_moe', 'glm', 'glm4', 'gemma', 'gemma2', 'gemma3_text'];
+const ARCHITECTURES: Architecture[] = [
+  'llama',
+  'mistral',
+  'qwen2',
+  'qwen2_moe',
+  'qwen3',
+  'qwen3_moe',
+  'glm',
+  'glm4',
+  'glm4_moe',
+  'gemma',
+  'gemma2',
+  'gemma3_text',
+];
 const PROMPT_TOKENS = 64;
 
 /**
@@ -66,7 +79,10 @@ for (const arch of ARCHITECTURES) {
           seed: 7,
           ...(arch === 'mistral' ? { slidingWindow: 24 } : {}),
           // one layer of experts and one dense MLP (mlp_only_layers), so that both paths run
-          ...(arch === 'qwen3_moe' ? { mlpOnlyLayers: [1] } : {}),
+          ...(arch === 'qwen3_moe' || arch === 'qwen2_moe' ? { mlpOnlyLayers: [1] } : {}),
+          // GLM-4.5's router with what its published configs leave at 1: 8 experts in 2
+          // groups of which 1 is chosen; q/k norms (GLM-4.5's use_qk_norm); layer 0 dense
+          ...(arch === 'glm4_moe' ? { experts: 8, expertGroups: 2, topkGroup: 1, useQkNorm: true } : {}),
         });
         const reference = await loadReferenceModel(dir);
         const rng = new Rng(arch.length * 101 + variant.dtype.length);

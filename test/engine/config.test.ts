@@ -111,6 +111,67 @@ const QWEN3_30B_A3B = {
   vocab_size: 151936,
 };
 
+/** zai-org/GLM-4.5-Air's config.json (abridged). */
+const GLM_4_5_AIR = {
+  architectures: ['Glm4MoeForCausalLM'],
+  model_type: 'glm4_moe',
+  attention_bias: true,
+  eos_token_id: [151329, 151336, 151338],
+  first_k_dense_replace: 1,
+  head_dim: 128,
+  hidden_act: 'silu',
+  hidden_size: 4096,
+  intermediate_size: 10944,
+  max_position_embeddings: 131072,
+  moe_intermediate_size: 1408,
+  n_group: 1,
+  n_routed_experts: 128,
+  n_shared_experts: 1,
+  norm_topk_prob: true,
+  num_attention_heads: 96,
+  num_experts_per_tok: 8,
+  num_hidden_layers: 46,
+  num_key_value_heads: 8,
+  num_nextn_predict_layers: 1,
+  partial_rotary_factor: 0.5,
+  rms_norm_eps: 1e-5,
+  rope_scaling: null,
+  rope_theta: 1000000,
+  routed_scaling_factor: 1.0,
+  tie_word_embeddings: false,
+  topk_group: 1,
+  torch_dtype: 'bfloat16',
+  use_qk_norm: false,
+  vocab_size: 151552,
+};
+/** Qwen/Qwen1.5-MoE-A2.7B's config.json (abridged). */
+const QWEN1_5_MOE_A2_7B = {
+  architectures: ['Qwen2MoeForCausalLM'],
+  model_type: 'qwen2_moe',
+  bos_token_id: 151643,
+  decoder_sparse_step: 1,
+  eos_token_id: 151643,
+  hidden_act: 'silu',
+  hidden_size: 2048,
+  intermediate_size: 5632,
+  max_position_embeddings: 8192,
+  max_window_layers: 21,
+  moe_intermediate_size: 1408,
+  norm_topk_prob: false,
+  num_attention_heads: 16,
+  num_experts: 60,
+  num_experts_per_tok: 4,
+  num_hidden_layers: 24,
+  num_key_value_heads: 16,
+  rms_norm_eps: 1e-6,
+  rope_theta: 1000000.0,
+  shared_expert_intermediate_size: 5632,
+  sliding_window: 32768,
+  tie_word_embeddings: false,
+  torch_dtype: 'bfloat16',
+  use_sliding_window: false,
+  vocab_size: 151936,
+};
 const GLM_4_9B_CHAT_HF = {
   model_type: 'glm',
   vocab_size: 151552,
@@ -332,6 +393,115 @@ describe('modelSpecFromConfig', () => {
       expect(isAutoGlmError(e, 'model_load_failed'), key).toBe(true);
       expect((e as Error).message).toContain(key);
     }
+  });
+
+  it('GLM-4.5-Air (glm4_moe): sigmoid router with a choice bias, a shared expert, the first layer dense, half-layout partial RoPE', () => {
+    const s = modelSpecFromConfig(GLM_4_5_AIR);
+    expect(s).toMatchObject({ architecture: 'glm4_moe', headDim: 128, qkvBias: true, oBias: false, qkNorm: false, fusedGateUp: false });
+    expect(s.rope).toMatchObject({ layout: 'half', rotaryDim: 64, theta: 1_000_000 });
+    expect(s.norm.eps).toBe(1e-5);
+    expect(s.moe).toEqual({
+      numExperts: 128,
+      topK: 8,
+      expertIntermediateSize: 1408,
+      normalizeTopK: true,
+      layers: Array.from({ length: 46 }, (_, i) => i >= 1),
+      scoring: 'sigmoid',
+      choiceBias: true,
+      groups: 1,
+      topkGroup: 1,
+      routedScale: 1,
+      sharedIntermediateSize: 1408,
+      sharedGate: false,
+    });
+    // layer 0 dense with separate gate and up (not GLM-4's gate_up_proj)
+    const dense = s.weights.layers[0]!;
+    expect(dense.gateProj).toEqual({ name: 'model.layers.0.mlp.gate_proj.weight', shape: [10944, 4096] });
+    expect([dense.router, dense.gateUpProj]).toEqual([undefined, undefined]);
+    const l = s.weights.layers[45]!;
+    expect(l.router).toEqual({ name: 'model.layers.45.mlp.gate.weight', shape: [128, 4096] });
+    expect(l.routerBias).toEqual({ name: 'model.layers.45.mlp.gate.e_score_correction_bias', shape: [128] });
+    expect(l.expertDown![127]).toEqual({ name: 'model.layers.45.mlp.experts.127.down_proj.weight', shape: [4096, 1408] });
+    expect(l.sharedGateProj).toEqual({ name: 'model.layers.45.mlp.shared_experts.gate_proj.weight', shape: [1408, 4096] });
+    expect(l.sharedDownProj).toEqual({ name: 'model.layers.45.mlp.shared_experts.down_proj.weight', shape: [4096, 1408] });
+    expect(l.sharedExpertGate).toBeUndefined();
+    expect(l.qBias).toEqual({ name: 'model.layers.45.self_attn.q_proj.bias', shape: [12288] });
+    expect([l.oBias, l.qNorm]).toEqual([undefined, undefined]);
+    // the multi-token-prediction layer (num_nextn_predict_layers) is not part of the decoder
+    expect(s.weights.layers).toHaveLength(46);
+    // 106B parameters, as published (the MTP layer not counted)
+    expect(parameterCount(s) / 1e9).toBeCloseTo(106.85, 1);
+
+    // GLM-4.5 (355B): use_qk_norm, 160 experts scaled by 2.5, three dense layers
+    const big = modelSpecFromConfig({
+      ...GLM_4_5_AIR,
+      hidden_size: 5120,
+      intermediate_size: 12288,
+      moe_intermediate_size: 1536,
+      n_routed_experts: 160,
+      num_hidden_layers: 92,
+      routed_scaling_factor: 2.5,
+      first_k_dense_replace: 3,
+      use_qk_norm: true,
+    });
+    expect(big.qkNorm).toBe(true);
+    expect(big.weights.layers[3]!.qNorm).toEqual({ name: 'model.layers.3.self_attn.q_norm.weight', shape: [128] });
+    expect(big.moe).toMatchObject({ numExperts: 160, routedScale: 2.5, sharedIntermediateSize: 1536 });
+    expect(big.moe!.layers.slice(0, 4)).toEqual([false, false, false, true]);
+    expect(parameterCount(big) / 1e9).toBeCloseTo(352.8, 0);
+
+    // Glm4MoeConfig's defaults for keys a config leaves out
+    const {
+      n_group: _g,
+      topk_group: _t,
+      n_shared_experts: _n,
+      routed_scaling_factor: _r,
+      first_k_dense_replace: _f,
+      ...bare
+    } = GLM_4_5_AIR;
+    expect(modelSpecFromConfig(bare).moe).toMatchObject({ groups: 1, topkGroup: 1, sharedIntermediateSize: 1408, routedScale: 1 });
+    expect(modelSpecFromConfig(bare).moe!.layers[0]).toBe(false);
+    // DeepSeek-V3-style group-limited routing: 8 groups of 16, 4 kept; two shared experts in one MLP
+    const grouped = modelSpecFromConfig({ ...GLM_4_5_AIR, n_group: 8, topk_group: 4, n_shared_experts: 2 });
+    expect(grouped.moe).toMatchObject({ groups: 8, topkGroup: 4, sharedIntermediateSize: 2816 });
+    for (const [config, key] of [
+      [{ ...GLM_4_5_AIR, n_group: 3 }, 'n_group'],
+      [{ ...GLM_4_5_AIR, n_group: 64 }, 'n_group'],
+      [{ ...GLM_4_5_AIR, n_group: 4, topk_group: 5 }, 'topk_group'],
+      [{ ...GLM_4_5_AIR, n_shared_experts: 0 }, 'n_shared_experts'],
+      [{ ...GLM_4_5_AIR, routed_scaling_factor: 0 }, 'routed_scaling_factor'],
+      [{ ...GLM_4_5_AIR, use_qk_norm: 'yes' }, 'use_qk_norm'],
+      [{ ...GLM_4_5_AIR, n_routed_experts: 5000 }, 'n_routed_experts'],
+      [{ ...GLM_4_5_AIR, num_experts_per_tok: 200 }, 'num_experts_per_tok'],
+    ] as const) {
+      const e = errorOf(() => modelSpecFromConfig(config));
+      expect(isAutoGlmError(e, 'model_load_failed'), key).toBe(true);
+      expect((e as Error).message).toContain(key);
+    }
+  });
+
+  it('Qwen1.5-MoE-A2.7B (qwen2_moe): softmax router, a shared expert behind a sigmoid gate, QKV bias', () => {
+    const s = modelSpecFromConfig(QWEN1_5_MOE_A2_7B);
+    expect(s).toMatchObject({ architecture: 'qwen2_moe', headDim: 128, qkvBias: true, oBias: false, qkNorm: false });
+    expect(s.moe).toMatchObject({
+      numExperts: 60,
+      topK: 4,
+      normalizeTopK: false,
+      scoring: 'softmax',
+      choiceBias: false,
+      routedScale: 1,
+      sharedIntermediateSize: 5632,
+      sharedGate: true,
+    });
+    expect(s.moe!.layers.every((m) => m)).toBe(true);
+    const l = s.weights.layers[23]!;
+    expect(l.routerBias).toBeUndefined();
+    expect(l.sharedUpProj).toEqual({ name: 'model.layers.23.mlp.shared_expert.up_proj.weight', shape: [5632, 2048] });
+    expect(l.sharedExpertGate).toEqual({ name: 'model.layers.23.mlp.shared_expert_gate.weight', shape: [1, 2048] });
+    // 14.3B parameters, as published
+    expect(parameterCount(s) / 1e9).toBeCloseTo(14.32, 1);
+    const e = errorOf(() => modelSpecFromConfig({ ...QWEN1_5_MOE_A2_7B, shared_expert_intermediate_size: 0 }));
+    expect((e as Error).message).toContain('shared_expert_intermediate_size');
   });
 
   it('GLM-4-9B-chat-hf: interleaved partial RoPE, fused gate_up, QKV bias only', () => {
@@ -564,7 +734,9 @@ describe('modelSpecFromConfig', () => {
     const e = errorOf(() => modelSpecFromConfig({ ...LLAMA_3_1_8B, model_type: 'gpt2' }));
     expect(isAutoGlmError(e, 'unsupported_architecture')).toBe(true);
     expect((e as Error).message).toContain('"gpt2"');
-    expect((e as Error).message).toContain('llama, mistral, qwen2, qwen3, qwen3_moe, glm, glm4, gemma, gemma2, gemma3_text');
+    expect((e as Error).message).toContain(
+      'llama, mistral, qwen2, qwen3, qwen2_moe, qwen3_moe, glm, glm4, glm4_moe, gemma, gemma2, gemma3_text',
+    );
   });
 
   it('bad or unsupported values are typed errors naming the key', () => {

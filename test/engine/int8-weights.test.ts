@@ -112,11 +112,14 @@ describe('int8 weights: every matmul of the architectures quantized (loader and 
 
   // glm: q/k/v biases, fused gate_up, here with a tied LM head (quantized from the embedding);
   // qwen3: per-head q/k norms, separate gate and up, its own LM head; qwen3_moe: the router
-  // and every expert (the prompt through the grouped expert kernels, the decode step per pair)
+  // and every expert (the prompt through the grouped expert kernels, the decode step per pair);
+  // qwen2_moe and glm4_moe: their shared experts too (the sigmoid gate and choice bias stay f32)
   it.each([
     ['glm', true],
     ['qwen3', false],
     ['qwen3_moe', false],
+    ['qwen2_moe', false],
+    ['glm4_moe', false],
   ] as const)(
     '%s (tied head %s): logits near f32, and quantizing in chunks of rows changes nothing',
     async (architecture, tiedEmbeddings) => {
@@ -153,11 +156,18 @@ describe('int8 weights: every matmul of the architectures quantized (loader and 
         const chunked = await logits({ weightDType: 'int8', quantizeChunkValues: 1000 });
         // every matmul weight, experts included, a byte each plus a 4-byte scale per 64 (f32: 4 bytes)
         expect(bytes['int8']!).toBeLessThan(0.35 * bytes['f32']!);
-        for (let i = 0; i < 2; i++) {
-          // random weights: measured 0.7-1.4% over the six architectures, tied or not
-          expect(relativeError(int8[i]!, f32[i]!)).toBeLessThanOrEqual(0.03);
-          expect(chunked[i]).toEqual(int8[i]);
-        }
+        // random weights: measured 0.7-1.4% over the architectures, tied or not, per position.
+        // A token whose router sees two experts nearly tied may take the other one once the
+        // weights are quantized, a different model for that token (glm4_moe's sigmoid router,
+        // whose scores sit closer together than softmax probabilities: position 32 of 40 at
+        // 42%, the rest 0.6-1.2%): one such position is allowed in the prompt, none elsewhere
+        const V = folder.spec.vocabSize;
+        const positionErrors = (a: Float32Array, b: Float32Array) =>
+          Array.from({ length: a.length / V }, (_, p) => relativeError(a.subarray(p * V, (p + 1) * V), b.subarray(p * V, (p + 1) * V)));
+        const rerouted = folder.spec.moe ? 1 : 0;
+        expect(positionErrors(int8[0]!, f32[0]!).filter((e) => e > 0.03).length).toBeLessThanOrEqual(rerouted);
+        expect(relativeError(int8[1]!, f32[1]!)).toBeLessThanOrEqual(0.03);
+        for (let i = 0; i < 2; i++) expect(chunked[i]).toEqual(int8[i]);
       } finally {
         await folder.weights.close();
       }

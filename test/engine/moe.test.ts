@@ -3,7 +3,9 @@
  * takes two) through the engine: concurrent requests of different lengths (each step's rows
  * routed to different experts) give exactly what each gives alone and what the float64
  * reference gives; a LoRA adapter on the attention projections applies as merged into the
- * weights; one that targets the MLP projections is refused, naming why.
+ * weights; one that targets the MLP projections is refused, naming why. The same batching
+ * check for the mixtures with a shared expert: Qwen2-MoE's gated one, GLM-4.5's sigmoid
+ * router with its choice bias and expert groups.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -46,22 +48,27 @@ afterAll(async () => {
 
 const promptOf = (n: number, offset: number): number[] => Array.from({ length: n }, (_, i) => 1 + ((i * 41 + offset * 13) % 380));
 
+/** Requests of different lengths, alone and then all at once: the same tokens, and the reference's where greedy. */
+async function expectBatchIndependent(model: Engine, reference: ReferenceModel): Promise<void> {
+  const requests = [3, 17, 40, 9, 64, 25].map((n, i) => ({
+    prompt: promptOf(n, i),
+    maxTokens: 12,
+    ignoreEos: true,
+    sampling: i % 2 === 0 ? { temperature: 0 } : { temperature: 0.8, seed: 40 + i },
+  }));
+  const alone: number[][] = [];
+  for (const r of requests) alone.push((await model.complete(r)).tokenIds);
+  const together = await Promise.all(requests.map((r) => model.complete(r)));
+  together.forEach((r, i) => expect(r.tokenIds, `request ${i}`).toEqual(alone[i]));
+  requests.forEach((r, i) => {
+    if (i % 2 === 0) expect(alone[i], `request ${i}`).toEqual(reference.greedy(r.prompt, { maxTokens: 12 }).tokens);
+  });
+  expect(model.stats().kvBlocksUsed).toBe(0);
+}
+
 describe('a mixture-of-experts model through the engine', () => {
   it('concurrent requests equal their one-at-a-time runs and the float64 reference (greedy), and seeded sampling is batch-independent', async () => {
-    const requests = [3, 17, 40, 9, 64, 25].map((n, i) => ({
-      prompt: promptOf(n, i),
-      maxTokens: 12,
-      ignoreEos: true,
-      sampling: i % 2 === 0 ? { temperature: 0 } : { temperature: 0.8, seed: 40 + i },
-    }));
-    const alone: number[][] = [];
-    for (const r of requests) alone.push((await engine.complete(r)).tokenIds);
-    const together = await Promise.all(requests.map((r) => engine.complete(r)));
-    together.forEach((r, i) => expect(r.tokenIds, `request ${i}`).toEqual(alone[i]));
-    requests.forEach((r, i) => {
-      if (i % 2 === 0) expect(alone[i], `request ${i}`).toEqual(base.greedy(r.prompt, { maxTokens: 12 }).tokens);
-    });
-    expect(engine.stats().kvBlocksUsed).toBe(0);
+    await expectBatchIndependent(engine, base);
   });
 
   it('an adapter on the attention projections gives the merged reference, not the base model', async () => {
@@ -82,5 +89,29 @@ describe('a mixture-of-experts model through the engine', () => {
     expect(isAutoGlmError(e, 'model_load_failed')).toBe(true);
     expect((e as Error).message).toContain('gate_proj');
     expect((e as Error).message).toContain('mixtures of experts');
+  });
+});
+
+describe('mixtures with a shared expert through the engine', () => {
+  it.each([
+    ['qwen2_moe', {}],
+    ['glm4_moe', { expertGroups: 2, topkGroup: 1 }],
+  ] as const)('%s: concurrent requests equal their one-at-a-time runs and the float64 reference', async (architecture, options) => {
+    const modelDir = join(root, architecture);
+    const generated = await generateTestModel(modelDir, {
+      architecture,
+      dtype: 'f32',
+      seed: 9,
+      experts: 8,
+      expertsPerToken: 2,
+      ...options,
+    });
+    expect(generated.spec.moe!.sharedIntermediateSize).toBeGreaterThan(0);
+    const model = await Engine.load(modelDir, { forceF32: true, responseCacheEntries: 0 });
+    try {
+      await expectBatchIndependent(model, await loadReferenceModel(modelDir));
+    } finally {
+      await model.close();
+    }
   });
 });

@@ -1,11 +1,18 @@
 /**
  * A float64 forward pass written straight from the transformers definitions
- * (modeling_llama/mistral/qwen2/qwen3/qwen3_moe/glm/glm4/gemma/gemma2/gemma3.py), sharing nothing with the GPU path
+ * (modeling_llama/mistral/qwen2/qwen2_moe/qwen3/qwen3_moe/glm/glm4/glm4_moe/gemma/gemma2/gemma3.py), sharing nothing with the GPU path
  * except the ModelSpec and the weight reader. One token at a time with its own KV cache,
  * so a sequence of n tokens costs O(n) per token.
  */
 import { loadModelSpec } from '../../src/engine/model/config.js';
-import { listWeights, ropeInvFreq, type LayerWeights, type ModelSpec, type TensorRef } from '../../src/engine/model/model-spec.js';
+import {
+  listWeights,
+  ropeInvFreq,
+  type LayerWeights,
+  type ModelSpec,
+  type MoeSpec,
+  type TensorRef,
+} from '../../src/engine/model/model-spec.js';
 import { openModelWeights } from '../../src/engine/model/sharded.js';
 
 export type ReferenceWeights = ReadonlyMap<string, Float64Array>;
@@ -209,9 +216,9 @@ export class ReferenceModel {
   }
 
   /**
-   * Qwen3MoeSparseMoeBlock: softmax over the router's logits, the top k (lower index first
-   * on a tie), renormalised when norm_topk_prob, and the routing-weighted sum of those
-   * experts' MLPs.
+   * The sparse MLP: the router's choice and weights (routing), the routing-weighted sum of
+   * the chosen experts' MLPs, plus the shared expert where the model has one (Qwen2-MoE's
+   * scaled by sigmoid(shared_expert_gate . h)).
    */
   private mixtureOfExperts(layer: LayerWeights, h: Float64Array): Float64Array {
     const s = this.spec;
@@ -219,22 +226,72 @@ export class ReferenceModel {
     const H = s.hiddenSize;
     const EI = moe.expertIntermediateSize;
     const logits = matVec(this.w(layer.router), h, moe.numExperts, H);
-    const max = Math.max(...logits);
-    const p = logits.map((z) => Math.exp(z - max));
-    const total = p.reduce((a, b) => a + b, 0);
-    const order = Array.from(p.keys()).sort((a, b) => p[b]! - p[a]! || a - b);
-    const chosen = order.slice(0, moe.topK);
-    const norm = moe.normalizeTopK ? chosen.reduce((n, e) => n + p[e]!, 0) : total;
+    const routed =
+      moe.scoring === 'softmax' ? softmaxRouting(logits, moe) : sigmoidRouting(logits, layer.routerBias && this.w(layer.routerBias), moe);
     const out = new Float64Array(H);
-    for (const e of chosen) {
+    for (const { expert: e, weight } of routed) {
       const gate = matVec(this.w(layer.expertGate![e]), h, EI, H);
       const up = matVec(this.w(layer.expertUp![e]), h, EI, H);
       const y = this.gatedMlp(gate, up, layer.expertDown![e]);
-      const weight = p[e]! / norm;
       for (let i = 0; i < H; i++) out[i]! += weight * y[i]!;
+    }
+    if (layer.sharedGateProj) {
+      const SI = moe.sharedIntermediateSize;
+      const gate = matVec(this.w(layer.sharedGateProj), h, SI, H);
+      const up = matVec(this.w(layer.sharedUpProj), h, SI, H);
+      const y = this.gatedMlp(gate, up, layer.sharedDownProj);
+      const scale = layer.sharedExpertGate ? 1 / (1 + Math.exp(-matVec(this.w(layer.sharedExpertGate), h, 1, H)[0]!)) : 1;
+      for (let i = 0; i < H; i++) out[i]! += scale * y[i]!;
     }
     return out;
   }
+}
+
+interface Routed {
+  expert: number;
+  weight: number;
+}
+
+/**
+ * Qwen2/3-MoE (Qwen3MoeSparseMoeBlock): softmax over the router's logits, the top k (lower
+ * index first on a tie), renormalised when norm_topk_prob.
+ */
+function softmaxRouting(logits: Float64Array, moe: MoeSpec): Routed[] {
+  const max = Math.max(...logits);
+  const p = logits.map((z) => Math.exp(z - max));
+  const total = p.reduce((a, b) => a + b, 0);
+  const order = Array.from(p.keys()).sort((a, b) => p[b]! - p[a]! || a - b);
+  const chosen = order.slice(0, moe.topK);
+  const norm = moe.normalizeTopK ? chosen.reduce((n, e) => n + p[e]!, 0) : total;
+  return chosen.map((e) => ({ expert: e, weight: (p[e]! / norm) * moe.routedScale }));
+}
+
+/**
+ * GLM-4.5 (Glm4MoeTopkRouter, DeepSeek-V3's): scores sigmoid(logits); the choice adds the
+ * correction bias, keeps the topk_group best of n_group groups (a group's score: the sum of
+ * its two best) and zeroes the rest (masked_fill 0.0); the weights are the unbiased scores
+ * of the top k, over their sum + 1e-20 when norm_topk_prob, times routed_scaling_factor.
+ */
+function sigmoidRouting(logits: Float64Array, bias: Float64Array | undefined, moe: MoeSpec): Routed[] {
+  const E = moe.numExperts;
+  const score = logits.map((z) => 1 / (1 + Math.exp(-z)));
+  const choice = score.map((v, e) => v + (bias ? bias[e]! : 0));
+  const size = E / moe.groups;
+  const groupScore = Array.from({ length: moe.groups }, (_, g) => {
+    const best = Array.from(choice.subarray(g * size, (g + 1) * size)).sort((a, b) => b - a);
+    return best[0]! + best[1]!;
+  });
+  const kept = new Set(
+    Array.from(groupScore.keys())
+      .sort((a, b) => groupScore[b]! - groupScore[a]! || a - b)
+      .slice(0, moe.topkGroup),
+  );
+  const masked = choice.map((v, e) => (kept.has(Math.floor(e / size)) ? v : 0));
+  const chosen = Array.from(masked.keys())
+    .sort((a, b) => masked[b]! - masked[a]! || a - b)
+    .slice(0, moe.topK);
+  const norm = moe.normalizeTopK ? chosen.reduce((n, e) => n + score[e]!, 0) + 1e-20 : 1;
+  return chosen.map((e) => ({ expert: e, weight: (score[e]! / norm) * moe.routedScale }));
 }
 
 export function rmsNorm(x: Float64Array, w: Float64Array, eps: number, onePlus: boolean): Float64Array {

@@ -22,7 +22,8 @@ export interface ArchitectureTraits {
   ropeLayout: 'half' | 'interleaved';
   qkvBias: BiasRule;
   oBias: BiasRule;
-  qkNorm: boolean;
+  /** Per-head q/k RMSNorm: always, never, or as config.use_qk_norm says (GLM-4.5). */
+  qkNorm: boolean | 'use_qk_norm';
   sandwichNorms: boolean;
   /** Tensor names of the sandwich norms: GLM-4's post_self_attn/post_mlp or Gemma's post_attention/pre_feedforward/post_feedforward. */
   normNames: 'llama' | 'gemma';
@@ -36,8 +37,8 @@ export interface ArchitectureTraits {
    * with the tanh form; transformers' GemmaMLP used hidden_activation, defaulting to it).
    */
   activationKey: 'hidden_act' | 'hidden_activation';
-  /** Mixture-of-experts MLPs read from num_experts, num_experts_per_tok, ... (Qwen3-MoE). */
-  moe?: boolean;
+  /** Mixture-of-experts MLPs: how the configuration class and the checkpoint describe them. */
+  moe?: MoeTraits;
   /** Defaults of the configuration class for keys a config.json may omit. */
   defaults: {
     /** undefined: hidden_size / num_attention_heads. */
@@ -60,15 +61,32 @@ export interface ArchitectureTraits {
     finalLogitSoftcapping?: number | null;
     /** Gemma 3: RoPE theta of the sliding-window layers (rope_local_base_freq). */
     localRopeTheta?: number;
-    /** Mixture of experts: num_experts, num_experts_per_tok, moe_intermediate_size, norm_topk_prob. */
+    /** Mixture of experts: the expert count, num_experts_per_tok, moe_intermediate_size, norm_topk_prob. */
     numExperts?: number;
     expertsPerToken?: number;
     expertIntermediateSize?: number;
     normTopKProb?: boolean;
+    /** Qwen2-MoE: shared_expert_intermediate_size. */
+    sharedExpertIntermediateSize?: number;
+    /** GLM-4.5: first_k_dense_replace (dense MLPs below this layer). */
+    firstKDense?: number;
     /** Sizes the configuration class defaults (Gemma 3's text_config leaves most of them out); absent: required keys. */
     shape?: Pick<ModelSpec, 'vocabSize' | 'hiddenSize' | 'intermediateSize' | 'numLayers' | 'numHeads' | 'numKvHeads'>;
   };
 }
+
+/**
+ * The two families of mixture-of-experts MLP (model-spec.ts MoeSpec says what each computes):
+ * - qwen: Qwen2/3-MoE's Qwen2MoeSparseMoeBlock / Qwen3MoeSparseMoeBlock: num_experts,
+ *   softmax router, layers sparse unless mlp_only_layers lists them, when (i + 1) %
+ *   decoder_sparse_step == 0; with `sharedExpert`, Qwen2-MoE's mlp.shared_expert of
+ *   shared_expert_intermediate_size scaled by sigmoid(mlp.shared_expert_gate . x).
+ * - glm4_moe: Glm4MoeMoE (DeepSeek-V3's router): n_routed_experts, sigmoid scores plus
+ *   mlp.gate.e_score_correction_bias for the choice, n_group / topk_group, routed_scaling_factor,
+ *   mlp.shared_experts of n_shared_experts * moe_intermediate_size always added; layers
+ *   below first_k_dense_replace dense.
+ */
+export type MoeTraits = { family: 'qwen'; sharedExpert: boolean } | { family: 'glm4_moe' };
 
 /** GLM-4-9B-chat-hf's traits (model_type glm); glm4 is the same with sandwich norms. */
 const GLM: ArchitectureTraits = {
@@ -206,6 +224,32 @@ export const ARCHITECTURES: Record<Architecture, ArchitectureTraits> = {
       maxWindowLayers: 28,
     },
   },
+  // Qwen2MoeConfig: Qwen2's attention (q/k/v bias, o_proj none), Qwen2MoeSparseMoeBlock for
+  // the MLP of every layer not in mlp_only_layers whose index + 1 is a multiple of
+  // decoder_sparse_step: softmax router, top num_experts_per_tok (renormalised when
+  // norm_topk_prob, default False), plus the shared expert (Qwen1.5-MoE-A2.7B's defaults).
+  qwen2_moe: {
+    qkvBias: true,
+    oBias: false,
+    ...LLAMA_LIKE,
+    slidingWindow: 'when_use_sliding_window',
+    moe: { family: 'qwen', sharedExpert: true },
+    defaults: {
+      partialRotaryFactor: 1,
+      attentionBias: true,
+      rmsNormEps: 1e-6,
+      ropeTheta: 10000,
+      contextLength: 32768,
+      tieWordEmbeddings: false,
+      activation: 'silu',
+      maxWindowLayers: 28,
+      numExperts: 60,
+      expertsPerToken: 4,
+      expertIntermediateSize: 1408,
+      normTopKProb: false,
+      sharedExpertIntermediateSize: 5632,
+    },
+  },
   // Qwen3Attention: q/k/v/o bias=config.attention_bias (default False); q_norm/k_norm
   // (RMSNorm over head_dim) on each head before RoPE; Qwen3Config.head_dim defaults to 128.
   qwen3: { ...QWEN3, defaults: { ...QWEN3.defaults, headDim: 128 } },
@@ -216,7 +260,7 @@ export const ARCHITECTURES: Record<Architecture, ArchitectureTraits> = {
   // set it), each expert a SwiGLU MLP of moe_intermediate_size.
   qwen3_moe: {
     ...QWEN3,
-    moe: true,
+    moe: { family: 'qwen', sharedExpert: false },
     defaults: { ...QWEN3.defaults, numExperts: 128, expertsPerToken: 8, expertIntermediateSize: 768, normTopKProb: false },
   },
   // GlmAttention: q/k/v bias=config.attention_bias (default True), o_proj bias=False;
@@ -227,6 +271,32 @@ export const ARCHITECTURES: Record<Architecture, ArchitectureTraits> = {
   // Glm4DecoderLayer: as GLM plus post_self_attn_layernorm (after attention, before the
   // residual add) and post_mlp_layernorm (after the MLP, before the residual add).
   glm4: { ...GLM, sandwichNorms: true },
+  // Glm4MoeAttention: q/k/v bias=config.attention_bias (default False), o_proj none, q_norm
+  // and k_norm when use_qk_norm; RoPE with rotate_half (not GLM's interleaving) on the first
+  // head_dim * partial_rotary_factor (0.5) dimensions; head_dim defaults to hidden / heads.
+  // Separate gate_proj and up_proj in the dense layers; Glm4MoeMoE from first_k_dense_replace on.
+  glm4_moe: {
+    ...LLAMA_LIKE,
+    qkvBias: 'attention_bias',
+    oBias: false,
+    qkNorm: 'use_qk_norm',
+    slidingWindow: 'never',
+    moe: { family: 'glm4_moe' },
+    defaults: {
+      partialRotaryFactor: 0.5,
+      attentionBias: false,
+      rmsNormEps: 1e-5,
+      ropeTheta: 10000,
+      contextLength: 131072,
+      tieWordEmbeddings: false,
+      activation: 'silu',
+      numExperts: 128,
+      expertsPerToken: 8,
+      expertIntermediateSize: 1408,
+      normTopKProb: true,
+      firstKDense: 1,
+    },
+  },
   // GemmaRMSNorm: x * (1 + w), in float32; GemmaModel scales the embeddings by
   // sqrt(hidden_size) cast to the hidden states' dtype; q/k/v/o bias=attention_bias.
   gemma: {

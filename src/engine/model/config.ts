@@ -31,6 +31,7 @@ const MAX_LAYERS = 4096;
 /** What the routing kernel handles (src/kernels/moe-route.ts). */
 const MAX_EXPERTS = 4096;
 const MAX_EXPERTS_PER_TOKEN = 32;
+const MAX_EXPERT_GROUPS = 32;
 
 /**
  * Reads and parses `<dir>/config.json`. A Gemma 3 checkpoint with its vision tower names its
@@ -177,7 +178,7 @@ export function modelSpecFromConfig(config: ModelConfigJson): ModelSpec {
     rope,
     qkvBias: bias(traits.qkvBias),
     oBias: bias(traits.oBias),
-    qkNorm: traits.qkNorm,
+    qkNorm: traits.qkNorm === 'use_qk_norm' ? c.bool('use_qk_norm', false) : traits.qkNorm,
     sandwichNorms: traits.sandwichNorms,
     fusedGateUp: traits.fusedGateUp,
     tiedEmbeddings,
@@ -202,33 +203,66 @@ export function modelSpecFromConfig(config: ModelConfigJson): ModelSpec {
 }
 
 /**
- * The mixture-of-experts MLPs (transformers' Qwen3MoeDecoderLayer): layer i is sparse unless
- * mlp_only_layers lists it, when num_experts > 0 and (i + 1) % decoder_sparse_step == 0.
- * Limits: the routing kernel (moe-route.ts) picks at most 32 of at most 4096 experts, and
- * the expert kernels (moe-matmul.ts) read K, hidden_size for gate/up and
- * moe_intermediate_size for down, as vec4s (every published size is a multiple of 4).
+ * The mixture-of-experts MLPs, read the way the architecture's configuration class names
+ * them (architectures.ts MoeTraits). Limits: the routing kernel (moe-route.ts) picks at
+ * most 32 of at most 4096 experts, in at most 32 groups; the expert kernels (moe-matmul.ts)
+ * read K, hidden_size for gate/up and moe_intermediate_size for down, as vec4s (every
+ * published size is a multiple of 4).
  */
 function moeSpec(traits: ArchitectureTraits, c: ConfigReader, numLayers: number, hiddenSize: number): ModelSpec['moe'] {
-  if (!traits.moe) return null;
+  const t = traits.moe;
+  if (!t) return null;
   const d = traits.defaults;
-  const numExperts = c.nonNegativeInt('num_experts', d.numExperts ?? 0);
+  const glm = t.family === 'glm4_moe';
+  const expertsKey = glm ? 'n_routed_experts' : 'num_experts';
+  const numExperts = c.nonNegativeInt(expertsKey, d.numExperts ?? 0);
   if (numExperts === 0) return null;
-  if (numExperts > MAX_EXPERTS) throw c.invalid('num_experts', `must be at most ${MAX_EXPERTS}`);
+  if (numExperts > MAX_EXPERTS) throw c.invalid(expertsKey, `must be at most ${MAX_EXPERTS}`);
   const topK = c.int('num_experts_per_tok', d.expertsPerToken);
   if (topK > numExperts || topK > MAX_EXPERTS_PER_TOKEN)
-    throw c.invalid('num_experts_per_tok', `must be at most num_experts (${numExperts}) and at most ${MAX_EXPERTS_PER_TOKEN}`);
+    throw c.invalid('num_experts_per_tok', `must be at most ${expertsKey} (${numExperts}) and at most ${MAX_EXPERTS_PER_TOKEN}`);
   const expertIntermediateSize = c.int('moe_intermediate_size', d.expertIntermediateSize);
   if (expertIntermediateSize % 4 !== 0) throw c.invalid('moe_intermediate_size', 'must be a multiple of 4 (the expert kernels read vec4s)');
   if (hiddenSize % 4 !== 0)
     throw c.invalid('hidden_size', 'must be a multiple of 4 in a mixture-of-experts model (the expert kernels read vec4s)');
-  const step = c.int('decoder_sparse_step', 1);
-  const dense = new Set(c.intListOf('mlp_only_layers'));
+  const common = { numExperts, topK, expertIntermediateSize, normalizeTopK: c.bool('norm_topk_prob', d.normTopKProb ?? false) };
+  if (!glm) {
+    const step = c.int('decoder_sparse_step', 1);
+    const dense = new Set(c.intListOf('mlp_only_layers'));
+    return {
+      ...common,
+      layers: Array.from({ length: numLayers }, (_, i) => !dense.has(i) && (i + 1) % step === 0),
+      scoring: 'softmax',
+      choiceBias: false,
+      groups: 1,
+      topkGroup: 1,
+      routedScale: 1,
+      // Qwen2-MoE: shared_expert_intermediate_size 0 would be an expert of no width; the
+      // configuration class has no way to turn it off
+      sharedIntermediateSize: t.sharedExpert ? c.int('shared_expert_intermediate_size', d.sharedExpertIntermediateSize) : 0,
+      sharedGate: t.sharedExpert,
+    };
+  }
+  const groups = c.int('n_group', 1);
+  if (numExperts % groups !== 0 || numExperts / groups < 2 || groups > MAX_EXPERT_GROUPS)
+    throw c.invalid(
+      'n_group',
+      `must divide ${expertsKey} (${numExperts}) into groups of at least 2 experts, at most ${MAX_EXPERT_GROUPS} groups`,
+    );
+  const topkGroup = c.int('topk_group', 1);
+  if (topkGroup > groups) throw c.invalid('topk_group', `must be at most n_group (${groups})`);
+  const firstDense = c.nonNegativeInt('first_k_dense_replace', d.firstKDense ?? 0);
   return {
-    numExperts,
-    topK,
-    expertIntermediateSize,
-    normalizeTopK: c.bool('norm_topk_prob', d.normTopKProb ?? false),
-    layers: Array.from({ length: numLayers }, (_, i) => !dense.has(i) && (i + 1) % step === 0),
+    ...common,
+    layers: Array.from({ length: numLayers }, (_, i) => i >= firstDense),
+    scoring: 'sigmoid',
+    choiceBias: true,
+    groups,
+    topkGroup,
+    routedScale: c.number('routed_scaling_factor', 1),
+    // n_shared_experts 0 would build a zero-width MLP in transformers: refused as nonsense
+    sharedIntermediateSize: c.int('n_shared_experts', 1) * expertIntermediateSize,
+    sharedGate: false,
   };
 }
 

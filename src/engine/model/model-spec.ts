@@ -9,9 +9,11 @@ export const SUPPORTED_ARCHITECTURES = [
   'mistral',
   'qwen2',
   'qwen3',
+  'qwen2_moe',
   'qwen3_moe',
   'glm',
   'glm4',
+  'glm4_moe',
   'gemma',
   'gemma2',
   'gemma3_text',
@@ -46,9 +48,16 @@ export interface NormSpec {
 }
 
 /**
- * A sparse mixture-of-experts MLP as Qwen3-MoE has it: a router picks each token's topK
- * experts by softmax probability (renormalised over the chosen ones when normalizeTopK),
- * and the MLP's output is the routing-weighted sum of those experts' gated MLPs.
+ * A sparse mixture-of-experts MLP: a router picks each token's topK experts, and the MLP's
+ * output is the routing-weighted sum of those experts' gated MLPs, plus a shared expert
+ * every token runs where the model has one.
+ * - Qwen2/3-MoE: softmax probabilities over all experts, renormalised over the chosen
+ *   ones when normalizeTopK; Qwen2-MoE adds a shared expert scaled per token by
+ *   sigmoid(x . shared_expert_gate).
+ * - GLM-4.5 (DeepSeek-V3's router): each expert's score is sigmoid(logit); the choice adds
+ *   a learned per-expert bias (e_score_correction_bias) and may be limited to the best
+ *   groups of experts; the weights are the unbiased scores, renormalised, times
+ *   routedScale; a shared expert (n_shared_experts of them, as one MLP) always added.
  */
 export interface MoeSpec {
   numExperts: number;
@@ -56,8 +65,20 @@ export interface MoeSpec {
   /** Each expert's MLP width (moe_intermediate_size); dense layers keep intermediateSize. */
   expertIntermediateSize: number;
   normalizeTopK: boolean;
-  /** Per layer: whether its MLP is the mixture (mlp_only_layers and decoder_sparse_step decide). */
+  /** Per layer: whether its MLP is the mixture (mlp_only_layers, decoder_sparse_step or first_k_dense_replace decide). */
   layers: boolean[];
+  scoring: 'softmax' | 'sigmoid';
+  /** The router holds e_score_correction_bias, added to the scores for the choice only. */
+  choiceBias: boolean;
+  /** Group-limited choice (n_group, topk_group): only experts of the topkGroup best of `groups` contiguous groups; 1 and 1 = no limit. */
+  groups: number;
+  topkGroup: number;
+  /** Multiplies the routing weights (routed_scaling_factor; 1 for Qwen). */
+  routedScale: number;
+  /** The shared expert's MLP width; 0 = none. */
+  sharedIntermediateSize: number;
+  /** Qwen2-MoE: the shared expert's output is scaled by sigmoid(x . shared_expert_gate). */
+  sharedGate: boolean;
 }
 
 /** One tensor the checkpoint must hold: its safetensors name and row-major shape. */
@@ -104,10 +125,18 @@ export interface LayerWeights {
   downProj?: TensorRef;
   /** Mixture-of-experts layer (spec.moe): the router, [experts, hidden]. */
   router?: TensorRef;
+  /** GLM-4.5's router: e_score_correction_bias, [experts]. */
+  routerBias?: TensorRef;
   /** Mixture-of-experts layer: each expert's gate and up, [expertIntermediate, hidden], and down, [hidden, expertIntermediate]. */
   expertGate?: TensorRef[];
   expertUp?: TensorRef[];
   expertDown?: TensorRef[];
+  /** The shared expert: gate and up [sharedIntermediate, hidden], down [hidden, sharedIntermediate]. */
+  sharedGateProj?: TensorRef;
+  sharedUpProj?: TensorRef;
+  sharedDownProj?: TensorRef;
+  /** Qwen2-MoE: the shared expert's gate, [1, hidden]. */
+  sharedExpertGate?: TensorRef;
   /** sandwichNorms: RMSNorm of the MLP output before the residual add (GLM-4's post_mlp_layernorm, Gemma's post_feedforward_layernorm). */
   postMlpNorm?: TensorRef;
 }
@@ -151,7 +180,7 @@ export interface ModelSpec {
   tiedEmbeddings: boolean;
   /** The gated MLP's activation: act(gate) * up. */
   activation: 'silu' | 'gelu_tanh';
-  /** Mixture-of-experts MLPs (Qwen3-MoE); null for dense models. */
+  /** Mixture-of-experts MLPs (Qwen2/3-MoE, GLM-4.5); null for dense models. */
   moe: MoeSpec | null;
   /**
    * A query at position p sees keys at positions > p - slidingWindow in the layers that

@@ -21,8 +21,12 @@ export interface WeightLayoutOptions {
   normNames: 'llama' | 'gemma';
   fusedGateUp: boolean;
   tiedEmbeddings: boolean;
-  /** Mixture-of-experts layers (Qwen3-MoE: mlp.gate, mlp.experts.E.{gate,up,down}_proj). */
-  moe?: Pick<MoeSpec, 'numExperts' | 'expertIntermediateSize' | 'layers'> | null;
+  /**
+   * Mixture-of-experts layers: mlp.gate (+ GLM-4.5's mlp.gate.e_score_correction_bias),
+   * mlp.experts.E.{gate,up,down}_proj, and the shared expert: Qwen2-MoE's mlp.shared_expert
+   * with mlp.shared_expert_gate, GLM-4.5's mlp.shared_experts.
+   */
+  moe?: Pick<MoeSpec, 'numExperts' | 'expertIntermediateSize' | 'layers' | 'choiceBias' | 'sharedIntermediateSize' | 'sharedGate'> | null;
   /** Where the decoder's tensors live (default DECODER_NAMES: model.*, lm_head.weight). */
   names?: DecoderNames;
 }
@@ -78,6 +82,16 @@ export function weightLayout(o: WeightLayoutOptions): WeightLayout {
       layer.expertGate = Array.from({ length: E }, (_, e) => expert(e, 'gate_proj', EI, H));
       layer.expertUp = Array.from({ length: E }, (_, e) => expert(e, 'up_proj', EI, H));
       layer.expertDown = Array.from({ length: E }, (_, e) => expert(e, 'down_proj', H, EI));
+      if (o.moe.choiceBias) layer.routerBias = ref(`${p}mlp.gate.e_score_correction_bias`, E);
+      const SI = o.moe.sharedIntermediateSize;
+      if (SI > 0) {
+        // Qwen2-MoE's one gated shared expert, GLM-4.5's n_shared_experts fused into one MLP
+        const shared = `${p}mlp.${o.moe.sharedGate ? 'shared_expert' : 'shared_experts'}.`;
+        layer.sharedGateProj = ref(`${shared}gate_proj.weight`, SI, H);
+        layer.sharedUpProj = ref(`${shared}up_proj.weight`, SI, H);
+        layer.sharedDownProj = ref(`${shared}down_proj.weight`, H, SI);
+        if (o.moe.sharedGate) layer.sharedExpertGate = ref(`${p}mlp.shared_expert_gate.weight`, 1, H);
+      }
     } else {
       layer.downProj = ref(`${p}mlp.down_proj.weight`, H, I);
       if (o.fusedGateUp) layer.gateUpProj = ref(`${p}mlp.gate_up_proj.weight`, 2 * I, H);

@@ -19,7 +19,7 @@
 import { attention } from '../../kernels/attention.js';
 import { embedding } from '../../kernels/embedding.js';
 import { gatherRows } from '../../kernels/gather-rows.js';
-import { defaultMatmulTuning, matmul, narrowOutputTuning } from '../../kernels/matmul.js';
+import { defaultMatmulTuning, matmul, narrowOutputTuning, type MatmulArgs, type MatmulWeight } from '../../kernels/matmul.js';
 import { gatedActivation } from '../../kernels/activation.js';
 import { loraExpand, loraShrink } from '../../kernels/lora.js';
 import { addRmsNorm, rmsNorm } from '../../kernels/rmsnorm.js';
@@ -33,6 +33,7 @@ import { moeGroup } from '../../kernels/moe-group.js';
 import { moeMatmul, moeMatmulGrouped } from '../../kernels/moe-matmul.js';
 import { moeRoute } from '../../kernels/moe-route.js';
 import { moeWeightedSum } from '../../kernels/moe-sum.js';
+import { sigmoidGatedAdd } from '../../kernels/sigmoid-gated-add.js';
 import type { GpuModel, GpuModelShape, GpuMoe } from './gpu-model.js';
 import type { StepBuffers, StepPlan } from './step-buffers.js';
 
@@ -59,8 +60,6 @@ export function recordForward(
   const qkv = rowsOf(buf.qkv, rows, qkvWidth);
   const attnOut = rowsOf(buf.attn, rows, s.numHeads * s.headDim);
   const blockOut = rowsOf(buf.blockOut, rows, s.hiddenSize);
-  const gateUp = rowsOf(buf.gateUp, rows, 2 * s.intermediateSize);
-  const act = rowsOf(buf.act, rows, s.intermediateSize);
   const norm = { rows, dim: s.hiddenSize, eps: s.normEps, onePlus: s.normOnePlus };
   const headNorm = { rows, dim: s.headDim, eps: s.normEps, onePlus: s.normOnePlus, rowStride: qkvWidth };
   // Where the o and down projections write: folded without a post-norm, added straight into
@@ -169,24 +168,22 @@ export function recordForward(
     if (layer.moe) {
       // the router and the experts all read the normed rows: made once (folded: not yet made)
       if (fold) rmsNorm(rt, rec, { x: hidden, weight: layer.preMlpNorm, out: normed, ...norm });
-      mixtureOfExperts(rt, rec, layer.moe, buf, { x: normed, rows, activation: s.activation, ...mlpResidual });
+      mixtureOfExperts(rt, rec, layer.moe, buf, { x: normed, rows, activation: s.activation, gemvMaxRows, ...mlpResidual });
     } else {
-      const gateUpW = layer.gateUp!;
-      const downW = layer.down!;
-      matmul(rt, rec, { x: fold ? hidden : normed, normX: normX(layer.preMlpNorm), weight: gateUpW, out: gateUp, M: rows });
-      addLora(lora.gateUp, fold ? hidden : normed, gateUp, normX(layer.preMlpNorm));
-      // an adapted down projection reads the activated rows, so they are made whatever the step's size
-      if (rows <= gemvMaxRows && !(loras && lora.down)) {
-        // decode-sized steps: the down projection applies the activation as it loads its
-        // input (one dispatch and one pass over [rows, 2 * inner] fewer)
-        matmul(rt, rec, { x: gateUp, gated: s.activation, weight: downW, M: rows, ...mlpResidual });
-      } else {
-        // taller steps: the GEMM reloads each input once per column tile, so the activation
-        // runs once on its own (fused it timed 1.0-1.2x at 9-512 rows on lavapipe)
-        gatedActivation(rt, rec, { x: gateUp, out: act, rows, inner: s.intermediateSize, activation: s.activation });
-        matmul(rt, rec, { x: act, weight: downW, M: rows, ...mlpResidual });
-        addLora(lora.down, act, mlpResidual.out);
-      }
+      gatedMlp(rt, rec, buf, {
+        x: fold ? hidden : normed,
+        normX: normX(layer.preMlpNorm),
+        gateUp: layer.gateUp!,
+        down: layer.down!,
+        rows,
+        inner: s.intermediateSize,
+        activation: s.activation,
+        gemvMaxRows,
+        ...mlpResidual,
+        loraGateUp: (gateUp) => addLora(lora.gateUp, fold ? hidden : normed, gateUp, normX(layer.preMlpNorm)),
+        // an adapted down projection reads the activated rows, so they are made whatever the step's size
+        loraDown: loras && lora.down ? (act) => addLora(lora.down, act, mlpResidual.out) : undefined,
+      });
     }
     postNorm(layer.postMlpOutNorm);
   }
@@ -226,6 +223,34 @@ function mixtureOfExperts(
   rec: Recorder,
   moe: GpuMoe,
   buf: StepBuffers,
+  o: { x: GpuTensor; rows: number; activation: GpuModelShape['activation']; gemvMaxRows: number; out: GpuTensor; accumulate?: boolean },
+): void {
+  routedExperts(rt, rec, moe, buf, o);
+  const shared = moe.shared;
+  if (!shared) return;
+  // the shared expert adds into what the routed experts wrote; Qwen2-MoE's gated one goes
+  // through scratch rows first (the pairs' down rows, read by now), scaled per row as it is added
+  const { rows } = o;
+  const gated = shared.gate ? rowsOf(buf.moe!.down, rows, shared.down.N) : undefined;
+  gatedMlp(rt, rec, buf, {
+    x: o.x,
+    gateUp: shared.gateUp,
+    down: shared.down,
+    rows,
+    inner: shared.inner,
+    activation: o.activation,
+    gemvMaxRows: o.gemvMaxRows,
+    ...(gated ? { out: gated } : { out: o.out, accumulate: true }),
+  });
+  if (gated) sigmoidGatedAdd(rt, rec, { x: o.x, gate: shared.gate!, y: gated, out: o.out, rows, K: shared.gateUp.K, N: shared.down.N });
+}
+
+/** The routed experts of a mixture: written into `out` (added to it with `accumulate`). */
+function routedExperts(
+  rt: KernelRuntime,
+  rec: Recorder,
+  moe: GpuMoe,
+  buf: StepBuffers,
   o: { x: GpuTensor; rows: number; activation: GpuModelShape['activation']; out: GpuTensor; accumulate?: boolean },
 ): void {
   const { rows } = o;
@@ -240,7 +265,20 @@ function mixtureOfExperts(
   const act = rowsOf(b.act, pairs, moe.inner);
   const accumulate = o.accumulate === true;
   matmul(rt, rec, { x: o.x, weight: moe.router, out: logits, M: rows });
-  moeRoute(rt, rec, { logits, ids, weights, rows, experts, topK, normalize: moe.normalizeTopK });
+  moeRoute(rt, rec, {
+    logits,
+    ids,
+    weights,
+    rows,
+    experts,
+    topK,
+    normalize: moe.normalizeTopK,
+    scoring: moe.scoring,
+    ...(moe.choiceBias ? { choiceBias: moe.choiceBias } : {}),
+    groups: moe.groups,
+    topkGroup: moe.topkGroup,
+    scale: moe.routedScale,
+  });
   // each pair's down projection must fit one binding (a 2048-row prefill of a 2048-wide model
   // on lavapipe's 128 MiB would not): such a step keeps one matmul per pair
   const grouped = pairs >= MOE_GROUPED_MIN_PAIRS_PER_EXPERT * experts && pairs * N * 4 <= rt.maxBindingBytes;
@@ -257,6 +295,50 @@ function mixtureOfExperts(
   gatedActivation(rt, rec, { x: gateUp, out: act, rows: pairs, inner: moe.inner, activation: o.activation });
   moeMatmulGrouped(rt, rec, { input: 'pair', x: act, weight: moe.down, out: down, ...groups });
   moeWeightedSum(rt, rec, { y: down, ids, routeWeights: weights, out: o.out, rows, topK, N, experts, accumulate });
+}
+
+/**
+ * A gated MLP (a dense layer's, or a mixture's shared expert): gate and up in one matmul,
+ * the activation, the down projection into `out` (added with `accumulate`). The LoRA hooks
+ * add a dense layer's adapters: after gate/up, and after down (which then needs the
+ * activated rows made, whatever the step's size).
+ */
+function gatedMlp(
+  rt: KernelRuntime,
+  rec: Recorder,
+  buf: StepBuffers,
+  o: {
+    x: GpuTensor;
+    normX?: MatmulArgs['normX'];
+    gateUp: MatmulWeight;
+    down: MatmulWeight;
+    rows: number;
+    inner: number;
+    activation: GpuModelShape['activation'];
+    gemvMaxRows: number;
+    out: GpuTensor;
+    accumulate?: boolean;
+    loraGateUp?: (gateUp: GpuTensor) => void;
+    loraDown?: (act: GpuTensor) => void;
+  },
+): void {
+  const { rows } = o;
+  const gateUp = rowsOf(buf.gateUp, rows, 2 * o.inner);
+  const target = { out: o.out, ...(o.accumulate ? { accumulate: true } : {}) };
+  matmul(rt, rec, { x: o.x, ...(o.normX ? { normX: o.normX } : {}), weight: o.gateUp, out: gateUp, M: rows });
+  o.loraGateUp?.(gateUp);
+  if (rows <= o.gemvMaxRows && !o.loraDown) {
+    // decode-sized steps: the down projection applies the activation as it loads its
+    // input (one dispatch and one pass over [rows, 2 * inner] fewer)
+    matmul(rt, rec, { x: gateUp, gated: o.activation, weight: o.down, M: rows, ...target });
+    return;
+  }
+  // taller steps: the GEMM reloads each input once per column tile, so the activation
+  // runs once on its own (fused it timed 1.0-1.2x at 9-512 rows on lavapipe)
+  const act = rowsOf(buf.act, rows, o.inner);
+  gatedActivation(rt, rec, { x: gateUp, out: act, rows, inner: o.inner, activation: o.activation });
+  matmul(rt, rec, { x: act, weight: o.down, M: rows, ...target });
+  o.loraDown?.(act);
 }
 
 function rowsOf(t: GpuTensor, rows: number, width: number): GpuTensor {

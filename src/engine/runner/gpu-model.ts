@@ -47,6 +47,25 @@ export interface GpuMoe {
   /** Each expert's MLP width. */
   inner: number;
   normalizeTopK: boolean;
+  /** The router (model-spec.ts MoeSpec): softmax (Qwen) or sigmoid scores (GLM-4.5). */
+  scoring: 'softmax' | 'sigmoid';
+  /** GLM-4.5: f32 [experts], added to the scores for the choice only. */
+  choiceBias?: GpuTensor;
+  groups: number;
+  topkGroup: number;
+  routedScale: number;
+  /** The shared expert every token runs (Qwen2-MoE, GLM-4.5). */
+  shared?: GpuSharedExpert;
+}
+
+/** A mixture-of-experts layer's shared expert: a dense gated MLP, Qwen2-MoE's scaled per token by a sigmoid gate. */
+export interface GpuSharedExpert {
+  /** [2 * inner, hidden], gate first. */
+  gateUp: MatmulWeight;
+  down: MatmulWeight;
+  inner: number;
+  /** Qwen2-MoE: f32 [hidden], the output scaled by sigmoid(gate . x). */
+  gate?: GpuTensor;
 }
 
 export interface GpuModelShape {
@@ -69,8 +88,8 @@ export interface GpuModelShape {
   attentionSoftcap: number;
   /** 0 = none; else logits are soft-capped at this (Gemma 2). */
   finalLogitSoftcap: number;
-  /** Mixture-of-experts layers' sizes (their step buffers); null for dense models. */
-  moe: { experts: number; topK: number; inner: number } | null;
+  /** Mixture-of-experts layers' sizes (their step buffers; sharedInner 0 without a shared expert); null for dense models. */
+  moe: { experts: number; topK: number; inner: number; sharedInner: number } | null;
 }
 
 export interface GpuModel {

@@ -77,11 +77,16 @@ export function stepBufferBytes(shape: GpuModelShape, maxRows: number, maxSample
     s.numHeads * s.headDim * 2 +
     2 * s.numKvHeads * s.headDim +
     s.hiddenSize +
-    3 * s.intermediateSize +
+    3 * mlpWidth(s) +
     4 +
     (loraWidth > 0 ? loraWidth + 1 : 0) +
     (s.moe ? s.moe.experts + 3 * s.moe.topK + 3 * s.moe.topK * s.moe.inner + s.moe.topK * s.hiddenSize : 0);
   return 4 * (perRow * maxRows + maxSampleRows * (s.hiddenSize + s.vocabSize + 1) + (s.moe ? s.moe.experts + 1 : 0));
+}
+
+/** The widest dense MLP the gate/up and activation buffers serve: the dense layers', or a mixture's shared expert (Qwen2-57B-A14B's is the wider). */
+function mlpWidth(s: GpuModelShape): number {
+  return Math.max(s.intermediateSize, s.moe?.sharedInner ?? 0);
 }
 
 /** loraWidth: the widest LoRA shrink output (GpuLoras.maxR), 0 without adapters. */
@@ -103,8 +108,8 @@ export function createStepBuffers(
     qkv: f((s.numHeads + 2 * s.numKvHeads) * s.headDim, maxRows, 'qkv'),
     attn: f(s.numHeads * s.headDim, maxRows, 'attn'),
     blockOut: f(s.hiddenSize, maxRows, 'block-out'),
-    gateUp: f(2 * s.intermediateSize, maxRows, 'gate-up'),
-    act: f(s.intermediateSize, maxRows, 'act'),
+    gateUp: f(2 * mlpWidth(s), maxRows, 'gate-up'),
+    act: f(mlpWidth(s), maxRows, 'act'),
     sampledHidden: f(s.hiddenSize, maxSampleRows, 'sampled-hidden'),
     logits: f(s.vocabSize, maxSampleRows, 'logits'),
     tokenIds: u(maxRows, 'token-ids'),

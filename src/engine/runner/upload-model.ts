@@ -164,6 +164,22 @@ export async function uploadModel(rt: KernelRuntime, folder: LoadedModelFolder, 
       topK: moe.topK,
       inner,
       normalizeTopK: moe.normalizeTopK,
+      scoring: moe.scoring,
+      ...(l.routerBias ? { choiceBias: await vector(l.routerBias) } : {}),
+      groups: moe.groups,
+      topkGroup: moe.topkGroup,
+      routedScale: moe.routedScale,
+      ...(l.sharedGateProj
+        ? {
+            // every token reads it whole, like a dense MLP
+            shared: {
+              gateUp: await stacked([l.sharedGateProj, l.sharedUpProj!]),
+              down: await linear(l.sharedDownProj!),
+              inner: moe.sharedIntermediateSize,
+              ...(l.sharedExpertGate ? { gate: await vector(l.sharedExpertGate) } : {}),
+            },
+          }
+        : {}),
     };
   };
 
@@ -227,7 +243,14 @@ export async function uploadModel(rt: KernelRuntime, folder: LoadedModelFolder, 
     attentionScale: spec.attentionScale,
     attentionSoftcap: spec.attentionSoftcap ?? 0,
     finalLogitSoftcap: spec.finalLogitSoftcap ?? 0,
-    moe: spec.moe ? { experts: spec.moe.numExperts, topK: spec.moe.topK, inner: spec.moe.expertIntermediateSize } : null,
+    moe: spec.moe
+      ? {
+          experts: spec.moe.numExperts,
+          topK: spec.moe.topK,
+          inner: spec.moe.expertIntermediateSize,
+          sharedInner: spec.moe.sharedIntermediateSize,
+        }
+      : null,
   };
   const embeddingBytes = embedding.parts.reduce((n, p) => n + tensorBytes(p.tensor), 0);
   const ropeBytes = tensorBytes(invFreq) + (localInvFreq ? tensorBytes(localInvFreq) : 0);
