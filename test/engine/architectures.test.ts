@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Engine } from '../../src/engine/engine.js';
 import { loadModelFolder } from '../../src/engine/model-folder.js';
-import type { Architecture } from '../../src/engine/model/model-spec.js';
+import { SUPPORTED_ARCHITECTURES } from '../../src/engine/model/model-spec.js';
 import { ModelRunner } from '../../src/engine/runner/model-runner.js';
 import { uploadModel } from '../../src/engine/runner/upload-model.js';
 import { KernelRuntime } from '../../src/kernels/runtime.js';
@@ -20,20 +20,8 @@ import { relativeError } from '../helpers/gpu.js';
 import { Rng } from '../helpers/random.js';
 import { loadReferenceModel } from '../reference/forward.js';
 
-const ARCHITECTURES: Architecture[] = [
-  'llama',
-  'mistral',
-  'qwen2',
-  'qwen2_moe',
-  'qwen3',
-  'qwen3_moe',
-  'glm',
-  'glm4',
-  'glm4_moe',
-  'gemma',
-  'gemma2',
-  'gemma3_text',
-];
+/** Every supported model_type (gemma3, Gemma 3 with its vision tower, at the end). */
+const ARCHITECTURES = SUPPORTED_ARCHITECTURES;
 const PROMPT_TOKENS = 64;
 
 /**

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { moeRoute, moeRouteUsesSubgroups, type MoeRouteOptions } from '../../src/kernels/moe-route.js';
+import type { Recorder } from '../../src/kernels/recorder.js';
 import type { KernelRuntime } from '../../src/kernels/runtime.js';
 import { hasSubgroupsOf } from '../../src/kernels/subgroups.js';
 import { sliceTensor, type GpuTensor } from '../../src/kernels/tensor.js';
@@ -111,6 +112,20 @@ function apart(sorted: number[], allowZeroTies = false): boolean {
 
 const sigmoid = (x: number): number => 1 / (1 + Math.exp(-x));
 
+/** Calls moeRoute with valid arguments (2 rows of 64 experts, top 8) but for `o`'s. */
+function refusalCall(rt: KernelRuntime, rec: Recorder): (o: Partial<MoeRouteOptions>) => () => void {
+  const base: MoeRouteOptions = {
+    logits: rt.tensor('f32', 2 * 64),
+    ids: rt.tensor('u32', 2 * 8),
+    weights: rt.tensor('f32', 2 * 8),
+    rows: 2,
+    experts: 64,
+    topK: 8,
+    normalize: true,
+  };
+  return (o) => () => moeRoute(rt, rec, { ...base, ...o });
+}
+
 // 'cpu': one subgroup per row where the adapter has subgroups of 8+ lanes (lavapipe does);
 // 'gpu': the 64-wide workgroup with workgroup-memory reductions
 describe.each(['cpu', 'gpu'] as const)('moeRoute (softmax, top-k, optional renormalisation), %s kernel profile', (kernelProfile) => {
@@ -203,16 +218,7 @@ describe.each(['cpu', 'gpu'] as const)('moeRoute (softmax, top-k, optional renor
   it('refuses bad arguments before recording', async () => {
     const rt = runtime();
     const rec = rt.recorder();
-    const base: MoeRouteOptions = {
-      logits: rt.tensor('f32', 2 * 64),
-      ids: rt.tensor('u32', 2 * 8),
-      weights: rt.tensor('f32', 2 * 8),
-      rows: 2,
-      experts: 64,
-      topK: 8,
-      normalize: true,
-    };
-    const call = (o: Partial<MoeRouteOptions>) => () => moeRoute(rt, rec, { ...base, ...o });
+    const call = refusalCall(rt, rec);
     expect(call({})).not.toThrow();
     const recorded = rec.dispatchCount;
     for (const bad of [0, -1, 2.5, NaN]) {
@@ -375,16 +381,7 @@ describe.each(['cpu', 'gpu'] as const)('moeRoute (sigmoid, choice bias, expert g
   it('refuses bad new options before recording', async () => {
     const rt = runtime();
     const rec = rt.recorder();
-    const base: MoeRouteOptions = {
-      logits: rt.tensor('f32', 2 * 64),
-      ids: rt.tensor('u32', 2 * 8),
-      weights: rt.tensor('f32', 2 * 8),
-      rows: 2,
-      experts: 64,
-      topK: 8,
-      normalize: true,
-    };
-    const call = (o: Partial<MoeRouteOptions>) => () => moeRoute(rt, rec, { ...base, ...o });
+    const call = refusalCall(rt, rec);
     const sigmoid = { scoring: 'sigmoid' } as const;
     expect(call({ scale: 2.5 })).not.toThrow();
     expect(call({ ...sigmoid, choiceBias: rt.tensor('f32', 64), groups: 8, topkGroup: 3, scale: 2.5 })).not.toThrow();

@@ -123,6 +123,24 @@ const LLAMA_LIKE = {
   activationKey: 'hidden_act',
 } as const;
 
+/** Qwen2's traits (Qwen2 and Qwen2-MoE). */
+const QWEN2 = {
+  qkvBias: true,
+  oBias: false,
+  ...LLAMA_LIKE,
+  slidingWindow: 'when_use_sliding_window',
+  defaults: {
+    partialRotaryFactor: 1,
+    attentionBias: true,
+    rmsNormEps: 1e-6,
+    ropeTheta: 10000,
+    contextLength: 32768,
+    tieWordEmbeddings: false,
+    activation: 'silu',
+    maxWindowLayers: 28,
+  },
+} as const satisfies ArchitectureTraits;
+
 /**
  * Qwen3's attention (Qwen3 and Qwen3-MoE): q/k/v/o bias=config.attention_bias (default
  * False), q_norm/k_norm over each head before RoPE; with use_sliding_window the window applies
@@ -208,41 +226,16 @@ export const ARCHITECTURES: Record<Architecture, ArchitectureTraits> = {
   },
   // Qwen2Attention: q/k/v bias=True unconditionally, o_proj bias=False; with use_sliding_window
   // the window applies from layer max_window_layers on (Qwen2Config.layer_types).
-  qwen2: {
-    qkvBias: true,
-    oBias: false,
-    ...LLAMA_LIKE,
-    slidingWindow: 'when_use_sliding_window',
-    defaults: {
-      partialRotaryFactor: 1,
-      attentionBias: true,
-      rmsNormEps: 1e-6,
-      ropeTheta: 10000,
-      contextLength: 32768,
-      tieWordEmbeddings: false,
-      activation: 'silu',
-      maxWindowLayers: 28,
-    },
-  },
+  qwen2: QWEN2,
   // Qwen2MoeConfig: Qwen2's attention (q/k/v bias, o_proj none), Qwen2MoeSparseMoeBlock for
   // the MLP of every layer not in mlp_only_layers whose index + 1 is a multiple of
   // decoder_sparse_step: softmax router, top num_experts_per_tok (renormalised when
   // norm_topk_prob, default False), plus the shared expert (Qwen1.5-MoE-A2.7B's defaults).
   qwen2_moe: {
-    qkvBias: true,
-    oBias: false,
-    ...LLAMA_LIKE,
-    slidingWindow: 'when_use_sliding_window',
+    ...QWEN2,
     moe: { family: 'qwen', sharedExpert: true },
     defaults: {
-      partialRotaryFactor: 1,
-      attentionBias: true,
-      rmsNormEps: 1e-6,
-      ropeTheta: 10000,
-      contextLength: 32768,
-      tieWordEmbeddings: false,
-      activation: 'silu',
-      maxWindowLayers: 28,
+      ...QWEN2.defaults,
       numExperts: 60,
       expertsPerToken: 4,
       expertIntermediateSize: 1408,
