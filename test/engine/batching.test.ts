@@ -79,6 +79,25 @@ describe('continuous batching', () => {
     }
   });
 
+  it('prefills a prompt longer than the step token budget in chunks (steps that sample nothing) to what one step gives', async () => {
+    const prompt = 'Once upon a time there was a little cat who liked to play in the garden. '.repeat(5);
+    const greedy = { prompt, sampling: { temperature: 0 }, maxTokens: 24 } as const;
+    const whole = await engine.complete(greedy);
+    expect(whole.usage.promptTokens).toBeGreaterThan(300);
+    const chunked = await Engine.load(DEMO, { responseCacheEntries: 0, maxBatchTokens: 64 });
+    try {
+      const got = await chunked.complete(greedy);
+      expect(got.tokenIds).toEqual(whole.tokenIds);
+      const stats = chunked.stats();
+      // every 64-row chunk of the prompt a step of its own, only the last one sampling
+      expect(stats.prefillSteps).toBe(Math.ceil(whole.usage.promptTokens / 64));
+      expect(stats.prefillStepRows).toBe(whole.usage.promptTokens);
+      expect(stats.kvBlocksUsed).toBe(0);
+    } finally {
+      await chunked.close();
+    }
+  });
+
   it('reuses a shared 200-token prefix and computes only the new tokens', async () => {
     const system = 'You are a storyteller for small children. '.repeat(5).slice(0, 200);
     const first = await engine.complete({ prompt: system + 'Tell me a story about a cat.', sampling: { temperature: 0 }, maxTokens: 16 });

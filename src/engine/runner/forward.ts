@@ -191,7 +191,9 @@ export function recordForward(
   // last residual add + final norm (folded: inside the LM head)
   if (!fold) addRmsNorm(rt, rec, { residual: hidden, x: blockOut, weight: model.finalNorm, out: normed, ...norm });
 
-  // LM head on the sampled rows only
+  // LM head on the sampled rows only: a step of nothing but a long prompt's first chunks
+  // (longer than the step's token budget) samples no row and has none to run
+  if (plan.sampleCount === 0) return;
   const last = rowsOf(buf.sampledHidden, plan.sampleCount, s.hiddenSize);
   const src = fold ? hidden : normed;
   gatherRows(rt, rec, { src, indices: plan.sampleRows, out: last, srcRows: rows, count: plan.sampleCount, dim: s.hiddenSize });
