@@ -139,7 +139,7 @@ const FLAGS = {
   'log-level': { kind: 'string', help: 'pino level: fatal|error|warn|info|debug|trace|silent (default info)' },
   'tool-call-parser': {
     kind: 'string',
-    help: 'how tool calls are read from output: auto (the format the chat template teaches, default), hermes, llama3_json or none',
+    help: 'how tool calls are read from output: auto (the format the chat template teaches, default), hermes, llama3_json, glm45 or none',
   },
   'reasoning-parser': {
     kind: 'string',

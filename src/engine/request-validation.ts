@@ -6,7 +6,7 @@ import { checkTemplateKwargs } from './tokenizer/template-kwargs.js';
 import { AutoGlmError } from '../errors.js';
 import type { RowLogitBias } from '../kernels/logit-bias.js';
 import { MAX_CHOICE_LENGTH, MAX_CHOICES, MAX_CHOICES_TOTAL_LENGTH, MAX_PATTERN_LENGTH } from './constraints/regex.js';
-import type { GenerateRequest, SamplingParams } from './types.js';
+import { TOOL_CALL_SYNTAXES, type GenerateRequest, type SamplingParams } from './types.js';
 
 /** Sampling defaults a model folder may set (generation_config.json). */
 export interface SamplingDefaults {
@@ -233,8 +233,8 @@ function validateReasoningTags(tags: unknown): void {
 
 /** The server's tool-call constraint (types.ts's ToolCallsFormat); its schemas are the compiler's to judge. */
 function validateToolCallsShape(format: Record<string, unknown>): void {
-  if (format.syntax !== 'hermes' && format.syntax !== 'llama3_json')
-    throw invalid('response_format', `tool_calls syntax must be 'hermes' or 'llama3_json', got ${describe(format.syntax)}`);
+  if (!(TOOL_CALL_SYNTAXES as readonly unknown[]).includes(format.syntax))
+    throw invalid('response_format', `tool_calls syntax must be one of ${TOOL_CALL_SYNTAXES.join(', ')}, got ${describe(format.syntax)}`);
   if (typeof format.parallel !== 'boolean') throw invalid('response_format', 'tool_calls needs parallel (a boolean)');
   if (format.forcedName !== undefined && typeof format.forcedName !== 'string')
     throw invalid('tool_choice', `the forced function name must be a string, got ${describe(format.forcedName)}`);

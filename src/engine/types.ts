@@ -50,15 +50,18 @@ export type ResponseFormat =
   | ToolCallsFormat;
 
 /** The call syntaxes a tool-call constraint can write (the server's tool-call parsers read them back). */
-export type ToolCallSyntax = 'hermes' | 'llama3_json';
+export const TOOL_CALL_SYNTAXES = ['hermes', 'llama3_json', 'glm45'] as const;
+export type ToolCallSyntax = (typeof TOOL_CALL_SYNTAXES)[number];
 
 /**
  * Not an OpenAI response_format: the server sets it for tool_choice 'required' or a named
  * function, so that the output is nothing but tool calls in the model's own syntax, then
  * EOS (src/engine/constraints/tool-call-grammar.ts). hermes: `<tool_call>\n{"name": ...,
  * "arguments": ...}\n</tool_call>` blocks separated by '\n'; llama3_json: `{"name": ...,
- * "parameters": ...}` objects separated by '; '. Each call's arguments follow its tool's
- * parameters schema (any JSON object when it has none); a schema that cannot be enforced is
+ * "parameters": ...}` objects separated by '; '; glm45: `<tool_call>name\n` then
+ * `<arg_key>k</arg_key>\n<arg_value>v</arg_value>\n` per argument and `</tool_call>`, calls
+ * separated by '\n'. Each call's arguments follow its tool's parameters schema (JSON: any
+ * object when it has none; glm45: no arguments then); a schema that cannot be enforced is
  * an invalid_request naming `tools.N.function.parameters`, N its place in `tools`.
  */
 export interface ToolCallsFormat {

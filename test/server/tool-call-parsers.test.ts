@@ -7,6 +7,7 @@ import { describe, expect, test } from 'vitest';
 import { ChoiceToolCalls } from '../../src/server/tool-calls/choice-tool-calls.js';
 import { createToolCallParser } from '../../src/server/tool-calls/parsers.js';
 import { detectToolCallFormat, templateReadsTools } from '../../src/server/tool-calls/template-tool-support.js';
+import type { ToolDefinition } from '../../src/server/tool-calls/request-tools.js';
 import type { ParsedToolCall, ToolCallEvent, ToolCallFormat } from '../../src/server/tool-calls/types.js';
 import { Rng } from '../helpers/random.js';
 
@@ -23,14 +24,14 @@ function collect(events: ToolCallEvent[], into: Read): Read {
   return into;
 }
 
-function readWhole(format: ToolCallFormat, text: string): Read {
-  const parser = createToolCallParser(format);
+function readWhole(format: ToolCallFormat, text: string, tools?: ToolDefinition[]): Read {
+  const parser = createToolCallParser(format, tools);
   const read = collect(parser.push(text), { content: '', calls: [] });
   return collect(parser.end(), read);
 }
 
-function readPieces(format: ToolCallFormat, pieces: string[]): Read {
-  const parser = createToolCallParser(format);
+function readPieces(format: ToolCallFormat, pieces: string[], tools?: ToolDefinition[]): Read {
+  const parser = createToolCallParser(format, tools);
   const read: Read = { content: '', calls: [] };
   for (const p of pieces) collect(parser.push(p), read);
   return collect(parser.end(), read);
@@ -139,17 +140,163 @@ describe('llama3_json', () => {
   });
 });
 
-test.each(['hermes', 'llama3_json'] as const)(
+/** Tools whose schemas type glm45's values: string-typed properties keep their text, others are JSON. */
+const GLM_TOOLS: ToolDefinition[] = [
+  {
+    type: 'function',
+    function: {
+      name: 'get_weather',
+      parameters: { type: 'object', properties: { city: { type: 'string' }, days: { type: 'integer' } }, required: ['city'] },
+    },
+  },
+  {
+    type: 'function',
+    function: {
+      name: 'set',
+      parameters: {
+        type: 'object',
+        properties: {
+          count: { type: 'integer' },
+          on: { type: 'boolean' },
+          opts: { type: 'object' },
+          tags: { type: 'array' },
+          code: { type: 'string' },
+        },
+      },
+    },
+  },
+  { type: 'function', function: { name: 'ls' } },
+];
+
+describe('glm45', () => {
+  const cases: [string, string, Read][] = [
+    [
+      'text, then two calls (GLM layout); values typed by the tool, a tool not in tools reads its values as JSON or text',
+      'Let me check.\n<tool_call>get_weather\n<arg_key>city</arg_key>\n<arg_value>Paris</arg_value>\n<arg_key>days</arg_key>\n<arg_value>3</arg_value>\n</tool_call>\n<tool_call>get_time\n<arg_key>tz</arg_key>\n<arg_value>CET</arg_value>\n</tool_call>',
+      { content: 'Let me check.', calls: [{ name: 'get_weather', arguments: '{"city":"Paris","days":3}' }, time] },
+    ],
+    [
+      'without newlines',
+      '<tool_call>ls<arg_key>dirPath</arg_key><arg_value>backend</arg_value></tool_call>',
+      { content: '', calls: [{ name: 'ls', arguments: '{"dirPath":"backend"}' }] },
+    ],
+    [
+      'whitespace around the name, the key and between tags is layout',
+      '<tool_call>  get_weather \n\n<arg_key> city </arg_key>  \n <arg_value>Paris</arg_value>\n\n</tool_call>',
+      { content: '', calls: [{ name: 'get_weather', arguments: '{"city":"Paris"}' }] },
+    ],
+    [
+      'calls without arguments',
+      '<tool_call>get_time\n</tool_call><tool_call>ls</tool_call>',
+      {
+        content: '',
+        calls: [
+          { name: 'get_time', arguments: '{}' },
+          { name: 'ls', arguments: '{}' },
+        ],
+      },
+    ],
+    [
+      'typed values: JSON unless the schema types the property string; unknown ones JSON when they parse',
+      '<tool_call>set\n<arg_key>count</arg_key>\n<arg_value>42</arg_value>\n<arg_key>on</arg_key>\n<arg_value>true</arg_value>\n' +
+        '<arg_key>opts</arg_key>\n<arg_value>{"a": [1, null]}</arg_value>\n<arg_key>tags</arg_key>\n<arg_value>["x", "y"]</arg_value>\n' +
+        '<arg_key>code</arg_key>\n<arg_value>42</arg_value>\n<arg_key>note</arg_key>\n<arg_value>{"k": 1.5}</arg_value>\n' +
+        '<arg_key>word</arg_key>\n<arg_value>hello world</arg_value>\n</tool_call>',
+      {
+        content: '',
+        calls: [
+          {
+            name: 'set',
+            arguments: '{"count":42,"on":true,"opts":{"a":[1,null]},"tags":["x","y"],"code":"42","note":{"k":1.5},"word":"hello world"}',
+          },
+        ],
+      },
+    ],
+    [
+      'a value that is not JSON where JSON was expected stays its text',
+      '<tool_call>set<arg_key>count</arg_key><arg_value>about 3</arg_value></tool_call>',
+      { content: '', calls: [{ name: 'set', arguments: '{"count":"about 3"}' }] },
+    ],
+    [
+      "a string value is taken verbatim: whitespace, newlines, '<' and quotes",
+      '<tool_call>set\n<arg_key>code</arg_key>\n<arg_value>  if (a < b) {\n  "x"\n}\n</arg_value>\n</tool_call>',
+      { content: '', calls: [{ name: 'set', arguments: JSON.stringify({ code: '  if (a < b) {\n  "x"\n}\n' }) }] },
+    ],
+    [
+      'a repeated key: the last value',
+      '<tool_call>get_weather<arg_key>city</arg_key><arg_value>Rome</arg_value><arg_key>city</arg_key><arg_value>Paris</arg_value></tool_call>',
+      { content: '', calls: [{ name: 'get_weather', arguments: '{"city":"Paris"}' }] },
+    ],
+    [
+      'text between and after calls stays content, separated by the whitespace before the calls',
+      'A\n\n<tool_call>get_time\n</tool_call> <tool_call>ls</tool_call>\nB\n',
+      {
+        content: 'A\n\nB\n',
+        calls: [
+          { name: 'get_time', arguments: '{}' },
+          { name: 'ls', arguments: '{}' },
+        ],
+      },
+    ],
+    [
+      'a block without a name stays text, tags and whitespace included',
+      'Sure.\n<tool_call>\n<arg_key>city</arg_key><arg_value>Paris</arg_value></tool_call>',
+      { content: 'Sure.\n<tool_call>\n<arg_key>city</arg_key><arg_value>Paris</arg_value></tool_call>', calls: [] },
+    ],
+    [
+      'a hermes-style JSON body is not a name: text',
+      '<tool_call>\n{"name": "get_time", "arguments": {}}\n</tool_call>',
+      { content: '<tool_call>\n{"name": "get_time", "arguments": {}}\n</tool_call>', calls: [] },
+    ],
+    [
+      'text between the tags of an argument: text',
+      '<tool_call>get_weather\n<arg_key>city</arg_key> is <arg_value>Paris</arg_value></tool_call>',
+      { content: '<tool_call>get_weather\n<arg_key>city</arg_key> is <arg_value>Paris</arg_value></tool_call>', calls: [] },
+    ],
+    [
+      'a value that never closes: text',
+      '<tool_call>get_weather\n<arg_key>city</arg_key>\n<arg_value>Paris\n</tool_call>',
+      { content: '<tool_call>get_weather\n<arg_key>city</arg_key>\n<arg_value>Paris\n</tool_call>', calls: [] },
+    ],
+    [
+      'an empty key: text',
+      '<tool_call>ls<arg_key> </arg_key><arg_value>x</arg_value></tool_call>',
+      { content: '<tool_call>ls<arg_key> </arg_key><arg_value>x</arg_value></tool_call>', calls: [] },
+    ],
+    [
+      'a block cut off before it closes stays text',
+      'Hm <tool_call>get_weather\n<arg_key>city</arg_key>\n<arg_value>Par',
+      { content: 'Hm <tool_call>get_weather\n<arg_key>city</arg_key>\n<arg_value>Par', calls: [] },
+    ],
+    ['a tag prefix at the very end is released', 'see <tool_ca', { content: 'see <tool_ca', calls: [] }],
+  ];
+  test.each(cases)('%s: whole, and in every split', (_name, text, expected) => {
+    expect(readWhole('glm45', text, GLM_TOOLS)).toEqual(expected);
+    for (const pieces of splits(text)) expect(readPieces('glm45', pieces, GLM_TOOLS)).toEqual(expected);
+  });
+
+  test('without tools every value is read as JSON when it parses, else as text', () => {
+    const text =
+      '<tool_call>get_weather\n<arg_key>city</arg_key>\n<arg_value>Paris</arg_value>\n<arg_key>zip</arg_key>\n<arg_value>75001</arg_value>\n</tool_call>';
+    expect(readWhole('glm45', text)).toEqual({ content: '', calls: [{ name: 'get_weather', arguments: '{"city":"Paris","zip":75001}' }] });
+  });
+});
+
+test.each(['hermes', 'llama3_json', 'glm45'] as const)(
   '%s: what has come out after a prefix is the same however the prefix was split (a resume replays it whole)',
   (format) => {
-    const text =
-      format === 'hermes'
-        ? 'Checking.\n<tool_call>\n{"name": "get_time", "arguments": {"tz": "CET"}}\n</tool_call>\nDone <tool_call>{bad}</tool_call> ok'
-        : '<|python_tag|>{"name": "get_time", "parameters": {"tz": "CET"}}; {"name": "get_weather", "parameters": {"city": "Paris"}} tail';
+    const text = {
+      hermes:
+        'Checking.\n<tool_call>\n{"name": "get_time", "arguments": {"tz": "CET"}}\n</tool_call>\nDone <tool_call>{bad}</tool_call> ok',
+      llama3_json:
+        '<|python_tag|>{"name": "get_time", "parameters": {"tz": "CET"}}; {"name": "get_weather", "parameters": {"city": "Paris"}} tail',
+      glm45:
+        'Checking.\n<tool_call>get_weather\n<arg_key>city</arg_key>\n<arg_value>Paris</arg_value>\n<arg_key>days</arg_key>\n<arg_value>3</arg_value>\n</tool_call>\nDone <tool_call>get_time <arg_value>x</tool_call> ok',
+    }[format];
     for (let cut = 0; cut <= text.length; cut++) {
-      const whole = collect(createToolCallParser(format).push(text.slice(0, cut)), { content: '', calls: [] });
+      const whole = collect(createToolCallParser(format, GLM_TOOLS).push(text.slice(0, cut)), { content: '', calls: [] });
       for (const pieces of splits(text.slice(0, cut)).slice(0, 5)) {
-        const parser = createToolCallParser(format);
+        const parser = createToolCallParser(format, GLM_TOOLS);
         const read: Read = { content: '', calls: [] };
         for (const p of pieces) collect(parser.push(p), read);
         expect(read).toEqual(whole);
@@ -163,7 +310,7 @@ describe('a choice: numbering, ids, replay, parallel_tool_calls', () => {
     '<tool_call>{"name": "get_weather", "arguments": {"city": "Paris", "unit": "celsius"}}</tool_call><tool_call>{"name": "get_time", "arguments": {"tz": "CET"}}</tool_call>';
 
   test('calls are numbered from 0 with distinct call_ ids', () => {
-    const choice = new ChoiceToolCalls(createToolCallParser('hermes'), { parallelToolCalls: true });
+    const choice = new ChoiceToolCalls(createToolCallParser('hermes', undefined), { parallelToolCalls: true });
     const delta = choice.push(twoCalls);
     expect(delta.toolCalls.map((c) => [c.index, c.function.name, c.type])).toEqual([
       [0, 'get_weather', 'function'],
@@ -176,7 +323,7 @@ describe('a choice: numbering, ids, replay, parallel_tool_calls', () => {
 
   test('replayed text yields nothing, and numbering continues after the replayed calls', () => {
     const cut = twoCalls.indexOf('<tool_call>', 1) + 5; // inside the second call's open tag
-    const choice = new ChoiceToolCalls(createToolCallParser('hermes'), { parallelToolCalls: true });
+    const choice = new ChoiceToolCalls(createToolCallParser('hermes', undefined), { parallelToolCalls: true });
     choice.replay(twoCalls.slice(0, cut));
     expect(choice.called).toBe(true);
     const rest = choice.push(twoCalls.slice(cut));
@@ -185,7 +332,7 @@ describe('a choice: numbering, ids, replay, parallel_tool_calls', () => {
   });
 
   test('parallel_tool_calls false keeps the first call only', () => {
-    const choice = new ChoiceToolCalls(createToolCallParser('hermes'), { parallelToolCalls: false });
+    const choice = new ChoiceToolCalls(createToolCallParser('hermes', undefined), { parallelToolCalls: false });
     const delta = choice.push(twoCalls);
     expect(delta.toolCalls.map((c) => c.function.name)).toEqual(['get_weather']);
   });
@@ -194,6 +341,9 @@ describe('a choice: numbering, ids, replay, parallel_tool_calls', () => {
 describe('format detection from the chat template source', () => {
   test('the markers each format writes; a template that never reads tools has none', () => {
     expect(detectToolCallFormat('{% if tools %}<tool_call>{% endif %}')).toBe('hermes');
+    // GLM-4.5's calls are in <tool_call> too: its <arg_key> decides
+    expect(detectToolCallFormat('{% if tools %}<tool_call>{{ name }}\n<arg_key>{{ k }}</arg_key>{% endif %}')).toBe('glm45');
+    expect(detectToolCallFormat('<arg_key> without the variable')).toBeNull();
     expect(detectToolCallFormat('{% if tools %}{{ \'"parameters": \' }}{% endif %}')).toBe('llama3_json');
     expect(detectToolCallFormat('{% if tools %}<|python_tag|>{% endif %}')).toBe('llama3_json');
     expect(detectToolCallFormat('{% if tools %}[TOOL_CALLS]{% endif %}')).toBeNull();

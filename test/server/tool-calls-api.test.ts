@@ -4,7 +4,7 @@
  * tool calls in it. Non-streamed and streamed answers, the official openai client (its
  * tool_calls shape, and a whole runTools agent loop), token ids while calls are held back,
  * resumed streams cut at every token, and a resume through the real gateway after a worker
- * fails mid-call.
+ * fails mid-call. GLM-4.5's tagged calls on a model of their own (a template in GLM's shape).
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -16,6 +16,7 @@ import { Engine } from '../../src/engine/engine.js';
 import { AFTER_TOOL_TRIGGER, SCRIPT_END, writeScriptedModel, type ScriptedModel } from '../../src/testing/scripted-model.js';
 import { API_KEY, postJson, readSse, startServer, type RunningServer } from './helpers.js';
 import { behindGatewayWithFailingWorker } from './failing-engine.js';
+import { GLM45_TOOL_TEMPLATE } from './glm45-tool-template.js';
 
 const MODEL = 'scripted';
 const WEATHER_CALL = '{"name": "get_weather", "arguments": {"city": "Paris"}}';
@@ -42,6 +43,44 @@ const LLAMA = [
   SCRIPT_END,
 ];
 
+/**
+ * GLM-4.5's format after its generation prompt's `<|assistant|>`: text, a call laid out as the
+ * template writes it, one without newlines. Each piece is one token and a token has one
+ * successor, so a tag that recurs (before different text) cannot be a token of its own every
+ * time, as it is in GLM's tokenizer: the tags after the first argument are inside larger pieces.
+ */
+const GLM_CALLS = [
+  'Let me check.',
+  '\n<tool_call>',
+  'get_weather\n',
+  '<arg_key>',
+  'city',
+  '</arg_key>',
+  '\n<arg_value>',
+  'Paris',
+  '</arg_value>',
+  '\n<arg_key>days</arg_key>\n<arg_value>3</arg_value>\n<arg_key>zip</arg_key>\n<arg_value>75001</arg_value>\n',
+  '</tool_call>',
+  '\n<tool_call>get_time<arg_key>tz</arg_key><arg_value>CET</arg_value></tool_call>',
+  SCRIPT_END,
+];
+/** The schema types the values: days an integer, zip a string of digits. */
+const GLM_TOOLS = [
+  {
+    type: 'function' as const,
+    function: {
+      name: 'get_weather',
+      parameters: {
+        type: 'object',
+        properties: { city: { type: 'string' }, days: { type: 'integer' }, zip: { type: 'string' } },
+        required: ['city'],
+      },
+    },
+  },
+  { type: 'function' as const, function: { name: 'get_time', parameters: { type: 'object', properties: { tz: { type: 'string' } } } } },
+];
+const GLM_WEATHER = { name: 'get_weather', arguments: '{"city":"Paris","days":3,"zip":"75001"}' };
+
 const WEATHER = { name: 'get_weather', arguments: '{"city":"Paris"}' };
 const TIME = { name: 'get_time', arguments: '{"tz":"CET"}' };
 const TOOLS: { type: 'function'; function: { name: string; description?: string; parameters: Record<string, unknown> } }[] = [
@@ -66,6 +105,8 @@ let engine: Engine;
 let running: RunningServer;
 let llamaServer: RunningServer;
 let client: OpenAI;
+let glmEngine: Engine;
+let glmServer: RunningServer;
 
 beforeAll(async () => {
   root = await mkdtemp(join(tmpdir(), 'autoglm-tools-'));
@@ -83,12 +124,22 @@ beforeAll(async () => {
   running = await startServer({ engine, tokenizerPool: { modelDir: model.dir, threads: 1, minChars: 0 } });
   llamaServer = await startServer({ engine, toolCallParser: 'llama3_json' });
   client = new OpenAI({ baseURL: `${running.url}/v1`, apiKey: API_KEY, maxRetries: 0 });
+  // a model of its own: the GLM-4.5-style template (the format is detected from it) and its script
+  const glmModel = await writeScriptedModel(join(root, 'glm'), {
+    scripts: [{ trigger: '<|assistant|>', pieces: GLM_CALLS }],
+    chatTemplate: GLM45_TOOL_TEMPLATE,
+  });
+  // each prompt (about 700 tokens with the tools) prefills over two steps, the first sampling nothing
+  glmEngine = await Engine.load(glmModel.dir, { kvCacheBytes: 8 * 1024 * 1024, servedModelName: MODEL });
+  glmServer = await startServer({ engine: glmEngine });
 });
 
 afterAll(async () => {
   await running?.close();
   await llamaServer?.close();
+  await glmServer?.close();
   await engine?.close();
+  await glmEngine?.close();
   await rm(root, { recursive: true, force: true });
 });
 
@@ -565,5 +616,110 @@ describe('/tokenize with tools', () => {
   test('tools with a prompt instead of messages are refused by name', async () => {
     const onPrompt = await postJson(`${running.url}/tokenize`, { model: MODEL, prompt: 'x', tools: TOOLS });
     expect([onPrompt.status, (onPrompt.json.error as { param: string }).param]).toEqual([400, 'tools']);
+  });
+});
+
+describe('GLM-4.5 format (glm45, detected from the template)', () => {
+  type Completion = {
+    message: { content: string | null; tool_calls?: { id: string; function: { name: string; arguments: string } }[] };
+    finish_reason: string;
+  };
+  const complete = async (body: Record<string, unknown>): Promise<Completion> => {
+    const r = await postJson(`${glmServer.url}/v1/chat/completions`, { model: MODEL, ...body });
+    expect(r.status, JSON.stringify(r.json)).toBe(200);
+    return (r.json.choices as Completion[])[0]!;
+  };
+
+  test('non-streamed: the calls with arguments typed by the tools, content outside them', async () => {
+    const choice = await complete({ messages: ASK, tools: GLM_TOOLS });
+    expect(choice.message.content).toBe('Let me check.');
+    expect(withoutIds(choice.message.tool_calls)).toEqual([GLM_WEATHER, TIME]);
+    expect(JSON.parse(choice.message.tool_calls![0]!.function.arguments)).toEqual({ city: 'Paris', days: 3, zip: '75001' });
+    expect(choice.finish_reason).toBe('tool_calls');
+  });
+
+  test('streamed: text as content, each call whole in one delta', async () => {
+    const s = await stream(glmServer.url, { messages: ASK, tools: GLM_TOOLS });
+    expect(s.content).toBe('Let me check.');
+    expect(s.calls.map((c) => [c.index, c.type, c.function])).toEqual([
+      [0, 'function', GLM_WEATHER],
+      [1, 'function', TIME],
+    ]);
+    expect(s.finish).toBe('tool_calls');
+  });
+
+  test('resumed after every token: the replayed text is read with the same tools', async () => {
+    const full = await stream(glmServer.url, { messages: ASK, tools: GLM_TOOLS, return_token_ids: true });
+    const ids = full.tokenIds;
+    for (let cut = 1; cut < ids.length; cut++) {
+      const before: StreamRead = { content: '', calls: [], finish: null, tokenIds: [], chunks: [] };
+      for (const chunk of full.chunks.slice(1)) {
+        const choice = (chunk.choices as { delta: { content?: string; tool_calls?: StreamRead['calls'] }; token_ids: number[] }[])[0];
+        if (!choice || before.tokenIds.length + choice.token_ids.length > cut) break;
+        before.content += choice.delta.content ?? '';
+        before.calls.push(...(choice.delta.tool_calls ?? []));
+        before.tokenIds.push(...choice.token_ids);
+      }
+      expect(before.tokenIds.length).toBe(cut);
+      const after = await stream(glmServer.url, {
+        messages: ASK,
+        tools: GLM_TOOLS,
+        return_token_ids: true,
+        resume_token_ids: before.tokenIds,
+      });
+      expect(before.content + after.content, `cut ${cut}`).toBe('Let me check.');
+      expect(
+        [...before.calls, ...after.calls].map((c) => [c.index, c.function]),
+        `cut ${cut}`,
+      ).toEqual([
+        [0, GLM_WEATHER],
+        [1, TIME],
+      ]);
+    }
+  });
+
+  test("a follow-up with the assistant's calls and the tool results renders through the template", async () => {
+    const first = await complete({ messages: ASK, tools: GLM_TOOLS });
+    const results = first.message.tool_calls!.map((c, i) => ({ role: 'tool', tool_call_id: c.id, content: ['22 C', '10:00'][i] }));
+    const messages = [...ASK, { role: 'assistant', ...first.message }, ...results];
+    const r = await postJson(`${glmServer.url}/v1/chat/completions`, { model: MODEL, messages, tools: GLM_TOOLS, max_tokens: 2 });
+    expect(r.status, JSON.stringify(r.json)).toBe(200);
+    // the past calls and results are in the prompt: it is longer than the question's by their tokens
+    const asked = await postJson(`${glmServer.url}/tokenize`, { model: MODEL, messages: ASK, tools: GLM_TOOLS });
+    expect((r.json.usage as { prompt_tokens: number }).prompt_tokens).toBeGreaterThan((asked.json.count as number) + 20);
+  });
+
+  test('a named function is forced in the tagged format and read back with typed values', async () => {
+    // greedy decoding under the constraint takes the lowest allowed ids (see BOUNDED_TOOLS): here
+    // the raw string runs to its maxLength in tabs and the integer is -0, the call ends, then EOS
+    const tools = [
+      {
+        type: 'function' as const,
+        function: {
+          name: 'get_weather',
+          parameters: {
+            type: 'object',
+            properties: { city: { type: 'string', maxLength: 4 }, days: { type: 'integer' } },
+            required: ['city', 'days'],
+          },
+        },
+      },
+    ];
+    const choice = await complete({
+      messages: ASK,
+      tools,
+      tool_choice: { type: 'function', function: { name: 'get_weather' } },
+      parallel_tool_calls: false,
+      max_tokens: 300,
+      temperature: 0,
+    });
+    expect(choice.finish_reason).toBe('tool_calls');
+    expect(choice.message.content).toBeNull();
+    const calls = withoutIds(choice.message.tool_calls);
+    expect(calls.map((c) => c.name)).toEqual(['get_weather']);
+    const args = JSON.parse(calls[0]!.arguments) as { city: unknown; days: unknown };
+    expect(Object.keys(args)).toEqual(['city', 'days']);
+    expect(typeof args.city === 'string' && [...args.city].length <= 4).toBe(true);
+    expect(Number.isInteger(args.days)).toBe(true);
   });
 });

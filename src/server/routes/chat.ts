@@ -126,7 +126,9 @@ async function choiceReaders(
       i,
       new ChatChoiceReader(
         o.reasoning ? new ReasoningSplitter(o.reasoning.opening) : null,
-        format ? new ChoiceToolCalls(createToolCallParser(format), { parallelToolCalls: o.tools.parallelToolCalls }) : null,
+        format
+          ? new ChoiceToolCalls(createToolCallParser(format, o.tools.templateTools), { parallelToolCalls: o.tools.parallelToolCalls })
+          : null,
       ),
     ]),
   );

@@ -2,7 +2,7 @@ import { AutoGlmError } from '../../errors.js';
 import { checkTemplateKwargs } from '../../engine/tokenizer/template-kwargs.js';
 import type { ToolCallsFormat } from '../../engine/types.js';
 import { detectToolCallFormat, templateReadsTools } from './template-tool-support.js';
-import type { ToolCallFormat, ToolCallParserOption } from './types.js';
+import { TOOL_CALL_FORMATS, type ToolCallFormat, type ToolCallParserOption } from './types.js';
 
 /** A tool as the schema admits it (OpenAI's function tool). */
 export interface ToolDefinition {
@@ -86,7 +86,7 @@ export function planToolCalling(body: ToolRequestFields, model: ModelToolSupport
       `${what} needs a way to read calls from the output, and ` +
         (model.parser === 'none'
           ? 'this server runs with --tool-call-parser none. '
-          : "this model's chat template matches no call format the server knows (hermes, llama3_json): start it with --tool-call-parser. ") +
+          : `this model's chat template matches no call format the server knows (${TOOL_CALL_FORMATS.join(', ')}): start it with --tool-call-parser. `) +
         "Send tool_choice 'none' to get the output as text.",
       { param: 'tool_choice' },
     );

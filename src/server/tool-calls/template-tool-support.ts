@@ -10,12 +10,14 @@ export function templateReadsTools(source: string): boolean {
 
 /**
  * The call format a template teaches its model, from the markers its tool prompt or its
- * rendering of past calls writes: Qwen's and Hermes' `<tool_call>`, Llama 3.1 / 3.2's
- * `<|python_tag|>` or `"parameters": `. Null: none known (tools can still be rendered,
- * but calls cannot be read without --tool-call-parser).
+ * rendering of past calls writes: GLM-4.5's `<arg_key>` (its calls also sit in
+ * `<tool_call>`, so it is looked for first), Qwen's and Hermes' `<tool_call>`, Llama 3.1 /
+ * 3.2's `<|python_tag|>` or `"parameters": `. Null: none known (tools can still be
+ * rendered, but calls cannot be read without --tool-call-parser).
  */
 export function detectToolCallFormat(source: string): ToolCallFormat | null {
   if (!templateReadsTools(source)) return null;
+  if (source.includes('<arg_key>')) return 'glm45';
   if (source.includes('<tool_call>')) return 'hermes';
   if (source.includes('<|python_tag|>') || source.includes('"parameters": ')) return 'llama3_json';
   return null;

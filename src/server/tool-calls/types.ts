@@ -20,7 +20,7 @@ export interface ToolCallStreamParser {
 }
 
 /** The output formats the server reads (vLLM's parser names). */
-export const TOOL_CALL_FORMATS = ['hermes', 'llama3_json'] as const;
+export const TOOL_CALL_FORMATS = ['hermes', 'llama3_json', 'glm45'] as const;
 export type ToolCallFormat = (typeof TOOL_CALL_FORMATS)[number];
 
 /** --tool-call-parser: a format, `auto` (from the chat template) or `none` (never parse). */

@@ -3,17 +3,22 @@
  * the start of a required call (Qwen's `<tool_call>` added token allowed, as are its bytes),
  * inside the arguments, after the closing tag (EOS, or the next call when parallel); a named
  * choice allows only that name; llama3_json's envelope; refusals naming the tool's parameters.
+ * glm45 (tags, no JSON envelope): what it accepts and refuses, its texts read back by the
+ * server's glm45 parser with the values typed as the schema says, GLM-4.5's tags as added tokens.
  */
 import { beforeAll, describe, expect, it } from 'vitest';
 import { QWEN3, qwen3Constraints } from '../../helpers/qwen3.js';
 import { GrammarAutomaton } from '../../../src/engine/constraints/automaton.js';
 import { GrammarError } from '../../../src/engine/constraints/grammar.js';
-import type { ResponseFormatConstraints } from '../../../src/engine/constraints/response-format.js';
+import { ResponseFormatConstraints } from '../../../src/engine/constraints/response-format.js';
 import { toolCallGrammar } from '../../../src/engine/constraints/tool-call-grammar.js';
 import { bytesOfToken, tokenBytesOf } from '../../../src/engine/constraints/token-bytes.js';
 import type { TokenConstraint } from '../../../src/engine/constraints/token-constraint.js';
 import type { Tokenizer } from '../../../src/engine/tokenizer/tokenizer.js';
 import type { ToolCallsFormat } from '../../../src/engine/types.js';
+import { createToolCallParser } from '../../../src/server/tool-calls/parsers.js';
+import type { ToolDefinition } from '../../../src/server/tool-calls/request-tools.js';
+import { Rng } from '../../helpers/random.js';
 
 const enc = new TextEncoder();
 const QWEN_VOCAB = QWEN3.vocabSize;
@@ -188,5 +193,211 @@ describe('the tool-call grammar', () => {
     expect(error).toMatchObject({ param: 'tools.1.function.parameters', message: expect.stringContaining("'pattern'") });
     // a named choice compiles only its own tool
     expect(() => toolCallGrammar(required({ tools, forcedName: 'get_time' }))).not.toThrow();
+  });
+});
+
+describe('glm45 tool calls', () => {
+  /** Tools whose parameters exercise glm45's values: raw strings (with enum, maxLength), JSON of other types, a $ref. */
+  const GLM_TOOLS: ToolCallsFormat['tools'] = [
+    {
+      name: 'get_weather',
+      parameters: {
+        type: 'object',
+        properties: { city: { type: 'string' }, days: { type: 'integer' }, unit: { type: 'string', enum: ['celsius', 'fahrenheit'] } },
+        required: ['city'],
+      },
+    },
+    { name: 'get_time' },
+    {
+      name: 'set',
+      parameters: {
+        type: 'object',
+        $defs: { Level: { type: 'integer' } },
+        properties: {
+          on: { type: 'boolean' },
+          opts: { type: 'object', properties: { a: { type: 'number' } }, required: ['a'] },
+          tags: { type: 'array', items: { type: 'string' }, maxItems: 3 },
+          note: { type: 'string', maxLength: 5 },
+          level: { $ref: '#/$defs/Level' },
+        },
+      },
+    },
+  ];
+  /** The same tools as the request sends them, for the parser. */
+  const REQUEST_TOOLS: ToolDefinition[] = GLM_TOOLS.map((t) => ({
+    type: 'function',
+    function: { name: t.name, ...(t.parameters === undefined ? {} : { parameters: t.parameters as Record<string, unknown> }) },
+  }));
+  const glm = (extra: Partial<ToolCallsFormat> = {}): ToolCallsFormat => required({ syntax: 'glm45', tools: GLM_TOOLS, ...extra });
+  const accepts = (format: ToolCallsFormat, text: string): boolean => {
+    const a = new GrammarAutomaton(toolCallGrammar(format));
+    const state = a.advanceBytes(a.initial(), enc.encode(text));
+    return state.length > 0 && a.isComplete(state);
+  };
+  const parsed = (text: string): { content: string; calls: { name: string; arguments: unknown }[] } => {
+    const parser = createToolCallParser('glm45', REQUEST_TOOLS);
+    const out = { content: '', calls: [] as { name: string; arguments: unknown }[] };
+    for (const e of [...parser.push(text), ...parser.end()]) {
+      if (e.kind === 'text') out.content += e.text;
+      else out.calls.push({ name: e.call.name, arguments: JSON.parse(e.call.arguments) });
+    }
+    return out;
+  };
+  const arg = (key: string, value: string): string => `<arg_key>${key}</arg_key>\n<arg_value>${value}</arg_value>\n`;
+
+  it.each<[string, string, { name: string; arguments: unknown }[]]>([
+    [
+      'required and optional arguments',
+      `<tool_call>get_weather\n${arg('city', 'Paris')}${arg('days', '3')}</tool_call>`,
+      [{ name: 'get_weather', arguments: { city: 'Paris', days: 3 } }],
+    ],
+    [
+      'a raw string with quotes, commas and UTF-8; an enum string as its text; then a call without arguments',
+      `<tool_call>get_weather\n${arg('city', 'Zürich, "東京"\nand more')}${arg('unit', 'celsius')}</tool_call>\n<tool_call>get_time\n</tool_call>`,
+      [
+        { name: 'get_weather', arguments: { city: 'Zürich, "東京"\nand more', unit: 'celsius' } },
+        { name: 'get_time', arguments: {} },
+      ],
+    ],
+    ['an empty string', `<tool_call>get_weather\n${arg('city', '')}</tool_call>`, [{ name: 'get_weather', arguments: { city: '' } }]],
+    [
+      'JSON values of other types, a digit string where the schema says string, a $ref',
+      `<tool_call>set\n${arg('on', 'true')}${arg('opts', '{"a": 1.5}')}${arg('tags', '["x", "y"]')}${arg('note', '42')}${arg('level', '-2')}</tool_call>`,
+      [{ name: 'set', arguments: { on: true, opts: { a: 1.5 }, tags: ['x', 'y'], note: '42', level: -2 } }],
+    ],
+    ['no arguments at all (none required)', '<tool_call>set\n</tool_call>', [{ name: 'set', arguments: {} }]],
+  ])('accepts %s, and the parser reads it back', (_name, text, calls) => {
+    expect(accepts(glm(), text)).toBe(true);
+    expect(parsed(text)).toEqual({ content: '', calls });
+  });
+
+  it.each([
+    ['a name not among the tools', `<tool_call>get_date\n</tool_call>`],
+    ['a key the schema does not declare', `<tool_call>get_weather\n${arg('city', 'Paris')}${arg('town', 'Paris')}</tool_call>`],
+    ['a required property left out', `<tool_call>get_weather\n${arg('days', '3')}</tool_call>`],
+    ['a non-JSON value for an integer property', `<tool_call>get_weather\n${arg('city', 'Paris')}${arg('days', 'three')}</tool_call>`],
+    ['a number that is not an integer', `<tool_call>get_weather\n${arg('city', 'Paris')}${arg('days', '2.5')}</tool_call>`],
+    ["'<' in a raw string", `<tool_call>get_weather\n${arg('city', 'a<b')}</tool_call>`],
+    ['a raw string past its maxLength', `<tool_call>set\n${arg('note', 'abcdef')}</tool_call>`],
+    [
+      'an enum string not among its values, or quoted',
+      `<tool_call>get_weather\n${arg('city', 'x')}${arg('unit', '"celsius"')}</tool_call>`,
+    ],
+    ['keys out of the schema order', `<tool_call>get_weather\n${arg('days', '3')}${arg('city', 'Paris')}</tool_call>`],
+    ['the same key twice', `<tool_call>get_weather\n${arg('city', 'Paris')}${arg('city', 'Rome')}</tool_call>`],
+    ['text before the call', `Sure. <tool_call>get_time\n</tool_call>`],
+    ['a layout other than the template writes', `<tool_call>get_time</tool_call>`],
+  ])('refuses %s', (_name, text) => {
+    expect(accepts(glm(), text)).toBe(false);
+  });
+
+  it('parallel calls only when allowed; a named choice only that name', () => {
+    const two = '<tool_call>get_time\n</tool_call>\n<tool_call>get_time\n</tool_call>';
+    expect(accepts(glm(), two)).toBe(true);
+    expect(accepts(glm({ parallel: false }), two)).toBe(false);
+    expect(accepts(glm({ forcedName: 'get_time' }), '<tool_call>get_time\n</tool_call>')).toBe(true);
+    expect(accepts(glm({ forcedName: 'get_time' }), `<tool_call>get_weather\n${arg('city', 'Paris')}</tool_call>`)).toBe(false);
+  });
+
+  it('random texts of the grammar: the parser reads each back as calls whose values have their schema types', () => {
+    const a = new GrammarAutomaton(toolCallGrammar(glm()));
+    const props = (name: string): Record<string, { type?: string; enum?: string[]; maxLength?: number }> =>
+      ((GLM_TOOLS.find((t) => t.name === name)!.parameters as { properties?: object } | undefined)?.properties ?? {}) as Record<
+        string,
+        { type?: string }
+      >;
+    let callsSeen = 0;
+    for (let seed = 1; seed <= 60; seed++) {
+      const rng = new Rng(seed);
+      let state = a.initial();
+      const bytes: number[] = [];
+      // a walk over allowed bytes, leaning towards '<' (which closes a value) so that it ends
+      while (!(a.isComplete(state) && (rng.next() < 0.3 || bytes.length > 2000))) {
+        const allowed = [...Array(256).keys()].filter((b) => a.advance(state, b).length > 0);
+        const ascii = allowed.filter((b) => b >= 0x20 && b < 0x7f);
+        const b =
+          allowed.includes(0x3c) && rng.next() < 0.3
+            ? 0x3c
+            : ascii.length > 0
+              ? ascii[rng.int(ascii.length)]!
+              : allowed[rng.int(allowed.length)]!;
+        state = a.advance(state, b);
+        bytes.push(b);
+      }
+      const text = new TextDecoder('utf-8', { fatal: true }).decode(Uint8Array.from(bytes));
+      const read = parsed(text);
+      expect(read.content, text).toBe('');
+      expect(read.calls.length, text).toBeGreaterThan(0);
+      for (const call of read.calls) {
+        const schema = props(call.name);
+        for (const [key, value] of Object.entries(call.arguments as Record<string, unknown>)) {
+          const type = schema[key]!.type ?? 'integer'; // level: the $ref's type
+          const expected = type === 'integer' ? 'number' : type === 'array' ? 'object' : type;
+          expect(typeof value, `${text}: ${key}`).toBe(expected);
+          if (type === 'integer') expect(Number.isInteger(value), text).toBe(true);
+        }
+        if (call.name === 'get_weather') expect(Object.keys(call.arguments as object)).toContain('city');
+        callsSeen++;
+      }
+    }
+    expect(callsSeen).toBeGreaterThan(60);
+  });
+
+  it('schemas it cannot write are refused, naming the tool', () => {
+    const refusal = (tools: ToolCallsFormat['tools']): unknown => {
+      try {
+        toolCallGrammar(glm({ tools }));
+      } catch (e) {
+        return e;
+      }
+      return null;
+    };
+    expect(refusal([{ name: 'get weather' }])).toMatchObject({ param: 'tools.0.function.name' });
+    expect(
+      refusal([GLM_TOOLS[1]!, { name: 'f', parameters: { type: 'object', properties: { q: { type: 'string', pattern: '^a' } } } }]),
+    ).toMatchObject({
+      param: 'tools.1.function.parameters',
+      message: expect.stringContaining("'pattern'"),
+    });
+    expect(refusal([{ name: 'f', parameters: { properties: { u: { type: 'string', enum: ['<b>'] } } } }])).toMatchObject({
+      param: 'tools.0.function.parameters',
+    });
+    expect(refusal([{ name: 'f', parameters: { properties: { ' k': { type: 'integer' } } } }])).toMatchObject({
+      param: 'tools.0.function.parameters',
+    });
+  });
+
+  it("GLM-4.5's tags as added tokens: admitted as their text, each the single token a model writes", () => {
+    const TAGS = ['<tool_call>', '</tool_call>', '<arg_key>', '</arg_key>', '<arg_value>', '</arg_value>'];
+    const EOS = 256;
+    const tagId = (tag: string): number => 257 + TAGS.indexOf(tag);
+    // bytes 0-255, EOS, then the tags as added tokens that are not special (as in GLM-4.5's tokenizer)
+    const vocabulary = {
+      baseVocabSize: 256,
+      tokenString: (id: number) => (id < 256 ? String.fromCharCode(id) : id === EOS ? '<|endoftext|>' : TAGS[id - 257]),
+      decode: (ids: readonly number[]) => ids.map((id) => (id < 256 ? String.fromCharCode(id) : id === EOS ? '' : TAGS[id - 257])).join(''),
+      isSpecial: (id: number) => id === EOS,
+    };
+    const glmConstraints = new ResponseFormatConstraints({ vocabulary, vocabSize: 257 + TAGS.length, eosTokenIds: [EOS] });
+    const c = glmConstraints.constraint(glmConstraints.compile(glm({ forcedName: 'get_weather', parallel: false }))!);
+    const allowsId = (id: number): boolean => ((c.mask()[id >>> 5]! >>> (id & 31)) & 1) === 1;
+    expect(allowsId(tagId('<tool_call>')) && allowsId(0x3c)).toBe(true);
+    for (const id of [tagId('<arg_key>'), tagId('</tool_call>'), EOS, 0x67]) expect(allowsId(id)).toBe(false);
+    const write = (...pieces: (string | number)[]): void => {
+      for (const p of pieces) {
+        if (typeof p === 'number') c.accept(p);
+        else for (const ch of p) c.accept(ch.charCodeAt(0));
+      }
+    };
+    write(tagId('<tool_call>'), 'get_weather\n');
+    expect(allowsId(tagId('<arg_key>'))).toBe(true);
+    expect(allowsId(tagId('</tool_call>'))).toBe(false); // city is required
+    write(tagId('<arg_key>'), 'city', tagId('</arg_key>'), '\n', tagId('<arg_value>'), 'Paris');
+    expect(allowsId(tagId('</arg_value>'))).toBe(true);
+    write(tagId('</arg_value>'), '\n');
+    expect(allowsId(tagId('</tool_call>')) && allowsId(tagId('<arg_key>'))).toBe(true);
+    write(tagId('</tool_call>'));
+    expect(c.isComplete).toBe(true);
+    expect(allowsId(EOS)).toBe(true);
   });
 });
