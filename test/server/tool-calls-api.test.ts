@@ -364,20 +364,26 @@ describe('an agent loop with the openai client (runTools): call, results back, a
   });
 });
 
+/** What a stream had sent once `cut` of its tokens were out: every chunk whose tokens lie within the cut. */
+function sentBefore(full: StreamRead, cut: number): StreamRead {
+  const before: StreamRead = { content: '', calls: [], finish: null, tokenIds: [], chunks: [] };
+  for (const chunk of full.chunks.slice(1)) {
+    const choice = (chunk.choices as { delta: { content?: string; tool_calls?: StreamRead['calls'] }; token_ids: number[] }[])[0];
+    if (!choice || before.tokenIds.length + choice.token_ids.length > cut) break;
+    before.content += choice.delta.content ?? '';
+    before.calls.push(...(choice.delta.tool_calls ?? []));
+    before.tokenIds.push(...choice.token_ids);
+  }
+  return before;
+}
+
 describe('resume (resume_token_ids, as the gateway sends them)', () => {
   test('cut after every token: the resumed stream completes the calls, numbered on from those sent before', async () => {
     const full = await stream(running.url, { messages: ASK, tools: TOOLS, return_token_ids: true });
     const ids = full.tokenIds;
     for (let cut = 1; cut < ids.length; cut++) {
       // what the first worker had sent: every chunk whose tokens lie within the cut
-      const before: StreamRead = { content: '', calls: [], finish: null, tokenIds: [], chunks: [] };
-      for (const chunk of full.chunks.slice(1)) {
-        const choice = (chunk.choices as { delta: { content?: string; tool_calls?: StreamRead['calls'] }; token_ids: number[] }[])[0];
-        if (!choice || before.tokenIds.length + choice.token_ids.length > cut) break;
-        before.content += choice.delta.content ?? '';
-        before.calls.push(...(choice.delta.tool_calls ?? []));
-        before.tokenIds.push(...choice.token_ids);
-      }
+      const before = sentBefore(full, cut);
       expect(before.tokenIds.length).toBe(cut);
       const after = await stream(running.url, { messages: ASK, tools: TOOLS, return_token_ids: true, resume_token_ids: ids.slice(0, cut) });
       expect(before.content + after.content, `cut ${cut}`).toBe('Let me check.');
@@ -652,14 +658,7 @@ describe('GLM-4.5 format (glm45, detected from the template)', () => {
     const full = await stream(glmServer.url, { messages: ASK, tools: GLM_TOOLS, return_token_ids: true });
     const ids = full.tokenIds;
     for (let cut = 1; cut < ids.length; cut++) {
-      const before: StreamRead = { content: '', calls: [], finish: null, tokenIds: [], chunks: [] };
-      for (const chunk of full.chunks.slice(1)) {
-        const choice = (chunk.choices as { delta: { content?: string; tool_calls?: StreamRead['calls'] }; token_ids: number[] }[])[0];
-        if (!choice || before.tokenIds.length + choice.token_ids.length > cut) break;
-        before.content += choice.delta.content ?? '';
-        before.calls.push(...(choice.delta.tool_calls ?? []));
-        before.tokenIds.push(...choice.token_ids);
-      }
+      const before = sentBefore(full, cut);
       expect(before.tokenIds.length).toBe(cut);
       const after = await stream(glmServer.url, {
         messages: ASK,
