@@ -11,6 +11,7 @@ import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
+import { scaleTensorName } from '../engine/model/block-fp8.js';
 import { modelSpecFromConfig } from '../engine/model/config.js';
 import {
   listWeights,
@@ -22,7 +23,8 @@ import {
   type WeightLayout,
 } from '../engine/model/model-spec.js';
 import { byteBpeTokenizer } from './byte-bpe-tokenizer.js';
-import { writeSafetensors, type WriteDtype } from './safetensors-writer.js';
+import { quantizeBlockFp8, type BlockFp8Weight } from './fp8-quantize.js';
+import { WRITE_DTYPE_BYTES, writeSafetensors, type TensorToWrite, type WriteDtype } from './safetensors-writer.js';
 import { SeededRandom, seedFor } from './seeded-random.js';
 
 export interface ModelShape {
@@ -140,6 +142,13 @@ export interface GenerateTestModelOptions extends Partial<ModelShape> {
   attentionBias?: boolean;
   /** false: write config and tokenizer files only (sizing presets). */
   weights?: boolean;
+  /**
+   * Write an FP8 checkpoint as DeepSeek / Qwen3-FP8 / GLM-4.5-FP8 publish them: the decoder
+   * layers' projection weights (attention, MLP, experts, shared experts) F8_E4M3 with an F32
+   * weight_scale_inv per block (true: [128, 128] blocks), the rest (embeddings, LM head,
+   * norms, biases, routers) in `dtype` (default bf16), and quantization_config in config.json.
+   */
+  fp8?: boolean | { blockSize: [number, number] };
 }
 
 export interface GeneratedModel {
@@ -184,7 +193,8 @@ export async function generateTestModel(dir: string, options: GenerateTestModelO
     throw new RangeError(`preset ${options.preset} is for sizing only: pass weights: false`);
   }
   const seed = options.seed ?? 1;
-  const dtype = options.dtype ?? preset.dtype;
+  const fp8Block = fp8BlockSize(options.fp8);
+  const dtype = options.dtype ?? (fp8Block ? 'bf16' : preset.dtype);
   const tokenizer = options.tokenizer ?? 'byte-bpe';
   const shape: ModelShape = { ...preset.shape };
   for (const k of Object.keys(shape) as (keyof ModelShape)[]) if (options[k] !== undefined) shape[k] = options[k]!;
@@ -193,6 +203,9 @@ export async function generateTestModel(dir: string, options: GenerateTestModelO
   await mkdir(dir, { recursive: true });
   const ids = await writeTokenizer(dir, tokenizer, shape, seed);
   const config = configJson(arch, shape, dtype, ids, options, preset);
+  if (fp8Block) {
+    config['quantization_config'] = { quant_method: 'fp8', fmt: 'e4m3', activation_scheme: 'dynamic', weight_block_size: fp8Block };
+  }
   await writeJson(join(dir, 'generation_config.json'), {
     bos_token_id: ids.bos,
     eos_token_id: ids.genEos,
@@ -214,7 +227,8 @@ export async function generateTestModel(dir: string, options: GenerateTestModelO
       ? mtpLayerTensors(spec)
       : [];
   let weightBytes = 0;
-  if (writeWeights) weightBytes = await writeWeightFiles(dir, spec, dtype, seed, options.sharded ? (options.shards ?? 3) : 1, extra);
+  if (writeWeights)
+    weightBytes = await writeWeightFiles(dir, spec, { dtype, seed, shards: options.sharded ? (options.shards ?? 3) : 1, extra, fp8Block });
   return { dir, spec, parameterCount: parameterCount(spec), weightBytes };
 }
 
@@ -443,21 +457,83 @@ function renamed(layout: WeightLayout, rename: (name: string) => string): Weight
   };
 }
 
-async function writeWeightFiles(
-  dir: string,
-  spec: ModelSpec,
-  dtype: WriteDtype,
-  seed: number,
-  shards: number,
-  extra: TensorRef[] = [],
-): Promise<number> {
-  const all = [...listWeights(spec.weights), ...extra];
-  const values = (t: TensorRef): Float32Array => tensorValues(t, spec, seed);
+function fp8BlockSize(option: GenerateTestModelOptions['fp8']): [number, number] | null {
+  if (!option) return null;
+  return option === true ? [128, 128] : option.blockSize;
+}
+
+/** The layer weights an FP8 export quantizes: the projections, not routers, norms or biases. */
+const FP8_LAYER_WEIGHTS: readonly (keyof LayerWeights)[] = [
+  'qProj',
+  'kProj',
+  'vProj',
+  'oProj',
+  'gateProj',
+  'upProj',
+  'gateUpProj',
+  'downProj',
+  'expertGate',
+  'expertUp',
+  'expertDown',
+  'sharedGateProj',
+  'sharedUpProj',
+  'sharedDownProj',
+];
+
+interface WeightFileOptions {
+  dtype: WriteDtype;
+  seed: number;
+  shards: number;
+  extra: TensorRef[];
+  fp8Block: [number, number] | null;
+}
+
+/**
+ * The tensors to write and their values. With fp8 each quantized weight is followed by its
+ * scales, both from one quantization of the weight's values (kept until the scales are written).
+ */
+function weightTensors(spec: ModelSpec, o: WeightFileOptions): { all: TensorToWrite[]; values: (t: TensorToWrite) => Float32Array } {
+  const plain = [...listWeights(spec.weights), ...o.extra];
+  const block = o.fp8Block;
+  if (!block) return { all: plain, values: (t) => tensorValues(t, spec, o.seed) };
+  const quantized = new Set(
+    spec.weights.layers.flatMap((l) =>
+      FP8_LAYER_WEIGHTS.flatMap((k) => (l[k] === undefined ? [] : [l[k] as TensorRef | TensorRef[]].flat())),
+    ),
+  );
+  const weightOf = new Map<string, TensorRef>();
+  const all: TensorToWrite[] = [];
+  for (const t of plain) {
+    if (!quantized.has(t)) {
+      all.push(t);
+      continue;
+    }
+    const [N, K] = t.shape as [number, number];
+    const scales = { name: scaleTensorName(t.name), shape: [Math.ceil(N / block[0]), Math.ceil(K / block[1])], dtype: 'f32' as const };
+    all.push({ ...t, dtype: 'f8_e4m3' }, scales);
+    weightOf.set(t.name, t);
+    weightOf.set(scales.name, t);
+  }
+  let last: { name: string; q: BlockFp8Weight } | null = null;
+  const values = (t: TensorToWrite): Float32Array => {
+    const w = weightOf.get(t.name);
+    if (!w) return tensorValues(t, spec, o.seed);
+    if (last?.name !== w.name)
+      last = { name: w.name, q: quantizeBlockFp8(tensorValues(w, spec, o.seed), w.shape as [number, number], block) };
+    return t.name === w.name ? last.q.fp8 : last.q.scales;
+  };
+  return { all, values };
+}
+
+async function writeWeightFiles(dir: string, spec: ModelSpec, o: WeightFileOptions): Promise<number> {
+  const { all, values } = weightTensors(spec, o);
+  const { dtype, shards } = o;
   if (shards <= 1) return writeSafetensors(join(dir, 'model.safetensors'), all, dtype, values);
   // contiguous groups of about equal size, as transformers' save_pretrained makes
   const sizes = all.map((t) => t.shape.reduce((a, b) => a * b, 1));
   const total = sizes.reduce((a, b) => a + b, 0);
-  const groups: TensorRef[][] = Array.from({ length: shards }, () => []);
+  const totalBytes = all.reduce((n, t, i) => n + sizes[i]! * WRITE_DTYPE_BYTES[t.dtype ?? dtype], 0);
+  const groups: TensorToWrite[][] = Array.from({ length: shards }, () => []);
   let acc = 0;
   all.forEach((t, i) => {
     groups[Math.min(shards - 1, Math.floor((acc / total) * shards))]!.push(t);
@@ -471,8 +547,7 @@ async function writeWeightFiles(
     bytes += await writeSafetensors(join(dir, file), used[i]!, dtype, values);
     for (const t of used[i]!) weightMap[t.name] = file;
   }
-  const bytesPer = dtype === 'f32' ? 4 : 2;
-  await writeJson(join(dir, 'model.safetensors.index.json'), { metadata: { total_size: total * bytesPer }, weight_map: weightMap });
+  await writeJson(join(dir, 'model.safetensors.index.json'), { metadata: { total_size: totalBytes }, weight_map: weightMap });
   return bytes;
 }
 

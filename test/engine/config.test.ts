@@ -825,6 +825,71 @@ describe('modelSpecFromConfig', () => {
   });
 });
 
+// Abridged from published FP8 checkpoints' config.json (Qwen/Qwen3-30B-A3B-FP8; DeepSeek-V3 and
+// zai-org/GLM-4.5-Air-FP8 write the same block), and from other quantization methods'.
+const FP8_BLOCK = { activation_scheme: 'dynamic', fmt: 'e4m3', quant_method: 'fp8', weight_block_size: [128, 128] };
+
+describe('quantization_config', () => {
+  it('block-quantized FP8 is read into the spec; no quantization_config (or null) is none', () => {
+    expect(modelSpecFromConfig({ ...QWEN3_30B_A3B, quantization_config: FP8_BLOCK }).quantization).toEqual({
+      method: 'fp8',
+      blockSize: [128, 128],
+    });
+    expect(modelSpecFromConfig(QWEN3_30B_A3B).quantization).toBeNull();
+    expect(modelSpecFromConfig({ ...LLAMA_3_1_8B, quantization_config: null }).quantization).toBeNull();
+    // fmt absent reads as e4m3 (transformers' FineGrainedFP8Config writes none); modules left
+    // in bf16 need nothing: the reader goes by each tensor's dtype
+    const { fmt: _fmt, ...noFmt } = FP8_BLOCK;
+    expect(
+      modelSpecFromConfig({
+        ...LLAMA_3_1_8B,
+        quantization_config: { ...noFmt, weight_block_size: [64, 32], modules_to_not_convert: ['lm_head'] },
+      }).quantization,
+    ).toEqual({ method: 'fp8', blockSize: [64, 32] });
+    // Gemma 3 with its vision tower keeps quantization_config in the outer config
+    const gemma3 = { model_type: 'gemma3', text_config: { ...GEMMA_3_1B_IT, model_type: undefined }, quantization_config: FP8_BLOCK };
+    expect(modelSpecFromConfig(gemma3).quantization).toEqual({ method: 'fp8', blockSize: [128, 128] });
+  });
+
+  it('other methods, per-tensor FP8 and e5m2 are unsupported_architecture naming the key and what is supported', () => {
+    const cases: [unknown, string][] = [
+      [{ bits: 4, group_size: 128, desc_act: false, quant_method: 'gptq', sym: true }, 'quantization_config.quant_method "gptq"'],
+      [{ quant_method: 'awq', bits: 4, group_size: 128, version: 'gemm', zero_point: true }, 'quantization_config.quant_method "awq"'],
+      [{ quant_method: 'bitsandbytes', load_in_4bit: true, bnb_4bit_quant_type: 'nf4' }, 'quantization_config.quant_method "bitsandbytes"'],
+      [{ quant_method: 'compressed-tensors', format: 'float-quantized' }, 'quantization_config.quant_method "compressed-tensors"'],
+      [{ bits: 4 }, 'quantization_config.quant_method null'],
+      [
+        { quant_method: 'fp8', activation_scheme: 'static' },
+        'quantization_config.weight_block_size is absent: FP8 with a scale per tensor',
+      ],
+      [{ ...FP8_BLOCK, fmt: 'e5m2' }, 'quantization_config.fmt "e5m2"'],
+    ];
+    for (const [quantization_config, key] of cases) {
+      const e = errorOf(() => modelSpecFromConfig({ ...LLAMA_3_1_8B, quantization_config }));
+      expect(isAutoGlmError(e, 'unsupported_architecture'), key).toBe(true);
+      expect((e as Error).message).toContain(`config.json ${key}`);
+      expect((e as Error).message).toContain('supported: quant_method "fp8" with fmt "e4m3" and weight_block_size');
+    }
+  });
+
+  it('a malformed quantization_config or weight_block_size is model_load_failed naming it', () => {
+    const cases: [unknown, string][] = [
+      ['fp8', 'config.json quantization_config must be an object or null (got "fp8")'],
+      [
+        { ...FP8_BLOCK, weight_block_size: [128] },
+        'config.json quantization_config.weight_block_size must be [rows, columns] of positive integers (got [128])',
+      ],
+      [{ ...FP8_BLOCK, weight_block_size: [128, 0] }, 'weight_block_size must be [rows, columns] of positive integers (got [128,0])'],
+      [{ ...FP8_BLOCK, weight_block_size: '128x128' }, 'weight_block_size must be [rows, columns] of positive integers (got "128x128")'],
+    ];
+    for (const [quantization_config, message] of cases) {
+      const e = errorOf(() => modelSpecFromConfig({ ...LLAMA_3_1_8B, quantization_config }));
+      expect(isAutoGlmError(e, 'model_load_failed'), message).toBe(true);
+      expect((e as Error).message).toContain(message);
+    }
+  });
+});
+
 describe('generation config', () => {
   it('demo-stories: EOS and default sampling', async () => {
     const g = await loadGenerationConfig(join(root, 'models/demo-stories'), { eosTokenIds: [257], bosTokenId: 256, vocabSize: 258 });

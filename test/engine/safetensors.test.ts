@@ -264,7 +264,7 @@ describe('corrupted model folders give clear errors naming file and tensor', asy
     rewriteHeader(b.file, (h) => (h[Q]!.dtype = 'I32'));
     const e = await loadError(b.dir);
     expect(e.message).toContain(b.file);
-    expect(e.message).toContain(`tensor "${Q}": dtype I32 is not supported (F32, F16, BF16)`);
+    expect(e.message).toContain(`tensor "${Q}": dtype I32 is not supported (F32, F16, BF16, and F8_E4M3 with block scales)`);
   });
 
   it('a folder or a FIFO where model.safetensors should be is refused by name', async () => {

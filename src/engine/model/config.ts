@@ -17,6 +17,7 @@ import {
   type RopeSpec,
   type WeightLayout,
 } from './model-spec.js';
+import { quantizationFromConfig } from './quantization-config.js';
 import { openModelWeights } from './sharded.js';
 import { weightLayout, type DecoderNames } from './weight-names.js';
 
@@ -77,7 +78,9 @@ function gemma3TextConfig(config: ModelConfigJson): ModelConfigJson {
     );
   }
   const outer: ModelConfigJson = {};
-  for (const key of ['eos_token_id', 'bos_token_id', 'torch_dtype', 'dtype']) if (config[key] != null) outer[key] = config[key];
+  // an FP8 checkpoint's quantization_config sits in the outer config
+  for (const key of ['eos_token_id', 'bos_token_id', 'torch_dtype', 'dtype', 'quantization_config'])
+    if (config[key] != null) outer[key] = config[key];
   return { ...(text as ModelConfigJson), ...outer, model_type: 'gemma3_text' };
 }
 
@@ -119,6 +122,8 @@ export function modelSpecFromConfig(config: ModelConfigJson): ModelSpec {
   const traits = ARCHITECTURES[architecture];
   const d = traits.defaults;
   const c = new ConfigReader(config);
+  // first: a checkpoint the reader cannot turn into floats is refused whatever else it says
+  const quantization = quantizationFromConfig(config);
 
   const shape = d.shape;
   const vocabSize = c.int('vocab_size', shape?.vocabSize);
@@ -198,6 +203,7 @@ export function modelSpecFromConfig(config: ModelConfigJson): ModelSpec {
     bosTokenId: c.optionalInt('bos_token_id'),
     eosTokenIds,
     torchDtype,
+    quantization,
   };
   return { ...spec, weights: weightLayout({ ...spec, normNames: traits.normNames }) };
 }

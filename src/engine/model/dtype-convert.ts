@@ -2,6 +2,7 @@
  * Raw little-endian safetensors bytes -> the two forms the engine uploads: f32 values or
  * f16 bit patterns. bf16 and f16 values are exact in f32; f32 -> f16 rounds to nearest
  * even (values beyond f16's range become +-Infinity, tiny ones become subnormal or zero).
+ * F8_E4M3 bytes decode here too, unscaled: their block scales are applied in block-fp8.ts.
  */
 
 export type SafetensorsDtype = 'F32' | 'F16' | 'BF16';
@@ -61,6 +62,40 @@ function f32BitsToF16Bits(x: number): number {
   const rest = mant & 0x1fff;
   if (rest > 0x1000 || (rest === 0x1000 && h & 1)) h++; // may carry to Inf: correct
   return sign | h;
+}
+
+/**
+ * Every e4m3fn byte's value (OCP FP8 E4M3, torch.float8_e4m3fn): 1 sign bit, 4 exponent
+ * bits of bias 7, 3 mantissa bits; exponent 0 is subnormal (m * 2^-9); no infinities, and
+ * only S.1111.111 (0x7f, 0xff) is NaN, so the largest value is 1.75 * 2^8 = 448.
+ */
+let e4m3Table: Float32Array | null = null;
+
+export function f8E4m3Table(): Float32Array {
+  if (e4m3Table) return e4m3Table;
+  const table = new Float32Array(256);
+  for (let b = 0; b < 256; b++) {
+    const sign = b & 0x80 ? -1 : 1;
+    const exp = (b >> 3) & 0xf;
+    const mant = b & 0x7;
+    if ((b & 0x7f) === 0x7f) table[b] = NaN;
+    else if (exp === 0) table[b] = sign * mant * 2 ** -9;
+    else table[b] = sign * (1 + mant / 8) * 2 ** (exp - 7);
+  }
+  e4m3Table = table;
+  return table;
+}
+
+/** e4m3fn byte -> value. */
+export function f8E4m3BitsToNumber(bits: number): number {
+  return f8E4m3Table()[bits & 0xff]!;
+}
+
+/** How many e4m3fn bytes are NaN (the format's only non-finite patterns). */
+export function countNaNF8E4m3(bytes: Uint8Array): number {
+  let n = 0;
+  for (let i = 0; i < bytes.length; i++) if ((bytes[i]! & 0x7f) === 0x7f) n++;
+  return n;
 }
 
 /** Raw tensor bytes (length a multiple of the dtype size, 4-byte aligned start) -> f32 values. */

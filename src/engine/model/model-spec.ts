@@ -81,6 +81,19 @@ export interface MoeSpec {
   sharedGate: boolean;
 }
 
+/**
+ * Block-quantized FP8 weights (quantization_config quant_method "fp8" with
+ * weight_block_size, as DeepSeek-V3, Qwen3-*-FP8 and GLM-4.5-FP8 publish): a projection
+ * weight X.weight is F8_E4M3 [N, K] beside X.weight_scale_inv [ceil(N/bn), ceil(K/bk)],
+ * and its value is fp8 * scale_inv of its block. Dequantized when read (block-fp8.ts),
+ * so everything downstream sees float weights.
+ */
+export interface Fp8BlockQuantization {
+  method: 'fp8';
+  /** [bn, bk]: rows and columns of the weight per scale. */
+  blockSize: [number, number];
+}
+
 /** One tensor the checkpoint must hold: its safetensors name and row-major shape. */
 export interface TensorRef {
   name: string;
@@ -209,6 +222,8 @@ export interface ModelSpec {
   eosTokenIds: number[];
   /** config.json's torch_dtype, for information. */
   torchDtype: string | null;
+  /** How the checkpoint's weights are quantized (config.json quantization_config); null = plain floats. */
+  quantization: Fp8BlockQuantization | null;
   weights: WeightLayout;
 }
 

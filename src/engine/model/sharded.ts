@@ -1,15 +1,26 @@
 /**
  * A model folder's weights, single-file (model.safetensors) or sharded
  * (model.safetensors.index.json + shards), behind one streaming interface: the uploader
- * asks for one tensor at a time, converted to f32 values or f16 bits.
+ * asks for one tensor at a time, converted to f32 values or f16 bits (block-quantized FP8
+ * weights dequantized on the way, block-fp8.ts).
  */
 import { readdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { AutoGlmError } from '../../errors.js';
 import {
+  blockFp8NonFinite,
+  checkBlockFp8,
+  dequantizeBlockFp8,
+  FP8_DTYPE,
+  scaleRowsFor,
+  scaleTensorName,
+  type KnownQuantization,
+} from './block-fp8.js';
+import {
   countNonFiniteF16,
   countNonFiniteF32,
   countNonFiniteRaw,
+  float32ToF16Bits,
   toFloat16Bits,
   toFloat32,
   type SafetensorsDtype,
@@ -25,9 +36,15 @@ export const INDEX_FILE = 'model.safetensors.index.json';
 export const SINGLE_FILE = 'model.safetensors';
 
 export interface OpenModelWeightsOptions {
-  /** When given, every tensor the spec needs is checked (presence, shape, dtype) before returning. */
+  /**
+   * When given, every tensor the spec needs is checked (presence, shape, dtype) before
+   * returning, and F8_E4M3 weights are read with its quantization's block size.
+   */
   spec?: ModelSpec;
 }
+
+/** The dtypes read() takes, for its refusals. */
+const READABLE = `F32, F16, BF16, and ${FP8_DTYPE} with block scales`;
 
 export interface ModelWeights {
   readonly dir: string;
@@ -37,7 +54,7 @@ export interface ModelWeights {
   has(name: string): boolean;
   /** Throws invalid_safetensors naming the tensor when absent. */
   info(name: string): TensorInfo;
-  /** The tensor (or a range of its rows) as f32 values. */
+  /** The tensor (or a range of its rows) as f32 values (an F8_E4M3 one dequantized with its block scales). */
   read(name: string, as: 'f32', rows?: RowRange): Promise<Float32Array>;
   /** The tensor (or a range of its rows) as f16 bit patterns, rounded to nearest even. */
   read(name: string, as: 'f16', rows?: RowRange): Promise<Uint16Array>;
@@ -50,7 +67,8 @@ export interface ModelWeights {
 export async function openModelWeights(dir: string, options: OpenModelWeightsOptions = {}): Promise<ModelWeights> {
   const indexPath = join(dir, INDEX_FILE);
   // anything at the index's path (a broken link included) makes the folder sharded, and its fault is reported
-  const weights = (await fileProblem(indexPath))?.missing ? await openSingle(dir) : await openSharded(dir, indexPath);
+  const quant: KnownQuantization = options.spec ? options.spec.quantization : 'unknown';
+  const weights = (await fileProblem(indexPath))?.missing ? await openSingle(dir, quant) : await openSharded(dir, indexPath, quant);
   if (options.spec) {
     try {
       weights.validate(options.spec);
@@ -65,10 +83,10 @@ export async function openModelWeights(dir: string, options: OpenModelWeightsOpt
 /** One safetensors file (a LoRA adapter's adapter_model.safetensors) behind the same reader as a model's weights. */
 export async function openWeightsFile(path: string): Promise<ModelWeights> {
   const file = await SafetensorsFile.open(path);
-  return new ModelWeightsReader(dirname(path), [file], new Map([...file.tensors.keys()].map((n) => [n, file])));
+  return new ModelWeightsReader(dirname(path), [file], new Map([...file.tensors.keys()].map((n) => [n, file])), null);
 }
 
-async function openSingle(dir: string): Promise<ModelWeightsReader> {
+async function openSingle(dir: string, quant: KnownQuantization): Promise<ModelWeightsReader> {
   const path = join(dir, SINGLE_FILE);
   if ((await fileProblem(path))?.missing) {
     let listing = '';
@@ -83,10 +101,10 @@ async function openSingle(dir: string): Promise<ModelWeightsReader> {
     );
   }
   const file = await SafetensorsFile.open(path);
-  return new ModelWeightsReader(dir, [file], new Map([...file.tensors.keys()].map((n) => [n, file])));
+  return new ModelWeightsReader(dir, [file], new Map([...file.tensors.keys()].map((n) => [n, file])), quant);
 }
 
-async function openSharded(dir: string, indexPath: string): Promise<ModelWeightsReader> {
+async function openSharded(dir: string, indexPath: string, quant: KnownQuantization): Promise<ModelWeightsReader> {
   const index = await readJsonFile(indexPath);
   const map = index['weight_map'];
   if (map === null || typeof map !== 'object' || Array.isArray(map)) {
@@ -127,7 +145,7 @@ async function openSharded(dir: string, indexPath: string): Promise<ModelWeights
     await Promise.all(files.map((f) => f.close()));
     throw e;
   }
-  return new ModelWeightsReader(dir, files, owner);
+  return new ModelWeightsReader(dir, files, owner, quant);
 }
 
 class ModelWeightsReader implements ModelWeights {
@@ -138,6 +156,8 @@ class ModelWeightsReader implements ModelWeights {
     readonly dir: string,
     private readonly shardFiles: SafetensorsFile[],
     private readonly owner: Map<string, SafetensorsFile>,
+    /** The block size F8_E4M3 weights are read with. */
+    private readonly quantization: KnownQuantization,
   ) {
     this.tensorNames = [...owner.keys()];
     this.files = shardFiles.map((f) => f.path);
@@ -157,12 +177,34 @@ class ModelWeightsReader implements ModelWeights {
   read(name: string, as: 'f16', rows?: RowRange): Promise<Uint16Array>;
   async read(name: string, as: 'f32' | 'f16', rows?: RowRange): Promise<Float32Array | Uint16Array> {
     const t = this.info(name);
-    if (!isSupportedDtype(t.dtype)) throw invalidSafetensors(t.file, `dtype ${t.dtype} is not supported (F32, F16, BF16)`, name);
+    if (t.dtype === FP8_DTYPE) return this.readBlockFp8(t, as, rows);
+    if (!isSupportedDtype(t.dtype)) throw invalidSafetensors(t.file, `dtype ${t.dtype} is not supported (${READABLE})`, name);
     const bytes = await this.readRaw(name, rows);
     const values = as === 'f32' ? toFloat32(bytes, t.dtype) : toFloat16Bits(bytes, t.dtype);
     const nonFinite = values instanceof Float32Array ? countNonFiniteF32(values) : countNonFiniteF16(values);
-    if (nonFinite > 0) throw nonFiniteWeights(t, name, bytes, nonFinite);
+    if (nonFinite > 0) {
+      const inFile = countNonFiniteRaw(bytes, t.dtype);
+      throw inFile > 0 ? nonFiniteInFile(t, inFile) : beyondF16Range(t, t.dtype, nonFinite);
+    }
     return values;
+  }
+
+  /** An F8_E4M3 weight's rows times their block scales, in f32 (rounded to f16 after, for 'f16'). */
+  private async readBlockFp8(t: TensorInfo, as: 'f32' | 'f16', rows?: RowRange): Promise<Float32Array | Uint16Array> {
+    const scaleName = scaleTensorName(t.name);
+    const blockSize = checkBlockFp8(t, this.has(scaleName) ? this.info(scaleName) : undefined, this.quantization);
+    const range = rows ?? { rowStart: 0, rowCount: t.shape[0]! };
+    const fp8 = await this.readRaw(t.name, rows);
+    const scaleInfo = this.info(scaleName);
+    const scales = toFloat32(await this.readRaw(scaleName, scaleRowsFor(range, blockSize[0])), scaleInfo.dtype as SafetensorsDtype);
+    const values = dequantizeBlockFp8(fp8, scales, { ...range, cols: t.shape[1]!, blockSize });
+    const nonFinite = countNonFiniteF32(values);
+    if (nonFinite > 0) throw blockFp8NonFinite(t, fp8, scales, nonFinite);
+    if (as === 'f32') return values;
+    const bits = float32ToF16Bits(values);
+    const beyond = countNonFiniteF16(bits);
+    if (beyond > 0) throw beyondF16Range(t, `dequantized ${FP8_DTYPE}`, beyond);
+    return bits;
   }
 
   readRaw(name: string, rows?: RowRange): Promise<Uint8Array> {
@@ -182,7 +224,12 @@ class ModelWeightsReader implements ModelWeights {
         );
       }
       const t = this.info(ref.name);
-      if (!isSupportedDtype(t.dtype)) throw invalidSafetensors(t.file, `dtype ${t.dtype} is not supported (F32, F16, BF16)`, ref.name);
+      if (t.dtype === FP8_DTYPE) {
+        const scaleName = scaleTensorName(ref.name);
+        checkBlockFp8(t, this.has(scaleName) ? this.info(scaleName) : undefined, spec.quantization);
+      } else if (!isSupportedDtype(t.dtype)) {
+        throw invalidSafetensors(t.file, `dtype ${t.dtype} is not supported (${READABLE})`, ref.name);
+      }
       if (t.shape.length !== ref.shape.length || t.shape.some((d, i) => d !== ref.shape[i])) {
         throw invalidSafetensors(
           t.file,
@@ -204,21 +251,24 @@ class ModelWeightsReader implements ModelWeights {
 
 /**
  * Why a weight read back non-finite values: the checkpoint itself holds NaN or Infinity (a
- * corrupted or badly exported file: every output would be NaN), or finite values beyond
- * f16's range (65504) overflowed where bf16 or f32 weights are converted to f16, which
- * f32 weights avoid. Checked on every read: the load fails instead of serving garbage.
+ * corrupted or badly exported file: every output would be NaN; block-fp8.ts tells the FP8
+ * cases apart), or finite values beyond f16's range (65504) overflowed where bf16, f32 or
+ * dequantized FP8 weights are converted to f16, which f32 weights avoid. Checked on every
+ * read: the load fails instead of serving garbage.
  */
-function nonFiniteWeights(t: TensorInfo, name: string, raw: Uint8Array, count: number): AutoGlmError {
-  const inFile = countNonFiniteRaw(raw, t.dtype as SafetensorsDtype);
-  if (inFile > 0)
-    return invalidSafetensors(
-      t.file,
-      `${inFile} of its ${t.dtype} values are NaN or infinite (a corrupted or badly exported checkpoint)`,
-      name,
-    );
+function nonFiniteInFile(t: TensorInfo, inFile: number): AutoGlmError {
+  return invalidSafetensors(
+    t.file,
+    `${inFile} of its ${t.dtype} values are NaN or infinite (a corrupted or badly exported checkpoint)`,
+    t.name,
+  );
+}
+
+/** `what`: the values' kind for the message (the dtype, or "dequantized F8_E4M3"). */
+function beyondF16Range(t: TensorInfo, what: string, count: number): AutoGlmError {
   return new AutoGlmError(
     'model_load_failed',
-    `${t.file}: tensor "${name}": ${count} ${t.dtype} values lie beyond f16's range (|v| > 65504) and would become infinite; ` +
+    `${t.file}: tensor "${t.name}": ${count} ${what} values lie beyond f16's range (|v| > 65504) and would become infinite; ` +
       'serve this model with f32 weights and activations instead (autoglm serve --force-f32, or the forceF32 engine option)',
   );
 }
