@@ -23,6 +23,12 @@ import { loadReferenceModel } from '../reference/forward.js';
 /** Every supported model_type (gemma3, Gemma 3 with its vision tower, at the end). */
 const ARCHITECTURES = SUPPORTED_ARCHITECTURES;
 const PROMPT_TOKENS = 64;
+/**
+ * Each test loads a model with its own kernel variants: on a cold shader cache (a fresh CI
+ * machine) the first tests compile dozens of pipelines on two busy cores, measured near the
+ * default 120 s once; warm they take 1-3 s.
+ */
+const COLD_COMPILE_TIMEOUT_MS = 300_000;
 
 /**
  * Engine precision variants: f32 weights end to end, and the f16 path from a bf16 checkpoint;
@@ -58,81 +64,90 @@ function flatten(rows: Float64Array[]): Float64Array {
 for (const arch of ARCHITECTURES) {
   describe(arch, () => {
     for (const variant of VARIANTS) {
-      it(`${variant.name}: logits at every position, KV-cache decode, greedy 32 tokens match the float64 reference`, async () => {
-        const dir = join(root, `${arch}-${variant.dtype}-${variant.kernelProfile}`);
-        // mistral with a sliding window shorter than the prompt, so the window is exercised
-        const generated = await generateTestModel(dir, {
-          architecture: arch,
-          dtype: variant.dtype,
-          seed: 7,
-          ...(arch === 'mistral' ? { slidingWindow: 24 } : {}),
-          // one layer of experts and one dense MLP (mlp_only_layers), so that both paths run
-          ...(arch === 'qwen3_moe' || arch === 'qwen2_moe' ? { mlpOnlyLayers: [1] } : {}),
-          // GLM-4.5's router with what its published configs leave at 1: 8 experts in 2
-          // groups of which 1 is chosen; q/k norms (GLM-4.5's use_qk_norm); layer 0 dense
-          ...(arch === 'glm4_moe' ? { experts: 8, expertGroups: 2, topkGroup: 1, useQkNorm: true } : {}),
-        });
-        const reference = await loadReferenceModel(dir);
-        const rng = new Rng(arch.length * 101 + variant.dtype.length);
-        const prompt = Array.from({ length: PROMPT_TOKENS }, () => 1 + rng.int(generated.spec.vocabSize - 1));
+      it(
+        `${variant.name}: logits at every position, KV-cache decode, greedy 32 tokens match the float64 reference`,
+        async () => {
+          const dir = join(root, `${arch}-${variant.dtype}-${variant.kernelProfile}`);
+          // mistral with a sliding window shorter than the prompt, so the window is exercised
+          const generated = await generateTestModel(dir, {
+            architecture: arch,
+            dtype: variant.dtype,
+            seed: 7,
+            ...(arch === 'mistral' ? { slidingWindow: 24 } : {}),
+            // one layer of experts and one dense MLP (mlp_only_layers), so that both paths run
+            ...(arch === 'qwen3_moe' || arch === 'qwen2_moe' ? { mlpOnlyLayers: [1] } : {}),
+            // GLM-4.5's router with what its published configs leave at 1: 8 experts in 2
+            // groups of which 1 is chosen; q/k norms (GLM-4.5's use_qk_norm); layer 0 dense
+            ...(arch === 'glm4_moe' ? { experts: 8, expertGroups: 2, topkGroup: 1, useQkNorm: true } : {}),
+          });
+          const reference = await loadReferenceModel(dir);
+          const rng = new Rng(arch.length * 101 + variant.dtype.length);
+          const prompt = Array.from({ length: PROMPT_TOKENS }, () => 1 + rng.int(generated.spec.vocabSize - 1));
 
-        // logits of every prompt position, then one decode step through the cache
-        const rt = await KernelRuntime.create({ forceF32: variant.forceF32, kernelProfile: variant.kernelProfile });
-        if (variant.kernelProfile === 'gpu') expect(rt.ctx.kernelProfile).toBe('gpu');
-        const folder = await loadModelFolder(dir);
-        try {
-          const model = await uploadModel(rt, folder, { weightDType: rt.preferredDType });
-          const blockSize = 16;
-          // norms folded into the matmuls (the default; post-norms added into the residual stream) and as dispatches of their own
-          for (const foldNorms of [true, false]) {
-            const runner = new ModelRunner(rt, model, {
-              numBlocks: 8,
-              blockSize,
-              maxRows: 128,
-              maxSampleRows: 128,
-              countSlots: 1,
-              kvDType: rt.preferredDType,
-              foldNorms,
-            });
-            const blockTable = [5, 2, 7, 0, 3]; // scattered on purpose
-            const refCache = reference.newCache();
-            const refLogits = reference.forward(prompt, refCache);
-            const gpuLogits = await runner.logits([{ tokenIds: prompt, startPosition: 0, blockTable }]);
-            expect(relativeError(gpuLogits, flatten(refLogits))).toBeLessThanOrEqual(variant.tolerance);
-            // per position as well, so that an error at one position cannot hide in the norm
-            const V = generated.spec.vocabSize;
-            for (let p = 0; p < PROMPT_TOKENS; p += 9) {
-              expect(relativeError(gpuLogits.subarray(p * V, (p + 1) * V), refLogits[p]!)).toBeLessThanOrEqual(variant.tolerance * 2);
+          // logits of every prompt position, then one decode step through the cache
+          const rt = await KernelRuntime.create({ forceF32: variant.forceF32, kernelProfile: variant.kernelProfile });
+          if (variant.kernelProfile === 'gpu') expect(rt.ctx.kernelProfile).toBe('gpu');
+          const folder = await loadModelFolder(dir);
+          try {
+            const model = await uploadModel(rt, folder, { weightDType: rt.preferredDType });
+            const blockSize = 16;
+            // norms folded into the matmuls (the default; post-norms added into the residual stream) and as dispatches of their own
+            for (const foldNorms of [true, false]) {
+              const runner = new ModelRunner(rt, model, {
+                numBlocks: 8,
+                blockSize,
+                maxRows: 128,
+                maxSampleRows: 128,
+                countSlots: 1,
+                kvDType: rt.preferredDType,
+                foldNorms,
+              });
+              const blockTable = [5, 2, 7, 0, 3]; // scattered on purpose
+              const refCache = reference.newCache();
+              const refLogits = reference.forward(prompt, refCache);
+              const gpuLogits = await runner.logits([{ tokenIds: prompt, startPosition: 0, blockTable }]);
+              expect(relativeError(gpuLogits, flatten(refLogits))).toBeLessThanOrEqual(variant.tolerance);
+              // per position as well, so that an error at one position cannot hide in the norm
+              const V = generated.spec.vocabSize;
+              for (let p = 0; p < PROMPT_TOKENS; p += 9) {
+                expect(relativeError(gpuLogits.subarray(p * V, (p + 1) * V), refLogits[p]!)).toBeLessThanOrEqual(variant.tolerance * 2);
+              }
+
+              const next = 3 + rng.int(V - 3);
+              const decode = await runner.logits([{ tokenIds: [next], startPosition: PROMPT_TOKENS, blockTable }]);
+              const recomputed = await runner.logits([{ tokenIds: [...prompt, next], startPosition: 0, blockTable }]);
+              const refNext = reference.forward([next], refCache)[0]!;
+              expect(relativeError(decode, refNext)).toBeLessThanOrEqual(variant.tolerance);
+              expect(relativeError(decode, recomputed.subarray(PROMPT_TOKENS * V))).toBeLessThanOrEqual(variant.tolerance);
+              runner.destroy();
             }
-
-            const next = 3 + rng.int(V - 3);
-            const decode = await runner.logits([{ tokenIds: [next], startPosition: PROMPT_TOKENS, blockTable }]);
-            const recomputed = await runner.logits([{ tokenIds: [...prompt, next], startPosition: 0, blockTable }]);
-            const refNext = reference.forward([next], refCache)[0]!;
-            expect(relativeError(decode, refNext)).toBeLessThanOrEqual(variant.tolerance);
-            expect(relativeError(decode, recomputed.subarray(PROMPT_TOKENS * V))).toBeLessThanOrEqual(variant.tolerance);
-            runner.destroy();
+          } finally {
+            await folder.weights.close();
+            rt.destroy();
           }
-        } finally {
-          await folder.weights.close();
-          rt.destroy();
-        }
 
-        // greedy generation through the whole engine
-        const engine = await Engine.load(dir, {
-          forceF32: variant.forceF32,
-          kernelProfile: variant.kernelProfile,
-          responseCacheEntries: 0,
-        });
-        try {
-          const want = reference.greedy(prompt.slice(0, 16), { maxTokens: 32 });
-          const got = await engine.complete({ prompt: prompt.slice(0, 16), maxTokens: 32, ignoreEos: true, sampling: { temperature: 0 } });
-          expect(got.tokenIds).toEqual(want.tokens);
-          expect(got.finishReason).toBe('length');
-        } finally {
-          await engine.close();
-        }
-      });
+          // greedy generation through the whole engine
+          const engine = await Engine.load(dir, {
+            forceF32: variant.forceF32,
+            kernelProfile: variant.kernelProfile,
+            responseCacheEntries: 0,
+          });
+          try {
+            const want = reference.greedy(prompt.slice(0, 16), { maxTokens: 32 });
+            const got = await engine.complete({
+              prompt: prompt.slice(0, 16),
+              maxTokens: 32,
+              ignoreEos: true,
+              sampling: { temperature: 0 },
+            });
+            expect(got.tokenIds).toEqual(want.tokens);
+            expect(got.finishReason).toBe('length');
+          } finally {
+            await engine.close();
+          }
+        },
+        COLD_COMPILE_TIMEOUT_MS,
+      );
     }
   });
 }
