@@ -21,11 +21,11 @@ import { loadModelSpec } from '../../src/engine/model/config.js';
 import { listWeights } from '../../src/engine/model/model-spec.js';
 import { SafetensorsFile } from '../../src/engine/model/safetensors.js';
 import { openModelWeights } from '../../src/engine/model/sharded.js';
-import { ModelRunner } from '../../src/engine/runner/model-runner.js';
 import { uploadModel, type UploadOptions } from '../../src/engine/runner/upload-model.js';
 import type { EngineOptions } from '../../src/engine/types.js';
 import { KernelRuntime } from '../../src/kernels/runtime.js';
 import { generateTestModel, type GenerateTestModelOptions } from '../../src/testing/generate-model.js';
+import { prefillAndDecodeLogits } from '../helpers/prefill-decode.js';
 import { writeSafetensors } from '../../src/testing/safetensors-writer.js';
 import { relativeError } from '../helpers/gpu.js';
 import { loadReferenceModel } from '../reference/forward.js';
@@ -69,22 +69,7 @@ async function gpuLogits(dir: string, runtime: { forceF32: boolean }, upload: Up
   const folder = await loadModelFolder(dir);
   try {
     const model = await uploadModel(rt, folder, upload);
-    const runner = new ModelRunner(rt, model, {
-      numBlocks: 4,
-      blockSize: 16,
-      maxRows: 64,
-      maxSampleRows: 64,
-      countSlots: 1,
-      kvDType: rt.preferredDType,
-      foldNorms: true,
-    });
-    try {
-      const blockTable = [2, 0, 3, 1];
-      const prefill = await runner.logits([{ tokenIds: prompt, startPosition: 0, blockTable }]);
-      return [prefill, await runner.logits([{ tokenIds: [7], startPosition: prompt.length, blockTable }])];
-    } finally {
-      runner.destroy();
-    }
+    return await prefillAndDecodeLogits(rt, model, prompt, { next: 7, blockTable: [2, 0, 3, 1] });
   } finally {
     await folder.weights.close();
     rt.destroy();

@@ -17,6 +17,7 @@ import type { WeightDTypeOption } from '../../src/engine/types.js';
 import { isAutoGlmError } from '../../src/errors.js';
 import { KernelRuntime } from '../../src/kernels/runtime.js';
 import { generateTestModel } from '../../src/testing/generate-model.js';
+import { prefillAndDecodeLogits } from '../helpers/prefill-decode.js';
 import { relativeError } from '../helpers/gpu.js';
 import { CAT, CAT_PROMPT, DEMO, LILY, LILY_PROMPT } from '../helpers/demo-stories.js';
 
@@ -132,23 +133,8 @@ describe('int8 weights: every matmul of the architectures quantized (loader and 
         const logits = async (options: Parameters<typeof uploadModel>[2]): Promise<Float32Array[]> => {
           const model = await uploadModel(rt, folder, options);
           bytes[options.weightDType] = model.weightBytes;
-          const runner = new ModelRunner(rt, model, {
-            numBlocks: 4,
-            blockSize: 16,
-            maxRows: 64,
-            maxSampleRows: 64,
-            countSlots: 1,
-            kvDType: rt.preferredDType,
-            foldNorms: true,
-          });
-          try {
-            // the prompt (GEMM), then one decode step (GEMV)
-            const blockTable = [0, 1, 2, 3];
-            const prefill = await runner.logits([{ tokenIds: prompt, startPosition: 0, blockTable }]);
-            return [prefill, await runner.logits([{ tokenIds: [5], startPosition: prompt.length, blockTable }])];
-          } finally {
-            runner.destroy();
-          }
+          // the prompt (GEMM), then one decode step (GEMV)
+          return prefillAndDecodeLogits(rt, model, prompt, { next: 5, blockTable: [0, 1, 2, 3] });
         };
         const f32 = await logits({ weightDType: 'f32' });
         const int8 = await logits({ weightDType: 'int8' });
