@@ -16,6 +16,7 @@ import { openModelWeights, type ModelWeights } from '../../src/engine/model/shar
 import { isAutoGlmError } from '../../src/errors.js';
 import { generateTestModel } from '../../src/testing/generate-model.js';
 import { writeSafetensors, type TensorWriteDtype } from '../../src/testing/safetensors-writer.js';
+import { rewriteHeader } from '../helpers/safetensors-header.js';
 
 const dirs: string[] = [];
 afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
@@ -83,21 +84,6 @@ async function failureOf(run: () => Promise<unknown>): Promise<Error & { code: s
   );
   expect(isAutoGlmError(e), String(e)).toBe(true);
   return e as Error & { code: string };
-}
-
-/** Rewrites a safetensors file's header (the data section is kept as it is). */
-function rewriteHeader(path: string, edit: (h: Record<string, { dtype: string; shape: number[]; data_offsets: number[] }>) => void): void {
-  const buf = readFileSync(path);
-  const len = Number(buf.readBigUInt64LE(0));
-  const header = JSON.parse(buf.subarray(8, 8 + len).toString('utf8')) as Record<
-    string,
-    { dtype: string; shape: number[]; data_offsets: number[] }
-  >;
-  edit(header);
-  const json = Buffer.from(JSON.stringify(header));
-  const prefix = Buffer.alloc(8);
-  prefix.writeBigUInt64LE(BigInt(json.length));
-  writeFileSync(path, Buffer.concat([prefix, json, buf.subarray(8 + len)]));
 }
 
 describe('the reader dequantizes F8_E4M3 weights with their block scales', async () => {

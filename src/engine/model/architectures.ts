@@ -152,16 +152,8 @@ const QWEN3: Omit<ArchitectureTraits, 'defaults'> & { defaults: Omit<Architectur
   ...LLAMA_LIKE,
   qkNorm: true,
   slidingWindow: 'when_use_sliding_window',
-  defaults: {
-    partialRotaryFactor: 1,
-    attentionBias: false,
-    rmsNormEps: 1e-6,
-    ropeTheta: 10000,
-    contextLength: 32768,
-    tieWordEmbeddings: false,
-    activation: 'silu',
-    maxWindowLayers: 28,
-  },
+  // Qwen3Config's defaults are Qwen2Config's but for attention_bias
+  defaults: { ...QWEN2.defaults, attentionBias: false },
 };
 
 /**
