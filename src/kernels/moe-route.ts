@@ -69,6 +69,9 @@ export interface MoeRouteOptions {
   scale?: number;
 }
 
+/** How a model's router scores and picks its experts: everything but the step's tensors and sizes. */
+export type MoeRouting = Pick<MoeRouteOptions, 'normalize' | 'scoring' | 'choiceBias' | 'groups' | 'topkGroup' | 'scale'>;
+
 /**
  * Records the routing of `rows` tokens. Experts with equal logits (sigmoid: equal choice
  * values) are chosen lower index first, and groups with equal scores lower group first, so

@@ -214,11 +214,8 @@ export function recordForward(
 const MOE_GROUPED_MIN_PAIRS_PER_EXPERT = 2;
 
 /**
- * A mixture-of-experts MLP (Qwen3-MoE): the router's logits, each row's topK experts and
- * their softmax weights, each (row, expert) pair's gate/up and activation, and the
- * experts' down projections summed with the routing weights into `out` (added to it with
- * `accumulate`: the residual stream). Steps with few pairs per expert run one matmul per
- * pair; others group the pairs by expert first (MOE_GROUPED_MIN_PAIRS_PER_EXPERT).
+ * A mixture-of-experts MLP into `out` (added to it with `accumulate`: the residual stream):
+ * the routed experts, then the shared expert where the model has one (Qwen2-MoE, GLM-4.5).
  */
 function mixtureOfExperts(
   rt: KernelRuntime,
@@ -247,7 +244,13 @@ function mixtureOfExperts(
   if (gated) sigmoidGatedAdd(rt, rec, { x: o.x, gate: shared.gate!, y: gated, out: o.out, rows, K: shared.gateUp.K, N: shared.down.N });
 }
 
-/** The routed experts of a mixture: written into `out` (added to it with `accumulate`). */
+/**
+ * The routed experts of a mixture: the router's logits, each row's topK experts and their
+ * routing weights (moe-route.ts), each (row, expert) pair's gate/up and activation, and the
+ * experts' down projections summed with the routing weights into `out` (added to it with
+ * `accumulate`). Steps with few pairs per expert run one matmul per pair; others group the
+ * pairs by expert first (MOE_GROUPED_MIN_PAIRS_PER_EXPERT).
+ */
 function routedExperts(
   rt: KernelRuntime,
   rec: Recorder,
@@ -267,20 +270,7 @@ function routedExperts(
   const act = rowsOf(b.act, pairs, moe.inner);
   const accumulate = o.accumulate === true;
   matmul(rt, rec, { x: o.x, weight: moe.router, out: logits, M: rows });
-  moeRoute(rt, rec, {
-    logits,
-    ids,
-    weights,
-    rows,
-    experts,
-    topK,
-    normalize: moe.normalizeTopK,
-    scoring: moe.scoring,
-    ...(moe.choiceBias ? { choiceBias: moe.choiceBias } : {}),
-    groups: moe.groups,
-    topkGroup: moe.topkGroup,
-    scale: moe.routedScale,
-  });
+  moeRoute(rt, rec, { logits, ids, weights, rows, experts, topK, ...moe.routing });
   // each pair's down projection must fit one binding (a 2048-row prefill of a 2048-wide model
   // on lavapipe's 128 MiB would not): such a step keeps one matmul per pair
   const grouped = pairs >= MOE_GROUPED_MIN_PAIRS_PER_EXPERT * experts && pairs * N * 4 <= rt.maxBindingBytes;

@@ -4,6 +4,7 @@
  */
 import type { MatmulWeight } from '../../kernels/matmul.js';
 import type { MoeExpertWeight } from '../../kernels/moe-matmul.js';
+import type { MoeRouting } from '../../kernels/moe-route.js';
 import type { EmbeddingTable } from '../../kernels/embedding.js';
 import type { GpuTensor } from '../../kernels/tensor.js';
 import type { GpuLoras } from '../lora/lora-weights.js';
@@ -46,14 +47,8 @@ export interface GpuMoe {
   topK: number;
   /** Each expert's MLP width. */
   inner: number;
-  normalizeTopK: boolean;
-  /** The router (model-spec.ts MoeSpec): softmax (Qwen) or sigmoid scores (GLM-4.5). */
-  scoring: 'softmax' | 'sigmoid';
-  /** GLM-4.5: f32 [experts], added to the scores for the choice only. */
-  choiceBias?: GpuTensor;
-  groups: number;
-  topkGroup: number;
-  routedScale: number;
+  /** How the router picks and weights each token's experts (model-spec.ts MoeSpec): Qwen's softmax, GLM-4.5's sigmoid with its choice bias (f32 [experts]). */
+  routing: MoeRouting;
   /** The shared expert every token runs (Qwen2-MoE, GLM-4.5). */
   shared?: GpuSharedExpert;
 }

@@ -163,12 +163,14 @@ export async function uploadModel(rt: KernelRuntime, folder: LoadedModelFolder, 
       experts: moe.numExperts,
       topK: moe.topK,
       inner,
-      normalizeTopK: moe.normalizeTopK,
-      scoring: moe.scoring,
-      ...(l.routerBias ? { choiceBias: await vector(l.routerBias) } : {}),
-      groups: moe.groups,
-      topkGroup: moe.topkGroup,
-      routedScale: moe.routedScale,
+      routing: {
+        normalize: moe.normalizeTopK,
+        scoring: moe.scoring,
+        ...(l.routerBias ? { choiceBias: await vector(l.routerBias) } : {}),
+        groups: moe.groups,
+        topkGroup: moe.topkGroup,
+        scale: moe.routedScale,
+      },
       ...(l.sharedGateProj
         ? {
             // every token reads it whole, like a dense MLP
