@@ -190,6 +190,20 @@ fn limit_groups(lane: u32, keys: ptr<function, array<u32, PER_LANE>>) {
 }
 #endif
 
+// The choice keys of the row's experts this invocation owns (lane, lane + WG, ...; NO_KEY
+// past the last expert), group-limited under SIGMOID with groups > 1: where both variants start.
+fn load_choice_keys(row_base: u32, lane: u32, keys: ptr<function, array<u32, PER_LANE>>) {
+  for (var j = 0u; j < PER_LANE; j++) {
+    let e = lane + j * WG;
+    (*keys)[j] = select(NO_KEY, choice_key(row_base, min(e, p.experts - 1u)), e < p.experts);
+  }
+#if SIGMOID
+  if (p.groups > 1u) {
+    limit_groups(lane, keys);
+  }
+#endif
+}
+
 #if SUBGROUP
 // output slots per lane: lane s writes picks s, s + WG, s + 2 WG, ...
 const SLOTS: u32 = (MAX_TOP_K + WG - 1u) / WG;
@@ -208,20 +222,14 @@ fn main(
   let row_base = row * p.experts;
 
   var keys: array<u32, PER_LANE>;
-  // the softmax's max (SIGMOID leaves it unused)
+  load_choice_keys(row_base, lane, &keys);
+
+#if !SIGMOID
+  // softmax denominator over all experts, relative to the max (round 0's pick)
   var lane_max = NO_KEY;
   for (var j = 0u; j < PER_LANE; j++) {
-    let e = lane + j * WG;
-    keys[j] = select(NO_KEY, choice_key(row_base, min(e, p.experts - 1u)), e < p.experts);
     lane_max = max(lane_max, keys[j]);
   }
-
-#if SIGMOID
-  if (p.groups > 1u) {
-    limit_groups(lane, &keys);
-  }
-#else
-  // softmax denominator over all experts, relative to the max (round 0's pick)
   let max_logit = key_value(subgroupMax(lane_max));
   var sum = 0.0;
   for (var j = 0u; j < PER_LANE; j++) {
@@ -296,16 +304,7 @@ fn main(
   let row_base = row * p.experts;
 
   var keys: array<u32, PER_LANE>;
-  for (var j = 0u; j < PER_LANE; j++) {
-    let e = lane + j * WG;
-    keys[j] = select(NO_KEY, choice_key(row_base, min(e, p.experts - 1u)), e < p.experts);
-  }
-
-#if SIGMOID
-  if (p.groups > 1u) {
-    limit_groups(lane, &keys);
-  }
-#endif
+  load_choice_keys(row_base, lane, &keys);
 
   // top_k rounds of a workgroup argmax over the pairs ranked after the previous pick
   var chosen_keys: array<u32, MAX_TOP_K>;
