@@ -19,6 +19,7 @@ import {
 import {
   countNonFiniteF16,
   countNonFiniteF32,
+  countNaNF8E4m3,
   countNonFiniteRaw,
   float32ToF16Bits,
   toFloat16Bits,
@@ -191,20 +192,28 @@ class ModelWeightsReader implements ModelWeights {
 
   /** An F8_E4M3 weight's rows times their block scales, in f32 (rounded to f16 after, for 'f16'). */
   private async readBlockFp8(t: TensorInfo, as: 'f32' | 'f16', rows?: RowRange): Promise<Float32Array | Uint16Array> {
-    const scaleName = scaleTensorName(t.name);
-    const blockSize = checkBlockFp8(t, this.has(scaleName) ? this.info(scaleName) : undefined, this.quantization);
+    const scale = this.scalesOf(t);
+    const blockSize = checkBlockFp8(t, scale, this.quantization);
     const range = rows ?? { rowStart: 0, rowCount: t.shape[0]! };
     const fp8 = await this.readRaw(t.name, rows);
-    const scaleInfo = this.info(scaleName);
-    const scales = toFloat32(await this.readRaw(scaleName, scaleRowsFor(range, blockSize[0])), scaleInfo.dtype as SafetensorsDtype);
+    const scales = toFloat32(await this.readRaw(scale!.name, scaleRowsFor(range, blockSize[0])), scale!.dtype as SafetensorsDtype);
     const values = dequantizeBlockFp8(fp8, scales, { ...range, cols: t.shape[1]!, blockSize });
     const nonFinite = countNonFiniteF32(values);
-    if (nonFinite > 0) throw blockFp8NonFinite(t, fp8, scales, nonFinite);
+    if (nonFinite > 0) {
+      const nanBytes = countNaNF8E4m3(fp8);
+      throw nanBytes > 0 ? nonFiniteInFile(t, nanBytes) : blockFp8NonFinite(t, scales, nonFinite);
+    }
     if (as === 'f32') return values;
     const bits = float32ToF16Bits(values);
     const beyond = countNonFiniteF16(bits);
     if (beyond > 0) throw beyondF16Range(t, `dequantized ${FP8_DTYPE}`, beyond);
     return bits;
+  }
+
+  /** An F8_E4M3 weight's block scales (block-fp8.ts), when the checkpoint has them. */
+  private scalesOf(weight: TensorInfo): TensorInfo | undefined {
+    const name = scaleTensorName(weight.name);
+    return this.has(name) ? this.info(name) : undefined;
   }
 
   readRaw(name: string, rows?: RowRange): Promise<Uint8Array> {
@@ -224,10 +233,8 @@ class ModelWeightsReader implements ModelWeights {
         );
       }
       const t = this.info(ref.name);
-      if (t.dtype === FP8_DTYPE) {
-        const scaleName = scaleTensorName(ref.name);
-        checkBlockFp8(t, this.has(scaleName) ? this.info(scaleName) : undefined, spec.quantization);
-      } else if (!isSupportedDtype(t.dtype)) {
+      if (t.dtype === FP8_DTYPE) checkBlockFp8(t, this.scalesOf(t), spec.quantization);
+      else if (!isSupportedDtype(t.dtype)) {
         throw invalidSafetensors(t.file, `dtype ${t.dtype} is not supported (${READABLE})`, ref.name);
       }
       if (t.shape.length !== ref.shape.length || t.shape.some((d, i) => d !== ref.shape[i])) {
