@@ -9,7 +9,7 @@
  */
 import { loraSlotBytes } from '../engine/lora/lora-weights.js';
 import { INT8_GROUP_SIZE } from '../kernels/int8-quant.js';
-import { parameterCount, type ModelSpec, type TensorRef } from '../engine/model/index.js';
+import { layerProjections, parameterCount, type ModelSpec, type TensorRef } from '../engine/model/index.js';
 
 export type WeightDtype = 'f16' | 'f32' | 'int8';
 
@@ -20,12 +20,10 @@ export const DTYPE_BYTES: Record<WeightDtype, number> = { f16: 2, f32: 4, int8: 
 function matmulWeights(spec: ModelSpec): TensorRef[] {
   const out: TensorRef[] = [];
   for (const l of spec.weights.layers) {
-    // a mixture's shared expert is a dense MLP, quantized as one; Qwen2-MoE's one-row shared
-    // expert gate stays a float vector, as GLM-4.5's choice bias
-    const shared = [l.sharedGateProj, l.sharedUpProj, l.sharedDownProj];
-    for (const ref of [l.qProj, l.kProj, l.vProj, l.oProj, l.gateProj, l.upProj, l.gateUpProj, l.downProj, l.router, ...shared])
-      if (ref) out.push(ref);
-    for (const experts of [l.expertGate, l.expertUp, l.expertDown]) if (experts) out.push(...experts);
+    // the router is a matmul too; Qwen2-MoE's one-row shared expert gate stays a float
+    // vector, as GLM-4.5's choice bias
+    out.push(...layerProjections(l));
+    if (l.router) out.push(l.router);
   }
   out.push(spec.weights.lmHead ?? spec.weights.embed);
   return out;

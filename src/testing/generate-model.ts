@@ -14,6 +14,7 @@ import { dirname, join } from 'node:path';
 import { scaleTensorName } from '../engine/model/block-fp8.js';
 import { modelSpecFromConfig } from '../engine/model/config.js';
 import {
+  layerProjections,
   listWeights,
   parameterCount,
   type Architecture,
@@ -462,24 +463,6 @@ function fp8BlockSize(option: GenerateTestModelOptions['fp8']): [number, number]
   return option === true ? [128, 128] : option.blockSize;
 }
 
-/** The layer weights an FP8 export quantizes: the projections, not routers, norms or biases. */
-const FP8_LAYER_WEIGHTS: readonly (keyof LayerWeights)[] = [
-  'qProj',
-  'kProj',
-  'vProj',
-  'oProj',
-  'gateProj',
-  'upProj',
-  'gateUpProj',
-  'downProj',
-  'expertGate',
-  'expertUp',
-  'expertDown',
-  'sharedGateProj',
-  'sharedUpProj',
-  'sharedDownProj',
-];
-
 interface WeightFileOptions {
   dtype: WriteDtype;
   seed: number;
@@ -496,11 +479,8 @@ function weightTensors(spec: ModelSpec, o: WeightFileOptions): { all: TensorToWr
   const plain = [...listWeights(spec.weights), ...o.extra];
   const block = o.fp8Block;
   if (!block) return { all: plain, values: (t) => tensorValues(t, spec, o.seed) };
-  const quantized = new Set(
-    spec.weights.layers.flatMap((l) =>
-      FP8_LAYER_WEIGHTS.flatMap((k) => (l[k] === undefined ? [] : [l[k] as TensorRef | TensorRef[]].flat())),
-    ),
-  );
+  // an FP8 export quantizes the projections, not routers, norms or biases
+  const quantized = new Set(spec.weights.layers.flatMap(layerProjections));
   const weightOf = new Map<string, TensorRef>();
   const all: TensorToWrite[] = [];
   for (const t of plain) {

@@ -269,6 +269,19 @@ export function listWeights(layout: WeightLayout): TensorRef[] {
   return out;
 }
 
+/**
+ * A layer's projection weights: q, k, v, o, the dense MLP's, every expert's and the shared
+ * expert's; not its router, norms or biases, nor Qwen2-MoE's one-row shared expert gate.
+ * What quantized exports store quantized (FP8) and what --weight-dtype int8 quantizes (with
+ * the router beside them).
+ */
+export function layerProjections(l: LayerWeights): TensorRef[] {
+  const single = [l.qProj, l.kProj, l.vProj, l.oProj, l.gateProj, l.upProj, l.gateUpProj, l.downProj];
+  const shared = [l.sharedGateProj, l.sharedUpProj, l.sharedDownProj];
+  const experts = [l.expertGate, l.expertUp, l.expertDown].flatMap((e) => e ?? []);
+  return [...single, ...shared].filter((r): r is TensorRef => r !== undefined).concat(experts);
+}
+
 /** Parameter count from the layout (tied embeddings counted once). */
 export function parameterCount(spec: ModelSpec): number {
   return listWeights(spec.weights).reduce((n, t) => n + t.shape.reduce((a, b) => a * b, 1), 0);
