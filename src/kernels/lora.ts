@@ -12,7 +12,7 @@ import { grid1d } from './grid.js';
 import { params } from './params.js';
 import type { Recorder } from './recorder.js';
 import type { KernelRuntime } from './runtime.js';
-import { bindSlice } from './slice-binding.js';
+import { assertBindingsApart, bindSlice, type BoundTensor } from './slice-binding.js';
 import { hasSubgroupsOf } from './subgroups.js';
 import type { GpuTensor } from './tensor.js';
 
@@ -93,6 +93,12 @@ export function loraShrink(rt: KernelRuntime, rec: Recorder, o: LoraShrinkOption
   const s = bindSlice(rt, op, 'rowSlots', o.rowSlots, rows);
   const t = bindSlice(rt, op, 't', o.t, rows * R);
   const w = normX ? bindSlice(rt, op, 'normX.weight', normX.weight, K) : undefined;
+  const read: [string, BoundTensor][] = [
+    ['x', x],
+    ['a', a],
+    ['rowSlots', s],
+  ];
+  assertBindingsApart(op, ['t', t], w ? [...read, ['normX.weight', w]] : read);
   const vec4 = K % 4 === 0 && x.offset % 4 === 0 && a.offset % 4 === 0 && (w === undefined || w.offset % 4 === 0);
   const unit = vec4 ? 4 : 1;
   const subgroup = !o.workgroupReduction && rt.ctx.kernelProfile === 'cpu' && hasSubgroupsOf(rt, SHRINK_SUBGROUP_LANES);
@@ -155,6 +161,15 @@ export function loraExpand(rt: KernelRuntime, rec: Recorder, o: LoraExpandOption
   const b = bindSlice(rt, op, 'b', o.b, slots * N * rank);
   const s = bindSlice(rt, op, 'rowSlots', o.rowSlots, rows);
   const out = bindSlice(rt, op, 'out', o.out, rows * N);
+  assertBindingsApart(
+    op,
+    ['out', out],
+    [
+      ['t', t],
+      ['b', b],
+      ['rowSlots', s],
+    ],
+  );
   const vec4 = rank % 4 === 0 && t.offset % 4 === 0 && b.offset % 4 === 0;
   const cols4 = N % 4 === 0 && out.offset % 4 === 0 && segmentStarts.every((start) => start % 4 === 0);
   const unit = vec4 ? 4 : 1;

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { LORA_NO_ADAPTER, loraExpand, loraShrink } from '../../src/kernels/lora.js';
 import type { KernelRuntime } from '../../src/kernels/runtime.js';
-import type { GpuTensor } from '../../src/kernels/tensor.js';
+import { sliceTensor, type GpuTensor } from '../../src/kernels/tensor.js';
 import { Rng } from '../helpers/random.js';
 import { poisoned, relativeError, TOLERANCE, useRuntime } from '../helpers/gpu.js';
 import { loraExpandRef, loraShrinkRef } from '../reference/lora.js';
@@ -176,6 +176,11 @@ describe('loraShrink', () => {
     expect(() => loraShrink(rt, rec, { ...base, rowSlots: rt.tensor('f32', 2) })).toThrow(TypeError);
     expect(() => loraShrink(rt, rec, { ...base, x: rt.tensor('f16', 16) })).toThrow(TypeError);
     expect(() => loraShrink(rt, rec, { ...base, t: { ...base.x, length: 8 } })).toThrow(/overlap/);
+    // apart, 4 KiB away, but in one buffer: WebGPU refuses it written and read in one dispatch
+    const wide = rt.tensor('f32', 2048);
+    expect(() => loraShrink(rt, rec, { ...base, x: sliceTensor(wide, 0, 16), t: sliceTensor(wide, 1024, 8) })).toThrow(
+      /t and x share a buffer/,
+    );
     const norm = (weight: GpuTensor, eps = 1e-6) => ({ weight, eps, onePlus: false });
     expect(() => loraShrink(rt, rec, { ...base, normX: norm(rt.tensor('f32', 7)) })).toThrow(/normX.weight has 7/);
     expect(() => loraShrink(rt, rec, { ...base, normX: norm(rt.tensor('u32', 8)) })).toThrow(TypeError);
@@ -284,6 +289,10 @@ describe('loraExpand', () => {
     expect(() => loraExpand(rt, rec, { ...base, rowSlots: rt.tensor('i32', 2) })).toThrow(TypeError);
     expect(() => loraExpand(rt, rec, { ...base, b: rt.tensor('f16', 192) })).toThrow(TypeError);
     expect(() => loraExpand(rt, rec, { ...base, out: { ...base.t, byteOffset: 128, length: 32 } })).toThrow(/overlap/);
+    const wide = rt.tensor('f32', 2048);
+    expect(() => loraExpand(rt, rec, { ...base, t: sliceTensor(wide, 0, 24), out: sliceTensor(wide, 1024, 32) })).toThrow(
+      /out and t share a buffer/,
+    );
     expect(rec.dispatchCount).toBe(0);
   });
 });
